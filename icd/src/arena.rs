@@ -1,0 +1,86 @@
+//! A per-thread bump arena for the translated copies of a call's structs.
+//!
+//! A thunk opens a [`Scope`]; everything it allocates lives until the outermost scope of the
+//! thread closes. Chunks are kept, so steady-state calls allocate nothing from the heap.
+
+use std::cell::{Cell, UnsafeCell};
+
+const CHUNK_WORDS: usize = 8 * 1024;
+
+pub struct Arena {
+    chunks: UnsafeCell<Vec<Box<[u64]>>>,
+    chunk: Cell<usize>,
+    used: Cell<usize>,
+    depth: Cell<u32>,
+}
+
+thread_local! {
+    static ARENA: Arena = const {
+        Arena {
+            chunks: UnsafeCell::new(Vec::new()),
+            chunk: Cell::new(0),
+            used: Cell::new(0),
+            depth: Cell::new(0),
+        }
+    };
+}
+
+/// An open allocation scope on this thread's arena.
+pub struct Scope {
+    arena: *const Arena,
+}
+
+impl Arena {
+    /// Opens a scope on the calling thread's arena.
+    pub fn scope() -> Scope {
+        let arena = ARENA.with(|a| {
+            a.depth.set(a.depth.get() + 1);
+            a as *const Arena
+        });
+        Scope { arena }
+    }
+
+    /// Returns uninitialised, 8-byte aligned room for `n` values of `T`.
+    pub fn alloc<T>(&self, n: usize) -> *mut T {
+        debug_assert!(std::mem::align_of::<T>() <= 8);
+        let words = (n * std::mem::size_of::<T>()).div_ceil(8).max(1);
+        // SAFETY: the arena is only reached through a `Scope` of this thread; no reference into
+        // `chunks` outlives this function, and existing chunks are never moved or freed while a
+        // scope is open (only new boxes are pushed).
+        let chunks = unsafe { &mut *self.chunks.get() };
+        loop {
+            let c = self.chunk.get();
+            if c == chunks.len() {
+                chunks.push(vec![0u64; CHUNK_WORDS.max(words)].into_boxed_slice());
+            }
+            let chunk = &mut chunks[c];
+            let used = self.used.get();
+            if used + words <= chunk.len() {
+                self.used.set(used + words);
+                return chunk[used..].as_mut_ptr().cast();
+            }
+            self.chunk.set(c + 1);
+            self.used.set(0);
+        }
+    }
+}
+
+impl std::ops::Deref for Scope {
+    type Target = Arena;
+    fn deref(&self) -> &Arena {
+        // SAFETY: the pointer is to this thread's arena, which lives as long as the thread;
+        // `Scope` is neither Send nor Sync (raw pointer field), so it never leaves the thread.
+        unsafe { &*self.arena }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let d = self.depth.get() - 1;
+        self.depth.set(d);
+        if d == 0 {
+            self.chunk.set(0);
+            self.used.set(0);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Configuration: environment first, then `$XDG_CONFIG_HOME/vkfuse/config.json`.
+//! Bad values give one clear message and the default.
+
+use std::path::PathBuf;
+
+use vkfuse_scheduler::Strategy;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Residency {
+    /// Objects live on the executing member only.
+    Primary,
+    /// Every object is created, and every command recorded, on all members (debug switch).
+    All,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub icds: Option<Vec<PathBuf>>,
+    pub strategy: Strategy,
+    pub primary: usize,
+    pub residency: Residency,
+    pub mask: Option<u64>,
+}
+
+fn config_file() -> Option<serde_json::Value> {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let path = dir.join("vkfuse/config.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            crate::warn!("{}: not valid JSON ({e}); ignoring the config file", path.display());
+            None
+        }
+    }
+}
+
+fn setting(env: &[&str], file: &Option<serde_json::Value>, key: &str) -> Option<(String, String)> {
+    for name in env {
+        if let Ok(v) = std::env::var(name) {
+            if !v.is_empty() {
+                return Some((v, name.to_string()));
+            }
+        }
+    }
+    let v = file.as_ref()?.get(key)?;
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(":"),
+        other => other.to_string(),
+    };
+    Some((s, format!("config.json \"{key}\"")))
+}
+
+fn parse_mask(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    if s.contains(',') {
+        return s.split(',').try_fold(0u64, |m, i| {
+            i.trim().parse::<u32>().ok().filter(|i| *i < 64).map(|i| m | 1 << i)
+        });
+    }
+    s.parse().ok()
+}
+
+impl Config {
+    pub fn load() -> Config {
+        let file = config_file();
+        let icds = setting(&["VKFUSE_ICDS"], &file, "icds").map(|(v, _)| {
+            v.split(':')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| PathBuf::from(s.trim()))
+                .collect()
+        });
+        let strategy = match setting(&["VKFUSE_STRATEGY", "MVGAL_STRATEGY"], &file, "strategy") {
+            None => Strategy::Single,
+            Some((v, from)) => match Strategy::parse(&v) {
+                Some(s) => s,
+                None => {
+                    crate::warn!("{from}={v:?} is not a strategy (single, round_robin, afr, sfr, compute_split, hybrid); using single");
+                    Strategy::Single
+                }
+            },
+        };
+        if strategy != Strategy::Single {
+            crate::info!("strategy {strategy:?}: this version executes every batch on the primary member");
+        }
+        let primary = match setting(&["VKFUSE_PRIMARY", "VKFUSE_PRESENT_MEMBER"], &file, "primary") {
+            None => 0,
+            Some((v, from)) => v.trim().parse().unwrap_or_else(|_| {
+                crate::warn!("{from}={v:?} is not a member index; using 0");
+                0
+            }),
+        };
+        let residency = match setting(&["VKFUSE_RESIDENCY"], &file, "residency") {
+            None => Residency::Primary,
+            Some((v, from)) => match v.trim() {
+                "all" => Residency::All,
+                "primary" | "single" => Residency::Primary,
+                _ => {
+                    crate::warn!("{from}={v:?} is not `primary` or `all`; using primary");
+                    Residency::Primary
+                }
+            },
+        };
+        let mask = setting(&["VKFUSE_MASK", "MVGAL_GPU_MASK"], &file, "mask").and_then(|(v, from)| {
+            let m = parse_mask(&v);
+            if m.is_none() {
+                crate::warn!("{from}={v:?} is not a mask (a number, 0x.. or a list like 0,2); using all members");
+            }
+            m
+        });
+        Config { icds, strategy, primary, residency, mask }
+    }
+}

@@ -1,0 +1,350 @@
+//! Pure translation between the fused device's view and one member's: handles, queue family
+//! and memory type indices, and the struct copies generated code builds in the arena.
+
+use std::ffi::c_void;
+
+use ash::vk;
+use ash::vk::Handle;
+
+use crate::arena::Arena;
+use crate::generated::translate::ChainFix;
+use crate::object::{member_handle, ObjectBase};
+
+/// Fused index → member index, for one member.
+#[derive(Clone, Debug, Default)]
+pub struct MemberMaps {
+    pub queue_family: Vec<u32>,
+    pub memory_type: Vec<u32>,
+}
+
+/// Translation context: which member, where copies go, and the member's index maps.
+pub struct Cx<'a> {
+    pub m: usize,
+    arena: &'a Arena,
+    maps: &'a MemberMaps,
+}
+
+/// A dispatchable handle type that vkfuse wraps.
+pub trait Dispatchable: Handle + Copy {
+    const TYPE: vk::ObjectType;
+}
+impl Dispatchable for vk::Instance {
+    const TYPE: vk::ObjectType = vk::ObjectType::INSTANCE;
+}
+impl Dispatchable for vk::PhysicalDevice {
+    const TYPE: vk::ObjectType = vk::ObjectType::PHYSICAL_DEVICE;
+}
+impl Dispatchable for vk::Device {
+    const TYPE: vk::ObjectType = vk::ObjectType::DEVICE;
+}
+impl Dispatchable for vk::Queue {
+    const TYPE: vk::ObjectType = vk::ObjectType::QUEUE;
+}
+impl Dispatchable for vk::CommandBuffer {
+    const TYPE: vk::ObjectType = vk::ObjectType::COMMAND_BUFFER;
+}
+
+impl<'a> Cx<'a> {
+    pub fn new(m: usize, arena: &'a Arena, maps: &'a MemberMaps) -> Cx<'a> {
+        Cx { m, arena, maps }
+    }
+
+    /// A non-dispatchable vkfuse handle → this member's handle.
+    #[inline]
+    pub fn nd<H: Handle + Copy>(&self, h: H) -> H {
+        let raw = h.as_raw();
+        if raw == 0 {
+            return h;
+        }
+        // SAFETY: non-null non-dispatchable handles the application passes are vkfuse objects
+        // that start with `ObjectBase` (valid-usage: handles must be valid).
+        H::from_raw(unsafe { (*(raw as *const ObjectBase)).handles[self.m] })
+    }
+
+    #[inline]
+    pub fn disp<H: Dispatchable>(&self, h: H) -> H {
+        // SAFETY: dispatchable handles the application passes are live vkfuse objects.
+        H::from_raw(unsafe { member_handle(<H as Dispatchable>::TYPE, h.as_raw(), self.m) })
+    }
+
+    fn map_array<T: Copy>(&self, p: *const T, n: usize, f: impl Fn(T) -> T) -> *const T {
+        if p.is_null() || n == 0 {
+            return p;
+        }
+        let out = self.arena.alloc::<T>(n);
+        for i in 0..n {
+            // SAFETY: `p` has `n` elements (the count member that the registry names as its
+            // length); `out` has room for `n`.
+            unsafe { out.add(i).write(f(p.add(i).read())) };
+        }
+        out
+    }
+
+    pub fn nd_array<H: Handle + Copy>(&self, p: *const H, n: usize) -> *const H {
+        self.map_array(p, n, |h| self.nd(h))
+    }
+
+    pub fn disp_array<H: Dispatchable>(&self, p: *const H, n: usize) -> *const H {
+        self.map_array(p, n, |h| self.disp(h))
+    }
+
+    pub fn queue_family(&self, v: u32) -> u32 {
+        match v {
+            vk::QUEUE_FAMILY_IGNORED | vk::QUEUE_FAMILY_EXTERNAL | vk::QUEUE_FAMILY_FOREIGN_EXT => v,
+            _ => self.maps.queue_family.get(v as usize).copied().unwrap_or(v),
+        }
+    }
+
+    pub fn queue_family_array(&self, p: *const u32, n: usize) -> *const u32 {
+        self.map_array(p, n, |v| self.queue_family(v))
+    }
+
+    pub fn memory_type(&self, v: u32) -> u32 {
+        self.maps.memory_type.get(v as usize).copied().unwrap_or(v)
+    }
+
+    /// Copies one struct into the arena and rewrites the copy.
+    ///
+    /// # Safety
+    /// `p` is null or points to a valid `T` that `fix` may rewrite.
+    pub fn one<T>(&self, p: *const T, fix: unsafe fn(&Cx, *mut T)) -> *const T {
+        self.array(p, 1, fix)
+    }
+
+    /// Copies `n` structs into the arena and rewrites each copy.
+    pub fn array<T>(&self, p: *const T, n: usize, fix: unsafe fn(&Cx, *mut T)) -> *const T {
+        if p.is_null() || n == 0 {
+            return p;
+        }
+        let out = self.arena.alloc::<T>(n);
+        // SAFETY: `p` holds `n` valid structs (registry length); `out` has room for them; the
+        // fix function only rewrites members of the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, out, n);
+            for i in 0..n {
+                fix(self, out.add(i));
+            }
+        }
+        out
+    }
+
+    /// Copies a pNext chain, rewriting every node; nodes of unknown type are dropped with a
+    /// warning, since they could hold handles vkfuse cannot see.
+    ///
+    /// # Safety
+    /// `p` is null or a valid pNext chain.
+    pub unsafe fn chain(
+        &self,
+        p: *const c_void,
+        info: fn(vk::StructureType) -> Option<(usize, Option<ChainFix>)>,
+    ) -> *const c_void {
+        let mut p = p;
+        while !p.is_null() {
+            // SAFETY: every chain node starts with sType and pNext (VUID-...-pNext-pNext).
+            let base = unsafe { &*(p as *const vk::BaseInStructure) };
+            if let Some((size, fix)) = info(base.s_type) {
+                let out = self.arena.alloc::<u8>(size);
+                // SAFETY: the node is at least `size` bytes (its sType says which struct it is).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(p as *const u8, out, size);
+                    let next = self.chain(base.p_next.cast(), info);
+                    (*(out as *mut vk::BaseOutStructure)).p_next = next as *mut _;
+                    if let Some(f) = fix {
+                        f(self, out.cast());
+                    }
+                }
+                return out as *const c_void;
+            }
+            // The loader's own structs (layer plumbing) are not for drivers; anything else
+            // unknown could hold handles vkfuse cannot see, so it is left out with a warning.
+            if !matches!(
+                base.s_type,
+                vk::StructureType::LOADER_INSTANCE_CREATE_INFO | vk::StructureType::LOADER_DEVICE_CREATE_INFO
+            ) {
+                crate::warn!("dropping unknown struct {:?} from a pNext chain", base.s_type);
+            }
+            p = base.p_next.cast();
+        }
+        p
+    }
+}
+
+fn uses_image_info(t: vk::DescriptorType) -> bool {
+    matches!(
+        t,
+        vk::DescriptorType::SAMPLER
+            | vk::DescriptorType::COMBINED_IMAGE_SAMPLER
+            | vk::DescriptorType::SAMPLED_IMAGE
+            | vk::DescriptorType::STORAGE_IMAGE
+            | vk::DescriptorType::INPUT_ATTACHMENT
+    )
+}
+
+fn uses_buffer_info(t: vk::DescriptorType) -> bool {
+    matches!(
+        t,
+        vk::DescriptorType::UNIFORM_BUFFER
+            | vk::DescriptorType::STORAGE_BUFFER
+            | vk::DescriptorType::UNIFORM_BUFFER_DYNAMIC
+            | vk::DescriptorType::STORAGE_BUFFER_DYNAMIC
+    )
+}
+
+fn uses_texel_view(t: vk::DescriptorType) -> bool {
+    matches!(
+        t,
+        vk::DescriptorType::UNIFORM_TEXEL_BUFFER | vk::DescriptorType::STORAGE_TEXEL_BUFFER
+    )
+}
+
+/// Translates one image descriptor; members the descriptor type ignores become null, since
+/// the application may leave them as garbage (VkDescriptorImageInfo valid usage).
+pub fn image_info(cx: &Cx, t: vk::DescriptorType, i: &mut vk::DescriptorImageInfo) {
+    let sampler = matches!(t, vk::DescriptorType::SAMPLER | vk::DescriptorType::COMBINED_IMAGE_SAMPLER);
+    i.sampler = if sampler { cx.nd(i.sampler) } else { vk::Sampler::null() };
+    i.image_view = if t == vk::DescriptorType::SAMPLER {
+        vk::ImageView::null()
+    } else {
+        cx.nd(i.image_view)
+    };
+}
+
+/// `VkWriteDescriptorSet`: only the array that `descriptorType` selects is read.
+///
+/// # Safety
+/// `d` points to a writable copy of a valid `VkWriteDescriptorSet`.
+pub unsafe fn fix_write_descriptor_set(cx: &Cx, d: *mut vk::WriteDescriptorSet) {
+    // SAFETY: caller contract.
+    let d = unsafe { &mut *d };
+    // SAFETY: the chain of a valid struct.
+    d.p_next = unsafe { crate::generated::translate::chain(cx, d.p_next) };
+    d.dst_set = cx.nd(d.dst_set);
+    let n = d.descriptor_count as usize;
+    let t = d.descriptor_type;
+    if uses_image_info(t) {
+        if !d.p_image_info.is_null() && n > 0 {
+            let out = cx.arena.alloc::<vk::DescriptorImageInfo>(n);
+            for i in 0..n {
+                // SAFETY: pImageInfo has descriptorCount elements for image types.
+                let mut info = unsafe { d.p_image_info.add(i).read() };
+                image_info(cx, t, &mut info);
+                // SAFETY: `out` has room for n elements.
+                unsafe { out.add(i).write(info) };
+            }
+            d.p_image_info = out;
+        }
+    } else {
+        d.p_image_info = std::ptr::null();
+    }
+    if uses_buffer_info(t) {
+        d.p_buffer_info = cx.map_array(d.p_buffer_info, n, |mut b| {
+            b.buffer = cx.nd(b.buffer);
+            b
+        });
+    } else {
+        d.p_buffer_info = std::ptr::null();
+    }
+    if uses_texel_view(t) {
+        d.p_texel_buffer_view = cx.nd_array(d.p_texel_buffer_view, n);
+    } else {
+        d.p_texel_buffer_view = std::ptr::null();
+    }
+}
+
+/// `VkFramebufferCreateInfo`: imageless framebuffers carry no attachments to translate.
+///
+/// # Safety
+/// `d` points to a writable copy of a valid `VkFramebufferCreateInfo`.
+pub unsafe fn fix_framebuffer_create_info(cx: &Cx, d: *mut vk::FramebufferCreateInfo) {
+    // SAFETY: caller contract.
+    let d = unsafe { &mut *d };
+    // SAFETY: the chain of a valid struct.
+    d.p_next = unsafe { crate::generated::translate::chain(cx, d.p_next) };
+    d.render_pass = cx.nd(d.render_pass);
+    if d.flags.contains(vk::FramebufferCreateFlags::IMAGELESS) {
+        d.p_attachments = std::ptr::null();
+    } else {
+        d.p_attachments = cx.nd_array(d.p_attachments, d.attachment_count as usize);
+    }
+}
+
+/// `VkDescriptorSetLayoutBinding`: immutable samplers are read only for sampler types.
+///
+/// # Safety
+/// `d` points to a writable copy of a valid `VkDescriptorSetLayoutBinding`.
+pub unsafe fn fix_descriptor_set_layout_binding(cx: &Cx, d: *mut vk::DescriptorSetLayoutBinding) {
+    // SAFETY: caller contract.
+    let d = unsafe { &mut *d };
+    let sampler = matches!(
+        d.descriptor_type,
+        vk::DescriptorType::SAMPLER | vk::DescriptorType::COMBINED_IMAGE_SAMPLER
+    );
+    d.p_immutable_samplers = if sampler {
+        cx.nd_array(d.p_immutable_samplers, d.descriptor_count as usize)
+    } else {
+        std::ptr::null()
+    };
+}
+
+/// Rewrites the raw bytes of a descriptor update template's data for one member.
+///
+/// # Safety
+/// `data` is laid out as `entries` describe (VUID-vkUpdateDescriptorSetWithTemplate-pData-01685).
+pub unsafe fn template_data(
+    cx: &Cx,
+    entries: &[vk::DescriptorUpdateTemplateEntry],
+    data: *const c_void,
+) -> *const c_void {
+    if data.is_null() {
+        return data;
+    }
+    let mut size = 0usize;
+    for e in entries {
+        if e.descriptor_count == 0 {
+            continue;
+        }
+        let elem = if uses_image_info(e.descriptor_type) {
+            std::mem::size_of::<vk::DescriptorImageInfo>()
+        } else if uses_buffer_info(e.descriptor_type) {
+            std::mem::size_of::<vk::DescriptorBufferInfo>()
+        } else if uses_texel_view(e.descriptor_type) {
+            std::mem::size_of::<vk::BufferView>()
+        } else {
+            1
+        };
+        let count = if e.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
+            // For inline uniform blocks descriptorCount is a byte count.
+            e.offset + e.descriptor_count as usize
+        } else {
+            e.offset + (e.descriptor_count as usize - 1) * e.stride + elem
+        };
+        size = size.max(count);
+    }
+    let out = cx.arena.alloc::<u8>(size);
+    // SAFETY: the template's entries bound the data the application passes.
+    unsafe { std::ptr::copy_nonoverlapping(data as *const u8, out, size) };
+    for e in entries {
+        for i in 0..e.descriptor_count as usize {
+            // SAFETY: each element lies inside the copied range computed above; the copy is
+            // 8-byte aligned but elements may not be, hence unaligned access.
+            unsafe {
+                let p = out.add(e.offset + i * e.stride);
+                if uses_image_info(e.descriptor_type) {
+                    let p = p as *mut vk::DescriptorImageInfo;
+                    let mut v = p.read_unaligned();
+                    image_info(cx, e.descriptor_type, &mut v);
+                    p.write_unaligned(v);
+                } else if uses_buffer_info(e.descriptor_type) {
+                    let p = p as *mut vk::DescriptorBufferInfo;
+                    let mut v = p.read_unaligned();
+                    v.buffer = cx.nd(v.buffer);
+                    p.write_unaligned(v);
+                } else if uses_texel_view(e.descriptor_type) {
+                    let p = p as *mut vk::BufferView;
+                    p.write_unaligned(cx.nd(p.read_unaligned()));
+                }
+            }
+        }
+    }
+    out as *const c_void
+}

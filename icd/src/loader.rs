@@ -1,0 +1,138 @@
+//! The loader–ICD interface: the three exported functions and proc-address lookup.
+
+#![allow(non_snake_case)] // Reason: the exported names are fixed by the loader interface.
+
+use std::ffi::{c_char, CStr};
+
+use ash::vk;
+
+use crate::generated::entry::{self, Level, Req};
+use crate::object::{Device, Instance};
+
+/// Interface versions vkfuse implements (DESIGN.md: 5 to 7).
+const MIN_INTERFACE: u32 = 5;
+const MAX_INTERFACE: u32 = 7;
+
+/// # Safety
+/// `version` points to the loader's version (loader interface documentation).
+#[no_mangle]
+pub unsafe extern "system" fn vk_icdNegotiateLoaderICDInterfaceVersion(version: *mut u32) -> vk::Result {
+    crate::guard::result("vk_icdNegotiateLoaderICDInterfaceVersion", || {
+        if version.is_null() {
+            return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+        }
+        // SAFETY: valid pointer (loader contract).
+        let v = unsafe { &mut *version };
+        if *v < MIN_INTERFACE {
+            crate::warn!("the Vulkan loader offers interface version {}; vkfuse needs {MIN_INTERFACE} or later", *v);
+            return Err(vk::Result::ERROR_INCOMPATIBLE_DRIVER);
+        }
+        *v = (*v).min(MAX_INTERFACE);
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+fn satisfied(reqs: &[Req], version: u32, exts: &[String]) -> bool {
+    reqs.iter().any(|r| match r {
+        Req::Core(v) => *v <= version,
+        Req::Ext(e) => exts.iter().any(|x| x == e),
+    })
+}
+
+fn to_pfn(f: crate::generated::dispatch::VoidFn) -> vk::PFN_vkVoidFunction {
+    Some(f)
+}
+
+fn loader_export(name: &[u8]) -> vk::PFN_vkVoidFunction {
+    // SAFETY: casts between function pointer types; the loader calls each through its real type.
+    unsafe {
+        match name {
+            b"vk_icdNegotiateLoaderICDInterfaceVersion" => Some(std::mem::transmute::<unsafe extern "system" fn(*mut u32) -> vk::Result, unsafe extern "system" fn()>(vk_icdNegotiateLoaderICDInterfaceVersion)),
+            b"vk_icdGetInstanceProcAddr" => Some(std::mem::transmute::<unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction, unsafe extern "system" fn()>(vk_icdGetInstanceProcAddr)),
+            b"vk_icdGetPhysicalDeviceProcAddr" => Some(std::mem::transmute::<unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction, unsafe extern "system" fn()>(vk_icdGetPhysicalDeviceProcAddr)),
+            _ => None,
+        }
+    }
+}
+
+/// `vkGetInstanceProcAddr` (also reached as `vk_icdGetInstanceProcAddr`).
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `instance` is null or a live vkfuse instance.
+pub unsafe extern "system" fn get_instance_proc_addr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+    crate::guard::value("vkGetInstanceProcAddr", || {
+        if name.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: caller contract.
+        let name = unsafe { CStr::from_ptr(name) };
+        if let f @ Some(_) = loader_export(name.to_bytes()) {
+            return Ok(f);
+        }
+        let Some(e) = entry::lookup(name) else { return Ok(None) };
+        if e.level == Level::Global {
+            return Ok(to_pfn(e.pfn));
+        }
+        if instance == vk::Instance::null() {
+            return Ok(None);
+        }
+        // SAFETY: caller contract.
+        let inst = unsafe { Instance::resolve(instance)? };
+        let mut exts = inst.enabled_extensions.clone();
+        if let Some(p) = &inst.physical {
+            exts.extend(p.fused.extensions.iter().map(crate::instance::ext_name));
+        }
+        let version = inst.api_version.max(vk::API_VERSION_1_0);
+        let version = inst.physical.as_ref().map_or(version, |p| version.min(p.fused.properties.api_version).max(vk::API_VERSION_1_0));
+        Ok(if satisfied(e.reqs, version, &exts) { to_pfn(e.pfn) } else { None })
+    })
+}
+
+/// # Safety
+/// As for [`get_instance_proc_addr`].
+#[no_mangle]
+pub unsafe extern "system" fn vk_icdGetInstanceProcAddr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+    // SAFETY: forwarded contract.
+    unsafe { get_instance_proc_addr(instance, name) }
+}
+
+/// Physical-device-level commands the loader does not know itself.
+///
+/// # Safety
+/// As for [`get_instance_proc_addr`].
+#[no_mangle]
+pub unsafe extern "system" fn vk_icdGetPhysicalDeviceProcAddr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+    crate::guard::value("vk_icdGetPhysicalDeviceProcAddr", || {
+        if name.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: caller contract.
+        let e = entry::lookup(unsafe { CStr::from_ptr(name) });
+        Ok(match e {
+            Some(e) if e.level == Level::PhysicalDevice => {
+                // SAFETY: forwarded contract.
+                unsafe { get_instance_proc_addr(instance, name) }
+            }
+            _ => None,
+        })
+    })
+}
+
+/// `vkGetDeviceProcAddr`: device-level commands of the device's version and enabled extensions.
+///
+/// # Safety
+/// `device` is a live vkfuse device; `name` is NUL-terminated.
+pub unsafe extern "system" fn get_device_proc_addr(device: vk::Device, name: *const c_char) -> vk::PFN_vkVoidFunction {
+    crate::guard::value("vkGetDeviceProcAddr", || {
+        if name.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: caller contract.
+        let (dev, name) = unsafe { (Device::resolve(device)?, CStr::from_ptr(name)) };
+        let Some(e) = entry::lookup(name) else { return Ok(None) };
+        if e.level != Level::Device {
+            return Ok(None);
+        }
+        Ok(if satisfied(e.reqs, dev.api_version, &dev.enabled_extensions) { to_pfn(e.pfn) } else { None })
+    })
+}

@@ -1,0 +1,61 @@
+//! What `vkfuse info` shows: members found, why any were skipped, the fused device and which
+//! member limits what.
+
+use serde_json::{json, Value};
+
+use crate::instance::{build, ext_name};
+
+fn version(v: u32) -> String {
+    format!("{}.{}.{}", ash::vk::api_version_major(v), ash::vk::api_version_minor(v), ash::vk::api_version_patch(v))
+}
+
+/// Builds a fused instance with the current configuration and describes it.
+pub fn info_json() -> Value {
+    let d = crate::member::discovery();
+    let inst = build(None, &[]);
+    let mut members = Vec::new();
+    for m in &d.members {
+        let pm = inst.physical.as_ref().and_then(|p| p.member(m.index));
+        let created = inst.member(m.index).is_some();
+        members.push(json!({
+            "index": m.index,
+            "manifest": m.manifest.display().to_string(),
+            "library": m.library.display().to_string(),
+            "interface_version": m.interface_version,
+            "status": if pm.is_some() { "ok" } else { "skipped" },
+            "reason": if pm.is_some() { Value::Null } else if created { json!("no usable physical device") } else { json!("excluded by VKFUSE_MASK or instance creation failed") },
+            "device_name": pm.map(|p| p.name.clone()),
+            "api_version": pm.map(|p| version(p.properties.api_version)),
+            "extensions": pm.map(|p| p.extensions.len()),
+        }));
+    }
+    for s in &d.skipped {
+        members.push(json!({
+            "index": Value::Null,
+            "manifest": s.manifest.display().to_string(),
+            "status": "skipped",
+            "reason": s.reason,
+        }));
+    }
+    let fused = inst.physical.as_ref().map(|p| {
+        let f = &p.fused;
+        json!({
+            "device_name": crate::physical_device::device_name(p),
+            "api_version": version(f.properties.api_version),
+            "primary_member": p.members.first().map(|m| m.index),
+            "device_extensions": f.extensions.iter().map(ext_name).collect::<Vec<_>>(),
+            "queue_families": f.queue_families.iter().map(|q| json!({"flags": format!("{:?}", q.queue_flags), "count": q.queue_count})).collect::<Vec<_>>(),
+            "memory_types": f.memory.memory_types[..f.memory.memory_type_count as usize].iter().map(|t| format!("{:?} (heap {})", t.property_flags, t.heap_index)).collect::<Vec<_>>(),
+            "limited_by": f.limited.iter().map(|l| json!({"what": l.what, "member": l.member})).collect::<Vec<_>>(),
+        })
+    });
+    let cfg = crate::config::Config::load();
+    let out = json!({
+        "members": members,
+        "fused": fused,
+        "strategy": cfg.strategy.name(),
+        "residency": format!("{:?}", cfg.residency).to_lowercase(),
+    });
+    crate::instance::teardown(inst);
+    out
+}

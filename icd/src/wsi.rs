@@ -1,0 +1,202 @@
+//! Window-system integration. Surfaces are created on every member's instance (generated code);
+//! a swapchain lives on the presenting member only (the primary), and every other resident
+//! member gets stand-in images of the same format, extent and usage, so that command buffers
+//! recorded against swapchain images translate on every member.
+
+use ash::vk;
+use ash::vk::Handle as _;
+
+use crate::arena::Arena;
+use crate::generated::translate as tr;
+use crate::object::{Device, ObjectBase};
+use crate::MAX_MEMBERS;
+
+#[repr(C)]
+pub struct Swapchain {
+    pub base: ObjectBase,
+    pub info: ImageShape,
+    /// Wrapped images, made on the first vkGetSwapchainImagesKHR.
+    pub images: parking_lot::Mutex<Vec<u64>>,
+    /// Stand-in images and their memory on non-presenting members: (member, image, memory).
+    pub stand_ins: parking_lot::Mutex<Vec<(usize, vk::Image, vk::DeviceMemory)>>,
+}
+
+/// What a stand-in image must match of the swapchain's images.
+#[derive(Clone, Copy)]
+pub struct ImageShape {
+    pub format: vk::Format,
+    pub extent: vk::Extent2D,
+    pub layers: u32,
+    pub usage: vk::ImageUsageFlags,
+}
+
+fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
+    // SAFETY: the application passes a live device.
+    unsafe { Device::resolve(h) }
+}
+
+/// # Safety
+/// Arguments valid for `vkCreateSwapchainKHR`.
+pub unsafe extern "system" fn create_swapchain(
+    device: vk::Device,
+    ci: *const vk::SwapchainCreateInfoKHR,
+    alloc: *const vk::AllocationCallbacks,
+    out: *mut vk::SwapchainKHR,
+) -> vk::Result {
+    crate::guard::result("vkCreateSwapchainKHR", || {
+        let d = dev(device)?;
+        let md = d.primary();
+        let arena = Arena::scope();
+        let cx = md.cx(&arena);
+        let f = md.fns.create_swapchain_khr.ok_or_else(|| crate::guard::missing("vkCreateSwapchainKHR"))?;
+        let mut sc = vk::SwapchainKHR::null();
+        // SAFETY: create info translated (surface, old swapchain, queue families) for the member.
+        let r = unsafe { f(md.handle, cx.one(ci, tr::fix_swapchain_create_info_khr), alloc, &mut sc) };
+        if r.as_raw() < 0 {
+            return Err(r);
+        }
+        // SAFETY: valid create info (VUID-vkCreateSwapchainKHR-pCreateInfo-parameter).
+        let info = unsafe {
+            let c = &*ci;
+            ImageShape { format: c.image_format, extent: c.image_extent, layers: c.image_array_layers, usage: c.image_usage }
+        };
+        let mut base = ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::SWAPCHAIN_KHR };
+        base.handles[md.index] = sc.as_raw();
+        let s = Box::new(Swapchain {
+            base,
+            info,
+            images: parking_lot::Mutex::new(Vec::new()),
+            stand_ins: parking_lot::Mutex::new(Vec::new()),
+        });
+        // SAFETY: valid output pointer.
+        unsafe { *out = vk::SwapchainKHR::from_raw(Box::into_raw(s) as u64) };
+        Ok(r)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkDestroySwapchainKHR`.
+pub unsafe extern "system" fn destroy_swapchain(device: vk::Device, sc: vk::SwapchainKHR, alloc: *const vk::AllocationCallbacks) {
+    crate::guard::void("vkDestroySwapchainKHR", || {
+        if sc.is_null() {
+            return Ok(());
+        }
+        let d = dev(device)?;
+        // SAFETY: made by create_swapchain; no longer used.
+        let s = unsafe { Box::from_raw(sc.as_raw() as *mut Swapchain) };
+        for (m, image, memory) in s.stand_ins.lock().drain(..) {
+            if let Some(md) = d.members.iter().find(|md| md.index == m) {
+                // SAFETY: stand-ins we made on that member.
+                unsafe {
+                    if let Some(f) = md.fns.destroy_image {
+                        f(md.handle, image, std::ptr::null());
+                    }
+                    if let Some(f) = md.fns.free_memory {
+                        f(md.handle, memory, std::ptr::null());
+                    }
+                }
+            }
+        }
+        for img in s.images.lock().drain(..) {
+            // SAFETY: image wrappers made by get_swapchain_images.
+            unsafe { ObjectBase::free(img) };
+        }
+        let md = d.primary();
+        if let Some(f) = md.fns.destroy_swapchain_khr {
+            // SAFETY: the member swapchain is ours.
+            unsafe { f(md.handle, vk::SwapchainKHR::from_raw(s.base.handles[md.index]), alloc) };
+        }
+        Ok(())
+    })
+}
+
+fn stand_in(md: &crate::object::MemberDevice, info: &ImageShape) -> Result<(vk::Image, vk::DeviceMemory), vk::Result> {
+    let ici = vk::ImageCreateInfo {
+        image_type: vk::ImageType::TYPE_2D,
+        format: info.format,
+        extent: vk::Extent3D { width: info.extent.width, height: info.extent.height, depth: 1 },
+        mip_levels: 1,
+        array_layers: info.layers,
+        samples: vk::SampleCountFlags::TYPE_1,
+        tiling: vk::ImageTiling::OPTIMAL,
+        usage: info.usage,
+        sharing_mode: vk::SharingMode::EXCLUSIVE,
+        initial_layout: vk::ImageLayout::UNDEFINED,
+        ..Default::default()
+    };
+    let f = &md.fns;
+    let (Some(create), Some(reqs), Some(alloc), Some(bind)) =
+        (f.create_image, f.get_image_memory_requirements, f.allocate_memory, f.bind_image_memory)
+    else {
+        return Err(crate::guard::missing("image entry points"));
+    };
+    let mut image = vk::Image::null();
+    // SAFETY: plain create info; valid outputs.
+    unsafe {
+        let r = create(md.handle, &ici, std::ptr::null(), &mut image);
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        let mut mr = vk::MemoryRequirements::default();
+        reqs(md.handle, image, &mut mr);
+        let ai = vk::MemoryAllocateInfo {
+            allocation_size: mr.size,
+            memory_type_index: mr.memory_type_bits.trailing_zeros(),
+            ..Default::default()
+        };
+        let mut mem = vk::DeviceMemory::null();
+        let r = alloc(md.handle, &ai, std::ptr::null(), &mut mem);
+        if r != vk::Result::SUCCESS {
+            if let Some(d) = f.destroy_image {
+                d(md.handle, image, std::ptr::null());
+            }
+            return Err(r);
+        }
+        bind(md.handle, image, mem, 0);
+        Ok((image, mem))
+    }
+}
+
+/// # Safety
+/// Arguments valid for `vkGetSwapchainImagesKHR`.
+pub unsafe extern "system" fn get_swapchain_images(
+    device: vk::Device,
+    sc: vk::SwapchainKHR,
+    count: *mut u32,
+    out: *mut vk::Image,
+) -> vk::Result {
+    crate::guard::result("vkGetSwapchainImagesKHR", || {
+        let d = dev(device)?;
+        // SAFETY: a live vkfuse swapchain.
+        let s = unsafe { &*(sc.as_raw() as *const Swapchain) };
+        let mut images = s.images.lock();
+        if images.is_empty() {
+            let md = d.primary();
+            let f = md.fns.get_swapchain_images_khr.ok_or_else(|| crate::guard::missing("vkGetSwapchainImagesKHR"))?;
+            let msc = vk::SwapchainKHR::from_raw(s.base.handles[md.index]);
+            let mut n = 0;
+            // SAFETY: two-call idiom on the member's swapchain.
+            unsafe { f(md.handle, msc, &mut n, std::ptr::null_mut()) };
+            let mut real = vec![vk::Image::null(); n as usize];
+            // SAFETY: as above.
+            let r = unsafe { f(md.handle, msc, &mut n, real.as_mut_ptr()) };
+            if r.as_raw() < 0 {
+                return Err(r);
+            }
+            let mut stand_ins = s.stand_ins.lock();
+            for img in real.into_iter().take(n as usize) {
+                let mut base = ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::IMAGE };
+                base.handles[md.index] = img.as_raw();
+                for other in d.members.iter().skip(1) {
+                    let (image, memory) = stand_in(other, &s.info)?;
+                    base.handles[other.index] = image.as_raw();
+                    stand_ins.push((other.index, image, memory));
+                }
+                images.push(Box::new(base).into_raw());
+            }
+        }
+        let list: Vec<vk::Image> = images.iter().map(|h| vk::Image::from_raw(*h)).collect();
+        // SAFETY: forwarded contract.
+        Ok(unsafe { crate::instance::fill(&list, count, out) })
+    })
+}

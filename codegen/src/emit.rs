@@ -97,7 +97,10 @@ fn fn_name(cmd: &str) -> String {
 }
 
 fn vk_name(ty: &str) -> String {
-    format!("vk::{}", ty.trim_start_matches("Vk").replace("FlagBits", "Flags"))
+    format!(
+        "vk::{}",
+        ty.trim_start_matches("Vk").replace("FlagBits", "Flags")
+    )
 }
 
 impl<'a> Model<'a> {
@@ -135,7 +138,9 @@ impl<'a> Model<'a> {
             if e.provisional
                 || policy.denied.contains(&e.name)
                 || !VENDORS.contains(&vendor)
-                || e.platform.as_deref().is_some_and(|p| !PLATFORMS.contains(&p))
+                || e.platform
+                    .as_deref()
+                    .is_some_and(|p| !PLATFORMS.contains(&p))
             {
                 continue;
             }
@@ -209,11 +214,18 @@ impl<'a> Model<'a> {
         let mut extenders: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in self.structs() {
             for e in &s.extends {
-                extenders.entry(self.reg.resolve(e).to_string()).or_default().push(s.name.clone());
+                extenders
+                    .entry(self.reg.resolve(e).to_string())
+                    .or_default()
+                    .push(s.name.clone());
             }
         }
         let reg = self.reg;
-        let all: Vec<&Struct> = self.types.iter().filter_map(|t| reg.structs.get(t)).collect();
+        let all: Vec<&Struct> = self
+            .types
+            .iter()
+            .filter_map(|t| reg.structs.get(t))
+            .collect();
         loop {
             let mut changed = false;
             for s in all.iter().copied() {
@@ -280,7 +292,12 @@ impl<'a> Model<'a> {
         let base = self.base_ty(&f.ty);
         if f.ptr == 0 {
             if let Some(n) = &f.array {
-                let n = self.reg.constants.get(n).cloned().unwrap_or_else(|| n.clone());
+                let n = self
+                    .reg
+                    .constants
+                    .get(n)
+                    .cloned()
+                    .unwrap_or_else(|| n.clone());
                 return format!("*const [{base}; {n}]");
             }
             return base;
@@ -298,7 +315,10 @@ impl<'a> Model<'a> {
 
     fn pfn_sig(&self, cmd: &Cmd) -> String {
         let params: Vec<String> = cmd.params.iter().map(|p| self.param_ty(p)).collect();
-        let ret = self.ret_ty(cmd).map(|r| format!(" -> {r}")).unwrap_or_default();
+        let ret = self
+            .ret_ty(cmd)
+            .map(|r| format!(" -> {r}"))
+            .unwrap_or_default();
         format!("unsafe extern \"system\" fn({}){ret}", params.join(", "))
     }
 
@@ -323,7 +343,9 @@ pub fn generate(reg: &Registry, policy: &Policy) -> Result<Vec<(String, String)>
             _ => m.cmds.contains_key(name),
         };
         if !known {
-            errors.push(format!("overrides.txt names {name}, which is not forwarded"));
+            errors.push(format!(
+                "overrides.txt names {name}, which is not forwarded"
+            ));
         }
     }
     let files = vec![
@@ -342,7 +364,7 @@ pub fn generate(reg: &Registry, policy: &Policy) -> Result<Vec<(String, String)>
 
 fn gen_mod(reg: &Registry) -> String {
     let mut s = header(reg, "Code generated from vk.xml; see `codegen/`.");
-    s += "#![allow(clippy::all, clippy::pedantic, unused_unsafe, unused_variables, unused_mut, non_camel_case_types, non_snake_case)]\n";
+    s += "#![allow(clippy::all, clippy::pedantic, clippy::undocumented_unsafe_blocks, unused_unsafe, unused_variables, unused_mut, unused_imports, non_camel_case_types, non_snake_case)]\n";
     s += "// Reason for the allow: generated code is checked by review of the generator, not lint by lint.\n\n";
     s += "pub mod dispatch;\npub mod entry;\npub mod fuse;\npub mod translate;\n";
     s += &format!("\n/// The registry version the generated code was made from.\npub const HEADER_VERSION: u32 = {};\n", reg.header_version);
@@ -350,7 +372,10 @@ fn gen_mod(reg: &Registry) -> String {
 }
 
 fn gen_dispatch(m: &Model) -> String {
-    let mut s = header(m.reg, "Function pointer types and per-member dispatch tables.");
+    let mut s = header(
+        m.reg,
+        "Function pointer types and per-member dispatch tables.",
+    );
     s += "use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};\nuse ash::vk;\n\n";
     s += "/// `PFN_vkVoidFunction` without the `Option`.\npub type VoidFn = unsafe extern \"system\" fn();\n\n";
     for c in m.cmds.keys() {
@@ -359,7 +384,10 @@ fn gen_dispatch(m: &Model) -> String {
     }
     for (table, levels) in [
         ("InstanceFns", &[Level::Instance, Level::Physical][..]),
-        ("DeviceFns", &[Level::Device, Level::Queue, Level::CommandBuffer][..]),
+        (
+            "DeviceFns",
+            &[Level::Device, Level::Queue, Level::CommandBuffer][..],
+        ),
     ] {
         let cmds: Vec<&String> = m
             .cmds
@@ -376,10 +404,7 @@ fn gen_dispatch(m: &Model) -> String {
             let names: Vec<String> = std::iter::once((*c).clone())
                 .chain(m.cmds[*c].keys().filter(|n| n != c).cloned())
                 .collect();
-            let lookups: Vec<String> = names
-                .iter()
-                .map(|n| format!("get(c\"{n}\")"))
-                .collect();
+            let lookups: Vec<String> = names.iter().map(|n| format!("get(c\"{n}\")")).collect();
             writeln!(
                 s,
                 "            {}: {}.map(|f| unsafe {{ std::mem::transmute::<VoidFn, {}>(f) }}),",
@@ -441,7 +466,10 @@ fn param_expr(m: &Model, cmd: &Cmd, i: usize) -> String {
 }
 
 fn gen_entry(m: &Model, errors: &mut Vec<String>) -> String {
-    let mut s = header(m.reg, "Entry points: forwarding thunks and the name → entry point table.");
+    let mut s = header(
+        m.reg,
+        "Entry points: forwarding thunks and the name → entry point table.",
+    );
     s += "use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};\nuse ash::vk;\nuse ash::vk::Handle as _;\n\n";
     s += "use super::dispatch::*;\nuse super::translate as tr;\nuse crate::arena::Arena;\nuse crate::guard::{self, missing};\nuse crate::object::{CommandBuffer, Device, Instance, ObjectBase, PhysicalDevice, Queue};\n\n";
     let mut table = Vec::new();
@@ -512,10 +540,14 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
     let first = snake(&cmd.params[0].name);
     let last = cmd.params.last().ok_or("no parameters")?;
     // Output parameters: writable pointers.
-    let outputs: Vec<&Field> = cmd.params.iter().filter(|p| p.ptr > 0 && !p.is_const).collect();
+    let outputs: Vec<&Field> = cmd
+        .params
+        .iter()
+        .filter(|p| p.ptr > 0 && !p.is_const)
+        .collect();
     for o in &outputs {
         let r = reg.resolve(&o.ty);
-        if reg.is_handle(r).is_some() && !(o.name == last.name) {
+        if reg.is_handle(r).is_some() && o.name != last.name {
             return Err("returns a handle; needs an override".into());
         }
         if let Some(st) = reg.structs.get(r) {
@@ -545,16 +577,38 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
     let mut body = String::new();
     // Which members to call, and how to get a member's handle of the dispatchable object.
     let (resolve, members, own) = match level {
-        Level::Instance => (format!("let owner = unsafe {{ Instance::resolve({first}) }}?;"), "owner.members.iter()", "md.handle".to_string()),
-        Level::Physical => (format!("let owner = unsafe {{ PhysicalDevice::resolve({first}) }}?;"), "owner.primary_iter()", "md.handle".to_string()),
-        Level::Device => (format!("let owner = unsafe {{ Device::resolve({first}) }}?;"), "owner.members.iter()", "md.handle".to_string()),
-        Level::Queue => (format!("let (obj, owner) = unsafe {{ Queue::resolve({first}) }}?;"), "owner.primary_iter()", "obj.handles[md.index]".to_string()),
-        Level::CommandBuffer => (format!("let (obj, owner) = unsafe {{ CommandBuffer::resolve({first}) }}?;"), "owner.members.iter()", "obj.handles[md.index]".to_string()),
+        Level::Instance => (
+            format!("let owner = unsafe {{ Instance::resolve({first}) }}?;"),
+            "owner.members.iter()",
+            "md.handle".to_string(),
+        ),
+        Level::Physical => (
+            format!("let owner = unsafe {{ PhysicalDevice::resolve({first}) }}?;"),
+            "owner.primary_iter()",
+            "md.handle".to_string(),
+        ),
+        Level::Device => (
+            format!("let owner = unsafe {{ Device::resolve({first}) }}?;"),
+            "owner.members.iter()",
+            "md.handle".to_string(),
+        ),
+        Level::Queue => (
+            format!("let (obj, owner) = unsafe {{ Queue::resolve({first}) }}?;"),
+            "owner.primary_iter()",
+            "obj.handles[md.index]".to_string(),
+        ),
+        Level::CommandBuffer => (
+            format!("let (obj, owner) = unsafe {{ CommandBuffer::resolve({first}) }}?;"),
+            "owner.members.iter()",
+            "obj.handles[md.index]".to_string(),
+        ),
         Level::Global => return Err("global command without an override".into()),
     };
     let members = if (primary || !outputs.is_empty() || (ret.is_some() && !result))
-        && matches!(level, Level::Instance | Level::Device | Level::CommandBuffer)
-    {
+        && matches!(
+            level,
+            Level::Instance | Level::Device | Level::CommandBuffer
+        ) {
         "owner.primary_iter()"
     } else {
         members
@@ -567,17 +621,28 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
     }
     let f = fn_name(&cmd.name);
     let args = |skip_last: bool| -> String {
-        let n = if skip_last { cmd.params.len() - 1 } else { cmd.params.len() };
+        let n = if skip_last {
+            cmd.params.len() - 1
+        } else {
+            cmd.params.len()
+        };
         let mut a = vec![own.clone()];
         for i in 1..n {
             a.push(param_expr(m, cmd, i));
         }
         a.join(", ")
     };
-    let cx = if needs_arena || is_create { "let cx = md.cx(&arena);\n" } else { "" };
+    let cx = if needs_arena || is_create {
+        "let cx = md.cx(&arena);\n"
+    } else {
+        ""
+    };
     if is_create {
         let h = vk_name(reg.resolve(&last.ty));
-        let obj_ty = reg.resolve(&last.ty).trim_start_matches("Vk").to_shouty_snake_case();
+        let obj_ty = reg
+            .resolve(&last.ty)
+            .trim_start_matches("Vk")
+            .to_shouty_snake_case();
         let destroy = reg
             .commands
             .values()
@@ -657,7 +722,10 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
 
 fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
     let reg = m.reg;
-    let mut s = header(reg, "Per-member translation of structs that hold handles or per-member indices.");
+    let mut s = header(
+        reg,
+        "Per-member translation of structs that hold handles or per-member indices.",
+    );
     s += "use std::ffi::c_void;\nuse ash::vk;\n\nuse crate::conv::Cx;\n\n";
     let mut chain_arms = String::new();
     for st in m.structs() {
@@ -667,8 +735,6 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
             if !st.extends.is_empty() {
                 let fix = if m.needs_tr.contains(&st.name) {
                     format!("Some((|cx: &Cx, p: *mut c_void| unsafe {{ fix_{snake_name}(cx, p.cast()) }}) as ChainFix)")
-                } else if st.members.iter().any(|f| f.name == "pNext") {
-                    "None".into()
                 } else {
                     "None".into()
                 };
@@ -688,7 +754,10 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
             continue;
         }
         if st.is_union {
-            errors.push(format!("{}: a union holding handles cannot be translated", st.name));
+            errors.push(format!(
+                "{}: a union holding handles cannot be translated",
+                st.name
+            ));
             continue;
         }
         let mut body = String::new();
@@ -713,7 +782,10 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                 }
             };
             if f.array.is_some() {
-                errors.push(format!("{}.{}: fixed array needs translation", st.name, f.name));
+                errors.push(format!(
+                    "{}.{}: fixed array needs translation",
+                    st.name, f.name
+                ));
                 continue;
             }
             let line = if let Some(h) = Model::hooked(f) {
@@ -729,7 +801,11 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                     format!("d.{field} = cx.{h}(d.{field});")
                 }
             } else if let Some(disp) = reg.is_handle(&f.ty) {
-                let (one, arr) = if disp { ("disp", "disp_array") } else { ("nd", "nd_array") };
+                let (one, arr) = if disp {
+                    ("disp", "disp_array")
+                } else {
+                    ("nd", "nd_array")
+                };
                 if f.ptr == 0 {
                     format!("d.{field} = cx.{one}(d.{field});")
                 } else {
@@ -777,17 +853,28 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
 
 fn gen_fuse(m: &Model) -> String {
     let reg = m.reg;
-    let mut s = header(reg, "Fusion of limits (by `limittype`) and tables of feature and property structs.");
+    let mut s = header(
+        reg,
+        "Fusion of limits (by `limittype`) and tables of feature and property structs.",
+    );
     s += "use std::ffi::c_void;\nuse ash::vk;\n\n/// A limit where a member other than the first was the more restrictive, or differed where it must be exact.\n#[derive(Clone, Debug)]\npub struct Limited {\n    pub what: &'static str,\n    pub member: usize,\n}\n\n";
     let mut fused = BTreeSet::new();
     let mut prop_arms = String::new();
     let mut fns = String::new();
     let prop_ext: Vec<&Struct> = m
         .structs()
-        .filter(|st| st.extends.iter().any(|e| e == "VkPhysicalDeviceProperties2"))
+        .filter(|st| {
+            st.extends
+                .iter()
+                .any(|e| e == "VkPhysicalDeviceProperties2")
+        })
         .collect();
     let mut todo: Vec<&Struct> = prop_ext.clone();
-    for base in ["VkPhysicalDeviceProperties", "VkPhysicalDeviceLimits", "VkPhysicalDeviceSparseProperties"] {
+    for base in [
+        "VkPhysicalDeviceProperties",
+        "VkPhysicalDeviceLimits",
+        "VkPhysicalDeviceSparseProperties",
+    ] {
         if let Some(st) = reg.structs.get(base) {
             todo.push(st);
         }
@@ -800,12 +887,17 @@ fn gen_fuse(m: &Model) -> String {
         let ty = vk_name(&st.name);
         let mut body = String::new();
         for f in &st.members {
-            let Some(lt) = f.limittype.as_deref() else { continue };
+            let Some(lt) = f.limittype.as_deref() else {
+                continue;
+            };
             let kind = lt.split(',').next().unwrap_or("");
             let field = snake(&f.name);
             let what = format!("{}.{}", st.name.trim_start_matches("Vk"), f.name);
             let t = m.base_ty(&f.ty);
-            let num = matches!(t.as_str(), "u32" | "u64" | "i32" | "f32" | "usize" | "vk::DeviceSize" | "u8" | "u16");
+            let num = matches!(
+                t.as_str(),
+                "u32" | "u64" | "i32" | "f32" | "usize" | "vk::DeviceSize" | "u8" | "u16"
+            );
             let boolean = t == "vk::Bool32";
             let cmp = |better_if_less: bool, a: &str, b: &str| -> String {
                 if boolean {
@@ -821,37 +913,64 @@ fn gen_fuse(m: &Model) -> String {
                     Some(n) => {
                         let n = reg.constants.get(n).cloned().unwrap_or_else(|| n.clone());
                         (0..n.parse::<usize>().unwrap_or(0))
-                            .map(|i| cmp(true, &format!("a.{field}[{i}]"), &format!("b.{field}[{i}]")))
+                            .map(|i| {
+                                cmp(true, &format!("a.{field}[{i}]"), &format!("b.{field}[{i}]"))
+                            })
                             .collect()
                     }
                     None => cmp(true, &format!("a.{field}"), &format!("b.{field}")),
                 },
                 "max" if f.ty == "VkExtent2D" => {
-                    cmp(true, &format!("a.{field}.width"), &format!("b.{field}.width"))
-                        + &cmp(true, &format!("a.{field}.height"), &format!("b.{field}.height"))
+                    cmp(
+                        true,
+                        &format!("a.{field}.width"),
+                        &format!("b.{field}.width"),
+                    ) + &cmp(
+                        true,
+                        &format!("a.{field}.height"),
+                        &format!("b.{field}.height"),
+                    )
                 }
                 "min" if num || boolean => match &f.array {
                     Some(n) => {
                         let n = reg.constants.get(n).cloned().unwrap_or_else(|| n.clone());
                         (0..n.parse::<usize>().unwrap_or(0))
-                            .map(|i| cmp(false, &format!("a.{field}[{i}]"), &format!("b.{field}[{i}]")))
+                            .map(|i| {
+                                cmp(
+                                    false,
+                                    &format!("a.{field}[{i}]"),
+                                    &format!("b.{field}[{i}]"),
+                                )
+                            })
                             .collect()
                     }
                     None => cmp(false, &format!("a.{field}"), &format!("b.{field}")),
                 },
                 "min" if f.ty == "VkExtent2D" => {
-                    cmp(false, &format!("a.{field}.width"), &format!("b.{field}.width"))
-                        + &cmp(false, &format!("a.{field}.height"), &format!("b.{field}.height"))
+                    cmp(
+                        false,
+                        &format!("a.{field}.width"),
+                        &format!("b.{field}.width"),
+                    ) + &cmp(
+                        false,
+                        &format!("a.{field}.height"),
+                        &format!("b.{field}.height"),
+                    )
                 }
                 "bitmask" if boolean => cmp(true, &format!("a.{field}"), &format!("b.{field}")),
-                "bitmask" if reg.bitmasks.contains(reg.resolve(&f.ty)) || f.ty.contains("FlagBits") => {
+                "bitmask"
+                    if reg.bitmasks.contains(reg.resolve(&f.ty)) || f.ty.contains("FlagBits") =>
+                {
                     format!("{{ let v = a.{field} & b.{field}; if v != a.{field} {{ lim.push(Limited {{ what: \"{what}\", member }}); }} a.{field} = v; }}\n")
                 }
                 "range" if f.array.is_some() => {
                     cmp(false, &format!("a.{field}[0]"), &format!("b.{field}[0]"))
                         + &cmp(true, &format!("a.{field}[1]"), &format!("b.{field}[1]"))
                 }
-                "exact" if f.array.is_none() && (num || boolean || reg.enums.contains(reg.resolve(&f.ty))) => {
+                "exact"
+                    if f.array.is_none()
+                        && (num || boolean || reg.enums.contains(reg.resolve(&f.ty))) =>
+                {
                     format!("if a.{field} != b.{field} {{ lim.push(Limited {{ what: \"{what} (differs; the first member's value is kept)\", member }}); }}\n")
                 }
                 "struct" => {
@@ -880,15 +999,27 @@ fn gen_fuse(m: &Model) -> String {
         if !st.extends.iter().any(|e| e == "VkPhysicalDeviceFeatures2") {
             continue;
         }
-        let rest: Vec<&Field> = st.members.iter().filter(|f| f.name != "sType" && f.name != "pNext").collect();
+        let rest: Vec<&Field> = st
+            .members
+            .iter()
+            .filter(|f| f.name != "sType" && f.name != "pNext")
+            .collect();
         if rest.iter().all(|f| f.ty == "VkBool32" && f.array.is_none()) {
-            let v = st.s_type.as_deref().unwrap_or("").trim_start_matches("VK_STRUCTURE_TYPE_");
+            let v = st
+                .s_type
+                .as_deref()
+                .unwrap_or("")
+                .trim_start_matches("VK_STRUCTURE_TYPE_");
             writeln!(s, "    FeatureStruct {{ name: \"{}\", s_type: vk::StructureType::{v}, size: std::mem::size_of::<{}>(), bools: {} }},", st.name, vk_name(&st.name), rest.len()).ok();
         }
     }
     s += "];\n\n/// A struct extending `VkPhysicalDeviceProperties2`.\npub struct PropertyStruct {\n    pub name: &'static str,\n    pub s_type: vk::StructureType,\n    pub size: usize,\n}\n\n/// Every properties struct vkfuse forwards.\npub static PROPERTY_STRUCTS: &[PropertyStruct] = &[\n";
     for st in &prop_ext {
-        let v = st.s_type.as_deref().unwrap_or("").trim_start_matches("VK_STRUCTURE_TYPE_");
+        let v = st
+            .s_type
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches("VK_STRUCTURE_TYPE_");
         writeln!(s, "    PropertyStruct {{ name: \"{}\", s_type: vk::StructureType::{v}, size: std::mem::size_of::<{}>() }},", st.name, vk_name(&st.name)).ok();
     }
     s += "];\n";

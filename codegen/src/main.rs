@@ -86,7 +86,10 @@ fn main() -> ExitCode {
         eprintln!("vkfuse-codegen: run `cargo run -p vkfuse-codegen` and commit the result");
         ExitCode::FAILURE
     } else {
-        eprintln!("vkfuse-codegen: generated code is up to date (vk.xml {})", reg.header_version);
+        eprintln!(
+            "vkfuse-codegen: generated code is up to date (vk.xml {})",
+            reg.header_version
+        );
         ExitCode::SUCCESS
     }
 }

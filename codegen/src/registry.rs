@@ -22,7 +22,6 @@ pub struct Field {
     pub array: Option<String>,
     pub len: Option<String>,
     pub limittype: Option<String>,
-    pub optional: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +41,9 @@ pub struct Cmd {
     pub ret: String,
     pub params: Vec<Field>,
 }
+
+/// A core version: (major, minor), the commands and the types it requires.
+pub type Version = ((u32, u32), Vec<String>, Vec<String>);
 
 #[derive(Debug, Clone)]
 pub struct Ext {
@@ -68,7 +70,7 @@ pub struct Registry {
     /// Command alias to its target.
     pub cmd_alias: BTreeMap<String, String>,
     /// Core versions (`VK_VERSION_1_2` → (1, 2)) with the commands and types they require.
-    pub versions: Vec<((u32, u32), Vec<String>, Vec<String>)>,
+    pub versions: Vec<Version>,
     pub extensions: Vec<Ext>,
     /// Enum constants by name with their integer value (for fixed array sizes).
     pub constants: BTreeMap<String, String>,
@@ -83,9 +85,14 @@ fn parse_decl(code: &str, name: &str, ty: &str) -> (usize, bool, Option<String>)
     let ptr = code.matches('*').count();
     let is_const = code.trim_start().starts_with("const");
     let after = code.split(name).nth(1).unwrap_or("");
-    let array = after
-        .find('[')
-        .map(|i| after[i + 1..].split(']').next().unwrap_or("").trim().to_string());
+    let array = after.find('[').map(|i| {
+        after[i + 1..]
+            .split(']')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    });
     let _ = ty;
     (ptr, is_const, array)
 }
@@ -121,7 +128,6 @@ fn member_field(def: &vk_parse::TypeMemberDefinition) -> Option<Field> {
         array,
         len: def.len.clone(),
         limittype: def.limittype.clone(),
-        optional: def.optional.as_deref().is_some_and(|o| o.starts_with("true")),
     })
 }
 
@@ -140,7 +146,6 @@ fn param_field(p: &CommandParam) -> Option<Field> {
         array,
         len: p.len.clone(),
         limittype: None,
-        optional: p.optional.as_deref().is_some_and(|o| o.starts_with("true")),
     })
 }
 
@@ -232,7 +237,9 @@ impl Registry {
                         }
                         match t.category.as_deref() {
                             Some("struct") | Some("union") => {
-                                let TypeSpec::Members(members) = &t.spec else { continue };
+                                let TypeSpec::Members(members) = &t.spec else {
+                                    continue;
+                                };
                                 let members: Vec<Field> = members
                                     .iter()
                                     .filter_map(|m| match m {
@@ -318,7 +325,9 @@ impl Registry {
                     if !f.api.split(',').any(|a| a == "vulkan") {
                         continue;
                     }
-                    let Some(ver) = f.name.strip_prefix("VK_VERSION_") else { continue };
+                    let Some(ver) = f.name.strip_prefix("VK_VERSION_") else {
+                        continue;
+                    };
                     let mut it = ver.split('_').map(|x| x.parse::<u32>().unwrap_or(0));
                     let v = (it.next().unwrap_or(0), it.next().unwrap_or(0));
                     let (mut cmds, mut types) = (Vec::new(), Vec::new());
@@ -373,9 +382,5 @@ impl Registry {
 
     pub fn is_handle(&self, ty: &str) -> Option<bool> {
         self.handles.get(self.resolve(ty)).copied()
-    }
-
-    pub fn strukt(&self, ty: &str) -> Option<&Struct> {
-        self.structs.get(self.resolve(ty))
     }
 }

@@ -33,15 +33,28 @@ pub unsafe extern "system" fn create_command_pool(
         let d = dev(device)?;
         let arena = Arena::scope();
         let mut pool = Box::new(CommandPool {
-            base: ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::COMMAND_POOL },
+            base: ObjectBase {
+                handles: [0; MAX_MEMBERS],
+                ty: vk::ObjectType::COMMAND_POOL,
+            },
             buffers: parking_lot::Mutex::new(Vec::new()),
         });
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.create_command_pool.ok_or_else(|| crate::guard::missing("vkCreateCommandPool"))?;
+            let f = md
+                .fns
+                .create_command_pool
+                .ok_or_else(|| crate::guard::missing("vkCreateCommandPool"))?;
             let mut p = vk::CommandPool::null();
             // SAFETY: create info translated for the member (queue family index).
-            let r = unsafe { f(md.handle, cx.one(ci, tr::fix_command_pool_create_info), alloc, &mut p) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    cx.one(ci, tr::fix_command_pool_create_info),
+                    alloc,
+                    &mut p,
+                )
+            };
             if r != vk::Result::SUCCESS {
                 destroy_members(d, &pool.base, alloc);
                 return Err(r);
@@ -68,7 +81,11 @@ fn destroy_members(d: &Device, base: &ObjectBase, alloc: *const vk::AllocationCa
 
 /// # Safety
 /// Arguments valid for `vkDestroyCommandPool`.
-pub unsafe extern "system" fn destroy_command_pool(device: vk::Device, pool: vk::CommandPool, alloc: *const vk::AllocationCallbacks) {
+pub unsafe extern "system" fn destroy_command_pool(
+    device: vk::Device,
+    pool: vk::CommandPool,
+    alloc: *const vk::AllocationCallbacks,
+) {
     crate::guard::void("vkDestroyCommandPool", || {
         if pool.is_null() {
             return Ok(());
@@ -100,22 +117,43 @@ pub unsafe extern "system" fn allocate_command_buffers(
         // SAFETY: the pool handle is a live vkfuse pool.
         let pool = unsafe { &*(ai.command_pool.as_raw() as *const CommandPool) };
         let arena = Arena::scope();
-        let mut per: Vec<[vk::CommandBuffer; MAX_MEMBERS]> = vec![[vk::CommandBuffer::null(); MAX_MEMBERS]; n];
+        let mut per: Vec<[vk::CommandBuffer; MAX_MEMBERS]> =
+            vec![[vk::CommandBuffer::null(); MAX_MEMBERS]; n];
         let undo = |per: &[[vk::CommandBuffer; MAX_MEMBERS]]| {
             for md in &d.members {
-                let list: Vec<vk::CommandBuffer> = per.iter().map(|p| p[md.index]).filter(|h| !h.is_null()).collect();
+                let list: Vec<vk::CommandBuffer> = per
+                    .iter()
+                    .map(|p| p[md.index])
+                    .filter(|h| !h.is_null())
+                    .collect();
                 if let (Some(f), false) = (md.fns.free_command_buffers, list.is_empty()) {
                     // SAFETY: member command buffers we allocated from the member pool.
-                    unsafe { f(md.handle, vk::CommandPool::from_raw(pool.base.handles[md.index]), list.len() as u32, list.as_ptr()) };
+                    unsafe {
+                        f(
+                            md.handle,
+                            vk::CommandPool::from_raw(pool.base.handles[md.index]),
+                            list.len() as u32,
+                            list.as_ptr(),
+                        )
+                    };
                 }
             }
         };
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.allocate_command_buffers.ok_or_else(|| crate::guard::missing("vkAllocateCommandBuffers"))?;
+            let f = md
+                .fns
+                .allocate_command_buffers
+                .ok_or_else(|| crate::guard::missing("vkAllocateCommandBuffers"))?;
             let mut tmp = vec![vk::CommandBuffer::null(); n];
             // SAFETY: info translated for the member; room for n handles.
-            let r = unsafe { f(md.handle, cx.one(info, tr::fix_command_buffer_allocate_info), tmp.as_mut_ptr()) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    cx.one(info, tr::fix_command_buffer_allocate_info),
+                    tmp.as_mut_ptr(),
+                )
+            };
             if r != vk::Result::SUCCESS {
                 undo(&per);
                 return Err(r);
@@ -126,7 +164,12 @@ pub unsafe extern "system" fn allocate_command_buffers(
         }
         let mut list = pool.buffers.lock();
         for (i, handles) in per.into_iter().enumerate() {
-            let cb = Box::new(CommandBuffer { header: Header::new(Tag::CommandBuffer), device: d, handles, level: ai.level });
+            let cb = Box::new(CommandBuffer {
+                header: Header::new(Tag::CommandBuffer),
+                device: d,
+                handles,
+                level: ai.level,
+            });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);
             // SAFETY: `out` has room for commandBufferCount handles.
@@ -138,13 +181,21 @@ pub unsafe extern "system" fn allocate_command_buffers(
 
 /// # Safety
 /// Arguments valid for `vkFreeCommandBuffers`.
-pub unsafe extern "system" fn free_command_buffers(device: vk::Device, pool: vk::CommandPool, n: u32, cbs: *const vk::CommandBuffer) {
+pub unsafe extern "system" fn free_command_buffers(
+    device: vk::Device,
+    pool: vk::CommandPool,
+    n: u32,
+    cbs: *const vk::CommandBuffer,
+) {
     crate::guard::void("vkFreeCommandBuffers", || {
         let d = dev(device)?;
         // SAFETY: a live vkfuse pool.
         let pool = unsafe { &*(pool.as_raw() as *const CommandPool) };
         // SAFETY: `cbs` has n elements, each null or a live command buffer of the pool.
-        let list: Vec<u64> = (0..n as usize).map(|i| unsafe { *cbs.add(i) }.as_raw()).filter(|h| *h != 0).collect();
+        let list: Vec<u64> = (0..n as usize)
+            .map(|i| unsafe { *cbs.add(i) }.as_raw())
+            .filter(|h| *h != 0)
+            .collect();
         for md in &d.members {
             let members: Vec<vk::CommandBuffer> = list
                 .iter()
@@ -153,7 +204,14 @@ pub unsafe extern "system" fn free_command_buffers(device: vk::Device, pool: vk:
                 .collect();
             if let (Some(f), false) = (md.fns.free_command_buffers, members.is_empty()) {
                 // SAFETY: the member's command buffers from the member's pool.
-                unsafe { f(md.handle, vk::CommandPool::from_raw(pool.base.handles[md.index]), members.len() as u32, members.as_ptr()) };
+                unsafe {
+                    f(
+                        md.handle,
+                        vk::CommandPool::from_raw(pool.base.handles[md.index]),
+                        members.len() as u32,
+                        members.as_ptr(),
+                    )
+                };
             }
         }
         let mut owned = pool.buffers.lock();
@@ -170,21 +228,30 @@ pub unsafe extern "system" fn free_command_buffers(device: vk::Device, pool: vk:
 ///
 /// # Safety
 /// Arguments valid for `vkBeginCommandBuffer`.
-pub unsafe extern "system" fn begin_command_buffer(cb: vk::CommandBuffer, info: *const vk::CommandBufferBeginInfo) -> vk::Result {
+pub unsafe extern "system" fn begin_command_buffer(
+    cb: vk::CommandBuffer,
+    info: *const vk::CommandBufferBeginInfo,
+) -> vk::Result {
     crate::guard::result("vkBeginCommandBuffer", || {
         // SAFETY: a live command buffer.
         let (c, d) = unsafe { CommandBuffer::resolve(cb)? };
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.begin_command_buffer.ok_or_else(|| crate::guard::missing("vkBeginCommandBuffer"))?;
+            let f = md
+                .fns
+                .begin_command_buffer
+                .ok_or_else(|| crate::guard::missing("vkBeginCommandBuffer"))?;
             let copy = arena.alloc::<vk::CommandBufferBeginInfo>(1);
             // SAFETY: a valid begin info copied into the arena and rewritten for the member.
             let r = unsafe {
                 copy.write(*info);
                 (*copy).p_next = tr::chain(&cx, (*copy).p_next);
                 (*copy).p_inheritance_info = if c.level == vk::CommandBufferLevel::SECONDARY {
-                    cx.one((*copy).p_inheritance_info, tr::fix_command_buffer_inheritance_info)
+                    cx.one(
+                        (*copy).p_inheritance_info,
+                        tr::fix_command_buffer_inheritance_info,
+                    )
                 } else {
                     std::ptr::null()
                 };

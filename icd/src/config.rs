@@ -31,7 +31,10 @@ fn config_file() -> Option<serde_json::Value> {
     match serde_json::from_str(&text) {
         Ok(v) => Some(v),
         Err(e) => {
-            crate::warn!("{}: not valid JSON ({e}); ignoring the config file", path.display());
+            crate::warn!(
+                "{}: not valid JSON ({e}); ignoring the config file",
+                path.display()
+            );
             None
         }
     }
@@ -65,7 +68,11 @@ fn parse_mask(s: &str) -> Option<u64> {
     }
     if s.contains(',') {
         return s.split(',').try_fold(0u64, |m, i| {
-            i.trim().parse::<u32>().ok().filter(|i| *i < 64).map(|i| m | 1 << i)
+            i.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|i| *i < 64)
+                .map(|i| m | 1 << i)
         });
     }
     s.parse().ok()
@@ -91,9 +98,15 @@ impl Config {
             },
         };
         if strategy != Strategy::Single {
-            crate::info!("strategy {strategy:?}: this version executes every batch on the primary member");
+            crate::info!(
+                "strategy {strategy:?}: this version executes every batch on the primary member"
+            );
         }
-        let primary = match setting(&["VKFUSE_PRIMARY", "VKFUSE_PRESENT_MEMBER"], &file, "primary") {
+        let primary = match setting(
+            &["VKFUSE_PRIMARY", "VKFUSE_PRESENT_MEMBER"],
+            &file,
+            "primary",
+        ) {
             None => 0,
             Some((v, from)) => v.trim().parse().unwrap_or_else(|_| {
                 crate::warn!("{from}={v:?} is not a member index; using 0");
@@ -118,6 +131,12 @@ impl Config {
             }
             m
         });
-        Config { icds, strategy, primary, residency, mask }
+        Config {
+            icds,
+            strategy,
+            primary,
+            residency,
+            mask,
+        }
     }
 }

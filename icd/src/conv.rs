@@ -90,7 +90,9 @@ impl<'a> Cx<'a> {
 
     pub fn queue_family(&self, v: u32) -> u32 {
         match v {
-            vk::QUEUE_FAMILY_IGNORED | vk::QUEUE_FAMILY_EXTERNAL | vk::QUEUE_FAMILY_FOREIGN_EXT => v,
+            vk::QUEUE_FAMILY_IGNORED | vk::QUEUE_FAMILY_EXTERNAL | vk::QUEUE_FAMILY_FOREIGN_EXT => {
+                v
+            }
             _ => self.maps.queue_family.get(v as usize).copied().unwrap_or(v),
         }
     }
@@ -112,6 +114,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Copies `n` structs into the arena and rewrites each copy.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // Reason: `p` is an application pointer under Vulkan valid usage; every caller is an entry point whose own contract covers it.
     pub fn array<T>(&self, p: *const T, n: usize, fix: unsafe fn(&Cx, *mut T)) -> *const T {
         if p.is_null() || n == 0 {
             return p;
@@ -159,9 +162,13 @@ impl<'a> Cx<'a> {
             // unknown could hold handles vkfuse cannot see, so it is left out with a warning.
             if !matches!(
                 base.s_type,
-                vk::StructureType::LOADER_INSTANCE_CREATE_INFO | vk::StructureType::LOADER_DEVICE_CREATE_INFO
+                vk::StructureType::LOADER_INSTANCE_CREATE_INFO
+                    | vk::StructureType::LOADER_DEVICE_CREATE_INFO
             ) {
-                crate::warn!("dropping unknown struct {:?} from a pNext chain", base.s_type);
+                crate::warn!(
+                    "dropping unknown struct {:?} from a pNext chain",
+                    base.s_type
+                );
             }
             p = base.p_next.cast();
         }
@@ -200,8 +207,15 @@ fn uses_texel_view(t: vk::DescriptorType) -> bool {
 /// Translates one image descriptor; members the descriptor type ignores become null, since
 /// the application may leave them as garbage (VkDescriptorImageInfo valid usage).
 pub fn image_info(cx: &Cx, t: vk::DescriptorType, i: &mut vk::DescriptorImageInfo) {
-    let sampler = matches!(t, vk::DescriptorType::SAMPLER | vk::DescriptorType::COMBINED_IMAGE_SAMPLER);
-    i.sampler = if sampler { cx.nd(i.sampler) } else { vk::Sampler::null() };
+    let sampler = matches!(
+        t,
+        vk::DescriptorType::SAMPLER | vk::DescriptorType::COMBINED_IMAGE_SAMPLER
+    );
+    i.sampler = if sampler {
+        cx.nd(i.sampler)
+    } else {
+        vk::Sampler::null()
+    };
     i.image_view = if t == vk::DescriptorType::SAMPLER {
         vk::ImageView::null()
     } else {

@@ -31,7 +31,10 @@ fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
 }
 
 fn base() -> ObjectBase {
-    ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::DESCRIPTOR_POOL }
+    ObjectBase {
+        handles: [0; MAX_MEMBERS],
+        ty: vk::ObjectType::DESCRIPTOR_POOL,
+    }
 }
 
 /// # Safety
@@ -44,9 +47,15 @@ pub unsafe extern "system" fn create_descriptor_pool(
 ) -> vk::Result {
     crate::guard::result("vkCreateDescriptorPool", || {
         let d = dev(device)?;
-        let mut pool = Box::new(DescriptorPool { base: base(), sets: parking_lot::Mutex::new(Vec::new()) });
+        let mut pool = Box::new(DescriptorPool {
+            base: base(),
+            sets: parking_lot::Mutex::new(Vec::new()),
+        });
         for md in &d.members {
-            let f = md.fns.create_descriptor_pool.ok_or_else(|| crate::guard::missing("vkCreateDescriptorPool"))?;
+            let f = md
+                .fns
+                .create_descriptor_pool
+                .ok_or_else(|| crate::guard::missing("vkCreateDescriptorPool"))?;
             let mut p = vk::DescriptorPool::null();
             // SAFETY: the create info holds no handles.
             let r = unsafe { f(md.handle, ci, alloc, &mut p) };
@@ -81,7 +90,11 @@ fn free_sets(sets: &mut Vec<u64>) {
 
 /// # Safety
 /// Arguments valid for `vkDestroyDescriptorPool`.
-pub unsafe extern "system" fn destroy_descriptor_pool(device: vk::Device, pool: vk::DescriptorPool, alloc: *const vk::AllocationCallbacks) {
+pub unsafe extern "system" fn destroy_descriptor_pool(
+    device: vk::Device,
+    pool: vk::DescriptorPool,
+    alloc: *const vk::AllocationCallbacks,
+) {
     crate::guard::void("vkDestroyDescriptorPool", || {
         if pool.is_null() {
             return Ok(());
@@ -97,15 +110,28 @@ pub unsafe extern "system" fn destroy_descriptor_pool(device: vk::Device, pool: 
 
 /// # Safety
 /// Arguments valid for `vkResetDescriptorPool`.
-pub unsafe extern "system" fn reset_descriptor_pool(device: vk::Device, pool: vk::DescriptorPool, flags: vk::DescriptorPoolResetFlags) -> vk::Result {
+pub unsafe extern "system" fn reset_descriptor_pool(
+    device: vk::Device,
+    pool: vk::DescriptorPool,
+    flags: vk::DescriptorPoolResetFlags,
+) -> vk::Result {
     crate::guard::result("vkResetDescriptorPool", || {
         let d = dev(device)?;
         // SAFETY: a live vkfuse pool.
         let pool = unsafe { &*(pool.as_raw() as *const DescriptorPool) };
         for md in &d.members {
-            let f = md.fns.reset_descriptor_pool.ok_or_else(|| crate::guard::missing("vkResetDescriptorPool"))?;
+            let f = md
+                .fns
+                .reset_descriptor_pool
+                .ok_or_else(|| crate::guard::missing("vkResetDescriptorPool"))?;
             // SAFETY: the member's pool.
-            let r = unsafe { f(md.handle, vk::DescriptorPool::from_raw(pool.base.handles[md.index]), flags) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    vk::DescriptorPool::from_raw(pool.base.handles[md.index]),
+                    flags,
+                )
+            };
             if r != vk::Result::SUCCESS {
                 return Err(r);
             }
@@ -125,26 +151,51 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
     crate::guard::result("vkAllocateDescriptorSets", || {
         let d = dev(device)?;
         // SAFETY: valid allocate info with a live pool.
-        let (ai, pool) = unsafe { (&*info, &*((*info).descriptor_pool.as_raw() as *const DescriptorPool)) };
+        let (ai, pool) = unsafe {
+            (
+                &*info,
+                &*((*info).descriptor_pool.as_raw() as *const DescriptorPool),
+            )
+        };
         let n = ai.descriptor_set_count as usize;
         let arena = Arena::scope();
         let mut per = vec![[0u64; MAX_MEMBERS]; n];
         let undo = |per: &[[u64; MAX_MEMBERS]]| {
             for md in &d.members {
-                let list: Vec<vk::DescriptorSet> = per.iter().map(|p| vk::DescriptorSet::from_raw(p[md.index])).filter(|h| !h.is_null()).collect();
+                let list: Vec<vk::DescriptorSet> = per
+                    .iter()
+                    .map(|p| vk::DescriptorSet::from_raw(p[md.index]))
+                    .filter(|h| !h.is_null())
+                    .collect();
                 if let (Some(f), false) = (md.fns.free_descriptor_sets, list.is_empty()) {
                     // SAFETY: member sets just allocated from the member pool (which may lack
                     // FREE_DESCRIPTOR_SET; then the pool reset by the application reclaims them).
-                    unsafe { f(md.handle, vk::DescriptorPool::from_raw(pool.base.handles[md.index]), list.len() as u32, list.as_ptr()) };
+                    let _ = unsafe {
+                        f(
+                            md.handle,
+                            vk::DescriptorPool::from_raw(pool.base.handles[md.index]),
+                            list.len() as u32,
+                            list.as_ptr(),
+                        )
+                    };
                 }
             }
         };
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.allocate_descriptor_sets.ok_or_else(|| crate::guard::missing("vkAllocateDescriptorSets"))?;
+            let f = md
+                .fns
+                .allocate_descriptor_sets
+                .ok_or_else(|| crate::guard::missing("vkAllocateDescriptorSets"))?;
             let mut tmp = vec![vk::DescriptorSet::null(); n];
             // SAFETY: info translated for the member; room for n sets.
-            let r = unsafe { f(md.handle, cx.one(info, tr::fix_descriptor_set_allocate_info), tmp.as_mut_ptr()) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    cx.one(info, tr::fix_descriptor_set_allocate_info),
+                    tmp.as_mut_ptr(),
+                )
+            };
             if r != vk::Result::SUCCESS {
                 undo(&per);
                 return Err(r);
@@ -155,7 +206,11 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
         }
         let mut sets = pool.sets.lock();
         for (i, handles) in per.into_iter().enumerate() {
-            let raw = Box::new(ObjectBase { handles, ty: vk::ObjectType::DESCRIPTOR_SET }).into_raw();
+            let raw = Box::new(ObjectBase {
+                handles,
+                ty: vk::ObjectType::DESCRIPTOR_SET,
+            })
+            .into_raw();
             sets.push(raw);
             // SAFETY: room for descriptorSetCount handles.
             unsafe { *out.add(i) = vk::DescriptorSet::from_raw(raw) };
@@ -166,19 +221,41 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
 
 /// # Safety
 /// Arguments valid for `vkFreeDescriptorSets`.
-pub unsafe extern "system" fn free_descriptor_sets(device: vk::Device, pool: vk::DescriptorPool, n: u32, sets: *const vk::DescriptorSet) -> vk::Result {
+pub unsafe extern "system" fn free_descriptor_sets(
+    device: vk::Device,
+    pool: vk::DescriptorPool,
+    n: u32,
+    sets: *const vk::DescriptorSet,
+) -> vk::Result {
     crate::guard::result("vkFreeDescriptorSets", || {
         let d = dev(device)?;
         // SAFETY: a live vkfuse pool; `sets` has n entries, each null or a live set of the pool.
         let pool = unsafe { &*(pool.as_raw() as *const DescriptorPool) };
-        let list: Vec<u64> = (0..n as usize).map(|i| unsafe { *sets.add(i) }.as_raw()).filter(|h| *h != 0).collect();
+        // SAFETY: `sets` has n elements (VUID-vkFreeDescriptorSets-pDescriptorSets-parameter).
+        let list: Vec<u64> = (0..n as usize)
+            .map(|i| unsafe { *sets.add(i) }.as_raw())
+            .filter(|h| *h != 0)
+            .collect();
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.free_descriptor_sets.ok_or_else(|| crate::guard::missing("vkFreeDescriptorSets"))?;
-            let members: Vec<vk::DescriptorSet> = list.iter().map(|h| cx.nd(vk::DescriptorSet::from_raw(*h))).collect();
+            let f = md
+                .fns
+                .free_descriptor_sets
+                .ok_or_else(|| crate::guard::missing("vkFreeDescriptorSets"))?;
+            let members: Vec<vk::DescriptorSet> = list
+                .iter()
+                .map(|h| cx.nd(vk::DescriptorSet::from_raw(*h)))
+                .collect();
             // SAFETY: the member's sets of the member's pool.
-            let r = unsafe { f(md.handle, vk::DescriptorPool::from_raw(pool.base.handles[md.index]), members.len() as u32, members.as_ptr()) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    vk::DescriptorPool::from_raw(pool.base.handles[md.index]),
+                    members.len() as u32,
+                    members.as_ptr(),
+                )
+            };
             if r != vk::Result::SUCCESS {
                 return Err(r);
             }
@@ -206,19 +283,36 @@ pub unsafe extern "system" fn create_descriptor_update_template(
         // SAFETY: valid create info with descriptorUpdateEntryCount entries.
         let entries = unsafe {
             let c = &*ci;
-            std::slice::from_raw_parts(c.p_descriptor_update_entries, c.descriptor_update_entry_count as usize).to_vec()
+            std::slice::from_raw_parts(
+                c.p_descriptor_update_entries,
+                c.descriptor_update_entry_count as usize,
+            )
+            .to_vec()
         };
         let mut t = Box::new(UpdateTemplate {
-            base: ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE },
+            base: ObjectBase {
+                handles: [0; MAX_MEMBERS],
+                ty: vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE,
+            },
             entries,
         });
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.create_descriptor_update_template.ok_or_else(|| crate::guard::missing("vkCreateDescriptorUpdateTemplate"))?;
+            let f = md
+                .fns
+                .create_descriptor_update_template
+                .ok_or_else(|| crate::guard::missing("vkCreateDescriptorUpdateTemplate"))?;
             let mut h = vk::DescriptorUpdateTemplate::null();
             // SAFETY: create info translated (layouts) for the member.
-            let r = unsafe { f(md.handle, cx.one(ci, tr::fix_descriptor_update_template_create_info), alloc, &mut h) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    cx.one(ci, tr::fix_descriptor_update_template_create_info),
+                    alloc,
+                    &mut h,
+                )
+            };
             if r != vk::Result::SUCCESS {
                 destroy_template_members(d, &t.base, alloc);
                 return Err(r);
@@ -275,9 +369,19 @@ pub unsafe extern "system" fn update_descriptor_set_with_template(
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.update_descriptor_set_with_template.ok_or_else(|| crate::guard::missing("vkUpdateDescriptorSetWithTemplate"))?;
+            let f = md
+                .fns
+                .update_descriptor_set_with_template
+                .ok_or_else(|| crate::guard::missing("vkUpdateDescriptorSetWithTemplate"))?;
             // SAFETY: data laid out by the template's entries; handles translated for the member.
-            unsafe { f(md.handle, cx.nd(set), cx.nd(t), crate::conv::template_data(&cx, &tpl.entries, data)) };
+            unsafe {
+                f(
+                    md.handle,
+                    cx.nd(set),
+                    cx.nd(t),
+                    crate::conv::template_data(&cx, &tpl.entries, data),
+                )
+            };
         }
         Ok(())
     })
@@ -300,9 +404,20 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_with_template(
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
-            let f = md.fns.cmd_push_descriptor_set_with_template_khr.ok_or_else(|| crate::guard::missing("vkCmdPushDescriptorSetWithTemplateKHR"))?;
+            let f = md
+                .fns
+                .cmd_push_descriptor_set_with_template_khr
+                .ok_or_else(|| crate::guard::missing("vkCmdPushDescriptorSetWithTemplateKHR"))?;
             // SAFETY: as in update_descriptor_set_with_template.
-            unsafe { f(c.handles[md.index], cx.nd(t), cx.nd(layout), set, crate::conv::template_data(&cx, &tpl.entries, data)) };
+            unsafe {
+                f(
+                    c.handles[md.index],
+                    cx.nd(t),
+                    cx.nd(layout),
+                    set,
+                    crate::conv::template_data(&cx, &tpl.entries, data),
+                )
+            };
         }
         Ok(())
     })

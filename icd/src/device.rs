@@ -11,7 +11,8 @@ use crate::generated::dispatch::DeviceFns;
 use crate::generated::translate as tr;
 use crate::object::{Device, Header, MemberDevice, PhysicalDevice, Tag};
 
-type GetDeviceProcAddr = unsafe extern "system" fn(vk::Device, *const c_char) -> vk::PFN_vkVoidFunction;
+type GetDeviceProcAddr =
+    unsafe extern "system" fn(vk::Device, *const c_char) -> vk::PFN_vkVoidFunction;
 
 /// # Safety
 /// Arguments valid for `vkCreateDevice`.
@@ -32,8 +33,15 @@ pub unsafe extern "system" fn create_device(
         let mut exts = Vec::new();
         for i in 0..info.enabled_extension_count as usize {
             // SAFETY: enabledExtensionCount NUL-terminated names.
-            let name = unsafe { CStr::from_ptr(*info.pp_enabled_extension_names.add(i)) }.to_string_lossy().into_owned();
-            if !p.fused.extensions.iter().any(|e| crate::instance::ext_name(e) == name) {
+            let name = unsafe { CStr::from_ptr(*info.pp_enabled_extension_names.add(i)) }
+                .to_string_lossy()
+                .into_owned();
+            if !p
+                .fused
+                .extensions
+                .iter()
+                .any(|e| crate::instance::ext_name(e) == name)
+            {
                 crate::warn!("vkCreateDevice: extension {name} is not offered by the fused device");
                 return Err(vk::Result::ERROR_EXTENSION_NOT_PRESENT);
             }
@@ -63,7 +71,14 @@ pub unsafe extern "system" fn create_device(
             let mut dev = vk::Device::null();
             // SAFETY: the create info is translated for this member (queue family indices,
             // handles in its chain).
-            let r = unsafe { create(pm.handle, cx.one(ci, tr::fix_device_create_info), alloc, &mut dev) };
+            let r = unsafe {
+                create(
+                    pm.handle,
+                    cx.one(ci, tr::fix_device_create_info),
+                    alloc,
+                    &mut dev,
+                )
+            };
             if r != vk::Result::SUCCESS {
                 crate::warn!("member {}: vkCreateDevice failed ({r:?})", pm.index);
                 undo(&members);
@@ -73,16 +88,22 @@ pub unsafe extern "system" fn create_device(
             let gdpa: Option<GetDeviceProcAddr> = pm
                 .member
                 .proc_addr(pm.instance, c"vkGetDeviceProcAddr")
-                .map(|f| unsafe { std::mem::transmute::<crate::generated::dispatch::VoidFn, GetDeviceProcAddr>(f) });
+                .map(|f| unsafe {
+                    std::mem::transmute::<crate::generated::dispatch::VoidFn, GetDeviceProcAddr>(f)
+                });
             // SAFETY: the member returns pointers of each named command's type.
             let fns = unsafe {
                 DeviceFns::load(&mut |name| {
                     let g = gdpa?;
-                    // SAFETY: the member's own device and a NUL-terminated name.
-                    unsafe { g(dev, name.as_ptr()) }
+                    g(dev, name.as_ptr())
                 })
             };
-            members.push(MemberDevice { index: pm.index, handle: dev, fns, maps: pm.maps.clone() });
+            members.push(MemberDevice {
+                index: pm.index,
+                handle: dev,
+                fns,
+                maps: pm.maps.clone(),
+            });
         }
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
@@ -106,7 +127,10 @@ pub unsafe extern "system" fn create_device(
 
 /// # Safety
 /// Arguments valid for `vkDestroyDevice`.
-pub unsafe extern "system" fn destroy_device(device: vk::Device, alloc: *const vk::AllocationCallbacks) {
+pub unsafe extern "system" fn destroy_device(
+    device: vk::Device,
+    alloc: *const vk::AllocationCallbacks,
+) {
     crate::guard::void("vkDestroyDevice", || {
         if device.is_null() {
             return Ok(());

@@ -41,20 +41,30 @@ pub unsafe fn fill<T: Copy>(src: &[T], count: *mut u32, out: *mut T) -> vk::Resu
 
 pub fn ext_name(p: &vk::ExtensionProperties) -> String {
     // SAFETY: extensionName is NUL-terminated (VkExtensionProperties valid usage).
-    unsafe { CStr::from_ptr(p.extension_name.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(p.extension_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn ext_props(name: &str, version: u32) -> vk::ExtensionProperties {
-    let mut p = vk::ExtensionProperties { spec_version: version, ..Default::default() };
+    let mut p = vk::ExtensionProperties {
+        spec_version: version,
+        ..Default::default()
+    };
     for (d, s) in p.extension_name.iter_mut().zip(name.bytes()) {
         *d = s as c_char;
     }
     p
 }
 
-type EnumExt = unsafe extern "system" fn(*const c_char, *mut u32, *mut vk::ExtensionProperties) -> vk::Result;
+type EnumExt =
+    unsafe extern "system" fn(*const c_char, *mut u32, *mut vk::ExtensionProperties) -> vk::Result;
 type EnumVersion = unsafe extern "system" fn(*mut u32) -> vk::Result;
-type CreateInstance = unsafe extern "system" fn(*const vk::InstanceCreateInfo, *const vk::AllocationCallbacks, *mut vk::Instance) -> vk::Result;
+type CreateInstance = unsafe extern "system" fn(
+    *const vk::InstanceCreateInfo,
+    *const vk::AllocationCallbacks,
+    *mut vk::Instance,
+) -> vk::Result;
 
 /// A member's instance extensions.
 pub fn member_instance_extensions(m: &Member) -> Option<Vec<vk::ExtensionProperties>> {
@@ -82,8 +92,11 @@ pub fn instance_extensions() -> &'static [vk::ExtensionProperties] {
     static EXTS: OnceCell<Vec<vk::ExtensionProperties>> = OnceCell::new();
     EXTS.get_or_init(|| {
         let d = member::discovery();
-        let lists: Vec<Vec<vk::ExtensionProperties>> =
-            d.members.iter().filter_map(member_instance_extensions).collect();
+        let lists: Vec<Vec<vk::ExtensionProperties>> = d
+            .members
+            .iter()
+            .filter_map(member_instance_extensions)
+            .collect();
         if lists.is_empty() {
             return Vec::new();
         }
@@ -93,7 +106,11 @@ pub fn instance_extensions() -> &'static [vk::ExtensionProperties] {
             .filter_map(|(name, _)| {
                 let versions: Option<Vec<u32>> = lists
                     .iter()
-                    .map(|l| l.iter().find(|p| ext_name(p) == *name).map(|p| p.spec_version))
+                    .map(|l| {
+                        l.iter()
+                            .find(|p| ext_name(p) == *name)
+                            .map(|p| p.spec_version)
+                    })
                     .collect();
                 versions.map(|v| ext_props(name, v.into_iter().min().unwrap_or(1)))
             })
@@ -140,7 +157,11 @@ pub fn instance_version() -> u32 {
             Some(f) => unsafe {
                 let f: EnumVersion = std::mem::transmute(f);
                 let mut x = 0;
-                if f(&mut x) == vk::Result::SUCCESS { x } else { vk::API_VERSION_1_0 }
+                if f(&mut x) == vk::Result::SUCCESS {
+                    x
+                } else {
+                    vk::API_VERSION_1_0
+                }
             },
             None => vk::API_VERSION_1_0,
         };
@@ -170,12 +191,17 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
     let order = vkfuse_scheduler::placement_order(d.members.len(), cfg.primary, cfg.mask);
     let names: Vec<std::ffi::CString> = extensions.iter().map(|e| member::cstring(e)).collect();
     let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-    let api_version = app_info.map_or(vk::API_VERSION_1_0, |a| a.api_version.max(vk::API_VERSION_1_0));
+    let api_version = app_info.map_or(vk::API_VERSION_1_0, |a| {
+        a.api_version.max(vk::API_VERSION_1_0)
+    });
     let mut members = Vec::new();
     for i in order {
         let m = &d.members[i];
         let Some(f) = member::global(m, c"vkCreateInstance") else {
-            crate::warn!("member {i} ({}): no vkCreateInstance; it is left out", m.describe());
+            crate::warn!(
+                "member {i} ({}): no vkCreateInstance; it is left out",
+                m.describe()
+            );
             continue;
         };
         // SAFETY: the pointer is the member's vkCreateInstance.
@@ -191,12 +217,20 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
         // SAFETY: a valid create info whose pointers live across the call.
         let r = unsafe { f(&ci, std::ptr::null(), &mut inst) };
         if r != vk::Result::SUCCESS {
-            crate::warn!("member {i} ({}): vkCreateInstance failed ({r:?}); it is left out", m.describe());
+            crate::warn!(
+                "member {i} ({}): vkCreateInstance failed ({r:?}); it is left out",
+                m.describe()
+            );
             continue;
         }
         // SAFETY: the member returns pointers of each named command's type.
         let fns = unsafe { InstanceFns::load(&mut |name| m.proc_addr(inst, name)) };
-        members.push(MemberInstance { index: i, member: m, handle: inst, fns });
+        members.push(MemberInstance {
+            index: i,
+            member: m,
+            handle: inst,
+            fns,
+        });
     }
     let mut instance = Box::new(Instance {
         header: Header::new(Tag::Instance),
@@ -257,7 +291,10 @@ pub fn teardown(inst: Box<Instance>) {
 
 /// # Safety
 /// Arguments valid for `vkDestroyInstance`.
-pub unsafe extern "system" fn destroy_instance(instance: vk::Instance, _alloc: *const vk::AllocationCallbacks) {
+pub unsafe extern "system" fn destroy_instance(
+    instance: vk::Instance,
+    _alloc: *const vk::AllocationCallbacks,
+) {
     crate::guard::void("vkDestroyInstance", || {
         if instance.is_null() {
             return Ok(());

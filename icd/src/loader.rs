@@ -16,7 +16,9 @@ const MAX_INTERFACE: u32 = 7;
 /// # Safety
 /// `version` points to the loader's version (loader interface documentation).
 #[no_mangle]
-pub unsafe extern "system" fn vk_icdNegotiateLoaderICDInterfaceVersion(version: *mut u32) -> vk::Result {
+pub unsafe extern "system" fn vk_icdNegotiateLoaderICDInterfaceVersion(
+    version: *mut u32,
+) -> vk::Result {
     crate::guard::result("vk_icdNegotiateLoaderICDInterfaceVersion", || {
         if version.is_null() {
             return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
@@ -47,9 +49,22 @@ fn loader_export(name: &[u8]) -> vk::PFN_vkVoidFunction {
     // SAFETY: casts between function pointer types; the loader calls each through its real type.
     unsafe {
         match name {
-            b"vk_icdNegotiateLoaderICDInterfaceVersion" => Some(std::mem::transmute::<unsafe extern "system" fn(*mut u32) -> vk::Result, unsafe extern "system" fn()>(vk_icdNegotiateLoaderICDInterfaceVersion)),
-            b"vk_icdGetInstanceProcAddr" => Some(std::mem::transmute::<unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction, unsafe extern "system" fn()>(vk_icdGetInstanceProcAddr)),
-            b"vk_icdGetPhysicalDeviceProcAddr" => Some(std::mem::transmute::<unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction, unsafe extern "system" fn()>(vk_icdGetPhysicalDeviceProcAddr)),
+            b"vk_icdNegotiateLoaderICDInterfaceVersion" => {
+                Some(std::mem::transmute::<
+                    unsafe extern "system" fn(*mut u32) -> vk::Result,
+                    unsafe extern "system" fn(),
+                >(vk_icdNegotiateLoaderICDInterfaceVersion))
+            }
+            b"vk_icdGetInstanceProcAddr" => Some(std::mem::transmute::<
+                unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction,
+                unsafe extern "system" fn(),
+            >(vk_icdGetInstanceProcAddr)),
+            b"vk_icdGetPhysicalDeviceProcAddr" => Some(std::mem::transmute::<
+                unsafe extern "system" fn(vk::Instance, *const c_char) -> vk::PFN_vkVoidFunction,
+                unsafe extern "system" fn(),
+            >(
+                vk_icdGetPhysicalDeviceProcAddr
+            )),
             _ => None,
         }
     }
@@ -59,7 +74,10 @@ fn loader_export(name: &[u8]) -> vk::PFN_vkVoidFunction {
 ///
 /// # Safety
 /// `name` is a NUL-terminated string; `instance` is null or a live vkfuse instance.
-pub unsafe extern "system" fn get_instance_proc_addr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+pub unsafe extern "system" fn get_instance_proc_addr(
+    instance: vk::Instance,
+    name: *const c_char,
+) -> vk::PFN_vkVoidFunction {
     crate::guard::value("vkGetInstanceProcAddr", || {
         if name.is_null() {
             return Ok(None);
@@ -69,7 +87,9 @@ pub unsafe extern "system" fn get_instance_proc_addr(instance: vk::Instance, nam
         if let f @ Some(_) = loader_export(name.to_bytes()) {
             return Ok(f);
         }
-        let Some(e) = entry::lookup(name) else { return Ok(None) };
+        let Some(e) = entry::lookup(name) else {
+            return Ok(None);
+        };
         if e.level == Level::Global {
             return Ok(to_pfn(e.pfn));
         }
@@ -83,15 +103,26 @@ pub unsafe extern "system" fn get_instance_proc_addr(instance: vk::Instance, nam
             exts.extend(p.fused.extensions.iter().map(crate::instance::ext_name));
         }
         let version = inst.api_version.max(vk::API_VERSION_1_0);
-        let version = inst.physical.as_ref().map_or(version, |p| version.min(p.fused.properties.api_version).max(vk::API_VERSION_1_0));
-        Ok(if satisfied(e.reqs, version, &exts) { to_pfn(e.pfn) } else { None })
+        let version = inst.physical.as_ref().map_or(version, |p| {
+            version
+                .min(p.fused.properties.api_version)
+                .max(vk::API_VERSION_1_0)
+        });
+        Ok(if satisfied(e.reqs, version, &exts) {
+            to_pfn(e.pfn)
+        } else {
+            None
+        })
     })
 }
 
 /// # Safety
 /// As for [`get_instance_proc_addr`].
 #[no_mangle]
-pub unsafe extern "system" fn vk_icdGetInstanceProcAddr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+pub unsafe extern "system" fn vk_icdGetInstanceProcAddr(
+    instance: vk::Instance,
+    name: *const c_char,
+) -> vk::PFN_vkVoidFunction {
     // SAFETY: forwarded contract.
     unsafe { get_instance_proc_addr(instance, name) }
 }
@@ -101,7 +132,10 @@ pub unsafe extern "system" fn vk_icdGetInstanceProcAddr(instance: vk::Instance, 
 /// # Safety
 /// As for [`get_instance_proc_addr`].
 #[no_mangle]
-pub unsafe extern "system" fn vk_icdGetPhysicalDeviceProcAddr(instance: vk::Instance, name: *const c_char) -> vk::PFN_vkVoidFunction {
+pub unsafe extern "system" fn vk_icdGetPhysicalDeviceProcAddr(
+    instance: vk::Instance,
+    name: *const c_char,
+) -> vk::PFN_vkVoidFunction {
     crate::guard::value("vk_icdGetPhysicalDeviceProcAddr", || {
         if name.is_null() {
             return Ok(None);
@@ -122,17 +156,28 @@ pub unsafe extern "system" fn vk_icdGetPhysicalDeviceProcAddr(instance: vk::Inst
 ///
 /// # Safety
 /// `device` is a live vkfuse device; `name` is NUL-terminated.
-pub unsafe extern "system" fn get_device_proc_addr(device: vk::Device, name: *const c_char) -> vk::PFN_vkVoidFunction {
+pub unsafe extern "system" fn get_device_proc_addr(
+    device: vk::Device,
+    name: *const c_char,
+) -> vk::PFN_vkVoidFunction {
     crate::guard::value("vkGetDeviceProcAddr", || {
         if name.is_null() {
             return Ok(None);
         }
         // SAFETY: caller contract.
         let (dev, name) = unsafe { (Device::resolve(device)?, CStr::from_ptr(name)) };
-        let Some(e) = entry::lookup(name) else { return Ok(None) };
+        let Some(e) = entry::lookup(name) else {
+            return Ok(None);
+        };
         if e.level != Level::Device {
             return Ok(None);
         }
-        Ok(if satisfied(e.reqs, dev.api_version, &dev.enabled_extensions) { to_pfn(e.pfn) } else { None })
+        Ok(
+            if satisfied(e.reqs, dev.api_version, &dev.enabled_extensions) {
+                to_pfn(e.pfn)
+            } else {
+                None
+            },
+        )
     })
 }

@@ -39,7 +39,9 @@ pub fn level() -> Level {
     let lvl = v.as_deref().and_then(parse).unwrap_or(Level::Warn);
     LEVEL.store(lvl as u8, Ordering::Relaxed);
     if let Some(v) = v.filter(|v| parse(v).is_none()) {
-        eprintln!("vkfuse: warning: VKFUSE_LOG={v:?} is not one of error, warn, info, debug; using warn");
+        eprintln!(
+            "vkfuse: warning: VKFUSE_LOG={v:?} is not one of error, warn, info, debug; using warn"
+        );
     }
     lvl
 }

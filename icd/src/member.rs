@@ -62,7 +62,8 @@ impl Member {
 fn standard_manifests() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let xdg_config = std::env::var("XDG_CONFIG_DIRS").unwrap_or_else(|_| "/etc/xdg".into());
-    let xdg_data = std::env::var("XDG_DATA_DIRS").unwrap_or_else(|_| "/usr/local/share:/usr/share".into());
+    let xdg_data =
+        std::env::var("XDG_DATA_DIRS").unwrap_or_else(|_| "/usr/local/share:/usr/share".into());
     if let Ok(home) = std::env::var("XDG_CONFIG_HOME") {
         dirs.push(PathBuf::from(home));
     } else if let Ok(home) = std::env::var("HOME") {
@@ -79,7 +80,9 @@ fn standard_manifests() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for d in dirs {
         let d = d.join("vulkan/icd.d");
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -136,7 +139,8 @@ struct Manifest {
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the manifest: {e}"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read the manifest: {e}"))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("the manifest is not valid JSON: {e}"))?;
     let lib = v
@@ -162,7 +166,10 @@ fn load(index: usize, manifest: &Path, own: Option<&Path>) -> Result<Member, Str
             return Err("this is vkfuse itself".into());
         }
     }
-    if m.library.file_name().is_some_and(|n| n.to_string_lossy().contains("vkfuse")) {
+    if m.library
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("vkfuse"))
+    {
         return Err("this is vkfuse itself".into());
     }
     // SAFETY: loading a Vulkan driver runs its initialisers, exactly as the Vulkan loader would.
@@ -171,10 +178,16 @@ fn load(index: usize, manifest: &Path, own: Option<&Path>) -> Result<Member, Str
     // SAFETY: symbol types are those of the loader–ICD interface (vk_icd.h).
     let gipa: Gipa = unsafe { lib.get::<Gipa>(b"vk_icdGetInstanceProcAddr\0") }
         .map(|s| *s)
-        .map_err(|_| format!("{} is not a Vulkan driver (no vk_icdGetInstanceProcAddr)", m.library.display()))?;
+        .map_err(|_| {
+            format!(
+                "{} is not a Vulkan driver (no vk_icdGetInstanceProcAddr)",
+                m.library.display()
+            )
+        })?;
     let mut version = 1;
     // SAFETY: as above.
-    if let Ok(neg) = unsafe { lib.get::<Negotiate>(b"vk_icdNegotiateLoaderICDInterfaceVersion\0") } {
+    if let Ok(neg) = unsafe { lib.get::<Negotiate>(b"vk_icdNegotiateLoaderICDInterfaceVersion\0") }
+    {
         version = LOADER_INTERFACE;
         // SAFETY: the driver writes the version it supports into `version`.
         let r = unsafe { neg(&mut version) };
@@ -183,11 +196,15 @@ fn load(index: usize, manifest: &Path, own: Option<&Path>) -> Result<Member, Str
         }
     }
     if version < 2 {
-        return Err(format!("loader interface version {version} is too old (vkfuse needs 2 or later)"));
+        return Err(format!(
+            "loader interface version {version} is too old (vkfuse needs 2 or later)"
+        ));
     }
     let gpdpa = if version >= 4 {
         // SAFETY: as above.
-        unsafe { lib.get::<Gipa>(b"vk_icdGetPhysicalDeviceProcAddr\0") }.ok().map(|s| *s)
+        unsafe { lib.get::<Gipa>(b"vk_icdGetPhysicalDeviceProcAddr\0") }
+            .ok()
+            .map(|s| *s)
     } else {
         None
     };
@@ -214,12 +231,20 @@ pub fn discovery() -> &'static Discovery {
         let mut skipped = Vec::new();
         for manifest in manifests {
             if members.len() == crate::MAX_MEMBERS {
-                skipped.push(Skipped { manifest, reason: format!("vkfuse supports at most {} members", crate::MAX_MEMBERS) });
+                skipped.push(Skipped {
+                    manifest,
+                    reason: format!("vkfuse supports at most {} members", crate::MAX_MEMBERS),
+                });
                 continue;
             }
             match load(members.len(), &manifest, own.as_deref()) {
                 Ok(m) => {
-                    crate::info!("member {}: {} ({})", m.index, manifest.display(), m.library.display());
+                    crate::info!(
+                        "member {}: {} ({})",
+                        m.index,
+                        manifest.display(),
+                        m.library.display()
+                    );
                     members.push(m);
                 }
                 Err(reason) => {

@@ -27,7 +27,11 @@ fn fuse(d: &Device, per: &[(usize, vk::MemoryRequirements)]) -> vk::MemoryRequir
     };
     let bits: Vec<(usize, u32)> = per.iter().map(|(m, r)| (*m, r.memory_type_bits)).collect();
     let mut out = vk::MemoryRequirements {
-        memory_type_bits: vkfuse_memory::fused_type_bits_indexed(&maps, &bits, d.physical().fused.memory.memory_type_count as usize),
+        memory_type_bits: vkfuse_memory::fused_type_bits_indexed(
+            &maps,
+            &bits,
+            d.physical().fused.memory.memory_type_count as usize,
+        ),
         ..Default::default()
     };
     for (_, r) in per {
@@ -38,7 +42,13 @@ fn fuse(d: &Device, per: &[(usize, vk::MemoryRequirements)]) -> vk::MemoryRequir
 }
 
 /// Runs `query` on every resident member and fuses the answers.
-fn each(d: &Device, mut query: impl FnMut(&crate::object::MemberDevice, &Arena) -> Result<vk::MemoryRequirements, vk::Result>) -> Result<vk::MemoryRequirements, vk::Result> {
+fn each(
+    d: &Device,
+    mut query: impl FnMut(
+        &crate::object::MemberDevice,
+        &Arena,
+    ) -> Result<vk::MemoryRequirements, vk::Result>,
+) -> Result<vk::MemoryRequirements, vk::Result> {
     let arena = Arena::scope();
     let mut per = Vec::new();
     for md in &d.members {
@@ -49,11 +59,18 @@ fn each(d: &Device, mut query: impl FnMut(&crate::object::MemberDevice, &Arena) 
 
 /// # Safety
 /// Arguments valid for `vkGetBufferMemoryRequirements`.
-pub unsafe extern "system" fn get_buffer_memory_requirements(device: vk::Device, buffer: vk::Buffer, out: *mut vk::MemoryRequirements) {
+pub unsafe extern "system" fn get_buffer_memory_requirements(
+    device: vk::Device,
+    buffer: vk::Buffer,
+    out: *mut vk::MemoryRequirements,
+) {
     crate::guard::void("vkGetBufferMemoryRequirements", || {
         let d = dev(device)?;
         let r = each(d, |md, arena| {
-            let f = md.fns.get_buffer_memory_requirements.ok_or_else(|| crate::guard::missing("vkGetBufferMemoryRequirements"))?;
+            let f = md
+                .fns
+                .get_buffer_memory_requirements
+                .ok_or_else(|| crate::guard::missing("vkGetBufferMemoryRequirements"))?;
             let mut r = vk::MemoryRequirements::default();
             // SAFETY: the member's buffer; valid output.
             unsafe { f(md.handle, md.cx(arena).nd(buffer), &mut r) };
@@ -67,11 +84,18 @@ pub unsafe extern "system" fn get_buffer_memory_requirements(device: vk::Device,
 
 /// # Safety
 /// Arguments valid for `vkGetImageMemoryRequirements`.
-pub unsafe extern "system" fn get_image_memory_requirements(device: vk::Device, image: vk::Image, out: *mut vk::MemoryRequirements) {
+pub unsafe extern "system" fn get_image_memory_requirements(
+    device: vk::Device,
+    image: vk::Image,
+    out: *mut vk::MemoryRequirements,
+) {
     crate::guard::void("vkGetImageMemoryRequirements", || {
         let d = dev(device)?;
         let r = each(d, |md, arena| {
-            let f = md.fns.get_image_memory_requirements.ok_or_else(|| crate::guard::missing("vkGetImageMemoryRequirements"))?;
+            let f = md
+                .fns
+                .get_image_memory_requirements
+                .ok_or_else(|| crate::guard::missing("vkGetImageMemoryRequirements"))?;
             let mut r = vk::MemoryRequirements::default();
             // SAFETY: the member's image; valid output.
             unsafe { f(md.handle, md.cx(arena).nd(image), &mut r) };
@@ -90,7 +114,11 @@ fn query2<I>(
     info: *const I,
     out: *mut vk::MemoryRequirements2,
     fix: unsafe fn(&crate::conv::Cx, *mut I),
-    get: impl Fn(&crate::object::MemberDevice) -> Option<unsafe extern "system" fn(vk::Device, *const I, *mut vk::MemoryRequirements2)>,
+    get: impl Fn(
+        &crate::object::MemberDevice,
+    ) -> Option<
+        unsafe extern "system" fn(vk::Device, *const I, *mut vk::MemoryRequirements2),
+    >,
     name: &str,
 ) -> Result<(), vk::Result> {
     let mut first = true;
@@ -118,32 +146,76 @@ fn query2<I>(
 
 /// # Safety
 /// Arguments valid for `vkGetBufferMemoryRequirements2`.
-pub unsafe extern "system" fn get_buffer_memory_requirements2(device: vk::Device, info: *const vk::BufferMemoryRequirementsInfo2, out: *mut vk::MemoryRequirements2) {
+pub unsafe extern "system" fn get_buffer_memory_requirements2(
+    device: vk::Device,
+    info: *const vk::BufferMemoryRequirementsInfo2,
+    out: *mut vk::MemoryRequirements2,
+) {
     crate::guard::void("vkGetBufferMemoryRequirements2", || {
-        query2(dev(device)?, info, out, tr::fix_buffer_memory_requirements_info2, |md| md.fns.get_buffer_memory_requirements2, "vkGetBufferMemoryRequirements2")
+        query2(
+            dev(device)?,
+            info,
+            out,
+            tr::fix_buffer_memory_requirements_info2,
+            |md| md.fns.get_buffer_memory_requirements2,
+            "vkGetBufferMemoryRequirements2",
+        )
     })
 }
 
 /// # Safety
 /// Arguments valid for `vkGetImageMemoryRequirements2`.
-pub unsafe extern "system" fn get_image_memory_requirements2(device: vk::Device, info: *const vk::ImageMemoryRequirementsInfo2, out: *mut vk::MemoryRequirements2) {
+pub unsafe extern "system" fn get_image_memory_requirements2(
+    device: vk::Device,
+    info: *const vk::ImageMemoryRequirementsInfo2,
+    out: *mut vk::MemoryRequirements2,
+) {
     crate::guard::void("vkGetImageMemoryRequirements2", || {
-        query2(dev(device)?, info, out, tr::fix_image_memory_requirements_info2, |md| md.fns.get_image_memory_requirements2, "vkGetImageMemoryRequirements2")
+        query2(
+            dev(device)?,
+            info,
+            out,
+            tr::fix_image_memory_requirements_info2,
+            |md| md.fns.get_image_memory_requirements2,
+            "vkGetImageMemoryRequirements2",
+        )
     })
 }
 
 /// # Safety
 /// Arguments valid for `vkGetDeviceBufferMemoryRequirements`.
-pub unsafe extern "system" fn get_device_buffer_memory_requirements(device: vk::Device, info: *const vk::DeviceBufferMemoryRequirements, out: *mut vk::MemoryRequirements2) {
+pub unsafe extern "system" fn get_device_buffer_memory_requirements(
+    device: vk::Device,
+    info: *const vk::DeviceBufferMemoryRequirements,
+    out: *mut vk::MemoryRequirements2,
+) {
     crate::guard::void("vkGetDeviceBufferMemoryRequirements", || {
-        query2(dev(device)?, info, out, tr::fix_device_buffer_memory_requirements, |md| md.fns.get_device_buffer_memory_requirements, "vkGetDeviceBufferMemoryRequirements")
+        query2(
+            dev(device)?,
+            info,
+            out,
+            tr::fix_device_buffer_memory_requirements,
+            |md| md.fns.get_device_buffer_memory_requirements,
+            "vkGetDeviceBufferMemoryRequirements",
+        )
     })
 }
 
 /// # Safety
 /// Arguments valid for `vkGetDeviceImageMemoryRequirements`.
-pub unsafe extern "system" fn get_device_image_memory_requirements(device: vk::Device, info: *const vk::DeviceImageMemoryRequirements, out: *mut vk::MemoryRequirements2) {
+pub unsafe extern "system" fn get_device_image_memory_requirements(
+    device: vk::Device,
+    info: *const vk::DeviceImageMemoryRequirements,
+    out: *mut vk::MemoryRequirements2,
+) {
     crate::guard::void("vkGetDeviceImageMemoryRequirements", || {
-        query2(dev(device)?, info, out, tr::fix_device_image_memory_requirements, |md| md.fns.get_device_image_memory_requirements, "vkGetDeviceImageMemoryRequirements")
+        query2(
+            dev(device)?,
+            info,
+            out,
+            tr::fix_device_image_memory_requirements,
+            |md| md.fns.get_device_image_memory_requirements,
+            "vkGetDeviceImageMemoryRequirements",
+        )
     })
 }

@@ -39,7 +39,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(tag: Tag) -> Header {
-        Header { loader_data: ICD_LOADER_MAGIC, tag }
+        Header {
+            loader_data: ICD_LOADER_MAGIC,
+            tag,
+        }
     }
 }
 
@@ -138,8 +141,9 @@ pub struct PhysicalDevice {
 
 // INVARIANT: a physical device is immutable after creation; the instance pointer outlives it
 // (the instance owns it).
+// SAFETY: upheld by the invariant above.
 unsafe impl Send for PhysicalDevice {}
-// INVARIANT: see Send.
+// SAFETY: see Send.
 unsafe impl Sync for PhysicalDevice {}
 
 impl PhysicalDevice {
@@ -186,8 +190,9 @@ pub struct Device {
 
 // INVARIANT: members and their tables are immutable after creation; the queue list is behind a
 // mutex; the physical device outlives the device.
+// SAFETY: upheld by the invariant above.
 unsafe impl Send for Device {}
-// INVARIANT: see Send.
+// SAFETY: see Send.
 unsafe impl Sync for Device {}
 
 impl Device {
@@ -266,7 +271,10 @@ pub struct ObjectBase {
 
 impl ObjectBase {
     pub fn new(ty: vk::ObjectType) -> Box<ObjectBase> {
-        Box::new(ObjectBase { handles: [0; MAX_MEMBERS], ty })
+        Box::new(ObjectBase {
+            handles: [0; MAX_MEMBERS],
+            ty,
+        })
     }
 
     pub fn into_raw(self: Box<Self>) -> u64 {
@@ -318,8 +326,9 @@ pub unsafe fn member_handle(ty: vk::ObjectType, raw: u64, m: usize) -> u64 {
                 .ok()
                 .and_then(|d| d.members.iter().find(|md| md.index == m))
                 .map_or(0, |md| md.handle.as_raw()),
-            vk::ObjectType::QUEUE => Queue::resolve(vk::Queue::from_raw(raw))
-                .map_or(0, |(q, _)| q.handles[m].as_raw()),
+            vk::ObjectType::QUEUE => {
+                Queue::resolve(vk::Queue::from_raw(raw)).map_or(0, |(q, _)| q.handles[m].as_raw())
+            }
             vk::ObjectType::COMMAND_BUFFER => {
                 CommandBuffer::resolve(vk::CommandBuffer::from_raw(raw))
                     .map_or(0, |(c, _)| c.handles[m].as_raw())
@@ -346,10 +355,19 @@ pub unsafe extern "system" fn set_private_data(
         let arena = Arena::scope();
         for md in &dev.members {
             let cx = md.cx(&arena);
-            let f = md.fns.set_private_data.ok_or_else(|| crate::guard::missing("vkSetPrivateData"))?;
+            let f = md
+                .fns
+                .set_private_data
+                .ok_or_else(|| crate::guard::missing("vkSetPrivateData"))?;
             // SAFETY: handles translated to this member's (VUID-vkSetPrivateData-objectHandle-04016).
             let r = unsafe {
-                f(md.handle, object_type, member_handle(object_type, object_handle, md.index), cx.nd(slot), data)
+                f(
+                    md.handle,
+                    object_type,
+                    member_handle(object_type, object_handle, md.index),
+                    cx.nd(slot),
+                    data,
+                )
             };
             if r != vk::Result::SUCCESS {
                 return Err(r);
@@ -376,9 +394,20 @@ pub unsafe extern "system" fn get_private_data(
         let arena = Arena::scope();
         let md = dev.primary();
         let cx = md.cx(&arena);
-        let f = md.fns.get_private_data.ok_or_else(|| crate::guard::missing("vkGetPrivateData"))?;
+        let f = md
+            .fns
+            .get_private_data
+            .ok_or_else(|| crate::guard::missing("vkGetPrivateData"))?;
         // SAFETY: handles translated to the member's; p_data is valid (VUID-vkGetPrivateData-pData-parameter).
-        unsafe { f(md.handle, object_type, member_handle(object_type, object_handle, md.index), cx.nd(slot), p_data) };
+        unsafe {
+            f(
+                md.handle,
+                object_type,
+                member_handle(object_type, object_handle, md.index),
+                cx.nd(slot),
+                p_data,
+            )
+        };
         Ok(())
     })
 }

@@ -30,7 +30,9 @@ pub struct Fused {
 }
 
 fn fnv(data: &[u8], seed: u64) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn uuid(parts: &[[u8; 16]]) -> [u8; 16] {
@@ -43,7 +45,9 @@ fn uuid(parts: &[[u8; 16]]) -> [u8; 16] {
 
 fn c_name(chars: &[c_char]) -> String {
     // SAFETY: Vulkan name arrays are NUL-terminated.
-    unsafe { CStr::from_ptr(chars.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(chars.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn set_name(dst: &mut [c_char], s: &str) {
@@ -67,7 +71,9 @@ struct Probe {
 
 fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
     let f = &mi.fns;
-    let enumerate = f.enumerate_physical_devices.ok_or("no vkEnumeratePhysicalDevices")?;
+    let enumerate = f
+        .enumerate_physical_devices
+        .ok_or("no vkEnumeratePhysicalDevices")?;
     let mut n = 0;
     // SAFETY: two-call idiom on the member's own instance.
     let r = unsafe { enumerate(mi.handle, &mut n, std::ptr::null_mut()) };
@@ -81,7 +87,10 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
         return Err(format!("vkEnumeratePhysicalDevices failed ({r:?})"));
     }
     if n > 1 {
-        crate::info!("member {}: using the first of its {n} physical devices", mi.index);
+        crate::info!(
+            "member {}: using the first of its {n} physical devices",
+            mi.index
+        );
     }
     let pd = devs[0];
     let mut p = Probe {
@@ -96,23 +105,37 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
     };
     // SAFETY: queries on the member's physical device with valid output pointers.
     unsafe {
-        (f.get_physical_device_properties.ok_or("no vkGetPhysicalDeviceProperties")?)(pd, &mut p.properties);
-        (f.get_physical_device_features.ok_or("no vkGetPhysicalDeviceFeatures")?)(pd, &mut p.features);
-        (f.get_physical_device_memory_properties.ok_or("no vkGetPhysicalDeviceMemoryProperties")?)(pd, &mut p.memory);
-        let qf = f.get_physical_device_queue_family_properties.ok_or("no vkGetPhysicalDeviceQueueFamilyProperties")?;
+        (f.get_physical_device_properties
+            .ok_or("no vkGetPhysicalDeviceProperties")?)(pd, &mut p.properties);
+        (f.get_physical_device_features
+            .ok_or("no vkGetPhysicalDeviceFeatures")?)(pd, &mut p.features);
+        (f.get_physical_device_memory_properties
+            .ok_or("no vkGetPhysicalDeviceMemoryProperties")?)(pd, &mut p.memory);
+        let qf = f
+            .get_physical_device_queue_family_properties
+            .ok_or("no vkGetPhysicalDeviceQueueFamilyProperties")?;
         let mut n = 0;
         qf(pd, &mut n, std::ptr::null_mut());
         p.families = vec![Default::default(); n as usize];
         qf(pd, &mut n, p.families.as_mut_ptr());
-        let ee = f.enumerate_device_extension_properties.ok_or("no vkEnumerateDeviceExtensionProperties")?;
+        let ee = f
+            .enumerate_device_extension_properties
+            .ok_or("no vkEnumerateDeviceExtensionProperties")?;
         let mut n = 0;
-        ee(pd, std::ptr::null(), &mut n, std::ptr::null_mut());
+        if ee(pd, std::ptr::null(), &mut n, std::ptr::null_mut()) != vk::Result::SUCCESS {
+            return Err("vkEnumerateDeviceExtensionProperties failed".into());
+        }
         p.extensions = vec![Default::default(); n as usize];
-        ee(pd, std::ptr::null(), &mut n, p.extensions.as_mut_ptr());
+        if ee(pd, std::ptr::null(), &mut n, p.extensions.as_mut_ptr()).as_raw() < 0 {
+            return Err("vkEnumerateDeviceExtensionProperties failed".into());
+        }
         p.extensions.truncate(n as usize);
         if let Some(p2) = f.get_physical_device_properties2 {
             let mut id = vk::PhysicalDeviceIDProperties::default();
-            let mut props2 = vk::PhysicalDeviceProperties2 { p_next: (&mut id as *mut vk::PhysicalDeviceIDProperties).cast(), ..Default::default() };
+            let mut props2 = vk::PhysicalDeviceProperties2 {
+                p_next: (&mut id as *mut vk::PhysicalDeviceIDProperties).cast(),
+                ..Default::default()
+            };
             p2(pd, &mut props2);
             p.device_uuid = id.device_uuid;
             p.driver_uuid = id.driver_uuid;
@@ -134,7 +157,11 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
     for mi in &inst.members {
         match probe(mi) {
             Ok(p) => probes.push((mi, p)),
-            Err(e) => crate::warn!("member {} ({}): {e}; it is left out", mi.index, mi.member.describe()),
+            Err(e) => crate::warn!(
+                "member {} ({}): {e}; it is left out",
+                mi.index,
+                mi.member.describe()
+            ),
         }
     }
     let (_, base) = probes.first()?;
@@ -142,8 +169,18 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
     let mut properties = base.properties;
     let mut features = base.features;
     for (mi, p) in probes.iter().skip(1) {
-        fuse::fuse_physical_device_properties(&mut properties, &p.properties, mi.index, &mut limited);
-        fuse::fuse_physical_device_limits(&mut properties.limits, &p.properties.limits, mi.index, &mut limited);
+        fuse::fuse_physical_device_properties(
+            &mut properties,
+            &p.properties,
+            mi.index,
+            &mut limited,
+        );
+        fuse::fuse_physical_device_limits(
+            &mut properties.limits,
+            &p.properties.limits,
+            mi.index,
+            &mut limited,
+        );
         properties.api_version = properties.api_version.min(p.properties.api_version);
         let a = (&mut features as *mut vk::PhysicalDeviceFeatures).cast::<vk::Bool32>();
         let b = (&p.features as *const vk::PhysicalDeviceFeatures).cast::<vk::Bool32>();
@@ -162,7 +199,12 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
         let mut fused = *fam;
         let mut picks = vec![i as u32];
         for (_, p) in probes.iter().skip(1) {
-            let Some((j, other)) = p.families.iter().enumerate().find(|(_, f)| family_ok(f.queue_flags, fam.queue_flags)) else {
+            let Some((j, other)) = p
+                .families
+                .iter()
+                .enumerate()
+                .find(|(_, f)| family_ok(f.queue_flags, fam.queue_flags))
+            else {
                 break;
             };
             fused.queue_count = fused.queue_count.min(other.queue_count);
@@ -189,11 +231,17 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
         .map(|(_, p)| vkfuse_memory::MemProps {
             types: p.memory.memory_types[..p.memory.memory_type_count as usize]
                 .iter()
-                .map(|t| vkfuse_memory::MemType { flags: t.property_flags.as_raw(), heap: t.heap_index })
+                .map(|t| vkfuse_memory::MemType {
+                    flags: t.property_flags.as_raw(),
+                    heap: t.heap_index,
+                })
                 .collect(),
             heaps: p.memory.memory_heaps[..p.memory.memory_heap_count as usize]
                 .iter()
-                .map(|h| vkfuse_memory::Heap { size: h.size, flags: h.flags.as_raw() })
+                .map(|h| vkfuse_memory::Heap {
+                    size: h.size,
+                    flags: h.flags.as_raw(),
+                })
                 .collect(),
         })
         .collect();
@@ -204,10 +252,16 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
         ..Default::default()
     };
     for (d, t) in memory.memory_types.iter_mut().zip(&fm.props.types) {
-        *d = vk::MemoryType { property_flags: vk::MemoryPropertyFlags::from_raw(t.flags), heap_index: t.heap };
+        *d = vk::MemoryType {
+            property_flags: vk::MemoryPropertyFlags::from_raw(t.flags),
+            heap_index: t.heap,
+        };
     }
     for (d, h) in memory.memory_heaps.iter_mut().zip(&fm.props.heaps) {
-        *d = vk::MemoryHeap { size: h.size, flags: vk::MemoryHeapFlags::from_raw(h.flags) };
+        *d = vk::MemoryHeap {
+            size: h.size,
+            flags: vk::MemoryHeapFlags::from_raw(h.flags),
+        };
     }
     // Extensions: the intersection, restricted to what vkfuse forwards.
     let extensions: Vec<vk::ExtensionProperties> = FORWARDED_EXTENSIONS
@@ -216,14 +270,25 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
         .filter_map(|(name, _)| {
             let v: Option<Vec<u32>> = probes
                 .iter()
-                .map(|(_, p)| p.extensions.iter().find(|e| ext_name(e) == *name).map(|e| e.spec_version))
+                .map(|(_, p)| {
+                    p.extensions
+                        .iter()
+                        .find(|e| ext_name(e) == *name)
+                        .map(|e| e.spec_version)
+                })
                 .collect();
             v.map(|v| ext_props(name, v.into_iter().min().unwrap_or(1)))
         })
         .collect();
     // Identity.
-    let names: Vec<String> = probes.iter().map(|(_, p)| c_name(&p.properties.device_name)).collect();
-    set_name(&mut properties.device_name, &format!("vkfuse ({})", names.join(" + ")));
+    let names: Vec<String> = probes
+        .iter()
+        .map(|(_, p)| c_name(&p.properties.device_name))
+        .collect();
+    set_name(
+        &mut properties.device_name,
+        &format!("vkfuse ({})", names.join(" + ")),
+    );
     properties.vendor_id = VENDOR_ID;
     let ids: Vec<[u8; 16]> = probes
         .iter()
@@ -236,10 +301,23 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
         .collect();
     properties.device_id = u32::from_le_bytes(uuid(&ids)[..4].try_into().unwrap_or([0; 4]));
     properties.driver_version = vk::make_api_version(0, 0, 1, 0);
-    let caches: Vec<[u8; 16]> = probes.iter().map(|(_, p)| p.properties.pipeline_cache_uuid).collect();
+    let caches: Vec<[u8; 16]> = probes
+        .iter()
+        .map(|(_, p)| p.properties.pipeline_cache_uuid)
+        .collect();
     properties.pipeline_cache_uuid = uuid(&caches);
-    let device_uuid = uuid(&probes.iter().map(|(_, p)| p.device_uuid).collect::<Vec<_>>());
-    let driver_uuid = uuid(&probes.iter().map(|(_, p)| p.driver_uuid).collect::<Vec<_>>());
+    let device_uuid = uuid(
+        &probes
+            .iter()
+            .map(|(_, p)| p.device_uuid)
+            .collect::<Vec<_>>(),
+    );
+    let driver_uuid = uuid(
+        &probes
+            .iter()
+            .map(|(_, p)| p.driver_uuid)
+            .collect::<Vec<_>>(),
+    );
     let members = probes
         .iter()
         .enumerate()
@@ -249,7 +327,10 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
             handle: p.handle,
             instance: mi.handle,
             fns: mi.fns,
-            maps: MemberMaps { queue_family: qmaps[k].clone(), memory_type: fm.maps[k].clone() },
+            maps: MemberMaps {
+                queue_family: qmaps[k].clone(),
+                memory_type: fm.maps[k].clone(),
+            },
             properties: p.properties,
             extensions: p.extensions.iter().map(ext_name).collect(),
             name: names[k].clone(),
@@ -275,7 +356,11 @@ pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalD
 
 /// Copies an output pNext chain for another member: nodes of known size are duplicated (with
 /// sType, zeroed contents), unknown ones left out.
-fn shadow_chain(arena: &Arena, mut p: *const c_void, size_of: impl Fn(vk::StructureType) -> Option<usize>) -> *mut c_void {
+fn shadow_chain(
+    arena: &Arena,
+    mut p: *const c_void,
+    size_of: impl Fn(vk::StructureType) -> Option<usize>,
+) -> *mut c_void {
     let mut head: *mut c_void = std::ptr::null_mut();
     let mut tail: *mut vk::BaseOutStructure = std::ptr::null_mut();
     while !p.is_null() {
@@ -302,7 +387,11 @@ fn shadow_chain(arena: &Arena, mut p: *const c_void, size_of: impl Fn(vk::Struct
 }
 
 /// Walks two parallel chains made by [`shadow_chain`], calling `f` on nodes of the same type.
-fn zip_chain(app: *mut c_void, shadow: *mut c_void, mut f: impl FnMut(vk::StructureType, *mut c_void, *const c_void)) {
+fn zip_chain(
+    app: *mut c_void,
+    shadow: *mut c_void,
+    mut f: impl FnMut(vk::StructureType, *mut c_void, *const c_void),
+) {
     let mut a = app as *mut vk::BaseOutStructure;
     let mut s = shadow as *mut vk::BaseOutStructure;
     while !a.is_null() && !s.is_null() {
@@ -318,11 +407,17 @@ fn zip_chain(app: *mut c_void, shadow: *mut c_void, mut f: impl FnMut(vk::Struct
 }
 
 fn prop_size(t: vk::StructureType) -> Option<usize> {
-    PROPERTY_STRUCTS.iter().find(|p| p.s_type == t).map(|p| p.size)
+    PROPERTY_STRUCTS
+        .iter()
+        .find(|p| p.s_type == t)
+        .map(|p| p.size)
 }
 
 fn feature_size(t: vk::StructureType) -> Option<usize> {
-    FEATURE_STRUCTS.iter().find(|p| p.s_type == t).map(|p| p.size)
+    FEATURE_STRUCTS
+        .iter()
+        .find(|p| p.s_type == t)
+        .map(|p| p.size)
 }
 
 fn pd<'a>(h: vk::PhysicalDevice) -> Result<&'a PhysicalDevice, vk::Result> {
@@ -332,7 +427,10 @@ fn pd<'a>(h: vk::PhysicalDevice) -> Result<&'a PhysicalDevice, vk::Result> {
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceProperties`.
-pub unsafe extern "system" fn get_properties(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceProperties) {
+pub unsafe extern "system" fn get_properties(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceProperties,
+) {
     crate::guard::void("vkGetPhysicalDeviceProperties", || {
         // SAFETY: valid output pointer.
         unsafe { *out = pd(h)?.fused.properties };
@@ -342,7 +440,14 @@ pub unsafe extern "system" fn get_properties(h: vk::PhysicalDevice, out: *mut vk
 
 fn patch_identity(p: &PhysicalDevice, t: vk::StructureType, node: *mut c_void) {
     let f = &p.fused;
-    let info = format!("members: {}", p.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" + "));
+    let info = format!(
+        "members: {}",
+        p.members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
     // SAFETY: `node` is a struct of type `t`.
     unsafe {
         match t {
@@ -377,12 +482,18 @@ fn patch_identity(p: &PhysicalDevice, t: vk::StructureType, node: *mut c_void) {
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceProperties2`.
-pub unsafe extern "system" fn get_properties2(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceProperties2) {
+pub unsafe extern "system" fn get_properties2(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceProperties2,
+) {
     crate::guard::void("vkGetPhysicalDeviceProperties2", || {
         let p = pd(h)?;
         let arena = Arena::scope();
         let first = &p.members[0];
-        let f = first.fns.get_physical_device_properties2.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceProperties2"))?;
+        let f = first
+            .fns
+            .get_physical_device_properties2
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceProperties2"))?;
         // SAFETY: the application's chain only holds structs of extensions vkfuse advertises,
         // which every member offers.
         unsafe { f(first.handle, out) };
@@ -390,8 +501,13 @@ pub unsafe extern "system" fn get_properties2(h: vk::PhysicalDevice, out: *mut v
         for m in p.members.iter().skip(1) {
             // SAFETY: `out` is a valid chain.
             let shadow = shadow_chain(&arena, unsafe { (*out).p_next }, prop_size);
-            let mut o = vk::PhysicalDeviceProperties2 { p_next: shadow, ..Default::default() };
-            let Some(g) = m.fns.get_physical_device_properties2 else { continue };
+            let mut o = vk::PhysicalDeviceProperties2 {
+                p_next: shadow,
+                ..Default::default()
+            };
+            let Some(g) = m.fns.get_physical_device_properties2 else {
+                continue;
+            };
             // SAFETY: a chain of zeroed structs of known types.
             unsafe { g(m.handle, &mut o) };
             // SAFETY: as above.
@@ -402,7 +518,9 @@ pub unsafe extern "system" fn get_properties2(h: vk::PhysicalDevice, out: *mut v
         // SAFETY: valid output.
         unsafe {
             (*out).properties = p.fused.properties;
-            zip_chain((*out).p_next, (*out).p_next, |t, a, _| patch_identity(p, t, a));
+            zip_chain((*out).p_next, (*out).p_next, |t, a, _| {
+                patch_identity(p, t, a)
+            });
         }
         Ok(())
     })
@@ -410,7 +528,10 @@ pub unsafe extern "system" fn get_properties2(h: vk::PhysicalDevice, out: *mut v
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceFeatures`.
-pub unsafe extern "system" fn get_features(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceFeatures) {
+pub unsafe extern "system" fn get_features(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceFeatures,
+) {
     crate::guard::void("vkGetPhysicalDeviceFeatures", || {
         // SAFETY: valid output pointer.
         unsafe { *out = pd(h)?.fused.features };
@@ -420,19 +541,30 @@ pub unsafe extern "system" fn get_features(h: vk::PhysicalDevice, out: *mut vk::
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceFeatures2`.
-pub unsafe extern "system" fn get_features2(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceFeatures2) {
+pub unsafe extern "system" fn get_features2(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceFeatures2,
+) {
     crate::guard::void("vkGetPhysicalDeviceFeatures2", || {
         let p = pd(h)?;
         let arena = Arena::scope();
         let first = &p.members[0];
-        let f = first.fns.get_physical_device_features2.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceFeatures2"))?;
+        let f = first
+            .fns
+            .get_physical_device_features2
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceFeatures2"))?;
         // SAFETY: see get_properties2.
         unsafe { f(first.handle, out) };
         for m in p.members.iter().skip(1) {
             // SAFETY: `out` is a valid chain.
             let shadow = shadow_chain(&arena, unsafe { (*out).p_next }, feature_size);
-            let mut o = vk::PhysicalDeviceFeatures2 { p_next: shadow, ..Default::default() };
-            let Some(g) = m.fns.get_physical_device_features2 else { continue };
+            let mut o = vk::PhysicalDeviceFeatures2 {
+                p_next: shadow,
+                ..Default::default()
+            };
+            let Some(g) = m.fns.get_physical_device_features2 else {
+                continue;
+            };
             // SAFETY: a chain of zeroed structs of known types.
             unsafe { g(m.handle, &mut o) };
             // SAFETY: both nodes are feature structs of the same type: VkBool32s after the header.
@@ -476,7 +608,11 @@ fn format_properties(p: &PhysicalDevice, format: vk::Format) -> vk::FormatProper
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceFormatProperties`.
-pub unsafe extern "system" fn get_format_properties(h: vk::PhysicalDevice, format: vk::Format, out: *mut vk::FormatProperties) {
+pub unsafe extern "system" fn get_format_properties(
+    h: vk::PhysicalDevice,
+    format: vk::Format,
+    out: *mut vk::FormatProperties,
+) {
     crate::guard::void("vkGetPhysicalDeviceFormatProperties", || {
         // SAFETY: valid output pointer.
         unsafe { *out = format_properties(pd(h)?, format) };
@@ -486,17 +622,29 @@ pub unsafe extern "system" fn get_format_properties(h: vk::PhysicalDevice, forma
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceFormatProperties2`.
-pub unsafe extern "system" fn get_format_properties2(h: vk::PhysicalDevice, format: vk::Format, out: *mut vk::FormatProperties2) {
+pub unsafe extern "system" fn get_format_properties2(
+    h: vk::PhysicalDevice,
+    format: vk::Format,
+    out: *mut vk::FormatProperties2,
+) {
     crate::guard::void("vkGetPhysicalDeviceFormatProperties2", || {
         let p = pd(h)?;
         let first = &p.members[0];
-        let f = first.fns.get_physical_device_format_properties2.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceFormatProperties2"))?;
+        let f = first
+            .fns
+            .get_physical_device_format_properties2
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceFormatProperties2"))?;
         // SAFETY: see get_properties2.
         unsafe { f(first.handle, format, out) };
         for m in p.members.iter().skip(1) {
-            let Some(g) = m.fns.get_physical_device_format_properties2 else { continue };
+            let Some(g) = m.fns.get_physical_device_format_properties2 else {
+                continue;
+            };
             let mut f3 = vk::FormatProperties3::default();
-            let mut o = vk::FormatProperties2 { p_next: (&mut f3 as *mut vk::FormatProperties3).cast(), ..Default::default() };
+            let mut o = vk::FormatProperties2 {
+                p_next: (&mut f3 as *mut vk::FormatProperties3).cast(),
+                ..Default::default()
+            };
             // SAFETY: valid chain.
             unsafe { g(m.handle, format, &mut o) };
             zip_chain(
@@ -544,7 +692,10 @@ pub unsafe extern "system" fn get_image_format_properties(
         let p = pd(h)?;
         let mut acc: Option<vk::ImageFormatProperties> = None;
         for m in &p.members {
-            let f = m.fns.get_physical_device_image_format_properties.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties"))?;
+            let f = m
+                .fns
+                .get_physical_device_image_format_properties
+                .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties"))?;
             let mut o = vk::ImageFormatProperties::default();
             // SAFETY: valid output.
             let r = unsafe { f(m.handle, format, ty, tiling, usage, flags, &mut o) };
@@ -571,16 +722,23 @@ pub unsafe extern "system" fn get_image_format_properties2(
 ) -> vk::Result {
     crate::guard::result("vkGetPhysicalDeviceImageFormatProperties2", || {
         let p = pd(h)?;
-        let arena = Arena::scope();
         let first = &p.members[0];
-        let f = first.fns.get_physical_device_image_format_properties2.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties2"))?;
+        let f = first
+            .fns
+            .get_physical_device_image_format_properties2
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties2"))?;
         // SAFETY: the input holds no handles or per-member indices; the output chain is the app's.
         let r = unsafe { f(first.handle, info, out) };
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
         for m in p.members.iter().skip(1) {
-            let g = m.fns.get_physical_device_image_format_properties2.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties2"))?;
+            let g = m
+                .fns
+                .get_physical_device_image_format_properties2
+                .ok_or_else(|| {
+                    crate::guard::missing("vkGetPhysicalDeviceImageFormatProperties2")
+                })?;
             let mut o = vk::ImageFormatProperties2::default();
             // SAFETY: as above, with a bare output.
             let r = unsafe { g(m.handle, info, &mut o) };
@@ -588,7 +746,10 @@ pub unsafe extern "system" fn get_image_format_properties2(
                 return Err(r);
             }
             // SAFETY: valid output.
-            fuse_image_format(unsafe { &mut (*out).image_format_properties }, &o.image_format_properties);
+            fuse_image_format(
+                unsafe { &mut (*out).image_format_properties },
+                &o.image_format_properties,
+            );
         }
         Ok(vk::Result::SUCCESS)
     })
@@ -596,17 +757,25 @@ pub unsafe extern "system" fn get_image_format_properties2(
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceQueueFamilyProperties`.
-pub unsafe extern "system" fn get_queue_family_properties(h: vk::PhysicalDevice, count: *mut u32, out: *mut vk::QueueFamilyProperties) {
+pub unsafe extern "system" fn get_queue_family_properties(
+    h: vk::PhysicalDevice,
+    count: *mut u32,
+    out: *mut vk::QueueFamilyProperties,
+) {
     crate::guard::void("vkGetPhysicalDeviceQueueFamilyProperties", || {
         // SAFETY: forwarded contract.
-        unsafe { fill(&pd(h)?.fused.queue_families, count, out) };
+        let _ = unsafe { fill(&pd(h)?.fused.queue_families, count, out) };
         Ok(())
     })
 }
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceQueueFamilyProperties2`.
-pub unsafe extern "system" fn get_queue_family_properties2(h: vk::PhysicalDevice, count: *mut u32, out: *mut vk::QueueFamilyProperties2) {
+pub unsafe extern "system" fn get_queue_family_properties2(
+    h: vk::PhysicalDevice,
+    count: *mut u32,
+    out: *mut vk::QueueFamilyProperties2,
+) {
     crate::guard::void("vkGetPhysicalDeviceQueueFamilyProperties2", || {
         let p = pd(h)?;
         let fams = &p.fused.queue_families;
@@ -641,7 +810,10 @@ pub unsafe extern "system" fn get_queue_family_properties2(h: vk::PhysicalDevice
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceMemoryProperties`.
-pub unsafe extern "system" fn get_memory_properties(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceMemoryProperties) {
+pub unsafe extern "system" fn get_memory_properties(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceMemoryProperties,
+) {
     crate::guard::void("vkGetPhysicalDeviceMemoryProperties", || {
         // SAFETY: valid output pointer.
         unsafe { *out = pd(h)?.fused.memory };
@@ -651,7 +823,10 @@ pub unsafe extern "system" fn get_memory_properties(h: vk::PhysicalDevice, out: 
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceMemoryProperties2`.
-pub unsafe extern "system" fn get_memory_properties2(h: vk::PhysicalDevice, out: *mut vk::PhysicalDeviceMemoryProperties2) {
+pub unsafe extern "system" fn get_memory_properties2(
+    h: vk::PhysicalDevice,
+    out: *mut vk::PhysicalDeviceMemoryProperties2,
+) {
     crate::guard::void("vkGetPhysicalDeviceMemoryProperties2", || {
         let p = pd(h)?;
         let first = &p.members[0];

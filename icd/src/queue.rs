@@ -6,22 +6,46 @@ use ash::vk::Handle as _;
 use crate::object::{Device, Header, Queue, Tag};
 use crate::MAX_MEMBERS;
 
-fn get(dev: &Device, family: u32, index: u32, flags: vk::DeviceQueueCreateFlags) -> Result<vk::Queue, vk::Result> {
+fn get(
+    dev: &Device,
+    family: u32,
+    index: u32,
+    flags: vk::DeviceQueueCreateFlags,
+) -> Result<vk::Queue, vk::Result> {
     let mut queues = dev.queues.lock();
-    if let Some(q) = queues.iter().find(|q| q.family == family && q.index == index && q.flags == flags) {
+    if let Some(q) = queues
+        .iter()
+        .find(|q| q.family == family && q.index == index && q.flags == flags)
+    {
         return Ok(vk::Queue::from_raw(&**q as *const Queue as u64));
     }
     let mut handles = [vk::Queue::null(); MAX_MEMBERS];
     for md in &dev.members {
-        let fam = md.maps.queue_family.get(family as usize).copied().unwrap_or(family);
+        let fam = md
+            .maps
+            .queue_family
+            .get(family as usize)
+            .copied()
+            .unwrap_or(family);
         let mut q = vk::Queue::null();
         if flags.is_empty() {
-            let f = md.fns.get_device_queue.ok_or_else(|| crate::guard::missing("vkGetDeviceQueue"))?;
+            let f = md
+                .fns
+                .get_device_queue
+                .ok_or_else(|| crate::guard::missing("vkGetDeviceQueue"))?;
             // SAFETY: family mapped to the member's; index within the created count.
             unsafe { f(md.handle, fam, index, &mut q) };
         } else {
-            let f = md.fns.get_device_queue2.ok_or_else(|| crate::guard::missing("vkGetDeviceQueue2"))?;
-            let info = vk::DeviceQueueInfo2 { flags, queue_family_index: fam, queue_index: index, ..Default::default() };
+            let f = md
+                .fns
+                .get_device_queue2
+                .ok_or_else(|| crate::guard::missing("vkGetDeviceQueue2"))?;
+            let info = vk::DeviceQueueInfo2 {
+                flags,
+                queue_family_index: fam,
+                queue_index: index,
+                ..Default::default()
+            };
             // SAFETY: as above.
             unsafe { f(md.handle, &info, &mut q) };
         }
@@ -30,7 +54,14 @@ fn get(dev: &Device, family: u32, index: u32, flags: vk::DeviceQueueCreateFlags)
         }
         handles[md.index] = q;
     }
-    let q = Box::new(Queue { header: Header::new(Tag::Queue), device: dev, handles, family, index, flags });
+    let q = Box::new(Queue {
+        header: Header::new(Tag::Queue),
+        device: dev,
+        handles,
+        family,
+        index,
+        flags,
+    });
     let h = vk::Queue::from_raw(&*q as *const Queue as u64);
     queues.push(q);
     Ok(h)
@@ -38,7 +69,12 @@ fn get(dev: &Device, family: u32, index: u32, flags: vk::DeviceQueueCreateFlags)
 
 /// # Safety
 /// Arguments valid for `vkGetDeviceQueue`.
-pub unsafe extern "system" fn get_device_queue(device: vk::Device, family: u32, index: u32, out: *mut vk::Queue) {
+pub unsafe extern "system" fn get_device_queue(
+    device: vk::Device,
+    family: u32,
+    index: u32,
+    out: *mut vk::Queue,
+) {
     crate::guard::void("vkGetDeviceQueue", || {
         // SAFETY: a live device.
         let dev = unsafe { Device::resolve(device)? };
@@ -51,7 +87,11 @@ pub unsafe extern "system" fn get_device_queue(device: vk::Device, family: u32, 
 
 /// # Safety
 /// Arguments valid for `vkGetDeviceQueue2`.
-pub unsafe extern "system" fn get_device_queue2(device: vk::Device, info: *const vk::DeviceQueueInfo2, out: *mut vk::Queue) {
+pub unsafe extern "system" fn get_device_queue2(
+    device: vk::Device,
+    info: *const vk::DeviceQueueInfo2,
+    out: *mut vk::Queue,
+) {
     crate::guard::void("vkGetDeviceQueue2", || {
         // SAFETY: a live device and valid info.
         let (dev, info) = unsafe { (Device::resolve(device)?, &*info) };

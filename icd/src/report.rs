@@ -6,7 +6,12 @@ use serde_json::{json, Value};
 use crate::instance::{build, ext_name};
 
 fn version(v: u32) -> String {
-    format!("{}.{}.{}", ash::vk::api_version_major(v), ash::vk::api_version_minor(v), ash::vk::api_version_patch(v))
+    format!(
+        "{}.{}.{}",
+        ash::vk::api_version_major(v),
+        ash::vk::api_version_minor(v),
+        ash::vk::api_version_patch(v)
+    )
 }
 
 /// Builds a fused instance with the current configuration and describes it.

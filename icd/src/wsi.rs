@@ -48,19 +48,37 @@ pub unsafe extern "system" fn create_swapchain(
         let md = d.primary();
         let arena = Arena::scope();
         let cx = md.cx(&arena);
-        let f = md.fns.create_swapchain_khr.ok_or_else(|| crate::guard::missing("vkCreateSwapchainKHR"))?;
+        let f = md
+            .fns
+            .create_swapchain_khr
+            .ok_or_else(|| crate::guard::missing("vkCreateSwapchainKHR"))?;
         let mut sc = vk::SwapchainKHR::null();
         // SAFETY: create info translated (surface, old swapchain, queue families) for the member.
-        let r = unsafe { f(md.handle, cx.one(ci, tr::fix_swapchain_create_info_khr), alloc, &mut sc) };
+        let r = unsafe {
+            f(
+                md.handle,
+                cx.one(ci, tr::fix_swapchain_create_info_khr),
+                alloc,
+                &mut sc,
+            )
+        };
         if r.as_raw() < 0 {
             return Err(r);
         }
         // SAFETY: valid create info (VUID-vkCreateSwapchainKHR-pCreateInfo-parameter).
         let info = unsafe {
             let c = &*ci;
-            ImageShape { format: c.image_format, extent: c.image_extent, layers: c.image_array_layers, usage: c.image_usage }
+            ImageShape {
+                format: c.image_format,
+                extent: c.image_extent,
+                layers: c.image_array_layers,
+                usage: c.image_usage,
+            }
         };
-        let mut base = ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::SWAPCHAIN_KHR };
+        let mut base = ObjectBase {
+            handles: [0; MAX_MEMBERS],
+            ty: vk::ObjectType::SWAPCHAIN_KHR,
+        };
         base.handles[md.index] = sc.as_raw();
         let s = Box::new(Swapchain {
             base,
@@ -76,7 +94,11 @@ pub unsafe extern "system" fn create_swapchain(
 
 /// # Safety
 /// Arguments valid for `vkDestroySwapchainKHR`.
-pub unsafe extern "system" fn destroy_swapchain(device: vk::Device, sc: vk::SwapchainKHR, alloc: *const vk::AllocationCallbacks) {
+pub unsafe extern "system" fn destroy_swapchain(
+    device: vk::Device,
+    sc: vk::SwapchainKHR,
+    alloc: *const vk::AllocationCallbacks,
+) {
     crate::guard::void("vkDestroySwapchainKHR", || {
         if sc.is_null() {
             return Ok(());
@@ -104,17 +126,30 @@ pub unsafe extern "system" fn destroy_swapchain(device: vk::Device, sc: vk::Swap
         let md = d.primary();
         if let Some(f) = md.fns.destroy_swapchain_khr {
             // SAFETY: the member swapchain is ours.
-            unsafe { f(md.handle, vk::SwapchainKHR::from_raw(s.base.handles[md.index]), alloc) };
+            unsafe {
+                f(
+                    md.handle,
+                    vk::SwapchainKHR::from_raw(s.base.handles[md.index]),
+                    alloc,
+                )
+            };
         }
         Ok(())
     })
 }
 
-fn stand_in(md: &crate::object::MemberDevice, info: &ImageShape) -> Result<(vk::Image, vk::DeviceMemory), vk::Result> {
+fn stand_in(
+    md: &crate::object::MemberDevice,
+    info: &ImageShape,
+) -> Result<(vk::Image, vk::DeviceMemory), vk::Result> {
     let ici = vk::ImageCreateInfo {
         image_type: vk::ImageType::TYPE_2D,
         format: info.format,
-        extent: vk::Extent3D { width: info.extent.width, height: info.extent.height, depth: 1 },
+        extent: vk::Extent3D {
+            width: info.extent.width,
+            height: info.extent.height,
+            depth: 1,
+        },
         mip_levels: 1,
         array_layers: info.layers,
         samples: vk::SampleCountFlags::TYPE_1,
@@ -125,9 +160,12 @@ fn stand_in(md: &crate::object::MemberDevice, info: &ImageShape) -> Result<(vk::
         ..Default::default()
     };
     let f = &md.fns;
-    let (Some(create), Some(reqs), Some(alloc), Some(bind)) =
-        (f.create_image, f.get_image_memory_requirements, f.allocate_memory, f.bind_image_memory)
-    else {
+    let (Some(create), Some(reqs), Some(alloc), Some(bind)) = (
+        f.create_image,
+        f.get_image_memory_requirements,
+        f.allocate_memory,
+        f.bind_image_memory,
+    ) else {
         return Err(crate::guard::missing("image entry points"));
     };
     let mut image = vk::Image::null();
@@ -152,7 +190,16 @@ fn stand_in(md: &crate::object::MemberDevice, info: &ImageShape) -> Result<(vk::
             }
             return Err(r);
         }
-        bind(md.handle, image, mem, 0);
+        let r = bind(md.handle, image, mem, 0);
+        if r != vk::Result::SUCCESS {
+            if let Some(d) = f.destroy_image {
+                d(md.handle, image, std::ptr::null());
+            }
+            if let Some(fr) = f.free_memory {
+                fr(md.handle, mem, std::ptr::null());
+            }
+            return Err(r);
+        }
         Ok((image, mem))
     }
 }
@@ -172,11 +219,17 @@ pub unsafe extern "system" fn get_swapchain_images(
         let mut images = s.images.lock();
         if images.is_empty() {
             let md = d.primary();
-            let f = md.fns.get_swapchain_images_khr.ok_or_else(|| crate::guard::missing("vkGetSwapchainImagesKHR"))?;
+            let f = md
+                .fns
+                .get_swapchain_images_khr
+                .ok_or_else(|| crate::guard::missing("vkGetSwapchainImagesKHR"))?;
             let msc = vk::SwapchainKHR::from_raw(s.base.handles[md.index]);
             let mut n = 0;
             // SAFETY: two-call idiom on the member's swapchain.
-            unsafe { f(md.handle, msc, &mut n, std::ptr::null_mut()) };
+            let r = unsafe { f(md.handle, msc, &mut n, std::ptr::null_mut()) };
+            if r.as_raw() < 0 {
+                return Err(r);
+            }
             let mut real = vec![vk::Image::null(); n as usize];
             // SAFETY: as above.
             let r = unsafe { f(md.handle, msc, &mut n, real.as_mut_ptr()) };
@@ -185,7 +238,10 @@ pub unsafe extern "system" fn get_swapchain_images(
             }
             let mut stand_ins = s.stand_ins.lock();
             for img in real.into_iter().take(n as usize) {
-                let mut base = ObjectBase { handles: [0; MAX_MEMBERS], ty: vk::ObjectType::IMAGE };
+                let mut base = ObjectBase {
+                    handles: [0; MAX_MEMBERS],
+                    ty: vk::ObjectType::IMAGE,
+                };
                 base.handles[md.index] = img.as_raw();
                 for other in d.members.iter().skip(1) {
                     let (image, memory) = stand_in(other, &s.info)?;

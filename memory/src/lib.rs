@@ -57,7 +57,10 @@ pub fn fuse(members: &[MemProps]) -> Fused {
         return Fused::default();
     };
     let mut out = Fused {
-        props: MemProps { types: Vec::new(), heaps: base.heaps.clone() },
+        props: MemProps {
+            types: Vec::new(),
+            heaps: base.heaps.clone(),
+        },
         maps: vec![Vec::new(); members.len()],
     };
     for (i, t) in base.types.iter().enumerate() {
@@ -65,12 +68,21 @@ pub fn fuse(members: &[MemProps]) -> Fused {
         let picks: Option<Vec<u32>> = members
             .iter()
             .enumerate()
-            .map(|(m, props)| if m == 0 { Some(i as u32) } else { pick(props, *t, heap_flags) })
+            .map(|(m, props)| {
+                if m == 0 {
+                    Some(i as u32)
+                } else {
+                    pick(props, *t, heap_flags)
+                }
+            })
             .collect();
         let Some(picks) = picks else { continue };
         for (m, p) in picks.iter().enumerate() {
             let member = &members[m];
-            if let (Some(mt), Some(h)) = (member.types.get(*p as usize), out.props.heaps.get_mut(t.heap as usize)) {
+            if let (Some(mt), Some(h)) = (
+                member.types.get(*p as usize),
+                out.props.heaps.get_mut(t.heap as usize),
+            ) {
                 if let Some(mh) = member.heaps.get(mt.heap as usize) {
                     h.size = h.size.min(mh.size);
                 }
@@ -88,6 +100,26 @@ pub fn fused_type_bits(maps: &[Vec<u32>], member_bits: &[(usize, u32)]) -> u32 {
     fused_type_bits_indexed(maps, member_bits, maps.first().map_or(0, Vec::len))
 }
 
+/// [`fused_type_bits`] for a fused device with `count` memory types, where `maps` is indexed by
+/// member index (members not listed in `member_bits` may have empty maps).
+pub fn fused_type_bits_indexed(
+    maps: &[Vec<u32>],
+    member_bits: &[(usize, u32)],
+    count: usize,
+) -> u32 {
+    let mut bits = 0u32;
+    for i in 0..count.min(32) {
+        if member_bits.iter().all(|(m, b)| {
+            maps.get(*m)
+                .and_then(|map| map.get(i))
+                .is_some_and(|t| b & (1 << t) != 0)
+        }) {
+            bits |= 1 << i;
+        }
+    }
+    bits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,21 +133,42 @@ mod tests {
     fn gpu() -> MemProps {
         MemProps {
             types: vec![
-                MemType { flags: DEVICE_LOCAL, heap: 0 },
-                MemType { flags: HOST_VISIBLE | HOST_COHERENT, heap: 1 },
-                MemType { flags: HOST_VISIBLE | HOST_COHERENT | HOST_CACHED, heap: 1 },
+                MemType {
+                    flags: DEVICE_LOCAL,
+                    heap: 0,
+                },
+                MemType {
+                    flags: HOST_VISIBLE | HOST_COHERENT,
+                    heap: 1,
+                },
+                MemType {
+                    flags: HOST_VISIBLE | HOST_COHERENT | HOST_CACHED,
+                    heap: 1,
+                },
             ],
             heaps: vec![
-                Heap { size: 8 << 30, flags: HEAP_DEVICE_LOCAL },
-                Heap { size: 16 << 30, flags: 0 },
+                Heap {
+                    size: 8 << 30,
+                    flags: HEAP_DEVICE_LOCAL,
+                },
+                Heap {
+                    size: 16 << 30,
+                    flags: 0,
+                },
             ],
         }
     }
 
     fn cpu() -> MemProps {
         MemProps {
-            types: vec![MemType { flags: DEVICE_LOCAL | HOST_VISIBLE | HOST_COHERENT | HOST_CACHED, heap: 0 }],
-            heaps: vec![Heap { size: 4 << 30, flags: HEAP_DEVICE_LOCAL }],
+            types: vec![MemType {
+                flags: DEVICE_LOCAL | HOST_VISIBLE | HOST_COHERENT | HOST_CACHED,
+                heap: 0,
+            }],
+            heaps: vec![Heap {
+                size: 4 << 30,
+                flags: HEAP_DEVICE_LOCAL,
+            }],
         }
     }
 
@@ -151,19 +204,4 @@ mod tests {
     fn no_members_fuse_to_nothing() {
         assert_eq!(fuse(&[]), Fused::default());
     }
-}
-
-/// [`fused_type_bits`] for a fused device with `count` memory types, where `maps` is indexed by
-/// member index (members not listed in `member_bits` may have empty maps).
-pub fn fused_type_bits_indexed(maps: &[Vec<u32>], member_bits: &[(usize, u32)], count: usize) -> u32 {
-    let mut bits = 0u32;
-    for i in 0..count.min(32) {
-        if member_bits
-            .iter()
-            .all(|(m, b)| maps.get(*m).and_then(|map| map.get(i)).is_some_and(|t| b & (1 << t) != 0))
-        {
-            bits |= 1 << i;
-        }
-    }
-    bits
 }

@@ -17,15 +17,17 @@ pub enum Strategy {
 impl Strategy {
     /// Parses a strategy name; MVGAL's spellings are accepted as aliases.
     pub fn parse(s: &str) -> Option<Strategy> {
-        Some(match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "single" | "single_gpu" | "none" => Strategy::Single,
-            "round_robin" | "roundrobin" | "rr" => Strategy::RoundRobin,
-            "afr" | "alternate_frame" => Strategy::Afr,
-            "sfr" | "split_frame" => Strategy::Sfr,
-            "compute_split" | "compute" | "compute_offload" => Strategy::ComputeSplit,
-            "hybrid" | "auto" | "adaptive" => Strategy::Hybrid,
-            _ => return None,
-        })
+        Some(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "single" | "single_gpu" | "none" => Strategy::Single,
+                "round_robin" | "roundrobin" | "rr" => Strategy::RoundRobin,
+                "afr" | "alternate_frame" => Strategy::Afr,
+                "sfr" | "split_frame" => Strategy::Sfr,
+                "compute_split" | "compute" | "compute_offload" => Strategy::ComputeSplit,
+                "hybrid" | "auto" | "adaptive" => Strategy::Hybrid,
+                _ => return None,
+            },
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -50,7 +52,9 @@ pub fn placement_order(members: usize, primary: usize, mask: Option<u64>) -> Vec
     let Some(&first) = kept.iter().find(|i| **i == primary).or(kept.first()) else {
         return Vec::new();
     };
-    std::iter::once(first).chain(kept.into_iter().filter(|i| *i != first)).collect()
+    std::iter::once(first)
+        .chain(kept.into_iter().filter(|i| *i != first))
+        .collect()
 }
 
 #[cfg(test)]
@@ -62,9 +66,19 @@ mod tests {
         assert_eq!(Strategy::parse("single"), Some(Strategy::Single));
         assert_eq!(Strategy::parse("Round-Robin"), Some(Strategy::RoundRobin));
         assert_eq!(Strategy::parse("afr"), Some(Strategy::Afr));
-        assert_eq!(Strategy::parse("compute_split"), Some(Strategy::ComputeSplit));
+        assert_eq!(
+            Strategy::parse("compute_split"),
+            Some(Strategy::ComputeSplit)
+        );
         assert_eq!(Strategy::parse("bogus"), None);
-        for s in [Strategy::Single, Strategy::RoundRobin, Strategy::Afr, Strategy::Sfr, Strategy::ComputeSplit, Strategy::Hybrid] {
+        for s in [
+            Strategy::Single,
+            Strategy::RoundRobin,
+            Strategy::Afr,
+            Strategy::Sfr,
+            Strategy::ComputeSplit,
+            Strategy::Hybrid,
+        ] {
             assert_eq!(Strategy::parse(s.name()), Some(s));
         }
     }

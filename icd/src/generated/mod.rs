@@ -4,9 +4,11 @@
 #![allow(
     clippy::all,
     clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
     unused_unsafe,
     unused_variables,
     unused_mut,
+    unused_imports,
     non_camel_case_types,
     non_snake_case
 )]

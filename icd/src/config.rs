@@ -13,6 +13,14 @@ pub enum Residency {
     All,
 }
 
+/// A fault to inject, for tests: `VKFUSE_FAULT=instance:1` makes member 1's instance creation
+/// fail as if the driver had refused it; `device:1` does the same for device creation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub what: String,
+    pub member: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub icds: Option<Vec<PathBuf>>,
@@ -20,6 +28,24 @@ pub struct Config {
     pub primary: usize,
     pub residency: Residency,
     pub mask: Option<u64>,
+    pub faults: Vec<Fault>,
+}
+
+impl Config {
+    pub fn fault(&self, what: &str, member: usize) -> bool {
+        self.faults.iter().any(|f| f.what == what && f.member == member)
+    }
+}
+
+fn parse_faults(v: &str) -> Vec<Fault> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.split_once(':').map(|(w, m)| (w.trim(), m.trim().parse::<usize>())) {
+            Some((what @ ("instance" | "device"), Ok(member))) => out.push(Fault { what: what.into(), member }),
+            _ => crate::warn!("VKFUSE_FAULT: {item:?} is not `instance:N` or `device:N`; ignored"),
+        }
+    }
+    out
 }
 
 fn config_file() -> Option<serde_json::Value> {
@@ -131,12 +157,7 @@ impl Config {
             }
             m
         });
-        Config {
-            icds,
-            strategy,
-            primary,
-            residency,
-            mask,
-        }
+        let faults = std::env::var("VKFUSE_FAULT").map(|v| parse_faults(&v)).unwrap_or_default();
+        Config { icds, strategy, primary, residency, mask, faults }
     }
 }

@@ -47,7 +47,8 @@ pub unsafe extern "system" fn create_device(
             }
             exts.push(name);
         }
-        let residency = crate::config::Config::load().residency;
+        let cfg = crate::config::Config::load();
+        let residency = cfg.residency;
         let resident: Vec<_> = match residency {
             Residency::All => p.members.iter().collect(),
             Residency::Primary => p.members.iter().take(1).collect(),
@@ -69,15 +70,13 @@ pub unsafe extern "system" fn create_device(
                 return Err(crate::guard::missing("vkCreateDevice"));
             };
             let mut dev = vk::Device::null();
-            // SAFETY: the create info is translated for this member (queue family indices,
-            // handles in its chain).
-            let r = unsafe {
-                create(
-                    pm.handle,
-                    cx.one(ci, tr::fix_device_create_info),
-                    alloc,
-                    &mut dev,
-                )
+            let r = if cfg.fault("device", pm.index) {
+                crate::warn!("member {}: VKFUSE_FAULT makes its vkCreateDevice fail", pm.index);
+                vk::Result::ERROR_INITIALIZATION_FAILED
+            } else {
+                // SAFETY: the create info is translated for this member (queue family indices,
+                // handles in its chain).
+                unsafe { create(pm.handle, cx.one(ci, tr::fix_device_create_info), alloc, &mut dev) }
             };
             if r != vk::Result::SUCCESS {
                 crate::warn!("member {}: vkCreateDevice failed ({r:?})", pm.index);

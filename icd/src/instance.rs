@@ -195,13 +195,16 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
         a.api_version.max(vk::API_VERSION_1_0)
     });
     let mut members = Vec::new();
+    let mut left_out = Vec::new();
+    let kept = order.clone();
+    for i in (0..d.members.len()).filter(|i| !kept.contains(i)) {
+        left_out.push((i, "excluded by VKFUSE_MASK".to_string()));
+    }
     for i in order {
         let m = &d.members[i];
         let Some(f) = member::global(m, c"vkCreateInstance") else {
-            crate::warn!(
-                "member {i} ({}): no vkCreateInstance; it is left out",
-                m.describe()
-            );
+            crate::warn!("member {i} ({}): no vkCreateInstance; it is left out", m.describe());
+            left_out.push((i, "no vkCreateInstance".into()));
             continue;
         };
         // SAFETY: the pointer is the member's vkCreateInstance.
@@ -214,13 +217,16 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
             ..Default::default()
         };
         let mut inst = vk::Instance::null();
-        // SAFETY: a valid create info whose pointers live across the call.
-        let r = unsafe { f(&ci, std::ptr::null(), &mut inst) };
+        let r = if cfg.fault("instance", i) {
+            crate::warn!("member {i}: VKFUSE_FAULT makes its vkCreateInstance fail");
+            vk::Result::ERROR_INITIALIZATION_FAILED
+        } else {
+            // SAFETY: a valid create info whose pointers live across the call.
+            unsafe { f(&ci, std::ptr::null(), &mut inst) }
+        };
         if r != vk::Result::SUCCESS {
-            crate::warn!(
-                "member {i} ({}): vkCreateInstance failed ({r:?}); it is left out",
-                m.describe()
-            );
+            crate::warn!("member {i} ({}): vkCreateInstance failed ({r:?}); it is left out", m.describe());
+            left_out.push((i, format!("vkCreateInstance failed ({r:?})")));
             continue;
         }
         // SAFETY: the member returns pointers of each named command's type.
@@ -238,9 +244,9 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
         api_version,
         enabled_extensions: extensions.to_vec(),
         physical: None,
+        left_out,
     });
-    let ptr: *const Instance = &*instance;
-    instance.physical = crate::physical_device::build(&instance, ptr);
+    instance.physical = crate::physical_device::build(&mut instance);
     instance
 }
 

@@ -92,6 +92,8 @@ pub struct Instance {
     pub enabled_extensions: Vec<String>,
     /// The fused physical device; `None` with zero members.
     pub physical: Option<Box<PhysicalDevice>>,
+    /// Members that loaded but were left out of this instance, and why.
+    pub left_out: Vec<(usize, String)>,
 }
 
 impl Instance {

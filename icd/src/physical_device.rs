@@ -77,8 +77,11 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
     let mut n = 0;
     // SAFETY: two-call idiom on the member's own instance.
     let r = unsafe { enumerate(mi.handle, &mut n, std::ptr::null_mut()) };
-    if r != vk::Result::SUCCESS || n == 0 {
-        return Err(format!("no physical device ({r:?})"));
+    if r != vk::Result::SUCCESS {
+        return Err(format!("vkEnumeratePhysicalDevices failed ({r:?})"));
+    }
+    if n == 0 {
+        return Err(NO_DEVICE.into());
     }
     let mut devs = vec![vk::PhysicalDevice::null(); n as usize];
     // SAFETY: as above.
@@ -144,6 +147,9 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
     Ok(p)
 }
 
+/// Why a driver that loads is left out when it finds no device.
+pub const NO_DEVICE: &str = "the driver finds no device on this machine";
+
 fn family_ok(have: vk::QueueFlags, want: vk::QueueFlags) -> bool {
     // Sparse binding and protected memory are not required of the other members' families:
     // they are features, and fused features say whether they may be used.
@@ -152,18 +158,25 @@ fn family_ok(have: vk::QueueFlags, want: vk::QueueFlags) -> bool {
 }
 
 /// Builds the fused physical device from the instance's members; `None` with zero members.
-pub fn build(inst: &Instance, inst_ptr: *const Instance) -> Option<Box<PhysicalDevice>> {
+pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
+    let inst_ptr: *const Instance = inst;
     let mut probes = Vec::new();
+    let mut left_out = Vec::new();
     for mi in &inst.members {
         match probe(mi) {
             Ok(p) => probes.push((mi, p)),
-            Err(e) => crate::warn!(
-                "member {} ({}): {e}; it is left out",
-                mi.index,
-                mi.member.describe()
-            ),
+            Err(e) => {
+                // A driver without its hardware on this machine is normal, not worth a warning.
+                if e == NO_DEVICE {
+                    crate::info!("member {} ({}): {e}; it is left out", mi.index, mi.member.describe());
+                } else {
+                    crate::warn!("member {} ({}): {e}; it is left out", mi.index, mi.member.describe());
+                }
+                left_out.push((mi.index, e));
+            }
         }
     }
+    inst.left_out.extend(left_out);
     let (_, base) = probes.first()?;
     let mut limited = Vec::new();
     let mut properties = base.properties;

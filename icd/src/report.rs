@@ -21,14 +21,14 @@ pub fn info_json() -> Value {
     let mut members = Vec::new();
     for m in &d.members {
         let pm = inst.physical.as_ref().and_then(|p| p.member(m.index));
-        let created = inst.member(m.index).is_some();
+        let why = inst.left_out.iter().find(|(i, _)| *i == m.index).map(|(_, w)| w.clone());
         members.push(json!({
             "index": m.index,
             "manifest": m.manifest.display().to_string(),
             "library": m.library.display().to_string(),
             "interface_version": m.interface_version,
             "status": if pm.is_some() { "ok" } else { "skipped" },
-            "reason": if pm.is_some() { Value::Null } else if created { json!("no usable physical device") } else { json!("excluded by VKFUSE_MASK or instance creation failed") },
+            "reason": if pm.is_some() { Value::Null } else { json!(why.unwrap_or_else(|| "left out".into())) },
             "device_name": pm.map(|p| p.name.clone()),
             "api_version": pm.map(|p| version(p.properties.api_version)),
             "extensions": pm.map(|p| p.extensions.len()),

@@ -256,3 +256,229 @@ pub unsafe extern "system" fn get_swapchain_images(
         Ok(unsafe { crate::instance::fill(&list, count, out) })
     })
 }
+
+fn pd<'a>(h: vk::PhysicalDevice) -> Result<&'a crate::object::PhysicalDevice, vk::Result> {
+    // SAFETY: the application passes a live physical device.
+    unsafe { crate::object::PhysicalDevice::resolve(h) }
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfaceSupportKHR`.
+pub unsafe extern "system" fn get_surface_support(
+    h: vk::PhysicalDevice,
+    family: u32,
+    surface: vk::SurfaceKHR,
+    out: *mut vk::Bool32,
+) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfaceSupportKHR", || {
+        let p = pd(h)?;
+        let arena = Arena::scope();
+        let mut all = vk::TRUE;
+        for m in &p.members {
+            let cx = m.cx(&arena);
+            let f = m.fns.get_physical_device_surface_support_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceSupportKHR"))?;
+            let mut s = vk::FALSE;
+            // SAFETY: family and surface translated for the member; valid output.
+            let r = unsafe { f(m.handle, cx.queue_family(family), cx.nd(surface), &mut s) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+            all &= s;
+        }
+        // SAFETY: valid output pointer.
+        unsafe { *out = all };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+fn fuse_caps(a: &mut vk::SurfaceCapabilitiesKHR, b: &vk::SurfaceCapabilitiesKHR) {
+    a.min_image_count = a.min_image_count.max(b.min_image_count);
+    a.max_image_count = match (a.max_image_count, b.max_image_count) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    };
+    a.min_image_extent.width = a.min_image_extent.width.max(b.min_image_extent.width);
+    a.min_image_extent.height = a.min_image_extent.height.max(b.min_image_extent.height);
+    a.max_image_extent.width = a.max_image_extent.width.min(b.max_image_extent.width);
+    a.max_image_extent.height = a.max_image_extent.height.min(b.max_image_extent.height);
+    a.max_image_array_layers = a.max_image_array_layers.min(b.max_image_array_layers);
+    a.supported_transforms &= b.supported_transforms;
+    a.supported_composite_alpha &= b.supported_composite_alpha;
+    a.supported_usage_flags &= b.supported_usage_flags;
+}
+
+fn caps(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result<vk::SurfaceCapabilitiesKHR, vk::Result> {
+    let arena = Arena::scope();
+    let mut acc: Option<vk::SurfaceCapabilitiesKHR> = None;
+    for m in &p.members {
+        let cx = m.cx(&arena);
+        let f = m.fns.get_physical_device_surface_capabilities_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilitiesKHR"))?;
+        let mut c = vk::SurfaceCapabilitiesKHR::default();
+        // SAFETY: surface translated for the member; valid output.
+        let r = unsafe { f(m.handle, cx.nd(surface), &mut c) };
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        match &mut acc {
+            None => acc = Some(c),
+            Some(a) => fuse_caps(a, &c),
+        }
+    }
+    acc.ok_or(vk::Result::ERROR_INITIALIZATION_FAILED)
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfaceCapabilitiesKHR`.
+pub unsafe extern "system" fn get_surface_capabilities(h: vk::PhysicalDevice, surface: vk::SurfaceKHR, out: *mut vk::SurfaceCapabilitiesKHR) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfaceCapabilitiesKHR", || {
+        let c = caps(pd(h)?, surface)?;
+        // SAFETY: valid output pointer.
+        unsafe { *out = c };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// The primary fills the application's chain; the core capabilities are fused.
+///
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfaceCapabilities2KHR`.
+pub unsafe extern "system" fn get_surface_capabilities2(
+    h: vk::PhysicalDevice,
+    info: *const vk::PhysicalDeviceSurfaceInfo2KHR,
+    out: *mut vk::SurfaceCapabilities2KHR,
+) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfaceCapabilities2KHR", || {
+        let p = pd(h)?;
+        let arena = Arena::scope();
+        let first = &p.members[0];
+        let cx = first.cx(&arena);
+        let f = first.fns.get_physical_device_surface_capabilities2_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilities2KHR"))?;
+        // SAFETY: info translated (surface, chain) for the member; the application's output.
+        let r = unsafe { f(first.handle, cx.one(info, crate::generated::translate::fix_physical_device_surface_info2_khr), out) };
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        // SAFETY: valid info.
+        let c = caps(p, unsafe { (*info).surface })?;
+        // SAFETY: valid output.
+        unsafe { (*out).surface_capabilities = c };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// The surface formats every member offers, in the primary's order.
+fn formats(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result<Vec<vk::SurfaceFormatKHR>, vk::Result> {
+    let arena = Arena::scope();
+    let mut acc: Option<Vec<vk::SurfaceFormatKHR>> = None;
+    for m in &p.members {
+        let cx = m.cx(&arena);
+        let f = m.fns.get_physical_device_surface_formats_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceFormatsKHR"))?;
+        let s = cx.nd(surface);
+        let mut n = 0;
+        // SAFETY: two-call idiom on the member's surface.
+        let list = unsafe {
+            let r = f(m.handle, s, &mut n, std::ptr::null_mut());
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+            let mut v = vec![vk::SurfaceFormatKHR::default(); n as usize];
+            let r = f(m.handle, s, &mut n, v.as_mut_ptr());
+            if r.as_raw() < 0 {
+                return Err(r);
+            }
+            v.truncate(n as usize);
+            v
+        };
+        acc = Some(match acc {
+            None => list,
+            Some(a) => a.into_iter().filter(|x| list.iter().any(|y| y.format == x.format && y.color_space == x.color_space)).collect(),
+        });
+    }
+    Ok(acc.unwrap_or_default())
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfaceFormatsKHR`.
+pub unsafe extern "system" fn get_surface_formats(
+    h: vk::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+    count: *mut u32,
+    out: *mut vk::SurfaceFormatKHR,
+) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfaceFormatsKHR", || {
+        let list = formats(pd(h)?, surface)?;
+        // SAFETY: forwarded contract.
+        Ok(unsafe { crate::instance::fill(&list, count, out) })
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfaceFormats2KHR`.
+pub unsafe extern "system" fn get_surface_formats2(
+    h: vk::PhysicalDevice,
+    info: *const vk::PhysicalDeviceSurfaceInfo2KHR,
+    count: *mut u32,
+    out: *mut vk::SurfaceFormat2KHR,
+) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfaceFormats2KHR", || {
+        // SAFETY: valid info.
+        let list = formats(pd(h)?, unsafe { (*info).surface })?;
+        if count.is_null() {
+            return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+        }
+        // SAFETY: two-call idiom; the application's elements keep their sType and pNext.
+        unsafe {
+            if out.is_null() {
+                *count = list.len() as u32;
+                return Ok(vk::Result::SUCCESS);
+            }
+            let n = (*count as usize).min(list.len());
+            for (i, f) in list.iter().enumerate().take(n) {
+                (*out.add(i)).surface_format = *f;
+            }
+            *count = n as u32;
+            Ok(if n < list.len() { vk::Result::INCOMPLETE } else { vk::Result::SUCCESS })
+        }
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceSurfacePresentModesKHR`.
+pub unsafe extern "system" fn get_surface_present_modes(
+    h: vk::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+    count: *mut u32,
+    out: *mut vk::PresentModeKHR,
+) -> vk::Result {
+    crate::guard::result("vkGetPhysicalDeviceSurfacePresentModesKHR", || {
+        let p = pd(h)?;
+        let arena = Arena::scope();
+        let mut acc: Option<Vec<vk::PresentModeKHR>> = None;
+        for m in &p.members {
+            let cx = m.cx(&arena);
+            let f = m.fns.get_physical_device_surface_present_modes_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfacePresentModesKHR"))?;
+            let s = cx.nd(surface);
+            let mut n = 0;
+            // SAFETY: two-call idiom on the member's surface.
+            let list = unsafe {
+                let r = f(m.handle, s, &mut n, std::ptr::null_mut());
+                if r != vk::Result::SUCCESS {
+                    return Err(r);
+                }
+                let mut v = vec![vk::PresentModeKHR::default(); n as usize];
+                let r = f(m.handle, s, &mut n, v.as_mut_ptr());
+                if r.as_raw() < 0 {
+                    return Err(r);
+                }
+                v.truncate(n as usize);
+                v
+            };
+            acc = Some(match acc {
+                None => list,
+                Some(a) => a.into_iter().filter(|x| list.contains(x)).collect(),
+            });
+        }
+        // SAFETY: forwarded contract.
+        Ok(unsafe { crate::instance::fill(&acc.unwrap_or_default(), count, out) })
+    })
+}

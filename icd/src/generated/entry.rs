@@ -6755,236 +6755,6 @@ pub unsafe extern "system" fn get_physical_device_sparse_image_format_properties
     })
 }
 
-/// Forwards `vkGetPhysicalDeviceSurfaceCapabilities2KHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfaceCapabilities2KHR`.
-pub unsafe extern "system" fn get_physical_device_surface_capabilities2_khr(
-    physical_device: vk::PhysicalDevice,
-    p_surface_info: *const vk::PhysicalDeviceSurfaceInfo2KHR,
-    p_surface_capabilities: *mut vk::SurfaceCapabilities2KHR,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfaceCapabilities2KHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_capabilities2_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfaceCapabilities2KHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_surface_info, tr::fix_physical_device_surface_info2_khr),
-                    p_surface_capabilities,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceSurfaceCapabilitiesKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfaceCapabilitiesKHR`.
-pub unsafe extern "system" fn get_physical_device_surface_capabilities_khr(
-    physical_device: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_surface_capabilities: *mut vk::SurfaceCapabilitiesKHR,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfaceCapabilitiesKHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_capabilities_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfaceCapabilitiesKHR"));
-            };
-            let r = unsafe { f(md.handle, cx.nd(surface), p_surface_capabilities) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceSurfaceFormats2KHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfaceFormats2KHR`.
-pub unsafe extern "system" fn get_physical_device_surface_formats2_khr(
-    physical_device: vk::PhysicalDevice,
-    p_surface_info: *const vk::PhysicalDeviceSurfaceInfo2KHR,
-    p_surface_format_count: *mut u32,
-    p_surface_formats: *mut vk::SurfaceFormat2KHR,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfaceFormats2KHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_formats2_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfaceFormats2KHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_surface_info, tr::fix_physical_device_surface_info2_khr),
-                    p_surface_format_count,
-                    p_surface_formats,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceSurfaceFormatsKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfaceFormatsKHR`.
-pub unsafe extern "system" fn get_physical_device_surface_formats_khr(
-    physical_device: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_surface_format_count: *mut u32,
-    p_surface_formats: *mut vk::SurfaceFormatKHR,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfaceFormatsKHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_formats_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfaceFormatsKHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.nd(surface),
-                    p_surface_format_count,
-                    p_surface_formats,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceSurfacePresentModesKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfacePresentModesKHR`.
-pub unsafe extern "system" fn get_physical_device_surface_present_modes_khr(
-    physical_device: vk::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-    p_present_mode_count: *mut u32,
-    p_present_modes: *mut vk::PresentModeKHR,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfacePresentModesKHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_present_modes_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfacePresentModesKHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.nd(surface),
-                    p_present_mode_count,
-                    p_present_modes,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceSurfaceSupportKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceSurfaceSupportKHR`.
-pub unsafe extern "system" fn get_physical_device_surface_support_khr(
-    physical_device: vk::PhysicalDevice,
-    queue_family_index: u32,
-    surface: vk::SurfaceKHR,
-    p_supported: *mut vk::Bool32,
-) -> vk::Result {
-    guard::result("vkGetPhysicalDeviceSurfaceSupportKHR", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.get_physical_device_surface_support_khr else {
-                return Err(missing("vkGetPhysicalDeviceSurfaceSupportKHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.queue_family(queue_family_index),
-                    cx.nd(surface),
-                    p_supported,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkGetPhysicalDeviceToolProperties`.
 ///
 /// # Safety
@@ -11396,67 +11166,67 @@ pub static ENTRIES: &[Entry] = &[
         name: c"vkGetPhysicalDeviceSurfaceCapabilities2KHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfaceCapabilities2KHR, VoidFn>(
-                get_physical_device_surface_capabilities2_khr,
+                crate::wsi::get_surface_capabilities2,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_get_surface_capabilities2")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceSurfaceCapabilitiesKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfaceCapabilitiesKHR, VoidFn>(
-                get_physical_device_surface_capabilities_khr,
+                crate::wsi::get_surface_capabilities,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_surface")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceSurfaceFormats2KHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfaceFormats2KHR, VoidFn>(
-                get_physical_device_surface_formats2_khr,
+                crate::wsi::get_surface_formats2,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_get_surface_capabilities2")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceSurfaceFormatsKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfaceFormatsKHR, VoidFn>(
-                get_physical_device_surface_formats_khr,
+                crate::wsi::get_surface_formats,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_surface")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceSurfacePresentModesKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfacePresentModesKHR, VoidFn>(
-                get_physical_device_surface_present_modes_khr,
+                crate::wsi::get_surface_present_modes,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_surface")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceSurfaceSupportKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceSurfaceSupportKHR, VoidFn>(
-                get_physical_device_surface_support_khr,
+                crate::wsi::get_surface_support,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_surface")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceToolProperties",

@@ -1,0 +1,241 @@
+//! `bench-record`: a recording-bound benchmark. One command buffer gets N cheap commands,
+//! alternating `vkCmdPushConstants` and `vkCmdDispatch(1, 1, 1)` of a one-invocation kernel
+//! (`shaders/counter.comp`), is submitted and waited for; K timed iterations follow one warm-up.
+//!
+//! Each dispatch atomically adds its push constant to a counter, which is read back and checked
+//! after every iteration, so a run also proves that every recorded command executed.
+//!
+//! stdout: one line of JSON,
+//! `{"name":"bench-record","commands":N,"iterations":K,"record_ns":[..],"submit_wait_ns":[..],"total_ns":[..]}`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ash::vk;
+use vkfuse_examples::cmd;
+use vkfuse_examples::{
+    example_main, json_array, median, nanos, shaders, u32s_from_bytes, Args, Context, ContextDesc,
+    ErrorContext as _, MemoryUse, Mismatch, QueuePlan, Report, Result,
+};
+
+const NAME: &str = "bench-record";
+const USAGE: &str = "\
+usage: bench-record [--commands N] [--iterations K] [--validation]
+
+Records one command buffer with N (default 100000) commands alternating vkCmdPushConstants and
+vkCmdDispatch(1,1,1), submits it and waits; one warm-up, then K (default 5) timed iterations.
+Prints one line of JSON:
+  {\"name\":\"bench-record\",\"commands\":N,\"iterations\":K,\"record_ns\":[..],\"submit_wait_ns\":[..],\"total_ns\":[..]}
+record_ns: vkBeginCommandBuffer..vkEndCommandBuffer (N commands plus 7 fixed setup/readback
+commands); submit_wait_ns: vkQueueSubmit..vkWaitForFences; total_ns: both, as one span.
+
+  --commands N     2..=100000000
+  --iterations K   1..=10000
+  --validation     enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
+                   exit code 3 if it reports errors or warnings";
+
+fn main() -> ExitCode {
+    example_main(NAME, USAGE, run)
+}
+
+/// Push constant of the `j`-th push.
+fn value(j: u32) -> u32 {
+    j.wrapping_mul(0x9e37_79b1)
+}
+
+fn run(mut args: Args) -> Result<Report> {
+    let commands: u32 = args.value("--commands")?.unwrap_or(100_000);
+    let iterations: u32 = args.value("--iterations")?.unwrap_or(5);
+    args.finish()?;
+    if !(2..=100_000_000).contains(&commands) || !(1..=10_000).contains(&iterations) {
+        return Err("--commands must be in 2..=100000000 and --iterations in 1..=10000".into());
+    }
+
+    let ctx = Context::new(&ContextDesc {
+        name: NAME,
+        validation: args.validation,
+        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
+    })?;
+    let queue = ctx.queue();
+    let d = &ctx.device;
+
+    let counter = ctx.create_buffer(
+        8,
+        vk::BufferUsageFlags::STORAGE_BUFFER
+            | vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST,
+        MemoryUse::DeviceLocal,
+    )?;
+    let readback = ctx.create_buffer(8, vk::BufferUsageFlags::TRANSFER_DST, MemoryUse::Readback)?;
+    let set_layout =
+        ctx.create_descriptor_set_layout(&[vk::DescriptorSetLayoutBinding::default()
+            .binding(0)
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(1)
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)])?;
+    let layout = ctx.create_pipeline_layout(
+        &[&set_layout],
+        &[vk::PushConstantRange {
+            stage_flags: vk::ShaderStageFlags::COMPUTE,
+            offset: 0,
+            size: 4,
+        }],
+    )?;
+    let module = ctx.create_shader_module(shaders::COUNTER_COMP)?;
+    let pipeline = ctx.create_compute_pipeline(&layout, &module)?;
+    let descriptor_pool = ctx.create_descriptor_pool(
+        1,
+        &[vk::DescriptorPoolSize {
+            ty: vk::DescriptorType::STORAGE_BUFFER,
+            descriptor_count: 1,
+        }],
+    )?;
+    let set = ctx.allocate_descriptor_set(&descriptor_pool, &set_layout)?;
+    let buffer_info = [vk::DescriptorBufferInfo {
+        buffer: counter.handle,
+        offset: 0,
+        range: 8,
+    }];
+    let write = vk::WriteDescriptorSet::default()
+        .dst_set(set)
+        .dst_binding(0)
+        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+        .buffer_info(&buffer_info);
+    // SAFETY: the set is unused and the buffer alive with STORAGE usage.
+    unsafe { d.update_descriptor_sets(&[write], &[]) };
+
+    let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::TRANSIENT)?;
+    let cb = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+    let fence = ctx.create_fence(false)?;
+    let _idle = ctx.idle_guard();
+
+    let dispatches = commands / 2;
+    let expected_sum = (0..dispatches).fold(0u32, |acc, j| acc.wrapping_add(value(j)));
+    let pushes: Vec<[u8; 4]> = (0..commands.div_ceil(2))
+        .map(|j| value(j).to_le_bytes())
+        .collect();
+
+    let (mut record_ns, mut submit_wait_ns, mut total_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for iteration in 0..=iterations {
+        // SAFETY: the pool's only command buffer is not pending (the previous iteration waited
+        // on its fence), so the pool may be reset (VUID-vkResetCommandPool-commandPool-00040).
+        unsafe { d.reset_command_pool(*pool, vk::CommandPoolResetFlags::empty()) }
+            .context("vkResetCommandPool")?;
+
+        let start = Instant::now();
+        // SAFETY: cb is in the initial state after the pool reset and used by this thread only;
+        // all handles are alive until the fence wait. Barriers: fill -> atomics, atomics ->
+        // copy, copy -> host read. The dispatches themselves only do atomic adds on the
+        // counter, so they need no barriers between one another.
+        unsafe {
+            cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, *pipeline);
+            d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, *layout, 0, &[set], &[]);
+            d.cmd_fill_buffer(cb, counter.handle, 0, 8, 0);
+            cmd::buffer_barrier(
+                d,
+                cb,
+                counter.handle,
+                (
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                ),
+                (
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
+                ),
+            );
+            for i in 0..commands {
+                if i % 2 == 0 {
+                    d.cmd_push_constants(
+                        cb,
+                        *layout,
+                        vk::ShaderStageFlags::COMPUTE,
+                        0,
+                        &pushes[(i / 2) as usize],
+                    );
+                } else {
+                    d.cmd_dispatch(cb, 1, 1, 1);
+                }
+            }
+            cmd::buffer_barrier(
+                d,
+                cb,
+                counter.handle,
+                (
+                    vk::PipelineStageFlags::COMPUTE_SHADER,
+                    vk::AccessFlags::SHADER_WRITE,
+                ),
+                (
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_READ,
+                ),
+            );
+            d.cmd_copy_buffer(
+                cb,
+                counter.handle,
+                readback.handle,
+                &[vk::BufferCopy {
+                    src_offset: 0,
+                    dst_offset: 0,
+                    size: 8,
+                }],
+            );
+            cmd::buffer_barrier(
+                d,
+                cb,
+                readback.handle,
+                (
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                ),
+                (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
+            );
+            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+        }
+        let recorded = Instant::now();
+        let cbs = [cb];
+        // SAFETY: cb is executable, of the queue's family; the fence is unsignaled (created so,
+        // and reset after every wait).
+        unsafe {
+            d.queue_submit(
+                queue.handle,
+                &[vk::SubmitInfo::default().command_buffers(&cbs)],
+                *fence,
+            )
+        }
+        .context("vkQueueSubmit")?;
+        ctx.wait_fence(&fence)?;
+        let done = Instant::now();
+        // SAFETY: the fence is signaled and no longer used by any queue operation.
+        unsafe { d.reset_fences(&[*fence]) }.context("vkResetFences")?;
+
+        let got = u32s_from_bytes(&readback.read_bytes(0, 8)?);
+        if got != [expected_sum, dispatches] {
+            return Err(Mismatch(format!(
+                "iteration {iteration}: counter (sum, dispatches) = {got:?}, expected [{expected_sum}, {dispatches}]"
+            ))
+            .into());
+        }
+        if iteration > 0 {
+            record_ns.push(nanos(recorded - start));
+            submit_wait_ns.push(nanos(done - recorded));
+            total_ns.push(nanos(done - start));
+        }
+    }
+
+    eprintln!(
+        "{NAME}: {commands} commands ({} pushes, {dispatches} dispatches), {iterations} iterations after 1 warm-up; median record {:.3} ms ({:.1} ns/command), submit+wait {:.3} ms, total {:.3} ms; counter checked every iteration",
+        commands.div_ceil(2),
+        median(&record_ns) as f64 / 1e6,
+        median(&record_ns) as f64 / f64::from(commands),
+        median(&submit_wait_ns) as f64 / 1e6,
+        median(&total_ns) as f64 / 1e6,
+    );
+    Ok(Report::Json(format!(
+        "{{\"name\":\"{NAME}\",\"commands\":{commands},\"iterations\":{iterations},\"record_ns\":{},\"submit_wait_ns\":{},\"total_ns\":{}}}",
+        json_array(&record_ns),
+        json_array(&submit_wait_ns),
+        json_array(&total_ns),
+    )))
+}

@@ -1,0 +1,25 @@
+//! SPIR-V of the shaders in `examples/shaders/`, compiled by `build.rs`.
+//!
+//! `include_bytes!` data is only byte-aligned; [`crate::resources::spirv_words`] copies it into
+//! a `Vec<u32>` before it reaches Vulkan.
+
+macro_rules! spirv {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".spv"))
+    };
+}
+
+/// `compute.comp`: the integer + float workload of `compute` and `multiqueue`.
+pub const COMPUTE_COMP: &[u8] = spirv!("compute.comp");
+/// `accumulate.comp`: the order-dependent update of `multithread`.
+pub const ACCUMULATE_COMP: &[u8] = spirv!("accumulate.comp");
+/// `counter.comp`: the atomic counter of `bench-record`.
+pub const COUNTER_COMP: &[u8] = spirv!("counter.comp");
+/// `offscreen.vert`.
+pub const OFFSCREEN_VERT: &[u8] = spirv!("offscreen.vert");
+/// `offscreen.frag`.
+pub const OFFSCREEN_FRAG: &[u8] = spirv!("offscreen.frag");
+/// `rect.vert`: push-constant rectangle of `bench-frame`.
+pub const RECT_VERT: &[u8] = spirv!("rect.vert");
+/// `rect.frag`: push-constant colour of `bench-frame`.
+pub const RECT_FRAG: &[u8] = spirv!("rect.frag");

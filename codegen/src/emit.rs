@@ -425,7 +425,7 @@ fn param_expr(m: &Model, cmd: &Cmd, i: usize) -> String {
     let name = snake(&p.name);
     if let Some(h) = Model::hooked(p) {
         if h == "queue_family" {
-            return format!("cx.queue_family({name})");
+            return format!("crate::conv::queue_family(&md.maps, {name})");
         }
     }
     let len = |len: &str| -> Option<String> {
@@ -441,9 +441,9 @@ fn param_expr(m: &Model, cmd: &Cmd, i: usize) -> String {
     if let Some(disp) = m.reg.is_handle(&p.ty) {
         if p.ptr == 0 {
             return if disp {
-                format!("cx.disp({name})")
+                format!("crate::conv::disp({name}, md.index)")
             } else {
-                format!("cx.nd({name})")
+                format!("crate::conv::nd({name}, md.index)")
             };
         }
         if p.is_const && p.ptr == 1 {
@@ -598,20 +598,28 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
             "obj.handles[md.index]".to_string(),
         ),
         Level::CommandBuffer => (
-            format!("let (obj, owner) = unsafe {{ CommandBuffer::resolve({first}) }}?;"),
-            "owner.members.iter()",
-            "obj.handles[md.index]".to_string(),
+            format!("let obj = unsafe {{ CommandBuffer::resolve_targets({first}) }}?;"),
+            "obj.targets().iter()",
+            "t.handle".to_string(),
         ),
         Level::Global => return Err("global command without an override".into()),
     };
     let members = if (primary || !outputs.is_empty() || (ret.is_some() && !result))
-        && matches!(
-            level,
-            Level::Instance | Level::Device | Level::CommandBuffer
-        ) {
+        && matches!(level, Level::Instance | Level::Device)
+    {
         "owner.primary_iter()"
+    } else if (primary || !outputs.is_empty() || (ret.is_some() && !result))
+        && level == Level::CommandBuffer
+    {
+        "obj.targets().iter().take(1)"
     } else {
         members
+    };
+    // The loop binding: `md` is the member; command buffers iterate their recording targets.
+    let (var, bind) = if level == Level::CommandBuffer {
+        ("t", "let md = t.member();\n")
+    } else {
+        ("md", "")
     };
     let needs_arena = (1..cmd.params.len()).any(|i| param_expr(m, cmd, i).contains("cx."));
     body += &resolve;
@@ -702,17 +710,44 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
         let missing_ret = format!("return Err(missing(\"{}\"));", cmd.name);
         match ret.as_deref() {
             None => {
-                body += &format!("for md in {members} {{\n{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\n{call};\n}}\nOk(())\n");
+                body += &format!("for {var} in {members} {{\n{bind}{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\n{call};\n}}\nOk(())\n");
             }
             Some("vk::Result") => {
-                body += &format!("let mut res = vk::Result::SUCCESS;\nlet mut first = true;\nfor md in {members} {{\n{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\nlet r = {call};\nif r.as_raw() < 0 {{ return Err(r); }}\nif first {{ res = r; first = false; }}\n}}\nOk(res)\n");
+                body += &format!("let mut res = vk::Result::SUCCESS;\nlet mut first = true;\nfor {var} in {members} {{\n{bind}{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\nlet r = {call};\nif r.as_raw() < 0 {{ return Err(r); }}\nif first {{ res = r; first = false; }}\n}}\nOk(res)\n");
             }
             Some(_) => {
-                body += &format!("let Some(md) = {members}.next() else {{ return Err(vk::Result::ERROR_INITIALIZATION_FAILED); }};\n{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\nOk({call})\n");
+                body += &format!("let Some({var}) = {members}.next() else {{ return Err(vk::Result::ERROR_INITIALIZATION_FAILED); }};\n{bind}{cx}let Some(f) = md.fns.{f} else {{ {missing_ret} }};\nOk({call})\n");
             }
         }
     }
     let _ = result;
+    // Recording fast path for void command-buffer commands whose arguments translate without
+    // the arena: only the handle cast runs under the panic guard. Member entry points are C code,
+    // which cannot unwind into Rust, and scalar handle translation cannot panic; so nothing after
+    // the guard can panic, and a single member gets a tail call.
+    if level == Level::CommandBuffer
+        && ret.is_none()
+        && !needs_arena
+        && !is_create
+        && !is_destroy
+        && members == "obj.targets().iter()"
+    {
+        let call = format!("unsafe {{ f({}) }}", args(false));
+        let name = &cmd.name;
+        let rest: Vec<String> = cmd.params[1..]
+            .iter()
+            .map(|p| format!("{}: {}", snake(&p.name), m.param_ty(p)))
+            .collect();
+        let rest_names: Vec<String> = cmd.params[1..].iter().map(|p| snake(&p.name)).collect();
+        let missing =
+            format!("let Some(f) = md.fns.{f} else {{ let _ = missing(\"{name}\"); return; }};");
+        return Ok(format!(
+            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line so that the single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(targets: &[crate::object::Target], {rest}) {{\nfor t in targets {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\nlet targets = obj.targets();\nif let [t] = targets {{\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(targets, {rest_names}) }}\n}}\n\n",
+            params = params.join(", "),
+            rest = rest.join(", "),
+            rest_names = rest_names.join(", "),
+        ));
+    }
     Ok(format!(
         "/// Forwards `{name}`.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}){ret_sig} {{\n{guard}(\"{name}\", || {{\n{body}}})\n}}\n\n",
         name = cmd.name,

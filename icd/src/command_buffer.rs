@@ -6,7 +6,7 @@ use ash::vk::Handle as _;
 
 use crate::arena::Arena;
 use crate::generated::translate as tr;
-use crate::object::{CommandBuffer, Device, Header, ObjectBase, Tag};
+use crate::object::{CommandBuffer, Device, Header, ObjectBase, Tag, Target};
 use crate::MAX_MEMBERS;
 
 /// A command pool remembers its command buffers: destroying the pool frees them.
@@ -164,11 +164,23 @@ pub unsafe extern "system" fn allocate_command_buffers(
         }
         let mut list = pool.buffers.lock();
         for (i, handles) in per.into_iter().enumerate() {
+            let mut targets = [Target {
+                handle: vk::CommandBuffer::null(),
+                member: std::ptr::null(),
+            }; MAX_MEMBERS];
+            for (t, md) in targets.iter_mut().zip(&d.members) {
+                *t = Target {
+                    handle: handles[md.index],
+                    member: md,
+                };
+            }
             let cb = Box::new(CommandBuffer {
                 header: Header::new(Tag::CommandBuffer),
                 device: d,
                 handles,
                 level: ai.level,
+                targets,
+                target_count: d.members.len(),
             });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);

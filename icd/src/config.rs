@@ -33,15 +33,23 @@ pub struct Config {
 
 impl Config {
     pub fn fault(&self, what: &str, member: usize) -> bool {
-        self.faults.iter().any(|f| f.what == what && f.member == member)
+        self.faults
+            .iter()
+            .any(|f| f.what == what && f.member == member)
     }
 }
 
 fn parse_faults(v: &str) -> Vec<Fault> {
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item.split_once(':').map(|(w, m)| (w.trim(), m.trim().parse::<usize>())) {
-            Some((what @ ("instance" | "device"), Ok(member))) => out.push(Fault { what: what.into(), member }),
+        match item
+            .split_once(':')
+            .map(|(w, m)| (w.trim(), m.trim().parse::<usize>()))
+        {
+            Some((what @ ("instance" | "device"), Ok(member))) => out.push(Fault {
+                what: what.into(),
+                member,
+            }),
             _ => crate::warn!("VKFUSE_FAULT: {item:?} is not `instance:N` or `device:N`; ignored"),
         }
     }
@@ -157,7 +165,16 @@ impl Config {
             }
             m
         });
-        let faults = std::env::var("VKFUSE_FAULT").map(|v| parse_faults(&v)).unwrap_or_default();
-        Config { icds, strategy, primary, residency, mask, faults }
+        let faults = std::env::var("VKFUSE_FAULT")
+            .map(|v| parse_faults(&v))
+            .unwrap_or_default();
+        Config {
+            icds,
+            strategy,
+            primary,
+            residency,
+            mask,
+            faults,
+        }
     }
 }

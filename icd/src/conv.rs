@@ -44,6 +44,36 @@ impl Dispatchable for vk::CommandBuffer {
     const TYPE: vk::ObjectType = vk::ObjectType::COMMAND_BUFFER;
 }
 
+/// A non-dispatchable vkfuse handle → member `m`'s handle.
+#[inline(always)]
+pub fn nd<H: Handle + Copy>(h: H, m: usize) -> H {
+    let raw = h.as_raw();
+    if raw == 0 {
+        return h;
+    }
+    debug_assert!(m < crate::MAX_MEMBERS);
+    // SAFETY: non-null non-dispatchable handles the application passes are vkfuse objects that
+    // start with `ObjectBase` (valid usage: handles must be valid); member indices are below
+    // MAX_MEMBERS by construction (member::discovery caps them).
+    H::from_raw(unsafe { *(*(raw as *const ObjectBase)).handles.get_unchecked(m) })
+}
+
+/// A dispatchable vkfuse handle → member `m`'s handle.
+#[inline]
+pub fn disp<H: Dispatchable>(h: H, m: usize) -> H {
+    // SAFETY: dispatchable handles the application passes are live vkfuse objects.
+    H::from_raw(unsafe { member_handle(<H as Dispatchable>::TYPE, h.as_raw(), m) })
+}
+
+/// A fused queue family index → the member's.
+#[inline]
+pub fn queue_family(maps: &MemberMaps, v: u32) -> u32 {
+    match v {
+        vk::QUEUE_FAMILY_IGNORED | vk::QUEUE_FAMILY_EXTERNAL | vk::QUEUE_FAMILY_FOREIGN_EXT => v,
+        _ => maps.queue_family.get(v as usize).copied().unwrap_or(v),
+    }
+}
+
 impl<'a> Cx<'a> {
     pub fn new(m: usize, arena: &'a Arena, maps: &'a MemberMaps) -> Cx<'a> {
         Cx { m, arena, maps }
@@ -52,19 +82,12 @@ impl<'a> Cx<'a> {
     /// A non-dispatchable vkfuse handle → this member's handle.
     #[inline]
     pub fn nd<H: Handle + Copy>(&self, h: H) -> H {
-        let raw = h.as_raw();
-        if raw == 0 {
-            return h;
-        }
-        // SAFETY: non-null non-dispatchable handles the application passes are vkfuse objects
-        // that start with `ObjectBase` (valid-usage: handles must be valid).
-        H::from_raw(unsafe { (*(raw as *const ObjectBase)).handles[self.m] })
+        nd(h, self.m)
     }
 
     #[inline]
     pub fn disp<H: Dispatchable>(&self, h: H) -> H {
-        // SAFETY: dispatchable handles the application passes are live vkfuse objects.
-        H::from_raw(unsafe { member_handle(<H as Dispatchable>::TYPE, h.as_raw(), self.m) })
+        disp(h, self.m)
     }
 
     fn map_array<T: Copy>(&self, p: *const T, n: usize, f: impl Fn(T) -> T) -> *const T {
@@ -89,12 +112,7 @@ impl<'a> Cx<'a> {
     }
 
     pub fn queue_family(&self, v: u32) -> u32 {
-        match v {
-            vk::QUEUE_FAMILY_IGNORED | vk::QUEUE_FAMILY_EXTERNAL | vk::QUEUE_FAMILY_FOREIGN_EXT => {
-                v
-            }
-            _ => self.maps.queue_family.get(v as usize).copied().unwrap_or(v),
-        }
+        queue_family(self.maps, v)
     }
 
     pub fn queue_family_array(&self, p: *const u32, n: usize) -> *const u32 {

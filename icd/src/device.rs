@@ -71,12 +71,22 @@ pub unsafe extern "system" fn create_device(
             };
             let mut dev = vk::Device::null();
             let r = if cfg.fault("device", pm.index) {
-                crate::warn!("member {}: VKFUSE_FAULT makes its vkCreateDevice fail", pm.index);
+                crate::warn!(
+                    "member {}: VKFUSE_FAULT makes its vkCreateDevice fail",
+                    pm.index
+                );
                 vk::Result::ERROR_INITIALIZATION_FAILED
             } else {
                 // SAFETY: the create info is translated for this member (queue family indices,
                 // handles in its chain).
-                unsafe { create(pm.handle, cx.one(ci, tr::fix_device_create_info), alloc, &mut dev) }
+                unsafe {
+                    create(
+                        pm.handle,
+                        cx.one(ci, tr::fix_device_create_info),
+                        alloc,
+                        &mut dev,
+                    )
+                }
             };
             if r != vk::Result::SUCCESS {
                 crate::warn!("member {}: vkCreateDevice failed ({r:?})", pm.index);

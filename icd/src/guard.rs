@@ -5,6 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ash::vk;
 
+#[cold]
+#[inline(never)]
 fn panicked(name: &str, p: Box<dyn std::any::Any + Send>) {
     let msg = p
         .downcast_ref::<&str>()
@@ -15,6 +17,7 @@ fn panicked(name: &str, p: Box<dyn std::any::Any + Send>) {
 }
 
 /// Runs a command that returns `VkResult`.
+#[inline(always)]
 pub fn result(name: &str, f: impl FnOnce() -> Result<vk::Result, vk::Result>) -> vk::Result {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(r)) => r,
@@ -29,16 +32,41 @@ pub fn result(name: &str, f: impl FnOnce() -> Result<vk::Result, vk::Result>) ->
     }
 }
 
+/// Runs the part of a command that could panic (handle casts) and hands back its value; `None`
+/// after an error or a panic, both logged.
+#[inline(always)]
+pub fn catch<T>(name: &str, f: impl FnOnce() -> Result<T, vk::Result>) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            failed(name, e);
+            None
+        }
+        Err(p) => {
+            panicked(name, p);
+            None
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn failed(name: &str, e: vk::Result) {
+    crate::warn!("{name} failed: {e:?}");
+}
+
 /// Runs a command that returns nothing.
+#[inline(always)]
 pub fn void(name: &str, f: impl FnOnce() -> Result<(), vk::Result>) {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => crate::warn!("{name} failed: {e:?}"),
+        Ok(Err(e)) => failed(name, e),
         Err(p) => panicked(name, p),
     }
 }
 
 /// Runs a command that returns a value other than `VkResult`; errors give the default value.
+#[inline(always)]
 pub fn value<T: Default>(name: &str, f: impl FnOnce() -> Result<T, vk::Result>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
@@ -55,6 +83,8 @@ pub fn value<T: Default>(name: &str, f: impl FnOnce() -> Result<T, vk::Result>) 
 
 /// A member lacks an entry point that the fused device offers: the intersection of extensions
 /// should make this impossible, so it is logged as an error.
+#[cold]
+#[inline(never)]
 pub fn missing(name: &str) -> vk::Result {
     crate::error!("a member does not provide {name}");
     vk::Result::ERROR_EXTENSION_NOT_PRESENT

@@ -203,7 +203,10 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
     for i in order {
         let m = &d.members[i];
         let Some(f) = member::global(m, c"vkCreateInstance") else {
-            crate::warn!("member {i} ({}): no vkCreateInstance; it is left out", m.describe());
+            crate::warn!(
+                "member {i} ({}): no vkCreateInstance; it is left out",
+                m.describe()
+            );
             left_out.push((i, "no vkCreateInstance".into()));
             continue;
         };
@@ -225,7 +228,10 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
             unsafe { f(&ci, std::ptr::null(), &mut inst) }
         };
         if r != vk::Result::SUCCESS {
-            crate::warn!("member {i} ({}): vkCreateInstance failed ({r:?}); it is left out", m.describe());
+            crate::warn!(
+                "member {i} ({}): vkCreateInstance failed ({r:?}); it is left out",
+                m.describe()
+            );
             left_out.push((i, format!("vkCreateInstance failed ({r:?})")));
             continue;
         }

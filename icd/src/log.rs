@@ -50,6 +50,7 @@ pub fn enabled(l: Level) -> bool {
     l <= level()
 }
 
+#[cold]
 pub fn write(l: Level, msg: std::fmt::Arguments) {
     if enabled(l) {
         let tag = match l {
@@ -58,7 +59,9 @@ pub fn write(l: Level, msg: std::fmt::Arguments) {
             Level::Info => "info",
             Level::Debug => "debug",
         };
-        eprintln!("vkfuse: {tag}: {msg}");
+        // Never panics: a closed stderr must not take the application down.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "vkfuse: {tag}: {msg}");
     }
 }
 

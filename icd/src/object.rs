@@ -50,6 +50,7 @@ impl Header {
 ///
 /// # Safety
 /// `raw` is null or a handle vkfuse returned for an object that is still alive.
+#[inline(always)]
 unsafe fn cast<'a, T>(raw: u64, tag: Tag) -> Result<&'a T, vk::Result> {
     if raw == 0 {
         return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
@@ -58,11 +59,17 @@ unsafe fn cast<'a, T>(raw: u64, tag: Tag) -> Result<&'a T, vk::Result> {
     // handle came from vkfuse.
     let header = unsafe { &*(raw as *const Header) };
     if header.tag != tag {
-        crate::error!("handle {raw:#x} is not a {tag:?}");
-        return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+        return Err(wrong_tag(raw, tag));
     }
     // SAFETY: the tag says the object is a `T`.
     Ok(unsafe { &*(raw as *const T) })
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_tag(raw: u64, tag: Tag) -> vk::Result {
+    crate::error!("handle {raw:#x} is not a {tag:?}");
+    vk::Result::ERROR_INITIALIZATION_FAILED
 }
 
 /// One member's instance.
@@ -241,12 +248,30 @@ impl Queue {
     }
 }
 
+/// Where a command buffer's commands are recorded: a member's command buffer and its device.
+#[derive(Clone, Copy)]
+pub struct Target {
+    pub handle: vk::CommandBuffer,
+    pub member: *const MemberDevice,
+}
+
+impl Target {
+    #[inline(always)]
+    pub fn member(&self) -> &MemberDevice {
+        // SAFETY: the member device lives in its Device, which outlives its command buffers.
+        unsafe { &*self.member }
+    }
+}
+
 #[repr(C)]
 pub struct CommandBuffer {
     pub header: Header,
     pub device: *const Device,
     pub handles: [vk::CommandBuffer; MAX_MEMBERS],
     pub level: vk::CommandBufferLevel,
+    /// The resident members' command buffers, in placement order: what recording walks.
+    pub targets: [Target; MAX_MEMBERS],
+    pub target_count: usize,
 }
 
 impl CommandBuffer {
@@ -261,6 +286,23 @@ impl CommandBuffer {
             let cb: &CommandBuffer = cast(h.as_raw(), Tag::CommandBuffer)?;
             Ok((cb, &*cb.device))
         }
+    }
+
+    /// The command buffer alone, for recording: no device lookup on the hot path.
+    ///
+    /// # Safety
+    /// `h` is null or a live vkfuse command buffer.
+    #[inline(always)]
+    pub unsafe fn resolve_targets<'a>(
+        h: vk::CommandBuffer,
+    ) -> Result<&'a CommandBuffer, vk::Result> {
+        // SAFETY: forwarded contract.
+        unsafe { cast(h.as_raw(), Tag::CommandBuffer) }
+    }
+
+    #[inline(always)]
+    pub fn targets(&self) -> &[Target] {
+        &self.targets[..self.target_count.min(MAX_MEMBERS)]
     }
 }
 

@@ -168,9 +168,17 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             Err(e) => {
                 // A driver without its hardware on this machine is normal, not worth a warning.
                 if e == NO_DEVICE {
-                    crate::info!("member {} ({}): {e}; it is left out", mi.index, mi.member.describe());
+                    crate::info!(
+                        "member {} ({}): {e}; it is left out",
+                        mi.index,
+                        mi.member.describe()
+                    );
                 } else {
-                    crate::warn!("member {} ({}): {e}; it is left out", mi.index, mi.member.describe());
+                    crate::warn!(
+                        "member {} ({}): {e}; it is left out",
+                        mi.index,
+                        mi.member.describe()
+                    );
                 }
                 left_out.push((mi.index, e));
             }

@@ -21,7 +21,11 @@ pub fn info_json() -> Value {
     let mut members = Vec::new();
     for m in &d.members {
         let pm = inst.physical.as_ref().and_then(|p| p.member(m.index));
-        let why = inst.left_out.iter().find(|(i, _)| *i == m.index).map(|(_, w)| w.clone());
+        let why = inst
+            .left_out
+            .iter()
+            .find(|(i, _)| *i == m.index)
+            .map(|(_, w)| w.clone());
         members.push(json!({
             "index": m.index,
             "manifest": m.manifest.display().to_string(),

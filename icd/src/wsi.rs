@@ -276,7 +276,10 @@ pub unsafe extern "system" fn get_surface_support(
         let mut all = vk::TRUE;
         for m in &p.members {
             let cx = m.cx(&arena);
-            let f = m.fns.get_physical_device_surface_support_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceSupportKHR"))?;
+            let f = m
+                .fns
+                .get_physical_device_surface_support_khr
+                .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceSupportKHR"))?;
             let mut s = vk::FALSE;
             // SAFETY: family and surface translated for the member; valid output.
             let r = unsafe { f(m.handle, cx.queue_family(family), cx.nd(surface), &mut s) };
@@ -307,12 +310,18 @@ fn fuse_caps(a: &mut vk::SurfaceCapabilitiesKHR, b: &vk::SurfaceCapabilitiesKHR)
     a.supported_usage_flags &= b.supported_usage_flags;
 }
 
-fn caps(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result<vk::SurfaceCapabilitiesKHR, vk::Result> {
+fn caps(
+    p: &crate::object::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+) -> Result<vk::SurfaceCapabilitiesKHR, vk::Result> {
     let arena = Arena::scope();
     let mut acc: Option<vk::SurfaceCapabilitiesKHR> = None;
     for m in &p.members {
         let cx = m.cx(&arena);
-        let f = m.fns.get_physical_device_surface_capabilities_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilitiesKHR"))?;
+        let f = m
+            .fns
+            .get_physical_device_surface_capabilities_khr
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilitiesKHR"))?;
         let mut c = vk::SurfaceCapabilitiesKHR::default();
         // SAFETY: surface translated for the member; valid output.
         let r = unsafe { f(m.handle, cx.nd(surface), &mut c) };
@@ -329,7 +338,11 @@ fn caps(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result<vk
 
 /// # Safety
 /// Arguments valid for `vkGetPhysicalDeviceSurfaceCapabilitiesKHR`.
-pub unsafe extern "system" fn get_surface_capabilities(h: vk::PhysicalDevice, surface: vk::SurfaceKHR, out: *mut vk::SurfaceCapabilitiesKHR) -> vk::Result {
+pub unsafe extern "system" fn get_surface_capabilities(
+    h: vk::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+    out: *mut vk::SurfaceCapabilitiesKHR,
+) -> vk::Result {
     crate::guard::result("vkGetPhysicalDeviceSurfaceCapabilitiesKHR", || {
         let c = caps(pd(h)?, surface)?;
         // SAFETY: valid output pointer.
@@ -352,9 +365,21 @@ pub unsafe extern "system" fn get_surface_capabilities2(
         let arena = Arena::scope();
         let first = &p.members[0];
         let cx = first.cx(&arena);
-        let f = first.fns.get_physical_device_surface_capabilities2_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilities2KHR"))?;
+        let f = first
+            .fns
+            .get_physical_device_surface_capabilities2_khr
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceCapabilities2KHR"))?;
         // SAFETY: info translated (surface, chain) for the member; the application's output.
-        let r = unsafe { f(first.handle, cx.one(info, crate::generated::translate::fix_physical_device_surface_info2_khr), out) };
+        let r = unsafe {
+            f(
+                first.handle,
+                cx.one(
+                    info,
+                    crate::generated::translate::fix_physical_device_surface_info2_khr,
+                ),
+                out,
+            )
+        };
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
@@ -367,12 +392,18 @@ pub unsafe extern "system" fn get_surface_capabilities2(
 }
 
 /// The surface formats every member offers, in the primary's order.
-fn formats(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result<Vec<vk::SurfaceFormatKHR>, vk::Result> {
+fn formats(
+    p: &crate::object::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+) -> Result<Vec<vk::SurfaceFormatKHR>, vk::Result> {
     let arena = Arena::scope();
     let mut acc: Option<Vec<vk::SurfaceFormatKHR>> = None;
     for m in &p.members {
         let cx = m.cx(&arena);
-        let f = m.fns.get_physical_device_surface_formats_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceFormatsKHR"))?;
+        let f = m
+            .fns
+            .get_physical_device_surface_formats_khr
+            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceFormatsKHR"))?;
         let s = cx.nd(surface);
         let mut n = 0;
         // SAFETY: two-call idiom on the member's surface.
@@ -391,7 +422,13 @@ fn formats(p: &crate::object::PhysicalDevice, surface: vk::SurfaceKHR) -> Result
         };
         acc = Some(match acc {
             None => list,
-            Some(a) => a.into_iter().filter(|x| list.iter().any(|y| y.format == x.format && y.color_space == x.color_space)).collect(),
+            Some(a) => a
+                .into_iter()
+                .filter(|x| {
+                    list.iter()
+                        .any(|y| y.format == x.format && y.color_space == x.color_space)
+                })
+                .collect(),
         });
     }
     Ok(acc.unwrap_or_default())
@@ -437,7 +474,11 @@ pub unsafe extern "system" fn get_surface_formats2(
                 (*out.add(i)).surface_format = *f;
             }
             *count = n as u32;
-            Ok(if n < list.len() { vk::Result::INCOMPLETE } else { vk::Result::SUCCESS })
+            Ok(if n < list.len() {
+                vk::Result::INCOMPLETE
+            } else {
+                vk::Result::SUCCESS
+            })
         }
     })
 }
@@ -456,7 +497,12 @@ pub unsafe extern "system" fn get_surface_present_modes(
         let mut acc: Option<Vec<vk::PresentModeKHR>> = None;
         for m in &p.members {
             let cx = m.cx(&arena);
-            let f = m.fns.get_physical_device_surface_present_modes_khr.ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfacePresentModesKHR"))?;
+            let f = m
+                .fns
+                .get_physical_device_surface_present_modes_khr
+                .ok_or_else(|| {
+                    crate::guard::missing("vkGetPhysicalDeviceSurfacePresentModesKHR")
+                })?;
             let s = cx.nd(surface);
             let mut n = 0;
             // SAFETY: two-call idiom on the member's surface.

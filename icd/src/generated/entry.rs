@@ -63,21 +63,19 @@ pub unsafe extern "system" fn acquire_next_image_khr(
 ) -> vk::Result {
     guard::result("vkAcquireNextImageKHR", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.acquire_next_image_khr else {
                 return Err(missing("vkAcquireNextImageKHR"));
             };
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(swapchain),
+                    crate::conv::nd(swapchain, md.index),
                     timeout,
-                    cx.nd(semaphore),
-                    cx.nd(fence),
+                    crate::conv::nd(semaphore, md.index),
+                    crate::conv::nd(fence, md.index),
                     p_image_index,
                 )
             };
@@ -161,15 +159,20 @@ pub unsafe extern "system" fn bind_buffer_memory(
 ) -> vk::Result {
     guard::result("vkBindBufferMemory", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.bind_buffer_memory else {
                 return Err(missing("vkBindBufferMemory"));
             };
-            let r = unsafe { f(md.handle, cx.nd(buffer), cx.nd(memory), memory_offset) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(buffer, md.index),
+                    crate::conv::nd(memory, md.index),
+                    memory_offset,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -236,15 +239,20 @@ pub unsafe extern "system" fn bind_image_memory(
 ) -> vk::Result {
     guard::result("vkBindImageMemory", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.bind_image_memory else {
                 return Err(missing("vkBindImageMemory"));
             };
-            let r = unsafe { f(md.handle, cx.nd(image), cx.nd(memory), memory_offset) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(image, md.index),
+                    crate::conv::nd(memory, md.index),
+                    memory_offset,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -308,16 +316,17 @@ pub unsafe extern "system" fn cmd_begin_conditional_rendering_ext(
     p_conditional_rendering_begin: *const vk::ConditionalRenderingBeginInfoEXT,
 ) {
     guard::void("vkCmdBeginConditionalRenderingEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_begin_conditional_rendering_ext else {
                 return Err(missing("vkCmdBeginConditionalRenderingEXT"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(
                         p_conditional_rendering_begin,
                         tr::fix_conditional_rendering_begin_info_ext,
@@ -329,7 +338,7 @@ pub unsafe extern "system" fn cmd_begin_conditional_rendering_ext(
     })
 }
 
-/// Forwards `vkCmdBeginQuery`.
+/// Forwards `vkCmdBeginQuery` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBeginQuery`.
@@ -339,21 +348,55 @@ pub unsafe extern "system" fn cmd_begin_query(
     query: u32,
     flags: vk::QueryControlFlags,
 ) {
-    guard::void("vkCmdBeginQuery", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        query_pool: vk::QueryPool,
+        query: u32,
+        flags: vk::QueryControlFlags,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_begin_query else {
-                return Err(missing("vkCmdBeginQuery"));
+                let _ = missing("vkCmdBeginQuery");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(query_pool), query, flags) };
+            unsafe {
+                f(
+                    t.handle,
+                    crate::conv::nd(query_pool, md.index),
+                    query,
+                    flags,
+                )
+            };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdBeginQuery", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_begin_query else {
+            let _ = missing("vkCmdBeginQuery");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(query_pool, md.index),
+                query,
+                flags,
+            )
+        };
+    }
+    unsafe { each(targets, query_pool, query, flags) }
 }
 
-/// Forwards `vkCmdBeginQueryIndexedEXT`.
+/// Forwards `vkCmdBeginQueryIndexedEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBeginQueryIndexedEXT`.
@@ -364,26 +407,55 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     flags: vk::QueryControlFlags,
     index: u32,
 ) {
-    guard::void("vkCmdBeginQueryIndexedEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        query_pool: vk::QueryPool,
+        query: u32,
+        flags: vk::QueryControlFlags,
+        index: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
-                return Err(missing("vkCmdBeginQueryIndexedEXT"));
+                let _ = missing("vkCmdBeginQueryIndexedEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(query_pool),
+                    t.handle,
+                    crate::conv::nd(query_pool, md.index),
                     query,
                     flags,
                     index,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdBeginQueryIndexedEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
+            let _ = missing("vkCmdBeginQueryIndexedEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(query_pool, md.index),
+                query,
+                flags,
+                index,
+            )
+        };
+    }
+    unsafe { each(targets, query_pool, query, flags, index) }
 }
 
 /// Forwards `vkCmdBeginRenderPass`.
@@ -396,16 +468,17 @@ pub unsafe extern "system" fn cmd_begin_render_pass(
     contents: vk::SubpassContents,
 ) {
     guard::void("vkCmdBeginRenderPass", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_begin_render_pass else {
                 return Err(missing("vkCmdBeginRenderPass"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_render_pass_begin, tr::fix_render_pass_begin_info),
                     contents,
                 )
@@ -425,16 +498,17 @@ pub unsafe extern "system" fn cmd_begin_render_pass2(
     p_subpass_begin_info: *const vk::SubpassBeginInfo,
 ) {
     guard::void("vkCmdBeginRenderPass2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_begin_render_pass2 else {
                 return Err(missing("vkCmdBeginRenderPass2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_render_pass_begin, tr::fix_render_pass_begin_info),
                     p_subpass_begin_info,
                 )
@@ -453,19 +527,15 @@ pub unsafe extern "system" fn cmd_begin_rendering(
     p_rendering_info: *const vk::RenderingInfo,
 ) {
     guard::void("vkCmdBeginRendering", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_begin_rendering else {
                 return Err(missing("vkCmdBeginRendering"));
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    cx.one(p_rendering_info, tr::fix_rendering_info),
-                )
-            };
+            unsafe { f(t.handle, cx.one(p_rendering_info, tr::fix_rendering_info)) };
         }
         Ok(())
     })
@@ -483,16 +553,17 @@ pub unsafe extern "system" fn cmd_begin_transform_feedback_ext(
     p_counter_buffer_offsets: *const vk::DeviceSize,
 ) {
     guard::void("vkCmdBeginTransformFeedbackEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_begin_transform_feedback_ext else {
                 return Err(missing("vkCmdBeginTransformFeedbackEXT"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_counter_buffer,
                     counter_buffer_count,
                     cx.nd_array(p_counter_buffers, counter_buffer_count as usize),
@@ -519,18 +590,19 @@ pub unsafe extern "system" fn cmd_bind_descriptor_sets(
     p_dynamic_offsets: *const u32,
 ) {
     guard::void("vkCmdBindDescriptorSets", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_bind_descriptor_sets else {
                 return Err(missing("vkCmdBindDescriptorSets"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     pipeline_bind_point,
-                    cx.nd(layout),
+                    crate::conv::nd(layout, md.index),
                     first_set,
                     descriptor_set_count,
                     cx.nd_array(p_descriptor_sets, descriptor_set_count as usize),
@@ -543,7 +615,7 @@ pub unsafe extern "system" fn cmd_bind_descriptor_sets(
     })
 }
 
-/// Forwards `vkCmdBindIndexBuffer`.
+/// Forwards `vkCmdBindIndexBuffer` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBindIndexBuffer`.
@@ -553,21 +625,55 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
     offset: vk::DeviceSize,
     index_type: vk::IndexType,
 ) {
-    guard::void("vkCmdBindIndexBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        index_type: vk::IndexType,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_bind_index_buffer else {
-                return Err(missing("vkCmdBindIndexBuffer"));
+                let _ = missing("vkCmdBindIndexBuffer");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(buffer), offset, index_type) };
+            unsafe {
+                f(
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
+                    offset,
+                    index_type,
+                )
+            };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdBindIndexBuffer", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_bind_index_buffer else {
+            let _ = missing("vkCmdBindIndexBuffer");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                index_type,
+            )
+        };
+    }
+    unsafe { each(targets, buffer, offset, index_type) }
 }
 
-/// Forwards `vkCmdBindPipeline`.
+/// Forwards `vkCmdBindPipeline` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBindPipeline`.
@@ -576,18 +682,49 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
     pipeline_bind_point: vk::PipelineBindPoint,
     pipeline: vk::Pipeline,
 ) {
-    guard::void("vkCmdBindPipeline", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        pipeline_bind_point: vk::PipelineBindPoint,
+        pipeline: vk::Pipeline,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_bind_pipeline else {
-                return Err(missing("vkCmdBindPipeline"));
+                let _ = missing("vkCmdBindPipeline");
+                return;
             };
-            unsafe { f(obj.handles[md.index], pipeline_bind_point, cx.nd(pipeline)) };
+            unsafe {
+                f(
+                    t.handle,
+                    pipeline_bind_point,
+                    crate::conv::nd(pipeline, md.index),
+                )
+            };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdBindPipeline", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_bind_pipeline else {
+            let _ = missing("vkCmdBindPipeline");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                pipeline_bind_point,
+                crate::conv::nd(pipeline, md.index),
+            )
+        };
+    }
+    unsafe { each(targets, pipeline_bind_point, pipeline) }
 }
 
 /// Forwards `vkCmdBindTransformFeedbackBuffersEXT`.
@@ -603,16 +740,17 @@ pub unsafe extern "system" fn cmd_bind_transform_feedback_buffers_ext(
     p_sizes: *const vk::DeviceSize,
 ) {
     guard::void("vkCmdBindTransformFeedbackBuffersEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_bind_transform_feedback_buffers_ext else {
                 return Err(missing("vkCmdBindTransformFeedbackBuffersEXT"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_binding,
                     binding_count,
                     cx.nd_array(p_buffers, binding_count as usize),
@@ -637,16 +775,17 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers(
     p_offsets: *const vk::DeviceSize,
 ) {
     guard::void("vkCmdBindVertexBuffers", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_bind_vertex_buffers else {
                 return Err(missing("vkCmdBindVertexBuffers"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_binding,
                     binding_count,
                     cx.nd_array(p_buffers, binding_count as usize),
@@ -672,16 +811,17 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers2(
     p_strides: *const vk::DeviceSize,
 ) {
     guard::void("vkCmdBindVertexBuffers2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_bind_vertex_buffers2 else {
                 return Err(missing("vkCmdBindVertexBuffers2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_binding,
                     binding_count,
                     cx.nd_array(p_buffers, binding_count as usize),
@@ -695,7 +835,7 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers2(
     })
 }
 
-/// Forwards `vkCmdBlitImage`.
+/// Forwards `vkCmdBlitImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBlitImage`.
@@ -709,20 +849,30 @@ pub unsafe extern "system" fn cmd_blit_image(
     p_regions: *const vk::ImageBlit,
     filter: vk::Filter,
 ) {
-    guard::void("vkCmdBlitImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_image: vk::Image,
+        src_image_layout: vk::ImageLayout,
+        dst_image: vk::Image,
+        dst_image_layout: vk::ImageLayout,
+        region_count: u32,
+        p_regions: *const vk::ImageBlit,
+        filter: vk::Filter,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_blit_image else {
-                return Err(missing("vkCmdBlitImage"));
+                let _ = missing("vkCmdBlitImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_image),
+                    t.handle,
+                    crate::conv::nd(src_image, md.index),
                     src_image_layout,
-                    cx.nd(dst_image),
+                    crate::conv::nd(dst_image, md.index),
                     dst_image_layout,
                     region_count,
                     p_regions,
@@ -730,8 +880,44 @@ pub unsafe extern "system" fn cmd_blit_image(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdBlitImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_blit_image else {
+            let _ = missing("vkCmdBlitImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_image, md.index),
+                src_image_layout,
+                crate::conv::nd(dst_image, md.index),
+                dst_image_layout,
+                region_count,
+                p_regions,
+                filter,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            src_image,
+            src_image_layout,
+            dst_image,
+            dst_image_layout,
+            region_count,
+            p_regions,
+            filter,
+        )
+    }
 }
 
 /// Forwards `vkCmdBlitImage2`.
@@ -743,16 +929,17 @@ pub unsafe extern "system" fn cmd_blit_image2(
     p_blit_image_info: *const vk::BlitImageInfo2,
 ) {
     guard::void("vkCmdBlitImage2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_blit_image2 else {
                 return Err(missing("vkCmdBlitImage2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_blit_image_info, tr::fix_blit_image_info2),
                 )
             };
@@ -761,7 +948,7 @@ pub unsafe extern "system" fn cmd_blit_image2(
     })
 }
 
-/// Forwards `vkCmdClearAttachments`.
+/// Forwards `vkCmdClearAttachments` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdClearAttachments`.
@@ -772,15 +959,24 @@ pub unsafe extern "system" fn cmd_clear_attachments(
     rect_count: u32,
     p_rects: *const vk::ClearRect,
 ) {
-    guard::void("vkCmdClearAttachments", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        attachment_count: u32,
+        p_attachments: *const vk::ClearAttachment,
+        rect_count: u32,
+        p_rects: *const vk::ClearRect,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_clear_attachments else {
-                return Err(missing("vkCmdClearAttachments"));
+                let _ = missing("vkCmdClearAttachments");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     attachment_count,
                     p_attachments,
                     rect_count,
@@ -788,11 +984,41 @@ pub unsafe extern "system" fn cmd_clear_attachments(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdClearAttachments", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_clear_attachments else {
+            let _ = missing("vkCmdClearAttachments");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                attachment_count,
+                p_attachments,
+                rect_count,
+                p_rects,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            attachment_count,
+            p_attachments,
+            rect_count,
+            p_rects,
+        )
+    }
 }
 
-/// Forwards `vkCmdClearColorImage`.
+/// Forwards `vkCmdClearColorImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdClearColorImage`.
@@ -804,18 +1030,26 @@ pub unsafe extern "system" fn cmd_clear_color_image(
     range_count: u32,
     p_ranges: *const vk::ImageSubresourceRange,
 ) {
-    guard::void("vkCmdClearColorImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        image: vk::Image,
+        image_layout: vk::ImageLayout,
+        p_color: *const vk::ClearColorValue,
+        range_count: u32,
+        p_ranges: *const vk::ImageSubresourceRange,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_clear_color_image else {
-                return Err(missing("vkCmdClearColorImage"));
+                let _ = missing("vkCmdClearColorImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(image),
+                    t.handle,
+                    crate::conv::nd(image, md.index),
                     image_layout,
                     p_color,
                     range_count,
@@ -823,11 +1057,34 @@ pub unsafe extern "system" fn cmd_clear_color_image(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdClearColorImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_clear_color_image else {
+            let _ = missing("vkCmdClearColorImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(image, md.index),
+                image_layout,
+                p_color,
+                range_count,
+                p_ranges,
+            )
+        };
+    }
+    unsafe { each(targets, image, image_layout, p_color, range_count, p_ranges) }
 }
 
-/// Forwards `vkCmdClearDepthStencilImage`.
+/// Forwards `vkCmdClearDepthStencilImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdClearDepthStencilImage`.
@@ -839,18 +1096,26 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
     range_count: u32,
     p_ranges: *const vk::ImageSubresourceRange,
 ) {
-    guard::void("vkCmdClearDepthStencilImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        image: vk::Image,
+        image_layout: vk::ImageLayout,
+        p_depth_stencil: *const vk::ClearDepthStencilValue,
+        range_count: u32,
+        p_ranges: *const vk::ImageSubresourceRange,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
-                return Err(missing("vkCmdClearDepthStencilImage"));
+                let _ = missing("vkCmdClearDepthStencilImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(image),
+                    t.handle,
+                    crate::conv::nd(image, md.index),
                     image_layout,
                     p_depth_stencil,
                     range_count,
@@ -858,11 +1123,43 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdClearDepthStencilImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
+            let _ = missing("vkCmdClearDepthStencilImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(image, md.index),
+                image_layout,
+                p_depth_stencil,
+                range_count,
+                p_ranges,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            image,
+            image_layout,
+            p_depth_stencil,
+            range_count,
+            p_ranges,
+        )
+    }
 }
 
-/// Forwards `vkCmdCopyBuffer`.
+/// Forwards `vkCmdCopyBuffer` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdCopyBuffer`.
@@ -873,26 +1170,55 @@ pub unsafe extern "system" fn cmd_copy_buffer(
     region_count: u32,
     p_regions: *const vk::BufferCopy,
 ) {
-    guard::void("vkCmdCopyBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_buffer: vk::Buffer,
+        dst_buffer: vk::Buffer,
+        region_count: u32,
+        p_regions: *const vk::BufferCopy,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer else {
-                return Err(missing("vkCmdCopyBuffer"));
+                let _ = missing("vkCmdCopyBuffer");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_buffer),
-                    cx.nd(dst_buffer),
+                    t.handle,
+                    crate::conv::nd(src_buffer, md.index),
+                    crate::conv::nd(dst_buffer, md.index),
                     region_count,
                     p_regions,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdCopyBuffer", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_copy_buffer else {
+            let _ = missing("vkCmdCopyBuffer");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_buffer, md.index),
+                crate::conv::nd(dst_buffer, md.index),
+                region_count,
+                p_regions,
+            )
+        };
+    }
+    unsafe { each(targets, src_buffer, dst_buffer, region_count, p_regions) }
 }
 
 /// Forwards `vkCmdCopyBuffer2`.
@@ -904,16 +1230,17 @@ pub unsafe extern "system" fn cmd_copy_buffer2(
     p_copy_buffer_info: *const vk::CopyBufferInfo2,
 ) {
     guard::void("vkCmdCopyBuffer2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_copy_buffer2 else {
                 return Err(missing("vkCmdCopyBuffer2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_copy_buffer_info, tr::fix_copy_buffer_info2),
                 )
             };
@@ -922,7 +1249,7 @@ pub unsafe extern "system" fn cmd_copy_buffer2(
     })
 }
 
-/// Forwards `vkCmdCopyBufferToImage`.
+/// Forwards `vkCmdCopyBufferToImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdCopyBufferToImage`.
@@ -934,27 +1261,67 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
     region_count: u32,
     p_regions: *const vk::BufferImageCopy,
 ) {
-    guard::void("vkCmdCopyBufferToImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_buffer: vk::Buffer,
+        dst_image: vk::Image,
+        dst_image_layout: vk::ImageLayout,
+        region_count: u32,
+        p_regions: *const vk::BufferImageCopy,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer_to_image else {
-                return Err(missing("vkCmdCopyBufferToImage"));
+                let _ = missing("vkCmdCopyBufferToImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_buffer),
-                    cx.nd(dst_image),
+                    t.handle,
+                    crate::conv::nd(src_buffer, md.index),
+                    crate::conv::nd(dst_image, md.index),
                     dst_image_layout,
                     region_count,
                     p_regions,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdCopyBufferToImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_copy_buffer_to_image else {
+            let _ = missing("vkCmdCopyBufferToImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_buffer, md.index),
+                crate::conv::nd(dst_image, md.index),
+                dst_image_layout,
+                region_count,
+                p_regions,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            src_buffer,
+            dst_image,
+            dst_image_layout,
+            region_count,
+            p_regions,
+        )
+    }
 }
 
 /// Forwards `vkCmdCopyBufferToImage2`.
@@ -966,16 +1333,17 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image2(
     p_copy_buffer_to_image_info: *const vk::CopyBufferToImageInfo2,
 ) {
     guard::void("vkCmdCopyBufferToImage2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_copy_buffer_to_image2 else {
                 return Err(missing("vkCmdCopyBufferToImage2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(
                         p_copy_buffer_to_image_info,
                         tr::fix_copy_buffer_to_image_info2,
@@ -987,7 +1355,7 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image2(
     })
 }
 
-/// Forwards `vkCmdCopyImage`.
+/// Forwards `vkCmdCopyImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdCopyImage`.
@@ -1000,28 +1368,71 @@ pub unsafe extern "system" fn cmd_copy_image(
     region_count: u32,
     p_regions: *const vk::ImageCopy,
 ) {
-    guard::void("vkCmdCopyImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_image: vk::Image,
+        src_image_layout: vk::ImageLayout,
+        dst_image: vk::Image,
+        dst_image_layout: vk::ImageLayout,
+        region_count: u32,
+        p_regions: *const vk::ImageCopy,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_copy_image else {
-                return Err(missing("vkCmdCopyImage"));
+                let _ = missing("vkCmdCopyImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_image),
+                    t.handle,
+                    crate::conv::nd(src_image, md.index),
                     src_image_layout,
-                    cx.nd(dst_image),
+                    crate::conv::nd(dst_image, md.index),
                     dst_image_layout,
                     region_count,
                     p_regions,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdCopyImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_copy_image else {
+            let _ = missing("vkCmdCopyImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_image, md.index),
+                src_image_layout,
+                crate::conv::nd(dst_image, md.index),
+                dst_image_layout,
+                region_count,
+                p_regions,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            src_image,
+            src_image_layout,
+            dst_image,
+            dst_image_layout,
+            region_count,
+            p_regions,
+        )
+    }
 }
 
 /// Forwards `vkCmdCopyImage2`.
@@ -1033,16 +1444,17 @@ pub unsafe extern "system" fn cmd_copy_image2(
     p_copy_image_info: *const vk::CopyImageInfo2,
 ) {
     guard::void("vkCmdCopyImage2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_copy_image2 else {
                 return Err(missing("vkCmdCopyImage2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_copy_image_info, tr::fix_copy_image_info2),
                 )
             };
@@ -1051,7 +1463,7 @@ pub unsafe extern "system" fn cmd_copy_image2(
     })
 }
 
-/// Forwards `vkCmdCopyImageToBuffer`.
+/// Forwards `vkCmdCopyImageToBuffer` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdCopyImageToBuffer`.
@@ -1063,27 +1475,67 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
     region_count: u32,
     p_regions: *const vk::BufferImageCopy,
 ) {
-    guard::void("vkCmdCopyImageToBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_image: vk::Image,
+        src_image_layout: vk::ImageLayout,
+        dst_buffer: vk::Buffer,
+        region_count: u32,
+        p_regions: *const vk::BufferImageCopy,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_copy_image_to_buffer else {
-                return Err(missing("vkCmdCopyImageToBuffer"));
+                let _ = missing("vkCmdCopyImageToBuffer");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_image),
+                    t.handle,
+                    crate::conv::nd(src_image, md.index),
                     src_image_layout,
-                    cx.nd(dst_buffer),
+                    crate::conv::nd(dst_buffer, md.index),
                     region_count,
                     p_regions,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdCopyImageToBuffer", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_copy_image_to_buffer else {
+            let _ = missing("vkCmdCopyImageToBuffer");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_image, md.index),
+                src_image_layout,
+                crate::conv::nd(dst_buffer, md.index),
+                region_count,
+                p_regions,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            src_image,
+            src_image_layout,
+            dst_buffer,
+            region_count,
+            p_regions,
+        )
+    }
 }
 
 /// Forwards `vkCmdCopyImageToBuffer2`.
@@ -1095,16 +1547,17 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer2(
     p_copy_image_to_buffer_info: *const vk::CopyImageToBufferInfo2,
 ) {
     guard::void("vkCmdCopyImageToBuffer2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_copy_image_to_buffer2 else {
                 return Err(missing("vkCmdCopyImageToBuffer2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(
                         p_copy_image_to_buffer_info,
                         tr::fix_copy_image_to_buffer_info2,
@@ -1116,7 +1569,7 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer2(
     })
 }
 
-/// Forwards `vkCmdCopyQueryPoolResults`.
+/// Forwards `vkCmdCopyQueryPoolResults` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdCopyQueryPoolResults`.
@@ -1130,32 +1583,78 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     stride: vk::DeviceSize,
     flags: vk::QueryResultFlags,
 ) {
-    guard::void("vkCmdCopyQueryPoolResults", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        query_pool: vk::QueryPool,
+        first_query: u32,
+        query_count: u32,
+        dst_buffer: vk::Buffer,
+        dst_offset: vk::DeviceSize,
+        stride: vk::DeviceSize,
+        flags: vk::QueryResultFlags,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_copy_query_pool_results else {
-                return Err(missing("vkCmdCopyQueryPoolResults"));
+                let _ = missing("vkCmdCopyQueryPoolResults");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(query_pool),
+                    t.handle,
+                    crate::conv::nd(query_pool, md.index),
                     first_query,
                     query_count,
-                    cx.nd(dst_buffer),
+                    crate::conv::nd(dst_buffer, md.index),
                     dst_offset,
                     stride,
                     flags,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdCopyQueryPoolResults", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_copy_query_pool_results else {
+            let _ = missing("vkCmdCopyQueryPoolResults");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(query_pool, md.index),
+                first_query,
+                query_count,
+                crate::conv::nd(dst_buffer, md.index),
+                dst_offset,
+                stride,
+                flags,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            query_pool,
+            first_query,
+            query_count,
+            dst_buffer,
+            dst_offset,
+            stride,
+            flags,
+        )
+    }
 }
 
-/// Forwards `vkCmdDispatch`.
+/// Forwards `vkCmdDispatch` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatch`.
@@ -1165,26 +1664,41 @@ pub unsafe extern "system" fn cmd_dispatch(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    guard::void("vkCmdDispatch", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        group_count_x: u32,
+        group_count_y: u32,
+        group_count_z: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_dispatch else {
-                return Err(missing("vkCmdDispatch"));
+                let _ = missing("vkCmdDispatch");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    group_count_x,
-                    group_count_y,
-                    group_count_z,
-                )
-            };
+            unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDispatch", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch else {
+            let _ = missing("vkCmdDispatch");
+            return;
+        };
+        return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
+    }
+    unsafe { each(targets, group_count_x, group_count_y, group_count_z) }
 }
 
-/// Forwards `vkCmdDispatchBase`.
+/// Forwards `vkCmdDispatchBase` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchBase`.
@@ -1197,15 +1711,26 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    guard::void("vkCmdDispatchBase", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        base_group_x: u32,
+        base_group_y: u32,
+        base_group_z: u32,
+        group_count_x: u32,
+        group_count_y: u32,
+        group_count_z: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_base else {
-                return Err(missing("vkCmdDispatchBase"));
+                let _ = missing("vkCmdDispatchBase");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     base_group_x,
                     base_group_y,
                     base_group_z,
@@ -1215,11 +1740,45 @@ pub unsafe extern "system" fn cmd_dispatch_base(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDispatchBase", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch_base else {
+            let _ = missing("vkCmdDispatchBase");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                base_group_x,
+                base_group_y,
+                base_group_z,
+                group_count_x,
+                group_count_y,
+                group_count_z,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            base_group_x,
+            base_group_y,
+            base_group_z,
+            group_count_x,
+            group_count_y,
+            group_count_z,
+        )
+    }
 }
 
-/// Forwards `vkCmdDispatchIndirect`.
+/// Forwards `vkCmdDispatchIndirect` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchIndirect`.
@@ -1228,21 +1787,36 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     buffer: vk::Buffer,
     offset: vk::DeviceSize,
 ) {
-    guard::void("vkCmdDispatchIndirect", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], buffer: vk::Buffer, offset: vk::DeviceSize) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_indirect else {
-                return Err(missing("vkCmdDispatchIndirect"));
+                let _ = missing("vkCmdDispatchIndirect");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(buffer), offset) };
+            unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDispatchIndirect", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch_indirect else {
+            let _ = missing("vkCmdDispatchIndirect");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
+    }
+    unsafe { each(targets, buffer, offset) }
 }
 
-/// Forwards `vkCmdDraw`.
+/// Forwards `vkCmdDraw` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDraw`.
@@ -1253,15 +1827,24 @@ pub unsafe extern "system" fn cmd_draw(
     first_vertex: u32,
     first_instance: u32,
 ) {
-    guard::void("vkCmdDraw", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        vertex_count: u32,
+        instance_count: u32,
+        first_vertex: u32,
+        first_instance: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw else {
-                return Err(missing("vkCmdDraw"));
+                let _ = missing("vkCmdDraw");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     vertex_count,
                     instance_count,
                     first_vertex,
@@ -1269,11 +1852,41 @@ pub unsafe extern "system" fn cmd_draw(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDraw", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw else {
+            let _ = missing("vkCmdDraw");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                vertex_count,
+                instance_count,
+                first_vertex,
+                first_instance,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            vertex_count,
+            instance_count,
+            first_vertex,
+            first_instance,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawIndexed`.
+/// Forwards `vkCmdDrawIndexed` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndexed`.
@@ -1285,15 +1898,25 @@ pub unsafe extern "system" fn cmd_draw_indexed(
     vertex_offset: i32,
     first_instance: u32,
 ) {
-    guard::void("vkCmdDrawIndexed", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        index_count: u32,
+        instance_count: u32,
+        first_index: u32,
+        vertex_offset: i32,
+        first_instance: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed else {
-                return Err(missing("vkCmdDrawIndexed"));
+                let _ = missing("vkCmdDrawIndexed");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     index_count,
                     instance_count,
                     first_index,
@@ -1302,11 +1925,43 @@ pub unsafe extern "system" fn cmd_draw_indexed(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndexed", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indexed else {
+            let _ = missing("vkCmdDrawIndexed");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                index_count,
+                instance_count,
+                first_index,
+                vertex_offset,
+                first_instance,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            index_count,
+            instance_count,
+            first_index,
+            vertex_offset,
+            first_instance,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawIndexedIndirect`.
+/// Forwards `vkCmdDrawIndexedIndirect` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndexedIndirect`.
@@ -1317,29 +1972,58 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
     draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawIndexedIndirect", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect else {
-                return Err(missing("vkCmdDrawIndexedIndirect"));
+                let _ = missing("vkCmdDrawIndexedIndirect");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
                     draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndexedIndirect", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indexed_indirect else {
+            let _ = missing("vkCmdDrawIndexedIndirect");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe { each(targets, buffer, offset, draw_count, stride) }
 }
 
-/// Forwards `vkCmdDrawIndexedIndirectCount`.
+/// Forwards `vkCmdDrawIndexedIndirectCount` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndexedIndirectCount`.
@@ -1352,31 +2036,74 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
     max_draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawIndexedIndirectCount", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        count_buffer: vk::Buffer,
+        count_buffer_offset: vk::DeviceSize,
+        max_draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
-                return Err(missing("vkCmdDrawIndexedIndirectCount"));
+                let _ = missing("vkCmdDrawIndexedIndirectCount");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
-                    cx.nd(count_buffer),
+                    crate::conv::nd(count_buffer, md.index),
                     count_buffer_offset,
                     max_draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndexedIndirectCount", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
+            let _ = missing("vkCmdDrawIndexedIndirectCount");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                crate::conv::nd(count_buffer, md.index),
+                count_buffer_offset,
+                max_draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            buffer,
+            offset,
+            count_buffer,
+            count_buffer_offset,
+            max_draw_count,
+            stride,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawIndirect`.
+/// Forwards `vkCmdDrawIndirect` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndirect`.
@@ -1387,29 +2114,58 @@ pub unsafe extern "system" fn cmd_draw_indirect(
     draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawIndirect", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect else {
-                return Err(missing("vkCmdDrawIndirect"));
+                let _ = missing("vkCmdDrawIndirect");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
                     draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndirect", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indirect else {
+            let _ = missing("vkCmdDrawIndirect");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe { each(targets, buffer, offset, draw_count, stride) }
 }
 
-/// Forwards `vkCmdDrawIndirectByteCountEXT`.
+/// Forwards `vkCmdDrawIndirectByteCountEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndirectByteCountEXT`.
@@ -1422,31 +2178,74 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
     counter_offset: u32,
     vertex_stride: u32,
 ) {
-    guard::void("vkCmdDrawIndirectByteCountEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        instance_count: u32,
+        first_instance: u32,
+        counter_buffer: vk::Buffer,
+        counter_buffer_offset: vk::DeviceSize,
+        counter_offset: u32,
+        vertex_stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
-                return Err(missing("vkCmdDrawIndirectByteCountEXT"));
+                let _ = missing("vkCmdDrawIndirectByteCountEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     instance_count,
                     first_instance,
-                    cx.nd(counter_buffer),
+                    crate::conv::nd(counter_buffer, md.index),
                     counter_buffer_offset,
                     counter_offset,
                     vertex_stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndirectByteCountEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
+            let _ = missing("vkCmdDrawIndirectByteCountEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                instance_count,
+                first_instance,
+                crate::conv::nd(counter_buffer, md.index),
+                counter_buffer_offset,
+                counter_offset,
+                vertex_stride,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            instance_count,
+            first_instance,
+            counter_buffer,
+            counter_buffer_offset,
+            counter_offset,
+            vertex_stride,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawIndirectCount`.
+/// Forwards `vkCmdDrawIndirectCount` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawIndirectCount`.
@@ -1459,31 +2258,74 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
     max_draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawIndirectCount", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        count_buffer: vk::Buffer,
+        count_buffer_offset: vk::DeviceSize,
+        max_draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_count else {
-                return Err(missing("vkCmdDrawIndirectCount"));
+                let _ = missing("vkCmdDrawIndirectCount");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
-                    cx.nd(count_buffer),
+                    crate::conv::nd(count_buffer, md.index),
                     count_buffer_offset,
                     max_draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawIndirectCount", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_indirect_count else {
+            let _ = missing("vkCmdDrawIndirectCount");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                crate::conv::nd(count_buffer, md.index),
+                count_buffer_offset,
+                max_draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            buffer,
+            offset,
+            count_buffer,
+            count_buffer_offset,
+            max_draw_count,
+            stride,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawMeshTasksEXT`.
+/// Forwards `vkCmdDrawMeshTasksEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawMeshTasksEXT`.
@@ -1493,26 +2335,41 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_ext(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    guard::void("vkCmdDrawMeshTasksEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        group_count_x: u32,
+        group_count_y: u32,
+        group_count_z: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_ext else {
-                return Err(missing("vkCmdDrawMeshTasksEXT"));
+                let _ = missing("vkCmdDrawMeshTasksEXT");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    group_count_x,
-                    group_count_y,
-                    group_count_z,
-                )
-            };
+            unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawMeshTasksEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_mesh_tasks_ext else {
+            let _ = missing("vkCmdDrawMeshTasksEXT");
+            return;
+        };
+        return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
+    }
+    unsafe { each(targets, group_count_x, group_count_y, group_count_z) }
 }
 
-/// Forwards `vkCmdDrawMeshTasksIndirectCountEXT`.
+/// Forwards `vkCmdDrawMeshTasksIndirectCountEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawMeshTasksIndirectCountEXT`.
@@ -1525,31 +2382,74 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
     max_draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawMeshTasksIndirectCountEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        count_buffer: vk::Buffer,
+        count_buffer_offset: vk::DeviceSize,
+        max_draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
-                return Err(missing("vkCmdDrawMeshTasksIndirectCountEXT"));
+                let _ = missing("vkCmdDrawMeshTasksIndirectCountEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
-                    cx.nd(count_buffer),
+                    crate::conv::nd(count_buffer, md.index),
                     count_buffer_offset,
                     max_draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawMeshTasksIndirectCountEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
+            let _ = missing("vkCmdDrawMeshTasksIndirectCountEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                crate::conv::nd(count_buffer, md.index),
+                count_buffer_offset,
+                max_draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            buffer,
+            offset,
+            count_buffer,
+            count_buffer_offset,
+            max_draw_count,
+            stride,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawMeshTasksIndirectEXT`.
+/// Forwards `vkCmdDrawMeshTasksIndirectEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawMeshTasksIndirectEXT`.
@@ -1560,29 +2460,58 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
     draw_count: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawMeshTasksIndirectEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        buffer: vk::Buffer,
+        offset: vk::DeviceSize,
+        draw_count: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
-                return Err(missing("vkCmdDrawMeshTasksIndirectEXT"));
+                let _ = missing("vkCmdDrawMeshTasksIndirectEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(buffer),
+                    t.handle,
+                    crate::conv::nd(buffer, md.index),
                     offset,
                     draw_count,
                     stride,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawMeshTasksIndirectEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
+            let _ = missing("vkCmdDrawMeshTasksIndirectEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(buffer, md.index),
+                offset,
+                draw_count,
+                stride,
+            )
+        };
+    }
+    unsafe { each(targets, buffer, offset, draw_count, stride) }
 }
 
-/// Forwards `vkCmdDrawMultiEXT`.
+/// Forwards `vkCmdDrawMultiEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawMultiEXT`.
@@ -1594,15 +2523,25 @@ pub unsafe extern "system" fn cmd_draw_multi_ext(
     first_instance: u32,
     stride: u32,
 ) {
-    guard::void("vkCmdDrawMultiEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        draw_count: u32,
+        p_vertex_info: *const vk::MultiDrawInfoEXT,
+        instance_count: u32,
+        first_instance: u32,
+        stride: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_multi_ext else {
-                return Err(missing("vkCmdDrawMultiEXT"));
+                let _ = missing("vkCmdDrawMultiEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     draw_count,
                     p_vertex_info,
                     instance_count,
@@ -1611,11 +2550,43 @@ pub unsafe extern "system" fn cmd_draw_multi_ext(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawMultiEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_multi_ext else {
+            let _ = missing("vkCmdDrawMultiEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                draw_count,
+                p_vertex_info,
+                instance_count,
+                first_instance,
+                stride,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            draw_count,
+            p_vertex_info,
+            instance_count,
+            first_instance,
+            stride,
+        )
+    }
 }
 
-/// Forwards `vkCmdDrawMultiIndexedEXT`.
+/// Forwards `vkCmdDrawMultiIndexedEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDrawMultiIndexedEXT`.
@@ -1628,15 +2599,26 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
     stride: u32,
     p_vertex_offset: *const i32,
 ) {
-    guard::void("vkCmdDrawMultiIndexedEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        draw_count: u32,
+        p_index_info: *const vk::MultiDrawIndexedInfoEXT,
+        instance_count: u32,
+        first_instance: u32,
+        stride: u32,
+        p_vertex_offset: *const i32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_draw_multi_indexed_ext else {
-                return Err(missing("vkCmdDrawMultiIndexedEXT"));
+                let _ = missing("vkCmdDrawMultiIndexedEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     draw_count,
                     p_index_info,
                     instance_count,
@@ -1646,28 +2628,79 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdDrawMultiIndexedEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_draw_multi_indexed_ext else {
+            let _ = missing("vkCmdDrawMultiIndexedEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                draw_count,
+                p_index_info,
+                instance_count,
+                first_instance,
+                stride,
+                p_vertex_offset,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            draw_count,
+            p_index_info,
+            instance_count,
+            first_instance,
+            stride,
+            p_vertex_offset,
+        )
+    }
 }
 
-/// Forwards `vkCmdEndConditionalRenderingEXT`.
+/// Forwards `vkCmdEndConditionalRenderingEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndConditionalRenderingEXT`.
 pub unsafe extern "system" fn cmd_end_conditional_rendering_ext(command_buffer: vk::CommandBuffer) {
-    guard::void("vkCmdEndConditionalRenderingEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target]) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_conditional_rendering_ext else {
-                return Err(missing("vkCmdEndConditionalRenderingEXT"));
+                let _ = missing("vkCmdEndConditionalRenderingEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index]) };
+            unsafe { f(t.handle) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndConditionalRenderingEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_conditional_rendering_ext else {
+            let _ = missing("vkCmdEndConditionalRenderingEXT");
+            return;
+        };
+        return unsafe { f(t.handle) };
+    }
+    unsafe { each(targets) }
 }
 
-/// Forwards `vkCmdEndQuery`.
+/// Forwards `vkCmdEndQuery` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndQuery`.
@@ -1676,21 +2709,36 @@ pub unsafe extern "system" fn cmd_end_query(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    guard::void("vkCmdEndQuery", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], query_pool: vk::QueryPool, query: u32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_query else {
-                return Err(missing("vkCmdEndQuery"));
+                let _ = missing("vkCmdEndQuery");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(query_pool), query) };
+            unsafe { f(t.handle, crate::conv::nd(query_pool, md.index), query) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndQuery", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_query else {
+            let _ = missing("vkCmdEndQuery");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(query_pool, md.index), query) };
+    }
+    unsafe { each(targets, query_pool, query) }
 }
 
-/// Forwards `vkCmdEndQueryIndexedEXT`.
+/// Forwards `vkCmdEndQueryIndexedEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndQueryIndexedEXT`.
@@ -1700,38 +2748,89 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     query: u32,
     index: u32,
 ) {
-    guard::void("vkCmdEndQueryIndexedEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        query_pool: vk::QueryPool,
+        query: u32,
+        index: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_query_indexed_ext else {
-                return Err(missing("vkCmdEndQueryIndexedEXT"));
+                let _ = missing("vkCmdEndQueryIndexedEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(query_pool), query, index) };
+            unsafe {
+                f(
+                    t.handle,
+                    crate::conv::nd(query_pool, md.index),
+                    query,
+                    index,
+                )
+            };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndQueryIndexedEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_query_indexed_ext else {
+            let _ = missing("vkCmdEndQueryIndexedEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(query_pool, md.index),
+                query,
+                index,
+            )
+        };
+    }
+    unsafe { each(targets, query_pool, query, index) }
 }
 
-/// Forwards `vkCmdEndRenderPass`.
+/// Forwards `vkCmdEndRenderPass` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndRenderPass`.
 pub unsafe extern "system" fn cmd_end_render_pass(command_buffer: vk::CommandBuffer) {
-    guard::void("vkCmdEndRenderPass", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target]) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_render_pass else {
-                return Err(missing("vkCmdEndRenderPass"));
+                let _ = missing("vkCmdEndRenderPass");
+                return;
             };
-            unsafe { f(obj.handles[md.index]) };
+            unsafe { f(t.handle) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndRenderPass", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_render_pass else {
+            let _ = missing("vkCmdEndRenderPass");
+            return;
+        };
+        return unsafe { f(t.handle) };
+    }
+    unsafe { each(targets) }
 }
 
-/// Forwards `vkCmdEndRenderPass2`.
+/// Forwards `vkCmdEndRenderPass2` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndRenderPass2`.
@@ -1739,33 +2838,70 @@ pub unsafe extern "system" fn cmd_end_render_pass2(
     command_buffer: vk::CommandBuffer,
     p_subpass_end_info: *const vk::SubpassEndInfo,
 ) {
-    guard::void("vkCmdEndRenderPass2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        p_subpass_end_info: *const vk::SubpassEndInfo,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_render_pass2 else {
-                return Err(missing("vkCmdEndRenderPass2"));
+                let _ = missing("vkCmdEndRenderPass2");
+                return;
             };
-            unsafe { f(obj.handles[md.index], p_subpass_end_info) };
+            unsafe { f(t.handle, p_subpass_end_info) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndRenderPass2", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_render_pass2 else {
+            let _ = missing("vkCmdEndRenderPass2");
+            return;
+        };
+        return unsafe { f(t.handle, p_subpass_end_info) };
+    }
+    unsafe { each(targets, p_subpass_end_info) }
 }
 
-/// Forwards `vkCmdEndRendering`.
+/// Forwards `vkCmdEndRendering` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndRendering`.
 pub unsafe extern "system" fn cmd_end_rendering(command_buffer: vk::CommandBuffer) {
-    guard::void("vkCmdEndRendering", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target]) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_end_rendering else {
-                return Err(missing("vkCmdEndRendering"));
+                let _ = missing("vkCmdEndRendering");
+                return;
             };
-            unsafe { f(obj.handles[md.index]) };
+            unsafe { f(t.handle) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdEndRendering", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_end_rendering else {
+            let _ = missing("vkCmdEndRendering");
+            return;
+        };
+        return unsafe { f(t.handle) };
+    }
+    unsafe { each(targets) }
 }
 
 /// Forwards `vkCmdEndTransformFeedbackEXT`.
@@ -1780,16 +2916,17 @@ pub unsafe extern "system" fn cmd_end_transform_feedback_ext(
     p_counter_buffer_offsets: *const vk::DeviceSize,
 ) {
     guard::void("vkCmdEndTransformFeedbackEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_end_transform_feedback_ext else {
                 return Err(missing("vkCmdEndTransformFeedbackEXT"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_counter_buffer,
                     counter_buffer_count,
                     cx.nd_array(p_counter_buffers, counter_buffer_count as usize),
@@ -1811,16 +2948,17 @@ pub unsafe extern "system" fn cmd_execute_commands(
     p_command_buffers: *const vk::CommandBuffer,
 ) {
     guard::void("vkCmdExecuteCommands", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_execute_commands else {
                 return Err(missing("vkCmdExecuteCommands"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     command_buffer_count,
                     cx.disp_array(p_command_buffers, command_buffer_count as usize),
                 )
@@ -1830,7 +2968,7 @@ pub unsafe extern "system" fn cmd_execute_commands(
     })
 }
 
-/// Forwards `vkCmdFillBuffer`.
+/// Forwards `vkCmdFillBuffer` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdFillBuffer`.
@@ -1841,29 +2979,58 @@ pub unsafe extern "system" fn cmd_fill_buffer(
     size: vk::DeviceSize,
     data: u32,
 ) {
-    guard::void("vkCmdFillBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        dst_buffer: vk::Buffer,
+        dst_offset: vk::DeviceSize,
+        size: vk::DeviceSize,
+        data: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_fill_buffer else {
-                return Err(missing("vkCmdFillBuffer"));
+                let _ = missing("vkCmdFillBuffer");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(dst_buffer),
+                    t.handle,
+                    crate::conv::nd(dst_buffer, md.index),
                     dst_offset,
                     size,
                     data,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdFillBuffer", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_fill_buffer else {
+            let _ = missing("vkCmdFillBuffer");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(dst_buffer, md.index),
+                dst_offset,
+                size,
+                data,
+            )
+        };
+    }
+    unsafe { each(targets, dst_buffer, dst_offset, size, data) }
 }
 
-/// Forwards `vkCmdNextSubpass`.
+/// Forwards `vkCmdNextSubpass` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdNextSubpass`.
@@ -1871,19 +3038,36 @@ pub unsafe extern "system" fn cmd_next_subpass(
     command_buffer: vk::CommandBuffer,
     contents: vk::SubpassContents,
 ) {
-    guard::void("vkCmdNextSubpass", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], contents: vk::SubpassContents) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_next_subpass else {
-                return Err(missing("vkCmdNextSubpass"));
+                let _ = missing("vkCmdNextSubpass");
+                return;
             };
-            unsafe { f(obj.handles[md.index], contents) };
+            unsafe { f(t.handle, contents) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdNextSubpass", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_next_subpass else {
+            let _ = missing("vkCmdNextSubpass");
+            return;
+        };
+        return unsafe { f(t.handle, contents) };
+    }
+    unsafe { each(targets, contents) }
 }
 
-/// Forwards `vkCmdNextSubpass2`.
+/// Forwards `vkCmdNextSubpass2` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdNextSubpass2`.
@@ -1892,22 +3076,37 @@ pub unsafe extern "system" fn cmd_next_subpass2(
     p_subpass_begin_info: *const vk::SubpassBeginInfo,
     p_subpass_end_info: *const vk::SubpassEndInfo,
 ) {
-    guard::void("vkCmdNextSubpass2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        p_subpass_begin_info: *const vk::SubpassBeginInfo,
+        p_subpass_end_info: *const vk::SubpassEndInfo,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_next_subpass2 else {
-                return Err(missing("vkCmdNextSubpass2"));
+                let _ = missing("vkCmdNextSubpass2");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    p_subpass_begin_info,
-                    p_subpass_end_info,
-                )
-            };
+            unsafe { f(t.handle, p_subpass_begin_info, p_subpass_end_info) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdNextSubpass2", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_next_subpass2 else {
+            let _ = missing("vkCmdNextSubpass2");
+            return;
+        };
+        return unsafe { f(t.handle, p_subpass_begin_info, p_subpass_end_info) };
+    }
+    unsafe { each(targets, p_subpass_begin_info, p_subpass_end_info) }
 }
 
 /// Forwards `vkCmdPipelineBarrier`.
@@ -1927,16 +3126,17 @@ pub unsafe extern "system" fn cmd_pipeline_barrier(
     p_image_memory_barriers: *const vk::ImageMemoryBarrier,
 ) {
     guard::void("vkCmdPipelineBarrier", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_pipeline_barrier else {
                 return Err(missing("vkCmdPipelineBarrier"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     src_stage_mask,
                     dst_stage_mask,
                     dependency_flags,
@@ -1970,25 +3170,21 @@ pub unsafe extern "system" fn cmd_pipeline_barrier2(
     p_dependency_info: *const vk::DependencyInfo,
 ) {
     guard::void("vkCmdPipelineBarrier2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_pipeline_barrier2 else {
                 return Err(missing("vkCmdPipelineBarrier2"));
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    cx.one(p_dependency_info, tr::fix_dependency_info),
-                )
-            };
+            unsafe { f(t.handle, cx.one(p_dependency_info, tr::fix_dependency_info)) };
         }
         Ok(())
     })
 }
 
-/// Forwards `vkCmdPushConstants`.
+/// Forwards `vkCmdPushConstants` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdPushConstants`.
@@ -2000,18 +3196,26 @@ pub unsafe extern "system" fn cmd_push_constants(
     size: u32,
     p_values: *const c_void,
 ) {
-    guard::void("vkCmdPushConstants", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        layout: vk::PipelineLayout,
+        stage_flags: vk::ShaderStageFlags,
+        offset: u32,
+        size: u32,
+        p_values: *const c_void,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_push_constants else {
-                return Err(missing("vkCmdPushConstants"));
+                let _ = missing("vkCmdPushConstants");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(layout),
+                    t.handle,
+                    crate::conv::nd(layout, md.index),
                     stage_flags,
                     offset,
                     size,
@@ -2019,8 +3223,31 @@ pub unsafe extern "system" fn cmd_push_constants(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdPushConstants", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_push_constants else {
+            let _ = missing("vkCmdPushConstants");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(layout, md.index),
+                stage_flags,
+                offset,
+                size,
+                p_values,
+            )
+        };
+    }
+    unsafe { each(targets, layout, stage_flags, offset, size, p_values) }
 }
 
 /// Forwards `vkCmdPushDescriptorSetKHR`.
@@ -2036,18 +3263,19 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_khr(
     p_descriptor_writes: *const vk::WriteDescriptorSet,
 ) {
     guard::void("vkCmdPushDescriptorSetKHR", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_push_descriptor_set_khr else {
                 return Err(missing("vkCmdPushDescriptorSetKHR"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     pipeline_bind_point,
-                    cx.nd(layout),
+                    crate::conv::nd(layout, md.index),
                     set,
                     descriptor_write_count,
                     cx.array(
@@ -2062,7 +3290,7 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_khr(
     })
 }
 
-/// Forwards `vkCmdResetEvent`.
+/// Forwards `vkCmdResetEvent` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdResetEvent`.
@@ -2071,21 +3299,40 @@ pub unsafe extern "system" fn cmd_reset_event(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags,
 ) {
-    guard::void("vkCmdResetEvent", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        event: vk::Event,
+        stage_mask: vk::PipelineStageFlags,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_reset_event else {
-                return Err(missing("vkCmdResetEvent"));
+                let _ = missing("vkCmdResetEvent");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(event), stage_mask) };
+            unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdResetEvent", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_reset_event else {
+            let _ = missing("vkCmdResetEvent");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
+    }
+    unsafe { each(targets, event, stage_mask) }
 }
 
-/// Forwards `vkCmdResetEvent2`.
+/// Forwards `vkCmdResetEvent2` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdResetEvent2`.
@@ -2094,21 +3341,40 @@ pub unsafe extern "system" fn cmd_reset_event2(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags2,
 ) {
-    guard::void("vkCmdResetEvent2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        event: vk::Event,
+        stage_mask: vk::PipelineStageFlags2,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_reset_event2 else {
-                return Err(missing("vkCmdResetEvent2"));
+                let _ = missing("vkCmdResetEvent2");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(event), stage_mask) };
+            unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdResetEvent2", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_reset_event2 else {
+            let _ = missing("vkCmdResetEvent2");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
+    }
+    unsafe { each(targets, event, stage_mask) }
 }
 
-/// Forwards `vkCmdResetQueryPool`.
+/// Forwards `vkCmdResetQueryPool` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdResetQueryPool`.
@@ -2118,28 +3384,55 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     first_query: u32,
     query_count: u32,
 ) {
-    guard::void("vkCmdResetQueryPool", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        query_pool: vk::QueryPool,
+        first_query: u32,
+        query_count: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_reset_query_pool else {
-                return Err(missing("vkCmdResetQueryPool"));
+                let _ = missing("vkCmdResetQueryPool");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(query_pool),
+                    t.handle,
+                    crate::conv::nd(query_pool, md.index),
                     first_query,
                     query_count,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdResetQueryPool", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_reset_query_pool else {
+            let _ = missing("vkCmdResetQueryPool");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(query_pool, md.index),
+                first_query,
+                query_count,
+            )
+        };
+    }
+    unsafe { each(targets, query_pool, first_query, query_count) }
 }
 
-/// Forwards `vkCmdResolveImage`.
+/// Forwards `vkCmdResolveImage` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdResolveImage`.
@@ -2152,28 +3445,71 @@ pub unsafe extern "system" fn cmd_resolve_image(
     region_count: u32,
     p_regions: *const vk::ImageResolve,
 ) {
-    guard::void("vkCmdResolveImage", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        src_image: vk::Image,
+        src_image_layout: vk::ImageLayout,
+        dst_image: vk::Image,
+        dst_image_layout: vk::ImageLayout,
+        region_count: u32,
+        p_regions: *const vk::ImageResolve,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_resolve_image else {
-                return Err(missing("vkCmdResolveImage"));
+                let _ = missing("vkCmdResolveImage");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(src_image),
+                    t.handle,
+                    crate::conv::nd(src_image, md.index),
                     src_image_layout,
-                    cx.nd(dst_image),
+                    crate::conv::nd(dst_image, md.index),
                     dst_image_layout,
                     region_count,
                     p_regions,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdResolveImage", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_resolve_image else {
+            let _ = missing("vkCmdResolveImage");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(src_image, md.index),
+                src_image_layout,
+                crate::conv::nd(dst_image, md.index),
+                dst_image_layout,
+                region_count,
+                p_regions,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            src_image,
+            src_image_layout,
+            dst_image,
+            dst_image_layout,
+            region_count,
+            p_regions,
+        )
+    }
 }
 
 /// Forwards `vkCmdResolveImage2`.
@@ -2185,16 +3521,17 @@ pub unsafe extern "system" fn cmd_resolve_image2(
     p_resolve_image_info: *const vk::ResolveImageInfo2,
 ) {
     guard::void("vkCmdResolveImage2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_resolve_image2 else {
                 return Err(missing("vkCmdResolveImage2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     cx.one(p_resolve_image_info, tr::fix_resolve_image_info2),
                 )
             };
@@ -2203,7 +3540,7 @@ pub unsafe extern "system" fn cmd_resolve_image2(
     })
 }
 
-/// Forwards `vkCmdSetAlphaToCoverageEnableEXT`.
+/// Forwards `vkCmdSetAlphaToCoverageEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetAlphaToCoverageEnableEXT`.
@@ -2211,19 +3548,36 @@ pub unsafe extern "system" fn cmd_set_alpha_to_coverage_enable_ext(
     command_buffer: vk::CommandBuffer,
     alpha_to_coverage_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetAlphaToCoverageEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], alpha_to_coverage_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_alpha_to_coverage_enable_ext else {
-                return Err(missing("vkCmdSetAlphaToCoverageEnableEXT"));
+                let _ = missing("vkCmdSetAlphaToCoverageEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], alpha_to_coverage_enable) };
+            unsafe { f(t.handle, alpha_to_coverage_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetAlphaToCoverageEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_alpha_to_coverage_enable_ext else {
+            let _ = missing("vkCmdSetAlphaToCoverageEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, alpha_to_coverage_enable) };
+    }
+    unsafe { each(targets, alpha_to_coverage_enable) }
 }
 
-/// Forwards `vkCmdSetAlphaToOneEnableEXT`.
+/// Forwards `vkCmdSetAlphaToOneEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetAlphaToOneEnableEXT`.
@@ -2231,19 +3585,36 @@ pub unsafe extern "system" fn cmd_set_alpha_to_one_enable_ext(
     command_buffer: vk::CommandBuffer,
     alpha_to_one_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetAlphaToOneEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], alpha_to_one_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_alpha_to_one_enable_ext else {
-                return Err(missing("vkCmdSetAlphaToOneEnableEXT"));
+                let _ = missing("vkCmdSetAlphaToOneEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], alpha_to_one_enable) };
+            unsafe { f(t.handle, alpha_to_one_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetAlphaToOneEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_alpha_to_one_enable_ext else {
+            let _ = missing("vkCmdSetAlphaToOneEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, alpha_to_one_enable) };
+    }
+    unsafe { each(targets, alpha_to_one_enable) }
 }
 
-/// Forwards `vkCmdSetBlendConstants`.
+/// Forwards `vkCmdSetBlendConstants` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetBlendConstants`.
@@ -2251,19 +3622,36 @@ pub unsafe extern "system" fn cmd_set_blend_constants(
     command_buffer: vk::CommandBuffer,
     blend_constants: *const [f32; 4],
 ) {
-    guard::void("vkCmdSetBlendConstants", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], blend_constants: *const [f32; 4]) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_blend_constants else {
-                return Err(missing("vkCmdSetBlendConstants"));
+                let _ = missing("vkCmdSetBlendConstants");
+                return;
             };
-            unsafe { f(obj.handles[md.index], blend_constants) };
+            unsafe { f(t.handle, blend_constants) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetBlendConstants", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_blend_constants else {
+            let _ = missing("vkCmdSetBlendConstants");
+            return;
+        };
+        return unsafe { f(t.handle, blend_constants) };
+    }
+    unsafe { each(targets, blend_constants) }
 }
 
-/// Forwards `vkCmdSetColorBlendAdvancedEXT`.
+/// Forwards `vkCmdSetColorBlendAdvancedEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetColorBlendAdvancedEXT`.
@@ -2273,26 +3661,62 @@ pub unsafe extern "system" fn cmd_set_color_blend_advanced_ext(
     attachment_count: u32,
     p_color_blend_advanced: *const vk::ColorBlendAdvancedEXT,
 ) {
-    guard::void("vkCmdSetColorBlendAdvancedEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_attachment: u32,
+        attachment_count: u32,
+        p_color_blend_advanced: *const vk::ColorBlendAdvancedEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_advanced_ext else {
-                return Err(missing("vkCmdSetColorBlendAdvancedEXT"));
+                let _ = missing("vkCmdSetColorBlendAdvancedEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_attachment,
                     attachment_count,
                     p_color_blend_advanced,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetColorBlendAdvancedEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_color_blend_advanced_ext else {
+            let _ = missing("vkCmdSetColorBlendAdvancedEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_attachment,
+                attachment_count,
+                p_color_blend_advanced,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            first_attachment,
+            attachment_count,
+            p_color_blend_advanced,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetColorBlendEnableEXT`.
+/// Forwards `vkCmdSetColorBlendEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetColorBlendEnableEXT`.
@@ -2302,26 +3726,62 @@ pub unsafe extern "system" fn cmd_set_color_blend_enable_ext(
     attachment_count: u32,
     p_color_blend_enables: *const vk::Bool32,
 ) {
-    guard::void("vkCmdSetColorBlendEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_attachment: u32,
+        attachment_count: u32,
+        p_color_blend_enables: *const vk::Bool32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_enable_ext else {
-                return Err(missing("vkCmdSetColorBlendEnableEXT"));
+                let _ = missing("vkCmdSetColorBlendEnableEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_attachment,
                     attachment_count,
                     p_color_blend_enables,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetColorBlendEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_color_blend_enable_ext else {
+            let _ = missing("vkCmdSetColorBlendEnableEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_attachment,
+                attachment_count,
+                p_color_blend_enables,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            first_attachment,
+            attachment_count,
+            p_color_blend_enables,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetColorBlendEquationEXT`.
+/// Forwards `vkCmdSetColorBlendEquationEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetColorBlendEquationEXT`.
@@ -2331,26 +3791,62 @@ pub unsafe extern "system" fn cmd_set_color_blend_equation_ext(
     attachment_count: u32,
     p_color_blend_equations: *const vk::ColorBlendEquationEXT,
 ) {
-    guard::void("vkCmdSetColorBlendEquationEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_attachment: u32,
+        attachment_count: u32,
+        p_color_blend_equations: *const vk::ColorBlendEquationEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_equation_ext else {
-                return Err(missing("vkCmdSetColorBlendEquationEXT"));
+                let _ = missing("vkCmdSetColorBlendEquationEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_attachment,
                     attachment_count,
                     p_color_blend_equations,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetColorBlendEquationEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_color_blend_equation_ext else {
+            let _ = missing("vkCmdSetColorBlendEquationEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_attachment,
+                attachment_count,
+                p_color_blend_equations,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            first_attachment,
+            attachment_count,
+            p_color_blend_equations,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetColorWriteEnableEXT`.
+/// Forwards `vkCmdSetColorWriteEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetColorWriteEnableEXT`.
@@ -2359,25 +3855,40 @@ pub unsafe extern "system" fn cmd_set_color_write_enable_ext(
     attachment_count: u32,
     p_color_write_enables: *const vk::Bool32,
 ) {
-    guard::void("vkCmdSetColorWriteEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        attachment_count: u32,
+        p_color_write_enables: *const vk::Bool32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_color_write_enable_ext else {
-                return Err(missing("vkCmdSetColorWriteEnableEXT"));
+                let _ = missing("vkCmdSetColorWriteEnableEXT");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    attachment_count,
-                    p_color_write_enables,
-                )
-            };
+            unsafe { f(t.handle, attachment_count, p_color_write_enables) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetColorWriteEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_color_write_enable_ext else {
+            let _ = missing("vkCmdSetColorWriteEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, attachment_count, p_color_write_enables) };
+    }
+    unsafe { each(targets, attachment_count, p_color_write_enables) }
 }
 
-/// Forwards `vkCmdSetColorWriteMaskEXT`.
+/// Forwards `vkCmdSetColorWriteMaskEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetColorWriteMaskEXT`.
@@ -2387,26 +3898,62 @@ pub unsafe extern "system" fn cmd_set_color_write_mask_ext(
     attachment_count: u32,
     p_color_write_masks: *const vk::ColorComponentFlags,
 ) {
-    guard::void("vkCmdSetColorWriteMaskEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_attachment: u32,
+        attachment_count: u32,
+        p_color_write_masks: *const vk::ColorComponentFlags,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_color_write_mask_ext else {
-                return Err(missing("vkCmdSetColorWriteMaskEXT"));
+                let _ = missing("vkCmdSetColorWriteMaskEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_attachment,
                     attachment_count,
                     p_color_write_masks,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetColorWriteMaskEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_color_write_mask_ext else {
+            let _ = missing("vkCmdSetColorWriteMaskEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_attachment,
+                attachment_count,
+                p_color_write_masks,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            first_attachment,
+            attachment_count,
+            p_color_write_masks,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetConservativeRasterizationModeEXT`.
+/// Forwards `vkCmdSetConservativeRasterizationModeEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetConservativeRasterizationModeEXT`.
@@ -2414,19 +3961,39 @@ pub unsafe extern "system" fn cmd_set_conservative_rasterization_mode_ext(
     command_buffer: vk::CommandBuffer,
     conservative_rasterization_mode: vk::ConservativeRasterizationModeEXT,
 ) {
-    guard::void("vkCmdSetConservativeRasterizationModeEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        conservative_rasterization_mode: vk::ConservativeRasterizationModeEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_conservative_rasterization_mode_ext else {
-                return Err(missing("vkCmdSetConservativeRasterizationModeEXT"));
+                let _ = missing("vkCmdSetConservativeRasterizationModeEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], conservative_rasterization_mode) };
+            unsafe { f(t.handle, conservative_rasterization_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetConservativeRasterizationModeEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_conservative_rasterization_mode_ext else {
+            let _ = missing("vkCmdSetConservativeRasterizationModeEXT");
+            return;
+        };
+        return unsafe { f(t.handle, conservative_rasterization_mode) };
+    }
+    unsafe { each(targets, conservative_rasterization_mode) }
 }
 
-/// Forwards `vkCmdSetCoverageModulationModeNV`.
+/// Forwards `vkCmdSetCoverageModulationModeNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageModulationModeNV`.
@@ -2434,19 +4001,39 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_mode_nv(
     command_buffer: vk::CommandBuffer,
     coverage_modulation_mode: vk::CoverageModulationModeNV,
 ) {
-    guard::void("vkCmdSetCoverageModulationModeNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        coverage_modulation_mode: vk::CoverageModulationModeNV,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_mode_nv else {
-                return Err(missing("vkCmdSetCoverageModulationModeNV"));
+                let _ = missing("vkCmdSetCoverageModulationModeNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], coverage_modulation_mode) };
+            unsafe { f(t.handle, coverage_modulation_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageModulationModeNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_modulation_mode_nv else {
+            let _ = missing("vkCmdSetCoverageModulationModeNV");
+            return;
+        };
+        return unsafe { f(t.handle, coverage_modulation_mode) };
+    }
+    unsafe { each(targets, coverage_modulation_mode) }
 }
 
-/// Forwards `vkCmdSetCoverageModulationTableEnableNV`.
+/// Forwards `vkCmdSetCoverageModulationTableEnableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageModulationTableEnableNV`.
@@ -2454,19 +4041,39 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_enable_nv(
     command_buffer: vk::CommandBuffer,
     coverage_modulation_table_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetCoverageModulationTableEnableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        coverage_modulation_table_enable: vk::Bool32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_table_enable_nv else {
-                return Err(missing("vkCmdSetCoverageModulationTableEnableNV"));
+                let _ = missing("vkCmdSetCoverageModulationTableEnableNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], coverage_modulation_table_enable) };
+            unsafe { f(t.handle, coverage_modulation_table_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageModulationTableEnableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_modulation_table_enable_nv else {
+            let _ = missing("vkCmdSetCoverageModulationTableEnableNV");
+            return;
+        };
+        return unsafe { f(t.handle, coverage_modulation_table_enable) };
+    }
+    unsafe { each(targets, coverage_modulation_table_enable) }
 }
 
-/// Forwards `vkCmdSetCoverageModulationTableNV`.
+/// Forwards `vkCmdSetCoverageModulationTableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageModulationTableNV`.
@@ -2475,25 +4082,58 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_nv(
     coverage_modulation_table_count: u32,
     p_coverage_modulation_table: *const f32,
 ) {
-    guard::void("vkCmdSetCoverageModulationTableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        coverage_modulation_table_count: u32,
+        p_coverage_modulation_table: *const f32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_table_nv else {
-                return Err(missing("vkCmdSetCoverageModulationTableNV"));
+                let _ = missing("vkCmdSetCoverageModulationTableNV");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     coverage_modulation_table_count,
                     p_coverage_modulation_table,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageModulationTableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_modulation_table_nv else {
+            let _ = missing("vkCmdSetCoverageModulationTableNV");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                coverage_modulation_table_count,
+                p_coverage_modulation_table,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            coverage_modulation_table_count,
+            p_coverage_modulation_table,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetCoverageReductionModeNV`.
+/// Forwards `vkCmdSetCoverageReductionModeNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageReductionModeNV`.
@@ -2501,19 +4141,39 @@ pub unsafe extern "system" fn cmd_set_coverage_reduction_mode_nv(
     command_buffer: vk::CommandBuffer,
     coverage_reduction_mode: vk::CoverageReductionModeNV,
 ) {
-    guard::void("vkCmdSetCoverageReductionModeNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        coverage_reduction_mode: vk::CoverageReductionModeNV,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_reduction_mode_nv else {
-                return Err(missing("vkCmdSetCoverageReductionModeNV"));
+                let _ = missing("vkCmdSetCoverageReductionModeNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], coverage_reduction_mode) };
+            unsafe { f(t.handle, coverage_reduction_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageReductionModeNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_reduction_mode_nv else {
+            let _ = missing("vkCmdSetCoverageReductionModeNV");
+            return;
+        };
+        return unsafe { f(t.handle, coverage_reduction_mode) };
+    }
+    unsafe { each(targets, coverage_reduction_mode) }
 }
 
-/// Forwards `vkCmdSetCoverageToColorEnableNV`.
+/// Forwards `vkCmdSetCoverageToColorEnableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageToColorEnableNV`.
@@ -2521,19 +4181,36 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_enable_nv(
     command_buffer: vk::CommandBuffer,
     coverage_to_color_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetCoverageToColorEnableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], coverage_to_color_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_to_color_enable_nv else {
-                return Err(missing("vkCmdSetCoverageToColorEnableNV"));
+                let _ = missing("vkCmdSetCoverageToColorEnableNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], coverage_to_color_enable) };
+            unsafe { f(t.handle, coverage_to_color_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageToColorEnableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_to_color_enable_nv else {
+            let _ = missing("vkCmdSetCoverageToColorEnableNV");
+            return;
+        };
+        return unsafe { f(t.handle, coverage_to_color_enable) };
+    }
+    unsafe { each(targets, coverage_to_color_enable) }
 }
 
-/// Forwards `vkCmdSetCoverageToColorLocationNV`.
+/// Forwards `vkCmdSetCoverageToColorLocationNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCoverageToColorLocationNV`.
@@ -2541,19 +4218,36 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_location_nv(
     command_buffer: vk::CommandBuffer,
     coverage_to_color_location: u32,
 ) {
-    guard::void("vkCmdSetCoverageToColorLocationNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], coverage_to_color_location: u32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_to_color_location_nv else {
-                return Err(missing("vkCmdSetCoverageToColorLocationNV"));
+                let _ = missing("vkCmdSetCoverageToColorLocationNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], coverage_to_color_location) };
+            unsafe { f(t.handle, coverage_to_color_location) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCoverageToColorLocationNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_coverage_to_color_location_nv else {
+            let _ = missing("vkCmdSetCoverageToColorLocationNV");
+            return;
+        };
+        return unsafe { f(t.handle, coverage_to_color_location) };
+    }
+    unsafe { each(targets, coverage_to_color_location) }
 }
 
-/// Forwards `vkCmdSetCullMode`.
+/// Forwards `vkCmdSetCullMode` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetCullMode`.
@@ -2561,19 +4255,36 @@ pub unsafe extern "system" fn cmd_set_cull_mode(
     command_buffer: vk::CommandBuffer,
     cull_mode: vk::CullModeFlags,
 ) {
-    guard::void("vkCmdSetCullMode", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], cull_mode: vk::CullModeFlags) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_cull_mode else {
-                return Err(missing("vkCmdSetCullMode"));
+                let _ = missing("vkCmdSetCullMode");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cull_mode) };
+            unsafe { f(t.handle, cull_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetCullMode", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_cull_mode else {
+            let _ = missing("vkCmdSetCullMode");
+            return;
+        };
+        return unsafe { f(t.handle, cull_mode) };
+    }
+    unsafe { each(targets, cull_mode) }
 }
 
-/// Forwards `vkCmdSetDepthBias`.
+/// Forwards `vkCmdSetDepthBias` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthBias`.
@@ -2583,26 +4294,62 @@ pub unsafe extern "system" fn cmd_set_depth_bias(
     depth_bias_clamp: f32,
     depth_bias_slope_factor: f32,
 ) {
-    guard::void("vkCmdSetDepthBias", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        depth_bias_constant_factor: f32,
+        depth_bias_clamp: f32,
+        depth_bias_slope_factor: f32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bias else {
-                return Err(missing("vkCmdSetDepthBias"));
+                let _ = missing("vkCmdSetDepthBias");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     depth_bias_constant_factor,
                     depth_bias_clamp,
                     depth_bias_slope_factor,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthBias", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_bias else {
+            let _ = missing("vkCmdSetDepthBias");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                depth_bias_constant_factor,
+                depth_bias_clamp,
+                depth_bias_slope_factor,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            depth_bias_constant_factor,
+            depth_bias_clamp,
+            depth_bias_slope_factor,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetDepthBiasEnable`.
+/// Forwards `vkCmdSetDepthBiasEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthBiasEnable`.
@@ -2610,19 +4357,36 @@ pub unsafe extern "system" fn cmd_set_depth_bias_enable(
     command_buffer: vk::CommandBuffer,
     depth_bias_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthBiasEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_bias_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bias_enable else {
-                return Err(missing("vkCmdSetDepthBiasEnable"));
+                let _ = missing("vkCmdSetDepthBiasEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_bias_enable) };
+            unsafe { f(t.handle, depth_bias_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthBiasEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_bias_enable else {
+            let _ = missing("vkCmdSetDepthBiasEnable");
+            return;
+        };
+        return unsafe { f(t.handle, depth_bias_enable) };
+    }
+    unsafe { each(targets, depth_bias_enable) }
 }
 
-/// Forwards `vkCmdSetDepthBounds`.
+/// Forwards `vkCmdSetDepthBounds` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthBounds`.
@@ -2631,19 +4395,40 @@ pub unsafe extern "system" fn cmd_set_depth_bounds(
     min_depth_bounds: f32,
     max_depth_bounds: f32,
 ) {
-    guard::void("vkCmdSetDepthBounds", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        min_depth_bounds: f32,
+        max_depth_bounds: f32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bounds else {
-                return Err(missing("vkCmdSetDepthBounds"));
+                let _ = missing("vkCmdSetDepthBounds");
+                return;
             };
-            unsafe { f(obj.handles[md.index], min_depth_bounds, max_depth_bounds) };
+            unsafe { f(t.handle, min_depth_bounds, max_depth_bounds) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthBounds", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_bounds else {
+            let _ = missing("vkCmdSetDepthBounds");
+            return;
+        };
+        return unsafe { f(t.handle, min_depth_bounds, max_depth_bounds) };
+    }
+    unsafe { each(targets, min_depth_bounds, max_depth_bounds) }
 }
 
-/// Forwards `vkCmdSetDepthBoundsTestEnable`.
+/// Forwards `vkCmdSetDepthBoundsTestEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthBoundsTestEnable`.
@@ -2651,19 +4436,36 @@ pub unsafe extern "system" fn cmd_set_depth_bounds_test_enable(
     command_buffer: vk::CommandBuffer,
     depth_bounds_test_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthBoundsTestEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_bounds_test_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bounds_test_enable else {
-                return Err(missing("vkCmdSetDepthBoundsTestEnable"));
+                let _ = missing("vkCmdSetDepthBoundsTestEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_bounds_test_enable) };
+            unsafe { f(t.handle, depth_bounds_test_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthBoundsTestEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_bounds_test_enable else {
+            let _ = missing("vkCmdSetDepthBoundsTestEnable");
+            return;
+        };
+        return unsafe { f(t.handle, depth_bounds_test_enable) };
+    }
+    unsafe { each(targets, depth_bounds_test_enable) }
 }
 
-/// Forwards `vkCmdSetDepthClampEnableEXT`.
+/// Forwards `vkCmdSetDepthClampEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthClampEnableEXT`.
@@ -2671,19 +4473,36 @@ pub unsafe extern "system" fn cmd_set_depth_clamp_enable_ext(
     command_buffer: vk::CommandBuffer,
     depth_clamp_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthClampEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_clamp_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clamp_enable_ext else {
-                return Err(missing("vkCmdSetDepthClampEnableEXT"));
+                let _ = missing("vkCmdSetDepthClampEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_clamp_enable) };
+            unsafe { f(t.handle, depth_clamp_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthClampEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_clamp_enable_ext else {
+            let _ = missing("vkCmdSetDepthClampEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, depth_clamp_enable) };
+    }
+    unsafe { each(targets, depth_clamp_enable) }
 }
 
-/// Forwards `vkCmdSetDepthClipEnableEXT`.
+/// Forwards `vkCmdSetDepthClipEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthClipEnableEXT`.
@@ -2691,19 +4510,36 @@ pub unsafe extern "system" fn cmd_set_depth_clip_enable_ext(
     command_buffer: vk::CommandBuffer,
     depth_clip_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthClipEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_clip_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clip_enable_ext else {
-                return Err(missing("vkCmdSetDepthClipEnableEXT"));
+                let _ = missing("vkCmdSetDepthClipEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_clip_enable) };
+            unsafe { f(t.handle, depth_clip_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthClipEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_clip_enable_ext else {
+            let _ = missing("vkCmdSetDepthClipEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, depth_clip_enable) };
+    }
+    unsafe { each(targets, depth_clip_enable) }
 }
 
-/// Forwards `vkCmdSetDepthClipNegativeOneToOneEXT`.
+/// Forwards `vkCmdSetDepthClipNegativeOneToOneEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthClipNegativeOneToOneEXT`.
@@ -2711,19 +4547,36 @@ pub unsafe extern "system" fn cmd_set_depth_clip_negative_one_to_one_ext(
     command_buffer: vk::CommandBuffer,
     negative_one_to_one: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthClipNegativeOneToOneEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], negative_one_to_one: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clip_negative_one_to_one_ext else {
-                return Err(missing("vkCmdSetDepthClipNegativeOneToOneEXT"));
+                let _ = missing("vkCmdSetDepthClipNegativeOneToOneEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], negative_one_to_one) };
+            unsafe { f(t.handle, negative_one_to_one) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthClipNegativeOneToOneEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_clip_negative_one_to_one_ext else {
+            let _ = missing("vkCmdSetDepthClipNegativeOneToOneEXT");
+            return;
+        };
+        return unsafe { f(t.handle, negative_one_to_one) };
+    }
+    unsafe { each(targets, negative_one_to_one) }
 }
 
-/// Forwards `vkCmdSetDepthCompareOp`.
+/// Forwards `vkCmdSetDepthCompareOp` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthCompareOp`.
@@ -2731,19 +4584,36 @@ pub unsafe extern "system" fn cmd_set_depth_compare_op(
     command_buffer: vk::CommandBuffer,
     depth_compare_op: vk::CompareOp,
 ) {
-    guard::void("vkCmdSetDepthCompareOp", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_compare_op: vk::CompareOp) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_compare_op else {
-                return Err(missing("vkCmdSetDepthCompareOp"));
+                let _ = missing("vkCmdSetDepthCompareOp");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_compare_op) };
+            unsafe { f(t.handle, depth_compare_op) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthCompareOp", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_compare_op else {
+            let _ = missing("vkCmdSetDepthCompareOp");
+            return;
+        };
+        return unsafe { f(t.handle, depth_compare_op) };
+    }
+    unsafe { each(targets, depth_compare_op) }
 }
 
-/// Forwards `vkCmdSetDepthTestEnable`.
+/// Forwards `vkCmdSetDepthTestEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthTestEnable`.
@@ -2751,19 +4621,36 @@ pub unsafe extern "system" fn cmd_set_depth_test_enable(
     command_buffer: vk::CommandBuffer,
     depth_test_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthTestEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_test_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_test_enable else {
-                return Err(missing("vkCmdSetDepthTestEnable"));
+                let _ = missing("vkCmdSetDepthTestEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_test_enable) };
+            unsafe { f(t.handle, depth_test_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthTestEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_test_enable else {
+            let _ = missing("vkCmdSetDepthTestEnable");
+            return;
+        };
+        return unsafe { f(t.handle, depth_test_enable) };
+    }
+    unsafe { each(targets, depth_test_enable) }
 }
 
-/// Forwards `vkCmdSetDepthWriteEnable`.
+/// Forwards `vkCmdSetDepthWriteEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDepthWriteEnable`.
@@ -2771,19 +4658,36 @@ pub unsafe extern "system" fn cmd_set_depth_write_enable(
     command_buffer: vk::CommandBuffer,
     depth_write_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetDepthWriteEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], depth_write_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_write_enable else {
-                return Err(missing("vkCmdSetDepthWriteEnable"));
+                let _ = missing("vkCmdSetDepthWriteEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], depth_write_enable) };
+            unsafe { f(t.handle, depth_write_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDepthWriteEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_depth_write_enable else {
+            let _ = missing("vkCmdSetDepthWriteEnable");
+            return;
+        };
+        return unsafe { f(t.handle, depth_write_enable) };
+    }
+    unsafe { each(targets, depth_write_enable) }
 }
 
-/// Forwards `vkCmdSetDeviceMask`.
+/// Forwards `vkCmdSetDeviceMask` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDeviceMask`.
@@ -2791,19 +4695,36 @@ pub unsafe extern "system" fn cmd_set_device_mask(
     command_buffer: vk::CommandBuffer,
     device_mask: u32,
 ) {
-    guard::void("vkCmdSetDeviceMask", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], device_mask: u32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_device_mask else {
-                return Err(missing("vkCmdSetDeviceMask"));
+                let _ = missing("vkCmdSetDeviceMask");
+                return;
             };
-            unsafe { f(obj.handles[md.index], device_mask) };
+            unsafe { f(t.handle, device_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDeviceMask", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_device_mask else {
+            let _ = missing("vkCmdSetDeviceMask");
+            return;
+        };
+        return unsafe { f(t.handle, device_mask) };
+    }
+    unsafe { each(targets, device_mask) }
 }
 
-/// Forwards `vkCmdSetDiscardRectangleEXT`.
+/// Forwards `vkCmdSetDiscardRectangleEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetDiscardRectangleEXT`.
@@ -2813,26 +4734,62 @@ pub unsafe extern "system" fn cmd_set_discard_rectangle_ext(
     discard_rectangle_count: u32,
     p_discard_rectangles: *const vk::Rect2D,
 ) {
-    guard::void("vkCmdSetDiscardRectangleEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_discard_rectangle: u32,
+        discard_rectangle_count: u32,
+        p_discard_rectangles: *const vk::Rect2D,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_discard_rectangle_ext else {
-                return Err(missing("vkCmdSetDiscardRectangleEXT"));
+                let _ = missing("vkCmdSetDiscardRectangleEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_discard_rectangle,
                     discard_rectangle_count,
                     p_discard_rectangles,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetDiscardRectangleEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_discard_rectangle_ext else {
+            let _ = missing("vkCmdSetDiscardRectangleEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_discard_rectangle,
+                discard_rectangle_count,
+                p_discard_rectangles,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            first_discard_rectangle,
+            discard_rectangle_count,
+            p_discard_rectangles,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetEvent`.
+/// Forwards `vkCmdSetEvent` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetEvent`.
@@ -2841,18 +4798,37 @@ pub unsafe extern "system" fn cmd_set_event(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags,
 ) {
-    guard::void("vkCmdSetEvent", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        event: vk::Event,
+        stage_mask: vk::PipelineStageFlags,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_event else {
-                return Err(missing("vkCmdSetEvent"));
+                let _ = missing("vkCmdSetEvent");
+                return;
             };
-            unsafe { f(obj.handles[md.index], cx.nd(event), stage_mask) };
+            unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetEvent", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_event else {
+            let _ = missing("vkCmdSetEvent");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
+    }
+    unsafe { each(targets, event, stage_mask) }
 }
 
 /// Forwards `vkCmdSetEvent2`.
@@ -2865,17 +4841,18 @@ pub unsafe extern "system" fn cmd_set_event2(
     p_dependency_info: *const vk::DependencyInfo,
 ) {
     guard::void("vkCmdSetEvent2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_set_event2 else {
                 return Err(missing("vkCmdSetEvent2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(event),
+                    t.handle,
+                    crate::conv::nd(event, md.index),
                     cx.one(p_dependency_info, tr::fix_dependency_info),
                 )
             };
@@ -2884,7 +4861,7 @@ pub unsafe extern "system" fn cmd_set_event2(
     })
 }
 
-/// Forwards `vkCmdSetExtraPrimitiveOverestimationSizeEXT`.
+/// Forwards `vkCmdSetExtraPrimitiveOverestimationSizeEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetExtraPrimitiveOverestimationSizeEXT`.
@@ -2892,19 +4869,36 @@ pub unsafe extern "system" fn cmd_set_extra_primitive_overestimation_size_ext(
     command_buffer: vk::CommandBuffer,
     extra_primitive_overestimation_size: f32,
 ) {
-    guard::void("vkCmdSetExtraPrimitiveOverestimationSizeEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], extra_primitive_overestimation_size: f32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_extra_primitive_overestimation_size_ext else {
-                return Err(missing("vkCmdSetExtraPrimitiveOverestimationSizeEXT"));
+                let _ = missing("vkCmdSetExtraPrimitiveOverestimationSizeEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], extra_primitive_overestimation_size) };
+            unsafe { f(t.handle, extra_primitive_overestimation_size) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetExtraPrimitiveOverestimationSizeEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_extra_primitive_overestimation_size_ext else {
+            let _ = missing("vkCmdSetExtraPrimitiveOverestimationSizeEXT");
+            return;
+        };
+        return unsafe { f(t.handle, extra_primitive_overestimation_size) };
+    }
+    unsafe { each(targets, extra_primitive_overestimation_size) }
 }
 
-/// Forwards `vkCmdSetFragmentShadingRateKHR`.
+/// Forwards `vkCmdSetFragmentShadingRateKHR` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetFragmentShadingRateKHR`.
@@ -2913,19 +4907,40 @@ pub unsafe extern "system" fn cmd_set_fragment_shading_rate_khr(
     p_fragment_size: *const vk::Extent2D,
     combiner_ops: *const [vk::FragmentShadingRateCombinerOpKHR; 2],
 ) {
-    guard::void("vkCmdSetFragmentShadingRateKHR", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        p_fragment_size: *const vk::Extent2D,
+        combiner_ops: *const [vk::FragmentShadingRateCombinerOpKHR; 2],
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_fragment_shading_rate_khr else {
-                return Err(missing("vkCmdSetFragmentShadingRateKHR"));
+                let _ = missing("vkCmdSetFragmentShadingRateKHR");
+                return;
             };
-            unsafe { f(obj.handles[md.index], p_fragment_size, combiner_ops) };
+            unsafe { f(t.handle, p_fragment_size, combiner_ops) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetFragmentShadingRateKHR", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_fragment_shading_rate_khr else {
+            let _ = missing("vkCmdSetFragmentShadingRateKHR");
+            return;
+        };
+        return unsafe { f(t.handle, p_fragment_size, combiner_ops) };
+    }
+    unsafe { each(targets, p_fragment_size, combiner_ops) }
 }
 
-/// Forwards `vkCmdSetFrontFace`.
+/// Forwards `vkCmdSetFrontFace` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetFrontFace`.
@@ -2933,19 +4948,36 @@ pub unsafe extern "system" fn cmd_set_front_face(
     command_buffer: vk::CommandBuffer,
     front_face: vk::FrontFace,
 ) {
-    guard::void("vkCmdSetFrontFace", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], front_face: vk::FrontFace) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_front_face else {
-                return Err(missing("vkCmdSetFrontFace"));
+                let _ = missing("vkCmdSetFrontFace");
+                return;
             };
-            unsafe { f(obj.handles[md.index], front_face) };
+            unsafe { f(t.handle, front_face) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetFrontFace", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_front_face else {
+            let _ = missing("vkCmdSetFrontFace");
+            return;
+        };
+        return unsafe { f(t.handle, front_face) };
+    }
+    unsafe { each(targets, front_face) }
 }
 
-/// Forwards `vkCmdSetLineRasterizationModeEXT`.
+/// Forwards `vkCmdSetLineRasterizationModeEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLineRasterizationModeEXT`.
@@ -2953,19 +4985,39 @@ pub unsafe extern "system" fn cmd_set_line_rasterization_mode_ext(
     command_buffer: vk::CommandBuffer,
     line_rasterization_mode: vk::LineRasterizationModeEXT,
 ) {
-    guard::void("vkCmdSetLineRasterizationModeEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        line_rasterization_mode: vk::LineRasterizationModeEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_line_rasterization_mode_ext else {
-                return Err(missing("vkCmdSetLineRasterizationModeEXT"));
+                let _ = missing("vkCmdSetLineRasterizationModeEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], line_rasterization_mode) };
+            unsafe { f(t.handle, line_rasterization_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLineRasterizationModeEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_line_rasterization_mode_ext else {
+            let _ = missing("vkCmdSetLineRasterizationModeEXT");
+            return;
+        };
+        return unsafe { f(t.handle, line_rasterization_mode) };
+    }
+    unsafe { each(targets, line_rasterization_mode) }
 }
 
-/// Forwards `vkCmdSetLineStippleEXT`.
+/// Forwards `vkCmdSetLineStippleEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLineStippleEXT`.
@@ -2974,25 +5026,40 @@ pub unsafe extern "system" fn cmd_set_line_stipple_ext(
     line_stipple_factor: u32,
     line_stipple_pattern: u16,
 ) {
-    guard::void("vkCmdSetLineStippleEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        line_stipple_factor: u32,
+        line_stipple_pattern: u16,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_line_stipple_ext else {
-                return Err(missing("vkCmdSetLineStippleEXT"));
+                let _ = missing("vkCmdSetLineStippleEXT");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    line_stipple_factor,
-                    line_stipple_pattern,
-                )
-            };
+            unsafe { f(t.handle, line_stipple_factor, line_stipple_pattern) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLineStippleEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_line_stipple_ext else {
+            let _ = missing("vkCmdSetLineStippleEXT");
+            return;
+        };
+        return unsafe { f(t.handle, line_stipple_factor, line_stipple_pattern) };
+    }
+    unsafe { each(targets, line_stipple_factor, line_stipple_pattern) }
 }
 
-/// Forwards `vkCmdSetLineStippleEnableEXT`.
+/// Forwards `vkCmdSetLineStippleEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLineStippleEnableEXT`.
@@ -3000,19 +5067,36 @@ pub unsafe extern "system" fn cmd_set_line_stipple_enable_ext(
     command_buffer: vk::CommandBuffer,
     stippled_line_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetLineStippleEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], stippled_line_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_line_stipple_enable_ext else {
-                return Err(missing("vkCmdSetLineStippleEnableEXT"));
+                let _ = missing("vkCmdSetLineStippleEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], stippled_line_enable) };
+            unsafe { f(t.handle, stippled_line_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLineStippleEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_line_stipple_enable_ext else {
+            let _ = missing("vkCmdSetLineStippleEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, stippled_line_enable) };
+    }
+    unsafe { each(targets, stippled_line_enable) }
 }
 
-/// Forwards `vkCmdSetLineWidth`.
+/// Forwards `vkCmdSetLineWidth` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLineWidth`.
@@ -3020,19 +5104,36 @@ pub unsafe extern "system" fn cmd_set_line_width(
     command_buffer: vk::CommandBuffer,
     line_width: f32,
 ) {
-    guard::void("vkCmdSetLineWidth", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], line_width: f32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_line_width else {
-                return Err(missing("vkCmdSetLineWidth"));
+                let _ = missing("vkCmdSetLineWidth");
+                return;
             };
-            unsafe { f(obj.handles[md.index], line_width) };
+            unsafe { f(t.handle, line_width) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLineWidth", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_line_width else {
+            let _ = missing("vkCmdSetLineWidth");
+            return;
+        };
+        return unsafe { f(t.handle, line_width) };
+    }
+    unsafe { each(targets, line_width) }
 }
 
-/// Forwards `vkCmdSetLogicOpEXT`.
+/// Forwards `vkCmdSetLogicOpEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLogicOpEXT`.
@@ -3040,19 +5141,36 @@ pub unsafe extern "system" fn cmd_set_logic_op_ext(
     command_buffer: vk::CommandBuffer,
     logic_op: vk::LogicOp,
 ) {
-    guard::void("vkCmdSetLogicOpEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], logic_op: vk::LogicOp) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_logic_op_ext else {
-                return Err(missing("vkCmdSetLogicOpEXT"));
+                let _ = missing("vkCmdSetLogicOpEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], logic_op) };
+            unsafe { f(t.handle, logic_op) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLogicOpEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_logic_op_ext else {
+            let _ = missing("vkCmdSetLogicOpEXT");
+            return;
+        };
+        return unsafe { f(t.handle, logic_op) };
+    }
+    unsafe { each(targets, logic_op) }
 }
 
-/// Forwards `vkCmdSetLogicOpEnableEXT`.
+/// Forwards `vkCmdSetLogicOpEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetLogicOpEnableEXT`.
@@ -3060,19 +5178,36 @@ pub unsafe extern "system" fn cmd_set_logic_op_enable_ext(
     command_buffer: vk::CommandBuffer,
     logic_op_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetLogicOpEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], logic_op_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_logic_op_enable_ext else {
-                return Err(missing("vkCmdSetLogicOpEnableEXT"));
+                let _ = missing("vkCmdSetLogicOpEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], logic_op_enable) };
+            unsafe { f(t.handle, logic_op_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetLogicOpEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_logic_op_enable_ext else {
+            let _ = missing("vkCmdSetLogicOpEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, logic_op_enable) };
+    }
+    unsafe { each(targets, logic_op_enable) }
 }
 
-/// Forwards `vkCmdSetPatchControlPointsEXT`.
+/// Forwards `vkCmdSetPatchControlPointsEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetPatchControlPointsEXT`.
@@ -3080,19 +5215,36 @@ pub unsafe extern "system" fn cmd_set_patch_control_points_ext(
     command_buffer: vk::CommandBuffer,
     patch_control_points: u32,
 ) {
-    guard::void("vkCmdSetPatchControlPointsEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], patch_control_points: u32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_patch_control_points_ext else {
-                return Err(missing("vkCmdSetPatchControlPointsEXT"));
+                let _ = missing("vkCmdSetPatchControlPointsEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], patch_control_points) };
+            unsafe { f(t.handle, patch_control_points) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetPatchControlPointsEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_patch_control_points_ext else {
+            let _ = missing("vkCmdSetPatchControlPointsEXT");
+            return;
+        };
+        return unsafe { f(t.handle, patch_control_points) };
+    }
+    unsafe { each(targets, patch_control_points) }
 }
 
-/// Forwards `vkCmdSetPolygonModeEXT`.
+/// Forwards `vkCmdSetPolygonModeEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetPolygonModeEXT`.
@@ -3100,19 +5252,36 @@ pub unsafe extern "system" fn cmd_set_polygon_mode_ext(
     command_buffer: vk::CommandBuffer,
     polygon_mode: vk::PolygonMode,
 ) {
-    guard::void("vkCmdSetPolygonModeEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], polygon_mode: vk::PolygonMode) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_polygon_mode_ext else {
-                return Err(missing("vkCmdSetPolygonModeEXT"));
+                let _ = missing("vkCmdSetPolygonModeEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], polygon_mode) };
+            unsafe { f(t.handle, polygon_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetPolygonModeEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_polygon_mode_ext else {
+            let _ = missing("vkCmdSetPolygonModeEXT");
+            return;
+        };
+        return unsafe { f(t.handle, polygon_mode) };
+    }
+    unsafe { each(targets, polygon_mode) }
 }
 
-/// Forwards `vkCmdSetPrimitiveRestartEnable`.
+/// Forwards `vkCmdSetPrimitiveRestartEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetPrimitiveRestartEnable`.
@@ -3120,19 +5289,36 @@ pub unsafe extern "system" fn cmd_set_primitive_restart_enable(
     command_buffer: vk::CommandBuffer,
     primitive_restart_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetPrimitiveRestartEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], primitive_restart_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_primitive_restart_enable else {
-                return Err(missing("vkCmdSetPrimitiveRestartEnable"));
+                let _ = missing("vkCmdSetPrimitiveRestartEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], primitive_restart_enable) };
+            unsafe { f(t.handle, primitive_restart_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetPrimitiveRestartEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_primitive_restart_enable else {
+            let _ = missing("vkCmdSetPrimitiveRestartEnable");
+            return;
+        };
+        return unsafe { f(t.handle, primitive_restart_enable) };
+    }
+    unsafe { each(targets, primitive_restart_enable) }
 }
 
-/// Forwards `vkCmdSetPrimitiveTopology`.
+/// Forwards `vkCmdSetPrimitiveTopology` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetPrimitiveTopology`.
@@ -3140,19 +5326,36 @@ pub unsafe extern "system" fn cmd_set_primitive_topology(
     command_buffer: vk::CommandBuffer,
     primitive_topology: vk::PrimitiveTopology,
 ) {
-    guard::void("vkCmdSetPrimitiveTopology", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], primitive_topology: vk::PrimitiveTopology) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_primitive_topology else {
-                return Err(missing("vkCmdSetPrimitiveTopology"));
+                let _ = missing("vkCmdSetPrimitiveTopology");
+                return;
             };
-            unsafe { f(obj.handles[md.index], primitive_topology) };
+            unsafe { f(t.handle, primitive_topology) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetPrimitiveTopology", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_primitive_topology else {
+            let _ = missing("vkCmdSetPrimitiveTopology");
+            return;
+        };
+        return unsafe { f(t.handle, primitive_topology) };
+    }
+    unsafe { each(targets, primitive_topology) }
 }
 
-/// Forwards `vkCmdSetProvokingVertexModeEXT`.
+/// Forwards `vkCmdSetProvokingVertexModeEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetProvokingVertexModeEXT`.
@@ -3160,19 +5363,39 @@ pub unsafe extern "system" fn cmd_set_provoking_vertex_mode_ext(
     command_buffer: vk::CommandBuffer,
     provoking_vertex_mode: vk::ProvokingVertexModeEXT,
 ) {
-    guard::void("vkCmdSetProvokingVertexModeEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        provoking_vertex_mode: vk::ProvokingVertexModeEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_provoking_vertex_mode_ext else {
-                return Err(missing("vkCmdSetProvokingVertexModeEXT"));
+                let _ = missing("vkCmdSetProvokingVertexModeEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], provoking_vertex_mode) };
+            unsafe { f(t.handle, provoking_vertex_mode) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetProvokingVertexModeEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_provoking_vertex_mode_ext else {
+            let _ = missing("vkCmdSetProvokingVertexModeEXT");
+            return;
+        };
+        return unsafe { f(t.handle, provoking_vertex_mode) };
+    }
+    unsafe { each(targets, provoking_vertex_mode) }
 }
 
-/// Forwards `vkCmdSetRasterizationSamplesEXT`.
+/// Forwards `vkCmdSetRasterizationSamplesEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetRasterizationSamplesEXT`.
@@ -3180,19 +5403,36 @@ pub unsafe extern "system" fn cmd_set_rasterization_samples_ext(
     command_buffer: vk::CommandBuffer,
     rasterization_samples: vk::SampleCountFlags,
 ) {
-    guard::void("vkCmdSetRasterizationSamplesEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], rasterization_samples: vk::SampleCountFlags) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterization_samples_ext else {
-                return Err(missing("vkCmdSetRasterizationSamplesEXT"));
+                let _ = missing("vkCmdSetRasterizationSamplesEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], rasterization_samples) };
+            unsafe { f(t.handle, rasterization_samples) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetRasterizationSamplesEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_rasterization_samples_ext else {
+            let _ = missing("vkCmdSetRasterizationSamplesEXT");
+            return;
+        };
+        return unsafe { f(t.handle, rasterization_samples) };
+    }
+    unsafe { each(targets, rasterization_samples) }
 }
 
-/// Forwards `vkCmdSetRasterizationStreamEXT`.
+/// Forwards `vkCmdSetRasterizationStreamEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetRasterizationStreamEXT`.
@@ -3200,19 +5440,36 @@ pub unsafe extern "system" fn cmd_set_rasterization_stream_ext(
     command_buffer: vk::CommandBuffer,
     rasterization_stream: u32,
 ) {
-    guard::void("vkCmdSetRasterizationStreamEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], rasterization_stream: u32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterization_stream_ext else {
-                return Err(missing("vkCmdSetRasterizationStreamEXT"));
+                let _ = missing("vkCmdSetRasterizationStreamEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], rasterization_stream) };
+            unsafe { f(t.handle, rasterization_stream) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetRasterizationStreamEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_rasterization_stream_ext else {
+            let _ = missing("vkCmdSetRasterizationStreamEXT");
+            return;
+        };
+        return unsafe { f(t.handle, rasterization_stream) };
+    }
+    unsafe { each(targets, rasterization_stream) }
 }
 
-/// Forwards `vkCmdSetRasterizerDiscardEnable`.
+/// Forwards `vkCmdSetRasterizerDiscardEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetRasterizerDiscardEnable`.
@@ -3220,19 +5477,36 @@ pub unsafe extern "system" fn cmd_set_rasterizer_discard_enable(
     command_buffer: vk::CommandBuffer,
     rasterizer_discard_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetRasterizerDiscardEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], rasterizer_discard_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterizer_discard_enable else {
-                return Err(missing("vkCmdSetRasterizerDiscardEnable"));
+                let _ = missing("vkCmdSetRasterizerDiscardEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], rasterizer_discard_enable) };
+            unsafe { f(t.handle, rasterizer_discard_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetRasterizerDiscardEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_rasterizer_discard_enable else {
+            let _ = missing("vkCmdSetRasterizerDiscardEnable");
+            return;
+        };
+        return unsafe { f(t.handle, rasterizer_discard_enable) };
+    }
+    unsafe { each(targets, rasterizer_discard_enable) }
 }
 
-/// Forwards `vkCmdSetRepresentativeFragmentTestEnableNV`.
+/// Forwards `vkCmdSetRepresentativeFragmentTestEnableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetRepresentativeFragmentTestEnableNV`.
@@ -3240,19 +5514,39 @@ pub unsafe extern "system" fn cmd_set_representative_fragment_test_enable_nv(
     command_buffer: vk::CommandBuffer,
     representative_fragment_test_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetRepresentativeFragmentTestEnableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        representative_fragment_test_enable: vk::Bool32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_representative_fragment_test_enable_nv else {
-                return Err(missing("vkCmdSetRepresentativeFragmentTestEnableNV"));
+                let _ = missing("vkCmdSetRepresentativeFragmentTestEnableNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], representative_fragment_test_enable) };
+            unsafe { f(t.handle, representative_fragment_test_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetRepresentativeFragmentTestEnableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_representative_fragment_test_enable_nv else {
+            let _ = missing("vkCmdSetRepresentativeFragmentTestEnableNV");
+            return;
+        };
+        return unsafe { f(t.handle, representative_fragment_test_enable) };
+    }
+    unsafe { each(targets, representative_fragment_test_enable) }
 }
 
-/// Forwards `vkCmdSetSampleLocationsEXT`.
+/// Forwards `vkCmdSetSampleLocationsEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetSampleLocationsEXT`.
@@ -3260,19 +5554,39 @@ pub unsafe extern "system" fn cmd_set_sample_locations_ext(
     command_buffer: vk::CommandBuffer,
     p_sample_locations_info: *const vk::SampleLocationsInfoEXT,
 ) {
-    guard::void("vkCmdSetSampleLocationsEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        p_sample_locations_info: *const vk::SampleLocationsInfoEXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_locations_ext else {
-                return Err(missing("vkCmdSetSampleLocationsEXT"));
+                let _ = missing("vkCmdSetSampleLocationsEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], p_sample_locations_info) };
+            unsafe { f(t.handle, p_sample_locations_info) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetSampleLocationsEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_sample_locations_ext else {
+            let _ = missing("vkCmdSetSampleLocationsEXT");
+            return;
+        };
+        return unsafe { f(t.handle, p_sample_locations_info) };
+    }
+    unsafe { each(targets, p_sample_locations_info) }
 }
 
-/// Forwards `vkCmdSetSampleLocationsEnableEXT`.
+/// Forwards `vkCmdSetSampleLocationsEnableEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetSampleLocationsEnableEXT`.
@@ -3280,19 +5594,36 @@ pub unsafe extern "system" fn cmd_set_sample_locations_enable_ext(
     command_buffer: vk::CommandBuffer,
     sample_locations_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetSampleLocationsEnableEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], sample_locations_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_locations_enable_ext else {
-                return Err(missing("vkCmdSetSampleLocationsEnableEXT"));
+                let _ = missing("vkCmdSetSampleLocationsEnableEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], sample_locations_enable) };
+            unsafe { f(t.handle, sample_locations_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetSampleLocationsEnableEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_sample_locations_enable_ext else {
+            let _ = missing("vkCmdSetSampleLocationsEnableEXT");
+            return;
+        };
+        return unsafe { f(t.handle, sample_locations_enable) };
+    }
+    unsafe { each(targets, sample_locations_enable) }
 }
 
-/// Forwards `vkCmdSetSampleMaskEXT`.
+/// Forwards `vkCmdSetSampleMaskEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetSampleMaskEXT`.
@@ -3301,19 +5632,40 @@ pub unsafe extern "system" fn cmd_set_sample_mask_ext(
     samples: vk::SampleCountFlags,
     p_sample_mask: *const vk::SampleMask,
 ) {
-    guard::void("vkCmdSetSampleMaskEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        samples: vk::SampleCountFlags,
+        p_sample_mask: *const vk::SampleMask,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_mask_ext else {
-                return Err(missing("vkCmdSetSampleMaskEXT"));
+                let _ = missing("vkCmdSetSampleMaskEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], samples, p_sample_mask) };
+            unsafe { f(t.handle, samples, p_sample_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetSampleMaskEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_sample_mask_ext else {
+            let _ = missing("vkCmdSetSampleMaskEXT");
+            return;
+        };
+        return unsafe { f(t.handle, samples, p_sample_mask) };
+    }
+    unsafe { each(targets, samples, p_sample_mask) }
 }
 
-/// Forwards `vkCmdSetScissor`.
+/// Forwards `vkCmdSetScissor` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetScissor`.
@@ -3323,26 +5675,41 @@ pub unsafe extern "system" fn cmd_set_scissor(
     scissor_count: u32,
     p_scissors: *const vk::Rect2D,
 ) {
-    guard::void("vkCmdSetScissor", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_scissor: u32,
+        scissor_count: u32,
+        p_scissors: *const vk::Rect2D,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_scissor else {
-                return Err(missing("vkCmdSetScissor"));
+                let _ = missing("vkCmdSetScissor");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    first_scissor,
-                    scissor_count,
-                    p_scissors,
-                )
-            };
+            unsafe { f(t.handle, first_scissor, scissor_count, p_scissors) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetScissor", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_scissor else {
+            let _ = missing("vkCmdSetScissor");
+            return;
+        };
+        return unsafe { f(t.handle, first_scissor, scissor_count, p_scissors) };
+    }
+    unsafe { each(targets, first_scissor, scissor_count, p_scissors) }
 }
 
-/// Forwards `vkCmdSetScissorWithCount`.
+/// Forwards `vkCmdSetScissorWithCount` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetScissorWithCount`.
@@ -3351,19 +5718,40 @@ pub unsafe extern "system" fn cmd_set_scissor_with_count(
     scissor_count: u32,
     p_scissors: *const vk::Rect2D,
 ) {
-    guard::void("vkCmdSetScissorWithCount", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        scissor_count: u32,
+        p_scissors: *const vk::Rect2D,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_scissor_with_count else {
-                return Err(missing("vkCmdSetScissorWithCount"));
+                let _ = missing("vkCmdSetScissorWithCount");
+                return;
             };
-            unsafe { f(obj.handles[md.index], scissor_count, p_scissors) };
+            unsafe { f(t.handle, scissor_count, p_scissors) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetScissorWithCount", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_scissor_with_count else {
+            let _ = missing("vkCmdSetScissorWithCount");
+            return;
+        };
+        return unsafe { f(t.handle, scissor_count, p_scissors) };
+    }
+    unsafe { each(targets, scissor_count, p_scissors) }
 }
 
-/// Forwards `vkCmdSetShadingRateImageEnableNV`.
+/// Forwards `vkCmdSetShadingRateImageEnableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetShadingRateImageEnableNV`.
@@ -3371,19 +5759,36 @@ pub unsafe extern "system" fn cmd_set_shading_rate_image_enable_nv(
     command_buffer: vk::CommandBuffer,
     shading_rate_image_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetShadingRateImageEnableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], shading_rate_image_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_shading_rate_image_enable_nv else {
-                return Err(missing("vkCmdSetShadingRateImageEnableNV"));
+                let _ = missing("vkCmdSetShadingRateImageEnableNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], shading_rate_image_enable) };
+            unsafe { f(t.handle, shading_rate_image_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetShadingRateImageEnableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_shading_rate_image_enable_nv else {
+            let _ = missing("vkCmdSetShadingRateImageEnableNV");
+            return;
+        };
+        return unsafe { f(t.handle, shading_rate_image_enable) };
+    }
+    unsafe { each(targets, shading_rate_image_enable) }
 }
 
-/// Forwards `vkCmdSetStencilCompareMask`.
+/// Forwards `vkCmdSetStencilCompareMask` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetStencilCompareMask`.
@@ -3392,19 +5797,40 @@ pub unsafe extern "system" fn cmd_set_stencil_compare_mask(
     face_mask: vk::StencilFaceFlags,
     compare_mask: u32,
 ) {
-    guard::void("vkCmdSetStencilCompareMask", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        face_mask: vk::StencilFaceFlags,
+        compare_mask: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_compare_mask else {
-                return Err(missing("vkCmdSetStencilCompareMask"));
+                let _ = missing("vkCmdSetStencilCompareMask");
+                return;
             };
-            unsafe { f(obj.handles[md.index], face_mask, compare_mask) };
+            unsafe { f(t.handle, face_mask, compare_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetStencilCompareMask", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_stencil_compare_mask else {
+            let _ = missing("vkCmdSetStencilCompareMask");
+            return;
+        };
+        return unsafe { f(t.handle, face_mask, compare_mask) };
+    }
+    unsafe { each(targets, face_mask, compare_mask) }
 }
 
-/// Forwards `vkCmdSetStencilOp`.
+/// Forwards `vkCmdSetStencilOp` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetStencilOp`.
@@ -3416,15 +5842,25 @@ pub unsafe extern "system" fn cmd_set_stencil_op(
     depth_fail_op: vk::StencilOp,
     compare_op: vk::CompareOp,
 ) {
-    guard::void("vkCmdSetStencilOp", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        face_mask: vk::StencilFaceFlags,
+        fail_op: vk::StencilOp,
+        pass_op: vk::StencilOp,
+        depth_fail_op: vk::StencilOp,
+        compare_op: vk::CompareOp,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_op else {
-                return Err(missing("vkCmdSetStencilOp"));
+                let _ = missing("vkCmdSetStencilOp");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     face_mask,
                     fail_op,
                     pass_op,
@@ -3433,11 +5869,43 @@ pub unsafe extern "system" fn cmd_set_stencil_op(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetStencilOp", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_stencil_op else {
+            let _ = missing("vkCmdSetStencilOp");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                face_mask,
+                fail_op,
+                pass_op,
+                depth_fail_op,
+                compare_op,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            face_mask,
+            fail_op,
+            pass_op,
+            depth_fail_op,
+            compare_op,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetStencilReference`.
+/// Forwards `vkCmdSetStencilReference` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetStencilReference`.
@@ -3446,19 +5914,40 @@ pub unsafe extern "system" fn cmd_set_stencil_reference(
     face_mask: vk::StencilFaceFlags,
     reference: u32,
 ) {
-    guard::void("vkCmdSetStencilReference", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        face_mask: vk::StencilFaceFlags,
+        reference: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_reference else {
-                return Err(missing("vkCmdSetStencilReference"));
+                let _ = missing("vkCmdSetStencilReference");
+                return;
             };
-            unsafe { f(obj.handles[md.index], face_mask, reference) };
+            unsafe { f(t.handle, face_mask, reference) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetStencilReference", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_stencil_reference else {
+            let _ = missing("vkCmdSetStencilReference");
+            return;
+        };
+        return unsafe { f(t.handle, face_mask, reference) };
+    }
+    unsafe { each(targets, face_mask, reference) }
 }
 
-/// Forwards `vkCmdSetStencilTestEnable`.
+/// Forwards `vkCmdSetStencilTestEnable` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetStencilTestEnable`.
@@ -3466,19 +5955,36 @@ pub unsafe extern "system" fn cmd_set_stencil_test_enable(
     command_buffer: vk::CommandBuffer,
     stencil_test_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetStencilTestEnable", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], stencil_test_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_test_enable else {
-                return Err(missing("vkCmdSetStencilTestEnable"));
+                let _ = missing("vkCmdSetStencilTestEnable");
+                return;
             };
-            unsafe { f(obj.handles[md.index], stencil_test_enable) };
+            unsafe { f(t.handle, stencil_test_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetStencilTestEnable", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_stencil_test_enable else {
+            let _ = missing("vkCmdSetStencilTestEnable");
+            return;
+        };
+        return unsafe { f(t.handle, stencil_test_enable) };
+    }
+    unsafe { each(targets, stencil_test_enable) }
 }
 
-/// Forwards `vkCmdSetStencilWriteMask`.
+/// Forwards `vkCmdSetStencilWriteMask` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetStencilWriteMask`.
@@ -3487,19 +5993,40 @@ pub unsafe extern "system" fn cmd_set_stencil_write_mask(
     face_mask: vk::StencilFaceFlags,
     write_mask: u32,
 ) {
-    guard::void("vkCmdSetStencilWriteMask", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        face_mask: vk::StencilFaceFlags,
+        write_mask: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_write_mask else {
-                return Err(missing("vkCmdSetStencilWriteMask"));
+                let _ = missing("vkCmdSetStencilWriteMask");
+                return;
             };
-            unsafe { f(obj.handles[md.index], face_mask, write_mask) };
+            unsafe { f(t.handle, face_mask, write_mask) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetStencilWriteMask", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_stencil_write_mask else {
+            let _ = missing("vkCmdSetStencilWriteMask");
+            return;
+        };
+        return unsafe { f(t.handle, face_mask, write_mask) };
+    }
+    unsafe { each(targets, face_mask, write_mask) }
 }
 
-/// Forwards `vkCmdSetTessellationDomainOriginEXT`.
+/// Forwards `vkCmdSetTessellationDomainOriginEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetTessellationDomainOriginEXT`.
@@ -3507,19 +6034,36 @@ pub unsafe extern "system" fn cmd_set_tessellation_domain_origin_ext(
     command_buffer: vk::CommandBuffer,
     domain_origin: vk::TessellationDomainOrigin,
 ) {
-    guard::void("vkCmdSetTessellationDomainOriginEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], domain_origin: vk::TessellationDomainOrigin) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_tessellation_domain_origin_ext else {
-                return Err(missing("vkCmdSetTessellationDomainOriginEXT"));
+                let _ = missing("vkCmdSetTessellationDomainOriginEXT");
+                return;
             };
-            unsafe { f(obj.handles[md.index], domain_origin) };
+            unsafe { f(t.handle, domain_origin) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetTessellationDomainOriginEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_tessellation_domain_origin_ext else {
+            let _ = missing("vkCmdSetTessellationDomainOriginEXT");
+            return;
+        };
+        return unsafe { f(t.handle, domain_origin) };
+    }
+    unsafe { each(targets, domain_origin) }
 }
 
-/// Forwards `vkCmdSetVertexInputEXT`.
+/// Forwards `vkCmdSetVertexInputEXT` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetVertexInputEXT`.
@@ -3530,15 +6074,24 @@ pub unsafe extern "system" fn cmd_set_vertex_input_ext(
     vertex_attribute_description_count: u32,
     p_vertex_attribute_descriptions: *const vk::VertexInputAttributeDescription2EXT,
 ) {
-    guard::void("vkCmdSetVertexInputEXT", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        vertex_binding_description_count: u32,
+        p_vertex_binding_descriptions: *const vk::VertexInputBindingDescription2EXT,
+        vertex_attribute_description_count: u32,
+        p_vertex_attribute_descriptions: *const vk::VertexInputAttributeDescription2EXT,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_vertex_input_ext else {
-                return Err(missing("vkCmdSetVertexInputEXT"));
+                let _ = missing("vkCmdSetVertexInputEXT");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     vertex_binding_description_count,
                     p_vertex_binding_descriptions,
                     vertex_attribute_description_count,
@@ -3546,11 +6099,41 @@ pub unsafe extern "system" fn cmd_set_vertex_input_ext(
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetVertexInputEXT", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_vertex_input_ext else {
+            let _ = missing("vkCmdSetVertexInputEXT");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                vertex_binding_description_count,
+                p_vertex_binding_descriptions,
+                vertex_attribute_description_count,
+                p_vertex_attribute_descriptions,
+            )
+        };
+    }
+    unsafe {
+        each(
+            targets,
+            vertex_binding_description_count,
+            p_vertex_binding_descriptions,
+            vertex_attribute_description_count,
+            p_vertex_attribute_descriptions,
+        )
+    }
 }
 
-/// Forwards `vkCmdSetViewport`.
+/// Forwards `vkCmdSetViewport` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetViewport`.
@@ -3560,26 +6143,41 @@ pub unsafe extern "system" fn cmd_set_viewport(
     viewport_count: u32,
     p_viewports: *const vk::Viewport,
 ) {
-    guard::void("vkCmdSetViewport", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_viewport: u32,
+        viewport_count: u32,
+        p_viewports: *const vk::Viewport,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport else {
-                return Err(missing("vkCmdSetViewport"));
+                let _ = missing("vkCmdSetViewport");
+                return;
             };
-            unsafe {
-                f(
-                    obj.handles[md.index],
-                    first_viewport,
-                    viewport_count,
-                    p_viewports,
-                )
-            };
+            unsafe { f(t.handle, first_viewport, viewport_count, p_viewports) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetViewport", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_viewport else {
+            let _ = missing("vkCmdSetViewport");
+            return;
+        };
+        return unsafe { f(t.handle, first_viewport, viewport_count, p_viewports) };
+    }
+    unsafe { each(targets, first_viewport, viewport_count, p_viewports) }
 }
 
-/// Forwards `vkCmdSetViewportSwizzleNV`.
+/// Forwards `vkCmdSetViewportSwizzleNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetViewportSwizzleNV`.
@@ -3589,26 +6187,55 @@ pub unsafe extern "system" fn cmd_set_viewport_swizzle_nv(
     viewport_count: u32,
     p_viewport_swizzles: *const vk::ViewportSwizzleNV,
 ) {
-    guard::void("vkCmdSetViewportSwizzleNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        first_viewport: u32,
+        viewport_count: u32,
+        p_viewport_swizzles: *const vk::ViewportSwizzleNV,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_swizzle_nv else {
-                return Err(missing("vkCmdSetViewportSwizzleNV"));
+                let _ = missing("vkCmdSetViewportSwizzleNV");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     first_viewport,
                     viewport_count,
                     p_viewport_swizzles,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetViewportSwizzleNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_viewport_swizzle_nv else {
+            let _ = missing("vkCmdSetViewportSwizzleNV");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                first_viewport,
+                viewport_count,
+                p_viewport_swizzles,
+            )
+        };
+    }
+    unsafe { each(targets, first_viewport, viewport_count, p_viewport_swizzles) }
 }
 
-/// Forwards `vkCmdSetViewportWScalingEnableNV`.
+/// Forwards `vkCmdSetViewportWScalingEnableNV` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetViewportWScalingEnableNV`.
@@ -3616,19 +6243,36 @@ pub unsafe extern "system" fn cmd_set_viewport_w_scaling_enable_nv(
     command_buffer: vk::CommandBuffer,
     viewport_w_scaling_enable: vk::Bool32,
 ) {
-    guard::void("vkCmdSetViewportWScalingEnableNV", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(targets: &[crate::object::Target], viewport_w_scaling_enable: vk::Bool32) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_w_scaling_enable_nv else {
-                return Err(missing("vkCmdSetViewportWScalingEnableNV"));
+                let _ = missing("vkCmdSetViewportWScalingEnableNV");
+                return;
             };
-            unsafe { f(obj.handles[md.index], viewport_w_scaling_enable) };
+            unsafe { f(t.handle, viewport_w_scaling_enable) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetViewportWScalingEnableNV", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_viewport_w_scaling_enable_nv else {
+            let _ = missing("vkCmdSetViewportWScalingEnableNV");
+            return;
+        };
+        return unsafe { f(t.handle, viewport_w_scaling_enable) };
+    }
+    unsafe { each(targets, viewport_w_scaling_enable) }
 }
 
-/// Forwards `vkCmdSetViewportWithCount`.
+/// Forwards `vkCmdSetViewportWithCount` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdSetViewportWithCount`.
@@ -3637,19 +6281,40 @@ pub unsafe extern "system" fn cmd_set_viewport_with_count(
     viewport_count: u32,
     p_viewports: *const vk::Viewport,
 ) {
-    guard::void("vkCmdSetViewportWithCount", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        for md in owner.members.iter() {
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        viewport_count: u32,
+        p_viewports: *const vk::Viewport,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_with_count else {
-                return Err(missing("vkCmdSetViewportWithCount"));
+                let _ = missing("vkCmdSetViewportWithCount");
+                return;
             };
-            unsafe { f(obj.handles[md.index], viewport_count, p_viewports) };
+            unsafe { f(t.handle, viewport_count, p_viewports) };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdSetViewportWithCount", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_set_viewport_with_count else {
+            let _ = missing("vkCmdSetViewportWithCount");
+            return;
+        };
+        return unsafe { f(t.handle, viewport_count, p_viewports) };
+    }
+    unsafe { each(targets, viewport_count, p_viewports) }
 }
 
-/// Forwards `vkCmdUpdateBuffer`.
+/// Forwards `vkCmdUpdateBuffer` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdUpdateBuffer`.
@@ -3660,26 +6325,55 @@ pub unsafe extern "system" fn cmd_update_buffer(
     data_size: vk::DeviceSize,
     p_data: *const c_void,
 ) {
-    guard::void("vkCmdUpdateBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        dst_buffer: vk::Buffer,
+        dst_offset: vk::DeviceSize,
+        data_size: vk::DeviceSize,
+        p_data: *const c_void,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_update_buffer else {
-                return Err(missing("vkCmdUpdateBuffer"));
+                let _ = missing("vkCmdUpdateBuffer");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
-                    cx.nd(dst_buffer),
+                    t.handle,
+                    crate::conv::nd(dst_buffer, md.index),
                     dst_offset,
                     data_size,
                     p_data,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdUpdateBuffer", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_update_buffer else {
+            let _ = missing("vkCmdUpdateBuffer");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                crate::conv::nd(dst_buffer, md.index),
+                dst_offset,
+                data_size,
+                p_data,
+            )
+        };
+    }
+    unsafe { each(targets, dst_buffer, dst_offset, data_size, p_data) }
 }
 
 /// Forwards `vkCmdWaitEvents`.
@@ -3700,16 +6394,17 @@ pub unsafe extern "system" fn cmd_wait_events(
     p_image_memory_barriers: *const vk::ImageMemoryBarrier,
 ) {
     guard::void("vkCmdWaitEvents", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_wait_events else {
                 return Err(missing("vkCmdWaitEvents"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     event_count,
                     cx.nd_array(p_events, event_count as usize),
                     src_stage_mask,
@@ -3746,16 +6441,17 @@ pub unsafe extern "system" fn cmd_wait_events2(
     p_dependency_infos: *const vk::DependencyInfo,
 ) {
     guard::void("vkCmdWaitEvents2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let cx = md.cx(&arena);
             let Some(f) = md.fns.cmd_wait_events2 else {
                 return Err(missing("vkCmdWaitEvents2"));
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     event_count,
                     cx.nd_array(p_events, event_count as usize),
                     cx.array(
@@ -3770,7 +6466,7 @@ pub unsafe extern "system" fn cmd_wait_events2(
     })
 }
 
-/// Forwards `vkCmdWriteBufferMarker2AMD`.
+/// Forwards `vkCmdWriteBufferMarker2AMD` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdWriteBufferMarker2AMD`.
@@ -3781,29 +6477,58 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
     dst_offset: vk::DeviceSize,
     marker: u32,
 ) {
-    guard::void("vkCmdWriteBufferMarker2AMD", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        stage: vk::PipelineStageFlags2,
+        dst_buffer: vk::Buffer,
+        dst_offset: vk::DeviceSize,
+        marker: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
-                return Err(missing("vkCmdWriteBufferMarker2AMD"));
+                let _ = missing("vkCmdWriteBufferMarker2AMD");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     stage,
-                    cx.nd(dst_buffer),
+                    crate::conv::nd(dst_buffer, md.index),
                     dst_offset,
                     marker,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdWriteBufferMarker2AMD", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
+            let _ = missing("vkCmdWriteBufferMarker2AMD");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                stage,
+                crate::conv::nd(dst_buffer, md.index),
+                dst_offset,
+                marker,
+            )
+        };
+    }
+    unsafe { each(targets, stage, dst_buffer, dst_offset, marker) }
 }
 
-/// Forwards `vkCmdWriteTimestamp`.
+/// Forwards `vkCmdWriteTimestamp` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdWriteTimestamp`.
@@ -3813,28 +6538,55 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    guard::void("vkCmdWriteTimestamp", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        pipeline_stage: vk::PipelineStageFlags,
+        query_pool: vk::QueryPool,
+        query: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp else {
-                return Err(missing("vkCmdWriteTimestamp"));
+                let _ = missing("vkCmdWriteTimestamp");
+                return;
             };
             unsafe {
                 f(
-                    obj.handles[md.index],
+                    t.handle,
                     pipeline_stage,
-                    cx.nd(query_pool),
+                    crate::conv::nd(query_pool, md.index),
                     query,
                 )
             };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdWriteTimestamp", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_write_timestamp else {
+            let _ = missing("vkCmdWriteTimestamp");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                pipeline_stage,
+                crate::conv::nd(query_pool, md.index),
+                query,
+            )
+        };
+    }
+    unsafe { each(targets, pipeline_stage, query_pool, query) }
 }
 
-/// Forwards `vkCmdWriteTimestamp2`.
+/// Forwards `vkCmdWriteTimestamp2` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdWriteTimestamp2`.
@@ -3844,18 +6596,52 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    guard::void("vkCmdWriteTimestamp2", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
-        let arena = Arena::scope();
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
+    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        targets: &[crate::object::Target],
+        stage: vk::PipelineStageFlags2,
+        query_pool: vk::QueryPool,
+        query: u32,
+    ) {
+        for t in targets {
+            let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp2 else {
-                return Err(missing("vkCmdWriteTimestamp2"));
+                let _ = missing("vkCmdWriteTimestamp2");
+                return;
             };
-            unsafe { f(obj.handles[md.index], stage, cx.nd(query_pool), query) };
+            unsafe {
+                f(
+                    t.handle,
+                    stage,
+                    crate::conv::nd(query_pool, md.index),
+                    query,
+                )
+            };
         }
-        Ok(())
-    })
+    }
+    let Some(obj) = guard::catch("vkCmdWriteTimestamp2", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    let targets = obj.targets();
+    if let [t] = targets {
+        let md = t.member();
+        let Some(f) = md.fns.cmd_write_timestamp2 else {
+            let _ = missing("vkCmdWriteTimestamp2");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                stage,
+                crate::conv::nd(query_pool, md.index),
+                query,
+            )
+        };
+    }
+    unsafe { each(targets, stage, query_pool, query) }
 }
 
 /// Forwards `vkCreateBuffer`.
@@ -4011,7 +6797,7 @@ pub unsafe extern "system" fn create_compute_pipelines(
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(pipeline_cache),
+                    crate::conv::nd(pipeline_cache, md.index),
                     create_info_count,
                     cx.array(
                         p_create_infos,
@@ -4309,7 +7095,7 @@ pub unsafe extern "system" fn create_graphics_pipelines(
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(pipeline_cache),
+                    crate::conv::nd(pipeline_cache, md.index),
                     create_info_count,
                     cx.array(
                         p_create_infos,
@@ -5241,7 +8027,6 @@ pub unsafe extern "system" fn destroy_buffer(
 ) {
     guard::void("vkDestroyBuffer", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if buffer.is_null() {
             return Ok(());
         }
@@ -5272,7 +8057,6 @@ pub unsafe extern "system" fn destroy_buffer_view(
 ) {
     guard::void("vkDestroyBufferView", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if buffer_view.is_null() {
             return Ok(());
         }
@@ -5303,7 +8087,6 @@ pub unsafe extern "system" fn destroy_descriptor_set_layout(
 ) {
     guard::void("vkDestroyDescriptorSetLayout", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if descriptor_set_layout.is_null() {
             return Ok(());
         }
@@ -5340,7 +8123,6 @@ pub unsafe extern "system" fn destroy_event(
 ) {
     guard::void("vkDestroyEvent", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if event.is_null() {
             return Ok(());
         }
@@ -5371,7 +8153,6 @@ pub unsafe extern "system" fn destroy_fence(
 ) {
     guard::void("vkDestroyFence", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if fence.is_null() {
             return Ok(());
         }
@@ -5402,7 +8183,6 @@ pub unsafe extern "system" fn destroy_framebuffer(
 ) {
     guard::void("vkDestroyFramebuffer", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if framebuffer.is_null() {
             return Ok(());
         }
@@ -5433,7 +8213,6 @@ pub unsafe extern "system" fn destroy_image(
 ) {
     guard::void("vkDestroyImage", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if image.is_null() {
             return Ok(());
         }
@@ -5464,7 +8243,6 @@ pub unsafe extern "system" fn destroy_image_view(
 ) {
     guard::void("vkDestroyImageView", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if image_view.is_null() {
             return Ok(());
         }
@@ -5495,7 +8273,6 @@ pub unsafe extern "system" fn destroy_pipeline(
 ) {
     guard::void("vkDestroyPipeline", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if pipeline.is_null() {
             return Ok(());
         }
@@ -5526,7 +8303,6 @@ pub unsafe extern "system" fn destroy_pipeline_cache(
 ) {
     guard::void("vkDestroyPipelineCache", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if pipeline_cache.is_null() {
             return Ok(());
         }
@@ -5557,7 +8333,6 @@ pub unsafe extern "system" fn destroy_pipeline_layout(
 ) {
     guard::void("vkDestroyPipelineLayout", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if pipeline_layout.is_null() {
             return Ok(());
         }
@@ -5588,7 +8363,6 @@ pub unsafe extern "system" fn destroy_private_data_slot(
 ) {
     guard::void("vkDestroyPrivateDataSlot", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if private_data_slot.is_null() {
             return Ok(());
         }
@@ -5619,7 +8393,6 @@ pub unsafe extern "system" fn destroy_query_pool(
 ) {
     guard::void("vkDestroyQueryPool", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if query_pool.is_null() {
             return Ok(());
         }
@@ -5650,7 +8423,6 @@ pub unsafe extern "system" fn destroy_render_pass(
 ) {
     guard::void("vkDestroyRenderPass", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if render_pass.is_null() {
             return Ok(());
         }
@@ -5681,7 +8453,6 @@ pub unsafe extern "system" fn destroy_sampler(
 ) {
     guard::void("vkDestroySampler", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if sampler.is_null() {
             return Ok(());
         }
@@ -5712,7 +8483,6 @@ pub unsafe extern "system" fn destroy_sampler_ycbcr_conversion(
 ) {
     guard::void("vkDestroySamplerYcbcrConversion", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if ycbcr_conversion.is_null() {
             return Ok(());
         }
@@ -5749,7 +8519,6 @@ pub unsafe extern "system" fn destroy_semaphore(
 ) {
     guard::void("vkDestroySemaphore", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if semaphore.is_null() {
             return Ok(());
         }
@@ -5780,7 +8549,6 @@ pub unsafe extern "system" fn destroy_shader_module(
 ) {
     guard::void("vkDestroyShaderModule", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if shader_module.is_null() {
             return Ok(());
         }
@@ -5811,7 +8579,6 @@ pub unsafe extern "system" fn destroy_surface_khr(
 ) {
     guard::void("vkDestroySurfaceKHR", || {
         let owner = unsafe { Instance::resolve(instance) }?;
-        let arena = Arena::scope();
         if surface.is_null() {
             return Ok(());
         }
@@ -5842,7 +8609,6 @@ pub unsafe extern "system" fn destroy_validation_cache_ext(
 ) {
     guard::void("vkDestroyValidationCacheEXT", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if validation_cache.is_null() {
             return Ok(());
         }
@@ -5900,14 +8666,15 @@ pub unsafe extern "system" fn device_wait_idle(device: vk::Device) -> vk::Result
 /// Called by the loader or application with arguments valid for `vkEndCommandBuffer`.
 pub unsafe extern "system" fn end_command_buffer(command_buffer: vk::CommandBuffer) -> vk::Result {
     guard::result("vkEndCommandBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let Some(f) = md.fns.end_command_buffer else {
                 return Err(missing("vkEndCommandBuffer"));
             };
-            let r = unsafe { f(obj.handles[md.index]) };
+            let r = unsafe { f(t.handle) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -5973,7 +8740,6 @@ pub unsafe extern "system" fn free_memory(
 ) {
     guard::void("vkFreeMemory", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         if memory.is_null() {
             return Ok(());
         }
@@ -6187,15 +8953,13 @@ pub unsafe extern "system" fn get_device_group_surface_present_modes_khr(
 ) -> vk::Result {
     guard::result("vkGetDeviceGroupSurfacePresentModesKHR", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_device_group_surface_present_modes_khr else {
                 return Err(missing("vkGetDeviceGroupSurfacePresentModesKHR"));
             };
-            let r = unsafe { f(md.handle, cx.nd(surface), p_modes) };
+            let r = unsafe { f(md.handle, crate::conv::nd(surface, md.index), p_modes) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -6250,13 +9014,17 @@ pub unsafe extern "system" fn get_device_memory_commitment(
 ) {
     guard::void("vkGetDeviceMemoryCommitment", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_device_memory_commitment else {
                 return Err(missing("vkGetDeviceMemoryCommitment"));
             };
-            unsafe { f(md.handle, cx.nd(memory), p_committed_memory_in_bytes) };
+            unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(memory, md.index),
+                    p_committed_memory_in_bytes,
+                )
+            };
         }
         Ok(())
     })
@@ -6296,15 +9064,13 @@ pub unsafe extern "system" fn get_device_memory_opaque_capture_address(
 pub unsafe extern "system" fn get_event_status(device: vk::Device, event: vk::Event) -> vk::Result {
     guard::result("vkGetEventStatus", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_event_status else {
                 return Err(missing("vkGetEventStatus"));
             };
-            let r = unsafe { f(md.handle, cx.nd(event)) };
+            let r = unsafe { f(md.handle, crate::conv::nd(event, md.index)) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -6324,15 +9090,13 @@ pub unsafe extern "system" fn get_event_status(device: vk::Device, event: vk::Ev
 pub unsafe extern "system" fn get_fence_status(device: vk::Device, fence: vk::Fence) -> vk::Result {
     guard::result("vkGetFenceStatus", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_fence_status else {
                 return Err(missing("vkGetFenceStatus"));
             };
-            let r = unsafe { f(md.handle, cx.nd(fence)) };
+            let r = unsafe { f(md.handle, crate::conv::nd(fence, md.index)) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -6357,16 +9121,14 @@ pub unsafe extern "system" fn get_image_sparse_memory_requirements(
 ) {
     guard::void("vkGetImageSparseMemoryRequirements", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_image_sparse_memory_requirements else {
                 return Err(missing("vkGetImageSparseMemoryRequirements"));
             };
             unsafe {
                 f(
                     md.handle,
-                    cx.nd(image),
+                    crate::conv::nd(image, md.index),
                     p_sparse_memory_requirement_count,
                     p_sparse_memory_requirements,
                 )
@@ -6419,13 +9181,18 @@ pub unsafe extern "system" fn get_image_subresource_layout(
 ) {
     guard::void("vkGetImageSubresourceLayout", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_image_subresource_layout else {
                 return Err(missing("vkGetImageSubresourceLayout"));
             };
-            unsafe { f(md.handle, cx.nd(image), p_subresource, p_layout) };
+            unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(image, md.index),
+                    p_subresource,
+                    p_layout,
+                )
+            };
         }
         Ok(())
     })
@@ -6443,13 +9210,18 @@ pub unsafe extern "system" fn get_image_subresource_layout2_ext(
 ) {
     guard::void("vkGetImageSubresourceLayout2EXT", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_image_subresource_layout2_ext else {
                 return Err(missing("vkGetImageSubresourceLayout2EXT"));
             };
-            unsafe { f(md.handle, cx.nd(image), p_subresource, p_layout) };
+            unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(image, md.index),
+                    p_subresource,
+                    p_layout,
+                )
+            };
         }
         Ok(())
     })
@@ -6467,18 +9239,16 @@ pub unsafe extern "system" fn get_past_presentation_timing_google(
 ) -> vk::Result {
     guard::result("vkGetPastPresentationTimingGOOGLE", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_past_presentation_timing_google else {
                 return Err(missing("vkGetPastPresentationTimingGOOGLE"));
             };
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(swapchain),
+                    crate::conv::nd(swapchain, md.index),
                     p_presentation_timing_count,
                     p_presentation_timings,
                 )
@@ -6675,15 +9445,20 @@ pub unsafe extern "system" fn get_physical_device_present_rectangles_khr(
 ) -> vk::Result {
     guard::result("vkGetPhysicalDevicePresentRectanglesKHR", || {
         let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_physical_device_present_rectangles_khr else {
                 return Err(missing("vkGetPhysicalDevicePresentRectanglesKHR"));
             };
-            let r = unsafe { f(md.handle, cx.nd(surface), p_rect_count, p_rects) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(surface, md.index),
+                    p_rect_count,
+                    p_rects,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -6796,15 +9571,19 @@ pub unsafe extern "system" fn get_physical_device_wayland_presentation_support_k
 ) -> vk::Bool32 {
     guard::value("vkGetPhysicalDeviceWaylandPresentationSupportKHR", || {
         let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
         let Some(md) = owner.primary_iter().next() else {
             return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
         };
-        let cx = md.cx(&arena);
         let Some(f) = md.fns.get_physical_device_wayland_presentation_support_khr else {
             return Err(missing("vkGetPhysicalDeviceWaylandPresentationSupportKHR"));
         };
-        Ok(unsafe { f(md.handle, cx.queue_family(queue_family_index), display) })
+        Ok(unsafe {
+            f(
+                md.handle,
+                crate::conv::queue_family(&md.maps, queue_family_index),
+                display,
+            )
+        })
     })
 }
 
@@ -6820,18 +9599,16 @@ pub unsafe extern "system" fn get_physical_device_xcb_presentation_support_khr(
 ) -> vk::Bool32 {
     guard::value("vkGetPhysicalDeviceXcbPresentationSupportKHR", || {
         let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
         let Some(md) = owner.primary_iter().next() else {
             return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
         };
-        let cx = md.cx(&arena);
         let Some(f) = md.fns.get_physical_device_xcb_presentation_support_khr else {
             return Err(missing("vkGetPhysicalDeviceXcbPresentationSupportKHR"));
         };
         Ok(unsafe {
             f(
                 md.handle,
-                cx.queue_family(queue_family_index),
+                crate::conv::queue_family(&md.maps, queue_family_index),
                 connection,
                 visual_id,
             )
@@ -6851,18 +9628,16 @@ pub unsafe extern "system" fn get_physical_device_xlib_presentation_support_khr(
 ) -> vk::Bool32 {
     guard::value("vkGetPhysicalDeviceXlibPresentationSupportKHR", || {
         let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        let arena = Arena::scope();
         let Some(md) = owner.primary_iter().next() else {
             return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
         };
-        let cx = md.cx(&arena);
         let Some(f) = md.fns.get_physical_device_xlib_presentation_support_khr else {
             return Err(missing("vkGetPhysicalDeviceXlibPresentationSupportKHR"));
         };
         Ok(unsafe {
             f(
                 md.handle,
-                cx.queue_family(queue_family_index),
+                crate::conv::queue_family(&md.maps, queue_family_index),
                 dpy,
                 visual_id,
             )
@@ -6882,15 +9657,20 @@ pub unsafe extern "system" fn get_pipeline_cache_data(
 ) -> vk::Result {
     guard::result("vkGetPipelineCacheData", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_pipeline_cache_data else {
                 return Err(missing("vkGetPipelineCacheData"));
             };
-            let r = unsafe { f(md.handle, cx.nd(pipeline_cache), p_data_size, p_data) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(pipeline_cache, md.index),
+                    p_data_size,
+                    p_data,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7039,18 +9819,16 @@ pub unsafe extern "system" fn get_query_pool_results(
 ) -> vk::Result {
     guard::result("vkGetQueryPoolResults", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_query_pool_results else {
                 return Err(missing("vkGetQueryPoolResults"));
             };
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(query_pool),
+                    crate::conv::nd(query_pool, md.index),
                     first_query,
                     query_count,
                     data_size,
@@ -7109,15 +9887,19 @@ pub unsafe extern "system" fn get_refresh_cycle_duration_google(
 ) -> vk::Result {
     guard::result("vkGetRefreshCycleDurationGOOGLE", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_refresh_cycle_duration_google else {
                 return Err(missing("vkGetRefreshCycleDurationGOOGLE"));
             };
-            let r = unsafe { f(md.handle, cx.nd(swapchain), p_display_timing_properties) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(swapchain, md.index),
+                    p_display_timing_properties,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7141,13 +9923,17 @@ pub unsafe extern "system" fn get_render_area_granularity(
 ) {
     guard::void("vkGetRenderAreaGranularity", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_render_area_granularity else {
                 return Err(missing("vkGetRenderAreaGranularity"));
             };
-            unsafe { f(md.handle, cx.nd(render_pass), p_granularity) };
+            unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(render_pass, md.index),
+                    p_granularity,
+                )
+            };
         }
         Ok(())
     })
@@ -7164,15 +9950,13 @@ pub unsafe extern "system" fn get_semaphore_counter_value(
 ) -> vk::Result {
     guard::result("vkGetSemaphoreCounterValue", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_semaphore_counter_value else {
                 return Err(missing("vkGetSemaphoreCounterValue"));
             };
-            let r = unsafe { f(md.handle, cx.nd(semaphore), p_value) };
+            let r = unsafe { f(md.handle, crate::conv::nd(semaphore, md.index), p_value) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7195,15 +9979,13 @@ pub unsafe extern "system" fn get_swapchain_status_khr(
 ) -> vk::Result {
     guard::result("vkGetSwapchainStatusKHR", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_swapchain_status_khr else {
                 return Err(missing("vkGetSwapchainStatusKHR"));
             };
-            let r = unsafe { f(md.handle, cx.nd(swapchain)) };
+            let r = unsafe { f(md.handle, crate::conv::nd(swapchain, md.index)) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7228,15 +10010,20 @@ pub unsafe extern "system" fn get_validation_cache_data_ext(
 ) -> vk::Result {
     guard::result("vkGetValidationCacheDataEXT", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.get_validation_cache_data_ext else {
                 return Err(missing("vkGetValidationCacheDataEXT"));
             };
-            let r = unsafe { f(md.handle, cx.nd(validation_cache), p_data_size, p_data) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(validation_cache, md.index),
+                    p_data_size,
+                    p_data,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7305,15 +10092,22 @@ pub unsafe extern "system" fn map_memory(
 ) -> vk::Result {
     guard::result("vkMapMemory", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.map_memory else {
                 return Err(missing("vkMapMemory"));
             };
-            let r = unsafe { f(md.handle, cx.nd(memory), offset, size, flags, pp_data) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(memory, md.index),
+                    offset,
+                    size,
+                    flags,
+                    pp_data,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7349,7 +10143,7 @@ pub unsafe extern "system" fn merge_pipeline_caches(
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(dst_cache),
+                    crate::conv::nd(dst_cache, md.index),
                     src_cache_count,
                     cx.nd_array(p_src_caches, src_cache_count as usize),
                 )
@@ -7389,7 +10183,7 @@ pub unsafe extern "system" fn merge_validation_caches_ext(
             let r = unsafe {
                 f(
                     md.handle,
-                    cx.nd(dst_cache),
+                    crate::conv::nd(dst_cache, md.index),
                     src_cache_count,
                     cx.nd_array(p_src_caches, src_cache_count as usize),
                 )
@@ -7435,7 +10229,7 @@ pub unsafe extern "system" fn queue_bind_sparse(
                         bind_info_count as usize,
                         tr::fix_bind_sparse_info,
                     ),
-                    cx.nd(fence),
+                    crate::conv::nd(fence, md.index),
                 )
             };
             if r.as_raw() < 0 {
@@ -7511,7 +10305,7 @@ pub unsafe extern "system" fn queue_submit(
                     obj.handles[md.index],
                     submit_count,
                     cx.array(p_submits, submit_count as usize, tr::fix_submit_info),
-                    cx.nd(fence),
+                    crate::conv::nd(fence, md.index),
                 )
             };
             if r.as_raw() < 0 {
@@ -7551,7 +10345,7 @@ pub unsafe extern "system" fn queue_submit2(
                     obj.handles[md.index],
                     submit_count,
                     cx.array(p_submits, submit_count as usize, tr::fix_submit_info2),
-                    cx.nd(fence),
+                    crate::conv::nd(fence, md.index),
                 )
             };
             if r.as_raw() < 0 {
@@ -7637,14 +10431,15 @@ pub unsafe extern "system" fn reset_command_buffer(
     flags: vk::CommandBufferResetFlags,
 ) -> vk::Result {
     guard::result("vkResetCommandBuffer", || {
-        let (obj, owner) = unsafe { CommandBuffer::resolve(command_buffer) }?;
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
-        for md in owner.members.iter() {
+        for t in obj.targets().iter() {
+            let md = t.member();
             let Some(f) = md.fns.reset_command_buffer else {
                 return Err(missing("vkResetCommandBuffer"));
             };
-            let r = unsafe { f(obj.handles[md.index], flags) };
+            let r = unsafe { f(t.handle, flags) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7668,15 +10463,13 @@ pub unsafe extern "system" fn reset_command_pool(
 ) -> vk::Result {
     guard::result("vkResetCommandPool", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.reset_command_pool else {
                 return Err(missing("vkResetCommandPool"));
             };
-            let r = unsafe { f(md.handle, cx.nd(command_pool), flags) };
+            let r = unsafe { f(md.handle, crate::conv::nd(command_pool, md.index), flags) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7696,15 +10489,13 @@ pub unsafe extern "system" fn reset_command_pool(
 pub unsafe extern "system" fn reset_event(device: vk::Device, event: vk::Event) -> vk::Result {
     guard::result("vkResetEvent", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.reset_event else {
                 return Err(missing("vkResetEvent"));
             };
-            let r = unsafe { f(md.handle, cx.nd(event)) };
+            let r = unsafe { f(md.handle, crate::conv::nd(event, md.index)) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7767,13 +10558,18 @@ pub unsafe extern "system" fn reset_query_pool(
 ) {
     guard::void("vkResetQueryPool", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.reset_query_pool else {
                 return Err(missing("vkResetQueryPool"));
             };
-            unsafe { f(md.handle, cx.nd(query_pool), first_query, query_count) };
+            unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(query_pool, md.index),
+                    first_query,
+                    query_count,
+                )
+            };
         }
         Ok(())
     })
@@ -7790,13 +10586,11 @@ pub unsafe extern "system" fn set_device_memory_priority_ext(
 ) {
     guard::void("vkSetDeviceMemoryPriorityEXT", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.set_device_memory_priority_ext else {
                 return Err(missing("vkSetDeviceMemoryPriorityEXT"));
             };
-            unsafe { f(md.handle, cx.nd(memory), priority) };
+            unsafe { f(md.handle, crate::conv::nd(memory, md.index), priority) };
         }
         Ok(())
     })
@@ -7809,15 +10603,13 @@ pub unsafe extern "system" fn set_device_memory_priority_ext(
 pub unsafe extern "system" fn set_event(device: vk::Device, event: vk::Event) -> vk::Result {
     guard::result("vkSetEvent", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.set_event else {
                 return Err(missing("vkSetEvent"));
             };
-            let r = unsafe { f(md.handle, cx.nd(event)) };
+            let r = unsafe { f(md.handle, crate::conv::nd(event, md.index)) };
             if r.as_raw() < 0 {
                 return Err(r);
             }
@@ -7908,13 +10700,11 @@ pub unsafe extern "system" fn trim_command_pool(
 ) {
     guard::void("vkTrimCommandPool", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.members.iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.trim_command_pool else {
                 return Err(missing("vkTrimCommandPool"));
             };
-            unsafe { f(md.handle, cx.nd(command_pool), flags) };
+            unsafe { f(md.handle, crate::conv::nd(command_pool, md.index), flags) };
         }
         Ok(())
     })
@@ -7927,13 +10717,11 @@ pub unsafe extern "system" fn trim_command_pool(
 pub unsafe extern "system" fn unmap_memory(device: vk::Device, memory: vk::DeviceMemory) {
     guard::void("vkUnmapMemory", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.unmap_memory else {
                 return Err(missing("vkUnmapMemory"));
             };
-            unsafe { f(md.handle, cx.nd(memory)) };
+            unsafe { f(md.handle, crate::conv::nd(memory, md.index)) };
         }
         Ok(())
     })
@@ -8034,15 +10822,20 @@ pub unsafe extern "system" fn wait_for_present_khr(
 ) -> vk::Result {
     guard::result("vkWaitForPresentKHR", || {
         let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
         for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
             let Some(f) = md.fns.wait_for_present_khr else {
                 return Err(missing("vkWaitForPresentKHR"));
             };
-            let r = unsafe { f(md.handle, cx.nd(swapchain), present_id, timeout) };
+            let r = unsafe {
+                f(
+                    md.handle,
+                    crate::conv::nd(swapchain, md.index),
+                    present_id,
+                    timeout,
+                )
+            };
             if r.as_raw() < 0 {
                 return Err(r);
             }

@@ -98,21 +98,23 @@ pub unsafe extern "system" fn get_instance_proc_addr(
         }
         // SAFETY: caller contract.
         let inst = unsafe { Instance::resolve(instance)? };
-        let mut exts = inst.enabled_extensions.clone();
-        if let Some(p) = &inst.physical {
-            exts.extend(p.fused.extensions.iter().map(crate::instance::ext_name));
-        }
         let version = inst.api_version.max(vk::API_VERSION_1_0);
         let version = inst.physical.as_ref().map_or(version, |p| {
             version
                 .min(p.fused.properties.api_version)
                 .max(vk::API_VERSION_1_0)
         });
-        Ok(if satisfied(e.reqs, version, &exts) {
-            to_pfn(e.pfn)
-        } else {
-            None
-        })
+        // Device extensions count too: their physical-device commands are instance-level.
+        let device_ext = |name: &str| {
+            inst.physical
+                .as_ref()
+                .is_some_and(|p| p.fused.extension_names.iter().any(|x| x == name))
+        };
+        let ok = satisfied(e.reqs, version, &inst.enabled_extensions)
+            || e.reqs
+                .iter()
+                .any(|r| matches!(r, Req::Ext(x) if device_ext(x)));
+        Ok(if ok { to_pfn(e.pfn) } else { None })
     })
 }
 

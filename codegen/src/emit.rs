@@ -742,7 +742,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
         let missing =
             format!("let Some(f) = md.fns.{f} else {{ let _ = missing(\"{name}\"); return; }};");
         return Ok(format!(
-            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line so that the single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(targets: &[crate::object::Target], {rest}) {{\nfor t in targets {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\nlet targets = obj.targets();\nif let [t] = targets {{\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(targets, {rest_names}) }}\n}}\n\n",
+            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\nfor t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\nif obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
             params = params.join(", "),
             rest = rest.join(", "),
             rest_names = rest_names.join(", "),
@@ -892,7 +892,7 @@ fn gen_fuse(m: &Model) -> String {
         reg,
         "Fusion of limits (by `limittype`) and tables of feature and property structs.",
     );
-    s += "use std::ffi::c_void;\nuse ash::vk;\n\n/// A limit where a member other than the first was the more restrictive, or differed where it must be exact.\n#[derive(Clone, Debug)]\npub struct Limited {\n    pub what: &'static str,\n    pub member: usize,\n}\n\n";
+    s += "use std::ffi::c_void;\nuse ash::vk;\n\n/// A limit where a member other than the first was the more restrictive, or differed where it must be exact.\n#[derive(Clone, Debug)]\npub struct Limited {\n    pub what: &'static str,\n    pub member: usize,\n    /// The fused value (or, for `exact` limits, the member's differing value).\n    pub value: String,\n}\n\n";
     let mut fused = BTreeSet::new();
     let mut prop_arms = String::new();
     let mut fns = String::new();
@@ -937,10 +937,10 @@ fn gen_fuse(m: &Model) -> String {
             let cmp = |better_if_less: bool, a: &str, b: &str| -> String {
                 if boolean {
                     let op = if better_if_less { "&" } else { "|" };
-                    format!("{{ let v = {a} {op} {b}; if v != {a} {{ lim.push(Limited {{ what: \"{what}\", member }}); }} {a} = v; }}\n")
+                    format!("{{ let v = {a} {op} {b}; if v != {a} {{ lim.push(Limited {{ what: \"{what}\", member, value: format!(\"{{:?}}\", v) }}); }} {a} = v; }}\n")
                 } else {
                     let op = if better_if_less { ">" } else { "<" };
-                    format!("if {b} {op} {a} {{ {a} = {b}; lim.push(Limited {{ what: \"{what}\", member }}); }}\n")
+                    format!("if {b} {op} {a} {{ {a} = {b}; lim.push(Limited {{ what: \"{what}\", member, value: format!(\"{{:?}}\", {b}) }}); }}\n")
                 }
             };
             let line = match kind {
@@ -996,7 +996,7 @@ fn gen_fuse(m: &Model) -> String {
                 "bitmask"
                     if reg.bitmasks.contains(reg.resolve(&f.ty)) || f.ty.contains("FlagBits") =>
                 {
-                    format!("{{ let v = a.{field} & b.{field}; if v != a.{field} {{ lim.push(Limited {{ what: \"{what}\", member }}); }} a.{field} = v; }}\n")
+                    format!("{{ let v = a.{field} & b.{field}; if v != a.{field} {{ lim.push(Limited {{ what: \"{what}\", member, value: format!(\"{{v:?}}\") }}); }} a.{field} = v; }}\n")
                 }
                 "range" if f.array.is_some() => {
                     cmp(false, &format!("a.{field}[0]"), &format!("b.{field}[0]"))
@@ -1006,7 +1006,7 @@ fn gen_fuse(m: &Model) -> String {
                     if f.array.is_none()
                         && (num || boolean || reg.enums.contains(reg.resolve(&f.ty))) =>
                 {
-                    format!("if a.{field} != b.{field} {{ lim.push(Limited {{ what: \"{what} (differs; the first member's value is kept)\", member }}); }}\n")
+                    format!("if a.{field} != b.{field} {{ lim.push(Limited {{ what: \"{what} (differs; the first member's value is kept)\", member, value: format!(\"{{:?}}\", b.{field}) }}); }}\n")
                 }
                 "struct" => {
                     let inner = snake(reg.resolve(&f.ty).trim_start_matches("Vk"));

@@ -32,6 +32,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// The configuration, read once per process (so each bad value is reported once).
+    pub fn get() -> &'static Config {
+        static CONFIG: once_cell::sync::OnceCell<Config> = once_cell::sync::OnceCell::new();
+        CONFIG.get_or_init(Config::load)
+    }
+
     pub fn fault(&self, what: &str, member: usize) -> bool {
         self.faults
             .iter()

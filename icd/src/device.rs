@@ -47,7 +47,7 @@ pub unsafe extern "system" fn create_device(
             }
             exts.push(name);
         }
-        let cfg = crate::config::Config::load();
+        let cfg = crate::config::Config::get();
         let residency = cfg.residency;
         let resident: Vec<_> = match residency {
             Residency::All => p.members.iter().collect(),

@@ -150,24 +150,28 @@ pub unsafe extern "system" fn enumerate_instance_layer_properties(
 
 /// The lowest instance version over members, capped at what vkfuse implements.
 pub fn instance_version() -> u32 {
-    let mut v = API_VERSION;
-    for m in &member::discovery().members {
-        let mv = match member::global(m, c"vkEnumerateInstanceVersion") {
-            // SAFETY: the pointer is the member's vkEnumerateInstanceVersion.
-            Some(f) => unsafe {
-                let f: EnumVersion = std::mem::transmute(f);
-                let mut x = 0;
-                if f(&mut x) == vk::Result::SUCCESS {
-                    x
-                } else {
-                    vk::API_VERSION_1_0
-                }
-            },
-            None => vk::API_VERSION_1_0,
-        };
-        v = v.min(mv);
+    member::discovery()
+        .members
+        .iter()
+        .map(member_instance_version)
+        .fold(API_VERSION, u32::min)
+}
+
+/// A member's instance version (1.0 where it cannot say).
+fn member_instance_version(m: &Member) -> u32 {
+    match member::global(m, c"vkEnumerateInstanceVersion") {
+        // SAFETY: the pointer is the member's vkEnumerateInstanceVersion.
+        Some(f) => unsafe {
+            let f: EnumVersion = std::mem::transmute(f);
+            let mut x = 0;
+            if f(&mut x) == vk::Result::SUCCESS {
+                x
+            } else {
+                vk::API_VERSION_1_0
+            }
+        },
+        None => vk::API_VERSION_1_0,
     }
-    v
 }
 
 /// # Safety
@@ -186,9 +190,19 @@ pub unsafe extern "system" fn enumerate_instance_version(p: *mut u32) -> vk::Res
 /// Creates the member instances and the fused physical device. Members that fail are left out
 /// with one message each.
 pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> Box<Instance> {
-    let cfg = crate::config::Config::load();
+    let cfg = crate::config::Config::get();
     let d = member::discovery();
     let order = vkfuse_scheduler::placement_order(d.members.len(), cfg.primary, cfg.mask);
+    if let Some(first) = order.first() {
+        if *first != cfg.primary {
+            crate::warn!(
+                "VKFUSE_PRIMARY={} names no usable member (there are {} members{}); member {first} executes",
+                cfg.primary,
+                d.members.len(),
+                if cfg.mask.is_some() { " and VKFUSE_MASK applies" } else { "" }
+            );
+        }
+    }
     let names: Vec<std::ffi::CString> = extensions.iter().map(|e| member::cstring(e)).collect();
     let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
     let api_version = app_info.map_or(vk::API_VERSION_1_0, |a| {
@@ -212,7 +226,11 @@ pub fn build(app_info: Option<&vk::ApplicationInfo>, extensions: &[String]) -> B
         };
         // SAFETY: the pointer is the member's vkCreateInstance.
         let f: CreateInstance = unsafe { std::mem::transmute(f) };
-        let app = app_info.copied().unwrap_or_default();
+        // vkfuse itself queries members with 1.1+ commands (properties2 chains): inner instances
+        // use the member's own version; what the application may use is limited by the fused
+        // device's version and the application's own.
+        let mut app = app_info.copied().unwrap_or_default();
+        app.api_version = member_instance_version(m).max(app.api_version);
         let ci = vk::InstanceCreateInfo {
             p_application_info: &app,
             enabled_extension_count: ptrs.len() as u32,

@@ -224,7 +224,7 @@ static DISCOVERY: OnceCell<Discovery> = OnceCell::new();
 /// Finds and loads the members once per process.
 pub fn discovery() -> &'static Discovery {
     DISCOVERY.get_or_init(|| {
-        let cfg = crate::config::Config::load();
+        let cfg = crate::config::Config::get();
         let own = own_library();
         let manifests = cfg.icds.clone().unwrap_or_else(standard_manifests);
         let mut members = Vec::new();

@@ -131,6 +131,7 @@ pub struct PhysMember {
     pub properties: vk::PhysicalDeviceProperties,
     pub extensions: Vec<String>,
     pub name: String,
+    pub driver_name: String,
 }
 
 impl PhysMember {

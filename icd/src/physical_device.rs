@@ -68,6 +68,7 @@ struct Probe {
     extensions: Vec<vk::ExtensionProperties>,
     device_uuid: [u8; 16],
     driver_uuid: [u8; 16],
+    driver_name: String,
 }
 
 fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
@@ -106,6 +107,7 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
         extensions: Vec::new(),
         device_uuid: [0; 16],
         driver_uuid: [0; 16],
+        driver_name: String::new(),
     };
     // SAFETY: queries on the member's physical device with valid output pointers.
     unsafe {
@@ -135,7 +137,16 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
         }
         p.extensions.truncate(n as usize);
         if let Some(p2) = f.get_physical_device_properties2 {
+            let mut driver = vk::PhysicalDeviceDriverProperties::default();
+            // Driver properties are core in 1.2; older members need the extension.
+            let has_driver = p.properties.api_version >= vk::API_VERSION_1_2
+                || p.extensions
+                    .iter()
+                    .any(|e| ext_name(e) == "VK_KHR_driver_properties");
             let mut id = vk::PhysicalDeviceIDProperties::default();
+            if has_driver {
+                id.p_next = (&mut driver as *mut vk::PhysicalDeviceDriverProperties).cast();
+            }
             let mut props2 = vk::PhysicalDeviceProperties2 {
                 p_next: (&mut id as *mut vk::PhysicalDeviceIDProperties).cast(),
                 ..Default::default()
@@ -143,6 +154,7 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
             p2(pd, &mut props2);
             p.device_uuid = id.device_uuid;
             p.driver_uuid = id.driver_uuid;
+            p.driver_name = c_name(&driver.driver_name);
         }
     }
     Ok(p)
@@ -356,6 +368,7 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             properties: p.properties,
             extensions: p.extensions.iter().map(ext_name).collect(),
             name: names[k].clone(),
+            driver_name: p.driver_name.clone(),
         })
         .collect();
     Some(Box::new(PhysicalDevice {

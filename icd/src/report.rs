@@ -34,6 +34,7 @@ pub fn info_json() -> Value {
             "status": if pm.is_some() { "ok" } else { "skipped" },
             "reason": if pm.is_some() { Value::Null } else { json!(why.unwrap_or_else(|| "left out".into())) },
             "device_name": pm.map(|p| p.name.clone()),
+            "driver_name": pm.map(|p| p.driver_name.clone()),
             "api_version": pm.map(|p| version(p.properties.api_version)),
             "extensions": pm.map(|p| p.extensions.len()),
         }));
@@ -55,10 +56,10 @@ pub fn info_json() -> Value {
             "device_extensions": f.extensions.iter().map(ext_name).collect::<Vec<_>>(),
             "queue_families": f.queue_families.iter().map(|q| json!({"flags": format!("{:?}", q.queue_flags), "count": q.queue_count})).collect::<Vec<_>>(),
             "memory_types": f.memory.memory_types[..f.memory.memory_type_count as usize].iter().map(|t| format!("{:?} (heap {})", t.property_flags, t.heap_index)).collect::<Vec<_>>(),
-            "limited_by": f.limited.iter().map(|l| json!({"what": l.what, "member": l.member})).collect::<Vec<_>>(),
+            "limited_by": f.limited.iter().map(|l| json!({"what": l.what, "member": l.member, "value": l.value})).collect::<Vec<_>>(),
         })
     });
-    let cfg = crate::config::Config::load();
+    let cfg = crate::config::Config::get();
     let out = json!({
         "members": members,
         "fused": fused,

@@ -20,7 +20,7 @@ use vkfuse_examples::{
 
 const NAME: &str = "bench-record";
 const USAGE: &str = "\
-usage: bench-record [--commands N] [--iterations K] [--validation]
+usage: bench-record [--commands N] [--iterations K] [--record-only R] [--validation]
 
 Records one command buffer with N (default 100000) commands alternating vkCmdPushConstants and
 vkCmdDispatch(1,1,1), submits it and waits; one warm-up, then K (default 5) timed iterations.
@@ -30,7 +30,9 @@ record_ns: vkBeginCommandBuffer..vkEndCommandBuffer (N commands plus 7 fixed set
 commands); submit_wait_ns: vkQueueSubmit..vkWaitForFences; total_ns: both, as one span.
 
   --commands N     2..=100000000
-  --iterations K   1..=10000
+  --iterations K   0..=10000 (0: submit nothing, only the --record-only repetitions)
+  --record-only R  after the timed iterations, record R more times without submitting; their
+                   times go to \"record_only_ns\" (empty without the flag)
   --validation     enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                    exit code 3 if it reports errors or warnings";
 
@@ -46,9 +48,10 @@ fn value(j: u32) -> u32 {
 fn run(mut args: Args) -> Result<Report> {
     let commands: u32 = args.value("--commands")?.unwrap_or(100_000);
     let iterations: u32 = args.value("--iterations")?.unwrap_or(5);
+    let record_only: u32 = args.value("--record-only")?.unwrap_or(0);
     args.finish()?;
-    if !(2..=100_000_000).contains(&commands) || !(1..=10_000).contains(&iterations) {
-        return Err("--commands must be in 2..=100000000 and --iterations in 1..=10000".into());
+    if !(2..=100_000_000).contains(&commands) || iterations > 10_000 {
+        return Err("--commands must be in 2..=100000000 and --iterations in 0..=10000".into());
     }
 
     let ctx = Context::new(&ContextDesc {
@@ -115,14 +118,8 @@ fn run(mut args: Args) -> Result<Report> {
         .map(|j| value(j).to_le_bytes())
         .collect();
 
-    let (mut record_ns, mut submit_wait_ns, mut total_ns) = (Vec::new(), Vec::new(), Vec::new());
-    for iteration in 0..=iterations {
-        // SAFETY: the pool's only command buffer is not pending (the previous iteration waited
-        // on its fence), so the pool may be reset (VUID-vkResetCommandPool-commandPool-00040).
-        unsafe { d.reset_command_pool(*pool, vk::CommandPoolResetFlags::empty()) }
-            .context("vkResetCommandPool")?;
-
-        let start = Instant::now();
+    // Records the benchmark's command buffer (the pool was reset by the caller).
+    let record = || -> Result<()> {
         // SAFETY: cb is in the initial state after the pool reset and used by this thread only;
         // all handles are alive until the fence wait. Barriers: fill -> atomics, atomics ->
         // copy, copy -> host read. The dispatches themselves only do atomic adds on the
@@ -193,6 +190,20 @@ fn run(mut args: Args) -> Result<Report> {
             );
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
+        Ok(())
+    };
+
+    let (mut record_ns, mut submit_wait_ns, mut total_ns) = (Vec::new(), Vec::new(), Vec::new());
+    // With --iterations 0 nothing is submitted (recording-only runs, e.g. under callgrind).
+    let submitting = if iterations == 0 { 0 } else { iterations + 1 };
+    for iteration in 0..submitting {
+        // SAFETY: the pool's only command buffer is not pending (the previous iteration waited
+        // on its fence), so the pool may be reset (VUID-vkResetCommandPool-commandPool-00040).
+        unsafe { d.reset_command_pool(*pool, vk::CommandPoolResetFlags::empty()) }
+            .context("vkResetCommandPool")?;
+
+        let start = Instant::now();
+        record()?;
         let recorded = Instant::now();
         let cbs = [cb];
         // SAFETY: cb is executable, of the queue's family; the fence is unsignaled (created so,
@@ -224,6 +235,19 @@ fn run(mut args: Args) -> Result<Report> {
         }
     }
 
+    // Recording alone, without submitting: many more recording samples per second, for a
+    // forwarding-overhead ratio that execution time does not drown.
+    let mut record_only_ns = Vec::new();
+    for _ in 0..record_only {
+        // SAFETY: nothing is pending on the pool (the last submit was waited for, and
+        // record-only command buffers are never submitted).
+        unsafe { d.reset_command_pool(*pool, vk::CommandPoolResetFlags::empty()) }
+            .context("vkResetCommandPool")?;
+        let start = Instant::now();
+        record()?;
+        record_only_ns.push(nanos(start.elapsed()));
+    }
+
     eprintln!(
         "{NAME}: {commands} commands ({} pushes, {dispatches} dispatches), {iterations} iterations after 1 warm-up; median record {:.3} ms ({:.1} ns/command), submit+wait {:.3} ms, total {:.3} ms; counter checked every iteration",
         commands.div_ceil(2),
@@ -233,9 +257,10 @@ fn run(mut args: Args) -> Result<Report> {
         median(&total_ns) as f64 / 1e6,
     );
     Ok(Report::Json(format!(
-        "{{\"name\":\"{NAME}\",\"commands\":{commands},\"iterations\":{iterations},\"record_ns\":{},\"submit_wait_ns\":{},\"total_ns\":{}}}",
+        "{{\"name\":\"{NAME}\",\"commands\":{commands},\"iterations\":{iterations},\"record_ns\":{},\"submit_wait_ns\":{},\"total_ns\":{},\"record_only_ns\":{}}}",
         json_array(&record_ns),
         json_array(&submit_wait_ns),
         json_array(&total_ns),
+        json_array(&record_only_ns),
     )))
 }

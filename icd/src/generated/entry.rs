@@ -348,15 +348,16 @@ pub unsafe extern "system" fn cmd_begin_query(
     query: u32,
     flags: vk::QueryControlFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         query_pool: vk::QueryPool,
         query: u32,
         flags: vk::QueryControlFlags,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query else {
                 let _ = missing("vkCmdBeginQuery");
@@ -377,8 +378,8 @@ pub unsafe extern "system" fn cmd_begin_query(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_begin_query else {
             let _ = missing("vkCmdBeginQuery");
@@ -393,7 +394,7 @@ pub unsafe extern "system" fn cmd_begin_query(
             )
         };
     }
-    unsafe { each(targets, query_pool, query, flags) }
+    unsafe { each(obj, query_pool, query, flags) }
 }
 
 /// Forwards `vkCmdBeginQueryIndexedEXT` to every recording target.
@@ -407,16 +408,17 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     flags: vk::QueryControlFlags,
     index: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         query_pool: vk::QueryPool,
         query: u32,
         flags: vk::QueryControlFlags,
         index: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
                 let _ = missing("vkCmdBeginQueryIndexedEXT");
@@ -438,8 +440,8 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
             let _ = missing("vkCmdBeginQueryIndexedEXT");
@@ -455,7 +457,7 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
             )
         };
     }
-    unsafe { each(targets, query_pool, query, flags, index) }
+    unsafe { each(obj, query_pool, query, flags, index) }
 }
 
 /// Forwards `vkCmdBeginRenderPass`.
@@ -625,15 +627,16 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
     offset: vk::DeviceSize,
     index_type: vk::IndexType,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         index_type: vk::IndexType,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_index_buffer else {
                 let _ = missing("vkCmdBindIndexBuffer");
@@ -654,8 +657,8 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_bind_index_buffer else {
             let _ = missing("vkCmdBindIndexBuffer");
@@ -670,7 +673,7 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
             )
         };
     }
-    unsafe { each(targets, buffer, offset, index_type) }
+    unsafe { each(obj, buffer, offset, index_type) }
 }
 
 /// Forwards `vkCmdBindPipeline` to every recording target.
@@ -682,14 +685,15 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
     pipeline_bind_point: vk::PipelineBindPoint,
     pipeline: vk::Pipeline,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         pipeline_bind_point: vk::PipelineBindPoint,
         pipeline: vk::Pipeline,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_pipeline else {
                 let _ = missing("vkCmdBindPipeline");
@@ -709,8 +713,8 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_bind_pipeline else {
             let _ = missing("vkCmdBindPipeline");
@@ -724,7 +728,7 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
             )
         };
     }
-    unsafe { each(targets, pipeline_bind_point, pipeline) }
+    unsafe { each(obj, pipeline_bind_point, pipeline) }
 }
 
 /// Forwards `vkCmdBindTransformFeedbackBuffersEXT`.
@@ -849,10 +853,11 @@ pub unsafe extern "system" fn cmd_blit_image(
     p_regions: *const vk::ImageBlit,
     filter: vk::Filter,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_image: vk::Image,
         src_image_layout: vk::ImageLayout,
         dst_image: vk::Image,
@@ -861,7 +866,7 @@ pub unsafe extern "system" fn cmd_blit_image(
         p_regions: *const vk::ImageBlit,
         filter: vk::Filter,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_blit_image else {
                 let _ = missing("vkCmdBlitImage");
@@ -886,8 +891,8 @@ pub unsafe extern "system" fn cmd_blit_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_blit_image else {
             let _ = missing("vkCmdBlitImage");
@@ -908,7 +913,7 @@ pub unsafe extern "system" fn cmd_blit_image(
     }
     unsafe {
         each(
-            targets,
+            obj,
             src_image,
             src_image_layout,
             dst_image,
@@ -959,16 +964,17 @@ pub unsafe extern "system" fn cmd_clear_attachments(
     rect_count: u32,
     p_rects: *const vk::ClearRect,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         attachment_count: u32,
         p_attachments: *const vk::ClearAttachment,
         rect_count: u32,
         p_rects: *const vk::ClearRect,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_attachments else {
                 let _ = missing("vkCmdClearAttachments");
@@ -990,8 +996,8 @@ pub unsafe extern "system" fn cmd_clear_attachments(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_clear_attachments else {
             let _ = missing("vkCmdClearAttachments");
@@ -1007,15 +1013,7 @@ pub unsafe extern "system" fn cmd_clear_attachments(
             )
         };
     }
-    unsafe {
-        each(
-            targets,
-            attachment_count,
-            p_attachments,
-            rect_count,
-            p_rects,
-        )
-    }
+    unsafe { each(obj, attachment_count, p_attachments, rect_count, p_rects) }
 }
 
 /// Forwards `vkCmdClearColorImage` to every recording target.
@@ -1030,17 +1028,18 @@ pub unsafe extern "system" fn cmd_clear_color_image(
     range_count: u32,
     p_ranges: *const vk::ImageSubresourceRange,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         image: vk::Image,
         image_layout: vk::ImageLayout,
         p_color: *const vk::ClearColorValue,
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_color_image else {
                 let _ = missing("vkCmdClearColorImage");
@@ -1063,8 +1062,8 @@ pub unsafe extern "system" fn cmd_clear_color_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_clear_color_image else {
             let _ = missing("vkCmdClearColorImage");
@@ -1081,7 +1080,7 @@ pub unsafe extern "system" fn cmd_clear_color_image(
             )
         };
     }
-    unsafe { each(targets, image, image_layout, p_color, range_count, p_ranges) }
+    unsafe { each(obj, image, image_layout, p_color, range_count, p_ranges) }
 }
 
 /// Forwards `vkCmdClearDepthStencilImage` to every recording target.
@@ -1096,17 +1095,18 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
     range_count: u32,
     p_ranges: *const vk::ImageSubresourceRange,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         image: vk::Image,
         image_layout: vk::ImageLayout,
         p_depth_stencil: *const vk::ClearDepthStencilValue,
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
                 let _ = missing("vkCmdClearDepthStencilImage");
@@ -1129,8 +1129,8 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
             let _ = missing("vkCmdClearDepthStencilImage");
@@ -1149,7 +1149,7 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
     }
     unsafe {
         each(
-            targets,
+            obj,
             image,
             image_layout,
             p_depth_stencil,
@@ -1170,16 +1170,17 @@ pub unsafe extern "system" fn cmd_copy_buffer(
     region_count: u32,
     p_regions: *const vk::BufferCopy,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_buffer: vk::Buffer,
         dst_buffer: vk::Buffer,
         region_count: u32,
         p_regions: *const vk::BufferCopy,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer else {
                 let _ = missing("vkCmdCopyBuffer");
@@ -1201,8 +1202,8 @@ pub unsafe extern "system" fn cmd_copy_buffer(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_copy_buffer else {
             let _ = missing("vkCmdCopyBuffer");
@@ -1218,7 +1219,7 @@ pub unsafe extern "system" fn cmd_copy_buffer(
             )
         };
     }
-    unsafe { each(targets, src_buffer, dst_buffer, region_count, p_regions) }
+    unsafe { each(obj, src_buffer, dst_buffer, region_count, p_regions) }
 }
 
 /// Forwards `vkCmdCopyBuffer2`.
@@ -1261,17 +1262,18 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
     region_count: u32,
     p_regions: *const vk::BufferImageCopy,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_buffer: vk::Buffer,
         dst_image: vk::Image,
         dst_image_layout: vk::ImageLayout,
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer_to_image else {
                 let _ = missing("vkCmdCopyBufferToImage");
@@ -1294,8 +1296,8 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_copy_buffer_to_image else {
             let _ = missing("vkCmdCopyBufferToImage");
@@ -1314,7 +1316,7 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
     }
     unsafe {
         each(
-            targets,
+            obj,
             src_buffer,
             dst_image,
             dst_image_layout,
@@ -1368,10 +1370,11 @@ pub unsafe extern "system" fn cmd_copy_image(
     region_count: u32,
     p_regions: *const vk::ImageCopy,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_image: vk::Image,
         src_image_layout: vk::ImageLayout,
         dst_image: vk::Image,
@@ -1379,7 +1382,7 @@ pub unsafe extern "system" fn cmd_copy_image(
         region_count: u32,
         p_regions: *const vk::ImageCopy,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image else {
                 let _ = missing("vkCmdCopyImage");
@@ -1403,8 +1406,8 @@ pub unsafe extern "system" fn cmd_copy_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_copy_image else {
             let _ = missing("vkCmdCopyImage");
@@ -1424,7 +1427,7 @@ pub unsafe extern "system" fn cmd_copy_image(
     }
     unsafe {
         each(
-            targets,
+            obj,
             src_image,
             src_image_layout,
             dst_image,
@@ -1475,17 +1478,18 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
     region_count: u32,
     p_regions: *const vk::BufferImageCopy,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_image: vk::Image,
         src_image_layout: vk::ImageLayout,
         dst_buffer: vk::Buffer,
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image_to_buffer else {
                 let _ = missing("vkCmdCopyImageToBuffer");
@@ -1508,8 +1512,8 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_copy_image_to_buffer else {
             let _ = missing("vkCmdCopyImageToBuffer");
@@ -1528,7 +1532,7 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
     }
     unsafe {
         each(
-            targets,
+            obj,
             src_image,
             src_image_layout,
             dst_buffer,
@@ -1583,10 +1587,11 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     stride: vk::DeviceSize,
     flags: vk::QueryResultFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         query_pool: vk::QueryPool,
         first_query: u32,
         query_count: u32,
@@ -1595,7 +1600,7 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
         stride: vk::DeviceSize,
         flags: vk::QueryResultFlags,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_query_pool_results else {
                 let _ = missing("vkCmdCopyQueryPoolResults");
@@ -1620,8 +1625,8 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_copy_query_pool_results else {
             let _ = missing("vkCmdCopyQueryPoolResults");
@@ -1642,7 +1647,7 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }
     unsafe {
         each(
-            targets,
+            obj,
             query_pool,
             first_query,
             query_count,
@@ -1664,15 +1669,16 @@ pub unsafe extern "system" fn cmd_dispatch(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         group_count_x: u32,
         group_count_y: u32,
         group_count_z: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch else {
                 let _ = missing("vkCmdDispatch");
@@ -1686,8 +1692,8 @@ pub unsafe extern "system" fn cmd_dispatch(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_dispatch else {
             let _ = missing("vkCmdDispatch");
@@ -1695,7 +1701,7 @@ pub unsafe extern "system" fn cmd_dispatch(
         };
         return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
     }
-    unsafe { each(targets, group_count_x, group_count_y, group_count_z) }
+    unsafe { each(obj, group_count_x, group_count_y, group_count_z) }
 }
 
 /// Forwards `vkCmdDispatchBase` to every recording target.
@@ -1711,10 +1717,11 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         base_group_x: u32,
         base_group_y: u32,
         base_group_z: u32,
@@ -1722,7 +1729,7 @@ pub unsafe extern "system" fn cmd_dispatch_base(
         group_count_y: u32,
         group_count_z: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_base else {
                 let _ = missing("vkCmdDispatchBase");
@@ -1746,8 +1753,8 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_dispatch_base else {
             let _ = missing("vkCmdDispatchBase");
@@ -1767,7 +1774,7 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     }
     unsafe {
         each(
-            targets,
+            obj,
             base_group_x,
             base_group_y,
             base_group_z,
@@ -1787,10 +1794,11 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     buffer: vk::Buffer,
     offset: vk::DeviceSize,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], buffer: vk::Buffer, offset: vk::DeviceSize) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, buffer: vk::Buffer, offset: vk::DeviceSize) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_indirect else {
                 let _ = missing("vkCmdDispatchIndirect");
@@ -1804,8 +1812,8 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_dispatch_indirect else {
             let _ = missing("vkCmdDispatchIndirect");
@@ -1813,7 +1821,7 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
         };
         return unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
     }
-    unsafe { each(targets, buffer, offset) }
+    unsafe { each(obj, buffer, offset) }
 }
 
 /// Forwards `vkCmdDraw` to every recording target.
@@ -1827,16 +1835,17 @@ pub unsafe extern "system" fn cmd_draw(
     first_vertex: u32,
     first_instance: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         vertex_count: u32,
         instance_count: u32,
         first_vertex: u32,
         first_instance: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw else {
                 let _ = missing("vkCmdDraw");
@@ -1858,8 +1867,8 @@ pub unsafe extern "system" fn cmd_draw(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw else {
             let _ = missing("vkCmdDraw");
@@ -1877,7 +1886,7 @@ pub unsafe extern "system" fn cmd_draw(
     }
     unsafe {
         each(
-            targets,
+            obj,
             vertex_count,
             instance_count,
             first_vertex,
@@ -1898,17 +1907,18 @@ pub unsafe extern "system" fn cmd_draw_indexed(
     vertex_offset: i32,
     first_instance: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         index_count: u32,
         instance_count: u32,
         first_index: u32,
         vertex_offset: i32,
         first_instance: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed else {
                 let _ = missing("vkCmdDrawIndexed");
@@ -1931,8 +1941,8 @@ pub unsafe extern "system" fn cmd_draw_indexed(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indexed else {
             let _ = missing("vkCmdDrawIndexed");
@@ -1951,7 +1961,7 @@ pub unsafe extern "system" fn cmd_draw_indexed(
     }
     unsafe {
         each(
-            targets,
+            obj,
             index_count,
             instance_count,
             first_index,
@@ -1972,16 +1982,17 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
     draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect else {
                 let _ = missing("vkCmdDrawIndexedIndirect");
@@ -2003,8 +2014,8 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indexed_indirect else {
             let _ = missing("vkCmdDrawIndexedIndirect");
@@ -2020,7 +2031,7 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
             )
         };
     }
-    unsafe { each(targets, buffer, offset, draw_count, stride) }
+    unsafe { each(obj, buffer, offset, draw_count, stride) }
 }
 
 /// Forwards `vkCmdDrawIndexedIndirectCount` to every recording target.
@@ -2036,10 +2047,11 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
     max_draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         count_buffer: vk::Buffer,
@@ -2047,7 +2059,7 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
                 let _ = missing("vkCmdDrawIndexedIndirectCount");
@@ -2071,8 +2083,8 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
             let _ = missing("vkCmdDrawIndexedIndirectCount");
@@ -2092,7 +2104,7 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
     }
     unsafe {
         each(
-            targets,
+            obj,
             buffer,
             offset,
             count_buffer,
@@ -2114,16 +2126,17 @@ pub unsafe extern "system" fn cmd_draw_indirect(
     draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect else {
                 let _ = missing("vkCmdDrawIndirect");
@@ -2145,8 +2158,8 @@ pub unsafe extern "system" fn cmd_draw_indirect(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indirect else {
             let _ = missing("vkCmdDrawIndirect");
@@ -2162,7 +2175,7 @@ pub unsafe extern "system" fn cmd_draw_indirect(
             )
         };
     }
-    unsafe { each(targets, buffer, offset, draw_count, stride) }
+    unsafe { each(obj, buffer, offset, draw_count, stride) }
 }
 
 /// Forwards `vkCmdDrawIndirectByteCountEXT` to every recording target.
@@ -2178,10 +2191,11 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
     counter_offset: u32,
     vertex_stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         instance_count: u32,
         first_instance: u32,
         counter_buffer: vk::Buffer,
@@ -2189,7 +2203,7 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
         counter_offset: u32,
         vertex_stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
                 let _ = missing("vkCmdDrawIndirectByteCountEXT");
@@ -2213,8 +2227,8 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
             let _ = missing("vkCmdDrawIndirectByteCountEXT");
@@ -2234,7 +2248,7 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             instance_count,
             first_instance,
             counter_buffer,
@@ -2258,10 +2272,11 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
     max_draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         count_buffer: vk::Buffer,
@@ -2269,7 +2284,7 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_count else {
                 let _ = missing("vkCmdDrawIndirectCount");
@@ -2293,8 +2308,8 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_indirect_count else {
             let _ = missing("vkCmdDrawIndirectCount");
@@ -2314,7 +2329,7 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
     }
     unsafe {
         each(
-            targets,
+            obj,
             buffer,
             offset,
             count_buffer,
@@ -2335,15 +2350,16 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_ext(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         group_count_x: u32,
         group_count_y: u32,
         group_count_z: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_ext else {
                 let _ = missing("vkCmdDrawMeshTasksEXT");
@@ -2357,8 +2373,8 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_mesh_tasks_ext else {
             let _ = missing("vkCmdDrawMeshTasksEXT");
@@ -2366,7 +2382,7 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_ext(
         };
         return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
     }
-    unsafe { each(targets, group_count_x, group_count_y, group_count_z) }
+    unsafe { each(obj, group_count_x, group_count_y, group_count_z) }
 }
 
 /// Forwards `vkCmdDrawMeshTasksIndirectCountEXT` to every recording target.
@@ -2382,10 +2398,11 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
     max_draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         count_buffer: vk::Buffer,
@@ -2393,7 +2410,7 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
         max_draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
                 let _ = missing("vkCmdDrawMeshTasksIndirectCountEXT");
@@ -2417,8 +2434,8 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
             let _ = missing("vkCmdDrawMeshTasksIndirectCountEXT");
@@ -2438,7 +2455,7 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             buffer,
             offset,
             count_buffer,
@@ -2460,16 +2477,17 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
     draw_count: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         buffer: vk::Buffer,
         offset: vk::DeviceSize,
         draw_count: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
                 let _ = missing("vkCmdDrawMeshTasksIndirectEXT");
@@ -2491,8 +2509,8 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
             let _ = missing("vkCmdDrawMeshTasksIndirectEXT");
@@ -2508,7 +2526,7 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
             )
         };
     }
-    unsafe { each(targets, buffer, offset, draw_count, stride) }
+    unsafe { each(obj, buffer, offset, draw_count, stride) }
 }
 
 /// Forwards `vkCmdDrawMultiEXT` to every recording target.
@@ -2523,17 +2541,18 @@ pub unsafe extern "system" fn cmd_draw_multi_ext(
     first_instance: u32,
     stride: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         draw_count: u32,
         p_vertex_info: *const vk::MultiDrawInfoEXT,
         instance_count: u32,
         first_instance: u32,
         stride: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_multi_ext else {
                 let _ = missing("vkCmdDrawMultiEXT");
@@ -2556,8 +2575,8 @@ pub unsafe extern "system" fn cmd_draw_multi_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_multi_ext else {
             let _ = missing("vkCmdDrawMultiEXT");
@@ -2576,7 +2595,7 @@ pub unsafe extern "system" fn cmd_draw_multi_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             draw_count,
             p_vertex_info,
             instance_count,
@@ -2599,10 +2618,11 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
     stride: u32,
     p_vertex_offset: *const i32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         draw_count: u32,
         p_index_info: *const vk::MultiDrawIndexedInfoEXT,
         instance_count: u32,
@@ -2610,7 +2630,7 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
         stride: u32,
         p_vertex_offset: *const i32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_multi_indexed_ext else {
                 let _ = missing("vkCmdDrawMultiIndexedEXT");
@@ -2634,8 +2654,8 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_draw_multi_indexed_ext else {
             let _ = missing("vkCmdDrawMultiIndexedEXT");
@@ -2655,7 +2675,7 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             draw_count,
             p_index_info,
             instance_count,
@@ -2671,10 +2691,11 @@ pub unsafe extern "system" fn cmd_draw_multi_indexed_ext(
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndConditionalRenderingEXT`.
 pub unsafe extern "system" fn cmd_end_conditional_rendering_ext(command_buffer: vk::CommandBuffer) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target]) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_conditional_rendering_ext else {
                 let _ = missing("vkCmdEndConditionalRenderingEXT");
@@ -2688,8 +2709,8 @@ pub unsafe extern "system" fn cmd_end_conditional_rendering_ext(command_buffer: 
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_conditional_rendering_ext else {
             let _ = missing("vkCmdEndConditionalRenderingEXT");
@@ -2697,7 +2718,7 @@ pub unsafe extern "system" fn cmd_end_conditional_rendering_ext(command_buffer: 
         };
         return unsafe { f(t.handle) };
     }
-    unsafe { each(targets) }
+    unsafe { each(obj) }
 }
 
 /// Forwards `vkCmdEndQuery` to every recording target.
@@ -2709,10 +2730,11 @@ pub unsafe extern "system" fn cmd_end_query(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], query_pool: vk::QueryPool, query: u32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query else {
                 let _ = missing("vkCmdEndQuery");
@@ -2726,8 +2748,8 @@ pub unsafe extern "system" fn cmd_end_query(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_query else {
             let _ = missing("vkCmdEndQuery");
@@ -2735,7 +2757,7 @@ pub unsafe extern "system" fn cmd_end_query(
         };
         return unsafe { f(t.handle, crate::conv::nd(query_pool, md.index), query) };
     }
-    unsafe { each(targets, query_pool, query) }
+    unsafe { each(obj, query_pool, query) }
 }
 
 /// Forwards `vkCmdEndQueryIndexedEXT` to every recording target.
@@ -2748,15 +2770,11 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     query: u32,
     index: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        query_pool: vk::QueryPool,
-        query: u32,
-        index: u32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32, index: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query_indexed_ext else {
                 let _ = missing("vkCmdEndQueryIndexedEXT");
@@ -2777,8 +2795,8 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_query_indexed_ext else {
             let _ = missing("vkCmdEndQueryIndexedEXT");
@@ -2793,7 +2811,7 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
             )
         };
     }
-    unsafe { each(targets, query_pool, query, index) }
+    unsafe { each(obj, query_pool, query, index) }
 }
 
 /// Forwards `vkCmdEndRenderPass` to every recording target.
@@ -2801,10 +2819,11 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndRenderPass`.
 pub unsafe extern "system" fn cmd_end_render_pass(command_buffer: vk::CommandBuffer) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target]) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_render_pass else {
                 let _ = missing("vkCmdEndRenderPass");
@@ -2818,8 +2837,8 @@ pub unsafe extern "system" fn cmd_end_render_pass(command_buffer: vk::CommandBuf
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_render_pass else {
             let _ = missing("vkCmdEndRenderPass");
@@ -2827,7 +2846,7 @@ pub unsafe extern "system" fn cmd_end_render_pass(command_buffer: vk::CommandBuf
         };
         return unsafe { f(t.handle) };
     }
-    unsafe { each(targets) }
+    unsafe { each(obj) }
 }
 
 /// Forwards `vkCmdEndRenderPass2` to every recording target.
@@ -2838,13 +2857,11 @@ pub unsafe extern "system" fn cmd_end_render_pass2(
     command_buffer: vk::CommandBuffer,
     p_subpass_end_info: *const vk::SubpassEndInfo,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        p_subpass_end_info: *const vk::SubpassEndInfo,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, p_subpass_end_info: *const vk::SubpassEndInfo) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_render_pass2 else {
                 let _ = missing("vkCmdEndRenderPass2");
@@ -2858,8 +2875,8 @@ pub unsafe extern "system" fn cmd_end_render_pass2(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_render_pass2 else {
             let _ = missing("vkCmdEndRenderPass2");
@@ -2867,7 +2884,7 @@ pub unsafe extern "system" fn cmd_end_render_pass2(
         };
         return unsafe { f(t.handle, p_subpass_end_info) };
     }
-    unsafe { each(targets, p_subpass_end_info) }
+    unsafe { each(obj, p_subpass_end_info) }
 }
 
 /// Forwards `vkCmdEndRendering` to every recording target.
@@ -2875,10 +2892,11 @@ pub unsafe extern "system" fn cmd_end_render_pass2(
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdEndRendering`.
 pub unsafe extern "system" fn cmd_end_rendering(command_buffer: vk::CommandBuffer) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target]) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_rendering else {
                 let _ = missing("vkCmdEndRendering");
@@ -2892,8 +2910,8 @@ pub unsafe extern "system" fn cmd_end_rendering(command_buffer: vk::CommandBuffe
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_end_rendering else {
             let _ = missing("vkCmdEndRendering");
@@ -2901,7 +2919,7 @@ pub unsafe extern "system" fn cmd_end_rendering(command_buffer: vk::CommandBuffe
         };
         return unsafe { f(t.handle) };
     }
-    unsafe { each(targets) }
+    unsafe { each(obj) }
 }
 
 /// Forwards `vkCmdEndTransformFeedbackEXT`.
@@ -2979,16 +2997,17 @@ pub unsafe extern "system" fn cmd_fill_buffer(
     size: vk::DeviceSize,
     data: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         dst_buffer: vk::Buffer,
         dst_offset: vk::DeviceSize,
         size: vk::DeviceSize,
         data: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_fill_buffer else {
                 let _ = missing("vkCmdFillBuffer");
@@ -3010,8 +3029,8 @@ pub unsafe extern "system" fn cmd_fill_buffer(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_fill_buffer else {
             let _ = missing("vkCmdFillBuffer");
@@ -3027,7 +3046,7 @@ pub unsafe extern "system" fn cmd_fill_buffer(
             )
         };
     }
-    unsafe { each(targets, dst_buffer, dst_offset, size, data) }
+    unsafe { each(obj, dst_buffer, dst_offset, size, data) }
 }
 
 /// Forwards `vkCmdNextSubpass` to every recording target.
@@ -3038,10 +3057,11 @@ pub unsafe extern "system" fn cmd_next_subpass(
     command_buffer: vk::CommandBuffer,
     contents: vk::SubpassContents,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], contents: vk::SubpassContents) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, contents: vk::SubpassContents) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_next_subpass else {
                 let _ = missing("vkCmdNextSubpass");
@@ -3055,8 +3075,8 @@ pub unsafe extern "system" fn cmd_next_subpass(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_next_subpass else {
             let _ = missing("vkCmdNextSubpass");
@@ -3064,7 +3084,7 @@ pub unsafe extern "system" fn cmd_next_subpass(
         };
         return unsafe { f(t.handle, contents) };
     }
-    unsafe { each(targets, contents) }
+    unsafe { each(obj, contents) }
 }
 
 /// Forwards `vkCmdNextSubpass2` to every recording target.
@@ -3076,14 +3096,15 @@ pub unsafe extern "system" fn cmd_next_subpass2(
     p_subpass_begin_info: *const vk::SubpassBeginInfo,
     p_subpass_end_info: *const vk::SubpassEndInfo,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         p_subpass_begin_info: *const vk::SubpassBeginInfo,
         p_subpass_end_info: *const vk::SubpassEndInfo,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_next_subpass2 else {
                 let _ = missing("vkCmdNextSubpass2");
@@ -3097,8 +3118,8 @@ pub unsafe extern "system" fn cmd_next_subpass2(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_next_subpass2 else {
             let _ = missing("vkCmdNextSubpass2");
@@ -3106,7 +3127,7 @@ pub unsafe extern "system" fn cmd_next_subpass2(
         };
         return unsafe { f(t.handle, p_subpass_begin_info, p_subpass_end_info) };
     }
-    unsafe { each(targets, p_subpass_begin_info, p_subpass_end_info) }
+    unsafe { each(obj, p_subpass_begin_info, p_subpass_end_info) }
 }
 
 /// Forwards `vkCmdPipelineBarrier`.
@@ -3196,17 +3217,18 @@ pub unsafe extern "system" fn cmd_push_constants(
     size: u32,
     p_values: *const c_void,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         layout: vk::PipelineLayout,
         stage_flags: vk::ShaderStageFlags,
         offset: u32,
         size: u32,
         p_values: *const c_void,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_push_constants else {
                 let _ = missing("vkCmdPushConstants");
@@ -3229,8 +3251,8 @@ pub unsafe extern "system" fn cmd_push_constants(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_push_constants else {
             let _ = missing("vkCmdPushConstants");
@@ -3247,7 +3269,7 @@ pub unsafe extern "system" fn cmd_push_constants(
             )
         };
     }
-    unsafe { each(targets, layout, stage_flags, offset, size, p_values) }
+    unsafe { each(obj, layout, stage_flags, offset, size, p_values) }
 }
 
 /// Forwards `vkCmdPushDescriptorSetKHR`.
@@ -3299,14 +3321,11 @@ pub unsafe extern "system" fn cmd_reset_event(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        event: vk::Event,
-        stage_mask: vk::PipelineStageFlags,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event else {
                 let _ = missing("vkCmdResetEvent");
@@ -3320,8 +3339,8 @@ pub unsafe extern "system" fn cmd_reset_event(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_reset_event else {
             let _ = missing("vkCmdResetEvent");
@@ -3329,7 +3348,7 @@ pub unsafe extern "system" fn cmd_reset_event(
         };
         return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
     }
-    unsafe { each(targets, event, stage_mask) }
+    unsafe { each(obj, event, stage_mask) }
 }
 
 /// Forwards `vkCmdResetEvent2` to every recording target.
@@ -3341,14 +3360,11 @@ pub unsafe extern "system" fn cmd_reset_event2(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags2,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        event: vk::Event,
-        stage_mask: vk::PipelineStageFlags2,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags2) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event2 else {
                 let _ = missing("vkCmdResetEvent2");
@@ -3362,8 +3378,8 @@ pub unsafe extern "system" fn cmd_reset_event2(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_reset_event2 else {
             let _ = missing("vkCmdResetEvent2");
@@ -3371,7 +3387,7 @@ pub unsafe extern "system" fn cmd_reset_event2(
         };
         return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
     }
-    unsafe { each(targets, event, stage_mask) }
+    unsafe { each(obj, event, stage_mask) }
 }
 
 /// Forwards `vkCmdResetQueryPool` to every recording target.
@@ -3384,15 +3400,16 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     first_query: u32,
     query_count: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         query_pool: vk::QueryPool,
         first_query: u32,
         query_count: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_query_pool else {
                 let _ = missing("vkCmdResetQueryPool");
@@ -3413,8 +3430,8 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_reset_query_pool else {
             let _ = missing("vkCmdResetQueryPool");
@@ -3429,7 +3446,7 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
             )
         };
     }
-    unsafe { each(targets, query_pool, first_query, query_count) }
+    unsafe { each(obj, query_pool, first_query, query_count) }
 }
 
 /// Forwards `vkCmdResolveImage` to every recording target.
@@ -3445,10 +3462,11 @@ pub unsafe extern "system" fn cmd_resolve_image(
     region_count: u32,
     p_regions: *const vk::ImageResolve,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         src_image: vk::Image,
         src_image_layout: vk::ImageLayout,
         dst_image: vk::Image,
@@ -3456,7 +3474,7 @@ pub unsafe extern "system" fn cmd_resolve_image(
         region_count: u32,
         p_regions: *const vk::ImageResolve,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_resolve_image else {
                 let _ = missing("vkCmdResolveImage");
@@ -3480,8 +3498,8 @@ pub unsafe extern "system" fn cmd_resolve_image(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_resolve_image else {
             let _ = missing("vkCmdResolveImage");
@@ -3501,7 +3519,7 @@ pub unsafe extern "system" fn cmd_resolve_image(
     }
     unsafe {
         each(
-            targets,
+            obj,
             src_image,
             src_image_layout,
             dst_image,
@@ -3548,10 +3566,11 @@ pub unsafe extern "system" fn cmd_set_alpha_to_coverage_enable_ext(
     command_buffer: vk::CommandBuffer,
     alpha_to_coverage_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], alpha_to_coverage_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, alpha_to_coverage_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_alpha_to_coverage_enable_ext else {
                 let _ = missing("vkCmdSetAlphaToCoverageEnableEXT");
@@ -3565,8 +3584,8 @@ pub unsafe extern "system" fn cmd_set_alpha_to_coverage_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_alpha_to_coverage_enable_ext else {
             let _ = missing("vkCmdSetAlphaToCoverageEnableEXT");
@@ -3574,7 +3593,7 @@ pub unsafe extern "system" fn cmd_set_alpha_to_coverage_enable_ext(
         };
         return unsafe { f(t.handle, alpha_to_coverage_enable) };
     }
-    unsafe { each(targets, alpha_to_coverage_enable) }
+    unsafe { each(obj, alpha_to_coverage_enable) }
 }
 
 /// Forwards `vkCmdSetAlphaToOneEnableEXT` to every recording target.
@@ -3585,10 +3604,11 @@ pub unsafe extern "system" fn cmd_set_alpha_to_one_enable_ext(
     command_buffer: vk::CommandBuffer,
     alpha_to_one_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], alpha_to_one_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, alpha_to_one_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_alpha_to_one_enable_ext else {
                 let _ = missing("vkCmdSetAlphaToOneEnableEXT");
@@ -3602,8 +3622,8 @@ pub unsafe extern "system" fn cmd_set_alpha_to_one_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_alpha_to_one_enable_ext else {
             let _ = missing("vkCmdSetAlphaToOneEnableEXT");
@@ -3611,7 +3631,7 @@ pub unsafe extern "system" fn cmd_set_alpha_to_one_enable_ext(
         };
         return unsafe { f(t.handle, alpha_to_one_enable) };
     }
-    unsafe { each(targets, alpha_to_one_enable) }
+    unsafe { each(obj, alpha_to_one_enable) }
 }
 
 /// Forwards `vkCmdSetBlendConstants` to every recording target.
@@ -3622,10 +3642,11 @@ pub unsafe extern "system" fn cmd_set_blend_constants(
     command_buffer: vk::CommandBuffer,
     blend_constants: *const [f32; 4],
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], blend_constants: *const [f32; 4]) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, blend_constants: *const [f32; 4]) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_blend_constants else {
                 let _ = missing("vkCmdSetBlendConstants");
@@ -3639,8 +3660,8 @@ pub unsafe extern "system" fn cmd_set_blend_constants(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_blend_constants else {
             let _ = missing("vkCmdSetBlendConstants");
@@ -3648,7 +3669,7 @@ pub unsafe extern "system" fn cmd_set_blend_constants(
         };
         return unsafe { f(t.handle, blend_constants) };
     }
-    unsafe { each(targets, blend_constants) }
+    unsafe { each(obj, blend_constants) }
 }
 
 /// Forwards `vkCmdSetColorBlendAdvancedEXT` to every recording target.
@@ -3661,15 +3682,16 @@ pub unsafe extern "system" fn cmd_set_color_blend_advanced_ext(
     attachment_count: u32,
     p_color_blend_advanced: *const vk::ColorBlendAdvancedEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_attachment: u32,
         attachment_count: u32,
         p_color_blend_advanced: *const vk::ColorBlendAdvancedEXT,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_advanced_ext else {
                 let _ = missing("vkCmdSetColorBlendAdvancedEXT");
@@ -3690,8 +3712,8 @@ pub unsafe extern "system" fn cmd_set_color_blend_advanced_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_color_blend_advanced_ext else {
             let _ = missing("vkCmdSetColorBlendAdvancedEXT");
@@ -3708,7 +3730,7 @@ pub unsafe extern "system" fn cmd_set_color_blend_advanced_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             first_attachment,
             attachment_count,
             p_color_blend_advanced,
@@ -3726,15 +3748,16 @@ pub unsafe extern "system" fn cmd_set_color_blend_enable_ext(
     attachment_count: u32,
     p_color_blend_enables: *const vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_attachment: u32,
         attachment_count: u32,
         p_color_blend_enables: *const vk::Bool32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_enable_ext else {
                 let _ = missing("vkCmdSetColorBlendEnableEXT");
@@ -3755,8 +3778,8 @@ pub unsafe extern "system" fn cmd_set_color_blend_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_color_blend_enable_ext else {
             let _ = missing("vkCmdSetColorBlendEnableEXT");
@@ -3773,7 +3796,7 @@ pub unsafe extern "system" fn cmd_set_color_blend_enable_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             first_attachment,
             attachment_count,
             p_color_blend_enables,
@@ -3791,15 +3814,16 @@ pub unsafe extern "system" fn cmd_set_color_blend_equation_ext(
     attachment_count: u32,
     p_color_blend_equations: *const vk::ColorBlendEquationEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_attachment: u32,
         attachment_count: u32,
         p_color_blend_equations: *const vk::ColorBlendEquationEXT,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_color_blend_equation_ext else {
                 let _ = missing("vkCmdSetColorBlendEquationEXT");
@@ -3820,8 +3844,8 @@ pub unsafe extern "system" fn cmd_set_color_blend_equation_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_color_blend_equation_ext else {
             let _ = missing("vkCmdSetColorBlendEquationEXT");
@@ -3838,7 +3862,7 @@ pub unsafe extern "system" fn cmd_set_color_blend_equation_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             first_attachment,
             attachment_count,
             p_color_blend_equations,
@@ -3855,14 +3879,15 @@ pub unsafe extern "system" fn cmd_set_color_write_enable_ext(
     attachment_count: u32,
     p_color_write_enables: *const vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         attachment_count: u32,
         p_color_write_enables: *const vk::Bool32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_color_write_enable_ext else {
                 let _ = missing("vkCmdSetColorWriteEnableEXT");
@@ -3876,8 +3901,8 @@ pub unsafe extern "system" fn cmd_set_color_write_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_color_write_enable_ext else {
             let _ = missing("vkCmdSetColorWriteEnableEXT");
@@ -3885,7 +3910,7 @@ pub unsafe extern "system" fn cmd_set_color_write_enable_ext(
         };
         return unsafe { f(t.handle, attachment_count, p_color_write_enables) };
     }
-    unsafe { each(targets, attachment_count, p_color_write_enables) }
+    unsafe { each(obj, attachment_count, p_color_write_enables) }
 }
 
 /// Forwards `vkCmdSetColorWriteMaskEXT` to every recording target.
@@ -3898,15 +3923,16 @@ pub unsafe extern "system" fn cmd_set_color_write_mask_ext(
     attachment_count: u32,
     p_color_write_masks: *const vk::ColorComponentFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_attachment: u32,
         attachment_count: u32,
         p_color_write_masks: *const vk::ColorComponentFlags,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_color_write_mask_ext else {
                 let _ = missing("vkCmdSetColorWriteMaskEXT");
@@ -3927,8 +3953,8 @@ pub unsafe extern "system" fn cmd_set_color_write_mask_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_color_write_mask_ext else {
             let _ = missing("vkCmdSetColorWriteMaskEXT");
@@ -3943,14 +3969,7 @@ pub unsafe extern "system" fn cmd_set_color_write_mask_ext(
             )
         };
     }
-    unsafe {
-        each(
-            targets,
-            first_attachment,
-            attachment_count,
-            p_color_write_masks,
-        )
-    }
+    unsafe { each(obj, first_attachment, attachment_count, p_color_write_masks) }
 }
 
 /// Forwards `vkCmdSetConservativeRasterizationModeEXT` to every recording target.
@@ -3961,13 +3980,14 @@ pub unsafe extern "system" fn cmd_set_conservative_rasterization_mode_ext(
     command_buffer: vk::CommandBuffer,
     conservative_rasterization_mode: vk::ConservativeRasterizationModeEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         conservative_rasterization_mode: vk::ConservativeRasterizationModeEXT,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_conservative_rasterization_mode_ext else {
                 let _ = missing("vkCmdSetConservativeRasterizationModeEXT");
@@ -3981,8 +4001,8 @@ pub unsafe extern "system" fn cmd_set_conservative_rasterization_mode_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_conservative_rasterization_mode_ext else {
             let _ = missing("vkCmdSetConservativeRasterizationModeEXT");
@@ -3990,7 +4010,7 @@ pub unsafe extern "system" fn cmd_set_conservative_rasterization_mode_ext(
         };
         return unsafe { f(t.handle, conservative_rasterization_mode) };
     }
-    unsafe { each(targets, conservative_rasterization_mode) }
+    unsafe { each(obj, conservative_rasterization_mode) }
 }
 
 /// Forwards `vkCmdSetCoverageModulationModeNV` to every recording target.
@@ -4001,13 +4021,11 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_mode_nv(
     command_buffer: vk::CommandBuffer,
     coverage_modulation_mode: vk::CoverageModulationModeNV,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        coverage_modulation_mode: vk::CoverageModulationModeNV,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, coverage_modulation_mode: vk::CoverageModulationModeNV) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_mode_nv else {
                 let _ = missing("vkCmdSetCoverageModulationModeNV");
@@ -4021,8 +4039,8 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_mode_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_modulation_mode_nv else {
             let _ = missing("vkCmdSetCoverageModulationModeNV");
@@ -4030,7 +4048,7 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_mode_nv(
         };
         return unsafe { f(t.handle, coverage_modulation_mode) };
     }
-    unsafe { each(targets, coverage_modulation_mode) }
+    unsafe { each(obj, coverage_modulation_mode) }
 }
 
 /// Forwards `vkCmdSetCoverageModulationTableEnableNV` to every recording target.
@@ -4041,13 +4059,11 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_enable_nv(
     command_buffer: vk::CommandBuffer,
     coverage_modulation_table_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        coverage_modulation_table_enable: vk::Bool32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, coverage_modulation_table_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_table_enable_nv else {
                 let _ = missing("vkCmdSetCoverageModulationTableEnableNV");
@@ -4061,8 +4077,8 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_enable_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_modulation_table_enable_nv else {
             let _ = missing("vkCmdSetCoverageModulationTableEnableNV");
@@ -4070,7 +4086,7 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_enable_nv(
         };
         return unsafe { f(t.handle, coverage_modulation_table_enable) };
     }
-    unsafe { each(targets, coverage_modulation_table_enable) }
+    unsafe { each(obj, coverage_modulation_table_enable) }
 }
 
 /// Forwards `vkCmdSetCoverageModulationTableNV` to every recording target.
@@ -4082,14 +4098,15 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_nv(
     coverage_modulation_table_count: u32,
     p_coverage_modulation_table: *const f32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         coverage_modulation_table_count: u32,
         p_coverage_modulation_table: *const f32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_modulation_table_nv else {
                 let _ = missing("vkCmdSetCoverageModulationTableNV");
@@ -4109,8 +4126,8 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_modulation_table_nv else {
             let _ = missing("vkCmdSetCoverageModulationTableNV");
@@ -4126,7 +4143,7 @@ pub unsafe extern "system" fn cmd_set_coverage_modulation_table_nv(
     }
     unsafe {
         each(
-            targets,
+            obj,
             coverage_modulation_table_count,
             p_coverage_modulation_table,
         )
@@ -4141,13 +4158,11 @@ pub unsafe extern "system" fn cmd_set_coverage_reduction_mode_nv(
     command_buffer: vk::CommandBuffer,
     coverage_reduction_mode: vk::CoverageReductionModeNV,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        coverage_reduction_mode: vk::CoverageReductionModeNV,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, coverage_reduction_mode: vk::CoverageReductionModeNV) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_reduction_mode_nv else {
                 let _ = missing("vkCmdSetCoverageReductionModeNV");
@@ -4161,8 +4176,8 @@ pub unsafe extern "system" fn cmd_set_coverage_reduction_mode_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_reduction_mode_nv else {
             let _ = missing("vkCmdSetCoverageReductionModeNV");
@@ -4170,7 +4185,7 @@ pub unsafe extern "system" fn cmd_set_coverage_reduction_mode_nv(
         };
         return unsafe { f(t.handle, coverage_reduction_mode) };
     }
-    unsafe { each(targets, coverage_reduction_mode) }
+    unsafe { each(obj, coverage_reduction_mode) }
 }
 
 /// Forwards `vkCmdSetCoverageToColorEnableNV` to every recording target.
@@ -4181,10 +4196,11 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_enable_nv(
     command_buffer: vk::CommandBuffer,
     coverage_to_color_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], coverage_to_color_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, coverage_to_color_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_to_color_enable_nv else {
                 let _ = missing("vkCmdSetCoverageToColorEnableNV");
@@ -4198,8 +4214,8 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_enable_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_to_color_enable_nv else {
             let _ = missing("vkCmdSetCoverageToColorEnableNV");
@@ -4207,7 +4223,7 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_enable_nv(
         };
         return unsafe { f(t.handle, coverage_to_color_enable) };
     }
-    unsafe { each(targets, coverage_to_color_enable) }
+    unsafe { each(obj, coverage_to_color_enable) }
 }
 
 /// Forwards `vkCmdSetCoverageToColorLocationNV` to every recording target.
@@ -4218,10 +4234,11 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_location_nv(
     command_buffer: vk::CommandBuffer,
     coverage_to_color_location: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], coverage_to_color_location: u32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, coverage_to_color_location: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_coverage_to_color_location_nv else {
                 let _ = missing("vkCmdSetCoverageToColorLocationNV");
@@ -4235,8 +4252,8 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_location_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_coverage_to_color_location_nv else {
             let _ = missing("vkCmdSetCoverageToColorLocationNV");
@@ -4244,7 +4261,7 @@ pub unsafe extern "system" fn cmd_set_coverage_to_color_location_nv(
         };
         return unsafe { f(t.handle, coverage_to_color_location) };
     }
-    unsafe { each(targets, coverage_to_color_location) }
+    unsafe { each(obj, coverage_to_color_location) }
 }
 
 /// Forwards `vkCmdSetCullMode` to every recording target.
@@ -4255,10 +4272,11 @@ pub unsafe extern "system" fn cmd_set_cull_mode(
     command_buffer: vk::CommandBuffer,
     cull_mode: vk::CullModeFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], cull_mode: vk::CullModeFlags) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, cull_mode: vk::CullModeFlags) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_cull_mode else {
                 let _ = missing("vkCmdSetCullMode");
@@ -4272,8 +4290,8 @@ pub unsafe extern "system" fn cmd_set_cull_mode(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_cull_mode else {
             let _ = missing("vkCmdSetCullMode");
@@ -4281,7 +4299,7 @@ pub unsafe extern "system" fn cmd_set_cull_mode(
         };
         return unsafe { f(t.handle, cull_mode) };
     }
-    unsafe { each(targets, cull_mode) }
+    unsafe { each(obj, cull_mode) }
 }
 
 /// Forwards `vkCmdSetDepthBias` to every recording target.
@@ -4294,15 +4312,16 @@ pub unsafe extern "system" fn cmd_set_depth_bias(
     depth_bias_clamp: f32,
     depth_bias_slope_factor: f32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         depth_bias_constant_factor: f32,
         depth_bias_clamp: f32,
         depth_bias_slope_factor: f32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bias else {
                 let _ = missing("vkCmdSetDepthBias");
@@ -4323,8 +4342,8 @@ pub unsafe extern "system" fn cmd_set_depth_bias(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_bias else {
             let _ = missing("vkCmdSetDepthBias");
@@ -4341,7 +4360,7 @@ pub unsafe extern "system" fn cmd_set_depth_bias(
     }
     unsafe {
         each(
-            targets,
+            obj,
             depth_bias_constant_factor,
             depth_bias_clamp,
             depth_bias_slope_factor,
@@ -4357,10 +4376,11 @@ pub unsafe extern "system" fn cmd_set_depth_bias_enable(
     command_buffer: vk::CommandBuffer,
     depth_bias_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_bias_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_bias_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bias_enable else {
                 let _ = missing("vkCmdSetDepthBiasEnable");
@@ -4374,8 +4394,8 @@ pub unsafe extern "system" fn cmd_set_depth_bias_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_bias_enable else {
             let _ = missing("vkCmdSetDepthBiasEnable");
@@ -4383,7 +4403,7 @@ pub unsafe extern "system" fn cmd_set_depth_bias_enable(
         };
         return unsafe { f(t.handle, depth_bias_enable) };
     }
-    unsafe { each(targets, depth_bias_enable) }
+    unsafe { each(obj, depth_bias_enable) }
 }
 
 /// Forwards `vkCmdSetDepthBounds` to every recording target.
@@ -4395,14 +4415,11 @@ pub unsafe extern "system" fn cmd_set_depth_bounds(
     min_depth_bounds: f32,
     max_depth_bounds: f32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        min_depth_bounds: f32,
-        max_depth_bounds: f32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, min_depth_bounds: f32, max_depth_bounds: f32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bounds else {
                 let _ = missing("vkCmdSetDepthBounds");
@@ -4416,8 +4433,8 @@ pub unsafe extern "system" fn cmd_set_depth_bounds(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_bounds else {
             let _ = missing("vkCmdSetDepthBounds");
@@ -4425,7 +4442,7 @@ pub unsafe extern "system" fn cmd_set_depth_bounds(
         };
         return unsafe { f(t.handle, min_depth_bounds, max_depth_bounds) };
     }
-    unsafe { each(targets, min_depth_bounds, max_depth_bounds) }
+    unsafe { each(obj, min_depth_bounds, max_depth_bounds) }
 }
 
 /// Forwards `vkCmdSetDepthBoundsTestEnable` to every recording target.
@@ -4436,10 +4453,11 @@ pub unsafe extern "system" fn cmd_set_depth_bounds_test_enable(
     command_buffer: vk::CommandBuffer,
     depth_bounds_test_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_bounds_test_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_bounds_test_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_bounds_test_enable else {
                 let _ = missing("vkCmdSetDepthBoundsTestEnable");
@@ -4453,8 +4471,8 @@ pub unsafe extern "system" fn cmd_set_depth_bounds_test_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_bounds_test_enable else {
             let _ = missing("vkCmdSetDepthBoundsTestEnable");
@@ -4462,7 +4480,7 @@ pub unsafe extern "system" fn cmd_set_depth_bounds_test_enable(
         };
         return unsafe { f(t.handle, depth_bounds_test_enable) };
     }
-    unsafe { each(targets, depth_bounds_test_enable) }
+    unsafe { each(obj, depth_bounds_test_enable) }
 }
 
 /// Forwards `vkCmdSetDepthClampEnableEXT` to every recording target.
@@ -4473,10 +4491,11 @@ pub unsafe extern "system" fn cmd_set_depth_clamp_enable_ext(
     command_buffer: vk::CommandBuffer,
     depth_clamp_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_clamp_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_clamp_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clamp_enable_ext else {
                 let _ = missing("vkCmdSetDepthClampEnableEXT");
@@ -4490,8 +4509,8 @@ pub unsafe extern "system" fn cmd_set_depth_clamp_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_clamp_enable_ext else {
             let _ = missing("vkCmdSetDepthClampEnableEXT");
@@ -4499,7 +4518,7 @@ pub unsafe extern "system" fn cmd_set_depth_clamp_enable_ext(
         };
         return unsafe { f(t.handle, depth_clamp_enable) };
     }
-    unsafe { each(targets, depth_clamp_enable) }
+    unsafe { each(obj, depth_clamp_enable) }
 }
 
 /// Forwards `vkCmdSetDepthClipEnableEXT` to every recording target.
@@ -4510,10 +4529,11 @@ pub unsafe extern "system" fn cmd_set_depth_clip_enable_ext(
     command_buffer: vk::CommandBuffer,
     depth_clip_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_clip_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_clip_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clip_enable_ext else {
                 let _ = missing("vkCmdSetDepthClipEnableEXT");
@@ -4527,8 +4547,8 @@ pub unsafe extern "system" fn cmd_set_depth_clip_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_clip_enable_ext else {
             let _ = missing("vkCmdSetDepthClipEnableEXT");
@@ -4536,7 +4556,7 @@ pub unsafe extern "system" fn cmd_set_depth_clip_enable_ext(
         };
         return unsafe { f(t.handle, depth_clip_enable) };
     }
-    unsafe { each(targets, depth_clip_enable) }
+    unsafe { each(obj, depth_clip_enable) }
 }
 
 /// Forwards `vkCmdSetDepthClipNegativeOneToOneEXT` to every recording target.
@@ -4547,10 +4567,11 @@ pub unsafe extern "system" fn cmd_set_depth_clip_negative_one_to_one_ext(
     command_buffer: vk::CommandBuffer,
     negative_one_to_one: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], negative_one_to_one: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, negative_one_to_one: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_clip_negative_one_to_one_ext else {
                 let _ = missing("vkCmdSetDepthClipNegativeOneToOneEXT");
@@ -4564,8 +4585,8 @@ pub unsafe extern "system" fn cmd_set_depth_clip_negative_one_to_one_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_clip_negative_one_to_one_ext else {
             let _ = missing("vkCmdSetDepthClipNegativeOneToOneEXT");
@@ -4573,7 +4594,7 @@ pub unsafe extern "system" fn cmd_set_depth_clip_negative_one_to_one_ext(
         };
         return unsafe { f(t.handle, negative_one_to_one) };
     }
-    unsafe { each(targets, negative_one_to_one) }
+    unsafe { each(obj, negative_one_to_one) }
 }
 
 /// Forwards `vkCmdSetDepthCompareOp` to every recording target.
@@ -4584,10 +4605,11 @@ pub unsafe extern "system" fn cmd_set_depth_compare_op(
     command_buffer: vk::CommandBuffer,
     depth_compare_op: vk::CompareOp,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_compare_op: vk::CompareOp) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_compare_op: vk::CompareOp) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_compare_op else {
                 let _ = missing("vkCmdSetDepthCompareOp");
@@ -4601,8 +4623,8 @@ pub unsafe extern "system" fn cmd_set_depth_compare_op(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_compare_op else {
             let _ = missing("vkCmdSetDepthCompareOp");
@@ -4610,7 +4632,7 @@ pub unsafe extern "system" fn cmd_set_depth_compare_op(
         };
         return unsafe { f(t.handle, depth_compare_op) };
     }
-    unsafe { each(targets, depth_compare_op) }
+    unsafe { each(obj, depth_compare_op) }
 }
 
 /// Forwards `vkCmdSetDepthTestEnable` to every recording target.
@@ -4621,10 +4643,11 @@ pub unsafe extern "system" fn cmd_set_depth_test_enable(
     command_buffer: vk::CommandBuffer,
     depth_test_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_test_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_test_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_test_enable else {
                 let _ = missing("vkCmdSetDepthTestEnable");
@@ -4638,8 +4661,8 @@ pub unsafe extern "system" fn cmd_set_depth_test_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_test_enable else {
             let _ = missing("vkCmdSetDepthTestEnable");
@@ -4647,7 +4670,7 @@ pub unsafe extern "system" fn cmd_set_depth_test_enable(
         };
         return unsafe { f(t.handle, depth_test_enable) };
     }
-    unsafe { each(targets, depth_test_enable) }
+    unsafe { each(obj, depth_test_enable) }
 }
 
 /// Forwards `vkCmdSetDepthWriteEnable` to every recording target.
@@ -4658,10 +4681,11 @@ pub unsafe extern "system" fn cmd_set_depth_write_enable(
     command_buffer: vk::CommandBuffer,
     depth_write_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], depth_write_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, depth_write_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_depth_write_enable else {
                 let _ = missing("vkCmdSetDepthWriteEnable");
@@ -4675,8 +4699,8 @@ pub unsafe extern "system" fn cmd_set_depth_write_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_depth_write_enable else {
             let _ = missing("vkCmdSetDepthWriteEnable");
@@ -4684,7 +4708,7 @@ pub unsafe extern "system" fn cmd_set_depth_write_enable(
         };
         return unsafe { f(t.handle, depth_write_enable) };
     }
-    unsafe { each(targets, depth_write_enable) }
+    unsafe { each(obj, depth_write_enable) }
 }
 
 /// Forwards `vkCmdSetDeviceMask` to every recording target.
@@ -4695,10 +4719,11 @@ pub unsafe extern "system" fn cmd_set_device_mask(
     command_buffer: vk::CommandBuffer,
     device_mask: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], device_mask: u32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, device_mask: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_device_mask else {
                 let _ = missing("vkCmdSetDeviceMask");
@@ -4712,8 +4737,8 @@ pub unsafe extern "system" fn cmd_set_device_mask(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_device_mask else {
             let _ = missing("vkCmdSetDeviceMask");
@@ -4721,7 +4746,7 @@ pub unsafe extern "system" fn cmd_set_device_mask(
         };
         return unsafe { f(t.handle, device_mask) };
     }
-    unsafe { each(targets, device_mask) }
+    unsafe { each(obj, device_mask) }
 }
 
 /// Forwards `vkCmdSetDiscardRectangleEXT` to every recording target.
@@ -4734,15 +4759,16 @@ pub unsafe extern "system" fn cmd_set_discard_rectangle_ext(
     discard_rectangle_count: u32,
     p_discard_rectangles: *const vk::Rect2D,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_discard_rectangle: u32,
         discard_rectangle_count: u32,
         p_discard_rectangles: *const vk::Rect2D,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_discard_rectangle_ext else {
                 let _ = missing("vkCmdSetDiscardRectangleEXT");
@@ -4763,8 +4789,8 @@ pub unsafe extern "system" fn cmd_set_discard_rectangle_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_discard_rectangle_ext else {
             let _ = missing("vkCmdSetDiscardRectangleEXT");
@@ -4781,7 +4807,7 @@ pub unsafe extern "system" fn cmd_set_discard_rectangle_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             first_discard_rectangle,
             discard_rectangle_count,
             p_discard_rectangles,
@@ -4798,14 +4824,11 @@ pub unsafe extern "system" fn cmd_set_event(
     event: vk::Event,
     stage_mask: vk::PipelineStageFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        event: vk::Event,
-        stage_mask: vk::PipelineStageFlags,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_event else {
                 let _ = missing("vkCmdSetEvent");
@@ -4819,8 +4842,8 @@ pub unsafe extern "system" fn cmd_set_event(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_event else {
             let _ = missing("vkCmdSetEvent");
@@ -4828,7 +4851,7 @@ pub unsafe extern "system" fn cmd_set_event(
         };
         return unsafe { f(t.handle, crate::conv::nd(event, md.index), stage_mask) };
     }
-    unsafe { each(targets, event, stage_mask) }
+    unsafe { each(obj, event, stage_mask) }
 }
 
 /// Forwards `vkCmdSetEvent2`.
@@ -4869,10 +4892,11 @@ pub unsafe extern "system" fn cmd_set_extra_primitive_overestimation_size_ext(
     command_buffer: vk::CommandBuffer,
     extra_primitive_overestimation_size: f32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], extra_primitive_overestimation_size: f32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, extra_primitive_overestimation_size: f32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_extra_primitive_overestimation_size_ext else {
                 let _ = missing("vkCmdSetExtraPrimitiveOverestimationSizeEXT");
@@ -4886,8 +4910,8 @@ pub unsafe extern "system" fn cmd_set_extra_primitive_overestimation_size_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_extra_primitive_overestimation_size_ext else {
             let _ = missing("vkCmdSetExtraPrimitiveOverestimationSizeEXT");
@@ -4895,7 +4919,7 @@ pub unsafe extern "system" fn cmd_set_extra_primitive_overestimation_size_ext(
         };
         return unsafe { f(t.handle, extra_primitive_overestimation_size) };
     }
-    unsafe { each(targets, extra_primitive_overestimation_size) }
+    unsafe { each(obj, extra_primitive_overestimation_size) }
 }
 
 /// Forwards `vkCmdSetFragmentShadingRateKHR` to every recording target.
@@ -4907,14 +4931,15 @@ pub unsafe extern "system" fn cmd_set_fragment_shading_rate_khr(
     p_fragment_size: *const vk::Extent2D,
     combiner_ops: *const [vk::FragmentShadingRateCombinerOpKHR; 2],
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         p_fragment_size: *const vk::Extent2D,
         combiner_ops: *const [vk::FragmentShadingRateCombinerOpKHR; 2],
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_fragment_shading_rate_khr else {
                 let _ = missing("vkCmdSetFragmentShadingRateKHR");
@@ -4928,8 +4953,8 @@ pub unsafe extern "system" fn cmd_set_fragment_shading_rate_khr(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_fragment_shading_rate_khr else {
             let _ = missing("vkCmdSetFragmentShadingRateKHR");
@@ -4937,7 +4962,7 @@ pub unsafe extern "system" fn cmd_set_fragment_shading_rate_khr(
         };
         return unsafe { f(t.handle, p_fragment_size, combiner_ops) };
     }
-    unsafe { each(targets, p_fragment_size, combiner_ops) }
+    unsafe { each(obj, p_fragment_size, combiner_ops) }
 }
 
 /// Forwards `vkCmdSetFrontFace` to every recording target.
@@ -4948,10 +4973,11 @@ pub unsafe extern "system" fn cmd_set_front_face(
     command_buffer: vk::CommandBuffer,
     front_face: vk::FrontFace,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], front_face: vk::FrontFace) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, front_face: vk::FrontFace) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_front_face else {
                 let _ = missing("vkCmdSetFrontFace");
@@ -4965,8 +4991,8 @@ pub unsafe extern "system" fn cmd_set_front_face(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_front_face else {
             let _ = missing("vkCmdSetFrontFace");
@@ -4974,7 +5000,7 @@ pub unsafe extern "system" fn cmd_set_front_face(
         };
         return unsafe { f(t.handle, front_face) };
     }
-    unsafe { each(targets, front_face) }
+    unsafe { each(obj, front_face) }
 }
 
 /// Forwards `vkCmdSetLineRasterizationModeEXT` to every recording target.
@@ -4985,13 +5011,11 @@ pub unsafe extern "system" fn cmd_set_line_rasterization_mode_ext(
     command_buffer: vk::CommandBuffer,
     line_rasterization_mode: vk::LineRasterizationModeEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        line_rasterization_mode: vk::LineRasterizationModeEXT,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, line_rasterization_mode: vk::LineRasterizationModeEXT) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_line_rasterization_mode_ext else {
                 let _ = missing("vkCmdSetLineRasterizationModeEXT");
@@ -5005,8 +5029,8 @@ pub unsafe extern "system" fn cmd_set_line_rasterization_mode_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_line_rasterization_mode_ext else {
             let _ = missing("vkCmdSetLineRasterizationModeEXT");
@@ -5014,7 +5038,7 @@ pub unsafe extern "system" fn cmd_set_line_rasterization_mode_ext(
         };
         return unsafe { f(t.handle, line_rasterization_mode) };
     }
-    unsafe { each(targets, line_rasterization_mode) }
+    unsafe { each(obj, line_rasterization_mode) }
 }
 
 /// Forwards `vkCmdSetLineStippleEXT` to every recording target.
@@ -5026,14 +5050,11 @@ pub unsafe extern "system" fn cmd_set_line_stipple_ext(
     line_stipple_factor: u32,
     line_stipple_pattern: u16,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        line_stipple_factor: u32,
-        line_stipple_pattern: u16,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, line_stipple_factor: u32, line_stipple_pattern: u16) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_line_stipple_ext else {
                 let _ = missing("vkCmdSetLineStippleEXT");
@@ -5047,8 +5068,8 @@ pub unsafe extern "system" fn cmd_set_line_stipple_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_line_stipple_ext else {
             let _ = missing("vkCmdSetLineStippleEXT");
@@ -5056,7 +5077,7 @@ pub unsafe extern "system" fn cmd_set_line_stipple_ext(
         };
         return unsafe { f(t.handle, line_stipple_factor, line_stipple_pattern) };
     }
-    unsafe { each(targets, line_stipple_factor, line_stipple_pattern) }
+    unsafe { each(obj, line_stipple_factor, line_stipple_pattern) }
 }
 
 /// Forwards `vkCmdSetLineStippleEnableEXT` to every recording target.
@@ -5067,10 +5088,11 @@ pub unsafe extern "system" fn cmd_set_line_stipple_enable_ext(
     command_buffer: vk::CommandBuffer,
     stippled_line_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], stippled_line_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, stippled_line_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_line_stipple_enable_ext else {
                 let _ = missing("vkCmdSetLineStippleEnableEXT");
@@ -5084,8 +5106,8 @@ pub unsafe extern "system" fn cmd_set_line_stipple_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_line_stipple_enable_ext else {
             let _ = missing("vkCmdSetLineStippleEnableEXT");
@@ -5093,7 +5115,7 @@ pub unsafe extern "system" fn cmd_set_line_stipple_enable_ext(
         };
         return unsafe { f(t.handle, stippled_line_enable) };
     }
-    unsafe { each(targets, stippled_line_enable) }
+    unsafe { each(obj, stippled_line_enable) }
 }
 
 /// Forwards `vkCmdSetLineWidth` to every recording target.
@@ -5104,10 +5126,11 @@ pub unsafe extern "system" fn cmd_set_line_width(
     command_buffer: vk::CommandBuffer,
     line_width: f32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], line_width: f32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, line_width: f32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_line_width else {
                 let _ = missing("vkCmdSetLineWidth");
@@ -5121,8 +5144,8 @@ pub unsafe extern "system" fn cmd_set_line_width(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_line_width else {
             let _ = missing("vkCmdSetLineWidth");
@@ -5130,7 +5153,7 @@ pub unsafe extern "system" fn cmd_set_line_width(
         };
         return unsafe { f(t.handle, line_width) };
     }
-    unsafe { each(targets, line_width) }
+    unsafe { each(obj, line_width) }
 }
 
 /// Forwards `vkCmdSetLogicOpEXT` to every recording target.
@@ -5141,10 +5164,11 @@ pub unsafe extern "system" fn cmd_set_logic_op_ext(
     command_buffer: vk::CommandBuffer,
     logic_op: vk::LogicOp,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], logic_op: vk::LogicOp) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, logic_op: vk::LogicOp) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_logic_op_ext else {
                 let _ = missing("vkCmdSetLogicOpEXT");
@@ -5158,8 +5182,8 @@ pub unsafe extern "system" fn cmd_set_logic_op_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_logic_op_ext else {
             let _ = missing("vkCmdSetLogicOpEXT");
@@ -5167,7 +5191,7 @@ pub unsafe extern "system" fn cmd_set_logic_op_ext(
         };
         return unsafe { f(t.handle, logic_op) };
     }
-    unsafe { each(targets, logic_op) }
+    unsafe { each(obj, logic_op) }
 }
 
 /// Forwards `vkCmdSetLogicOpEnableEXT` to every recording target.
@@ -5178,10 +5202,11 @@ pub unsafe extern "system" fn cmd_set_logic_op_enable_ext(
     command_buffer: vk::CommandBuffer,
     logic_op_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], logic_op_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, logic_op_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_logic_op_enable_ext else {
                 let _ = missing("vkCmdSetLogicOpEnableEXT");
@@ -5195,8 +5220,8 @@ pub unsafe extern "system" fn cmd_set_logic_op_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_logic_op_enable_ext else {
             let _ = missing("vkCmdSetLogicOpEnableEXT");
@@ -5204,7 +5229,7 @@ pub unsafe extern "system" fn cmd_set_logic_op_enable_ext(
         };
         return unsafe { f(t.handle, logic_op_enable) };
     }
-    unsafe { each(targets, logic_op_enable) }
+    unsafe { each(obj, logic_op_enable) }
 }
 
 /// Forwards `vkCmdSetPatchControlPointsEXT` to every recording target.
@@ -5215,10 +5240,11 @@ pub unsafe extern "system" fn cmd_set_patch_control_points_ext(
     command_buffer: vk::CommandBuffer,
     patch_control_points: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], patch_control_points: u32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, patch_control_points: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_patch_control_points_ext else {
                 let _ = missing("vkCmdSetPatchControlPointsEXT");
@@ -5232,8 +5258,8 @@ pub unsafe extern "system" fn cmd_set_patch_control_points_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_patch_control_points_ext else {
             let _ = missing("vkCmdSetPatchControlPointsEXT");
@@ -5241,7 +5267,7 @@ pub unsafe extern "system" fn cmd_set_patch_control_points_ext(
         };
         return unsafe { f(t.handle, patch_control_points) };
     }
-    unsafe { each(targets, patch_control_points) }
+    unsafe { each(obj, patch_control_points) }
 }
 
 /// Forwards `vkCmdSetPolygonModeEXT` to every recording target.
@@ -5252,10 +5278,11 @@ pub unsafe extern "system" fn cmd_set_polygon_mode_ext(
     command_buffer: vk::CommandBuffer,
     polygon_mode: vk::PolygonMode,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], polygon_mode: vk::PolygonMode) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, polygon_mode: vk::PolygonMode) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_polygon_mode_ext else {
                 let _ = missing("vkCmdSetPolygonModeEXT");
@@ -5269,8 +5296,8 @@ pub unsafe extern "system" fn cmd_set_polygon_mode_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_polygon_mode_ext else {
             let _ = missing("vkCmdSetPolygonModeEXT");
@@ -5278,7 +5305,7 @@ pub unsafe extern "system" fn cmd_set_polygon_mode_ext(
         };
         return unsafe { f(t.handle, polygon_mode) };
     }
-    unsafe { each(targets, polygon_mode) }
+    unsafe { each(obj, polygon_mode) }
 }
 
 /// Forwards `vkCmdSetPrimitiveRestartEnable` to every recording target.
@@ -5289,10 +5316,11 @@ pub unsafe extern "system" fn cmd_set_primitive_restart_enable(
     command_buffer: vk::CommandBuffer,
     primitive_restart_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], primitive_restart_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, primitive_restart_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_primitive_restart_enable else {
                 let _ = missing("vkCmdSetPrimitiveRestartEnable");
@@ -5306,8 +5334,8 @@ pub unsafe extern "system" fn cmd_set_primitive_restart_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_primitive_restart_enable else {
             let _ = missing("vkCmdSetPrimitiveRestartEnable");
@@ -5315,7 +5343,7 @@ pub unsafe extern "system" fn cmd_set_primitive_restart_enable(
         };
         return unsafe { f(t.handle, primitive_restart_enable) };
     }
-    unsafe { each(targets, primitive_restart_enable) }
+    unsafe { each(obj, primitive_restart_enable) }
 }
 
 /// Forwards `vkCmdSetPrimitiveTopology` to every recording target.
@@ -5326,10 +5354,11 @@ pub unsafe extern "system" fn cmd_set_primitive_topology(
     command_buffer: vk::CommandBuffer,
     primitive_topology: vk::PrimitiveTopology,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], primitive_topology: vk::PrimitiveTopology) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, primitive_topology: vk::PrimitiveTopology) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_primitive_topology else {
                 let _ = missing("vkCmdSetPrimitiveTopology");
@@ -5343,8 +5372,8 @@ pub unsafe extern "system" fn cmd_set_primitive_topology(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_primitive_topology else {
             let _ = missing("vkCmdSetPrimitiveTopology");
@@ -5352,7 +5381,7 @@ pub unsafe extern "system" fn cmd_set_primitive_topology(
         };
         return unsafe { f(t.handle, primitive_topology) };
     }
-    unsafe { each(targets, primitive_topology) }
+    unsafe { each(obj, primitive_topology) }
 }
 
 /// Forwards `vkCmdSetProvokingVertexModeEXT` to every recording target.
@@ -5363,13 +5392,11 @@ pub unsafe extern "system" fn cmd_set_provoking_vertex_mode_ext(
     command_buffer: vk::CommandBuffer,
     provoking_vertex_mode: vk::ProvokingVertexModeEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        provoking_vertex_mode: vk::ProvokingVertexModeEXT,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, provoking_vertex_mode: vk::ProvokingVertexModeEXT) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_provoking_vertex_mode_ext else {
                 let _ = missing("vkCmdSetProvokingVertexModeEXT");
@@ -5383,8 +5410,8 @@ pub unsafe extern "system" fn cmd_set_provoking_vertex_mode_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_provoking_vertex_mode_ext else {
             let _ = missing("vkCmdSetProvokingVertexModeEXT");
@@ -5392,7 +5419,7 @@ pub unsafe extern "system" fn cmd_set_provoking_vertex_mode_ext(
         };
         return unsafe { f(t.handle, provoking_vertex_mode) };
     }
-    unsafe { each(targets, provoking_vertex_mode) }
+    unsafe { each(obj, provoking_vertex_mode) }
 }
 
 /// Forwards `vkCmdSetRasterizationSamplesEXT` to every recording target.
@@ -5403,10 +5430,11 @@ pub unsafe extern "system" fn cmd_set_rasterization_samples_ext(
     command_buffer: vk::CommandBuffer,
     rasterization_samples: vk::SampleCountFlags,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], rasterization_samples: vk::SampleCountFlags) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, rasterization_samples: vk::SampleCountFlags) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterization_samples_ext else {
                 let _ = missing("vkCmdSetRasterizationSamplesEXT");
@@ -5420,8 +5448,8 @@ pub unsafe extern "system" fn cmd_set_rasterization_samples_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_rasterization_samples_ext else {
             let _ = missing("vkCmdSetRasterizationSamplesEXT");
@@ -5429,7 +5457,7 @@ pub unsafe extern "system" fn cmd_set_rasterization_samples_ext(
         };
         return unsafe { f(t.handle, rasterization_samples) };
     }
-    unsafe { each(targets, rasterization_samples) }
+    unsafe { each(obj, rasterization_samples) }
 }
 
 /// Forwards `vkCmdSetRasterizationStreamEXT` to every recording target.
@@ -5440,10 +5468,11 @@ pub unsafe extern "system" fn cmd_set_rasterization_stream_ext(
     command_buffer: vk::CommandBuffer,
     rasterization_stream: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], rasterization_stream: u32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, rasterization_stream: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterization_stream_ext else {
                 let _ = missing("vkCmdSetRasterizationStreamEXT");
@@ -5457,8 +5486,8 @@ pub unsafe extern "system" fn cmd_set_rasterization_stream_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_rasterization_stream_ext else {
             let _ = missing("vkCmdSetRasterizationStreamEXT");
@@ -5466,7 +5495,7 @@ pub unsafe extern "system" fn cmd_set_rasterization_stream_ext(
         };
         return unsafe { f(t.handle, rasterization_stream) };
     }
-    unsafe { each(targets, rasterization_stream) }
+    unsafe { each(obj, rasterization_stream) }
 }
 
 /// Forwards `vkCmdSetRasterizerDiscardEnable` to every recording target.
@@ -5477,10 +5506,11 @@ pub unsafe extern "system" fn cmd_set_rasterizer_discard_enable(
     command_buffer: vk::CommandBuffer,
     rasterizer_discard_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], rasterizer_discard_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, rasterizer_discard_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_rasterizer_discard_enable else {
                 let _ = missing("vkCmdSetRasterizerDiscardEnable");
@@ -5494,8 +5524,8 @@ pub unsafe extern "system" fn cmd_set_rasterizer_discard_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_rasterizer_discard_enable else {
             let _ = missing("vkCmdSetRasterizerDiscardEnable");
@@ -5503,7 +5533,7 @@ pub unsafe extern "system" fn cmd_set_rasterizer_discard_enable(
         };
         return unsafe { f(t.handle, rasterizer_discard_enable) };
     }
-    unsafe { each(targets, rasterizer_discard_enable) }
+    unsafe { each(obj, rasterizer_discard_enable) }
 }
 
 /// Forwards `vkCmdSetRepresentativeFragmentTestEnableNV` to every recording target.
@@ -5514,13 +5544,11 @@ pub unsafe extern "system" fn cmd_set_representative_fragment_test_enable_nv(
     command_buffer: vk::CommandBuffer,
     representative_fragment_test_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        representative_fragment_test_enable: vk::Bool32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, representative_fragment_test_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_representative_fragment_test_enable_nv else {
                 let _ = missing("vkCmdSetRepresentativeFragmentTestEnableNV");
@@ -5534,8 +5562,8 @@ pub unsafe extern "system" fn cmd_set_representative_fragment_test_enable_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_representative_fragment_test_enable_nv else {
             let _ = missing("vkCmdSetRepresentativeFragmentTestEnableNV");
@@ -5543,7 +5571,7 @@ pub unsafe extern "system" fn cmd_set_representative_fragment_test_enable_nv(
         };
         return unsafe { f(t.handle, representative_fragment_test_enable) };
     }
-    unsafe { each(targets, representative_fragment_test_enable) }
+    unsafe { each(obj, representative_fragment_test_enable) }
 }
 
 /// Forwards `vkCmdSetSampleLocationsEXT` to every recording target.
@@ -5554,13 +5582,14 @@ pub unsafe extern "system" fn cmd_set_sample_locations_ext(
     command_buffer: vk::CommandBuffer,
     p_sample_locations_info: *const vk::SampleLocationsInfoEXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         p_sample_locations_info: *const vk::SampleLocationsInfoEXT,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_locations_ext else {
                 let _ = missing("vkCmdSetSampleLocationsEXT");
@@ -5574,8 +5603,8 @@ pub unsafe extern "system" fn cmd_set_sample_locations_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_sample_locations_ext else {
             let _ = missing("vkCmdSetSampleLocationsEXT");
@@ -5583,7 +5612,7 @@ pub unsafe extern "system" fn cmd_set_sample_locations_ext(
         };
         return unsafe { f(t.handle, p_sample_locations_info) };
     }
-    unsafe { each(targets, p_sample_locations_info) }
+    unsafe { each(obj, p_sample_locations_info) }
 }
 
 /// Forwards `vkCmdSetSampleLocationsEnableEXT` to every recording target.
@@ -5594,10 +5623,11 @@ pub unsafe extern "system" fn cmd_set_sample_locations_enable_ext(
     command_buffer: vk::CommandBuffer,
     sample_locations_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], sample_locations_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, sample_locations_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_locations_enable_ext else {
                 let _ = missing("vkCmdSetSampleLocationsEnableEXT");
@@ -5611,8 +5641,8 @@ pub unsafe extern "system" fn cmd_set_sample_locations_enable_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_sample_locations_enable_ext else {
             let _ = missing("vkCmdSetSampleLocationsEnableEXT");
@@ -5620,7 +5650,7 @@ pub unsafe extern "system" fn cmd_set_sample_locations_enable_ext(
         };
         return unsafe { f(t.handle, sample_locations_enable) };
     }
-    unsafe { each(targets, sample_locations_enable) }
+    unsafe { each(obj, sample_locations_enable) }
 }
 
 /// Forwards `vkCmdSetSampleMaskEXT` to every recording target.
@@ -5632,14 +5662,15 @@ pub unsafe extern "system" fn cmd_set_sample_mask_ext(
     samples: vk::SampleCountFlags,
     p_sample_mask: *const vk::SampleMask,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         samples: vk::SampleCountFlags,
         p_sample_mask: *const vk::SampleMask,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_sample_mask_ext else {
                 let _ = missing("vkCmdSetSampleMaskEXT");
@@ -5653,8 +5684,8 @@ pub unsafe extern "system" fn cmd_set_sample_mask_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_sample_mask_ext else {
             let _ = missing("vkCmdSetSampleMaskEXT");
@@ -5662,7 +5693,7 @@ pub unsafe extern "system" fn cmd_set_sample_mask_ext(
         };
         return unsafe { f(t.handle, samples, p_sample_mask) };
     }
-    unsafe { each(targets, samples, p_sample_mask) }
+    unsafe { each(obj, samples, p_sample_mask) }
 }
 
 /// Forwards `vkCmdSetScissor` to every recording target.
@@ -5675,15 +5706,16 @@ pub unsafe extern "system" fn cmd_set_scissor(
     scissor_count: u32,
     p_scissors: *const vk::Rect2D,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_scissor: u32,
         scissor_count: u32,
         p_scissors: *const vk::Rect2D,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_scissor else {
                 let _ = missing("vkCmdSetScissor");
@@ -5697,8 +5729,8 @@ pub unsafe extern "system" fn cmd_set_scissor(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_scissor else {
             let _ = missing("vkCmdSetScissor");
@@ -5706,7 +5738,7 @@ pub unsafe extern "system" fn cmd_set_scissor(
         };
         return unsafe { f(t.handle, first_scissor, scissor_count, p_scissors) };
     }
-    unsafe { each(targets, first_scissor, scissor_count, p_scissors) }
+    unsafe { each(obj, first_scissor, scissor_count, p_scissors) }
 }
 
 /// Forwards `vkCmdSetScissorWithCount` to every recording target.
@@ -5718,14 +5750,11 @@ pub unsafe extern "system" fn cmd_set_scissor_with_count(
     scissor_count: u32,
     p_scissors: *const vk::Rect2D,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        scissor_count: u32,
-        p_scissors: *const vk::Rect2D,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, scissor_count: u32, p_scissors: *const vk::Rect2D) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_scissor_with_count else {
                 let _ = missing("vkCmdSetScissorWithCount");
@@ -5739,8 +5768,8 @@ pub unsafe extern "system" fn cmd_set_scissor_with_count(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_scissor_with_count else {
             let _ = missing("vkCmdSetScissorWithCount");
@@ -5748,7 +5777,7 @@ pub unsafe extern "system" fn cmd_set_scissor_with_count(
         };
         return unsafe { f(t.handle, scissor_count, p_scissors) };
     }
-    unsafe { each(targets, scissor_count, p_scissors) }
+    unsafe { each(obj, scissor_count, p_scissors) }
 }
 
 /// Forwards `vkCmdSetShadingRateImageEnableNV` to every recording target.
@@ -5759,10 +5788,11 @@ pub unsafe extern "system" fn cmd_set_shading_rate_image_enable_nv(
     command_buffer: vk::CommandBuffer,
     shading_rate_image_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], shading_rate_image_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, shading_rate_image_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_shading_rate_image_enable_nv else {
                 let _ = missing("vkCmdSetShadingRateImageEnableNV");
@@ -5776,8 +5806,8 @@ pub unsafe extern "system" fn cmd_set_shading_rate_image_enable_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_shading_rate_image_enable_nv else {
             let _ = missing("vkCmdSetShadingRateImageEnableNV");
@@ -5785,7 +5815,7 @@ pub unsafe extern "system" fn cmd_set_shading_rate_image_enable_nv(
         };
         return unsafe { f(t.handle, shading_rate_image_enable) };
     }
-    unsafe { each(targets, shading_rate_image_enable) }
+    unsafe { each(obj, shading_rate_image_enable) }
 }
 
 /// Forwards `vkCmdSetStencilCompareMask` to every recording target.
@@ -5797,14 +5827,11 @@ pub unsafe extern "system" fn cmd_set_stencil_compare_mask(
     face_mask: vk::StencilFaceFlags,
     compare_mask: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        face_mask: vk::StencilFaceFlags,
-        compare_mask: u32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, face_mask: vk::StencilFaceFlags, compare_mask: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_compare_mask else {
                 let _ = missing("vkCmdSetStencilCompareMask");
@@ -5818,8 +5845,8 @@ pub unsafe extern "system" fn cmd_set_stencil_compare_mask(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_stencil_compare_mask else {
             let _ = missing("vkCmdSetStencilCompareMask");
@@ -5827,7 +5854,7 @@ pub unsafe extern "system" fn cmd_set_stencil_compare_mask(
         };
         return unsafe { f(t.handle, face_mask, compare_mask) };
     }
-    unsafe { each(targets, face_mask, compare_mask) }
+    unsafe { each(obj, face_mask, compare_mask) }
 }
 
 /// Forwards `vkCmdSetStencilOp` to every recording target.
@@ -5842,17 +5869,18 @@ pub unsafe extern "system" fn cmd_set_stencil_op(
     depth_fail_op: vk::StencilOp,
     compare_op: vk::CompareOp,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         face_mask: vk::StencilFaceFlags,
         fail_op: vk::StencilOp,
         pass_op: vk::StencilOp,
         depth_fail_op: vk::StencilOp,
         compare_op: vk::CompareOp,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_op else {
                 let _ = missing("vkCmdSetStencilOp");
@@ -5875,8 +5903,8 @@ pub unsafe extern "system" fn cmd_set_stencil_op(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_stencil_op else {
             let _ = missing("vkCmdSetStencilOp");
@@ -5893,16 +5921,7 @@ pub unsafe extern "system" fn cmd_set_stencil_op(
             )
         };
     }
-    unsafe {
-        each(
-            targets,
-            face_mask,
-            fail_op,
-            pass_op,
-            depth_fail_op,
-            compare_op,
-        )
-    }
+    unsafe { each(obj, face_mask, fail_op, pass_op, depth_fail_op, compare_op) }
 }
 
 /// Forwards `vkCmdSetStencilReference` to every recording target.
@@ -5914,14 +5933,11 @@ pub unsafe extern "system" fn cmd_set_stencil_reference(
     face_mask: vk::StencilFaceFlags,
     reference: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        face_mask: vk::StencilFaceFlags,
-        reference: u32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, face_mask: vk::StencilFaceFlags, reference: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_reference else {
                 let _ = missing("vkCmdSetStencilReference");
@@ -5935,8 +5951,8 @@ pub unsafe extern "system" fn cmd_set_stencil_reference(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_stencil_reference else {
             let _ = missing("vkCmdSetStencilReference");
@@ -5944,7 +5960,7 @@ pub unsafe extern "system" fn cmd_set_stencil_reference(
         };
         return unsafe { f(t.handle, face_mask, reference) };
     }
-    unsafe { each(targets, face_mask, reference) }
+    unsafe { each(obj, face_mask, reference) }
 }
 
 /// Forwards `vkCmdSetStencilTestEnable` to every recording target.
@@ -5955,10 +5971,11 @@ pub unsafe extern "system" fn cmd_set_stencil_test_enable(
     command_buffer: vk::CommandBuffer,
     stencil_test_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], stencil_test_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, stencil_test_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_test_enable else {
                 let _ = missing("vkCmdSetStencilTestEnable");
@@ -5972,8 +5989,8 @@ pub unsafe extern "system" fn cmd_set_stencil_test_enable(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_stencil_test_enable else {
             let _ = missing("vkCmdSetStencilTestEnable");
@@ -5981,7 +5998,7 @@ pub unsafe extern "system" fn cmd_set_stencil_test_enable(
         };
         return unsafe { f(t.handle, stencil_test_enable) };
     }
-    unsafe { each(targets, stencil_test_enable) }
+    unsafe { each(obj, stencil_test_enable) }
 }
 
 /// Forwards `vkCmdSetStencilWriteMask` to every recording target.
@@ -5993,14 +6010,11 @@ pub unsafe extern "system" fn cmd_set_stencil_write_mask(
     face_mask: vk::StencilFaceFlags,
     write_mask: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        face_mask: vk::StencilFaceFlags,
-        write_mask: u32,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, face_mask: vk::StencilFaceFlags, write_mask: u32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_stencil_write_mask else {
                 let _ = missing("vkCmdSetStencilWriteMask");
@@ -6014,8 +6028,8 @@ pub unsafe extern "system" fn cmd_set_stencil_write_mask(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_stencil_write_mask else {
             let _ = missing("vkCmdSetStencilWriteMask");
@@ -6023,7 +6037,7 @@ pub unsafe extern "system" fn cmd_set_stencil_write_mask(
         };
         return unsafe { f(t.handle, face_mask, write_mask) };
     }
-    unsafe { each(targets, face_mask, write_mask) }
+    unsafe { each(obj, face_mask, write_mask) }
 }
 
 /// Forwards `vkCmdSetTessellationDomainOriginEXT` to every recording target.
@@ -6034,10 +6048,11 @@ pub unsafe extern "system" fn cmd_set_tessellation_domain_origin_ext(
     command_buffer: vk::CommandBuffer,
     domain_origin: vk::TessellationDomainOrigin,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], domain_origin: vk::TessellationDomainOrigin) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, domain_origin: vk::TessellationDomainOrigin) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_tessellation_domain_origin_ext else {
                 let _ = missing("vkCmdSetTessellationDomainOriginEXT");
@@ -6051,8 +6066,8 @@ pub unsafe extern "system" fn cmd_set_tessellation_domain_origin_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_tessellation_domain_origin_ext else {
             let _ = missing("vkCmdSetTessellationDomainOriginEXT");
@@ -6060,7 +6075,7 @@ pub unsafe extern "system" fn cmd_set_tessellation_domain_origin_ext(
         };
         return unsafe { f(t.handle, domain_origin) };
     }
-    unsafe { each(targets, domain_origin) }
+    unsafe { each(obj, domain_origin) }
 }
 
 /// Forwards `vkCmdSetVertexInputEXT` to every recording target.
@@ -6074,16 +6089,17 @@ pub unsafe extern "system" fn cmd_set_vertex_input_ext(
     vertex_attribute_description_count: u32,
     p_vertex_attribute_descriptions: *const vk::VertexInputAttributeDescription2EXT,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         vertex_binding_description_count: u32,
         p_vertex_binding_descriptions: *const vk::VertexInputBindingDescription2EXT,
         vertex_attribute_description_count: u32,
         p_vertex_attribute_descriptions: *const vk::VertexInputAttributeDescription2EXT,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_vertex_input_ext else {
                 let _ = missing("vkCmdSetVertexInputEXT");
@@ -6105,8 +6121,8 @@ pub unsafe extern "system" fn cmd_set_vertex_input_ext(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_vertex_input_ext else {
             let _ = missing("vkCmdSetVertexInputEXT");
@@ -6124,7 +6140,7 @@ pub unsafe extern "system" fn cmd_set_vertex_input_ext(
     }
     unsafe {
         each(
-            targets,
+            obj,
             vertex_binding_description_count,
             p_vertex_binding_descriptions,
             vertex_attribute_description_count,
@@ -6143,15 +6159,16 @@ pub unsafe extern "system" fn cmd_set_viewport(
     viewport_count: u32,
     p_viewports: *const vk::Viewport,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_viewport: u32,
         viewport_count: u32,
         p_viewports: *const vk::Viewport,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport else {
                 let _ = missing("vkCmdSetViewport");
@@ -6165,8 +6182,8 @@ pub unsafe extern "system" fn cmd_set_viewport(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_viewport else {
             let _ = missing("vkCmdSetViewport");
@@ -6174,7 +6191,7 @@ pub unsafe extern "system" fn cmd_set_viewport(
         };
         return unsafe { f(t.handle, first_viewport, viewport_count, p_viewports) };
     }
-    unsafe { each(targets, first_viewport, viewport_count, p_viewports) }
+    unsafe { each(obj, first_viewport, viewport_count, p_viewports) }
 }
 
 /// Forwards `vkCmdSetViewportSwizzleNV` to every recording target.
@@ -6187,15 +6204,16 @@ pub unsafe extern "system" fn cmd_set_viewport_swizzle_nv(
     viewport_count: u32,
     p_viewport_swizzles: *const vk::ViewportSwizzleNV,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         first_viewport: u32,
         viewport_count: u32,
         p_viewport_swizzles: *const vk::ViewportSwizzleNV,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_swizzle_nv else {
                 let _ = missing("vkCmdSetViewportSwizzleNV");
@@ -6216,8 +6234,8 @@ pub unsafe extern "system" fn cmd_set_viewport_swizzle_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_viewport_swizzle_nv else {
             let _ = missing("vkCmdSetViewportSwizzleNV");
@@ -6232,7 +6250,7 @@ pub unsafe extern "system" fn cmd_set_viewport_swizzle_nv(
             )
         };
     }
-    unsafe { each(targets, first_viewport, viewport_count, p_viewport_swizzles) }
+    unsafe { each(obj, first_viewport, viewport_count, p_viewport_swizzles) }
 }
 
 /// Forwards `vkCmdSetViewportWScalingEnableNV` to every recording target.
@@ -6243,10 +6261,11 @@ pub unsafe extern "system" fn cmd_set_viewport_w_scaling_enable_nv(
     command_buffer: vk::CommandBuffer,
     viewport_w_scaling_enable: vk::Bool32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(targets: &[crate::object::Target], viewport_w_scaling_enable: vk::Bool32) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, viewport_w_scaling_enable: vk::Bool32) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_w_scaling_enable_nv else {
                 let _ = missing("vkCmdSetViewportWScalingEnableNV");
@@ -6260,8 +6279,8 @@ pub unsafe extern "system" fn cmd_set_viewport_w_scaling_enable_nv(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_viewport_w_scaling_enable_nv else {
             let _ = missing("vkCmdSetViewportWScalingEnableNV");
@@ -6269,7 +6288,7 @@ pub unsafe extern "system" fn cmd_set_viewport_w_scaling_enable_nv(
         };
         return unsafe { f(t.handle, viewport_w_scaling_enable) };
     }
-    unsafe { each(targets, viewport_w_scaling_enable) }
+    unsafe { each(obj, viewport_w_scaling_enable) }
 }
 
 /// Forwards `vkCmdSetViewportWithCount` to every recording target.
@@ -6281,14 +6300,11 @@ pub unsafe extern "system" fn cmd_set_viewport_with_count(
     viewport_count: u32,
     p_viewports: *const vk::Viewport,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
-    unsafe fn each(
-        targets: &[crate::object::Target],
-        viewport_count: u32,
-        p_viewports: *const vk::Viewport,
-    ) {
-        for t in targets {
+    unsafe fn each(obj: &CommandBuffer, viewport_count: u32, p_viewports: *const vk::Viewport) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_viewport_with_count else {
                 let _ = missing("vkCmdSetViewportWithCount");
@@ -6302,8 +6318,8 @@ pub unsafe extern "system" fn cmd_set_viewport_with_count(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_set_viewport_with_count else {
             let _ = missing("vkCmdSetViewportWithCount");
@@ -6311,7 +6327,7 @@ pub unsafe extern "system" fn cmd_set_viewport_with_count(
         };
         return unsafe { f(t.handle, viewport_count, p_viewports) };
     }
-    unsafe { each(targets, viewport_count, p_viewports) }
+    unsafe { each(obj, viewport_count, p_viewports) }
 }
 
 /// Forwards `vkCmdUpdateBuffer` to every recording target.
@@ -6325,16 +6341,17 @@ pub unsafe extern "system" fn cmd_update_buffer(
     data_size: vk::DeviceSize,
     p_data: *const c_void,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         dst_buffer: vk::Buffer,
         dst_offset: vk::DeviceSize,
         data_size: vk::DeviceSize,
         p_data: *const c_void,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_update_buffer else {
                 let _ = missing("vkCmdUpdateBuffer");
@@ -6356,8 +6373,8 @@ pub unsafe extern "system" fn cmd_update_buffer(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_update_buffer else {
             let _ = missing("vkCmdUpdateBuffer");
@@ -6373,7 +6390,7 @@ pub unsafe extern "system" fn cmd_update_buffer(
             )
         };
     }
-    unsafe { each(targets, dst_buffer, dst_offset, data_size, p_data) }
+    unsafe { each(obj, dst_buffer, dst_offset, data_size, p_data) }
 }
 
 /// Forwards `vkCmdWaitEvents`.
@@ -6477,16 +6494,17 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
     dst_offset: vk::DeviceSize,
     marker: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         stage: vk::PipelineStageFlags2,
         dst_buffer: vk::Buffer,
         dst_offset: vk::DeviceSize,
         marker: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
                 let _ = missing("vkCmdWriteBufferMarker2AMD");
@@ -6508,8 +6526,8 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
             let _ = missing("vkCmdWriteBufferMarker2AMD");
@@ -6525,7 +6543,7 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
             )
         };
     }
-    unsafe { each(targets, stage, dst_buffer, dst_offset, marker) }
+    unsafe { each(obj, stage, dst_buffer, dst_offset, marker) }
 }
 
 /// Forwards `vkCmdWriteTimestamp` to every recording target.
@@ -6538,15 +6556,16 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         pipeline_stage: vk::PipelineStageFlags,
         query_pool: vk::QueryPool,
         query: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp else {
                 let _ = missing("vkCmdWriteTimestamp");
@@ -6567,8 +6586,8 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_write_timestamp else {
             let _ = missing("vkCmdWriteTimestamp");
@@ -6583,7 +6602,7 @@ pub unsafe extern "system" fn cmd_write_timestamp(
             )
         };
     }
-    unsafe { each(targets, pipeline_stage, query_pool, query) }
+    unsafe { each(obj, pipeline_stage, query_pool, query) }
 }
 
 /// Forwards `vkCmdWriteTimestamp2` to every recording target.
@@ -6596,15 +6615,16 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     query_pool: vk::QueryPool,
     query: u32,
 ) {
-    /// Several targets: kept out of line so that the single-target path needs no stack frame.
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(
-        targets: &[crate::object::Target],
+        obj: &CommandBuffer,
         stage: vk::PipelineStageFlags2,
         query_pool: vk::QueryPool,
         query: u32,
     ) {
-        for t in targets {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp2 else {
                 let _ = missing("vkCmdWriteTimestamp2");
@@ -6625,8 +6645,8 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     }) else {
         return;
     };
-    let targets = obj.targets();
-    if let [t] = targets {
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
         let md = t.member();
         let Some(f) = md.fns.cmd_write_timestamp2 else {
             let _ = missing("vkCmdWriteTimestamp2");
@@ -6641,7 +6661,7 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
             )
         };
     }
-    unsafe { each(targets, stage, query_pool, query) }
+    unsafe { each(obj, stage, query_pool, query) }
 }
 
 /// Forwards `vkCreateBuffer`.

@@ -9,6 +9,8 @@ use std::ffi::c_void;
 pub struct Limited {
     pub what: &'static str,
     pub member: usize,
+    /// The fused value (or, for `exact` limits, the member's differing value).
+    pub value: String,
 }
 
 /// Fuses `VkPhysicalDeviceBlendOperationAdvancedPropertiesEXT` of member `member` into `a` by the registry's `limittype`.
@@ -20,12 +22,12 @@ pub fn fuse_physical_device_blend_operation_advanced_properties_ext(
 ) {
     if b.advanced_blend_max_color_attachments > a.advanced_blend_max_color_attachments {
         a.advanced_blend_max_color_attachments = b.advanced_blend_max_color_attachments;
-        lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendMaxColorAttachments", member });
+        lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendMaxColorAttachments", member, value: format!("{:?}", b.advanced_blend_max_color_attachments) });
     }
     {
         let v = a.advanced_blend_independent_blend & b.advanced_blend_independent_blend;
         if v != a.advanced_blend_independent_blend {
-            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendIndependentBlend", member });
+            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendIndependentBlend", member, value: format!("{:?}", v) });
         }
         a.advanced_blend_independent_blend = v;
     }
@@ -33,7 +35,7 @@ pub fn fuse_physical_device_blend_operation_advanced_properties_ext(
         let v = a.advanced_blend_non_premultiplied_src_color
             & b.advanced_blend_non_premultiplied_src_color;
         if v != a.advanced_blend_non_premultiplied_src_color {
-            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendNonPremultipliedSrcColor", member });
+            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendNonPremultipliedSrcColor", member, value: format!("{:?}", v) });
         }
         a.advanced_blend_non_premultiplied_src_color = v;
     }
@@ -41,14 +43,14 @@ pub fn fuse_physical_device_blend_operation_advanced_properties_ext(
         let v = a.advanced_blend_non_premultiplied_dst_color
             & b.advanced_blend_non_premultiplied_dst_color;
         if v != a.advanced_blend_non_premultiplied_dst_color {
-            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendNonPremultipliedDstColor", member });
+            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendNonPremultipliedDstColor", member, value: format!("{:?}", v) });
         }
         a.advanced_blend_non_premultiplied_dst_color = v;
     }
     {
         let v = a.advanced_blend_correlated_overlap & b.advanced_blend_correlated_overlap;
         if v != a.advanced_blend_correlated_overlap {
-            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendCorrelatedOverlap", member });
+            lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendCorrelatedOverlap", member, value: format!("{:?}", v) });
         }
         a.advanced_blend_correlated_overlap = v;
     }
@@ -59,6 +61,7 @@ pub fn fuse_physical_device_blend_operation_advanced_properties_ext(
                 what:
                     "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendAllOperations",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.advanced_blend_all_operations = v;
@@ -73,18 +76,18 @@ pub fn fuse_physical_device_conservative_rasterization_properties_ext(
     lim: &mut Vec<Limited>,
 ) {
     if a.primitive_overestimation_size != b.primitive_overestimation_size {
-        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.primitiveOverestimationSize (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.primitiveOverestimationSize (differs; the first member's value is kept)", member, value: format!("{:?}", b.primitive_overestimation_size) });
     }
     if b.max_extra_primitive_overestimation_size > a.max_extra_primitive_overestimation_size {
         a.max_extra_primitive_overestimation_size = b.max_extra_primitive_overestimation_size;
-        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.maxExtraPrimitiveOverestimationSize", member });
+        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.maxExtraPrimitiveOverestimationSize", member, value: format!("{:?}", b.max_extra_primitive_overestimation_size) });
     }
     if b.extra_primitive_overestimation_size_granularity
         < a.extra_primitive_overestimation_size_granularity
     {
         a.extra_primitive_overestimation_size_granularity =
             b.extra_primitive_overestimation_size_granularity;
-        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.extraPrimitiveOverestimationSizeGranularity", member });
+        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.extraPrimitiveOverestimationSizeGranularity", member, value: format!("{:?}", b.extra_primitive_overestimation_size_granularity) });
     }
     {
         let v = a.primitive_underestimation & b.primitive_underestimation;
@@ -93,6 +96,7 @@ pub fn fuse_physical_device_conservative_rasterization_properties_ext(
                 what:
                     "PhysicalDeviceConservativeRasterizationPropertiesEXT.primitiveUnderestimation",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.primitive_underestimation = v;
@@ -101,21 +105,21 @@ pub fn fuse_physical_device_conservative_rasterization_properties_ext(
         let v = a.conservative_point_and_line_rasterization
             & b.conservative_point_and_line_rasterization;
         if v != a.conservative_point_and_line_rasterization {
-            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.conservativePointAndLineRasterization", member });
+            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.conservativePointAndLineRasterization", member, value: format!("{:?}", v) });
         }
         a.conservative_point_and_line_rasterization = v;
     }
     if a.degenerate_triangles_rasterized != b.degenerate_triangles_rasterized {
-        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.degenerateTrianglesRasterized (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.degenerateTrianglesRasterized (differs; the first member's value is kept)", member, value: format!("{:?}", b.degenerate_triangles_rasterized) });
     }
     if a.degenerate_lines_rasterized != b.degenerate_lines_rasterized {
-        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.degenerateLinesRasterized (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.degenerateLinesRasterized (differs; the first member's value is kept)", member, value: format!("{:?}", b.degenerate_lines_rasterized) });
     }
     {
         let v = a.fully_covered_fragment_shader_input_variable
             & b.fully_covered_fragment_shader_input_variable;
         if v != a.fully_covered_fragment_shader_input_variable {
-            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.fullyCoveredFragmentShaderInputVariable", member });
+            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.fullyCoveredFragmentShaderInputVariable", member, value: format!("{:?}", v) });
         }
         a.fully_covered_fragment_shader_input_variable = v;
     }
@@ -123,7 +127,7 @@ pub fn fuse_physical_device_conservative_rasterization_properties_ext(
         let v = a.conservative_rasterization_post_depth_coverage
             & b.conservative_rasterization_post_depth_coverage;
         if v != a.conservative_rasterization_post_depth_coverage {
-            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.conservativeRasterizationPostDepthCoverage", member });
+            lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.conservativeRasterizationPostDepthCoverage", member, value: format!("{:?}", v) });
         }
         a.conservative_rasterization_post_depth_coverage = v;
     }
@@ -141,6 +145,7 @@ pub fn fuse_physical_device_custom_border_color_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceCustomBorderColorPropertiesEXT.maxCustomBorderColorSamplers",
             member,
+            value: format!("{:?}", b.max_custom_border_color_samplers),
         });
     }
 }
@@ -158,6 +163,7 @@ pub fn fuse_physical_device_depth_stencil_resolve_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceDepthStencilResolveProperties.supportedDepthResolveModes",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_depth_resolve_modes = v;
@@ -168,6 +174,7 @@ pub fn fuse_physical_device_depth_stencil_resolve_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceDepthStencilResolveProperties.supportedStencilResolveModes",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_stencil_resolve_modes = v;
@@ -178,6 +185,7 @@ pub fn fuse_physical_device_depth_stencil_resolve_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceDepthStencilResolveProperties.independentResolveNone",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.independent_resolve_none = v;
@@ -188,6 +196,7 @@ pub fn fuse_physical_device_depth_stencil_resolve_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceDepthStencilResolveProperties.independentResolve",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.independent_resolve = v;
@@ -206,13 +215,13 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
     {
         a.max_update_after_bind_descriptors_in_all_pools =
             b.max_update_after_bind_descriptors_in_all_pools;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxUpdateAfterBindDescriptorsInAllPools", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxUpdateAfterBindDescriptorsInAllPools", member, value: format!("{:?}", b.max_update_after_bind_descriptors_in_all_pools) });
     }
     {
         let v = a.shader_uniform_buffer_array_non_uniform_indexing_native
             & b.shader_uniform_buffer_array_non_uniform_indexing_native;
         if v != a.shader_uniform_buffer_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderUniformBufferArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderUniformBufferArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_uniform_buffer_array_non_uniform_indexing_native = v;
     }
@@ -220,7 +229,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         let v = a.shader_sampled_image_array_non_uniform_indexing_native
             & b.shader_sampled_image_array_non_uniform_indexing_native;
         if v != a.shader_sampled_image_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderSampledImageArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderSampledImageArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_sampled_image_array_non_uniform_indexing_native = v;
     }
@@ -228,7 +237,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         let v = a.shader_storage_buffer_array_non_uniform_indexing_native
             & b.shader_storage_buffer_array_non_uniform_indexing_native;
         if v != a.shader_storage_buffer_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderStorageBufferArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderStorageBufferArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_storage_buffer_array_non_uniform_indexing_native = v;
     }
@@ -236,7 +245,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         let v = a.shader_storage_image_array_non_uniform_indexing_native
             & b.shader_storage_image_array_non_uniform_indexing_native;
         if v != a.shader_storage_image_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderStorageImageArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderStorageImageArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_storage_image_array_non_uniform_indexing_native = v;
     }
@@ -244,7 +253,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         let v = a.shader_input_attachment_array_non_uniform_indexing_native
             & b.shader_input_attachment_array_non_uniform_indexing_native;
         if v != a.shader_input_attachment_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderInputAttachmentArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.shaderInputAttachmentArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_input_attachment_array_non_uniform_indexing_native = v;
     }
@@ -255,6 +264,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
                 what:
                     "PhysicalDeviceDescriptorIndexingProperties.robustBufferAccessUpdateAfterBind",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.robust_buffer_access_update_after_bind = v;
@@ -265,6 +275,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceDescriptorIndexingProperties.quadDivergentImplicitLod",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.quad_divergent_implicit_lod = v;
@@ -274,48 +285,49 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
     {
         a.max_per_stage_descriptor_update_after_bind_samplers =
             b.max_per_stage_descriptor_update_after_bind_samplers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSamplers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSamplers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_samplers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_uniform_buffers
         > a.max_per_stage_descriptor_update_after_bind_uniform_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_uniform_buffers =
             b.max_per_stage_descriptor_update_after_bind_uniform_buffers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_uniform_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_buffers
         > a.max_per_stage_descriptor_update_after_bind_storage_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_storage_buffers =
             b.max_per_stage_descriptor_update_after_bind_storage_buffers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_sampled_images
         > a.max_per_stage_descriptor_update_after_bind_sampled_images
     {
         a.max_per_stage_descriptor_update_after_bind_sampled_images =
             b.max_per_stage_descriptor_update_after_bind_sampled_images;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSampledImages", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_sampled_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_images
         > a.max_per_stage_descriptor_update_after_bind_storage_images
     {
         a.max_per_stage_descriptor_update_after_bind_storage_images =
             b.max_per_stage_descriptor_update_after_bind_storage_images;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageImages", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_input_attachments
         > a.max_per_stage_descriptor_update_after_bind_input_attachments
     {
         a.max_per_stage_descriptor_update_after_bind_input_attachments =
             b.max_per_stage_descriptor_update_after_bind_input_attachments;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_input_attachments) });
     }
     if b.max_per_stage_update_after_bind_resources > a.max_per_stage_update_after_bind_resources {
         a.max_per_stage_update_after_bind_resources = b.max_per_stage_update_after_bind_resources;
         lim.push(Limited {
             what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageUpdateAfterBindResources",
             member,
+            value: format!("{:?}", b.max_per_stage_update_after_bind_resources),
         });
     }
     if b.max_descriptor_set_update_after_bind_samplers
@@ -323,56 +335,56 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
     {
         a.max_descriptor_set_update_after_bind_samplers =
             b.max_descriptor_set_update_after_bind_samplers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSamplers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSamplers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_samplers) });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers
         > a.max_descriptor_set_update_after_bind_uniform_buffers
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers =
             b.max_descriptor_set_update_after_bind_uniform_buffers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers) });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
         > a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers
         > a.max_descriptor_set_update_after_bind_storage_buffers
     {
         a.max_descriptor_set_update_after_bind_storage_buffers =
             b.max_descriptor_set_update_after_bind_storage_buffers;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers_dynamic
         > a.max_descriptor_set_update_after_bind_storage_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_storage_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_storage_buffers_dynamic;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_sampled_images
         > a.max_descriptor_set_update_after_bind_sampled_images
     {
         a.max_descriptor_set_update_after_bind_sampled_images =
             b.max_descriptor_set_update_after_bind_sampled_images;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSampledImages", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_sampled_images) });
     }
     if b.max_descriptor_set_update_after_bind_storage_images
         > a.max_descriptor_set_update_after_bind_storage_images
     {
         a.max_descriptor_set_update_after_bind_storage_images =
             b.max_descriptor_set_update_after_bind_storage_images;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageImages", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_images) });
     }
     if b.max_descriptor_set_update_after_bind_input_attachments
         > a.max_descriptor_set_update_after_bind_input_attachments
     {
         a.max_descriptor_set_update_after_bind_input_attachments =
             b.max_descriptor_set_update_after_bind_input_attachments;
-        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindInputAttachments", member });
+        lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindInputAttachments", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_input_attachments) });
     }
 }
 
@@ -388,6 +400,7 @@ pub fn fuse_physical_device_discard_rectangle_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceDiscardRectanglePropertiesEXT.maxDiscardRectangles",
             member,
+            value: format!("{:?}", b.max_discard_rectangles),
         });
     }
 }
@@ -400,7 +413,7 @@ pub fn fuse_physical_device_driver_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.driver_id != b.driver_id {
-        lim.push(Limited { what: "PhysicalDeviceDriverProperties.driverID (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceDriverProperties.driverID (differs; the first member's value is kept)", member, value: format!("{:?}", b.driver_id) });
     }
 }
 
@@ -415,7 +428,7 @@ pub fn fuse_physical_device_extended_dynamic_state3_properties_ext(
         let v =
             a.dynamic_primitive_topology_unrestricted & b.dynamic_primitive_topology_unrestricted;
         if v != a.dynamic_primitive_topology_unrestricted {
-            lim.push(Limited { what: "PhysicalDeviceExtendedDynamicState3PropertiesEXT.dynamicPrimitiveTopologyUnrestricted", member });
+            lim.push(Limited { what: "PhysicalDeviceExtendedDynamicState3PropertiesEXT.dynamicPrimitiveTopologyUnrestricted", member, value: format!("{:?}", v) });
         }
         a.dynamic_primitive_topology_unrestricted = v;
     }
@@ -429,10 +442,10 @@ pub fn fuse_physical_device_float_controls_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.denorm_behavior_independence != b.denorm_behavior_independence {
-        lim.push(Limited { what: "PhysicalDeviceFloatControlsProperties.denormBehaviorIndependence (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceFloatControlsProperties.denormBehaviorIndependence (differs; the first member's value is kept)", member, value: format!("{:?}", b.denorm_behavior_independence) });
     }
     if a.rounding_mode_independence != b.rounding_mode_independence {
-        lim.push(Limited { what: "PhysicalDeviceFloatControlsProperties.roundingModeIndependence (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceFloatControlsProperties.roundingModeIndependence (differs; the first member's value is kept)", member, value: format!("{:?}", b.rounding_mode_independence) });
     }
     {
         let v = a.shader_signed_zero_inf_nan_preserve_float16
@@ -441,6 +454,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderSignedZeroInfNanPreserveFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float16 = v;
@@ -452,6 +466,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderSignedZeroInfNanPreserveFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float32 = v;
@@ -463,6 +478,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderSignedZeroInfNanPreserveFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float64 = v;
@@ -473,6 +489,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormPreserveFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float16 = v;
@@ -483,6 +500,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormPreserveFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float32 = v;
@@ -493,6 +511,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormPreserveFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float64 = v;
@@ -503,6 +522,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormFlushToZeroFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float16 = v;
@@ -513,6 +533,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormFlushToZeroFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float32 = v;
@@ -523,6 +544,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderDenormFlushToZeroFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float64 = v;
@@ -533,6 +555,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTEFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float16 = v;
@@ -543,6 +566,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTEFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float32 = v;
@@ -553,6 +577,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTEFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float64 = v;
@@ -563,6 +588,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTZFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float16 = v;
@@ -573,6 +599,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTZFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float32 = v;
@@ -583,6 +610,7 @@ pub fn fuse_physical_device_float_controls_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceFloatControlsProperties.shaderRoundingModeRTZFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float64 = v;
@@ -597,18 +625,19 @@ pub fn fuse_physical_device_fragment_density_map2_properties_ext(
     lim: &mut Vec<Limited>,
 ) {
     if a.subsampled_loads != b.subsampled_loads {
-        lim.push(Limited { what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.subsampledLoads (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.subsampledLoads (differs; the first member's value is kept)", member, value: format!("{:?}", b.subsampled_loads) });
     }
     if a.subsampled_coarse_reconstruction_early_access
         != b.subsampled_coarse_reconstruction_early_access
     {
-        lim.push(Limited { what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.subsampledCoarseReconstructionEarlyAccess (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.subsampledCoarseReconstructionEarlyAccess (differs; the first member's value is kept)", member, value: format!("{:?}", b.subsampled_coarse_reconstruction_early_access) });
     }
     if b.max_subsampled_array_layers > a.max_subsampled_array_layers {
         a.max_subsampled_array_layers = b.max_subsampled_array_layers;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.maxSubsampledArrayLayers",
             member,
+            value: format!("{:?}", b.max_subsampled_array_layers),
         });
     }
     if b.max_descriptor_set_subsampled_samplers > a.max_descriptor_set_subsampled_samplers {
@@ -617,6 +646,7 @@ pub fn fuse_physical_device_fragment_density_map2_properties_ext(
             what:
                 "PhysicalDeviceFragmentDensityMap2PropertiesEXT.maxDescriptorSetSubsampledSamplers",
             member,
+            value: format!("{:?}", b.max_descriptor_set_subsampled_samplers),
         });
     }
 }
@@ -633,6 +663,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.minFragmentDensityTexelSize",
             member,
+            value: format!("{:?}", b.min_fragment_density_texel_size.width),
         });
     }
     if b.min_fragment_density_texel_size.height < a.min_fragment_density_texel_size.height {
@@ -640,6 +671,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.minFragmentDensityTexelSize",
             member,
+            value: format!("{:?}", b.min_fragment_density_texel_size.height),
         });
     }
     if b.max_fragment_density_texel_size.width > a.max_fragment_density_texel_size.width {
@@ -647,6 +679,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.maxFragmentDensityTexelSize",
             member,
+            value: format!("{:?}", b.max_fragment_density_texel_size.width),
         });
     }
     if b.max_fragment_density_texel_size.height > a.max_fragment_density_texel_size.height {
@@ -654,6 +687,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.maxFragmentDensityTexelSize",
             member,
+            value: format!("{:?}", b.max_fragment_density_texel_size.height),
         });
     }
     {
@@ -662,6 +696,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.fragmentDensityInvocations",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.fragment_density_invocations = v;
@@ -679,7 +714,7 @@ pub fn fuse_physical_device_fragment_shader_barycentric_properties_khr(
         let v = a.tri_strip_vertex_order_independent_of_provoking_vertex
             & b.tri_strip_vertex_order_independent_of_provoking_vertex;
         if v != a.tri_strip_vertex_order_independent_of_provoking_vertex {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShaderBarycentricPropertiesKHR.triStripVertexOrderIndependentOfProvokingVertex", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShaderBarycentricPropertiesKHR.triStripVertexOrderIndependentOfProvokingVertex", member, value: format!("{:?}", v) });
         }
         a.tri_strip_vertex_order_independent_of_provoking_vertex = v;
     }
@@ -697,41 +732,41 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
     {
         a.min_fragment_shading_rate_attachment_texel_size.width =
             b.min_fragment_shading_rate_attachment_texel_size.width;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.min_fragment_shading_rate_attachment_texel_size.width) });
     }
     if b.min_fragment_shading_rate_attachment_texel_size.height
         < a.min_fragment_shading_rate_attachment_texel_size.height
     {
         a.min_fragment_shading_rate_attachment_texel_size.height =
             b.min_fragment_shading_rate_attachment_texel_size.height;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.min_fragment_shading_rate_attachment_texel_size.height) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size.width
         > a.max_fragment_shading_rate_attachment_texel_size.width
     {
         a.max_fragment_shading_rate_attachment_texel_size.width =
             b.max_fragment_shading_rate_attachment_texel_size.width;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.max_fragment_shading_rate_attachment_texel_size.width) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size.height
         > a.max_fragment_shading_rate_attachment_texel_size.height
     {
         a.max_fragment_shading_rate_attachment_texel_size.height =
             b.max_fragment_shading_rate_attachment_texel_size.height;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.max_fragment_shading_rate_attachment_texel_size.height) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size_aspect_ratio
         > a.max_fragment_shading_rate_attachment_texel_size_aspect_ratio
     {
         a.max_fragment_shading_rate_attachment_texel_size_aspect_ratio =
             b.max_fragment_shading_rate_attachment_texel_size_aspect_ratio;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSizeAspectRatio", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSizeAspectRatio", member, value: format!("{:?}", b.max_fragment_shading_rate_attachment_texel_size_aspect_ratio) });
     }
     {
         let v = a.primitive_fragment_shading_rate_with_multiple_viewports
             & b.primitive_fragment_shading_rate_with_multiple_viewports;
         if v != a.primitive_fragment_shading_rate_with_multiple_viewports {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.primitiveFragmentShadingRateWithMultipleViewports", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.primitiveFragmentShadingRateWithMultipleViewports", member, value: format!("{:?}", v) });
         }
         a.primitive_fragment_shading_rate_with_multiple_viewports = v;
     }
@@ -742,6 +777,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
                 what:
                     "PhysicalDeviceFragmentShadingRatePropertiesKHR.layeredShadingRateAttachments",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.layered_shading_rate_attachments = v;
@@ -750,7 +786,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_non_trivial_combiner_ops
             & b.fragment_shading_rate_non_trivial_combiner_ops;
         if v != a.fragment_shading_rate_non_trivial_combiner_ops {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateNonTrivialCombinerOps", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateNonTrivialCombinerOps", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_non_trivial_combiner_ops = v;
     }
@@ -759,6 +795,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSize",
             member,
+            value: format!("{:?}", b.max_fragment_size.width),
         });
     }
     if b.max_fragment_size.height > a.max_fragment_size.height {
@@ -766,6 +803,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSize",
             member,
+            value: format!("{:?}", b.max_fragment_size.height),
         });
     }
     if b.max_fragment_size_aspect_ratio > a.max_fragment_size_aspect_ratio {
@@ -773,24 +811,25 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSizeAspectRatio",
             member,
+            value: format!("{:?}", b.max_fragment_size_aspect_ratio),
         });
     }
     if b.max_fragment_shading_rate_coverage_samples > a.max_fragment_shading_rate_coverage_samples {
         a.max_fragment_shading_rate_coverage_samples = b.max_fragment_shading_rate_coverage_samples;
-        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateCoverageSamples", member });
+        lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateCoverageSamples", member, value: format!("{:?}", b.max_fragment_shading_rate_coverage_samples) });
     }
     {
         let v = a.fragment_shading_rate_with_shader_depth_stencil_writes
             & b.fragment_shading_rate_with_shader_depth_stencil_writes;
         if v != a.fragment_shading_rate_with_shader_depth_stencil_writes {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithShaderDepthStencilWrites", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithShaderDepthStencilWrites", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_shader_depth_stencil_writes = v;
     }
     {
         let v = a.fragment_shading_rate_with_sample_mask & b.fragment_shading_rate_with_sample_mask;
         if v != a.fragment_shading_rate_with_sample_mask {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithSampleMask", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithSampleMask", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_sample_mask = v;
     }
@@ -798,7 +837,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_with_shader_sample_mask
             & b.fragment_shading_rate_with_shader_sample_mask;
         if v != a.fragment_shading_rate_with_shader_sample_mask {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithShaderSampleMask", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithShaderSampleMask", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_shader_sample_mask = v;
     }
@@ -806,7 +845,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_with_conservative_rasterization
             & b.fragment_shading_rate_with_conservative_rasterization;
         if v != a.fragment_shading_rate_with_conservative_rasterization {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithConservativeRasterization", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithConservativeRasterization", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_conservative_rasterization = v;
     }
@@ -814,7 +853,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_with_fragment_shader_interlock
             & b.fragment_shading_rate_with_fragment_shader_interlock;
         if v != a.fragment_shading_rate_with_fragment_shader_interlock {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithFragmentShaderInterlock", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithFragmentShaderInterlock", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_fragment_shader_interlock = v;
     }
@@ -822,7 +861,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_with_custom_sample_locations
             & b.fragment_shading_rate_with_custom_sample_locations;
         if v != a.fragment_shading_rate_with_custom_sample_locations {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithCustomSampleLocations", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateWithCustomSampleLocations", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_with_custom_sample_locations = v;
     }
@@ -830,7 +869,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         let v = a.fragment_shading_rate_strict_multiply_combiner
             & b.fragment_shading_rate_strict_multiply_combiner;
         if v != a.fragment_shading_rate_strict_multiply_combiner {
-            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateStrictMultiplyCombiner", member });
+            lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.fragmentShadingRateStrictMultiplyCombiner", member, value: format!("{:?}", v) });
         }
         a.fragment_shading_rate_strict_multiply_combiner = v;
     }
@@ -857,6 +896,7 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
         lim.push(Limited {
             what: "PhysicalDeviceInlineUniformBlockProperties.maxInlineUniformBlockSize",
             member,
+            value: format!("{:?}", b.max_inline_uniform_block_size),
         });
     }
     if b.max_per_stage_descriptor_inline_uniform_blocks
@@ -864,20 +904,21 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
     {
         a.max_per_stage_descriptor_inline_uniform_blocks =
             b.max_per_stage_descriptor_inline_uniform_blocks;
-        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorInlineUniformBlocks", member });
+        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_inline_uniform_blocks) });
     }
     if b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
         > a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
     {
         a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks =
             b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks;
-        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member });
+        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks) });
     }
     if b.max_descriptor_set_inline_uniform_blocks > a.max_descriptor_set_inline_uniform_blocks {
         a.max_descriptor_set_inline_uniform_blocks = b.max_descriptor_set_inline_uniform_blocks;
         lim.push(Limited {
             what: "PhysicalDeviceInlineUniformBlockProperties.maxDescriptorSetInlineUniformBlocks",
             member,
+            value: format!("{:?}", b.max_descriptor_set_inline_uniform_blocks),
         });
     }
     if b.max_descriptor_set_update_after_bind_inline_uniform_blocks
@@ -885,7 +926,7 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
     {
         a.max_descriptor_set_update_after_bind_inline_uniform_blocks =
             b.max_descriptor_set_update_after_bind_inline_uniform_blocks;
-        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxDescriptorSetUpdateAfterBindInlineUniformBlocks", member });
+        lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxDescriptorSetUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_inline_uniform_blocks) });
     }
 }
 
@@ -901,6 +942,7 @@ pub fn fuse_physical_device_line_rasterization_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceLineRasterizationPropertiesEXT.lineSubPixelPrecisionBits",
             member,
+            value: format!("{:?}", b.line_sub_pixel_precision_bits),
         });
     }
 }
@@ -917,6 +959,7 @@ pub fn fuse_physical_device_maintenance3_properties(
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance3Properties.maxPerSetDescriptors",
             member,
+            value: format!("{:?}", b.max_per_set_descriptors),
         });
     }
     if b.max_memory_allocation_size > a.max_memory_allocation_size {
@@ -924,6 +967,7 @@ pub fn fuse_physical_device_maintenance3_properties(
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance3Properties.maxMemoryAllocationSize",
             member,
+            value: format!("{:?}", b.max_memory_allocation_size),
         });
     }
 }
@@ -940,6 +984,7 @@ pub fn fuse_physical_device_maintenance4_properties(
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance4Properties.maxBufferSize",
             member,
+            value: format!("{:?}", b.max_buffer_size),
         });
     }
 }
@@ -956,6 +1001,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupTotalCount",
             member,
+            value: format!("{:?}", b.max_task_work_group_total_count),
         });
     }
     if b.max_task_work_group_count[0] > a.max_task_work_group_count[0] {
@@ -963,6 +1009,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_task_work_group_count[0]),
         });
     }
     if b.max_task_work_group_count[1] > a.max_task_work_group_count[1] {
@@ -970,6 +1017,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_task_work_group_count[1]),
         });
     }
     if b.max_task_work_group_count[2] > a.max_task_work_group_count[2] {
@@ -977,6 +1025,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_task_work_group_count[2]),
         });
     }
     if b.max_task_work_group_invocations > a.max_task_work_group_invocations {
@@ -984,6 +1033,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupInvocations",
             member,
+            value: format!("{:?}", b.max_task_work_group_invocations),
         });
     }
     if b.max_task_work_group_size[0] > a.max_task_work_group_size[0] {
@@ -991,6 +1041,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_task_work_group_size[0]),
         });
     }
     if b.max_task_work_group_size[1] > a.max_task_work_group_size[1] {
@@ -998,6 +1049,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_task_work_group_size[1]),
         });
     }
     if b.max_task_work_group_size[2] > a.max_task_work_group_size[2] {
@@ -1005,6 +1057,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_task_work_group_size[2]),
         });
     }
     if b.max_task_payload_size > a.max_task_payload_size {
@@ -1012,6 +1065,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskPayloadSize",
             member,
+            value: format!("{:?}", b.max_task_payload_size),
         });
     }
     if b.max_task_shared_memory_size > a.max_task_shared_memory_size {
@@ -1019,6 +1073,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskSharedMemorySize",
             member,
+            value: format!("{:?}", b.max_task_shared_memory_size),
         });
     }
     if b.max_task_payload_and_shared_memory_size > a.max_task_payload_and_shared_memory_size {
@@ -1026,6 +1081,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskPayloadAndSharedMemorySize",
             member,
+            value: format!("{:?}", b.max_task_payload_and_shared_memory_size),
         });
     }
     if b.max_mesh_work_group_total_count > a.max_mesh_work_group_total_count {
@@ -1033,6 +1089,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupTotalCount",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_total_count),
         });
     }
     if b.max_mesh_work_group_count[0] > a.max_mesh_work_group_count[0] {
@@ -1040,6 +1097,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_count[0]),
         });
     }
     if b.max_mesh_work_group_count[1] > a.max_mesh_work_group_count[1] {
@@ -1047,6 +1105,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_count[1]),
         });
     }
     if b.max_mesh_work_group_count[2] > a.max_mesh_work_group_count[2] {
@@ -1054,6 +1113,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_count[2]),
         });
     }
     if b.max_mesh_work_group_invocations > a.max_mesh_work_group_invocations {
@@ -1061,6 +1121,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupInvocations",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_invocations),
         });
     }
     if b.max_mesh_work_group_size[0] > a.max_mesh_work_group_size[0] {
@@ -1068,6 +1129,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_size[0]),
         });
     }
     if b.max_mesh_work_group_size[1] > a.max_mesh_work_group_size[1] {
@@ -1075,6 +1137,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_size[1]),
         });
     }
     if b.max_mesh_work_group_size[2] > a.max_mesh_work_group_size[2] {
@@ -1082,6 +1145,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_mesh_work_group_size[2]),
         });
     }
     if b.max_mesh_shared_memory_size > a.max_mesh_shared_memory_size {
@@ -1089,6 +1153,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshSharedMemorySize",
             member,
+            value: format!("{:?}", b.max_mesh_shared_memory_size),
         });
     }
     if b.max_mesh_payload_and_shared_memory_size > a.max_mesh_payload_and_shared_memory_size {
@@ -1096,6 +1161,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshPayloadAndSharedMemorySize",
             member,
+            value: format!("{:?}", b.max_mesh_payload_and_shared_memory_size),
         });
     }
     if b.max_mesh_output_memory_size > a.max_mesh_output_memory_size {
@@ -1103,6 +1169,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputMemorySize",
             member,
+            value: format!("{:?}", b.max_mesh_output_memory_size),
         });
     }
     if b.max_mesh_payload_and_output_memory_size > a.max_mesh_payload_and_output_memory_size {
@@ -1110,6 +1177,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshPayloadAndOutputMemorySize",
             member,
+            value: format!("{:?}", b.max_mesh_payload_and_output_memory_size),
         });
     }
     if b.max_mesh_output_components > a.max_mesh_output_components {
@@ -1117,6 +1185,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputComponents",
             member,
+            value: format!("{:?}", b.max_mesh_output_components),
         });
     }
     if b.max_mesh_output_vertices > a.max_mesh_output_vertices {
@@ -1124,6 +1193,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputVertices",
             member,
+            value: format!("{:?}", b.max_mesh_output_vertices),
         });
     }
     if b.max_mesh_output_primitives > a.max_mesh_output_primitives {
@@ -1131,6 +1201,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputPrimitives",
             member,
+            value: format!("{:?}", b.max_mesh_output_primitives),
         });
     }
     if b.max_mesh_output_layers > a.max_mesh_output_layers {
@@ -1138,6 +1209,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputLayers",
             member,
+            value: format!("{:?}", b.max_mesh_output_layers),
         });
     }
     if b.max_mesh_multiview_view_count > a.max_mesh_multiview_view_count {
@@ -1145,6 +1217,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshMultiviewViewCount",
             member,
+            value: format!("{:?}", b.max_mesh_multiview_view_count),
         });
     }
     if b.max_preferred_task_work_group_invocations > a.max_preferred_task_work_group_invocations {
@@ -1152,6 +1225,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxPreferredTaskWorkGroupInvocations",
             member,
+            value: format!("{:?}", b.max_preferred_task_work_group_invocations),
         });
     }
     if b.max_preferred_mesh_work_group_invocations > a.max_preferred_mesh_work_group_invocations {
@@ -1159,6 +1233,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxPreferredMeshWorkGroupInvocations",
             member,
+            value: format!("{:?}", b.max_preferred_mesh_work_group_invocations),
         });
     }
 }
@@ -1175,6 +1250,7 @@ pub fn fuse_physical_device_multi_draw_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceMultiDrawPropertiesEXT.maxMultiDrawCount",
             member,
+            value: format!("{:?}", b.max_multi_draw_count),
         });
     }
 }
@@ -1191,6 +1267,7 @@ pub fn fuse_physical_device_multiview_properties(
         lim.push(Limited {
             what: "PhysicalDeviceMultiviewProperties.maxMultiviewViewCount",
             member,
+            value: format!("{:?}", b.max_multiview_view_count),
         });
     }
     if b.max_multiview_instance_index > a.max_multiview_instance_index {
@@ -1198,6 +1275,7 @@ pub fn fuse_physical_device_multiview_properties(
         lim.push(Limited {
             what: "PhysicalDeviceMultiviewProperties.maxMultiviewInstanceIndex",
             member,
+            value: format!("{:?}", b.max_multiview_instance_index),
         });
     }
 }
@@ -1210,16 +1288,16 @@ pub fn fuse_physical_device_pipeline_robustness_properties_ext(
     lim: &mut Vec<Limited>,
 ) {
     if a.default_robustness_storage_buffers != b.default_robustness_storage_buffers {
-        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessStorageBuffers (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessStorageBuffers (differs; the first member's value is kept)", member, value: format!("{:?}", b.default_robustness_storage_buffers) });
     }
     if a.default_robustness_uniform_buffers != b.default_robustness_uniform_buffers {
-        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessUniformBuffers (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessUniformBuffers (differs; the first member's value is kept)", member, value: format!("{:?}", b.default_robustness_uniform_buffers) });
     }
     if a.default_robustness_vertex_inputs != b.default_robustness_vertex_inputs {
-        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessVertexInputs (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessVertexInputs (differs; the first member's value is kept)", member, value: format!("{:?}", b.default_robustness_vertex_inputs) });
     }
     if a.default_robustness_images != b.default_robustness_images {
-        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessImages (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDevicePipelineRobustnessPropertiesEXT.defaultRobustnessImages (differs; the first member's value is kept)", member, value: format!("{:?}", b.default_robustness_images) });
     }
 }
 
@@ -1231,7 +1309,7 @@ pub fn fuse_physical_device_point_clipping_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.point_clipping_behavior != b.point_clipping_behavior {
-        lim.push(Limited { what: "PhysicalDevicePointClippingProperties.pointClippingBehavior (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDevicePointClippingProperties.pointClippingBehavior (differs; the first member's value is kept)", member, value: format!("{:?}", b.point_clipping_behavior) });
     }
 }
 
@@ -1243,7 +1321,7 @@ pub fn fuse_physical_device_protected_memory_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.protected_no_fault != b.protected_no_fault {
-        lim.push(Limited { what: "PhysicalDeviceProtectedMemoryProperties.protectedNoFault (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceProtectedMemoryProperties.protectedNoFault (differs; the first member's value is kept)", member, value: format!("{:?}", b.protected_no_fault) });
     }
 }
 
@@ -1260,6 +1338,7 @@ pub fn fuse_physical_device_provoking_vertex_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceProvokingVertexPropertiesEXT.provokingVertexModePerPipeline",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.provoking_vertex_mode_per_pipeline = v;
@@ -1268,7 +1347,7 @@ pub fn fuse_physical_device_provoking_vertex_properties_ext(
         let v = a.transform_feedback_preserves_triangle_fan_provoking_vertex
             & b.transform_feedback_preserves_triangle_fan_provoking_vertex;
         if v != a.transform_feedback_preserves_triangle_fan_provoking_vertex {
-            lim.push(Limited { what: "PhysicalDeviceProvokingVertexPropertiesEXT.transformFeedbackPreservesTriangleFanProvokingVertex", member });
+            lim.push(Limited { what: "PhysicalDeviceProvokingVertexPropertiesEXT.transformFeedbackPreservesTriangleFanProvokingVertex", member, value: format!("{:?}", v) });
         }
         a.transform_feedback_preserves_triangle_fan_provoking_vertex = v;
     }
@@ -1286,6 +1365,7 @@ pub fn fuse_physical_device_push_descriptor_properties_khr(
         lim.push(Limited {
             what: "PhysicalDevicePushDescriptorPropertiesKHR.maxPushDescriptors",
             member,
+            value: format!("{:?}", b.max_push_descriptors),
         });
     }
 }
@@ -1304,6 +1384,7 @@ pub fn fuse_physical_device_robustness2_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceRobustness2PropertiesEXT.robustStorageBufferAccessSizeAlignment",
             member,
+            value: format!("{:?}", b.robust_storage_buffer_access_size_alignment),
         });
     }
     if b.robust_uniform_buffer_access_size_alignment < a.robust_uniform_buffer_access_size_alignment
@@ -1313,6 +1394,7 @@ pub fn fuse_physical_device_robustness2_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceRobustness2PropertiesEXT.robustUniformBufferAccessSizeAlignment",
             member,
+            value: format!("{:?}", b.robust_uniform_buffer_access_size_alignment),
         });
     }
 }
@@ -1330,6 +1412,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.sample_location_sample_counts = v;
@@ -1339,6 +1422,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.maxSampleLocationGridSize",
             member,
+            value: format!("{:?}", b.max_sample_location_grid_size.width),
         });
     }
     if b.max_sample_location_grid_size.height > a.max_sample_location_grid_size.height {
@@ -1346,6 +1430,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.maxSampleLocationGridSize",
             member,
+            value: format!("{:?}", b.max_sample_location_grid_size.height),
         });
     }
     if b.sample_location_coordinate_range[0] < a.sample_location_coordinate_range[0] {
@@ -1353,6 +1438,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationCoordinateRange",
             member,
+            value: format!("{:?}", b.sample_location_coordinate_range[0]),
         });
     }
     if b.sample_location_coordinate_range[1] > a.sample_location_coordinate_range[1] {
@@ -1360,6 +1446,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationCoordinateRange",
             member,
+            value: format!("{:?}", b.sample_location_coordinate_range[1]),
         });
     }
     if b.sample_location_sub_pixel_bits > a.sample_location_sub_pixel_bits {
@@ -1367,6 +1454,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationSubPixelBits",
             member,
+            value: format!("{:?}", b.sample_location_sub_pixel_bits),
         });
     }
     {
@@ -1375,6 +1463,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceSampleLocationsPropertiesEXT.variableSampleLocations",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.variable_sample_locations = v;
@@ -1391,7 +1480,7 @@ pub fn fuse_physical_device_sampler_filter_minmax_properties(
     {
         let v = a.filter_minmax_single_component_formats & b.filter_minmax_single_component_formats;
         if v != a.filter_minmax_single_component_formats {
-            lim.push(Limited { what: "PhysicalDeviceSamplerFilterMinmaxProperties.filterMinmaxSingleComponentFormats", member });
+            lim.push(Limited { what: "PhysicalDeviceSamplerFilterMinmaxProperties.filterMinmaxSingleComponentFormats", member, value: format!("{:?}", v) });
         }
         a.filter_minmax_single_component_formats = v;
     }
@@ -1402,6 +1491,7 @@ pub fn fuse_physical_device_sampler_filter_minmax_properties(
                 what:
                     "PhysicalDeviceSamplerFilterMinmaxProperties.filterMinmaxImageComponentMapping",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.filter_minmax_image_component_mapping = v;
@@ -1419,7 +1509,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product8_bit_unsigned_accelerated
             & b.integer_dot_product8_bit_unsigned_accelerated;
         if v != a.integer_dot_product8_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product8_bit_unsigned_accelerated = v;
     }
@@ -1427,7 +1517,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product8_bit_signed_accelerated
             & b.integer_dot_product8_bit_signed_accelerated;
         if v != a.integer_dot_product8_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product8_bit_signed_accelerated = v;
     }
@@ -1435,7 +1525,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product8_bit_mixed_signedness_accelerated
             & b.integer_dot_product8_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product8_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct8BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product8_bit_mixed_signedness_accelerated = v;
     }
@@ -1443,7 +1533,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product4x8_bit_packed_unsigned_accelerated
             & b.integer_dot_product4x8_bit_packed_unsigned_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_unsigned_accelerated = v;
     }
@@ -1451,7 +1541,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product4x8_bit_packed_signed_accelerated
             & b.integer_dot_product4x8_bit_packed_signed_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_signed_accelerated = v;
     }
@@ -1459,7 +1549,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated
             & b.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct4x8BitPackedMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated = v;
     }
@@ -1467,7 +1557,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product16_bit_unsigned_accelerated
             & b.integer_dot_product16_bit_unsigned_accelerated;
         if v != a.integer_dot_product16_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product16_bit_unsigned_accelerated = v;
     }
@@ -1475,7 +1565,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product16_bit_signed_accelerated
             & b.integer_dot_product16_bit_signed_accelerated;
         if v != a.integer_dot_product16_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product16_bit_signed_accelerated = v;
     }
@@ -1483,7 +1573,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product16_bit_mixed_signedness_accelerated
             & b.integer_dot_product16_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product16_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct16BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product16_bit_mixed_signedness_accelerated = v;
     }
@@ -1491,7 +1581,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product32_bit_unsigned_accelerated
             & b.integer_dot_product32_bit_unsigned_accelerated;
         if v != a.integer_dot_product32_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product32_bit_unsigned_accelerated = v;
     }
@@ -1499,7 +1589,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product32_bit_signed_accelerated
             & b.integer_dot_product32_bit_signed_accelerated;
         if v != a.integer_dot_product32_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product32_bit_signed_accelerated = v;
     }
@@ -1507,7 +1597,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product32_bit_mixed_signedness_accelerated
             & b.integer_dot_product32_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product32_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct32BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product32_bit_mixed_signedness_accelerated = v;
     }
@@ -1515,7 +1605,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product64_bit_unsigned_accelerated
             & b.integer_dot_product64_bit_unsigned_accelerated;
         if v != a.integer_dot_product64_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product64_bit_unsigned_accelerated = v;
     }
@@ -1523,7 +1613,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product64_bit_signed_accelerated
             & b.integer_dot_product64_bit_signed_accelerated;
         if v != a.integer_dot_product64_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product64_bit_signed_accelerated = v;
     }
@@ -1531,7 +1621,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product64_bit_mixed_signedness_accelerated
             & b.integer_dot_product64_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product64_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProduct64BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product64_bit_mixed_signedness_accelerated = v;
     }
@@ -1539,7 +1629,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated = v;
     }
@@ -1547,7 +1637,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated = v;
     }
@@ -1555,7 +1645,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating8BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated = v;
     }
@@ -1563,7 +1653,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated = v;
     }
@@ -1571,7 +1661,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated
             & b.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated = v;
     }
@@ -1580,7 +1670,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         if v != a
             .integer_dot_product_accumulating_saturating4x8_bit_packed_mixed_signedness_accelerated
         {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating4x8BitPackedMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_mixed_signedness_accelerated =
             v;
@@ -1589,7 +1679,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated = v;
     }
@@ -1597,7 +1687,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated = v;
     }
@@ -1605,7 +1695,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating16BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated = v;
     }
@@ -1613,7 +1703,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated = v;
     }
@@ -1621,7 +1711,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated = v;
     }
@@ -1629,7 +1719,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating32BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated = v;
     }
@@ -1637,7 +1727,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated = v;
     }
@@ -1645,7 +1735,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated = v;
     }
@@ -1653,7 +1743,7 @@ pub fn fuse_physical_device_shader_integer_dot_product_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceShaderIntegerDotProductProperties.integerDotProductAccumulatingSaturating64BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated = v;
     }
@@ -1671,6 +1761,7 @@ pub fn fuse_physical_device_subgroup_properties(
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupProperties.subgroupSize",
             member,
+            value: format!("{:?}", b.subgroup_size),
         });
     }
     {
@@ -1679,6 +1770,7 @@ pub fn fuse_physical_device_subgroup_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSubgroupProperties.supportedStages",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_stages = v;
@@ -1689,6 +1781,7 @@ pub fn fuse_physical_device_subgroup_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSubgroupProperties.supportedOperations",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_operations = v;
@@ -1699,6 +1792,7 @@ pub fn fuse_physical_device_subgroup_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSubgroupProperties.quadOperationsInAllStages",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.quad_operations_in_all_stages = v;
@@ -1717,6 +1811,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.minSubgroupSize",
             member,
+            value: format!("{:?}", b.min_subgroup_size),
         });
     }
     if b.max_subgroup_size > a.max_subgroup_size {
@@ -1724,6 +1819,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.maxSubgroupSize",
             member,
+            value: format!("{:?}", b.max_subgroup_size),
         });
     }
     if b.max_compute_workgroup_subgroups > a.max_compute_workgroup_subgroups {
@@ -1731,6 +1827,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.maxComputeWorkgroupSubgroups",
             member,
+            value: format!("{:?}", b.max_compute_workgroup_subgroups),
         });
     }
     {
@@ -1739,6 +1836,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSubgroupSizeControlProperties.requiredSubgroupSizeStages",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.required_subgroup_size_stages = v;
@@ -1756,23 +1854,23 @@ pub fn fuse_physical_device_texel_buffer_alignment_properties(
     {
         a.storage_texel_buffer_offset_alignment_bytes =
             b.storage_texel_buffer_offset_alignment_bytes;
-        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.storageTexelBufferOffsetAlignmentBytes", member });
+        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.storageTexelBufferOffsetAlignmentBytes", member, value: format!("{:?}", b.storage_texel_buffer_offset_alignment_bytes) });
     }
     if a.storage_texel_buffer_offset_single_texel_alignment
         != b.storage_texel_buffer_offset_single_texel_alignment
     {
-        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.storage_texel_buffer_offset_single_texel_alignment) });
     }
     if b.uniform_texel_buffer_offset_alignment_bytes < a.uniform_texel_buffer_offset_alignment_bytes
     {
         a.uniform_texel_buffer_offset_alignment_bytes =
             b.uniform_texel_buffer_offset_alignment_bytes;
-        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.uniformTexelBufferOffsetAlignmentBytes", member });
+        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.uniformTexelBufferOffsetAlignmentBytes", member, value: format!("{:?}", b.uniform_texel_buffer_offset_alignment_bytes) });
     }
     if a.uniform_texel_buffer_offset_single_texel_alignment
         != b.uniform_texel_buffer_offset_single_texel_alignment
     {
-        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.uniformTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.uniformTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.uniform_texel_buffer_offset_single_texel_alignment) });
     }
 }
 
@@ -1788,6 +1886,7 @@ pub fn fuse_physical_device_timeline_semaphore_properties(
         lim.push(Limited {
             what: "PhysicalDeviceTimelineSemaphoreProperties.maxTimelineSemaphoreValueDifference",
             member,
+            value: format!("{:?}", b.max_timeline_semaphore_value_difference),
         });
     }
 }
@@ -1804,6 +1903,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackStreams",
             member,
+            value: format!("{:?}", b.max_transform_feedback_streams),
         });
     }
     if b.max_transform_feedback_buffers > a.max_transform_feedback_buffers {
@@ -1811,6 +1911,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBuffers",
             member,
+            value: format!("{:?}", b.max_transform_feedback_buffers),
         });
     }
     if b.max_transform_feedback_buffer_size > a.max_transform_feedback_buffer_size {
@@ -1818,6 +1919,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBufferSize",
             member,
+            value: format!("{:?}", b.max_transform_feedback_buffer_size),
         });
     }
     if b.max_transform_feedback_stream_data_size > a.max_transform_feedback_stream_data_size {
@@ -1825,6 +1927,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackStreamDataSize",
             member,
+            value: format!("{:?}", b.max_transform_feedback_stream_data_size),
         });
     }
     if b.max_transform_feedback_buffer_data_size > a.max_transform_feedback_buffer_data_size {
@@ -1832,6 +1935,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBufferDataSize",
             member,
+            value: format!("{:?}", b.max_transform_feedback_buffer_data_size),
         });
     }
     if b.max_transform_feedback_buffer_data_stride > a.max_transform_feedback_buffer_data_stride {
@@ -1840,6 +1944,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             what:
                 "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBufferDataStride",
             member,
+            value: format!("{:?}", b.max_transform_feedback_buffer_data_stride),
         });
     }
     {
@@ -1848,6 +1953,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackQueries",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.transform_feedback_queries = v;
@@ -1856,7 +1962,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         let v = a.transform_feedback_streams_lines_triangles
             & b.transform_feedback_streams_lines_triangles;
         if v != a.transform_feedback_streams_lines_triangles {
-            lim.push(Limited { what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackStreamsLinesTriangles", member });
+            lim.push(Limited { what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackStreamsLinesTriangles", member, value: format!("{:?}", v) });
         }
         a.transform_feedback_streams_lines_triangles = v;
     }
@@ -1864,7 +1970,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
         let v = a.transform_feedback_rasterization_stream_select
             & b.transform_feedback_rasterization_stream_select;
         if v != a.transform_feedback_rasterization_stream_select {
-            lim.push(Limited { what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackRasterizationStreamSelect", member });
+            lim.push(Limited { what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackRasterizationStreamSelect", member, value: format!("{:?}", v) });
         }
         a.transform_feedback_rasterization_stream_select = v;
     }
@@ -1874,6 +1980,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             lim.push(Limited {
                 what: "PhysicalDeviceTransformFeedbackPropertiesEXT.transformFeedbackDraw",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.transform_feedback_draw = v;
@@ -1892,6 +1999,7 @@ pub fn fuse_physical_device_vertex_attribute_divisor_properties_ext(
         lim.push(Limited {
             what: "PhysicalDeviceVertexAttributeDivisorPropertiesEXT.maxVertexAttribDivisor",
             member,
+            value: format!("{:?}", b.max_vertex_attrib_divisor),
         });
     }
 }
@@ -1904,16 +2012,17 @@ pub fn fuse_physical_device_vulkan11_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.device_node_mask != b.device_node_mask {
-        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.deviceNodeMask (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.deviceNodeMask (differs; the first member's value is kept)", member, value: format!("{:?}", b.device_node_mask) });
     }
     if a.device_luid_valid != b.device_luid_valid {
-        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.deviceLUIDValid (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.deviceLUIDValid (differs; the first member's value is kept)", member, value: format!("{:?}", b.device_luid_valid) });
     }
     if b.subgroup_size > a.subgroup_size {
         a.subgroup_size = b.subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.subgroupSize",
             member,
+            value: format!("{:?}", b.subgroup_size),
         });
     }
     {
@@ -1922,6 +2031,7 @@ pub fn fuse_physical_device_vulkan11_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan11Properties.subgroupSupportedStages",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.subgroup_supported_stages = v;
@@ -1932,6 +2042,7 @@ pub fn fuse_physical_device_vulkan11_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan11Properties.subgroupSupportedOperations",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.subgroup_supported_operations = v;
@@ -1942,18 +2053,20 @@ pub fn fuse_physical_device_vulkan11_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan11Properties.subgroupQuadOperationsInAllStages",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.subgroup_quad_operations_in_all_stages = v;
     }
     if a.point_clipping_behavior != b.point_clipping_behavior {
-        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.pointClippingBehavior (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.pointClippingBehavior (differs; the first member's value is kept)", member, value: format!("{:?}", b.point_clipping_behavior) });
     }
     if b.max_multiview_view_count > a.max_multiview_view_count {
         a.max_multiview_view_count = b.max_multiview_view_count;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMultiviewViewCount",
             member,
+            value: format!("{:?}", b.max_multiview_view_count),
         });
     }
     if b.max_multiview_instance_index > a.max_multiview_instance_index {
@@ -1961,16 +2074,18 @@ pub fn fuse_physical_device_vulkan11_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMultiviewInstanceIndex",
             member,
+            value: format!("{:?}", b.max_multiview_instance_index),
         });
     }
     if a.protected_no_fault != b.protected_no_fault {
-        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.protectedNoFault (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.protectedNoFault (differs; the first member's value is kept)", member, value: format!("{:?}", b.protected_no_fault) });
     }
     if b.max_per_set_descriptors > a.max_per_set_descriptors {
         a.max_per_set_descriptors = b.max_per_set_descriptors;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxPerSetDescriptors",
             member,
+            value: format!("{:?}", b.max_per_set_descriptors),
         });
     }
     if b.max_memory_allocation_size > a.max_memory_allocation_size {
@@ -1978,6 +2093,7 @@ pub fn fuse_physical_device_vulkan11_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMemoryAllocationSize",
             member,
+            value: format!("{:?}", b.max_memory_allocation_size),
         });
     }
 }
@@ -1990,10 +2106,10 @@ pub fn fuse_physical_device_vulkan12_properties(
     lim: &mut Vec<Limited>,
 ) {
     if a.denorm_behavior_independence != b.denorm_behavior_independence {
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.denormBehaviorIndependence (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.denormBehaviorIndependence (differs; the first member's value is kept)", member, value: format!("{:?}", b.denorm_behavior_independence) });
     }
     if a.rounding_mode_independence != b.rounding_mode_independence {
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.roundingModeIndependence (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.roundingModeIndependence (differs; the first member's value is kept)", member, value: format!("{:?}", b.rounding_mode_independence) });
     }
     {
         let v = a.shader_signed_zero_inf_nan_preserve_float16
@@ -2002,6 +2118,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderSignedZeroInfNanPreserveFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float16 = v;
@@ -2013,6 +2130,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderSignedZeroInfNanPreserveFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float32 = v;
@@ -2024,6 +2142,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderSignedZeroInfNanPreserveFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_signed_zero_inf_nan_preserve_float64 = v;
@@ -2034,6 +2153,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormPreserveFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float16 = v;
@@ -2044,6 +2164,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormPreserveFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float32 = v;
@@ -2054,6 +2175,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormPreserveFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_preserve_float64 = v;
@@ -2064,6 +2186,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormFlushToZeroFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float16 = v;
@@ -2074,6 +2197,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormFlushToZeroFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float32 = v;
@@ -2084,6 +2208,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderDenormFlushToZeroFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_denorm_flush_to_zero_float64 = v;
@@ -2094,6 +2219,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTEFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float16 = v;
@@ -2104,6 +2230,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTEFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float32 = v;
@@ -2114,6 +2241,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTEFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rte_float64 = v;
@@ -2124,6 +2252,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTZFloat16",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float16 = v;
@@ -2134,6 +2263,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTZFloat32",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float32 = v;
@@ -2144,6 +2274,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.shaderRoundingModeRTZFloat64",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.shader_rounding_mode_rtz_float64 = v;
@@ -2156,13 +2287,14 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxUpdateAfterBindDescriptorsInAllPools",
             member,
+            value: format!("{:?}", b.max_update_after_bind_descriptors_in_all_pools),
         });
     }
     {
         let v = a.shader_uniform_buffer_array_non_uniform_indexing_native
             & b.shader_uniform_buffer_array_non_uniform_indexing_native;
         if v != a.shader_uniform_buffer_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderUniformBufferArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderUniformBufferArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_uniform_buffer_array_non_uniform_indexing_native = v;
     }
@@ -2170,7 +2302,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         let v = a.shader_sampled_image_array_non_uniform_indexing_native
             & b.shader_sampled_image_array_non_uniform_indexing_native;
         if v != a.shader_sampled_image_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderSampledImageArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderSampledImageArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_sampled_image_array_non_uniform_indexing_native = v;
     }
@@ -2178,7 +2310,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         let v = a.shader_storage_buffer_array_non_uniform_indexing_native
             & b.shader_storage_buffer_array_non_uniform_indexing_native;
         if v != a.shader_storage_buffer_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderStorageBufferArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderStorageBufferArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_storage_buffer_array_non_uniform_indexing_native = v;
     }
@@ -2186,7 +2318,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         let v = a.shader_storage_image_array_non_uniform_indexing_native
             & b.shader_storage_image_array_non_uniform_indexing_native;
         if v != a.shader_storage_image_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderStorageImageArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderStorageImageArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_storage_image_array_non_uniform_indexing_native = v;
     }
@@ -2194,7 +2326,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         let v = a.shader_input_attachment_array_non_uniform_indexing_native
             & b.shader_input_attachment_array_non_uniform_indexing_native;
         if v != a.shader_input_attachment_array_non_uniform_indexing_native {
-            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderInputAttachmentArrayNonUniformIndexingNative", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.shaderInputAttachmentArrayNonUniformIndexingNative", member, value: format!("{:?}", v) });
         }
         a.shader_input_attachment_array_non_uniform_indexing_native = v;
     }
@@ -2204,6 +2336,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.robustBufferAccessUpdateAfterBind",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.robust_buffer_access_update_after_bind = v;
@@ -2214,6 +2347,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.quadDivergentImplicitLod",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.quad_divergent_implicit_lod = v;
@@ -2226,6 +2360,10 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindSamplers",
             member,
+            value: format!(
+                "{:?}",
+                b.max_per_stage_descriptor_update_after_bind_samplers
+            ),
         });
     }
     if b.max_per_stage_descriptor_update_after_bind_uniform_buffers
@@ -2233,41 +2371,42 @@ pub fn fuse_physical_device_vulkan12_properties(
     {
         a.max_per_stage_descriptor_update_after_bind_uniform_buffers =
             b.max_per_stage_descriptor_update_after_bind_uniform_buffers;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_uniform_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_buffers
         > a.max_per_stage_descriptor_update_after_bind_storage_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_storage_buffers =
             b.max_per_stage_descriptor_update_after_bind_storage_buffers;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_sampled_images
         > a.max_per_stage_descriptor_update_after_bind_sampled_images
     {
         a.max_per_stage_descriptor_update_after_bind_sampled_images =
             b.max_per_stage_descriptor_update_after_bind_sampled_images;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindSampledImages", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_sampled_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_images
         > a.max_per_stage_descriptor_update_after_bind_storage_images
     {
         a.max_per_stage_descriptor_update_after_bind_storage_images =
             b.max_per_stage_descriptor_update_after_bind_storage_images;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageImages", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_input_attachments
         > a.max_per_stage_descriptor_update_after_bind_input_attachments
     {
         a.max_per_stage_descriptor_update_after_bind_input_attachments =
             b.max_per_stage_descriptor_update_after_bind_input_attachments;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_input_attachments) });
     }
     if b.max_per_stage_update_after_bind_resources > a.max_per_stage_update_after_bind_resources {
         a.max_per_stage_update_after_bind_resources = b.max_per_stage_update_after_bind_resources;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxPerStageUpdateAfterBindResources",
             member,
+            value: format!("{:?}", b.max_per_stage_update_after_bind_resources),
         });
     }
     if b.max_descriptor_set_update_after_bind_samplers
@@ -2278,6 +2417,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindSamplers",
             member,
+            value: format!("{:?}", b.max_descriptor_set_update_after_bind_samplers),
         });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers
@@ -2288,6 +2428,10 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindUniformBuffers",
             member,
+            value: format!(
+                "{:?}",
+                b.max_descriptor_set_update_after_bind_uniform_buffers
+            ),
         });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
@@ -2295,7 +2439,7 @@ pub fn fuse_physical_device_vulkan12_properties(
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers
         > a.max_descriptor_set_update_after_bind_storage_buffers
@@ -2305,6 +2449,10 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindStorageBuffers",
             member,
+            value: format!(
+                "{:?}",
+                b.max_descriptor_set_update_after_bind_storage_buffers
+            ),
         });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers_dynamic
@@ -2312,7 +2460,7 @@ pub fn fuse_physical_device_vulkan12_properties(
     {
         a.max_descriptor_set_update_after_bind_storage_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_storage_buffers_dynamic;
-        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_sampled_images
         > a.max_descriptor_set_update_after_bind_sampled_images
@@ -2322,6 +2470,10 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindSampledImages",
             member,
+            value: format!(
+                "{:?}",
+                b.max_descriptor_set_update_after_bind_sampled_images
+            ),
         });
     }
     if b.max_descriptor_set_update_after_bind_storage_images
@@ -2332,6 +2484,10 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindStorageImages",
             member,
+            value: format!(
+                "{:?}",
+                b.max_descriptor_set_update_after_bind_storage_images
+            ),
         });
     }
     if b.max_descriptor_set_update_after_bind_input_attachments
@@ -2343,6 +2499,10 @@ pub fn fuse_physical_device_vulkan12_properties(
             what:
                 "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindInputAttachments",
             member,
+            value: format!(
+                "{:?}",
+                b.max_descriptor_set_update_after_bind_input_attachments
+            ),
         });
     }
     {
@@ -2351,6 +2511,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.supportedDepthResolveModes",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_depth_resolve_modes = v;
@@ -2361,6 +2522,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.supportedStencilResolveModes",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.supported_stencil_resolve_modes = v;
@@ -2371,6 +2533,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.independentResolveNone",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.independent_resolve_none = v;
@@ -2381,6 +2544,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.independentResolve",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.independent_resolve = v;
@@ -2391,6 +2555,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.filterMinmaxSingleComponentFormats",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.filter_minmax_single_component_formats = v;
@@ -2401,6 +2566,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.filterMinmaxImageComponentMapping",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.filter_minmax_image_component_mapping = v;
@@ -2410,6 +2576,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxTimelineSemaphoreValueDifference",
             member,
+            value: format!("{:?}", b.max_timeline_semaphore_value_difference),
         });
     }
     {
@@ -2419,6 +2586,7 @@ pub fn fuse_physical_device_vulkan12_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan12Properties.framebufferIntegerColorSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.framebuffer_integer_color_sample_counts = v;
@@ -2437,6 +2605,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.minSubgroupSize",
             member,
+            value: format!("{:?}", b.min_subgroup_size),
         });
     }
     if b.max_subgroup_size > a.max_subgroup_size {
@@ -2444,6 +2613,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxSubgroupSize",
             member,
+            value: format!("{:?}", b.max_subgroup_size),
         });
     }
     if b.max_compute_workgroup_subgroups > a.max_compute_workgroup_subgroups {
@@ -2451,6 +2621,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxComputeWorkgroupSubgroups",
             member,
+            value: format!("{:?}", b.max_compute_workgroup_subgroups),
         });
     }
     {
@@ -2459,6 +2630,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.requiredSubgroupSizeStages",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.required_subgroup_size_stages = v;
@@ -2468,6 +2640,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxInlineUniformBlockSize",
             member,
+            value: format!("{:?}", b.max_inline_uniform_block_size),
         });
     }
     if b.max_per_stage_descriptor_inline_uniform_blocks
@@ -2478,6 +2651,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxPerStageDescriptorInlineUniformBlocks",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_inline_uniform_blocks),
         });
     }
     if b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
@@ -2485,13 +2659,14 @@ pub fn fuse_physical_device_vulkan13_properties(
     {
         a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks =
             b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks;
-        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks) });
     }
     if b.max_descriptor_set_inline_uniform_blocks > a.max_descriptor_set_inline_uniform_blocks {
         a.max_descriptor_set_inline_uniform_blocks = b.max_descriptor_set_inline_uniform_blocks;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxDescriptorSetInlineUniformBlocks",
             member,
+            value: format!("{:?}", b.max_descriptor_set_inline_uniform_blocks),
         });
     }
     if b.max_descriptor_set_update_after_bind_inline_uniform_blocks
@@ -2499,13 +2674,14 @@ pub fn fuse_physical_device_vulkan13_properties(
     {
         a.max_descriptor_set_update_after_bind_inline_uniform_blocks =
             b.max_descriptor_set_update_after_bind_inline_uniform_blocks;
-        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxDescriptorSetUpdateAfterBindInlineUniformBlocks", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxDescriptorSetUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_inline_uniform_blocks) });
     }
     if b.max_inline_uniform_total_size > a.max_inline_uniform_total_size {
         a.max_inline_uniform_total_size = b.max_inline_uniform_total_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxInlineUniformTotalSize",
             member,
+            value: format!("{:?}", b.max_inline_uniform_total_size),
         });
     }
     {
@@ -2515,6 +2691,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct8BitUnsignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product8_bit_unsigned_accelerated = v;
@@ -2526,6 +2703,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct8BitSignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product8_bit_signed_accelerated = v;
@@ -2534,7 +2712,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product8_bit_mixed_signedness_accelerated
             & b.integer_dot_product8_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product8_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct8BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct8BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product8_bit_mixed_signedness_accelerated = v;
     }
@@ -2542,7 +2720,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product4x8_bit_packed_unsigned_accelerated
             & b.integer_dot_product4x8_bit_packed_unsigned_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_unsigned_accelerated = v;
     }
@@ -2550,7 +2728,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product4x8_bit_packed_signed_accelerated
             & b.integer_dot_product4x8_bit_packed_signed_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_signed_accelerated = v;
     }
@@ -2558,7 +2736,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated
             & b.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated;
         if v != a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct4x8BitPackedMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product4x8_bit_packed_mixed_signedness_accelerated = v;
     }
@@ -2569,6 +2747,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct16BitUnsignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product16_bit_unsigned_accelerated = v;
@@ -2580,6 +2759,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct16BitSignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product16_bit_signed_accelerated = v;
@@ -2588,7 +2768,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product16_bit_mixed_signedness_accelerated
             & b.integer_dot_product16_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product16_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct16BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct16BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product16_bit_mixed_signedness_accelerated = v;
     }
@@ -2599,6 +2779,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct32BitUnsignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product32_bit_unsigned_accelerated = v;
@@ -2610,6 +2791,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct32BitSignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product32_bit_signed_accelerated = v;
@@ -2618,7 +2800,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product32_bit_mixed_signedness_accelerated
             & b.integer_dot_product32_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product32_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct32BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct32BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product32_bit_mixed_signedness_accelerated = v;
     }
@@ -2629,6 +2811,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct64BitUnsignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product64_bit_unsigned_accelerated = v;
@@ -2640,6 +2823,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceVulkan13Properties.integerDotProduct64BitSignedAccelerated",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.integer_dot_product64_bit_signed_accelerated = v;
@@ -2648,7 +2832,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product64_bit_mixed_signedness_accelerated
             & b.integer_dot_product64_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product64_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct64BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProduct64BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product64_bit_mixed_signedness_accelerated = v;
     }
@@ -2656,7 +2840,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_unsigned_accelerated = v;
     }
@@ -2664,7 +2848,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_signed_accelerated = v;
     }
@@ -2672,7 +2856,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating8BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating8_bit_mixed_signedness_accelerated = v;
     }
@@ -2680,7 +2864,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_unsigned_accelerated = v;
     }
@@ -2688,7 +2872,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated
             & b.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_signed_accelerated = v;
     }
@@ -2697,7 +2881,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         if v != a
             .integer_dot_product_accumulating_saturating4x8_bit_packed_mixed_signedness_accelerated
         {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating4x8BitPackedMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating4x8_bit_packed_mixed_signedness_accelerated =
             v;
@@ -2706,7 +2890,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_unsigned_accelerated = v;
     }
@@ -2714,7 +2898,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_signed_accelerated = v;
     }
@@ -2722,7 +2906,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating16BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating16_bit_mixed_signedness_accelerated = v;
     }
@@ -2730,7 +2914,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_unsigned_accelerated = v;
     }
@@ -2738,7 +2922,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_signed_accelerated = v;
     }
@@ -2746,7 +2930,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating32BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating32_bit_mixed_signedness_accelerated = v;
     }
@@ -2754,7 +2938,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitUnsignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitUnsignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_unsigned_accelerated = v;
     }
@@ -2762,7 +2946,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_signed_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitSignedAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitSignedAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_signed_accelerated = v;
     }
@@ -2770,7 +2954,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         let v = a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated
             & b.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated;
         if v != a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated {
-            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitMixedSignednessAccelerated", member });
+            lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.integerDotProductAccumulatingSaturating64BitMixedSignednessAccelerated", member, value: format!("{:?}", v) });
         }
         a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated = v;
     }
@@ -2781,12 +2965,13 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.storageTexelBufferOffsetAlignmentBytes",
             member,
+            value: format!("{:?}", b.storage_texel_buffer_offset_alignment_bytes),
         });
     }
     if a.storage_texel_buffer_offset_single_texel_alignment
         != b.storage_texel_buffer_offset_single_texel_alignment
     {
-        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.storage_texel_buffer_offset_single_texel_alignment) });
     }
     if b.uniform_texel_buffer_offset_alignment_bytes < a.uniform_texel_buffer_offset_alignment_bytes
     {
@@ -2795,18 +2980,20 @@ pub fn fuse_physical_device_vulkan13_properties(
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.uniformTexelBufferOffsetAlignmentBytes",
             member,
+            value: format!("{:?}", b.uniform_texel_buffer_offset_alignment_bytes),
         });
     }
     if a.uniform_texel_buffer_offset_single_texel_alignment
         != b.uniform_texel_buffer_offset_single_texel_alignment
     {
-        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.uniformTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member });
+        lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.uniformTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.uniform_texel_buffer_offset_single_texel_alignment) });
     }
     if b.max_buffer_size > a.max_buffer_size {
         a.max_buffer_size = b.max_buffer_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxBufferSize",
             member,
+            value: format!("{:?}", b.max_buffer_size),
         });
     }
 }
@@ -2839,6 +3026,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension1D",
             member,
+            value: format!("{:?}", b.max_image_dimension1_d),
         });
     }
     if b.max_image_dimension2_d > a.max_image_dimension2_d {
@@ -2846,6 +3034,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension2D",
             member,
+            value: format!("{:?}", b.max_image_dimension2_d),
         });
     }
     if b.max_image_dimension3_d > a.max_image_dimension3_d {
@@ -2853,6 +3042,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension3D",
             member,
+            value: format!("{:?}", b.max_image_dimension3_d),
         });
     }
     if b.max_image_dimension_cube > a.max_image_dimension_cube {
@@ -2860,6 +3050,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimensionCube",
             member,
+            value: format!("{:?}", b.max_image_dimension_cube),
         });
     }
     if b.max_image_array_layers > a.max_image_array_layers {
@@ -2867,6 +3058,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageArrayLayers",
             member,
+            value: format!("{:?}", b.max_image_array_layers),
         });
     }
     if b.max_texel_buffer_elements > a.max_texel_buffer_elements {
@@ -2874,6 +3066,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelBufferElements",
             member,
+            value: format!("{:?}", b.max_texel_buffer_elements),
         });
     }
     if b.max_uniform_buffer_range > a.max_uniform_buffer_range {
@@ -2881,6 +3074,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxUniformBufferRange",
             member,
+            value: format!("{:?}", b.max_uniform_buffer_range),
         });
     }
     if b.max_storage_buffer_range > a.max_storage_buffer_range {
@@ -2888,6 +3082,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxStorageBufferRange",
             member,
+            value: format!("{:?}", b.max_storage_buffer_range),
         });
     }
     if b.max_push_constants_size > a.max_push_constants_size {
@@ -2895,6 +3090,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPushConstantsSize",
             member,
+            value: format!("{:?}", b.max_push_constants_size),
         });
     }
     if b.max_memory_allocation_count > a.max_memory_allocation_count {
@@ -2902,6 +3098,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxMemoryAllocationCount",
             member,
+            value: format!("{:?}", b.max_memory_allocation_count),
         });
     }
     if b.max_sampler_allocation_count > a.max_sampler_allocation_count {
@@ -2909,6 +3106,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerAllocationCount",
             member,
+            value: format!("{:?}", b.max_sampler_allocation_count),
         });
     }
     if b.buffer_image_granularity < a.buffer_image_granularity {
@@ -2916,6 +3114,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.bufferImageGranularity",
             member,
+            value: format!("{:?}", b.buffer_image_granularity),
         });
     }
     if b.sparse_address_space_size > a.sparse_address_space_size {
@@ -2923,6 +3122,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.sparseAddressSpaceSize",
             member,
+            value: format!("{:?}", b.sparse_address_space_size),
         });
     }
     if b.max_bound_descriptor_sets > a.max_bound_descriptor_sets {
@@ -2930,6 +3130,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxBoundDescriptorSets",
             member,
+            value: format!("{:?}", b.max_bound_descriptor_sets),
         });
     }
     if b.max_per_stage_descriptor_samplers > a.max_per_stage_descriptor_samplers {
@@ -2937,6 +3138,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorSamplers",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_samplers),
         });
     }
     if b.max_per_stage_descriptor_uniform_buffers > a.max_per_stage_descriptor_uniform_buffers {
@@ -2944,6 +3146,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorUniformBuffers",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_uniform_buffers),
         });
     }
     if b.max_per_stage_descriptor_storage_buffers > a.max_per_stage_descriptor_storage_buffers {
@@ -2951,6 +3154,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorStorageBuffers",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_storage_buffers),
         });
     }
     if b.max_per_stage_descriptor_sampled_images > a.max_per_stage_descriptor_sampled_images {
@@ -2958,6 +3162,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorSampledImages",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_sampled_images),
         });
     }
     if b.max_per_stage_descriptor_storage_images > a.max_per_stage_descriptor_storage_images {
@@ -2965,6 +3170,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorStorageImages",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_storage_images),
         });
     }
     if b.max_per_stage_descriptor_input_attachments > a.max_per_stage_descriptor_input_attachments {
@@ -2972,6 +3178,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorInputAttachments",
             member,
+            value: format!("{:?}", b.max_per_stage_descriptor_input_attachments),
         });
     }
     if b.max_per_stage_resources > a.max_per_stage_resources {
@@ -2979,6 +3186,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageResources",
             member,
+            value: format!("{:?}", b.max_per_stage_resources),
         });
     }
     if b.max_descriptor_set_samplers > a.max_descriptor_set_samplers {
@@ -2986,6 +3194,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetSamplers",
             member,
+            value: format!("{:?}", b.max_descriptor_set_samplers),
         });
     }
     if b.max_descriptor_set_uniform_buffers > a.max_descriptor_set_uniform_buffers {
@@ -2993,6 +3202,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetUniformBuffers",
             member,
+            value: format!("{:?}", b.max_descriptor_set_uniform_buffers),
         });
     }
     if b.max_descriptor_set_uniform_buffers_dynamic > a.max_descriptor_set_uniform_buffers_dynamic {
@@ -3000,6 +3210,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetUniformBuffersDynamic",
             member,
+            value: format!("{:?}", b.max_descriptor_set_uniform_buffers_dynamic),
         });
     }
     if b.max_descriptor_set_storage_buffers > a.max_descriptor_set_storage_buffers {
@@ -3007,6 +3218,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageBuffers",
             member,
+            value: format!("{:?}", b.max_descriptor_set_storage_buffers),
         });
     }
     if b.max_descriptor_set_storage_buffers_dynamic > a.max_descriptor_set_storage_buffers_dynamic {
@@ -3014,6 +3226,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageBuffersDynamic",
             member,
+            value: format!("{:?}", b.max_descriptor_set_storage_buffers_dynamic),
         });
     }
     if b.max_descriptor_set_sampled_images > a.max_descriptor_set_sampled_images {
@@ -3021,6 +3234,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetSampledImages",
             member,
+            value: format!("{:?}", b.max_descriptor_set_sampled_images),
         });
     }
     if b.max_descriptor_set_storage_images > a.max_descriptor_set_storage_images {
@@ -3028,6 +3242,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageImages",
             member,
+            value: format!("{:?}", b.max_descriptor_set_storage_images),
         });
     }
     if b.max_descriptor_set_input_attachments > a.max_descriptor_set_input_attachments {
@@ -3035,6 +3250,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetInputAttachments",
             member,
+            value: format!("{:?}", b.max_descriptor_set_input_attachments),
         });
     }
     if b.max_vertex_input_attributes > a.max_vertex_input_attributes {
@@ -3042,6 +3258,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputAttributes",
             member,
+            value: format!("{:?}", b.max_vertex_input_attributes),
         });
     }
     if b.max_vertex_input_bindings > a.max_vertex_input_bindings {
@@ -3049,6 +3266,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputBindings",
             member,
+            value: format!("{:?}", b.max_vertex_input_bindings),
         });
     }
     if b.max_vertex_input_attribute_offset > a.max_vertex_input_attribute_offset {
@@ -3056,6 +3274,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputAttributeOffset",
             member,
+            value: format!("{:?}", b.max_vertex_input_attribute_offset),
         });
     }
     if b.max_vertex_input_binding_stride > a.max_vertex_input_binding_stride {
@@ -3063,6 +3282,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputBindingStride",
             member,
+            value: format!("{:?}", b.max_vertex_input_binding_stride),
         });
     }
     if b.max_vertex_output_components > a.max_vertex_output_components {
@@ -3070,6 +3290,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexOutputComponents",
             member,
+            value: format!("{:?}", b.max_vertex_output_components),
         });
     }
     if b.max_tessellation_generation_level > a.max_tessellation_generation_level {
@@ -3077,6 +3298,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationGenerationLevel",
             member,
+            value: format!("{:?}", b.max_tessellation_generation_level),
         });
     }
     if b.max_tessellation_patch_size > a.max_tessellation_patch_size {
@@ -3084,6 +3306,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationPatchSize",
             member,
+            value: format!("{:?}", b.max_tessellation_patch_size),
         });
     }
     if b.max_tessellation_control_per_vertex_input_components
@@ -3094,6 +3317,10 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationControlPerVertexInputComponents",
             member,
+            value: format!(
+                "{:?}",
+                b.max_tessellation_control_per_vertex_input_components
+            ),
         });
     }
     if b.max_tessellation_control_per_vertex_output_components
@@ -3104,6 +3331,10 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationControlPerVertexOutputComponents",
             member,
+            value: format!(
+                "{:?}",
+                b.max_tessellation_control_per_vertex_output_components
+            ),
         });
     }
     if b.max_tessellation_control_per_patch_output_components
@@ -3114,6 +3345,10 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationControlPerPatchOutputComponents",
             member,
+            value: format!(
+                "{:?}",
+                b.max_tessellation_control_per_patch_output_components
+            ),
         });
     }
     if b.max_tessellation_control_total_output_components
@@ -3124,6 +3359,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationControlTotalOutputComponents",
             member,
+            value: format!("{:?}", b.max_tessellation_control_total_output_components),
         });
     }
     if b.max_tessellation_evaluation_input_components
@@ -3134,6 +3370,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationEvaluationInputComponents",
             member,
+            value: format!("{:?}", b.max_tessellation_evaluation_input_components),
         });
     }
     if b.max_tessellation_evaluation_output_components
@@ -3144,6 +3381,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationEvaluationOutputComponents",
             member,
+            value: format!("{:?}", b.max_tessellation_evaluation_output_components),
         });
     }
     if b.max_geometry_shader_invocations > a.max_geometry_shader_invocations {
@@ -3151,6 +3389,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryShaderInvocations",
             member,
+            value: format!("{:?}", b.max_geometry_shader_invocations),
         });
     }
     if b.max_geometry_input_components > a.max_geometry_input_components {
@@ -3158,6 +3397,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryInputComponents",
             member,
+            value: format!("{:?}", b.max_geometry_input_components),
         });
     }
     if b.max_geometry_output_components > a.max_geometry_output_components {
@@ -3165,6 +3405,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryOutputComponents",
             member,
+            value: format!("{:?}", b.max_geometry_output_components),
         });
     }
     if b.max_geometry_output_vertices > a.max_geometry_output_vertices {
@@ -3172,6 +3413,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryOutputVertices",
             member,
+            value: format!("{:?}", b.max_geometry_output_vertices),
         });
     }
     if b.max_geometry_total_output_components > a.max_geometry_total_output_components {
@@ -3179,6 +3421,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryTotalOutputComponents",
             member,
+            value: format!("{:?}", b.max_geometry_total_output_components),
         });
     }
     if b.max_fragment_input_components > a.max_fragment_input_components {
@@ -3186,6 +3429,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentInputComponents",
             member,
+            value: format!("{:?}", b.max_fragment_input_components),
         });
     }
     if b.max_fragment_output_attachments > a.max_fragment_output_attachments {
@@ -3193,6 +3437,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentOutputAttachments",
             member,
+            value: format!("{:?}", b.max_fragment_output_attachments),
         });
     }
     if b.max_fragment_dual_src_attachments > a.max_fragment_dual_src_attachments {
@@ -3200,6 +3445,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentDualSrcAttachments",
             member,
+            value: format!("{:?}", b.max_fragment_dual_src_attachments),
         });
     }
     if b.max_fragment_combined_output_resources > a.max_fragment_combined_output_resources {
@@ -3207,6 +3453,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentCombinedOutputResources",
             member,
+            value: format!("{:?}", b.max_fragment_combined_output_resources),
         });
     }
     if b.max_compute_shared_memory_size > a.max_compute_shared_memory_size {
@@ -3214,6 +3461,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeSharedMemorySize",
             member,
+            value: format!("{:?}", b.max_compute_shared_memory_size),
         });
     }
     if b.max_compute_work_group_count[0] > a.max_compute_work_group_count[0] {
@@ -3221,6 +3469,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_compute_work_group_count[0]),
         });
     }
     if b.max_compute_work_group_count[1] > a.max_compute_work_group_count[1] {
@@ -3228,6 +3477,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_compute_work_group_count[1]),
         });
     }
     if b.max_compute_work_group_count[2] > a.max_compute_work_group_count[2] {
@@ -3235,6 +3485,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
             member,
+            value: format!("{:?}", b.max_compute_work_group_count[2]),
         });
     }
     if b.max_compute_work_group_invocations > a.max_compute_work_group_invocations {
@@ -3242,6 +3493,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupInvocations",
             member,
+            value: format!("{:?}", b.max_compute_work_group_invocations),
         });
     }
     if b.max_compute_work_group_size[0] > a.max_compute_work_group_size[0] {
@@ -3249,6 +3501,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_compute_work_group_size[0]),
         });
     }
     if b.max_compute_work_group_size[1] > a.max_compute_work_group_size[1] {
@@ -3256,6 +3509,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_compute_work_group_size[1]),
         });
     }
     if b.max_compute_work_group_size[2] > a.max_compute_work_group_size[2] {
@@ -3263,6 +3517,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
             member,
+            value: format!("{:?}", b.max_compute_work_group_size[2]),
         });
     }
     if b.sub_pixel_precision_bits > a.sub_pixel_precision_bits {
@@ -3270,6 +3525,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subPixelPrecisionBits",
             member,
+            value: format!("{:?}", b.sub_pixel_precision_bits),
         });
     }
     if b.sub_texel_precision_bits > a.sub_texel_precision_bits {
@@ -3277,6 +3533,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subTexelPrecisionBits",
             member,
+            value: format!("{:?}", b.sub_texel_precision_bits),
         });
     }
     if b.mipmap_precision_bits > a.mipmap_precision_bits {
@@ -3284,6 +3541,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.mipmapPrecisionBits",
             member,
+            value: format!("{:?}", b.mipmap_precision_bits),
         });
     }
     if b.max_draw_indexed_index_value > a.max_draw_indexed_index_value {
@@ -3291,6 +3549,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDrawIndexedIndexValue",
             member,
+            value: format!("{:?}", b.max_draw_indexed_index_value),
         });
     }
     if b.max_draw_indirect_count > a.max_draw_indirect_count {
@@ -3298,6 +3557,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDrawIndirectCount",
             member,
+            value: format!("{:?}", b.max_draw_indirect_count),
         });
     }
     if b.max_sampler_lod_bias > a.max_sampler_lod_bias {
@@ -3305,6 +3565,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerLodBias",
             member,
+            value: format!("{:?}", b.max_sampler_lod_bias),
         });
     }
     if b.max_sampler_anisotropy > a.max_sampler_anisotropy {
@@ -3312,6 +3573,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerAnisotropy",
             member,
+            value: format!("{:?}", b.max_sampler_anisotropy),
         });
     }
     if b.max_viewports > a.max_viewports {
@@ -3319,6 +3581,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewports",
             member,
+            value: format!("{:?}", b.max_viewports),
         });
     }
     if b.max_viewport_dimensions[0] > a.max_viewport_dimensions[0] {
@@ -3326,6 +3589,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewportDimensions",
             member,
+            value: format!("{:?}", b.max_viewport_dimensions[0]),
         });
     }
     if b.max_viewport_dimensions[1] > a.max_viewport_dimensions[1] {
@@ -3333,6 +3597,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewportDimensions",
             member,
+            value: format!("{:?}", b.max_viewport_dimensions[1]),
         });
     }
     if b.viewport_bounds_range[0] < a.viewport_bounds_range[0] {
@@ -3340,6 +3605,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportBoundsRange",
             member,
+            value: format!("{:?}", b.viewport_bounds_range[0]),
         });
     }
     if b.viewport_bounds_range[1] > a.viewport_bounds_range[1] {
@@ -3347,6 +3613,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportBoundsRange",
             member,
+            value: format!("{:?}", b.viewport_bounds_range[1]),
         });
     }
     if b.viewport_sub_pixel_bits > a.viewport_sub_pixel_bits {
@@ -3354,6 +3621,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportSubPixelBits",
             member,
+            value: format!("{:?}", b.viewport_sub_pixel_bits),
         });
     }
     if b.min_memory_map_alignment < a.min_memory_map_alignment {
@@ -3361,6 +3629,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minMemoryMapAlignment",
             member,
+            value: format!("{:?}", b.min_memory_map_alignment),
         });
     }
     if b.min_texel_buffer_offset_alignment < a.min_texel_buffer_offset_alignment {
@@ -3368,6 +3637,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelBufferOffsetAlignment",
             member,
+            value: format!("{:?}", b.min_texel_buffer_offset_alignment),
         });
     }
     if b.min_uniform_buffer_offset_alignment < a.min_uniform_buffer_offset_alignment {
@@ -3375,6 +3645,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minUniformBufferOffsetAlignment",
             member,
+            value: format!("{:?}", b.min_uniform_buffer_offset_alignment),
         });
     }
     if b.min_storage_buffer_offset_alignment < a.min_storage_buffer_offset_alignment {
@@ -3382,6 +3653,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minStorageBufferOffsetAlignment",
             member,
+            value: format!("{:?}", b.min_storage_buffer_offset_alignment),
         });
     }
     if b.min_texel_offset < a.min_texel_offset {
@@ -3389,6 +3661,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelOffset",
             member,
+            value: format!("{:?}", b.min_texel_offset),
         });
     }
     if b.max_texel_offset > a.max_texel_offset {
@@ -3396,6 +3669,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelOffset",
             member,
+            value: format!("{:?}", b.max_texel_offset),
         });
     }
     if b.min_texel_gather_offset < a.min_texel_gather_offset {
@@ -3403,6 +3677,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelGatherOffset",
             member,
+            value: format!("{:?}", b.min_texel_gather_offset),
         });
     }
     if b.max_texel_gather_offset > a.max_texel_gather_offset {
@@ -3410,6 +3685,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelGatherOffset",
             member,
+            value: format!("{:?}", b.max_texel_gather_offset),
         });
     }
     if b.min_interpolation_offset < a.min_interpolation_offset {
@@ -3417,6 +3693,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minInterpolationOffset",
             member,
+            value: format!("{:?}", b.min_interpolation_offset),
         });
     }
     if b.max_interpolation_offset > a.max_interpolation_offset {
@@ -3424,6 +3701,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxInterpolationOffset",
             member,
+            value: format!("{:?}", b.max_interpolation_offset),
         });
     }
     if b.sub_pixel_interpolation_offset_bits > a.sub_pixel_interpolation_offset_bits {
@@ -3431,6 +3709,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subPixelInterpolationOffsetBits",
             member,
+            value: format!("{:?}", b.sub_pixel_interpolation_offset_bits),
         });
     }
     if b.max_framebuffer_width > a.max_framebuffer_width {
@@ -3438,6 +3717,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferWidth",
             member,
+            value: format!("{:?}", b.max_framebuffer_width),
         });
     }
     if b.max_framebuffer_height > a.max_framebuffer_height {
@@ -3445,6 +3725,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferHeight",
             member,
+            value: format!("{:?}", b.max_framebuffer_height),
         });
     }
     if b.max_framebuffer_layers > a.max_framebuffer_layers {
@@ -3452,6 +3733,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferLayers",
             member,
+            value: format!("{:?}", b.max_framebuffer_layers),
         });
     }
     {
@@ -3460,6 +3742,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.framebufferColorSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.framebuffer_color_sample_counts = v;
@@ -3470,6 +3753,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.framebufferDepthSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.framebuffer_depth_sample_counts = v;
@@ -3480,6 +3764,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.framebufferStencilSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.framebuffer_stencil_sample_counts = v;
@@ -3491,6 +3776,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.framebufferNoAttachmentsSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.framebuffer_no_attachments_sample_counts = v;
@@ -3500,6 +3786,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxColorAttachments",
             member,
+            value: format!("{:?}", b.max_color_attachments),
         });
     }
     {
@@ -3508,6 +3795,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.sampledImageColorSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.sampled_image_color_sample_counts = v;
@@ -3518,6 +3806,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.sampledImageIntegerSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.sampled_image_integer_sample_counts = v;
@@ -3528,6 +3817,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.sampledImageDepthSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.sampled_image_depth_sample_counts = v;
@@ -3538,6 +3828,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.sampledImageStencilSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.sampled_image_stencil_sample_counts = v;
@@ -3548,6 +3839,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.storageImageSampleCounts",
                 member,
+                value: format!("{v:?}"),
             });
         }
         a.storage_image_sample_counts = v;
@@ -3557,6 +3849,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSampleMaskWords",
             member,
+            value: format!("{:?}", b.max_sample_mask_words),
         });
     }
     {
@@ -3565,6 +3858,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.timestampComputeAndGraphics",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.timestamp_compute_and_graphics = v;
@@ -3574,6 +3868,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.timestampPeriod",
             member,
+            value: format!("{:?}", b.timestamp_period),
         });
     }
     if b.max_clip_distances > a.max_clip_distances {
@@ -3581,6 +3876,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxClipDistances",
             member,
+            value: format!("{:?}", b.max_clip_distances),
         });
     }
     if b.max_cull_distances > a.max_cull_distances {
@@ -3588,6 +3884,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxCullDistances",
             member,
+            value: format!("{:?}", b.max_cull_distances),
         });
     }
     if b.max_combined_clip_and_cull_distances > a.max_combined_clip_and_cull_distances {
@@ -3595,6 +3892,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxCombinedClipAndCullDistances",
             member,
+            value: format!("{:?}", b.max_combined_clip_and_cull_distances),
         });
     }
     if b.discrete_queue_priorities > a.discrete_queue_priorities {
@@ -3602,6 +3900,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.discreteQueuePriorities",
             member,
+            value: format!("{:?}", b.discrete_queue_priorities),
         });
     }
     if b.point_size_range[0] < a.point_size_range[0] {
@@ -3609,6 +3908,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeRange",
             member,
+            value: format!("{:?}", b.point_size_range[0]),
         });
     }
     if b.point_size_range[1] > a.point_size_range[1] {
@@ -3616,6 +3916,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeRange",
             member,
+            value: format!("{:?}", b.point_size_range[1]),
         });
     }
     if b.line_width_range[0] < a.line_width_range[0] {
@@ -3623,6 +3924,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthRange",
             member,
+            value: format!("{:?}", b.line_width_range[0]),
         });
     }
     if b.line_width_range[1] > a.line_width_range[1] {
@@ -3630,6 +3932,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthRange",
             member,
+            value: format!("{:?}", b.line_width_range[1]),
         });
     }
     if b.point_size_granularity < a.point_size_granularity {
@@ -3637,6 +3940,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeGranularity",
             member,
+            value: format!("{:?}", b.point_size_granularity),
         });
     }
     if b.line_width_granularity < a.line_width_granularity {
@@ -3644,6 +3948,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthGranularity",
             member,
+            value: format!("{:?}", b.line_width_granularity),
         });
     }
     {
@@ -3652,6 +3957,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.strictLines",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.strict_lines = v;
@@ -3662,6 +3968,7 @@ pub fn fuse_physical_device_limits(
             lim.push(Limited {
                 what: "PhysicalDeviceLimits.standardSampleLocations",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.standard_sample_locations = v;
@@ -3671,6 +3978,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.optimalBufferCopyOffsetAlignment",
             member,
+            value: format!("{:?}", b.optimal_buffer_copy_offset_alignment),
         });
     }
     if b.optimal_buffer_copy_row_pitch_alignment < a.optimal_buffer_copy_row_pitch_alignment {
@@ -3678,6 +3986,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.optimalBufferCopyRowPitchAlignment",
             member,
+            value: format!("{:?}", b.optimal_buffer_copy_row_pitch_alignment),
         });
     }
     if b.non_coherent_atom_size < a.non_coherent_atom_size {
@@ -3685,6 +3994,7 @@ pub fn fuse_physical_device_limits(
         lim.push(Limited {
             what: "PhysicalDeviceLimits.nonCoherentAtomSize",
             member,
+            value: format!("{:?}", b.non_coherent_atom_size),
         });
     }
 }
@@ -3702,6 +4012,7 @@ pub fn fuse_physical_device_sparse_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSparseProperties.residencyStandard2DBlockShape",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.residency_standard2_d_block_shape = v;
@@ -3713,6 +4024,7 @@ pub fn fuse_physical_device_sparse_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSparseProperties.residencyStandard2DMultisampleBlockShape",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.residency_standard2_d_multisample_block_shape = v;
@@ -3723,6 +4035,7 @@ pub fn fuse_physical_device_sparse_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSparseProperties.residencyStandard3DBlockShape",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.residency_standard3_d_block_shape = v;
@@ -3733,6 +4046,7 @@ pub fn fuse_physical_device_sparse_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSparseProperties.residencyAlignedMipSize",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.residency_aligned_mip_size = v;
@@ -3743,6 +4057,7 @@ pub fn fuse_physical_device_sparse_properties(
             lim.push(Limited {
                 what: "PhysicalDeviceSparseProperties.residencyNonResidentStrict",
                 member,
+                value: format!("{:?}", v),
             });
         }
         a.residency_non_resident_strict = v;

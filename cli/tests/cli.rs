@@ -1,0 +1,391 @@
+//! The `vkfuse` command: (e) `info --json`, (f) `run`, and `install`, `demo`, `bench`, usage
+//! errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+fn vkfuse() -> std::process::Command {
+    // `run`, `install`, `demo` and `bench` use the libvkfuse.so next to `vkfuse`.
+    library();
+    command(vkfuse_bin())
+}
+
+fn info_json(members: &[PathBuf]) -> (Output, Value) {
+    let mut cmd = vkfuse();
+    cmd.args(["info", "--json"])
+        .env("VKFUSE_ICDS", icds(members));
+    let out = run(&mut cmd);
+    out.assert_success();
+    let json: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("`vkfuse info --json` is not JSON ({e})\n{}", out.dump()));
+    (out, json)
+}
+
+#[test]
+fn info_json_lists_members_and_the_fused_device() {
+    let dir = temp_dir("info_json");
+    let missing = dir.join("missing.json");
+    let (out, json) = info_json(&[lavapipe(), missing.clone()]);
+    let members = json["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members array\n{}", out.dump()));
+    assert_eq!(members.len(), 2, "{}", out.dump());
+    assert_eq!(members[0]["status"], "ok", "{}", out.dump());
+    assert!(
+        members[0]["device_name"]
+            .as_str()
+            .is_some_and(|n| n.contains("llvmpipe")),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(members[1]["status"], "skipped", "{}", out.dump());
+    assert!(
+        members[1]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "a skipped member needs a reason\n{}",
+        out.dump()
+    );
+    assert!(
+        members[1]["manifest"]
+            .as_str()
+            .is_some_and(|m| m == missing.display().to_string()),
+        "{}",
+        out.dump()
+    );
+    let fused = &json["fused"];
+    assert!(
+        fused["device_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("vkfuse (") && n.contains("llvmpipe")),
+        "{}",
+        out.dump()
+    );
+    assert!(fused["api_version"].as_str().is_some(), "{}", out.dump());
+    assert!(fused["device_extensions"].is_array(), "{}", out.dump());
+    assert!(fused["limited_by"].is_array(), "{}", out.dump());
+}
+
+#[test]
+fn info_json_two_vendors() {
+    let Some(sw) = swiftshader("info_json_two_vendors") else {
+        return;
+    };
+    let (out, json) = info_json(&[lavapipe(), sw]);
+    let members = json["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 2, "{}", out.dump());
+    for m in &members {
+        assert_eq!(m["status"], "ok", "{}", out.dump());
+    }
+    let name = json["fused"]["device_name"].as_str().unwrap_or_default();
+    assert!(
+        name.contains("llvmpipe") && name.contains("SwiftShader"),
+        "fused name {name:?}\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn info_json_zero_members() {
+    let dir = temp_dir("info_zero");
+    let (out, json) = info_json(&[dir.join("none.json")]);
+    assert!(
+        json["fused"].is_null(),
+        "zero members: fused must be null\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn info_text() {
+    let mut cmd = vkfuse();
+    cmd.args(["info", "--members", "lavapipe"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    assert!(out.stdout.contains("llvmpipe"), "{}", out.dump());
+    assert!(out.stdout.contains("Fused device"), "{}", out.dump());
+    assert!(out.stdout.contains("vkfuse ("), "{}", out.dump());
+}
+
+#[test]
+fn run_vulkaninfo() {
+    let Some(vulkaninfo) = vulkaninfo("run_vulkaninfo") else {
+        return;
+    };
+    let mut cmd = vkfuse();
+    cmd.args(["run", "--members", "lvp,lvp", "--"])
+        .arg(vulkaninfo)
+        .arg("--summary");
+    let out = run(&mut cmd);
+    out.assert_success();
+    assert_one_fused_device(&out, &[("llvmpipe", 2)]);
+}
+
+#[test]
+fn run_compute_matches_direct() {
+    let reference = direct_result("compute", &lavapipe());
+    let mut cmd = vkfuse();
+    cmd.args([
+        "run",
+        "--members",
+        "lavapipe,lavapipe",
+        "--strategy",
+        "single",
+        "--residency",
+        "all",
+        "--",
+    ])
+    .arg(example("compute"))
+    .args(validation_args());
+    let got = run_example(cmd);
+    assert!(got.device.starts_with("vkfuse ("), "{got:?}");
+    assert_eq!(got.result, reference.result);
+}
+
+#[test]
+fn run_sets_the_environment_and_cleans_up() {
+    let mut cmd = vkfuse();
+    cmd.args([
+        "run",
+        "--members",
+        "lvp",
+        "--residency",
+        "all",
+        "--primary",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$VK_ICD_FILENAMES\"; echo \"$VKFUSE_ICDS\"; echo \"$VKFUSE_RESIDENCY\"; \
+         echo \"$VKFUSE_PRIMARY\"; cat \"$VK_ICD_FILENAMES\"",
+    ]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let mut lines = out.stdout.lines();
+    let manifest = PathBuf::from(lines.next().unwrap_or_default());
+    assert_eq!(
+        lines.next(),
+        Some(lavapipe().display().to_string().as_str())
+    );
+    assert_eq!(lines.next(), Some("all"));
+    assert_eq!(lines.next(), Some("0"));
+    let text: String = lines.collect::<Vec<_>>().join("\n");
+    let json: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the run manifest is not JSON ({e})\n{}", out.dump()));
+    assert_eq!(
+        json["ICD"]["library_path"].as_str(),
+        Some(library().display().to_string().as_str())
+    );
+    assert!(
+        !manifest.exists(),
+        "the temporary manifest {} was left behind",
+        manifest.display()
+    );
+}
+
+#[test]
+fn run_returns_the_exit_code() {
+    let mut cmd = vkfuse();
+    cmd.args(["run", "--members", "lvp", "--", "sh", "-c", "exit 7"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(7), "{}", out.dump());
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["run"], 2, "no command"),
+        (
+            &["run", "--strategy", "fastest", "--", "true"],
+            2,
+            "unknown strategy",
+        ),
+        (
+            &["run", "--residency", "some", "--", "true"],
+            2,
+            "unknown residency",
+        ),
+        (
+            &["run", "--members", "nvidia-9000", "--", "true"],
+            2,
+            "unknown member",
+        ),
+        (
+            &["run", "--members", "/nonexistent/x.json", "--", "true"],
+            2,
+            "does not exist",
+        ),
+        (&["run", "--", "/nonexistent/program"], 127, "cannot run"),
+        (&["info", "--frobnicate"], 2, "unknown option"),
+        (&["bench", "--runs", "0"], 2, "positive integer"),
+        (&["no-such-verb"], 2, "unknown verb"),
+    ];
+    for (args, code, message) in cases {
+        let mut cmd = vkfuse();
+        cmd.args(*args);
+        let out = run(&mut cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "vkfuse {args:?}\n{}",
+            out.dump()
+        );
+        assert!(
+            out.stderr.contains(message),
+            "vkfuse {args:?}: expected {message:?}\n{}",
+            out.dump()
+        );
+    }
+    let mut cmd = vkfuse();
+    cmd.arg("help");
+    let out = run(&mut cmd);
+    out.assert_success();
+    for verb in ["info", "run", "demo", "bench", "install"] {
+        assert!(
+            out.stdout.contains(verb),
+            "help lacks {verb}\n{}",
+            out.dump()
+        );
+    }
+}
+
+fn user_install(home: &Path, args: &[&str]) -> Output {
+    let mut cmd = vkfuse();
+    cmd.arg("install")
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME");
+    run(&mut cmd)
+}
+
+#[test]
+fn install_user_dry_run_changes_nothing() {
+    let home = temp_dir("install_dry_run");
+    let out = user_install(&home, &["--user", "--dry-run"]);
+    out.assert_success();
+    let lib = home.join(".local/lib/vkfuse/libvkfuse.so");
+    let manifest = home.join(".local/share/vulkan/icd.d/vkfuse_icd.json");
+    assert!(
+        out.stdout.contains(&lib.display().to_string()),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains(&manifest.display().to_string()),
+        "{}",
+        out.dump()
+    );
+    assert!(!lib.exists() && !manifest.exists(), "--dry-run wrote files");
+}
+
+#[test]
+fn install_user_is_found_by_the_loader_and_uninstalls() {
+    let test = "install_user_is_found_by_the_loader_and_uninstalls";
+    let home = temp_dir(test);
+    let out = user_install(&home, &["--user"]);
+    out.assert_success();
+    let lib = home.join(".local/lib/vkfuse/libvkfuse.so");
+    let manifest = home.join(".local/share/vulkan/icd.d/vkfuse_icd.json");
+    assert!(lib.is_file(), "{}", out.dump());
+    let m = vkfuse_manifests::read_manifest(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.library, lib);
+
+    if let Some(vulkaninfo) = vulkaninfo(test) {
+        // No VK_ICD_FILENAMES: the loader searches its directories, ~/.local/share among them.
+        let mut cmd = command(vulkaninfo);
+        cmd.arg("--summary")
+            .env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .env("VKFUSE_ICDS", lavapipe());
+        let out = run(&mut cmd);
+        out.assert_no_crash();
+        let devices = vulkaninfo_devices(&out.stdout);
+        assert!(
+            devices.iter().any(|d| d.starts_with("vkfuse (")),
+            "the loader did not find the user-installed vkfuse: {devices:?}\n{}",
+            out.dump()
+        );
+    }
+
+    let out = user_install(&home, &["--user", "--uninstall"]);
+    out.assert_success();
+    assert!(
+        !lib.exists() && !manifest.exists(),
+        "uninstall left files\n{}",
+        out.dump()
+    );
+    assert!(
+        !home.join(".local/lib/vkfuse").exists(),
+        "uninstall left the directory"
+    );
+    let out = user_install(&home, &["--user", "--uninstall"]);
+    out.assert_success();
+    assert!(out.stdout.contains("not installed"), "{}", out.dump());
+}
+
+#[test]
+fn install_system_into_a_staging_root() {
+    let stage = temp_dir("install_destdir");
+    let mut cmd = vkfuse();
+    cmd.args(["install", "--destdir"]).arg(&stage);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let manifest = stage.join("usr/share/vulkan/icd.d/vkfuse_icd.json");
+    let m = vkfuse_manifests::read_manifest(&manifest)
+        .unwrap_or_else(|e| panic!("{e}\n{}", out.dump()));
+    assert_eq!(m.library, Path::new("/usr/local/lib/vkfuse/libvkfuse.so"));
+    assert!(stage.join("usr/local/lib/vkfuse/libvkfuse.so").is_file());
+}
+
+#[test]
+fn demo_with_lavapipe_passes() {
+    let mut cmd = vkfuse();
+    cmd.args(["demo", "--members", "lavapipe,lavapipe"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    assert!(out.stdout.contains("PASS"), "{}", out.dump());
+    assert!(out.stdout.contains("vkfuse ("), "{}", out.dump());
+}
+
+#[test]
+fn demo_with_the_machines_drivers_passes() {
+    let mut cmd = vkfuse();
+    cmd.arg("demo");
+    let out = run(&mut cmd);
+    out.assert_success();
+    assert!(out.stdout.contains("PASS"), "{}", out.dump());
+}
+
+#[test]
+fn bench_json_smoke() {
+    let mut cmd = vkfuse();
+    cmd.args([
+        "bench",
+        "--json",
+        "--runs",
+        "1",
+        "--commands",
+        "1000",
+        "--iterations",
+        "3",
+        "--frames",
+        "10",
+    ]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let json: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "`vkfuse bench --json` is not one JSON object ({e})\n{}",
+            out.dump()
+        )
+    });
+    for key in ["forwarding_overhead_recording", "forwarding_overhead_frame"] {
+        let v = json[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}\n{}", out.dump());
+    }
+    assert!(json["method"]
+        .as_str()
+        .is_some_and(|m| m.contains("median")));
+}

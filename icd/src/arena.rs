@@ -84,3 +84,42 @@ impl Drop for Scope {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_aligned_distinct_and_reused_after_the_scope() {
+        let first;
+        {
+            let a = Arena::scope();
+            let p = a.alloc::<u64>(3);
+            let q = a.alloc::<u8>(1);
+            let big = a.alloc::<u64>(CHUNK_WORDS * 2);
+            assert_eq!(p as usize % 8, 0);
+            assert!(q as usize >= p as usize + 24);
+            assert_ne!(big as usize, q as usize);
+            // SAFETY: writes within the allocations just made.
+            unsafe {
+                p.write(1);
+                big.add(CHUNK_WORDS * 2 - 1).write(2);
+            }
+            {
+                let nested = Arena::scope();
+                let r = nested.alloc::<u64>(1);
+                assert!(r as usize > q as usize || r as usize >= big as usize);
+            }
+            // The nested scope closing must not reset the outer one.
+            let s = a.alloc::<u64>(1);
+            assert_ne!(s, p);
+            first = p as usize;
+        }
+        let a = Arena::scope();
+        assert_eq!(
+            a.alloc::<u64>(1) as usize,
+            first,
+            "storage is reused once the outer scope closes"
+        );
+    }
+}

@@ -89,3 +89,38 @@ pub fn missing(name: &str) -> vk::Result {
     crate::error!("a member does not provide {name}");
     vk::Result::ERROR_EXTENSION_NOT_PRESENT
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let r = result("test", || -> Result<vk::Result, vk::Result> {
+            panic!("boom")
+        });
+        assert_eq!(r, vk::Result::ERROR_UNKNOWN);
+        let v: u64 = value("test", || -> Result<u64, vk::Result> { panic!("boom") });
+        assert_eq!(v, 0);
+        assert_eq!(
+            catch("test", || -> Result<u8, vk::Result> { panic!("boom") }),
+            None
+        );
+        void("test", || panic!("boom"));
+    }
+
+    #[test]
+    fn errors_and_values_pass_through() {
+        assert_eq!(
+            result("t", || Err(vk::Result::ERROR_DEVICE_LOST)),
+            vk::Result::ERROR_DEVICE_LOST
+        );
+        assert_eq!(
+            result("t", || Ok(vk::Result::INCOMPLETE)),
+            vk::Result::INCOMPLETE
+        );
+        assert_eq!(value("t", || Ok(7u32)), 7);
+        assert_eq!(catch("t", || Ok(3u8)), Some(3));
+        assert_eq!(catch::<u8>("t", || Err(vk::Result::ERROR_UNKNOWN)), None);
+    }
+}

@@ -183,3 +183,78 @@ pub unsafe extern "system" fn get_device_proc_addr(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ash::vk::Handle as _;
+
+    #[test]
+    fn negotiation_accepts_5_to_7() {
+        for (offered, agreed) in [(5, 5), (6, 6), (7, 7), (9, 7)] {
+            let mut v = offered;
+            // SAFETY: a valid pointer.
+            assert_eq!(
+                unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) },
+                vk::Result::SUCCESS
+            );
+            assert_eq!(v, agreed);
+        }
+        let mut v = 4;
+        // SAFETY: a valid pointer.
+        assert_eq!(
+            unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) },
+            vk::Result::ERROR_INCOMPATIBLE_DRIVER
+        );
+        // SAFETY: null is answered with an error, not a crash.
+        assert_eq!(
+            unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(std::ptr::null_mut()) },
+            vk::Result::ERROR_INITIALIZATION_FAILED
+        );
+    }
+
+    #[test]
+    fn interface_7_answers_the_loader_functions_through_gipa() {
+        for name in [
+            c"vk_icdNegotiateLoaderICDInterfaceVersion",
+            c"vk_icdGetInstanceProcAddr",
+            c"vk_icdGetPhysicalDeviceProcAddr",
+        ] {
+            // SAFETY: a NUL-terminated name and a null instance.
+            assert!(
+                unsafe { vk_icdGetInstanceProcAddr(vk::Instance::null(), name.as_ptr()) }.is_some(),
+                "{name:?}"
+            );
+        }
+        // Global commands resolve without an instance; others do not.
+        // SAFETY: as above.
+        unsafe {
+            assert!(
+                vk_icdGetInstanceProcAddr(vk::Instance::null(), c"vkCreateInstance".as_ptr())
+                    .is_some()
+            );
+            assert!(
+                vk_icdGetInstanceProcAddr(vk::Instance::null(), c"vkCmdDraw".as_ptr()).is_none()
+            );
+            assert!(
+                vk_icdGetInstanceProcAddr(vk::Instance::null(), c"vkNotACommand".as_ptr())
+                    .is_none()
+            );
+            assert!(vk_icdGetInstanceProcAddr(vk::Instance::null(), std::ptr::null()).is_none());
+            // Only physical-device commands come from vk_icdGetPhysicalDeviceProcAddr.
+            assert!(
+                vk_icdGetPhysicalDeviceProcAddr(vk::Instance::null(), c"vkCmdDraw".as_ptr())
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_handle_is_an_error_not_a_crash() {
+        let mut fake = [0u64; 8];
+        fake[1] = 0x1234; // not a vkfuse tag
+        let h = vk::Device::from_raw(fake.as_mut_ptr() as u64);
+        // SAFETY: the fake object is readable; vkfuse must reject its tag.
+        assert!(unsafe { get_device_proc_addr(h, c"vkCmdDraw".as_ptr()) }.is_none());
+    }
+}

@@ -194,23 +194,17 @@ mod tests {
         for (offered, agreed) in [(5, 5), (6, 6), (7, 7), (9, 7)] {
             let mut v = offered;
             // SAFETY: a valid pointer.
-            assert_eq!(
-                unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) },
-                vk::Result::SUCCESS
-            );
+            let r = unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) };
+            assert_eq!(r, vk::Result::SUCCESS);
             assert_eq!(v, agreed);
         }
         let mut v = 4;
         // SAFETY: a valid pointer.
-        assert_eq!(
-            unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) },
-            vk::Result::ERROR_INCOMPATIBLE_DRIVER
-        );
+        let r = unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(&mut v) };
+        assert_eq!(r, vk::Result::ERROR_INCOMPATIBLE_DRIVER);
         // SAFETY: null is answered with an error, not a crash.
-        assert_eq!(
-            unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(std::ptr::null_mut()) },
-            vk::Result::ERROR_INITIALIZATION_FAILED
-        );
+        let r = unsafe { vk_icdNegotiateLoaderICDInterfaceVersion(std::ptr::null_mut()) };
+        assert_eq!(r, vk::Result::ERROR_INITIALIZATION_FAILED);
     }
 
     #[test]
@@ -221,10 +215,8 @@ mod tests {
             c"vk_icdGetPhysicalDeviceProcAddr",
         ] {
             // SAFETY: a NUL-terminated name and a null instance.
-            assert!(
-                unsafe { vk_icdGetInstanceProcAddr(vk::Instance::null(), name.as_ptr()) }.is_some(),
-                "{name:?}"
-            );
+            let f = unsafe { vk_icdGetInstanceProcAddr(vk::Instance::null(), name.as_ptr()) };
+            assert!(f.is_some(), "{name:?}");
         }
         // Global commands resolve without an instance; others do not.
         // SAFETY: as above.

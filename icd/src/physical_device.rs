@@ -163,10 +163,19 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
 /// Why a driver that loads is left out when it finds no device.
 pub const NO_DEVICE: &str = "the driver finds no device on this machine";
 
+/// Queue capabilities vkfuse forwards; video and vendor queue kinds are not offered.
+const QUEUE_FLAGS: vk::QueueFlags = vk::QueueFlags::from_raw(
+    vk::QueueFlags::GRAPHICS.as_raw()
+        | vk::QueueFlags::COMPUTE.as_raw()
+        | vk::QueueFlags::TRANSFER.as_raw()
+        | vk::QueueFlags::SPARSE_BINDING.as_raw()
+        | vk::QueueFlags::PROTECTED.as_raw(),
+);
+
 fn family_ok(have: vk::QueueFlags, want: vk::QueueFlags) -> bool {
     // Sparse binding and protected memory are not required of the other members' families:
     // they are features, and fused features say whether they may be used.
-    let want = want & !(vk::QueueFlags::SPARSE_BINDING | vk::QueueFlags::PROTECTED);
+    let want = want & QUEUE_FLAGS & !(vk::QueueFlags::SPARSE_BINDING | vk::QueueFlags::PROTECTED);
     have.contains(want)
 }
 
@@ -229,18 +238,43 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
     let mut queue_families = Vec::new();
     let mut family_of_primary = Vec::new();
     let mut qmaps: Vec<Vec<u32>> = vec![Vec::new(); probes.len()];
+    // Each member family stands for at most one fused family: a device create info names a
+    // family once, so two fused families may not land on one member family.
+    let mut used: Vec<Vec<bool>> = probes
+        .iter()
+        .map(|(_, p)| vec![false; p.families.len()])
+        .collect();
     for (i, fam) in base.families.iter().enumerate() {
         let mut fused = *fam;
+        fused.queue_flags &= QUEUE_FLAGS;
+        if (fused.queue_flags & !(vk::QueueFlags::SPARSE_BINDING | vk::QueueFlags::PROTECTED))
+            .is_empty()
+        {
+            continue;
+        }
         let mut picks = vec![i as u32];
-        for (_, p) in probes.iter().skip(1) {
+        for (k, (_, p)) in probes.iter().enumerate().skip(1) {
+            // The closest match: every wanted capability, then the fewest extra ones.
             let Some((j, other)) = p
                 .families
                 .iter()
                 .enumerate()
-                .find(|(_, f)| family_ok(f.queue_flags, fam.queue_flags))
+                .filter(|(j, f)| !used[k][*j] && family_ok(f.queue_flags, fused.queue_flags))
+                .min_by_key(|(j, f)| {
+                    (
+                        (f.queue_flags & !fused.queue_flags & QUEUE_FLAGS)
+                            .as_raw()
+                            .count_ones(),
+                        *j,
+                    )
+                })
             else {
                 break;
             };
+            used[k][j] = true;
+            // Sparse binding and protected submission remain only where every member has them.
+            let optional = vk::QueueFlags::SPARSE_BINDING | vk::QueueFlags::PROTECTED;
+            fused.queue_flags &= other.queue_flags | !optional;
             fused.queue_count = fused.queue_count.min(other.queue_count);
             fused.timestamp_valid_bits = fused.timestamp_valid_bits.min(other.timestamp_valid_bits);
             let g = &mut fused.min_image_transfer_granularity;

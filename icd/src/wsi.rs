@@ -392,46 +392,63 @@ pub unsafe extern "system" fn get_surface_capabilities2(
 }
 
 /// The surface formats every member offers, in the primary's order.
-fn formats(
+/// Reads a list through the two-call idiom from one member.
+fn two_call<T: Default + Clone>(
+    mut f: impl FnMut(*mut u32, *mut T) -> vk::Result,
+) -> Result<Vec<T>, vk::Result> {
+    let mut n = 0;
+    let r = f(&mut n, std::ptr::null_mut());
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    let mut v = vec![T::default(); n as usize];
+    let r = f(&mut n, v.as_mut_ptr());
+    if r.as_raw() < 0 {
+        return Err(r);
+    }
+    v.truncate(n as usize);
+    Ok(v)
+}
+
+/// The elements of a per-member list that every member offers, in the primary's order.
+fn intersect<T: Default + Clone>(
     p: &crate::object::PhysicalDevice,
-    surface: vk::SurfaceKHR,
-) -> Result<Vec<vk::SurfaceFormatKHR>, vk::Result> {
+    mut query: impl FnMut(&crate::object::PhysMember, &Arena) -> Result<Vec<T>, vk::Result>,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<Vec<T>, vk::Result> {
     let arena = Arena::scope();
-    let mut acc: Option<Vec<vk::SurfaceFormatKHR>> = None;
+    let mut acc: Option<Vec<T>> = None;
     for m in &p.members {
-        let cx = m.cx(&arena);
-        let f = m
-            .fns
-            .get_physical_device_surface_formats_khr
-            .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceFormatsKHR"))?;
-        let s = cx.nd(surface);
-        let mut n = 0;
-        // SAFETY: two-call idiom on the member's surface.
-        let list = unsafe {
-            let r = f(m.handle, s, &mut n, std::ptr::null_mut());
-            if r != vk::Result::SUCCESS {
-                return Err(r);
-            }
-            let mut v = vec![vk::SurfaceFormatKHR::default(); n as usize];
-            let r = f(m.handle, s, &mut n, v.as_mut_ptr());
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            v.truncate(n as usize);
-            v
-        };
+        let list = query(m, &arena)?;
         acc = Some(match acc {
             None => list,
             Some(a) => a
                 .into_iter()
-                .filter(|x| {
-                    list.iter()
-                        .any(|y| y.format == x.format && y.color_space == x.color_space)
-                })
+                .filter(|x| list.iter().any(|y| same(x, y)))
                 .collect(),
         });
     }
     Ok(acc.unwrap_or_default())
+}
+
+/// The surface formats every member offers, in the primary's order.
+fn formats(
+    p: &crate::object::PhysicalDevice,
+    surface: vk::SurfaceKHR,
+) -> Result<Vec<vk::SurfaceFormatKHR>, vk::Result> {
+    intersect(
+        p,
+        |m, arena| {
+            let f = m
+                .fns
+                .get_physical_device_surface_formats_khr
+                .ok_or_else(|| crate::guard::missing("vkGetPhysicalDeviceSurfaceFormatsKHR"))?;
+            let s = m.cx(arena).nd(surface);
+            // SAFETY: two-call idiom on the member's surface.
+            two_call(|n, out| unsafe { f(m.handle, s, n, out) })
+        },
+        |x, y| x.format == y.format && x.color_space == y.color_space,
+    )
 }
 
 /// # Safety
@@ -492,39 +509,22 @@ pub unsafe extern "system" fn get_surface_present_modes(
     out: *mut vk::PresentModeKHR,
 ) -> vk::Result {
     crate::guard::result("vkGetPhysicalDeviceSurfacePresentModesKHR", || {
-        let p = pd(h)?;
-        let arena = Arena::scope();
-        let mut acc: Option<Vec<vk::PresentModeKHR>> = None;
-        for m in &p.members {
-            let cx = m.cx(&arena);
-            let f = m
-                .fns
-                .get_physical_device_surface_present_modes_khr
-                .ok_or_else(|| {
-                    crate::guard::missing("vkGetPhysicalDeviceSurfacePresentModesKHR")
-                })?;
-            let s = cx.nd(surface);
-            let mut n = 0;
-            // SAFETY: two-call idiom on the member's surface.
-            let list = unsafe {
-                let r = f(m.handle, s, &mut n, std::ptr::null_mut());
-                if r != vk::Result::SUCCESS {
-                    return Err(r);
-                }
-                let mut v = vec![vk::PresentModeKHR::default(); n as usize];
-                let r = f(m.handle, s, &mut n, v.as_mut_ptr());
-                if r.as_raw() < 0 {
-                    return Err(r);
-                }
-                v.truncate(n as usize);
-                v
-            };
-            acc = Some(match acc {
-                None => list,
-                Some(a) => a.into_iter().filter(|x| list.contains(x)).collect(),
-            });
-        }
+        let modes = intersect(
+            pd(h)?,
+            |m, arena| {
+                let f = m
+                    .fns
+                    .get_physical_device_surface_present_modes_khr
+                    .ok_or_else(|| {
+                        crate::guard::missing("vkGetPhysicalDeviceSurfacePresentModesKHR")
+                    })?;
+                let s = m.cx(arena).nd(surface);
+                // SAFETY: two-call idiom on the member's surface.
+                two_call(|n, out| unsafe { f(m.handle, s, n, out) })
+            },
+            |x, y| x == y,
+        )?;
         // SAFETY: forwarded contract.
-        Ok(unsafe { crate::instance::fill(&acc.unwrap_or_default(), count, out) })
+        Ok(unsafe { crate::instance::fill(&modes, count, out) })
     })
 }

@@ -23,7 +23,7 @@ pub struct Policy {
 
 /// Vendor tags whose extensions vkfuse forwards. Other vendors' extensions are not offered by the
 /// members vkfuse is tested with; they are left out until a member needs them and a test runs them.
-const VENDORS: &[&str] = &["KHR", "EXT", "GOOGLE"];
+const VENDORS: &[&str] = &["KHR", "EXT", "GOOGLE", "ARM"];
 const PLATFORMS: &[&str] = &["xcb", "xlib", "wayland"];
 
 impl Policy {
@@ -934,12 +934,12 @@ fn gen_fuse(m: &Model) -> String {
                 "u32" | "u64" | "i32" | "f32" | "usize" | "vk::DeviceSize" | "u8" | "u16"
             );
             let boolean = t == "vk::Bool32";
-            let cmp = |better_if_less: bool, a: &str, b: &str| -> String {
+            let cmp = |take_min: bool, a: &str, b: &str| -> String {
                 if boolean {
-                    let op = if better_if_less { "&" } else { "|" };
+                    let op = if take_min { "&" } else { "|" };
                     format!("{{ let v = {a} {op} {b}; if v != {a} {{ lim.push(Limited {{ what: \"{what}\", member, value: format!(\"{{:?}}\", v) }}); }} {a} = v; }}\n")
                 } else {
-                    let op = if better_if_less { ">" } else { "<" };
+                    let op = if take_min { "<" } else { ">" };
                     format!("if {b} {op} {a} {{ {a} = {b}; lim.push(Limited {{ what: \"{what}\", member, value: format!(\"{{:?}}\", {b}) }}); }}\n")
                 }
             };

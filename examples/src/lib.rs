@@ -17,6 +17,7 @@ pub mod hash;
 pub mod resources;
 pub mod shaders;
 pub mod workload;
+pub mod wsi;
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -15,29 +15,45 @@ pub struct Arena {
 }
 
 thread_local! {
-    static ARENA: Arena = const {
+    static ARENA: Arena = const { Arena::new() };
+}
+
+/// An open allocation scope on this thread's arena.
+pub struct Scope {
+    arena: *const Arena,
+    /// An arena of the scope's own, used when the thread's arena is already destroyed: a
+    /// program's exit handlers may call Vulkan after glibc has run the thread-local destructors
+    /// (seen with piglit over Zink).
+    _own: Option<Box<Arena>>,
+}
+
+impl Arena {
+    /// Opens a scope on the calling thread's arena.
+    pub fn scope() -> Scope {
+        let shared = ARENA.try_with(|a| {
+            a.depth.set(a.depth.get() + 1);
+            a as *const Arena
+        });
+        match shared {
+            Ok(arena) => Scope { arena, _own: None },
+            Err(_) => {
+                let own = Box::new(Arena::new());
+                own.depth.set(1);
+                Scope {
+                    arena: &*own,
+                    _own: Some(own),
+                }
+            }
+        }
+    }
+
+    const fn new() -> Arena {
         Arena {
             chunks: UnsafeCell::new(Vec::new()),
             chunk: Cell::new(0),
             used: Cell::new(0),
             depth: Cell::new(0),
         }
-    };
-}
-
-/// An open allocation scope on this thread's arena.
-pub struct Scope {
-    arena: *const Arena,
-}
-
-impl Arena {
-    /// Opens a scope on the calling thread's arena.
-    pub fn scope() -> Scope {
-        let arena = ARENA.with(|a| {
-            a.depth.set(a.depth.get() + 1);
-            a as *const Arena
-        });
-        Scope { arena }
     }
 
     /// Returns uninitialised, 8-byte aligned room for `n` values of `T`.
@@ -68,8 +84,9 @@ impl Arena {
 impl std::ops::Deref for Scope {
     type Target = Arena;
     fn deref(&self) -> &Arena {
-        // SAFETY: the pointer is to this thread's arena, which lives as long as the thread;
-        // `Scope` is neither Send nor Sync (raw pointer field), so it never leaves the thread.
+        // SAFETY: the pointer is to this thread's arena, which lives as long as the thread, or
+        // to the scope's own arena, which lives as long as the scope; `Scope` is neither Send
+        // nor Sync (raw pointer field), so it never leaves the thread.
         unsafe { &*self.arena }
     }
 }

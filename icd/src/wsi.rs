@@ -22,12 +22,16 @@ pub struct Swapchain {
 }
 
 /// What a stand-in image must match of the swapchain's images.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ImageShape {
     pub format: vk::Format,
     pub extent: vk::Extent2D,
     pub layers: u32,
     pub usage: vk::ImageUsageFlags,
+    /// Image create flags that the swapchain's flags imply (mutable format, protected).
+    pub flags: vk::ImageCreateFlags,
+    /// The formats views may use (`VkImageFormatListCreateInfo` of a mutable-format swapchain).
+    pub view_formats: Vec<vk::Format>,
 }
 
 fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
@@ -68,11 +72,39 @@ pub unsafe extern "system" fn create_swapchain(
         // SAFETY: valid create info (VUID-vkCreateSwapchainKHR-pCreateInfo-parameter).
         let info = unsafe {
             let c = &*ci;
+            let mut flags = vk::ImageCreateFlags::empty();
+            if c.flags
+                .contains(vk::SwapchainCreateFlagsKHR::MUTABLE_FORMAT)
+            {
+                flags |=
+                    vk::ImageCreateFlags::MUTABLE_FORMAT | vk::ImageCreateFlags::EXTENDED_USAGE;
+            }
+            if c.flags.contains(vk::SwapchainCreateFlagsKHR::PROTECTED) {
+                flags |= vk::ImageCreateFlags::PROTECTED;
+            }
+            // The format list of a mutable-format swapchain (VUID-VkSwapchainCreateInfoKHR-flags-03168).
+            let mut view_formats = Vec::new();
+            let mut next = c.p_next as *const vk::BaseInStructure;
+            while let Some(n) = next.as_ref() {
+                if n.s_type == vk::StructureType::IMAGE_FORMAT_LIST_CREATE_INFO {
+                    let list = &*(next as *const vk::ImageFormatListCreateInfo);
+                    if list.view_format_count > 0 && !list.p_view_formats.is_null() {
+                        view_formats = std::slice::from_raw_parts(
+                            list.p_view_formats,
+                            list.view_format_count as usize,
+                        )
+                        .to_vec();
+                    }
+                }
+                next = n.p_next;
+            }
             ImageShape {
                 format: c.image_format,
                 extent: c.image_extent,
                 layers: c.image_array_layers,
                 usage: c.image_usage,
+                flags,
+                view_formats,
             }
         };
         let mut base = ObjectBase {
@@ -142,7 +174,18 @@ fn stand_in(
     md: &crate::object::MemberDevice,
     info: &ImageShape,
 ) -> Result<(vk::Image, vk::DeviceMemory), vk::Result> {
+    let list = vk::ImageFormatListCreateInfo {
+        view_format_count: info.view_formats.len() as u32,
+        p_view_formats: info.view_formats.as_ptr(),
+        ..Default::default()
+    };
     let ici = vk::ImageCreateInfo {
+        p_next: if info.view_formats.is_empty() {
+            std::ptr::null()
+        } else {
+            (&list as *const vk::ImageFormatListCreateInfo).cast()
+        },
+        flags: info.flags,
         image_type: vk::ImageType::TYPE_2D,
         format: info.format,
         extent: vk::Extent3D {

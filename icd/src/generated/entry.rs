@@ -14644,11 +14644,13 @@ pub static FORWARDED_EXTENSIONS: &[(&str, bool)] = &[
     ("VK_EXT_robustness2", false),
     ("VK_EXT_custom_border_color", false),
     ("VK_GOOGLE_user_type", false),
+    ("VK_KHR_pipeline_library", false),
     ("VK_KHR_shader_non_semantic_info", false),
     ("VK_KHR_present_id", false),
     ("VK_EXT_private_data", false),
     ("VK_EXT_pipeline_creation_cache_control", false),
     ("VK_KHR_synchronization2", false),
+    ("VK_EXT_graphics_pipeline_library", false),
     ("VK_KHR_fragment_shader_barycentric", false),
     ("VK_KHR_shader_subgroup_uniform_control_flow", false),
     ("VK_KHR_zero_initialize_workgroup_memory", false),
@@ -14661,6 +14663,7 @@ pub static FORWARDED_EXTENSIONS: &[(&str, bool)] = &[
     ("VK_EXT_image_compression_control", false),
     ("VK_EXT_attachment_feedback_loop_layout", false),
     ("VK_EXT_4444_formats", false),
+    ("VK_ARM_rasterization_order_attachment_access", false),
     ("VK_EXT_rgba10x6_formats", false),
     ("VK_EXT_vertex_input_dynamic_state", false),
     ("VK_EXT_depth_clip_control", false),
@@ -14688,6 +14691,7 @@ pub static FORWARDED_EXTENSIONS: &[(&str, bool)] = &[
     ("VK_EXT_legacy_dithering", false),
     ("VK_EXT_pipeline_protected_access", false),
     ("VK_EXT_mutable_descriptor_type", false),
+    ("VK_ARM_shader_core_builtins", false),
 ];
 
 /// Looks up an exposed command by name.

@@ -20,7 +20,7 @@ pub fn fuse_physical_device_blend_operation_advanced_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.advanced_blend_max_color_attachments > a.advanced_blend_max_color_attachments {
+    if b.advanced_blend_max_color_attachments < a.advanced_blend_max_color_attachments {
         a.advanced_blend_max_color_attachments = b.advanced_blend_max_color_attachments;
         lim.push(Limited { what: "PhysicalDeviceBlendOperationAdvancedPropertiesEXT.advancedBlendMaxColorAttachments", member, value: format!("{:?}", b.advanced_blend_max_color_attachments) });
     }
@@ -78,12 +78,12 @@ pub fn fuse_physical_device_conservative_rasterization_properties_ext(
     if a.primitive_overestimation_size != b.primitive_overestimation_size {
         lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.primitiveOverestimationSize (differs; the first member's value is kept)", member, value: format!("{:?}", b.primitive_overestimation_size) });
     }
-    if b.max_extra_primitive_overestimation_size > a.max_extra_primitive_overestimation_size {
+    if b.max_extra_primitive_overestimation_size < a.max_extra_primitive_overestimation_size {
         a.max_extra_primitive_overestimation_size = b.max_extra_primitive_overestimation_size;
         lim.push(Limited { what: "PhysicalDeviceConservativeRasterizationPropertiesEXT.maxExtraPrimitiveOverestimationSize", member, value: format!("{:?}", b.max_extra_primitive_overestimation_size) });
     }
     if b.extra_primitive_overestimation_size_granularity
-        < a.extra_primitive_overestimation_size_granularity
+        > a.extra_primitive_overestimation_size_granularity
     {
         a.extra_primitive_overestimation_size_granularity =
             b.extra_primitive_overestimation_size_granularity;
@@ -140,7 +140,7 @@ pub fn fuse_physical_device_custom_border_color_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_custom_border_color_samplers > a.max_custom_border_color_samplers {
+    if b.max_custom_border_color_samplers < a.max_custom_border_color_samplers {
         a.max_custom_border_color_samplers = b.max_custom_border_color_samplers;
         lim.push(Limited {
             what: "PhysicalDeviceCustomBorderColorPropertiesEXT.maxCustomBorderColorSamplers",
@@ -211,7 +211,7 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
     lim: &mut Vec<Limited>,
 ) {
     if b.max_update_after_bind_descriptors_in_all_pools
-        > a.max_update_after_bind_descriptors_in_all_pools
+        < a.max_update_after_bind_descriptors_in_all_pools
     {
         a.max_update_after_bind_descriptors_in_all_pools =
             b.max_update_after_bind_descriptors_in_all_pools;
@@ -281,48 +281,48 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         a.quad_divergent_implicit_lod = v;
     }
     if b.max_per_stage_descriptor_update_after_bind_samplers
-        > a.max_per_stage_descriptor_update_after_bind_samplers
+        < a.max_per_stage_descriptor_update_after_bind_samplers
     {
         a.max_per_stage_descriptor_update_after_bind_samplers =
             b.max_per_stage_descriptor_update_after_bind_samplers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSamplers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_samplers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_uniform_buffers
-        > a.max_per_stage_descriptor_update_after_bind_uniform_buffers
+        < a.max_per_stage_descriptor_update_after_bind_uniform_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_uniform_buffers =
             b.max_per_stage_descriptor_update_after_bind_uniform_buffers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_uniform_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_buffers
-        > a.max_per_stage_descriptor_update_after_bind_storage_buffers
+        < a.max_per_stage_descriptor_update_after_bind_storage_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_storage_buffers =
             b.max_per_stage_descriptor_update_after_bind_storage_buffers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_sampled_images
-        > a.max_per_stage_descriptor_update_after_bind_sampled_images
+        < a.max_per_stage_descriptor_update_after_bind_sampled_images
     {
         a.max_per_stage_descriptor_update_after_bind_sampled_images =
             b.max_per_stage_descriptor_update_after_bind_sampled_images;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_sampled_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_images
-        > a.max_per_stage_descriptor_update_after_bind_storage_images
+        < a.max_per_stage_descriptor_update_after_bind_storage_images
     {
         a.max_per_stage_descriptor_update_after_bind_storage_images =
             b.max_per_stage_descriptor_update_after_bind_storage_images;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_input_attachments
-        > a.max_per_stage_descriptor_update_after_bind_input_attachments
+        < a.max_per_stage_descriptor_update_after_bind_input_attachments
     {
         a.max_per_stage_descriptor_update_after_bind_input_attachments =
             b.max_per_stage_descriptor_update_after_bind_input_attachments;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_input_attachments) });
     }
-    if b.max_per_stage_update_after_bind_resources > a.max_per_stage_update_after_bind_resources {
+    if b.max_per_stage_update_after_bind_resources < a.max_per_stage_update_after_bind_resources {
         a.max_per_stage_update_after_bind_resources = b.max_per_stage_update_after_bind_resources;
         lim.push(Limited {
             what: "PhysicalDeviceDescriptorIndexingProperties.maxPerStageUpdateAfterBindResources",
@@ -331,56 +331,56 @@ pub fn fuse_physical_device_descriptor_indexing_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_samplers
-        > a.max_descriptor_set_update_after_bind_samplers
+        < a.max_descriptor_set_update_after_bind_samplers
     {
         a.max_descriptor_set_update_after_bind_samplers =
             b.max_descriptor_set_update_after_bind_samplers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSamplers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_samplers) });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers
-        > a.max_descriptor_set_update_after_bind_uniform_buffers
+        < a.max_descriptor_set_update_after_bind_uniform_buffers
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers =
             b.max_descriptor_set_update_after_bind_uniform_buffers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers) });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
-        > a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
+        < a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers
-        > a.max_descriptor_set_update_after_bind_storage_buffers
+        < a.max_descriptor_set_update_after_bind_storage_buffers
     {
         a.max_descriptor_set_update_after_bind_storage_buffers =
             b.max_descriptor_set_update_after_bind_storage_buffers;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers_dynamic
-        > a.max_descriptor_set_update_after_bind_storage_buffers_dynamic
+        < a.max_descriptor_set_update_after_bind_storage_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_storage_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_storage_buffers_dynamic;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_sampled_images
-        > a.max_descriptor_set_update_after_bind_sampled_images
+        < a.max_descriptor_set_update_after_bind_sampled_images
     {
         a.max_descriptor_set_update_after_bind_sampled_images =
             b.max_descriptor_set_update_after_bind_sampled_images;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_sampled_images) });
     }
     if b.max_descriptor_set_update_after_bind_storage_images
-        > a.max_descriptor_set_update_after_bind_storage_images
+        < a.max_descriptor_set_update_after_bind_storage_images
     {
         a.max_descriptor_set_update_after_bind_storage_images =
             b.max_descriptor_set_update_after_bind_storage_images;
         lim.push(Limited { what: "PhysicalDeviceDescriptorIndexingProperties.maxDescriptorSetUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_images) });
     }
     if b.max_descriptor_set_update_after_bind_input_attachments
-        > a.max_descriptor_set_update_after_bind_input_attachments
+        < a.max_descriptor_set_update_after_bind_input_attachments
     {
         a.max_descriptor_set_update_after_bind_input_attachments =
             b.max_descriptor_set_update_after_bind_input_attachments;
@@ -395,7 +395,7 @@ pub fn fuse_physical_device_discard_rectangle_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_discard_rectangles > a.max_discard_rectangles {
+    if b.max_discard_rectangles < a.max_discard_rectangles {
         a.max_discard_rectangles = b.max_discard_rectangles;
         lim.push(Limited {
             what: "PhysicalDeviceDiscardRectanglePropertiesEXT.maxDiscardRectangles",
@@ -632,7 +632,7 @@ pub fn fuse_physical_device_fragment_density_map2_properties_ext(
     {
         lim.push(Limited { what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.subsampledCoarseReconstructionEarlyAccess (differs; the first member's value is kept)", member, value: format!("{:?}", b.subsampled_coarse_reconstruction_early_access) });
     }
-    if b.max_subsampled_array_layers > a.max_subsampled_array_layers {
+    if b.max_subsampled_array_layers < a.max_subsampled_array_layers {
         a.max_subsampled_array_layers = b.max_subsampled_array_layers;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMap2PropertiesEXT.maxSubsampledArrayLayers",
@@ -640,7 +640,7 @@ pub fn fuse_physical_device_fragment_density_map2_properties_ext(
             value: format!("{:?}", b.max_subsampled_array_layers),
         });
     }
-    if b.max_descriptor_set_subsampled_samplers > a.max_descriptor_set_subsampled_samplers {
+    if b.max_descriptor_set_subsampled_samplers < a.max_descriptor_set_subsampled_samplers {
         a.max_descriptor_set_subsampled_samplers = b.max_descriptor_set_subsampled_samplers;
         lim.push(Limited {
             what:
@@ -658,7 +658,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.min_fragment_density_texel_size.width < a.min_fragment_density_texel_size.width {
+    if b.min_fragment_density_texel_size.width > a.min_fragment_density_texel_size.width {
         a.min_fragment_density_texel_size.width = b.min_fragment_density_texel_size.width;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.minFragmentDensityTexelSize",
@@ -666,7 +666,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
             value: format!("{:?}", b.min_fragment_density_texel_size.width),
         });
     }
-    if b.min_fragment_density_texel_size.height < a.min_fragment_density_texel_size.height {
+    if b.min_fragment_density_texel_size.height > a.min_fragment_density_texel_size.height {
         a.min_fragment_density_texel_size.height = b.min_fragment_density_texel_size.height;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.minFragmentDensityTexelSize",
@@ -674,7 +674,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
             value: format!("{:?}", b.min_fragment_density_texel_size.height),
         });
     }
-    if b.max_fragment_density_texel_size.width > a.max_fragment_density_texel_size.width {
+    if b.max_fragment_density_texel_size.width < a.max_fragment_density_texel_size.width {
         a.max_fragment_density_texel_size.width = b.max_fragment_density_texel_size.width;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.maxFragmentDensityTexelSize",
@@ -682,7 +682,7 @@ pub fn fuse_physical_device_fragment_density_map_properties_ext(
             value: format!("{:?}", b.max_fragment_density_texel_size.width),
         });
     }
-    if b.max_fragment_density_texel_size.height > a.max_fragment_density_texel_size.height {
+    if b.max_fragment_density_texel_size.height < a.max_fragment_density_texel_size.height {
         a.max_fragment_density_texel_size.height = b.max_fragment_density_texel_size.height;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentDensityMapPropertiesEXT.maxFragmentDensityTexelSize",
@@ -728,35 +728,35 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
     lim: &mut Vec<Limited>,
 ) {
     if b.min_fragment_shading_rate_attachment_texel_size.width
-        < a.min_fragment_shading_rate_attachment_texel_size.width
+        > a.min_fragment_shading_rate_attachment_texel_size.width
     {
         a.min_fragment_shading_rate_attachment_texel_size.width =
             b.min_fragment_shading_rate_attachment_texel_size.width;
         lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.min_fragment_shading_rate_attachment_texel_size.width) });
     }
     if b.min_fragment_shading_rate_attachment_texel_size.height
-        < a.min_fragment_shading_rate_attachment_texel_size.height
+        > a.min_fragment_shading_rate_attachment_texel_size.height
     {
         a.min_fragment_shading_rate_attachment_texel_size.height =
             b.min_fragment_shading_rate_attachment_texel_size.height;
         lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.minFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.min_fragment_shading_rate_attachment_texel_size.height) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size.width
-        > a.max_fragment_shading_rate_attachment_texel_size.width
+        < a.max_fragment_shading_rate_attachment_texel_size.width
     {
         a.max_fragment_shading_rate_attachment_texel_size.width =
             b.max_fragment_shading_rate_attachment_texel_size.width;
         lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.max_fragment_shading_rate_attachment_texel_size.width) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size.height
-        > a.max_fragment_shading_rate_attachment_texel_size.height
+        < a.max_fragment_shading_rate_attachment_texel_size.height
     {
         a.max_fragment_shading_rate_attachment_texel_size.height =
             b.max_fragment_shading_rate_attachment_texel_size.height;
         lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateAttachmentTexelSize", member, value: format!("{:?}", b.max_fragment_shading_rate_attachment_texel_size.height) });
     }
     if b.max_fragment_shading_rate_attachment_texel_size_aspect_ratio
-        > a.max_fragment_shading_rate_attachment_texel_size_aspect_ratio
+        < a.max_fragment_shading_rate_attachment_texel_size_aspect_ratio
     {
         a.max_fragment_shading_rate_attachment_texel_size_aspect_ratio =
             b.max_fragment_shading_rate_attachment_texel_size_aspect_ratio;
@@ -790,7 +790,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
         }
         a.fragment_shading_rate_non_trivial_combiner_ops = v;
     }
-    if b.max_fragment_size.width > a.max_fragment_size.width {
+    if b.max_fragment_size.width < a.max_fragment_size.width {
         a.max_fragment_size.width = b.max_fragment_size.width;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSize",
@@ -798,7 +798,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
             value: format!("{:?}", b.max_fragment_size.width),
         });
     }
-    if b.max_fragment_size.height > a.max_fragment_size.height {
+    if b.max_fragment_size.height < a.max_fragment_size.height {
         a.max_fragment_size.height = b.max_fragment_size.height;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSize",
@@ -806,7 +806,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
             value: format!("{:?}", b.max_fragment_size.height),
         });
     }
-    if b.max_fragment_size_aspect_ratio > a.max_fragment_size_aspect_ratio {
+    if b.max_fragment_size_aspect_ratio < a.max_fragment_size_aspect_ratio {
         a.max_fragment_size_aspect_ratio = b.max_fragment_size_aspect_ratio;
         lim.push(Limited {
             what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentSizeAspectRatio",
@@ -814,7 +814,7 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
             value: format!("{:?}", b.max_fragment_size_aspect_ratio),
         });
     }
-    if b.max_fragment_shading_rate_coverage_samples > a.max_fragment_shading_rate_coverage_samples {
+    if b.max_fragment_shading_rate_coverage_samples < a.max_fragment_shading_rate_coverage_samples {
         a.max_fragment_shading_rate_coverage_samples = b.max_fragment_shading_rate_coverage_samples;
         lim.push(Limited { what: "PhysicalDeviceFragmentShadingRatePropertiesKHR.maxFragmentShadingRateCoverageSamples", member, value: format!("{:?}", b.max_fragment_shading_rate_coverage_samples) });
     }
@@ -875,6 +875,30 @@ pub fn fuse_physical_device_fragment_shading_rate_properties_khr(
     }
 }
 
+/// Fuses `VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT` of member `member` into `a` by the registry's `limittype`.
+pub fn fuse_physical_device_graphics_pipeline_library_properties_ext(
+    a: &mut vk::PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT,
+    b: &vk::PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT,
+    member: usize,
+    lim: &mut Vec<Limited>,
+) {
+    {
+        let v = a.graphics_pipeline_library_fast_linking & b.graphics_pipeline_library_fast_linking;
+        if v != a.graphics_pipeline_library_fast_linking {
+            lim.push(Limited { what: "PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT.graphicsPipelineLibraryFastLinking", member, value: format!("{:?}", v) });
+        }
+        a.graphics_pipeline_library_fast_linking = v;
+    }
+    {
+        let v = a.graphics_pipeline_library_independent_interpolation_decoration
+            & b.graphics_pipeline_library_independent_interpolation_decoration;
+        if v != a.graphics_pipeline_library_independent_interpolation_decoration {
+            lim.push(Limited { what: "PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT.graphicsPipelineLibraryIndependentInterpolationDecoration", member, value: format!("{:?}", v) });
+        }
+        a.graphics_pipeline_library_independent_interpolation_decoration = v;
+    }
+}
+
 /// Fuses `VkPhysicalDeviceIDProperties` of member `member` into `a` by the registry's `limittype`.
 pub fn fuse_physical_device_id_properties(
     a: &mut vk::PhysicalDeviceIDProperties,
@@ -891,7 +915,7 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_inline_uniform_block_size > a.max_inline_uniform_block_size {
+    if b.max_inline_uniform_block_size < a.max_inline_uniform_block_size {
         a.max_inline_uniform_block_size = b.max_inline_uniform_block_size;
         lim.push(Limited {
             what: "PhysicalDeviceInlineUniformBlockProperties.maxInlineUniformBlockSize",
@@ -900,20 +924,20 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
         });
     }
     if b.max_per_stage_descriptor_inline_uniform_blocks
-        > a.max_per_stage_descriptor_inline_uniform_blocks
+        < a.max_per_stage_descriptor_inline_uniform_blocks
     {
         a.max_per_stage_descriptor_inline_uniform_blocks =
             b.max_per_stage_descriptor_inline_uniform_blocks;
         lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_inline_uniform_blocks) });
     }
     if b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
-        > a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
+        < a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
     {
         a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks =
             b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks;
         lim.push(Limited { what: "PhysicalDeviceInlineUniformBlockProperties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks) });
     }
-    if b.max_descriptor_set_inline_uniform_blocks > a.max_descriptor_set_inline_uniform_blocks {
+    if b.max_descriptor_set_inline_uniform_blocks < a.max_descriptor_set_inline_uniform_blocks {
         a.max_descriptor_set_inline_uniform_blocks = b.max_descriptor_set_inline_uniform_blocks;
         lim.push(Limited {
             what: "PhysicalDeviceInlineUniformBlockProperties.maxDescriptorSetInlineUniformBlocks",
@@ -922,7 +946,7 @@ pub fn fuse_physical_device_inline_uniform_block_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_inline_uniform_blocks
-        > a.max_descriptor_set_update_after_bind_inline_uniform_blocks
+        < a.max_descriptor_set_update_after_bind_inline_uniform_blocks
     {
         a.max_descriptor_set_update_after_bind_inline_uniform_blocks =
             b.max_descriptor_set_update_after_bind_inline_uniform_blocks;
@@ -937,7 +961,7 @@ pub fn fuse_physical_device_line_rasterization_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.line_sub_pixel_precision_bits > a.line_sub_pixel_precision_bits {
+    if b.line_sub_pixel_precision_bits < a.line_sub_pixel_precision_bits {
         a.line_sub_pixel_precision_bits = b.line_sub_pixel_precision_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLineRasterizationPropertiesEXT.lineSubPixelPrecisionBits",
@@ -954,7 +978,7 @@ pub fn fuse_physical_device_maintenance3_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_per_set_descriptors > a.max_per_set_descriptors {
+    if b.max_per_set_descriptors < a.max_per_set_descriptors {
         a.max_per_set_descriptors = b.max_per_set_descriptors;
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance3Properties.maxPerSetDescriptors",
@@ -962,7 +986,7 @@ pub fn fuse_physical_device_maintenance3_properties(
             value: format!("{:?}", b.max_per_set_descriptors),
         });
     }
-    if b.max_memory_allocation_size > a.max_memory_allocation_size {
+    if b.max_memory_allocation_size < a.max_memory_allocation_size {
         a.max_memory_allocation_size = b.max_memory_allocation_size;
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance3Properties.maxMemoryAllocationSize",
@@ -979,7 +1003,7 @@ pub fn fuse_physical_device_maintenance4_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_buffer_size > a.max_buffer_size {
+    if b.max_buffer_size < a.max_buffer_size {
         a.max_buffer_size = b.max_buffer_size;
         lim.push(Limited {
             what: "PhysicalDeviceMaintenance4Properties.maxBufferSize",
@@ -996,7 +1020,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_task_work_group_total_count > a.max_task_work_group_total_count {
+    if b.max_task_work_group_total_count < a.max_task_work_group_total_count {
         a.max_task_work_group_total_count = b.max_task_work_group_total_count;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupTotalCount",
@@ -1004,7 +1028,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_total_count),
         });
     }
-    if b.max_task_work_group_count[0] > a.max_task_work_group_count[0] {
+    if b.max_task_work_group_count[0] < a.max_task_work_group_count[0] {
         a.max_task_work_group_count[0] = b.max_task_work_group_count[0];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
@@ -1012,7 +1036,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_count[0]),
         });
     }
-    if b.max_task_work_group_count[1] > a.max_task_work_group_count[1] {
+    if b.max_task_work_group_count[1] < a.max_task_work_group_count[1] {
         a.max_task_work_group_count[1] = b.max_task_work_group_count[1];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
@@ -1020,7 +1044,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_count[1]),
         });
     }
-    if b.max_task_work_group_count[2] > a.max_task_work_group_count[2] {
+    if b.max_task_work_group_count[2] < a.max_task_work_group_count[2] {
         a.max_task_work_group_count[2] = b.max_task_work_group_count[2];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupCount",
@@ -1028,7 +1052,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_count[2]),
         });
     }
-    if b.max_task_work_group_invocations > a.max_task_work_group_invocations {
+    if b.max_task_work_group_invocations < a.max_task_work_group_invocations {
         a.max_task_work_group_invocations = b.max_task_work_group_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupInvocations",
@@ -1036,7 +1060,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_invocations),
         });
     }
-    if b.max_task_work_group_size[0] > a.max_task_work_group_size[0] {
+    if b.max_task_work_group_size[0] < a.max_task_work_group_size[0] {
         a.max_task_work_group_size[0] = b.max_task_work_group_size[0];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
@@ -1044,7 +1068,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_size[0]),
         });
     }
-    if b.max_task_work_group_size[1] > a.max_task_work_group_size[1] {
+    if b.max_task_work_group_size[1] < a.max_task_work_group_size[1] {
         a.max_task_work_group_size[1] = b.max_task_work_group_size[1];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
@@ -1052,7 +1076,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_size[1]),
         });
     }
-    if b.max_task_work_group_size[2] > a.max_task_work_group_size[2] {
+    if b.max_task_work_group_size[2] < a.max_task_work_group_size[2] {
         a.max_task_work_group_size[2] = b.max_task_work_group_size[2];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskWorkGroupSize",
@@ -1060,7 +1084,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_work_group_size[2]),
         });
     }
-    if b.max_task_payload_size > a.max_task_payload_size {
+    if b.max_task_payload_size < a.max_task_payload_size {
         a.max_task_payload_size = b.max_task_payload_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskPayloadSize",
@@ -1068,7 +1092,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_payload_size),
         });
     }
-    if b.max_task_shared_memory_size > a.max_task_shared_memory_size {
+    if b.max_task_shared_memory_size < a.max_task_shared_memory_size {
         a.max_task_shared_memory_size = b.max_task_shared_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskSharedMemorySize",
@@ -1076,7 +1100,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_shared_memory_size),
         });
     }
-    if b.max_task_payload_and_shared_memory_size > a.max_task_payload_and_shared_memory_size {
+    if b.max_task_payload_and_shared_memory_size < a.max_task_payload_and_shared_memory_size {
         a.max_task_payload_and_shared_memory_size = b.max_task_payload_and_shared_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxTaskPayloadAndSharedMemorySize",
@@ -1084,7 +1108,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_task_payload_and_shared_memory_size),
         });
     }
-    if b.max_mesh_work_group_total_count > a.max_mesh_work_group_total_count {
+    if b.max_mesh_work_group_total_count < a.max_mesh_work_group_total_count {
         a.max_mesh_work_group_total_count = b.max_mesh_work_group_total_count;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupTotalCount",
@@ -1092,7 +1116,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_total_count),
         });
     }
-    if b.max_mesh_work_group_count[0] > a.max_mesh_work_group_count[0] {
+    if b.max_mesh_work_group_count[0] < a.max_mesh_work_group_count[0] {
         a.max_mesh_work_group_count[0] = b.max_mesh_work_group_count[0];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
@@ -1100,7 +1124,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_count[0]),
         });
     }
-    if b.max_mesh_work_group_count[1] > a.max_mesh_work_group_count[1] {
+    if b.max_mesh_work_group_count[1] < a.max_mesh_work_group_count[1] {
         a.max_mesh_work_group_count[1] = b.max_mesh_work_group_count[1];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
@@ -1108,7 +1132,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_count[1]),
         });
     }
-    if b.max_mesh_work_group_count[2] > a.max_mesh_work_group_count[2] {
+    if b.max_mesh_work_group_count[2] < a.max_mesh_work_group_count[2] {
         a.max_mesh_work_group_count[2] = b.max_mesh_work_group_count[2];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupCount",
@@ -1116,7 +1140,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_count[2]),
         });
     }
-    if b.max_mesh_work_group_invocations > a.max_mesh_work_group_invocations {
+    if b.max_mesh_work_group_invocations < a.max_mesh_work_group_invocations {
         a.max_mesh_work_group_invocations = b.max_mesh_work_group_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupInvocations",
@@ -1124,7 +1148,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_invocations),
         });
     }
-    if b.max_mesh_work_group_size[0] > a.max_mesh_work_group_size[0] {
+    if b.max_mesh_work_group_size[0] < a.max_mesh_work_group_size[0] {
         a.max_mesh_work_group_size[0] = b.max_mesh_work_group_size[0];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
@@ -1132,7 +1156,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_size[0]),
         });
     }
-    if b.max_mesh_work_group_size[1] > a.max_mesh_work_group_size[1] {
+    if b.max_mesh_work_group_size[1] < a.max_mesh_work_group_size[1] {
         a.max_mesh_work_group_size[1] = b.max_mesh_work_group_size[1];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
@@ -1140,7 +1164,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_size[1]),
         });
     }
-    if b.max_mesh_work_group_size[2] > a.max_mesh_work_group_size[2] {
+    if b.max_mesh_work_group_size[2] < a.max_mesh_work_group_size[2] {
         a.max_mesh_work_group_size[2] = b.max_mesh_work_group_size[2];
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshWorkGroupSize",
@@ -1148,7 +1172,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_work_group_size[2]),
         });
     }
-    if b.max_mesh_shared_memory_size > a.max_mesh_shared_memory_size {
+    if b.max_mesh_shared_memory_size < a.max_mesh_shared_memory_size {
         a.max_mesh_shared_memory_size = b.max_mesh_shared_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshSharedMemorySize",
@@ -1156,7 +1180,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_shared_memory_size),
         });
     }
-    if b.max_mesh_payload_and_shared_memory_size > a.max_mesh_payload_and_shared_memory_size {
+    if b.max_mesh_payload_and_shared_memory_size < a.max_mesh_payload_and_shared_memory_size {
         a.max_mesh_payload_and_shared_memory_size = b.max_mesh_payload_and_shared_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshPayloadAndSharedMemorySize",
@@ -1164,7 +1188,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_payload_and_shared_memory_size),
         });
     }
-    if b.max_mesh_output_memory_size > a.max_mesh_output_memory_size {
+    if b.max_mesh_output_memory_size < a.max_mesh_output_memory_size {
         a.max_mesh_output_memory_size = b.max_mesh_output_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputMemorySize",
@@ -1172,7 +1196,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_output_memory_size),
         });
     }
-    if b.max_mesh_payload_and_output_memory_size > a.max_mesh_payload_and_output_memory_size {
+    if b.max_mesh_payload_and_output_memory_size < a.max_mesh_payload_and_output_memory_size {
         a.max_mesh_payload_and_output_memory_size = b.max_mesh_payload_and_output_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshPayloadAndOutputMemorySize",
@@ -1180,7 +1204,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_payload_and_output_memory_size),
         });
     }
-    if b.max_mesh_output_components > a.max_mesh_output_components {
+    if b.max_mesh_output_components < a.max_mesh_output_components {
         a.max_mesh_output_components = b.max_mesh_output_components;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputComponents",
@@ -1188,7 +1212,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_output_components),
         });
     }
-    if b.max_mesh_output_vertices > a.max_mesh_output_vertices {
+    if b.max_mesh_output_vertices < a.max_mesh_output_vertices {
         a.max_mesh_output_vertices = b.max_mesh_output_vertices;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputVertices",
@@ -1196,7 +1220,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_output_vertices),
         });
     }
-    if b.max_mesh_output_primitives > a.max_mesh_output_primitives {
+    if b.max_mesh_output_primitives < a.max_mesh_output_primitives {
         a.max_mesh_output_primitives = b.max_mesh_output_primitives;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputPrimitives",
@@ -1204,7 +1228,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_output_primitives),
         });
     }
-    if b.max_mesh_output_layers > a.max_mesh_output_layers {
+    if b.max_mesh_output_layers < a.max_mesh_output_layers {
         a.max_mesh_output_layers = b.max_mesh_output_layers;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshOutputLayers",
@@ -1212,7 +1236,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_output_layers),
         });
     }
-    if b.max_mesh_multiview_view_count > a.max_mesh_multiview_view_count {
+    if b.max_mesh_multiview_view_count < a.max_mesh_multiview_view_count {
         a.max_mesh_multiview_view_count = b.max_mesh_multiview_view_count;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxMeshMultiviewViewCount",
@@ -1220,7 +1244,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_mesh_multiview_view_count),
         });
     }
-    if b.max_preferred_task_work_group_invocations > a.max_preferred_task_work_group_invocations {
+    if b.max_preferred_task_work_group_invocations < a.max_preferred_task_work_group_invocations {
         a.max_preferred_task_work_group_invocations = b.max_preferred_task_work_group_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxPreferredTaskWorkGroupInvocations",
@@ -1228,7 +1252,7 @@ pub fn fuse_physical_device_mesh_shader_properties_ext(
             value: format!("{:?}", b.max_preferred_task_work_group_invocations),
         });
     }
-    if b.max_preferred_mesh_work_group_invocations > a.max_preferred_mesh_work_group_invocations {
+    if b.max_preferred_mesh_work_group_invocations < a.max_preferred_mesh_work_group_invocations {
         a.max_preferred_mesh_work_group_invocations = b.max_preferred_mesh_work_group_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceMeshShaderPropertiesEXT.maxPreferredMeshWorkGroupInvocations",
@@ -1245,7 +1269,7 @@ pub fn fuse_physical_device_multi_draw_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_multi_draw_count > a.max_multi_draw_count {
+    if b.max_multi_draw_count < a.max_multi_draw_count {
         a.max_multi_draw_count = b.max_multi_draw_count;
         lim.push(Limited {
             what: "PhysicalDeviceMultiDrawPropertiesEXT.maxMultiDrawCount",
@@ -1262,7 +1286,7 @@ pub fn fuse_physical_device_multiview_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_multiview_view_count > a.max_multiview_view_count {
+    if b.max_multiview_view_count < a.max_multiview_view_count {
         a.max_multiview_view_count = b.max_multiview_view_count;
         lim.push(Limited {
             what: "PhysicalDeviceMultiviewProperties.maxMultiviewViewCount",
@@ -1270,7 +1294,7 @@ pub fn fuse_physical_device_multiview_properties(
             value: format!("{:?}", b.max_multiview_view_count),
         });
     }
-    if b.max_multiview_instance_index > a.max_multiview_instance_index {
+    if b.max_multiview_instance_index < a.max_multiview_instance_index {
         a.max_multiview_instance_index = b.max_multiview_instance_index;
         lim.push(Limited {
             what: "PhysicalDeviceMultiviewProperties.maxMultiviewInstanceIndex",
@@ -1360,7 +1384,7 @@ pub fn fuse_physical_device_push_descriptor_properties_khr(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_push_descriptors > a.max_push_descriptors {
+    if b.max_push_descriptors < a.max_push_descriptors {
         a.max_push_descriptors = b.max_push_descriptors;
         lim.push(Limited {
             what: "PhysicalDevicePushDescriptorPropertiesKHR.maxPushDescriptors",
@@ -1377,7 +1401,7 @@ pub fn fuse_physical_device_robustness2_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.robust_storage_buffer_access_size_alignment < a.robust_storage_buffer_access_size_alignment
+    if b.robust_storage_buffer_access_size_alignment > a.robust_storage_buffer_access_size_alignment
     {
         a.robust_storage_buffer_access_size_alignment =
             b.robust_storage_buffer_access_size_alignment;
@@ -1387,7 +1411,7 @@ pub fn fuse_physical_device_robustness2_properties_ext(
             value: format!("{:?}", b.robust_storage_buffer_access_size_alignment),
         });
     }
-    if b.robust_uniform_buffer_access_size_alignment < a.robust_uniform_buffer_access_size_alignment
+    if b.robust_uniform_buffer_access_size_alignment > a.robust_uniform_buffer_access_size_alignment
     {
         a.robust_uniform_buffer_access_size_alignment =
             b.robust_uniform_buffer_access_size_alignment;
@@ -1417,7 +1441,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
         }
         a.sample_location_sample_counts = v;
     }
-    if b.max_sample_location_grid_size.width > a.max_sample_location_grid_size.width {
+    if b.max_sample_location_grid_size.width < a.max_sample_location_grid_size.width {
         a.max_sample_location_grid_size.width = b.max_sample_location_grid_size.width;
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.maxSampleLocationGridSize",
@@ -1425,7 +1449,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             value: format!("{:?}", b.max_sample_location_grid_size.width),
         });
     }
-    if b.max_sample_location_grid_size.height > a.max_sample_location_grid_size.height {
+    if b.max_sample_location_grid_size.height < a.max_sample_location_grid_size.height {
         a.max_sample_location_grid_size.height = b.max_sample_location_grid_size.height;
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.maxSampleLocationGridSize",
@@ -1433,7 +1457,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             value: format!("{:?}", b.max_sample_location_grid_size.height),
         });
     }
-    if b.sample_location_coordinate_range[0] < a.sample_location_coordinate_range[0] {
+    if b.sample_location_coordinate_range[0] > a.sample_location_coordinate_range[0] {
         a.sample_location_coordinate_range[0] = b.sample_location_coordinate_range[0];
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationCoordinateRange",
@@ -1441,7 +1465,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             value: format!("{:?}", b.sample_location_coordinate_range[0]),
         });
     }
-    if b.sample_location_coordinate_range[1] > a.sample_location_coordinate_range[1] {
+    if b.sample_location_coordinate_range[1] < a.sample_location_coordinate_range[1] {
         a.sample_location_coordinate_range[1] = b.sample_location_coordinate_range[1];
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationCoordinateRange",
@@ -1449,7 +1473,7 @@ pub fn fuse_physical_device_sample_locations_properties_ext(
             value: format!("{:?}", b.sample_location_coordinate_range[1]),
         });
     }
-    if b.sample_location_sub_pixel_bits > a.sample_location_sub_pixel_bits {
+    if b.sample_location_sub_pixel_bits < a.sample_location_sub_pixel_bits {
         a.sample_location_sub_pixel_bits = b.sample_location_sub_pixel_bits;
         lim.push(Limited {
             what: "PhysicalDeviceSampleLocationsPropertiesEXT.sampleLocationSubPixelBits",
@@ -1495,6 +1519,31 @@ pub fn fuse_physical_device_sampler_filter_minmax_properties(
             });
         }
         a.filter_minmax_image_component_mapping = v;
+    }
+}
+
+/// Fuses `VkPhysicalDeviceShaderCoreBuiltinsPropertiesARM` of member `member` into `a` by the registry's `limittype`.
+pub fn fuse_physical_device_shader_core_builtins_properties_arm(
+    a: &mut vk::PhysicalDeviceShaderCoreBuiltinsPropertiesARM,
+    b: &vk::PhysicalDeviceShaderCoreBuiltinsPropertiesARM,
+    member: usize,
+    lim: &mut Vec<Limited>,
+) {
+    if b.shader_core_count < a.shader_core_count {
+        a.shader_core_count = b.shader_core_count;
+        lim.push(Limited {
+            what: "PhysicalDeviceShaderCoreBuiltinsPropertiesARM.shaderCoreCount",
+            member,
+            value: format!("{:?}", b.shader_core_count),
+        });
+    }
+    if b.shader_warps_per_core < a.shader_warps_per_core {
+        a.shader_warps_per_core = b.shader_warps_per_core;
+        lim.push(Limited {
+            what: "PhysicalDeviceShaderCoreBuiltinsPropertiesARM.shaderWarpsPerCore",
+            member,
+            value: format!("{:?}", b.shader_warps_per_core),
+        });
     }
 }
 
@@ -1756,7 +1805,7 @@ pub fn fuse_physical_device_subgroup_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.subgroup_size > a.subgroup_size {
+    if b.subgroup_size < a.subgroup_size {
         a.subgroup_size = b.subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupProperties.subgroupSize",
@@ -1806,7 +1855,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.min_subgroup_size < a.min_subgroup_size {
+    if b.min_subgroup_size > a.min_subgroup_size {
         a.min_subgroup_size = b.min_subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.minSubgroupSize",
@@ -1814,7 +1863,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
             value: format!("{:?}", b.min_subgroup_size),
         });
     }
-    if b.max_subgroup_size > a.max_subgroup_size {
+    if b.max_subgroup_size < a.max_subgroup_size {
         a.max_subgroup_size = b.max_subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.maxSubgroupSize",
@@ -1822,7 +1871,7 @@ pub fn fuse_physical_device_subgroup_size_control_properties(
             value: format!("{:?}", b.max_subgroup_size),
         });
     }
-    if b.max_compute_workgroup_subgroups > a.max_compute_workgroup_subgroups {
+    if b.max_compute_workgroup_subgroups < a.max_compute_workgroup_subgroups {
         a.max_compute_workgroup_subgroups = b.max_compute_workgroup_subgroups;
         lim.push(Limited {
             what: "PhysicalDeviceSubgroupSizeControlProperties.maxComputeWorkgroupSubgroups",
@@ -1850,7 +1899,7 @@ pub fn fuse_physical_device_texel_buffer_alignment_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.storage_texel_buffer_offset_alignment_bytes < a.storage_texel_buffer_offset_alignment_bytes
+    if b.storage_texel_buffer_offset_alignment_bytes > a.storage_texel_buffer_offset_alignment_bytes
     {
         a.storage_texel_buffer_offset_alignment_bytes =
             b.storage_texel_buffer_offset_alignment_bytes;
@@ -1861,7 +1910,7 @@ pub fn fuse_physical_device_texel_buffer_alignment_properties(
     {
         lim.push(Limited { what: "PhysicalDeviceTexelBufferAlignmentProperties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.storage_texel_buffer_offset_single_texel_alignment) });
     }
-    if b.uniform_texel_buffer_offset_alignment_bytes < a.uniform_texel_buffer_offset_alignment_bytes
+    if b.uniform_texel_buffer_offset_alignment_bytes > a.uniform_texel_buffer_offset_alignment_bytes
     {
         a.uniform_texel_buffer_offset_alignment_bytes =
             b.uniform_texel_buffer_offset_alignment_bytes;
@@ -1881,7 +1930,7 @@ pub fn fuse_physical_device_timeline_semaphore_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_timeline_semaphore_value_difference > a.max_timeline_semaphore_value_difference {
+    if b.max_timeline_semaphore_value_difference < a.max_timeline_semaphore_value_difference {
         a.max_timeline_semaphore_value_difference = b.max_timeline_semaphore_value_difference;
         lim.push(Limited {
             what: "PhysicalDeviceTimelineSemaphoreProperties.maxTimelineSemaphoreValueDifference",
@@ -1898,7 +1947,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_transform_feedback_streams > a.max_transform_feedback_streams {
+    if b.max_transform_feedback_streams < a.max_transform_feedback_streams {
         a.max_transform_feedback_streams = b.max_transform_feedback_streams;
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackStreams",
@@ -1906,7 +1955,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             value: format!("{:?}", b.max_transform_feedback_streams),
         });
     }
-    if b.max_transform_feedback_buffers > a.max_transform_feedback_buffers {
+    if b.max_transform_feedback_buffers < a.max_transform_feedback_buffers {
         a.max_transform_feedback_buffers = b.max_transform_feedback_buffers;
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBuffers",
@@ -1914,7 +1963,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             value: format!("{:?}", b.max_transform_feedback_buffers),
         });
     }
-    if b.max_transform_feedback_buffer_size > a.max_transform_feedback_buffer_size {
+    if b.max_transform_feedback_buffer_size < a.max_transform_feedback_buffer_size {
         a.max_transform_feedback_buffer_size = b.max_transform_feedback_buffer_size;
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBufferSize",
@@ -1922,7 +1971,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             value: format!("{:?}", b.max_transform_feedback_buffer_size),
         });
     }
-    if b.max_transform_feedback_stream_data_size > a.max_transform_feedback_stream_data_size {
+    if b.max_transform_feedback_stream_data_size < a.max_transform_feedback_stream_data_size {
         a.max_transform_feedback_stream_data_size = b.max_transform_feedback_stream_data_size;
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackStreamDataSize",
@@ -1930,7 +1979,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             value: format!("{:?}", b.max_transform_feedback_stream_data_size),
         });
     }
-    if b.max_transform_feedback_buffer_data_size > a.max_transform_feedback_buffer_data_size {
+    if b.max_transform_feedback_buffer_data_size < a.max_transform_feedback_buffer_data_size {
         a.max_transform_feedback_buffer_data_size = b.max_transform_feedback_buffer_data_size;
         lim.push(Limited {
             what: "PhysicalDeviceTransformFeedbackPropertiesEXT.maxTransformFeedbackBufferDataSize",
@@ -1938,7 +1987,7 @@ pub fn fuse_physical_device_transform_feedback_properties_ext(
             value: format!("{:?}", b.max_transform_feedback_buffer_data_size),
         });
     }
-    if b.max_transform_feedback_buffer_data_stride > a.max_transform_feedback_buffer_data_stride {
+    if b.max_transform_feedback_buffer_data_stride < a.max_transform_feedback_buffer_data_stride {
         a.max_transform_feedback_buffer_data_stride = b.max_transform_feedback_buffer_data_stride;
         lim.push(Limited {
             what:
@@ -1994,7 +2043,7 @@ pub fn fuse_physical_device_vertex_attribute_divisor_properties_ext(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_vertex_attrib_divisor > a.max_vertex_attrib_divisor {
+    if b.max_vertex_attrib_divisor < a.max_vertex_attrib_divisor {
         a.max_vertex_attrib_divisor = b.max_vertex_attrib_divisor;
         lim.push(Limited {
             what: "PhysicalDeviceVertexAttributeDivisorPropertiesEXT.maxVertexAttribDivisor",
@@ -2017,7 +2066,7 @@ pub fn fuse_physical_device_vulkan11_properties(
     if a.device_luid_valid != b.device_luid_valid {
         lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.deviceLUIDValid (differs; the first member's value is kept)", member, value: format!("{:?}", b.device_luid_valid) });
     }
-    if b.subgroup_size > a.subgroup_size {
+    if b.subgroup_size < a.subgroup_size {
         a.subgroup_size = b.subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.subgroupSize",
@@ -2061,7 +2110,7 @@ pub fn fuse_physical_device_vulkan11_properties(
     if a.point_clipping_behavior != b.point_clipping_behavior {
         lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.pointClippingBehavior (differs; the first member's value is kept)", member, value: format!("{:?}", b.point_clipping_behavior) });
     }
-    if b.max_multiview_view_count > a.max_multiview_view_count {
+    if b.max_multiview_view_count < a.max_multiview_view_count {
         a.max_multiview_view_count = b.max_multiview_view_count;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMultiviewViewCount",
@@ -2069,7 +2118,7 @@ pub fn fuse_physical_device_vulkan11_properties(
             value: format!("{:?}", b.max_multiview_view_count),
         });
     }
-    if b.max_multiview_instance_index > a.max_multiview_instance_index {
+    if b.max_multiview_instance_index < a.max_multiview_instance_index {
         a.max_multiview_instance_index = b.max_multiview_instance_index;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMultiviewInstanceIndex",
@@ -2080,7 +2129,7 @@ pub fn fuse_physical_device_vulkan11_properties(
     if a.protected_no_fault != b.protected_no_fault {
         lim.push(Limited { what: "PhysicalDeviceVulkan11Properties.protectedNoFault (differs; the first member's value is kept)", member, value: format!("{:?}", b.protected_no_fault) });
     }
-    if b.max_per_set_descriptors > a.max_per_set_descriptors {
+    if b.max_per_set_descriptors < a.max_per_set_descriptors {
         a.max_per_set_descriptors = b.max_per_set_descriptors;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxPerSetDescriptors",
@@ -2088,7 +2137,7 @@ pub fn fuse_physical_device_vulkan11_properties(
             value: format!("{:?}", b.max_per_set_descriptors),
         });
     }
-    if b.max_memory_allocation_size > a.max_memory_allocation_size {
+    if b.max_memory_allocation_size < a.max_memory_allocation_size {
         a.max_memory_allocation_size = b.max_memory_allocation_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan11Properties.maxMemoryAllocationSize",
@@ -2280,7 +2329,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         a.shader_rounding_mode_rtz_float64 = v;
     }
     if b.max_update_after_bind_descriptors_in_all_pools
-        > a.max_update_after_bind_descriptors_in_all_pools
+        < a.max_update_after_bind_descriptors_in_all_pools
     {
         a.max_update_after_bind_descriptors_in_all_pools =
             b.max_update_after_bind_descriptors_in_all_pools;
@@ -2353,7 +2402,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         a.quad_divergent_implicit_lod = v;
     }
     if b.max_per_stage_descriptor_update_after_bind_samplers
-        > a.max_per_stage_descriptor_update_after_bind_samplers
+        < a.max_per_stage_descriptor_update_after_bind_samplers
     {
         a.max_per_stage_descriptor_update_after_bind_samplers =
             b.max_per_stage_descriptor_update_after_bind_samplers;
@@ -2367,41 +2416,41 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_per_stage_descriptor_update_after_bind_uniform_buffers
-        > a.max_per_stage_descriptor_update_after_bind_uniform_buffers
+        < a.max_per_stage_descriptor_update_after_bind_uniform_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_uniform_buffers =
             b.max_per_stage_descriptor_update_after_bind_uniform_buffers;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindUniformBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_uniform_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_buffers
-        > a.max_per_stage_descriptor_update_after_bind_storage_buffers
+        < a.max_per_stage_descriptor_update_after_bind_storage_buffers
     {
         a.max_per_stage_descriptor_update_after_bind_storage_buffers =
             b.max_per_stage_descriptor_update_after_bind_storage_buffers;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageBuffers", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_buffers) });
     }
     if b.max_per_stage_descriptor_update_after_bind_sampled_images
-        > a.max_per_stage_descriptor_update_after_bind_sampled_images
+        < a.max_per_stage_descriptor_update_after_bind_sampled_images
     {
         a.max_per_stage_descriptor_update_after_bind_sampled_images =
             b.max_per_stage_descriptor_update_after_bind_sampled_images;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindSampledImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_sampled_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_storage_images
-        > a.max_per_stage_descriptor_update_after_bind_storage_images
+        < a.max_per_stage_descriptor_update_after_bind_storage_images
     {
         a.max_per_stage_descriptor_update_after_bind_storage_images =
             b.max_per_stage_descriptor_update_after_bind_storage_images;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindStorageImages", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_storage_images) });
     }
     if b.max_per_stage_descriptor_update_after_bind_input_attachments
-        > a.max_per_stage_descriptor_update_after_bind_input_attachments
+        < a.max_per_stage_descriptor_update_after_bind_input_attachments
     {
         a.max_per_stage_descriptor_update_after_bind_input_attachments =
             b.max_per_stage_descriptor_update_after_bind_input_attachments;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxPerStageDescriptorUpdateAfterBindInputAttachments", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_input_attachments) });
     }
-    if b.max_per_stage_update_after_bind_resources > a.max_per_stage_update_after_bind_resources {
+    if b.max_per_stage_update_after_bind_resources < a.max_per_stage_update_after_bind_resources {
         a.max_per_stage_update_after_bind_resources = b.max_per_stage_update_after_bind_resources;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxPerStageUpdateAfterBindResources",
@@ -2410,7 +2459,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_samplers
-        > a.max_descriptor_set_update_after_bind_samplers
+        < a.max_descriptor_set_update_after_bind_samplers
     {
         a.max_descriptor_set_update_after_bind_samplers =
             b.max_descriptor_set_update_after_bind_samplers;
@@ -2421,7 +2470,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers
-        > a.max_descriptor_set_update_after_bind_uniform_buffers
+        < a.max_descriptor_set_update_after_bind_uniform_buffers
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers =
             b.max_descriptor_set_update_after_bind_uniform_buffers;
@@ -2435,14 +2484,14 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
-        > a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
+        < a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_uniform_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindUniformBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_uniform_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers
-        > a.max_descriptor_set_update_after_bind_storage_buffers
+        < a.max_descriptor_set_update_after_bind_storage_buffers
     {
         a.max_descriptor_set_update_after_bind_storage_buffers =
             b.max_descriptor_set_update_after_bind_storage_buffers;
@@ -2456,14 +2505,14 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_storage_buffers_dynamic
-        > a.max_descriptor_set_update_after_bind_storage_buffers_dynamic
+        < a.max_descriptor_set_update_after_bind_storage_buffers_dynamic
     {
         a.max_descriptor_set_update_after_bind_storage_buffers_dynamic =
             b.max_descriptor_set_update_after_bind_storage_buffers_dynamic;
         lim.push(Limited { what: "PhysicalDeviceVulkan12Properties.maxDescriptorSetUpdateAfterBindStorageBuffersDynamic", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_storage_buffers_dynamic) });
     }
     if b.max_descriptor_set_update_after_bind_sampled_images
-        > a.max_descriptor_set_update_after_bind_sampled_images
+        < a.max_descriptor_set_update_after_bind_sampled_images
     {
         a.max_descriptor_set_update_after_bind_sampled_images =
             b.max_descriptor_set_update_after_bind_sampled_images;
@@ -2477,7 +2526,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_storage_images
-        > a.max_descriptor_set_update_after_bind_storage_images
+        < a.max_descriptor_set_update_after_bind_storage_images
     {
         a.max_descriptor_set_update_after_bind_storage_images =
             b.max_descriptor_set_update_after_bind_storage_images;
@@ -2491,7 +2540,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_input_attachments
-        > a.max_descriptor_set_update_after_bind_input_attachments
+        < a.max_descriptor_set_update_after_bind_input_attachments
     {
         a.max_descriptor_set_update_after_bind_input_attachments =
             b.max_descriptor_set_update_after_bind_input_attachments;
@@ -2571,7 +2620,7 @@ pub fn fuse_physical_device_vulkan12_properties(
         }
         a.filter_minmax_image_component_mapping = v;
     }
-    if b.max_timeline_semaphore_value_difference > a.max_timeline_semaphore_value_difference {
+    if b.max_timeline_semaphore_value_difference < a.max_timeline_semaphore_value_difference {
         a.max_timeline_semaphore_value_difference = b.max_timeline_semaphore_value_difference;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan12Properties.maxTimelineSemaphoreValueDifference",
@@ -2600,7 +2649,7 @@ pub fn fuse_physical_device_vulkan13_properties(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.min_subgroup_size < a.min_subgroup_size {
+    if b.min_subgroup_size > a.min_subgroup_size {
         a.min_subgroup_size = b.min_subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.minSubgroupSize",
@@ -2608,7 +2657,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             value: format!("{:?}", b.min_subgroup_size),
         });
     }
-    if b.max_subgroup_size > a.max_subgroup_size {
+    if b.max_subgroup_size < a.max_subgroup_size {
         a.max_subgroup_size = b.max_subgroup_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxSubgroupSize",
@@ -2616,7 +2665,7 @@ pub fn fuse_physical_device_vulkan13_properties(
             value: format!("{:?}", b.max_subgroup_size),
         });
     }
-    if b.max_compute_workgroup_subgroups > a.max_compute_workgroup_subgroups {
+    if b.max_compute_workgroup_subgroups < a.max_compute_workgroup_subgroups {
         a.max_compute_workgroup_subgroups = b.max_compute_workgroup_subgroups;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxComputeWorkgroupSubgroups",
@@ -2635,7 +2684,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         }
         a.required_subgroup_size_stages = v;
     }
-    if b.max_inline_uniform_block_size > a.max_inline_uniform_block_size {
+    if b.max_inline_uniform_block_size < a.max_inline_uniform_block_size {
         a.max_inline_uniform_block_size = b.max_inline_uniform_block_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxInlineUniformBlockSize",
@@ -2644,7 +2693,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         });
     }
     if b.max_per_stage_descriptor_inline_uniform_blocks
-        > a.max_per_stage_descriptor_inline_uniform_blocks
+        < a.max_per_stage_descriptor_inline_uniform_blocks
     {
         a.max_per_stage_descriptor_inline_uniform_blocks =
             b.max_per_stage_descriptor_inline_uniform_blocks;
@@ -2655,13 +2704,13 @@ pub fn fuse_physical_device_vulkan13_properties(
         });
     }
     if b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
-        > a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
+        < a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks
     {
         a.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks =
             b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks;
         lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxPerStageDescriptorUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_per_stage_descriptor_update_after_bind_inline_uniform_blocks) });
     }
-    if b.max_descriptor_set_inline_uniform_blocks > a.max_descriptor_set_inline_uniform_blocks {
+    if b.max_descriptor_set_inline_uniform_blocks < a.max_descriptor_set_inline_uniform_blocks {
         a.max_descriptor_set_inline_uniform_blocks = b.max_descriptor_set_inline_uniform_blocks;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxDescriptorSetInlineUniformBlocks",
@@ -2670,13 +2719,13 @@ pub fn fuse_physical_device_vulkan13_properties(
         });
     }
     if b.max_descriptor_set_update_after_bind_inline_uniform_blocks
-        > a.max_descriptor_set_update_after_bind_inline_uniform_blocks
+        < a.max_descriptor_set_update_after_bind_inline_uniform_blocks
     {
         a.max_descriptor_set_update_after_bind_inline_uniform_blocks =
             b.max_descriptor_set_update_after_bind_inline_uniform_blocks;
         lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.maxDescriptorSetUpdateAfterBindInlineUniformBlocks", member, value: format!("{:?}", b.max_descriptor_set_update_after_bind_inline_uniform_blocks) });
     }
-    if b.max_inline_uniform_total_size > a.max_inline_uniform_total_size {
+    if b.max_inline_uniform_total_size < a.max_inline_uniform_total_size {
         a.max_inline_uniform_total_size = b.max_inline_uniform_total_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxInlineUniformTotalSize",
@@ -2958,7 +3007,7 @@ pub fn fuse_physical_device_vulkan13_properties(
         }
         a.integer_dot_product_accumulating_saturating64_bit_mixed_signedness_accelerated = v;
     }
-    if b.storage_texel_buffer_offset_alignment_bytes < a.storage_texel_buffer_offset_alignment_bytes
+    if b.storage_texel_buffer_offset_alignment_bytes > a.storage_texel_buffer_offset_alignment_bytes
     {
         a.storage_texel_buffer_offset_alignment_bytes =
             b.storage_texel_buffer_offset_alignment_bytes;
@@ -2973,7 +3022,7 @@ pub fn fuse_physical_device_vulkan13_properties(
     {
         lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.storageTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.storage_texel_buffer_offset_single_texel_alignment) });
     }
-    if b.uniform_texel_buffer_offset_alignment_bytes < a.uniform_texel_buffer_offset_alignment_bytes
+    if b.uniform_texel_buffer_offset_alignment_bytes > a.uniform_texel_buffer_offset_alignment_bytes
     {
         a.uniform_texel_buffer_offset_alignment_bytes =
             b.uniform_texel_buffer_offset_alignment_bytes;
@@ -2988,7 +3037,7 @@ pub fn fuse_physical_device_vulkan13_properties(
     {
         lim.push(Limited { what: "PhysicalDeviceVulkan13Properties.uniformTexelBufferOffsetSingleTexelAlignment (differs; the first member's value is kept)", member, value: format!("{:?}", b.uniform_texel_buffer_offset_single_texel_alignment) });
     }
-    if b.max_buffer_size > a.max_buffer_size {
+    if b.max_buffer_size < a.max_buffer_size {
         a.max_buffer_size = b.max_buffer_size;
         lim.push(Limited {
             what: "PhysicalDeviceVulkan13Properties.maxBufferSize",
@@ -3021,7 +3070,7 @@ pub fn fuse_physical_device_limits(
     member: usize,
     lim: &mut Vec<Limited>,
 ) {
-    if b.max_image_dimension1_d > a.max_image_dimension1_d {
+    if b.max_image_dimension1_d < a.max_image_dimension1_d {
         a.max_image_dimension1_d = b.max_image_dimension1_d;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension1D",
@@ -3029,7 +3078,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_image_dimension1_d),
         });
     }
-    if b.max_image_dimension2_d > a.max_image_dimension2_d {
+    if b.max_image_dimension2_d < a.max_image_dimension2_d {
         a.max_image_dimension2_d = b.max_image_dimension2_d;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension2D",
@@ -3037,7 +3086,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_image_dimension2_d),
         });
     }
-    if b.max_image_dimension3_d > a.max_image_dimension3_d {
+    if b.max_image_dimension3_d < a.max_image_dimension3_d {
         a.max_image_dimension3_d = b.max_image_dimension3_d;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimension3D",
@@ -3045,7 +3094,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_image_dimension3_d),
         });
     }
-    if b.max_image_dimension_cube > a.max_image_dimension_cube {
+    if b.max_image_dimension_cube < a.max_image_dimension_cube {
         a.max_image_dimension_cube = b.max_image_dimension_cube;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageDimensionCube",
@@ -3053,7 +3102,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_image_dimension_cube),
         });
     }
-    if b.max_image_array_layers > a.max_image_array_layers {
+    if b.max_image_array_layers < a.max_image_array_layers {
         a.max_image_array_layers = b.max_image_array_layers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxImageArrayLayers",
@@ -3061,7 +3110,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_image_array_layers),
         });
     }
-    if b.max_texel_buffer_elements > a.max_texel_buffer_elements {
+    if b.max_texel_buffer_elements < a.max_texel_buffer_elements {
         a.max_texel_buffer_elements = b.max_texel_buffer_elements;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelBufferElements",
@@ -3069,7 +3118,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_texel_buffer_elements),
         });
     }
-    if b.max_uniform_buffer_range > a.max_uniform_buffer_range {
+    if b.max_uniform_buffer_range < a.max_uniform_buffer_range {
         a.max_uniform_buffer_range = b.max_uniform_buffer_range;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxUniformBufferRange",
@@ -3077,7 +3126,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_uniform_buffer_range),
         });
     }
-    if b.max_storage_buffer_range > a.max_storage_buffer_range {
+    if b.max_storage_buffer_range < a.max_storage_buffer_range {
         a.max_storage_buffer_range = b.max_storage_buffer_range;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxStorageBufferRange",
@@ -3085,7 +3134,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_storage_buffer_range),
         });
     }
-    if b.max_push_constants_size > a.max_push_constants_size {
+    if b.max_push_constants_size < a.max_push_constants_size {
         a.max_push_constants_size = b.max_push_constants_size;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPushConstantsSize",
@@ -3093,7 +3142,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_push_constants_size),
         });
     }
-    if b.max_memory_allocation_count > a.max_memory_allocation_count {
+    if b.max_memory_allocation_count < a.max_memory_allocation_count {
         a.max_memory_allocation_count = b.max_memory_allocation_count;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxMemoryAllocationCount",
@@ -3101,7 +3150,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_memory_allocation_count),
         });
     }
-    if b.max_sampler_allocation_count > a.max_sampler_allocation_count {
+    if b.max_sampler_allocation_count < a.max_sampler_allocation_count {
         a.max_sampler_allocation_count = b.max_sampler_allocation_count;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerAllocationCount",
@@ -3109,7 +3158,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_sampler_allocation_count),
         });
     }
-    if b.buffer_image_granularity < a.buffer_image_granularity {
+    if b.buffer_image_granularity > a.buffer_image_granularity {
         a.buffer_image_granularity = b.buffer_image_granularity;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.bufferImageGranularity",
@@ -3117,7 +3166,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.buffer_image_granularity),
         });
     }
-    if b.sparse_address_space_size > a.sparse_address_space_size {
+    if b.sparse_address_space_size < a.sparse_address_space_size {
         a.sparse_address_space_size = b.sparse_address_space_size;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.sparseAddressSpaceSize",
@@ -3125,7 +3174,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.sparse_address_space_size),
         });
     }
-    if b.max_bound_descriptor_sets > a.max_bound_descriptor_sets {
+    if b.max_bound_descriptor_sets < a.max_bound_descriptor_sets {
         a.max_bound_descriptor_sets = b.max_bound_descriptor_sets;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxBoundDescriptorSets",
@@ -3133,7 +3182,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_bound_descriptor_sets),
         });
     }
-    if b.max_per_stage_descriptor_samplers > a.max_per_stage_descriptor_samplers {
+    if b.max_per_stage_descriptor_samplers < a.max_per_stage_descriptor_samplers {
         a.max_per_stage_descriptor_samplers = b.max_per_stage_descriptor_samplers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorSamplers",
@@ -3141,7 +3190,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_samplers),
         });
     }
-    if b.max_per_stage_descriptor_uniform_buffers > a.max_per_stage_descriptor_uniform_buffers {
+    if b.max_per_stage_descriptor_uniform_buffers < a.max_per_stage_descriptor_uniform_buffers {
         a.max_per_stage_descriptor_uniform_buffers = b.max_per_stage_descriptor_uniform_buffers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorUniformBuffers",
@@ -3149,7 +3198,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_uniform_buffers),
         });
     }
-    if b.max_per_stage_descriptor_storage_buffers > a.max_per_stage_descriptor_storage_buffers {
+    if b.max_per_stage_descriptor_storage_buffers < a.max_per_stage_descriptor_storage_buffers {
         a.max_per_stage_descriptor_storage_buffers = b.max_per_stage_descriptor_storage_buffers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorStorageBuffers",
@@ -3157,7 +3206,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_storage_buffers),
         });
     }
-    if b.max_per_stage_descriptor_sampled_images > a.max_per_stage_descriptor_sampled_images {
+    if b.max_per_stage_descriptor_sampled_images < a.max_per_stage_descriptor_sampled_images {
         a.max_per_stage_descriptor_sampled_images = b.max_per_stage_descriptor_sampled_images;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorSampledImages",
@@ -3165,7 +3214,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_sampled_images),
         });
     }
-    if b.max_per_stage_descriptor_storage_images > a.max_per_stage_descriptor_storage_images {
+    if b.max_per_stage_descriptor_storage_images < a.max_per_stage_descriptor_storage_images {
         a.max_per_stage_descriptor_storage_images = b.max_per_stage_descriptor_storage_images;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorStorageImages",
@@ -3173,7 +3222,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_storage_images),
         });
     }
-    if b.max_per_stage_descriptor_input_attachments > a.max_per_stage_descriptor_input_attachments {
+    if b.max_per_stage_descriptor_input_attachments < a.max_per_stage_descriptor_input_attachments {
         a.max_per_stage_descriptor_input_attachments = b.max_per_stage_descriptor_input_attachments;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageDescriptorInputAttachments",
@@ -3181,7 +3230,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_descriptor_input_attachments),
         });
     }
-    if b.max_per_stage_resources > a.max_per_stage_resources {
+    if b.max_per_stage_resources < a.max_per_stage_resources {
         a.max_per_stage_resources = b.max_per_stage_resources;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxPerStageResources",
@@ -3189,7 +3238,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_per_stage_resources),
         });
     }
-    if b.max_descriptor_set_samplers > a.max_descriptor_set_samplers {
+    if b.max_descriptor_set_samplers < a.max_descriptor_set_samplers {
         a.max_descriptor_set_samplers = b.max_descriptor_set_samplers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetSamplers",
@@ -3197,7 +3246,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_samplers),
         });
     }
-    if b.max_descriptor_set_uniform_buffers > a.max_descriptor_set_uniform_buffers {
+    if b.max_descriptor_set_uniform_buffers < a.max_descriptor_set_uniform_buffers {
         a.max_descriptor_set_uniform_buffers = b.max_descriptor_set_uniform_buffers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetUniformBuffers",
@@ -3205,7 +3254,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_uniform_buffers),
         });
     }
-    if b.max_descriptor_set_uniform_buffers_dynamic > a.max_descriptor_set_uniform_buffers_dynamic {
+    if b.max_descriptor_set_uniform_buffers_dynamic < a.max_descriptor_set_uniform_buffers_dynamic {
         a.max_descriptor_set_uniform_buffers_dynamic = b.max_descriptor_set_uniform_buffers_dynamic;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetUniformBuffersDynamic",
@@ -3213,7 +3262,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_uniform_buffers_dynamic),
         });
     }
-    if b.max_descriptor_set_storage_buffers > a.max_descriptor_set_storage_buffers {
+    if b.max_descriptor_set_storage_buffers < a.max_descriptor_set_storage_buffers {
         a.max_descriptor_set_storage_buffers = b.max_descriptor_set_storage_buffers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageBuffers",
@@ -3221,7 +3270,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_storage_buffers),
         });
     }
-    if b.max_descriptor_set_storage_buffers_dynamic > a.max_descriptor_set_storage_buffers_dynamic {
+    if b.max_descriptor_set_storage_buffers_dynamic < a.max_descriptor_set_storage_buffers_dynamic {
         a.max_descriptor_set_storage_buffers_dynamic = b.max_descriptor_set_storage_buffers_dynamic;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageBuffersDynamic",
@@ -3229,7 +3278,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_storage_buffers_dynamic),
         });
     }
-    if b.max_descriptor_set_sampled_images > a.max_descriptor_set_sampled_images {
+    if b.max_descriptor_set_sampled_images < a.max_descriptor_set_sampled_images {
         a.max_descriptor_set_sampled_images = b.max_descriptor_set_sampled_images;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetSampledImages",
@@ -3237,7 +3286,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_sampled_images),
         });
     }
-    if b.max_descriptor_set_storage_images > a.max_descriptor_set_storage_images {
+    if b.max_descriptor_set_storage_images < a.max_descriptor_set_storage_images {
         a.max_descriptor_set_storage_images = b.max_descriptor_set_storage_images;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetStorageImages",
@@ -3245,7 +3294,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_storage_images),
         });
     }
-    if b.max_descriptor_set_input_attachments > a.max_descriptor_set_input_attachments {
+    if b.max_descriptor_set_input_attachments < a.max_descriptor_set_input_attachments {
         a.max_descriptor_set_input_attachments = b.max_descriptor_set_input_attachments;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDescriptorSetInputAttachments",
@@ -3253,7 +3302,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_descriptor_set_input_attachments),
         });
     }
-    if b.max_vertex_input_attributes > a.max_vertex_input_attributes {
+    if b.max_vertex_input_attributes < a.max_vertex_input_attributes {
         a.max_vertex_input_attributes = b.max_vertex_input_attributes;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputAttributes",
@@ -3261,7 +3310,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_vertex_input_attributes),
         });
     }
-    if b.max_vertex_input_bindings > a.max_vertex_input_bindings {
+    if b.max_vertex_input_bindings < a.max_vertex_input_bindings {
         a.max_vertex_input_bindings = b.max_vertex_input_bindings;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputBindings",
@@ -3269,7 +3318,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_vertex_input_bindings),
         });
     }
-    if b.max_vertex_input_attribute_offset > a.max_vertex_input_attribute_offset {
+    if b.max_vertex_input_attribute_offset < a.max_vertex_input_attribute_offset {
         a.max_vertex_input_attribute_offset = b.max_vertex_input_attribute_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputAttributeOffset",
@@ -3277,7 +3326,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_vertex_input_attribute_offset),
         });
     }
-    if b.max_vertex_input_binding_stride > a.max_vertex_input_binding_stride {
+    if b.max_vertex_input_binding_stride < a.max_vertex_input_binding_stride {
         a.max_vertex_input_binding_stride = b.max_vertex_input_binding_stride;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexInputBindingStride",
@@ -3285,7 +3334,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_vertex_input_binding_stride),
         });
     }
-    if b.max_vertex_output_components > a.max_vertex_output_components {
+    if b.max_vertex_output_components < a.max_vertex_output_components {
         a.max_vertex_output_components = b.max_vertex_output_components;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxVertexOutputComponents",
@@ -3293,7 +3342,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_vertex_output_components),
         });
     }
-    if b.max_tessellation_generation_level > a.max_tessellation_generation_level {
+    if b.max_tessellation_generation_level < a.max_tessellation_generation_level {
         a.max_tessellation_generation_level = b.max_tessellation_generation_level;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationGenerationLevel",
@@ -3301,7 +3350,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_tessellation_generation_level),
         });
     }
-    if b.max_tessellation_patch_size > a.max_tessellation_patch_size {
+    if b.max_tessellation_patch_size < a.max_tessellation_patch_size {
         a.max_tessellation_patch_size = b.max_tessellation_patch_size;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTessellationPatchSize",
@@ -3310,7 +3359,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_control_per_vertex_input_components
-        > a.max_tessellation_control_per_vertex_input_components
+        < a.max_tessellation_control_per_vertex_input_components
     {
         a.max_tessellation_control_per_vertex_input_components =
             b.max_tessellation_control_per_vertex_input_components;
@@ -3324,7 +3373,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_control_per_vertex_output_components
-        > a.max_tessellation_control_per_vertex_output_components
+        < a.max_tessellation_control_per_vertex_output_components
     {
         a.max_tessellation_control_per_vertex_output_components =
             b.max_tessellation_control_per_vertex_output_components;
@@ -3338,7 +3387,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_control_per_patch_output_components
-        > a.max_tessellation_control_per_patch_output_components
+        < a.max_tessellation_control_per_patch_output_components
     {
         a.max_tessellation_control_per_patch_output_components =
             b.max_tessellation_control_per_patch_output_components;
@@ -3352,7 +3401,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_control_total_output_components
-        > a.max_tessellation_control_total_output_components
+        < a.max_tessellation_control_total_output_components
     {
         a.max_tessellation_control_total_output_components =
             b.max_tessellation_control_total_output_components;
@@ -3363,7 +3412,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_evaluation_input_components
-        > a.max_tessellation_evaluation_input_components
+        < a.max_tessellation_evaluation_input_components
     {
         a.max_tessellation_evaluation_input_components =
             b.max_tessellation_evaluation_input_components;
@@ -3374,7 +3423,7 @@ pub fn fuse_physical_device_limits(
         });
     }
     if b.max_tessellation_evaluation_output_components
-        > a.max_tessellation_evaluation_output_components
+        < a.max_tessellation_evaluation_output_components
     {
         a.max_tessellation_evaluation_output_components =
             b.max_tessellation_evaluation_output_components;
@@ -3384,7 +3433,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_tessellation_evaluation_output_components),
         });
     }
-    if b.max_geometry_shader_invocations > a.max_geometry_shader_invocations {
+    if b.max_geometry_shader_invocations < a.max_geometry_shader_invocations {
         a.max_geometry_shader_invocations = b.max_geometry_shader_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryShaderInvocations",
@@ -3392,7 +3441,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_geometry_shader_invocations),
         });
     }
-    if b.max_geometry_input_components > a.max_geometry_input_components {
+    if b.max_geometry_input_components < a.max_geometry_input_components {
         a.max_geometry_input_components = b.max_geometry_input_components;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryInputComponents",
@@ -3400,7 +3449,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_geometry_input_components),
         });
     }
-    if b.max_geometry_output_components > a.max_geometry_output_components {
+    if b.max_geometry_output_components < a.max_geometry_output_components {
         a.max_geometry_output_components = b.max_geometry_output_components;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryOutputComponents",
@@ -3408,7 +3457,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_geometry_output_components),
         });
     }
-    if b.max_geometry_output_vertices > a.max_geometry_output_vertices {
+    if b.max_geometry_output_vertices < a.max_geometry_output_vertices {
         a.max_geometry_output_vertices = b.max_geometry_output_vertices;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryOutputVertices",
@@ -3416,7 +3465,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_geometry_output_vertices),
         });
     }
-    if b.max_geometry_total_output_components > a.max_geometry_total_output_components {
+    if b.max_geometry_total_output_components < a.max_geometry_total_output_components {
         a.max_geometry_total_output_components = b.max_geometry_total_output_components;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxGeometryTotalOutputComponents",
@@ -3424,7 +3473,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_geometry_total_output_components),
         });
     }
-    if b.max_fragment_input_components > a.max_fragment_input_components {
+    if b.max_fragment_input_components < a.max_fragment_input_components {
         a.max_fragment_input_components = b.max_fragment_input_components;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentInputComponents",
@@ -3432,7 +3481,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_fragment_input_components),
         });
     }
-    if b.max_fragment_output_attachments > a.max_fragment_output_attachments {
+    if b.max_fragment_output_attachments < a.max_fragment_output_attachments {
         a.max_fragment_output_attachments = b.max_fragment_output_attachments;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentOutputAttachments",
@@ -3440,7 +3489,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_fragment_output_attachments),
         });
     }
-    if b.max_fragment_dual_src_attachments > a.max_fragment_dual_src_attachments {
+    if b.max_fragment_dual_src_attachments < a.max_fragment_dual_src_attachments {
         a.max_fragment_dual_src_attachments = b.max_fragment_dual_src_attachments;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentDualSrcAttachments",
@@ -3448,7 +3497,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_fragment_dual_src_attachments),
         });
     }
-    if b.max_fragment_combined_output_resources > a.max_fragment_combined_output_resources {
+    if b.max_fragment_combined_output_resources < a.max_fragment_combined_output_resources {
         a.max_fragment_combined_output_resources = b.max_fragment_combined_output_resources;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFragmentCombinedOutputResources",
@@ -3456,7 +3505,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_fragment_combined_output_resources),
         });
     }
-    if b.max_compute_shared_memory_size > a.max_compute_shared_memory_size {
+    if b.max_compute_shared_memory_size < a.max_compute_shared_memory_size {
         a.max_compute_shared_memory_size = b.max_compute_shared_memory_size;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeSharedMemorySize",
@@ -3464,7 +3513,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_shared_memory_size),
         });
     }
-    if b.max_compute_work_group_count[0] > a.max_compute_work_group_count[0] {
+    if b.max_compute_work_group_count[0] < a.max_compute_work_group_count[0] {
         a.max_compute_work_group_count[0] = b.max_compute_work_group_count[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
@@ -3472,7 +3521,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_count[0]),
         });
     }
-    if b.max_compute_work_group_count[1] > a.max_compute_work_group_count[1] {
+    if b.max_compute_work_group_count[1] < a.max_compute_work_group_count[1] {
         a.max_compute_work_group_count[1] = b.max_compute_work_group_count[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
@@ -3480,7 +3529,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_count[1]),
         });
     }
-    if b.max_compute_work_group_count[2] > a.max_compute_work_group_count[2] {
+    if b.max_compute_work_group_count[2] < a.max_compute_work_group_count[2] {
         a.max_compute_work_group_count[2] = b.max_compute_work_group_count[2];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupCount",
@@ -3488,7 +3537,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_count[2]),
         });
     }
-    if b.max_compute_work_group_invocations > a.max_compute_work_group_invocations {
+    if b.max_compute_work_group_invocations < a.max_compute_work_group_invocations {
         a.max_compute_work_group_invocations = b.max_compute_work_group_invocations;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupInvocations",
@@ -3496,7 +3545,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_invocations),
         });
     }
-    if b.max_compute_work_group_size[0] > a.max_compute_work_group_size[0] {
+    if b.max_compute_work_group_size[0] < a.max_compute_work_group_size[0] {
         a.max_compute_work_group_size[0] = b.max_compute_work_group_size[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
@@ -3504,7 +3553,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_size[0]),
         });
     }
-    if b.max_compute_work_group_size[1] > a.max_compute_work_group_size[1] {
+    if b.max_compute_work_group_size[1] < a.max_compute_work_group_size[1] {
         a.max_compute_work_group_size[1] = b.max_compute_work_group_size[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
@@ -3512,7 +3561,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_size[1]),
         });
     }
-    if b.max_compute_work_group_size[2] > a.max_compute_work_group_size[2] {
+    if b.max_compute_work_group_size[2] < a.max_compute_work_group_size[2] {
         a.max_compute_work_group_size[2] = b.max_compute_work_group_size[2];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxComputeWorkGroupSize",
@@ -3520,7 +3569,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_compute_work_group_size[2]),
         });
     }
-    if b.sub_pixel_precision_bits > a.sub_pixel_precision_bits {
+    if b.sub_pixel_precision_bits < a.sub_pixel_precision_bits {
         a.sub_pixel_precision_bits = b.sub_pixel_precision_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subPixelPrecisionBits",
@@ -3528,7 +3577,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.sub_pixel_precision_bits),
         });
     }
-    if b.sub_texel_precision_bits > a.sub_texel_precision_bits {
+    if b.sub_texel_precision_bits < a.sub_texel_precision_bits {
         a.sub_texel_precision_bits = b.sub_texel_precision_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subTexelPrecisionBits",
@@ -3536,7 +3585,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.sub_texel_precision_bits),
         });
     }
-    if b.mipmap_precision_bits > a.mipmap_precision_bits {
+    if b.mipmap_precision_bits < a.mipmap_precision_bits {
         a.mipmap_precision_bits = b.mipmap_precision_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.mipmapPrecisionBits",
@@ -3544,7 +3593,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.mipmap_precision_bits),
         });
     }
-    if b.max_draw_indexed_index_value > a.max_draw_indexed_index_value {
+    if b.max_draw_indexed_index_value < a.max_draw_indexed_index_value {
         a.max_draw_indexed_index_value = b.max_draw_indexed_index_value;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDrawIndexedIndexValue",
@@ -3552,7 +3601,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_draw_indexed_index_value),
         });
     }
-    if b.max_draw_indirect_count > a.max_draw_indirect_count {
+    if b.max_draw_indirect_count < a.max_draw_indirect_count {
         a.max_draw_indirect_count = b.max_draw_indirect_count;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxDrawIndirectCount",
@@ -3560,7 +3609,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_draw_indirect_count),
         });
     }
-    if b.max_sampler_lod_bias > a.max_sampler_lod_bias {
+    if b.max_sampler_lod_bias < a.max_sampler_lod_bias {
         a.max_sampler_lod_bias = b.max_sampler_lod_bias;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerLodBias",
@@ -3568,7 +3617,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_sampler_lod_bias),
         });
     }
-    if b.max_sampler_anisotropy > a.max_sampler_anisotropy {
+    if b.max_sampler_anisotropy < a.max_sampler_anisotropy {
         a.max_sampler_anisotropy = b.max_sampler_anisotropy;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSamplerAnisotropy",
@@ -3576,7 +3625,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_sampler_anisotropy),
         });
     }
-    if b.max_viewports > a.max_viewports {
+    if b.max_viewports < a.max_viewports {
         a.max_viewports = b.max_viewports;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewports",
@@ -3584,7 +3633,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_viewports),
         });
     }
-    if b.max_viewport_dimensions[0] > a.max_viewport_dimensions[0] {
+    if b.max_viewport_dimensions[0] < a.max_viewport_dimensions[0] {
         a.max_viewport_dimensions[0] = b.max_viewport_dimensions[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewportDimensions",
@@ -3592,7 +3641,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_viewport_dimensions[0]),
         });
     }
-    if b.max_viewport_dimensions[1] > a.max_viewport_dimensions[1] {
+    if b.max_viewport_dimensions[1] < a.max_viewport_dimensions[1] {
         a.max_viewport_dimensions[1] = b.max_viewport_dimensions[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxViewportDimensions",
@@ -3600,7 +3649,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_viewport_dimensions[1]),
         });
     }
-    if b.viewport_bounds_range[0] < a.viewport_bounds_range[0] {
+    if b.viewport_bounds_range[0] > a.viewport_bounds_range[0] {
         a.viewport_bounds_range[0] = b.viewport_bounds_range[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportBoundsRange",
@@ -3608,7 +3657,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.viewport_bounds_range[0]),
         });
     }
-    if b.viewport_bounds_range[1] > a.viewport_bounds_range[1] {
+    if b.viewport_bounds_range[1] < a.viewport_bounds_range[1] {
         a.viewport_bounds_range[1] = b.viewport_bounds_range[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportBoundsRange",
@@ -3616,7 +3665,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.viewport_bounds_range[1]),
         });
     }
-    if b.viewport_sub_pixel_bits > a.viewport_sub_pixel_bits {
+    if b.viewport_sub_pixel_bits < a.viewport_sub_pixel_bits {
         a.viewport_sub_pixel_bits = b.viewport_sub_pixel_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.viewportSubPixelBits",
@@ -3624,7 +3673,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.viewport_sub_pixel_bits),
         });
     }
-    if b.min_memory_map_alignment < a.min_memory_map_alignment {
+    if b.min_memory_map_alignment > a.min_memory_map_alignment {
         a.min_memory_map_alignment = b.min_memory_map_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minMemoryMapAlignment",
@@ -3632,7 +3681,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_memory_map_alignment),
         });
     }
-    if b.min_texel_buffer_offset_alignment < a.min_texel_buffer_offset_alignment {
+    if b.min_texel_buffer_offset_alignment > a.min_texel_buffer_offset_alignment {
         a.min_texel_buffer_offset_alignment = b.min_texel_buffer_offset_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelBufferOffsetAlignment",
@@ -3640,7 +3689,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_texel_buffer_offset_alignment),
         });
     }
-    if b.min_uniform_buffer_offset_alignment < a.min_uniform_buffer_offset_alignment {
+    if b.min_uniform_buffer_offset_alignment > a.min_uniform_buffer_offset_alignment {
         a.min_uniform_buffer_offset_alignment = b.min_uniform_buffer_offset_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minUniformBufferOffsetAlignment",
@@ -3648,7 +3697,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_uniform_buffer_offset_alignment),
         });
     }
-    if b.min_storage_buffer_offset_alignment < a.min_storage_buffer_offset_alignment {
+    if b.min_storage_buffer_offset_alignment > a.min_storage_buffer_offset_alignment {
         a.min_storage_buffer_offset_alignment = b.min_storage_buffer_offset_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minStorageBufferOffsetAlignment",
@@ -3656,7 +3705,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_storage_buffer_offset_alignment),
         });
     }
-    if b.min_texel_offset < a.min_texel_offset {
+    if b.min_texel_offset > a.min_texel_offset {
         a.min_texel_offset = b.min_texel_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelOffset",
@@ -3664,7 +3713,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_texel_offset),
         });
     }
-    if b.max_texel_offset > a.max_texel_offset {
+    if b.max_texel_offset < a.max_texel_offset {
         a.max_texel_offset = b.max_texel_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelOffset",
@@ -3672,7 +3721,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_texel_offset),
         });
     }
-    if b.min_texel_gather_offset < a.min_texel_gather_offset {
+    if b.min_texel_gather_offset > a.min_texel_gather_offset {
         a.min_texel_gather_offset = b.min_texel_gather_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minTexelGatherOffset",
@@ -3680,7 +3729,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_texel_gather_offset),
         });
     }
-    if b.max_texel_gather_offset > a.max_texel_gather_offset {
+    if b.max_texel_gather_offset < a.max_texel_gather_offset {
         a.max_texel_gather_offset = b.max_texel_gather_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxTexelGatherOffset",
@@ -3688,7 +3737,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_texel_gather_offset),
         });
     }
-    if b.min_interpolation_offset < a.min_interpolation_offset {
+    if b.min_interpolation_offset > a.min_interpolation_offset {
         a.min_interpolation_offset = b.min_interpolation_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.minInterpolationOffset",
@@ -3696,7 +3745,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.min_interpolation_offset),
         });
     }
-    if b.max_interpolation_offset > a.max_interpolation_offset {
+    if b.max_interpolation_offset < a.max_interpolation_offset {
         a.max_interpolation_offset = b.max_interpolation_offset;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxInterpolationOffset",
@@ -3704,7 +3753,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_interpolation_offset),
         });
     }
-    if b.sub_pixel_interpolation_offset_bits > a.sub_pixel_interpolation_offset_bits {
+    if b.sub_pixel_interpolation_offset_bits < a.sub_pixel_interpolation_offset_bits {
         a.sub_pixel_interpolation_offset_bits = b.sub_pixel_interpolation_offset_bits;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.subPixelInterpolationOffsetBits",
@@ -3712,7 +3761,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.sub_pixel_interpolation_offset_bits),
         });
     }
-    if b.max_framebuffer_width > a.max_framebuffer_width {
+    if b.max_framebuffer_width < a.max_framebuffer_width {
         a.max_framebuffer_width = b.max_framebuffer_width;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferWidth",
@@ -3720,7 +3769,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_framebuffer_width),
         });
     }
-    if b.max_framebuffer_height > a.max_framebuffer_height {
+    if b.max_framebuffer_height < a.max_framebuffer_height {
         a.max_framebuffer_height = b.max_framebuffer_height;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferHeight",
@@ -3728,7 +3777,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_framebuffer_height),
         });
     }
-    if b.max_framebuffer_layers > a.max_framebuffer_layers {
+    if b.max_framebuffer_layers < a.max_framebuffer_layers {
         a.max_framebuffer_layers = b.max_framebuffer_layers;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxFramebufferLayers",
@@ -3781,7 +3830,7 @@ pub fn fuse_physical_device_limits(
         }
         a.framebuffer_no_attachments_sample_counts = v;
     }
-    if b.max_color_attachments > a.max_color_attachments {
+    if b.max_color_attachments < a.max_color_attachments {
         a.max_color_attachments = b.max_color_attachments;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxColorAttachments",
@@ -3844,7 +3893,7 @@ pub fn fuse_physical_device_limits(
         }
         a.storage_image_sample_counts = v;
     }
-    if b.max_sample_mask_words > a.max_sample_mask_words {
+    if b.max_sample_mask_words < a.max_sample_mask_words {
         a.max_sample_mask_words = b.max_sample_mask_words;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxSampleMaskWords",
@@ -3863,7 +3912,7 @@ pub fn fuse_physical_device_limits(
         }
         a.timestamp_compute_and_graphics = v;
     }
-    if b.timestamp_period < a.timestamp_period {
+    if b.timestamp_period > a.timestamp_period {
         a.timestamp_period = b.timestamp_period;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.timestampPeriod",
@@ -3871,7 +3920,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.timestamp_period),
         });
     }
-    if b.max_clip_distances > a.max_clip_distances {
+    if b.max_clip_distances < a.max_clip_distances {
         a.max_clip_distances = b.max_clip_distances;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxClipDistances",
@@ -3879,7 +3928,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_clip_distances),
         });
     }
-    if b.max_cull_distances > a.max_cull_distances {
+    if b.max_cull_distances < a.max_cull_distances {
         a.max_cull_distances = b.max_cull_distances;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxCullDistances",
@@ -3887,7 +3936,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_cull_distances),
         });
     }
-    if b.max_combined_clip_and_cull_distances > a.max_combined_clip_and_cull_distances {
+    if b.max_combined_clip_and_cull_distances < a.max_combined_clip_and_cull_distances {
         a.max_combined_clip_and_cull_distances = b.max_combined_clip_and_cull_distances;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.maxCombinedClipAndCullDistances",
@@ -3895,7 +3944,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.max_combined_clip_and_cull_distances),
         });
     }
-    if b.discrete_queue_priorities > a.discrete_queue_priorities {
+    if b.discrete_queue_priorities < a.discrete_queue_priorities {
         a.discrete_queue_priorities = b.discrete_queue_priorities;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.discreteQueuePriorities",
@@ -3903,7 +3952,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.discrete_queue_priorities),
         });
     }
-    if b.point_size_range[0] < a.point_size_range[0] {
+    if b.point_size_range[0] > a.point_size_range[0] {
         a.point_size_range[0] = b.point_size_range[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeRange",
@@ -3911,7 +3960,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.point_size_range[0]),
         });
     }
-    if b.point_size_range[1] > a.point_size_range[1] {
+    if b.point_size_range[1] < a.point_size_range[1] {
         a.point_size_range[1] = b.point_size_range[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeRange",
@@ -3919,7 +3968,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.point_size_range[1]),
         });
     }
-    if b.line_width_range[0] < a.line_width_range[0] {
+    if b.line_width_range[0] > a.line_width_range[0] {
         a.line_width_range[0] = b.line_width_range[0];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthRange",
@@ -3927,7 +3976,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.line_width_range[0]),
         });
     }
-    if b.line_width_range[1] > a.line_width_range[1] {
+    if b.line_width_range[1] < a.line_width_range[1] {
         a.line_width_range[1] = b.line_width_range[1];
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthRange",
@@ -3935,7 +3984,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.line_width_range[1]),
         });
     }
-    if b.point_size_granularity < a.point_size_granularity {
+    if b.point_size_granularity > a.point_size_granularity {
         a.point_size_granularity = b.point_size_granularity;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.pointSizeGranularity",
@@ -3943,7 +3992,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.point_size_granularity),
         });
     }
-    if b.line_width_granularity < a.line_width_granularity {
+    if b.line_width_granularity > a.line_width_granularity {
         a.line_width_granularity = b.line_width_granularity;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.lineWidthGranularity",
@@ -3973,7 +4022,7 @@ pub fn fuse_physical_device_limits(
         }
         a.standard_sample_locations = v;
     }
-    if b.optimal_buffer_copy_offset_alignment < a.optimal_buffer_copy_offset_alignment {
+    if b.optimal_buffer_copy_offset_alignment > a.optimal_buffer_copy_offset_alignment {
         a.optimal_buffer_copy_offset_alignment = b.optimal_buffer_copy_offset_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.optimalBufferCopyOffsetAlignment",
@@ -3981,7 +4030,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.optimal_buffer_copy_offset_alignment),
         });
     }
-    if b.optimal_buffer_copy_row_pitch_alignment < a.optimal_buffer_copy_row_pitch_alignment {
+    if b.optimal_buffer_copy_row_pitch_alignment > a.optimal_buffer_copy_row_pitch_alignment {
         a.optimal_buffer_copy_row_pitch_alignment = b.optimal_buffer_copy_row_pitch_alignment;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.optimalBufferCopyRowPitchAlignment",
@@ -3989,7 +4038,7 @@ pub fn fuse_physical_device_limits(
             value: format!("{:?}", b.optimal_buffer_copy_row_pitch_alignment),
         });
     }
-    if b.non_coherent_atom_size < a.non_coherent_atom_size {
+    if b.non_coherent_atom_size > a.non_coherent_atom_size {
         a.non_coherent_atom_size = b.non_coherent_atom_size;
         lim.push(Limited {
             what: "PhysicalDeviceLimits.nonCoherentAtomSize",
@@ -4180,6 +4229,14 @@ pub unsafe fn fuse_properties_node(
                 lim,
             )
         }
+        vk::StructureType::PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_PROPERTIES_EXT => {
+            fuse_physical_device_graphics_pipeline_library_properties_ext(
+                unsafe { &mut *a.cast() },
+                unsafe { &*b.cast() },
+                member,
+                lim,
+            )
+        }
         vk::StructureType::PHYSICAL_DEVICE_ID_PROPERTIES => fuse_physical_device_id_properties(
             unsafe { &mut *a.cast() },
             unsafe { &*b.cast() },
@@ -4300,6 +4357,14 @@ pub unsafe fn fuse_properties_node(
         }
         vk::StructureType::PHYSICAL_DEVICE_SAMPLER_FILTER_MINMAX_PROPERTIES => {
             fuse_physical_device_sampler_filter_minmax_properties(
+                unsafe { &mut *a.cast() },
+                unsafe { &*b.cast() },
+                member,
+                lim,
+            )
+        }
+        vk::StructureType::PHYSICAL_DEVICE_SHADER_CORE_BUILTINS_PROPERTIES_ARM => {
+            fuse_physical_device_shader_core_builtins_properties_arm(
                 unsafe { &mut *a.cast() },
                 unsafe { &*b.cast() },
                 member,
@@ -4558,6 +4623,12 @@ pub static FEATURE_STRUCTS: &[FeatureStruct] = &[
         bools: 1,
     },
     FeatureStruct {
+        name: "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT",
+        s_type: vk::StructureType::PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_FEATURES_EXT,
+        size: std::mem::size_of::<vk::PhysicalDeviceGraphicsPipelineLibraryFeaturesEXT>(),
+        bools: 1,
+    },
+    FeatureStruct {
         name: "VkPhysicalDeviceHostQueryResetFeatures",
         s_type: vk::StructureType::PHYSICAL_DEVICE_HOST_QUERY_RESET_FEATURES,
         size: std::mem::size_of::<vk::PhysicalDeviceHostQueryResetFeatures>(),
@@ -4807,6 +4878,12 @@ pub static FEATURE_STRUCTS: &[FeatureStruct] = &[
         bools: 2,
     },
     FeatureStruct {
+        name: "VkPhysicalDeviceShaderCoreBuiltinsFeaturesARM",
+        s_type: vk::StructureType::PHYSICAL_DEVICE_SHADER_CORE_BUILTINS_FEATURES_ARM,
+        size: std::mem::size_of::<vk::PhysicalDeviceShaderCoreBuiltinsFeaturesARM>(),
+        bools: 1,
+    },
+    FeatureStruct {
         name: "VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures",
         s_type: vk::StructureType::PHYSICAL_DEVICE_SHADER_DEMOTE_TO_HELPER_INVOCATION_FEATURES,
         size: std::mem::size_of::<vk::PhysicalDeviceShaderDemoteToHelperInvocationFeatures>(),
@@ -5052,6 +5129,11 @@ pub static PROPERTY_STRUCTS: &[PropertyStruct] = &[
         size: std::mem::size_of::<vk::PhysicalDeviceFragmentShadingRatePropertiesKHR>(),
     },
     PropertyStruct {
+        name: "VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT",
+        s_type: vk::StructureType::PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_PROPERTIES_EXT,
+        size: std::mem::size_of::<vk::PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT>(),
+    },
+    PropertyStruct {
         name: "VkPhysicalDeviceIDProperties",
         s_type: vk::StructureType::PHYSICAL_DEVICE_ID_PROPERTIES,
         size: std::mem::size_of::<vk::PhysicalDeviceIDProperties>(),
@@ -5130,6 +5212,11 @@ pub static PROPERTY_STRUCTS: &[PropertyStruct] = &[
         name: "VkPhysicalDeviceSamplerFilterMinmaxProperties",
         s_type: vk::StructureType::PHYSICAL_DEVICE_SAMPLER_FILTER_MINMAX_PROPERTIES,
         size: std::mem::size_of::<vk::PhysicalDeviceSamplerFilterMinmaxProperties>(),
+    },
+    PropertyStruct {
+        name: "VkPhysicalDeviceShaderCoreBuiltinsPropertiesARM",
+        s_type: vk::StructureType::PHYSICAL_DEVICE_SHADER_CORE_BUILTINS_PROPERTIES_ARM,
+        size: std::mem::size_of::<vk::PhysicalDeviceShaderCoreBuiltinsPropertiesARM>(),
     },
     PropertyStruct {
         name: "VkPhysicalDeviceShaderIntegerDotProductProperties",

@@ -641,6 +641,19 @@ pub unsafe fn fix_pipeline_layout_create_info(cx: &Cx, d: *mut vk::PipelineLayou
     d.p_set_layouts = cx.nd_array(d.p_set_layouts, d.set_layout_count as usize);
 }
 
+/// Rewrites a copy of `VkPipelineLibraryCreateInfoKHR` for the member of `cx`.
+///
+/// # Safety
+/// `d` points to a writable copy of a valid `VkPipelineLibraryCreateInfoKHR`.
+pub unsafe fn fix_pipeline_library_create_info_khr(
+    cx: &Cx,
+    d: *mut vk::PipelineLibraryCreateInfoKHR,
+) {
+    let d = unsafe { &mut *d };
+    d.p_next = unsafe { chain(cx, d.p_next) } as _;
+    d.p_libraries = cx.nd_array(d.p_libraries, d.library_count as usize);
+}
+
 /// Rewrites a copy of `VkPipelineShaderStageCreateInfo` for the member of `cx`.
 ///
 /// # Safety
@@ -1099,6 +1112,10 @@ pub fn chain_info(s_type: vk::StructureType) -> Option<(usize, Option<ChainFix>)
             std::mem::size_of::<vk::FramebufferAttachmentsCreateInfo>(),
             None,
         ),
+        vk::StructureType::GRAPHICS_PIPELINE_LIBRARY_CREATE_INFO_EXT => (
+            std::mem::size_of::<vk::GraphicsPipelineLibraryCreateInfoEXT>(),
+            None,
+        ),
         vk::StructureType::IMAGE_COMPRESSION_CONTROL_EXT => {
             (std::mem::size_of::<vk::ImageCompressionControlEXT>(), None)
         }
@@ -1330,6 +1347,14 @@ pub fn chain_info(s_type: vk::StructureType) -> Option<(usize, Option<ChainFix>)
         ),
         vk::StructureType::PHYSICAL_DEVICE_GLOBAL_PRIORITY_QUERY_FEATURES_KHR => (
             std::mem::size_of::<vk::PhysicalDeviceGlobalPriorityQueryFeaturesKHR>(),
+            None,
+        ),
+        vk::StructureType::PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_FEATURES_EXT => (
+            std::mem::size_of::<vk::PhysicalDeviceGraphicsPipelineLibraryFeaturesEXT>(),
+            None,
+        ),
+        vk::StructureType::PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_PROPERTIES_EXT => (
+            std::mem::size_of::<vk::PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT>(),
             None,
         ),
         vk::StructureType::PHYSICAL_DEVICE_HOST_QUERY_RESET_FEATURES => (
@@ -1567,6 +1592,14 @@ pub fn chain_info(s_type: vk::StructureType) -> Option<(usize, Option<ChainFix>)
             std::mem::size_of::<vk::PhysicalDeviceShaderClockFeaturesKHR>(),
             None,
         ),
+        vk::StructureType::PHYSICAL_DEVICE_SHADER_CORE_BUILTINS_FEATURES_ARM => (
+            std::mem::size_of::<vk::PhysicalDeviceShaderCoreBuiltinsFeaturesARM>(),
+            None,
+        ),
+        vk::StructureType::PHYSICAL_DEVICE_SHADER_CORE_BUILTINS_PROPERTIES_ARM => (
+            std::mem::size_of::<vk::PhysicalDeviceShaderCoreBuiltinsPropertiesARM>(),
+            None,
+        ),
         vk::StructureType::PHYSICAL_DEVICE_SHADER_DEMOTE_TO_HELPER_INVOCATION_FEATURES => (
             std::mem::size_of::<vk::PhysicalDeviceShaderDemoteToHelperInvocationFeatures>(),
             None,
@@ -1738,6 +1771,14 @@ pub fn chain_info(s_type: vk::StructureType) -> Option<(usize, Option<ChainFix>)
         vk::StructureType::PIPELINE_FRAGMENT_SHADING_RATE_STATE_CREATE_INFO_KHR => (
             std::mem::size_of::<vk::PipelineFragmentShadingRateStateCreateInfoKHR>(),
             None,
+        ),
+        vk::StructureType::PIPELINE_LIBRARY_CREATE_INFO_KHR => (
+            std::mem::size_of::<vk::PipelineLibraryCreateInfoKHR>(),
+            Some(
+                (|cx: &Cx, p: *mut c_void| unsafe {
+                    fix_pipeline_library_create_info_khr(cx, p.cast())
+                }) as ChainFix,
+            ),
         ),
         vk::StructureType::PIPELINE_RASTERIZATION_CONSERVATIVE_STATE_CREATE_INFO_EXT => (
             std::mem::size_of::<vk::PipelineRasterizationConservativeStateCreateInfoEXT>(),

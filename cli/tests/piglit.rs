@@ -1,0 +1,52 @@
+//! OpenGL through Zink on vkfuse: cts/piglit/run runs a 463-test piglit subset on lavapipe
+//! directly and through vkfuse, and fails when a test passes directly but not through vkfuse
+//! (unless cts/piglit/zink-expected-differences.txt gives the cause). Once with one lavapipe
+//! member, once with two and every object and command on both (VKFUSE_RESIDENCY=all).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(members: &str) {
+    let test = format!("piglit_{members}");
+    if common::which("piglit").is_none() || common::which("xvfb-run").is_none() {
+        common::skip(
+            &test,
+            "piglit or xvfb-run is not installed (scripts/deps installs them)",
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = common::temp_dir(&test);
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("cts/piglit/run"))
+        .args(["--members", members])
+        .arg(&out_dir)
+        .env("VKFUSE_LIBRARY", common::library());
+    let out = common::run(&mut cmd);
+    let stdout = &out.stdout;
+    let stderr = &out.stderr;
+    assert!(
+        !stdout.contains("SKIP:"),
+        "cts/piglit/run skipped: {stdout}"
+    );
+    assert!(
+        out.status.success(),
+        "piglit over Zink, members {members}: regressions through vkfuse\n{}\n{}",
+        common::tail(stdout, 40),
+        common::tail(stderr, 20)
+    );
+    assert!(
+        stdout.contains("vkfuse      463"),
+        "expected 463 tests through vkfuse:\n{stdout}"
+    );
+    eprintln!("{}", common::tail(stdout, 12));
+}
+
+/// One test, so that the two runs (each about two minutes on two cores) do not compete.
+#[test]
+fn piglit_over_zink_matches_lavapipe() {
+    run("lvp");
+    run("lvp2");
+}

@@ -44,6 +44,44 @@ fn run(members: &str) {
     eprintln!("{}", common::tail(stdout, 12));
 }
 
+/// Zink on vkfuse offers OpenGL 4.6, as on lavapipe directly.
+#[test]
+fn zink_reports_gl_4_6_on_vkfuse() {
+    let test = "zink_reports_gl_4_6_on_vkfuse";
+    if common::which("glxinfo").is_none() || common::which("xvfb-run").is_none() {
+        common::skip(
+            test,
+            "glxinfo or xvfb-run is not installed (scripts/deps installs them)",
+        );
+        return;
+    }
+    let lvp = common::lavapipe();
+    for members in [vec![lvp.clone()], vec![lvp.clone(), lvp.clone()]] {
+        let mut cmd = common::fused("xvfb-run", &members);
+        cmd.args(["-a", "glxinfo", "-B"])
+            .env("GALLIUM_DRIVER", "zink")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env(
+                "VKFUSE_RESIDENCY",
+                if members.len() > 1 { "all" } else { "primary" },
+            );
+        let out = common::run(&mut cmd);
+        out.assert_success();
+        assert!(
+            out.stdout
+                .contains("OpenGL renderer string: zink (vkfuse ("),
+            "{}",
+            out.dump()
+        );
+        assert!(
+            out.stdout
+                .contains("OpenGL core profile version string: 4.6"),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
 /// One test, so that the two runs (each about two minutes on two cores) do not compete.
 #[test]
 fn piglit_over_zink_matches_lavapipe() {

@@ -90,7 +90,8 @@ pub unsafe extern "system" fn get_instance_proc_addr(
         let Some(e) = entry::lookup(name) else {
             return Ok(None);
         };
-        if e.level == Level::Global {
+        // vkGetInstanceProcAddr itself is answered without an instance too (spec 1.2.193).
+        if e.level == Level::Global || name == c"vkGetInstanceProcAddr" {
             return Ok(to_pfn(e.pfn));
         }
         if instance == vk::Instance::null() {
@@ -225,6 +226,11 @@ mod tests {
                 vk_icdGetInstanceProcAddr(vk::Instance::null(), c"vkCreateInstance".as_ptr())
                     .is_some()
             );
+            assert!(vk_icdGetInstanceProcAddr(
+                vk::Instance::null(),
+                c"vkGetInstanceProcAddr".as_ptr()
+            )
+            .is_some());
             assert!(
                 vk_icdGetInstanceProcAddr(vk::Instance::null(), c"vkCmdDraw".as_ptr()).is_none()
             );

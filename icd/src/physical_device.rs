@@ -792,6 +792,9 @@ pub unsafe extern "system" fn get_image_format_properties2(
 ) -> vk::Result {
     crate::guard::result("vkGetPhysicalDeviceImageFormatProperties2", || {
         let p = pd(h)?;
+        if asks_external_handle(info) {
+            return Err(vk::Result::ERROR_FORMAT_NOT_SUPPORTED);
+        }
         let first = &p.members[0];
         let f = first
             .fns
@@ -946,4 +949,85 @@ pub unsafe extern "system" fn enumerate_device_layer_properties(
 /// The fused device's name, as the application sees it.
 pub fn device_name(p: &PhysicalDevice) -> String {
     c_name(&p.fused.properties.device_name)
+}
+
+// External handles: vkfuse offers no external memory, semaphore or fence handle types (they
+// would hand out one member's object as the fused device's; codegen/extensions.txt), so the
+// core 1.1 queries answer "not supported" for every handle type instead of a member's answer.
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceExternalBufferProperties`.
+pub unsafe extern "system" fn get_external_buffer_properties(
+    h: vk::PhysicalDevice,
+    info: *const vk::PhysicalDeviceExternalBufferInfo,
+    out: *mut vk::ExternalBufferProperties,
+) {
+    crate::guard::void("vkGetPhysicalDeviceExternalBufferProperties", || {
+        pd(h)?;
+        // SAFETY: valid input and output (VUID-vkGetPhysicalDeviceExternalBufferProperties-*).
+        unsafe {
+            (*out).external_memory_properties = vk::ExternalMemoryProperties {
+                external_memory_features: vk::ExternalMemoryFeatureFlags::empty(),
+                export_from_imported_handle_types: vk::ExternalMemoryHandleTypeFlags::empty(),
+                compatible_handle_types: vk::ExternalMemoryHandleTypeFlags::from_raw(
+                    (*info).handle_type.as_raw(),
+                ),
+            };
+        }
+        Ok(())
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceExternalFenceProperties`.
+pub unsafe extern "system" fn get_external_fence_properties(
+    h: vk::PhysicalDevice,
+    _info: *const vk::PhysicalDeviceExternalFenceInfo,
+    out: *mut vk::ExternalFenceProperties,
+) {
+    crate::guard::void("vkGetPhysicalDeviceExternalFenceProperties", || {
+        pd(h)?;
+        // SAFETY: valid output.
+        let o = unsafe { &mut *out };
+        o.export_from_imported_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
+        o.compatible_handle_types = vk::ExternalFenceHandleTypeFlags::empty();
+        o.external_fence_features = vk::ExternalFenceFeatureFlags::empty();
+        Ok(())
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkGetPhysicalDeviceExternalSemaphoreProperties`.
+pub unsafe extern "system" fn get_external_semaphore_properties(
+    h: vk::PhysicalDevice,
+    _info: *const vk::PhysicalDeviceExternalSemaphoreInfo,
+    out: *mut vk::ExternalSemaphoreProperties,
+) {
+    crate::guard::void("vkGetPhysicalDeviceExternalSemaphoreProperties", || {
+        pd(h)?;
+        // SAFETY: valid output.
+        let o = unsafe { &mut *out };
+        o.export_from_imported_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
+        o.compatible_handle_types = vk::ExternalSemaphoreHandleTypeFlags::empty();
+        o.external_semaphore_features = vk::ExternalSemaphoreFeatureFlags::empty();
+        Ok(())
+    })
+}
+
+/// True when an image format query asks about an external handle type.
+fn asks_external_handle(info: *const vk::PhysicalDeviceImageFormatInfo2) -> bool {
+    // SAFETY: a valid input chain.
+    let mut p = unsafe { (*info).p_next } as *const vk::BaseInStructure;
+    // SAFETY: as above; each node starts with sType/pNext.
+    while let Some(n) = unsafe { p.as_ref() } {
+        if n.s_type == vk::StructureType::PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO {
+            // SAFETY: the sType names the struct.
+            let e = unsafe { &*(p as *const vk::PhysicalDeviceExternalImageFormatInfo) };
+            if !e.handle_type.is_empty() {
+                return true;
+            }
+        }
+        p = n.p_next;
+    }
+    false
 }

@@ -9315,87 +9315,6 @@ pub unsafe extern "system" fn get_physical_device_calibrateable_time_domains_ext
     })
 }
 
-/// Forwards `vkGetPhysicalDeviceExternalBufferProperties`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceExternalBufferProperties`.
-pub unsafe extern "system" fn get_physical_device_external_buffer_properties(
-    physical_device: vk::PhysicalDevice,
-    p_external_buffer_info: *const vk::PhysicalDeviceExternalBufferInfo,
-    p_external_buffer_properties: *mut vk::ExternalBufferProperties,
-) {
-    guard::void("vkGetPhysicalDeviceExternalBufferProperties", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.get_physical_device_external_buffer_properties else {
-                return Err(missing("vkGetPhysicalDeviceExternalBufferProperties"));
-            };
-            unsafe {
-                f(
-                    md.handle,
-                    p_external_buffer_info,
-                    p_external_buffer_properties,
-                )
-            };
-        }
-        Ok(())
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceExternalFenceProperties`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceExternalFenceProperties`.
-pub unsafe extern "system" fn get_physical_device_external_fence_properties(
-    physical_device: vk::PhysicalDevice,
-    p_external_fence_info: *const vk::PhysicalDeviceExternalFenceInfo,
-    p_external_fence_properties: *mut vk::ExternalFenceProperties,
-) {
-    guard::void("vkGetPhysicalDeviceExternalFenceProperties", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.get_physical_device_external_fence_properties else {
-                return Err(missing("vkGetPhysicalDeviceExternalFenceProperties"));
-            };
-            unsafe {
-                f(
-                    md.handle,
-                    p_external_fence_info,
-                    p_external_fence_properties,
-                )
-            };
-        }
-        Ok(())
-    })
-}
-
-/// Forwards `vkGetPhysicalDeviceExternalSemaphoreProperties`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetPhysicalDeviceExternalSemaphoreProperties`.
-pub unsafe extern "system" fn get_physical_device_external_semaphore_properties(
-    physical_device: vk::PhysicalDevice,
-    p_external_semaphore_info: *const vk::PhysicalDeviceExternalSemaphoreInfo,
-    p_external_semaphore_properties: *mut vk::ExternalSemaphoreProperties,
-) {
-    guard::void("vkGetPhysicalDeviceExternalSemaphoreProperties", || {
-        let owner = unsafe { PhysicalDevice::resolve(physical_device) }?;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.get_physical_device_external_semaphore_properties else {
-                return Err(missing("vkGetPhysicalDeviceExternalSemaphoreProperties"));
-            };
-            unsafe {
-                f(
-                    md.handle,
-                    p_external_semaphore_info,
-                    p_external_semaphore_properties,
-                )
-            };
-        }
-        Ok(())
-    })
-}
-
 /// Forwards `vkGetPhysicalDeviceFragmentShadingRatesKHR`.
 ///
 /// # Safety
@@ -13646,67 +13565,67 @@ pub static ENTRIES: &[Entry] = &[
         name: c"vkGetPhysicalDeviceExternalBufferProperties",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalBufferProperties, VoidFn>(
-                get_physical_device_external_buffer_properties,
+                crate::physical_device::get_external_buffer_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 1, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceExternalBufferPropertiesKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalBufferProperties, VoidFn>(
-                get_physical_device_external_buffer_properties,
+                crate::physical_device::get_external_buffer_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_external_memory_capabilities")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceExternalFenceProperties",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalFenceProperties, VoidFn>(
-                get_physical_device_external_fence_properties,
+                crate::physical_device::get_external_fence_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 1, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceExternalFencePropertiesKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalFenceProperties, VoidFn>(
-                get_physical_device_external_fence_properties,
+                crate::physical_device::get_external_fence_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_external_fence_capabilities")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceExternalSemaphoreProperties",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalSemaphoreProperties, VoidFn>(
-                get_physical_device_external_semaphore_properties,
+                crate::physical_device::get_external_semaphore_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 1, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceExternalSemaphorePropertiesKHR",
         pfn: unsafe {
             std::mem::transmute::<PfnGetPhysicalDeviceExternalSemaphoreProperties, VoidFn>(
-                get_physical_device_external_semaphore_properties,
+                crate::physical_device::get_external_semaphore_properties,
             )
         },
         level: Level::PhysicalDevice,
         reqs: &[Req::Ext("VK_KHR_external_semaphore_capabilities")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetPhysicalDeviceFeatures",

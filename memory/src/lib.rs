@@ -1,8 +1,27 @@
-//! Memory of the fused device: which member memory type stands for each fused type.
-//! Pure logic; the ICD queries the members and acts on the result.
+//! Memory of the fused device. Pure logic: the ICD queries the members, asks this crate, and
+//! acts on the answer; nothing here calls Vulkan.
 //!
-//! This version fuses memory types and heaps; residency, coherence and transfer tiers are the
-//! next issue's work.
+//! - This file: which member memory type stands for each fused type ([`fuse`],
+//!   [`fused_type_bits`]).
+//! - [`sites`]: members and the host as sites that hold copies ([`Members`], [`Sites`]).
+//! - [`range`]: units of a resource (bytes, linearised image subresources) and their ranges.
+//! - [`tiers`]: transfer tiers between sites, their costs, and allocation layouts.
+//! - [`coherence`]: the tracker of which sites hold the latest contents of every unit, the
+//!   transfers a batch needs, and what a member loss costs.
+
+pub mod coherence;
+mod interval;
+pub mod range;
+pub mod sites;
+pub mod tiers;
+
+pub use coherence::{
+    BatchAccess, BatchPlan, CoherenceError, LossReport, ResourceDesc, Sharing, Storage, Ticket,
+    Tracker, Transfer,
+};
+pub use range::{Range, RangeSet, SubresourceLayout};
+pub use sites::{Members, Site, Sites, MAX_MEMBERS};
+pub use tiers::{MemberCaps, Tier, TierCost, Topology};
 
 /// One memory type: Vulkan property flags and heap index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

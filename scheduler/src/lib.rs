@@ -1,7 +1,13 @@
 //! Placement: which member runs which batch. Pure logic, no Vulkan calls.
 //!
-//! This version knows the strategies by name (with MVGAL's aliases) and places every batch on
-//! the primary member; the multi-member strategies are the next issues' work.
+//! This file knows the strategies by name (with MVGAL's aliases) and the placement order of
+//! the members; [`placement`] places whole batches by `single`, `round_robin` and `afr`
+//! ([`Placer`]). Strategies that split work inside a batch (`sfr`, `compute_split`, `hybrid`)
+//! are later work and place like `single` meanwhile.
+
+pub mod placement;
+
+pub use placement::{BatchInfo, Placer};
 
 /// A placement strategy, named as `VKFUSE_STRATEGY` names it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

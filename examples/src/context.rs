@@ -1,6 +1,6 @@
 //! Instance and device setup, validation hookup and queue selection.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -57,9 +57,9 @@ pub struct QueueInfo {
 }
 
 /// Loader, instance and (optional) debug messenger; destroyed in reverse order on drop.
-struct InstanceHolder {
-    entry: ash::Entry,
-    instance: ash::Instance,
+pub(crate) struct InstanceHolder {
+    pub(crate) entry: ash::Entry,
+    pub(crate) instance: ash::Instance,
     debug: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
 }
 
@@ -70,66 +70,49 @@ impl Drop for InstanceHolder {
             // other thread uses the instance during drop (VUID-vkDestroyDebugUtilsMessengerEXT-messenger-parameter).
             unsafe { loader.destroy_debug_utils_messenger(messenger, None) };
         }
-        // SAFETY: every child (device, messenger) has been destroyed before this point: the
-        // device by `Context::drop`, which runs before its fields drop
+        // SAFETY: every child (device, surface, messenger) has been destroyed before this
+        // point: the device by the owning context's `Drop`, which runs before its fields drop,
+        // and a surface by a field declared before the holder
         // (VUID-vkDestroyInstance-instance-00629).
         unsafe { self.instance.destroy_instance(None) };
     }
 }
 
-/// A Vulkan instance with the first physical device and a logical device on it.
-///
-/// Objects created from [`Context::device`] borrow the context (see [`crate::Owned`]), so they
-/// are destroyed before it; dropping the context waits for the device to be idle, then destroys
-/// the device, the messenger and the instance.
-pub struct Context {
-    /// The logical device.
-    pub device: ash::Device,
-    /// The physical device it was created on (the first one enumerated).
-    pub physical_device: vk::PhysicalDevice,
-    /// Its properties.
-    pub properties: vk::PhysicalDeviceProperties,
-    /// Its memory types and heaps.
-    pub memory_properties: vk::PhysicalDeviceMemoryProperties,
-    /// Its queue families.
-    pub queue_families: Vec<vk::QueueFamilyProperties>,
-    /// The queues created, ordered by family then index.
-    pub queues: Vec<QueueInfo>,
-    device_name: String,
-    holder: InstanceHolder,
-}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: the device is valid until destroy_device below; waiting for idle makes sure no
-        // queue still uses an object when the device goes (VUID-vkDestroyDevice-device-00378
-        // is the caller's side: children borrow `self`, so they are already destroyed).
-        unsafe {
-            // An error here (device lost) leaves nothing better to do than destroy anyway.
-            let _ = self.device.device_wait_idle();
-            self.device.destroy_device(None);
-        }
-    }
-}
-
-impl Context {
-    /// Loads the Vulkan loader, creates an instance (with validation if asked), picks the first
-    /// physical device and creates a device with the queues of `desc.queues`.
-    pub fn new(desc: &ContextDesc<'_>) -> Result<Self> {
+impl InstanceHolder {
+    /// Loads the Vulkan loader and creates an instance for example `name` with `extensions`
+    /// (each checked to be offered) and, with `validation`, `VK_LAYER_KHRONOS_validation`,
+    /// `VK_EXT_debug_utils` and a messenger counting into [`validation_message_count`].
+    pub(crate) fn new(name: &str, validation: bool, extensions: &[&CStr]) -> Result<Self> {
         // SAFETY: loading libvulkan runs its initialisers; the loader is the system's own and
         // the library stays loaded as long as `Entry` (kept in the holder) lives.
         let entry = unsafe { ash::Entry::load() }
             .map_err(|e| format!("cannot load the Vulkan loader (libvulkan.so.1): {e}"))?;
 
-        let mut layers: Vec<*const std::ffi::c_char> = Vec::new();
-        let mut extensions: Vec<*const std::ffi::c_char> = Vec::new();
-        if desc.validation {
-            check_validation_available(&entry)?;
-            layers.push(VALIDATION_LAYER.as_ptr());
-            extensions.push(ash::ext::debug_utils::NAME.as_ptr());
+        let mut layers: Vec<*const c_char> = Vec::new();
+        let mut enabled: Vec<*const c_char> = extensions.iter().map(|e| e.as_ptr()).collect();
+        if validation || !extensions.is_empty() {
+            let available = instance_extensions(&entry, validation)?;
+            let offered = |wanted: &CStr| available.iter().any(|e| e.as_c_str() == wanted);
+            for &wanted in extensions {
+                if !offered(wanted) {
+                    return Err(format!(
+                        "instance extension {} is not offered (vulkaninfo lists the instance \
+                         extensions of the drivers)",
+                        wanted.to_string_lossy()
+                    )
+                    .into());
+                }
+            }
+            if validation {
+                if !offered(ash::ext::debug_utils::NAME) {
+                    return Err("--validation: VK_EXT_debug_utils is not available".into());
+                }
+                layers.push(VALIDATION_LAYER.as_ptr());
+                enabled.push(ash::ext::debug_utils::NAME.as_ptr());
+            }
         }
 
-        let app_name = CString::new(format!("vkfuse-example-{}", desc.name))?;
+        let app_name = CString::new(format!("vkfuse-example-{name}"))?;
         let app_info = vk::ApplicationInfo::default()
             .application_name(&app_name)
             .application_version(1)
@@ -142,8 +125,8 @@ impl Context {
         let mut instance_info = vk::InstanceCreateInfo::default()
             .application_info(&app_info)
             .enabled_layer_names(&layers)
-            .enabled_extension_names(&extensions);
-        if desc.validation {
+            .enabled_extension_names(&enabled);
+        if validation {
             instance_info = instance_info.push_next(&mut instance_messenger_info);
         }
         // SAFETY: every pointer in instance_info (names, app info, pNext) points to locals that
@@ -157,13 +140,13 @@ impl Context {
             }
             Err(e) => return Err(format!("vkCreateInstance failed: {e}").into()),
         };
-        let mut holder = InstanceHolder {
+        let mut holder = Self {
             entry,
             instance,
             debug: None,
         };
 
-        if desc.validation {
+        if validation {
             let loader = ash::ext::debug_utils::Instance::new(&holder.entry, &holder.instance);
             // SAFETY: VK_EXT_debug_utils was enabled on this instance; the create info holds no
             // pointers besides the callback, which is 'static.
@@ -172,35 +155,136 @@ impl Context {
                     .context("vkCreateDebugUtilsMessengerEXT")?;
             holder.debug = Some((loader, messenger));
         }
+        Ok(holder)
+    }
 
-        let instance = &holder.instance;
+    /// The first physical device and what the examples need to know about it.
+    pub(crate) fn first_physical_device(&self) -> Result<PhysicalDevice> {
+        let instance = &self.instance;
         // SAFETY: the instance is valid.
         let physical_devices = unsafe { instance.enumerate_physical_devices() }
             .context("vkEnumeratePhysicalDevices")?;
-        let Some(&physical_device) = physical_devices.first() else {
+        let Some(&handle) = physical_devices.first() else {
             return Err(
                 "no Vulkan physical device found (check VK_ICD_FILENAMES / the ICD manifest)"
                     .into(),
             );
         };
-        // SAFETY: physical_device was just enumerated from this instance.
+        // SAFETY: handle was just enumerated from this instance.
         let (properties, memory_properties, queue_families) = unsafe {
             (
-                instance.get_physical_device_properties(physical_device),
-                instance.get_physical_device_memory_properties(physical_device),
-                instance.get_physical_device_queue_family_properties(physical_device),
+                instance.get_physical_device_properties(handle),
+                instance.get_physical_device_memory_properties(handle),
+                instance.get_physical_device_queue_family_properties(handle),
             )
         };
-        let device_name = properties
+        let name = properties
             .device_name_as_c_str()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "<unnamed>".to_owned());
+        Ok(PhysicalDevice {
+            handle,
+            enumerated: physical_devices.len(),
+            properties,
+            memory_properties,
+            queue_families,
+            name,
+        })
+    }
+}
+
+/// The physical device an example runs on (the first one enumerated).
+pub(crate) struct PhysicalDevice {
+    pub(crate) handle: vk::PhysicalDevice,
+    /// How many physical devices were enumerated.
+    pub(crate) enumerated: usize,
+    pub(crate) properties: vk::PhysicalDeviceProperties,
+    pub(crate) memory_properties: vk::PhysicalDeviceMemoryProperties,
+    pub(crate) queue_families: Vec<vk::QueueFamilyProperties>,
+    pub(crate) name: String,
+}
+
+/// A logical device and what the creation helpers (see `resources.rs`) need to know about its
+/// physical device. [`Context`] and [`crate::wsi::WsiContext`] dereference to it; they destroy
+/// the device.
+pub struct DeviceContext {
+    /// The logical device.
+    pub device: ash::Device,
+    /// The physical device it was created on (the first one enumerated).
+    pub physical_device: vk::PhysicalDevice,
+    /// Its properties.
+    pub properties: vk::PhysicalDeviceProperties,
+    /// Its memory types and heaps.
+    pub memory_properties: vk::PhysicalDeviceMemoryProperties,
+    device_name: String,
+}
+
+impl DeviceContext {
+    pub(crate) fn new(device: ash::Device, physical: &PhysicalDevice) -> Self {
+        Self {
+            device,
+            physical_device: physical.handle,
+            properties: physical.properties,
+            memory_properties: physical.memory_properties,
+            device_name: physical.name.clone(),
+        }
+    }
+
+    /// `VkPhysicalDeviceProperties::deviceName`.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+}
+
+/// A Vulkan instance with the first physical device and a logical device on it.
+///
+/// Objects created from [`Context::device`] borrow the context (see [`crate::Owned`]), so they
+/// are destroyed before it; dropping the context waits for the device to be idle, then destroys
+/// the device, the messenger and the instance. The creation helpers come from
+/// [`DeviceContext`], which it dereferences to.
+pub struct Context {
+    base: DeviceContext,
+    /// Its queue families.
+    pub queue_families: Vec<vk::QueueFamilyProperties>,
+    /// The queues created, ordered by family then index.
+    pub queues: Vec<QueueInfo>,
+    holder: InstanceHolder,
+}
+
+impl std::ops::Deref for Context {
+    type Target = DeviceContext;
+
+    fn deref(&self) -> &DeviceContext {
+        &self.base
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the device is valid until destroy_device below; waiting for idle makes sure no
+        // queue still uses an object when the device goes (VUID-vkDestroyDevice-device-00378
+        // is the caller's side: children borrow `self`, so they are already destroyed).
+        unsafe {
+            // An error here (device lost) leaves nothing better to do than destroy anyway.
+            let _ = self.base.device.device_wait_idle();
+            self.base.device.destroy_device(None);
+        }
+    }
+}
+
+impl Context {
+    /// Loads the Vulkan loader, creates an instance (with validation if asked), picks the first
+    /// physical device and creates a device with the queues of `desc.queues`.
+    pub fn new(desc: &ContextDesc<'_>) -> Result<Self> {
+        let holder = InstanceHolder::new(desc.name, desc.validation, &[])?;
+        let physical = holder.first_physical_device()?;
+        let properties = &physical.properties;
         let v = properties.api_version;
         eprintln!(
             "vkfuse-example {}: {} physical device(s) enumerated; using #0 \"{}\" (Vulkan {}.{}.{}, vendor 0x{:04x}, device 0x{:04x}, {:?})",
             desc.name,
-            physical_devices.len(),
-            device_name,
+            physical.enumerated,
+            physical.name,
             vk::api_version_major(v),
             vk::api_version_minor(v),
             vk::api_version_patch(v),
@@ -209,6 +293,7 @@ impl Context {
             properties.device_type,
         );
 
+        let queue_families = physical.queue_families.clone();
         let requests = plan_queues(&queue_families, desc.queues)?;
         let max_count = requests.iter().map(|r| r.1).max().unwrap_or(1) as usize;
         let priorities = vec![1.0f32; max_count];
@@ -223,8 +308,12 @@ impl Context {
         let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_infos);
         // SAFETY: queue_infos name existing families with counts within queueCount
         // (plan_queues) and point into `priorities`, which outlives the call.
-        let device = unsafe { instance.create_device(physical_device, &device_info, None) }
-            .context("vkCreateDevice")?;
+        let device = unsafe {
+            holder
+                .instance
+                .create_device(physical.handle, &device_info, None)
+        }
+        .context("vkCreateDevice")?;
 
         let mut queues = Vec::new();
         for &(family, count) in &requests {
@@ -241,14 +330,20 @@ impl Context {
         }
 
         Ok(Self {
-            device,
-            physical_device,
-            properties,
-            memory_properties,
+            base: DeviceContext::new(device, &physical),
             queue_families,
             queues,
-            device_name,
             holder,
+        })
+    }
+
+    /// [`Context::new`] with one queue ([`QueuePlan::One`]) of the first family whose flags
+    /// contain `flags`.
+    pub fn with_queue(name: &str, validation: bool, flags: vk::QueueFlags) -> Result<Self> {
+        Self::new(&ContextDesc {
+            name,
+            validation,
+            queues: QueuePlan::One(flags),
         })
     }
 
@@ -257,14 +352,17 @@ impl Context {
         &self.holder.instance
     }
 
-    /// `VkPhysicalDeviceProperties::deviceName`.
-    pub fn device_name(&self) -> &str {
-        &self.device_name
-    }
-
     /// The first queue created (the only one with [`QueuePlan::One`]).
     pub fn queue(&self) -> QueueInfo {
         self.queues[0]
+    }
+
+    fn format_properties(&self, format: vk::Format) -> vk::FormatProperties {
+        // SAFETY: physical_device belongs to this instance.
+        unsafe {
+            self.instance()
+                .get_physical_device_format_properties(self.physical_device, format)
+        }
     }
 
     /// Whether `format` supports `features` with optimal tiling.
@@ -273,12 +371,9 @@ impl Context {
         format: vk::Format,
         features: vk::FormatFeatureFlags,
     ) -> bool {
-        // SAFETY: physical_device belongs to this instance.
-        let props = unsafe {
-            self.instance()
-                .get_physical_device_format_properties(self.physical_device, format)
-        };
-        props.optimal_tiling_features.contains(features)
+        self.format_properties(format)
+            .optimal_tiling_features
+            .contains(features)
     }
 
     /// Whether `format` supports `features` as a vertex buffer format.
@@ -287,12 +382,9 @@ impl Context {
         format: vk::Format,
         features: vk::FormatFeatureFlags,
     ) -> bool {
-        // SAFETY: physical_device belongs to this instance.
-        let props = unsafe {
-            self.instance()
-                .get_physical_device_format_properties(self.physical_device, format)
-        };
-        props.buffer_features.contains(features)
+        self.format_properties(format)
+            .buffer_features
+            .contains(features)
     }
 }
 
@@ -322,35 +414,48 @@ fn plan_queues(families: &[vk::QueueFamilyProperties], plan: QueuePlan) -> Resul
     }
 }
 
-fn check_validation_available(entry: &ash::Entry) -> Result<()> {
-    // SAFETY: plain queries on the loader.
-    let layers = unsafe { entry.enumerate_instance_layer_properties() }
-        .context("vkEnumerateInstanceLayerProperties")?;
-    if !layers
-        .iter()
-        .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER))
-    {
-        return Err(format!(
-            "--validation: {} is not installed (Debian: apt-get install vulkan-validationlayers)",
-            VALIDATION_LAYER.to_string_lossy()
-        )
-        .into());
+/// Instance extension names offered by the drivers (and by the validation layer, which must
+/// be installed, if asked).
+fn instance_extensions(entry: &ash::Entry, validation: bool) -> Result<Vec<ExtensionName>> {
+    let mut layers = vec![None];
+    if validation {
+        // SAFETY: plain query on the loader.
+        let available = unsafe { entry.enumerate_instance_layer_properties() }
+            .context("vkEnumerateInstanceLayerProperties")?;
+        if !available
+            .iter()
+            .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER))
+        {
+            return Err(format!(
+                "--validation: {} is not installed (Debian: apt-get install vulkan-validationlayers)",
+                VALIDATION_LAYER.to_string_lossy()
+            )
+            .into());
+        }
+        layers.push(Some(VALIDATION_LAYER));
     }
-    let mut extensions = Vec::new();
-    for layer in [None, Some(VALIDATION_LAYER)] {
+    let mut names = Vec::new();
+    for layer in layers {
         // SAFETY: plain query on the loader; `layer` is a NUL-terminated name.
-        extensions.extend(
-            unsafe { entry.enumerate_instance_extension_properties(layer) }
-                .context("vkEnumerateInstanceExtensionProperties")?,
-        );
+        let list = unsafe { entry.enumerate_instance_extension_properties(layer) }
+            .context("vkEnumerateInstanceExtensionProperties")?;
+        names.extend(list.iter().map(|e| ExtensionName(e.extension_name)));
     }
-    if !extensions
-        .iter()
-        .any(|e| e.extension_name_as_c_str() == Ok(ash::ext::debug_utils::NAME))
-    {
-        return Err("--validation: VK_EXT_debug_utils is not available".into());
+    Ok(names)
+}
+
+/// An extension name as the loader returns it.
+struct ExtensionName([c_char; vk::MAX_EXTENSION_NAME_SIZE]);
+
+impl ExtensionName {
+    fn as_c_str(&self) -> &CStr {
+        // The array is NUL-terminated (VkExtensionProperties valid usage); a malformed one
+        // compares as empty.
+        let bytes: &[u8] =
+            // SAFETY: c_char and u8 have the same size and alignment.
+            unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len()) };
+        CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
     }
-    Ok(())
 }
 
 fn messenger_create_info() -> vk::DebugUtilsMessengerCreateInfoEXT<'static> {

@@ -2,10 +2,13 @@
 //! member driver directly and once through vkfuse, comparing the `result=` hashes (and timings).
 //!
 //! This library holds what the binaries in `src/bin/` share: instance/device setup with optional
-//! validation ([`Context`]), memory type selection by property flags ([`find_memory_type`]),
-//! owned objects ([`Owned`], [`Buffer`], [`Image`]), FNV-1a hashing ([`Fnv1a64`]), argument
-//! parsing ([`Args`]), the compute workload with its CPU reference ([`workload`]) and the common
-//! `main` ([`example_main`]).
+//! validation ([`Context`]; [`wsi::WsiContext`] for `present`), creation helpers on the device
+//! both dereference to ([`DeviceContext`]), memory type selection by property flags
+//! ([`find_memory_type`]), owned objects ([`Owned`], [`Buffer`], [`Image`]), descriptor sets
+//! ([`DescriptorSet`]), compute kernels and the graphics pipeline / render pass of the
+//! offscreen examples ([`pipelines`]), barrier and copy recording ([`cmd`]), FNV-1a hashing
+//! ([`Fnv1a64`]), argument parsing ([`Args`]), the compute workload with its CPU reference
+//! ([`workload`]) and the common `main` ([`example_main`]).
 //!
 //! All examples use Vulkan 1.0 core only (plus `VK_EXT_debug_utils` with `--validation`), so that
 //! they run on every member and through vkfuse from its first versions.
@@ -13,7 +16,9 @@
 pub mod args;
 pub mod cmd;
 pub mod context;
+pub mod descriptors;
 pub mod hash;
+pub mod pipelines;
 pub mod resources;
 pub mod shaders;
 pub mod workload;
@@ -23,8 +28,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 pub use args::Args;
-pub use context::{validation_message_count, Context, ContextDesc, QueueInfo, QueuePlan};
+pub use context::{
+    validation_message_count, Context, ContextDesc, DeviceContext, QueueInfo, QueuePlan,
+};
+pub use descriptors::{Binding, DescriptorSet};
 pub use hash::{fnv1a64, Fnv1a64};
+pub use pipelines::{ComputeKernel, GraphicsPipelineDesc};
 pub use resources::{
     align_up, find_memory_type, subresource_range, Buffer, DeviceObject, IdleGuard, Image,
     MemoryUse, Owned,

@@ -1,14 +1,15 @@
 //! Owned device objects, buffers and images with their memory, and small creation helpers.
 //!
-//! Every object borrows the [`Context`] it was created from, so the borrow checker makes sure
-//! it is destroyed before the device; local variables drop in reverse order of creation, which
+//! Every object borrows the [`DeviceContext`] (of a [`crate::Context`] or a
+//! [`crate::wsi::WsiContext`]) it was created from, so the borrow checker makes sure it is
+//! destroyed before the device; local variables drop in reverse order of creation, which
 //! is also the order Vulkan wants.
 
 use std::ptr::NonNull;
 
 use ash::vk;
 
-use crate::{Context, ErrorContext as _, Result};
+use crate::{DeviceContext, ErrorContext as _, Result};
 
 /// A device-level handle type that [`Owned`] can destroy.
 pub trait DeviceObject: Copy {
@@ -164,7 +165,7 @@ pub struct Buffer<'d> {
 
 impl Drop for Buffer<'_> {
     fn drop(&mut self) {
-        // SAFETY: both handles were created from `device` in `Context::create_buffer` and are
+        // SAFETY: both handles were created from `device` in `DeviceContext::create_buffer` and are
         // destroyed once; pending work has completed (see `Owned::drop`). Freeing the memory
         // also unmaps it.
         unsafe {
@@ -266,7 +267,7 @@ pub struct Image<'d> {
 
 impl Drop for Image<'_> {
     fn drop(&mut self) {
-        // SAFETY: all three were created from `device` in `Context::create_image_2d`, are
+        // SAFETY: all three were created from `device` in `DeviceContext::create_image_2d`, are
         // destroyed once, view before image; pending work has completed (see `Owned::drop`).
         unsafe {
             self.device.destroy_image_view(self.view, None);
@@ -281,7 +282,7 @@ pub fn spirv_words(bytes: &[u8]) -> Result<Vec<u32>> {
     Ok(ash::util::read_spv(&mut std::io::Cursor::new(bytes))?)
 }
 
-impl Context {
+impl DeviceContext {
     /// A guard that waits for the device to be idle when dropped; see [`IdleGuard`].
     pub fn idle_guard(&self) -> IdleGuard<'_> {
         IdleGuard(&self.device)
@@ -295,6 +296,23 @@ impl Context {
     pub unsafe fn own<H: DeviceObject>(&self, handle: H) -> Owned<'_, H> {
         // SAFETY: forwarded from the caller.
         unsafe { Owned::new(&self.device, handle) }
+    }
+
+    /// Takes ownership of the handle a `vkCreate*` call on this device returned, or turns its
+    /// error into `"<what> failed: <error>"`.
+    ///
+    /// # Safety
+    ///
+    /// `created` must come from a create call on `self.device`, and the handle must not be
+    /// owned elsewhere.
+    pub unsafe fn own_created<H: DeviceObject>(
+        &self,
+        created: ash::prelude::VkResult<H>,
+        what: &str,
+    ) -> Result<Owned<'_, H>> {
+        let handle = created.context(what)?;
+        // SAFETY: forwarded from the caller.
+        Ok(unsafe { self.own(handle) })
     }
 
     /// A memory type for `type_bits` suitable for `usage`.
@@ -330,7 +348,33 @@ impl Context {
         self.create_buffer_shared(size, usage, memory, &[])
     }
 
-    /// Like [`Context::create_buffer`], but with `VK_SHARING_MODE_CONCURRENT` between
+    /// A device-local storage buffer of `size` bytes that transfers can fill, copy into and copy
+    /// from.
+    pub fn create_storage_buffer(&self, size: vk::DeviceSize) -> Result<Buffer<'_>> {
+        self.create_buffer(
+            size,
+            vk::BufferUsageFlags::STORAGE_BUFFER
+                | vk::BufferUsageFlags::TRANSFER_SRC
+                | vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUse::DeviceLocal,
+        )
+    }
+
+    /// A host-visible buffer of `size` bytes that the host writes and copies read from.
+    pub fn create_upload_buffer(&self, size: vk::DeviceSize) -> Result<Buffer<'_>> {
+        self.create_buffer(size, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUse::Upload)
+    }
+
+    /// A host-visible buffer of `size` bytes that copies write into and the host reads.
+    pub fn create_readback_buffer(&self, size: vk::DeviceSize) -> Result<Buffer<'_>> {
+        self.create_buffer(
+            size,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUse::Readback,
+        )
+    }
+
+    /// Like [`DeviceContext::create_buffer`], but with `VK_SHARING_MODE_CONCURRENT` between
     /// `families` when they name more than one distinct family (exclusive otherwise).
     pub fn create_buffer_shared(
         &self,
@@ -472,8 +516,7 @@ impl Context {
             buffer.write_bytes(0, data)?;
             return Ok(buffer);
         }
-        let staging =
-            self.create_buffer(size, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUse::Upload)?;
+        let staging = self.create_upload_buffer(size)?;
         staging.write_bytes(0, data)?;
         self.one_time_commands(queue, |cb| {
             // SAFETY: cb is recording outside a render pass on `queue`'s family; both buffers
@@ -493,10 +536,7 @@ impl Context {
                     &self.device,
                     cb,
                     buffer.handle,
-                    (
-                        vk::PipelineStageFlags::TRANSFER,
-                        vk::AccessFlags::TRANSFER_WRITE,
-                    ),
+                    crate::cmd::TRANSFER_WRITE,
                     dst,
                 );
             }
@@ -512,25 +552,20 @@ impl Context {
         } else {
             vk::FenceCreateFlags::empty()
         };
+        let info = vk::FenceCreateInfo::default().flags(flags);
         // SAFETY: plain create call; the result is owned once.
-        unsafe {
-            let fence = self
-                .device
-                .create_fence(&vk::FenceCreateInfo::default().flags(flags), None)
-                .context("vkCreateFence")?;
-            Ok(self.own(fence))
-        }
+        unsafe { self.own_created(self.device.create_fence(&info, None), "vkCreateFence") }
     }
 
     /// A binary semaphore.
     pub fn create_semaphore(&self) -> Result<Owned<'_, vk::Semaphore>> {
+        let info = vk::SemaphoreCreateInfo::default();
         // SAFETY: plain create call; the result is owned once.
         unsafe {
-            let semaphore = self
-                .device
-                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
-                .context("vkCreateSemaphore")?;
-            Ok(self.own(semaphore))
+            self.own_created(
+                self.device.create_semaphore(&info, None),
+                "vkCreateSemaphore",
+            )
         }
     }
 
@@ -545,11 +580,10 @@ impl Context {
             .flags(flags);
         // SAFETY: plain create call; the result is owned once.
         unsafe {
-            let pool = self
-                .device
-                .create_command_pool(&info, None)
-                .context("vkCreateCommandPool")?;
-            Ok(self.own(pool))
+            self.own_created(
+                self.device.create_command_pool(&info, None),
+                "vkCreateCommandPool",
+            )
         }
     }
 
@@ -570,17 +604,24 @@ impl Context {
         unsafe { self.device.allocate_command_buffers(&info) }.context("vkAllocateCommandBuffers")
     }
 
+    /// Allocates one primary command buffer from `pool` (freed with the pool).
+    pub fn allocate_primary(&self, pool: &Owned<'_, vk::CommandPool>) -> Result<vk::CommandBuffer> {
+        self.allocate_command_buffers(pool, vk::CommandBufferLevel::PRIMARY, 1)?
+            .first()
+            .copied()
+            .ok_or_else(|| "vkAllocateCommandBuffers returned no command buffer".into())
+    }
+
     /// A shader module from SPIR-V bytes.
     pub fn create_shader_module(&self, spirv: &[u8]) -> Result<Owned<'_, vk::ShaderModule>> {
         let words = spirv_words(spirv)?;
         let info = vk::ShaderModuleCreateInfo::default().code(&words);
         // SAFETY: `words` is SPIR-V produced by glslangValidator at build time.
         unsafe {
-            let module = self
-                .device
-                .create_shader_module(&info, None)
-                .context("vkCreateShaderModule")?;
-            Ok(self.own(module))
+            self.own_created(
+                self.device.create_shader_module(&info, None),
+                "vkCreateShaderModule",
+            )
         }
     }
 
@@ -592,11 +633,10 @@ impl Context {
         let info = vk::DescriptorSetLayoutCreateInfo::default().bindings(bindings);
         // SAFETY: plain create call; the bindings carry no immutable samplers.
         unsafe {
-            let layout = self
-                .device
-                .create_descriptor_set_layout(&info, None)
-                .context("vkCreateDescriptorSetLayout")?;
-            Ok(self.own(layout))
+            self.own_created(
+                self.device.create_descriptor_set_layout(&info, None),
+                "vkCreateDescriptorSetLayout",
+            )
         }
     }
 
@@ -612,40 +652,10 @@ impl Context {
             .push_constant_ranges(push_constant_ranges);
         // SAFETY: the set layouts are alive (borrowed) and belong to this device.
         unsafe {
-            let layout = self
-                .device
-                .create_pipeline_layout(&info, None)
-                .context("vkCreatePipelineLayout")?;
-            Ok(self.own(layout))
-        }
-    }
-
-    /// A compute pipeline running `main` of `module`.
-    pub fn create_compute_pipeline(
-        &self,
-        layout: &Owned<'_, vk::PipelineLayout>,
-        module: &Owned<'_, vk::ShaderModule>,
-    ) -> Result<Owned<'_, vk::Pipeline>> {
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module.handle())
-            .name(c"main");
-        let info = vk::ComputePipelineCreateInfo::default()
-            .stage(stage)
-            .layout(layout.handle());
-        // SAFETY: module and layout are alive (borrowed) and belong to this device; the
-        // shader's interface matches the layouts built by the examples for it.
-        unsafe {
-            let pipelines = self
-                .device
-                .create_compute_pipelines(vk::PipelineCache::null(), &[info], None)
-                .map_err(|(_, e)| e)
-                .context("vkCreateComputePipelines")?;
-            let pipeline = pipelines
-                .first()
-                .copied()
-                .ok_or("vkCreateComputePipelines returned no pipeline")?;
-            Ok(self.own(pipeline))
+            self.own_created(
+                self.device.create_pipeline_layout(&info, None),
+                "vkCreatePipelineLayout",
+            )
         }
     }
 
@@ -660,11 +670,10 @@ impl Context {
             .pool_sizes(sizes);
         // SAFETY: plain create call; the result is owned once.
         unsafe {
-            let pool = self
-                .device
-                .create_descriptor_pool(&info, None)
-                .context("vkCreateDescriptorPool")?;
-            Ok(self.own(pool))
+            self.own_created(
+                self.device.create_descriptor_pool(&info, None),
+                "vkCreateDescriptorPool",
+            )
         }
     }
 
@@ -696,6 +705,35 @@ impl Context {
         .context("vkWaitForFences")
     }
 
+    /// Waits for `fence` without timeout, then resets it for the next submission.
+    pub fn wait_and_reset_fence(&self, fence: &Owned<'_, vk::Fence>) -> Result<()> {
+        self.wait_fence(fence)?;
+        // SAFETY: the fence is alive (borrowed), belongs to this device and is signaled, so no
+        // queue operation uses it any more (VUID-vkResetFences-pFences-01123).
+        unsafe { self.device.reset_fences(&[fence.handle()]) }.context("vkResetFences")
+    }
+
+    /// Submits `cbs` to `queue` in one batch without semaphores; `fence` signals when they have
+    /// completed.
+    ///
+    /// # Safety
+    ///
+    /// `queue` must be a queue of this device that no other thread uses during the call; `cbs`
+    /// must be executable primaries of its family that are not pending; `fence` must be
+    /// unsignaled and not in use; everything the command buffers use must stay alive until
+    /// they complete.
+    pub unsafe fn submit(
+        &self,
+        queue: vk::Queue,
+        cbs: &[vk::CommandBuffer],
+        fence: &Owned<'_, vk::Fence>,
+    ) -> Result<()> {
+        let submit = vk::SubmitInfo::default().command_buffers(cbs);
+        // SAFETY: forwarded from the caller; `submit` points into `cbs`, which outlives the call.
+        unsafe { self.device.queue_submit(queue, &[submit], fence.handle()) }
+            .context("vkQueueSubmit")
+    }
+
     /// Records commands with `record` into a fresh primary command buffer, submits it to
     /// `queue` and waits for it to complete.
     pub fn one_time_commands(
@@ -704,26 +742,25 @@ impl Context {
         record: impl FnOnce(vk::CommandBuffer) -> Result<()>,
     ) -> Result<()> {
         let pool = self.create_command_pool(queue.family, vk::CommandPoolCreateFlags::TRANSIENT)?;
-        let cb = self.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+        let cb = self.allocate_primary(&pool)?;
         let fence = self.create_fence(false)?;
         // Dropped first: an error after the submit still waits before the pool goes.
         let _idle = self.idle_guard();
-        let begin = vk::CommandBufferBeginInfo::default()
-            .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
         // SAFETY: cb was just allocated from a pool of this device and is in the initial state.
-        unsafe { self.device.begin_command_buffer(cb, &begin) }.context("vkBeginCommandBuffer")?;
-        record(cb)?;
-        let cbs = [cb];
-        let submit = vk::SubmitInfo::default().command_buffers(&cbs);
-        // SAFETY: cb is recorded (end below succeeds before the submit); queue belongs to this
-        // device and to the pool's family; the fence is unsignaled and unused.
         unsafe {
-            self.device
-                .end_command_buffer(cb)
-                .context("vkEndCommandBuffer")?;
-            self.device
-                .queue_submit(queue.handle, &[submit], fence.handle())
-                .context("vkQueueSubmit")?;
+            crate::cmd::begin(
+                &self.device,
+                cb,
+                vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT,
+            )
+        }?;
+        record(cb)?;
+        // SAFETY: cb is recorded (end succeeds before the submit); queue belongs to this device
+        // and to the pool's family; the fence is unsignaled and unused; what `record` used is
+        // alive until the wait below (the caller's borrows outlive this call).
+        unsafe {
+            crate::cmd::end(&self.device, cb)?;
+            self.submit(queue.handle, &[cb], &fence)?;
         }
         self.wait_fence(&fence)
     }

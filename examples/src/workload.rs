@@ -8,7 +8,13 @@
 
 use ash::vk;
 
-use crate::{Context, Owned, Result};
+use crate::cmd;
+use crate::descriptors::Binding;
+use crate::pipelines::ComputeKernel;
+use crate::{
+    align_up, f32_bytes, f32s_from_bytes, u32_bytes, u32s_from_bytes, Buffer, DeviceContext,
+    Fnv1a64, MemoryUse, Result,
+};
 
 /// `local_size_x` of the shader.
 pub const LOCAL_SIZE: u32 = 64;
@@ -166,113 +172,135 @@ pub fn verify(
     Ok(())
 }
 
-/// Descriptor set layout, pipeline layout, pipeline and one descriptor set for `compute.comp`.
+/// Checks `--elements N`.
+pub fn check_elements(n: u32) -> Result<()> {
+    if n == 0 || n > 1 << 24 {
+        return Err(format!("--elements must be in 1..=16777216, got {n}").into());
+    }
+    Ok(())
+}
+
+/// Where the data of `n` elements lives in a buffer: `n` u32 at offset 0, then `n` f32 at
+/// `floats_offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct DataLayout {
+    /// Elements.
+    pub n: u32,
+    /// Bytes of each array.
+    pub bytes: u64,
+    /// Start of the floats: `bytes` rounded up to the storage buffer offset alignment.
+    pub floats_offset: u64,
+    /// Bytes of the buffer.
+    pub total: u64,
+}
+
+impl DataLayout {
+    /// The layout of `n` elements on `ctx`'s device.
+    pub fn new(ctx: &DeviceContext, n: u32) -> Self {
+        let bytes = u64::from(n) * 4;
+        let floats_offset = align_up(
+            bytes,
+            ctx.properties.limits.min_storage_buffer_offset_alignment,
+        );
+        Self {
+            n,
+            bytes,
+            floats_offset,
+            total: floats_offset + bytes,
+        }
+    }
+
+    /// The ints' and the floats' byte ranges (offset, size) for elements `start..start+len`.
+    pub fn ranges(&self, start: u32, len: u32) -> [(u64, u64); 2] {
+        let (offset, size) = (u64::from(start) * 4, u64::from(len) * 4);
+        [(offset, size), (self.floats_offset + offset, size)]
+    }
+}
+
+/// The uniform buffer holding `params` (shared between `families` when they differ).
+pub fn create_params_buffer<'d>(
+    ctx: &'d DeviceContext,
+    params: &Params,
+    families: &[u32],
+) -> Result<Buffer<'d>> {
+    let buffer = ctx.create_buffer_shared(
+        Params::SIZE,
+        vk::BufferUsageFlags::UNIFORM_BUFFER,
+        MemoryUse::Upload,
+        families,
+    )?;
+    buffer.write_bytes(0, &params.to_bytes())?;
+    Ok(buffer)
+}
+
+/// Writes the initial data into the mapped `buffer` as laid out by `layout` and returns it.
+pub fn write_initial_data(
+    buffer: &Buffer<'_>,
+    layout: &DataLayout,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let ints = initial_ints(layout.n as usize);
+    let floats = initial_floats(layout.n as usize);
+    buffer.write_bytes(0, &u32_bytes(&ints))?;
+    buffer.write_bytes(layout.floats_offset, &f32_bytes(&floats))?;
+    Ok((ints, floats))
+}
+
+/// Reads the results from the mapped `buffer` (device writes made visible to the host), checks
+/// them against the CPU reference run on the initial `ints` and `floats`, and returns the hash
+/// of the ints' then the floats' bytes.
+pub fn check_results(
+    params: &Params,
+    (mut ints, mut floats): (Vec<u32>, Vec<f32>),
+    buffer: &Buffer<'_>,
+    layout: &DataLayout,
+) -> Result<u64> {
+    let out_ints_bytes = buffer.read_bytes(0, layout.bytes as usize)?;
+    let out_floats_bytes = buffer.read_bytes(layout.floats_offset, layout.bytes as usize)?;
+    reference(params, &mut ints, &mut floats);
+    verify(
+        &ints,
+        &floats,
+        &u32s_from_bytes(&out_ints_bytes),
+        &f32s_from_bytes(&out_floats_bytes),
+    )?;
+    let mut hash = Fnv1a64::new();
+    hash.update(&out_ints_bytes);
+    hash.update(&out_floats_bytes);
+    Ok(hash.finish())
+}
+
+/// The pipeline of `compute.comp` with its descriptor set.
 pub struct ComputePipeline<'c> {
-    /// Holds the descriptor set.
-    _pool: Owned<'c, vk::DescriptorPool>,
-    /// The pipeline.
-    pub pipeline: Owned<'c, vk::Pipeline>,
-    /// Its layout (set 0 + push constants).
-    pub layout: Owned<'c, vk::PipelineLayout>,
-    _set_layout: Owned<'c, vk::DescriptorSetLayout>,
-    /// Set 0: binding 0 = `Params`, 1 = ints, 2 = floats.
-    pub set: vk::DescriptorSet,
+    kernel: ComputeKernel<'c>,
 }
 
 impl<'c> ComputePipeline<'c> {
-    /// Builds the pipeline and points its descriptor set at `params` (whole buffer) and at
-    /// `storage`, where `n` ints start at offset 0 and `n` floats at `floats_offset`.
+    /// Builds the pipeline and points its descriptor set (binding 0 = `Params`, 1 = ints, 2 =
+    /// floats) at `params` (whole buffer) and at `storage`, laid out by `layout`.
     pub fn new(
-        ctx: &'c Context,
-        params: vk::Buffer,
-        storage: vk::Buffer,
-        n: u64,
-        floats_offset: u64,
+        ctx: &'c DeviceContext,
+        params: &Buffer<'_>,
+        storage: &Buffer<'_>,
+        layout: &DataLayout,
     ) -> Result<Self> {
-        let bindings = [
-            vk::DescriptorSetLayoutBinding::default()
-                .binding(0)
-                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
-                .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::COMPUTE),
-            vk::DescriptorSetLayoutBinding::default()
-                .binding(1)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::COMPUTE),
-            vk::DescriptorSetLayoutBinding::default()
-                .binding(2)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::COMPUTE),
-        ];
-        let set_layout = ctx.create_descriptor_set_layout(&bindings)?;
-        let push = [vk::PushConstantRange {
-            stage_flags: vk::ShaderStageFlags::COMPUTE,
-            offset: 0,
-            size: PUSH_CONSTANT_SIZE,
-        }];
-        let layout = ctx.create_pipeline_layout(&[&set_layout], &push)?;
-        let module = ctx.create_shader_module(crate::shaders::COMPUTE_COMP)?;
-        let pipeline = ctx.create_compute_pipeline(&layout, &module)?;
-        let pool = ctx.create_descriptor_pool(
-            1,
+        let [(ints_offset, range), (floats_offset, _)] = layout.ranges(0, layout.n);
+        // floats_offset is aligned to minStorageBufferOffsetAlignment (DataLayout::new).
+        let kernel = ctx.create_compute_kernel(
+            crate::shaders::COMPUTE_COMP,
+            PUSH_CONSTANT_SIZE,
             &[
-                vk::DescriptorPoolSize {
-                    ty: vk::DescriptorType::UNIFORM_BUFFER,
-                    descriptor_count: 1,
-                },
-                vk::DescriptorPoolSize {
-                    ty: vk::DescriptorType::STORAGE_BUFFER,
-                    descriptor_count: 2,
-                },
+                Binding::buffer(
+                    vk::DescriptorType::UNIFORM_BUFFER,
+                    vk::ShaderStageFlags::COMPUTE,
+                    params,
+                    0,
+                    Params::SIZE,
+                ),
+                Binding::compute_storage(storage, ints_offset, range),
+                Binding::compute_storage(storage, floats_offset, range),
             ],
         )?;
-        let set = ctx.allocate_descriptor_set(&pool, &set_layout)?;
-
-        let params_info = [vk::DescriptorBufferInfo {
-            buffer: params,
-            offset: 0,
-            range: Params::SIZE,
-        }];
-        let ints_info = [vk::DescriptorBufferInfo {
-            buffer: storage,
-            offset: 0,
-            range: n * 4,
-        }];
-        let floats_info = [vk::DescriptorBufferInfo {
-            buffer: storage,
-            offset: floats_offset,
-            range: n * 4,
-        }];
-        let writes = [
-            vk::WriteDescriptorSet::default()
-                .dst_set(set)
-                .dst_binding(0)
-                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
-                .buffer_info(&params_info),
-            vk::WriteDescriptorSet::default()
-                .dst_set(set)
-                .dst_binding(1)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&ints_info),
-            vk::WriteDescriptorSet::default()
-                .dst_set(set)
-                .dst_binding(2)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&floats_info),
-        ];
-        // SAFETY: the set was just allocated and is not in use; the buffers are alive (caller)
-        // with UNIFORM/STORAGE usage, and floats_offset is aligned to
-        // minStorageBufferOffsetAlignment by the callers.
-        unsafe { ctx.device.update_descriptor_sets(&writes, &[]) };
-        Ok(Self {
-            _pool: pool,
-            pipeline,
-            layout,
-            _set_layout: set_layout,
-            set,
-        })
+        Ok(Self { kernel })
     }
 
     /// Records the [`PASSES`] dispatches over elements `offset..offset+count`, with a
@@ -280,59 +308,32 @@ impl<'c> ComputePipeline<'c> {
     ///
     /// # Safety
     ///
-    /// `cb` must be a command buffer of `ctx.device` in the recording state, outside a render
-    /// pass, on a queue family with compute support, and the buffers bound in the descriptor
-    /// set must be alive until it completes.
+    /// `cb` must be a command buffer of `d` (the pipeline's device) in the recording state,
+    /// outside a render pass, on a queue family with compute support, and the buffers bound in
+    /// the descriptor set (`storage` among them) must be alive until it completes.
     pub unsafe fn record_passes(
         &self,
-        ctx: &Context,
+        d: &ash::Device,
         cb: vk::CommandBuffer,
         storage: vk::Buffer,
         offset: u32,
         count: u32,
     ) {
-        let d = &ctx.device;
-        // SAFETY: forwarded from the caller; pipeline, layout and set belong to this device and
-        // the push constant range matches the layout.
+        // SAFETY: forwarded from the caller; the push constant bytes match the layout's range.
         unsafe {
-            d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, *self.pipeline);
-            d.cmd_bind_descriptor_sets(
-                cb,
-                vk::PipelineBindPoint::COMPUTE,
-                *self.layout,
-                0,
-                &[self.set],
-                &[],
-            );
+            self.kernel.bind(d, cb);
             for pass in 0..PASSES {
                 if pass > 0 {
-                    let barrier = vk::BufferMemoryBarrier::default()
-                        .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-                        .dst_access_mask(
-                            vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-                        )
-                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                        .buffer(storage)
-                        .offset(0)
-                        .size(vk::WHOLE_SIZE);
-                    d.cmd_pipeline_barrier(
+                    cmd::buffer_barrier(
+                        d,
                         cb,
-                        vk::PipelineStageFlags::COMPUTE_SHADER,
-                        vk::PipelineStageFlags::COMPUTE_SHADER,
-                        vk::DependencyFlags::empty(),
-                        &[],
-                        &[barrier],
-                        &[],
+                        storage,
+                        cmd::COMPUTE_WRITE,
+                        cmd::COMPUTE_READ_WRITE,
                     );
                 }
-                d.cmd_push_constants(
-                    cb,
-                    *self.layout,
-                    vk::ShaderStageFlags::COMPUTE,
-                    0,
-                    &push_constants(offset, count, pass),
-                );
+                self.kernel
+                    .push_constants(d, cb, &push_constants(offset, count, pass));
                 d.cmd_dispatch(cb, group_count(count), 1, 1);
             }
         }

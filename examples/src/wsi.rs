@@ -1,29 +1,27 @@
 //! Window-system integration for the `present` example: a window (or none, for headless
-//! surfaces), an instance with the matching surface extension, a `VkSurfaceKHR`, a device with
-//! `VK_KHR_swapchain`, and host-visible buffers.
+//! surfaces), an instance with the matching surface extension, a `VkSurfaceKHR` and a device with
+//! `VK_KHR_swapchain`.
 //!
 //! The window-system libraries (`libxcb.so.1`, `libX11.so.6`, `libwayland-client.so.0`) are
 //! loaded at run time, so the examples build and run without their development packages and a
 //! missing library is an error of the one mode that needs it.
 //!
 //! [`crate::Context`] creates its instance and device without extensions, so this module sets
-//! up its own ([`WsiContext`]), with the same validation hookup: its messenger counts into
-//! [`validation_message_count`], which `present` adds to [`crate::validation_message_count`].
+//! up its own ([`WsiContext`]) from the same parts: the instance (with the same validation
+//! hookup, counting into [`crate::validation_message_count`]), the first physical device, and
+//! the [`DeviceContext`] with the creation helpers.
 
 pub mod wayland;
 pub mod xcb;
 pub mod xlib;
 
-use std::ffi::{c_char, c_void, CStr};
-use std::io::Write as _;
-use std::ptr::NonNull;
+use std::ffi::CStr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use ash::vk;
 
-use crate::context::VALIDATION_LAYER;
-use crate::{find_memory_type, ErrorContext as _, MemoryUse, Result};
+use crate::context::InstanceHolder;
+use crate::{DeviceContext, ErrorContext as _, Result};
 
 /// Which kind of surface to present to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,61 +163,47 @@ impl Window {
     }
 }
 
-/// ERROR and WARNING messages received by [`WsiContext`]'s messenger in this process.
-static VALIDATION_MESSAGES: AtomicU32 = AtomicU32::new(0);
-
-/// Number of ERROR and WARNING messages [`WsiContext`]'s validation messenger has seen.
-pub fn validation_message_count() -> u32 {
-    VALIDATION_MESSAGES.load(Ordering::SeqCst)
+/// A surface, destroyed on drop (before the instance: [`WsiContext`] declares it before the
+/// instance holder).
+struct Surface {
+    fns: ash::khr::surface::Instance,
+    handle: vk::SurfaceKHR,
 }
 
-/// Loader, instance, messenger and surface; destroyed in reverse order on drop.
-struct InstanceHolder {
-    entry: ash::Entry,
-    instance: ash::Instance,
-    debug: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
-    surface_fns: ash::khr::surface::Instance,
-    surface: vk::SurfaceKHR,
-}
-
-impl Drop for InstanceHolder {
+impl Drop for Surface {
     fn drop(&mut self) {
         // SAFETY: the device and every swapchain were destroyed before (WsiContext::drop runs
-        // first, swapchains borrow the context) (VUID-vkDestroySurfaceKHR-surface-01266,
-        // VUID-vkDestroyInstance-instance-00629); each object is destroyed once. Destroying a
-        // null surface is a no-op.
-        unsafe {
-            self.surface_fns.destroy_surface(self.surface, None);
-            if let Some((loader, messenger)) = self.debug.take() {
-                loader.destroy_debug_utils_messenger(messenger, None);
-            }
-            self.instance.destroy_instance(None);
-        }
+        // first, swapchains borrow the context) (VUID-vkDestroySurfaceKHR-surface-01266); the
+        // surface is destroyed once, before its instance.
+        unsafe { self.fns.destroy_surface(self.handle, None) };
     }
 }
 
 /// An instance with a surface for a [`Window`], the first physical device, and a device with
 /// `VK_KHR_swapchain` and one queue that supports transfers and presentation to the surface.
 ///
-/// Dropping it waits for the device, then destroys device, surface, messenger and instance.
+/// It dereferences to the [`DeviceContext`] with the creation helpers. Dropping it waits for
+/// the device, then destroys device, surface, messenger and instance.
 pub struct WsiContext<'w> {
-    /// The logical device.
-    pub device: ash::Device,
+    base: DeviceContext,
     /// `VK_KHR_swapchain`'s device functions.
     pub swapchain_fns: ash::khr::swapchain::Device,
-    /// The physical device (the first one enumerated).
-    pub physical_device: vk::PhysicalDevice,
-    /// Its properties.
-    pub properties: vk::PhysicalDeviceProperties,
-    /// Its memory types.
-    pub memory_properties: vk::PhysicalDeviceMemoryProperties,
     /// The queue family of [`WsiContext::queue`].
     pub queue_family: u32,
     /// A queue with graphics or compute (so transfers and clears) that can present.
     pub queue: vk::Queue,
-    device_name: String,
-    holder: InstanceHolder,
+    surface: Surface,
+    /// Kept for its `Drop`: instance and messenger go after the surface.
+    _instance: InstanceHolder,
     window: &'w Window,
+}
+
+impl std::ops::Deref for WsiContext<'_> {
+    type Target = DeviceContext;
+
+    fn deref(&self) -> &DeviceContext {
+        &self.base
+    }
 }
 
 impl Drop for WsiContext<'_> {
@@ -228,8 +212,8 @@ impl Drop for WsiContext<'_> {
         // uses anything (VUID-vkDestroyDevice-device-00378). An error (device lost) leaves
         // nothing better to do than destroy anyway.
         unsafe {
-            let _ = self.device.device_wait_idle();
-            self.device.destroy_device(None);
+            let _ = self.base.device.device_wait_idle();
+            self.base.device.destroy_device(None);
         }
     }
 }
@@ -237,109 +221,33 @@ impl Drop for WsiContext<'_> {
 impl<'w> WsiContext<'w> {
     /// Creates instance (with validation if asked), surface, and device for `window`.
     pub fn new(name: &str, validation: bool, window: &'w Window) -> Result<Self> {
-        // SAFETY: loading libvulkan runs its initialisers; `Entry` keeps it loaded and lives in
-        // the holder as long as the instance.
-        let entry = unsafe { ash::Entry::load() }
-            .map_err(|e| format!("cannot load the Vulkan loader (libvulkan.so.1): {e}"))?;
         let kind = window.kind();
-        let mut layers: Vec<*const c_char> = Vec::new();
-        let mut extensions: Vec<*const c_char> =
-            vec![ash::khr::surface::NAME.as_ptr(), kind.extension().as_ptr()];
-        let available = instance_extensions(&entry, validation)?;
-        for wanted in [ash::khr::surface::NAME, kind.extension()] {
-            if !available.iter().any(|e| e.as_c_str() == wanted) {
-                return Err(format!(
-                    "instance extension {} is not offered (vulkaninfo lists the instance \
-                     extensions of the drivers)",
-                    wanted.to_string_lossy()
-                )
-                .into());
-            }
-        }
-        if validation {
-            if !available
-                .iter()
-                .any(|e| e.as_c_str() == ash::ext::debug_utils::NAME)
-            {
-                return Err("--validation: VK_EXT_debug_utils is not available".into());
-            }
-            layers.push(VALIDATION_LAYER.as_ptr());
-            extensions.push(ash::ext::debug_utils::NAME.as_ptr());
-        }
+        let holder = InstanceHolder::new(
+            name,
+            validation,
+            &[ash::khr::surface::NAME, kind.extension()],
+        )?;
+        let surface = Surface {
+            fns: ash::khr::surface::Instance::new(&holder.entry, &holder.instance),
+            handle: window.create_surface(&holder.entry, &holder.instance)?,
+        };
 
-        let app_name = std::ffi::CString::new(format!("vkfuse-example-{name}"))?;
-        let app_info = vk::ApplicationInfo::default()
-            .application_name(&app_name)
-            .application_version(1)
-            .engine_name(c"vkfuse-examples")
-            .engine_version(1)
-            .api_version(vk::API_VERSION_1_0);
-        // Also chained into vkCreateInstance, so messages from instance creation and
-        // destruction are counted too.
-        let mut instance_messenger_info = messenger_create_info();
-        let mut instance_info = vk::InstanceCreateInfo::default()
-            .application_info(&app_info)
-            .enabled_layer_names(&layers)
-            .enabled_extension_names(&extensions);
-        if validation {
-            instance_info = instance_info.push_next(&mut instance_messenger_info);
-        }
-        // SAFETY: every pointer in instance_info points to locals that outlive the call; the
-        // messenger callback is a valid `extern "system"` function.
-        let instance =
-            unsafe { entry.create_instance(&instance_info, None) }.context("vkCreateInstance")?;
-        let surface_fns = ash::khr::surface::Instance::new(&entry, &instance);
-        let mut holder = InstanceHolder {
-            entry,
-            instance,
-            debug: None,
-            surface_fns,
-            surface: vk::SurfaceKHR::null(),
-        };
-        if validation {
-            let loader = ash::ext::debug_utils::Instance::new(&holder.entry, &holder.instance);
-            // SAFETY: VK_EXT_debug_utils is enabled; the callback is 'static.
-            let messenger =
-                unsafe { loader.create_debug_utils_messenger(&messenger_create_info(), None) }
-                    .context("vkCreateDebugUtilsMessengerEXT")?;
-            holder.debug = Some((loader, messenger));
-        }
-        holder.surface = window.create_surface(&holder.entry, &holder.instance)?;
-
-        let instance = &holder.instance;
-        // SAFETY: the instance is valid.
-        let physical_devices = unsafe { instance.enumerate_physical_devices() }
-            .context("vkEnumeratePhysicalDevices")?;
-        let Some(&physical_device) = physical_devices.first() else {
-            return Err(
-                "no Vulkan physical device found (check VK_ICD_FILENAMES / the ICD manifest)"
-                    .into(),
-            );
-        };
-        // SAFETY: physical_device was just enumerated from this instance.
-        let (properties, memory_properties, families) = unsafe {
-            (
-                instance.get_physical_device_properties(physical_device),
-                instance.get_physical_device_memory_properties(physical_device),
-                instance.get_physical_device_queue_family_properties(physical_device),
-            )
-        };
-        let device_name = properties
-            .device_name_as_c_str()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "<unnamed>".to_owned());
+        let physical = holder.first_physical_device()?;
+        let properties = &physical.properties;
         eprintln!(
-            "vkfuse-example {name}: {} physical device(s) enumerated; using #0 \"{device_name}\" \
+            "vkfuse-example {name}: {} physical device(s) enumerated; using #0 \"{}\" \
              (vendor 0x{:04x}, device 0x{:04x}, {:?})",
-            physical_devices.len(),
+            physical.enumerated,
+            physical.name,
             properties.vendor_id,
             properties.device_id,
             properties.device_type,
         );
 
+        let instance = &holder.instance;
         // SAFETY: plain query on the physical device.
         let device_extensions =
-            unsafe { instance.enumerate_device_extension_properties(physical_device) }
+            unsafe { instance.enumerate_device_extension_properties(physical.handle) }
                 .context("vkEnumerateDeviceExtensionProperties")?;
         if !device_extensions
             .iter()
@@ -349,7 +257,7 @@ impl<'w> WsiContext<'w> {
         }
 
         let mut queue_family = None;
-        for (i, f) in families.iter().enumerate() {
+        for (i, f) in physical.queue_families.iter().enumerate() {
             let wanted = vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE;
             if f.queue_count == 0 || !f.queue_flags.intersects(wanted) {
                 continue;
@@ -357,10 +265,10 @@ impl<'w> WsiContext<'w> {
             let index = i as u32;
             // SAFETY: the family index exists; the surface belongs to this instance.
             let supported = unsafe {
-                holder.surface_fns.get_physical_device_surface_support(
-                    physical_device,
+                surface.fns.get_physical_device_surface_support(
+                    physical.handle,
                     index,
-                    holder.surface,
+                    surface.handle,
                 )
             }
             .context("vkGetPhysicalDeviceSurfaceSupportKHR")?;
@@ -382,28 +290,20 @@ impl<'w> WsiContext<'w> {
             .enabled_extension_names(&device_extension_names);
         // SAFETY: an existing family with one queue; VK_KHR_swapchain is offered (checked);
         // all pointers point to locals that outlive the call.
-        let device = unsafe { instance.create_device(physical_device, &device_info, None) }
+        let device = unsafe { instance.create_device(physical.handle, &device_info, None) }
             .context("vkCreateDevice")?;
         // SAFETY: queue 0 of queue_family was requested above.
         let queue = unsafe { device.get_device_queue(queue_family, 0) };
         let swapchain_fns = ash::khr::swapchain::Device::new(instance, &device);
         Ok(Self {
-            device,
+            base: DeviceContext::new(device, &physical),
             swapchain_fns,
-            physical_device,
-            properties,
-            memory_properties,
             queue_family,
             queue,
-            device_name,
-            holder,
+            surface,
+            _instance: holder,
             window,
         })
-    }
-
-    /// `VkPhysicalDeviceProperties::deviceName`.
-    pub fn device_name(&self) -> &str {
-        &self.device_name
     }
 
     /// The window the surface was made for.
@@ -413,248 +313,13 @@ impl<'w> WsiContext<'w> {
 
     /// The surface.
     pub fn surface(&self) -> vk::SurfaceKHR {
-        self.holder.surface
+        self.surface.handle
     }
 
     /// `VK_KHR_surface`'s instance functions.
     pub fn surface_fns(&self) -> &ash::khr::surface::Instance {
-        &self.holder.surface_fns
+        &self.surface.fns
     }
-
-    /// Creates a host-visible buffer of `size` bytes for `memory` (`Upload` or `Readback`),
-    /// mapped for its lifetime.
-    pub fn create_host_buffer(
-        &self,
-        size: vk::DeviceSize,
-        usage: vk::BufferUsageFlags,
-        memory: MemoryUse,
-    ) -> Result<HostBuffer<'_>> {
-        let info = vk::BufferCreateInfo::default()
-            .size(size)
-            .usage(usage)
-            .sharing_mode(vk::SharingMode::EXCLUSIVE);
-        // SAFETY: a plain create call with a fully initialised create info.
-        let handle = unsafe { self.device.create_buffer(&info, None) }.context("vkCreateBuffer")?;
-        let mut buffer = HostBuffer {
-            device: &self.device,
-            handle,
-            memory: vk::DeviceMemory::null(),
-            size,
-            coherent: false,
-            mapped: NonNull::dangling(),
-        };
-        // SAFETY: the buffer was just created from this device.
-        let requirements = unsafe { self.device.get_buffer_memory_requirements(handle) };
-        let memory_type = find_memory_type(
-            &self.memory_properties,
-            requirements.memory_type_bits,
-            memory.candidates(),
-        )
-        .ok_or_else(|| {
-            format!(
-                "no memory type in 0b{:b} suits {memory:?}",
-                requirements.memory_type_bits
-            )
-        })?;
-        let flags = self.memory_properties.memory_types[memory_type as usize].property_flags;
-        if !flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
-            return Err(
-                format!("memory type {memory_type} for {memory:?} is not host-visible").into(),
-            );
-        }
-        buffer.coherent = flags.contains(vk::MemoryPropertyFlags::HOST_COHERENT);
-        let allocate = vk::MemoryAllocateInfo::default()
-            .allocation_size(requirements.size)
-            .memory_type_index(memory_type);
-        // SAFETY: the type index comes from this device's memory properties and the buffer's
-        // memoryTypeBits; the size is the buffer's requirement. Drop frees it.
-        buffer.memory =
-            unsafe { self.device.allocate_memory(&allocate, None) }.context("vkAllocateMemory")?;
-        // SAFETY: memory allocated for this buffer's requirements, offset 0.
-        unsafe { self.device.bind_buffer_memory(handle, buffer.memory, 0) }
-            .context("vkBindBufferMemory")?;
-        // SAFETY: host-visible memory, not mapped yet, whole range.
-        let ptr = unsafe {
-            self.device.map_memory(
-                buffer.memory,
-                0,
-                vk::WHOLE_SIZE,
-                vk::MemoryMapFlags::empty(),
-            )
-        }
-        .context("vkMapMemory")?;
-        buffer.mapped = NonNull::new(ptr.cast::<u8>()).ok_or("vkMapMemory returned null")?;
-        Ok(buffer)
-    }
-}
-
-/// A mapped host-visible buffer with its own memory.
-pub struct HostBuffer<'d> {
-    device: &'d ash::Device,
-    /// The buffer.
-    pub handle: vk::Buffer,
-    memory: vk::DeviceMemory,
-    /// Its size.
-    pub size: vk::DeviceSize,
-    coherent: bool,
-    mapped: NonNull<u8>,
-}
-
-impl Drop for HostBuffer<'_> {
-    fn drop(&mut self) {
-        // SAFETY: both were created from `device` and are destroyed once (null memory is a
-        // no-op); pending work has completed (the owner waits for its fences, or for the
-        // device on error paths, before dropping). Freeing the memory also unmaps it.
-        unsafe {
-            self.device.destroy_buffer(self.handle, None);
-            self.device.free_memory(self.memory, None);
-        }
-    }
-}
-
-impl HostBuffer<'_> {
-    fn whole_range(&self) -> vk::MappedMemoryRange<'static> {
-        // Offset 0 and WHOLE_SIZE are always multiples of nonCoherentAtomSize.
-        vk::MappedMemoryRange::default()
-            .memory(self.memory)
-            .offset(0)
-            .size(vk::WHOLE_SIZE)
-    }
-
-    /// Copies `data` to the start of the buffer (flushing non-coherent memory). The device
-    /// must not be using the buffer.
-    pub fn write(&self, data: &[u8]) -> Result<()> {
-        if data.len() as u64 > self.size {
-            return Err(format!("{} bytes do not fit in {} bytes", data.len(), self.size).into());
-        }
-        // SAFETY: the whole buffer is mapped and `data` fits; the device does not access it
-        // concurrently (caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.mapped.as_ptr(), data.len());
-        }
-        if !self.coherent {
-            // SAFETY: mapped memory, whole range.
-            unsafe {
-                self.device
-                    .flush_mapped_memory_ranges(&[self.whole_range()])
-            }
-            .context("vkFlushMappedMemoryRanges")?;
-        }
-        Ok(())
-    }
-
-    /// Reads the first `len` bytes (invalidating non-coherent memory first). Device writes must
-    /// have been made available to the host (barrier to `HOST_READ` and a fence wait).
-    pub fn read(&self, len: usize) -> Result<Vec<u8>> {
-        if len as u64 > self.size {
-            return Err(format!("cannot read {len} bytes of {} bytes", self.size).into());
-        }
-        if !self.coherent {
-            // SAFETY: mapped memory, whole range.
-            unsafe {
-                self.device
-                    .invalidate_mapped_memory_ranges(&[self.whole_range()])
-            }
-            .context("vkInvalidateMappedMemoryRanges")?;
-        }
-        let mut out = vec![0u8; len];
-        // SAFETY: the range lies in the mapping; the device is done writing (caller's contract).
-        unsafe { std::ptr::copy_nonoverlapping(self.mapped.as_ptr(), out.as_mut_ptr(), len) };
-        Ok(out)
-    }
-}
-
-/// Instance extension names offered by the drivers (and by the validation layer if asked).
-fn instance_extensions(entry: &ash::Entry, validation: bool) -> Result<Vec<ExtensionName>> {
-    let mut names = Vec::new();
-    let mut layers = vec![None];
-    if validation {
-        // SAFETY: plain query on the loader.
-        let available = unsafe { entry.enumerate_instance_layer_properties() }
-            .context("vkEnumerateInstanceLayerProperties")?;
-        if !available
-            .iter()
-            .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER))
-        {
-            return Err(format!(
-                "--validation: {} is not installed (Debian: apt-get install vulkan-validationlayers)",
-                VALIDATION_LAYER.to_string_lossy()
-            )
-            .into());
-        }
-        layers.push(Some(VALIDATION_LAYER));
-    }
-    for layer in layers {
-        // SAFETY: plain query on the loader; `layer` is a NUL-terminated name.
-        let list = unsafe { entry.enumerate_instance_extension_properties(layer) }
-            .context("vkEnumerateInstanceExtensionProperties")?;
-        names.extend(list.iter().map(|e| ExtensionName(e.extension_name)));
-    }
-    Ok(names)
-}
-
-/// An extension name as the loader returns it.
-struct ExtensionName([c_char; vk::MAX_EXTENSION_NAME_SIZE]);
-
-impl ExtensionName {
-    fn as_c_str(&self) -> &CStr {
-        // The array is NUL-terminated (VkExtensionProperties valid usage); a malformed one
-        // compares as empty.
-        let bytes: &[u8] =
-            // SAFETY: c_char and u8 have the same size and alignment.
-            unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len()) };
-        CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
-    }
-}
-
-fn messenger_create_info() -> vk::DebugUtilsMessengerCreateInfoEXT<'static> {
-    vk::DebugUtilsMessengerCreateInfoEXT::default()
-        .message_severity(
-            vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
-                | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
-        )
-        .message_type(
-            vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
-                | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
-                | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
-        )
-        .pfn_user_callback(Some(debug_messenger_callback))
-}
-
-/// Counts ERROR and WARNING messages and prints each one to stderr.
-unsafe extern "system" fn debug_messenger_callback(
-    severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    types: vk::DebugUtilsMessageTypeFlagsEXT,
-    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
-    _user_data: *mut c_void,
-) -> vk::Bool32 {
-    if severity.intersects(
-        vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
-            | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
-    ) {
-        VALIDATION_MESSAGES.fetch_add(1, Ordering::SeqCst);
-    }
-    // SAFETY: the layer passes null or callback data valid for this call whose strings are
-    // null or NUL-terminated.
-    let (id, message) = match unsafe { data.as_ref() } {
-        Some(d) => {
-            // SAFETY: as above.
-            let (id, msg) = unsafe { (d.message_id_name_as_c_str(), d.message_as_c_str()) };
-            (
-                id.map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                msg.map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            )
-        }
-        None => (String::new(), String::new()),
-    };
-    // Write errors are ignored, so no panic can unwind across this extern "system" boundary.
-    let _ = writeln!(
-        std::io::stderr(),
-        "validation [{severity:?} {types:?}] {id}: {message}"
-    );
-    vk::FALSE
 }
 
 #[cfg(test)]

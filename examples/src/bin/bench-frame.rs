@@ -11,8 +11,8 @@ use std::time::Instant;
 use ash::vk;
 use vkfuse_examples::cmd;
 use vkfuse_examples::{
-    example_main, fnv1a64, json_array, median, nanos, shaders, Args, Context, ContextDesc,
-    ErrorContext as _, MemoryUse, Owned, QueuePlan, Report, Result,
+    example_main, fnv1a64, json_array, median, nanos, shaders, Args, Context, ErrorContext as _,
+    GraphicsPipelineDesc, Report, Result,
 };
 
 const NAME: &str = "bench-frame";
@@ -70,11 +70,7 @@ fn run(mut args: Args) -> Result<Report> {
         return Err(format!("--frames must be in 1..=1000000, got {frames}").into());
     }
 
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::GRAPHICS),
-    })?;
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::GRAPHICS)?;
     let queue = ctx.queue();
     let d = &ctx.device;
     if !ctx.optimal_format_supports(FORMAT, vk::FormatFeatureFlags::COLOR_ATTACHMENT) {
@@ -85,33 +81,11 @@ fn run(mut args: Args) -> Result<Report> {
         width: SIZE,
         height: SIZE,
     };
-    let image = ctx.create_image_2d(
-        FORMAT,
-        extent,
-        vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
-        vk::ImageAspectFlags::COLOR,
-    )?;
+    let image = ctx.create_render_target(FORMAT, extent)?;
     let image_bytes = u64::from(SIZE * SIZE * 4);
-    let readback = ctx.create_buffer(
-        image_bytes,
-        vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::Readback,
-    )?;
-    let render_pass = create_render_pass(&ctx)?;
-    let views = [image.view];
-    let framebuffer_info = vk::FramebufferCreateInfo::default()
-        .render_pass(*render_pass)
-        .attachments(&views)
-        .width(SIZE)
-        .height(SIZE)
-        .layers(1);
-    // SAFETY: the view is alive and matches the render pass's format and the extent.
-    let framebuffer = unsafe {
-        ctx.own(
-            d.create_framebuffer(&framebuffer_info, None)
-                .context("vkCreateFramebuffer")?,
-        )
-    };
+    let readback = ctx.create_readback_buffer(image_bytes)?;
+    let render_pass = ctx.create_render_pass_to_transfer(FORMAT, None)?;
+    let framebuffer = ctx.create_framebuffer(&render_pass, &[&image], extent)?;
     let layout = ctx.create_pipeline_layout(
         &[],
         &[vk::PushConstantRange {
@@ -120,9 +94,22 @@ fn run(mut args: Args) -> Result<Report> {
             size: PUSH_SIZE,
         }],
     )?;
-    let pipeline = create_pipeline(&ctx, &render_pass, &layout)?;
+    let pipeline = ctx.create_graphics_pipeline(
+        &GraphicsPipelineDesc {
+            vertex_shader: shaders::RECT_VERT,
+            fragment_shader: shaders::RECT_FRAG,
+            // The vertex shader makes the rectangle's corners from the push constants.
+            vertex_bindings: &[],
+            vertex_attributes: &[],
+            topology: vk::PrimitiveTopology::TRIANGLE_STRIP,
+            extent,
+            depth_test: false,
+        },
+        &layout,
+        &render_pass,
+    )?;
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::TRANSIENT)?;
-    let cb = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+    let cb = ctx.allocate_primary(&pool)?;
     let fence = ctx.create_fence(false)?;
     let _idle = ctx.idle_guard();
 
@@ -134,14 +121,6 @@ fn run(mut args: Args) -> Result<Report> {
                 float32: [0.0, 0.0, if f % 2 == 0 { 0.0 } else { 1.0 }, 1.0],
             },
         }];
-        let begin = vk::RenderPassBeginInfo::default()
-            .render_pass(*render_pass)
-            .framebuffer(*framebuffer)
-            .render_area(vk::Rect2D {
-                offset: vk::Offset2D::default(),
-                extent,
-            })
-            .clear_values(&clear);
         // SAFETY: the previous frame's fence wait completed, so the pool's command buffer is
         // not pending and may be reset and re-recorded; all handles are alive until the wait
         // below. The render pass's external dependencies order this frame's clear after the
@@ -150,7 +129,7 @@ fn run(mut args: Args) -> Result<Report> {
             d.reset_command_pool(*pool, vk::CommandPoolResetFlags::empty())
                 .context("vkResetCommandPool")?;
             cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
-            d.cmd_begin_render_pass(cb, &begin, vk::SubpassContents::INLINE);
+            cmd::begin_render_pass(d, cb, (*render_pass, *framebuffer), extent, &clear);
             d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::GRAPHICS, *pipeline);
             for r in 0..RECTS {
                 d.cmd_push_constants(
@@ -163,64 +142,21 @@ fn run(mut args: Args) -> Result<Report> {
                 d.cmd_draw(cb, 4, 1, 0, 0);
             }
             d.cmd_end_render_pass(cb);
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
-            let cbs = [cb];
-            d.queue_submit(
-                queue.handle,
-                &[vk::SubmitInfo::default().command_buffers(&cbs)],
-                *fence,
-            )
-            .context("vkQueueSubmit")?;
+            cmd::end(d, cb)?;
+            ctx.submit(queue.handle, &[cb], &fence)?;
         }
-        ctx.wait_fence(&fence)?;
-        // SAFETY: the fence is signaled and no longer used by a queue operation.
-        unsafe { d.reset_fences(&[*fence]) }.context("vkResetFences")?;
+        ctx.wait_and_reset_fence(&fence)?;
         if f >= WARM_UP {
             frame_ns.push(nanos(start.elapsed()));
         }
     }
 
     // Read the last frame back (untimed), as a sanity check for runs through vkfuse.
-    let copy = vk::BufferImageCopy {
-        buffer_offset: 0,
-        buffer_row_length: 0,
-        buffer_image_height: 0,
-        image_subresource: vk::ImageSubresourceLayers {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            mip_level: 0,
-            base_array_layer: 0,
-            layer_count: 1,
-        },
-        image_offset: vk::Offset3D::default(),
-        image_extent: vk::Extent3D {
-            width: SIZE,
-            height: SIZE,
-            depth: 1,
-        },
-    };
     ctx.one_time_commands(queue, |cb| {
         // SAFETY: the image is in TRANSFER_SRC_OPTIMAL (the render pass's final layout) and the
         // render pass's dependency to EXTERNAL orders its writes before transfer reads on this
-        // queue; the barrier makes the copy visible to the host.
-        unsafe {
-            d.cmd_copy_image_to_buffer(
-                cb,
-                image.handle,
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                readback.handle,
-                &[copy],
-            );
-            cmd::buffer_barrier(
-                d,
-                cb,
-                readback.handle,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-            );
-        }
+        // queue; the buffer holds the whole image.
+        unsafe { cmd::copy_image_to_host(d, cb, image.handle, extent, readback.handle) };
         Ok(())
     })?;
     let pixels = readback.read_bytes(0, image_bytes as usize)?;
@@ -236,135 +172,4 @@ fn run(mut args: Args) -> Result<Report> {
         "{{\"name\":\"{NAME}\",\"frames\":{frames},\"frame_ns\":{}}}",
         json_array(&frame_ns)
     )))
-}
-
-fn create_render_pass(ctx: &Context) -> Result<Owned<'_, vk::RenderPass>> {
-    let attachments = [vk::AttachmentDescription::default()
-        .format(FORMAT)
-        .samples(vk::SampleCountFlags::TYPE_1)
-        .load_op(vk::AttachmentLoadOp::CLEAR)
-        .store_op(vk::AttachmentStoreOp::STORE)
-        .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)
-        .stencil_store_op(vk::AttachmentStoreOp::DONT_CARE)
-        .initial_layout(vk::ImageLayout::UNDEFINED)
-        .final_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)];
-    let color_ref = [vk::AttachmentReference {
-        attachment: 0,
-        layout: vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
-    }];
-    let subpass = [vk::SubpassDescription::default()
-        .pipeline_bind_point(vk::PipelineBindPoint::GRAPHICS)
-        .color_attachments(&color_ref)];
-    let dependencies = [
-        // The previous frame's colour writes (and the readback's transfer read) before this
-        // frame's clear and writes.
-        vk::SubpassDependency {
-            src_subpass: vk::SUBPASS_EXTERNAL,
-            dst_subpass: 0,
-            src_stage_mask: vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT
-                | vk::PipelineStageFlags::TRANSFER,
-            dst_stage_mask: vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT,
-            src_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
-            dst_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
-            dependency_flags: vk::DependencyFlags::empty(),
-        },
-        // This frame's colour writes before a later copy out of the image.
-        vk::SubpassDependency {
-            src_subpass: 0,
-            dst_subpass: vk::SUBPASS_EXTERNAL,
-            src_stage_mask: vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT,
-            dst_stage_mask: vk::PipelineStageFlags::TRANSFER,
-            src_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
-            dst_access_mask: vk::AccessFlags::TRANSFER_READ,
-            dependency_flags: vk::DependencyFlags::empty(),
-        },
-    ];
-    let info = vk::RenderPassCreateInfo::default()
-        .attachments(&attachments)
-        .subpasses(&subpass)
-        .dependencies(&dependencies);
-    // SAFETY: plain create call with arrays that outlive it; the result is owned once.
-    unsafe {
-        Ok(ctx.own(
-            ctx.device
-                .create_render_pass(&info, None)
-                .context("vkCreateRenderPass")?,
-        ))
-    }
-}
-
-fn create_pipeline<'c>(
-    ctx: &'c Context,
-    render_pass: &Owned<'c, vk::RenderPass>,
-    layout: &Owned<'c, vk::PipelineLayout>,
-) -> Result<Owned<'c, vk::Pipeline>> {
-    let vert = ctx.create_shader_module(shaders::RECT_VERT)?;
-    let frag = ctx.create_shader_module(shaders::RECT_FRAG)?;
-    let stages = [
-        vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::VERTEX)
-            .module(*vert)
-            .name(c"main"),
-        vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::FRAGMENT)
-            .module(*frag)
-            .name(c"main"),
-    ];
-    let vertex_input = vk::PipelineVertexInputStateCreateInfo::default();
-    let input_assembly = vk::PipelineInputAssemblyStateCreateInfo::default()
-        .topology(vk::PrimitiveTopology::TRIANGLE_STRIP);
-    let viewports = [vk::Viewport {
-        x: 0.0,
-        y: 0.0,
-        width: SIZE as f32,
-        height: SIZE as f32,
-        min_depth: 0.0,
-        max_depth: 1.0,
-    }];
-    let scissors = [vk::Rect2D {
-        offset: vk::Offset2D::default(),
-        extent: vk::Extent2D {
-            width: SIZE,
-            height: SIZE,
-        },
-    }];
-    let viewport = vk::PipelineViewportStateCreateInfo::default()
-        .viewports(&viewports)
-        .scissors(&scissors);
-    let raster = vk::PipelineRasterizationStateCreateInfo::default()
-        .polygon_mode(vk::PolygonMode::FILL)
-        .cull_mode(vk::CullModeFlags::NONE)
-        .front_face(vk::FrontFace::COUNTER_CLOCKWISE)
-        .line_width(1.0);
-    let multisample = vk::PipelineMultisampleStateCreateInfo::default()
-        .rasterization_samples(vk::SampleCountFlags::TYPE_1);
-    let blend_attachments = [vk::PipelineColorBlendAttachmentState::default()
-        .blend_enable(false)
-        .color_write_mask(vk::ColorComponentFlags::RGBA)];
-    let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachments);
-    let info = vk::GraphicsPipelineCreateInfo::default()
-        .stages(&stages)
-        .vertex_input_state(&vertex_input)
-        .input_assembly_state(&input_assembly)
-        .viewport_state(&viewport)
-        .rasterization_state(&raster)
-        .multisample_state(&multisample)
-        .color_blend_state(&blend)
-        .layout(**layout)
-        .render_pass(**render_pass)
-        .subpass(0);
-    // SAFETY: every state struct outlives the call; modules, layout and render pass are alive
-    // and the shaders' push constant block matches the layout's range.
-    unsafe {
-        let pipelines = ctx
-            .device
-            .create_graphics_pipelines(vk::PipelineCache::null(), &[info], None)
-            .map_err(|(_, e)| e)
-            .context("vkCreateGraphicsPipelines")?;
-        let pipeline = pipelines
-            .first()
-            .copied()
-            .ok_or("vkCreateGraphicsPipelines returned no pipeline")?;
-        Ok(ctx.own(pipeline))
-    }
 }

@@ -14,8 +14,8 @@ use std::time::Instant;
 use ash::vk;
 use vkfuse_examples::cmd;
 use vkfuse_examples::{
-    example_main, json_array, median, nanos, shaders, u32s_from_bytes, Args, Context, ContextDesc,
-    ErrorContext as _, MemoryUse, Mismatch, QueuePlan, Report, Result,
+    example_main, json_array, median, nanos, shaders, u32s_from_bytes, Args, Binding, Context,
+    ErrorContext as _, Mismatch, Report, Result,
 };
 
 const NAME: &str = "bench-record";
@@ -54,61 +54,20 @@ fn run(mut args: Args) -> Result<Report> {
         return Err("--commands must be in 2..=100000000 and --iterations in 0..=10000".into());
     }
 
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-    })?;
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let queue = ctx.queue();
     let d = &ctx.device;
 
-    let counter = ctx.create_buffer(
-        8,
-        vk::BufferUsageFlags::STORAGE_BUFFER
-            | vk::BufferUsageFlags::TRANSFER_SRC
-            | vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::DeviceLocal,
+    let counter = ctx.create_storage_buffer(8)?;
+    let readback = ctx.create_readback_buffer(8)?;
+    let kernel = ctx.create_compute_kernel(
+        shaders::COUNTER_COMP,
+        4,
+        &[Binding::compute_storage(&counter, 0, 8)],
     )?;
-    let readback = ctx.create_buffer(8, vk::BufferUsageFlags::TRANSFER_DST, MemoryUse::Readback)?;
-    let set_layout =
-        ctx.create_descriptor_set_layout(&[vk::DescriptorSetLayoutBinding::default()
-            .binding(0)
-            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-            .descriptor_count(1)
-            .stage_flags(vk::ShaderStageFlags::COMPUTE)])?;
-    let layout = ctx.create_pipeline_layout(
-        &[&set_layout],
-        &[vk::PushConstantRange {
-            stage_flags: vk::ShaderStageFlags::COMPUTE,
-            offset: 0,
-            size: 4,
-        }],
-    )?;
-    let module = ctx.create_shader_module(shaders::COUNTER_COMP)?;
-    let pipeline = ctx.create_compute_pipeline(&layout, &module)?;
-    let descriptor_pool = ctx.create_descriptor_pool(
-        1,
-        &[vk::DescriptorPoolSize {
-            ty: vk::DescriptorType::STORAGE_BUFFER,
-            descriptor_count: 1,
-        }],
-    )?;
-    let set = ctx.allocate_descriptor_set(&descriptor_pool, &set_layout)?;
-    let buffer_info = [vk::DescriptorBufferInfo {
-        buffer: counter.handle,
-        offset: 0,
-        range: 8,
-    }];
-    let write = vk::WriteDescriptorSet::default()
-        .dst_set(set)
-        .dst_binding(0)
-        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-        .buffer_info(&buffer_info);
-    // SAFETY: the set is unused and the buffer alive with STORAGE usage.
-    unsafe { d.update_descriptor_sets(&[write], &[]) };
 
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::TRANSIENT)?;
-    let cb = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+    let cb = ctx.allocate_primary(&pool)?;
     let fence = ctx.create_fence(false)?;
     let _idle = ctx.idle_guard();
 
@@ -126,69 +85,30 @@ fn run(mut args: Args) -> Result<Report> {
         // counter, so they need no barriers between one another.
         unsafe {
             cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
-            d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, *pipeline);
-            d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, *layout, 0, &[set], &[]);
+            kernel.bind(d, cb);
             d.cmd_fill_buffer(cb, counter.handle, 0, 8, 0);
             cmd::buffer_barrier(
                 d,
                 cb,
                 counter.handle,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-                ),
+                cmd::TRANSFER_WRITE,
+                cmd::COMPUTE_READ_WRITE,
             );
             for i in 0..commands {
                 if i % 2 == 0 {
-                    d.cmd_push_constants(
-                        cb,
-                        *layout,
-                        vk::ShaderStageFlags::COMPUTE,
-                        0,
-                        &pushes[(i / 2) as usize],
-                    );
+                    kernel.push_constants(d, cb, &pushes[(i / 2) as usize]);
                 } else {
                     d.cmd_dispatch(cb, 1, 1, 1);
                 }
             }
-            cmd::buffer_barrier(
+            cmd::copy_compute_results_to_host(
                 d,
                 cb,
                 counter.handle,
-                (
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::SHADER_WRITE,
-                ),
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_READ,
-                ),
-            );
-            d.cmd_copy_buffer(
-                cb,
-                counter.handle,
                 readback.handle,
-                &[vk::BufferCopy {
-                    src_offset: 0,
-                    dst_offset: 0,
-                    size: 8,
-                }],
+                &[cmd::copy_range(0, 8)],
             );
-            cmd::buffer_barrier(
-                d,
-                cb,
-                readback.handle,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-            );
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::end(d, cb)?;
         }
         Ok(())
     };
@@ -205,17 +125,9 @@ fn run(mut args: Args) -> Result<Report> {
         let start = Instant::now();
         record()?;
         let recorded = Instant::now();
-        let cbs = [cb];
         // SAFETY: cb is executable, of the queue's family; the fence is unsignaled (created so,
-        // and reset after every wait).
-        unsafe {
-            d.queue_submit(
-                queue.handle,
-                &[vk::SubmitInfo::default().command_buffers(&cbs)],
-                *fence,
-            )
-        }
-        .context("vkQueueSubmit")?;
+        // and reset after every wait); what cb uses is alive until the wait.
+        unsafe { ctx.submit(queue.handle, &[cb], &fence) }?;
         ctx.wait_fence(&fence)?;
         let done = Instant::now();
         // SAFETY: the fence is signaled and no longer used by any queue operation.

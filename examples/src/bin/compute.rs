@@ -8,12 +8,9 @@
 use std::process::ExitCode;
 
 use ash::vk;
-use vkfuse_examples::cmd::{self, buffer_barrier};
-use vkfuse_examples::workload::{self, ComputePipeline, Params};
-use vkfuse_examples::{
-    align_up, example_main, f32_bytes, f32s_from_bytes, u32_bytes, u32s_from_bytes, Args, Context,
-    ContextDesc, ErrorContext as _, Fnv1a64, MemoryUse, QueuePlan, Report, Result,
-};
+use vkfuse_examples::cmd;
+use vkfuse_examples::workload::{self, ComputePipeline, DataLayout, Params};
+use vkfuse_examples::{example_main, Args, Context, MemoryUse, Report, Result};
 
 const NAME: &str = "compute";
 const USAGE: &str = "\
@@ -37,35 +34,16 @@ fn run(mut args: Args) -> Result<Report> {
     let n: u32 = args.value("--elements")?.unwrap_or(300_000);
     let force_staging = args.flag("--force-staging");
     args.finish()?;
-    if n == 0 || n > 1 << 24 {
-        return Err(format!("--elements must be in 1..=16777216, got {n}").into());
-    }
+    workload::check_elements(n)?;
 
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-    })?;
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let queue = ctx.queue();
     let params = Params::default();
-    let bytes = u64::from(n) * 4;
-    let alignment = ctx.properties.limits.min_storage_buffer_offset_alignment;
-    let floats_offset = align_up(bytes, alignment);
-    let total = floats_offset + bytes;
+    let layout = DataLayout::new(&ctx, n);
+    let (bytes, total) = (layout.bytes, layout.total);
 
-    let params_buffer = ctx.create_buffer(
-        Params::SIZE,
-        vk::BufferUsageFlags::UNIFORM_BUFFER,
-        MemoryUse::Upload,
-    )?;
-    params_buffer.write_bytes(0, &params.to_bytes())?;
-    let storage = ctx.create_buffer(
-        total,
-        vk::BufferUsageFlags::STORAGE_BUFFER
-            | vk::BufferUsageFlags::TRANSFER_SRC
-            | vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::DeviceLocal,
-    )?;
+    let params_buffer = workload::create_params_buffer(&ctx, &params, &[])?;
+    let storage = ctx.create_storage_buffer(total)?;
     let staging = if force_staging || !storage.is_mapped() {
         let usage = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
         Some((
@@ -86,37 +64,19 @@ fn run(mut args: Args) -> Result<Report> {
         }
     );
 
-    let ints = workload::initial_ints(n as usize);
-    let floats = workload::initial_floats(n as usize);
     let input = staging.as_ref().map_or(&storage, |(upload, _)| upload);
-    input.write_bytes(0, &u32_bytes(&ints))?;
-    input.write_bytes(floats_offset, &f32_bytes(&floats))?;
+    let initial = workload::write_initial_data(input, &layout)?;
 
-    let pipeline = ComputePipeline::new(
-        &ctx,
-        params_buffer.handle,
-        storage.handle,
-        u64::from(n),
-        floats_offset,
-    )?;
+    let pipeline = ComputePipeline::new(&ctx, &params_buffer, &storage, &layout)?;
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
-    let cb = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+    let cb = ctx.allocate_primary(&pool)?;
     let fence = ctx.create_fence(false)?;
     // Dropped first: an early return after the submit waits before anything is destroyed.
     let _idle = ctx.idle_guard();
 
-    let regions = [
-        vk::BufferCopy {
-            src_offset: 0,
-            dst_offset: 0,
-            size: bytes,
-        },
-        vk::BufferCopy {
-            src_offset: floats_offset,
-            dst_offset: floats_offset,
-            size: bytes,
-        },
-    ];
+    let regions = layout
+        .ranges(0, n)
+        .map(|(offset, size)| cmd::copy_range(offset, size));
     let d = &ctx.device;
     // SAFETY: cb was allocated from `pool` (family of `queue`) and is in the initial state; every
     // handle recorded belongs to this device and outlives the submission (waited on below).
@@ -126,92 +86,33 @@ fn run(mut args: Args) -> Result<Report> {
         cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
         if let Some((upload, _)) = &staging {
             d.cmd_copy_buffer(cb, upload.handle, storage.handle, &regions);
-            buffer_barrier(
+            cmd::buffer_barrier(
                 d,
                 cb,
                 storage.handle,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-                ),
+                cmd::TRANSFER_WRITE,
+                cmd::COMPUTE_READ_WRITE,
             );
         }
-        pipeline.record_passes(&ctx, cb, storage.handle, 0, n);
+        pipeline.record_passes(d, cb, storage.handle, 0, n);
         if let Some((_, readback)) = &staging {
-            buffer_barrier(
-                d,
-                cb,
-                storage.handle,
-                (
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::SHADER_WRITE,
-                ),
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_READ,
-                ),
-            );
-            d.cmd_copy_buffer(cb, storage.handle, readback.handle, &regions);
-            buffer_barrier(
-                d,
-                cb,
-                readback.handle,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-            );
+            cmd::copy_compute_results_to_host(d, cb, storage.handle, readback.handle, &regions);
         } else {
-            buffer_barrier(
-                d,
-                cb,
-                storage.handle,
-                (
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::SHADER_WRITE,
-                ),
-                (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-            );
+            cmd::buffer_barrier(d, cb, storage.handle, cmd::COMPUTE_WRITE, cmd::HOST_READ);
         }
-        d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
-        let cbs = [cb];
-        d.queue_submit(
-            queue.handle,
-            &[vk::SubmitInfo::default().command_buffers(&cbs)],
-            *fence,
-        )
-        .context("vkQueueSubmit")?;
+        cmd::end(d, cb)?;
+        ctx.submit(queue.handle, &[cb], &fence)?;
     }
     ctx.wait_fence(&fence)?;
 
     let output = staging.as_ref().map_or(&storage, |(_, readback)| readback);
-    let out_ints_bytes = output.read_bytes(0, bytes as usize)?;
-    let out_floats_bytes = output.read_bytes(floats_offset, bytes as usize)?;
-
-    let mut expected_ints = ints;
-    let mut expected_floats = floats;
-    workload::reference(&params, &mut expected_ints, &mut expected_floats);
-    workload::verify(
-        &expected_ints,
-        &expected_floats,
-        &u32s_from_bytes(&out_ints_bytes),
-        &f32s_from_bytes(&out_floats_bytes),
-    )?;
-
-    let mut hash = Fnv1a64::new();
-    hash.update(&out_ints_bytes);
-    hash.update(&out_floats_bytes);
+    let hash = workload::check_results(&params, initial, output, &layout)?;
     eprintln!(
         "{NAME}: results match the CPU reference; hash covers ints[0..{n}] (u32 LE) then floats[0..{n}] (f32 LE), {} bytes",
         2 * bytes
     );
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),
-        hash: hash.finish(),
+        hash,
     })
 }

@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use ash::vk;
+use ash::vk::PipelineStageFlags as Stage;
 use vkfuse_examples::cmd;
-use vkfuse_examples::workload::{self, ComputePipeline, Params};
+use vkfuse_examples::workload::{self, ComputePipeline, DataLayout, Params};
 use vkfuse_examples::{
-    align_up, example_main, f32_bytes, f32s_from_bytes, u32_bytes, u32s_from_bytes, Args, Context,
-    ContextDesc, ErrorContext as _, Fnv1a64, MemoryUse, Owned, QueueInfo, QueuePlan, Report,
-    Result,
+    example_main, Args, Context, ContextDesc, ErrorContext as _, Owned, QueueInfo, QueuePlan,
+    Report, Result,
 };
 
 const NAME: &str = "multiqueue";
@@ -81,30 +81,11 @@ fn choose_queues(queues: &[QueueInfo]) -> Result<(QueueInfo, Vec<QueueInfo>)> {
     Ok((transfer, workers))
 }
 
-/// A buffer memory barrier on `range` of `buffer`, optionally transferring ownership.
-fn range_barrier(
-    buffer: vk::Buffer,
-    (offset, size): (u64, u64),
-    access: (vk::AccessFlags, vk::AccessFlags),
-    families: (u32, u32),
-) -> vk::BufferMemoryBarrier<'static> {
-    vk::BufferMemoryBarrier::default()
-        .src_access_mask(access.0)
-        .dst_access_mask(access.1)
-        .src_queue_family_index(families.0)
-        .dst_queue_family_index(families.1)
-        .buffer(buffer)
-        .offset(offset)
-        .size(size)
-}
-
 fn run(mut args: Args) -> Result<Report> {
     let n: u32 = args.value("--elements")?.unwrap_or(300_000);
     let chunks: u32 = args.value("--chunks")?.unwrap_or(8);
     args.finish()?;
-    if n == 0 || n > 1 << 24 {
-        return Err(format!("--elements must be in 1..=16777216, got {n}").into());
-    }
+    workload::check_elements(n)?;
     if chunks == 0 || chunks > 64 || chunks > n {
         return Err(
             format!("--chunks must be in 1..=64 and at most --elements, got {chunks}").into(),
@@ -138,48 +119,18 @@ fn run(mut args: Args) -> Result<Report> {
     );
 
     let params = Params::default();
-    let bytes = u64::from(n) * 4;
-    let floats_offset = align_up(
-        bytes,
-        ctx.properties.limits.min_storage_buffer_offset_alignment,
-    );
-    let total = floats_offset + bytes;
+    let layout = DataLayout::new(&ctx, n);
     let worker_families: Vec<u32> = workers.iter().map(|q| q.family).collect();
 
     // Read by every compute family and written only by the host: concurrent sharing.
-    let params_buffer = ctx.create_buffer_shared(
-        Params::SIZE,
-        vk::BufferUsageFlags::UNIFORM_BUFFER,
-        MemoryUse::Upload,
-        &worker_families,
-    )?;
-    params_buffer.write_bytes(0, &params.to_bytes())?;
+    let params_buffer = workload::create_params_buffer(&ctx, &params, &worker_families)?;
     // Exclusive: chunks change hands with ownership transfers.
-    let storage = ctx.create_buffer(
-        total,
-        vk::BufferUsageFlags::STORAGE_BUFFER
-            | vk::BufferUsageFlags::TRANSFER_SRC
-            | vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::DeviceLocal,
-    )?;
-    let upload = ctx.create_buffer(total, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUse::Upload)?;
-    let readback = ctx.create_buffer(
-        total,
-        vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::Readback,
-    )?;
-    let ints = workload::initial_ints(n as usize);
-    let floats = workload::initial_floats(n as usize);
-    upload.write_bytes(0, &u32_bytes(&ints))?;
-    upload.write_bytes(floats_offset, &f32_bytes(&floats))?;
+    let storage = ctx.create_storage_buffer(layout.total)?;
+    let upload = ctx.create_upload_buffer(layout.total)?;
+    let readback = ctx.create_readback_buffer(layout.total)?;
+    let initial = workload::write_initial_data(&upload, &layout)?;
 
-    let pipeline = ComputePipeline::new(
-        &ctx,
-        params_buffer.handle,
-        storage.handle,
-        u64::from(n),
-        floats_offset,
-    )?;
+    let pipeline = ComputePipeline::new(&ctx, &params_buffer, &storage, &layout)?;
 
     // One pool per family in use.
     let mut pools: BTreeMap<u32, Owned<'_, vk::CommandPool>> = BTreeMap::new();
@@ -236,21 +187,12 @@ fn run(mut args: Args) -> Result<Report> {
     let _idle = ctx.idle_guard();
 
     for chunk in &plan {
-        let ranges = [
-            (u64::from(chunk.start) * 4, u64::from(chunk.len) * 4),
-            (
-                floats_offset + u64::from(chunk.start) * 4,
-                u64::from(chunk.len) * 4,
-            ),
-        ];
-        let regions = ranges.map(|(offset, size)| vk::BufferCopy {
-            src_offset: offset,
-            dst_offset: offset,
-            size,
-        });
+        let ranges = layout.ranges(chunk.start, chunk.len);
+        let regions = ranges.map(|(offset, size)| cmd::copy_range(offset, size));
         let handover = chunk.worker.family != transfer.family;
-        let ownership =
-            |access, families| ranges.map(|r| range_barrier(storage.handle, r, access, families));
+        let ownership = |access, families| {
+            ranges.map(|r| cmd::buffer_range_barrier(storage.handle, r, access, families))
+        };
         let (tf, wf) = (transfer.family, chunk.worker.family);
         let none = vk::AccessFlags::empty();
         // SAFETY: each command buffer is fresh, from the pool of the family it is submitted to,
@@ -264,83 +206,61 @@ fn run(mut args: Args) -> Result<Report> {
             cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
             d.cmd_copy_buffer(cb, upload.handle, storage.handle, &regions);
             if handover {
-                d.cmd_pipeline_barrier(
+                cmd::pipeline_barrier(
+                    d,
                     cb,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-                    vk::DependencyFlags::empty(),
-                    &[],
+                    (Stage::TRANSFER, Stage::BOTTOM_OF_PIPE),
                     &ownership((vk::AccessFlags::TRANSFER_WRITE, none), (tf, wf)),
                     &[],
                 );
             }
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::end(d, cb)?;
 
             let cb = chunk.compute_cb;
             cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
             if handover {
-                d.cmd_pipeline_barrier(
+                cmd::pipeline_barrier(
+                    d,
                     cb,
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::DependencyFlags::empty(),
-                    &[],
-                    &ownership(
-                        (
-                            none,
-                            vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-                        ),
-                        (tf, wf),
-                    ),
+                    (Stage::COMPUTE_SHADER, Stage::COMPUTE_SHADER),
+                    &ownership((none, cmd::COMPUTE_READ_WRITE.1), (tf, wf)),
                     &[],
                 );
             }
-            pipeline.record_passes(&ctx, cb, storage.handle, chunk.start, chunk.len);
+            pipeline.record_passes(d, cb, storage.handle, chunk.start, chunk.len);
             if handover {
-                d.cmd_pipeline_barrier(
+                cmd::pipeline_barrier(
+                    d,
                     cb,
-                    vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-                    vk::DependencyFlags::empty(),
-                    &[],
+                    (Stage::COMPUTE_SHADER, Stage::BOTTOM_OF_PIPE),
                     &ownership((vk::AccessFlags::SHADER_WRITE, none), (wf, tf)),
                     &[],
                 );
             }
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::end(d, cb)?;
 
             let cb = chunk.readback_cb;
             cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
             if handover {
-                d.cmd_pipeline_barrier(
+                cmd::pipeline_barrier(
+                    d,
                     cb,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::DependencyFlags::empty(),
-                    &[],
+                    (Stage::TRANSFER, Stage::TRANSFER),
                     &ownership((none, vk::AccessFlags::TRANSFER_READ), (wf, tf)),
                     &[],
                 );
             }
             d.cmd_copy_buffer(cb, storage.handle, readback.handle, &regions);
             let to_host = ranges.map(|r| {
-                range_barrier(
+                cmd::buffer_range_barrier(
                     readback.handle,
                     r,
                     (vk::AccessFlags::TRANSFER_WRITE, vk::AccessFlags::HOST_READ),
                     (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED),
                 )
             });
-            d.cmd_pipeline_barrier(
-                cb,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[],
-                &to_host,
-                &[],
-            );
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::pipeline_barrier(d, cb, (Stage::TRANSFER, Stage::HOST), &to_host, &[]);
+            cmd::end(d, cb)?;
         }
     }
 
@@ -397,29 +317,15 @@ fn run(mut args: Args) -> Result<Report> {
         .context("vkQueueSubmit (readback)")?;
     ctx.wait_fence(&fence)?;
 
-    let out_ints_bytes = readback.read_bytes(0, bytes as usize)?;
-    let out_floats_bytes = readback.read_bytes(floats_offset, bytes as usize)?;
-    let mut expected_ints = ints;
-    let mut expected_floats = floats;
-    workload::reference(&params, &mut expected_ints, &mut expected_floats);
-    workload::verify(
-        &expected_ints,
-        &expected_floats,
-        &u32s_from_bytes(&out_ints_bytes),
-        &f32s_from_bytes(&out_floats_bytes),
-    )?;
-
-    let mut hash = Fnv1a64::new();
-    hash.update(&out_ints_bytes);
-    hash.update(&out_floats_bytes);
+    let hash = workload::check_results(&params, initial, &readback, &layout)?;
     eprintln!(
         "{NAME}: {chunks} chunks over {} compute queue(s), results match the CPU reference; hash covers ints[0..{n}] (u32 LE) then floats[0..{n}] (f32 LE), {} bytes",
         workers.len(),
-        2 * bytes
+        2 * layout.bytes
     );
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),
-        hash: hash.finish(),
+        hash,
     })
 }
 

@@ -14,8 +14,8 @@ use ash::vk;
 use vkfuse_examples::cmd;
 use vkfuse_examples::workload::fmix32;
 use vkfuse_examples::{
-    example_main, shaders, u32s_from_bytes, Args, Context, ContextDesc, ErrorContext as _, Fnv1a64,
-    MemoryUse, Mismatch, Owned, QueuePlan, Report, Result,
+    example_main, shaders, u32s_from_bytes, Args, Binding, ComputeKernel, Context,
+    ErrorContext as _, Fnv1a64, Mismatch, Owned, Report, Result,
 };
 
 const NAME: &str = "multithread";
@@ -62,12 +62,9 @@ fn apply(acc: &mut [u32], seed: u32) {
     }
 }
 
-/// Pipeline state every recording thread uses (read-only, shared).
-#[derive(Clone, Copy)]
-struct Shared {
-    pipeline: vk::Pipeline,
-    layout: vk::PipelineLayout,
-    set: vk::DescriptorSet,
+/// What every recording thread uses (read-only, shared).
+struct Shared<'c> {
+    kernel: ComputeKernel<'c>,
     acc: vk::Buffer,
 }
 
@@ -77,35 +74,15 @@ struct Shared {
 ///
 /// `cb` must be a command buffer of `d` in the recording state outside a render pass, on a
 /// compute-capable family, not used by another thread; `s` must hold live objects of `d`.
-unsafe fn record_unit(d: &ash::Device, cb: vk::CommandBuffer, s: &Shared, seed: u32) {
+unsafe fn record_unit(d: &ash::Device, cb: vk::CommandBuffer, s: &Shared<'_>, seed: u32) {
     let mut push = [0u8; 8];
     push[..4].copy_from_slice(&seed.to_le_bytes());
     push[4..].copy_from_slice(&ELEMENTS.to_le_bytes());
     // SAFETY: forwarded from the caller; the push range matches the layout.
     unsafe {
-        cmd::buffer_barrier(
-            d,
-            cb,
-            s.acc,
-            (
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
-            ),
-            (
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-            ),
-        );
-        d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, s.pipeline);
-        d.cmd_bind_descriptor_sets(
-            cb,
-            vk::PipelineBindPoint::COMPUTE,
-            s.layout,
-            0,
-            &[s.set],
-            &[],
-        );
-        d.cmd_push_constants(cb, s.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
+        cmd::buffer_barrier(d, cb, s.acc, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
+        s.kernel.bind(d, cb);
+        s.kernel.push_constants(d, cb, &push);
         d.cmd_dispatch(cb, ELEMENTS.div_ceil(LOCAL_SIZE), 1, 1);
     }
 }
@@ -120,7 +97,7 @@ struct Recorded<'c> {
 /// Body of recording thread `t`.
 fn record_thread<'c>(
     ctx: &'c Context,
-    s: &Shared,
+    s: &Shared<'_>,
     t: u32,
     primaries: u32,
     secondaries: u32,
@@ -158,7 +135,7 @@ fn record_thread<'c>(
             } else if !sec.is_empty() {
                 d.cmd_execute_commands(cb, &sec);
             }
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::end(d, cb)?;
         }
     }
     Ok(Recorded {
@@ -178,67 +155,20 @@ fn run(mut args: Args) -> Result<Report> {
         );
     }
 
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-    })?;
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let queue = ctx.queue();
     let d = &ctx.device;
     let bytes = u64::from(ELEMENTS) * 4;
 
-    let acc = ctx.create_buffer(
-        bytes,
-        vk::BufferUsageFlags::STORAGE_BUFFER
-            | vk::BufferUsageFlags::TRANSFER_SRC
-            | vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::DeviceLocal,
+    let acc = ctx.create_storage_buffer(bytes)?;
+    let readback = ctx.create_readback_buffer(bytes)?;
+    let kernel = ctx.create_compute_kernel(
+        shaders::ACCUMULATE_COMP,
+        8,
+        &[Binding::compute_storage(&acc, 0, vk::WHOLE_SIZE)],
     )?;
-    let readback = ctx.create_buffer(
-        bytes,
-        vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::Readback,
-    )?;
-    let set_layout =
-        ctx.create_descriptor_set_layout(&[vk::DescriptorSetLayoutBinding::default()
-            .binding(0)
-            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-            .descriptor_count(1)
-            .stage_flags(vk::ShaderStageFlags::COMPUTE)])?;
-    let layout = ctx.create_pipeline_layout(
-        &[&set_layout],
-        &[vk::PushConstantRange {
-            stage_flags: vk::ShaderStageFlags::COMPUTE,
-            offset: 0,
-            size: 8,
-        }],
-    )?;
-    let module = ctx.create_shader_module(shaders::ACCUMULATE_COMP)?;
-    let pipeline = ctx.create_compute_pipeline(&layout, &module)?;
-    let descriptor_pool = ctx.create_descriptor_pool(
-        1,
-        &[vk::DescriptorPoolSize {
-            ty: vk::DescriptorType::STORAGE_BUFFER,
-            descriptor_count: 1,
-        }],
-    )?;
-    let set = ctx.allocate_descriptor_set(&descriptor_pool, &set_layout)?;
-    let buffer_info = [vk::DescriptorBufferInfo {
-        buffer: acc.handle,
-        offset: 0,
-        range: vk::WHOLE_SIZE,
-    }];
-    let write = vk::WriteDescriptorSet::default()
-        .dst_set(set)
-        .dst_binding(0)
-        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-        .buffer_info(&buffer_info);
-    // SAFETY: the set is unused and the buffer alive with STORAGE usage.
-    unsafe { d.update_descriptor_sets(&[write], &[]) };
     let shared = Shared {
-        pipeline: *pipeline,
-        layout: *layout,
-        set,
+        kernel,
         acc: acc.handle,
     };
 
@@ -282,54 +212,20 @@ fn run(mut args: Args) -> Result<Report> {
             d,
             init_cb,
             acc.handle,
-            (
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_WRITE,
-            ),
-            (
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE,
-            ),
+            cmd::TRANSFER_WRITE,
+            cmd::COMPUTE_READ_WRITE,
         );
-        d.end_command_buffer(init_cb)
-            .context("vkEndCommandBuffer")?;
+        cmd::end(d, init_cb)?;
 
         cmd::begin(d, final_cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
-        cmd::buffer_barrier(
+        cmd::copy_compute_results_to_host(
             d,
             final_cb,
             acc.handle,
-            (
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::AccessFlags::SHADER_WRITE,
-            ),
-            (
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_READ,
-            ),
-        );
-        d.cmd_copy_buffer(
-            final_cb,
-            acc.handle,
             readback.handle,
-            &[vk::BufferCopy {
-                src_offset: 0,
-                dst_offset: 0,
-                size: bytes,
-            }],
+            &[cmd::copy_range(0, bytes)],
         );
-        cmd::buffer_barrier(
-            d,
-            final_cb,
-            readback.handle,
-            (
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_WRITE,
-            ),
-            (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-        );
-        d.end_command_buffer(final_cb)
-            .context("vkEndCommandBuffer")?;
+        cmd::end(d, final_cb)?;
     }
 
     let mut order = vec![init_cb];
@@ -337,10 +233,10 @@ fn run(mut args: Args) -> Result<Report> {
         order.extend_from_slice(&r.primaries);
     }
     order.push(final_cb);
-    let submit = vk::SubmitInfo::default().command_buffers(&order);
     // SAFETY: every command buffer is executable (recording finished: the threads joined) and
-    // belongs to the queue's family; the fence is unsignaled.
-    unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+    // belongs to the queue's family; the fence is unsignaled; everything they use is alive
+    // until the fence wait.
+    unsafe { ctx.submit(queue.handle, &order, &fence) }?;
     ctx.wait_fence(&fence)?;
     let out = readback.read_bytes(0, bytes as usize)?;
 

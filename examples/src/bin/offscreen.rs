@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use ash::vk;
 use vkfuse_examples::cmd::{self, Scope};
 use vkfuse_examples::{
-    example_main, shaders, Args, Context, ContextDesc, ErrorContext as _, Fnv1a64, MemoryUse,
-    Mismatch, Owned, QueuePlan, Report, Result,
+    example_main, shaders, Args, Binding, Context, Fnv1a64, GraphicsPipelineDesc, Mismatch, Report,
+    Result,
 };
 
 const NAME: &str = "offscreen";
@@ -91,6 +91,34 @@ const QUADS: [Quad; 4] = [
 
 /// Vertex layout: position (x, y, depth), uv, colour (R8G8B8A8_UINT), textured flag (R32_UINT).
 const VERTEX_STRIDE: u32 = 28;
+/// One interleaved vertex buffer.
+const VERTEX_BINDINGS: [vk::VertexInputBindingDescription; 1] =
+    [vk::VertexInputBindingDescription {
+        binding: 0,
+        stride: VERTEX_STRIDE,
+        input_rate: vk::VertexInputRate::VERTEX,
+    }];
+/// The shader's inputs, locations 0..=3, in the order of the vertex layout.
+const VERTEX_ATTRIBUTES: [vk::VertexInputAttributeDescription; 4] = [
+    attribute(0, vk::Format::R32G32B32_SFLOAT, 0),
+    attribute(1, vk::Format::R32G32_SFLOAT, 12),
+    attribute(2, vk::Format::R8G8B8A8_UINT, 20),
+    attribute(3, vk::Format::R32_UINT, 24),
+];
+
+/// Vertex attribute `location` of binding 0.
+const fn attribute(
+    location: u32,
+    format: vk::Format,
+    offset: u32,
+) -> vk::VertexInputAttributeDescription {
+    vk::VertexInputAttributeDescription {
+        location,
+        binding: 0,
+        format,
+        offset,
+    }
+}
 
 fn texel(s: u32, t: u32) -> [u8; 4] {
     [
@@ -171,11 +199,7 @@ fn run(mut args: Args) -> Result<Report> {
     let force_staging = args.flag("--force-staging");
     args.finish()?;
 
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::GRAPHICS),
-    })?;
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::GRAPHICS)?;
     let queue = ctx.queue();
     let d = &ctx.device;
 
@@ -266,20 +290,11 @@ fn run(mut args: Args) -> Result<Report> {
         .min_lod(0.0)
         .max_lod(0.0);
     // SAFETY: plain create call; the sampler is owned once.
-    let sampler = unsafe {
-        ctx.own(
-            d.create_sampler(&sampler_info, None)
-                .context("vkCreateSampler")?,
-        )
-    };
+    let sampler =
+        unsafe { ctx.own_created(d.create_sampler(&sampler_info, None), "vkCreateSampler") }?;
 
     // Attachments and readback.
-    let color = ctx.create_image_2d(
-        COLOR_FORMAT,
-        extent,
-        vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
-        vk::ImageAspectFlags::COLOR,
-    )?;
+    let color = ctx.create_render_target(COLOR_FORMAT, extent)?;
     let depth = ctx.create_image_2d(
         depth_format,
         extent,
@@ -287,61 +302,35 @@ fn run(mut args: Args) -> Result<Report> {
         depth_aspect,
     )?;
     let image_bytes = u64::from(SIZE * SIZE * 4);
-    let readback = ctx.create_buffer(
-        image_bytes,
-        vk::BufferUsageFlags::TRANSFER_DST,
-        MemoryUse::Readback,
-    )?;
+    let readback = ctx.create_readback_buffer(image_bytes)?;
 
-    // Descriptors.
-    let set_layout =
-        ctx.create_descriptor_set_layout(&[vk::DescriptorSetLayoutBinding::default()
-            .binding(0)
-            .descriptor_type(vk::DescriptorType::COMBINED_IMAGE_SAMPLER)
-            .descriptor_count(1)
-            .stage_flags(vk::ShaderStageFlags::FRAGMENT)])?;
-    let descriptor_pool = ctx.create_descriptor_pool(
-        1,
-        &[vk::DescriptorPoolSize {
-            ty: vk::DescriptorType::COMBINED_IMAGE_SAMPLER,
-            descriptor_count: 1,
-        }],
+    // Descriptors, render pass, pipeline.
+    let descriptors = ctx.create_descriptor_set(&[Binding::combined_image_sampler(
+        vk::ShaderStageFlags::FRAGMENT,
+        &sampler,
+        &texture,
+        // upload_texture left it in this layout.
+        vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+    )])?;
+    let render_pass = ctx.create_render_pass_to_transfer(COLOR_FORMAT, Some(depth_format))?;
+    let framebuffer = ctx.create_framebuffer(&render_pass, &[&color, &depth], extent)?;
+    let layout = ctx.create_pipeline_layout(&[&descriptors.layout], &[])?;
+    let pipeline = ctx.create_graphics_pipeline(
+        &GraphicsPipelineDesc {
+            vertex_shader: shaders::OFFSCREEN_VERT,
+            fragment_shader: shaders::OFFSCREEN_FRAG,
+            vertex_bindings: &VERTEX_BINDINGS,
+            vertex_attributes: &VERTEX_ATTRIBUTES,
+            topology: vk::PrimitiveTopology::TRIANGLE_LIST,
+            extent,
+            depth_test: true,
+        },
+        &layout,
+        &render_pass,
     )?;
-    let set = ctx.allocate_descriptor_set(&descriptor_pool, &set_layout)?;
-    let image_info = [vk::DescriptorImageInfo {
-        sampler: *sampler,
-        image_view: texture.view,
-        image_layout: vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-    }];
-    let write = vk::WriteDescriptorSet::default()
-        .dst_set(set)
-        .dst_binding(0)
-        .descriptor_type(vk::DescriptorType::COMBINED_IMAGE_SAMPLER)
-        .image_info(&image_info);
-    // SAFETY: the set is unused; sampler and view are alive and the image will be in
-    // SHADER_READ_ONLY_OPTIMAL when the set is used (upload_texture transitioned it).
-    unsafe { d.update_descriptor_sets(&[write], &[]) };
-
-    let render_pass = create_render_pass(&ctx, depth_format)?;
-    let attachments = [color.view, depth.view];
-    let framebuffer_info = vk::FramebufferCreateInfo::default()
-        .render_pass(*render_pass)
-        .attachments(&attachments)
-        .width(SIZE)
-        .height(SIZE)
-        .layers(1);
-    // SAFETY: the views are alive, match the render pass's formats and the extent.
-    let framebuffer = unsafe {
-        ctx.own(
-            d.create_framebuffer(&framebuffer_info, None)
-                .context("vkCreateFramebuffer")?,
-        )
-    };
-    let layout = ctx.create_pipeline_layout(&[&set_layout], &[])?;
-    let pipeline = create_pipeline(&ctx, &render_pass, &layout)?;
 
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
-    let cb = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 1)?[0];
+    let cb = ctx.allocate_primary(&pool)?;
     let fence = ctx.create_fence(false)?;
     let _idle = ctx.idle_guard();
 
@@ -356,31 +345,6 @@ fn run(mut args: Args) -> Result<Report> {
             },
         },
     ];
-    let begin = vk::RenderPassBeginInfo::default()
-        .render_pass(*render_pass)
-        .framebuffer(*framebuffer)
-        .render_area(vk::Rect2D {
-            offset: vk::Offset2D::default(),
-            extent,
-        })
-        .clear_values(&clear_values);
-    let copy = vk::BufferImageCopy {
-        buffer_offset: 0,
-        buffer_row_length: 0,
-        buffer_image_height: 0,
-        image_subresource: vk::ImageSubresourceLayers {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            mip_level: 0,
-            base_array_layer: 0,
-            layer_count: 1,
-        },
-        image_offset: vk::Offset3D::default(),
-        image_extent: vk::Extent3D {
-            width: SIZE,
-            height: SIZE,
-            depth: 1,
-        },
-    };
     let index_count = (QUADS.len() * 6) as u32;
     // SAFETY: cb is a fresh primary of `pool` (graphics family of `queue`); all handles are
     // alive until the fence wait below. Synchronisation: the texture and geometry uploads ended
@@ -389,38 +353,23 @@ fn run(mut args: Args) -> Result<Report> {
     // buffer barrier makes the copy visible to the host before the fence signals.
     unsafe {
         cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
-        d.cmd_begin_render_pass(cb, &begin, vk::SubpassContents::INLINE);
+        cmd::begin_render_pass(d, cb, (*render_pass, *framebuffer), extent, &clear_values);
         d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::GRAPHICS, *pipeline);
-        d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::GRAPHICS, *layout, 0, &[set], &[]);
+        d.cmd_bind_descriptor_sets(
+            cb,
+            vk::PipelineBindPoint::GRAPHICS,
+            *layout,
+            0,
+            &[descriptors.set],
+            &[],
+        );
         d.cmd_bind_vertex_buffers(cb, 0, &[vertices.handle], &[0]);
         d.cmd_bind_index_buffer(cb, indices.handle, 0, vk::IndexType::UINT16);
         d.cmd_draw_indexed(cb, index_count, 1, 0, 0, 0);
         d.cmd_end_render_pass(cb);
-        d.cmd_copy_image_to_buffer(
-            cb,
-            color.handle,
-            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-            readback.handle,
-            &[copy],
-        );
-        cmd::buffer_barrier(
-            d,
-            cb,
-            readback.handle,
-            (
-                vk::PipelineStageFlags::TRANSFER,
-                vk::AccessFlags::TRANSFER_WRITE,
-            ),
-            (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-        );
-        d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
-        let cbs = [cb];
-        d.queue_submit(
-            queue.handle,
-            &[vk::SubmitInfo::default().command_buffers(&cbs)],
-            *fence,
-        )
-        .context("vkQueueSubmit")?;
+        cmd::copy_image_to_host(d, cb, color.handle, extent, readback.handle);
+        cmd::end(d, cb)?;
+        ctx.submit(queue.handle, &[cb], &fence)?;
     }
     ctx.wait_fence(&fence)?;
     let pixels = readback.read_bytes(0, image_bytes as usize)?;
@@ -467,31 +416,11 @@ fn upload_texture(
     texture: &vkfuse_examples::Image<'_>,
     data: &[u8],
 ) -> Result<()> {
-    let staging = ctx.create_buffer(
-        data.len() as u64,
-        vk::BufferUsageFlags::TRANSFER_SRC,
-        MemoryUse::Upload,
-    )?;
+    let staging = ctx.create_upload_buffer(data.len() as u64)?;
     staging.write_bytes(0, data)?;
     let d = &ctx.device;
     ctx.one_time_commands(queue, |cb| {
-        let copy = vk::BufferImageCopy {
-            buffer_offset: 0,
-            buffer_row_length: 0,
-            buffer_image_height: 0,
-            image_subresource: vk::ImageSubresourceLayers {
-                aspect_mask: vk::ImageAspectFlags::COLOR,
-                mip_level: 0,
-                base_array_layer: 0,
-                layer_count: 1,
-            },
-            image_offset: vk::Offset3D::default(),
-            image_extent: vk::Extent3D {
-                width: texture.extent.width,
-                height: texture.extent.height,
-                depth: 1,
-            },
-        };
+        let copy = cmd::color_copy(vk::Offset2D::default(), texture.extent);
         // SAFETY: cb is recording outside a render pass; the image is new (UNDEFINED) and the
         // staging buffer lives until one_time_commands has waited for the submission.
         unsafe {
@@ -506,10 +435,7 @@ fn upload_texture(
                     vk::PipelineStageFlags::TOP_OF_PIPE,
                     vk::AccessFlags::empty(),
                 ),
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
+                cmd::TRANSFER_WRITE,
             );
             d.cmd_copy_buffer_to_image(
                 cb,
@@ -525,10 +451,7 @@ fn upload_texture(
                 vk::ImageAspectFlags::COLOR,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                 vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
+                cmd::TRANSFER_WRITE,
                 (
                     vk::PipelineStageFlags::FRAGMENT_SHADER,
                     vk::AccessFlags::SHADER_READ,
@@ -537,198 +460,4 @@ fn upload_texture(
         }
         Ok(())
     })
-}
-
-/// Colour (cleared, stored, ends in TRANSFER_SRC_OPTIMAL) + depth (cleared, discarded).
-fn create_render_pass(
-    ctx: &Context,
-    depth_format: vk::Format,
-) -> Result<Owned<'_, vk::RenderPass>> {
-    let attachments = [
-        vk::AttachmentDescription::default()
-            .format(COLOR_FORMAT)
-            .samples(vk::SampleCountFlags::TYPE_1)
-            .load_op(vk::AttachmentLoadOp::CLEAR)
-            .store_op(vk::AttachmentStoreOp::STORE)
-            .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)
-            .stencil_store_op(vk::AttachmentStoreOp::DONT_CARE)
-            .initial_layout(vk::ImageLayout::UNDEFINED)
-            .final_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL),
-        vk::AttachmentDescription::default()
-            .format(depth_format)
-            .samples(vk::SampleCountFlags::TYPE_1)
-            .load_op(vk::AttachmentLoadOp::CLEAR)
-            .store_op(vk::AttachmentStoreOp::DONT_CARE)
-            .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)
-            .stencil_store_op(vk::AttachmentStoreOp::DONT_CARE)
-            .initial_layout(vk::ImageLayout::UNDEFINED)
-            .final_layout(vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL),
-    ];
-    let color_ref = [vk::AttachmentReference {
-        attachment: 0,
-        layout: vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
-    }];
-    let depth_ref = vk::AttachmentReference {
-        attachment: 1,
-        layout: vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL,
-    };
-    let subpass = [vk::SubpassDescription::default()
-        .pipeline_bind_point(vk::PipelineBindPoint::GRAPHICS)
-        .color_attachments(&color_ref)
-        .depth_stencil_attachment(&depth_ref)];
-    let attachment_stages = vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT
-        | vk::PipelineStageFlags::EARLY_FRAGMENT_TESTS
-        | vk::PipelineStageFlags::LATE_FRAGMENT_TESTS;
-    let dependencies = [
-        // Earlier attachment writes and transfer reads (none in this program, but a reused image
-        // would have them) happen before this pass clears and writes the attachments.
-        vk::SubpassDependency {
-            src_subpass: vk::SUBPASS_EXTERNAL,
-            dst_subpass: 0,
-            src_stage_mask: attachment_stages | vk::PipelineStageFlags::TRANSFER,
-            dst_stage_mask: attachment_stages,
-            src_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE
-                | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_WRITE,
-            dst_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE
-                | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_READ
-                | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_WRITE,
-            dependency_flags: vk::DependencyFlags::empty(),
-        },
-        // Colour writes happen before the copy to the readback buffer.
-        vk::SubpassDependency {
-            src_subpass: 0,
-            dst_subpass: vk::SUBPASS_EXTERNAL,
-            src_stage_mask: vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT,
-            dst_stage_mask: vk::PipelineStageFlags::TRANSFER,
-            src_access_mask: vk::AccessFlags::COLOR_ATTACHMENT_WRITE,
-            dst_access_mask: vk::AccessFlags::TRANSFER_READ,
-            dependency_flags: vk::DependencyFlags::empty(),
-        },
-    ];
-    let info = vk::RenderPassCreateInfo::default()
-        .attachments(&attachments)
-        .subpasses(&subpass)
-        .dependencies(&dependencies);
-    // SAFETY: plain create call with arrays that outlive it; the result is owned once.
-    unsafe {
-        Ok(ctx.own(
-            ctx.device
-                .create_render_pass(&info, None)
-                .context("vkCreateRenderPass")?,
-        ))
-    }
-}
-
-fn create_pipeline<'c>(
-    ctx: &'c Context,
-    render_pass: &Owned<'c, vk::RenderPass>,
-    layout: &Owned<'c, vk::PipelineLayout>,
-) -> Result<Owned<'c, vk::Pipeline>> {
-    let vert = ctx.create_shader_module(shaders::OFFSCREEN_VERT)?;
-    let frag = ctx.create_shader_module(shaders::OFFSCREEN_FRAG)?;
-    let stages = [
-        vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::VERTEX)
-            .module(*vert)
-            .name(c"main"),
-        vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::FRAGMENT)
-            .module(*frag)
-            .name(c"main"),
-    ];
-    let bindings = [vk::VertexInputBindingDescription {
-        binding: 0,
-        stride: VERTEX_STRIDE,
-        input_rate: vk::VertexInputRate::VERTEX,
-    }];
-    let attributes = [
-        vk::VertexInputAttributeDescription {
-            location: 0,
-            binding: 0,
-            format: vk::Format::R32G32B32_SFLOAT,
-            offset: 0,
-        },
-        vk::VertexInputAttributeDescription {
-            location: 1,
-            binding: 0,
-            format: vk::Format::R32G32_SFLOAT,
-            offset: 12,
-        },
-        vk::VertexInputAttributeDescription {
-            location: 2,
-            binding: 0,
-            format: vk::Format::R8G8B8A8_UINT,
-            offset: 20,
-        },
-        vk::VertexInputAttributeDescription {
-            location: 3,
-            binding: 0,
-            format: vk::Format::R32_UINT,
-            offset: 24,
-        },
-    ];
-    let vertex_input = vk::PipelineVertexInputStateCreateInfo::default()
-        .vertex_binding_descriptions(&bindings)
-        .vertex_attribute_descriptions(&attributes);
-    let input_assembly = vk::PipelineInputAssemblyStateCreateInfo::default()
-        .topology(vk::PrimitiveTopology::TRIANGLE_LIST);
-    let viewports = [vk::Viewport {
-        x: 0.0,
-        y: 0.0,
-        width: SIZE as f32,
-        height: SIZE as f32,
-        min_depth: 0.0,
-        max_depth: 1.0,
-    }];
-    let scissors = [vk::Rect2D {
-        offset: vk::Offset2D::default(),
-        extent: vk::Extent2D {
-            width: SIZE,
-            height: SIZE,
-        },
-    }];
-    let viewport = vk::PipelineViewportStateCreateInfo::default()
-        .viewports(&viewports)
-        .scissors(&scissors);
-    let raster = vk::PipelineRasterizationStateCreateInfo::default()
-        .polygon_mode(vk::PolygonMode::FILL)
-        .cull_mode(vk::CullModeFlags::NONE)
-        .front_face(vk::FrontFace::COUNTER_CLOCKWISE)
-        .line_width(1.0);
-    let multisample = vk::PipelineMultisampleStateCreateInfo::default()
-        .rasterization_samples(vk::SampleCountFlags::TYPE_1);
-    let depth_stencil = vk::PipelineDepthStencilStateCreateInfo::default()
-        .depth_test_enable(true)
-        .depth_write_enable(true)
-        .depth_compare_op(vk::CompareOp::LESS);
-    let blend_attachments = [vk::PipelineColorBlendAttachmentState::default()
-        .blend_enable(false)
-        .color_write_mask(vk::ColorComponentFlags::RGBA)];
-    let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachments);
-    let info = vk::GraphicsPipelineCreateInfo::default()
-        .stages(&stages)
-        .vertex_input_state(&vertex_input)
-        .input_assembly_state(&input_assembly)
-        .viewport_state(&viewport)
-        .rasterization_state(&raster)
-        .multisample_state(&multisample)
-        .depth_stencil_state(&depth_stencil)
-        .color_blend_state(&blend)
-        .layout(**layout)
-        .render_pass(**render_pass)
-        .subpass(0);
-    // SAFETY: every state struct outlives the call; modules, layout and render pass are alive
-    // and the shaders' interfaces match the vertex input and the layout.
-    unsafe {
-        let pipelines = ctx
-            .device
-            .create_graphics_pipelines(vk::PipelineCache::null(), &[info], None)
-            .map_err(|(_, e)| e)
-            .context("vkCreateGraphicsPipelines")?;
-        let pipeline = pipelines
-            .first()
-            .copied()
-            .ok_or("vkCreateGraphicsPipelines returned no pipeline")?;
-        Ok(ctx.own(pipeline))
-    }
 }

@@ -7,15 +7,13 @@
 //! format stores as exactly 0 or 255, and the block is copied byte for byte, so the image is
 //! known exactly once the format's byte order (BGRA or RGBA) is known.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use ash::vk;
-use vkfuse_examples::cmd::{self, buffer_barrier, image_barrier};
-use vkfuse_examples::wsi::{self, HostBuffer, Window, WsiContext, WsiKind};
+use vkfuse_examples::cmd::{self, image_barrier};
+use vkfuse_examples::wsi::{Window, WsiContext, WsiKind};
 use vkfuse_examples::{
-    fnv1a64, result_line, Args, ErrorContext as _, MemoryUse, Mismatch, Owned, Result, EXIT_ERROR,
-    EXIT_MISMATCH, EXIT_VALIDATION,
+    example_main, fnv1a64, Args, Buffer, ErrorContext as _, Mismatch, Owned, Report, Result,
 };
 
 const NAME: &str = "present";
@@ -45,47 +43,10 @@ const SIZE: u16 = 128;
 const BLOCK: u32 = 32;
 
 fn main() -> ExitCode {
-    let args = Args::from_env();
-    if args.help {
-        // A closed pipe (`| head`) is not an error worth a panic.
-        let _ = writeln!(std::io::stdout(), "{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let outcome = run(args);
-    let messages = vkfuse_examples::validation_message_count() + wsi::validation_message_count();
-    let code = match outcome {
-        Ok((device, hash)) => {
-            let mut stdout = std::io::stdout().lock();
-            if writeln!(stdout, "{}", result_line(NAME, &device, hash))
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
-                eprintln!("vkfuse-example {NAME}: error: cannot write to stdout");
-                return ExitCode::from(EXIT_ERROR);
-            }
-            if messages > 0 {
-                EXIT_VALIDATION
-            } else {
-                0
-            }
-        }
-        Err(e) => {
-            eprintln!("vkfuse-example {NAME}: error: {e}");
-            if e.is::<Mismatch>() {
-                EXIT_MISMATCH
-            } else {
-                EXIT_ERROR
-            }
-        }
-    };
-    if messages > 0 {
-        eprintln!("validation: {messages} messages");
-    }
-    ExitCode::from(code)
+    example_main(NAME, USAGE, run)
 }
 
-/// Returns the device name and the hash of the last frame.
-fn run(mut args: Args) -> Result<(String, u64)> {
+fn run(mut args: Args) -> Result<Report> {
     let kind: WsiKind = args
         .value("--wsi")?
         .ok_or("--wsi xcb|xlib|wayland|headless is required (try --help)")?;
@@ -98,7 +59,10 @@ fn run(mut args: Args) -> Result<(String, u64)> {
     let window = Window::open(kind, SIZE, SIZE)?;
     let ctx = WsiContext::new(NAME, args.validation, &window)?;
     let hash = present(&ctx, frames)?;
-    Ok((ctx.device_name().to_owned(), hash))
+    Ok(Report::Hash {
+        device: ctx.device_name().to_owned(),
+        hash,
+    })
 }
 
 /// Memory order of the four 8-bit channels of the swapchain format.
@@ -187,17 +151,6 @@ impl Drop for Swapchain<'_> {
         // SAFETY: created from these functions' device; the idle wait that runs before (see
         // `WaitIdle`) means no presentation or command still uses its images.
         unsafe { self.fns.destroy_swapchain(self.handle, None) };
-    }
-}
-
-/// Waits for the device to be idle when dropped, so that an early return with work in flight
-/// does not destroy objects a queue still uses. Declared after those objects, it drops first.
-struct WaitIdle<'d>(&'d ash::Device);
-
-impl Drop for WaitIdle<'_> {
-    fn drop(&mut self) {
-        // SAFETY: the device is valid for 'd. A failure (device lost) leaves nothing to wait for.
-        let _ = unsafe { self.0.device_wait_idle() };
     }
 }
 
@@ -355,77 +308,33 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
         },
     );
 
-    let pool_info = vk::CommandPoolCreateInfo::default()
-        .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER)
-        .queue_family_index(ctx.queue_family);
-    // SAFETY: plain create calls; each handle is owned once by an `Owned` of this device.
-    let (pool, fence, acquired) = unsafe {
-        (
-            Owned::new(
-                d,
-                d.create_command_pool(&pool_info, None)
-                    .context("vkCreateCommandPool")?,
-            ),
-            Owned::new(
-                d,
-                d.create_fence(&vk::FenceCreateInfo::default(), None)
-                    .context("vkCreateFence")?,
-            ),
-            Owned::new(
-                d,
-                d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
-                    .context("vkCreateSemaphore")?,
-            ),
-        )
-    };
+    let pool = ctx.create_command_pool(
+        ctx.queue_family,
+        vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER,
+    )?;
+    let fence = ctx.create_fence(false)?;
+    let acquired = ctx.create_semaphore()?;
     // One "rendering done" semaphore per image: acquiring an image again means its previous
     // presentation, and so that wait, has completed, so the semaphore can be signalled again.
-    let mut rendered: Vec<Owned<'_, vk::Semaphore>> = Vec::with_capacity(images.len());
-    for _ in &images {
-        // SAFETY: as above.
-        rendered.push(unsafe {
-            Owned::new(
-                d,
-                d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
-                    .context("vkCreateSemaphore")?,
-            )
-        });
-    }
-    let alloc = vk::CommandBufferAllocateInfo::default()
-        .command_pool(*pool)
-        .level(vk::CommandBufferLevel::PRIMARY)
-        .command_buffer_count(1);
-    // SAFETY: one primary buffer from a live pool; freed with the pool.
-    let cb = unsafe { d.allocate_command_buffers(&alloc) }
-        .context("vkAllocateCommandBuffers")?
-        .first()
-        .copied()
-        .ok_or("vkAllocateCommandBuffers returned no command buffer")?;
+    let rendered: Vec<Owned<'_, vk::Semaphore>> = images
+        .iter()
+        .map(|_| ctx.create_semaphore())
+        .collect::<Result<_>>()?;
+    let cb = ctx.allocate_primary(&pool)?;
 
     let side = block_placement(0, extent).2;
-    let upload = ctx.create_host_buffer(
-        u64::from(side) * u64::from(side) * 4,
-        vk::BufferUsageFlags::TRANSFER_SRC,
-        MemoryUse::Upload,
-    )?;
+    let upload = ctx.create_upload_buffer(u64::from(side) * u64::from(side) * 4)?;
     let image_bytes = extent.width as usize * extent.height as usize * 4;
-    let readback_buffer: Option<HostBuffer<'_>> = if readback {
-        Some(ctx.create_host_buffer(
-            image_bytes as u64,
-            vk::BufferUsageFlags::TRANSFER_DST,
-            MemoryUse::Readback,
-        )?)
+    let readback_buffer: Option<Buffer<'_>> = if readback {
+        Some(ctx.create_readback_buffer(image_bytes as u64)?)
     } else {
         None
     };
     // Dropped before everything above.
-    let _idle = WaitIdle(d);
+    let _idle = ctx.idle_guard();
 
     let color = vk::ImageAspectFlags::COLOR;
-    let transfer_write = (
-        vk::PipelineStageFlags::TRANSFER,
-        vk::AccessFlags::TRANSFER_WRITE,
-    );
+    let transfer_write = cmd::TRANSFER_WRITE;
     let mut suboptimal_seen = false;
     for frame in 0..frames {
         ctx.window().dispatch_pending();
@@ -454,7 +363,7 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
             .get(index as usize)
             .ok_or_else(|| format!("vkAcquireNextImageKHR returned index {index}"))?;
         let (bx, by, side) = block_placement(frame, extent);
-        upload.write(&block_bytes(frame, side))?;
+        upload.write_bytes(0, &block_bytes(frame, side))?;
         let last = frame + 1 == frames;
 
         // SAFETY: cb is not in use (previous submission waited for), recorded outside a render
@@ -503,16 +412,14 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
                 upload.handle,
                 image,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                &[layer_copy(
-                    vk::Offset3D {
+                &[cmd::color_copy(
+                    vk::Offset2D {
                         x: bx as i32,
                         y: by as i32,
-                        z: 0,
                     },
-                    vk::Extent3D {
+                    vk::Extent2D {
                         width: side,
                         height: side,
-                        depth: 1,
                     },
                 )],
             );
@@ -526,32 +433,9 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
                         vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                         vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                         transfer_write,
-                        (
-                            vk::PipelineStageFlags::TRANSFER,
-                            vk::AccessFlags::TRANSFER_READ,
-                        ),
+                        cmd::TRANSFER_READ,
                     );
-                    d.cmd_copy_image_to_buffer(
-                        cb,
-                        image,
-                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                        buffer.handle,
-                        &[layer_copy(
-                            vk::Offset3D::default(),
-                            vk::Extent3D {
-                                width: extent.width,
-                                height: extent.height,
-                                depth: 1,
-                            },
-                        )],
-                    );
-                    buffer_barrier(
-                        d,
-                        cb,
-                        buffer.handle,
-                        transfer_write,
-                        (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ),
-                    );
+                    cmd::copy_image_to_host(d, cb, image, extent, buffer.handle);
                     // Reads before the presentation engine's access: an execution dependency
                     // is enough (write-after-read).
                     image_barrier(
@@ -586,7 +470,7 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
                     );
                 }
             }
-            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+            cmd::end(d, cb)?;
         }
 
         let rendered_sem = *rendered[index as usize];
@@ -615,12 +499,7 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
             Ok(suboptimal) => suboptimal_seen |= suboptimal,
             Err(e) => return Err(format!("vkQueuePresentKHR failed: {e}").into()),
         }
-        // SAFETY: the fence was submitted above; waiting then resetting it.
-        unsafe {
-            d.wait_for_fences(&[*fence], true, u64::MAX)
-                .context("vkWaitForFences")?;
-            d.reset_fences(&[*fence]).context("vkResetFences")?;
-        }
+        ctx.wait_and_reset_fence(&fence)?;
     }
     if suboptimal_seen {
         eprintln!("vkfuse-example {NAME}: note: the swapchain was reported suboptimal");
@@ -628,7 +507,7 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
 
     let bytes = match &readback_buffer {
         Some(buffer) => {
-            let got = buffer.read(image_bytes)?;
+            let got = buffer.read_bytes(0, image_bytes)?;
             let want = reference_image(frames - 1, extent, setup.order);
             if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
                 let pixel = i / 4;
@@ -646,23 +525,6 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
         None => Vec::new(),
     };
     Ok(fnv1a64(&bytes))
-}
-
-/// A buffer ↔ image copy of the colour layer, buffer tightly packed.
-fn layer_copy(offset: vk::Offset3D, extent: vk::Extent3D) -> vk::BufferImageCopy {
-    vk::BufferImageCopy {
-        buffer_offset: 0,
-        buffer_row_length: 0,
-        buffer_image_height: 0,
-        image_subresource: vk::ImageSubresourceLayers {
-            aspect_mask: vk::ImageAspectFlags::COLOR,
-            mip_level: 0,
-            base_array_layer: 0,
-            layer_count: 1,
-        },
-        image_offset: offset,
-        image_extent: extent,
-    }
 }
 
 #[cfg(test)]

@@ -770,6 +770,8 @@ pub unsafe extern "system" fn get_image_format_properties(
             // SAFETY: valid output.
             let r = unsafe { f(m.handle, format, ty, tiling, usage, flags, &mut o) };
             if r != vk::Result::SUCCESS {
+                // SAFETY: valid output; unsupported combinations report zeroes (vkGetPhysicalDeviceImageFormatProperties).
+                unsafe { *out = vk::ImageFormatProperties::default() };
                 return Err(r);
             }
             match &mut acc {
@@ -793,6 +795,8 @@ pub unsafe extern "system" fn get_image_format_properties2(
     crate::guard::result("vkGetPhysicalDeviceImageFormatProperties2", || {
         let p = pd(h)?;
         if asks_external_handle(info) {
+            // SAFETY: valid output; unsupported combinations report zeroes.
+            unsafe { (*out).image_format_properties = vk::ImageFormatProperties::default() };
             return Err(vk::Result::ERROR_FORMAT_NOT_SUPPORTED);
         }
         let first = &p.members[0];
@@ -803,6 +807,8 @@ pub unsafe extern "system" fn get_image_format_properties2(
         // SAFETY: the input holds no handles or per-member indices; the output chain is the app's.
         let r = unsafe { f(first.handle, info, out) };
         if r != vk::Result::SUCCESS {
+            // SAFETY: valid output; unsupported combinations report zeroes.
+            unsafe { (*out).image_format_properties = vk::ImageFormatProperties::default() };
             return Err(r);
         }
         for m in p.members.iter().skip(1) {
@@ -816,6 +822,8 @@ pub unsafe extern "system" fn get_image_format_properties2(
             // SAFETY: as above, with a bare output.
             let r = unsafe { g(m.handle, info, &mut o) };
             if r != vk::Result::SUCCESS {
+                // SAFETY: valid output; unsupported combinations report zeroes.
+                unsafe { (*out).image_format_properties = vk::ImageFormatProperties::default() };
                 return Err(r);
             }
             // SAFETY: valid output.

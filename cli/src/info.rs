@@ -104,6 +104,19 @@ pub fn render(report: &Value) -> String {
                 "  extensions  {} device extensions\n",
                 number(fused, "device_extensions")
             ));
+            if let Some(tiers) = fused.get("transfer_tiers").and_then(Value::as_array) {
+                if !tiers.is_empty() {
+                    out.push_str("  transfer tiers between members (what transfers will use; none are made yet):\n");
+                }
+                for t in tiers {
+                    out.push_str(&format!(
+                        "    {} - {}  {}\n",
+                        number(t, "a"),
+                        number(t, "b"),
+                        text(t, "tier")
+                    ));
+                }
+            }
             let limited = fused
                 .get("limited_by")
                 .and_then(Value::as_array)

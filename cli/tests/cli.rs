@@ -87,6 +87,27 @@ fn info_json_two_vendors() {
     );
 }
 
+/// Two instances of one driver share device and driver UUIDs: the tier between them is shared
+/// device memory (opaque fds); `vkfuse info` says so per pair.
+#[test]
+fn info_json_transfer_tiers() {
+    let (out, json) = info_json(&[lavapipe(), lavapipe()]);
+    let tiers = json["fused"]["transfer_tiers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no transfer_tiers\n{}", out.dump()));
+    assert_eq!(tiers.len(), 1, "{}", out.dump());
+    assert_eq!(tiers[0]["a"], 0, "{}", out.dump());
+    assert_eq!(tiers[0]["b"], 1, "{}", out.dump());
+    assert_eq!(tiers[0]["tier"], "shared device memory", "{}", out.dump());
+    let (out, json) = info_json(&[lavapipe()]);
+    assert_eq!(
+        json["fused"]["transfer_tiers"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        out.dump()
+    );
+}
+
 #[test]
 fn info_json_zero_members() {
     let dir = temp_dir("info_zero");

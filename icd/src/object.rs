@@ -132,6 +132,8 @@ pub struct PhysMember {
     pub extensions: Vec<String>,
     pub name: String,
     pub driver_name: String,
+    pub device_uuid: [u8; vk::UUID_SIZE],
+    pub driver_uuid: [u8; vk::UUID_SIZE],
 }
 
 impl PhysMember {

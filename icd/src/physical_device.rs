@@ -403,6 +403,8 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             extensions: p.extensions.iter().map(ext_name).collect(),
             name: names[k].clone(),
             driver_name: p.driver_name.clone(),
+            device_uuid: p.device_uuid,
+            driver_uuid: p.driver_uuid,
         })
         .collect();
     Some(Box::new(PhysicalDevice {

@@ -56,6 +56,7 @@ pub fn info_json() -> Value {
             "device_extensions": f.extensions.iter().map(ext_name).collect::<Vec<_>>(),
             "queue_families": f.queue_families.iter().map(|q| json!({"flags": format!("{:?}", q.queue_flags), "count": q.queue_count})).collect::<Vec<_>>(),
             "memory_types": f.memory.memory_types[..f.memory.memory_type_count as usize].iter().map(|t| format!("{:?} (heap {})", t.property_flags, t.heap_index)).collect::<Vec<_>>(),
+            "transfer_tiers": transfer_tiers(p),
             "limited_by": f.limited.iter().map(|l| json!({"what": l.what, "member": l.member, "value": l.value})).collect::<Vec<_>>(),
         })
     });
@@ -68,4 +69,34 @@ pub fn info_json() -> Value {
     });
     crate::instance::teardown(inst);
     out
+}
+
+/// The transfer tier that would connect each pair of members, from their capabilities
+/// (host-pointer import, opaque fds, driver and device UUIDs). Transfers between members are
+/// issue 3's work: this says which tier they will use, nothing is transferred yet.
+fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
+    let caps: Vec<vkfuse_memory::MemberCaps> = p
+        .members
+        .iter()
+        .map(|m| vkfuse_memory::MemberCaps {
+            host_import: m
+                .extensions
+                .iter()
+                .any(|e| e == "VK_EXT_external_memory_host"),
+            opaque_fd: m
+                .extensions
+                .iter()
+                .any(|e| e == "VK_KHR_external_memory_fd"),
+            driver_uuid: m.driver_uuid,
+            device_uuid: m.device_uuid,
+        })
+        .collect();
+    let topology = vkfuse_memory::Topology::new(&caps);
+    topology
+        .connections()
+        .into_iter()
+        .map(|(a, b, tier)| {
+            json!({"a": p.members[a].index, "b": p.members[b].index, "tier": tier.name()})
+        })
+        .collect()
 }

@@ -238,7 +238,7 @@ impl DeviceContext {
 
 /// A Vulkan instance with the first physical device and a logical device on it.
 ///
-/// Objects created from [`Context::device`] borrow the context (see [`crate::Owned`]), so they
+/// Objects created from its device ([`DeviceContext::device`]) borrow the context (see [`crate::Owned`]), so they
 /// are destroyed before it; dropping the context waits for the device to be idle, then destroys
 /// the device, the messenger and the instance. The creation helpers come from
 /// [`DeviceContext`], which it dereferences to.

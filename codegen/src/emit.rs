@@ -193,6 +193,7 @@ impl<'a> Model<'a> {
                 Some("queue_family")
             }
             ("memoryTypeIndex", 0) => Some("memory_type"),
+            ("flags", 0) if f.ty == "VkPipelineCreateFlags" => Some("pipeline_flags"),
             ("pQueueFamilyIndices", 1) => Some("queue_family_array"),
             _ => None,
         }

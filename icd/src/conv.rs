@@ -15,6 +15,8 @@ use crate::object::{member_handle, ObjectBase};
 pub struct MemberMaps {
     pub queue_family: Vec<u32>,
     pub memory_type: Vec<u32>,
+    /// This member executes (the primary): it alone writes outputs that input structs point to.
+    pub executes: bool,
 }
 
 /// Translation context: which member, where copies go, and the member's index maps.
@@ -117,6 +119,24 @@ impl<'a> Cx<'a> {
 
     pub fn queue_family_array(&self, p: *const u32, n: usize) -> *const u32 {
         self.map_array(p, n, |v| self.queue_family(v))
+    }
+
+    /// Pipeline create flags for this member: members that only record must have the pipeline,
+    /// so they compile even where the application asked to fail instead
+    /// (`FAIL_ON_PIPELINE_COMPILE_REQUIRED`, `EARLY_RETURN_ON_FAILURE`); the executing member's
+    /// answer is the one the application gets.
+    pub fn pipeline_flags(&self, f: vk::PipelineCreateFlags) -> vk::PipelineCreateFlags {
+        if self.executes() {
+            f
+        } else {
+            f & !(vk::PipelineCreateFlags::FAIL_ON_PIPELINE_COMPILE_REQUIRED
+                | vk::PipelineCreateFlags::EARLY_RETURN_ON_FAILURE)
+        }
+    }
+
+    /// Whether this member is the one that executes.
+    pub fn executes(&self) -> bool {
+        self.maps.executes
     }
 
     pub fn memory_type(&self, v: u32) -> u32 {
@@ -379,4 +399,28 @@ pub unsafe fn template_data(
         }
     }
     out as *const c_void
+}
+
+/// `VkPipelineCreationFeedbackCreateInfo` points to outputs: only the executing member writes the
+/// application's feedback; every other member writes into scratch room, so that its answer
+/// (another driver's cache hits and timings) never overwrites the one the application sees.
+///
+/// # Safety
+/// `d` points to a writable copy of a valid `VkPipelineCreationFeedbackCreateInfo`.
+pub unsafe fn fix_pipeline_creation_feedback_create_info(
+    cx: &Cx,
+    d: *mut vk::PipelineCreationFeedbackCreateInfo,
+) {
+    // SAFETY: caller contract.
+    let d = unsafe { &mut *d };
+    // SAFETY: the chain of a valid struct.
+    d.p_next = unsafe { crate::generated::translate::chain(cx, d.p_next) };
+    if !cx.executes() {
+        d.p_pipeline_creation_feedback = cx.arena.alloc::<vk::PipelineCreationFeedback>(1);
+        let n = d.pipeline_stage_creation_feedback_count as usize;
+        if n > 0 {
+            d.p_pipeline_stage_creation_feedbacks =
+                cx.arena.alloc::<vk::PipelineCreationFeedback>(n);
+        }
+    }
 }

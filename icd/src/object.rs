@@ -83,6 +83,7 @@ pub struct MemberInstance {
 static NO_MAPS: MemberMaps = MemberMaps {
     queue_family: Vec::new(),
     memory_type: Vec::new(),
+    executes: false,
 };
 
 impl MemberInstance {

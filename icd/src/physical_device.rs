@@ -398,6 +398,8 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             maps: MemberMaps {
                 queue_family: qmaps[k].clone(),
                 memory_type: fm.maps[k].clone(),
+                // Members are in placement order: the first executes.
+                executes: k == 0,
             },
             properties: p.properties,
             extensions: p.extensions.iter().map(ext_name).collect(),

@@ -221,6 +221,7 @@ pub unsafe fn fix_command_pool_create_info(cx: &Cx, d: *mut vk::CommandPoolCreat
 pub unsafe fn fix_compute_pipeline_create_info(cx: &Cx, d: *mut vk::ComputePipelineCreateInfo) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
+    d.flags = cx.pipeline_flags(d.flags);
     unsafe { fix_pipeline_shader_stage_create_info(cx, &mut d.stage) };
     d.layout = cx.nd(d.layout);
     d.base_pipeline_handle = cx.nd(d.base_pipeline_handle);
@@ -471,6 +472,7 @@ pub use crate::conv::fix_framebuffer_create_info;
 pub unsafe fn fix_graphics_pipeline_create_info(cx: &Cx, d: *mut vk::GraphicsPipelineCreateInfo) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
+    d.flags = cx.pipeline_flags(d.flags);
     d.p_stages = cx.array(
         d.p_stages,
         d.stage_count as usize,
@@ -610,6 +612,8 @@ pub unsafe fn fix_physical_device_surface_info2_khr(
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
     d.surface = cx.nd(d.surface);
 }
+
+pub use crate::conv::fix_pipeline_creation_feedback_create_info;
 
 /// Rewrites a copy of `VkPipelineExecutableInfoKHR` for the member of `cx`.
 ///
@@ -1762,7 +1766,11 @@ pub fn chain_info(s_type: vk::StructureType) -> Option<(usize, Option<ChainFix>)
         ),
         vk::StructureType::PIPELINE_CREATION_FEEDBACK_CREATE_INFO => (
             std::mem::size_of::<vk::PipelineCreationFeedbackCreateInfo>(),
-            None,
+            Some(
+                (|cx: &Cx, p: *mut c_void| unsafe {
+                    fix_pipeline_creation_feedback_create_info(cx, p.cast())
+                }) as ChainFix,
+            ),
         ),
         vk::StructureType::PIPELINE_DISCARD_RECTANGLE_STATE_CREATE_INFO_EXT => (
             std::mem::size_of::<vk::PipelineDiscardRectangleStateCreateInfoEXT>(),

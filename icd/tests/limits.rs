@@ -175,8 +175,7 @@ fn fused_limits_respect_every_member() {
         check();
         return;
     }
-    if !std::path::Path::new(common::SWIFTSHADER).exists() {
-        println!("SKIP: SwiftShader is not installed (package chromium-common)");
+    if !common::swiftshader_present() {
         return;
     }
     for icds in [

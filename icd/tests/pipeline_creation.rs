@@ -166,8 +166,7 @@ fn only_the_executing_member_answers_pipeline_creation() {
         check();
         return;
     }
-    if !std::path::Path::new(common::SWIFTSHADER).exists() {
-        println!("SKIP: SwiftShader is not installed (package chromium-common)");
+    if !common::swiftshader_present() {
         return;
     }
     let manifest = common::vkfuse_manifest();

@@ -15,6 +15,9 @@ pub mod range;
 pub mod sites;
 pub mod tiers;
 
+#[cfg(test)]
+mod test_support;
+
 pub use coherence::{
     BatchAccess, BatchPlan, CoherenceError, LossReport, ResourceDesc, Sharing, Storage, Ticket,
     Tracker, Transfer,

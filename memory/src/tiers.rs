@@ -410,30 +410,7 @@ impl fmt::Display for Topology {
 mod tests {
     use super::*;
 
-    const LVP: [u8; 16] = [1; 16];
-    const SWS: [u8; 16] = [2; 16];
-
-    fn lavapipe() -> MemberCaps {
-        MemberCaps {
-            host_import: true,
-            opaque_fd: true,
-            driver_uuid: LVP,
-            device_uuid: LVP,
-        }
-    }
-
-    fn swiftshader() -> MemberCaps {
-        MemberCaps {
-            host_import: false,
-            opaque_fd: true,
-            driver_uuid: SWS,
-            device_uuid: SWS,
-        }
-    }
-
-    fn m(i: usize) -> Site {
-        Site::member(i).unwrap()
-    }
+    use crate::test_support::{lavapipe, m, swiftshader};
 
     #[test]
     fn tier_costs() {

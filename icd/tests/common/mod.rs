@@ -51,3 +51,12 @@ pub fn run_child(test: &str, env: &[(&str, &str)]) -> std::process::Output {
 pub fn is_child() -> bool {
     std::env::var_os("VKFUSE_TEST_CHILD").is_some()
 }
+
+/// True when SwiftShader is installed; otherwise prints why the caller skips.
+pub fn swiftshader_present() -> bool {
+    let present = Path::new(SWIFTSHADER).exists();
+    if !present {
+        println!("SKIP: SwiftShader is not installed (package chromium-common)");
+    }
+    present
+}

@@ -1,32 +1,9 @@
 //! Scenario tests of the coherence tracker; `model.rs` checks it against a reference.
 
 use super::*;
-use crate::tiers::{MemberCaps, TierCost};
+use crate::tiers::TierCost;
 
-const LVP: [u8; 16] = [1; 16];
-const SWS: [u8; 16] = [2; 16];
-
-fn lavapipe() -> MemberCaps {
-    MemberCaps {
-        host_import: true,
-        opaque_fd: true,
-        driver_uuid: LVP,
-        device_uuid: LVP,
-    }
-}
-
-fn swiftshader() -> MemberCaps {
-    MemberCaps {
-        host_import: false,
-        opaque_fd: true,
-        driver_uuid: SWS,
-        device_uuid: SWS,
-    }
-}
-
-fn m(i: usize) -> Site {
-    Site::member(i).unwrap()
-}
+use crate::test_support::{lavapipe, m, swiftshader};
 
 fn sites(members: &[usize], host: bool) -> Sites {
     let s = Sites::from(members.iter().copied().collect::<Members>());

@@ -17,7 +17,11 @@ vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [-
     R times each directly on the member (default lavapipe) and through vkfuse over that one
     member, alternating the order, and prints fused/direct ratios of the medians of the
     programs' own timings: forwarding_overhead_recording (target <= 1.03) and
-    forwarding_overhead_frame (target <= 1.01). --json prints one JSON object.
+    forwarding_overhead_frame (target <= 1.01). Then, over two such members, round_robin
+    against single: bench-frame (round_robin_submit_overhead, target <= 1.10) and bench-submit
+    (a chain of dependent submits: round_robin_dependent_chain_overhead), and
+    bench-handoff (a batch reading what a batch on the other member wrote, against memcpy,
+    1-256 MiB). --json prints one JSON object.
     Defaults: R=5, N=100000, K=2, F=300.";
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -51,7 +55,17 @@ fn range(values: &[f64]) -> (f64, f64) {
 
 /// The samples of one run, without the first (warm-up: pipeline creation, first-touch of memory,
 /// lazily loaded driver code) when there are more.
-fn numbers(report: &Value, key: &str, program: &str) -> Result<Vec<f64>, CliError> {
+pub(crate) fn numbers(report: &Value, key: &str, program: &str) -> Result<Vec<f64>, CliError> {
+    let all = all_numbers(report, key, program)?;
+    Ok(if all.len() > 1 {
+        all[1..].to_vec()
+    } else {
+        all
+    })
+}
+
+/// Every sample of one run (for programs that leave out their own warm-up).
+pub(crate) fn all_numbers(report: &Value, key: &str, program: &str) -> Result<Vec<f64>, CliError> {
     let values = report
         .get(key)
         .and_then(Value::as_array)
@@ -62,14 +76,10 @@ fn numbers(report: &Value, key: &str, program: &str) -> Result<Vec<f64>, CliErro
             "{program}: \"{key}\" must be a non-empty array of numbers"
         )));
     }
-    Ok(if all.len() > 1 {
-        all[1..].to_vec()
-    } else {
-        all
-    })
+    Ok(all)
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -80,7 +90,7 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn run_bench(
+pub(crate) fn run_bench(
     program: &Path,
     args: &[String],
     setup: Setup<'_>,
@@ -133,7 +143,7 @@ fn callgrind_count(program: &Path, args: &[String], setup: Setup<'_>) -> Result<
 /// Overhead in instructions: callgrind counts the whole program at two sizes (`small`, `large`)
 /// in each configuration; the differences cancel start-up and leave the measured loop alone.
 /// Returns (fused/direct, direct per unit, fused per unit).
-fn instruction_ratio(
+pub(crate) fn instruction_ratio(
     program: &Path,
     args: impl Fn(usize) -> Vec<String>,
     (small, large): (usize, usize),
@@ -185,7 +195,7 @@ fn instruction_figures(
     })))
 }
 
-fn ratio(fused: f64, direct: f64) -> f64 {
+pub(crate) fn ratio(fused: f64, direct: f64) -> f64 {
     let r = fused / direct;
     (r * 10_000.0).round() / 10_000.0
 }
@@ -299,6 +309,11 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let recording = ratio(f_record, d_record);
     let frame_ratio = ratio(f_frame, d_frame);
     let instructions = instruction_figures(&record, &frame, &direct_setup, &fused_setup)?;
+    if !as_json {
+        eprintln!("vkfuse bench: round_robin against single, and the cross-member handoff");
+    }
+    let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs)?;
+    let handoff = crate::bench_exec::handoff(&member, &vk_manifest)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \
@@ -323,9 +338,16 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "forwarding_overhead_recording_instructions": instructions.as_ref().map(|i| i["recording"]["ratio"].clone()),
         "forwarding_overhead_frame_instructions": instructions.as_ref().map(|i| i["frame"]["ratio"].clone()),
         "instructions": instructions,
+        "round_robin_submit_overhead": submit["frame_loop"]["ratio"].clone(),
+        "round_robin_submit_overhead_instructions": submit["frame_loop"]["instructions"]["ratio"].clone(),
+        "round_robin_dependent_chain_overhead": submit["dependent_chain"]["ratio"].clone(),
+        "round_robin_dependent_chain_overhead_instructions": submit["dependent_chain"]["instructions"]["ratio"].clone(),
+        "round_robin": submit,
+        "shared_host_handoff": handoff,
         "targets": {
             "forwarding_overhead_recording": TARGET_RECORDING,
             "forwarding_overhead_frame": TARGET_FRAME,
+            "round_robin_submit_overhead": crate::bench_exec::TARGET_ROUND_ROBIN,
         },
         "within_target": {
             "forwarding_overhead_recording": recording <= TARGET_RECORDING,
@@ -441,8 +463,41 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "  per-round ratios (noise): recording {rmin:.4}..{rmax:.4}, frame {fmin:.4}..{fmax:.4}"
     );
     outln!();
+    for (label, key) in [
+        ("per frame: single vs round_robin", "frame_loop"),
+        ("dependent submits: single vs rr", "dependent_chain"),
+    ] {
+        let f = &submit[key];
+        outln!(
+            "  {:<34} {:>9.1} us {:>9.1} us {:>13}  <= {:.2}  (wall clock; instructions: {})",
+            label,
+            f["single_ns_median"].as_f64().unwrap_or(0.0) / 1e3,
+            f["round_robin_ns_median"].as_f64().unwrap_or(0.0) / 1e3,
+            f["ratio"],
+            crate::bench_exec::TARGET_ROUND_ROBIN,
+            f["instructions"]["ratio"]
+        );
+    }
+    outln!("  round_robin: {}", submit["method"].as_str().unwrap_or(""));
+    outln!("  shared host memory handoff (0 bytes copied between members):");
+    if let Some(rows) = handoff["sizes"].as_array() {
+        for r in rows {
+            outln!(
+                "    {:>4} MiB: handoff {:>9.1} us (same device directly {:>9.1} us), memcpy {:>10.1} us, throughput ratio {}",
+                r["mib"],
+                r["handoff_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                r["direct_same_device_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                r["memcpy_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                r["throughput_ratio"]
+            );
+        }
+    }
+    outln!("  handoff: {}", handoff["method"].as_str().unwrap_or(""));
+    outln!();
     outln!(
-        "  forwarding_overhead_recording = {recording:.4}, forwarding_overhead_frame = {frame_ratio:.4}"
+        "  forwarding_overhead_recording = {recording:.4}, forwarding_overhead_frame = {frame_ratio:.4}, round_robin_submit_overhead = {} (dependent chain {})",
+        submit["frame_loop"]["ratio"],
+        submit["dependent_chain"]["ratio"]
     );
     Ok(0)
 }

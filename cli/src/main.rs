@@ -34,6 +34,7 @@ fn write_stdout(args: std::fmt::Arguments<'_>) {
 
 mod args;
 mod bench;
+mod bench_exec;
 mod demo;
 mod env;
 mod info;

@@ -1,5 +1,6 @@
 //! (c) vkcube under Xvfb through vkfuse exits 0 with zero validation messages: one lavapipe
-//! member, and two with VKFUSE_RESIDENCY=all.
+//! member, and two with VKFUSE_RESIDENCY=all; two under `afr`, where frames alternate between
+//! the members.
 
 mod common;
 
@@ -11,22 +12,28 @@ use common::*;
 /// `xvfb-run -a` picks a free display number racily: one Xvfb at a time.
 static XVFB: Mutex<()> = Mutex::new(());
 
-fn vkcube(test: &str, members: &[PathBuf], residency: &str) {
+fn vkcube(test: &str, members: &[PathBuf], residency: &str) -> Option<Output> {
+    vkcube_with(test, members, residency, "single")
+}
+
+fn vkcube_with(test: &str, members: &[PathBuf], residency: &str, strategy: &str) -> Option<Output> {
     let (Some(xvfb_run), Some(_), Some(_)) = (which("xvfb-run"), which("Xvfb"), which("xauth"))
     else {
         skip(
             test,
             "xvfb-run, Xvfb or xauth not installed (Debian: xvfb xauth)",
         );
-        return;
+        return None;
     };
     if which("vkcube").is_none() {
         skip(test, "vkcube not installed (Debian: vulkan-tools)");
-        return;
+        return None;
     }
     let mut cmd = fused(&xvfb_run, members);
     cmd.args(["-a", "-s", "-screen 0 640x480x24", "vkcube", "--c", "30"])
-        .env("VKFUSE_RESIDENCY", residency);
+        .env("VKFUSE_RESIDENCY", residency)
+        .env("VKFUSE_STRATEGY", strategy)
+        .env("VKFUSE_LOG", "info");
     if validation_layer_present() {
         // vkcube registers no debug messenger without --validate, so the layer logs to stdout.
         cmd.env("VK_INSTANCE_LAYERS", "VK_LAYER_KHRONOS_validation");
@@ -49,6 +56,35 @@ fn vkcube(test: &str, members: &[PathBuf], residency: &str) {
             out.dump()
         );
     }
+    Some(out)
+}
+
+#[test]
+fn vkcube_afr_two_lavapipe_members() {
+    let lvp = lavapipe();
+    let Some(out) = vkcube_with(
+        "vkcube_afr_two_lavapipe_members",
+        &[lvp.clone(), lvp],
+        "all",
+        "afr",
+    ) else {
+        return;
+    };
+    // 30 frames plus vkcube's texture upload: frames alternate, each member gets about half.
+    let placed = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split("batches placed: ").nth(1))
+        .unwrap_or_else(|| panic!("no placement line\n{}", out.dump()));
+    let counts: Vec<u64> = placed
+        .split(", ")
+        .filter_map(|p| p.rsplit(": ").next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(counts.len(), 2, "{placed}");
+    assert!(
+        counts.iter().all(|n| *n >= 14),
+        "frames did not alternate: {placed}"
+    );
 }
 
 #[test]

@@ -546,3 +546,70 @@ fn server_guard_kills_on_drop() {
         && stat.contains("(sleep)");
     assert!(!alive, "sleep {pid} still runs after its guard was dropped");
 }
+
+/// AFR with a swapchain (issue 3): `present --frames 4` under `afr` alternates frames between
+/// the members; frames rendered on member 1 are copied into the swapchain of member 0. The
+/// result equals lavapipe direct, the split happened, and (VKFUSE_LOG=debug) both the bytes
+/// copied out of member 1 and the presented image read back on member 0 hash to the last
+/// frame's result.
+fn afr_present(test: &str, members: &[PathBuf]) {
+    let Some(xvfb) = start_xvfb(test) else {
+        return;
+    };
+    let display = Display::X(&xvfb);
+    let mut direct_cmd = direct(example("present"), &lavapipe());
+    direct_cmd.args(present_args("xcb")).args(["--frames", "4"]);
+    display.apply(&mut direct_cmd);
+    let reference = run_present(direct_cmd, &display);
+    let mut cmd = fused(example("present"), members);
+    cmd.args(present_args("xcb"))
+        .args(["--frames", "4"])
+        .env("VKFUSE_STRATEGY", "afr")
+        .env("VKFUSE_LOG", "debug");
+    display.apply(&mut cmd);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.dump(),
+        display.log_tail()
+    );
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("batches placed: member 0: 2, member 1: 2"),
+        "{}",
+        out.dump()
+    );
+    let copied: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("copied to member 0"))
+        .collect();
+    assert_eq!(copied.len(), 2, "{}", out.dump());
+    let last = copied[1];
+    assert!(
+        last.contains(&format!(
+            "fnv1a64 {}; the presented image holds fnv1a64 {}",
+            got.result, got.result
+        )),
+        "the last frame, copied from member 1, is not what the application rendered: {last}\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn xcb_afr_two_lavapipes() {
+    let lvp = lavapipe();
+    afr_present("xcb_afr_two_lavapipes", &[lvp.clone(), lvp]);
+}
+
+#[test]
+fn xcb_afr_lavapipe_swiftshader() {
+    let test = "xcb_afr_lavapipe_swiftshader";
+    let Some(sw) = swiftshader(test) else {
+        return;
+    };
+    afr_present(test, &[lavapipe(), sw]);
+}

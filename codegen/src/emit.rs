@@ -13,6 +13,11 @@ use crate::registry::{Cmd, Field, Registry, Struct};
 pub enum Kind {
     Override(String),
     Primary,
+    /// Host query about an object: forwarded to the member that last ran work on the named
+    /// parameter's object.
+    Executed(String),
+    /// Recorded command whose named parameter's object the submitting member takes over.
+    Note(String),
     Struct(String),
 }
 
@@ -42,6 +47,8 @@ impl Policy {
                 (Some(&"override"), Some(p)) => Kind::Override(p.to_string()),
                 (Some(&"struct"), Some(p)) => Kind::Struct(p.to_string()),
                 (Some(&"primary"), None) => Kind::Primary,
+                (Some(&"executed"), Some(p)) => Kind::Executed(p.to_string()),
+                (Some(&"note"), Some(p)) => Kind::Note(p.to_string()),
                 _ => return Err(format!("overrides.txt:{}: cannot parse `{line}`", n + 1)),
             };
             kinds.insert(w[0].to_string(), kind);
@@ -481,7 +488,7 @@ fn gen_entry(m: &Model, errors: &mut Vec<String>) -> String {
         let path = match kind {
             Some(Kind::Override(p)) => format!("crate::{p}"),
             _ => {
-                match gen_thunk(m, cmd, level, matches!(kind, Some(Kind::Primary))) {
+                match gen_thunk(m, cmd, level, kind) {
                     Ok(t) => s += &t,
                     Err(e) => errors.push(format!("{c}: {e}")),
                 }
@@ -528,8 +535,33 @@ fn gen_entry(m: &Model, errors: &mut Vec<String>) -> String {
     s
 }
 
-fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String, String> {
+fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<String, String> {
     let reg = m.reg;
+    let primary = matches!(kind, Some(Kind::Primary));
+    let executed = match kind {
+        Some(Kind::Executed(p)) => {
+            if level != Level::Device || !cmd.params.iter().any(|f| snake(&f.name) == snake(p)) {
+                return Err(format!(
+                    "`executed {p}` needs a device command with parameter {p}"
+                ));
+            }
+            Some(format!("owner.executed_iter({}.as_raw())", snake(p)))
+        }
+        _ => None,
+    };
+    let note = match kind {
+        Some(Kind::Note(p)) => {
+            if level != Level::CommandBuffer
+                || !cmd.params.iter().any(|f| snake(&f.name) == snake(p))
+            {
+                return Err(format!(
+                    "`note {p}` needs a vkCmd command with parameter {p}"
+                ));
+            }
+            format!("crate::exec::note(obj, {}.as_raw());\n", snake(p))
+        }
+        _ => String::new(),
+    };
     let fname = fn_name(&cmd.name);
     let params: Vec<String> = cmd
         .params
@@ -605,7 +637,10 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
         ),
         Level::Global => return Err("global command without an override".into()),
     };
-    let members = if (primary || !outputs.is_empty() || (ret.is_some() && !result))
+    let executed_members = executed.unwrap_or_default();
+    let members = if !executed_members.is_empty() {
+        executed_members.as_str()
+    } else if (primary || !outputs.is_empty() || (ret.is_some() && !result))
         && matches!(level, Level::Instance | Level::Device)
     {
         "owner.primary_iter()"
@@ -625,6 +660,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
     let needs_arena = (1..cmd.params.len()).any(|i| param_expr(m, cmd, i).contains("cx."));
     body += &resolve;
     body += "\n";
+    body += &note;
     if needs_arena || is_create {
         body += "let arena = Arena::scope();\n";
     }
@@ -743,7 +779,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, primary: bool) -> Result<String
         let missing =
             format!("let Some(f) = md.fns.{f} else {{ let _ = missing(\"{name}\"); return; }};");
         return Ok(format!(
-            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\nfor t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\nif obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
+            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\nfor t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\n{note}if obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
             params = params.join(", "),
             rest = rest.join(", "),
             rest_names = rest_names.join(", "),

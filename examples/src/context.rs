@@ -41,6 +41,8 @@ pub struct ContextDesc<'a> {
     pub validation: bool,
     /// Queues to create.
     pub queues: QueuePlan,
+    /// Enable timeline semaphores (`VK_KHR_timeline_semaphore` and its feature).
+    pub timeline: bool,
 }
 
 /// One queue the device was created with.
@@ -82,7 +84,12 @@ impl InstanceHolder {
     /// Loads the Vulkan loader and creates an instance for example `name` with `extensions`
     /// (each checked to be offered) and, with `validation`, `VK_LAYER_KHRONOS_validation`,
     /// `VK_EXT_debug_utils` and a messenger counting into [`validation_message_count`].
-    pub(crate) fn new(name: &str, validation: bool, extensions: &[&CStr]) -> Result<Self> {
+    pub(crate) fn new(
+        name: &str,
+        validation: bool,
+        extensions: &[&CStr],
+        api_version: u32,
+    ) -> Result<Self> {
         // SAFETY: loading libvulkan runs its initialisers; the loader is the system's own and
         // the library stays loaded as long as `Entry` (kept in the holder) lives.
         let entry = unsafe { ash::Entry::load() }
@@ -118,7 +125,7 @@ impl InstanceHolder {
             .application_version(1)
             .engine_name(c"vkfuse-examples")
             .engine_version(1)
-            .api_version(vk::API_VERSION_1_0);
+            .api_version(api_version);
         // Also chained into vkCreateInstance, so messages from instance creation and
         // destruction are counted too.
         let mut instance_messenger_info = messenger_create_info();
@@ -276,7 +283,13 @@ impl Context {
     /// Loads the Vulkan loader, creates an instance (with validation if asked), picks the first
     /// physical device and creates a device with the queues of `desc.queues`.
     pub fn new(desc: &ContextDesc<'_>) -> Result<Self> {
-        let holder = InstanceHolder::new(desc.name, desc.validation, &[])?;
+        // Timeline semaphores are core in Vulkan 1.2 (with their feature enabled).
+        let api_version = if desc.timeline {
+            vk::API_VERSION_1_2
+        } else {
+            vk::API_VERSION_1_0
+        };
+        let holder = InstanceHolder::new(desc.name, desc.validation, &[], api_version)?;
         let physical = holder.first_physical_device()?;
         let properties = &physical.properties;
         let v = properties.api_version;
@@ -305,7 +318,12 @@ impl Context {
                     .queue_priorities(&priorities[..count as usize])
             })
             .collect();
-        let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_infos);
+        let mut timeline =
+            vk::PhysicalDeviceTimelineSemaphoreFeatures::default().timeline_semaphore(true);
+        let mut device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_infos);
+        if desc.timeline {
+            device_info = device_info.push_next(&mut timeline);
+        }
         // SAFETY: queue_infos name existing families with counts within queueCount
         // (plan_queues) and point into `priorities`, which outlives the call.
         let device = unsafe {
@@ -343,6 +361,7 @@ impl Context {
         Self::new(&ContextDesc {
             name,
             validation,
+            timeline: false,
             queues: QueuePlan::One(flags),
         })
     }

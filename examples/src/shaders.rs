@@ -13,6 +13,8 @@ macro_rules! spirv {
 pub const COMPUTE_COMP: &[u8] = spirv!("compute.comp");
 /// `accumulate.comp`: the order-dependent update of `multithread`.
 pub const ACCUMULATE_COMP: &[u8] = spirv!("accumulate.comp");
+/// `mix.comp`: one dependent step of `random-batches`.
+pub const MIX_COMP: &[u8] = spirv!("mix.comp");
 /// `counter.comp`: the atomic counter of `bench-record`.
 pub const COUNTER_COMP: &[u8] = spirv!("counter.comp");
 /// `offscreen.vert`.

@@ -226,6 +226,7 @@ impl<'w> WsiContext<'w> {
             name,
             validation,
             &[ash::khr::surface::NAME, kind.extension()],
+            vk::API_VERSION_1_0,
         )?;
         let surface = Surface {
             fns: ash::khr::surface::Instance::new(&holder.entry, &holder.instance),

@@ -33,10 +33,7 @@ pub unsafe extern "system" fn create_command_pool(
         let d = dev(device)?;
         let arena = Arena::scope();
         let mut pool = Box::new(CommandPool {
-            base: ObjectBase {
-                handles: [0; MAX_MEMBERS],
-                ty: vk::ObjectType::COMMAND_POOL,
-            },
+            base: ObjectBase::bare(vk::ObjectType::COMMAND_POOL),
             buffers: parking_lot::Mutex::new(Vec::new()),
         });
         for md in &d.members {
@@ -181,6 +178,7 @@ pub unsafe extern "system" fn allocate_command_buffers(
                 level: ai.level,
                 targets,
                 target_count: d.members.len(),
+                notes: parking_lot::Mutex::new(Vec::new()),
             });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);
@@ -247,6 +245,7 @@ pub unsafe extern "system" fn begin_command_buffer(
     crate::guard::result("vkBeginCommandBuffer", || {
         // SAFETY: a live command buffer.
         let (c, d) = unsafe { CommandBuffer::resolve(cb)? };
+        c.notes.lock().clear();
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

@@ -13,12 +13,17 @@ pub enum Residency {
     All,
 }
 
-/// A fault to inject, for tests: `VKFUSE_FAULT=instance:1` makes member 1's instance creation
-/// fail as if the driver had refused it; `device:1` does the same for device creation.
+/// A fault to inject, for tests. `VKFUSE_FAULT=instance:1` makes member 1's instance creation
+/// fail as if the driver had refused it; `device:1` does the same for device creation;
+/// `submit:1:5` makes member 1 report `VK_ERROR_DEVICE_LOST` at its 5th submission;
+/// `alloc:1:3` makes member 1's 3rd memory allocation fail with
+/// `VK_ERROR_OUT_OF_DEVICE_MEMORY`; `import:1` makes member 1 refuse host-pointer imports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub what: String,
     pub member: usize,
+    /// The 1-based occurrence the fault hits (`submit`, `alloc`); 0 for the others.
+    pub nth: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -43,20 +48,39 @@ impl Config {
             .iter()
             .any(|f| f.what == what && f.member == member)
     }
+
+    /// Whether the `nth` occurrence (1-based) of `what` on `member` is made to fail.
+    pub fn fault_at(&self, what: &str, member: usize, nth: u64) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.what == what && f.member == member && f.nth == nth)
+    }
+
+    /// Whether batches may run on more than one member: a strategy other than `single`.
+    pub fn multi(&self) -> bool {
+        matches!(self.strategy, Strategy::RoundRobin | Strategy::Afr)
+    }
 }
 
 fn parse_faults(v: &str) -> Vec<Fault> {
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item
-            .split_once(':')
-            .map(|(w, m)| (w.trim(), m.trim().parse::<usize>()))
-        {
-            Some((what @ ("instance" | "device"), Ok(member))) => out.push(Fault {
+        let w: Vec<&str> = item.split(':').map(str::trim).collect();
+        let member = w.get(1).and_then(|m| m.parse::<usize>().ok());
+        let nth = w
+            .get(2)
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0);
+        match (w[0], member, nth, w.len()) {
+            (what @ ("instance" | "device" | "import"), Some(member), None, 2)
+            | (what @ ("submit" | "alloc"), Some(member), Some(_), 3) => out.push(Fault {
                 what: what.into(),
                 member,
+                nth: nth.unwrap_or(0),
             }),
-            _ => crate::warn!("VKFUSE_FAULT: {item:?} is not `instance:N` or `device:N`; ignored"),
+            _ => crate::warn!(
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `submit:M:N` or `alloc:M:N`; ignored"
+            ),
         }
     }
     out
@@ -137,11 +161,19 @@ impl Config {
                 }
             },
         };
-        if strategy != Strategy::Single {
-            crate::info!(
-                "strategy {strategy:?}: this version executes every batch on the primary member"
+        if !matches!(
+            strategy,
+            Strategy::Single | Strategy::RoundRobin | Strategy::Afr
+        ) {
+            crate::warn!(
+                "strategy {}: not built yet (single, round_robin and afr are); using single",
+                strategy.name()
             );
         }
+        let strategy = match strategy {
+            Strategy::Single | Strategy::RoundRobin | Strategy::Afr => strategy,
+            _ => Strategy::Single,
+        };
         let primary = match setting(
             &["VKFUSE_PRIMARY", "VKFUSE_PRESENT_MEMBER"],
             &file,

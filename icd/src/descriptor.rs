@@ -31,10 +31,7 @@ fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
 }
 
 fn base() -> ObjectBase {
-    ObjectBase {
-        handles: [0; MAX_MEMBERS],
-        ty: vk::ObjectType::DESCRIPTOR_POOL,
-    }
+    ObjectBase::bare(vk::ObjectType::DESCRIPTOR_POOL)
 }
 
 /// # Safety
@@ -208,7 +205,7 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
         for (i, handles) in per.into_iter().enumerate() {
             let raw = Box::new(ObjectBase {
                 handles,
-                ty: vk::ObjectType::DESCRIPTOR_SET,
+                ..ObjectBase::bare(vk::ObjectType::DESCRIPTOR_SET)
             })
             .into_raw();
             sets.push(raw);
@@ -290,10 +287,7 @@ pub unsafe extern "system" fn create_descriptor_update_template(
             .to_vec()
         };
         let mut t = Box::new(UpdateTemplate {
-            base: ObjectBase {
-                handles: [0; MAX_MEMBERS],
-                ty: vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE,
-            },
+            base: ObjectBase::bare(vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE),
             entries,
         });
         let arena = Arena::scope();

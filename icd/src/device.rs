@@ -48,7 +48,8 @@ pub unsafe extern "system" fn create_device(
             exts.push(name);
         }
         let cfg = crate::config::Config::get();
-        let residency = cfg.residency;
+        let multi = cfg.multi() && p.members.len() > 1;
+        let residency = if multi { Residency::All } else { cfg.residency };
         let resident: Vec<_> = match residency {
             Residency::All => p.members.iter().collect(),
             Residency::Primary => p.members.iter().take(1).collect(),
@@ -77,16 +78,15 @@ pub unsafe extern "system" fn create_device(
                 );
                 vk::Result::ERROR_INITIALIZATION_FAILED
             } else {
-                // SAFETY: the create info is translated for this member (queue family indices,
-                // handles in its chain).
-                unsafe {
-                    create(
-                        pm.handle,
-                        cx.one(ci, tr::fix_device_create_info),
-                        alloc,
-                        &mut dev,
-                    )
+                let info = cx.one(ci, tr::fix_device_create_info) as *mut vk::DeviceCreateInfo;
+                let mut extra = Extra::default();
+                if multi {
+                    // SAFETY: the arena copy is ours to extend.
+                    unsafe { extra.apply(&arena, pm, info) };
                 }
+                // SAFETY: the create info is translated for this member (queue family indices,
+                // handles in its chain); what `extra` chains lives until the call returns.
+                unsafe { create(pm.handle, info, alloc, &mut dev) }
             };
             if r != vk::Result::SUCCESS {
                 crate::warn!("member {}: vkCreateDevice failed ({r:?})", pm.index);
@@ -107,13 +107,41 @@ pub unsafe extern "system" fn create_device(
                     g(dev, name.as_ptr())
                 })
             };
+            let host_pointer_properties = if multi && pm.extensions.iter().any(|e| e == HOST_EXT) {
+                gdpa.and_then(|g| {
+                    // SAFETY: the member device is live; the name is NUL-terminated.
+                    let f = unsafe { g(dev, c"vkGetMemoryHostPointerPropertiesEXT".as_ptr()) };
+                    // SAFETY: the member returns the command's own type for this name.
+                    f.map(|f| unsafe {
+                        std::mem::transmute::<
+                            unsafe extern "system" fn(),
+                            vk::PFN_vkGetMemoryHostPointerPropertiesEXT,
+                        >(f)
+                    })
+                })
+            } else {
+                None
+            };
             members.push(MemberDevice {
                 index: pm.index,
                 handle: dev,
                 fns,
                 maps: pm.maps.clone(),
+                host_pointer_properties,
             });
         }
+        let import_align = if multi {
+            import_alignment(p, &members)
+        } else {
+            0
+        };
+        let same_driver = members.iter().all(|md| {
+            p.member(md.index).is_some_and(|pm| {
+                pm.driver_uuid == p.members[0].driver_uuid
+                    && pm.device_uuid == p.members[0].device_uuid
+            })
+        });
+        let exec = crate::exec::setup(&members, import_align, same_driver);
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
             header: Header::new(Tag::Device),
@@ -122,7 +150,9 @@ pub unsafe extern "system" fn create_device(
             api_version,
             enabled_extensions: exts,
             queues: parking_lot::Mutex::new(Vec::new()),
+            exec,
         });
+        crate::exec::start(&device);
         crate::info!(
             "device created on member(s) {:?}; member {} executes",
             device.members.iter().map(|m| m.index).collect::<Vec<_>>(),
@@ -148,6 +178,7 @@ pub unsafe extern "system" fn destroy_device(
         unsafe { Device::resolve(device)? };
         // SAFETY: made by Box::into_raw in create_device; no longer used by the application.
         let dev = unsafe { Box::from_raw(device.as_raw() as *mut Device) };
+        crate::exec::teardown(&dev);
         for md in &dev.members {
             if let Some(d) = md.fns.destroy_device {
                 // SAFETY: the member device is ours.
@@ -156,4 +187,204 @@ pub unsafe extern "system" fn destroy_device(
         }
         Ok(())
     })
+}
+
+const HOST_EXT: &str = "VK_EXT_external_memory_host";
+
+/// What vkfuse adds to a member's device create info when batches run on several members:
+/// timeline semaphores and synchronization2 (cross-member order, `exec.rs`) and host-pointer
+/// import (shared host memory, `device_memory.rs`).
+#[derive(Default)]
+struct Extra {
+    v12: vk::PhysicalDeviceTimelineSemaphoreFeatures<'static>,
+    v13: vk::PhysicalDeviceSynchronization2Features<'static>,
+}
+
+impl Extra {
+    /// # Safety
+    /// `info` is an arena copy of a valid create info; `self` outlives its use.
+    unsafe fn apply(
+        &mut self,
+        arena: &Arena,
+        pm: &crate::object::PhysMember,
+        info: *mut vk::DeviceCreateInfo,
+    ) {
+        // SAFETY: forwarded contract; the chain was copied into the arena and may be rewritten.
+        unsafe {
+            let info = &mut *info;
+            let (mut timeline, mut sync2) = (false, false);
+            let mut p = info.p_next as *mut vk::BaseOutStructure;
+            while !p.is_null() {
+                match (*p).s_type {
+                    vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_2_FEATURES => {
+                        (*(p as *mut vk::PhysicalDeviceVulkan12Features)).timeline_semaphore =
+                            vk::TRUE;
+                        timeline = true;
+                    }
+                    vk::StructureType::PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES => {
+                        (*(p as *mut vk::PhysicalDeviceTimelineSemaphoreFeatures))
+                            .timeline_semaphore = vk::TRUE;
+                        timeline = true;
+                    }
+                    vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_3_FEATURES => {
+                        (*(p as *mut vk::PhysicalDeviceVulkan13Features)).synchronization2 =
+                            vk::TRUE;
+                        sync2 = true;
+                    }
+                    vk::StructureType::PHYSICAL_DEVICE_SYNCHRONIZATION_2_FEATURES => {
+                        (*(p as *mut vk::PhysicalDeviceSynchronization2Features))
+                            .synchronization2 = vk::TRUE;
+                        sync2 = true;
+                    }
+                    _ => {}
+                }
+                p = (*p).p_next;
+            }
+            if !timeline {
+                self.v12.timeline_semaphore = vk::TRUE;
+                self.v12.p_next = info.p_next as *mut _;
+                info.p_next =
+                    (&self.v12 as *const vk::PhysicalDeviceTimelineSemaphoreFeatures).cast();
+            }
+            if !sync2 {
+                self.v13.synchronization2 = vk::TRUE;
+                self.v13.p_next = info.p_next as *mut _;
+                info.p_next =
+                    (&self.v13 as *const vk::PhysicalDeviceSynchronization2Features).cast();
+            }
+            let mut names: Vec<*const c_char> = (0..info.enabled_extension_count as usize)
+                .map(|i| *info.pp_enabled_extension_names.add(i))
+                .collect();
+            let has = names
+                .iter()
+                .any(|n| CStr::from_ptr(*n).to_bytes() == HOST_EXT.as_bytes());
+            if !has && pm.extensions.iter().any(|e| e == HOST_EXT) {
+                names.push(c"VK_EXT_external_memory_host".as_ptr());
+            }
+            let arr = arena.alloc::<*const c_char>(names.len());
+            std::ptr::copy_nonoverlapping(names.as_ptr(), arr, names.len());
+            info.enabled_extension_count = names.len() as u32;
+            info.pp_enabled_extension_names = arr;
+        }
+    }
+}
+
+/// The alignment for host allocations every member imports, after a probe on each member:
+/// a host page imported, mapped and read back. 0 when a member cannot (one message).
+fn import_alignment(p: &PhysicalDevice, members: &[MemberDevice]) -> u64 {
+    let mut align = 4096u64;
+    for md in members {
+        let Some(pm) = p.member(md.index) else {
+            return 0;
+        };
+        let Some(props2) = pm.fns.get_physical_device_properties2 else {
+            return 0;
+        };
+        let mut host = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
+        let mut pr = vk::PhysicalDeviceProperties2 {
+            p_next: (&mut host as *mut vk::PhysicalDeviceExternalMemoryHostPropertiesEXT).cast(),
+            ..Default::default()
+        };
+        // SAFETY: the member's physical device; a valid output chain.
+        unsafe { props2(pm.handle, &mut pr) };
+        align = align.max(host.min_imported_host_pointer_alignment);
+    }
+    for md in members {
+        if let Err(why) = probe_import(md, align) {
+            crate::info!(
+                "member {}: host memory cannot be shared with it ({why}); allocations are per member",
+                md.index
+            );
+            return 0;
+        }
+    }
+    align
+}
+
+/// Imports a host page into the member, maps it and checks that the member sees the bytes.
+fn probe_import(md: &MemberDevice, align: u64) -> Result<(), String> {
+    if crate::config::Config::get().fault("import", md.index) {
+        return Err("VKFUSE_FAULT".into());
+    }
+    let (Some(props), Some(allocate), Some(map), Some(unmap), Some(free)) = (
+        md.host_pointer_properties,
+        md.fns.allocate_memory,
+        md.fns.map_memory,
+        md.fns.unmap_memory,
+        md.fns.free_memory,
+    ) else {
+        return Err("no VK_EXT_external_memory_host".into());
+    };
+    let layout = std::alloc::Layout::from_size_align(align as usize, align as usize)
+        .map_err(|e| e.to_string())?;
+    // SAFETY: a non-zero size.
+    let host = unsafe { std::alloc::alloc_zeroed(layout) };
+    if host.is_null() {
+        return Err("out of host memory".into());
+    }
+    let pattern: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+    // SAFETY: `host` has `align` ≥ 64 bytes.
+    unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), host, pattern.len()) };
+    let result = (|| {
+        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: an aligned host allocation.
+        let r = unsafe {
+            props(
+                md.handle,
+                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+                host.cast(),
+                &mut hp,
+            )
+        };
+        if r != vk::Result::SUCCESS || hp.memory_type_bits == 0 {
+            return Err(format!("no memory type imports host pointers ({r:?})"));
+        }
+        let import = vk::ImportMemoryHostPointerInfoEXT {
+            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+            p_host_pointer: host.cast(),
+            ..Default::default()
+        };
+        let ai = vk::MemoryAllocateInfo {
+            p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
+            allocation_size: align,
+            memory_type_index: hp.memory_type_bits.trailing_zeros(),
+            ..Default::default()
+        };
+        let mut mem = vk::DeviceMemory::null();
+        // SAFETY: a valid import of a live host allocation.
+        let r = unsafe { allocate(md.handle, &ai, std::ptr::null(), &mut mem) };
+        if r != vk::Result::SUCCESS {
+            return Err(format!("the import failed ({r:?})"));
+        }
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: the imported memory, host-visible by its type.
+        let r = unsafe {
+            map(
+                md.handle,
+                mem,
+                0,
+                vk::WHOLE_SIZE,
+                vk::MemoryMapFlags::empty(),
+                &mut ptr,
+            )
+        };
+        let same = r == vk::Result::SUCCESS
+            // SAFETY: a mapping of at least 64 bytes.
+            && unsafe { std::slice::from_raw_parts(ptr as *const u8, pattern.len()) } == &pattern[..];
+        // SAFETY: unmapped and freed before the host allocation is.
+        unsafe {
+            if r == vk::Result::SUCCESS {
+                unmap(md.handle, mem);
+            }
+            free(md.handle, mem, std::ptr::null());
+        }
+        if same {
+            Ok(())
+        } else {
+            Err(format!("the member does not see the host bytes ({r:?})"))
+        }
+    })();
+    // SAFETY: allocated above; the member's import is freed.
+    unsafe { std::alloc::dealloc(host, layout) };
+    result
 }

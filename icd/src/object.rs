@@ -6,6 +6,7 @@
 //! real handle per member, so translation is a dereference and an index.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use ash::vk;
 use ash::vk::Handle as _;
@@ -182,6 +183,9 @@ pub struct MemberDevice {
     pub handle: vk::Device,
     pub fns: DeviceFns,
     pub maps: MemberMaps,
+    /// `vkGetMemoryHostPointerPropertiesEXT`, loaded for vkfuse's own use when the member
+    /// device was created with `VK_EXT_external_memory_host` (not offered to applications).
+    pub host_pointer_properties: Option<vk::PFN_vkGetMemoryHostPointerPropertiesEXT>,
 }
 
 impl MemberDevice {
@@ -199,6 +203,8 @@ pub struct Device {
     pub api_version: u32,
     pub enabled_extensions: Vec<String>,
     pub queues: parking_lot::Mutex<Vec<Box<Queue>>>,
+    /// Placement, cross-member ordering and member loss (`exec.rs`).
+    pub exec: crate::exec::Exec,
 }
 
 // INVARIANT: members and their tables are immutable after creation; the queue list is behind a
@@ -224,6 +230,23 @@ impl Device {
         &self.members[0]
     }
 
+    pub fn member(&self, index: usize) -> Option<&MemberDevice> {
+        self.members.iter().find(|m| m.index == index)
+    }
+
+    /// The member whose copy of the object `raw` answers host queries: the one that last ran
+    /// work on it, else the primary.
+    pub fn executed_iter(&self, raw: u64) -> std::option::IntoIter<&MemberDevice> {
+        // SAFETY: `raw` is a live non-dispatchable vkfuse handle (generated callers pass the
+        // application's handle of the command's object parameter).
+        let last = unsafe { ObjectBase::get(raw) }
+            .ok()
+            .and_then(|o| o.last_member());
+        last.and_then(|m| self.member(m))
+            .or_else(|| self.members.first())
+            .into_iter()
+    }
+
     pub fn physical(&self) -> &PhysicalDevice {
         // SAFETY: the physical device outlives every device created from it (VUID-vkDestroyInstance-instance-00629).
         unsafe { &*self.physical }
@@ -238,6 +261,9 @@ pub struct Queue {
     pub family: u32,
     pub index: u32,
     pub flags: vk::DeviceQueueCreateFlags,
+    /// Per member: a timeline semaphore that each batch vkfuse submits to the member's queue
+    /// signals with the next value; null when batches run on one member only.
+    pub done: [vk::Semaphore; MAX_MEMBERS],
 }
 
 impl Queue {
@@ -276,6 +302,9 @@ pub struct CommandBuffer {
     /// The resident members' command buffers, in placement order: what recording walks.
     pub targets: [Target; MAX_MEMBERS],
     pub target_count: usize,
+    /// Objects whose state the recorded commands change (events, query pools): the member
+    /// that runs the command buffer takes them over (`exec::note`). Only with several targets.
+    pub notes: parking_lot::Mutex<Vec<u64>>,
 }
 
 impl CommandBuffer {
@@ -310,19 +339,44 @@ impl CommandBuffer {
     }
 }
 
+/// `ObjectBase::last` when no member has run work on the object.
+pub const NO_MEMBER: u8 = 0xFF;
+
 /// A non-dispatchable object: one real handle per member (0 where not resident).
 #[repr(C)]
 pub struct ObjectBase {
     pub handles: [u64; MAX_MEMBERS],
     pub ty: vk::ObjectType,
+    /// The member that last ran a batch signalling or writing this object (fences, binary
+    /// semaphores, events, query pools), or [`NO_MEMBER`]: host queries about the object go
+    /// to that member, whose copy holds the answer.
+    pub last: AtomicU8,
 }
 
 impl ObjectBase {
-    pub fn new(ty: vk::ObjectType) -> Box<ObjectBase> {
-        Box::new(ObjectBase {
+    pub fn bare(ty: vk::ObjectType) -> ObjectBase {
+        ObjectBase {
             handles: [0; MAX_MEMBERS],
             ty,
-        })
+            last: AtomicU8::new(NO_MEMBER),
+        }
+    }
+
+    pub fn new(ty: vk::ObjectType) -> Box<ObjectBase> {
+        Box::new(ObjectBase::bare(ty))
+    }
+
+    /// The member that last ran work on the object, if any.
+    pub fn last_member(&self) -> Option<usize> {
+        match self.last.load(Ordering::Acquire) {
+            NO_MEMBER => None,
+            m => Some(m as usize),
+        }
+    }
+
+    pub fn set_last(&self, m: Option<usize>) {
+        self.last
+            .store(m.map_or(NO_MEMBER, |m| m as u8), Ordering::Release);
     }
 
     pub fn into_raw(self: Box<Self>) -> u64 {

@@ -54,6 +54,24 @@ fn get(
         }
         handles[md.index] = q;
     }
+    let mut done = [vk::Semaphore::null(); MAX_MEMBERS];
+    if dev.exec.multi {
+        for md in &dev.members {
+            match crate::exec::member_timeline(md) {
+                Ok(s) => done[md.index] = s,
+                Err(r) => {
+                    for m in &dev.members {
+                        if let (false, Some(f)) = (done[m.index].is_null(), m.fns.destroy_semaphore)
+                        {
+                            // SAFETY: created above, unused.
+                            unsafe { f(m.handle, done[m.index], std::ptr::null()) };
+                        }
+                    }
+                    return Err(r);
+                }
+            }
+        }
+    }
     let q = Box::new(Queue {
         header: Header::new(Tag::Queue),
         device: dev,
@@ -61,6 +79,7 @@ fn get(
         family,
         index,
         flags,
+        done,
     });
     let h = vk::Queue::from_raw(&*q as *const Queue as u64);
     queues.push(q);

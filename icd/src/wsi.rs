@@ -9,7 +9,6 @@ use ash::vk::Handle as _;
 use crate::arena::Arena;
 use crate::generated::translate as tr;
 use crate::object::{Device, ObjectBase};
-use crate::MAX_MEMBERS;
 
 #[repr(C)]
 pub struct Swapchain {
@@ -19,6 +18,8 @@ pub struct Swapchain {
     pub images: parking_lot::Mutex<Vec<u64>>,
     /// Stand-in images and their memory on non-presenting members: (member, image, memory).
     pub stand_ins: parking_lot::Mutex<Vec<(usize, vk::Image, vk::DeviceMemory)>>,
+    /// Copies of frames rendered on other members (`present.rs`), made when first needed.
+    pub presenter: parking_lot::Mutex<Option<crate::present::Presenter>>,
 }
 
 /// What a stand-in image must match of the swapchain's images.
@@ -56,16 +57,44 @@ pub unsafe extern "system" fn create_swapchain(
             .fns
             .create_swapchain_khr
             .ok_or_else(|| crate::guard::missing("vkCreateSwapchainKHR"))?;
+        // SAFETY: a valid create info.
+        let c = unsafe { &*ci };
+        // Frames rendered on other members are copied into the swapchain images
+        // (`present.rs`): they need transfer usage there, and in the stand-ins.
+        let mut copyable = d.exec.multi
+            && d.exec.import_align != 0
+            && crate::present::texel_size(c.image_format).is_some()
+            && c.image_array_layers == 1;
         let mut sc = vk::SwapchainKHR::null();
-        // SAFETY: create info translated (surface, old swapchain, queue families) for the member.
-        let r = unsafe {
-            f(
-                md.handle,
-                cx.one(ci, tr::fix_swapchain_create_info_khr),
-                alloc,
-                &mut sc,
-            )
-        };
+        let mut r = vk::Result::ERROR_INITIALIZATION_FAILED;
+        if copyable {
+            let info =
+                cx.one(ci, tr::fix_swapchain_create_info_khr) as *mut vk::SwapchainCreateInfoKHR;
+            // SAFETY: the arena copy is ours to rewrite; translated for the member.
+            r = unsafe {
+                (*info).image_usage |= vk::ImageUsageFlags::TRANSFER_DST;
+                f(md.handle, info, alloc, &mut sc)
+            };
+            copyable = r.as_raw() >= 0;
+        }
+        if !copyable {
+            // SAFETY: create info translated (surface, old swapchain, queue families) for the
+            // member.
+            r = unsafe {
+                f(
+                    md.handle,
+                    cx.one(ci, tr::fix_swapchain_create_info_khr),
+                    alloc,
+                    &mut sc,
+                )
+            };
+            if r.as_raw() >= 0 {
+                crate::exec::pin_primary(
+                    d,
+                    "a swapchain exists whose frames cannot be copied between members (format, layers or no shared host memory)",
+                );
+            }
+        }
         if r.as_raw() < 0 {
             return Err(r);
         }
@@ -102,20 +131,22 @@ pub unsafe extern "system" fn create_swapchain(
                 format: c.image_format,
                 extent: c.image_extent,
                 layers: c.image_array_layers,
-                usage: c.image_usage,
+                usage: if copyable {
+                    c.image_usage | vk::ImageUsageFlags::TRANSFER_SRC
+                } else {
+                    c.image_usage
+                },
                 flags,
                 view_formats,
             }
         };
-        let mut base = ObjectBase {
-            handles: [0; MAX_MEMBERS],
-            ty: vk::ObjectType::SWAPCHAIN_KHR,
-        };
+        let mut base = ObjectBase::bare(vk::ObjectType::SWAPCHAIN_KHR);
         base.handles[md.index] = sc.as_raw();
         let s = Box::new(Swapchain {
             base,
             info,
             images: parking_lot::Mutex::new(Vec::new()),
+            presenter: parking_lot::Mutex::new(None),
             stand_ins: parking_lot::Mutex::new(Vec::new()),
         });
         // SAFETY: valid output pointer.
@@ -138,6 +169,16 @@ pub unsafe extern "system" fn destroy_swapchain(
         let d = dev(device)?;
         // SAFETY: made by create_swapchain; no longer used.
         let s = unsafe { Box::from_raw(sc.as_raw() as *mut Swapchain) };
+        if let Some(p) = s.presenter.lock().take() {
+            // The copies may still run: every member idles first.
+            for md in &d.members {
+                if let Some(f) = md.fns.device_wait_idle {
+                    // SAFETY: the member device.
+                    let _ = unsafe { f(md.handle) };
+                }
+            }
+            p.destroy(d);
+        }
         for (m, image, memory) in s.stand_ins.lock().drain(..) {
             if let Some(md) = d.members.iter().find(|md| md.index == m) {
                 // SAFETY: stand-ins we made on that member.
@@ -281,10 +322,7 @@ pub unsafe extern "system" fn get_swapchain_images(
             }
             let mut stand_ins = s.stand_ins.lock();
             for img in real.into_iter().take(n as usize) {
-                let mut base = ObjectBase {
-                    handles: [0; MAX_MEMBERS],
-                    ty: vk::ObjectType::IMAGE,
-                };
+                let mut base = ObjectBase::bare(vk::ObjectType::IMAGE);
                 base.handles[md.index] = img.as_raw();
                 for other in d.members.iter().skip(1) {
                     let (image, memory) = stand_in(other, &s.info)?;

@@ -98,6 +98,7 @@ fn run(mut args: Args) -> Result<Report> {
         queues: QueuePlan::AllComputeOrTransfer {
             max_per_family: MAX_QUEUES_PER_FAMILY,
         },
+        timeline: false,
     })?;
     let d = &ctx.device;
     let (transfer, workers) = choose_queues(&ctx.queues)?;

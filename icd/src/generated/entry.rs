@@ -11,302 +11,6 @@ use crate::arena::Arena;
 use crate::guard::{self, missing};
 use crate::object::{CommandBuffer, Device, Instance, ObjectBase, PhysicalDevice, Queue};
 
-/// Forwards `vkAcquireNextImage2KHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkAcquireNextImage2KHR`.
-pub unsafe extern "system" fn acquire_next_image2_khr(
-    device: vk::Device,
-    p_acquire_info: *const vk::AcquireNextImageInfoKHR,
-    p_image_index: *mut u32,
-) -> vk::Result {
-    guard::result("vkAcquireNextImage2KHR", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.acquire_next_image2_khr else {
-                return Err(missing("vkAcquireNextImage2KHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_acquire_info, tr::fix_acquire_next_image_info_khr),
-                    p_image_index,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkAcquireNextImageKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkAcquireNextImageKHR`.
-pub unsafe extern "system" fn acquire_next_image_khr(
-    device: vk::Device,
-    swapchain: vk::SwapchainKHR,
-    timeout: u64,
-    semaphore: vk::Semaphore,
-    fence: vk::Fence,
-    p_image_index: *mut u32,
-) -> vk::Result {
-    guard::result("vkAcquireNextImageKHR", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.acquire_next_image_khr else {
-                return Err(missing("vkAcquireNextImageKHR"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    crate::conv::nd(swapchain, md.index),
-                    timeout,
-                    crate::conv::nd(semaphore, md.index),
-                    crate::conv::nd(fence, md.index),
-                    p_image_index,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkAllocateMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkAllocateMemory`.
-pub unsafe extern "system" fn allocate_memory(
-    device: vk::Device,
-    p_allocate_info: *const vk::MemoryAllocateInfo,
-    p_allocator: *const vk::AllocationCallbacks,
-    p_memory: *mut vk::DeviceMemory,
-) -> vk::Result {
-    guard::result("vkAllocateMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut obj = ObjectBase::new(vk::ObjectType::DEVICE_MEMORY);
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        let undo = |handles: &[u64]| {
-            for md in owner.members.iter() {
-                let raw = handles[md.index];
-                if raw != 0 {
-                    if let Some(d) = md.fns.free_memory {
-                        unsafe { d(md.handle, vk::DeviceMemory::from_raw(raw), p_allocator) }
-                    }
-                }
-            }
-        };
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.allocate_memory else {
-                undo(&obj.handles);
-                return Err(missing("vkAllocateMemory"));
-            };
-            let mut out = vk::DeviceMemory::null();
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_allocate_info, tr::fix_memory_allocate_info),
-                    p_allocator,
-                    &mut out,
-                )
-            };
-            if r.as_raw() < 0 {
-                undo(&obj.handles);
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-            obj.handles[md.index] = out.as_raw();
-        }
-        unsafe { *p_memory = vk::DeviceMemory::from_raw(obj.into_raw()) };
-        Ok(res)
-    })
-}
-
-/// Forwards `vkBindBufferMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkBindBufferMemory`.
-pub unsafe extern "system" fn bind_buffer_memory(
-    device: vk::Device,
-    buffer: vk::Buffer,
-    memory: vk::DeviceMemory,
-    memory_offset: vk::DeviceSize,
-) -> vk::Result {
-    guard::result("vkBindBufferMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let Some(f) = md.fns.bind_buffer_memory else {
-                return Err(missing("vkBindBufferMemory"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    crate::conv::nd(buffer, md.index),
-                    crate::conv::nd(memory, md.index),
-                    memory_offset,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkBindBufferMemory2`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkBindBufferMemory2`.
-pub unsafe extern "system" fn bind_buffer_memory2(
-    device: vk::Device,
-    bind_info_count: u32,
-    p_bind_infos: *const vk::BindBufferMemoryInfo,
-) -> vk::Result {
-    guard::result("vkBindBufferMemory2", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.bind_buffer_memory2 else {
-                return Err(missing("vkBindBufferMemory2"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    bind_info_count,
-                    cx.array(
-                        p_bind_infos,
-                        bind_info_count as usize,
-                        tr::fix_bind_buffer_memory_info,
-                    ),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkBindImageMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkBindImageMemory`.
-pub unsafe extern "system" fn bind_image_memory(
-    device: vk::Device,
-    image: vk::Image,
-    memory: vk::DeviceMemory,
-    memory_offset: vk::DeviceSize,
-) -> vk::Result {
-    guard::result("vkBindImageMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let Some(f) = md.fns.bind_image_memory else {
-                return Err(missing("vkBindImageMemory"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    crate::conv::nd(image, md.index),
-                    crate::conv::nd(memory, md.index),
-                    memory_offset,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkBindImageMemory2`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkBindImageMemory2`.
-pub unsafe extern "system" fn bind_image_memory2(
-    device: vk::Device,
-    bind_info_count: u32,
-    p_bind_infos: *const vk::BindImageMemoryInfo,
-) -> vk::Result {
-    guard::result("vkBindImageMemory2", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.bind_image_memory2 else {
-                return Err(missing("vkBindImageMemory2"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    bind_info_count,
-                    cx.array(
-                        p_bind_infos,
-                        bind_info_count as usize,
-                        tr::fix_bind_image_memory_info,
-                    ),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkCmdBeginConditionalRenderingEXT`.
 ///
 /// # Safety
@@ -378,6 +82,7 @@ pub unsafe extern "system" fn cmd_begin_query(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -440,6 +145,7 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2748,6 +2454,7 @@ pub unsafe extern "system" fn cmd_end_query(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2795,6 +2502,7 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2949,36 +2657,6 @@ pub unsafe extern "system" fn cmd_end_transform_feedback_ext(
                     counter_buffer_count,
                     cx.nd_array(p_counter_buffers, counter_buffer_count as usize),
                     p_counter_buffer_offsets,
-                )
-            };
-        }
-        Ok(())
-    })
-}
-
-/// Forwards `vkCmdExecuteCommands`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkCmdExecuteCommands`.
-pub unsafe extern "system" fn cmd_execute_commands(
-    command_buffer: vk::CommandBuffer,
-    command_buffer_count: u32,
-    p_command_buffers: *const vk::CommandBuffer,
-) {
-    guard::void("vkCmdExecuteCommands", || {
-        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        let arena = Arena::scope();
-        for t in obj.targets().iter() {
-            let md = t.member();
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.cmd_execute_commands else {
-                return Err(missing("vkCmdExecuteCommands"));
-            };
-            unsafe {
-                f(
-                    t.handle,
-                    command_buffer_count,
-                    cx.disp_array(p_command_buffers, command_buffer_count as usize),
                 )
             };
         }
@@ -3339,6 +3017,7 @@ pub unsafe extern "system" fn cmd_reset_event(
     }) else {
         return;
     };
+    crate::exec::note(obj, event.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3378,6 +3057,7 @@ pub unsafe extern "system" fn cmd_reset_event2(
     }) else {
         return;
     };
+    crate::exec::note(obj, event.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3430,6 +3110,7 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4842,6 +4523,7 @@ pub unsafe extern "system" fn cmd_set_event(
     }) else {
         return;
     };
+    crate::exec::note(obj, event.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4865,6 +4547,7 @@ pub unsafe extern "system" fn cmd_set_event2(
 ) {
     guard::void("vkCmdSetEvent2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        crate::exec::note(obj, event.as_raw());
         let arena = Arena::scope();
         for t in obj.targets().iter() {
             let md = t.member();
@@ -6586,6 +6269,7 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -6645,6 +6329,7 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw());
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -7729,55 +7414,6 @@ pub unsafe extern "system" fn create_sampler_ycbcr_conversion(
     })
 }
 
-/// Forwards `vkCreateSemaphore`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkCreateSemaphore`.
-pub unsafe extern "system" fn create_semaphore(
-    device: vk::Device,
-    p_create_info: *const vk::SemaphoreCreateInfo,
-    p_allocator: *const vk::AllocationCallbacks,
-    p_semaphore: *mut vk::Semaphore,
-) -> vk::Result {
-    guard::result("vkCreateSemaphore", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut obj = ObjectBase::new(vk::ObjectType::SEMAPHORE);
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        let undo = |handles: &[u64]| {
-            for md in owner.members.iter() {
-                let raw = handles[md.index];
-                if raw != 0 {
-                    if let Some(d) = md.fns.destroy_semaphore {
-                        unsafe { d(md.handle, vk::Semaphore::from_raw(raw), p_allocator) }
-                    }
-                }
-            }
-        };
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.create_semaphore else {
-                undo(&obj.handles);
-                return Err(missing("vkCreateSemaphore"));
-            };
-            let mut out = vk::Semaphore::null();
-            let r = unsafe { f(md.handle, p_create_info, p_allocator, &mut out) };
-            if r.as_raw() < 0 {
-                undo(&obj.handles);
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-            obj.handles[md.index] = out.as_raw();
-        }
-        unsafe { *p_semaphore = vk::Semaphore::from_raw(obj.into_raw()) };
-        Ok(res)
-    })
-}
-
 /// Forwards `vkCreateShaderModule`.
 ///
 /// # Safety
@@ -8528,36 +8164,6 @@ pub unsafe extern "system" fn destroy_sampler_ycbcr_conversion(
     })
 }
 
-/// Forwards `vkDestroySemaphore`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkDestroySemaphore`.
-pub unsafe extern "system" fn destroy_semaphore(
-    device: vk::Device,
-    semaphore: vk::Semaphore,
-    p_allocator: *const vk::AllocationCallbacks,
-) {
-    guard::void("vkDestroySemaphore", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        if semaphore.is_null() {
-            return Ok(());
-        }
-        let obj = unsafe { ObjectBase::get(semaphore.as_raw()) }?;
-        for md in owner.members.iter() {
-            let raw = obj.handles[md.index];
-            if raw == 0 {
-                continue;
-            }
-            let Some(f) = md.fns.destroy_semaphore else {
-                return Err(missing("vkDestroySemaphore"));
-            };
-            unsafe { f(md.handle, vk::Semaphore::from_raw(raw), p_allocator) };
-        }
-        unsafe { ObjectBase::free(semaphore.as_raw()) };
-        Ok(())
-    })
-}
-
 /// Forwards `vkDestroyShaderModule`.
 ///
 /// # Safety
@@ -8654,32 +8260,6 @@ pub unsafe extern "system" fn destroy_validation_cache_ext(
     })
 }
 
-/// Forwards `vkDeviceWaitIdle`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkDeviceWaitIdle`.
-pub unsafe extern "system" fn device_wait_idle(device: vk::Device) -> vk::Result {
-    guard::result("vkDeviceWaitIdle", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let Some(f) = md.fns.device_wait_idle else {
-                return Err(missing("vkDeviceWaitIdle"));
-            };
-            let r = unsafe { f(md.handle) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkEndCommandBuffer`.
 ///
 /// # Safety
@@ -8704,105 +8284,6 @@ pub unsafe extern "system" fn end_command_buffer(command_buffer: vk::CommandBuff
             }
         }
         Ok(res)
-    })
-}
-
-/// Forwards `vkFlushMappedMemoryRanges`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkFlushMappedMemoryRanges`.
-pub unsafe extern "system" fn flush_mapped_memory_ranges(
-    device: vk::Device,
-    memory_range_count: u32,
-    p_memory_ranges: *const vk::MappedMemoryRange,
-) -> vk::Result {
-    guard::result("vkFlushMappedMemoryRanges", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.flush_mapped_memory_ranges else {
-                return Err(missing("vkFlushMappedMemoryRanges"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    memory_range_count,
-                    cx.array(
-                        p_memory_ranges,
-                        memory_range_count as usize,
-                        tr::fix_mapped_memory_range,
-                    ),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkFreeMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkFreeMemory`.
-pub unsafe extern "system" fn free_memory(
-    device: vk::Device,
-    memory: vk::DeviceMemory,
-    p_allocator: *const vk::AllocationCallbacks,
-) {
-    guard::void("vkFreeMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        if memory.is_null() {
-            return Ok(());
-        }
-        let obj = unsafe { ObjectBase::get(memory.as_raw()) }?;
-        for md in owner.members.iter() {
-            let raw = obj.handles[md.index];
-            if raw == 0 {
-                continue;
-            }
-            let Some(f) = md.fns.free_memory else {
-                return Err(missing("vkFreeMemory"));
-            };
-            unsafe { f(md.handle, vk::DeviceMemory::from_raw(raw), p_allocator) };
-        }
-        unsafe { ObjectBase::free(memory.as_raw()) };
-        Ok(())
-    })
-}
-
-/// Forwards `vkGetBufferDeviceAddress`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetBufferDeviceAddress`.
-pub unsafe extern "system" fn get_buffer_device_address(
-    device: vk::Device,
-    p_info: *const vk::BufferDeviceAddressInfo,
-) -> vk::DeviceAddress {
-    guard::value("vkGetBufferDeviceAddress", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let Some(md) = owner.primary_iter().next() else {
-            return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
-        };
-        let cx = md.cx(&arena);
-        let Some(f) = md.fns.get_buffer_device_address else {
-            return Err(missing("vkGetBufferDeviceAddress"));
-        };
-        Ok(unsafe {
-            f(
-                md.handle,
-                cx.one(p_info, tr::fix_buffer_device_address_info),
-            )
-        })
     })
 }
 
@@ -9086,7 +8567,7 @@ pub unsafe extern "system" fn get_event_status(device: vk::Device, event: vk::Ev
         let owner = unsafe { Device::resolve(device) }?;
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
-        for md in owner.primary_iter() {
+        for md in owner.executed_iter(event.as_raw()) {
             let Some(f) = md.fns.get_event_status else {
                 return Err(missing("vkGetEventStatus"));
             };
@@ -9112,7 +8593,7 @@ pub unsafe extern "system" fn get_fence_status(device: vk::Device, fence: vk::Fe
         let owner = unsafe { Device::resolve(device) }?;
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
-        for md in owner.primary_iter() {
+        for md in owner.executed_iter(fence.as_raw()) {
             let Some(f) = md.fns.get_fence_status else {
                 return Err(missing("vkGetFenceStatus"));
             };
@@ -9760,7 +9241,7 @@ pub unsafe extern "system" fn get_query_pool_results(
         let owner = unsafe { Device::resolve(device) }?;
         let mut res = vk::Result::SUCCESS;
         let mut first = true;
-        for md in owner.primary_iter() {
+        for md in owner.executed_iter(query_pool.as_raw()) {
             let Some(f) = md.fns.get_query_pool_results else {
                 return Err(missing("vkGetQueryPoolResults"));
             };
@@ -9878,36 +9359,6 @@ pub unsafe extern "system" fn get_render_area_granularity(
     })
 }
 
-/// Forwards `vkGetSemaphoreCounterValue`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetSemaphoreCounterValue`.
-pub unsafe extern "system" fn get_semaphore_counter_value(
-    device: vk::Device,
-    semaphore: vk::Semaphore,
-    p_value: *mut u64,
-) -> vk::Result {
-    guard::result("vkGetSemaphoreCounterValue", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.get_semaphore_counter_value else {
-                return Err(missing("vkGetSemaphoreCounterValue"));
-            };
-            let r = unsafe { f(md.handle, crate::conv::nd(semaphore, md.index), p_value) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkGetSwapchainStatusKHR`.
 ///
 /// # Safety
@@ -9961,90 +9412,6 @@ pub unsafe extern "system" fn get_validation_cache_data_ext(
                     crate::conv::nd(validation_cache, md.index),
                     p_data_size,
                     p_data,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkInvalidateMappedMemoryRanges`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkInvalidateMappedMemoryRanges`.
-pub unsafe extern "system" fn invalidate_mapped_memory_ranges(
-    device: vk::Device,
-    memory_range_count: u32,
-    p_memory_ranges: *const vk::MappedMemoryRange,
-) -> vk::Result {
-    guard::result("vkInvalidateMappedMemoryRanges", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.invalidate_mapped_memory_ranges else {
-                return Err(missing("vkInvalidateMappedMemoryRanges"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    memory_range_count,
-                    cx.array(
-                        p_memory_ranges,
-                        memory_range_count as usize,
-                        tr::fix_mapped_memory_range,
-                    ),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkMapMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkMapMemory`.
-pub unsafe extern "system" fn map_memory(
-    device: vk::Device,
-    memory: vk::DeviceMemory,
-    offset: vk::DeviceSize,
-    size: vk::DeviceSize,
-    flags: vk::MemoryMapFlags,
-    pp_data: *mut *mut c_void,
-) -> vk::Result {
-    guard::result("vkMapMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.map_memory else {
-                return Err(missing("vkMapMemory"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    crate::conv::nd(memory, md.index),
-                    offset,
-                    size,
-                    flags,
-                    pp_data,
                 )
             };
             if r.as_raw() < 0 {
@@ -10183,148 +9550,6 @@ pub unsafe extern "system" fn queue_bind_sparse(
     })
 }
 
-/// Forwards `vkQueuePresentKHR`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkQueuePresentKHR`.
-pub unsafe extern "system" fn queue_present_khr(
-    queue: vk::Queue,
-    p_present_info: *const vk::PresentInfoKHR,
-) -> vk::Result {
-    guard::result("vkQueuePresentKHR", || {
-        let (obj, owner) = unsafe { Queue::resolve(queue) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.queue_present_khr else {
-                return Err(missing("vkQueuePresentKHR"));
-            };
-            let r = unsafe {
-                f(
-                    obj.handles[md.index],
-                    cx.one(p_present_info, tr::fix_present_info_khr),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkQueueSubmit`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkQueueSubmit`.
-pub unsafe extern "system" fn queue_submit(
-    queue: vk::Queue,
-    submit_count: u32,
-    p_submits: *const vk::SubmitInfo,
-    fence: vk::Fence,
-) -> vk::Result {
-    guard::result("vkQueueSubmit", || {
-        let (obj, owner) = unsafe { Queue::resolve(queue) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.queue_submit else {
-                return Err(missing("vkQueueSubmit"));
-            };
-            let r = unsafe {
-                f(
-                    obj.handles[md.index],
-                    submit_count,
-                    cx.array(p_submits, submit_count as usize, tr::fix_submit_info),
-                    crate::conv::nd(fence, md.index),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkQueueSubmit2`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkQueueSubmit2`.
-pub unsafe extern "system" fn queue_submit2(
-    queue: vk::Queue,
-    submit_count: u32,
-    p_submits: *const vk::SubmitInfo2,
-    fence: vk::Fence,
-) -> vk::Result {
-    guard::result("vkQueueSubmit2", || {
-        let (obj, owner) = unsafe { Queue::resolve(queue) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.queue_submit2 else {
-                return Err(missing("vkQueueSubmit2"));
-            };
-            let r = unsafe {
-                f(
-                    obj.handles[md.index],
-                    submit_count,
-                    cx.array(p_submits, submit_count as usize, tr::fix_submit_info2),
-                    crate::conv::nd(fence, md.index),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkQueueWaitIdle`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkQueueWaitIdle`.
-pub unsafe extern "system" fn queue_wait_idle(queue: vk::Queue) -> vk::Result {
-    guard::result("vkQueueWaitIdle", || {
-        let (obj, owner) = unsafe { Queue::resolve(queue) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.queue_wait_idle else {
-                return Err(missing("vkQueueWaitIdle"));
-            };
-            let r = unsafe { f(obj.handles[md.index]) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkReleaseSwapchainImagesEXT`.
 ///
 /// # Safety
@@ -10447,44 +9672,6 @@ pub unsafe extern "system" fn reset_event(device: vk::Device, event: vk::Event) 
     })
 }
 
-/// Forwards `vkResetFences`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkResetFences`.
-pub unsafe extern "system" fn reset_fences(
-    device: vk::Device,
-    fence_count: u32,
-    p_fences: *const vk::Fence,
-) -> vk::Result {
-    guard::result("vkResetFences", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.reset_fences else {
-                return Err(missing("vkResetFences"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    fence_count,
-                    cx.nd_array(p_fences, fence_count as usize),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkResetQueryPool`.
 ///
 /// # Safety
@@ -10592,42 +9779,6 @@ pub unsafe extern "system" fn set_hdr_metadata_ext(
     })
 }
 
-/// Forwards `vkSignalSemaphore`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkSignalSemaphore`.
-pub unsafe extern "system" fn signal_semaphore(
-    device: vk::Device,
-    p_signal_info: *const vk::SemaphoreSignalInfo,
-) -> vk::Result {
-    guard::result("vkSignalSemaphore", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.signal_semaphore else {
-                return Err(missing("vkSignalSemaphore"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_signal_info, tr::fix_semaphore_signal_info),
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkTrimCommandPool`.
 ///
 /// # Safety
@@ -10644,23 +9795,6 @@ pub unsafe extern "system" fn trim_command_pool(
                 return Err(missing("vkTrimCommandPool"));
             };
             unsafe { f(md.handle, crate::conv::nd(command_pool, md.index), flags) };
-        }
-        Ok(())
-    })
-}
-
-/// Forwards `vkUnmapMemory`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkUnmapMemory`.
-pub unsafe extern "system" fn unmap_memory(device: vk::Device, memory: vk::DeviceMemory) {
-    guard::void("vkUnmapMemory", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        for md in owner.primary_iter() {
-            let Some(f) = md.fns.unmap_memory else {
-                return Err(missing("vkUnmapMemory"));
-            };
-            unsafe { f(md.handle, crate::conv::nd(memory, md.index)) };
         }
         Ok(())
     })
@@ -10707,48 +9841,6 @@ pub unsafe extern "system" fn update_descriptor_sets(
     })
 }
 
-/// Forwards `vkWaitForFences`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkWaitForFences`.
-pub unsafe extern "system" fn wait_for_fences(
-    device: vk::Device,
-    fence_count: u32,
-    p_fences: *const vk::Fence,
-    wait_all: vk::Bool32,
-    timeout: u64,
-) -> vk::Result {
-    guard::result("vkWaitForFences", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.wait_for_fences else {
-                return Err(missing("vkWaitForFences"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    fence_count,
-                    cx.nd_array(p_fences, fence_count as usize),
-                    wait_all,
-                    timeout,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkWaitForPresentKHR`.
 ///
 /// # Safety
@@ -10772,44 +9864,6 @@ pub unsafe extern "system" fn wait_for_present_khr(
                     md.handle,
                     crate::conv::nd(swapchain, md.index),
                     present_id,
-                    timeout,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkWaitSemaphores`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkWaitSemaphores`.
-pub unsafe extern "system" fn wait_semaphores(
-    device: vk::Device,
-    p_wait_info: *const vk::SemaphoreWaitInfo,
-    timeout: u64,
-) -> vk::Result {
-    guard::result("vkWaitSemaphores", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.primary_iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.wait_semaphores else {
-                return Err(missing("vkWaitSemaphores"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_wait_info, tr::fix_semaphore_wait_info),
                     timeout,
                 )
             };
@@ -10856,23 +9910,27 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         name: c"vkAcquireNextImage2KHR",
         pfn: unsafe {
-            std::mem::transmute::<PfnAcquireNextImage2KHR, VoidFn>(acquire_next_image2_khr)
+            std::mem::transmute::<PfnAcquireNextImage2KHR, VoidFn>(
+                crate::present::acquire_next_image2,
+            )
         },
         level: Level::Device,
         reqs: &[
             Req::Ext("VK_KHR_swapchain"),
             Req::Ext("VK_KHR_device_group"),
         ],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkAcquireNextImageKHR",
         pfn: unsafe {
-            std::mem::transmute::<PfnAcquireNextImageKHR, VoidFn>(acquire_next_image_khr)
+            std::mem::transmute::<PfnAcquireNextImageKHR, VoidFn>(
+                crate::present::acquire_next_image,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_swapchain")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkAllocateCommandBuffers",
@@ -10898,10 +9956,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkAllocateMemory",
-        pfn: unsafe { std::mem::transmute::<PfnAllocateMemory, VoidFn>(allocate_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnAllocateMemory, VoidFn>(crate::device_memory::allocate_memory)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBeginCommandBuffer",
@@ -10916,45 +9976,69 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkBindBufferMemory",
-        pfn: unsafe { std::mem::transmute::<PfnBindBufferMemory, VoidFn>(bind_buffer_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindBufferMemory, VoidFn>(
+                crate::device_memory::bind_buffer_memory,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBindBufferMemory2",
-        pfn: unsafe { std::mem::transmute::<PfnBindBufferMemory2, VoidFn>(bind_buffer_memory2) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindBufferMemory2, VoidFn>(
+                crate::device_memory::bind_buffer_memory2,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 1, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBindBufferMemory2KHR",
-        pfn: unsafe { std::mem::transmute::<PfnBindBufferMemory2, VoidFn>(bind_buffer_memory2) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindBufferMemory2, VoidFn>(
+                crate::device_memory::bind_buffer_memory2,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_bind_memory2")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBindImageMemory",
-        pfn: unsafe { std::mem::transmute::<PfnBindImageMemory, VoidFn>(bind_image_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindImageMemory, VoidFn>(
+                crate::device_memory::bind_image_memory,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBindImageMemory2",
-        pfn: unsafe { std::mem::transmute::<PfnBindImageMemory2, VoidFn>(bind_image_memory2) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindImageMemory2, VoidFn>(
+                crate::device_memory::bind_image_memory2,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 1, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkBindImageMemory2KHR",
-        pfn: unsafe { std::mem::transmute::<PfnBindImageMemory2, VoidFn>(bind_image_memory2) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnBindImageMemory2, VoidFn>(
+                crate::device_memory::bind_image_memory2,
+            )
+        },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_bind_memory2")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkCmdBeginConditionalRenderingEXT",
@@ -11480,10 +10564,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkCmdExecuteCommands",
-        pfn: unsafe { std::mem::transmute::<PfnCmdExecuteCommands, VoidFn>(cmd_execute_commands) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnCmdExecuteCommands, VoidFn>(crate::exec::cmd_execute_commands)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkCmdFillBuffer",
@@ -12687,10 +11773,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkCreateSemaphore",
-        pfn: unsafe { std::mem::transmute::<PfnCreateSemaphore, VoidFn>(create_semaphore) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnCreateSemaphore, VoidFn>(crate::exec::create_semaphore)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkCreateShaderModule",
@@ -12954,10 +12042,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkDestroySemaphore",
-        pfn: unsafe { std::mem::transmute::<PfnDestroySemaphore, VoidFn>(destroy_semaphore) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnDestroySemaphore, VoidFn>(crate::exec::destroy_semaphore)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkDestroyShaderModule",
@@ -12997,10 +12087,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkDeviceWaitIdle",
-        pfn: unsafe { std::mem::transmute::<PfnDeviceWaitIdle, VoidFn>(device_wait_idle) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnDeviceWaitIdle, VoidFn>(crate::exec::device_wait_idle)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkEndCommandBuffer",
@@ -13100,11 +12192,13 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         name: c"vkFlushMappedMemoryRanges",
         pfn: unsafe {
-            std::mem::transmute::<PfnFlushMappedMemoryRanges, VoidFn>(flush_mapped_memory_ranges)
+            std::mem::transmute::<PfnFlushMappedMemoryRanges, VoidFn>(
+                crate::device_memory::flush_mapped_memory_ranges,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkFreeCommandBuffers",
@@ -13130,37 +12224,45 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkFreeMemory",
-        pfn: unsafe { std::mem::transmute::<PfnFreeMemory, VoidFn>(free_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnFreeMemory, VoidFn>(crate::device_memory::free_memory)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetBufferDeviceAddress",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(get_buffer_device_address)
+            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(
+                crate::device_memory::get_buffer_device_address,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 2, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetBufferDeviceAddressEXT",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(get_buffer_device_address)
+            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(
+                crate::device_memory::get_buffer_device_address,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Ext("VK_EXT_buffer_device_address")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetBufferDeviceAddressKHR",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(get_buffer_device_address)
+            std::mem::transmute::<PfnGetBufferDeviceAddress, VoidFn>(
+                crate::device_memory::get_buffer_device_address,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_buffer_device_address")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetBufferMemoryRequirements",
@@ -14118,20 +13220,24 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         name: c"vkGetSemaphoreCounterValue",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetSemaphoreCounterValue, VoidFn>(get_semaphore_counter_value)
+            std::mem::transmute::<PfnGetSemaphoreCounterValue, VoidFn>(
+                crate::exec::get_semaphore_counter_value,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 2, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetSemaphoreCounterValueKHR",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetSemaphoreCounterValue, VoidFn>(get_semaphore_counter_value)
+            std::mem::transmute::<PfnGetSemaphoreCounterValue, VoidFn>(
+                crate::exec::get_semaphore_counter_value,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_timeline_semaphore")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetSwapchainImagesKHR",
@@ -14168,19 +13274,21 @@ pub static ENTRIES: &[Entry] = &[
         name: c"vkInvalidateMappedMemoryRanges",
         pfn: unsafe {
             std::mem::transmute::<PfnInvalidateMappedMemoryRanges, VoidFn>(
-                invalidate_mapped_memory_ranges,
+                crate::device_memory::invalidate_mapped_memory_ranges,
             )
         },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkMapMemory",
-        pfn: unsafe { std::mem::transmute::<PfnMapMemory, VoidFn>(map_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnMapMemory, VoidFn>(crate::device_memory::map_memory)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkMergePipelineCaches",
@@ -14209,38 +13317,42 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkQueuePresentKHR",
-        pfn: unsafe { std::mem::transmute::<PfnQueuePresentKHR, VoidFn>(queue_present_khr) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnQueuePresentKHR, VoidFn>(crate::present::queue_present)
+        },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_swapchain")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkQueueSubmit",
-        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit, VoidFn>(queue_submit) },
+        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit, VoidFn>(crate::exec::queue_submit) },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkQueueSubmit2",
-        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit2, VoidFn>(queue_submit2) },
+        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit2, VoidFn>(crate::exec::queue_submit2) },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 3, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkQueueSubmit2KHR",
-        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit2, VoidFn>(queue_submit2) },
+        pfn: unsafe { std::mem::transmute::<PfnQueueSubmit2, VoidFn>(crate::exec::queue_submit2) },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_synchronization2")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkQueueWaitIdle",
-        pfn: unsafe { std::mem::transmute::<PfnQueueWaitIdle, VoidFn>(queue_wait_idle) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnQueueWaitIdle, VoidFn>(crate::exec::queue_wait_idle)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkReleaseSwapchainImagesEXT",
@@ -14287,10 +13399,10 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkResetFences",
-        pfn: unsafe { std::mem::transmute::<PfnResetFences, VoidFn>(reset_fences) },
+        pfn: unsafe { std::mem::transmute::<PfnResetFences, VoidFn>(crate::exec::reset_fences) },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkResetQueryPool",
@@ -14351,17 +13463,21 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkSignalSemaphore",
-        pfn: unsafe { std::mem::transmute::<PfnSignalSemaphore, VoidFn>(signal_semaphore) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnSignalSemaphore, VoidFn>(crate::exec::signal_semaphore)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 2, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkSignalSemaphoreKHR",
-        pfn: unsafe { std::mem::transmute::<PfnSignalSemaphore, VoidFn>(signal_semaphore) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnSignalSemaphore, VoidFn>(crate::exec::signal_semaphore)
+        },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_timeline_semaphore")],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkTrimCommandPool",
@@ -14379,10 +13495,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkUnmapMemory",
-        pfn: unsafe { std::mem::transmute::<PfnUnmapMemory, VoidFn>(unmap_memory) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnUnmapMemory, VoidFn>(crate::device_memory::unmap_memory)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkUpdateDescriptorSetWithTemplate",
@@ -14417,10 +13535,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkWaitForFences",
-        pfn: unsafe { std::mem::transmute::<PfnWaitForFences, VoidFn>(wait_for_fences) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnWaitForFences, VoidFn>(crate::exec::wait_for_fences)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkWaitForPresentKHR",
@@ -14431,17 +13551,21 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkWaitSemaphores",
-        pfn: unsafe { std::mem::transmute::<PfnWaitSemaphores, VoidFn>(wait_semaphores) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnWaitSemaphores, VoidFn>(crate::exec::wait_semaphores)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 2, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkWaitSemaphoresKHR",
-        pfn: unsafe { std::mem::transmute::<PfnWaitSemaphores, VoidFn>(wait_semaphores) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnWaitSemaphores, VoidFn>(crate::exec::wait_semaphores)
+        },
         level: Level::Device,
         reqs: &[Req::Ext("VK_KHR_timeline_semaphore")],
-        hand_written: false,
+        hand_written: true,
     },
 ];
 

@@ -1,0 +1,202 @@
+//! The execution figures of `vkfuse bench` (issue 3): the per-submit cost of `round_robin`
+//! placement against `single`, and the cost of handing data written on one member to a batch
+//! on another (shared host memory) against copying it with `memcpy`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::args::CliError;
+use crate::env::{self, FusedConfig, Setup};
+
+pub const TARGET_ROUND_ROBIN: f64 = 1.10;
+
+fn fused(member: &Path, strategy: &str) -> FusedConfig {
+    FusedConfig {
+        members: Some(vec![member.to_path_buf(), member.to_path_buf()]),
+        strategy: Some(strategy.to_string()),
+        residency: None,
+        primary: Some(0),
+        log: None,
+    }
+}
+
+/// One loop shape measured under single and round_robin.
+struct Shape<'a> {
+    program: &'a str,
+    args: &'a [&'a str],
+    key: &'a str,
+    /// Arguments at two sizes for callgrind, and the loop iterations per size unit.
+    sized: fn(usize) -> Vec<String>,
+    sizes: (usize, usize),
+    per_unit: f64,
+}
+
+/// Wall-clock medians over alternating rounds, and callgrind instructions, for one shape.
+fn measure(
+    shape: &Shape<'_>,
+    single_setup: Setup<'_>,
+    rr_setup: Setup<'_>,
+    runs: usize,
+) -> Result<Value, CliError> {
+    let program = env::program(shape.program)?;
+    let args: Vec<String> = shape.args.iter().map(|a| a.to_string()).collect();
+    let (mut s, mut r, mut per_round) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..runs {
+        let order: [bool; 2] = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let (mut rs, mut rr_) = (Vec::new(), Vec::new());
+        for is_rr in order {
+            let (setup, label, out): (Setup<'_>, _, _) = if is_rr {
+                (rr_setup, "round_robin", &mut rr_)
+            } else {
+                (single_setup, "single", &mut rs)
+            };
+            let v = super::bench::run_bench(&program, &args, setup, label)?;
+            *out = super::bench::all_numbers(&v, shape.key, shape.program)?;
+        }
+        per_round.push(super::bench::ratio(
+            super::bench::median(&rr_),
+            super::bench::median(&rs),
+        ));
+        s.extend(rs);
+        r.extend(rr_);
+    }
+    let instructions = if Command::new("valgrind").arg("--version").output().is_ok() {
+        let (ratio, single_per, rr_per) = super::bench::instruction_ratio(
+            &program,
+            shape.sized,
+            shape.sizes,
+            shape.per_unit,
+            single_setup,
+            rr_setup,
+        )?;
+        Some(
+            json!({"ratio": ratio, "single_per_iteration": single_per, "round_robin_per_iteration": rr_per}),
+        )
+    } else {
+        None
+    };
+    Ok(json!({
+        "ratio": super::bench::ratio(super::bench::median(&r), super::bench::median(&s)),
+        "single_ns_median": super::bench::median(&s),
+        "round_robin_ns_median": super::bench::median(&r),
+        "per_round": per_round,
+        "instructions": instructions,
+    }))
+}
+
+/// Per-submit figures of round_robin against single, for two loop shapes: a frame loop (each
+/// submit fenced and waited for, as a paced application does) and a chain of dependent submits
+/// that are not waited for (the worst case: every submit crosses members while the previous one
+/// still runs).
+pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Value, CliError> {
+    let single = fused(member, "single");
+    let rr = fused(member, "round_robin");
+    let single_setup = |cmd: &mut Command| single.apply(cmd, manifest);
+    let rr_setup = |cmd: &mut Command| rr.apply(cmd, manifest);
+    let frame = measure(
+        &Shape {
+            program: "bench-frame",
+            args: &["--frames", "300"],
+            key: "frame_ns",
+            sized: |n| ["--frames", &n.to_string()].map(String::from).to_vec(),
+            sizes: (10, 60),
+            per_unit: 1.0,
+        },
+        &single_setup,
+        &rr_setup,
+        runs,
+    )?;
+    let chain = measure(
+        &Shape {
+            program: "bench-submit",
+            args: &["--submits", "2000", "--iterations", "3"],
+            key: "submit_ns",
+            // Each run submits the chain twice (warm-up and one timed iteration).
+            sized: |n| {
+                ["--submits", &n.to_string(), "--iterations", "1"]
+                    .map(String::from)
+                    .to_vec()
+            },
+            sizes: (200, 1000),
+            per_unit: 2.0,
+        },
+        &single_setup,
+        &rr_setup,
+        runs,
+    )?;
+    Ok(json!({
+        "frame_loop": frame,
+        "dependent_chain": chain,
+        "target": TARGET_ROUND_ROBIN,
+        "method": format!(
+            "Through vkfuse over two members ({m} twice), VKFUSE_STRATEGY=single against \
+             round_robin, {runs} rounds in alternating order, ratio of the medians. frame_loop: \
+             bench-frame (300 frames; each frame recorded, submitted with a fence and waited \
+             for, so round_robin alternates members per frame) — the submit-bound loop of a paced \
+             application. dependent_chain: bench-submit (2000 submits of one small command \
+             buffer, each waiting for the previous one's timeline value, one fence at the end) — \
+             the worst case, where every submit crosses members while the previous batch still \
+             runs, so each goes through the bridge thread (a blocking wait, a host signal, a \
+             wake-up of the other member's queue thread). Instructions: callgrind at two sizes \
+             per configuration (10/60 frames, 200/1000 submits), LP_NUM_THREADS=0, all threads \
+             counted, the difference divided per frame or submit.",
+            m = member.display()
+        ),
+    }))
+}
+
+/// Shared host memory: the time for a batch to read what a batch on another member wrote
+/// (nothing is copied) against `memcpy` of the same bytes, 1–256 MiB.
+pub fn handoff(member: &Path, manifest: &Path) -> Result<Value, CliError> {
+    let program: PathBuf = env::program("bench-handoff")?;
+    let rr = fused(member, "round_robin");
+    let setup = |cmd: &mut Command| rr.apply(cmd, manifest);
+    let direct_setup = |cmd: &mut Command| {
+        env::only_driver(cmd, member);
+        Ok(())
+    };
+    let args = ["--max-mib", "256", "--repeats", "3"].map(String::from);
+    let v = super::bench::run_bench(&program, &args, &setup, "round_robin")?;
+    let d = super::bench::run_bench(&program, &args, &direct_setup, "direct")?;
+    let sizes = super::bench::all_numbers(&v, "sizes_mib", "bench-handoff")?;
+    let handoff = super::bench::all_numbers(&v, "handoff_ns", "bench-handoff")?;
+    let memcpy = super::bench::all_numbers(&v, "memcpy_ns", "bench-handoff")?;
+    let direct = super::bench::all_numbers(&d, "handoff_ns", "bench-handoff")?;
+    let rows: Vec<Value> = sizes
+        .iter()
+        .zip(&handoff)
+        .zip(&memcpy)
+        .zip(&direct)
+        .map(|(((s, h), m), dh)| {
+            json!({
+                "mib": s,
+                "handoff_ns": h,
+                "direct_same_device_ns": dh,
+                "memcpy_ns": m,
+                "throughput_ratio": super::bench::ratio(*m, *h),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "tier": "shared host memory",
+        "bytes_copied_between_members": 0,
+        "sizes": rows,
+        "staging": "not built yet: every allocation is shared host memory on these members; memory \
+                    that is not runs all batches on one member",
+        "method": format!(
+            "bench-handoff through vkfuse over {m} twice with VKFUSE_STRATEGY=round_robin: a batch \
+             on one member fills S bytes, is waited for, then a batch on the other member copies \
+             the last 16 bytes out (checked) and is timed from vkQueueSubmit to its fence \
+             (handoff_ns, median of 3). memcpy_ns: the same S bytes copied on the host in the \
+             same process. throughput_ratio = (S / handoff_ns) / (S / memcpy_ns). \
+             direct_same_device_ns: the same handoff on {m} directly, both batches on one device.",
+            m = member.display()
+        ),
+    }))
+}

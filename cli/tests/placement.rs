@@ -1,0 +1,222 @@
+//! Batches placed on every member (issue 3): with lavapipe×2 and lavapipe + SwiftShader, under
+//! `round_robin` and `afr`, every example gives the result of lavapipe direct, with validation,
+//! and the batches really go to both members. Member loss (both outcomes), a member out of
+//! memory, a refused host-memory import and mapping from several threads are tested here too.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// Batches placed per member, from the line vkfuse logs at device destruction.
+fn placed(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split("batches placed: ").nth(1))
+        .map(|rest| {
+            rest.split(", ")
+                .filter_map(|p| p.rsplit(": ").next()?.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn placed_cmd(example_name: &str, members: &[PathBuf], strategy: &str) -> Command {
+    let mut cmd = fused(example(example_name), members);
+    cmd.args(validation_args())
+        .env("VKFUSE_STRATEGY", strategy)
+        .env("VKFUSE_LOG", "info");
+    cmd
+}
+
+/// Runs `example_name` under `strategy`; checks the result against lavapipe direct. Returns the
+/// batches placed per member.
+fn check(example_name: &str, members: &[PathBuf], strategy: &str) -> Vec<u64> {
+    let reference = direct_result(example_name, &lavapipe());
+    let out = run(&mut placed_cmd(example_name, members, strategy));
+    if out.status.code() == Some(3) {
+        panic!("validation layer messages:\n{}", out.dump());
+    }
+    out.assert_success();
+    let got =
+        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
+    assert!(got.device.starts_with("vkfuse ("), "{}", out.dump());
+    assert_eq!(
+        got.result,
+        reference.result,
+        "{example_name} under {strategy} over {} differs from lavapipe direct:\n{}",
+        icds(members),
+        out.dump()
+    );
+    let p = placed(&out.stderr);
+    assert_eq!(p.len(), members.len(), "no placement line:\n{}", out.dump());
+    p
+}
+
+fn lvp2() -> Vec<PathBuf> {
+    vec![lavapipe(), lavapipe()]
+}
+
+fn lvp_sw(test: &str) -> Option<Vec<PathBuf>> {
+    swiftshader(test).map(|sw| vec![lavapipe(), sw])
+}
+
+macro_rules! placement_tests {
+    ($($module:ident => $name:literal),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn two_lavapipes_round_robin() {
+                check($name, &lvp2(), "round_robin");
+            }
+
+            #[test]
+            fn two_lavapipes_afr() {
+                check($name, &lvp2(), "afr");
+            }
+
+            #[test]
+            fn lavapipe_swiftshader_round_robin() {
+                if let Some(m) = lvp_sw(concat!($name, " round_robin")) {
+                    check($name, &m, "round_robin");
+                }
+            }
+
+            #[test]
+            fn lavapipe_swiftshader_afr() {
+                if let Some(m) = lvp_sw(concat!($name, " afr")) {
+                    check($name, &m, "afr");
+                }
+            }
+        }
+    )*};
+}
+
+placement_tests! {
+    compute => "compute",
+    offscreen => "offscreen",
+    multiqueue => "multiqueue",
+    multithread => "multithread",
+    random_batches => "random-batches",
+    map_threads => "map-threads",
+}
+
+/// The randomized test really alternates members: with round_robin, both members run half of
+/// the 300 batches; SwiftShader first (executing) as well as lavapipe first.
+#[test]
+fn random_batches_split_between_members() {
+    assert_eq!(check("random-batches", &lvp2(), "round_robin"), [150, 150]);
+    if let Some(sw) = swiftshader("random_batches_split_between_members") {
+        assert_eq!(
+            check("random-batches", &[sw.clone(), lavapipe()], "round_robin"),
+            [150, 150]
+        );
+        let afr = check("random-batches", &[lavapipe(), sw], "afr");
+        assert!(afr.iter().all(|n| *n > 0), "afr placed {afr:?}");
+    }
+}
+
+/// A different seed and more batches, on two different drivers.
+#[test]
+fn random_batches_other_seed() {
+    let Some(m) = lvp_sw("random_batches_other_seed") else {
+        return;
+    };
+    let mut direct_cmd = direct(example("random-batches"), &lavapipe());
+    direct_cmd.args(["--seed", "7", "--batches", "600"]);
+    let reference = run_example(direct_cmd);
+    let mut cmd = placed_cmd("random-batches", &m, "round_robin");
+    cmd.args(["--seed", "7", "--batches", "600"]);
+    assert_eq!(run_example(cmd).result, reference.result);
+}
+
+fn with_fault(fault: &str, members: &[PathBuf]) -> Output {
+    let mut cmd = fused(example("random-batches"), members);
+    cmd.env("VKFUSE_STRATEGY", "round_robin")
+        .env("VKFUSE_LOG", "info")
+        .env("VKFUSE_FAULT", fault);
+    run(&mut cmd)
+}
+
+/// Member 1 is lost at its 20th submission. Every allocation is shared host memory and its
+/// batches had finished, so nothing is lost: the run goes on on member 0, with the same result.
+#[test]
+fn member_loss_survivable() {
+    let reference = direct_result("random-batches", &lavapipe());
+    for members in [Some(lvp2()), lvp_sw("member_loss_survivable")]
+        .into_iter()
+        .flatten()
+    {
+        let out = with_fault("submit:1:20", &members);
+        out.assert_success();
+        assert!(out.stderr.contains("member 1 lost"), "{}", out.dump());
+        assert!(out.stderr.contains("continuing on them"), "{}", out.dump());
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        let p = placed(&out.stderr);
+        assert_eq!(p, [281, 19], "{}", out.dump());
+    }
+}
+
+/// With host-memory import refused by member 1, memory lives per member and every batch runs
+/// on member 0; losing member 0 then loses the only copy: the fused device reports device loss,
+/// cleanly (an error exit, no crash, one clear message).
+#[test]
+fn member_loss_with_data_lost() {
+    let out = with_fault("import:1,submit:0:20", &lvp2());
+    out.assert_no_crash();
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(
+        out.stderr.contains("the fused device is lost"),
+        "{}",
+        out.dump()
+    );
+    assert!(out.stderr.contains("ERROR_DEVICE_LOST"), "{}", out.dump());
+    assert!(example_result(&out.stdout).is_none(), "{}", out.dump());
+}
+
+/// A member runs out of memory while the other does not: the allocation lives on the other and
+/// the batches follow it; the results stay right. Either member may be the one.
+#[test]
+fn member_out_of_memory() {
+    let reference = direct_result("random-batches", &lavapipe());
+    for (fault, holder) in [("alloc:1:2", 0), ("alloc:0:2", 1)] {
+        let out = with_fault(fault, &lvp2());
+        out.assert_success();
+        assert!(
+            out.stderr
+                .contains("vkAllocateMemory failed (ERROR_OUT_OF_DEVICE_MEMORY)"),
+            "{}",
+            out.dump()
+        );
+        assert_eq!(
+            example_result(&out.stdout).expect("result").result,
+            reference.result
+        );
+        let p = placed(&out.stderr);
+        assert_eq!(p[holder], 300, "{fault}: {}", out.dump());
+    }
+}
+
+/// A member that refuses host-pointer imports: allocations are per member, batches stay on the
+/// primary, results stay right.
+#[test]
+fn import_refused() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let out = with_fault("import:1", &lvp2());
+    out.assert_success();
+    assert!(
+        out.stderr.contains("not shared host memory"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        example_result(&out.stdout).expect("result").result,
+        reference.result
+    );
+    assert_eq!(placed(&out.stderr), [300, 0]);
+}

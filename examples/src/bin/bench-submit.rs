@@ -1,0 +1,136 @@
+//! `bench-submit`: a submit-bound loop. Each submit carries one small command buffer (a 256-byte
+//! vkCmdFillBuffer) and waits for the one before it through a timeline semaphore; one fence at
+//! the end. Used by `vkfuse bench` to compare the per-submit cost of vkfuse's `round_robin`
+//! placement with `single`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ash::vk;
+use vkfuse_examples::resources::MemoryUse;
+use vkfuse_examples::{
+    example_main, json_array, nanos, u32s_from_bytes, Args, Context, ContextDesc,
+    ErrorContext as _, Mismatch, QueuePlan, Report, Result,
+};
+
+const NAME: &str = "bench-submit";
+const USAGE: &str = "\
+usage: bench-submit [--submits N] [--iterations K] [--validation]
+
+Submits N (default 2000) batches, each one vkCmdFillBuffer of 256 bytes with the batch's number,
+each waiting for the previous batch's timeline value, then waits for the last; one warm-up
+iteration, then K (default 5) timed ones. Checks that the buffer holds the last batch's number.
+Prints one line of JSON:
+  {\"name\":\"bench-submit\",\"submits\":N,\"iterations\":K,\"submit_ns\":[..]}
+submit_ns: per iteration, (first vkQueueSubmit .. the last batch complete) / N.
+
+  --submits N      1..=1000000
+  --iterations K   1..=10000
+  --validation     enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
+                   exit code 3 if it reports errors or warnings";
+
+const WORDS: u64 = 64;
+
+fn main() -> ExitCode {
+    example_main(NAME, USAGE, run)
+}
+
+fn run(mut args: Args) -> Result<Report> {
+    let submits: u32 = args.value("--submits")?.unwrap_or(2000);
+    let iterations: u32 = args.value("--iterations")?.unwrap_or(5);
+    args.finish()?;
+    if !(1..=1_000_000).contains(&submits) || !(1..=10_000).contains(&iterations) {
+        return Err("--submits must be in 1..=1000000 and --iterations in 1..=10000".into());
+    }
+    let ctx = Context::new(&ContextDesc {
+        name: NAME,
+        validation: args.validation,
+        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
+        timeline: true,
+    })?;
+    let d = &ctx.device;
+    let queue = ctx.queue();
+    let buffer = ctx.create_buffer(
+        WORDS * 4,
+        vk::BufferUsageFlags::TRANSFER_DST,
+        MemoryUse::Readback,
+    )?;
+    let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
+    let cbs = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, submits)?;
+    for (i, &cb) in cbs.iter().enumerate() {
+        let begin = vk::CommandBufferBeginInfo::default();
+        let to_host = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ);
+        // SAFETY: command buffers of this device, recorded once and resubmitted after the
+        // previous iteration completed.
+        unsafe {
+            d.begin_command_buffer(cb, &begin)
+                .context("vkBeginCommandBuffer")?;
+            d.cmd_fill_buffer(cb, buffer.handle, 0, WORDS * 4, i as u32 + 1);
+            d.cmd_pipeline_barrier(
+                cb,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[to_host],
+                &[],
+                &[],
+            );
+            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+        }
+    }
+    let fence = ctx.create_fence(false)?;
+    let _idle = ctx.idle_guard();
+    let mut times = Vec::new();
+    for iteration in 0..=iterations {
+        // A fresh timeline per iteration, so that values start at 0.
+        let mut type_info = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(0);
+        let info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
+        // SAFETY: timeline semaphores are enabled (ContextDesc::timeline).
+        let timeline =
+            unsafe { ctx.own_created(d.create_semaphore(&info, None), "vkCreateSemaphore")? };
+        let start = Instant::now();
+        for (i, &cb) in cbs.iter().enumerate() {
+            let i = i as u64;
+            let wait_values = [i];
+            let signal_values = [i + 1];
+            let sems = [*timeline];
+            let stages = [vk::PipelineStageFlags::TRANSFER];
+            let mut values = vk::TimelineSemaphoreSubmitInfo::default()
+                .wait_semaphore_values(&wait_values)
+                .signal_semaphore_values(&signal_values);
+            let list = [cb];
+            let waits: &[vk::Semaphore] = if i == 0 { &[] } else { &sems };
+            let submit = vk::SubmitInfo::default()
+                .wait_semaphores(waits)
+                .wait_dst_stage_mask(&stages[..waits.len()])
+                .command_buffers(&list)
+                .signal_semaphores(&sems)
+                .push_next(&mut values);
+            let last = i + 1 == u64::from(submits);
+            let f = if last { *fence } else { vk::Fence::null() };
+            // SAFETY: handles of this device; each command buffer's previous use completed.
+            unsafe { d.queue_submit(queue.handle, &[submit], f) }.context("vkQueueSubmit")?;
+        }
+        ctx.wait_and_reset_fence(&fence)?;
+        let elapsed = nanos(start.elapsed());
+        let words = u32s_from_bytes(&buffer.read_bytes(0, (WORDS * 4) as usize)?);
+        if words.iter().any(|w| *w != submits) {
+            return Err(Mismatch(format!(
+                "the buffer holds {:?}.., not the last batch's number {submits}",
+                &words[..2]
+            ))
+            .into());
+        }
+        if iteration > 0 {
+            times.push(elapsed / u64::from(submits));
+        }
+    }
+    Ok(Report::Json(format!(
+        "{{\"name\":\"{NAME}\",\"submits\":{submits},\"iterations\":{iterations},\"submit_ns\":{}}}",
+        json_array(&times)
+    )))
+}

@@ -1,0 +1,714 @@
+//! Device memory across members.
+//!
+//! When batches may run on several members (`exec.rs`), a host-visible allocation is one host
+//! allocation imported into every member with `VK_EXT_external_memory_host` (the shared host
+//! memory tier): every member reads and writes the same bytes, so no transfer is ever needed
+//! and mapping returns the host allocation itself. Otherwise each member allocates its own
+//! memory; such memory is not shared yet, so every later batch runs on the primary member
+//! (`exec::pin_primary`), which also holds the application's mapping.
+//!
+//! A member that cannot allocate while the primary can is left out of that allocation (its
+//! objects stay unbound and it runs no batch from then on), instead of failing the application.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ash::vk;
+use ash::vk::Handle as _;
+
+use crate::arena::Arena;
+use crate::generated::translate as tr;
+use crate::object::{Device, MemberDevice, ObjectBase};
+
+/// A fused `VkDeviceMemory`.
+#[repr(C)]
+pub struct Memory {
+    pub base: ObjectBase,
+    /// The host allocation imported into every member; null when members have their own.
+    host: *mut u8,
+    host_layout: std::alloc::Layout,
+}
+
+fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
+    // SAFETY: the application passes a live device.
+    unsafe { Device::resolve(h) }
+}
+
+fn memory<'a>(h: vk::DeviceMemory) -> Result<&'a Memory, vk::Result> {
+    if h.is_null() {
+        return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+    }
+    // SAFETY: every vkfuse VkDeviceMemory is a `Memory` made by allocate_memory.
+    Ok(unsafe { &*(h.as_raw() as *const Memory) })
+}
+
+/// A new allocation and the members that ran out of memory for it (member, error).
+type Allocated = (Box<Memory>, Vec<(usize, vk::Result)>);
+
+/// Allocations made per member, for `VKFUSE_FAULT=alloc:M:N`.
+static ALLOCS: [AtomicU64; crate::MAX_MEMBERS] = [const { AtomicU64::new(0) }; crate::MAX_MEMBERS];
+
+/// Counts an allocation on member `m`; true when `VKFUSE_FAULT=alloc:M:N` makes it fail.
+fn alloc_fault(m: usize) -> bool {
+    let nth = ALLOCS[m].fetch_add(1, Ordering::Relaxed) + 1;
+    let hit = crate::config::Config::get().fault_at("alloc", m, nth);
+    if hit {
+        crate::warn!("member {m}: VKFUSE_FAULT makes its allocation {nth} fail");
+    }
+    hit
+}
+
+/// After members failed to allocate (`missing`): the allocation lives on the others, and every
+/// later batch runs on one of them. Errors when batches are already pinned to a member without it.
+fn left_out(d: &Device, mem: &Memory, missing: &[(usize, vk::Result)]) -> Result<(), vk::Result> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let err = missing[0].1;
+    let Some(holder) = d.members.iter().find(|md| mem.base.handles[md.index] != 0) else {
+        return Err(err);
+    };
+    for (m, r) in missing {
+        crate::warn!(
+            "member {m}: vkAllocateMemory failed ({r:?}); the allocation lives on member(s) {:?}",
+            d.members
+                .iter()
+                .filter(|md| mem.base.handles[md.index] != 0)
+                .map(|md| md.index)
+                .collect::<Vec<_>>()
+        );
+    }
+    if crate::exec::pin(
+        d,
+        holder.index,
+        "a member could not allocate memory the others hold",
+    ) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+fn free_members(d: &Device, base: &ObjectBase, alloc: *const vk::AllocationCallbacks) {
+    for md in &d.members {
+        let h = base.handles[md.index];
+        if let (true, Some(f)) = (h != 0, md.fns.free_memory) {
+            // SAFETY: the member's memory, no longer used.
+            unsafe { f(md.handle, vk::DeviceMemory::from_raw(h), alloc) };
+        }
+    }
+}
+
+/// Copies the application's chain for a member, leaving out `VkMemoryDedicatedAllocateInfo`
+/// (a hint on every member vkfuse runs with; an imported host allocation is not dedicated).
+///
+/// # Safety
+/// `chain` is a valid pNext chain.
+unsafe fn chain_without_dedicated(
+    cx: &crate::conv::Cx,
+    chain: *const std::ffi::c_void,
+) -> *const std::ffi::c_void {
+    // SAFETY: forwarded contract; the translated copy lives in the arena.
+    let copy = unsafe { tr::chain(cx, chain) } as *mut vk::BaseOutStructure;
+    let mut head = copy;
+    let mut prev: *mut vk::BaseOutStructure = std::ptr::null_mut();
+    let mut p = copy;
+    // SAFETY: the arena copy is ours to relink.
+    unsafe {
+        while !p.is_null() {
+            let next = (*p).p_next;
+            if (*p).s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
+                if prev.is_null() {
+                    head = next;
+                } else {
+                    (*prev).p_next = next;
+                }
+            } else {
+                prev = p;
+            }
+            p = next;
+        }
+    }
+    head as *const std::ffi::c_void
+}
+
+/// Imports one host allocation into every member; `None` when a member refuses the import.
+/// Members out of memory are listed with the allocation.
+fn import_all(
+    d: &Device,
+    info: &vk::MemoryAllocateInfo,
+    alloc: *const vk::AllocationCallbacks,
+    align: u64,
+) -> Option<Allocated> {
+    let cfg = crate::config::Config::get();
+    let size = info.allocation_size.div_ceil(align).max(1) * align;
+    let layout = std::alloc::Layout::from_size_align(size as usize, align as usize).ok()?;
+    // SAFETY: a non-zero size.
+    let host = unsafe { std::alloc::alloc_zeroed(layout) };
+    if host.is_null() {
+        return None;
+    }
+    let mut mem = Box::new(Memory {
+        base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
+        host,
+        host_layout: layout,
+    });
+    let arena = Arena::scope();
+    let mut missing = Vec::new();
+    let fail = |mem: Box<Memory>, why: String| {
+        crate::info!("host-pointer import not used for this allocation: {why}");
+        free_members(d, &mem.base, alloc);
+        // SAFETY: allocated above with this layout; no member holds it any more.
+        unsafe { std::alloc::dealloc(mem.host, mem.host_layout) };
+        None
+    };
+    for md in &d.members {
+        let cx = md.cx(&arena);
+        let t = cx.memory_type(info.memory_type_index);
+        if cfg.fault("import", md.index) {
+            return fail(
+                mem,
+                format!("VKFUSE_FAULT makes member {} refuse it", md.index),
+            );
+        }
+        let (Some(props), Some(allocate)) = (md.host_pointer_properties, md.fns.allocate_memory)
+        else {
+            return fail(mem, format!("member {} lacks the entry points", md.index));
+        };
+        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: a host allocation aligned to minImportedHostPointerAlignment.
+        let r = unsafe {
+            props(
+                md.handle,
+                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+                host.cast(),
+                &mut hp,
+            )
+        };
+        if r != vk::Result::SUCCESS || hp.memory_type_bits & (1 << t) == 0 {
+            return fail(
+                mem,
+                format!(
+                    "member {} cannot import it as memory type {t} ({r:?})",
+                    md.index
+                ),
+            );
+        }
+        let import = vk::ImportMemoryHostPointerInfoEXT {
+            // SAFETY: the application's chain, valid.
+            p_next: unsafe { chain_without_dedicated(&cx, info.p_next) },
+            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+            p_host_pointer: host.cast(),
+            ..Default::default()
+        };
+        let ai = vk::MemoryAllocateInfo {
+            p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
+            allocation_size: size,
+            memory_type_index: t,
+            ..Default::default()
+        };
+        let mut m = vk::DeviceMemory::null();
+        let r = if alloc_fault(md.index) {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        } else {
+            // SAFETY: a valid import of a live host allocation that outlives the member memory.
+            unsafe { allocate(md.handle, &ai, alloc, &mut m) }
+        };
+        if r == vk::Result::ERROR_OUT_OF_DEVICE_MEMORY || r == vk::Result::ERROR_OUT_OF_HOST_MEMORY
+        {
+            missing.push((md.index, r));
+            continue;
+        }
+        if r != vk::Result::SUCCESS {
+            return fail(
+                mem,
+                format!("member {} refused the import ({r:?})", md.index),
+            );
+        }
+        mem.base.handles[md.index] = m.as_raw();
+    }
+    Some((mem, missing))
+}
+
+/// Allocates on every member separately. Members out of memory are listed with the allocation.
+fn allocate_each(
+    d: &Device,
+    info: *const vk::MemoryAllocateInfo,
+    alloc: *const vk::AllocationCallbacks,
+) -> Result<Allocated, vk::Result> {
+    let arena = Arena::scope();
+    let mut missing = Vec::new();
+    let mut mem = Box::new(Memory {
+        base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
+        host: std::ptr::null_mut(),
+        host_layout: std::alloc::Layout::new::<u8>(),
+    });
+    for md in &d.members {
+        let cx = md.cx(&arena);
+        let f = md
+            .fns
+            .allocate_memory
+            .ok_or_else(|| crate::guard::missing("vkAllocateMemory"))?;
+        let mut m = vk::DeviceMemory::null();
+        let r = if alloc_fault(md.index) {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        } else {
+            // SAFETY: the allocate info translated for the member (memory type index, chain).
+            unsafe {
+                f(
+                    md.handle,
+                    cx.one(info, tr::fix_memory_allocate_info),
+                    alloc,
+                    &mut m,
+                )
+            }
+        };
+        let oom = r == vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+            || r == vk::Result::ERROR_OUT_OF_HOST_MEMORY;
+        if oom && d.exec.multi {
+            missing.push((md.index, r));
+            continue;
+        }
+        if r != vk::Result::SUCCESS {
+            free_members(d, &mem.base, alloc);
+            return Err(r);
+        }
+        mem.base.handles[md.index] = m.as_raw();
+    }
+    Ok((mem, missing))
+}
+
+/// # Safety
+/// Arguments valid for `vkAllocateMemory`.
+pub unsafe extern "system" fn allocate_memory(
+    device: vk::Device,
+    info: *const vk::MemoryAllocateInfo,
+    alloc: *const vk::AllocationCallbacks,
+    out: *mut vk::DeviceMemory,
+) -> vk::Result {
+    crate::guard::result("vkAllocateMemory", || {
+        let d = dev(device)?;
+        // SAFETY: a valid allocate info.
+        let ai = unsafe { &*info };
+        let host_visible = d
+            .physical()
+            .fused
+            .memory
+            .memory_types
+            .get(ai.memory_type_index as usize)
+            .is_some_and(|t| {
+                t.property_flags
+                    .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+            });
+        let align = d.exec.import_align;
+        let shared = if d.exec.multi && align != 0 && host_visible {
+            import_all(d, ai, alloc, align)
+        } else {
+            None
+        };
+        let (mem, missing) = match shared {
+            Some(m) => m,
+            None => {
+                let (m, missing) = allocate_each(d, info, alloc)?;
+                if missing.is_empty() {
+                    crate::exec::pin_primary(
+                        d,
+                        "an allocation is not shared host memory, and transfers between members are not built yet",
+                    );
+                }
+                (m, missing)
+            }
+        };
+        if let Err(r) = left_out(d, &mem, &missing) {
+            free_members(d, &mem.base, alloc);
+            if !mem.host.is_null() {
+                // SAFETY: allocated by import_all with this layout; the members' imports are freed.
+                unsafe { std::alloc::dealloc(mem.host, mem.host_layout) };
+            }
+            return Err(r);
+        }
+        // SAFETY: valid output pointer.
+        unsafe { *out = vk::DeviceMemory::from_raw(Box::into_raw(mem) as u64) };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkFreeMemory`.
+pub unsafe extern "system" fn free_memory(
+    device: vk::Device,
+    mem: vk::DeviceMemory,
+    alloc: *const vk::AllocationCallbacks,
+) {
+    crate::guard::void("vkFreeMemory", || {
+        if mem.is_null() {
+            return Ok(());
+        }
+        let d = dev(device)?;
+        // SAFETY: made by allocate_memory; the application no longer uses it.
+        let m = unsafe { Box::from_raw(mem.as_raw() as *mut Memory) };
+        free_members(d, &m.base, alloc);
+        if !m.host.is_null() {
+            // SAFETY: allocated with this layout; every member's import is freed above.
+            unsafe { std::alloc::dealloc(m.host, m.host_layout) };
+        }
+        Ok(())
+    })
+}
+
+/// The member that holds the application's mapping of memory that is not shared.
+fn map_member<'a>(d: &'a Device, m: &Memory) -> Result<&'a MemberDevice, vk::Result> {
+    d.members
+        .iter()
+        .find(|md| m.base.handles[md.index] != 0)
+        .ok_or(vk::Result::ERROR_MEMORY_MAP_FAILED)
+}
+
+/// # Safety
+/// Arguments valid for `vkMapMemory`.
+pub unsafe extern "system" fn map_memory(
+    device: vk::Device,
+    mem: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+    size: vk::DeviceSize,
+    flags: vk::MemoryMapFlags,
+    pp: *mut *mut std::ffi::c_void,
+) -> vk::Result {
+    crate::guard::result("vkMapMemory", || {
+        let d = dev(device)?;
+        let m = memory(mem)?;
+        if !m.host.is_null() {
+            // SAFETY: offset lies within the allocation (VUID-vkMapMemory-offset-00679).
+            unsafe { *pp = m.host.add(offset as usize).cast() };
+            return Ok(vk::Result::SUCCESS);
+        }
+        let md = map_member(d, m)?;
+        let f = md
+            .fns
+            .map_memory
+            .ok_or_else(|| crate::guard::missing("vkMapMemory"))?;
+        // SAFETY: the member's memory.
+        let r = unsafe {
+            f(
+                md.handle,
+                vk::DeviceMemory::from_raw(m.base.handles[md.index]),
+                offset,
+                size,
+                flags,
+                pp,
+            )
+        };
+        if r == vk::Result::SUCCESS {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkUnmapMemory`.
+pub unsafe extern "system" fn unmap_memory(device: vk::Device, mem: vk::DeviceMemory) {
+    crate::guard::void("vkUnmapMemory", || {
+        let d = dev(device)?;
+        let m = memory(mem)?;
+        if !m.host.is_null() {
+            return Ok(());
+        }
+        let md = map_member(d, m)?;
+        let f = md
+            .fns
+            .unmap_memory
+            .ok_or_else(|| crate::guard::missing("vkUnmapMemory"))?;
+        // SAFETY: the member's mapped memory.
+        unsafe {
+            f(
+                md.handle,
+                vk::DeviceMemory::from_raw(m.base.handles[md.index]),
+            )
+        };
+        Ok(())
+    })
+}
+
+type RangeFn =
+    unsafe extern "system" fn(vk::Device, u32, *const vk::MappedMemoryRange) -> vk::Result;
+
+/// Flush and invalidate: shared host memory is the same bytes for every member (the members
+/// are host devices, or import host memory coherently); other memory goes to its mapping member.
+fn ranges(
+    device: vk::Device,
+    count: u32,
+    list: *const vk::MappedMemoryRange,
+    get: impl Fn(&MemberDevice) -> Option<RangeFn>,
+    name: &str,
+) -> Result<vk::Result, vk::Result> {
+    let d = dev(device)?;
+    // SAFETY: `count` valid ranges.
+    let list = unsafe { std::slice::from_raw_parts(list, count as usize) };
+    for r in list {
+        let m = memory(r.memory)?;
+        if !m.host.is_null() {
+            continue;
+        }
+        let md = map_member(d, m)?;
+        let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+        let one = vk::MappedMemoryRange {
+            memory: vk::DeviceMemory::from_raw(m.base.handles[md.index]),
+            ..*r
+        };
+        // SAFETY: the member's mapped memory.
+        let res = unsafe { f(md.handle, 1, &one) };
+        if res != vk::Result::SUCCESS {
+            return Err(res);
+        }
+    }
+    Ok(vk::Result::SUCCESS)
+}
+
+/// # Safety
+/// Arguments valid for `vkFlushMappedMemoryRanges`.
+pub unsafe extern "system" fn flush_mapped_memory_ranges(
+    device: vk::Device,
+    count: u32,
+    list: *const vk::MappedMemoryRange,
+) -> vk::Result {
+    crate::guard::result("vkFlushMappedMemoryRanges", || {
+        ranges(
+            device,
+            count,
+            list,
+            |md| md.fns.flush_mapped_memory_ranges,
+            "vkFlushMappedMemoryRanges",
+        )
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkInvalidateMappedMemoryRanges`.
+pub unsafe extern "system" fn invalidate_mapped_memory_ranges(
+    device: vk::Device,
+    count: u32,
+    list: *const vk::MappedMemoryRange,
+) -> vk::Result {
+    crate::guard::result("vkInvalidateMappedMemoryRanges", || {
+        ranges(
+            device,
+            count,
+            list,
+            |md| md.fns.invalidate_mapped_memory_ranges,
+            "vkInvalidateMappedMemoryRanges",
+        )
+    })
+}
+
+/// Images of members of different drivers lay out their texels differently, so one shared
+/// allocation does not give them the same image: such devices run every batch on the primary
+/// once an image has memory.
+fn note_image_binding(d: &Device) {
+    if d.exec.multi && !d.exec.same_driver {
+        crate::exec::pin_primary(
+            d,
+            "an image has memory, and members of different drivers lay images out differently (image transfers are not built yet)",
+        );
+    }
+}
+
+type Bind1<H> =
+    unsafe extern "system" fn(vk::Device, H, vk::DeviceMemory, vk::DeviceSize) -> vk::Result;
+
+/// `vkBindBufferMemory` and `vkBindImageMemory`: members that hold no part of the memory are
+/// left out.
+fn bind1<H: vk::Handle + Copy>(
+    d: &Device,
+    object: H,
+    mem: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+    get: impl Fn(&MemberDevice) -> Option<Bind1<H>>,
+    name: &str,
+) -> Result<vk::Result, vk::Result> {
+    let m = memory(mem)?;
+    for md in &d.members {
+        let h = m.base.handles[md.index];
+        if h == 0 {
+            continue;
+        }
+        let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+        // SAFETY: the member's object and memory.
+        let r = unsafe {
+            f(
+                md.handle,
+                crate::conv::nd(object, md.index),
+                vk::DeviceMemory::from_raw(h),
+                offset,
+            )
+        };
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+    }
+    Ok(vk::Result::SUCCESS)
+}
+
+/// # Safety
+/// Arguments valid for `vkBindBufferMemory`.
+pub unsafe extern "system" fn bind_buffer_memory(
+    device: vk::Device,
+    buffer: vk::Buffer,
+    mem: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    crate::guard::result("vkBindBufferMemory", || {
+        let d = dev(device)?;
+        bind1(
+            d,
+            buffer,
+            mem,
+            offset,
+            |md| md.fns.bind_buffer_memory,
+            "vkBindBufferMemory",
+        )
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkBindImageMemory`.
+pub unsafe extern "system" fn bind_image_memory(
+    device: vk::Device,
+    image: vk::Image,
+    mem: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    crate::guard::result("vkBindImageMemory", || {
+        let d = dev(device)?;
+        note_image_binding(d);
+        bind1(
+            d,
+            image,
+            mem,
+            offset,
+            |md| md.fns.bind_image_memory,
+            "vkBindImageMemory",
+        )
+    })
+}
+
+/// The `...2` binds: infos whose memory a member does not hold are left out for that member.
+fn bind2<I: Copy>(
+    d: &Device,
+    count: u32,
+    infos: *const I,
+    memory_of: impl Fn(&I) -> vk::DeviceMemory,
+    fix: unsafe fn(&crate::conv::Cx, *mut I),
+    get: impl Fn(
+        &MemberDevice,
+    ) -> Option<unsafe extern "system" fn(vk::Device, u32, *const I) -> vk::Result>,
+    name: &str,
+) -> Result<vk::Result, vk::Result> {
+    // SAFETY: `count` valid infos.
+    let list = unsafe { std::slice::from_raw_parts(infos, count as usize) };
+    let arena = Arena::scope();
+    for md in &d.members {
+        let cx = md.cx(&arena);
+        let mut mine = Vec::with_capacity(list.len());
+        for i in list {
+            let m = memory(memory_of(i))?;
+            if m.base.handles[md.index] != 0 {
+                mine.push(*i);
+            }
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+        // SAFETY: the infos translated for the member.
+        let r = unsafe {
+            f(
+                md.handle,
+                mine.len() as u32,
+                cx.array(mine.as_ptr(), mine.len(), fix),
+            )
+        };
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+    }
+    Ok(vk::Result::SUCCESS)
+}
+
+/// # Safety
+/// Arguments valid for `vkBindBufferMemory2`.
+pub unsafe extern "system" fn bind_buffer_memory2(
+    device: vk::Device,
+    count: u32,
+    infos: *const vk::BindBufferMemoryInfo,
+) -> vk::Result {
+    crate::guard::result("vkBindBufferMemory2", || {
+        bind2(
+            dev(device)?,
+            count,
+            infos,
+            |i| i.memory,
+            tr::fix_bind_buffer_memory_info,
+            |md| md.fns.bind_buffer_memory2,
+            "vkBindBufferMemory2",
+        )
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkBindImageMemory2`.
+pub unsafe extern "system" fn bind_image_memory2(
+    device: vk::Device,
+    count: u32,
+    infos: *const vk::BindImageMemoryInfo,
+) -> vk::Result {
+    crate::guard::result("vkBindImageMemory2", || {
+        let d = dev(device)?;
+        note_image_binding(d);
+        bind2(
+            d,
+            count,
+            infos,
+            |i| i.memory,
+            tr::fix_bind_image_memory_info,
+            |md| md.fns.bind_image_memory2,
+            "vkBindImageMemory2",
+        )
+    })
+}
+
+/// `vkGetBufferDeviceAddress`: the primary's address. Shaders on other members see their own
+/// addresses, so if they differ every later batch runs on the primary.
+///
+/// # Safety
+/// Arguments valid for `vkGetBufferDeviceAddress`.
+pub unsafe extern "system" fn get_buffer_device_address(
+    device: vk::Device,
+    info: *const vk::BufferDeviceAddressInfo,
+) -> vk::DeviceAddress {
+    crate::guard::value("vkGetBufferDeviceAddress", || {
+        let d = dev(device)?;
+        let arena = Arena::scope();
+        let mut first = None;
+        for md in &d.members {
+            if !d.exec.multi && md.index != d.primary().index {
+                continue;
+            }
+            let cx = md.cx(&arena);
+            let f = md
+                .fns
+                .get_buffer_device_address
+                .ok_or_else(|| crate::guard::missing("vkGetBufferDeviceAddress"))?;
+            // SAFETY: the info translated for the member.
+            let a = unsafe { f(md.handle, cx.one(info, tr::fix_buffer_device_address_info)) };
+            match first {
+                None => first = Some(a),
+                Some(p) if p != a => {
+                    crate::exec::pin_primary(d, "buffer device addresses differ between members")
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(first.unwrap_or(0))
+    })
+}

@@ -1,0 +1,1666 @@
+//! Execution across members: which member runs each submitted batch (`scheduler`'s `Placer`),
+//! the order between members, virtual fences and semaphores, the bridge thread, member loss.
+//!
+//! Order: a batch placed on member j first waits until every batch already submitted to any
+//! other member has completed. The wait is a timeline semaphore of member j (`bridge`) that the
+//! bridge thread signals from the host after it has waited, blocking, on the other members'
+//! per-queue `done` timelines (lavapipe exports no sync object another driver could import).
+//! Because of that order, a semaphore signalled on member i and waited on member j is already
+//! satisfied when j's batch starts: the wait is dropped on j, and a binary semaphore is consumed
+//! on i by an empty batch so that its state stays valid there.
+//!
+//! Memory needs no transfers in this order while every allocation is shared host memory
+//! (`memory.rs`); what cannot be shared yet pins placement to the primary member (`pin`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ash::vk;
+use ash::vk::Handle as _;
+use parking_lot::Mutex;
+use vkfuse_scheduler::placement::{BatchInfo, Placer};
+
+use crate::arena::Arena;
+use crate::generated::translate as tr;
+use crate::object::{CommandBuffer, Device, MemberDevice, ObjectBase, Queue};
+use crate::MAX_MEMBERS;
+
+/// Per-device execution state.
+pub struct Exec {
+    /// Batches may run on more than one member (strategy round_robin or afr, two or more
+    /// members, every member able to order work with timeline semaphores).
+    pub multi: bool,
+    state: Mutex<State>,
+    /// Per member: the timeline semaphore the bridge thread signals (null unless `multi`).
+    bridge_sem: [vk::Semaphore; MAX_MEMBERS],
+    bridge: Mutex<Option<Bridge>>,
+    /// Data was lost with a member: the fused device is lost.
+    lost: AtomicBool,
+    /// Members whose device is lost, one bit each.
+    lost_members: AtomicU64,
+    /// Alignment of host allocations imported into every member (shared host memory);
+    /// 0 when not every member imports host memory.
+    pub import_align: u64,
+    /// Every member is the same driver on the same device (equal driver and device UUIDs):
+    /// images in shared memory are the same images on every member.
+    pub same_driver: bool,
+}
+
+struct State {
+    placer: Placer,
+    /// Every batch goes to this member, for the reason logged when it was set.
+    pin: Option<usize>,
+    /// Batches submitted per member (`VKFUSE_FAULT=submit:M:N`).
+    submits: [u64; MAX_MEMBERS],
+    /// Per member: the last value handed out for its bridge semaphore.
+    bridge_next: [u64; MAX_MEMBERS],
+    /// Per fused queue (address): its done semaphores and the last value signalled on each.
+    points: Vec<(usize, [vk::Semaphore; MAX_MEMBERS], [u64; MAX_MEMBERS])>,
+    /// Timeline semaphores (fused handle) and what is known of their signals.
+    timelines: HashMap<u64, Timeline>,
+    /// Batches placed per member, for the report at device destruction.
+    placed: [u64; MAX_MEMBERS],
+    /// The member of the last batch placed.
+    last_placed: Option<usize>,
+}
+
+#[derive(Default)]
+struct Timeline {
+    /// (value, member) of submitted signals, in submission order.
+    signals: Vec<(u64, usize)>,
+    /// (value, member): waits forwarded to a member's copy before any signal of the value was
+    /// submitted. A later signal of such a value is placed on that member.
+    waiters: Vec<(u64, usize)>,
+}
+
+struct Job {
+    waits: Vec<(usize, vk::Semaphore, u64)>,
+    signal: (usize, vk::Semaphore, u64),
+}
+
+enum Msg {
+    Job(Job),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+struct Bridge {
+    tx: std::sync::mpsc::Sender<Msg>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// A device pointer the bridge thread may hold: the device joins the thread before it is freed.
+struct DevPtr(*const Device);
+// SAFETY: `Device` is Sync; the pointer outlives the thread (destroy joins it first).
+unsafe impl Send for DevPtr {}
+
+impl Exec {
+    /// Execution on one member: submits are forwarded unchanged.
+    pub fn single(primary: usize) -> Exec {
+        Exec {
+            multi: false,
+            state: Mutex::new(State::new(Placer::with_order(
+                vkfuse_scheduler::Strategy::Single,
+                vec![primary],
+            ))),
+            bridge_sem: [vk::Semaphore::null(); MAX_MEMBERS],
+            bridge: Mutex::new(None),
+            lost: AtomicBool::new(false),
+            lost_members: AtomicU64::new(0),
+            import_align: 0,
+            same_driver: true,
+        }
+    }
+
+    /// Whether the fused device is lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    fn check(&self) -> Result<(), vk::Result> {
+        if self.is_lost() {
+            Err(vk::Result::ERROR_DEVICE_LOST)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl State {
+    fn new(placer: Placer) -> State {
+        State {
+            placer,
+            pin: None,
+            submits: [0; MAX_MEMBERS],
+            bridge_next: [0; MAX_MEMBERS],
+            points: Vec::new(),
+            timelines: HashMap::new(),
+            placed: [0; MAX_MEMBERS],
+            last_placed: None,
+        }
+    }
+}
+
+fn timeline_type_info() -> vk::SemaphoreTypeCreateInfo<'static> {
+    vk::SemaphoreTypeCreateInfo {
+        semaphore_type: vk::SemaphoreType::TIMELINE,
+        initial_value: 0,
+        ..Default::default()
+    }
+}
+
+/// Creates a timeline semaphore on a member for vkfuse's own use.
+pub fn member_timeline(md: &MemberDevice) -> Result<vk::Semaphore, vk::Result> {
+    let f = md
+        .fns
+        .create_semaphore
+        .ok_or_else(|| crate::guard::missing("vkCreateSemaphore"))?;
+    let ty = timeline_type_info();
+    let ci = vk::SemaphoreCreateInfo {
+        p_next: (&ty as *const vk::SemaphoreTypeCreateInfo).cast(),
+        ..Default::default()
+    };
+    let mut s = vk::Semaphore::null();
+    // SAFETY: a valid create info with a timeline type chained; the member enables
+    // timelineSemaphore whenever `multi` (device.rs).
+    let r = unsafe { f(md.handle, &ci, std::ptr::null(), &mut s) };
+    if r == vk::Result::SUCCESS {
+        Ok(s)
+    } else {
+        Err(r)
+    }
+}
+
+fn destroy_member_semaphore(md: &MemberDevice, s: vk::Semaphore) {
+    if let (false, Some(f)) = (s.is_null(), md.fns.destroy_semaphore) {
+        // SAFETY: a semaphore vkfuse created on this member; no pending work uses it (the
+        // application idled the device before destroying it).
+        unsafe { f(md.handle, s, std::ptr::null()) };
+    }
+}
+
+fn counter(md: &MemberDevice, s: vk::Semaphore) -> u64 {
+    let mut v = 0;
+    if let Some(f) = md.fns.get_semaphore_counter_value {
+        // SAFETY: a live timeline semaphore of this member.
+        if unsafe { f(md.handle, s, &mut v) } != vk::Result::SUCCESS {
+            return u64::MAX;
+        }
+    }
+    v
+}
+
+/// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
+/// cannot run on several members. `import_align`: see [`Exec::import_align`].
+pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> Exec {
+    let cfg = crate::config::Config::get();
+    let primary = members.first().map_or(0, |m| m.index);
+    if !cfg.multi() || members.len() < 2 {
+        if cfg.multi() {
+            crate::info!(
+                "strategy {}: one member, every batch runs on member {primary}",
+                cfg.strategy.name()
+            );
+        }
+        return Exec::single(primary);
+    }
+    let mut sems = [vk::Semaphore::null(); MAX_MEMBERS];
+    for md in members {
+        let usable = md.fns.queue_submit2.is_some()
+            && md.fns.signal_semaphore.is_some()
+            && md.fns.wait_semaphores.is_some()
+            && md.fns.get_semaphore_counter_value.is_some();
+        match usable.then(|| member_timeline(md)) {
+            Some(Ok(s)) => sems[md.index] = s,
+            other => {
+                crate::warn!(
+                    "member {}: no timeline semaphores or vkQueueSubmit2 ({:?}); every batch runs on member {primary}",
+                    md.index,
+                    other.map(|r| r.err())
+                );
+                for m in members {
+                    destroy_member_semaphore(m, sems[m.index]);
+                }
+                return Exec::single(primary);
+            }
+        }
+    }
+    let order: Vec<usize> = members.iter().map(|m| m.index).collect();
+    crate::info!(
+        "strategy {}: batches placed over members {order:?}",
+        cfg.strategy.name()
+    );
+    Exec {
+        multi: true,
+        state: Mutex::new(State::new(Placer::with_order(cfg.strategy, order))),
+        bridge_sem: sems,
+        bridge: Mutex::new(None),
+        lost: AtomicBool::new(false),
+        lost_members: AtomicU64::new(0),
+        import_align,
+        same_driver,
+    }
+}
+
+/// Starts the bridge thread of a device that was just given its final address.
+pub fn start(d: &Device) {
+    if !d.exec.multi {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let ptr = DevPtr(d);
+    let thread = std::thread::Builder::new()
+        .name("vkfuse-bridge".into())
+        .spawn(move || {
+            let ptr = ptr;
+            // SAFETY: destroy_device joins this thread before it frees the device.
+            let d = unsafe { &*ptr.0 };
+            bridge_loop(d, rx)
+        });
+    match thread {
+        Ok(thread) => *d.exec.bridge.lock() = Some(Bridge { tx, thread }),
+        Err(e) => {
+            crate::warn!("cannot start the bridge thread ({e}); every batch runs on the primary");
+            d.exec.state.lock().pin = d.members.first().map(|m| m.index);
+        }
+    }
+}
+
+fn bridge_loop(d: &Device, rx: std::sync::mpsc::Receiver<Msg>) {
+    while let Ok(msg) = rx.recv() {
+        let job = match msg {
+            Msg::Job(j) => j,
+            Msg::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        for (m, sem, value) in &job.waits {
+            let Some(md) = d.member(*m) else { continue };
+            let Some(wait) = md.fns.wait_semaphores else {
+                continue;
+            };
+            let info = vk::SemaphoreWaitInfo {
+                semaphore_count: 1,
+                p_semaphores: sem,
+                p_values: value,
+                ..Default::default()
+            };
+            // SAFETY: the member's own timeline semaphore; a blocking wait (no spinning).
+            let r = unsafe { wait(md.handle, &info, u64::MAX) };
+            if r != vk::Result::SUCCESS {
+                crate::warn!("member {m}: waiting for its work failed ({r:?}); it is lost");
+                d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
+            }
+        }
+        let (m, sem, value) = job.signal;
+        if let Some(md) = d.member(m) {
+            if let Some(signal) = md.fns.signal_semaphore {
+                let info = vk::SemaphoreSignalInfo {
+                    semaphore: sem,
+                    value,
+                    ..Default::default()
+                };
+                // SAFETY: the member's bridge semaphore; values handed out in increasing order
+                // and signalled in that order by this one thread.
+                let r = unsafe { signal(md.handle, &info) };
+                if r != vk::Result::SUCCESS {
+                    crate::warn!("member {m}: the bridge could not signal ({r:?})");
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the bridge thread has run every job sent so far.
+fn flush(d: &Device) {
+    let rx = {
+        let b = d.exec.bridge.lock();
+        let Some(b) = b.as_ref() else { return };
+        let (tx, rx) = std::sync::mpsc::channel();
+        if b.tx.send(Msg::Flush(tx)).is_err() {
+            return;
+        }
+        rx
+    };
+    let _ = rx.recv();
+}
+
+/// Stops the bridge thread and frees vkfuse's semaphores; called by vkDestroyDevice.
+pub fn teardown(d: &Device) {
+    if let Some(b) = d.exec.bridge.lock().take() {
+        drop(b.tx);
+        let _ = b.thread.join();
+    }
+    for md in &d.members {
+        destroy_member_semaphore(md, d.exec.bridge_sem[md.index]);
+    }
+    for q in d.queues.lock().iter() {
+        for md in &d.members {
+            destroy_member_semaphore(md, q.done[md.index]);
+        }
+    }
+    if d.exec.multi {
+        let st = d.exec.state.lock();
+        let placed: Vec<String> = d
+            .members
+            .iter()
+            .map(|m| format!("member {}: {}", m.index, st.placed[m.index]))
+            .collect();
+        crate::info!("batches placed: {}", placed.join(", "));
+    }
+}
+
+/// Pins every later batch to the primary member, with the reason (logged once per device).
+pub fn pin_primary(d: &Device, reason: &str) {
+    pin(d, d.primary().index, reason);
+}
+
+/// Pins every later batch to member `m`, with the reason (logged once per device). False when
+/// batches are already pinned to another member.
+pub fn pin(d: &Device, m: usize, reason: &str) -> bool {
+    if !d.exec.multi {
+        return m == d.primary().index;
+    }
+    let mut st = d.exec.state.lock();
+    match st.pin {
+        None => {
+            crate::info!("every later batch runs on member {m}: {reason}");
+            st.pin = Some(m);
+            true
+        }
+        Some(p) => p == m,
+    }
+}
+
+/// Record-time note: the command buffer's submitting member takes over `raw` (an event or
+/// query pool), so host queries about it go to that member.
+#[inline]
+pub fn note(cb: &CommandBuffer, raw: u64) {
+    if cb.target_count > 1 && raw != 0 {
+        cb.notes.lock().push(raw);
+    }
+}
+
+fn alive_mask(d: &Device) -> u64 {
+    let lost = d.exec.lost_members.load(Ordering::Acquire);
+    d.members
+        .iter()
+        .filter(|m| lost & (1 << m.index) == 0)
+        .fold(0, |a, m| a | 1 << m.index)
+}
+
+/// Member `m` is lost. The fused device lives on when no batch of `m` was still running (every
+/// allocation is shared host memory or lives on the pinned member, so finished work survives),
+/// and `m` is not the pinned member.
+fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk::Result> {
+    d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
+    let mut unfinished = false;
+    if let Some(md) = d.member(m) {
+        for (_, sems, points) in &st.points {
+            if points[m] == 0 {
+                continue;
+            }
+            let Some(wait) = md.fns.wait_semaphores else {
+                unfinished = true;
+                continue;
+            };
+            let info = vk::SemaphoreWaitInfo {
+                semaphore_count: 1,
+                p_semaphores: &sems[m],
+                p_values: &points[m],
+                ..Default::default()
+            };
+            // SAFETY: the member's done semaphore; a bounded blocking wait (1 s).
+            if unsafe { wait(md.handle, &info, 1_000_000_000) } != vk::Result::SUCCESS {
+                unfinished = true;
+            }
+        }
+    }
+    let survivors: Vec<usize> = d
+        .members
+        .iter()
+        .map(|x| x.index)
+        .filter(|x| alive_mask(d) & (1 << x) != 0)
+        .collect();
+    let data_lost = st.pin == Some(m) || unfinished || survivors.is_empty();
+    if data_lost {
+        let what = if st.pin == Some(m) {
+            "it held the only copy of memory that is not shared between members"
+        } else if unfinished {
+            "work it had not finished is lost"
+        } else {
+            "no member is left"
+        };
+        crate::error!("member {m} lost ({why}): {what}; the fused device is lost");
+        d.exec.lost.store(true, Ordering::Release);
+        return Err(vk::Result::ERROR_DEVICE_LOST);
+    }
+    crate::warn!("member {m} lost ({why}); every resource survives on members {survivors:?}; continuing on them");
+    Ok(())
+}
+
+/// One batch, with fused handles, as vkQueueSubmit2 describes it.
+struct Batch {
+    waits: Vec<vk::SemaphoreSubmitInfo<'static>>,
+    cbs: Vec<vk::CommandBufferSubmitInfo<'static>>,
+    signals: Vec<vk::SemaphoreSubmitInfo<'static>>,
+    flags: vk::SubmitFlags,
+    /// The application's pNext chain (vkQueueSubmit2 only; translated per member).
+    p_next: *const std::ffi::c_void,
+}
+
+/// # Safety
+/// `s` is a valid VkSubmitInfo.
+unsafe fn batch_from_submit(s: &vk::SubmitInfo) -> Batch {
+    let mut wait_values: &[u64] = &[];
+    let mut signal_values: &[u64] = &[];
+    let mut flags = vk::SubmitFlags::empty();
+    let mut p = s.p_next as *const vk::BaseInStructure;
+    // SAFETY: a valid pNext chain of the application.
+    unsafe {
+        while !p.is_null() {
+            match (*p).s_type {
+                vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO => {
+                    let t = &*(p as *const vk::TimelineSemaphoreSubmitInfo);
+                    if !t.p_wait_semaphore_values.is_null() {
+                        wait_values = std::slice::from_raw_parts(
+                            t.p_wait_semaphore_values,
+                            t.wait_semaphore_value_count as usize,
+                        );
+                    }
+                    if !t.p_signal_semaphore_values.is_null() {
+                        signal_values = std::slice::from_raw_parts(
+                            t.p_signal_semaphore_values,
+                            t.signal_semaphore_value_count as usize,
+                        );
+                    }
+                }
+                vk::StructureType::PROTECTED_SUBMIT_INFO
+                    if (*(p as *const vk::ProtectedSubmitInfo)).protected_submit != 0 =>
+                {
+                    flags |= vk::SubmitFlags::PROTECTED;
+                }
+                _ => {}
+            }
+            p = (*p).p_next;
+        }
+    }
+    let slice = |ptr: *const vk::Semaphore, n: u32| -> &[vk::Semaphore] {
+        if ptr.is_null() || n == 0 {
+            &[]
+        } else {
+            // SAFETY: n valid elements (VkSubmitInfo).
+            unsafe { std::slice::from_raw_parts(ptr, n as usize) }
+        }
+    };
+    let waits = slice(s.p_wait_semaphores, s.wait_semaphore_count)
+        .iter()
+        .enumerate()
+        .map(|(i, sem)| vk::SemaphoreSubmitInfo {
+            semaphore: *sem,
+            value: wait_values.get(i).copied().unwrap_or(0),
+            // SAFETY: one stage mask per wait semaphore.
+            stage_mask: vk::PipelineStageFlags2::from_raw(unsafe {
+                (*s.p_wait_dst_stage_mask.add(i)).as_raw() as u64
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let signals = slice(s.p_signal_semaphores, s.signal_semaphore_count)
+        .iter()
+        .enumerate()
+        .map(|(i, sem)| vk::SemaphoreSubmitInfo {
+            semaphore: *sem,
+            value: signal_values.get(i).copied().unwrap_or(0),
+            stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+            ..Default::default()
+        })
+        .collect();
+    let cbs = (0..s.command_buffer_count as usize)
+        .map(|i| vk::CommandBufferSubmitInfo {
+            // SAFETY: commandBufferCount handles.
+            command_buffer: unsafe { *s.p_command_buffers.add(i) },
+            ..Default::default()
+        })
+        .collect();
+    Batch {
+        waits,
+        cbs,
+        signals,
+        flags,
+        p_next: std::ptr::null(),
+    }
+}
+
+/// # Safety
+/// `s` is a valid VkSubmitInfo2.
+unsafe fn batch_from_submit2(s: &vk::SubmitInfo2) -> Batch {
+    // SAFETY: counts and arrays of a valid VkSubmitInfo2.
+    let v = |p: *const vk::SemaphoreSubmitInfo, n: u32| unsafe {
+        if p.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(p, n as usize)
+                .iter()
+                .map(|x| vk::SemaphoreSubmitInfo {
+                    semaphore: x.semaphore,
+                    value: x.value,
+                    stage_mask: x.stage_mask,
+                    device_index: x.device_index,
+                    ..Default::default()
+                })
+                .collect()
+        }
+    };
+    Batch {
+        waits: v(s.p_wait_semaphore_infos, s.wait_semaphore_info_count),
+        // SAFETY: as above.
+        cbs: unsafe {
+            if s.p_command_buffer_infos.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(
+                    s.p_command_buffer_infos,
+                    s.command_buffer_info_count as usize,
+                )
+                .iter()
+                .map(|x| vk::CommandBufferSubmitInfo {
+                    command_buffer: x.command_buffer,
+                    device_mask: x.device_mask,
+                    ..Default::default()
+                })
+                .collect()
+            }
+        },
+        signals: v(s.p_signal_semaphore_infos, s.signal_semaphore_info_count),
+        flags: s.flags,
+        p_next: s.p_next,
+    }
+}
+
+fn sem_obj<'a>(s: vk::Semaphore) -> Option<&'a ObjectBase> {
+    // SAFETY: the application passes live vkfuse semaphores.
+    unsafe { ObjectBase::get(s.as_raw()) }.ok()
+}
+
+/// Places the batches of one submit; returns the member.
+fn place(d: &Device, st: &mut State, batches: &[Batch], fence: bool) -> Result<usize, vk::Result> {
+    let cfg = crate::config::Config::get();
+    loop {
+        let alive = alive_mask(d);
+        // A signal of a timeline value that a forwarded wait is waiting for goes to the
+        // waiter's member.
+        let forced = batches.iter().flat_map(|b| &b.signals).find_map(|s| {
+            st.timelines.get(&s.semaphore.as_raw()).and_then(|t| {
+                t.waiters
+                    .iter()
+                    .find(|(v, m)| *v <= s.value && alive & (1 << m) != 0)
+                    .map(|(_, m)| *m)
+            })
+        });
+        let m = match (st.pin, forced) {
+            (Some(p), _) => Some(p),
+            (None, Some(f)) => Some(f),
+            (None, None) => st.placer.place(BatchInfo::new(fence, alive)),
+        };
+        let Some(m) = m else {
+            d.exec.lost.store(true, Ordering::Release);
+            return Err(vk::Result::ERROR_DEVICE_LOST);
+        };
+        if alive & (1 << m) == 0 {
+            // The pinned member is lost.
+            lose_member(d, st, m, "lost earlier")?;
+            continue;
+        }
+        st.submits[m] += 1;
+        if cfg.fault_at("submit", m, st.submits[m]) {
+            let why = format!(
+                "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its submission {}",
+                st.submits[m]
+            );
+            crate::warn!("member {m}: {why}");
+            lose_member(d, st, m, &why)?;
+            continue;
+        }
+        return Ok(m);
+    }
+}
+
+/// What a submit on member `j` must wait for: the unfinished last batches of other members.
+fn edges(d: &Device, st: &State, j: usize) -> Vec<(usize, vk::Semaphore, u64)> {
+    let mut out = Vec::new();
+    let lost = d.exec.lost_members.load(Ordering::Acquire);
+    for (_, sems, points) in &st.points {
+        for md in &d.members {
+            let i = md.index;
+            if i == j || points[i] == 0 || lost & (1 << i) != 0 {
+                continue;
+            }
+            if counter(md, sems[i]) < points[i] {
+                out.push((i, sems[i], points[i]));
+            }
+        }
+    }
+    out
+}
+
+struct Placed {
+    /// Binary semaphores signalled on another member, to consume there: (member, handle).
+    consume: Vec<(usize, vk::Semaphore)>,
+}
+
+/// Rewrites the semaphore operations of the batches for member `j` (drops waits satisfied by
+/// the cross-member order) and records what they signal.
+fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Placed {
+    let mut consume = Vec::new();
+    for b in batches.iter_mut() {
+        let mut kept = Vec::with_capacity(b.waits.len());
+        for w in b.waits.drain(..) {
+            let raw = w.semaphore.as_raw();
+            if let Some(t) = st.timelines.get_mut(&raw) {
+                let signaller = t
+                    .signals
+                    .iter()
+                    .filter(|(v, _)| *v >= w.value)
+                    .min_by_key(|(v, _)| *v)
+                    .map(|(_, m)| *m);
+                match signaller {
+                    Some(m) if m == j => kept.push(w),
+                    Some(_) => {}
+                    None => {
+                        let known = d
+                            .members
+                            .iter()
+                            .map(|md| {
+                                counter(md, vk::Semaphore::from_raw(object_handle(raw, md.index)))
+                            })
+                            .filter(|v| *v != u64::MAX)
+                            .max()
+                            .unwrap_or(0);
+                        if known < w.value {
+                            t.waiters.push((w.value, j));
+                            kept.push(w);
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(obj) = sem_obj(w.semaphore) else {
+                continue;
+            };
+            match obj.last_member() {
+                Some(i) if i != j => consume.push((i, w.semaphore)),
+                _ => kept.push(w),
+            }
+            obj.set_last(None);
+        }
+        b.waits = kept;
+        for s in &b.signals {
+            let raw = s.semaphore.as_raw();
+            if let Some(t) = st.timelines.get_mut(&raw) {
+                t.signals.push((s.value, j));
+                t.waiters.retain(|(v, m)| !(*m == j && *v <= s.value));
+                if t.signals.len() > 64 {
+                    prune(d, raw, t);
+                }
+            } else if let Some(obj) = sem_obj(s.semaphore) {
+                obj.set_last(Some(j));
+            }
+        }
+    }
+    Placed { consume }
+}
+
+/// Forgets timeline signals every member's copy has passed.
+fn prune(d: &Device, raw: u64, t: &mut Timeline) {
+    let min = d
+        .members
+        .iter()
+        .map(|md| counter(md, vk::Semaphore::from_raw(object_handle(raw, md.index))))
+        .max()
+        .unwrap_or(0);
+    t.signals.retain(|(v, _)| *v > min);
+}
+
+fn object_handle(raw: u64, m: usize) -> u64 {
+    // SAFETY: `raw` is a live vkfuse object.
+    unsafe { ObjectBase::get(raw) }.map_or(0, |o| o.handles[m])
+}
+
+/// Marks what the command buffers' recorded commands take over (events, query pools).
+fn take_over(cbs: &[vk::CommandBufferSubmitInfo], j: usize) {
+    for c in cbs {
+        // SAFETY: the application submits live vkfuse command buffers.
+        let Ok((cb, _)) = (unsafe { CommandBuffer::resolve(c.command_buffer) }) else {
+            continue;
+        };
+        for raw in cb.notes.lock().iter() {
+            // SAFETY: noted handles are live objects of the device while the command buffer
+            // that names them is pending.
+            if let Ok(o) = unsafe { ObjectBase::get(*raw) } {
+                o.set_last(Some(j));
+            }
+        }
+    }
+}
+
+fn queue_entry<'s>(
+    st: &'s mut State,
+    q: &Queue,
+) -> &'s mut (usize, [vk::Semaphore; MAX_MEMBERS], [u64; MAX_MEMBERS]) {
+    let key = q as *const Queue as usize;
+    let pos = match st.points.iter().position(|e| e.0 == key) {
+        Some(p) => p,
+        None => {
+            st.points.push((key, q.done, [0; MAX_MEMBERS]));
+            st.points.len() - 1
+        }
+    };
+    &mut st.points[pos]
+}
+
+/// If another member's last batch has not completed, hands member `j` a bridge value to wait
+/// for: the bridge thread signals it once those batches completed.
+fn bridge_to(
+    d: &Device,
+    st: &mut State,
+    j: usize,
+) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
+    let waits = edges(d, st, j);
+    if waits.is_empty() {
+        return Ok(None);
+    }
+    st.bridge_next[j] += 1;
+    let value = st.bridge_next[j];
+    let sem = d.exec.bridge_sem[j];
+    let job = Job {
+        waits,
+        signal: (j, sem, value),
+    };
+    let sent = d
+        .exec
+        .bridge
+        .lock()
+        .as_ref()
+        .map(|b| b.tx.send(Msg::Job(job)).is_ok())
+        .unwrap_or(false);
+    if sent {
+        Ok(Some((sem, value)))
+    } else {
+        Err(vk::Result::ERROR_DEVICE_LOST)
+    }
+}
+
+/// Submits vkfuse's own batch to member `m`'s queue of `q`: waits for the member's binary
+/// semaphores `waits` and for `bridge`, runs `cbs` (member handles), signals `signal` (a binary
+/// semaphore of the member) and the queue's next done point on the member.
+fn submit_internal(
+    d: &Device,
+    st: &mut State,
+    q: &Queue,
+    m: usize,
+    waits: &[vk::Semaphore],
+    cbs: &[vk::CommandBuffer],
+    signals: &[vk::Semaphore],
+) -> Result<(), vk::Result> {
+    submit_internal_bridged(d, st, q, m, waits, None, cbs, signals)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn submit_internal_bridged(
+    d: &Device,
+    st: &mut State,
+    q: &Queue,
+    m: usize,
+    waits: &[vk::Semaphore],
+    bridge: Option<(vk::Semaphore, u64)>,
+    cbs: &[vk::CommandBuffer],
+    signals: &[vk::Semaphore],
+) -> Result<(), vk::Result> {
+    let md = d.member(m).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+    let submit2 = md
+        .fns
+        .queue_submit2
+        .ok_or_else(|| crate::guard::missing("vkQueueSubmit2"))?;
+    let stage = vk::PipelineStageFlags2::ALL_COMMANDS;
+    let mut w: Vec<vk::SemaphoreSubmitInfo> = waits
+        .iter()
+        .map(|s| vk::SemaphoreSubmitInfo {
+            semaphore: *s,
+            stage_mask: stage,
+            ..Default::default()
+        })
+        .collect();
+    if let Some((semaphore, value)) = bridge {
+        w.push(vk::SemaphoreSubmitInfo {
+            semaphore,
+            value,
+            stage_mask: stage,
+            ..Default::default()
+        });
+    }
+    let c: Vec<vk::CommandBufferSubmitInfo> = cbs
+        .iter()
+        .map(|cb| vk::CommandBufferSubmitInfo {
+            command_buffer: *cb,
+            ..Default::default()
+        })
+        .collect();
+    let entry = queue_entry(st, q);
+    entry.2[m] += 1;
+    let mut sig = vec![vk::SemaphoreSubmitInfo {
+        semaphore: q.done[m],
+        value: entry.2[m],
+        stage_mask: stage,
+        ..Default::default()
+    }];
+    for s in signals {
+        sig.push(vk::SemaphoreSubmitInfo {
+            semaphore: *s,
+            stage_mask: stage,
+            ..Default::default()
+        });
+    }
+    let info = vk::SubmitInfo2 {
+        wait_semaphore_info_count: w.len() as u32,
+        p_wait_semaphore_infos: w.as_ptr(),
+        command_buffer_info_count: c.len() as u32,
+        p_command_buffer_infos: c.as_ptr(),
+        signal_semaphore_info_count: sig.len() as u32,
+        p_signal_semaphore_infos: sig.as_ptr(),
+        ..Default::default()
+    };
+    // SAFETY: the member's queue of this fused queue (externally synchronised with it) and the
+    // member's own handles; the arrays live until the call returns.
+    let r = unsafe { submit2(q.handles[m], 1, &info, vk::Fence::null()) };
+    if r == vk::Result::SUCCESS {
+        Ok(())
+    } else {
+        Err(r)
+    }
+}
+
+/// Submits `batches` to the placed member with the bridge wait and the done signal.
+fn submit_multi(
+    q: &Queue,
+    d: &Device,
+    mut batches: Vec<Batch>,
+    fence: vk::Fence,
+) -> Result<vk::Result, vk::Result> {
+    d.exec.check()?;
+    let mut st = d.exec.state.lock();
+    let j = place(d, &mut st, &batches, !fence.is_null())?;
+    let placed = sync_ops(d, &mut st, &mut batches, j);
+    // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
+    // that also signals that member's done point, so the edges below wait for it.
+    for (i, sem) in &placed.consume {
+        let member_sem = vk::Semaphore::from_raw(object_handle(sem.as_raw(), *i));
+        if let Err(r) = submit_internal(d, &mut st, q, *i, &[member_sem], &[], &[]) {
+            crate::warn!("member {i}: consuming a semaphore failed ({r:?})");
+        }
+    }
+    let bridge_wait = bridge_to(d, &mut st, j)?;
+    let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+    let arena = Arena::scope();
+    let cx = md.cx(&arena);
+    let entry = queue_entry(&mut st, q);
+    entry.2[j] += 1;
+    let done = vk::SemaphoreSubmitInfo {
+        semaphore: q.done[j],
+        value: entry.2[j],
+        stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+        ..Default::default()
+    };
+    let bw = bridge_wait.map(|(sem, value)| vk::SemaphoreSubmitInfo {
+        semaphore: sem,
+        value,
+        stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+        ..Default::default()
+    });
+    let tr_sem = |s: &vk::SemaphoreSubmitInfo<'static>| vk::SemaphoreSubmitInfo {
+        semaphore: vk::Semaphore::from_raw(object_handle(s.semaphore.as_raw(), j)),
+        device_index: 0,
+        ..*s
+    };
+    let mut infos: Vec<vk::SubmitInfo2> = Vec::with_capacity(batches.len() + 1);
+    let mut keep: Vec<(
+        Vec<vk::SemaphoreSubmitInfo>,
+        Vec<vk::CommandBufferSubmitInfo>,
+        Vec<vk::SemaphoreSubmitInfo>,
+    )> = Vec::with_capacity(batches.len() + 1);
+    for b in &batches {
+        let mut w: Vec<_> = b.waits.iter().map(tr_sem).collect();
+        w.extend(bw);
+        let c: Vec<_> = b
+            .cbs
+            .iter()
+            .map(|c| vk::CommandBufferSubmitInfo {
+                command_buffer: cx.disp(c.command_buffer),
+                device_mask: 0,
+                ..*c
+            })
+            .collect();
+        let s: Vec<_> = b.signals.iter().map(tr_sem).collect();
+        keep.push((w, c, s));
+    }
+    // The done signal rides with the last batch (a batch of its own when there is none): a
+    // signal's first scope holds every command submitted before it on the queue.
+    match keep.last_mut() {
+        Some(last) => last.2.push(done),
+        None => keep.push((bw.into_iter().collect(), Vec::new(), vec![done])),
+    }
+    for (i, (w, c, s)) in keep.iter().enumerate() {
+        let (flags, p_next) = batches
+            .get(i)
+            // SAFETY: the application's chain, translated into the arena for the member.
+            .map(|b| (b.flags, unsafe { tr::chain(&cx, b.p_next) }))
+            .unwrap_or((vk::SubmitFlags::empty(), std::ptr::null()));
+        infos.push(vk::SubmitInfo2 {
+            p_next,
+            flags,
+            wait_semaphore_info_count: w.len() as u32,
+            p_wait_semaphore_infos: w.as_ptr(),
+            command_buffer_info_count: c.len() as u32,
+            p_command_buffer_infos: c.as_ptr(),
+            signal_semaphore_info_count: s.len() as u32,
+            p_signal_semaphore_infos: s.as_ptr(),
+            ..Default::default()
+        });
+    }
+    let submit2 = md
+        .fns
+        .queue_submit2
+        .ok_or_else(|| crate::guard::missing("vkQueueSubmit2"))?;
+    // SAFETY: every handle translated to member j's; arrays live until the call returns.
+    let r = unsafe {
+        submit2(
+            q.handles[j],
+            infos.len() as u32,
+            infos.as_ptr(),
+            cx.nd(fence),
+        )
+    };
+    if r == vk::Result::ERROR_DEVICE_LOST {
+        lose_member(
+            d,
+            &mut st,
+            j,
+            "vkQueueSubmit2 returned VK_ERROR_DEVICE_LOST",
+        )?;
+        return Err(vk::Result::ERROR_DEVICE_LOST);
+    }
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    st.placed[j] += 1;
+    st.last_placed = Some(j);
+    // SAFETY: a live fence of the application (or null, refused by `get`).
+    if let Ok(f) = unsafe { ObjectBase::get(fence.as_raw()) } {
+        f.set_last(Some(j));
+    }
+    for b in &batches {
+        take_over(&b.cbs, j);
+    }
+    Ok(vk::Result::SUCCESS)
+}
+
+type SubmitFn<I> = unsafe extern "system" fn(vk::Queue, u32, *const I, vk::Fence) -> vk::Result;
+
+/// A submit on one executing member: translated and forwarded as it is.
+#[allow(clippy::too_many_arguments)]
+fn forward_single<I>(
+    q: &Queue,
+    d: &Device,
+    count: u32,
+    submits: *const I,
+    fence: vk::Fence,
+    fix: unsafe fn(&crate::conv::Cx, *mut I),
+    get: impl Fn(&MemberDevice) -> Option<SubmitFn<I>>,
+    name: &str,
+) -> Result<vk::Result, vk::Result> {
+    d.exec.check()?;
+    let md = d.primary();
+    let arena = Arena::scope();
+    let cx = md.cx(&arena);
+    let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+    // SAFETY: submits translated for the member.
+    let r = unsafe {
+        f(
+            q.handles[md.index],
+            count,
+            cx.array(submits, count as usize, fix),
+            cx.nd(fence),
+        )
+    };
+    if r.as_raw() < 0 {
+        Err(r)
+    } else {
+        Ok(r)
+    }
+}
+
+/// # Safety
+/// Arguments valid for `vkQueueSubmit`.
+pub unsafe extern "system" fn queue_submit(
+    queue: vk::Queue,
+    count: u32,
+    submits: *const vk::SubmitInfo,
+    fence: vk::Fence,
+) -> vk::Result {
+    crate::guard::result("vkQueueSubmit", || {
+        // SAFETY: a live queue.
+        let (q, d) = unsafe { Queue::resolve(queue)? };
+        if !d.exec.multi {
+            return forward_single(
+                q,
+                d,
+                count,
+                submits,
+                fence,
+                tr::fix_submit_info,
+                |md| md.fns.queue_submit,
+                "vkQueueSubmit",
+            );
+        }
+        let batches = (0..count as usize)
+            // SAFETY: `count` valid submit infos.
+            .map(|i| unsafe { batch_from_submit(&*submits.add(i)) })
+            .collect();
+        submit_multi(q, d, batches, fence)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkQueueSubmit2`.
+pub unsafe extern "system" fn queue_submit2(
+    queue: vk::Queue,
+    count: u32,
+    submits: *const vk::SubmitInfo2,
+    fence: vk::Fence,
+) -> vk::Result {
+    crate::guard::result("vkQueueSubmit2", || {
+        // SAFETY: a live queue.
+        let (q, d) = unsafe { Queue::resolve(queue)? };
+        if !d.exec.multi {
+            return forward_single(
+                q,
+                d,
+                count,
+                submits,
+                fence,
+                tr::fix_submit_info2,
+                |md| md.fns.queue_submit2,
+                "vkQueueSubmit2",
+            );
+        }
+        let batches = (0..count as usize)
+            // SAFETY: `count` valid submit infos.
+            .map(|i| unsafe { batch_from_submit2(&*submits.add(i)) })
+            .collect();
+        submit_multi(q, d, batches, fence)
+    })
+}
+
+/// `vkCmdExecuteCommands`: forwarded; the secondaries' notes join the primary's.
+///
+/// # Safety
+/// Arguments valid for `vkCmdExecuteCommands`.
+pub unsafe extern "system" fn cmd_execute_commands(
+    command_buffer: vk::CommandBuffer,
+    count: u32,
+    cbs: *const vk::CommandBuffer,
+) {
+    crate::guard::void("vkCmdExecuteCommands", || {
+        // SAFETY: a live command buffer.
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer)? };
+        let arena = Arena::scope();
+        if obj.target_count > 1 {
+            let mut notes = obj.notes.lock();
+            for i in 0..count as usize {
+                // SAFETY: `count` live secondary command buffers.
+                if let Ok((s, _)) = unsafe { CommandBuffer::resolve(*cbs.add(i)) } {
+                    notes.extend(s.notes.lock().iter().copied());
+                }
+            }
+        }
+        for t in obj.targets() {
+            let md = t.member();
+            let cx = md.cx(&arena);
+            let f = md
+                .fns
+                .cmd_execute_commands
+                .ok_or_else(|| crate::guard::missing("vkCmdExecuteCommands"))?;
+            // SAFETY: the member's secondaries.
+            unsafe { f(t.handle, count, cx.disp_array(cbs, count as usize)) };
+        }
+        Ok(())
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkQueueWaitIdle`.
+pub unsafe extern "system" fn queue_wait_idle(queue: vk::Queue) -> vk::Result {
+    crate::guard::result("vkQueueWaitIdle", || {
+        // SAFETY: a live queue.
+        let (q, d) = unsafe { Queue::resolve(queue)? };
+        d.exec.check()?;
+        let members: Vec<&MemberDevice> = if d.exec.multi {
+            d.members.iter().collect()
+        } else {
+            vec![d.primary()]
+        };
+        for md in members {
+            if d.exec.lost_members.load(Ordering::Acquire) & (1 << md.index) != 0 {
+                continue;
+            }
+            let f = md
+                .fns
+                .queue_wait_idle
+                .ok_or_else(|| crate::guard::missing("vkQueueWaitIdle"))?;
+            // SAFETY: the member's queue.
+            let r = unsafe { f(q.handles[md.index]) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+        }
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkDeviceWaitIdle`.
+pub unsafe extern "system" fn device_wait_idle(device: vk::Device) -> vk::Result {
+    crate::guard::result("vkDeviceWaitIdle", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        d.exec.check()?;
+        for md in &d.members {
+            if d.exec.lost_members.load(Ordering::Acquire) & (1 << md.index) != 0 {
+                continue;
+            }
+            let f = md
+                .fns
+                .device_wait_idle
+                .ok_or_else(|| crate::guard::missing("vkDeviceWaitIdle"))?;
+            // SAFETY: the member device.
+            let r = unsafe { f(md.handle) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+        }
+        flush(d);
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// The member whose copy of `raw` a host wait uses.
+fn waiter_member(d: &Device, raw: u64) -> usize {
+    // SAFETY: a live vkfuse object.
+    unsafe { ObjectBase::get(raw) }
+        .ok()
+        .and_then(|o| o.last_member())
+        .unwrap_or(d.primary().index)
+}
+
+fn now_ns() -> u64 {
+    static START: once_cell::sync::Lazy<std::time::Instant> =
+        once_cell::sync::Lazy::new(std::time::Instant::now);
+    START.elapsed().as_nanos() as u64
+}
+
+/// Host waits over groups of objects on different members. `wait(member, items, timeout)`
+/// waits on one member. `all`: every group in turn with what is left of the timeout; else the
+/// groups are polled with short blocking waits (1 ms) until one is done.
+fn wait_groups<T: Copy>(
+    groups: &[(usize, Vec<T>)],
+    all: bool,
+    timeout: u64,
+    mut wait: impl FnMut(usize, &[T], u64) -> vk::Result,
+) -> vk::Result {
+    if groups.len() == 1 {
+        return wait(groups[0].0, &groups[0].1, timeout);
+    }
+    let deadline = now_ns().saturating_add(timeout);
+    if all {
+        for (m, items) in groups {
+            let left = deadline.saturating_sub(now_ns());
+            let r = wait(*m, items, if timeout == u64::MAX { u64::MAX } else { left });
+            if r != vk::Result::SUCCESS {
+                return r;
+            }
+        }
+        return vk::Result::SUCCESS;
+    }
+    loop {
+        for (m, items) in groups {
+            let r = wait(*m, items, 0);
+            if r != vk::Result::TIMEOUT {
+                return r;
+            }
+        }
+        let left = deadline.saturating_sub(now_ns());
+        if left == 0 {
+            return vk::Result::TIMEOUT;
+        }
+        let (m, items) = &groups[0];
+        let r = wait(*m, items, left.min(1_000_000));
+        if r != vk::Result::TIMEOUT {
+            return r;
+        }
+    }
+}
+
+fn group<T>(items: impl Iterator<Item = (usize, T)>) -> Vec<(usize, Vec<T>)> {
+    let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
+    for (m, x) in items {
+        match groups.iter_mut().find(|g| g.0 == m) {
+            Some(g) => g.1.push(x),
+            None => groups.push((m, vec![x])),
+        }
+    }
+    groups
+}
+
+/// # Safety
+/// Arguments valid for `vkWaitForFences`.
+pub unsafe extern "system" fn wait_for_fences(
+    device: vk::Device,
+    count: u32,
+    fences: *const vk::Fence,
+    wait_all: vk::Bool32,
+    timeout: u64,
+) -> vk::Result {
+    crate::guard::result("vkWaitForFences", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        d.exec.check()?;
+        // SAFETY: `count` fences.
+        let list = unsafe { std::slice::from_raw_parts(fences, count as usize) };
+        let groups = group(list.iter().map(|f| (waiter_member(d, f.as_raw()), *f)));
+        let r = wait_groups(&groups, wait_all != 0, timeout, |m, fs, t| {
+            let Some(md) = d.member(m) else {
+                return vk::Result::ERROR_DEVICE_LOST;
+            };
+            let Some(f) = md.fns.wait_for_fences else {
+                return crate::guard::missing("vkWaitForFences");
+            };
+            let member: Vec<vk::Fence> = fs
+                .iter()
+                .map(|x| vk::Fence::from_raw(object_handle(x.as_raw(), m)))
+                .collect();
+            // SAFETY: the member's fences.
+            unsafe { f(md.handle, member.len() as u32, member.as_ptr(), wait_all, t) }
+        });
+        if r.as_raw() < 0 {
+            Err(r)
+        } else {
+            Ok(r)
+        }
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkResetFences`.
+pub unsafe extern "system" fn reset_fences(
+    device: vk::Device,
+    count: u32,
+    fences: *const vk::Fence,
+) -> vk::Result {
+    crate::guard::result("vkResetFences", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        let arena = Arena::scope();
+        for md in &d.members {
+            let cx = md.cx(&arena);
+            let f = md
+                .fns
+                .reset_fences
+                .ok_or_else(|| crate::guard::missing("vkResetFences"))?;
+            // SAFETY: the member's fences.
+            let r = unsafe { f(md.handle, count, cx.nd_array(fences, count as usize)) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+        }
+        for i in 0..count as usize {
+            // SAFETY: `count` live fences.
+            if let Ok(o) = unsafe { ObjectBase::get((*fences.add(i)).as_raw()) } {
+                o.set_last(None);
+            }
+        }
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkCreateSemaphore`.
+pub unsafe extern "system" fn create_semaphore(
+    device: vk::Device,
+    ci: *const vk::SemaphoreCreateInfo,
+    alloc: *const vk::AllocationCallbacks,
+    out: *mut vk::Semaphore,
+) -> vk::Result {
+    crate::guard::result("vkCreateSemaphore", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        let arena = Arena::scope();
+        let mut obj = ObjectBase::new(vk::ObjectType::SEMAPHORE);
+        let undo = |obj: &ObjectBase| {
+            for md in &d.members {
+                destroy_member_semaphore_alloc(md, obj.handles[md.index], alloc);
+            }
+        };
+        for md in &d.members {
+            let cx = md.cx(&arena);
+            let f = md
+                .fns
+                .create_semaphore
+                .ok_or_else(|| crate::guard::missing("vkCreateSemaphore"))?;
+            let mut s = vk::Semaphore::null();
+            // SAFETY: a valid create info; its chain translated for the member.
+            let r = unsafe {
+                let mut copy = *ci;
+                copy.p_next = tr::chain(&cx, copy.p_next);
+                f(md.handle, &copy, alloc, &mut s)
+            };
+            if r != vk::Result::SUCCESS {
+                undo(&obj);
+                return Err(r);
+            }
+            obj.handles[md.index] = s.as_raw();
+        }
+        let raw = obj.into_raw();
+        // SAFETY: a valid create info chain.
+        if d.exec.multi && unsafe { is_timeline(ci) } {
+            d.exec
+                .state
+                .lock()
+                .timelines
+                .insert(raw, Timeline::default());
+        }
+        // SAFETY: valid output pointer.
+        unsafe { *out = vk::Semaphore::from_raw(raw) };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+fn destroy_member_semaphore_alloc(
+    md: &MemberDevice,
+    raw: u64,
+    alloc: *const vk::AllocationCallbacks,
+) {
+    if let (true, Some(f)) = (raw != 0, md.fns.destroy_semaphore) {
+        // SAFETY: the member's semaphore, no longer used.
+        unsafe { f(md.handle, vk::Semaphore::from_raw(raw), alloc) };
+    }
+}
+
+/// # Safety
+/// `ci` is a valid VkSemaphoreCreateInfo.
+unsafe fn is_timeline(ci: *const vk::SemaphoreCreateInfo) -> bool {
+    // SAFETY: a valid chain.
+    unsafe {
+        let mut p = (*ci).p_next as *const vk::BaseInStructure;
+        while !p.is_null() {
+            if (*p).s_type == vk::StructureType::SEMAPHORE_TYPE_CREATE_INFO {
+                return (*(p as *const vk::SemaphoreTypeCreateInfo)).semaphore_type
+                    == vk::SemaphoreType::TIMELINE;
+            }
+            p = (*p).p_next;
+        }
+    }
+    false
+}
+
+/// # Safety
+/// Arguments valid for `vkDestroySemaphore`.
+pub unsafe extern "system" fn destroy_semaphore(
+    device: vk::Device,
+    sem: vk::Semaphore,
+    alloc: *const vk::AllocationCallbacks,
+) {
+    crate::guard::void("vkDestroySemaphore", || {
+        if sem.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        if d.exec.multi {
+            d.exec.state.lock().timelines.remove(&sem.as_raw());
+        }
+        for md in &d.members {
+            destroy_member_semaphore_alloc(md, object_handle(sem.as_raw(), md.index), alloc);
+        }
+        // SAFETY: made by create_semaphore; no longer used.
+        unsafe { ObjectBase::free(sem.as_raw()) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkWaitSemaphores`.
+pub unsafe extern "system" fn wait_semaphores(
+    device: vk::Device,
+    info: *const vk::SemaphoreWaitInfo,
+    timeout: u64,
+) -> vk::Result {
+    crate::guard::result("vkWaitSemaphores", || {
+        // SAFETY: a live device and a valid wait info.
+        let (d, info) = unsafe { (Device::resolve(device)?, &*info) };
+        d.exec.check()?;
+        // SAFETY: semaphoreCount semaphores and values.
+        let (sems, values) = unsafe {
+            (
+                std::slice::from_raw_parts(info.p_semaphores, info.semaphore_count as usize),
+                std::slice::from_raw_parts(info.p_values, info.semaphore_count as usize),
+            )
+        };
+        let primary = d.primary().index;
+        let items: Vec<(usize, (vk::Semaphore, u64))> = if d.exec.multi {
+            let mut st = d.exec.state.lock();
+            sems.iter()
+                .zip(values)
+                .map(|(s, v)| {
+                    let t = st.timelines.entry(s.as_raw()).or_default();
+                    let m = t
+                        .signals
+                        .iter()
+                        .filter(|(x, _)| x >= v)
+                        .min_by_key(|(x, _)| *x)
+                        .map(|(_, m)| *m);
+                    let m = m.unwrap_or_else(|| {
+                        t.waiters.push((*v, primary));
+                        primary
+                    });
+                    (m, (*s, *v))
+                })
+                .collect()
+        } else {
+            sems.iter()
+                .zip(values)
+                .map(|(s, v)| (primary, (*s, *v)))
+                .collect()
+        };
+        let groups = group(items.into_iter());
+        let any = info.flags.contains(vk::SemaphoreWaitFlags::ANY);
+        let r = wait_groups(&groups, !any, timeout, |m, list, t| {
+            let Some(md) = d.member(m) else {
+                return vk::Result::ERROR_DEVICE_LOST;
+            };
+            let Some(f) = md.fns.wait_semaphores else {
+                return crate::guard::missing("vkWaitSemaphores");
+            };
+            let s: Vec<vk::Semaphore> = list
+                .iter()
+                .map(|(x, _)| vk::Semaphore::from_raw(object_handle(x.as_raw(), m)))
+                .collect();
+            let v: Vec<u64> = list.iter().map(|(_, v)| *v).collect();
+            let w = vk::SemaphoreWaitInfo {
+                flags: info.flags,
+                semaphore_count: s.len() as u32,
+                p_semaphores: s.as_ptr(),
+                p_values: v.as_ptr(),
+                ..Default::default()
+            };
+            // SAFETY: the member's semaphores.
+            unsafe { f(md.handle, &w, t) }
+        });
+        if r.as_raw() < 0 {
+            Err(r)
+        } else {
+            Ok(r)
+        }
+    })
+}
+
+/// `vkSignalSemaphore`: every member's copy that is behind is signalled.
+///
+/// # Safety
+/// Arguments valid for `vkSignalSemaphore`.
+pub unsafe extern "system" fn signal_semaphore(
+    device: vk::Device,
+    info: *const vk::SemaphoreSignalInfo,
+) -> vk::Result {
+    crate::guard::result("vkSignalSemaphore", || {
+        // SAFETY: a live device and a valid signal info.
+        let (d, info) = unsafe { (Device::resolve(device)?, &*info) };
+        let _st = d.exec.state.lock();
+        let raw = info.semaphore.as_raw();
+        for md in &d.members {
+            let s = vk::Semaphore::from_raw(object_handle(raw, md.index));
+            if d.exec.multi && counter(md, s) >= info.value {
+                continue;
+            }
+            let f = md
+                .fns
+                .signal_semaphore
+                .ok_or_else(|| crate::guard::missing("vkSignalSemaphore"))?;
+            let mi = vk::SemaphoreSignalInfo {
+                semaphore: s,
+                ..*info
+            };
+            // SAFETY: the member's copy, behind the value.
+            let r = unsafe { f(md.handle, &mi) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+        }
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// `vkGetSemaphoreCounterValue`: the highest value of the members' copies (each copy has seen
+/// a subset of the signals, in order).
+///
+/// # Safety
+/// Arguments valid for `vkGetSemaphoreCounterValue`.
+pub unsafe extern "system" fn get_semaphore_counter_value(
+    device: vk::Device,
+    sem: vk::Semaphore,
+    out: *mut u64,
+) -> vk::Result {
+    crate::guard::result("vkGetSemaphoreCounterValue", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        d.exec.check()?;
+        let members: Vec<&MemberDevice> = if d.exec.multi {
+            d.members.iter().collect()
+        } else {
+            vec![d.primary()]
+        };
+        let mut best = 0;
+        for md in members {
+            let f = md
+                .fns
+                .get_semaphore_counter_value
+                .ok_or_else(|| crate::guard::missing("vkGetSemaphoreCounterValue"))?;
+            let mut v = 0;
+            // SAFETY: the member's copy.
+            let r = unsafe {
+                f(
+                    md.handle,
+                    vk::Semaphore::from_raw(object_handle(sem.as_raw(), md.index)),
+                    &mut v,
+                )
+            };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+            best = best.max(v);
+        }
+        // SAFETY: valid output pointer.
+        unsafe { *out = best };
+        Ok(vk::Result::SUCCESS)
+    })
+}
+
+/// vkQueuePresentKHR with batches on several members: the frame was rendered on the member
+/// whose batch signalled the present's wait semaphores (else the member of the last batch). If
+/// that is not the presenting member, the frame is copied over (`present.rs`) and the returned
+/// semaphores, signalled by the copy on the presenting member, replace the present's waits.
+///
+/// # Safety
+/// `info` is a valid present info.
+pub(crate) unsafe fn cross_member_present(
+    d: &Device,
+    q: &Queue,
+    info: &vk::PresentInfoKHR,
+) -> Result<Option<Vec<vk::Semaphore>>, vk::Result> {
+    d.exec.check()?;
+    let p = d.primary().index;
+    let mut st = d.exec.state.lock();
+    let waits: &[vk::Semaphore] = if info.p_wait_semaphores.is_null() {
+        &[]
+    } else {
+        // SAFETY: waitSemaphoreCount semaphores.
+        unsafe {
+            std::slice::from_raw_parts(info.p_wait_semaphores, info.wait_semaphore_count as usize)
+        }
+    };
+    let mut on_p = Vec::new();
+    let mut others: Vec<(usize, vk::Semaphore)> = Vec::new();
+    for s in waits {
+        let Some(o) = sem_obj(*s) else { continue };
+        let m = o.last_member().unwrap_or(p);
+        o.set_last(None);
+        let h = vk::Semaphore::from_raw(o.handles[m]);
+        if m == p {
+            on_p.push(h);
+        } else {
+            others.push((m, h));
+        }
+    }
+    let r = others
+        .first()
+        .map(|x| x.0)
+        .or_else(|| {
+            if waits.is_empty() {
+                st.last_placed
+            } else {
+                None
+            }
+        })
+        .filter(|m| *m != p);
+    let Some(r) = r else {
+        return Ok(None);
+    };
+    for (m, h) in &others {
+        if *m != r {
+            submit_internal(d, &mut st, q, *m, &[*h], &[], &[])?;
+        }
+    }
+    let r_waits: Vec<vk::Semaphore> = others
+        .iter()
+        .filter(|(m, _)| *m == r)
+        .map(|(_, h)| *h)
+        .collect();
+    let ready = crate::present::frames_from(d, q, info, r, &r_waits, |m, w, cbs, sigs| {
+        if m == p {
+            let bridge = bridge_to(d, &mut st, p)?;
+            submit_internal_bridged(d, &mut st, q, m, &on_p, bridge, cbs, sigs)
+        } else {
+            submit_internal(d, &mut st, q, m, w, cbs, sigs)
+        }
+    })?;
+    Ok(Some(ready))
+}

@@ -16,8 +16,10 @@ pub enum Kind {
     /// Host query about an object: forwarded to the member that last ran work on the named
     /// parameter's object.
     Executed(String),
-    /// Recorded command whose named parameter's object the submitting member takes over.
-    Note(String),
+    /// Recorded command that notes the object its parameters name (`Note::object`, an array
+    /// when `Note::count_param` names its length), with an optional range of elements (query
+    /// indices), for the member that runs it: written (`Note::read` false) or read.
+    Note(Note),
     Struct(String),
 }
 
@@ -43,12 +45,21 @@ impl Policy {
                 continue;
             }
             let w: Vec<&str> = line.split_whitespace().collect();
+            let note = |read: bool| {
+                Kind::Note(Note {
+                    object: w[2].to_string(),
+                    first: w.get(3).map(|x| x.to_string()),
+                    count: w.get(4).map(|x| x.to_string()),
+                    read,
+                })
+            };
             let kind = match (w.get(1), w.get(2)) {
                 (Some(&"override"), Some(p)) => Kind::Override(p.to_string()),
                 (Some(&"struct"), Some(p)) => Kind::Struct(p.to_string()),
                 (Some(&"primary"), None) => Kind::Primary,
                 (Some(&"executed"), Some(p)) => Kind::Executed(p.to_string()),
-                (Some(&"note"), Some(p)) => Kind::Note(p.to_string()),
+                (Some(&"note"), Some(_)) => note(false),
+                (Some(&"note-read"), Some(_)) => note(true),
                 _ => return Err(format!("overrides.txt:{}: cannot parse `{line}`", n + 1)),
             };
             kinds.insert(w[0].to_string(), kind);
@@ -60,6 +71,16 @@ impl Policy {
             .collect();
         Ok(Policy { kinds, denied })
     }
+}
+
+/// A `note` / `note-read` line of overrides.txt: `<cmd> note <object> [<first> [<count>]]`,
+/// or `<cmd> note <array> [<array length>]` when the object parameter is an array.
+#[derive(Clone, Debug)]
+pub struct Note {
+    pub object: String,
+    pub first: Option<String>,
+    pub count: Option<String>,
+    pub read: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -550,15 +571,38 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         _ => None,
     };
     let note = match kind {
-        Some(Kind::Note(p)) => {
-            if level != Level::CommandBuffer
-                || !cmd.params.iter().any(|f| snake(&f.name) == snake(p))
-            {
+        Some(Kind::Note(n)) => {
+            let param = |name: &str| cmd.params.iter().find(|f| snake(&f.name) == snake(name));
+            let (Some(obj), true) = (param(&n.object), level == Level::CommandBuffer) else {
                 return Err(format!(
-                    "`note {p}` needs a vkCmd command with parameter {p}"
+                    "`note {}` needs a vkCmd command with that parameter",
+                    n.object
                 ));
+            };
+            for extra in n.first.iter().chain(&n.count) {
+                if param(extra).is_none() {
+                    return Err(format!("`note`: no parameter {extra}"));
+                }
             }
-            format!("crate::exec::note(obj, {}.as_raw());\n", snake(p))
+            let o = snake(&n.object);
+            let read = n.read;
+            if obj.ptr > 0 {
+                // An array of handles, its length in the next word.
+                let len = snake(
+                    n.first
+                        .as_deref()
+                        .ok_or("`note` of an array needs its length")?,
+                );
+                format!("if !{o}.is_null() {{ for i in 0..{len} as usize {{ crate::exec::note(obj, unsafe {{ *{o}.add(i) }}.as_raw(), 0, 0, {read}); }} }}\n")
+            } else {
+                let first = n.first.as_deref().map_or("0".to_string(), snake);
+                let count = match (&n.first, &n.count) {
+                    (Some(_), Some(c)) => snake(c),
+                    (Some(_), None) => "1".to_string(),
+                    _ => "0".to_string(),
+                };
+                format!("crate::exec::note(obj, {o}.as_raw(), {first}, {count}, {read});\n")
+            }
         }
         _ => String::new(),
     };

@@ -46,6 +46,8 @@ device_objects! {
     vk::Framebuffer => destroy_framebuffer,
     vk::Sampler => destroy_sampler,
     vk::ImageView => destroy_image_view,
+    vk::QueryPool => destroy_query_pool,
+    vk::Event => destroy_event,
 }
 
 /// A device object destroyed on drop.

@@ -22,7 +22,7 @@ use vkfuse_scheduler::placement::{BatchInfo, Placer};
 
 use crate::arena::Arena;
 use crate::generated::translate as tr;
-use crate::object::{CommandBuffer, Device, MemberDevice, ObjectBase, Queue};
+use crate::object::{CommandBuffer, Device, MemberDevice, ObjectBase, Queue, NO_MEMBER};
 use crate::MAX_MEMBERS;
 
 /// Per-device execution state.
@@ -62,6 +62,8 @@ struct State {
     placed: [u64; MAX_MEMBERS],
     /// The member of the last batch placed.
     last_placed: Option<usize>,
+    /// Query pools (fused handle): the member holding each query's state (`NO_MEMBER`: none).
+    queries: HashMap<u64, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -136,6 +138,7 @@ impl State {
             timelines: HashMap::new(),
             placed: [0; MAX_MEMBERS],
             last_placed: None,
+            queries: HashMap::new(),
         }
     }
 }
@@ -372,13 +375,85 @@ pub fn pin(d: &Device, m: usize, reason: &str) -> bool {
     }
 }
 
-/// Record-time note: the command buffer's submitting member takes over `raw` (an event or
-/// query pool), so host queries about it go to that member.
-#[inline]
-pub fn note(cb: &CommandBuffer, raw: u64) {
-    if cb.target_count > 1 && raw != 0 {
-        cb.notes.lock().push(raw);
+/// What a recorded command does to an event or query pool (`note` in overrides.txt).
+#[derive(Clone, Copy, Debug)]
+pub struct Note {
+    pub raw: u64,
+    /// Queries `first..first + count` of a query pool; `count` 0: the whole object.
+    pub first: u32,
+    pub count: u32,
+    /// The command reads the object's state (waits for an event, copies query results).
+    pub read: bool,
+}
+
+impl Note {
+    fn covers(&self, o: &Note) -> bool {
+        self.raw == o.raw
+            && (self.count == 0
+                || (o.count != 0
+                    && self.first <= o.first
+                    && o.first as u64 + o.count as u64 <= self.first as u64 + self.count as u64))
     }
+}
+
+/// Record-time note: the member that runs the command buffer takes over `raw` (an event, or
+/// queries of a query pool), so host queries about it go to that member; a `read` pulls the
+/// batch to the member holding the state, unless the submit wrote it first.
+#[inline]
+pub fn note(cb: &CommandBuffer, raw: u64, first: u32, count: u32, read: bool) {
+    if cb.target_count > 1 && raw != 0 {
+        cb.notes.lock().push(Note {
+            raw,
+            first,
+            count,
+            read,
+        });
+    }
+}
+
+/// The notes of the command buffers of `batches`, in submission order.
+fn batch_notes(batches: &[Batch]) -> Vec<Note> {
+    let mut out = Vec::new();
+    for b in batches {
+        for c in &b.cbs {
+            // SAFETY: the application submits live vkfuse command buffers.
+            if let Ok((cb, _)) = unsafe { CommandBuffer::resolve(c.command_buffer) } {
+                out.extend(cb.notes.lock().iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// The member whose copy of an event or of queries a read in the batch needs, if another one
+/// than the batch might run on: the first read that no earlier note of the submit wrote.
+fn read_affinity(st: &State, notes: &[Note], alive: u64) -> Option<usize> {
+    for (i, n) in notes.iter().enumerate() {
+        if !n.read || notes[..i].iter().any(|w| !w.read && w.covers(n)) {
+            continue;
+        }
+        let holder = match st.queries.get(&n.raw) {
+            Some(owners) => {
+                let end = if n.count == 0 {
+                    owners.len()
+                } else {
+                    (n.first as usize + n.count as usize).min(owners.len())
+                };
+                owners
+                    .get(n.first as usize..end)
+                    .and_then(|r| r.iter().find(|m| **m != NO_MEMBER).copied())
+                    .map(usize::from)
+            }
+            // SAFETY: noted handles are live objects while the command buffer is pending.
+            None => unsafe { ObjectBase::get(n.raw) }
+                .ok()
+                .and_then(|o| o.last_member()),
+        };
+        if let Some(m) = holder.filter(|m| alive & (1 << m) != 0) {
+            return Some(m);
+        }
+    }
+    None
 }
 
 fn alive_mask(d: &Device) -> u64 {
@@ -584,7 +659,13 @@ fn sem_obj<'a>(s: vk::Semaphore) -> Option<&'a ObjectBase> {
 }
 
 /// Places the batches of one submit; returns the member.
-fn place(d: &Device, st: &mut State, batches: &[Batch], fence: bool) -> Result<usize, vk::Result> {
+fn place(
+    d: &Device,
+    st: &mut State,
+    batches: &[Batch],
+    notes: &[Note],
+    fence: bool,
+) -> Result<usize, vk::Result> {
     let cfg = crate::config::Config::get();
     loop {
         let alive = alive_mask(d);
@@ -598,7 +679,8 @@ fn place(d: &Device, st: &mut State, batches: &[Batch], fence: bool) -> Result<u
                     .map(|(_, m)| *m)
             })
         });
-        let m = match (st.pin, forced) {
+        let affinity = read_affinity(st, notes, alive);
+        let m = match (st.pin, affinity.or(forced)) {
             (Some(p), _) => Some(p),
             (None, Some(f)) => Some(f),
             (None, None) => st.placer.place(BatchInfo::new(fence, alive)),
@@ -727,19 +809,25 @@ fn object_handle(raw: u64, m: usize) -> u64 {
     unsafe { ObjectBase::get(raw) }.map_or(0, |o| o.handles[m])
 }
 
-/// Marks what the command buffers' recorded commands take over (events, query pools).
-fn take_over(cbs: &[vk::CommandBufferSubmitInfo], j: usize) {
-    for c in cbs {
-        // SAFETY: the application submits live vkfuse command buffers.
-        let Ok((cb, _)) = (unsafe { CommandBuffer::resolve(c.command_buffer) }) else {
+/// Member `j` takes over what the submit's commands wrote (events, queries).
+fn take_over(st: &mut State, notes: &[Note], j: usize) {
+    for n in notes.iter().filter(|n| !n.read) {
+        // SAFETY: noted handles are live objects while the command buffer is pending.
+        let Ok(o) = (unsafe { ObjectBase::get(n.raw) }) else {
             continue;
         };
-        for raw in cb.notes.lock().iter() {
-            // SAFETY: noted handles are live objects of the device while the command buffer
-            // that names them is pending.
-            if let Ok(o) = unsafe { ObjectBase::get(*raw) } {
-                o.set_last(Some(j));
+        o.set_last(Some(j));
+        if o.ty == vk::ObjectType::QUERY_POOL {
+            let owners = st.queries.entry(n.raw).or_default();
+            let end = if n.count == 0 {
+                owners.len()
+            } else {
+                n.first as usize + n.count as usize
+            };
+            if owners.len() < end {
+                owners.resize(end, NO_MEMBER);
             }
+            owners[n.first as usize..end].fill(j as u8);
         }
     }
 }
@@ -889,7 +977,8 @@ fn submit_multi(
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
     let mut st = d.exec.state.lock();
-    let j = place(d, &mut st, &batches, !fence.is_null())?;
+    let notes = batch_notes(&batches);
+    let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
     let placed = sync_ops(d, &mut st, &mut batches, j);
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, so the edges below wait for it.
@@ -998,9 +1087,7 @@ fn submit_multi(
     if let Ok(f) = unsafe { ObjectBase::get(fence.as_raw()) } {
         f.set_last(Some(j));
     }
-    for b in &batches {
-        take_over(&b.cbs, j);
-    }
+    take_over(&mut st, &notes, j);
     Ok(vk::Result::SUCCESS)
 }
 
@@ -1663,4 +1750,108 @@ pub(crate) unsafe fn cross_member_present(
         }
     })?;
     Ok(Some(ready))
+}
+
+/// `vkGetQueryPoolResults`: each query is answered by the member that ran it (runs of queries
+/// on one member in one call).
+///
+/// # Safety
+/// Arguments valid for `vkGetQueryPoolResults`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn get_query_pool_results(
+    device: vk::Device,
+    pool: vk::QueryPool,
+    first: u32,
+    count: u32,
+    size: usize,
+    data: *mut std::ffi::c_void,
+    stride: vk::DeviceSize,
+    flags: vk::QueryResultFlags,
+) -> vk::Result {
+    crate::guard::result("vkGetQueryPoolResults", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        d.exec.check()?;
+        let primary = d.primary().index;
+        let owner = |q: u32| -> usize {
+            if !d.exec.multi {
+                return primary;
+            }
+            let st = d.exec.state.lock();
+            st.queries
+                .get(&pool.as_raw())
+                .and_then(|o| o.get(q as usize))
+                .filter(|m| **m != NO_MEMBER)
+                .map_or(primary, |m| usize::from(*m))
+        };
+        let mut res = vk::Result::SUCCESS;
+        let mut q = first;
+        while q < first + count {
+            let m = owner(q);
+            let mut end = q + 1;
+            while end < first + count && owner(end) == m {
+                end += 1;
+            }
+            let md = d.member(m).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+            let f = md
+                .fns
+                .get_query_pool_results
+                .ok_or_else(|| crate::guard::missing("vkGetQueryPoolResults"))?;
+            let offset = (q - first) as usize * stride as usize;
+            let len = if end == first + count {
+                size.saturating_sub(offset)
+            } else {
+                (end - q) as usize * stride as usize
+            };
+            // SAFETY: the member's pool; a sub-range of the application's output, `stride`
+            // apart as the application laid it out.
+            let r = unsafe {
+                f(
+                    md.handle,
+                    vk::QueryPool::from_raw(object_handle(pool.as_raw(), m)),
+                    q,
+                    end - q,
+                    len,
+                    data.cast::<u8>().add(offset).cast(),
+                    stride,
+                    flags,
+                )
+            };
+            if r.as_raw() < 0 {
+                return Err(r);
+            }
+            if r != vk::Result::SUCCESS {
+                res = r;
+            }
+            q = end;
+        }
+        Ok(res)
+    })
+}
+
+/// # Safety
+/// Arguments valid for `vkDestroyQueryPool`.
+pub unsafe extern "system" fn destroy_query_pool(
+    device: vk::Device,
+    pool: vk::QueryPool,
+    alloc: *const vk::AllocationCallbacks,
+) {
+    crate::guard::void("vkDestroyQueryPool", || {
+        if pool.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        d.exec.state.lock().queries.remove(&pool.as_raw());
+        for md in &d.members {
+            let h = object_handle(pool.as_raw(), md.index);
+            if let (true, Some(f)) = (h != 0, md.fns.destroy_query_pool) {
+                // SAFETY: the member's pool, no longer used.
+                unsafe { f(md.handle, vk::QueryPool::from_raw(h), alloc) };
+            }
+        }
+        // SAFETY: made by the generated vkCreateQueryPool; no longer used.
+        unsafe { ObjectBase::free(pool.as_raw()) };
+        Ok(())
+    })
 }

@@ -304,7 +304,7 @@ pub struct CommandBuffer {
     pub target_count: usize,
     /// Objects whose state the recorded commands change (events, query pools): the member
     /// that runs the command buffer takes them over (`exec::note`). Only with several targets.
-    pub notes: parking_lot::Mutex<Vec<u64>>,
+    pub notes: parking_lot::Mutex<Vec<crate::exec::Note>>,
 }
 
 impl CommandBuffer {

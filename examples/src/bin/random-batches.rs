@@ -7,7 +7,9 @@
 //! buffer into another, a buffer copy, a fill and an update; how the batch waits for the one
 //! before it (timeline value, binary semaphore, or a host wait on the timeline or on a fence
 //! followed by host writes into a mapped buffer). The same steps run on the CPU; the result must
-//! match, and its hash is printed.
+//! match, and its hash is printed. Every batch also writes a timestamp query (when the queue has
+//! timestamps), checked available at every host wait; some batches set an event that the next
+//! batch waits for with vkCmdWaitEvents.
 
 use std::process::ExitCode;
 
@@ -272,6 +274,38 @@ fn run(mut args: Args) -> Result<Report> {
         unsafe { ctx.own_created(d.create_semaphore(&info, None), "vkCreateSemaphore")? };
     let binary = [ctx.create_semaphore()?, ctx.create_semaphore()?];
     let fence = ctx.create_fence(false)?;
+    let timestamps = ctx.queue_families[queue.family as usize].timestamp_valid_bits > 0;
+    let qpi = vk::QueryPoolCreateInfo::default()
+        .query_type(vk::QueryType::TIMESTAMP)
+        .query_count(batches);
+    // SAFETY: a valid create info.
+    let queries = unsafe { ctx.own_created(d.create_query_pool(&qpi, None), "vkCreateQueryPool")? };
+    // SAFETY: a valid create info.
+    let event = unsafe {
+        ctx.own_created(
+            d.create_event(&vk::EventCreateInfo::default(), None),
+            "vkCreateEvent",
+        )?
+    };
+    let mut events = 0u32;
+    // Every query starts reset, by a submit of its own.
+    let reset_cb = ctx.allocate_primary(&pool)?;
+    // SAFETY: a fresh command buffer of this device, waited for before the loop.
+    unsafe {
+        d.begin_command_buffer(reset_cb, &vk::CommandBufferBeginInfo::default())
+            .context("vkBeginCommandBuffer")?;
+        d.cmd_reset_query_pool(reset_cb, *queries, 0, batches);
+        d.end_command_buffer(reset_cb)
+            .context("vkEndCommandBuffer")?;
+        let list = [reset_cb];
+        d.queue_submit(
+            queue.handle,
+            &[vk::SubmitInfo::default().command_buffers(&list)],
+            *fence,
+        )
+        .context("vkQueueSubmit")?;
+    }
+    ctx.wait_and_reset_fence(&fence)?;
     let _idle = ctx.idle_guard();
 
     let all_access = vk::AccessFlags::SHADER_READ
@@ -284,6 +318,8 @@ fn run(mut args: Args) -> Result<Report> {
     let mut host_writes = 0u32;
     // How batch i waits for batch i-1; chosen when batch i-1 is submitted.
     let mut wait = Wait::Timeline;
+    // Batch i-1 set the event: batch i waits for it and resets it.
+    let mut event_set = false;
     for (i, &cb) in cbs.iter().enumerate() {
         let i = i as u64;
         if i > 0 {
@@ -317,6 +353,27 @@ fn run(mut args: Args) -> Result<Report> {
             buffers[b].write_bytes(u64::from(at) * 4, &u32_bytes(&data))?;
             cpu[b][at as usize..(at + words) as usize].copy_from_slice(&data);
             host_writes += 1;
+            if timestamps {
+                // Every earlier batch has completed: its timestamp is available, on whichever
+                // member it ran.
+                let mut results = vec![[0u64; 2]; i as usize];
+                // SAFETY: queries 0..i were written by completed batches.
+                unsafe {
+                    d.get_query_pool_results(
+                        *queries,
+                        0,
+                        &mut results,
+                        vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WITH_AVAILABILITY,
+                    )
+                }
+                .context("vkGetQueryPoolResults")?;
+                if let Some(q) = results.iter().position(|r| r[1] == 0) {
+                    return Err(Mismatch(format!(
+                        "timestamp query {q} is not available after its batch completed"
+                    ))
+                    .into());
+                }
+            }
         }
         let ops: Vec<Op> = (0..1 + rng.below(3)).map(|_| random_op(&mut rng)).collect();
         let begin = vk::CommandBufferBeginInfo::default()
@@ -406,6 +463,19 @@ fn run(mut args: Args) -> Result<Report> {
                 );
                 apply(&mut cpu, op);
             }
+            if timestamps {
+                d.cmd_write_timestamp(
+                    cb,
+                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                    *queries,
+                    i as u32,
+                );
+            }
+            event_set = rng.below(4) == 0;
+            if event_set {
+                d.cmd_set_event(cb, *event, stages);
+                events += 1;
+            }
             let to_host = vk::MemoryBarrier::default()
                 .src_access_mask(all_access)
                 .dst_access_mask(vk::AccessFlags::HOST_READ);
@@ -489,6 +559,14 @@ fn run(mut args: Args) -> Result<Report> {
         unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
         ctx.wait_and_reset_fence(&fence)?;
     }
+    if event_set {
+        // The last batch set the event and no batch waited: the host sees it set.
+        // SAFETY: a live event; its setting batch completed.
+        let set = unsafe { d.get_event_status(*event) }.context("vkGetEventStatus")?;
+        if !set {
+            return Err(Mismatch("the event the last batch set is not set".into()).into());
+        }
+    }
     let mut hash = Fnv1a64::new();
     for (b, expect) in buffers.iter().zip(&cpu) {
         let bytes = b.read_bytes(0, size as usize)?;
@@ -500,7 +578,7 @@ fn run(mut args: Args) -> Result<Report> {
         hash.update(&bytes);
     }
     eprintln!(
-        "{NAME}: {batches} batches: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence; {host_writes} host writes; results match the CPU reference",
+        "{NAME}: {batches} batches: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence; {host_writes} host writes; {events} events; timestamps: {timestamps}; results match the CPU reference",
         counts[0], counts[1], counts[2], counts[3], waits[0], waits[1], waits[2], waits[3]
     );
     Ok(Report::Hash {

@@ -82,7 +82,7 @@ pub unsafe extern "system" fn cmd_begin_query(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -145,7 +145,7 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -1331,6 +1331,7 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }) else {
         return;
     };
+    crate::exec::note(obj, query_pool.as_raw(), first_query, query_count, true);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2454,7 +2455,7 @@ pub unsafe extern "system" fn cmd_end_query(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2502,7 +2503,7 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3017,7 +3018,7 @@ pub unsafe extern "system" fn cmd_reset_event(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw());
+    crate::exec::note(obj, event.as_raw(), 0, 0, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3057,7 +3058,7 @@ pub unsafe extern "system" fn cmd_reset_event2(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw());
+    crate::exec::note(obj, event.as_raw(), 0, 0, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3110,7 +3111,7 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), first_query, query_count, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4523,7 +4524,7 @@ pub unsafe extern "system" fn cmd_set_event(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw());
+    crate::exec::note(obj, event.as_raw(), 0, 0, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4547,7 +4548,7 @@ pub unsafe extern "system" fn cmd_set_event2(
 ) {
     guard::void("vkCmdSetEvent2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        crate::exec::note(obj, event.as_raw());
+        crate::exec::note(obj, event.as_raw(), 0, 0, false);
         let arena = Arena::scope();
         for t in obj.targets().iter() {
             let md = t.member();
@@ -6095,6 +6096,11 @@ pub unsafe extern "system" fn cmd_wait_events(
 ) {
     guard::void("vkCmdWaitEvents", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if !p_events.is_null() {
+            for i in 0..event_count as usize {
+                crate::exec::note(obj, unsafe { *p_events.add(i) }.as_raw(), 0, 0, true);
+            }
+        }
         let arena = Arena::scope();
         for t in obj.targets().iter() {
             let md = t.member();
@@ -6142,6 +6148,11 @@ pub unsafe extern "system" fn cmd_wait_events2(
 ) {
     guard::void("vkCmdWaitEvents2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if !p_events.is_null() {
+            for i in 0..event_count as usize {
+                crate::exec::note(obj, unsafe { *p_events.add(i) }.as_raw(), 0, 0, true);
+            }
+        }
         let arena = Arena::scope();
         for t in obj.targets().iter() {
             let md = t.member();
@@ -6269,7 +6280,7 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -6329,7 +6340,7 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw());
+    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -8038,36 +8049,6 @@ pub unsafe extern "system" fn destroy_private_data_slot(
     })
 }
 
-/// Forwards `vkDestroyQueryPool`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkDestroyQueryPool`.
-pub unsafe extern "system" fn destroy_query_pool(
-    device: vk::Device,
-    query_pool: vk::QueryPool,
-    p_allocator: *const vk::AllocationCallbacks,
-) {
-    guard::void("vkDestroyQueryPool", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        if query_pool.is_null() {
-            return Ok(());
-        }
-        let obj = unsafe { ObjectBase::get(query_pool.as_raw()) }?;
-        for md in owner.members.iter() {
-            let raw = obj.handles[md.index];
-            if raw == 0 {
-                continue;
-            }
-            let Some(f) = md.fns.destroy_query_pool else {
-                return Err(missing("vkDestroyQueryPool"));
-            };
-            unsafe { f(md.handle, vk::QueryPool::from_raw(raw), p_allocator) };
-        }
-        unsafe { ObjectBase::free(query_pool.as_raw()) };
-        Ok(())
-    })
-}
-
 /// Forwards `vkDestroyRenderPass`.
 ///
 /// # Safety
@@ -9209,52 +9190,6 @@ pub unsafe extern "system" fn get_pipeline_executable_statistics_khr(
                     cx.one(p_executable_info, tr::fix_pipeline_executable_info_khr),
                     p_statistic_count,
                     p_statistics,
-                )
-            };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
-/// Forwards `vkGetQueryPoolResults`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetQueryPoolResults`.
-pub unsafe extern "system" fn get_query_pool_results(
-    device: vk::Device,
-    query_pool: vk::QueryPool,
-    first_query: u32,
-    query_count: u32,
-    data_size: usize,
-    p_data: *mut c_void,
-    stride: vk::DeviceSize,
-    flags: vk::QueryResultFlags,
-) -> vk::Result {
-    guard::result("vkGetQueryPoolResults", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.executed_iter(query_pool.as_raw()) {
-            let Some(f) = md.fns.get_query_pool_results else {
-                return Err(missing("vkGetQueryPoolResults"));
-            };
-            let r = unsafe {
-                f(
-                    md.handle,
-                    crate::conv::nd(query_pool, md.index),
-                    first_query,
-                    query_count,
-                    data_size,
-                    p_data,
-                    stride,
-                    flags,
                 )
             };
             if r.as_raw() < 0 {
@@ -11999,10 +11934,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkDestroyQueryPool",
-        pfn: unsafe { std::mem::transmute::<PfnDestroyQueryPool, VoidFn>(destroy_query_pool) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnDestroyQueryPool, VoidFn>(crate::exec::destroy_query_pool)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkDestroyRenderPass",
@@ -13180,11 +13117,13 @@ pub static ENTRIES: &[Entry] = &[
     Entry {
         name: c"vkGetQueryPoolResults",
         pfn: unsafe {
-            std::mem::transmute::<PfnGetQueryPoolResults, VoidFn>(get_query_pool_results)
+            std::mem::transmute::<PfnGetQueryPoolResults, VoidFn>(
+                crate::exec::get_query_pool_results,
+            )
         },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetQueueCheckpointData2NV",

@@ -13,6 +13,7 @@ use crate::proc;
 
 pub const USAGE: &str = "\
 vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [--member M]
+             [--submits S] [--handoff-max-mib H]
     Runs bench-record (N commands per submit, K iterations) and bench-frame (F frames)
     R times each directly on the member (default lavapipe) and through vkfuse over that one
     member, alternating the order, and prints fused/direct ratios of the medians of the
@@ -21,8 +22,8 @@ vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [-
     against single: bench-frame (round_robin_submit_overhead, target <= 1.10) and bench-submit
     (a chain of dependent submits: round_robin_dependent_chain_overhead), and
     bench-handoff (a batch reading what a batch on the other member wrote, against memcpy,
-    1-256 MiB). --json prints one JSON object.
-    Defaults: R=5, N=100000, K=2, F=300.";
+    1..H MiB). --json prints one JSON object.
+    Defaults: R=5, N=100000, K=2, F=300, S=2000, H=256.";
 
 const LIMIT: Duration = Duration::from_secs(600);
 const TARGET_RECORDING: f64 = 1.03;
@@ -207,6 +208,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let mut iterations = 2usize;
     let mut frames = 300usize;
     let mut member_spec = "lavapipe".to_string();
+    let mut submits = 2000usize;
+    let mut handoff_mib = 256usize;
     let mut p = Parser::new(args);
     while let Some(token) = p.next_token()? {
         match token {
@@ -217,6 +220,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 "--iterations" => iterations = p.count()?,
                 "--frames" => frames = p.count()?,
                 "--member" => member_spec = p.value()?,
+                "--submits" => submits = p.count()?,
+                "--handoff-max-mib" => handoff_mib = p.count()?,
                 _ => return Err(unknown("bench", Token::Flag(f))),
             },
             other => return Err(unknown("bench", other)),
@@ -312,8 +317,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     if !as_json {
         eprintln!("vkfuse bench: round_robin against single, and the cross-member handoff");
     }
-    let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs)?;
-    let handoff = crate::bench_exec::handoff(&member, &vk_manifest)?;
+    let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs, submits, frames)?;
+    let handoff = crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \

@@ -25,7 +25,7 @@ fn fused(member: &Path, strategy: &str) -> FusedConfig {
 /// One loop shape measured under single and round_robin.
 struct Shape<'a> {
     program: &'a str,
-    args: &'a [&'a str],
+    args: Vec<String>,
     key: &'a str,
     /// Arguments at two sizes for callgrind, and the loop iterations per size unit.
     sized: fn(usize) -> Vec<String>,
@@ -41,7 +41,7 @@ fn measure(
     runs: usize,
 ) -> Result<Value, CliError> {
     let program = env::program(shape.program)?;
-    let args: Vec<String> = shape.args.iter().map(|a| a.to_string()).collect();
+    let args = &shape.args;
     let (mut s, mut r, mut per_round) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs {
         let order: [bool; 2] = if round % 2 == 0 {
@@ -56,7 +56,7 @@ fn measure(
             } else {
                 (single_setup, "single", &mut rs)
             };
-            let v = super::bench::run_bench(&program, &args, setup, label)?;
+            let v = super::bench::run_bench(&program, args, setup, label)?;
             *out = super::bench::all_numbers(&v, shape.key, shape.program)?;
         }
         per_round.push(super::bench::ratio(
@@ -94,7 +94,13 @@ fn measure(
 /// submit fenced and waited for, as a paced application does) and a chain of dependent submits
 /// that are not waited for (the worst case: every submit crosses members while the previous one
 /// still runs).
-pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Value, CliError> {
+pub fn submit_overhead(
+    member: &Path,
+    manifest: &Path,
+    runs: usize,
+    submits: usize,
+    frames: usize,
+) -> Result<Value, CliError> {
     let single = fused(member, "single");
     let rr = fused(member, "round_robin");
     let single_setup = |cmd: &mut Command| single.apply(cmd, manifest);
@@ -102,7 +108,7 @@ pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Va
     let frame = measure(
         &Shape {
             program: "bench-frame",
-            args: &["--frames", "300"],
+            args: vec!["--frames".into(), frames.to_string()],
             key: "frame_ns",
             sized: |n| ["--frames", &n.to_string()].map(String::from).to_vec(),
             sizes: (10, 60),
@@ -115,7 +121,12 @@ pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Va
     let chain = measure(
         &Shape {
             program: "bench-submit",
-            args: &["--submits", "2000", "--iterations", "3"],
+            args: vec![
+                "--submits".into(),
+                submits.to_string(),
+                "--iterations".into(),
+                "3".into(),
+            ],
             key: "submit_ns",
             // Each run submits the chain twice (warm-up and one timed iteration).
             sized: |n| {
@@ -137,9 +148,9 @@ pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Va
         "method": format!(
             "Through vkfuse over two members ({m} twice), VKFUSE_STRATEGY=single against \
              round_robin, {runs} rounds in alternating order, ratio of the medians. frame_loop: \
-             bench-frame (300 frames; each frame recorded, submitted with a fence and waited \
+             bench-frame ({frames} frames; each frame recorded, submitted with a fence and waited \
              for, so round_robin alternates members per frame) — the submit-bound loop of a paced \
-             application. dependent_chain: bench-submit (2000 submits of one small command \
+             application. dependent_chain: bench-submit ({submits} submits of one small command \
              buffer, each waiting for the previous one's timeline value, one fence at the end) — \
              the worst case, where every submit crosses members while the previous batch still \
              runs, so each goes through the bridge thread (a blocking wait, a host signal, a \
@@ -153,7 +164,7 @@ pub fn submit_overhead(member: &Path, manifest: &Path, runs: usize) -> Result<Va
 
 /// Shared host memory: the time for a batch to read what a batch on another member wrote
 /// (nothing is copied) against `memcpy` of the same bytes, 1–256 MiB.
-pub fn handoff(member: &Path, manifest: &Path) -> Result<Value, CliError> {
+pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<Value, CliError> {
     let program: PathBuf = env::program("bench-handoff")?;
     let rr = fused(member, "round_robin");
     let setup = |cmd: &mut Command| rr.apply(cmd, manifest);
@@ -161,7 +172,12 @@ pub fn handoff(member: &Path, manifest: &Path) -> Result<Value, CliError> {
         env::only_driver(cmd, member);
         Ok(())
     };
-    let args = ["--max-mib", "256", "--repeats", "3"].map(String::from);
+    let args = [
+        "--max-mib".to_string(),
+        max_mib.to_string(),
+        "--repeats".to_string(),
+        "3".to_string(),
+    ];
     let v = super::bench::run_bench(&program, &args, &setup, "round_robin")?;
     let d = super::bench::run_bench(&program, &args, &direct_setup, "direct")?;
     let sizes = super::bench::all_numbers(&v, "sizes_mib", "bench-handoff")?;

@@ -13,17 +13,19 @@ use crate::proc::{self, ExampleLine};
 
 pub const USAGE: &str = "\
 vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
-    Runs the compute and offscreen examples directly on member 0 (VK_ICD_FILENAMES=its manifest)
-    and through vkfuse over all members (strategy single, member 0 executes; with two or more
-    members also with VKFUSE_RESIDENCY=all, which creates and records everything on every member),
-    compares the results and prints a report. Members default to every ICD manifest in the
+    Runs the compute, offscreen and random-batches examples directly on member 0
+    (VK_ICD_FILENAMES=its manifest) and through vkfuse over all members (strategy single, member 0
+    executes; with two or more members also with VKFUSE_RESIDENCY=all, which creates and records
+    everything on every member, and with the round_robin and afr strategies, which run batches
+    on every member: the report shows how many ran on each), compares the results and prints a
+    report. Members default to every ICD manifest in the
     standard directories that loads, plus SwiftShader if installed. --validation runs the examples
     with VK_LAYER_KHRONOS_validation (any message fails). --out keeps the rendered images (PPM).
     Exit code 0: PASS, 1: a result differs or a run failed.";
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-const WORKLOADS: &[&str] = &["compute", "offscreen"];
+const WORKLOADS: &[&str] = &["compute", "offscreen", "random-batches"];
 
 struct Member {
     manifest: PathBuf,
@@ -128,6 +130,8 @@ struct Outcome {
     wall: Duration,
     error: Option<String>,
     image: Option<PathBuf>,
+    /// Batches placed per member, as vkfuse logged them (strategies that place batches).
+    placed: Option<String>,
 }
 
 fn run_example(
@@ -149,11 +153,18 @@ fn run_example(
         wall: Duration::ZERO,
         error: None,
         image,
+        placed: None,
     };
     match proc::run_captured(&mut cmd, LIMIT) {
         Ok(out) => {
             outcome.wall = out.wall;
             outcome.line = proc::parse_example(&out.stdout);
+            outcome.placed = out
+                .stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.split("batches placed: ").nth(1))
+                .map(|p| p.trim().to_string());
             if !out.status.success() {
                 let hint = if out.status.code() == Some(3) {
                     " (validation messages)"
@@ -255,9 +266,11 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     } else {
         Vec::new()
     };
-    let mut residencies = vec!["primary"];
+    // (strategy, residency): execution on member 0, with objects on it alone or on every
+    // member; then batches placed on every member.
+    let mut configs = vec![("single", "primary")];
     if member_paths.len() > 1 {
-        residencies.push("all");
+        configs.extend([("single", "all"), ("round_robin", "all"), ("afr", "all")]);
     }
 
     let mut failures = 0usize;
@@ -265,7 +278,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let mut fused_device: Option<String> = None;
     outln!();
     outln!(
-        "  {:<10} {:<28} {:<18} {:>8}  check",
+        "  {:<14} {:<28} {:<18} {:>8}  check",
         "workload",
         "run",
         "result",
@@ -292,20 +305,25 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             },
         )?;
         let mut outcomes = vec![direct];
-        for residency in &residencies {
+        for (strategy, residency) in &configs {
             let config = FusedConfig {
                 members: Some(member_paths.clone()),
-                strategy: Some("single".to_string()),
+                strategy: Some(strategy.to_string()),
                 residency: Some(residency.to_string()),
                 primary: Some(0),
-                log: None,
+                log: Some("info".to_string()),
             };
             let vk_manifest = manifest.manifest().to_path_buf();
+            let label = if *strategy == "single" {
+                format!("vkfuse, residency={residency}")
+            } else {
+                format!("vkfuse, {strategy}")
+            };
             outcomes.push(run_example(
-                &format!("vkfuse, residency={residency}"),
+                &label,
                 program,
                 &example_args,
-                image(&format!("fused-{residency}")),
+                image(&format!("fused-{strategy}-{residency}")),
                 &|cmd| config.apply(cmd, &vk_manifest),
             )?);
         }
@@ -345,8 +363,15 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                     "same result".to_string()
                 }
             };
+            let check = match (
+                &o.placed,
+                o.config.contains("round_robin") || o.config.contains("afr"),
+            ) {
+                (Some(p), true) if o.error.is_none() => format!("{check}; batches {p}"),
+                _ => check,
+            };
             outln!(
-                "  {:<10} {:<28} {:<18} {:>6.2} s  {check}",
+                "  {:<14} {:<28} {:<18} {:>6.2} s  {check}",
                 workload,
                 o.config,
                 result,

@@ -393,6 +393,10 @@ fn bench_json_smoke() {
         "3",
         "--frames",
         "10",
+        "--submits",
+        "50",
+        "--handoff-max-mib",
+        "4",
     ]);
     let out = run(&mut cmd);
     out.assert_success();
@@ -402,11 +406,24 @@ fn bench_json_smoke() {
             out.dump()
         )
     });
-    for key in ["forwarding_overhead_recording", "forwarding_overhead_frame"] {
+    for key in [
+        "forwarding_overhead_recording",
+        "forwarding_overhead_frame",
+        "round_robin_submit_overhead",
+        "round_robin_dependent_chain_overhead",
+    ] {
         let v = json[key].as_f64().unwrap_or(f64::NAN);
         assert!(v.is_finite() && v > 0.0, "{key} = {v}\n{}", out.dump());
     }
     assert!(json["method"]
         .as_str()
         .is_some_and(|m| m.contains("median")));
+    let sizes = json["shared_host_handoff"]["sizes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no handoff sizes\n{}", out.dump()));
+    assert_eq!(sizes.len(), 2, "1 and 4 MiB\n{}", out.dump());
+    for s in sizes {
+        let r = s["throughput_ratio"].as_f64().unwrap_or(f64::NAN);
+        assert!(r.is_finite() && r > 0.0, "{s}\n{}", out.dump());
+    }
 }

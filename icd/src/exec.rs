@@ -77,7 +77,11 @@ struct Timeline {
 
 struct Job {
     waits: Vec<(usize, vk::Semaphore, u64)>,
-    signal: (usize, vk::Semaphore, u64),
+    /// The bridge semaphore value to signal once the waits are over.
+    signal: Option<(usize, vk::Semaphore, u64)>,
+    /// Timeline values to carry to other members' copies once the waits are over: (member,
+    /// its copy, value), for waits forwarded to a copy that this batch's member did not signal.
+    carry: Vec<(usize, vk::Semaphore, u64)>,
 }
 
 enum Msg {
@@ -295,7 +299,28 @@ fn bridge_loop(d: &Device, rx: std::sync::mpsc::Receiver<Msg>) {
                 d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
             }
         }
-        let (m, sem, value) = job.signal;
+        for (m, sem, value) in &job.carry {
+            let Some(md) = d.member(*m) else { continue };
+            if counter(md, *sem) >= *value {
+                continue;
+            }
+            if let Some(signal) = md.fns.signal_semaphore {
+                let info = vk::SemaphoreSignalInfo {
+                    semaphore: *sem,
+                    value: *value,
+                    ..Default::default()
+                };
+                // SAFETY: the member's copy of an application timeline semaphore, behind the
+                // value, which a batch of another member has signalled.
+                let r = unsafe { signal(md.handle, &info) };
+                if r != vk::Result::SUCCESS {
+                    crate::warn!("member {m}: carrying a timeline value failed ({r:?})");
+                }
+            }
+        }
+        let Some((m, sem, value)) = job.signal else {
+            continue;
+        };
         if let Some(md) = d.member(m) {
             if let Some(signal) = md.fns.signal_semaphore {
                 let info = vk::SemaphoreSignalInfo {
@@ -863,19 +888,58 @@ fn bridge_to(
     let sem = d.exec.bridge_sem[j];
     let job = Job {
         waits,
-        signal: (j, sem, value),
+        signal: Some((j, sem, value)),
+        carry: Vec::new(),
     };
-    let sent = d
-        .exec
+    if send(d, job) {
+        Ok(Some((sem, value)))
+    } else {
+        Err(vk::Result::ERROR_DEVICE_LOST)
+    }
+}
+
+fn send(d: &Device, job: Job) -> bool {
+    d.exec
         .bridge
         .lock()
         .as_ref()
         .map(|b| b.tx.send(Msg::Job(job)).is_ok())
-        .unwrap_or(false);
-    if sent {
-        Ok(Some((sem, value)))
-    } else {
-        Err(vk::Result::ERROR_DEVICE_LOST)
+        .unwrap_or(false)
+}
+
+/// Timeline values this submit on member `j` signals that waits forwarded to other members'
+/// copies need (possible when placement was pinned): the bridge carries them over once the
+/// batch completed.
+fn carry_timelines(
+    d: &Device,
+    st: &mut State,
+    batches: &[Batch],
+    j: usize,
+    done: (vk::Semaphore, u64),
+) {
+    let mut carry = Vec::new();
+    for s in batches.iter().flat_map(|b| &b.signals) {
+        let raw = s.semaphore.as_raw();
+        let Some(t) = st.timelines.get_mut(&raw) else {
+            continue;
+        };
+        t.waiters.retain(|(v, m)| {
+            let take = *m != j && *v <= s.value;
+            if take {
+                carry.push((*m, vk::Semaphore::from_raw(object_handle(raw, *m)), s.value));
+            }
+            !take
+        });
+    }
+    if !carry.is_empty() {
+        let job = Job {
+            waits: vec![(j, done.0, done.1)],
+            signal: None,
+            carry,
+        };
+        if !send(d, job) {
+            crate::warn!("the bridge thread is gone: a timeline value is not carried over");
+        }
     }
 }
 
@@ -1000,6 +1064,7 @@ fn submit_multi(
         stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
         ..Default::default()
     };
+    let done_point = (q.done[j], entry.2[j]);
     let bw = bridge_wait.map(|(sem, value)| vk::SemaphoreSubmitInfo {
         semaphore: sem,
         value,
@@ -1081,6 +1146,7 @@ fn submit_multi(
     if r != vk::Result::SUCCESS {
         return Err(r);
     }
+    carry_timelines(d, &mut st, &batches, j, done_point);
     st.placed[j] += 1;
     st.last_placed = Some(j);
     // SAFETY: a live fence of the application (or null, refused by `get`).
@@ -1514,6 +1580,8 @@ pub unsafe extern "system" fn destroy_semaphore(
         let d = unsafe { Device::resolve(device)? };
         if d.exec.multi {
             d.exec.state.lock().timelines.remove(&sem.as_raw());
+            // A carried timeline value may still name this semaphore.
+            flush(d);
         }
         for md in &d.members {
             destroy_member_semaphore_alloc(md, object_handle(sem.as_raw(), md.index), alloc);
@@ -1611,8 +1679,11 @@ pub unsafe extern "system" fn signal_semaphore(
     crate::guard::result("vkSignalSemaphore", || {
         // SAFETY: a live device and a valid signal info.
         let (d, info) = unsafe { (Device::resolve(device)?, &*info) };
-        let _st = d.exec.state.lock();
+        let mut st = d.exec.state.lock();
         let raw = info.semaphore.as_raw();
+        if let Some(t) = st.timelines.get_mut(&raw) {
+            t.waiters.retain(|(v, _)| *v > info.value);
+        }
         for md in &d.members {
             let s = vk::Semaphore::from_raw(object_handle(raw, md.index));
             if d.exec.multi && counter(md, s) >= info.value {

@@ -5,8 +5,9 @@
 //! members), so the final contents depend on every batch having seen its inputs complete.
 //! A seeded generator picks, per batch, 1–3 operations among a `mix.comp` dispatch from one
 //! buffer into another, a buffer copy, a fill and an update; how the batch waits for the one
-//! before it (timeline value, binary semaphore, or a host wait on the timeline or on a fence
-//! followed by host writes into a mapped buffer). The same steps run on the CPU; the result must
+//! before it (timeline value, binary semaphore, a host wait on the timeline or on a fence
+//! followed by host writes into a mapped buffer, or a binary semaphore signalled by an empty
+//! batch that waits for a timeline value the host signals only later). The same steps run on the CPU; the result must
 //! match, and its hash is printed. Every batch also writes a timestamp query (when the queue has
 //! timestamps), checked available at every host wait; some batches set an event that the next
 //! batch waits for with vkCmdWaitEvents.
@@ -103,6 +104,10 @@ enum Wait {
     HostTimeline,
     /// On the host: the previous batch's fence, then host writes.
     HostFence,
+    /// On the GPU: a binary semaphore signalled by an empty batch that waits for a value of a
+    /// second timeline, submitted before the host signals that value (a wait before its
+    /// signal), which the host does after submitting the previous batch.
+    Early,
 }
 
 fn fmix32(mut h: u32) -> u32 {
@@ -273,6 +278,17 @@ fn run(mut args: Args) -> Result<Report> {
     let timeline =
         unsafe { ctx.own_created(d.create_semaphore(&info, None), "vkCreateSemaphore")? };
     let binary = [ctx.create_semaphore()?, ctx.create_semaphore()?];
+    let early = [ctx.create_semaphore()?, ctx.create_semaphore()?];
+    let mut gate_type = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(vk::SemaphoreType::TIMELINE)
+        .initial_value(0);
+    let gate_info = vk::SemaphoreCreateInfo::default().push_next(&mut gate_type);
+    // SAFETY: timeline semaphores are enabled on the device (ContextDesc::timeline).
+    let gate =
+        unsafe { ctx.own_created(d.create_semaphore(&gate_info, None), "vkCreateSemaphore")? };
+    let mut gates = 0u64;
+    // vkQueueSubmit calls, for the summary line (vkfuse places each).
+    let mut submits = 0u32;
     let fence = ctx.create_fence(false)?;
     let timestamps = ctx.queue_families[queue.family as usize].timestamp_valid_bits > 0;
     let qpi = vk::QueryPoolCreateInfo::default()
@@ -305,6 +321,7 @@ fn run(mut args: Args) -> Result<Report> {
         )
         .context("vkQueueSubmit")?;
     }
+    submits += 1;
     ctx.wait_and_reset_fence(&fence)?;
     let _idle = ctx.idle_guard();
 
@@ -314,7 +331,7 @@ fn run(mut args: Args) -> Result<Report> {
         | vk::AccessFlags::TRANSFER_WRITE;
     let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
     let mut counts = [0u32; 4];
-    let mut waits = [0u32; 4];
+    let mut waits = [0u32; 5];
     let mut host_writes = 0u32;
     // How batch i waits for batch i-1; chosen when batch i-1 is submitted.
     let mut wait = Wait::Timeline;
@@ -490,12 +507,35 @@ fn run(mut args: Args) -> Result<Report> {
             );
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
-        let next = match rng.below(8) {
+        let next = match rng.below(9) {
             0..=3 => Wait::Timeline,
             4 | 5 => Wait::Binary,
             6 => Wait::HostTimeline,
-            _ => Wait::HostFence,
+            7 => Wait::HostFence,
+            _ => Wait::Early,
         };
+        if next == Wait::Early {
+            // Waits for a gate value the host signals after this batch is submitted.
+            gates += 1;
+            let sems = [*gate];
+            let values = [gates];
+            let signals = [*early[i as usize % 2]];
+            let masks = [stages];
+            let zeros = [0u64];
+            let mut tl = vk::TimelineSemaphoreSubmitInfo::default()
+                .wait_semaphore_values(&values)
+                .signal_semaphore_values(&zeros);
+            let submit = vk::SubmitInfo::default()
+                .wait_semaphores(&sems)
+                .wait_dst_stage_mask(&masks)
+                .signal_semaphores(&signals)
+                .push_next(&mut tl);
+            // SAFETY: handles of this device; `early` is unsignalled (the batch after the
+            // last early wait consumed it).
+            unsafe { d.queue_submit(queue.handle, &[submit], vk::Fence::null()) }
+                .context("vkQueueSubmit")?;
+            submits += 1;
+        }
         let mut wait_sems = Vec::new();
         let mut wait_values = Vec::new();
         if i > 0 {
@@ -506,6 +546,10 @@ fn run(mut args: Args) -> Result<Report> {
                 }
                 Wait::Binary => {
                     wait_sems.push(*binary[(i as usize - 1) % 2]);
+                    wait_values.push(0);
+                }
+                Wait::Early => {
+                    wait_sems.push(*early[(i as usize - 1) % 2]);
                     wait_values.push(0);
                 }
                 Wait::HostTimeline | Wait::HostFence => {}
@@ -536,6 +580,16 @@ fn run(mut args: Args) -> Result<Report> {
         // SAFETY: every handle belongs to the device; the binary semaphore waited on was
         // signalled by the previous submit; the fence is unsignalled.
         unsafe { d.queue_submit(queue.handle, &[submit], f) }.context("vkQueueSubmit")?;
+        submits += 1;
+        if next == Wait::Early {
+            // The batch waiting for the gate was submitted before its signal; batch i precedes
+            // it in the queue, and batch i+1 waits for it.
+            let info = vk::SemaphoreSignalInfo::default()
+                .semaphore(*gate)
+                .value(gates);
+            // SAFETY: a timeline semaphore of this device, signalled to a higher value.
+            unsafe { d.signal_semaphore(&info) }.context("vkSignalSemaphore")?;
+        }
         wait = next;
     }
     if wait == Wait::HostFence {
@@ -548,15 +602,20 @@ fn run(mut args: Args) -> Result<Report> {
         .values(&values);
     // SAFETY: a timeline semaphore of this device.
     unsafe { d.wait_semaphores(&w, u64::MAX) }.context("vkWaitSemaphores")?;
-    if wait == Wait::Binary {
+    if matches!(wait, Wait::Binary | Wait::Early) {
         // The last binary signal has no batch after it to wait for it: an empty submit does.
-        let sems = [*binary[(batches as usize - 1) % 2]];
+        let sems = if wait == Wait::Early {
+            [*early[(batches as usize - 1) % 2]]
+        } else {
+            [*binary[(batches as usize - 1) % 2]]
+        };
         let masks = [stages];
         let submit = vk::SubmitInfo::default()
             .wait_semaphores(&sems)
             .wait_dst_stage_mask(&masks);
         // SAFETY: the semaphore was signalled by the last submit.
         unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+        submits += 1;
         ctx.wait_and_reset_fence(&fence)?;
     }
     if event_set {
@@ -578,8 +637,8 @@ fn run(mut args: Args) -> Result<Report> {
         hash.update(&bytes);
     }
     eprintln!(
-        "{NAME}: {batches} batches: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence; {host_writes} host writes; {events} events; timestamps: {timestamps}; results match the CPU reference",
-        counts[0], counts[1], counts[2], counts[3], waits[0], waits[1], waits[2], waits[3]
+        "{NAME}: {batches} batches in {submits} submits: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence, {} early; {host_writes} host writes; {events} events; timestamps: {timestamps}; results match the CPU reference",
+        counts[0], counts[1], counts[2], counts[3], waits[0], waits[1], waits[2], waits[3], waits[4]
     );
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),

@@ -250,3 +250,28 @@ fn import_refused() {
     );
     assert_eq!(placed(&out.stderr), [submits(&out.stderr), 0]);
 }
+
+/// VKFUSE_MASK restricts the members batches may run on: with member 0 masked out of two
+/// lavapipes, every batch of random-batches runs on the one member left (the fused device has one
+/// member), with the same result.
+#[test]
+fn mask_restricts_members() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let mut cmd = placed_cmd("random-batches", &lvp2(), "round_robin");
+    cmd.env("VKFUSE_MASK", "0x2");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert!(
+        got.device.starts_with("vkfuse (") && !got.device.contains(" + "),
+        "the mask left more than one member: {}",
+        got.device
+    );
+    assert!(
+        out.stderr
+            .contains("one member, every batch runs on member"),
+        "{}",
+        out.dump()
+    );
+}

@@ -1926,3 +1926,78 @@ pub unsafe extern "system" fn destroy_query_pool(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(first: u32, count: u32, read: bool) -> Note {
+        Note {
+            raw: 7,
+            first,
+            count,
+            read,
+        }
+    }
+
+    #[test]
+    fn a_write_covers_the_queries_inside_it() {
+        assert!(note(0, 0, false).covers(&note(3, 2, true)));
+        assert!(note(2, 4, false).covers(&note(3, 2, true)));
+        assert!(note(3, 2, false).covers(&note(3, 2, true)));
+        assert!(!note(3, 1, false).covers(&note(3, 2, true)));
+        assert!(!note(4, 4, false).covers(&note(3, 2, true)));
+        // A read of the whole object is covered only by a write of the whole object.
+        assert!(!note(0, 100, false).covers(&note(0, 0, true)));
+        let other = Note {
+            raw: 8,
+            ..note(0, 0, false)
+        };
+        assert!(!other.covers(&note(3, 2, true)));
+    }
+
+    /// Fake members: `done[m]` says whether a wait on member m succeeds at once.
+    fn fake(done: &[bool]) -> impl FnMut(usize, &[u32], u64) -> vk::Result + '_ {
+        move |m, _items, _timeout| {
+            if done[m] {
+                vk::Result::SUCCESS
+            } else {
+                vk::Result::TIMEOUT
+            }
+        }
+    }
+
+    #[test]
+    fn waiting_for_all_needs_every_member() {
+        let groups = vec![(0, vec![1]), (1, vec![2])];
+        assert_eq!(
+            wait_groups(&groups, true, 1_000, fake(&[true, true])),
+            vk::Result::SUCCESS
+        );
+        assert_eq!(
+            wait_groups(&groups, true, 1_000, fake(&[true, false])),
+            vk::Result::TIMEOUT
+        );
+    }
+
+    #[test]
+    fn waiting_for_any_needs_one_member_and_times_out() {
+        let groups = vec![(0, vec![1]), (1, vec![2])];
+        assert_eq!(
+            wait_groups(&groups, false, 1_000_000, fake(&[false, true])),
+            vk::Result::SUCCESS
+        );
+        let start = std::time::Instant::now();
+        assert_eq!(
+            wait_groups(&groups, false, 3_000_000, fake(&[false, false])),
+            vk::Result::TIMEOUT
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn groups_keep_members_apart() {
+        let g = group([(1, 'a'), (0, 'b'), (1, 'c')].into_iter());
+        assert_eq!(g, vec![(1, vec!['a', 'c']), (0, vec!['b'])]);
+    }
+}

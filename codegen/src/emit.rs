@@ -51,6 +51,7 @@ impl Policy {
                     first: w.get(3).map(|x| x.to_string()),
                     count: w.get(4).map(|x| x.to_string()),
                     read,
+                    write_too: false,
                 })
             };
             let kind = match (w.get(1), w.get(2)) {
@@ -60,6 +61,13 @@ impl Policy {
                 (Some(&"executed"), Some(p)) => Kind::Executed(p.to_string()),
                 (Some(&"note"), Some(_)) => note(false),
                 (Some(&"note-read"), Some(_)) => note(true),
+                (Some(&"note-rw"), Some(_)) => {
+                    let mut k = note(true);
+                    if let Kind::Note(n) = &mut k {
+                        n.write_too = true;
+                    }
+                    k
+                }
                 _ => return Err(format!("overrides.txt:{}: cannot parse `{line}`", n + 1)),
             };
             kinds.insert(w[0].to_string(), kind);
@@ -81,6 +89,9 @@ pub struct Note {
     pub first: Option<String>,
     pub count: Option<String>,
     pub read: bool,
+    /// `note-rw`: the query must be in its reset state (which vkfuse can reproduce on any
+    /// member), then holds the result.
+    pub write_too: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -586,6 +597,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
             }
             let o = snake(&n.object);
             let read = n.read;
+            let write_too = n.write_too;
             if obj.ptr > 0 {
                 // An array of handles, its length in the next word.
                 let len = snake(
@@ -593,7 +605,12 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
                         .as_deref()
                         .ok_or("`note` of an array needs its length")?,
                 );
-                format!("if !{o}.is_null() {{ for i in 0..{len} as usize {{ crate::exec::note(obj, unsafe {{ *{o}.add(i) }}.as_raw(), 0, 0, {read}); }} }}\n")
+                let kind = if read {
+                    "crate::exec::NoteKind::Read"
+                } else {
+                    "crate::exec::NoteKind::Write"
+                };
+                format!("if !{o}.is_null() {{ for i in 0..{len} as usize {{ crate::exec::note(obj, unsafe {{ *{o}.add(i) }}.as_raw(), 0, 0, {kind}); }} }}\n")
             } else {
                 let first = n.first.as_deref().map_or("0".to_string(), snake);
                 let count = match (&n.first, &n.count) {
@@ -601,7 +618,19 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
                     (Some(_), None) => "1".to_string(),
                     _ => "0".to_string(),
                 };
-                format!("crate::exec::note(obj, {o}.as_raw(), {first}, {count}, {read});\n")
+                let kind = match (read, write_too) {
+                    (true, true) => "crate::exec::NoteKind::NeedsReset",
+                    (true, false) => "crate::exec::NoteKind::Read",
+                    _ => "crate::exec::NoteKind::Write",
+                };
+                let mut s =
+                    format!("crate::exec::note(obj, {o}.as_raw(), {first}, {count}, {kind});\n");
+                if write_too {
+                    s += &format!(
+                        "crate::exec::note(obj, {o}.as_raw(), {first}, {count}, crate::exec::NoteKind::Write);\n"
+                    );
+                }
+                s
             }
         }
         _ => String::new(),

@@ -192,12 +192,14 @@ pub unsafe extern "system" fn destroy_device(
 const HOST_EXT: &str = "VK_EXT_external_memory_host";
 
 /// What vkfuse adds to a member's device create info when batches run on several members:
-/// timeline semaphores and synchronization2 (cross-member order, `exec.rs`) and host-pointer
-/// import (shared host memory, `device_memory.rs`).
+/// timeline semaphores and synchronization2 (cross-member order, `exec.rs`), host query reset
+/// (queries reset on another member, `exec.rs`) and host-pointer import (shared host memory,
+/// `device_memory.rs`).
 #[derive(Default)]
 struct Extra {
     v12: vk::PhysicalDeviceTimelineSemaphoreFeatures<'static>,
     v13: vk::PhysicalDeviceSynchronization2Features<'static>,
+    reset: vk::PhysicalDeviceHostQueryResetFeatures<'static>,
 }
 
 impl Extra {
@@ -212,14 +214,21 @@ impl Extra {
         // SAFETY: forwarded contract; the chain was copied into the arena and may be rewritten.
         unsafe {
             let info = &mut *info;
-            let (mut timeline, mut sync2) = (false, false);
+            let (mut timeline, mut sync2, mut host_reset) = (false, false, false);
             let mut p = info.p_next as *mut vk::BaseOutStructure;
             while !p.is_null() {
                 match (*p).s_type {
                     vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_2_FEATURES => {
-                        (*(p as *mut vk::PhysicalDeviceVulkan12Features)).timeline_semaphore =
-                            vk::TRUE;
+                        let f = &mut *(p as *mut vk::PhysicalDeviceVulkan12Features);
+                        f.timeline_semaphore = vk::TRUE;
+                        f.host_query_reset = vk::TRUE;
                         timeline = true;
+                        host_reset = true;
+                    }
+                    vk::StructureType::PHYSICAL_DEVICE_HOST_QUERY_RESET_FEATURES => {
+                        (*(p as *mut vk::PhysicalDeviceHostQueryResetFeatures)).host_query_reset =
+                            vk::TRUE;
+                        host_reset = true;
                     }
                     vk::StructureType::PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES => {
                         (*(p as *mut vk::PhysicalDeviceTimelineSemaphoreFeatures))
@@ -245,6 +254,12 @@ impl Extra {
                 self.v12.p_next = info.p_next as *mut _;
                 info.p_next =
                     (&self.v12 as *const vk::PhysicalDeviceTimelineSemaphoreFeatures).cast();
+            }
+            if !host_reset {
+                self.reset.host_query_reset = vk::TRUE;
+                self.reset.p_next = info.p_next as *mut _;
+                info.p_next =
+                    (&self.reset as *const vk::PhysicalDeviceHostQueryResetFeatures).cast();
             }
             if !sync2 {
                 self.v13.synchronization2 = vk::TRUE;

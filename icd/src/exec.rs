@@ -400,6 +400,19 @@ pub fn pin(d: &Device, m: usize, reason: &str) -> bool {
     }
 }
 
+/// How a recorded command uses an event or queries (`note`, `note-read`, `note-rw`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// Sets the state (an event set or reset; queries reset, begun, ended, written).
+    Write,
+    /// Reads the state (waits for an event, copies query results): the batch runs where the
+    /// state is, unless the submit wrote it first.
+    Read,
+    /// Needs queries in their reset state (begin, timestamp): where another member reset them,
+    /// vkfuse resets the running member's copy from the host.
+    NeedsReset,
+}
+
 /// What a recorded command does to an event or query pool (`note` in overrides.txt).
 #[derive(Clone, Copy, Debug)]
 pub struct Note {
@@ -407,8 +420,7 @@ pub struct Note {
     /// Queries `first..first + count` of a query pool; `count` 0: the whole object.
     pub first: u32,
     pub count: u32,
-    /// The command reads the object's state (waits for an event, copies query results).
-    pub read: bool,
+    pub kind: NoteKind,
 }
 
 impl Note {
@@ -425,13 +437,13 @@ impl Note {
 /// queries of a query pool), so host queries about it go to that member; a `read` pulls the
 /// batch to the member holding the state, unless the submit wrote it first.
 #[inline]
-pub fn note(cb: &CommandBuffer, raw: u64, first: u32, count: u32, read: bool) {
+pub fn note(cb: &CommandBuffer, raw: u64, first: u32, count: u32, kind: NoteKind) {
     if cb.target_count > 1 && raw != 0 {
         cb.notes.lock().push(Note {
             raw,
             first,
             count,
-            read,
+            kind,
         });
     }
 }
@@ -450,11 +462,53 @@ fn batch_notes(batches: &[Batch]) -> Vec<Note> {
     out
 }
 
+/// Whether a note of the submit before `notes[i]` wrote what it names.
+fn written_before(notes: &[Note], i: usize) -> bool {
+    notes[..i]
+        .iter()
+        .any(|w| w.kind == NoteKind::Write && w.covers(&notes[i]))
+}
+
+/// Queries the batch begins or writes that another member reset: the running member `j`'s
+/// copies are reset from the host first (members run with hostQueryReset), so they are in
+/// the state the application left them in.
+fn reset_queries(d: &Device, st: &State, notes: &[Note], j: usize) {
+    let Some(md) = d.member(j) else { return };
+    let Some(reset) = md.fns.reset_query_pool else {
+        return;
+    };
+    for (i, n) in notes.iter().enumerate() {
+        if n.kind != NoteKind::NeedsReset || written_before(notes, i) {
+            continue;
+        }
+        let Some(owners) = st.queries.get(&n.raw) else {
+            continue;
+        };
+        let first = n.first as usize;
+        let count = if n.count == 0 { 1 } else { n.count as usize };
+        let elsewhere = owners
+            .get(first..(first + count).min(owners.len()))
+            .is_some_and(|r| r.iter().any(|m| *m != NO_MEMBER && usize::from(*m) != j));
+        if elsewhere {
+            // SAFETY: the member's copy of the pool; no batch of member j uses these queries now
+            // (batches run in submission order across members).
+            unsafe {
+                reset(
+                    md.handle,
+                    vk::QueryPool::from_raw(object_handle(n.raw, j)),
+                    n.first,
+                    count as u32,
+                )
+            };
+        }
+    }
+}
+
 /// The member whose copy of an event or of queries a read in the batch needs, if another one
 /// than the batch might run on: the first read that no earlier note of the submit wrote.
 fn read_affinity(st: &State, notes: &[Note], alive: u64) -> Option<usize> {
     for (i, n) in notes.iter().enumerate() {
-        if !n.read || notes[..i].iter().any(|w| !w.read && w.covers(n)) {
+        if n.kind != NoteKind::Read || written_before(notes, i) {
             continue;
         }
         let holder = match st.queries.get(&n.raw) {
@@ -836,7 +890,7 @@ fn object_handle(raw: u64, m: usize) -> u64 {
 
 /// Member `j` takes over what the submit's commands wrote (events, queries).
 fn take_over(st: &mut State, notes: &[Note], j: usize) {
-    for n in notes.iter().filter(|n| !n.read) {
+    for n in notes.iter().filter(|n| n.kind == NoteKind::Write) {
         // SAFETY: noted handles are live objects while the command buffer is pending.
         let Ok(o) = (unsafe { ObjectBase::get(n.raw) }) else {
             continue;
@@ -1043,6 +1097,7 @@ fn submit_multi(
     let mut st = d.exec.state.lock();
     let notes = batch_notes(&batches);
     let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
+    reset_queries(d, &st, &notes, j);
     let placed = sync_ops(d, &mut st, &mut batches, j);
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, so the edges below wait for it.
@@ -1147,6 +1202,17 @@ fn submit_multi(
         return Err(r);
     }
     carry_timelines(d, &mut st, &batches, j, done_point);
+    if crate::log::enabled(crate::log::Level::Debug) {
+        crate::debug!(
+            "submit on member {j}: {} batch(es), {} command buffer(s), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
+            batches.len(),
+            batches.iter().map(|b| b.cbs.len()).sum::<usize>(),
+            batches.iter().map(|b| b.waits.len()).sum::<usize>(),
+            batches.iter().map(|b| b.signals.len()).sum::<usize>(),
+            placed.consume.len(),
+            bridge_wait.map_or("no".to_string(), |(_, v)| format!("value {v}"))
+        );
+    }
     st.placed[j] += 1;
     st.last_placed = Some(j);
     // SAFETY: a live fence of the application (or null, refused by `get`).
@@ -1936,7 +2002,11 @@ mod tests {
             raw: 7,
             first,
             count,
-            read,
+            kind: if read {
+                NoteKind::Read
+            } else {
+                NoteKind::Write
+            },
         }
     }
 

@@ -82,7 +82,20 @@ pub unsafe extern "system" fn cmd_begin_query(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::NeedsReset,
+    );
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -145,7 +158,20 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::NeedsReset,
+    );
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -1331,7 +1357,13 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), first_query, query_count, true);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        first_query,
+        query_count,
+        crate::exec::NoteKind::Read,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2455,7 +2487,13 @@ pub unsafe extern "system" fn cmd_end_query(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -2503,7 +2541,13 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3018,7 +3062,7 @@ pub unsafe extern "system" fn cmd_reset_event(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw(), 0, 0, false);
+    crate::exec::note(obj, event.as_raw(), 0, 0, crate::exec::NoteKind::Write);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3058,7 +3102,7 @@ pub unsafe extern "system" fn cmd_reset_event2(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw(), 0, 0, false);
+    crate::exec::note(obj, event.as_raw(), 0, 0, crate::exec::NoteKind::Write);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -3111,7 +3155,13 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), first_query, query_count, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        first_query,
+        query_count,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4524,7 +4574,7 @@ pub unsafe extern "system" fn cmd_set_event(
     }) else {
         return;
     };
-    crate::exec::note(obj, event.as_raw(), 0, 0, false);
+    crate::exec::note(obj, event.as_raw(), 0, 0, crate::exec::NoteKind::Write);
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -4548,7 +4598,7 @@ pub unsafe extern "system" fn cmd_set_event2(
 ) {
     guard::void("vkCmdSetEvent2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        crate::exec::note(obj, event.as_raw(), 0, 0, false);
+        crate::exec::note(obj, event.as_raw(), 0, 0, crate::exec::NoteKind::Write);
         let arena = Arena::scope();
         for t in obj.targets().iter() {
             let md = t.member();
@@ -6098,7 +6148,13 @@ pub unsafe extern "system" fn cmd_wait_events(
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if !p_events.is_null() {
             for i in 0..event_count as usize {
-                crate::exec::note(obj, unsafe { *p_events.add(i) }.as_raw(), 0, 0, true);
+                crate::exec::note(
+                    obj,
+                    unsafe { *p_events.add(i) }.as_raw(),
+                    0,
+                    0,
+                    crate::exec::NoteKind::Read,
+                );
             }
         }
         let arena = Arena::scope();
@@ -6150,7 +6206,13 @@ pub unsafe extern "system" fn cmd_wait_events2(
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if !p_events.is_null() {
             for i in 0..event_count as usize {
-                crate::exec::note(obj, unsafe { *p_events.add(i) }.as_raw(), 0, 0, true);
+                crate::exec::note(
+                    obj,
+                    unsafe { *p_events.add(i) }.as_raw(),
+                    0,
+                    0,
+                    crate::exec::NoteKind::Read,
+                );
             }
         }
         let arena = Arena::scope();
@@ -6280,7 +6342,20 @@ pub unsafe extern "system" fn cmd_write_timestamp(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::NeedsReset,
+    );
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();
@@ -6340,7 +6415,20 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
     }) else {
         return;
     };
-    crate::exec::note(obj, query_pool.as_raw(), query, 1, false);
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::NeedsReset,
+    );
+    crate::exec::note(
+        obj,
+        query_pool.as_raw(),
+        query,
+        1,
+        crate::exec::NoteKind::Write,
+    );
     if obj.target_count == 1 {
         let t = &obj.targets[0];
         let md = t.member();

@@ -7,8 +7,15 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// `xvfb-run -a` picks a free display number racily: two at once may pick the same one, and
+/// one run's server then goes away under the other's tests (XOpenDisplay failures seen in CI).
+/// The tests of this file start one Xvfb at a time.
+static XVFB: Mutex<()> = Mutex::new(());
 
 fn run(members: &str) {
+    let _one_xvfb = XVFB.lock().unwrap_or_else(|p| p.into_inner());
     let test = format!("piglit_{members}");
     if common::which("piglit").is_none() || common::which("xvfb-run").is_none() {
         common::skip(
@@ -55,6 +62,7 @@ fn zink_reports_gl_4_6_on_vkfuse() {
         );
         return;
     }
+    let _one_xvfb = XVFB.lock().unwrap_or_else(|p| p.into_inner());
     let lvp = common::lavapipe();
     for members in [vec![lvp.clone()], vec![lvp.clone(), lvp.clone()]] {
         let mut cmd = common::fused("xvfb-run", &members);

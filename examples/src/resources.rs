@@ -571,6 +571,23 @@ impl DeviceContext {
         }
     }
 
+    /// A timeline semaphore starting at 0; the device must have been created with
+    /// `ContextDesc::timeline`.
+    pub fn create_timeline_semaphore(&self) -> Result<Owned<'_, vk::Semaphore>> {
+        let mut type_info = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(0);
+        let info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
+        // SAFETY: a valid create info; callers enable timeline semaphores (documented above),
+        // without which the driver rejects it with an error, not undefined behaviour.
+        unsafe {
+            self.own_created(
+                self.device.create_semaphore(&info, None),
+                "vkCreateSemaphore",
+            )
+        }
+    }
+
     /// A command pool on queue family `family`.
     pub fn create_command_pool(
         &self,

@@ -321,14 +321,10 @@ fn probe_import(md: &MemberDevice, align: u64) -> Result<(), String> {
     if crate::config::Config::get().fault("import", md.index) {
         return Err("VKFUSE_FAULT".into());
     }
-    let (Some(props), Some(allocate), Some(map), Some(unmap), Some(free)) = (
-        md.host_pointer_properties,
-        md.fns.allocate_memory,
-        md.fns.map_memory,
-        md.fns.unmap_memory,
-        md.fns.free_memory,
-    ) else {
-        return Err("no VK_EXT_external_memory_host".into());
+    let (Some(map), Some(unmap), Some(free)) =
+        (md.fns.map_memory, md.fns.unmap_memory, md.fns.free_memory)
+    else {
+        return Err("no vkMapMemory".into());
     };
     let layout = std::alloc::Layout::from_size_align(align as usize, align as usize)
         .map_err(|e| e.to_string())?;
@@ -341,36 +337,18 @@ fn probe_import(md: &MemberDevice, align: u64) -> Result<(), String> {
     // SAFETY: `host` has `align` ≥ 64 bytes.
     unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), host, pattern.len()) };
     let result = (|| {
-        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
-        // SAFETY: an aligned host allocation.
-        let r = unsafe {
-            props(
-                md.handle,
-                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-                host.cast(),
-                &mut hp,
+        // SAFETY: `host` is `align` bytes, aligned to `align`, freed after the member memory.
+        let mem = unsafe {
+            crate::device_memory::import_host(
+                md,
+                host,
+                align,
+                None,
+                std::ptr::null(),
+                std::ptr::null(),
             )
-        };
-        if r != vk::Result::SUCCESS || hp.memory_type_bits == 0 {
-            return Err(format!("no memory type imports host pointers ({r:?})"));
         }
-        let import = vk::ImportMemoryHostPointerInfoEXT {
-            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-            p_host_pointer: host.cast(),
-            ..Default::default()
-        };
-        let ai = vk::MemoryAllocateInfo {
-            p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
-            allocation_size: align,
-            memory_type_index: hp.memory_type_bits.trailing_zeros(),
-            ..Default::default()
-        };
-        let mut mem = vk::DeviceMemory::null();
-        // SAFETY: a valid import of a live host allocation.
-        let r = unsafe { allocate(md.handle, &ai, std::ptr::null(), &mut mem) };
-        if r != vk::Result::SUCCESS {
-            return Err(format!("the import failed ({r:?})"));
-        }
+        .map_err(|e| e.to_string())?;
         let mut ptr = std::ptr::null_mut();
         // SAFETY: the imported memory, host-visible by its type.
         let r = unsafe {

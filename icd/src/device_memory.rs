@@ -131,6 +131,83 @@ unsafe fn chain_without_dedicated(
     head as *const std::ffi::c_void
 }
 
+/// Why a member did not import host memory.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The member device has no `VK_EXT_external_memory_host`.
+    NoExtension,
+    /// No memory type (or not the one asked for) imports the pointer.
+    NoType(Option<u32>, vk::Result),
+    /// vkAllocateMemory refused the import.
+    Result(vk::Result),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NoExtension => write!(f, "no VK_EXT_external_memory_host"),
+            Refused::NoType(Some(t), r) => write!(f, "cannot import it as memory type {t} ({r:?})"),
+            Refused::NoType(None, r) => write!(f, "no memory type imports host pointers ({r:?})"),
+            Refused::Result(r) => write!(f, "the import failed ({r:?})"),
+        }
+    }
+}
+
+/// Imports `size` bytes of host memory at `host` into member `md`, as memory type `t` (`None`:
+/// the first type that can), with `chain` before the import info.
+///
+/// # Safety
+/// `host` is a live allocation of `size` bytes aligned to the member's
+/// minImportedHostPointerAlignment that outlives the returned memory; `chain` is null or a
+/// valid pNext chain for VkMemoryAllocateInfo.
+pub(crate) unsafe fn import_host(
+    md: &MemberDevice,
+    host: *mut u8,
+    size: u64,
+    t: Option<u32>,
+    chain: *const std::ffi::c_void,
+    alloc: *const vk::AllocationCallbacks,
+) -> Result<vk::DeviceMemory, Refused> {
+    let (Some(props), Some(allocate)) = (md.host_pointer_properties, md.fns.allocate_memory) else {
+        return Err(Refused::NoExtension);
+    };
+    let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
+    // SAFETY: an aligned host allocation (forwarded contract).
+    let r = unsafe {
+        props(
+            md.handle,
+            vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+            host.cast(),
+            &mut hp,
+        )
+    };
+    let t = match t {
+        Some(t) if r == vk::Result::SUCCESS && hp.memory_type_bits & (1 << t) != 0 => t,
+        None if r == vk::Result::SUCCESS && hp.memory_type_bits != 0 => {
+            hp.memory_type_bits.trailing_zeros()
+        }
+        _ => return Err(Refused::NoType(t, r)),
+    };
+    let import = vk::ImportMemoryHostPointerInfoEXT {
+        p_next: chain,
+        handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+        p_host_pointer: host.cast(),
+        ..Default::default()
+    };
+    let ai = vk::MemoryAllocateInfo {
+        p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
+        allocation_size: size,
+        memory_type_index: t,
+        ..Default::default()
+    };
+    let mut m = vk::DeviceMemory::null();
+    // SAFETY: a valid import of a live host allocation (forwarded contract).
+    match unsafe { allocate(md.handle, &ai, alloc, &mut m) } {
+        vk::Result::SUCCESS => Ok(m),
+        r => Err(Refused::Result(r)),
+    }
+}
+
 /// Imports one host allocation into every member; `None` when a member refuses the import.
 /// Members out of memory are listed with the allocation.
 fn import_all(
@@ -170,60 +247,33 @@ fn import_all(
                 format!("VKFUSE_FAULT makes member {} refuse it", md.index),
             );
         }
-        let (Some(props), Some(allocate)) = (md.host_pointer_properties, md.fns.allocate_memory)
-        else {
-            return fail(mem, format!("member {} lacks the entry points", md.index));
-        };
-        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
-        // SAFETY: a host allocation aligned to minImportedHostPointerAlignment.
-        let r = unsafe {
-            props(
-                md.handle,
-                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-                host.cast(),
-                &mut hp,
-            )
-        };
-        if r != vk::Result::SUCCESS || hp.memory_type_bits & (1 << t) == 0 {
-            return fail(
-                mem,
-                format!(
-                    "member {} cannot import it as memory type {t} ({r:?})",
-                    md.index
-                ),
-            );
-        }
-        let import = vk::ImportMemoryHostPointerInfoEXT {
-            // SAFETY: the application's chain, valid.
-            p_next: unsafe { chain_without_dedicated(&cx, info.p_next) },
-            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-            p_host_pointer: host.cast(),
-            ..Default::default()
-        };
-        let ai = vk::MemoryAllocateInfo {
-            p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
-            allocation_size: size,
-            memory_type_index: t,
-            ..Default::default()
-        };
-        let mut m = vk::DeviceMemory::null();
-        let r = if alloc_fault(md.index) {
-            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        let imported = if alloc_fault(md.index) {
+            Err(Refused::Result(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY))
         } else {
-            // SAFETY: a valid import of a live host allocation that outlives the member memory.
-            unsafe { allocate(md.handle, &ai, alloc, &mut m) }
+            // SAFETY: a live host allocation of `size` bytes, aligned to
+            // minImportedHostPointerAlignment, outliving the member memory; the application's
+            // chain, valid.
+            unsafe {
+                import_host(
+                    md,
+                    host,
+                    size,
+                    Some(t),
+                    chain_without_dedicated(&cx, info.p_next),
+                    alloc,
+                )
+            }
         };
-        if r == vk::Result::ERROR_OUT_OF_DEVICE_MEMORY || r == vk::Result::ERROR_OUT_OF_HOST_MEMORY
-        {
-            missing.push((md.index, r));
-            continue;
-        }
-        if r != vk::Result::SUCCESS {
-            return fail(
-                mem,
-                format!("member {} refused the import ({r:?})", md.index),
-            );
-        }
+        let m = match imported {
+            Ok(m) => m,
+            Err(Refused::Result(
+                r @ (vk::Result::ERROR_OUT_OF_DEVICE_MEMORY | vk::Result::ERROR_OUT_OF_HOST_MEMORY),
+            )) => {
+                missing.push((md.index, r));
+                continue;
+            }
+            Err(why) => return fail(mem, format!("member {}: {why}", md.index)),
+        };
         mem.base.handles[md.index] = m.as_raw();
     }
     Some((mem, missing))

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use vkfuse_scheduler::placement::{BatchInfo, Placer};
 
 use crate::arena::Arena;
+use crate::conv::nd;
 use crate::generated::translate as tr;
 use crate::object::{CommandBuffer, Device, MemberDevice, ObjectBase, Queue, NO_MEMBER};
 use crate::MAX_MEMBERS;
@@ -177,11 +178,15 @@ pub fn member_timeline(md: &MemberDevice) -> Result<vk::Semaphore, vk::Result> {
     }
 }
 
-fn destroy_member_semaphore(md: &MemberDevice, s: vk::Semaphore) {
+fn destroy_member_semaphore(
+    md: &MemberDevice,
+    s: vk::Semaphore,
+    alloc: *const vk::AllocationCallbacks,
+) {
     if let (false, Some(f)) = (s.is_null(), md.fns.destroy_semaphore) {
-        // SAFETY: a semaphore vkfuse created on this member; no pending work uses it (the
-        // application idled the device before destroying it).
-        unsafe { f(md.handle, s, std::ptr::null()) };
+        // SAFETY: a semaphore of this member (vkfuse's own, or the member's copy of the
+        // application's) that no pending work uses any more.
+        unsafe { f(md.handle, s, alloc) };
     }
 }
 
@@ -225,7 +230,7 @@ pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> 
                     other.map(|r| r.err())
                 );
                 for m in members {
-                    destroy_member_semaphore(m, sems[m.index]);
+                    destroy_member_semaphore(m, sems[m.index], std::ptr::null());
                 }
                 return Exec::single(primary);
             }
@@ -360,11 +365,11 @@ pub fn teardown(d: &Device) {
         let _ = b.thread.join();
     }
     for md in &d.members {
-        destroy_member_semaphore(md, d.exec.bridge_sem[md.index]);
+        destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
     }
     for q in d.queues.lock().iter() {
         for md in &d.members {
-            destroy_member_semaphore(md, q.done[md.index]);
+            destroy_member_semaphore(md, q.done[md.index], std::ptr::null());
         }
     }
     if d.exec.multi {
@@ -495,7 +500,7 @@ fn reset_queries(d: &Device, st: &State, notes: &[Note], j: usize) {
             unsafe {
                 reset(
                     md.handle,
-                    vk::QueryPool::from_raw(object_handle(n.raw, j)),
+                    nd(vk::QueryPool::from_raw(n.raw), j),
                     n.first,
                     count as u32,
                 )
@@ -829,16 +834,7 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Plac
                     Some(m) if m == j => kept.push(w),
                     Some(_) => {}
                     None => {
-                        let known = d
-                            .members
-                            .iter()
-                            .map(|md| {
-                                counter(md, vk::Semaphore::from_raw(object_handle(raw, md.index)))
-                            })
-                            .filter(|v| *v != u64::MAX)
-                            .max()
-                            .unwrap_or(0);
-                        if known < w.value {
+                        if highest_copy(d, w.semaphore) < w.value {
                             t.waiters.push((w.value, j));
                             kept.push(w);
                         }
@@ -874,18 +870,19 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Plac
 
 /// Forgets timeline signals every member's copy has passed.
 fn prune(d: &Device, raw: u64, t: &mut Timeline) {
-    let min = d
-        .members
-        .iter()
-        .map(|md| counter(md, vk::Semaphore::from_raw(object_handle(raw, md.index))))
-        .max()
-        .unwrap_or(0);
-    t.signals.retain(|(v, _)| *v > min);
+    let reached = highest_copy(d, vk::Semaphore::from_raw(raw));
+    t.signals.retain(|(v, _)| *v > reached);
 }
 
-fn object_handle(raw: u64, m: usize) -> u64 {
-    // SAFETY: `raw` is a live vkfuse object.
-    unsafe { ObjectBase::get(raw) }.map_or(0, |o| o.handles[m])
+/// The highest value the members' copies of a timeline semaphore have reached (copies that
+/// cannot be read are left out).
+fn highest_copy(d: &Device, sem: vk::Semaphore) -> u64 {
+    d.members
+        .iter()
+        .map(|md| counter(md, nd(sem, md.index)))
+        .filter(|v| *v != u64::MAX)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Member `j` takes over what the submit's commands wrote (events, queries).
@@ -980,7 +977,7 @@ fn carry_timelines(
         t.waiters.retain(|(v, m)| {
             let take = *m != j && *v <= s.value;
             if take {
-                carry.push((*m, vk::Semaphore::from_raw(object_handle(raw, *m)), s.value));
+                carry.push((*m, nd(vk::Semaphore::from_raw(raw), *m), s.value));
             }
             !take
         });
@@ -1102,7 +1099,7 @@ fn submit_multi(
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, so the edges below wait for it.
     for (i, sem) in &placed.consume {
-        let member_sem = vk::Semaphore::from_raw(object_handle(sem.as_raw(), *i));
+        let member_sem = nd(*sem, *i);
         if let Err(r) = submit_internal(d, &mut st, q, *i, &[member_sem], &[], &[]) {
             crate::warn!("member {i}: consuming a semaphore failed ({r:?})");
         }
@@ -1127,7 +1124,7 @@ fn submit_multi(
         ..Default::default()
     });
     let tr_sem = |s: &vk::SemaphoreSubmitInfo<'static>| vk::SemaphoreSubmitInfo {
-        semaphore: vk::Semaphore::from_raw(object_handle(s.semaphore.as_raw(), j)),
+        semaphore: nd(s.semaphore, j),
         device_index: 0,
         ..*s
     };
@@ -1503,10 +1500,7 @@ pub unsafe extern "system" fn wait_for_fences(
             let Some(f) = md.fns.wait_for_fences else {
                 return crate::guard::missing("vkWaitForFences");
             };
-            let member: Vec<vk::Fence> = fs
-                .iter()
-                .map(|x| vk::Fence::from_raw(object_handle(x.as_raw(), m)))
-                .collect();
+            let member: Vec<vk::Fence> = fs.iter().map(|x| nd(*x, m)).collect();
             // SAFETY: the member's fences.
             unsafe { f(md.handle, member.len() as u32, member.as_ptr(), wait_all, t) }
         });
@@ -1566,7 +1560,7 @@ pub unsafe extern "system" fn create_semaphore(
         let mut obj = ObjectBase::new(vk::ObjectType::SEMAPHORE);
         let undo = |obj: &ObjectBase| {
             for md in &d.members {
-                destroy_member_semaphore_alloc(md, obj.handles[md.index], alloc);
+                destroy_member_semaphore(md, vk::Semaphore::from_raw(obj.handles[md.index]), alloc);
             }
         };
         for md in &d.members {
@@ -1601,17 +1595,6 @@ pub unsafe extern "system" fn create_semaphore(
         unsafe { *out = vk::Semaphore::from_raw(raw) };
         Ok(vk::Result::SUCCESS)
     })
-}
-
-fn destroy_member_semaphore_alloc(
-    md: &MemberDevice,
-    raw: u64,
-    alloc: *const vk::AllocationCallbacks,
-) {
-    if let (true, Some(f)) = (raw != 0, md.fns.destroy_semaphore) {
-        // SAFETY: the member's semaphore, no longer used.
-        unsafe { f(md.handle, vk::Semaphore::from_raw(raw), alloc) };
-    }
 }
 
 /// # Safety
@@ -1650,7 +1633,7 @@ pub unsafe extern "system" fn destroy_semaphore(
             flush(d);
         }
         for md in &d.members {
-            destroy_member_semaphore_alloc(md, object_handle(sem.as_raw(), md.index), alloc);
+            destroy_member_semaphore(md, nd(sem, md.index), alloc);
         }
         // SAFETY: made by create_semaphore; no longer used.
         unsafe { ObjectBase::free(sem.as_raw()) };
@@ -1711,10 +1694,7 @@ pub unsafe extern "system" fn wait_semaphores(
             let Some(f) = md.fns.wait_semaphores else {
                 return crate::guard::missing("vkWaitSemaphores");
             };
-            let s: Vec<vk::Semaphore> = list
-                .iter()
-                .map(|(x, _)| vk::Semaphore::from_raw(object_handle(x.as_raw(), m)))
-                .collect();
+            let s: Vec<vk::Semaphore> = list.iter().map(|(x, _)| nd(*x, m)).collect();
             let v: Vec<u64> = list.iter().map(|(_, v)| *v).collect();
             let w = vk::SemaphoreWaitInfo {
                 flags: info.flags,
@@ -1751,7 +1731,7 @@ pub unsafe extern "system" fn signal_semaphore(
             t.waiters.retain(|(v, _)| *v > info.value);
         }
         for md in &d.members {
-            let s = vk::Semaphore::from_raw(object_handle(raw, md.index));
+            let s = nd(vk::Semaphore::from_raw(raw), md.index);
             if d.exec.multi && counter(md, s) >= info.value {
                 continue;
             }
@@ -1800,13 +1780,7 @@ pub unsafe extern "system" fn get_semaphore_counter_value(
                 .ok_or_else(|| crate::guard::missing("vkGetSemaphoreCounterValue"))?;
             let mut v = 0;
             // SAFETY: the member's copy.
-            let r = unsafe {
-                f(
-                    md.handle,
-                    vk::Semaphore::from_raw(object_handle(sem.as_raw(), md.index)),
-                    &mut v,
-                )
-            };
+            let r = unsafe { f(md.handle, nd(sem, md.index), &mut v) };
             if r != vk::Result::SUCCESS {
                 return Err(r);
             }
@@ -1910,14 +1884,22 @@ pub unsafe extern "system" fn get_query_pool_results(
         let d = unsafe { Device::resolve(device)? };
         d.exec.check()?;
         let primary = d.primary().index;
-        let owner = |q: u32| -> usize {
-            if !d.exec.multi {
-                return primary;
-            }
+        // The owners of the queries asked for, read once.
+        let owners: Vec<u8> = if d.exec.multi {
             let st = d.exec.state.lock();
-            st.queries
-                .get(&pool.as_raw())
-                .and_then(|o| o.get(q as usize))
+            st.queries.get(&pool.as_raw()).map_or(Vec::new(), |o| {
+                o.iter()
+                    .skip(first as usize)
+                    .take(count as usize)
+                    .copied()
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
+        let owner = |q: u32| -> usize {
+            owners
+                .get((q - first) as usize)
                 .filter(|m| **m != NO_MEMBER)
                 .map_or(primary, |m| usize::from(*m))
         };
@@ -1945,7 +1927,7 @@ pub unsafe extern "system" fn get_query_pool_results(
             let r = unsafe {
                 f(
                     md.handle,
-                    vk::QueryPool::from_raw(object_handle(pool.as_raw(), m)),
+                    nd(pool, m),
                     q,
                     end - q,
                     len,
@@ -1981,10 +1963,10 @@ pub unsafe extern "system" fn destroy_query_pool(
         let d = unsafe { Device::resolve(device)? };
         d.exec.state.lock().queries.remove(&pool.as_raw());
         for md in &d.members {
-            let h = object_handle(pool.as_raw(), md.index);
-            if let (true, Some(f)) = (h != 0, md.fns.destroy_query_pool) {
+            let h = nd(pool, md.index);
+            if let (false, Some(f)) = (h.is_null(), md.fns.destroy_query_pool) {
                 // SAFETY: the member's pool, no longer used.
-                unsafe { f(md.handle, vk::QueryPool::from_raw(h), alloc) };
+                unsafe { f(md.handle, h, alloc) };
             }
         }
         // SAFETY: made by the generated vkCreateQueryPool; no longer used.

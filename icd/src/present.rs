@@ -17,6 +17,7 @@ use ash::vk;
 use ash::vk::Handle as _;
 
 use crate::arena::Arena;
+use crate::conv::nd;
 use crate::generated::translate as tr;
 use crate::object::{Device, MemberDevice, ObjectBase, Queue};
 use crate::wsi::Swapchain;
@@ -165,49 +166,31 @@ fn fill(
     for md in &d.members {
         let m = md.index;
         let f = &md.fns;
-        let (
-            Some(props),
-            Some(allocate),
-            Some(create_buffer),
-            Some(bind),
-            Some(create_pool),
-            Some(alloc_cbs),
-            Some(create_sem),
-        ) = (
-            md.host_pointer_properties,
-            f.allocate_memory,
+        let (Some(create_buffer), Some(bind), Some(create_pool), Some(alloc_cbs), Some(create_sem)) = (
             f.create_buffer,
             f.bind_buffer_memory,
             f.create_command_pool,
             f.allocate_command_buffers,
             f.create_semaphore,
-        )
-        else {
+        ) else {
             return Err(crate::guard::missing("presentation entry points"));
         };
-        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
-        // SAFETY: an aligned host allocation.
-        check(unsafe {
-            props(
-                md.handle,
-                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-                p.host.cast(),
-                &mut hp,
+        // SAFETY: the presenter's host allocation, aligned to the members' import alignment,
+        // freed after every member's import (`Presenter::destroy`).
+        p.memory[m] = unsafe {
+            crate::device_memory::import_host(
+                md,
+                p.host,
+                p.layout.size() as u64,
+                None,
+                std::ptr::null(),
+                std::ptr::null(),
             )
+        }
+        .map_err(|e| {
+            crate::warn!("member {m}: cannot share the presentation staging memory: {e}");
+            vk::Result::ERROR_FEATURE_NOT_PRESENT
         })?;
-        let import = vk::ImportMemoryHostPointerInfoEXT {
-            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-            p_host_pointer: p.host.cast(),
-            ..Default::default()
-        };
-        let ai = vk::MemoryAllocateInfo {
-            p_next: (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast(),
-            allocation_size: p.layout.size() as u64,
-            memory_type_index: hp.memory_type_bits.trailing_zeros(),
-            ..Default::default()
-        };
-        // SAFETY: a valid import of a host allocation that outlives the member memory.
-        check(unsafe { allocate(md.handle, &ai, std::ptr::null(), &mut p.memory[m]) })?;
         let family = md
             .maps
             .queue_family
@@ -332,6 +315,21 @@ fn record(
     // region lies inside both.
     unsafe {
         check(begin(cb, &bi))?;
+        // One image barrier, no other.
+        let image_only = |src, dst, b: &vk::ImageMemoryBarrier| {
+            barrier(
+                cb,
+                src,
+                dst,
+                vk::DependencyFlags::empty(),
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                1,
+                b,
+            )
+        };
         if into {
             let pre = image_barrier(
                 vk::ImageLayout::UNDEFINED,
@@ -339,18 +337,7 @@ fn record(
                 vk::AccessFlags::empty(),
                 vk::AccessFlags::TRANSFER_WRITE,
             );
-            barrier(
-                cb,
-                all,
-                transfer,
-                vk::DependencyFlags::empty(),
-                0,
-                std::ptr::null(),
-                0,
-                std::ptr::null(),
-                1,
-                &pre,
-            );
+            image_only(all, transfer, &pre);
             to_image(
                 cb,
                 buffer,
@@ -365,18 +352,7 @@ fn record(
                 vk::AccessFlags::TRANSFER_WRITE,
                 vk::AccessFlags::empty(),
             );
-            barrier(
-                cb,
-                transfer,
-                all,
-                vk::DependencyFlags::empty(),
-                0,
-                std::ptr::null(),
-                0,
-                std::ptr::null(),
-                1,
-                &post,
-            );
+            image_only(transfer, all, &post);
         } else {
             let pre = image_barrier(
                 vk::ImageLayout::PRESENT_SRC_KHR,
@@ -384,18 +360,7 @@ fn record(
                 vk::AccessFlags::MEMORY_WRITE,
                 vk::AccessFlags::TRANSFER_READ,
             );
-            barrier(
-                cb,
-                all,
-                transfer,
-                vk::DependencyFlags::empty(),
-                0,
-                std::ptr::null(),
-                0,
-                std::ptr::null(),
-                1,
-                &pre,
-            );
+            image_only(all, transfer, &pre);
             to_buffer(
                 cb,
                 image,
@@ -452,15 +417,14 @@ pub unsafe extern "system" fn acquire_next_image(
             .acquire_next_image_khr
             .ok_or_else(|| crate::guard::missing("vkAcquireNextImageKHR"))?;
         let m = md.index;
-        let h = |raw: u64| object_handle(raw, m);
         // SAFETY: handles translated for the presenting member; valid output.
         let r = unsafe {
             f(
                 md.handle,
-                vk::SwapchainKHR::from_raw(h(swapchain.as_raw())),
+                nd(swapchain, m),
                 timeout,
-                vk::Semaphore::from_raw(h(semaphore.as_raw())),
-                vk::Fence::from_raw(h(fence.as_raw())),
+                nd(semaphore, m),
+                nd(fence, m),
                 index,
             )
         };
@@ -516,11 +480,6 @@ fn acquired(
         }
     }
     Ok(r)
-}
-
-fn object_handle(raw: u64, m: usize) -> u64 {
-    // SAFETY: `raw` is null or a live vkfuse object.
-    unsafe { ObjectBase::get(raw) }.map_or(0, |o| o.handles[m])
 }
 
 /// # Safety

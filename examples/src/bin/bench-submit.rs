@@ -85,13 +85,7 @@ fn run(mut args: Args) -> Result<Report> {
     let mut times = Vec::new();
     for iteration in 0..=iterations {
         // A fresh timeline per iteration, so that values start at 0.
-        let mut type_info = vk::SemaphoreTypeCreateInfo::default()
-            .semaphore_type(vk::SemaphoreType::TIMELINE)
-            .initial_value(0);
-        let info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
-        // SAFETY: timeline semaphores are enabled (ContextDesc::timeline).
-        let timeline =
-            unsafe { ctx.own_created(d.create_semaphore(&info, None), "vkCreateSemaphore")? };
+        let timeline = ctx.create_timeline_semaphore()?;
         let start = Instant::now();
         for (i, &cb) in cbs.iter().enumerate() {
             let i = i as u64;

@@ -270,22 +270,10 @@ fn run(mut args: Args) -> Result<Report> {
 
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
     let cbs = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, batches)?;
-    let mut type_info = vk::SemaphoreTypeCreateInfo::default()
-        .semaphore_type(vk::SemaphoreType::TIMELINE)
-        .initial_value(0);
-    let info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
-    // SAFETY: timeline semaphores are enabled on the device (ContextDesc::timeline).
-    let timeline =
-        unsafe { ctx.own_created(d.create_semaphore(&info, None), "vkCreateSemaphore")? };
+    let timeline = ctx.create_timeline_semaphore()?;
     let binary = [ctx.create_semaphore()?, ctx.create_semaphore()?];
     let early = [ctx.create_semaphore()?, ctx.create_semaphore()?];
-    let mut gate_type = vk::SemaphoreTypeCreateInfo::default()
-        .semaphore_type(vk::SemaphoreType::TIMELINE)
-        .initial_value(0);
-    let gate_info = vk::SemaphoreCreateInfo::default().push_next(&mut gate_type);
-    // SAFETY: timeline semaphores are enabled on the device (ContextDesc::timeline).
-    let gate =
-        unsafe { ctx.own_created(d.create_semaphore(&gate_info, None), "vkCreateSemaphore")? };
+    let gate = ctx.create_timeline_semaphore()?;
     let mut gates = 0u64;
     // vkQueueSubmit calls, for the summary line (vkfuse places each).
     let mut submits = 0u32;

@@ -141,7 +141,14 @@ pub unsafe extern "system" fn create_device(
                     && pm.device_uuid == p.members[0].device_uuid
             })
         });
-        let exec = crate::exec::setup(&members, import_align, same_driver);
+        let fence_apart = members
+            .iter()
+            .filter(|md| {
+                p.member(md.index)
+                    .is_some_and(|pm| pm.driver_name == "llvmpipe")
+            })
+            .fold(0u64, |bits, md| bits | 1 << md.index);
+        let exec = crate::exec::setup(&members, import_align, same_driver, fence_apart);
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
             header: Header::new(Tag::Device),

@@ -45,6 +45,13 @@ pub struct Exec {
     /// Every member is the same driver on the same device (equal driver and device UUIDs):
     /// images in shared memory are the same images on every member.
     pub same_driver: bool,
+    /// Members (one bit each) given an application's fence on a submit of its own after a
+    /// batch that waits: lavapipe (Mesa 22.3) corrupts memory when the fence of a submit with
+    /// semaphore waits is waited for and reset while its queue thread still finishes the
+    /// submit (a crash or hang about one run in three of a chain of such submits, direct or
+    /// through vkfuse). The fence still covers the batch: it signals after every earlier
+    /// submission on the queue.
+    pub fence_apart: u64,
 }
 
 struct State {
@@ -115,6 +122,7 @@ impl Exec {
             lost_members: AtomicU64::new(0),
             import_align: 0,
             same_driver: true,
+            fence_apart: 0,
         }
     }
 
@@ -202,8 +210,13 @@ fn counter(md: &MemberDevice, s: vk::Semaphore) -> u64 {
 }
 
 /// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
-/// cannot run on several members. `import_align`: see [`Exec::import_align`].
-pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> Exec {
+/// cannot run on several members. `import_align`, `same_driver`, `fence_apart`: see [`Exec`].
+pub fn setup(
+    members: &[MemberDevice],
+    import_align: u64,
+    same_driver: bool,
+    fence_apart: u64,
+) -> Exec {
     let cfg = crate::config::Config::get();
     let primary = members.first().map_or(0, |m| m.index);
     if !cfg.multi() || members.len() < 2 {
@@ -213,7 +226,10 @@ pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> 
                 cfg.strategy.name()
             );
         }
-        return Exec::single(primary);
+        return Exec {
+            fence_apart,
+            ..Exec::single(primary)
+        };
     }
     let mut sems = [vk::Semaphore::null(); MAX_MEMBERS];
     for md in members {
@@ -232,7 +248,10 @@ pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> 
                 for m in members {
                     destroy_member_semaphore(m, sems[m.index], std::ptr::null());
                 }
-                return Exec::single(primary);
+                return Exec {
+                    fence_apart,
+                    ..Exec::single(primary)
+                };
             }
         }
     }
@@ -250,6 +269,7 @@ pub fn setup(members: &[MemberDevice], import_align: u64, same_driver: bool) -> 
         lost_members: AtomicU64::new(0),
         import_align,
         same_driver,
+        fence_apart,
     }
 }
 
@@ -1177,15 +1197,25 @@ fn submit_multi(
         .fns
         .queue_submit2
         .ok_or_else(|| crate::guard::missing("vkQueueSubmit2"))?;
+    let apart = d.exec.fence_apart & (1 << j) != 0 && keep.iter().any(|k| !k.0.is_empty());
+    let (batch_fence, own_fence) = if apart {
+        (vk::Fence::null(), cx.nd(fence))
+    } else {
+        (cx.nd(fence), vk::Fence::null())
+    };
     // SAFETY: every handle translated to member j's; arrays live until the call returns.
-    let r = unsafe {
+    let mut r = unsafe {
         submit2(
             q.handles[j],
             infos.len() as u32,
             infos.as_ptr(),
-            cx.nd(fence),
+            batch_fence,
         )
     };
+    if r == vk::Result::SUCCESS && own_fence != vk::Fence::null() {
+        // SAFETY: a submit of no batches that only signals the member's fence.
+        r = unsafe { submit2(q.handles[j], 0, std::ptr::null(), own_fence) };
+    }
     if r == vk::Result::ERROR_DEVICE_LOST {
         lose_member(
             d,
@@ -1232,6 +1262,7 @@ fn forward_single<I>(
     fence: vk::Fence,
     fix: unsafe fn(&crate::conv::Cx, *mut I),
     get: impl Fn(&MemberDevice) -> Option<SubmitFn<I>>,
+    waits: impl Fn(&I) -> bool,
     name: &str,
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
@@ -1239,15 +1270,28 @@ fn forward_single<I>(
     let arena = Arena::scope();
     let cx = md.cx(&arena);
     let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+    let apart = !fence.is_null()
+        && d.exec.fence_apart & (1 << md.index) != 0
+        // SAFETY: `count` valid submit infos.
+        && (0..count as usize).any(|i| waits(unsafe { &*submits.add(i) }));
+    let (batch_fence, own_fence) = if apart {
+        (vk::Fence::null(), cx.nd(fence))
+    } else {
+        (cx.nd(fence), vk::Fence::null())
+    };
     // SAFETY: submits translated for the member.
-    let r = unsafe {
+    let mut r = unsafe {
         f(
             q.handles[md.index],
             count,
             cx.array(submits, count as usize, fix),
-            cx.nd(fence),
+            batch_fence,
         )
     };
+    if r == vk::Result::SUCCESS && own_fence != vk::Fence::null() {
+        // SAFETY: a submit of no batches that only signals the fence (see `Exec::fence_apart`).
+        r = unsafe { f(q.handles[md.index], 0, std::ptr::null(), own_fence) };
+    }
     if r.as_raw() < 0 {
         Err(r)
     } else {
@@ -1275,6 +1319,7 @@ pub unsafe extern "system" fn queue_submit(
                 fence,
                 tr::fix_submit_info,
                 |md| md.fns.queue_submit,
+                |s| s.wait_semaphore_count != 0,
                 "vkQueueSubmit",
             );
         }
@@ -1306,6 +1351,7 @@ pub unsafe extern "system" fn queue_submit2(
                 fence,
                 tr::fix_submit_info2,
                 |md| md.fns.queue_submit2,
+                |s| s.wait_semaphore_info_count != 0,
                 "vkQueueSubmit2",
             );
         }

@@ -106,14 +106,19 @@ pub fn render(report: &Value) -> String {
             ));
             if let Some(tiers) = fused.get("transfer_tiers").and_then(Value::as_array) {
                 if !tiers.is_empty() {
-                    out.push_str("  transfer tiers between members (what transfers will use; none are made yet):\n");
+                    out.push_str("  tiers between members (how they share data now):\n");
                 }
                 for t in tiers {
+                    let (tier, best) = (text(t, "tier"), text(t, "best"));
+                    let more = if tier == best {
+                        String::new()
+                    } else {
+                        format!(" (their capabilities allow {best}: not built yet)")
+                    };
                     out.push_str(&format!(
-                        "    {} - {}  {}\n",
+                        "    {} - {}  {tier}{more}\n",
                         number(t, "a"),
                         number(t, "b"),
-                        text(t, "tier")
                     ));
                 }
             }

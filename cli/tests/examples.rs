@@ -71,6 +71,7 @@ example_tests! {
     offscreen => "offscreen",
     multiqueue => "multiqueue",
     multithread => "multithread",
+    ignored_handles => "ignored-handles",
 }
 
 /// VKFUSE_PRIMARY picks the executing member: with SwiftShader as member 1 executing, the

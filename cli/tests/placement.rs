@@ -109,6 +109,7 @@ placement_tests! {
     multithread => "multithread",
     random_batches => "random-batches",
     map_threads => "map-threads",
+    ignored_handles => "ignored-handles",
 }
 
 /// The vkQueueSubmit calls random-batches made, from its summary line.

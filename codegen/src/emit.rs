@@ -21,6 +21,10 @@ pub enum Kind {
     /// indices), for the member that runs it: written (`Note::read` false) or read.
     Note(Note),
     Struct(String),
+    /// `<Struct>.<member> when <condition>`: a handle member the driver reads only when the
+    /// Rust condition on the struct copy `d` holds; otherwise it is ignored (the application
+    /// may leave anything there) and the member gets a null handle.
+    When(String),
 }
 
 pub struct Policy {
@@ -45,6 +49,11 @@ impl Policy {
                 continue;
             }
             let w: Vec<&str> = line.split_whitespace().collect();
+            if w.get(1) == Some(&"when") && w.len() > 2 && w[0].contains('.') {
+                let cond = line.split_once(" when ").map_or("", |(_, c)| c.trim());
+                kinds.insert(w[0].to_string(), Kind::When(cond.to_string()));
+                continue;
+            }
             let note = |read: bool| {
                 Kind::Note(Note {
                     object: w[2].to_string(),
@@ -380,6 +389,13 @@ pub fn generate(reg: &Registry, policy: &Policy) -> Result<Vec<(String, String)>
     for (name, kind) in &policy.kinds {
         let known = match kind {
             Kind::Struct(_) => reg.structs.contains_key(name),
+            Kind::When(_) => name.split_once('.').is_some_and(|(st, member)| {
+                m.needs_tr.contains(st)
+                    && reg.structs[st]
+                        .members
+                        .iter()
+                        .any(|f| f.name == member && reg.is_handle(&f.ty).is_some())
+            }),
             _ => m.cmds.contains_key(name),
         };
         if !known {
@@ -951,16 +967,22 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                 } else {
                     ("nd", "nd_array")
                 };
-                if f.ptr == 0 {
-                    format!("d.{field} = cx.{one}(d.{field});")
+                let (value, ignored) = if f.ptr == 0 {
+                    (format!("cx.{one}(d.{field})"), "Default::default()")
                 } else {
                     match len() {
-                        Ok(n) => format!("d.{field} = cx.{arr}(d.{field}, {n});"),
+                        Ok(n) => (format!("cx.{arr}(d.{field}, {n})"), "std::ptr::null()"),
                         Err(e) => {
                             errors.push(format!("{}.{}: {e}", st.name, f.name));
                             continue;
                         }
                     }
+                };
+                match m.policy.kinds.get(&format!("{}.{}", st.name, f.name)) {
+                    Some(Kind::When(cond)) => {
+                        format!("d.{field} = if {cond} {{ {value} }} else {{ {ignored} }};")
+                    }
+                    _ => format!("d.{field} = {value};"),
                 }
             } else {
                 let inner = snake(reg.resolve(&f.ty).trim_start_matches("Vk"));

@@ -48,6 +48,7 @@ device_objects! {
     vk::ImageView => destroy_image_view,
     vk::QueryPool => destroy_query_pool,
     vk::Event => destroy_event,
+    vk::DescriptorUpdateTemplate => destroy_descriptor_update_template,
 }
 
 /// A device object destroyed on drop.

@@ -234,7 +234,8 @@ pub unsafe extern "system" fn free_command_buffers(
     })
 }
 
-/// `vkBeginCommandBuffer`: inheritance info is read only for secondary command buffers.
+/// `vkBeginCommandBuffer`: inheritance info is read only for secondary command buffers, its
+/// render pass and framebuffer only when they continue a render pass.
 ///
 /// # Safety
 /// Arguments valid for `vkBeginCommandBuffer`.
@@ -258,11 +259,19 @@ pub unsafe extern "system" fn begin_command_buffer(
             let r = unsafe {
                 copy.write(*info);
                 (*copy).p_next = tr::chain(&cx, (*copy).p_next);
-                (*copy).p_inheritance_info = if c.level == vk::CommandBufferLevel::SECONDARY {
-                    cx.one(
-                        (*copy).p_inheritance_info,
-                        tr::fix_command_buffer_inheritance_info,
-                    )
+                (*copy).p_inheritance_info = if c.level == vk::CommandBufferLevel::SECONDARY
+                    && !(*copy).p_inheritance_info.is_null()
+                {
+                    // renderPass and framebuffer are read only inside a render pass.
+                    let mut inh = *(*copy).p_inheritance_info;
+                    if !(*copy)
+                        .flags
+                        .contains(vk::CommandBufferUsageFlags::RENDER_PASS_CONTINUE)
+                    {
+                        inh.render_pass = vk::RenderPass::null();
+                        inh.framebuffer = vk::Framebuffer::null();
+                    }
+                    cx.one(&inh, tr::fix_command_buffer_inheritance_info)
                 } else {
                     std::ptr::null()
                 };

@@ -303,6 +303,59 @@ pub unsafe fn fix_write_descriptor_set(cx: &Cx, d: *mut vk::WriteDescriptorSet) 
     }
 }
 
+/// Whether a pipeline's `basePipelineHandle` is read: it derives from a pipeline given by
+/// handle rather than by index into the same call's create infos.
+pub fn derives_from_handle(flags: vk::PipelineCreateFlags, base_index: i32) -> bool {
+    flags.contains(vk::PipelineCreateFlags::DERIVATIVE) && base_index == -1
+}
+
+/// Graphics pipeline state that reads `layout`.
+pub const SHADER_STATE: vk::GraphicsPipelineLibraryFlagsEXT =
+    vk::GraphicsPipelineLibraryFlagsEXT::from_raw(
+        vk::GraphicsPipelineLibraryFlagsEXT::PRE_RASTERIZATION_SHADERS.as_raw()
+            | vk::GraphicsPipelineLibraryFlagsEXT::FRAGMENT_SHADER.as_raw(),
+    );
+/// Graphics pipeline state that reads `renderPass`.
+pub const RENDER_PASS_STATE: vk::GraphicsPipelineLibraryFlagsEXT =
+    vk::GraphicsPipelineLibraryFlagsEXT::from_raw(
+        SHADER_STATE.as_raw()
+            | vk::GraphicsPipelineLibraryFlagsEXT::FRAGMENT_OUTPUT_INTERFACE.as_raw(),
+    );
+
+/// Whether a graphics pipeline create info describes any of the `parts` of the state: all of
+/// it, unless a `VkGraphicsPipelineLibraryCreateInfoEXT` in its chain names a subset.
+pub fn graphics_state(
+    d: &vk::GraphicsPipelineCreateInfo,
+    parts: vk::GraphicsPipelineLibraryFlagsEXT,
+) -> bool {
+    let mut p = d.p_next;
+    while !p.is_null() {
+        // SAFETY: every chain node starts with sType and pNext.
+        let base = unsafe { &*(p as *const vk::BaseInStructure) };
+        if base.s_type == vk::StructureType::GRAPHICS_PIPELINE_LIBRARY_CREATE_INFO_EXT {
+            // SAFETY: the sType says which struct this is.
+            let lib = unsafe { &*(p as *const vk::GraphicsPipelineLibraryCreateInfoEXT) };
+            return lib.flags.intersects(parts);
+        }
+        p = base.p_next.cast();
+    }
+    true
+}
+
+/// Whether the pNext chain at `p` holds a struct of type `s`.
+pub fn chain_has(p: *const c_void, s: vk::StructureType) -> bool {
+    let mut p = p;
+    while !p.is_null() {
+        // SAFETY: every chain node starts with sType and pNext.
+        let base = unsafe { &*(p as *const vk::BaseInStructure) };
+        if base.s_type == s {
+            return true;
+        }
+        p = base.p_next.cast();
+    }
+    false
+}
+
 /// `VkFramebufferCreateInfo`: imageless framebuffers carry no attachments to translate.
 ///
 /// # Safety

@@ -71,9 +71,11 @@ pub fn info_json() -> Value {
     out
 }
 
-/// The transfer tier that would connect each pair of members, from their capabilities
-/// (host-pointer import, opaque fds, driver and device UUIDs). Transfers between members are
-/// issue 3's work: this says which tier they will use, nothing is transferred yet.
+/// Per pair of members: `tier`, how vkfuse shares data between them now (shared host memory
+/// when both import host pointers: host-visible allocations are one host allocation imported
+/// into both, if the probe at device creation succeeds; otherwise none, and batches stay on one
+/// member), and `best`, the best tier their capabilities allow (host-pointer import, opaque fds,
+/// driver and device UUIDs), which may not be built yet.
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -95,8 +97,13 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     topology
         .connections()
         .into_iter()
-        .map(|(a, b, tier)| {
-            json!({"a": p.members[a].index, "b": p.members[b].index, "tier": tier.name()})
+        .map(|(a, b, best)| {
+            let tier = if caps[a].host_import && caps[b].host_import {
+                vkfuse_memory::Tier::SharedHost.name()
+            } else {
+                "none (batches stay on one member)"
+            };
+            json!({"a": p.members[a].index, "b": p.members[b].index, "tier": tier, "best": best.name()})
         })
         .collect()
 }

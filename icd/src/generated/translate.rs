@@ -37,7 +37,14 @@ pub unsafe fn fix_bind_image_memory_info(cx: &Cx, d: *mut vk::BindImageMemoryInf
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
     d.image = cx.nd(d.image);
-    d.memory = cx.nd(d.memory);
+    d.memory = if !crate::conv::chain_has(
+        d.p_next,
+        vk::StructureType::BIND_IMAGE_MEMORY_SWAPCHAIN_INFO_KHR,
+    ) {
+        cx.nd(d.memory)
+    } else {
+        Default::default()
+    };
 }
 
 /// Rewrites a copy of `VkBindImageMemorySwapchainInfoKHR` for the member of `cx`.
@@ -224,7 +231,11 @@ pub unsafe fn fix_compute_pipeline_create_info(cx: &Cx, d: *mut vk::ComputePipel
     d.flags = cx.pipeline_flags(d.flags);
     unsafe { fix_pipeline_shader_stage_create_info(cx, &mut d.stage) };
     d.layout = cx.nd(d.layout);
-    d.base_pipeline_handle = cx.nd(d.base_pipeline_handle);
+    d.base_pipeline_handle = if crate::conv::derives_from_handle(d.flags, d.base_pipeline_index) {
+        cx.nd(d.base_pipeline_handle)
+    } else {
+        Default::default()
+    };
 }
 
 /// Rewrites a copy of `VkConditionalRenderingBeginInfoEXT` for the member of `cx`.
@@ -373,8 +384,18 @@ pub unsafe fn fix_descriptor_update_template_create_info(
 ) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
-    d.descriptor_set_layout = cx.nd(d.descriptor_set_layout);
-    d.pipeline_layout = cx.nd(d.pipeline_layout);
+    d.descriptor_set_layout = if d.template_type == vk::DescriptorUpdateTemplateType::DESCRIPTOR_SET
+    {
+        cx.nd(d.descriptor_set_layout)
+    } else {
+        Default::default()
+    };
+    d.pipeline_layout = if d.template_type == vk::DescriptorUpdateTemplateType::PUSH_DESCRIPTORS_KHR
+    {
+        cx.nd(d.pipeline_layout)
+    } else {
+        Default::default()
+    };
 }
 
 /// Rewrites a copy of `VkDeviceBufferMemoryRequirements` for the member of `cx`.
@@ -478,9 +499,21 @@ pub unsafe fn fix_graphics_pipeline_create_info(cx: &Cx, d: *mut vk::GraphicsPip
         d.stage_count as usize,
         fix_pipeline_shader_stage_create_info,
     );
-    d.layout = cx.nd(d.layout);
-    d.render_pass = cx.nd(d.render_pass);
-    d.base_pipeline_handle = cx.nd(d.base_pipeline_handle);
+    d.layout = if crate::conv::graphics_state(d, crate::conv::SHADER_STATE) {
+        cx.nd(d.layout)
+    } else {
+        Default::default()
+    };
+    d.render_pass = if crate::conv::graphics_state(d, crate::conv::RENDER_PASS_STATE) {
+        cx.nd(d.render_pass)
+    } else {
+        Default::default()
+    };
+    d.base_pipeline_handle = if crate::conv::derives_from_handle(d.flags, d.base_pipeline_index) {
+        cx.nd(d.base_pipeline_handle)
+    } else {
+        Default::default()
+    };
 }
 
 /// Rewrites a copy of `VkImageCreateInfo` for the member of `cx`.

@@ -110,6 +110,7 @@ placement_tests! {
     random_batches => "random-batches",
     map_threads => "map-threads",
     ignored_handles => "ignored-handles",
+    cross_wait => "cross-wait",
 }
 
 /// The vkQueueSubmit calls random-batches made, from its summary line.
@@ -312,5 +313,36 @@ fn fence_on_a_waiting_submit_survives_lavapipe() {
                 "{strategy}, run {i}: bench-submit {status}"
             );
         }
+    }
+}
+
+/// A host wait forwarded to member 0's copy of a timeline semaphore before any signal exists,
+/// then the signalling batch placed on member 1 because it waits for an event member 1 set:
+/// vkfuse carries the value over to member 0's copy, the waiting thread wakes up, and the
+/// result equals lavapipe direct.
+#[test]
+fn timeline_value_carried_to_a_forwarded_host_wait() {
+    let mut sets = vec![lvp2()];
+    if let Some(m) = lvp_sw("timeline_value_carried_to_a_forwarded_host_wait") {
+        sets.push(m.iter().rev().cloned().collect());
+        sets.push(m);
+    }
+    let reference = direct_result("cross-wait", &lavapipe());
+    for members in sets {
+        let mut cmd = placed_cmd("cross-wait", &members, "round_robin");
+        cmd.env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        out.assert_success();
+        let got = example_result(&out.stdout)
+            .unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        assert!(
+            out.stderr
+                .contains("timeline value 1 carried to member 0's copy"),
+            "no carry over {}:\n{}",
+            icds(&members),
+            out.dump()
+        );
+        assert_eq!(placed(&out.stderr), vec![1, 2], "{}", out.dump());
     }
 }

@@ -340,6 +340,8 @@ fn bridge_loop(d: &Device, rx: std::sync::mpsc::Receiver<Msg>) {
                 let r = unsafe { signal(md.handle, &info) };
                 if r != vk::Result::SUCCESS {
                     crate::warn!("member {m}: carrying a timeline value failed ({r:?})");
+                } else {
+                    crate::debug!("timeline value {value} carried to member {m}'s copy");
                 }
             }
         }

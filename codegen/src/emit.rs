@@ -21,6 +21,9 @@ pub enum Kind {
     /// indices), for the member that runs it: written (`Note::read` false) or read.
     Note(Note),
     Struct(String),
+    /// `<command> after <path>`: generated forwarding, then `crate::<path>(owner, <the
+    /// command's parameters after the first>)` once every member succeeded.
+    After(String),
     /// `<Struct>.<member> when <condition>`: a handle member the driver reads only when the
     /// Rust condition on the struct copy `d` holds; otherwise it is ignored (the application
     /// may leave anything there) and the member gets a null handle.
@@ -68,6 +71,7 @@ impl Policy {
                 (Some(&"struct"), Some(p)) => Kind::Struct(p.to_string()),
                 (Some(&"primary"), None) => Kind::Primary,
                 (Some(&"executed"), Some(p)) => Kind::Executed(p.to_string()),
+                (Some(&"after"), Some(p)) => Kind::After(p.to_string()),
                 (Some(&"note"), Some(_)) => note(false),
                 (Some(&"note-read"), Some(_)) => note(true),
                 (Some(&"note-rw"), Some(_)) => {
@@ -651,6 +655,22 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         }
         _ => String::new(),
     };
+    // Recorded commands collect the objects they name (scalar handles here, arrays and structs
+    // through the recording `Cx` of the first target) for the command buffer's access set.
+    let touches = if level == Level::CommandBuffer {
+        let scalars: Vec<String> = cmd.params[1..]
+            .iter()
+            .filter(|p| p.ptr == 0 && reg.is_handle(&p.ty) == Some(false))
+            .map(|p| format!("crate::access::touch(obj, {}.as_raw());", snake(&p.name)))
+            .collect();
+        if scalars.is_empty() {
+            String::new()
+        } else {
+            format!("if obj.collects() {{ {} }}\n", scalars.join(" "))
+        }
+    } else {
+        String::new()
+    };
     let fname = fn_name(&cmd.name);
     let params: Vec<String> = cmd
         .params
@@ -750,8 +770,12 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
     body += &resolve;
     body += "\n";
     body += &note;
+    body += &touches;
     if needs_arena || is_create {
         body += "let arena = Arena::scope();\n";
+    }
+    if needs_arena && level == Level::CommandBuffer {
+        body += "let touch = |raw: u64| crate::access::touch(obj, raw);\nlet mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));\n";
     }
     let f = fn_name(&cmd.name);
     let args = |skip_last: bool| -> String {
@@ -766,7 +790,9 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         }
         a.join(", ")
     };
-    let cx = if needs_arena || is_create {
+    let cx = if needs_arena && level == Level::CommandBuffer {
+        "let cx = md.cx(&arena).recording(rec.take());\n"
+    } else if needs_arena || is_create {
         "let cx = md.cx(&arena);\n"
     } else {
         ""
@@ -847,6 +873,18 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         }
     }
     let _ = result;
+    if let Some(Kind::After(path)) = kind {
+        if level != Level::Device {
+            return Err(format!("`after {path}` needs a device command"));
+        }
+        let args: Vec<String> = cmd.params[1..].iter().map(|p| snake(&p.name)).collect();
+        let hook = format!("unsafe {{ crate::{path}(owner, {}) }};\n", args.join(", "));
+        let end = ["Ok(res)\n", "Ok(())\n"]
+            .iter()
+            .find_map(|e| body.rfind(e))
+            .ok_or(format!("`after {path}`: no end to hook"))?;
+        body.insert_str(end, &hook);
+    }
     // Recording fast path for void command-buffer commands whose arguments translate without
     // the arena: only the handle cast runs under the panic guard. Member entry points are C code,
     // which cannot unwind into Rust, and scalar handle translation cannot panic; so nothing after
@@ -868,7 +906,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         let missing =
             format!("let Some(f) = md.fns.{f} else {{ let _ = missing(\"{name}\"); return; }};");
         return Ok(format!(
-            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\nfor t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\n{note}if obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
+            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\n{touches}for t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\n{note}if obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
             params = params.join(", "),
             rest = rest.join(", "),
             rest_names = rest_names.join(", "),

@@ -179,6 +179,7 @@ pub unsafe extern "system" fn allocate_command_buffers(
                 targets,
                 target_count: d.members.len(),
                 notes: parking_lot::Mutex::new(Vec::new()),
+                access: parking_lot::Mutex::new(crate::access::AccessSet::default()),
             });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);
@@ -247,6 +248,7 @@ pub unsafe extern "system" fn begin_command_buffer(
         // SAFETY: a live command buffer.
         let (c, d) = unsafe { CommandBuffer::resolve(cb)? };
         c.notes.lock().clear();
+        *c.access.lock() = crate::access::AccessSet::default();
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

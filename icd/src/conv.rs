@@ -24,6 +24,8 @@ pub struct Cx<'a> {
     pub m: usize,
     arena: &'a Arena,
     maps: &'a MemberMaps,
+    /// Called with every non-dispatchable handle this context translates (access sets).
+    rec: Option<&'a dyn Fn(u64)>,
 }
 
 /// A dispatchable handle type that vkfuse wraps.
@@ -78,12 +80,25 @@ pub fn queue_family(maps: &MemberMaps, v: u32) -> u32 {
 
 impl<'a> Cx<'a> {
     pub fn new(m: usize, arena: &'a Arena, maps: &'a MemberMaps) -> Cx<'a> {
-        Cx { m, arena, maps }
+        Cx {
+            m,
+            arena,
+            maps,
+            rec: None,
+        }
+    }
+
+    /// This context, also handing every non-dispatchable handle it translates to `rec`.
+    pub fn recording(self, rec: Option<&'a dyn Fn(u64)>) -> Cx<'a> {
+        Cx { rec, ..self }
     }
 
     /// A non-dispatchable vkfuse handle → this member's handle.
     #[inline]
     pub fn nd<H: Handle + Copy>(&self, h: H) -> H {
+        if let Some(rec) = self.rec {
+            rec(h.as_raw());
+        }
         nd(h, self.m)
     }
 

@@ -360,6 +360,11 @@ pub unsafe extern "system" fn update_descriptor_set_with_template(
         let d = dev(device)?;
         // SAFETY: a live vkfuse template.
         let tpl = unsafe { &*(t.as_raw() as *const UpdateTemplate) };
+        if d.exec.multi {
+            // SAFETY: data laid out by the template's entries.
+            let leads = unsafe { crate::access::template_leads(d, &tpl.entries, data) };
+            d.refs.merge(set.as_raw(), &leads);
+        }
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);
@@ -395,6 +400,11 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_with_template(
         let (c, d) = unsafe { CommandBuffer::resolve(cb)? };
         // SAFETY: as above.
         let tpl = unsafe { &*(t.as_raw() as *const UpdateTemplate) };
+        if c.collects() {
+            // SAFETY: data laid out by the template's entries.
+            let leads = unsafe { crate::access::template_leads(d, &tpl.entries, data) };
+            c.access.lock().add(&leads);
+        }
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

@@ -158,6 +158,7 @@ pub unsafe extern "system" fn create_device(
             enabled_extensions: exts,
             queues: parking_lot::Mutex::new(Vec::new()),
             exec,
+            refs: crate::access::Refs::default(),
         });
         crate::exec::start(&device);
         crate::info!(

@@ -609,14 +609,16 @@ pub unsafe extern "system" fn bind_buffer_memory(
 ) -> vk::Result {
     crate::guard::result("vkBindBufferMemory", || {
         let d = dev(device)?;
-        bind1(
+        let r = bind1(
             d,
             buffer,
             mem,
             offset,
             |md| md.fns.bind_buffer_memory,
             "vkBindBufferMemory",
-        )
+        )?;
+        bound(d, buffer.as_raw(), mem);
+        Ok(r)
     })
 }
 
@@ -631,15 +633,29 @@ pub unsafe extern "system" fn bind_image_memory(
     crate::guard::result("vkBindImageMemory", || {
         let d = dev(device)?;
         note_image_binding(d);
-        bind1(
+        let r = bind1(
             d,
             image,
             mem,
             offset,
             |md| md.fns.bind_image_memory,
             "vkBindImageMemory",
-        )
+        )?;
+        bound(d, image.as_raw(), mem);
+        Ok(r)
     })
+}
+
+/// Records what a bound buffer or image leads to, for access sets.
+fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory) {
+    if d.exec.multi {
+        let leads = if mem.is_null() {
+            crate::access::Leads::Everything("an image bound to swapchain memory")
+        } else {
+            crate::access::Leads::Memory(vec![mem.as_raw()])
+        };
+        d.refs.set(resource, leads);
+    }
 }
 
 /// The `...2` binds: infos whose memory a member does not hold are left out for that member.
@@ -693,15 +709,22 @@ pub unsafe extern "system" fn bind_buffer_memory2(
     infos: *const vk::BindBufferMemoryInfo,
 ) -> vk::Result {
     crate::guard::result("vkBindBufferMemory2", || {
-        bind2(
-            dev(device)?,
+        let d = dev(device)?;
+        let r = bind2(
+            d,
             count,
             infos,
             |i| i.memory,
             tr::fix_bind_buffer_memory_info,
             |md| md.fns.bind_buffer_memory2,
             "vkBindBufferMemory2",
-        )
+        )?;
+        for i in 0..count as usize {
+            // SAFETY: `count` valid infos.
+            let info = unsafe { &*infos.add(i) };
+            bound(d, info.buffer.as_raw(), info.memory);
+        }
+        Ok(r)
     })
 }
 
@@ -715,7 +738,7 @@ pub unsafe extern "system" fn bind_image_memory2(
     crate::guard::result("vkBindImageMemory2", || {
         let d = dev(device)?;
         note_image_binding(d);
-        bind2(
+        let r = bind2(
             d,
             count,
             infos,
@@ -723,7 +746,22 @@ pub unsafe extern "system" fn bind_image_memory2(
             tr::fix_bind_image_memory_info,
             |md| md.fns.bind_image_memory2,
             "vkBindImageMemory2",
-        )
+        )?;
+        for i in 0..count as usize {
+            // SAFETY: `count` valid infos.
+            let info = unsafe { &*infos.add(i) };
+            let swapchain = crate::conv::chain_has(
+                info.p_next,
+                vk::StructureType::BIND_IMAGE_MEMORY_SWAPCHAIN_INFO_KHR,
+            );
+            let mem = if swapchain {
+                vk::DeviceMemory::null()
+            } else {
+                info.memory
+            };
+            bound(d, info.image.as_raw(), mem);
+        }
+        Ok(r)
     })
 }
 
@@ -738,6 +776,7 @@ pub unsafe extern "system" fn get_buffer_device_address(
 ) -> vk::DeviceAddress {
     crate::guard::value("vkGetBufferDeviceAddress", || {
         let d = dev(device)?;
+        d.refs.take_addresses();
         let arena = Arena::scope();
         let mut first = None;
         for md in &d.members {

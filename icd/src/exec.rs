@@ -1232,10 +1232,18 @@ fn submit_multi(
     }
     carry_timelines(d, &mut st, &batches, j, done_point);
     if crate::log::enabled(crate::log::Level::Debug) {
+        let cbs = batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
+            // SAFETY: the application's live command buffers.
+            unsafe { CommandBuffer::resolve(c.command_buffer) }
+                .ok()
+                .map(|(cb, _)| cb)
+        });
+        let access = crate::access::of_batches(d, cbs);
         crate::debug!(
-            "submit on member {j}: {} batch(es), {} command buffer(s), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
+            "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
             batches.len(),
             batches.iter().map(|b| b.cbs.len()).sum::<usize>(),
+            access.describe(),
             batches.iter().map(|b| b.waits.len()).sum::<usize>(),
             batches.iter().map(|b| b.signals.len()).sum::<usize>(),
             placed.consume.len(),
@@ -1380,12 +1388,15 @@ pub unsafe extern "system" fn cmd_execute_commands(
         let arena = Arena::scope();
         if obj.target_count > 1 {
             let mut notes = obj.notes.lock();
+            let mut secondaries = Vec::with_capacity(count as usize);
             for i in 0..count as usize {
                 // SAFETY: `count` live secondary command buffers.
                 if let Ok((s, _)) = unsafe { CommandBuffer::resolve(*cbs.add(i)) } {
                     notes.extend(s.notes.lock().iter().copied());
+                    secondaries.push(s);
                 }
             }
+            crate::access::execute_commands(obj, &secondaries);
         }
         for t in obj.targets() {
             let md = t.member();

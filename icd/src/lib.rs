@@ -1,6 +1,7 @@
 //! vkfuse: a Vulkan ICD that loads the machine's real drivers ("members") and shows
 //! applications one fused `VkPhysicalDevice`. See ARCHITECTURE.md for the layout.
 
+pub mod access;
 pub mod arena;
 pub mod command_buffer;
 pub mod config;

@@ -205,6 +205,8 @@ pub struct Device {
     pub queues: parking_lot::Mutex<Vec<Box<Queue>>>,
     /// Placement, cross-member ordering and member loss (`exec.rs`).
     pub exec: crate::exec::Exec,
+    /// What buffers, images, views, framebuffers and descriptor sets lead to (`access.rs`).
+    pub refs: crate::access::Refs,
 }
 
 // INVARIANT: members and their tables are immutable after creation; the queue list is behind a
@@ -305,6 +307,9 @@ pub struct CommandBuffer {
     /// Objects whose state the recorded commands change (events, query pools): the member
     /// that runs the command buffer takes them over (`exec::note`). Only with several targets.
     pub notes: parking_lot::Mutex<Vec<crate::exec::Note>>,
+    /// The device memory the recorded commands may touch (`access.rs`). Only collected when
+    /// batches may run on several members.
+    pub access: parking_lot::Mutex<crate::access::AccessSet>,
 }
 
 impl CommandBuffer {
@@ -331,6 +336,14 @@ impl CommandBuffer {
     ) -> Result<&'a CommandBuffer, vk::Result> {
         // SAFETY: forwarded contract.
         unsafe { cast(h.as_raw(), Tag::CommandBuffer) }
+    }
+
+    /// Whether recorded commands collect their access set: several targets and batches that
+    /// may run on several members.
+    #[inline]
+    pub fn collects(&self) -> bool {
+        // SAFETY: a command buffer's device outlives it.
+        self.target_count > 1 && unsafe { (*self.device).exec.multi }
     }
 
     #[inline(always)]

@@ -22,9 +22,11 @@ pub unsafe extern "system" fn cmd_begin_conditional_rendering_ext(
     guard::void("vkCmdBeginConditionalRenderingEXT", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_begin_conditional_rendering_ext else {
                 return Err(missing("vkCmdBeginConditionalRenderingEXT"));
             };
@@ -61,6 +63,9 @@ pub unsafe extern "system" fn cmd_begin_query(
         query: u32,
         flags: vk::QueryControlFlags,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query else {
@@ -136,6 +141,9 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
         flags: vk::QueryControlFlags,
         index: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
@@ -204,9 +212,11 @@ pub unsafe extern "system" fn cmd_begin_render_pass(
     guard::void("vkCmdBeginRenderPass", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_begin_render_pass else {
                 return Err(missing("vkCmdBeginRenderPass"));
             };
@@ -234,9 +244,11 @@ pub unsafe extern "system" fn cmd_begin_render_pass2(
     guard::void("vkCmdBeginRenderPass2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_begin_render_pass2 else {
                 return Err(missing("vkCmdBeginRenderPass2"));
             };
@@ -263,9 +275,11 @@ pub unsafe extern "system" fn cmd_begin_rendering(
     guard::void("vkCmdBeginRendering", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_begin_rendering else {
                 return Err(missing("vkCmdBeginRendering"));
             };
@@ -289,9 +303,11 @@ pub unsafe extern "system" fn cmd_begin_transform_feedback_ext(
     guard::void("vkCmdBeginTransformFeedbackEXT", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_begin_transform_feedback_ext else {
                 return Err(missing("vkCmdBeginTransformFeedbackEXT"));
             };
@@ -325,10 +341,15 @@ pub unsafe extern "system" fn cmd_bind_descriptor_sets(
 ) {
     guard::void("vkCmdBindDescriptorSets", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            crate::access::touch(obj, layout.as_raw());
+        }
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_bind_descriptor_sets else {
                 return Err(missing("vkCmdBindDescriptorSets"));
             };
@@ -368,6 +389,9 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
         offset: vk::DeviceSize,
         index_type: vk::IndexType,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_index_buffer else {
@@ -425,6 +449,9 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
         pipeline_bind_point: vk::PipelineBindPoint,
         pipeline: vk::Pipeline,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, pipeline.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_pipeline else {
@@ -478,9 +505,11 @@ pub unsafe extern "system" fn cmd_bind_transform_feedback_buffers_ext(
     guard::void("vkCmdBindTransformFeedbackBuffersEXT", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_bind_transform_feedback_buffers_ext else {
                 return Err(missing("vkCmdBindTransformFeedbackBuffersEXT"));
             };
@@ -513,9 +542,11 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers(
     guard::void("vkCmdBindVertexBuffers", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_bind_vertex_buffers else {
                 return Err(missing("vkCmdBindVertexBuffers"));
             };
@@ -549,9 +580,11 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers2(
     guard::void("vkCmdBindVertexBuffers2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_bind_vertex_buffers2 else {
                 return Err(missing("vkCmdBindVertexBuffers2"));
             };
@@ -598,6 +631,10 @@ pub unsafe extern "system" fn cmd_blit_image(
         p_regions: *const vk::ImageBlit,
         filter: vk::Filter,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch(obj, dst_image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_blit_image else {
@@ -668,9 +705,11 @@ pub unsafe extern "system" fn cmd_blit_image2(
     guard::void("vkCmdBlitImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_blit_image2 else {
                 return Err(missing("vkCmdBlitImage2"));
             };
@@ -771,6 +810,9 @@ pub unsafe extern "system" fn cmd_clear_color_image(
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_color_image else {
@@ -838,6 +880,9 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
@@ -912,6 +957,10 @@ pub unsafe extern "system" fn cmd_copy_buffer(
         region_count: u32,
         p_regions: *const vk::BufferCopy,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_buffer.as_raw());
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer else {
@@ -965,9 +1014,11 @@ pub unsafe extern "system" fn cmd_copy_buffer2(
     guard::void("vkCmdCopyBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_copy_buffer2 else {
                 return Err(missing("vkCmdCopyBuffer2"));
             };
@@ -1005,6 +1056,10 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_buffer.as_raw());
+            crate::access::touch(obj, dst_image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer_to_image else {
@@ -1069,9 +1124,11 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image2(
     guard::void("vkCmdCopyBufferToImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_copy_buffer_to_image2 else {
                 return Err(missing("vkCmdCopyBufferToImage2"));
             };
@@ -1114,6 +1171,10 @@ pub unsafe extern "system" fn cmd_copy_image(
         region_count: u32,
         p_regions: *const vk::ImageCopy,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch(obj, dst_image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image else {
@@ -1181,9 +1242,11 @@ pub unsafe extern "system" fn cmd_copy_image2(
     guard::void("vkCmdCopyImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_copy_image2 else {
                 return Err(missing("vkCmdCopyImage2"));
             };
@@ -1221,6 +1284,10 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image_to_buffer else {
@@ -1285,9 +1352,11 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer2(
     guard::void("vkCmdCopyImageToBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_copy_image_to_buffer2 else {
                 return Err(missing("vkCmdCopyImageToBuffer2"));
             };
@@ -1332,6 +1401,10 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
         stride: vk::DeviceSize,
         flags: vk::QueryResultFlags,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_query_pool_results else {
@@ -1537,6 +1610,9 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, buffer: vk::Buffer, offset: vk::DeviceSize) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_indirect else {
@@ -1731,6 +1807,9 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
         draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect else {
@@ -1798,6 +1877,10 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch(obj, count_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
@@ -1875,6 +1958,9 @@ pub unsafe extern "system" fn cmd_draw_indirect(
         draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect else {
@@ -1942,6 +2028,9 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
         counter_offset: u32,
         vertex_stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, counter_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
@@ -2023,6 +2112,10 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch(obj, count_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_count else {
@@ -2149,6 +2242,10 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
         max_draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch(obj, count_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
@@ -2226,6 +2323,9 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
         draw_count: u32,
         stride: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
@@ -2473,6 +2573,9 @@ pub unsafe extern "system" fn cmd_end_query(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query else {
@@ -2520,6 +2623,9 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32, index: u32) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query_indexed_ext else {
@@ -2689,9 +2795,11 @@ pub unsafe extern "system" fn cmd_end_transform_feedback_ext(
     guard::void("vkCmdEndTransformFeedbackEXT", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_end_transform_feedback_ext else {
                 return Err(missing("vkCmdEndTransformFeedbackEXT"));
             };
@@ -2730,6 +2838,9 @@ pub unsafe extern "system" fn cmd_fill_buffer(
         size: vk::DeviceSize,
         data: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_fill_buffer else {
@@ -2872,9 +2983,11 @@ pub unsafe extern "system" fn cmd_pipeline_barrier(
     guard::void("vkCmdPipelineBarrier", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_pipeline_barrier else {
                 return Err(missing("vkCmdPipelineBarrier"));
             };
@@ -2916,9 +3029,11 @@ pub unsafe extern "system" fn cmd_pipeline_barrier2(
     guard::void("vkCmdPipelineBarrier2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_pipeline_barrier2 else {
                 return Err(missing("vkCmdPipelineBarrier2"));
             };
@@ -2951,6 +3066,9 @@ pub unsafe extern "system" fn cmd_push_constants(
         size: u32,
         p_values: *const c_void,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, layout.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_push_constants else {
@@ -3009,10 +3127,15 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_khr(
 ) {
     guard::void("vkCmdPushDescriptorSetKHR", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            crate::access::touch(obj, layout.as_raw());
+        }
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_push_descriptor_set_khr else {
                 return Err(missing("vkCmdPushDescriptorSetKHR"));
             };
@@ -3048,6 +3171,9 @@ pub unsafe extern "system" fn cmd_reset_event(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
+        if obj.collects() {
+            crate::access::touch(obj, event.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event else {
@@ -3088,6 +3214,9 @@ pub unsafe extern "system" fn cmd_reset_event2(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags2) {
+        if obj.collects() {
+            crate::access::touch(obj, event.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event2 else {
@@ -3134,6 +3263,9 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
         first_query: u32,
         query_count: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_query_pool else {
@@ -3206,6 +3338,10 @@ pub unsafe extern "system" fn cmd_resolve_image(
         region_count: u32,
         p_regions: *const vk::ImageResolve,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch(obj, dst_image.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_resolve_image else {
@@ -3273,9 +3409,11 @@ pub unsafe extern "system" fn cmd_resolve_image2(
     guard::void("vkCmdResolveImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_resolve_image2 else {
                 return Err(missing("vkCmdResolveImage2"));
             };
@@ -4560,6 +4698,9 @@ pub unsafe extern "system" fn cmd_set_event(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
+        if obj.collects() {
+            crate::access::touch(obj, event.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_event else {
@@ -4599,10 +4740,15 @@ pub unsafe extern "system" fn cmd_set_event2(
     guard::void("vkCmdSetEvent2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         crate::exec::note(obj, event.as_raw(), 0, 0, crate::exec::NoteKind::Write);
+        if obj.collects() {
+            crate::access::touch(obj, event.as_raw());
+        }
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_set_event2 else {
                 return Err(missing("vkCmdSetEvent2"));
             };
@@ -6085,6 +6231,9 @@ pub unsafe extern "system" fn cmd_update_buffer(
         data_size: vk::DeviceSize,
         p_data: *const c_void,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_update_buffer else {
@@ -6158,9 +6307,11 @@ pub unsafe extern "system" fn cmd_wait_events(
             }
         }
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_wait_events else {
                 return Err(missing("vkCmdWaitEvents"));
             };
@@ -6216,9 +6367,11 @@ pub unsafe extern "system" fn cmd_wait_events2(
             }
         }
         let arena = Arena::scope();
+        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
-            let cx = md.cx(&arena);
+            let cx = md.cx(&arena).recording(rec.take());
             let Some(f) = md.fns.cmd_wait_events2 else {
                 return Err(missing("vkCmdWaitEvents2"));
             };
@@ -6260,6 +6413,9 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
         dst_offset: vk::DeviceSize,
         marker: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, dst_buffer.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
@@ -6321,6 +6477,9 @@ pub unsafe extern "system" fn cmd_write_timestamp(
         query_pool: vk::QueryPool,
         query: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp else {
@@ -6394,6 +6553,9 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
         query_pool: vk::QueryPool,
         query: u32,
     ) {
+        if obj.collects() {
+            crate::access::touch(obj, query_pool.as_raw());
+        }
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp2 else {
@@ -6556,6 +6718,7 @@ pub unsafe extern "system" fn create_buffer_view(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_view = vk::BufferView::from_raw(obj.into_raw()) };
+        unsafe { crate::access::buffer_view_created(owner, p_create_info, p_allocator, p_view) };
         Ok(res)
     })
 }
@@ -6854,6 +7017,9 @@ pub unsafe extern "system" fn create_framebuffer(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_framebuffer = vk::Framebuffer::from_raw(obj.into_raw()) };
+        unsafe {
+            crate::access::framebuffer_created(owner, p_create_info, p_allocator, p_framebuffer)
+        };
         Ok(res)
     })
 }
@@ -7097,6 +7263,7 @@ pub unsafe extern "system" fn create_image_view(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_view = vk::ImageView::from_raw(obj.into_raw()) };
+        unsafe { crate::access::image_view_created(owner, p_create_info, p_allocator, p_view) };
         Ok(res)
     })
 }
@@ -9860,6 +10027,15 @@ pub unsafe extern "system" fn update_descriptor_sets(
                 )
             };
         }
+        unsafe {
+            crate::access::descriptor_sets_updated(
+                owner,
+                descriptor_write_count,
+                p_descriptor_writes,
+                descriptor_copy_count,
+                p_descriptor_copies,
+            )
+        };
         Ok(())
     })
 }

@@ -111,6 +111,7 @@ placement_tests! {
     map_threads => "map-threads",
     ignored_handles => "ignored-handles",
     cross_wait => "cross-wait",
+    independent => "independent",
 }
 
 /// The vkQueueSubmit calls random-batches made, from its summary line.
@@ -397,4 +398,34 @@ fn access_sets_trace_every_example_resource() {
             assert!(n <= 6, "{name}: {n} allocations\n{}", out.dump());
         }
     }
+}
+
+/// Batches that signal nothing wait only for the batches that touched the same memory: the
+/// second batch of `independent` runs on member 1 while the first, on member 0, still waits
+/// for a semaphore the host signals later (in submission order it would wait for it).
+#[test]
+fn unrelated_batches_do_not_wait_for_each_other() {
+    let mut cmd = placed_cmd("independent", &lvp2(), "round_robin");
+    cmd.env("VKFUSE_LOG", "debug");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("submit on member"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", out.dump());
+    assert!(lines[0].contains("submit on member 0") && lines[0].contains("1 wait(s)"));
+    assert!(
+        lines[1].contains("submit on member 1")
+            && lines[1].contains("ordered after the batches it depends on (0 unfinished)")
+            && lines[1].ends_with("bridge no"),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        lines[2].contains("ordered after every earlier batch"),
+        "{}",
+        out.dump()
+    );
 }

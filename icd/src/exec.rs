@@ -72,16 +72,27 @@ struct State {
     last_placed: Option<usize>,
     /// Query pools (fused handle): the member holding each query's state (`NO_MEMBER`: none).
     queries: HashMap<u64, Vec<u8>>,
+    /// Per allocation (fused `VkDeviceMemory`): the done point of the last batch whose access
+    /// set named it.
+    touched: HashMap<u64, Edge>,
+    /// The done point of the last batch that may have touched every allocation.
+    touched_all: Option<Edge>,
 }
 
 #[derive(Default)]
 struct Timeline {
     /// (value, member) of submitted signals, in submission order.
     signals: Vec<(u64, usize)>,
+    /// The done point of each signal's batch, by value: what a batch on another member that
+    /// waits for the value must wait for.
+    signal_points: HashMap<u64, Edge>,
     /// (value, member): waits forwarded to a member's copy before any signal of the value was
     /// submitted. A later signal of such a value is placed on that member.
     waiters: Vec<(u64, usize)>,
 }
+
+/// A member's done point: (member, its done timeline semaphore of a queue, value).
+type Edge = (usize, vk::Semaphore, u64);
 
 struct Job {
     waits: Vec<(usize, vk::Semaphore, u64)>,
@@ -152,6 +163,8 @@ impl State {
             placed: [0; MAX_MEMBERS],
             last_placed: None,
             queries: HashMap::new(),
+            touched: HashMap::new(),
+            touched_all: None,
         }
     }
 }
@@ -835,12 +848,17 @@ fn edges(d: &Device, st: &State, j: usize) -> Vec<(usize, vk::Semaphore, u64)> {
 struct Placed {
     /// Binary semaphores signalled on another member, to consume there: (member, handle).
     consume: Vec<(usize, vk::Semaphore)>,
+    /// Done points of the batches on other members that signal the timeline values waited
+    /// for: the dropped waits become these edges.
+    signalled_by: Vec<Edge>,
 }
 
-/// Rewrites the semaphore operations of the batches for member `j` (drops waits satisfied by
-/// the cross-member order) and records what they signal.
-fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Placed {
+/// Rewrites the semaphore operations of the batches for member `j` (drops waits that other
+/// members' batches signal: they become edges) and records what they signal, at `done`, the
+/// done point of this submit.
+fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: Edge) -> Placed {
     let mut consume = Vec::new();
+    let mut signalled_by = Vec::new();
     for b in batches.iter_mut() {
         let mut kept = Vec::with_capacity(b.waits.len());
         for w in b.waits.drain(..) {
@@ -854,7 +872,15 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Plac
                     .map(|(_, m)| *m);
                 match signaller {
                     Some(m) if m == j => kept.push(w),
-                    Some(_) => {}
+                    Some(_) => {
+                        let point = t
+                            .signal_points
+                            .iter()
+                            .filter(|(v, _)| **v >= w.value)
+                            .min_by_key(|(v, _)| **v)
+                            .map(|(_, e)| *e);
+                        signalled_by.extend(point);
+                    }
                     None => {
                         if highest_copy(d, w.semaphore) < w.value {
                             t.waiters.push((w.value, j));
@@ -878,6 +904,7 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Plac
             let raw = s.semaphore.as_raw();
             if let Some(t) = st.timelines.get_mut(&raw) {
                 t.signals.push((s.value, j));
+                t.signal_points.insert(s.value, done);
                 t.waiters.retain(|(v, m)| !(*m == j && *v <= s.value));
                 if t.signals.len() > 64 {
                     prune(d, raw, t);
@@ -887,13 +914,17 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize) -> Plac
             }
         }
     }
-    Placed { consume }
+    Placed {
+        consume,
+        signalled_by,
+    }
 }
 
 /// Forgets timeline signals every member's copy has passed.
 fn prune(d: &Device, raw: u64, t: &mut Timeline) {
     let reached = highest_copy(d, vk::Semaphore::from_raw(raw));
     t.signals.retain(|(v, _)| *v > reached);
+    t.signal_points.retain(|v, _| *v > reached);
 }
 
 /// The highest value the members' copies of a timeline semaphore have reached (copies that
@@ -953,6 +984,64 @@ fn bridge_to(
     j: usize,
 ) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
     let waits = edges(d, st, j);
+    bridge_on(d, st, j, waits)
+}
+
+/// The done points of the last batches that touched the memory of `access` (which names no
+/// "every allocation"), or that may have touched every allocation.
+fn data_edges(st: &State, access: &crate::access::AccessSet) -> Vec<Edge> {
+    let mut out: Vec<Edge> = st.touched_all.into_iter().collect();
+    out.extend(
+        access
+            .memory
+            .iter()
+            .filter_map(|m| st.touched.get(m).copied()),
+    );
+    out
+}
+
+/// The edges of other members that are not over yet, the highest value per done semaphore.
+fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
+    let lost = d.exec.lost_members.load(Ordering::Acquire);
+    let mut out: Vec<Edge> = Vec::new();
+    for (i, sem, value) in edges {
+        if i == j || lost & (1 << i) != 0 {
+            continue;
+        }
+        match out.iter_mut().find(|e| e.0 == i && e.1 == sem) {
+            Some(e) => e.2 = e.2.max(value),
+            None => out.push((i, sem, value)),
+        }
+    }
+    out.retain(|(i, sem, value)| d.member(*i).is_some_and(|md| counter(md, *sem) < *value));
+    out
+}
+
+/// Remembers that the batch finishing at `done` touched `access`.
+fn record_touches(d: &Device, st: &mut State, access: &crate::access::AccessSet, done: Edge) {
+    if st.touched.len() > 4096 {
+        // Freed allocations leave entries: forget those whose batch is over.
+        st.touched
+            .retain(|_, (i, sem, value)| d.member(*i).is_some_and(|md| counter(md, *sem) < *value));
+    }
+    if access.everything.is_some() {
+        // It waited for every earlier batch: waiting for it covers them.
+        st.touched.clear();
+        st.touched_all = Some(done);
+        return;
+    }
+    for m in &access.memory {
+        st.touched.insert(*m, done);
+    }
+}
+
+/// Hands member `j` a bridge value that the bridge thread signals once `waits` are over.
+fn bridge_on(
+    d: &Device,
+    st: &mut State,
+    j: usize,
+    waits: Vec<Edge>,
+) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
     if waits.is_empty() {
         return Ok(None);
     }
@@ -1117,16 +1206,47 @@ fn submit_multi(
     let notes = batch_notes(&batches);
     let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
     reset_queries(d, &st, &notes, j);
-    let placed = sync_ops(d, &mut st, &mut batches, j);
+    let next_done: Edge = (j, q.done[j], queue_entry(&mut st, q).2[j] + 1);
+    let placed = sync_ops(d, &mut st, &mut batches, j, next_done);
+    let mut explicit = placed.signalled_by.clone();
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
-    // that also signals that member's done point, so the edges below wait for it.
+    // that also signals that member's done point, which this batch then waits for.
     for (i, sem) in &placed.consume {
         let member_sem = nd(*sem, *i);
         if let Err(r) = submit_internal(d, &mut st, q, *i, &[member_sem], &[], &[]) {
             crate::warn!("member {i}: consuming a semaphore failed ({r:?})");
         }
+        explicit.push((*i, q.done[*i], queue_entry(&mut st, q).2[*i]));
     }
-    let bridge_wait = bridge_to(d, &mut st, j)?;
+    let access = crate::access::of_batches(
+        d,
+        batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
+            // SAFETY: the application's live command buffers.
+            unsafe { CommandBuffer::resolve(c.command_buffer) }
+                .ok()
+                .map(|(cb, _)| cb)
+        }),
+    );
+    // A fence, semaphore or event signal covers every command submitted before it, on every
+    // member: such a batch waits for all of them. Otherwise only for the batches that touched
+    // the same memory, and for those that signalled what it waits for. (Timestamps written
+    // meanwhile on another member come from another clock anyway.)
+    let full = !fence.is_null()
+        || batches.iter().any(|b| !b.signals.is_empty())
+        || notes.iter().any(|n| {
+            // SAFETY: noted handles are live objects while the command buffer is pending.
+            unsafe { ObjectBase::get(n.raw) }.is_ok_and(|o| o.ty == vk::ObjectType::EVENT)
+        })
+        || access.everything.is_some();
+    let mut waits = if full {
+        edges(d, &st, j)
+    } else {
+        data_edges(&st, &access)
+    };
+    waits.extend(explicit);
+    let waits = unfinished(d, j, waits);
+    let edge_count = waits.len();
+    let bridge_wait = bridge_on(d, &mut st, j, waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     let arena = Arena::scope();
     let cx = md.cx(&arena);
@@ -1231,19 +1351,15 @@ fn submit_multi(
         return Err(r);
     }
     carry_timelines(d, &mut st, &batches, j, done_point);
+    record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
     if crate::log::enabled(crate::log::Level::Debug) {
-        let cbs = batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
-            // SAFETY: the application's live command buffers.
-            unsafe { CommandBuffer::resolve(c.command_buffer) }
-                .ok()
-                .map(|(cb, _)| cb)
-        });
-        let access = crate::access::of_batches(d, cbs);
         crate::debug!(
-            "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
+            "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, ordered after {} ({} unfinished), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
             batches.len(),
             batches.iter().map(|b| b.cbs.len()).sum::<usize>(),
             access.describe(),
+            if full { "every earlier batch" } else { "the batches it depends on" },
+            edge_count,
             batches.iter().map(|b| b.waits.len()).sum::<usize>(),
             batches.iter().map(|b| b.signals.len()).sum::<usize>(),
             placed.consume.len(),

@@ -6,11 +6,12 @@
 //! A seeded generator picks, per batch, 1–3 operations among a `mix.comp` dispatch from one
 //! buffer into another, a buffer copy, a fill and an update; how the batch waits for the one
 //! before it (timeline value, binary semaphore, a host wait on the timeline or on a fence
-//! followed by host writes into a mapped buffer, or a binary semaphore signalled by an empty
-//! batch that waits for a timeline value the host signals only later). The same steps run on the CPU; the result must
-//! match, and its hash is printed. Every batch also writes a timestamp query (when the queue has
-//! timestamps), checked available at every host wait; some batches set an event that the next
-//! batch waits for with vkCmdWaitEvents.
+//! followed by host writes into a mapped buffer, a binary semaphore signalled by an empty
+//! batch that waits for a timeline value the host signals only later, or no semaphore at all:
+//! submission order and a memory barrier at the start of the batch). The same steps run on the
+//! CPU; the result must match, and its hash is printed. Every batch also writes a timestamp
+//! query (when the queue has timestamps), checked available at every host wait; some batches
+//! set an event, and the host checks that the last batch's is set.
 
 use std::process::ExitCode;
 
@@ -108,6 +109,10 @@ enum Wait {
     /// second timeline, submitted before the host signals that value (a wait before its
     /// signal), which the host does after submitting the previous batch.
     Early,
+    /// No semaphore: the previous batch signals nothing, and this one starts with a memory
+    /// barrier, which orders it after every batch submitted before it on the queue. (vkfuse
+    /// must wait for the batches on other members that touched the same buffers.)
+    Order,
 }
 
 fn fmix32(mut h: u32) -> u32 {
@@ -319,7 +324,7 @@ fn run(mut args: Args) -> Result<Report> {
         | vk::AccessFlags::TRANSFER_WRITE;
     let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
     let mut counts = [0u32; 4];
-    let mut waits = [0u32; 5];
+    let mut waits = [0u32; 6];
     let mut host_writes = 0u32;
     // How batch i waits for batch i-1; chosen when batch i-1 is submitted.
     let mut wait = Wait::Timeline;
@@ -388,6 +393,20 @@ fn run(mut args: Args) -> Result<Report> {
         unsafe {
             d.begin_command_buffer(cb, &begin)
                 .context("vkBeginCommandBuffer")?;
+            if wait == Wait::Order {
+                let after_earlier = vk::MemoryBarrier::default()
+                    .src_access_mask(all_access)
+                    .dst_access_mask(all_access);
+                d.cmd_pipeline_barrier(
+                    cb,
+                    stages,
+                    stages,
+                    vk::DependencyFlags::empty(),
+                    &[after_earlier],
+                    &[],
+                    &[],
+                );
+            }
             for op in &ops {
                 match op {
                     Op::Mix {
@@ -495,12 +514,15 @@ fn run(mut args: Args) -> Result<Report> {
             );
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
-        let next = match rng.below(9) {
+        let next = match rng.below(11) {
             0..=3 => Wait::Timeline,
             4 | 5 => Wait::Binary,
             6 => Wait::HostTimeline,
             7 => Wait::HostFence,
-            _ => Wait::Early,
+            8 => Wait::Early,
+            // The last batch signals the value the host waits for at the end.
+            _ if i + 1 == u64::from(batches) => Wait::Timeline,
+            _ => Wait::Order,
         };
         if next == Wait::Early {
             // Waits for a gate value the host signals after this batch is submitted.
@@ -540,11 +562,14 @@ fn run(mut args: Args) -> Result<Report> {
                     wait_sems.push(*early[(i as usize - 1) % 2]);
                     wait_values.push(0);
                 }
-                Wait::HostTimeline | Wait::HostFence => {}
+                Wait::HostTimeline | Wait::HostFence | Wait::Order => {}
             }
         }
-        let mut signal_sems = vec![*timeline];
-        let mut signal_values = vec![i + 1];
+        let (mut signal_sems, mut signal_values) = if next == Wait::Order {
+            (Vec::new(), Vec::new())
+        } else {
+            (vec![*timeline], vec![i + 1])
+        };
         if next == Wait::Binary {
             signal_sems.push(*binary[i as usize % 2]);
             signal_values.push(0);
@@ -625,8 +650,8 @@ fn run(mut args: Args) -> Result<Report> {
         hash.update(&bytes);
     }
     eprintln!(
-        "{NAME}: {batches} batches in {submits} submits: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence, {} early; {host_writes} host writes; {events} events; timestamps: {timestamps}; results match the CPU reference",
-        counts[0], counts[1], counts[2], counts[3], waits[0], waits[1], waits[2], waits[3], waits[4]
+        "{NAME}: {batches} batches in {submits} submits: {} dispatches, {} copies, {} fills, {} updates; waits: {} timeline, {} binary, {} host timeline, {} host fence, {} early, {} order; {host_writes} host writes; {events} events; timestamps: {timestamps}; results match the CPU reference",
+        counts[0], counts[1], counts[2], counts[3], waits[0], waits[1], waits[2], waits[3], waits[4], waits[5]
     );
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),

@@ -1,0 +1,122 @@
+//! `independent`: a batch held back by a semaphore the host signals later, then a batch that
+//! touches other memory and signals nothing.
+//!
+//! Vulkan does not order the second batch after the first: they share no memory, and neither
+//! signals anything that would cover the other. Through vkfuse with `round_robin`, the second
+//! runs on the other member without waiting for the first (its debug line says it is ordered
+//! after the batches it depends on, with none unfinished). A third, empty batch with a fence
+//! covers both; then the buffers are read back.
+
+use std::process::ExitCode;
+
+use ash::vk;
+use vkfuse_examples::resources::MemoryUse;
+use vkfuse_examples::{
+    example_main, fnv1a64, u32s_from_bytes, Args, Context, ContextDesc, ErrorContext as _,
+    Mismatch, QueuePlan, Report, Result,
+};
+
+const NAME: &str = "independent";
+const USAGE: &str = "\
+usage: independent [--validation]
+
+Batch 1 waits for a timeline value the host signals after batch 2 is submitted and fills
+buffer A; batch 2 fills buffer B; a fence after both. Checks both buffers and prints
+  vkfuse-example independent device=\"<name>\" result=<fnv1a64 of A then B>
+
+  --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
+                exit code 3 if it reports errors or warnings";
+
+const WORDS: u64 = 256;
+const FILLS: [u32; 2] = [0xa1, 0xb2];
+
+fn main() -> ExitCode {
+    example_main(NAME, USAGE, run)
+}
+
+fn run(args: Args) -> Result<Report> {
+    args.finish()?;
+    let ctx = Context::new(&ContextDesc {
+        name: NAME,
+        validation: args.validation,
+        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
+        timeline: true,
+    })?;
+    let d = &ctx.device;
+    let queue = ctx.queue();
+    let size = WORDS * 4;
+    let buffers = [
+        ctx.create_buffer(
+            size,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUse::Readback,
+        )?,
+        ctx.create_buffer(
+            size,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUse::Readback,
+        )?,
+    ];
+    let gate = ctx.create_timeline_semaphore()?;
+    let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
+    let cbs = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, 2)?;
+    let fence = ctx.create_fence(false)?;
+    let _idle = ctx.idle_guard();
+    for ((&cb, b), fill) in cbs.iter().zip(&buffers).zip(FILLS) {
+        let to_host = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ);
+        // SAFETY: fresh command buffers of this device; the buffers live until the idle guard
+        // waited for the device.
+        unsafe {
+            d.begin_command_buffer(cb, &vk::CommandBufferBeginInfo::default())
+                .context("vkBeginCommandBuffer")?;
+            d.cmd_fill_buffer(cb, b.handle, 0, size, fill);
+            d.cmd_pipeline_barrier(
+                cb,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[to_host],
+                &[],
+                &[],
+            );
+            d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
+        }
+    }
+    let (sems, values, stages) = ([*gate], [1u64], [vk::PipelineStageFlags::TRANSFER]);
+    let mut gate_value = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+    let first = [cbs[0]];
+    let gated = vk::SubmitInfo::default()
+        .wait_semaphores(&sems)
+        .wait_dst_stage_mask(&stages)
+        .command_buffers(&first)
+        .push_next(&mut gate_value);
+    let second = [cbs[1]];
+    let free = vk::SubmitInfo::default().command_buffers(&second);
+    // SAFETY: recorded command buffers of this device; the gate is signalled below, after
+    // both submits (a wait before its signal).
+    unsafe {
+        d.queue_submit(queue.handle, &[gated], vk::Fence::null())
+            .context("vkQueueSubmit (gated)")?;
+        d.queue_submit(queue.handle, &[free], vk::Fence::null())
+            .context("vkQueueSubmit")?;
+        d.signal_semaphore(&vk::SemaphoreSignalInfo::default().semaphore(*gate).value(1))
+            .context("vkSignalSemaphore")?;
+        d.queue_submit(queue.handle, &[], *fence)
+            .context("vkQueueSubmit (fence)")?;
+    }
+    ctx.wait_fence(&fence)?;
+    let mut bytes = Vec::new();
+    for (b, fill) in buffers.iter().zip(FILLS) {
+        let data = b.read_bytes(0, size as usize)?;
+        if u32s_from_bytes(&data).iter().any(|w| *w != fill) {
+            return Err(Mismatch(format!("a buffer does not hold its fill {fill:#x}")).into());
+        }
+        bytes.extend(data);
+    }
+    Ok(Report::Hash {
+        device: ctx.device_name().to_owned(),
+        hash: fnv1a64(&bytes),
+    })
+}

@@ -85,7 +85,7 @@ struct Timeline {
     signals: Vec<(u64, usize)>,
     /// The done point of each signal's batch, by value: what a batch on another member that
     /// waits for the value must wait for.
-    signal_points: HashMap<u64, Edge>,
+    signal_points: Vec<(u64, Edge)>,
     /// (value, member): waits forwarded to a member's copy before any signal of the value was
     /// submitted. A later signal of such a value is placed on that member.
     waiters: Vec<(u64, usize)>,
@@ -876,8 +876,8 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
                         let point = t
                             .signal_points
                             .iter()
-                            .filter(|(v, _)| **v >= w.value)
-                            .min_by_key(|(v, _)| **v)
+                            .filter(|(v, _)| *v >= w.value)
+                            .min_by_key(|(v, _)| *v)
                             .map(|(_, e)| *e);
                         signalled_by.extend(point);
                     }
@@ -904,7 +904,7 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
             let raw = s.semaphore.as_raw();
             if let Some(t) = st.timelines.get_mut(&raw) {
                 t.signals.push((s.value, j));
-                t.signal_points.insert(s.value, done);
+                t.signal_points.push((s.value, done));
                 t.waiters.retain(|(v, m)| !(*m == j && *v <= s.value));
                 if t.signals.len() > 64 {
                     prune(d, raw, t);
@@ -924,7 +924,7 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
 fn prune(d: &Device, raw: u64, t: &mut Timeline) {
     let reached = highest_copy(d, vk::Semaphore::from_raw(raw));
     t.signals.retain(|(v, _)| *v > reached);
-    t.signal_points.retain(|v, _| *v > reached);
+    t.signal_points.retain(|(v, _)| *v > reached);
 }
 
 /// The highest value the members' copies of a timeline semaphore have reached (copies that
@@ -1208,7 +1208,7 @@ fn submit_multi(
     reset_queries(d, &st, &notes, j);
     let next_done: Edge = (j, q.done[j], queue_entry(&mut st, q).2[j] + 1);
     let placed = sync_ops(d, &mut st, &mut batches, j, next_done);
-    let mut explicit = placed.signalled_by.clone();
+    let mut explicit = placed.signalled_by;
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, which this batch then waits for.
     for (i, sem) in &placed.consume {
@@ -1238,13 +1238,14 @@ fn submit_multi(
             unsafe { ObjectBase::get(n.raw) }.is_ok_and(|o| o.ty == vk::ObjectType::EVENT)
         })
         || access.everything.is_some();
-    let mut waits = if full {
+    // The last unfinished batch of every other member, on every queue, covers the explicit
+    // edges too: each is at or after them in its member's queue.
+    let waits = if full {
         edges(d, &st, j)
     } else {
-        data_edges(&st, &access)
+        explicit.extend(data_edges(&st, &access));
+        unfinished(d, j, explicit)
     };
-    waits.extend(explicit);
-    let waits = unfinished(d, j, waits);
     let edge_count = waits.len();
     let bridge_wait = bridge_on(d, &mut st, j, waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;

@@ -1228,26 +1228,39 @@ fn submit_multi(
         }),
     );
     // A fence, semaphore or event signal covers every command submitted before it, on every
-    // member: such a batch waits for all of them. Otherwise only for the batches that touched
-    // the same memory, and for those that signalled what it waits for. (Timestamps written
+    // member. An event is set inside the commands: its batch waits for every earlier batch
+    // before it starts, and so does a batch that may touch every allocation. Any other batch
+    // waits only for the batches that touched the same memory and those that signal what it
+    // waits for; its fence and semaphore signals, if any, move to a batch of their own after
+    // it that waits for every earlier batch (when some have not finished). (Timestamps written
     // meanwhile on another member come from another clock anyway.)
-    let full = !fence.is_null()
-        || batches.iter().any(|b| !b.signals.is_empty())
-        || notes.iter().any(|n| {
-            // SAFETY: noted handles are live objects while the command buffer is pending.
-            unsafe { ObjectBase::get(n.raw) }.is_ok_and(|o| o.ty == vk::ObjectType::EVENT)
-        })
-        || access.everything.is_some();
+    let strict = notes.iter().any(|n| {
+        // SAFETY: noted handles are live objects while the command buffer is pending.
+        unsafe { ObjectBase::get(n.raw) }.is_ok_and(|o| o.ty == vk::ObjectType::EVENT)
+    }) || access.everything.is_some();
+    let signalling = !fence.is_null() || batches.iter().any(|b| !b.signals.is_empty());
     // The last unfinished batch of every other member, on every queue, covers the explicit
     // edges too: each is at or after them in its member's queue.
-    let waits = if full {
-        edges(d, &st, j)
+    let all_earlier = || edges(d, &st, j);
+    let (waits, tail_waits) = if strict {
+        (all_earlier(), Vec::new())
     } else {
         explicit.extend(data_edges(&st, &access));
-        unfinished(d, j, explicit)
+        let waits = unfinished(d, j, explicit);
+        let rest: Vec<Edge> = if signalling {
+            all_earlier()
+                .into_iter()
+                .filter(|e| !waits.iter().any(|w| w.0 == e.0 && w.1 == e.1 && w.2 >= e.2))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (waits, rest)
     };
+    let split = !tail_waits.is_empty();
     let edge_count = waits.len();
     let bridge_wait = bridge_on(d, &mut st, j, waits)?;
+    let tail_bridge = bridge_on(d, &mut st, j, tail_waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     let arena = Arena::scope();
     let cx = md.cx(&arena);
@@ -1259,7 +1272,12 @@ fn submit_multi(
         stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
         ..Default::default()
     };
+    // The done point of the batches' work, and of their signals (later when split).
     let done_point = (q.done[j], entry.2[j]);
+    if split {
+        entry.2[j] += 1;
+    }
+    let signal_point = (q.done[j], entry.2[j]);
     let bw = bridge_wait.map(|(sem, value)| vk::SemaphoreSubmitInfo {
         semaphore: sem,
         value,
@@ -1289,7 +1307,11 @@ fn submit_multi(
                 ..*c
             })
             .collect();
-        let s: Vec<_> = b.signals.iter().map(tr_sem).collect();
+        let s: Vec<_> = if split {
+            Vec::new()
+        } else {
+            b.signals.iter().map(tr_sem).collect()
+        };
         keep.push((w, c, s));
     }
     // The done signal rides with the last batch (a batch of its own when there is none): a
@@ -1297,6 +1319,27 @@ fn submit_multi(
     match keep.last_mut() {
         Some(last) => last.2.push(done),
         None => keep.push((bw.into_iter().collect(), Vec::new(), vec![done])),
+    }
+    if let Some((sem, value)) = tail_bridge {
+        // The application's signals, after every earlier batch of every member.
+        let mut s: Vec<_> = batches
+            .iter()
+            .flat_map(|b| &b.signals)
+            .map(tr_sem)
+            .collect();
+        s.push(vk::SemaphoreSubmitInfo {
+            semaphore: q.done[j],
+            value: signal_point.1,
+            stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+            ..Default::default()
+        });
+        let w = vk::SemaphoreSubmitInfo {
+            semaphore: sem,
+            value,
+            stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+            ..Default::default()
+        };
+        keep.push((vec![w], Vec::new(), s));
     }
     for (i, (w, c, s)) in keep.iter().enumerate() {
         let (flags, p_next) = batches
@@ -1351,7 +1394,17 @@ fn submit_multi(
     if r != vk::Result::SUCCESS {
         return Err(r);
     }
-    carry_timelines(d, &mut st, &batches, j, done_point);
+    if split {
+        // The signals' done point is the tail's.
+        for s in batches.iter().flat_map(|b| &b.signals) {
+            if let Some(t) = st.timelines.get_mut(&s.semaphore.as_raw()) {
+                if let Some(p) = t.signal_points.iter_mut().rev().find(|p| p.0 == s.value) {
+                    p.1 = (j, signal_point.0, signal_point.1);
+                }
+            }
+        }
+    }
+    carry_timelines(d, &mut st, &batches, j, signal_point);
     record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
     if crate::log::enabled(crate::log::Level::Debug) {
         crate::debug!(
@@ -1359,7 +1412,11 @@ fn submit_multi(
             batches.len(),
             batches.iter().map(|b| b.cbs.len()).sum::<usize>(),
             access.describe(),
-            if full { "every earlier batch" } else { "the batches it depends on" },
+            match (strict, split) {
+                (true, _) => "every earlier batch",
+                (false, false) => "the batches it depends on",
+                (false, true) => "the batches it depends on, its signals after every earlier batch",
+            },
             edge_count,
             batches.iter().map(|b| b.waits.len()).sum::<usize>(),
             batches.iter().map(|b| b.signals.len()).sum::<usize>(),

@@ -1,11 +1,12 @@
 //! `independent`: a batch held back by a semaphore the host signals later, then a batch that
-//! touches other memory and signals nothing.
+//! touches other memory, with a fence.
 //!
-//! Vulkan does not order the second batch after the first: they share no memory, and neither
-//! signals anything that would cover the other. Through vkfuse with `round_robin`, the second
-//! runs on the other member without waiting for the first (its debug line says it is ordered
-//! after the batches it depends on, with none unfinished). A third, empty batch with a fence
-//! covers both; then the buffers are read back.
+//! The second batch's commands need not wait for the first: they share no memory. Its fence
+//! must: a fence signals after every batch submitted before it. Through vkfuse with
+//! `round_robin`, the second batch runs on the other member at once (its debug line says it
+//! waits for none of the batches it depends on), and its fence moves to a batch after it that
+//! waits for the first. The program checks that the fence has not signalled while the first
+//! batch is held back, then releases it, waits for the fence and reads the buffers back.
 
 use std::process::ExitCode;
 
@@ -21,7 +22,8 @@ const USAGE: &str = "\
 usage: independent [--validation]
 
 Batch 1 waits for a timeline value the host signals after batch 2 is submitted and fills
-buffer A; batch 2 fills buffer B; a fence after both. Checks both buffers and prints
+buffer A; batch 2 fills buffer B and signals a fence, which must not signal before batch 1
+ran. Checks both buffers and prints
   vkfuse-example independent device=\"<name>\" result=<fnv1a64 of A then B>
 
   --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
@@ -99,12 +101,22 @@ fn run(args: Args) -> Result<Report> {
     unsafe {
         d.queue_submit(queue.handle, &[gated], vk::Fence::null())
             .context("vkQueueSubmit (gated)")?;
-        d.queue_submit(queue.handle, &[free], vk::Fence::null())
+        d.queue_submit(queue.handle, &[free], *fence)
             .context("vkQueueSubmit")?;
-        d.signal_semaphore(&vk::SemaphoreSignalInfo::default().semaphore(*gate).value(1))
-            .context("vkSignalSemaphore")?;
-        d.queue_submit(queue.handle, &[], *fence)
-            .context("vkQueueSubmit (fence)")?;
+    }
+    // Time for batch 2 to run; its fence still waits for batch 1.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: a live fence of this device.
+    let early = unsafe { d.get_fence_status(*fence) }.context("vkGetFenceStatus");
+    // SAFETY: a timeline semaphore of this device, signalled to a higher value.
+    unsafe { d.signal_semaphore(&vk::SemaphoreSignalInfo::default().semaphore(*gate).value(1)) }
+        .context("vkSignalSemaphore")?;
+    if early? {
+        return Err(Mismatch(
+            "the fence of batch 2 signalled while batch 1, submitted before it, was held back"
+                .into(),
+        )
+        .into());
     }
     ctx.wait_fence(&fence)?;
     let mut bytes = Vec::new();

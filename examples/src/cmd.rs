@@ -103,6 +103,30 @@ pub unsafe fn buffer_barrier(
     unsafe { pipeline_barrier(d, cb, (src.0, dst.0), &[barrier], &[]) }
 }
 
+/// A global memory barrier from `src` to `dst` (every resource).
+///
+/// # Safety
+///
+/// `cb` must be a command buffer of `d` in the recording state outside a render pass, and the
+/// stages supported by the command buffer's queue family.
+pub unsafe fn memory_barrier(d: &ash::Device, cb: vk::CommandBuffer, src: Scope, dst: Scope) {
+    let barrier = vk::MemoryBarrier::default()
+        .src_access_mask(src.1)
+        .dst_access_mask(dst.1);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        d.cmd_pipeline_barrier(
+            cb,
+            src.0,
+            dst.0,
+            vk::DependencyFlags::empty(),
+            &[barrier],
+            &[],
+            &[],
+        )
+    }
+}
+
 /// Records a layout transition of the single subresource of `image` (`aspect`) from `src` to
 /// `dst`.
 ///

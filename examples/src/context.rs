@@ -366,6 +366,16 @@ impl Context {
         })
     }
 
+    /// [`Context::with_queue`] on Vulkan 1.2 with timeline semaphores (see `ContextDesc`).
+    pub fn with_timeline(name: &str, validation: bool, flags: vk::QueueFlags) -> Result<Self> {
+        Self::new(&ContextDesc {
+            name,
+            validation,
+            timeline: true,
+            queues: QueuePlan::One(flags),
+        })
+    }
+
     /// The instance.
     pub fn instance(&self) -> &ash::Instance {
         &self.holder.instance

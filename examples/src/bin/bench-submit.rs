@@ -9,8 +9,8 @@ use std::time::Instant;
 use ash::vk;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    example_main, json_array, nanos, u32s_from_bytes, Args, Context, ContextDesc,
-    ErrorContext as _, Mismatch, QueuePlan, Report, Result,
+    cmd, example_main, json_array, nanos, u32s_from_bytes, Args, Context, ErrorContext as _,
+    Mismatch, Report, Result,
 };
 
 const NAME: &str = "bench-submit";
@@ -46,12 +46,7 @@ fn run(mut args: Args) -> Result<Report> {
     if !(1..=1_000_000).contains(&submits) || !(1..=10_000).contains(&iterations) {
         return Err("--submits must be in 1..=1000000 and --iterations in 1..=10000".into());
     }
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-        timeline: true,
-    })?;
+    let ctx = Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let d = &ctx.device;
     let queue = ctx.queue();
     let buffer = ctx.create_buffer(
@@ -63,24 +58,13 @@ fn run(mut args: Args) -> Result<Report> {
     let cbs = ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::PRIMARY, submits)?;
     for (i, &cb) in cbs.iter().enumerate() {
         let begin = vk::CommandBufferBeginInfo::default();
-        let to_host = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
         // SAFETY: command buffers of this device, recorded once and resubmitted after the
         // previous iteration completed.
         unsafe {
             d.begin_command_buffer(cb, &begin)
                 .context("vkBeginCommandBuffer")?;
             d.cmd_fill_buffer(cb, buffer.handle, 0, WORDS * 4, i as u32 + 1);
-            d.cmd_pipeline_barrier(
-                cb,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[to_host],
-                &[],
-                &[],
-            );
+            cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use ash::vk;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    example_main, fnv1a64, u32s_from_bytes, Args, Context, ContextDesc, ErrorContext as _,
-    Mismatch, QueuePlan, Report, Result,
+    cmd, example_main, fnv1a64, u32s_from_bytes, Args, Context, ErrorContext as _, Mismatch,
+    Report, Result,
 };
 
 const NAME: &str = "cross-wait";
@@ -40,12 +40,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<Report> {
     args.finish()?;
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-        timeline: true,
-    })?;
+    let ctx = Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let d = &ctx.device;
     let queue = ctx.queue();
     let buffer = ctx.create_buffer(
@@ -66,9 +61,6 @@ fn run(args: Args) -> Result<Report> {
     let fence = ctx.create_fence(false)?;
     let _idle = ctx.idle_guard();
     let transfer = vk::PipelineStageFlags::TRANSFER;
-    let to_host = vk::MemoryBarrier::default()
-        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-        .dst_access_mask(vk::AccessFlags::HOST_READ);
     for (i, &cb) in cbs.iter().enumerate() {
         // SAFETY: fresh command buffers of this device; every handle recorded lives until the
         // idle guard above waited for the device.
@@ -85,15 +77,7 @@ fn run(args: Args) -> Result<Report> {
             if i == 1 {
                 d.cmd_set_event(cb, *event, transfer);
             }
-            d.cmd_pipeline_barrier(
-                cb,
-                transfer,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[to_host],
-                &[],
-                &[],
-            );
+            cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
     }

@@ -21,8 +21,8 @@ use ash::vk::Handle as _;
 use vkfuse_examples::hash::fnv1a64;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    cmd, example_main, shaders, u32s_from_bytes, Args, Context, ContextDesc, ErrorContext as _,
-    Mismatch, QueuePlan, Report, Result,
+    cmd, example_main, shaders, u32s_from_bytes, Args, Context, ErrorContext as _, Mismatch,
+    Report, Result,
 };
 
 const NAME: &str = "ignored-handles";
@@ -63,12 +63,7 @@ fn reference(seed: u32) -> Vec<u32> {
 fn run(args: Args) -> Result<Report> {
     args.finish()?;
     // Vulkan 1.2 (`timeline`): descriptor update templates are core from 1.1.
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-        timeline: true,
-    })?;
+    let ctx = Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let d = &ctx.device;
     let queue = ctx.queue();
     let size = u64::from(ELEMENTS) * 4;
@@ -245,18 +240,7 @@ fn run(args: Args) -> Result<Report> {
         // descriptor sets bound in the secondary (what vkfuse's access sets must trace).
         cmd::begin(d, primary, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
         d.cmd_execute_commands(primary, &[secondary]);
-        let to_host = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
-        d.cmd_pipeline_barrier(
-            primary,
-            vk::PipelineStageFlags::COMPUTE_SHADER,
-            vk::PipelineStageFlags::HOST,
-            vk::DependencyFlags::empty(),
-            &[to_host],
-            &[],
-            &[],
-        );
+        cmd::memory_barrier(d, primary, cmd::COMPUTE_WRITE, cmd::HOST_READ);
         cmd::end(d, primary)?;
         ctx.submit(queue.handle, &[primary], &fence)?;
     }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use ash::vk;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    example_main, fnv1a64, u32s_from_bytes, Args, Context, ContextDesc, ErrorContext as _,
-    Mismatch, QueuePlan, Report, Result,
+    cmd, example_main, fnv1a64, u32s_from_bytes, Args, Context, ErrorContext as _, Mismatch,
+    Report, Result,
 };
 
 const NAME: &str = "independent";
@@ -38,12 +38,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<Report> {
     args.finish()?;
-    let ctx = Context::new(&ContextDesc {
-        name: NAME,
-        validation: args.validation,
-        queues: QueuePlan::One(vk::QueueFlags::COMPUTE),
-        timeline: true,
-    })?;
+    let ctx = Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
     let d = &ctx.device;
     let queue = ctx.queue();
     let size = WORDS * 4;
@@ -65,24 +60,13 @@ fn run(args: Args) -> Result<Report> {
     let fence = ctx.create_fence(false)?;
     let _idle = ctx.idle_guard();
     for ((&cb, b), fill) in cbs.iter().zip(&buffers).zip(FILLS) {
-        let to_host = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
         // SAFETY: fresh command buffers of this device; the buffers live until the idle guard
         // waited for the device.
         unsafe {
             d.begin_command_buffer(cb, &vk::CommandBufferBeginInfo::default())
                 .context("vkBeginCommandBuffer")?;
             d.cmd_fill_buffer(cb, b.handle, 0, size, fill);
-            d.cmd_pipeline_barrier(
-                cb,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[to_host],
-                &[],
-                &[],
-            );
+            cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
     }

@@ -4,19 +4,18 @@
 //! Recording hands every non-dispatchable handle a command names to [`touch`]: generated
 //! thunks pass their scalar handles, and arrays and structs (pNext chains included) through
 //! the recording `Cx` of their first target; the hand-written vkCmd* do the same. `touch`
-//! resolves the handle at once, while it is alive, through [`Refs`]: what a buffer or image is
-//! bound to, a view's resource, a framebuffer's attachments, everything ever written into a
-//! descriptor set. Objects that lead to no memory (pipelines, layouts, samplers, events,
-//! queries) add nothing. An object vkfuse cannot trace to memory (a buffer or image without
-//! vkfuse memory: sparse, or a swapchain image; an acceleration structure) makes the set
-//! "every allocation", and so do buffer device addresses (see [`Refs::addresses_taken`]).
+//! resolves the handle at once, while it is alive, through the object's own
+//! `ObjectBase::leads`: what a buffer or image is bound to, a view's resource, a framebuffer's
+//! attachments, everything ever written into a descriptor set. Objects that lead to no memory
+//! (pipelines, layouts, samplers, events, queries) add nothing. An object vkfuse cannot trace
+//! to memory (a buffer or image without vkfuse memory: sparse, or a swapchain image; an
+//! acceleration structure) makes the set "every allocation", and so do buffer device
+//! addresses (`Device::addresses_taken`).
 //!
-//! The sets are conservative: every allocation named counts as read and written, a descriptor
-//! set leads to everything it ever held, and stale entries of freed objects only add
-//! allocations. Batches still run in submission order across members; the sets are what
-//! relaxing that order, the coherence tracker and transfers between members will use.
+//! The sets are conservative: every allocation named counts as read and written, and a
+//! descriptor set leads to everything it ever held. `exec.rs` orders batches by them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ffi::c_void;
 
 use ash::vk;
@@ -35,10 +34,7 @@ pub struct AccessSet {
 
 impl AccessSet {
     pub fn add(&mut self, leads: &Leads) {
-        match leads {
-            Leads::Memory(m) => self.memory.extend(m.iter().copied()),
-            Leads::Everything(why) => self.set_everything(why),
-        }
+        leads.feed(self);
     }
 
     pub fn set_everything(&mut self, why: &'static str) {
@@ -70,101 +66,122 @@ pub enum Leads {
     Everything(&'static str),
 }
 
-impl Leads {
-    fn merge(&mut self, other: &Leads) {
-        match (&mut *self, other) {
-            (Leads::Everything(_), _) => {}
-            (_, Leads::Everything(why)) => *self = Leads::Everything(why),
-            (Leads::Memory(a), Leads::Memory(b)) => {
-                for m in b {
-                    if !a.contains(m) {
-                        a.push(*m);
-                    }
-                }
+const UNTRACEABLE: &str = "a buffer or image without vkfuse memory: sparse, or a swapchain image";
+
+/// Where the allocations a handle leads to are collected.
+pub trait Sink {
+    fn memory(&mut self, m: u64);
+    fn everything(&mut self, why: &'static str);
+}
+
+impl Sink for AccessSet {
+    fn memory(&mut self, m: u64) {
+        self.memory.insert(m);
+    }
+    fn everything(&mut self, why: &'static str) {
+        self.set_everything(why);
+    }
+}
+
+impl Sink for Leads {
+    fn memory(&mut self, m: u64) {
+        if let Leads::Memory(v) = self {
+            if !v.contains(&m) {
+                v.push(m);
             }
         }
     }
+    fn everything(&mut self, why: &'static str) {
+        if !matches!(self, Leads::Everything(_)) {
+            *self = Leads::Everything(why);
+        }
+    }
 }
 
-const UNTRACEABLE: &str = "a buffer or image without vkfuse memory: sparse, or a swapchain image";
-
-/// Per device: what each buffer, image, view, framebuffer and descriptor set leads to.
-#[derive(Default)]
-pub struct Refs {
-    map: parking_lot::Mutex<HashMap<u64, Leads>>,
-    /// The application asked for a buffer device address: shaders may reach any buffer.
-    addresses: std::sync::atomic::AtomicBool,
-}
-
-impl Refs {
-    pub fn set(&self, obj: u64, leads: Leads) {
-        if obj != 0 {
-            self.map.lock().insert(obj, leads);
+impl Leads {
+    fn feed(&self, sink: &mut impl Sink) {
+        match self {
+            Leads::Memory(m) => m.iter().for_each(|m| sink.memory(*m)),
+            Leads::Everything(why) => sink.everything(why),
         }
     }
 
-    /// Adds `leads` to what `obj` already leads to (descriptor sets accumulate).
-    pub fn merge(&self, obj: u64, leads: &Leads) {
-        if obj == 0 {
-            return;
-        }
-        self.map
-            .lock()
-            .entry(obj)
-            .and_modify(|l| l.merge(leads))
-            .or_insert_with(|| leads.clone());
-    }
-
-    pub fn get(&self, obj: u64) -> Option<Leads> {
-        self.map.lock().get(&obj).cloned()
-    }
-
-    /// A view of `resource` (an image or a buffer) leads where the resource does.
-    fn resource(&self, resource: u64) -> Leads {
-        self.get(resource).unwrap_or(Leads::Everything(UNTRACEABLE))
-    }
-
-    pub fn take_addresses(&self) {
-        self.addresses
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    pub fn addresses_taken(&self) -> bool {
-        self.addresses.load(std::sync::atomic::Ordering::Acquire)
+    fn merge(&mut self, other: &Leads) {
+        other.feed(self);
     }
 }
 
-/// What the live object `raw` leads to, or `None` for objects that lead to no memory.
-fn leads_of(d: &Device, raw: u64) -> Option<Leads> {
+/// Records what the live object `raw` leads to.
+///
+/// # Safety
+/// `raw` is a live vkfuse object.
+pub unsafe fn set(raw: u64, leads: Leads) {
+    // SAFETY: caller contract.
+    if let Ok(o) = unsafe { ObjectBase::get(raw) } {
+        *o.leads.write() = Some(leads);
+    }
+}
+
+/// Adds `leads` to what the live object `raw` leads to (descriptor sets accumulate).
+///
+/// # Safety
+/// `raw` is a live vkfuse object.
+pub unsafe fn merge(raw: u64, leads: &Leads) {
+    // SAFETY: caller contract.
+    if let Ok(o) = unsafe { ObjectBase::get(raw) } {
+        match &mut *o.leads.write() {
+            Some(l) => l.merge(leads),
+            none => *none = Some(leads.clone()),
+        }
+    }
+}
+
+/// Hands what the live object `raw` leads to to `sink`; objects that lead to no memory add
+/// nothing.
+fn feed(raw: u64, sink: &mut impl Sink) {
     if raw == 0 {
-        return None;
+        return;
     }
     // SAFETY: non-null non-dispatchable handles the application passes are live vkfuse objects
-    // (recorded commands and updates name live objects).
-    let o = unsafe { ObjectBase::get(raw) }.ok()?;
+    // (recorded commands, updates and creations name live objects).
+    let Ok(o) = (unsafe { ObjectBase::get(raw) }) else {
+        return;
+    };
     match o.ty {
-        vk::ObjectType::DEVICE_MEMORY => Some(Leads::Memory(vec![raw])),
+        vk::ObjectType::DEVICE_MEMORY => sink.memory(raw),
         vk::ObjectType::BUFFER
         | vk::ObjectType::IMAGE
         | vk::ObjectType::IMAGE_VIEW
-        | vk::ObjectType::BUFFER_VIEW => Some(d.refs.resource(raw)),
+        | vk::ObjectType::BUFFER_VIEW => match &*o.leads.read() {
+            Some(l) => l.feed(sink),
+            None => sink.everything(UNTRACEABLE),
+        },
         // Imageless framebuffers and unwritten sets lead nowhere; their attachments and
         // descriptors come with the commands that name them.
-        vk::ObjectType::FRAMEBUFFER | vk::ObjectType::DESCRIPTOR_SET => d.refs.get(raw),
+        vk::ObjectType::FRAMEBUFFER | vk::ObjectType::DESCRIPTOR_SET => {
+            if let Some(l) = &*o.leads.read() {
+                l.feed(sink);
+            }
+        }
         vk::ObjectType::ACCELERATION_STRUCTURE_KHR
         | vk::ObjectType::ACCELERATION_STRUCTURE_NV
-        | vk::ObjectType::MICROMAP_EXT => Some(Leads::Everything("an acceleration structure")),
-        _ => None,
+        | vk::ObjectType::MICROMAP_EXT => sink.everything("an acceleration structure"),
+        _ => {}
     }
+}
+
+/// What the live objects `raws` lead to together.
+fn leads_of(raws: impl IntoIterator<Item = u64>) -> Leads {
+    let mut out = Leads::Memory(Vec::new());
+    for raw in raws {
+        feed(raw, &mut out);
+    }
+    out
 }
 
 /// Adds what the handle `raw`, named by a command recorded into `cb`, leads to.
 pub fn touch(cb: &CommandBuffer, raw: u64) {
-    // SAFETY: a command buffer's device outlives it.
-    let d = unsafe { &*cb.device };
-    if let Some(l) = leads_of(d, raw) {
-        cb.access.lock().add(&l);
-    }
+    feed(raw, &mut *cb.access.lock());
 }
 
 /// `vkCmdExecuteCommands`: the secondaries' sets join the primary's.
@@ -188,53 +205,55 @@ pub fn of_batches<'a>(d: &Device, cbs: impl Iterator<Item = &'a CommandBuffer>) 
     for cb in cbs {
         acc.union(&cb.access.lock());
     }
-    if d.refs.addresses_taken() {
+    if d.addresses_taken.load(std::sync::atomic::Ordering::Acquire) {
         acc.set_everything("buffer device addresses");
     }
     acc
 }
 
-/// The resources that descriptor writes of `ty` name, from the write's arrays.
+/// Hands the resources that descriptor writes of `ty` name, from the write's arrays, to
+/// `sink`.
 ///
 /// # Safety
 /// The arrays that `ty` selects hold `count` valid elements.
-unsafe fn write_leads(
-    d: &Device,
+unsafe fn feed_writes(
     ty: vk::DescriptorType,
     count: usize,
-    images: *const vk::DescriptorImageInfo,
-    buffers: *const vk::DescriptorBufferInfo,
-    texels: *const vk::BufferView,
-) -> Leads {
-    let mut out = Leads::Memory(Vec::new());
-    let mut add = |raw: u64| {
-        if let Some(l) = leads_of(d, raw) {
-            out.merge(&l);
-        }
-    };
+    (images, buffers, texels): (
+        *const vk::DescriptorImageInfo,
+        *const vk::DescriptorBufferInfo,
+        *const vk::BufferView,
+    ),
+    sink: &mut impl Sink,
+) {
     for i in 0..count {
         // SAFETY: caller contract: `count` elements of the array this type reads.
-        unsafe {
+        let raw = unsafe {
             match ty {
-                vk::DescriptorType::SAMPLER => {}
+                vk::DescriptorType::SAMPLER | vk::DescriptorType::INLINE_UNIFORM_BLOCK => return,
                 vk::DescriptorType::COMBINED_IMAGE_SAMPLER
                 | vk::DescriptorType::SAMPLED_IMAGE
                 | vk::DescriptorType::STORAGE_IMAGE
-                | vk::DescriptorType::INPUT_ATTACHMENT => add((*images.add(i)).image_view.as_raw()),
+                | vk::DescriptorType::INPUT_ATTACHMENT => (*images.add(i)).image_view.as_raw(),
                 vk::DescriptorType::UNIFORM_BUFFER
                 | vk::DescriptorType::STORAGE_BUFFER
                 | vk::DescriptorType::UNIFORM_BUFFER_DYNAMIC
-                | vk::DescriptorType::STORAGE_BUFFER_DYNAMIC => {
-                    add((*buffers.add(i)).buffer.as_raw())
-                }
+                | vk::DescriptorType::STORAGE_BUFFER_DYNAMIC => (*buffers.add(i)).buffer.as_raw(),
                 vk::DescriptorType::UNIFORM_TEXEL_BUFFER
-                | vk::DescriptorType::STORAGE_TEXEL_BUFFER => add((*texels.add(i)).as_raw()),
-                vk::DescriptorType::INLINE_UNIFORM_BLOCK => {}
-                _ => return Leads::Everything("a descriptor type vkfuse does not trace"),
+                | vk::DescriptorType::STORAGE_TEXEL_BUFFER => (*texels.add(i)).as_raw(),
+                _ => return sink.everything("a descriptor type vkfuse does not trace"),
             }
-        }
+        };
+        feed(raw, sink);
     }
-    out
+}
+
+/// A view leads where its resource does.
+fn view_created(view: u64, resource: u64) {
+    let mut leads = Leads::Memory(Vec::new());
+    feed(resource, &mut leads);
+    // SAFETY: the view was just created.
+    unsafe { set(view, leads) };
 }
 
 /// After `vkCreateImageView`: the view leads where its image does.
@@ -242,14 +261,13 @@ unsafe fn write_leads(
 /// # Safety
 /// Arguments of a successful `vkCreateImageView`.
 pub unsafe fn image_view_created(
-    d: &Device,
+    _d: &Device,
     info: *const vk::ImageViewCreateInfo,
     _alloc: *const vk::AllocationCallbacks,
     view: *mut vk::ImageView,
 ) {
     // SAFETY: valid create info and the created view.
-    let (image, view) = unsafe { ((*info).image.as_raw(), (*view).as_raw()) };
-    d.refs.set(view, d.refs.resource(image));
+    unsafe { view_created((*view).as_raw(), (*info).image.as_raw()) };
 }
 
 /// After `vkCreateBufferView`: the view leads where its buffer does.
@@ -257,14 +275,13 @@ pub unsafe fn image_view_created(
 /// # Safety
 /// Arguments of a successful `vkCreateBufferView`.
 pub unsafe fn buffer_view_created(
-    d: &Device,
+    _d: &Device,
     info: *const vk::BufferViewCreateInfo,
     _alloc: *const vk::AllocationCallbacks,
     view: *mut vk::BufferView,
 ) {
     // SAFETY: valid create info and the created view.
-    let (buffer, view) = unsafe { ((*info).buffer.as_raw(), (*view).as_raw()) };
-    d.refs.set(view, d.refs.resource(buffer));
+    unsafe { view_created((*view).as_raw(), (*info).buffer.as_raw()) };
 }
 
 /// After `vkCreateFramebuffer`: the framebuffer leads where its attachments do (imageless
@@ -273,7 +290,7 @@ pub unsafe fn buffer_view_created(
 /// # Safety
 /// Arguments of a successful `vkCreateFramebuffer`.
 pub unsafe fn framebuffer_created(
-    d: &Device,
+    _d: &Device,
     info: *const vk::FramebufferCreateInfo,
     _alloc: *const vk::AllocationCallbacks,
     fb: *mut vk::Framebuffer,
@@ -283,13 +300,11 @@ pub unsafe fn framebuffer_created(
     if info.flags.contains(vk::FramebufferCreateFlags::IMAGELESS) || info.attachment_count == 0 {
         return;
     }
-    let mut leads = Leads::Memory(Vec::new());
-    for i in 0..info.attachment_count as usize {
-        // SAFETY: attachmentCount views.
-        let view = unsafe { *info.p_attachments.add(i) };
-        leads.merge(&d.refs.resource(view.as_raw()));
-    }
-    d.refs.set(fb, leads);
+    // SAFETY: attachmentCount views.
+    let views =
+        unsafe { std::slice::from_raw_parts(info.p_attachments, info.attachment_count as usize) };
+    // SAFETY: the framebuffer was just created.
+    unsafe { set(fb, leads_of(views.iter().map(|v| v.as_raw()))) };
 }
 
 /// After `vkUpdateDescriptorSets`: each written set also leads where the written resources do;
@@ -308,56 +323,51 @@ pub unsafe fn descriptor_sets_updated(
         return;
     }
     for i in 0..write_count as usize {
-        // SAFETY: `write_count` valid writes whose type selects valid arrays.
-        let leads = unsafe {
+        // SAFETY: `write_count` valid writes whose type selects valid arrays, of live sets.
+        unsafe {
             let w = &*writes.add(i);
-            let l = write_leads(
-                d,
+            let mut leads = Leads::Memory(Vec::new());
+            feed_writes(
                 w.descriptor_type,
                 w.descriptor_count as usize,
-                w.p_image_info,
-                w.p_buffer_info,
-                w.p_texel_buffer_view,
+                (w.p_image_info, w.p_buffer_info, w.p_texel_buffer_view),
+                &mut leads,
             );
-            (w.dst_set.as_raw(), l)
-        };
-        d.refs.merge(leads.0, &leads.1);
+            merge(w.dst_set.as_raw(), &leads);
+        }
     }
     for i in 0..copy_count as usize {
-        // SAFETY: `copy_count` valid copies.
-        let c = unsafe { &*copies.add(i) };
-        if let Some(l) = d.refs.get(c.src_set.as_raw()) {
-            d.refs.merge(c.dst_set.as_raw(), &l);
+        // SAFETY: `copy_count` valid copies between live sets.
+        unsafe {
+            let c = &*copies.add(i);
+            merge(c.dst_set.as_raw(), &leads_of([c.src_set.as_raw()]));
         }
     }
 }
 
-/// What the data of a descriptor update template names.
+/// Hands what the data of a descriptor update template names to `sink`.
 ///
 /// # Safety
 /// `data` is laid out as `entries` describe.
-pub unsafe fn template_leads(
-    d: &Device,
+pub unsafe fn feed_template(
     entries: &[vk::DescriptorUpdateTemplateEntry],
     data: *const c_void,
-) -> Leads {
-    let mut out = Leads::Memory(Vec::new());
+    sink: &mut impl Sink,
+) {
     if data.is_null() {
-        return out;
+        return;
     }
     for e in entries {
+        if e.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
+            continue;
+        }
         for i in 0..e.descriptor_count as usize {
             // SAFETY: element i of the entry lies at offset + i * stride (caller contract).
             let p = unsafe { data.cast::<u8>().add(e.offset + i * e.stride) };
             // SAFETY: one element of the type the entry names.
-            let l = unsafe { write_leads(d, e.descriptor_type, 1, p.cast(), p.cast(), p.cast()) };
-            out.merge(&l);
-            if e.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
-                break;
-            }
+            unsafe { feed_writes(e.descriptor_type, 1, (p.cast(), p.cast(), p.cast()), sink) };
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -390,15 +400,29 @@ mod tests {
     }
 
     #[test]
-    fn refs_merge_accumulates_and_set_replaces() {
-        let r = Refs::default();
-        r.merge(5, &Leads::Memory(vec![1]));
-        r.merge(5, &Leads::Memory(vec![2]));
-        assert_eq!(r.get(5), Some(Leads::Memory(vec![1, 2])));
-        r.set(5, Leads::Memory(vec![3]));
-        assert_eq!(r.get(5), Some(Leads::Memory(vec![3])));
-        r.merge(0, &Leads::Memory(vec![1]));
-        assert_eq!(r.get(0), None);
-        assert_eq!(r.resource(6), Leads::Everything(UNTRACEABLE));
+    fn objects_lead_where_they_were_set() {
+        let buffer = ObjectBase::new(vk::ObjectType::BUFFER).into_raw();
+        let set_ = ObjectBase::new(vk::ObjectType::DESCRIPTOR_SET).into_raw();
+        let pipeline = ObjectBase::new(vk::ObjectType::PIPELINE).into_raw();
+        // An unbound buffer cannot be traced; an unwritten set and a pipeline lead nowhere.
+        assert_eq!(leads_of([buffer]), Leads::Everything(UNTRACEABLE));
+        assert_eq!(leads_of([set_, pipeline]), Leads::Memory(vec![]));
+        // SAFETY: live objects made above, freed below.
+        unsafe {
+            set(buffer, Leads::Memory(vec![7]));
+            merge(set_, &Leads::Memory(vec![1]));
+            merge(set_, &leads_of([buffer]));
+        }
+        assert_eq!(leads_of([set_]), Leads::Memory(vec![1, 7]));
+        let mut acc = AccessSet::default();
+        feed(set_, &mut acc);
+        feed(pipeline, &mut acc);
+        assert_eq!(acc.describe(), "2 allocation(s)");
+        // SAFETY: made above and not used again.
+        unsafe {
+            ObjectBase::free(buffer);
+            ObjectBase::free(set_);
+            ObjectBase::free(pipeline);
+        }
     }
 }

@@ -361,9 +361,12 @@ pub unsafe extern "system" fn update_descriptor_set_with_template(
         // SAFETY: a live vkfuse template.
         let tpl = unsafe { &*(t.as_raw() as *const UpdateTemplate) };
         if d.exec.multi {
-            // SAFETY: data laid out by the template's entries.
-            let leads = unsafe { crate::access::template_leads(d, &tpl.entries, data) };
-            d.refs.merge(set.as_raw(), &leads);
+            let mut leads = crate::access::Leads::Memory(Vec::new());
+            // SAFETY: data laid out by the template's entries; the application's live set.
+            unsafe {
+                crate::access::feed_template(&tpl.entries, data, &mut leads);
+                crate::access::merge(set.as_raw(), &leads);
+            }
         }
         let arena = Arena::scope();
         for md in &d.members {
@@ -402,8 +405,7 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_with_template(
         let tpl = unsafe { &*(t.as_raw() as *const UpdateTemplate) };
         if c.collects() {
             // SAFETY: data laid out by the template's entries.
-            let leads = unsafe { crate::access::template_leads(d, &tpl.entries, data) };
-            c.access.lock().add(&leads);
+            unsafe { crate::access::feed_template(&tpl.entries, data, &mut *c.access.lock()) };
         }
         let arena = Arena::scope();
         for md in &d.members {

@@ -158,7 +158,7 @@ pub unsafe extern "system" fn create_device(
             enabled_extensions: exts,
             queues: parking_lot::Mutex::new(Vec::new()),
             exec,
-            refs: crate::access::Refs::default(),
+            addresses_taken: std::sync::atomic::AtomicBool::new(false),
         });
         crate::exec::start(&device);
         crate::info!(

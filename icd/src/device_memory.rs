@@ -654,7 +654,8 @@ fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory) {
         } else {
             crate::access::Leads::Memory(vec![mem.as_raw()])
         };
-        d.refs.set(resource, leads);
+        // SAFETY: a buffer or image the application just bound: a live vkfuse object.
+        unsafe { crate::access::set(resource, leads) };
     }
 }
 
@@ -776,7 +777,8 @@ pub unsafe extern "system" fn get_buffer_device_address(
 ) -> vk::DeviceAddress {
     crate::guard::value("vkGetBufferDeviceAddress", || {
         let d = dev(device)?;
-        d.refs.take_addresses();
+        d.addresses_taken
+            .store(true, std::sync::atomic::Ordering::Release);
         let arena = Arena::scope();
         let mut first = None;
         for md in &d.members {

@@ -1483,6 +1483,37 @@ fn forward_single<I>(
     }
 }
 
+/// `vkQueueSubmit` and `vkQueueSubmit2`: forwarded as they are to the executing member, or
+/// placed and rewritten by `submit_multi`.
+///
+/// # Safety
+/// `count` valid submit infos of the command `name`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn submit<I>(
+    name: &'static str,
+    queue: vk::Queue,
+    count: u32,
+    submits: *const I,
+    fence: vk::Fence,
+    fix: unsafe fn(&crate::conv::Cx, *mut I),
+    get: impl Fn(&MemberDevice) -> Option<SubmitFn<I>>,
+    waits: impl Fn(&I) -> bool,
+    batch: unsafe fn(&I) -> Batch,
+) -> vk::Result {
+    crate::guard::result(name, || {
+        // SAFETY: a live queue.
+        let (q, d) = unsafe { Queue::resolve(queue)? };
+        if !d.exec.multi {
+            return forward_single(q, d, count, submits, fence, fix, get, waits, name);
+        }
+        let batches = (0..count as usize)
+            // SAFETY: `count` valid submit infos.
+            .map(|i| unsafe { batch(&*submits.add(i)) })
+            .collect();
+        submit_multi(q, d, batches, fence)
+    })
+}
+
 /// # Safety
 /// Arguments valid for `vkQueueSubmit`.
 pub unsafe extern "system" fn queue_submit(
@@ -1491,28 +1522,20 @@ pub unsafe extern "system" fn queue_submit(
     submits: *const vk::SubmitInfo,
     fence: vk::Fence,
 ) -> vk::Result {
-    crate::guard::result("vkQueueSubmit", || {
-        // SAFETY: a live queue.
-        let (q, d) = unsafe { Queue::resolve(queue)? };
-        if !d.exec.multi {
-            return forward_single(
-                q,
-                d,
-                count,
-                submits,
-                fence,
-                tr::fix_submit_info,
-                |md| md.fns.queue_submit,
-                |s| s.wait_semaphore_count != 0,
-                "vkQueueSubmit",
-            );
-        }
-        let batches = (0..count as usize)
-            // SAFETY: `count` valid submit infos.
-            .map(|i| unsafe { batch_from_submit(&*submits.add(i)) })
-            .collect();
-        submit_multi(q, d, batches, fence)
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        submit(
+            "vkQueueSubmit",
+            queue,
+            count,
+            submits,
+            fence,
+            tr::fix_submit_info,
+            |md| md.fns.queue_submit,
+            |s| s.wait_semaphore_count != 0,
+            batch_from_submit,
+        )
+    }
 }
 
 /// # Safety
@@ -1523,28 +1546,20 @@ pub unsafe extern "system" fn queue_submit2(
     submits: *const vk::SubmitInfo2,
     fence: vk::Fence,
 ) -> vk::Result {
-    crate::guard::result("vkQueueSubmit2", || {
-        // SAFETY: a live queue.
-        let (q, d) = unsafe { Queue::resolve(queue)? };
-        if !d.exec.multi {
-            return forward_single(
-                q,
-                d,
-                count,
-                submits,
-                fence,
-                tr::fix_submit_info2,
-                |md| md.fns.queue_submit2,
-                |s| s.wait_semaphore_info_count != 0,
-                "vkQueueSubmit2",
-            );
-        }
-        let batches = (0..count as usize)
-            // SAFETY: `count` valid submit infos.
-            .map(|i| unsafe { batch_from_submit2(&*submits.add(i)) })
-            .collect();
-        submit_multi(q, d, batches, fence)
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        submit(
+            "vkQueueSubmit2",
+            queue,
+            count,
+            submits,
+            fence,
+            tr::fix_submit_info2,
+            |md| md.fns.queue_submit2,
+            |s| s.wait_semaphore_info_count != 0,
+            batch_from_submit2,
+        )
+    }
 }
 
 /// `vkCmdExecuteCommands`: forwarded; the secondaries' notes join the primary's.

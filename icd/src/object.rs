@@ -205,8 +205,9 @@ pub struct Device {
     pub queues: parking_lot::Mutex<Vec<Box<Queue>>>,
     /// Placement, cross-member ordering and member loss (`exec.rs`).
     pub exec: crate::exec::Exec,
-    /// What buffers, images, views, framebuffers and descriptor sets lead to (`access.rs`).
-    pub refs: crate::access::Refs,
+    /// The application asked for a buffer device address: shaders may reach any buffer, so
+    /// every access set is every allocation (`access.rs`).
+    pub addresses_taken: std::sync::atomic::AtomicBool,
 }
 
 // INVARIANT: members and their tables are immutable after creation; the queue list is behind a
@@ -364,6 +365,9 @@ pub struct ObjectBase {
     /// semaphores, events, query pools), or [`NO_MEMBER`]: host queries about the object go
     /// to that member, whose copy holds the answer.
     pub last: AtomicU8,
+    /// The device memory a buffer, image, view, framebuffer or descriptor set leads to, once
+    /// known (`access.rs`); freed with the object.
+    pub leads: parking_lot::RwLock<Option<crate::access::Leads>>,
 }
 
 impl ObjectBase {
@@ -372,6 +376,7 @@ impl ObjectBase {
             handles: [0; MAX_MEMBERS],
             ty,
             last: AtomicU8::new(NO_MEMBER),
+            leads: parking_lot::RwLock::new(None),
         }
     }
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 use ash::vk;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    example_main, json_array, nanos, u32s_from_bytes, Args, Context, ErrorContext as _, Mismatch,
-    Report, Result,
+    cmd, example_main, json_array, nanos, u32s_from_bytes, Args, Context, ErrorContext as _,
+    Mismatch, Report, Result,
 };
 
 const NAME: &str = "bench-handoff";
@@ -70,9 +70,6 @@ fn run(mut args: Args) -> Result<Report> {
         let mut dst = vec![0u8; size as usize];
         for r in 0..repeats {
             let value = (mib as u32) << 8 | r;
-            let to_host = vk::MemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                .dst_access_mask(vk::AccessFlags::HOST_READ | vk::AccessFlags::TRANSFER_READ);
             let begin = vk::CommandBufferBeginInfo::default()
                 .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
             let region = vk::BufferCopy {
@@ -85,29 +82,17 @@ fn run(mut args: Args) -> Result<Report> {
                 d.begin_command_buffer(write_cb, &begin)
                     .context("vkBeginCommandBuffer")?;
                 d.cmd_fill_buffer(write_cb, buffer.handle, 0, size, value);
-                d.cmd_pipeline_barrier(
-                    write_cb,
-                    vk::PipelineStageFlags::TRANSFER,
+                let host_and_copy = (
                     vk::PipelineStageFlags::HOST | vk::PipelineStageFlags::TRANSFER,
-                    vk::DependencyFlags::empty(),
-                    &[to_host],
-                    &[],
-                    &[],
+                    vk::AccessFlags::HOST_READ | vk::AccessFlags::TRANSFER_READ,
                 );
+                cmd::memory_barrier(d, write_cb, cmd::TRANSFER_WRITE, host_and_copy);
                 d.end_command_buffer(write_cb)
                     .context("vkEndCommandBuffer")?;
                 d.begin_command_buffer(read_cb, &begin)
                     .context("vkBeginCommandBuffer")?;
                 d.cmd_copy_buffer(read_cb, buffer.handle, readback.handle, &[region]);
-                d.cmd_pipeline_barrier(
-                    read_cb,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::HOST,
-                    vk::DependencyFlags::empty(),
-                    &[to_host],
-                    &[],
-                    &[],
-                );
+                cmd::memory_barrier(d, read_cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
                 d.end_command_buffer(read_cb)
                     .context("vkEndCommandBuffer")?;
                 let list = [write_cb];

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use ash::vk;
 use vkfuse_examples::hash::Fnv1a64;
-use vkfuse_examples::{example_main, Args, Context, ErrorContext as _, Mismatch, Report, Result};
+use vkfuse_examples::{
+    cmd, example_main, Args, Context, ErrorContext as _, Mismatch, Report, Result,
+};
 
 const NAME: &str = "map-threads";
 const USAGE: &str = "\
@@ -121,24 +123,13 @@ fn round_trips(
                 dst_offset: 0,
                 size: len as u64,
             };
-            let to_host = vk::MemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                .dst_access_mask(vk::AccessFlags::HOST_READ);
             // SAFETY: this thread's command buffer and buffers; the queue is used
             // under `queue_lock` only.
             unsafe {
                 d.begin_command_buffer(cb, &begin)
                     .context("vkBeginCommandBuffer")?;
                 d.cmd_copy_buffer(cb, upload.handle, readback.handle, &[region]);
-                d.cmd_pipeline_barrier(
-                    cb,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::HOST,
-                    vk::DependencyFlags::empty(),
-                    &[to_host],
-                    &[],
-                    &[],
-                );
+                cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
                 d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
                 let list = [cb];
                 let submit = vk::SubmitInfo::default().command_buffers(&list);

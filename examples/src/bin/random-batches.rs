@@ -20,7 +20,7 @@ use vkfuse_examples::descriptors::Binding;
 use vkfuse_examples::hash::Fnv1a64;
 use vkfuse_examples::resources::MemoryUse;
 use vkfuse_examples::{
-    example_main, shaders, u32_bytes, u32s_from_bytes, Args, Context, ContextDesc,
+    cmd, example_main, shaders, u32_bytes, u32s_from_bytes, Args, Context, ContextDesc,
     ErrorContext as _, Mismatch, QueuePlan, Report, Result,
 };
 
@@ -323,6 +323,8 @@ fn run(mut args: Args) -> Result<Report> {
         | vk::AccessFlags::TRANSFER_READ
         | vk::AccessFlags::TRANSFER_WRITE;
     let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
+    // What the batches' commands do: every barrier between them covers it all.
+    let work: cmd::Scope = (stages, all_access);
     let mut counts = [0u32; 4];
     let mut waits = [0u32; 6];
     let mut host_writes = 0u32;
@@ -394,18 +396,7 @@ fn run(mut args: Args) -> Result<Report> {
             d.begin_command_buffer(cb, &begin)
                 .context("vkBeginCommandBuffer")?;
             if wait == Wait::Order {
-                let after_earlier = vk::MemoryBarrier::default()
-                    .src_access_mask(all_access)
-                    .dst_access_mask(all_access);
-                d.cmd_pipeline_barrier(
-                    cb,
-                    stages,
-                    stages,
-                    vk::DependencyFlags::empty(),
-                    &[after_earlier],
-                    &[],
-                    &[],
-                );
+                cmd::memory_barrier(d, cb, work, work);
             }
             for op in &ops {
                 match op {
@@ -473,18 +464,7 @@ fn run(mut args: Args) -> Result<Report> {
                         counts[3] += 1;
                     }
                 }
-                let barrier = vk::MemoryBarrier::default()
-                    .src_access_mask(all_access)
-                    .dst_access_mask(all_access);
-                d.cmd_pipeline_barrier(
-                    cb,
-                    stages,
-                    stages,
-                    vk::DependencyFlags::empty(),
-                    &[barrier],
-                    &[],
-                    &[],
-                );
+                cmd::memory_barrier(d, cb, work, work);
                 apply(&mut cpu, op);
             }
             if timestamps {
@@ -500,18 +480,7 @@ fn run(mut args: Args) -> Result<Report> {
                 d.cmd_set_event(cb, *event, stages);
                 events += 1;
             }
-            let to_host = vk::MemoryBarrier::default()
-                .src_access_mask(all_access)
-                .dst_access_mask(vk::AccessFlags::HOST_READ);
-            d.cmd_pipeline_barrier(
-                cb,
-                stages,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[to_host],
-                &[],
-                &[],
-            );
+            cmd::memory_barrier(d, cb, work, cmd::HOST_READ);
             d.end_command_buffer(cb).context("vkEndCommandBuffer")?;
         }
         let next = match rng.below(11) {

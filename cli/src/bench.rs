@@ -318,7 +318,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         eprintln!("vkfuse bench: round_robin against single, and the cross-member handoff");
     }
     let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs, submits, frames)?;
-    let handoff = crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
+    let (handoff, mirrored) = crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \
@@ -349,6 +349,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "round_robin_dependent_chain_overhead_instructions": submit["dependent_chain"]["instructions"]["ratio"].clone(),
         "round_robin": submit,
         "shared_host_handoff": handoff,
+        "mirrored_handoff": mirrored,
         "targets": {
             "forwarding_overhead_recording": TARGET_RECORDING,
             "forwarding_overhead_frame": TARGET_FRAME,
@@ -484,20 +485,31 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         );
     }
     outln!("  round_robin: {}", submit["method"].as_str().unwrap_or(""));
-    outln!("  shared host memory handoff (0 bytes copied between members):");
-    if let Some(rows) = handoff["sizes"].as_array() {
-        for r in rows {
-            outln!(
-                "    {:>4} MiB: handoff {:>9.1} us (same device directly {:>9.1} us), memcpy {:>10.1} us, throughput ratio {}",
-                r["mib"],
-                r["handoff_ns"].as_f64().unwrap_or(0.0) / 1e3,
-                r["direct_same_device_ns"].as_f64().unwrap_or(0.0) / 1e3,
-                r["memcpy_ns"].as_f64().unwrap_or(0.0) / 1e3,
-                r["throughput_ratio"]
-            );
+    for (title, h) in [
+        (
+            "shared host memory handoff (0 bytes copied between members):",
+            &handoff,
+        ),
+        (
+            "mirrored device-local memory handoff (S bytes copied between members):",
+            &mirrored,
+        ),
+    ] {
+        outln!("  {title}");
+        if let Some(rows) = h["sizes"].as_array() {
+            for r in rows {
+                outln!(
+                    "    {:>4} MiB: handoff {:>9.1} us (same device directly {:>9.1} us), memcpy {:>10.1} us, throughput ratio {}",
+                    r["mib"],
+                    r["handoff_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                    r["direct_same_device_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                    r["memcpy_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                    r["throughput_ratio"]
+                );
+            }
         }
+        outln!("  handoff: {}", h["method"].as_str().unwrap_or(""));
     }
-    outln!("  handoff: {}", handoff["method"].as_str().unwrap_or(""));
     outln!();
     outln!(
         "  forwarding_overhead_recording = {recording:.4}, forwarding_overhead_frame = {frame_ratio:.4}, round_robin_submit_overhead = {} (dependent chain {})",

@@ -162,12 +162,19 @@ pub fn submit_overhead(
     }))
 }
 
-/// Shared host memory: the time for a batch to read what a batch on another member wrote
-/// (nothing is copied) against `memcpy` of the same bytes, 1–256 MiB.
-pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<Value, CliError> {
+/// The handoff between members through both tiers built: shared host memory (nothing copied)
+/// and mirrored device-local memory (`VKFUSE_SHARING=mirrored`: the writer's copy is copied into
+/// the reader's before the reading batch), each against memcpy of the same bytes, and the same
+/// handoff on one member directly. Returns (shared host, mirrored).
+pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<(Value, Value), CliError> {
     let program: PathBuf = env::program("bench-handoff")?;
     let rr = fused(member, "round_robin");
     let setup = |cmd: &mut Command| rr.apply(cmd, manifest);
+    let mirrored_setup = |cmd: &mut Command| {
+        rr.apply(cmd, manifest)?;
+        cmd.env("VKFUSE_SHARING", "mirrored");
+        Ok(())
+    };
     let direct_setup = |cmd: &mut Command| {
         env::only_driver(cmd, member);
         Ok(())
@@ -178,41 +185,56 @@ pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<Value, 
         "--repeats".to_string(),
         "3".to_string(),
     ];
-    let v = super::bench::run_bench(&program, &args, &setup, "round_robin")?;
     let d = super::bench::run_bench(&program, &args, &direct_setup, "direct")?;
-    let sizes = super::bench::all_numbers(&v, "sizes_mib", "bench-handoff")?;
-    let handoff = super::bench::all_numbers(&v, "handoff_ns", "bench-handoff")?;
-    let memcpy = super::bench::all_numbers(&v, "memcpy_ns", "bench-handoff")?;
     let direct = super::bench::all_numbers(&d, "handoff_ns", "bench-handoff")?;
-    let rows: Vec<Value> = sizes
-        .iter()
-        .zip(&handoff)
-        .zip(&memcpy)
-        .zip(&direct)
-        .map(|(((s, h), m), dh)| {
-            json!({
-                "mib": s,
-                "handoff_ns": h,
-                "direct_same_device_ns": dh,
-                "memcpy_ns": m,
-                "throughput_ratio": super::bench::ratio(*m, *h),
+    let tier = |setup: env::Setup<'_>, label: &str| -> Result<Vec<Value>, CliError> {
+        let v = super::bench::run_bench(&program, &args, setup, label)?;
+        let sizes = super::bench::all_numbers(&v, "sizes_mib", "bench-handoff")?;
+        let handoff = super::bench::all_numbers(&v, "handoff_ns", "bench-handoff")?;
+        let memcpy = super::bench::all_numbers(&v, "memcpy_ns", "bench-handoff")?;
+        Ok(sizes
+            .iter()
+            .zip(&handoff)
+            .zip(&memcpy)
+            .zip(&direct)
+            .map(|(((s, h), m), dh)| {
+                json!({
+                    "mib": s,
+                    "handoff_ns": h,
+                    "direct_same_device_ns": dh,
+                    "memcpy_ns": m,
+                    "throughput_ratio": super::bench::ratio(*m, *h),
+                })
             })
-        })
-        .collect();
-    Ok(json!({
-        "tier": "shared host memory",
-        "bytes_copied_between_members": 0,
-        "sizes": rows,
-        "staging": "not built yet: every allocation is shared host memory on these members; memory \
-                    that is not runs all batches on one member",
-        "method": format!(
-            "bench-handoff through vkfuse over {m} twice with VKFUSE_STRATEGY=round_robin: a batch \
-             on one member fills S bytes, is waited for, then a batch on the other member copies \
-             the last 16 bytes out (checked) and is timed from vkQueueSubmit to its fence \
-             (handoff_ns, median of 3). memcpy_ns: the same S bytes copied on the host in the \
-             same process. throughput_ratio = (S / handoff_ns) / (S / memcpy_ns). \
+            .collect())
+    };
+    let shared = tier(&setup, "round_robin")?;
+    let mirrored = tier(&mirrored_setup, "round_robin, mirrored")?;
+    let method = |what: &str| {
+        format!(
+            "bench-handoff through vkfuse over {m} twice with VKFUSE_STRATEGY=round_robin{what}: a \
+             batch on one member fills S bytes of a device-local buffer (never mapped), is waited \
+             for, then a batch on the other member copies the last 16 bytes out (checked) and is \
+             timed from vkQueueSubmit to its fence (handoff_ns, median of 3), which includes any \
+             copy between the members. memcpy_ns: the same S bytes copied on the host in the same \
+             process. throughput_ratio = (S / handoff_ns) / (S / memcpy_ns). \
              direct_same_device_ns: the same handoff on {m} directly, both batches on one device.",
             m = member.display()
-        ),
-    }))
+        )
+    };
+    Ok((
+        json!({
+            "tier": "shared host memory",
+            "bytes_copied_between_members": 0,
+            "sizes": shared,
+            "method": method(""),
+        }),
+        json!({
+            "tier": "mirrored: the writer's copy copied into the reader's through both mappings \
+                     (CPU copy; the staging tier with vkCmdCopyBuffer for memory that cannot be \
+                     mapped is not built)",
+            "sizes": mirrored,
+            "method": method(" and VKFUSE_SHARING=mirrored (one copy per member)"),
+        }),
+    ))
 }

@@ -89,7 +89,7 @@ fn info_json_two_vendors() {
 
 /// Two instances of one driver share device and driver UUIDs: their capabilities allow shared
 /// device memory (opaque fds), which is not built; what vkfuse uses between them is shared host
-/// memory. `vkfuse info` says both per pair.
+/// memory, or mirrored memory with `VKFUSE_SHARING=mirrored`. `vkfuse info` says both per pair.
 #[test]
 fn info_json_transfer_tiers() {
     let (out, json) = info_json(&[lavapipe(), lavapipe()]);
@@ -101,6 +101,19 @@ fn info_json_transfer_tiers() {
     assert_eq!(tiers[0]["b"], 1, "{}", out.dump());
     assert_eq!(tiers[0]["tier"], "shared host memory", "{}", out.dump());
     assert_eq!(tiers[0]["best"], "shared device memory", "{}", out.dump());
+    let mut cmd = vkfuse();
+    cmd.args(["info", "--json"])
+        .env("VKFUSE_ICDS", icds(&[lavapipe(), lavapipe()]))
+        .env("VKFUSE_SHARING", "mirrored");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let json: Value = serde_json::from_str(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        json["fused"]["transfer_tiers"][0]["tier"],
+        "mirrored (copies through the members' mappings)",
+        "{}",
+        out.dump()
+    );
     let (out, json) = info_json(&[lavapipe()]);
     assert_eq!(
         json["fused"]["transfer_tiers"].as_array().map(Vec::len),
@@ -420,12 +433,14 @@ fn bench_json_smoke() {
     assert!(json["method"]
         .as_str()
         .is_some_and(|m| m.contains("median")));
-    let sizes = json["shared_host_handoff"]["sizes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no handoff sizes\n{}", out.dump()));
-    assert_eq!(sizes.len(), 2, "1 and 4 MiB\n{}", out.dump());
-    for s in sizes {
-        let r = s["throughput_ratio"].as_f64().unwrap_or(f64::NAN);
-        assert!(r.is_finite() && r > 0.0, "{s}\n{}", out.dump());
+    for tier in ["shared_host_handoff", "mirrored_handoff"] {
+        let sizes = json[tier]["sizes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {tier} sizes\n{}", out.dump()));
+        assert_eq!(sizes.len(), 2, "1 and 4 MiB\n{}", out.dump());
+        for s in sizes {
+            let r = s["throughput_ratio"].as_f64().unwrap_or(f64::NAN);
+            assert!(r.is_finite() && r > 0.0, "{tier}: {s}\n{}", out.dump());
+        }
     }
 }

@@ -72,6 +72,7 @@ example_tests! {
     multiqueue => "multiqueue",
     multithread => "multithread",
     ignored_handles => "ignored-handles",
+    host_ring => "host-ring",
 }
 
 /// VKFUSE_PRIMARY picks the executing member: with SwiftShader as member 1 executing, the

@@ -33,6 +33,13 @@ fn placed_cmd(example_name: &str, members: &[PathBuf], strategy: &str) -> Comman
     cmd
 }
 
+/// How host-visible memory is laid out (`VKFUSE_SHARING`).
+#[derive(Clone, Copy)]
+enum Sharing {
+    Host,
+    Mirrored,
+}
+
 /// Runs `example_name` under `strategy`; checks the result against lavapipe direct. Returns the
 /// batches placed per member.
 fn check(example_name: &str, members: &[PathBuf], strategy: &str) -> Vec<u64> {
@@ -41,8 +48,22 @@ fn check(example_name: &str, members: &[PathBuf], strategy: &str) -> Vec<u64> {
 
 /// `check`, also returning the run's stderr.
 fn check_out(example_name: &str, members: &[PathBuf], strategy: &str) -> (Vec<u64>, String) {
+    check_with(example_name, members, strategy, Sharing::Host)
+}
+
+/// `check_out` with host-visible memory laid out as `sharing` says.
+fn check_with(
+    example_name: &str,
+    members: &[PathBuf],
+    strategy: &str,
+    sharing: Sharing,
+) -> (Vec<u64>, String) {
     let reference = direct_result(example_name, &lavapipe());
-    let out = run(&mut placed_cmd(example_name, members, strategy));
+    let mut cmd = placed_cmd(example_name, members, strategy);
+    if let Sharing::Mirrored = sharing {
+        cmd.env("VKFUSE_SHARING", "mirrored");
+    }
+    let out = run(&mut cmd);
     if out.status.code() == Some(3) {
         panic!("validation layer messages:\n{}", out.dump());
     }
@@ -59,6 +80,13 @@ fn check_out(example_name: &str, members: &[PathBuf], strategy: &str) -> (Vec<u6
     );
     let p = placed(&out.stderr);
     assert_eq!(p.len(), members.len(), "no placement line:\n{}", out.dump());
+    if let Sharing::Mirrored = sharing {
+        assert!(
+            out.stderr.contains("memory is mirrored per member"),
+            "not mirrored:\n{}",
+            out.dump()
+        );
+    }
     (p, out.stderr)
 }
 
@@ -98,6 +126,36 @@ macro_rules! placement_tests {
                     check($name, &m, "afr");
                 }
             }
+
+            /// Host-visible memory mirrored per member with a host shadow (the path of
+            /// members that cannot import host memory).
+            mod mirrored {
+                use super::*;
+
+                #[test]
+                fn two_lavapipes_round_robin() {
+                    check_with($name, &lvp2(), "round_robin", Sharing::Mirrored);
+                }
+
+                #[test]
+                fn two_lavapipes_afr() {
+                    check_with($name, &lvp2(), "afr", Sharing::Mirrored);
+                }
+
+                #[test]
+                fn lavapipe_swiftshader_round_robin() {
+                    if let Some(m) = lvp_sw(concat!($name, " mirrored round_robin")) {
+                        check_with($name, &m, "round_robin", Sharing::Mirrored);
+                    }
+                }
+
+                #[test]
+                fn lavapipe_swiftshader_afr() {
+                    if let Some(m) = lvp_sw(concat!($name, " mirrored afr")) {
+                        check_with($name, &m, "afr", Sharing::Mirrored);
+                    }
+                }
+            }
         }
     )*};
 }
@@ -112,6 +170,7 @@ placement_tests! {
     ignored_handles => "ignored-handles",
     cross_wait => "cross-wait",
     independent => "independent",
+    host_ring => "host-ring",
 }
 
 /// The vkQueueSubmit calls random-batches made, from its summary line.
@@ -196,12 +255,12 @@ fn member_loss_survivable() {
     }
 }
 
-/// With host-memory import refused by member 1, memory lives per member and every batch runs
-/// on member 0; losing member 0 then loses the only copy: the fused device reports device loss,
-/// cleanly (an error exit, no crash, one clear message).
+/// Member 1 cannot allocate the second allocation, which then lives on member 0 alone, and every
+/// batch runs on member 0; losing member 0 then loses the only copy: the fused device reports
+/// device loss, cleanly (an error exit, no crash, one clear message).
 #[test]
 fn member_loss_with_data_lost() {
-    let out = with_fault("import:1,submit:0:20", &lvp2());
+    let out = with_fault("alloc:1:2,submit:0:20", &lvp2());
     out.assert_no_crash();
     assert_eq!(out.status.code(), Some(2), "{}", out.dump());
     assert!(
@@ -236,23 +295,84 @@ fn member_out_of_memory() {
     }
 }
 
-/// A member that refuses host-pointer imports: allocations are per member, batches stay on the
-/// primary, results stay right.
+/// A member that refuses host-pointer imports: host-visible allocations are mirrored, batches
+/// still go to both members, results stay right.
 #[test]
 fn import_refused() {
     let reference = direct_result("random-batches", &lavapipe());
     let out = with_fault("import:1", &lvp2());
     out.assert_success();
     assert!(
-        out.stderr.contains("not shared host memory"),
+        out.stderr.contains("memory is mirrored per member"),
         "{}",
         out.dump()
     );
+    assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
     assert_eq!(
         example_result(&out.stdout).expect("result").result,
         reference.result
     );
-    assert_eq!(placed(&out.stderr), [submits(&out.stderr), 0]);
+    let p = placed(&out.stderr);
+    assert!(p.iter().all(|n| *n >= 100), "not split: {}", out.dump());
+}
+
+/// Member 0 is lost at its 20th submission while memory is mirrored: its finished batches'
+/// changes are taken into the shadows, and the run goes on on member 1 with the same result.
+#[test]
+fn member_loss_with_mirrored_memory() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let out = with_fault("import:1,submit:0:20", &lvp2());
+    out.assert_success();
+    assert!(out.stderr.contains("continuing on them"), "{}", out.dump());
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    let p = placed(&out.stderr);
+    assert_eq!(p[0], 19, "{}", out.dump());
+    assert_eq!(
+        p.iter().sum::<u64>(),
+        submits(&out.stderr),
+        "{}",
+        out.dump()
+    );
+}
+
+/// The bytes `VKFUSE_LOG=debug` says mirrored memory copied: (merged into shadows, copied in).
+fn mirrored_bytes(stderr: &str) -> (u64, u64) {
+    let num = |s: &str, before: &str| -> u64 {
+        s.split(before)
+            .next()
+            .and_then(|x| x.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    };
+    stderr
+        .lines()
+        .filter(|l| l.contains("mirrored memory for member"))
+        .fold((0, 0), |(m, c), l| {
+            (
+                m + num(l, " byte(s) merged"),
+                c + num(l, " byte(s) copied in"),
+            )
+        })
+}
+
+/// With mirrored memory, random-batches' data really travels between the members' copies:
+/// batches on both members, bytes merged into the shadows and copied into the other member.
+#[test]
+fn mirrored_memory_moves_between_members() {
+    let mut cmd = placed_cmd("random-batches", &lvp2(), "round_robin");
+    cmd.env("VKFUSE_SHARING", "mirrored")
+        .env("VKFUSE_LOG", "debug");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let (merged, copied) = mirrored_bytes(&out.stderr);
+    assert!(
+        merged > 1 << 20 && copied > 1 << 20,
+        "{merged} {copied}: {}",
+        out.dump()
+    );
+    let p = placed(&out.stderr);
+    assert!(p.iter().all(|n| *n >= 100), "not split: {p:?}");
 }
 
 /// VKFUSE_MASK restricts the members batches may run on: with member 0 masked out of two

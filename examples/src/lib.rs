@@ -149,6 +149,20 @@ pub fn example_main(
 }
 
 /// Little-endian bytes of `words`.
+/// `len` pseudo-random bytes from `seed` (xorshift64; the same on every machine): test data
+/// that differs per writer and round.
+pub fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn u32_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }

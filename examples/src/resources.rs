@@ -341,7 +341,7 @@ impl DeviceContext {
     }
 
     /// Creates a buffer of `size` bytes with its own memory chosen for `memory`; host-visible
-    /// memory is mapped for the buffer's lifetime.
+    /// memory is mapped for the buffer's lifetime, unless `memory` is `DeviceLocal`.
     pub fn create_buffer(
         &self,
         size: vk::DeviceSize,
@@ -386,6 +386,7 @@ impl DeviceContext {
         memory: MemoryUse,
         families: &[u32],
     ) -> Result<Buffer<'_>> {
+        let memory_use = memory;
         let mut distinct = families.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
@@ -424,7 +425,11 @@ impl DeviceContext {
         // SAFETY: the memory was allocated for this buffer's requirements, offset 0 is aligned.
         unsafe { self.device.bind_buffer_memory(handle, memory, 0) }
             .context("vkBindBufferMemory")?;
-        if memory_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
+        // Device-local data is not mapped even where it could be (on CPU devices every type is
+        // host-visible), as programs for discrete GPUs do.
+        if memory_use != MemoryUse::DeviceLocal
+            && memory_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+        {
             // SAFETY: host-visible memory, not mapped yet, whole range.
             let ptr = unsafe {
                 self.device

@@ -26,6 +26,18 @@ pub struct Fault {
     pub nth: u64,
 }
 
+/// How host-visible allocations are laid out when batches run on several members.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sharing {
+    /// One host allocation imported into every member where all of them can import it
+    /// (shared host memory); mirrored otherwise.
+    Host,
+    /// A copy per member and a host shadow that the application maps, kept coherent by copies
+    /// (`VKFUSE_SHARING=mirrored`): the path members without host-pointer import take,
+    /// selectable to test and measure it on members that have it.
+    Mirrored,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub icds: Option<Vec<PathBuf>>,
@@ -34,6 +46,7 @@ pub struct Config {
     pub residency: Residency,
     pub mask: Option<u64>,
     pub faults: Vec<Fault>,
+    pub sharing: Sharing,
 }
 
 impl Config {
@@ -203,6 +216,17 @@ impl Config {
             }
             m
         });
+        let sharing = match setting(&["VKFUSE_SHARING"], &file, "sharing") {
+            None => Sharing::Host,
+            Some((v, from)) => match v.trim() {
+                "host" => Sharing::Host,
+                "mirrored" => Sharing::Mirrored,
+                _ => {
+                    crate::warn!("{from}={v:?} is not `host` or `mirrored`; using host");
+                    Sharing::Host
+                }
+            },
+        };
         let faults = std::env::var("VKFUSE_FAULT")
             .map(|v| parse_faults(&v))
             .unwrap_or_default();
@@ -213,6 +237,7 @@ impl Config {
             residency,
             mask,
             faults,
+            sharing,
         }
     }
 }

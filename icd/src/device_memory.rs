@@ -3,9 +3,13 @@
 //! When batches may run on several members (`exec.rs`), a host-visible allocation is one host
 //! allocation imported into every member with `VK_EXT_external_memory_host` (the shared host
 //! memory tier): every member reads and writes the same bytes, so no transfer is ever needed
-//! and mapping returns the host allocation itself. Otherwise each member allocates its own
-//! memory; such memory is not shared yet, so every later batch runs on the primary member
-//! (`exec::pin_primary`), which also holds the application's mapping.
+//! and mapping returns the host allocation itself. Where not every member imports it (or with
+//! `VKFUSE_SHARING=mirrored`), each member allocates its own copy, mapped by vkfuse for good,
+//! and the allocation is **mirrored** (`mirror.rs`): the application maps a host shadow, and
+//! copies before each batch keep the copies coherent. Memory that is neither (a member's copy
+//! cannot be mapped, or the type is not host-visible) is not shared yet: every later batch
+//! runs on the primary member (`exec::pin_primary`), which also holds the application's
+//! mapping.
 //!
 //! A member that cannot allocate while the primary can is left out of that allocation (its
 //! objects stay unbound and it runs no batch from then on), instead of failing the application.
@@ -26,6 +30,8 @@ pub struct Memory {
     /// The host allocation imported into every member; null when members have their own.
     host: *mut u8,
     host_layout: std::alloc::Layout,
+    /// Members have their own copies, kept coherent through a host shadow (`mirror.rs`).
+    pub mirror: Option<std::sync::Arc<crate::mirror::Mirror>>,
 }
 
 fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
@@ -228,6 +234,7 @@ fn import_all(
         base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
         host,
         host_layout: layout,
+        mirror: None,
     });
     let arena = Arena::scope();
     let mut missing = Vec::new();
@@ -291,6 +298,7 @@ fn allocate_each(
         base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
         host: std::ptr::null_mut(),
         host_layout: std::alloc::Layout::new::<u8>(),
+        mirror: None,
     });
     for md in &d.members {
         let cx = md.cx(&arena);
@@ -350,7 +358,8 @@ pub unsafe extern "system" fn allocate_memory(
                     .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
             });
         let align = d.exec.import_align;
-        let shared = if d.exec.multi && align != 0 && host_visible {
+        let mirrored = crate::config::Config::get().sharing == crate::config::Sharing::Mirrored;
+        let shared = if d.exec.multi && align != 0 && host_visible && !mirrored {
             import_all(d, ai, alloc, align)
         } else {
             None
@@ -358,11 +367,14 @@ pub unsafe extern "system" fn allocate_memory(
         let (mem, missing) = match shared {
             Some(m) => m,
             None => {
-                let (m, missing) = allocate_each(d, info, alloc)?;
-                if missing.is_empty() {
+                let (mut m, missing) = allocate_each(d, info, alloc)?;
+                if d.exec.multi && host_visible {
+                    m.mirror = mirror(d, &m, ai.allocation_size);
+                }
+                if missing.is_empty() && m.mirror.is_none() {
                     crate::exec::pin_primary(
                         d,
-                        "an allocation is not shared host memory, and transfers between members are not built yet",
+                        "an allocation is neither shared host memory nor mirrored (a member's copy cannot be mapped)",
                     );
                 }
                 (m, missing)
@@ -376,10 +388,80 @@ pub unsafe extern "system" fn allocate_memory(
             }
             return Err(r);
         }
+        let mirror = mem.mirror.clone();
+        let raw = Box::into_raw(mem) as u64;
+        if let Some(mirror) = mirror {
+            crate::exec::add_mirror(d, raw, mirror);
+        }
         // SAFETY: valid output pointer.
-        unsafe { *out = vk::DeviceMemory::from_raw(Box::into_raw(mem) as u64) };
+        unsafe { *out = vk::DeviceMemory::from_raw(raw) };
         Ok(vk::Result::SUCCESS)
     })
+}
+
+/// Maps every member's copy for good and makes the allocation mirrored (`mirror.rs`); `None`
+/// (with the copies unmapped again) when a member's copy cannot be mapped.
+fn mirror(d: &Device, m: &Memory, size: u64) -> Option<std::sync::Arc<crate::mirror::Mirror>> {
+    let mut copies = [std::ptr::null_mut::<u8>(); crate::MAX_MEMBERS];
+    let mut ok = true;
+    for md in &d.members {
+        let h = m.base.handles[md.index];
+        if h == 0 {
+            continue;
+        }
+        let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
+        let r = md
+            .fns
+            .map_memory
+            .map_or(vk::Result::ERROR_MEMORY_MAP_FAILED, |f| {
+                // SAFETY: the member's own new memory, not mapped yet.
+                unsafe {
+                    f(
+                        md.handle,
+                        vk::DeviceMemory::from_raw(h),
+                        0,
+                        vk::WHOLE_SIZE,
+                        vk::MemoryMapFlags::empty(),
+                        &mut p,
+                    )
+                }
+            });
+        if r != vk::Result::SUCCESS || p.is_null() {
+            crate::info!(
+                "member {}: its copy cannot be mapped ({r:?}); not mirrored",
+                md.index
+            );
+            ok = false;
+            break;
+        }
+        copies[md.index] = p.cast();
+    }
+    let mirror = if ok {
+        crate::mirror::Mirror::new(size, copies)
+    } else {
+        None
+    };
+    if mirror.is_none() {
+        unmap_copies(d, &m.base, &copies);
+    }
+    mirror.map(std::sync::Arc::new)
+}
+
+fn unmap_copies(d: &Device, base: &ObjectBase, copies: &[*mut u8; crate::MAX_MEMBERS]) {
+    for md in &d.members {
+        if copies[md.index].is_null() {
+            continue;
+        }
+        if let Some(f) = md.fns.unmap_memory {
+            // SAFETY: the member's memory, mapped by `mirror`.
+            unsafe {
+                f(
+                    md.handle,
+                    vk::DeviceMemory::from_raw(base.handles[md.index]),
+                )
+            };
+        }
+    }
 }
 
 /// # Safety
@@ -396,6 +478,11 @@ pub unsafe extern "system" fn free_memory(
         let d = dev(device)?;
         // SAFETY: made by allocate_memory; the application no longer uses it.
         let m = unsafe { Box::from_raw(mem.as_raw() as *mut Memory) };
+        if let Some(mirror) = &m.mirror {
+            crate::exec::remove_mirror(d, mem.as_raw());
+            mirror.retire();
+            // Freeing a member's memory unmaps it.
+        }
         free_members(d, &m.base, alloc);
         if !m.host.is_null() {
             // SAFETY: allocated with this layout; every member's import is freed above.
@@ -431,6 +518,14 @@ pub unsafe extern "system" fn map_memory(
             unsafe { *pp = m.host.add(offset as usize).cast() };
             return Ok(vk::Result::SUCCESS);
         }
+        if let Some(mirror) = &m.mirror {
+            // Device writes the application has synchronised with must be in the shadow.
+            crate::exec::settle_finished(d);
+            mirror.mapped(d, true);
+            // SAFETY: offset lies within the allocation (VUID-vkMapMemory-offset-00679).
+            unsafe { *pp = mirror.shadow().add(offset as usize).cast() };
+            return Ok(vk::Result::SUCCESS);
+        }
         let md = map_member(d, m)?;
         let f = md
             .fns
@@ -462,6 +557,10 @@ pub unsafe extern "system" fn unmap_memory(device: vk::Device, mem: vk::DeviceMe
         let d = dev(device)?;
         let m = memory(mem)?;
         if !m.host.is_null() {
+            return Ok(());
+        }
+        if let Some(mirror) = &m.mirror {
+            mirror.mapped(d, false);
             return Ok(());
         }
         let md = map_member(d, m)?;
@@ -498,6 +597,14 @@ fn ranges(
     for r in list {
         let m = memory(r.memory)?;
         if !m.host.is_null() {
+            continue;
+        }
+        if m.mirror.is_some() {
+            // Host writes to the shadow are copied at every submit; an invalidate is a host
+            // synchronisation point for device writes.
+            if name == "vkInvalidateMappedMemoryRanges" {
+                crate::exec::settle_finished(d);
+            }
             continue;
         }
         let md = map_member(d, m)?;

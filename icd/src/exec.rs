@@ -1,19 +1,26 @@
 //! Execution across members: which member runs each submitted batch (`scheduler`'s `Placer`),
 //! the order between members, virtual fences and semaphores, the bridge thread, member loss.
 //!
-//! Order: a batch placed on member j first waits until every batch already submitted to any
-//! other member has completed. The wait is a timeline semaphore of member j (`bridge`) that the
-//! bridge thread signals from the host after it has waited, blocking, on the other members'
-//! per-queue `done` timelines (lavapipe exports no sync object another driver could import).
-//! Because of that order, a semaphore signalled on member i and waited on member j is already
-//! satisfied when j's batch starts: the wait is dropped on j, and a binary semaphore is consumed
-//! on i by an empty batch so that its state stays valid there.
+//! Order: a batch placed on member j first waits until the batches of other members it depends
+//! on have completed: those that touched the same memory and those that signal what it waits
+//! for (every earlier batch for an event setter; its fence and semaphore signals wait for every
+//! earlier batch, in a tail batch when needed: `submit_multi`). The wait is a timeline
+//! semaphore of member j (`bridge`) that the bridge thread signals from the host after it has
+//! waited, blocking, on the other members' per-queue `done` timelines (lavapipe exports no sync
+//! object another driver could import). Because of that order, a semaphore signalled on member
+//! i and waited on member j is already satisfied when j's batch starts: the wait is dropped on
+//! j, and a binary semaphore is consumed on i by an empty batch so that its state stays valid
+//! there.
 //!
 //! Memory needs no transfers in this order while every allocation is shared host memory
-//! (`memory.rs`); what cannot be shared yet pins placement to the primary member (`pin`).
+//! (`device_memory.rs`). Mirrored allocations (`mirror.rs`) are made ready on the bridge thread
+//! before each batch that touches them (a `Prep` in the batch's bridge job); host
+//! synchronisation settles their write-backs (`settle_finished`). What can be neither pins
+//! placement to the primary member (`pin`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ash::vk;
 use ash::vk::Handle as _;
@@ -23,6 +30,7 @@ use vkfuse_scheduler::placement::{BatchInfo, Placer};
 use crate::arena::Arena;
 use crate::conv::nd;
 use crate::generated::translate as tr;
+use crate::mirror::Mirror;
 use crate::object::{CommandBuffer, Device, MemberDevice, ObjectBase, Queue, NO_MEMBER};
 use crate::MAX_MEMBERS;
 
@@ -35,6 +43,9 @@ pub struct Exec {
     /// Per member: the timeline semaphore the bridge thread signals (null unless `multi`).
     bridge_sem: [vk::Semaphore; MAX_MEMBERS],
     bridge: Mutex<Option<Bridge>>,
+    /// Threads running bridge jobs that wait for a batch's own semaphore waits (`gate`):
+    /// joined at device destruction.
+    gated: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Data was lost with a member: the fused device is lost.
     lost: AtomicBool,
     /// Members whose device is lost, one bit each.
@@ -77,6 +88,10 @@ struct State {
     touched: HashMap<u64, Edge>,
     /// The done point of the last batch that may have touched every allocation.
     touched_all: Option<Edge>,
+    /// Mirrored allocations (fused `VkDeviceMemory`), `mirror.rs`.
+    mirrors: HashMap<u64, Arc<Mirror>>,
+    /// A mirrored allocation was made (logged once).
+    mirrored_any: bool,
 }
 
 #[derive(Default)]
@@ -92,7 +107,16 @@ struct Timeline {
 }
 
 /// A member's done point: (member, its done timeline semaphore of a queue, value).
-type Edge = (usize, vk::Semaphore, u64);
+type Edge = crate::mirror::Edge;
+
+/// A mirrored allocation to make ready on `member` before a batch that finishes at `done`.
+struct Prep {
+    mirror: Arc<Mirror>,
+    member: usize,
+    copy_in: bool,
+    done: Edge,
+    ticket: u64,
+}
 
 struct Job {
     waits: Vec<(usize, vk::Semaphore, u64)>,
@@ -101,6 +125,8 @@ struct Job {
     /// Timeline values to carry to other members' copies once the waits are over: (member,
     /// its copy, value), for waits forwarded to a copy that this batch's member did not signal.
     carry: Vec<(usize, vk::Semaphore, u64)>,
+    /// Mirrored allocations to make ready once the waits are over.
+    prep: Vec<Prep>,
 }
 
 enum Msg {
@@ -129,12 +155,18 @@ impl Exec {
             ))),
             bridge_sem: [vk::Semaphore::null(); MAX_MEMBERS],
             bridge: Mutex::new(None),
+            gated: Mutex::new(Vec::new()),
             lost: AtomicBool::new(false),
             lost_members: AtomicU64::new(0),
             import_align: 0,
             same_driver: true,
             fence_apart: 0,
         }
+    }
+
+    /// Whether member `m` was lost.
+    pub fn member_lost(&self, m: usize) -> bool {
+        self.lost_members.load(Ordering::Acquire) & (1 << m) != 0
     }
 
     /// Whether the fused device is lost.
@@ -165,6 +197,8 @@ impl State {
             queries: HashMap::new(),
             touched: HashMap::new(),
             touched_all: None,
+            mirrors: HashMap::new(),
+            mirrored_any: false,
         }
     }
 }
@@ -211,7 +245,8 @@ fn destroy_member_semaphore(
     }
 }
 
-fn counter(md: &MemberDevice, s: vk::Semaphore) -> u64 {
+/// The counter of a timeline semaphore of member `md` (`u64::MAX` when it cannot be read).
+pub(crate) fn counter(md: &MemberDevice, s: vk::Semaphore) -> u64 {
     let mut v = 0;
     if let Some(f) = md.fns.get_semaphore_counter_value {
         // SAFETY: a live timeline semaphore of this member.
@@ -220,6 +255,42 @@ fn counter(md: &MemberDevice, s: vk::Semaphore) -> u64 {
         }
     }
     v
+}
+
+/// Waits on the host, blocking (no spinning), until timeline `sem` of member `md` reaches
+/// `value` or `timeout_ns` passed.
+pub(crate) fn host_wait(
+    md: &MemberDevice,
+    sem: vk::Semaphore,
+    value: u64,
+    timeout_ns: u64,
+) -> vk::Result {
+    let Some(wait) = md.fns.wait_semaphores else {
+        return crate::guard::missing("vkWaitSemaphores");
+    };
+    let info = vk::SemaphoreWaitInfo {
+        semaphore_count: 1,
+        p_semaphores: &sem,
+        p_values: &value,
+        ..Default::default()
+    };
+    // SAFETY: a live timeline semaphore of this member (callers' contract).
+    unsafe { wait(md.handle, &info, timeout_ns) }
+}
+
+/// Signals timeline `sem` of member `md` to `value` from the host. The caller knows the value
+/// is ahead of the counter and of no pending signal (a host signal must not pass one).
+pub(crate) fn host_signal(md: &MemberDevice, sem: vk::Semaphore, value: u64) -> vk::Result {
+    let Some(signal) = md.fns.signal_semaphore else {
+        return crate::guard::missing("vkSignalSemaphore");
+    };
+    let info = vk::SemaphoreSignalInfo {
+        semaphore: sem,
+        value,
+        ..Default::default()
+    };
+    // SAFETY: a live timeline semaphore of this member (callers' contract).
+    unsafe { signal(md.handle, &info) }
 }
 
 /// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
@@ -278,6 +349,7 @@ pub fn setup(
         state: Mutex::new(State::new(Placer::with_order(cfg.strategy, order))),
         bridge_sem: sems,
         bridge: Mutex::new(None),
+        gated: Mutex::new(Vec::new()),
         lost: AtomicBool::new(false),
         lost_members: AtomicU64::new(0),
         import_align,
@@ -312,68 +384,64 @@ pub fn start(d: &Device) {
 
 fn bridge_loop(d: &Device, rx: std::sync::mpsc::Receiver<Msg>) {
     while let Ok(msg) = rx.recv() {
-        let job = match msg {
-            Msg::Job(j) => j,
+        match msg {
+            Msg::Job(j) => run_job(d, &j),
             Msg::Flush(done) => {
                 let _ = done.send(());
-                continue;
-            }
-        };
-        for (m, sem, value) in &job.waits {
-            let Some(md) = d.member(*m) else { continue };
-            let Some(wait) = md.fns.wait_semaphores else {
-                continue;
-            };
-            let info = vk::SemaphoreWaitInfo {
-                semaphore_count: 1,
-                p_semaphores: sem,
-                p_values: value,
-                ..Default::default()
-            };
-            // SAFETY: the member's own timeline semaphore; a blocking wait (no spinning).
-            let r = unsafe { wait(md.handle, &info, u64::MAX) };
-            if r != vk::Result::SUCCESS {
-                crate::warn!("member {m}: waiting for its work failed ({r:?}); it is lost");
-                d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
             }
         }
-        for (m, sem, value) in &job.carry {
-            let Some(md) = d.member(*m) else { continue };
-            if counter(md, *sem) >= *value {
-                continue;
-            }
-            if let Some(signal) = md.fns.signal_semaphore {
-                let info = vk::SemaphoreSignalInfo {
-                    semaphore: *sem,
-                    value: *value,
-                    ..Default::default()
-                };
-                // SAFETY: the member's copy of an application timeline semaphore, behind the
-                // value, which a batch of another member has signalled.
-                let r = unsafe { signal(md.handle, &info) };
-                if r != vk::Result::SUCCESS {
-                    crate::warn!("member {m}: carrying a timeline value failed ({r:?})");
-                } else {
-                    crate::debug!("timeline value {value} carried to member {m}'s copy");
-                }
-            }
+    }
+}
+
+/// Runs one bridge job: its waits (blocking), mirrored memory, timeline carries, its signal.
+fn run_job(d: &Device, job: &Job) {
+    for (m, sem, value) in &job.waits {
+        let Some(md) = d.member(*m) else { continue };
+        let r = host_wait(md, *sem, *value, u64::MAX);
+        if r != vk::Result::SUCCESS {
+            crate::warn!("member {m}: waiting for its work failed ({r:?}); it is lost");
+            d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
         }
-        let Some((m, sem, value)) = job.signal else {
+    }
+    if !job.prep.is_empty() {
+        let mut total = crate::mirror::Copied::default();
+        for p in &job.prep {
+            let c = p.mirror.prepare(d, p.member, p.copy_in, p.done, p.ticket);
+            total.merged += c.merged;
+            total.copied_in += c.copied_in;
+            total.from_member += c.from_member;
+        }
+        crate::debug!(
+            "mirrored memory for member {}: {} allocation(s), {} byte(s) merged into the shadow, {} byte(s) copied in, {} byte(s) from another member",
+            job.prep[0].member,
+            job.prep.len(),
+            total.merged,
+            total.copied_in,
+            total.from_member
+        );
+    }
+    for (m, sem, value) in &job.carry {
+        let Some(md) = d.member(*m) else { continue };
+        if counter(md, *sem) >= *value {
             continue;
-        };
+        }
+        // The member's copy of an application timeline semaphore, behind the value, which a
+        // batch of another member has signalled.
+        match host_signal(md, *sem, *value) {
+            vk::Result::SUCCESS => {
+                crate::debug!("timeline value {value} carried to member {m}'s copy")
+            }
+            r => crate::warn!("member {m}: carrying a timeline value failed ({r:?})"),
+        }
+    }
+    if let Some((m, sem, value)) = job.signal {
+        // The member's bridge semaphore, values handed out in increasing order and signalled
+        // in that order by the bridge thread; or the own semaphore of a gated job
+        // (`bridge_gated`), signalled once.
         if let Some(md) = d.member(m) {
-            if let Some(signal) = md.fns.signal_semaphore {
-                let info = vk::SemaphoreSignalInfo {
-                    semaphore: sem,
-                    value,
-                    ..Default::default()
-                };
-                // SAFETY: the member's bridge semaphore; values handed out in increasing order
-                // and signalled in that order by this one thread.
-                let r = unsafe { signal(md.handle, &info) };
-                if r != vk::Result::SUCCESS {
-                    crate::warn!("member {m}: the bridge could not signal ({r:?})");
-                }
+            let r = host_signal(md, sem, value);
+            if r != vk::Result::SUCCESS {
+                crate::warn!("member {m}: the bridge could not signal ({r:?})");
             }
         }
     }
@@ -398,6 +466,9 @@ pub fn teardown(d: &Device) {
     if let Some(b) = d.exec.bridge.lock().take() {
         drop(b.tx);
         let _ = b.thread.join();
+    }
+    for t in std::mem::take(&mut *d.exec.gated.lock()) {
+        let _ = t.join();
     }
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
@@ -594,18 +665,8 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
             if points[m] == 0 {
                 continue;
             }
-            let Some(wait) = md.fns.wait_semaphores else {
-                unfinished = true;
-                continue;
-            };
-            let info = vk::SemaphoreWaitInfo {
-                semaphore_count: 1,
-                p_semaphores: &sems[m],
-                p_values: &points[m],
-                ..Default::default()
-            };
-            // SAFETY: the member's done semaphore; a bounded blocking wait (1 s).
-            if unsafe { wait(md.handle, &info, 1_000_000_000) } != vk::Result::SUCCESS {
+            // The member's done semaphore; a bounded wait (1 s).
+            if host_wait(md, sems[m], points[m], 1_000_000_000) != vk::Result::SUCCESS {
                 unfinished = true;
             }
         }
@@ -616,6 +677,14 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
         .map(|x| x.index)
         .filter(|x| alive_mask(d) & (1 << x) != 0)
         .collect();
+    if !unfinished {
+        // Its finished batches' changes to mirrored memory are read from its copies while they
+        // can be; its copies hold nothing from now on.
+        for mirror in st.mirrors.values() {
+            mirror.rescue(d, m);
+            mirror.forget(m);
+        }
+    }
     let data_lost = st.pin == Some(m) || unfinished || survivors.is_empty();
     if data_lost {
         let what = if st.pin == Some(m) {
@@ -1017,6 +1086,120 @@ fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
     out
 }
 
+/// The mirrored allocations a batch on member `j` finishing at `done` touches (all of them for
+/// "every allocation"), claimed for `j` in submission order.
+fn mirrors_for(st: &State, access: &crate::access::AccessSet, j: usize, done: Edge) -> Vec<Prep> {
+    if st.mirrors.is_empty() {
+        return Vec::new();
+    }
+    let prep = |m: &Arc<Mirror>| {
+        let (copy_in, ticket) = m.claim(j);
+        Prep {
+            copy_in,
+            mirror: m.clone(),
+            member: j,
+            done,
+            ticket,
+        }
+    };
+    if access.everything.is_some() {
+        st.mirrors.values().map(prep).collect()
+    } else {
+        access
+            .memory
+            .iter()
+            .filter_map(|m| st.mirrors.get(m))
+            .map(prep)
+            .collect()
+    }
+}
+
+/// The timeline signals of `batches` were recorded at done point `from`; they are at `to`.
+fn move_signal_points(st: &mut State, batches: &[Batch], from: Edge, to: Edge) {
+    for s in batches.iter().flat_map(|b| &b.signals) {
+        if let Some(t) = st.timelines.get_mut(&s.semaphore.as_raw()) {
+            if let Some(p) = t
+                .signal_points
+                .iter_mut()
+                .rev()
+                .find(|p| p.0 == s.value && p.1 == from)
+            {
+                p.1 = to;
+            }
+        }
+    }
+}
+
+/// Whether a batch with `access` touches mirrored memory.
+fn touches_mirrors(st: &State, access: &crate::access::AccessSet) -> bool {
+    !st.mirrors.is_empty()
+        && (access.everything.is_some() || access.memory.iter().any(|m| st.mirrors.contains_key(m)))
+}
+
+/// Registers a mirrored allocation (`device_memory.rs`).
+pub fn add_mirror(d: &Device, raw: u64, m: Arc<Mirror>) {
+    let mut st = d.exec.state.lock();
+    if !st.mirrored_any {
+        st.mirrored_any = true;
+        crate::info!(
+            "host-visible memory is mirrored per member, with a host shadow the application maps ({})",
+            if crate::config::Config::get().sharing == crate::config::Sharing::Mirrored {
+                "VKFUSE_SHARING=mirrored"
+            } else {
+                "not every member imports host memory"
+            }
+        );
+    }
+    st.mirrors.insert(raw, m);
+}
+
+/// Forgets a mirrored allocation that is being freed.
+pub fn remove_mirror(d: &Device, raw: u64) {
+    d.exec.state.lock().mirrors.remove(&raw);
+}
+
+/// The host saw timeline values of `sems`: waits for the done points of the batches that
+/// signalled them. A batch signals its done point after the application's semaphores, so
+/// those points are reached at once (or a moment later); mirrored memory the batches wrote is
+/// then settled by [`settle_finished`]. Only batches whose value the semaphore has reached are
+/// waited for: a host signal can only pass values already signalled.
+fn signalled_batches_done(d: &Device, sems: &[vk::Semaphore]) {
+    let edges: Vec<Edge> = {
+        let st = d.exec.state.lock();
+        if st.mirrors.is_empty() {
+            return;
+        }
+        sems.iter()
+            .filter_map(|s| st.timelines.get(&s.as_raw()).map(|t| (s, t)))
+            .flat_map(|(s, t)| {
+                let reached = highest_copy(d, *s);
+                t.signal_points
+                    .iter()
+                    .filter(move |(v, _)| *v <= reached)
+                    .map(|(_, e)| *e)
+            })
+            .collect()
+    };
+    for e in edges {
+        crate::mirror::wait_point(d, e);
+    }
+}
+
+/// A host synchronisation returned: the changes of every finished batch to mirrored memory are
+/// written into the shadows the application maps (`mirror.rs`).
+pub fn settle_finished(d: &Device) {
+    let list: Vec<Arc<Mirror>> = {
+        let st = d.exec.state.lock();
+        if st.mirrors.is_empty() {
+            return;
+        }
+        st.mirrors.values().cloned().collect()
+    };
+    for m in list {
+        m.settle(d, false);
+    }
+}
+
 /// Remembers that the batch finishing at `done` touched `access`.
 fn record_touches(d: &Device, st: &mut State, access: &crate::access::AccessSet, done: Edge) {
     if st.touched.len() > 4096 {
@@ -1042,7 +1225,18 @@ fn bridge_on(
     j: usize,
     waits: Vec<Edge>,
 ) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
-    if waits.is_empty() {
+    bridge_with(d, st, j, waits, Vec::new())
+}
+
+/// [`bridge_on`], with mirrored allocations to make ready after the waits.
+fn bridge_with(
+    d: &Device,
+    st: &mut State,
+    j: usize,
+    waits: Vec<Edge>,
+    prep: Vec<Prep>,
+) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
+    if waits.is_empty() && prep.is_empty() {
         return Ok(None);
     }
     st.bridge_next[j] += 1;
@@ -1052,11 +1246,74 @@ fn bridge_on(
         waits,
         signal: Some((j, sem, value)),
         carry: Vec::new(),
+        prep,
     };
     if send(d, job) {
         Ok(Some((sem, value)))
     } else {
         Err(vk::Result::ERROR_DEVICE_LOST)
+    }
+}
+
+/// A bridge job for a batch on member `j` whose mirrored memory must be made ready only after
+/// the batch's own semaphore waits (`waits` include the done point of a batch on `j` that waits
+/// for them; they may be signalled by the host much later). It runs on a thread of its own, so
+/// that it holds up no other job, and signals a timeline semaphore of its own (values of the
+/// shared bridge semaphore must be signalled in order). The thread frees the semaphore once the
+/// batch that waits for it (`work`) finished.
+fn bridge_gated(
+    d: &Device,
+    j: usize,
+    waits: Vec<Edge>,
+    prep: Vec<Prep>,
+    work: Edge,
+) -> Result<(vk::Semaphore, u64), vk::Result> {
+    let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+    let sem = member_timeline(md)?;
+    let job = Job {
+        waits,
+        signal: Some((j, sem, 1)),
+        carry: Vec::new(),
+        prep,
+    };
+    let ptr = DevPtr(d);
+    let shared = Arc::new(job);
+    let mine = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("vkfuse-gate".into())
+        .spawn(move || {
+            let ptr = ptr;
+            // SAFETY: destroy_device joins this thread (teardown) before it frees the device.
+            let d = unsafe { &*ptr.0 };
+            run_job(d, &mine);
+            let (m, done, value) = work;
+            if let Some(md) = d.member(m) {
+                crate::mirror::wait_point(d, (m, done, value));
+                destroy_member_semaphore(md, sem, std::ptr::null());
+            }
+        });
+    match thread {
+        Ok(t) => {
+            let mut list = d.exec.gated.lock();
+            list.retain(|t| !t.is_finished());
+            list.push(t);
+            Ok((sem, 1))
+        }
+        Err(e) => {
+            // The claims are made: the job must run. The bridge thread runs it in turn (it may
+            // then hold up later jobs until the batch's waits are over); the semaphore stays.
+            crate::warn!(
+                "cannot start a thread for a gated batch ({e}); the bridge thread runs its step"
+            );
+            let Ok(job) = Arc::try_unwrap(shared) else {
+                return Err(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+            };
+            if send(d, job) {
+                Ok((sem, 1))
+            } else {
+                Err(vk::Result::ERROR_DEVICE_LOST)
+            }
+        }
     }
 }
 
@@ -1098,6 +1355,7 @@ fn carry_timelines(
             waits: vec![(j, done.0, done.1)],
             signal: None,
             carry,
+            prep: Vec::new(),
         };
         if !send(d, job) {
             crate::warn!("the bridge thread is gone: a timeline value is not carried over");
@@ -1203,11 +1461,43 @@ fn submit_multi(
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
     let mut st = d.exec.state.lock();
+    if batches.len() > 1 && !st.mirrors.is_empty() {
+        // Mirrored memory is made ready per batch, after the batch's own waits (`gated`
+        // below), which may depend on earlier batches of the same submit: one batch at a time,
+        // as if the application had submitted them one by one. The fence goes with the last.
+        drop(st);
+        let n = batches.len();
+        for (i, b) in batches.into_iter().enumerate() {
+            let f = if i + 1 == n { fence } else { vk::Fence::null() };
+            let _ = submit_multi(q, d, vec![b], f)?;
+        }
+        return Ok(vk::Result::SUCCESS);
+    }
     let notes = batch_notes(&batches);
     let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
     reset_queries(d, &st, &notes, j);
-    let next_done: Edge = (j, q.done[j], queue_entry(&mut st, q).2[j] + 1);
-    let placed = sync_ops(d, &mut st, &mut batches, j, next_done);
+    let access = crate::access::of_batches(
+        d,
+        batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
+            // SAFETY: the application's live command buffers.
+            unsafe { CommandBuffer::resolve(c.command_buffer) }
+                .ok()
+                .map(|(cb, _)| cb)
+        }),
+    );
+    let base = queue_entry(&mut st, q).2[j];
+    let placed = sync_ops(d, &mut st, &mut batches, j, (j, q.done[j], base + 1));
+    // A batch with semaphore waits left on its member (after those of other members became
+    // bridge waits above) that touches mirrored memory: the memory is made ready only once the
+    // waits are over (the host may write it until it signals what the batch waits for), so
+    // the waits move to an empty batch before it (the gate) whose done point the bridge job
+    // waits for. The batch's own done point is then the next one.
+    let gated = touches_mirrors(&st, &access) && batches.iter().any(|b| !b.waits.is_empty());
+    let gate_point: Edge = (j, q.done[j], base + 1);
+    let next_done: Edge = (j, q.done[j], base + 1 + u64::from(gated));
+    if gated {
+        move_signal_points(&mut st, &batches, gate_point, next_done);
+    }
     let mut explicit = placed.signalled_by;
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, which this batch then waits for.
@@ -1218,15 +1508,6 @@ fn submit_multi(
         }
         explicit.push((*i, q.done[*i], queue_entry(&mut st, q).2[*i]));
     }
-    let access = crate::access::of_batches(
-        d,
-        batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
-            // SAFETY: the application's live command buffers.
-            unsafe { CommandBuffer::resolve(c.command_buffer) }
-                .ok()
-                .map(|(cb, _)| cb)
-        }),
-    );
     // A fence, semaphore or event signal covers every command submitted before it, on every
     // member. An event is set inside the commands: its batch waits for every earlier batch
     // before it starts, and so does a batch that may touch every allocation. Any other batch
@@ -1259,12 +1540,22 @@ fn submit_multi(
     };
     let split = !tail_waits.is_empty();
     let edge_count = waits.len();
-    let bridge_wait = bridge_on(d, &mut st, j, waits)?;
+    let prep = mirrors_for(&st, &access, j, next_done);
+    let bridge_wait = if gated {
+        let mut waits = waits;
+        waits.push(gate_point);
+        Some(bridge_gated(d, j, waits, prep, next_done)?)
+    } else {
+        bridge_with(d, &mut st, j, waits, prep)?
+    };
     let tail_bridge = bridge_on(d, &mut st, j, tail_waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     let arena = Arena::scope();
     let cx = md.cx(&arena);
     let entry = queue_entry(&mut st, q);
+    if gated {
+        entry.2[j] += 1;
+    }
     entry.2[j] += 1;
     let done = vk::SemaphoreSubmitInfo {
         semaphore: q.done[j],
@@ -1295,8 +1586,34 @@ fn submit_multi(
         Vec<vk::CommandBufferSubmitInfo>,
         Vec<vk::SemaphoreSubmitInfo>,
     )> = Vec::with_capacity(batches.len() + 1);
+    // The gate: the batch's waits, then the gate's done point.
+    let gate: Option<(Vec<vk::SemaphoreSubmitInfo>, [vk::SemaphoreSubmitInfo; 1])> =
+        gated.then(|| {
+            (
+                batches.iter().flat_map(|b| &b.waits).map(tr_sem).collect(),
+                [vk::SemaphoreSubmitInfo {
+                    semaphore: q.done[j],
+                    value: gate_point.2,
+                    stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+                    ..Default::default()
+                }],
+            )
+        });
+    if let Some((w, s)) = &gate {
+        infos.push(vk::SubmitInfo2 {
+            wait_semaphore_info_count: w.len() as u32,
+            p_wait_semaphore_infos: w.as_ptr(),
+            signal_semaphore_info_count: 1,
+            p_signal_semaphore_infos: s.as_ptr(),
+            ..Default::default()
+        });
+    }
     for b in &batches {
-        let mut w: Vec<_> = b.waits.iter().map(tr_sem).collect();
+        let mut w: Vec<_> = if gated {
+            Vec::new()
+        } else {
+            b.waits.iter().map(tr_sem).collect()
+        };
         w.extend(bw);
         let c: Vec<_> = b
             .cbs
@@ -1316,6 +1633,9 @@ fn submit_multi(
     }
     // The done signal rides with the last batch (a batch of its own when there is none): a
     // signal's first scope holds every command submitted before it on the queue.
+    // It goes last: once it is reached, so are the application's signals (members signal in
+    // order), which waits on it from other members rely on (the host may signal the next value
+    // at once, and a host signal must not pass a pending one).
     match keep.last_mut() {
         Some(last) => last.2.push(done),
         None => keep.push((bw.into_iter().collect(), Vec::new(), vec![done])),
@@ -1364,6 +1684,7 @@ fn submit_multi(
         .queue_submit2
         .ok_or_else(|| crate::guard::missing("vkQueueSubmit2"))?;
     let apart = d.exec.fence_apart & (1 << j) != 0 && keep.iter().any(|k| !k.0.is_empty());
+    debug_assert!(!gated || infos.len() == keep.len() + 1);
     let (batch_fence, own_fence) = if apart {
         (vk::Fence::null(), cx.nd(fence))
     } else {
@@ -1392,6 +1713,10 @@ fn submit_multi(
         return Err(vk::Result::ERROR_DEVICE_LOST);
     }
     if r != vk::Result::SUCCESS {
+        // The done points handed out will never be signalled by the member: signal them from
+        // the host, so that nothing (later batches' bridge waits, mirrored memory) waits for
+        // them forever. The batches did not run; what they would have written is unchanged.
+        release_points(md, signal_point, base);
         return Err(r);
     }
     if split {
@@ -1432,6 +1757,28 @@ fn submit_multi(
     }
     take_over(&mut st, &notes, j);
     Ok(vk::Result::SUCCESS)
+}
+
+/// Signals member `md`'s done timeline `point` from the host (a submit that failed), once the
+/// batches before it (up to `before`) completed: a host signal must not pass pending ones.
+fn release_points(md: &MemberDevice, (sem, value): (vk::Semaphore, u64), before: u64) {
+    if counter(md, sem) >= value {
+        return;
+    }
+    if host_wait(md, sem, before, 10_000_000_000) != vk::Result::SUCCESS {
+        crate::warn!(
+            "member {}: earlier batches did not finish; done points not released",
+            md.index
+        );
+        return;
+    }
+    let r = host_signal(md, sem, value);
+    if r != vk::Result::SUCCESS {
+        crate::warn!(
+            "member {}: releasing the done points of a failed submit failed ({r:?})",
+            md.index
+        );
+    }
 }
 
 type SubmitFn<I> = unsafe extern "system" fn(vk::Queue, u32, *const I, vk::Fence) -> vk::Result;
@@ -1627,6 +1974,7 @@ pub unsafe extern "system" fn queue_wait_idle(queue: vk::Queue) -> vk::Result {
                 return Err(r);
             }
         }
+        settle_finished(d);
         Ok(vk::Result::SUCCESS)
     })
 }
@@ -1653,8 +2001,43 @@ pub unsafe extern "system" fn device_wait_idle(device: vk::Device) -> vk::Result
             }
         }
         flush(d);
+        settle_finished(d);
         Ok(vk::Result::SUCCESS)
     })
+}
+
+/// `vkGetFenceStatus`: asked of the member that ran the fence's last submit; a signalled fence
+/// is a host synchronisation (mirrored memory is settled).
+///
+/// # Safety
+/// Arguments valid for `vkGetFenceStatus`.
+pub unsafe extern "system" fn get_fence_status(device: vk::Device, fence: vk::Fence) -> vk::Result {
+    crate::guard::result("vkGetFenceStatus", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        let md = d
+            .member(waiter_member(d, fence.as_raw()))
+            .ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+        let f = md
+            .fns
+            .get_fence_status
+            .ok_or_else(|| crate::guard::missing("vkGetFenceStatus"))?;
+        // SAFETY: the member's fence.
+        synced(d, unsafe { f(md.handle, nd(fence, md.index)) })
+    })
+}
+
+/// The result of a host wait or query: a success settles mirrored memory (the host may now
+/// read what finished batches wrote); an error is returned as one.
+fn synced(d: &Device, r: vk::Result) -> Result<vk::Result, vk::Result> {
+    if r == vk::Result::SUCCESS {
+        settle_finished(d);
+    }
+    if r.as_raw() < 0 {
+        Err(r)
+    } else {
+        Ok(r)
+    }
 }
 
 /// The member whose copy of `raw` a host wait uses.
@@ -1752,11 +2135,7 @@ pub unsafe extern "system" fn wait_for_fences(
             // SAFETY: the member's fences.
             unsafe { f(md.handle, member.len() as u32, member.as_ptr(), wait_all, t) }
         });
-        if r.as_raw() < 0 {
-            Err(r)
-        } else {
-            Ok(r)
-        }
+        synced(d, r)
     })
 }
 
@@ -1954,11 +2333,10 @@ pub unsafe extern "system" fn wait_semaphores(
             // SAFETY: the member's semaphores.
             unsafe { f(md.handle, &w, t) }
         });
-        if r.as_raw() < 0 {
-            Err(r)
-        } else {
-            Ok(r)
+        if r == vk::Result::SUCCESS {
+            signalled_batches_done(d, sems);
         }
+        synced(d, r)
     })
 }
 
@@ -2034,6 +2412,8 @@ pub unsafe extern "system" fn get_semaphore_counter_value(
             }
             best = best.max(v);
         }
+        signalled_batches_done(d, std::slice::from_ref(&sem));
+        settle_finished(d);
         // SAFETY: valid output pointer.
         unsafe { *out = best };
         Ok(vk::Result::SUCCESS)

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod log;
 pub mod member;
 pub mod memory;
+pub mod mirror;
 pub mod object;
 pub mod physical_device;
 pub mod present;

@@ -71,11 +71,15 @@ pub fn info_json() -> Value {
     out
 }
 
+/// What `tier` says for memory mirrored per member (`mirror.rs`).
+const MIRRORED: &str = "mirrored (copies through the members' mappings)";
+
 /// Per pair of members: `tier`, how vkfuse shares data between them now (shared host memory
-/// when both import host pointers: host-visible allocations are one host allocation imported
-/// into both, if the probe at device creation succeeds; otherwise none, and batches stay on one
-/// member), and `best`, the best tier their capabilities allow (host-pointer import, opaque fds,
-/// driver and device UUIDs), which may not be built yet.
+/// when both import host pointers, unless `VKFUSE_SHARING=mirrored`: host-visible allocations
+/// are one host allocation imported into both, if the probe at device creation succeeds;
+/// otherwise mirrored, or batches stay on one member where a member's memory cannot be mapped),
+/// and `best`, the best tier their capabilities allow (host-pointer import, opaque fds, driver
+/// and device UUIDs), which may not be built yet.
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -93,15 +97,16 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
             device_uuid: m.device_uuid,
         })
         .collect();
+    let mirrored = crate::config::Config::get().sharing == crate::config::Sharing::Mirrored;
     let topology = vkfuse_memory::Topology::new(&caps);
     topology
         .connections()
         .into_iter()
         .map(|(a, b, best)| {
-            let tier = if caps[a].host_import && caps[b].host_import {
+            let tier = if caps[a].host_import && caps[b].host_import && !mirrored {
                 vkfuse_memory::Tier::SharedHost.name()
             } else {
-                "none (batches stay on one member)"
+                MIRRORED
             };
             json!({"a": p.members[a].index, "b": p.members[b].index, "tier": tier, "best": best.name()})
         })

@@ -32,15 +32,7 @@ fn main() -> ExitCode {
 }
 
 fn pattern(thread: u32, round: u32, len: usize) -> Vec<u8> {
-    let mut x = u64::from(thread) << 32 | u64::from(round) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    vkfuse_examples::pattern_bytes(u64::from(thread) << 32 | u64::from(round), len)
 }
 
 fn run(mut args: Args) -> Result<Report> {

@@ -8820,32 +8820,6 @@ pub unsafe extern "system" fn get_event_status(device: vk::Device, event: vk::Ev
     })
 }
 
-/// Forwards `vkGetFenceStatus`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkGetFenceStatus`.
-pub unsafe extern "system" fn get_fence_status(device: vk::Device, fence: vk::Fence) -> vk::Result {
-    guard::result("vkGetFenceStatus", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.executed_iter(fence.as_raw()) {
-            let Some(f) = md.fns.get_fence_status else {
-                return Err(missing("vkGetFenceStatus"));
-            };
-            let r = unsafe { f(md.handle, crate::conv::nd(fence, md.index)) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkGetImageSparseMemoryRequirements`.
 ///
 /// # Safety
@@ -12738,10 +12712,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkGetFenceStatus",
-        pfn: unsafe { std::mem::transmute::<PfnGetFenceStatus, VoidFn>(get_fence_status) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnGetFenceStatus, VoidFn>(crate::exec::get_fence_status)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkGetImageMemoryRequirements",

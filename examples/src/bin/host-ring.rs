@@ -1,0 +1,198 @@
+//! `host-ring`: the host writes parts of a mapped buffer while batches use other parts.
+//!
+//! Streaming programs do this all the time (a ring of uploads in one persistently mapped
+//! allocation): Vulkan lets the host write bytes of host-coherent memory that no pending batch
+//! accesses, and host writes made before signalling a semaphore from the host are seen by a
+//! batch that waits for it. Each round:
+//!
+//! 1. copies upload area A (written before the submit) into one half and fills the rest of that
+//!    half; meanwhile, after the submit, the host writes the other half;
+//! 2. copies upload area B into the end of the same half, in a batch that waits for a timeline
+//!    value the host signals only after it wrote area B (after that batch was submitted).
+//!
+//! After each fence, every byte must hold what its last writer put there. Through vkfuse with
+//! mirrored memory (`VKFUSE_SHARING=mirrored`) step 1 needs the write-back to take only the
+//! bytes the batch changed (a plain copy of the member's copy would put the host's half back as
+//! it was), and step 2 needs the batch's copy of the memory made only once its wait is over.
+
+use std::process::ExitCode;
+
+use ash::vk;
+use vkfuse_examples::resources::MemoryUse;
+use vkfuse_examples::{
+    cmd, example_main, fnv1a64, Args, Context, ErrorContext as _, Mismatch, Report, Result,
+};
+
+const NAME: &str = "host-ring";
+const USAGE: &str = "\
+usage: host-ring [--rounds R] [--validation]
+
+R rounds (default 12) on one mapped host-coherent buffer of two 64 KiB halves and two 4 KiB
+upload areas A and B: round r copies A (host-written before the submit) into half r%2 and
+fills the rest of it while the host writes half (r+1)%2; then copies B into the end of half
+r%2 in a batch that waits for a timeline value the host signals after writing B. Checks the
+whole buffer after each batch and prints
+  vkfuse-example host-ring device=\"<name>\" result=<fnv1a64 of the buffer after each round>
+
+  --rounds R    1..=1000
+  --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
+                exit code 3 if it reports errors or warnings";
+
+const HALF: u64 = 64 * 1024;
+const UPLOAD: u64 = 4096;
+/// Upload areas A and B after the two halves.
+const AREA_A: u64 = 2 * HALF;
+const AREA_B: u64 = 2 * HALF + UPLOAD;
+const SIZE: u64 = 2 * HALF + 2 * UPLOAD;
+
+fn main() -> ExitCode {
+    example_main(NAME, USAGE, run)
+}
+
+/// A byte pattern for round `r` and writer `who` (0: area A, 1: the host's half, 2: area B).
+fn pattern(r: u32, who: u32, len: u64) -> Vec<u8> {
+    vkfuse_examples::pattern_bytes(u64::from(who) << 32 | u64::from(r), len as usize)
+}
+
+fn fill_value(r: u32) -> u32 {
+    0x5a00_0000 | r
+}
+
+fn run(mut args: Args) -> Result<Report> {
+    let rounds: u32 = args.value("--rounds")?.unwrap_or(12);
+    args.finish()?;
+    if !(1..=1000).contains(&rounds) {
+        return Err("--rounds must be 1..=1000".into());
+    }
+    let ctx = Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
+    let d = &ctx.device;
+    let queue = ctx.queue();
+    let buffer = ctx.create_buffer(
+        SIZE,
+        vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
+        MemoryUse::Upload,
+    )?;
+    let gate = ctx.create_timeline_semaphore()?;
+    let pool = ctx.create_command_pool(
+        queue.family,
+        vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER,
+    )?;
+    let cbs = [ctx.allocate_primary(&pool)?, ctx.allocate_primary(&pool)?];
+    let fence = ctx.create_fence(false)?;
+    let _idle = ctx.idle_guard();
+    let mut hashes = Vec::new();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+    for r in 0..rounds {
+        let (dev_half, host_half) = (u64::from(r % 2) * HALF, u64::from((r + 1) % 2) * HALF);
+        let area_a = pattern(r, 0, UPLOAD);
+        buffer.write_bytes(AREA_A, &area_a)?;
+        // SAFETY: the command buffers are not pending (the last round's fences were waited
+        // for); the buffer lives until the idle guard waited for the device.
+        unsafe {
+            cmd::begin(d, cbs[0], vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            let copy = vk::BufferCopy {
+                src_offset: AREA_A,
+                dst_offset: dev_half,
+                size: UPLOAD,
+            };
+            d.cmd_copy_buffer(cbs[0], buffer.handle, buffer.handle, &[copy]);
+            d.cmd_fill_buffer(
+                cbs[0],
+                buffer.handle,
+                dev_half + UPLOAD,
+                HALF - UPLOAD,
+                fill_value(r),
+            );
+            cmd::memory_barrier(d, cbs[0], cmd::TRANSFER_WRITE, cmd::HOST_READ);
+            cmd::end(d, cbs[0])?;
+            cmd::begin(d, cbs[1], vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            let copy = vk::BufferCopy {
+                src_offset: AREA_B,
+                dst_offset: dev_half + HALF - UPLOAD,
+                size: UPLOAD,
+            };
+            d.cmd_copy_buffer(cbs[1], buffer.handle, buffer.handle, &[copy]);
+            cmd::memory_barrier(d, cbs[1], cmd::TRANSFER_WRITE, cmd::HOST_READ);
+            cmd::end(d, cbs[1])?;
+        }
+        // Step 1: the host writes the other half while the batch may still run.
+        let first = [cbs[0]];
+        let submit = vk::SubmitInfo::default().command_buffers(&first);
+        // SAFETY: a recorded command buffer of this device.
+        unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+        // Let the batch get ready (through vkfuse: its mirrored memory prepared) first, as a
+        // program streaming uploads would.
+        pause();
+        let host = pattern(r, 1, HALF);
+        buffer.write_bytes(host_half, &host)?;
+        ctx.wait_and_reset_fence(&fence)?;
+        let fill = fill_value(r).to_le_bytes();
+        let check = |got: &[u8], step: u32, tail: Option<&[u8]>| -> Result<()> {
+            let dev = &got[dev_half as usize..(dev_half + HALF) as usize];
+            let fill_end = (HALF - if tail.is_some() { UPLOAD } else { 0 }) as usize;
+            if dev[..UPLOAD as usize] != area_a[..] {
+                return Err(
+                    Mismatch(format!("round {r} step {step}: area A's copy differs")).into(),
+                );
+            }
+            if dev[UPLOAD as usize..fill_end]
+                .chunks_exact(4)
+                .any(|w| w != fill.as_slice())
+            {
+                return Err(Mismatch(format!("round {r} step {step}: the fill differs")).into());
+            }
+            if tail.is_some_and(|t| dev[fill_end..] != t[..]) {
+                return Err(Mismatch(format!(
+                    "round {r} step {step}: area B's copy differs (written by the host before it signalled the batch's wait)"
+                ))
+                .into());
+            }
+            if got[host_half as usize..(host_half + HALF) as usize] != host[..] {
+                return Err(Mismatch(format!(
+                    "round {r} step {step}: the half the host wrote while a batch was pending differs"
+                ))
+                .into());
+            }
+            Ok(())
+        };
+        let got = buffer.read_bytes(0, (2 * HALF) as usize)?;
+        check(&got, 1, None)?;
+        hashes.extend(fnv1a64(&got).to_le_bytes());
+        // Step 2: area B is written after the submit, before the signal the batch waits for.
+        let (sems, values, stages) = (
+            [*gate],
+            [u64::from(r) + 1],
+            [vk::PipelineStageFlags::TRANSFER],
+        );
+        let mut gate_value =
+            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+        let second = [cbs[1]];
+        let submit = vk::SubmitInfo::default()
+            .wait_semaphores(&sems)
+            .wait_dst_stage_mask(&stages)
+            .command_buffers(&second)
+            .push_next(&mut gate_value);
+        // SAFETY: a recorded command buffer of this device; the gate is signalled below.
+        unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+        pause();
+        let area_b = pattern(r, 2, UPLOAD);
+        buffer.write_bytes(AREA_B, &area_b)?;
+        // SAFETY: a timeline semaphore of this device, signalled to a higher value.
+        unsafe {
+            d.signal_semaphore(
+                &vk::SemaphoreSignalInfo::default()
+                    .semaphore(*gate)
+                    .value(u64::from(r) + 1),
+            )
+        }
+        .context("vkSignalSemaphore")?;
+        ctx.wait_and_reset_fence(&fence)?;
+        let got = buffer.read_bytes(0, (2 * HALF) as usize)?;
+        check(&got, 2, Some(&area_b))?;
+        hashes.extend(fnv1a64(&got).to_le_bytes());
+    }
+    Ok(Report::Hash {
+        device: ctx.device_name().to_owned(),
+        hash: fnv1a64(&hashes),
+    })
+}

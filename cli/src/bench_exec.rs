@@ -234,7 +234,10 @@ pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<(Value,
                      (CPU copy; the staging tier with vkCmdCopyBuffer for memory that cannot be \
                      mapped is not built)",
             "sizes": mirrored,
-            "method": method(" and VKFUSE_SHARING=mirrored (one copy per member)"),
+            "method": method(
+                " and VKFUSE_SHARING=mirrored (the reading member's copy is brought up to date \
+                 from the writer's before the reading batch; the never-mapped path, one copy)",
+            ),
         }),
     ))
 }

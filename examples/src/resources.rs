@@ -184,6 +184,11 @@ impl Buffer<'_> {
         self.mapped.is_some()
     }
 
+    /// The buffer's own allocation (for programs that map it themselves).
+    pub fn memory(&self) -> vk::DeviceMemory {
+        self.memory
+    }
+
     fn mapping(&self, offset: u64, len: usize) -> Result<NonNull<u8>> {
         let base = self
             .mapped

@@ -10,6 +10,10 @@
 //! 2. copies upload area B into the end of the same half, in a batch that waits for a timeline
 //!    value the host signals only after it wrote area B (after that batch was submitted).
 //!
+//! Finally a device-local buffer (host-visible on CPU devices, but not mapped by the program until
+//! then) is filled by a batch and only then mapped and read, as programs reading results back
+//! from memory they never mapped before do.
+//!
 //! After each fence, every byte must hold what its last writer put there. Through vkfuse with
 //! mirrored memory (`VKFUSE_SHARING=mirrored`) step 1 needs the write-back to take only the
 //! bytes the batch changed (a plain copy of the member's copy would put the host's half back as
@@ -31,8 +35,9 @@ R rounds (default 12) on one mapped host-coherent buffer of two 64 KiB halves an
 upload areas A and B: round r copies A (host-written before the submit) into half r%2 and
 fills the rest of it while the host writes half (r+1)%2; then copies B into the end of half
 r%2 in a batch that waits for a timeline value the host signals after writing B. Checks the
-whole buffer after each batch and prints
-  vkfuse-example host-ring device=\"<name>\" result=<fnv1a64 of the buffer after each round>
+whole buffer after each batch; then fills a device-local buffer that it maps only afterwards
+(where its memory is host-visible) and checks it. Prints
+  vkfuse-example host-ring device=\"<name>\" result=<fnv1a64 of every check's bytes>
 
   --rounds R    1..=1000
   --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
@@ -191,8 +196,69 @@ fn run(mut args: Args) -> Result<Report> {
         check(&got, 2, Some(&area_b))?;
         hashes.extend(fnv1a64(&got).to_le_bytes());
     }
+    hashes.extend(late_map(&ctx, queue, rounds)?.to_le_bytes());
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),
         hash: fnv1a64(&hashes),
     })
+}
+
+/// A device-local buffer filled by a batch, mapped only afterwards: the first map must show the
+/// batch's data. Returns the hash of what was read (0 where the memory is not host-visible).
+fn late_map(ctx: &Context, queue: vkfuse_examples::QueueInfo, rounds: u32) -> Result<u64> {
+    let d = &ctx.device;
+    let buffer = ctx.create_buffer(
+        HALF,
+        vk::BufferUsageFlags::TRANSFER_DST,
+        MemoryUse::DeviceLocal,
+    )?;
+    if !buffer
+        .memory_flags
+        .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+    {
+        return Ok(0);
+    }
+    let value = fill_value(rounds);
+    ctx.one_time_commands(queue, |cb| {
+        // SAFETY: a command buffer in the recording state; the buffer outlives the wait.
+        unsafe {
+            d.cmd_fill_buffer(cb, buffer.handle, 0, HALF, value);
+            cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::HOST_READ);
+        }
+        Ok(())
+    })?;
+    // SAFETY: host-visible memory of this device, not mapped; the batch that wrote it was
+    // waited for.
+    let ptr = unsafe {
+        d.map_memory(
+            buffer.memory(),
+            0,
+            vk::WHOLE_SIZE,
+            vk::MemoryMapFlags::empty(),
+        )
+    }
+    .context("vkMapMemory")?;
+    if !buffer
+        .memory_flags
+        .contains(vk::MemoryPropertyFlags::HOST_COHERENT)
+    {
+        let range = vk::MappedMemoryRange::default()
+            .memory(buffer.memory())
+            .size(vk::WHOLE_SIZE);
+        // SAFETY: the memory is mapped; the whole range.
+        unsafe { d.invalidate_mapped_memory_ranges(&[range]) }
+            .context("vkInvalidateMappedMemoryRanges")?;
+    }
+    // SAFETY: the mapping covers the buffer's HALF bytes.
+    let got = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), HALF as usize) }.to_vec();
+    // SAFETY: mapped above.
+    unsafe { d.unmap_memory(buffer.memory()) };
+    let fill = value.to_le_bytes();
+    if got.chunks_exact(4).any(|w| w != fill.as_slice()) {
+        return Err(Mismatch(
+            "a device-local buffer mapped after a batch filled it does not hold the fill".into(),
+        )
+        .into());
+    }
+    Ok(fnv1a64(&got))
 }

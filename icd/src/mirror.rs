@@ -121,7 +121,9 @@ impl Mirror {
     /// be allocated. Every member starts as a holder: the contents are undefined anyway.
     pub fn new(size: u64, copies: [*mut u8; MAX_MEMBERS]) -> Option<Mirror> {
         let size = usize::try_from(size).ok()?.max(1);
-        let layout = std::alloc::Layout::from_size_align(size, 64).ok()?;
+        // Page-aligned, as drivers map their own allocations: programs rely on the alignment
+        // of mapped pointers (GL_MIN_MAP_BUFFER_ALIGNMENT through Zink).
+        let layout = std::alloc::Layout::from_size_align(size, 4096).ok()?;
         // SAFETY: a non-zero size.
         let shadow = unsafe { std::alloc::alloc_zeroed(layout) };
         if shadow.is_null() {
@@ -472,6 +474,8 @@ mod tests {
         copies[0] = a.as_mut_ptr();
         copies[1] = b.as_mut_ptr();
         let m = Mirror::new(16, copies).unwrap();
+        // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
+        assert_eq!(m.shadow() as usize % 4096, 0);
         let need = |j| m.claim(j).0;
         // Fresh: every member holds the (undefined) contents.
         assert!(!need(0));

@@ -261,6 +261,7 @@ fn bad_settings_fall_back() {
         ("VKFUSE_RESIDENCY", "everywhere"),
         ("VKFUSE_PRIMARY", "7"),
         ("VKFUSE_LOG", "shout"),
+        ("VKFUSE_SHARING", "telepathy"),
     ] {
         let mut cmd = fused(&vulkaninfo, &[lavapipe()]);
         cmd.arg("--summary").env(var, value);

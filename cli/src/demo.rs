@@ -17,8 +17,9 @@ vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
     (VK_ICD_FILENAMES=its manifest) and through vkfuse over all members (strategy single, member 0
     executes; with two or more members also with VKFUSE_RESIDENCY=all, which creates and records
     everything on every member, and with the round_robin and afr strategies, which run batches
-    on every member: the report shows how many ran on each), compares the results and prints a
-    report. Members default to every ICD manifest in the
+    on every member: the report shows how many ran on each; round_robin also with
+    VKFUSE_SHARING=mirrored, a copy of host-visible memory per member kept coherent by copies),
+    compares the results and prints a report. Members default to every ICD manifest in the
     standard directories that loads, plus SwiftShader if installed. --validation runs the examples
     with VK_LAYER_KHRONOS_validation (any message fails). --out keeps the rendered images (PPM).
     Exit code 0: PASS, 1: a result differs or a run failed.";
@@ -266,11 +267,16 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     } else {
         Vec::new()
     };
-    // (strategy, residency): execution on member 0, with objects on it alone or on every
-    // member; then batches placed on every member.
-    let mut configs = vec![("single", "primary")];
+    // (strategy, residency, sharing): execution on member 0, with objects on it alone or on
+    // every member; then batches placed on every member, with shared host memory and mirrored.
+    let mut configs = vec![("single", "primary", None)];
     if member_paths.len() > 1 {
-        configs.extend([("single", "all"), ("round_robin", "all"), ("afr", "all")]);
+        configs.extend([
+            ("single", "all", None),
+            ("round_robin", "all", None),
+            ("afr", "all", None),
+            ("round_robin", "all", Some("mirrored")),
+        ]);
     }
 
     let mut failures = 0usize;
@@ -278,7 +284,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let mut fused_device: Option<String> = None;
     outln!();
     outln!(
-        "  {:<14} {:<28} {:<18} {:>8}  check",
+        "  {:<14} {:<30} {:<18} {:>8}  check",
         "workload",
         "run",
         "result",
@@ -305,7 +311,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             },
         )?;
         let mut outcomes = vec![direct];
-        for (strategy, residency) in &configs {
+        for (strategy, residency, sharing) in &configs {
             let config = FusedConfig {
                 members: Some(member_paths.clone()),
                 strategy: Some(strategy.to_string()),
@@ -314,17 +320,25 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 log: Some("info".to_string()),
             };
             let vk_manifest = manifest.manifest().to_path_buf();
-            let label = if *strategy == "single" {
-                format!("vkfuse, residency={residency}")
-            } else {
-                format!("vkfuse, {strategy}")
+            let label = match (*strategy, sharing) {
+                ("single", _) => format!("vkfuse, residency={residency}"),
+                (_, Some(s)) => format!("vkfuse, {strategy}, {s}"),
+                (_, None) => format!("vkfuse, {strategy}"),
             };
             outcomes.push(run_example(
                 &label,
                 program,
                 &example_args,
-                image(&format!("fused-{strategy}-{residency}")),
-                &|cmd| config.apply(cmd, &vk_manifest),
+                image(&format!(
+                    "fused-{strategy}-{residency}{}",
+                    sharing.map(|s| format!("-{s}")).unwrap_or_default()
+                )),
+                &|cmd| {
+                    config.apply(cmd, &vk_manifest)?;
+                    // Set either way: a VKFUSE_SHARING of the caller's must not relabel a row.
+                    cmd.env("VKFUSE_SHARING", sharing.unwrap_or("host"));
+                    Ok(())
+                },
             )?);
         }
         let reference = outcomes[0].line.as_ref().map(|l| l.result.clone());
@@ -371,7 +385,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 _ => check,
             };
             outln!(
-                "  {:<14} {:<28} {:<18} {:>6.2} s  {check}",
+                "  {:<14} {:<30} {:<18} {:>6.2} s  {check}",
                 workload,
                 o.config,
                 result,

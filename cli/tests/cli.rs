@@ -383,6 +383,18 @@ fn demo_with_lavapipe_passes() {
     out.assert_success();
     assert!(out.stdout.contains("PASS"), "{}", out.dump());
     assert!(out.stdout.contains("vkfuse ("), "{}", out.dump());
+    // Every workload also runs with mirrored memory, and matches.
+    let mirrored: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("vkfuse, round_robin, mirrored"))
+        .collect();
+    assert_eq!(mirrored.len(), 3, "{}", out.dump());
+    assert!(
+        mirrored.iter().all(|l| l.contains("same result")),
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]

@@ -336,8 +336,9 @@ fn member_loss_with_mirrored_memory() {
     );
 }
 
-/// The bytes `VKFUSE_LOG=debug` says mirrored memory copied: (merged into shadows, copied in).
-fn mirrored_bytes(stderr: &str) -> (u64, u64) {
+/// The bytes `VKFUSE_LOG=debug` says mirrored memory copied: (merged into shadows, copied in
+/// from shadows, copied from another member's copy).
+fn mirrored_bytes(stderr: &str) -> (u64, u64, u64) {
     let num = |s: &str, before: &str| -> u64 {
         s.split(before)
             .next()
@@ -348,16 +349,18 @@ fn mirrored_bytes(stderr: &str) -> (u64, u64) {
     stderr
         .lines()
         .filter(|l| l.contains("mirrored memory for member"))
-        .fold((0, 0), |(m, c), l| {
+        .fold((0, 0, 0), |(m, c, f), l| {
             (
                 m + num(l, " byte(s) merged"),
                 c + num(l, " byte(s) copied in"),
+                f + num(l, " byte(s) from another member"),
             )
         })
 }
 
 /// With mirrored memory, random-batches' data really travels between the members' copies:
-/// batches on both members, bytes merged into the shadows and copied into the other member.
+/// batches on both members, bytes merged into the shadows and copied into the other member;
+/// and bench-handoff's never-mapped buffer goes from one member's copy to the other's.
 #[test]
 fn mirrored_memory_moves_between_members() {
     let mut cmd = placed_cmd("random-batches", &lvp2(), "round_robin");
@@ -365,7 +368,7 @@ fn mirrored_memory_moves_between_members() {
         .env("VKFUSE_LOG", "debug");
     let out = run(&mut cmd);
     out.assert_success();
-    let (merged, copied) = mirrored_bytes(&out.stderr);
+    let (merged, copied, _) = mirrored_bytes(&out.stderr);
     assert!(
         merged > 1 << 20 && copied > 1 << 20,
         "{merged} {copied}: {}",
@@ -373,6 +376,15 @@ fn mirrored_memory_moves_between_members() {
     );
     let p = placed(&out.stderr);
     assert!(p.iter().all(|n| *n >= 100), "not split: {p:?}");
+    // A device-local buffer the program never maps: copied straight from the writer's copy.
+    let mut cmd = placed_cmd("bench-handoff", &lvp2(), "round_robin");
+    cmd.args(["--max-mib", "1", "--repeats", "1"])
+        .env("VKFUSE_SHARING", "mirrored")
+        .env("VKFUSE_LOG", "debug");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let (_, _, from_member) = mirrored_bytes(&out.stderr);
+    assert!(from_member >= 1 << 20, "{from_member}: {}", out.dump());
 }
 
 /// VKFUSE_MASK restricts the members batches may run on: with member 0 masked out of two

@@ -374,7 +374,11 @@ pub unsafe extern "system" fn allocate_memory(
                 if missing.is_empty() && m.mirror.is_none() {
                     crate::exec::pin_primary(
                         d,
-                        "an allocation is neither shared host memory nor mirrored (a member's copy cannot be mapped)",
+                        if host_visible {
+                            "an allocation is neither shared host memory nor mirrored (a member's copy cannot be mapped)"
+                        } else {
+                            "an allocation is not host-visible, and copies between members through a staging buffer are not built yet"
+                        },
                     );
                 }
                 (m, missing)

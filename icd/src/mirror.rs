@@ -39,6 +39,10 @@
 //! (the host may write the shadow until it signals what the batch waits for): `exec.rs` moves
 //! the waits to an empty batch before it and runs the step on a thread of its own after that
 //! batch, so it holds up no other step.
+//!
+//! Not covered: host writes made after a batch was made ready and seen by it through an event
+//! the host sets (`vkSetEvent` with a device-side `vkCmdWaitEvents`); the batch keeps the copy
+//! it was given. Whole allocations are copied, not the ranges a batch touches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

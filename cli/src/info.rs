@@ -112,8 +112,12 @@ pub fn render(report: &Value) -> String {
                     let (tier, best) = (text(t, "tier"), text(t, "best"));
                     let more = if tier == best {
                         String::new()
+                    } else if best == "shared device memory" {
+                        " (their capabilities allow shared device memory: used for memory that is \
+                         not host-visible, and for all memory with VKFUSE_SHARING=device)"
+                            .to_string()
                     } else {
-                        format!(" (their capabilities allow {best}: not built yet)")
+                        format!(" (their capabilities allow {best})")
                     };
                     out.push_str(&format!(
                         "    {} - {}  {tier}{more}\n",

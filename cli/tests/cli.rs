@@ -88,8 +88,9 @@ fn info_json_two_vendors() {
 }
 
 /// Two instances of one driver share device and driver UUIDs: their capabilities allow shared
-/// device memory (opaque fds), which is not built; what vkfuse uses between them is shared host
-/// memory, or mirrored memory with `VKFUSE_SHARING=mirrored`. `vkfuse info` says both per pair.
+/// device memory (opaque fds); what vkfuse uses between them for host-visible memory is shared
+/// host memory (shared device memory with `VKFUSE_SHARING=device`, mirrored memory with
+/// `VKFUSE_SHARING=mirrored`). `vkfuse info` says both per pair.
 #[test]
 fn info_json_transfer_tiers() {
     let (out, json) = info_json(&[lavapipe(), lavapipe()]);
@@ -101,19 +102,27 @@ fn info_json_transfer_tiers() {
     assert_eq!(tiers[0]["b"], 1, "{}", out.dump());
     assert_eq!(tiers[0]["tier"], "shared host memory", "{}", out.dump());
     assert_eq!(tiers[0]["best"], "shared device memory", "{}", out.dump());
-    let mut cmd = vkfuse();
-    cmd.args(["info", "--json"])
-        .env("VKFUSE_ICDS", icds(&[lavapipe(), lavapipe()]))
-        .env("VKFUSE_SHARING", "mirrored");
-    let out = run(&mut cmd);
-    out.assert_success();
-    let json: Value = serde_json::from_str(&out.stdout).expect("one JSON object");
-    assert_eq!(
-        json["fused"]["transfer_tiers"][0]["tier"],
-        "mirrored (copies through the members' mappings)",
-        "{}",
-        out.dump()
-    );
+    for (sharing, tier) in [
+        (
+            "mirrored",
+            "mirrored (copies through the members' mappings)",
+        ),
+        ("device", "shared device memory"),
+    ] {
+        let mut cmd = vkfuse();
+        cmd.args(["info", "--json"])
+            .env("VKFUSE_ICDS", icds(&[lavapipe(), lavapipe()]))
+            .env("VKFUSE_SHARING", sharing);
+        let out = run(&mut cmd);
+        out.assert_success();
+        let json: Value = serde_json::from_str(&out.stdout).expect("one JSON object");
+        assert_eq!(
+            json["fused"]["transfer_tiers"][0]["tier"],
+            tier,
+            "{}",
+            out.dump()
+        );
+    }
     let (out, json) = info_json(&[lavapipe()]);
     assert_eq!(
         json["fused"]["transfer_tiers"].as_array().map(Vec::len),

@@ -336,6 +336,41 @@ fn member_loss_with_mirrored_memory() {
     );
 }
 
+/// Same-driver members share memory through opaque fds (`VKFUSE_SHARING=device`): the first
+/// exports each allocation, the other imports it, and batches on both members see the same
+/// bytes with nothing copied (images included). Members of different drivers never share that
+/// way: vkfuse falls back to shared host memory, and the results stay right.
+#[test]
+fn shared_device_memory_through_opaque_fds() {
+    let device = |example_name: &str, members: &[PathBuf]| {
+        let reference = direct_result(example_name, &lavapipe());
+        let mut cmd = placed_cmd(example_name, members, "round_robin");
+        cmd.env("VKFUSE_SHARING", "device");
+        let out = run(&mut cmd);
+        if out.status.code() == Some(3) {
+            panic!("validation layer messages:\n{}", out.dump());
+        }
+        out.assert_success();
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        let p = placed(&out.stderr);
+        assert!(p.iter().all(|n| *n > 0), "not split: {}", out.dump());
+        out.stderr.contains("through opaque fds")
+    };
+    for example_name in ["random-batches", "host-ring", "offscreen"] {
+        assert!(
+            device(example_name, &lvp2()),
+            "{example_name}: no opaque-fd sharing"
+        );
+    }
+    if let Some(m) = lvp_sw("shared_device_memory_through_opaque_fds") {
+        assert!(
+            !device("random-batches", &m),
+            "opaque fds shared across drivers"
+        );
+    }
+}
+
 /// The bytes `VKFUSE_LOG=debug` says mirrored memory copied: (merged into shadows, copied in
 /// from shadows, copied from another member's copy).
 fn mirrored_bytes(stderr: &str) -> (u64, u64, u64) {

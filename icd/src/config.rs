@@ -36,6 +36,10 @@ pub enum Sharing {
     /// (`VKFUSE_SHARING=mirrored`): the path members without host-pointer import take,
     /// selectable to test and measure it on members that have it.
     Mirrored,
+    /// Members of one driver on one device share each allocation through an opaque fd that
+    /// the first exports and the others import (`VKFUSE_SHARING=device`); other memory as
+    /// `Host`.
+    Device,
 }
 
 #[derive(Clone, Debug)]
@@ -221,8 +225,9 @@ impl Config {
             Some((v, from)) => match v.trim() {
                 "host" => Sharing::Host,
                 "mirrored" => Sharing::Mirrored,
+                "device" => Sharing::Device,
                 _ => {
-                    crate::warn!("{from}={v:?} is not `host` or `mirrored`; using host");
+                    crate::warn!("{from}={v:?} is not `host`, `device` or `mirrored`; using host");
                     Sharing::Host
                 }
             },

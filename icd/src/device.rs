@@ -122,12 +122,27 @@ pub unsafe extern "system" fn create_device(
             } else {
                 None
             };
+            let memory_fd = if multi && pm.extensions.iter().any(|e| e == FD_EXT) {
+                gdpa.and_then(|g| {
+                    // SAFETY: the member device is live; the name is NUL-terminated.
+                    let f = unsafe { g(dev, c"vkGetMemoryFdKHR".as_ptr()) };
+                    // SAFETY: the member returns the command's own type for this name.
+                    f.map(|f| unsafe {
+                        std::mem::transmute::<unsafe extern "system" fn(), vk::PFN_vkGetMemoryFdKHR>(
+                            f,
+                        )
+                    })
+                })
+            } else {
+                None
+            };
             members.push(MemberDevice {
                 index: pm.index,
                 handle: dev,
                 fns,
                 maps: pm.maps.clone(),
                 host_pointer_properties,
+                memory_fd,
             });
         }
         let import_align = if multi {
@@ -198,6 +213,7 @@ pub unsafe extern "system" fn destroy_device(
 }
 
 const HOST_EXT: &str = "VK_EXT_external_memory_host";
+const FD_EXT: &str = "VK_KHR_external_memory_fd";
 
 /// What vkfuse adds to a member's device create info when batches run on several members:
 /// timeline semaphores and synchronization2 (cross-member order, `exec.rs`), host query reset
@@ -278,11 +294,16 @@ impl Extra {
             let mut names: Vec<*const c_char> = (0..info.enabled_extension_count as usize)
                 .map(|i| *info.pp_enabled_extension_names.add(i))
                 .collect();
-            let has = names
-                .iter()
-                .any(|n| CStr::from_ptr(*n).to_bytes() == HOST_EXT.as_bytes());
-            if !has && pm.extensions.iter().any(|e| e == HOST_EXT) {
-                names.push(c"VK_EXT_external_memory_host".as_ptr());
+            for (ext, cname) in [
+                (HOST_EXT, c"VK_EXT_external_memory_host"),
+                (FD_EXT, c"VK_KHR_external_memory_fd"),
+            ] {
+                let has = names
+                    .iter()
+                    .any(|n| CStr::from_ptr(*n).to_bytes() == ext.as_bytes());
+                if !has && pm.extensions.iter().any(|e| e == ext) {
+                    names.push(cname.as_ptr());
+                }
             }
             let arr = arena.alloc::<*const c_char>(names.len());
             std::ptr::copy_nonoverlapping(names.as_ptr(), arr, names.len());

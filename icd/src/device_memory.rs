@@ -6,10 +6,12 @@
 //! and mapping returns the host allocation itself. Where not every member imports it (or with
 //! `VKFUSE_SHARING=mirrored`), each member allocates its own copy, mapped by vkfuse for good,
 //! and the allocation is **mirrored** (`mirror.rs`): the application maps a host shadow, and
-//! copies before each batch keep the copies coherent. Memory that is neither (a member's copy
-//! cannot be mapped, or the type is not host-visible) is not shared yet: every later batch
-//! runs on the primary member (`exec::pin_primary`), which also holds the application's
-//! mapping.
+//! copies before each batch keep the copies coherent. Members of one driver on one device
+//! share memory that is not host-visible (and, with `VKFUSE_SHARING=device`, all memory)
+//! through an opaque fd: the first member allocates and exports, the others import (shared
+//! device memory); mapping goes to the first member's allocation, the same bytes. Memory that
+//! is none of these is not shared yet: every later batch runs on the primary member
+//! (`exec::pin_primary`), which also holds the application's mapping.
 //!
 //! A member that cannot allocate while the primary can is left out of that allocation (its
 //! objects stay unbound and it runs no batch from then on), instead of failing the application.
@@ -286,6 +288,111 @@ fn import_all(
     Some((mem, missing))
 }
 
+/// Whether allocations of this device may be shared through opaque fds: several executing
+/// members, all of one driver on one device (equal UUIDs; across drivers an import can
+/// "succeed" without sharing anything), each with `VK_KHR_external_memory_fd`.
+fn fd_sharing(d: &Device) -> bool {
+    d.exec.multi && d.exec.same_driver && d.members.iter().all(|md| md.memory_fd.is_some())
+}
+
+/// One allocation of the first member, exported as an opaque fd and imported into every other
+/// member (same driver, same device): one storage that every member reads and writes, the
+/// shared device memory tier. `None` (with one message) when a step fails; nothing is left
+/// allocated then.
+fn share_fd(
+    d: &Device,
+    info: *const vk::MemoryAllocateInfo,
+    alloc: *const vk::AllocationCallbacks,
+) -> Option<Box<Memory>> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let arena = Arena::scope();
+    let mut mem = Box::new(Memory {
+        base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
+        host: std::ptr::null_mut(),
+        host_layout: std::alloc::Layout::new::<u8>(),
+        mirror: None,
+    });
+    let fail = |mem: &Memory, why: String| {
+        crate::info!("opaque-fd sharing not used for this allocation: {why}");
+        free_members(d, &mem.base, alloc);
+        None
+    };
+    let ty = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
+    let mut fd: Option<OwnedFd> = None;
+    for md in &d.members {
+        let cx = md.cx(&arena);
+        let f = md.fns.allocate_memory?;
+        // SAFETY: the application's allocate info, translated into the arena for the member.
+        let ai = cx.one(info, tr::fix_memory_allocate_info) as *mut vk::MemoryAllocateInfo;
+        // The first member exports, the others import a duplicate of its fd.
+        let export = vk::ExportMemoryAllocateInfo {
+            handle_types: ty,
+            ..Default::default()
+        };
+        let mut dup = None;
+        let mut import = vk::ImportMemoryFdInfoKHR {
+            handle_type: ty,
+            ..Default::default()
+        };
+        // SAFETY: `ai` is the member's arena copy, ours to relink; the structs chained here
+        // live until the call below returns.
+        unsafe {
+            match &fd {
+                None => {
+                    let e = arena.alloc::<vk::ExportMemoryAllocateInfo>(1);
+                    e.write(vk::ExportMemoryAllocateInfo {
+                        p_next: (*ai).p_next,
+                        ..export
+                    });
+                    (*ai).p_next = e.cast();
+                }
+                Some(owned) => match owned.try_clone() {
+                    Ok(c) => {
+                        import.fd = c.as_raw_fd();
+                        import.p_next = (*ai).p_next;
+                        dup = Some(c);
+                        (*ai).p_next = (&import as *const vk::ImportMemoryFdInfoKHR).cast();
+                    }
+                    Err(e) => return fail(&mem, format!("dup of the exported fd failed ({e})")),
+                },
+            }
+        }
+        let mut m = vk::DeviceMemory::null();
+        let r = if alloc_fault(md.index) {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        } else {
+            // SAFETY: a translated allocate info with an export or import chained.
+            unsafe { f(md.handle, ai, alloc, &mut m) }
+        };
+        if r != vk::Result::SUCCESS {
+            return fail(&mem, format!("member {}: vkAllocateMemory {r:?}", md.index));
+        }
+        // An imported fd belongs to the member now.
+        if let Some(c) = dup {
+            std::mem::forget(c);
+        }
+        mem.base.handles[md.index] = m.as_raw();
+        if fd.is_none() {
+            let get = md.memory_fd?;
+            let gi = vk::MemoryGetFdInfoKHR {
+                memory: m,
+                handle_type: ty,
+                ..Default::default()
+            };
+            let mut raw = -1;
+            // SAFETY: memory just allocated for export as an opaque fd.
+            let r = unsafe { get(md.handle, &gi, &mut raw) };
+            if r != vk::Result::SUCCESS || raw < 0 {
+                return fail(&mem, format!("member {}: vkGetMemoryFdKHR {r:?}", md.index));
+            }
+            // SAFETY: a new fd the member handed over; ours to close.
+            fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+        }
+    }
+    crate::exec::fd_shared(d);
+    Some(mem)
+}
+
 /// Allocates on every member separately. Members out of memory are listed with the allocation.
 fn allocate_each(
     d: &Device,
@@ -358,11 +465,22 @@ pub unsafe extern "system" fn allocate_memory(
                     .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
             });
         let align = d.exec.import_align;
-        let mirrored = crate::config::Config::get().sharing == crate::config::Sharing::Mirrored;
-        let shared = if d.exec.multi && align != 0 && host_visible && !mirrored {
-            import_all(d, ai, alloc, align)
+        let sharing = crate::config::Config::get().sharing;
+        let mirrored = sharing == crate::config::Sharing::Mirrored;
+        // Memory that is not host-visible can only be shared as device memory; with
+        // VKFUSE_SHARING=device, host-visible memory is shared that way too.
+        let by_fd = fd_sharing(d) && (!host_visible || sharing == crate::config::Sharing::Device);
+        let shared = if by_fd {
+            share_fd(d, info, alloc).map(|m| (m, Vec::new()))
         } else {
             None
+        };
+        let shared = match shared {
+            Some(m) => Some(m),
+            None if d.exec.multi && align != 0 && host_visible && !mirrored => {
+                import_all(d, ai, alloc, align)
+            }
+            None => None,
         };
         let (mem, missing) = match shared {
             Some(m) => m,
@@ -377,7 +495,7 @@ pub unsafe extern "system" fn allocate_memory(
                         if host_visible {
                             "an allocation is neither shared host memory nor mirrored (a member's copy cannot be mapped)"
                         } else {
-                            "an allocation is not host-visible, and copies between members through a staging buffer are not built yet"
+                            "an allocation is not host-visible and cannot be shared through an opaque fd (members of different drivers), and copies through a staging buffer are not built yet"
                         },
                     );
                 }

@@ -61,7 +61,8 @@ pub struct Exec {
     /// semaphore waits is waited for and reset while its queue thread still finishes the
     /// submit (a crash or hang about one run in three of a chain of such submits, direct or
     /// through vkfuse). The fence still covers the batch: it signals after every earlier
-    /// submission on the queue.
+    /// submission on the queue. vkfuse's own submits that wait (consuming a semaphore) signal
+    /// from a submit of their own after the waiting one on these members, for the same reason.
     pub fence_apart: u64,
 }
 
@@ -92,6 +93,8 @@ struct State {
     mirrors: HashMap<u64, Arc<Mirror>>,
     /// A mirrored allocation was made (logged once).
     mirrored_any: bool,
+    /// An allocation was shared through an opaque fd (logged once).
+    fd_shared_any: bool,
 }
 
 #[derive(Default)]
@@ -199,6 +202,7 @@ impl State {
             touched_all: None,
             mirrors: HashMap::new(),
             mirrored_any: false,
+            fd_shared_any: false,
         }
     }
 }
@@ -1153,6 +1157,17 @@ pub fn add_mirror(d: &Device, raw: u64, m: Arc<Mirror>) {
     st.mirrors.insert(raw, m);
 }
 
+/// An allocation is shared through an opaque fd (`device_memory.rs`): logged once per device.
+pub fn fd_shared(d: &Device) {
+    let mut st = d.exec.state.lock();
+    if !st.fd_shared_any {
+        st.fd_shared_any = true;
+        crate::info!(
+            "memory is shared between the members through opaque fds (one driver, one device: shared device memory)"
+        );
+    }
+}
+
 /// Forgets a mirrored allocation that is being freed.
 pub fn remove_mirror(d: &Device, raw: u64) {
     d.exec.state.lock().mirrors.remove(&raw);
@@ -1433,22 +1448,42 @@ fn submit_internal_bridged(
             ..Default::default()
         });
     }
-    let info = vk::SubmitInfo2 {
-        wait_semaphore_info_count: w.len() as u32,
-        p_wait_semaphore_infos: w.as_ptr(),
-        command_buffer_info_count: c.len() as u32,
-        p_command_buffer_infos: c.as_ptr(),
-        signal_semaphore_info_count: sig.len() as u32,
-        p_signal_semaphore_infos: sig.as_ptr(),
-        ..Default::default()
-    };
+    // On lavapipe, whoever sees these signals may destroy the semaphores waited for at once
+    // (the application, after the batch this one unblocks), while the member's queue thread
+    // still finishes the waiting submit: the signals go to a submit of their own after it,
+    // which the queue thread starts only once that one is done (see `Exec::fence_apart`).
+    let apart = d.exec.fence_apart & (1 << m) != 0 && !w.is_empty();
+    let (first_sig, second_sig): (&[vk::SemaphoreSubmitInfo], &[vk::SemaphoreSubmitInfo]) =
+        if apart { (&[], &sig) } else { (&sig, &[]) };
+    let infos = [
+        submit_info2(&w, &c, first_sig),
+        submit_info2(&[], &[], second_sig),
+    ];
+    let count = if apart { 2 } else { 1 };
     // SAFETY: the member's queue of this fused queue (externally synchronised with it) and the
     // member's own handles; the arrays live until the call returns.
-    let r = unsafe { submit2(q.handles[m], 1, &info, vk::Fence::null()) };
+    let r = unsafe { submit2(q.handles[m], count, infos.as_ptr(), vk::Fence::null()) };
     if r == vk::Result::SUCCESS {
         Ok(())
     } else {
         Err(r)
+    }
+}
+
+/// A `VkSubmitInfo2` over the three arrays (which must outlive its use).
+fn submit_info2<'a>(
+    waits: &'a [vk::SemaphoreSubmitInfo<'a>],
+    cbs: &'a [vk::CommandBufferSubmitInfo<'a>],
+    signals: &'a [vk::SemaphoreSubmitInfo<'a>],
+) -> vk::SubmitInfo2<'a> {
+    vk::SubmitInfo2 {
+        wait_semaphore_info_count: waits.len() as u32,
+        p_wait_semaphore_infos: waits.as_ptr(),
+        command_buffer_info_count: cbs.len() as u32,
+        p_command_buffer_infos: cbs.as_ptr(),
+        signal_semaphore_info_count: signals.len() as u32,
+        p_signal_semaphore_infos: signals.as_ptr(),
+        ..Default::default()
     }
 }
 
@@ -1600,13 +1635,7 @@ fn submit_multi(
             )
         });
     if let Some((w, s)) = &gate {
-        infos.push(vk::SubmitInfo2 {
-            wait_semaphore_info_count: w.len() as u32,
-            p_wait_semaphore_infos: w.as_ptr(),
-            signal_semaphore_info_count: 1,
-            p_signal_semaphore_infos: s.as_ptr(),
-            ..Default::default()
-        });
+        infos.push(submit_info2(w, &[], s));
     }
     for b in &batches {
         let mut w: Vec<_> = if gated {
@@ -1670,13 +1699,7 @@ fn submit_multi(
         infos.push(vk::SubmitInfo2 {
             p_next,
             flags,
-            wait_semaphore_info_count: w.len() as u32,
-            p_wait_semaphore_infos: w.as_ptr(),
-            command_buffer_info_count: c.len() as u32,
-            p_command_buffer_infos: c.as_ptr(),
-            signal_semaphore_info_count: s.len() as u32,
-            p_signal_semaphore_infos: s.as_ptr(),
-            ..Default::default()
+            ..submit_info2(w, c, s)
         });
     }
     let submit2 = md

@@ -186,6 +186,9 @@ pub struct MemberDevice {
     /// `vkGetMemoryHostPointerPropertiesEXT`, loaded for vkfuse's own use when the member
     /// device was created with `VK_EXT_external_memory_host` (not offered to applications).
     pub host_pointer_properties: Option<vk::PFN_vkGetMemoryHostPointerPropertiesEXT>,
+    /// `vkGetMemoryFdKHR`, loaded for vkfuse's own use when the member device was created with
+    /// `VK_KHR_external_memory_fd` (not offered to applications): same-driver sharing.
+    pub memory_fd: Option<vk::PFN_vkGetMemoryFdKHR>,
 }
 
 impl MemberDevice {

@@ -74,12 +74,13 @@ pub fn info_json() -> Value {
 /// What `tier` says for memory mirrored per member (`mirror.rs`).
 const MIRRORED: &str = "mirrored (copies through the members' mappings)";
 
-/// Per pair of members: `tier`, how vkfuse shares data between them now (shared host memory
-/// when both import host pointers, unless `VKFUSE_SHARING=mirrored`: host-visible allocations
-/// are one host allocation imported into both, if the probe at device creation succeeds;
-/// otherwise mirrored, or batches stay on one member where a member's memory cannot be mapped),
-/// and `best`, the best tier their capabilities allow (host-pointer import, opaque fds, driver
-/// and device UUIDs), which may not be built yet.
+/// Per pair of members: `tier`, how vkfuse shares host-visible data between them now (shared
+/// device memory with `VKFUSE_SHARING=device` where their capabilities allow it; shared host
+/// memory when both import host pointers, unless `VKFUSE_SHARING=mirrored`: one host
+/// allocation imported into both, if the probe at device creation succeeds; otherwise
+/// mirrored, or batches stay on one member where a member's memory cannot be mapped), and
+/// `best`, the best tier their capabilities allow (host-pointer import, opaque fds, driver and
+/// device UUIDs). Shared device memory is also what memory that is not host-visible uses.
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -97,13 +98,17 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
             device_uuid: m.device_uuid,
         })
         .collect();
-    let mirrored = crate::config::Config::get().sharing == crate::config::Sharing::Mirrored;
+    let sharing = crate::config::Config::get().sharing;
+    let mirrored = sharing == crate::config::Sharing::Mirrored;
+    let device = sharing == crate::config::Sharing::Device;
     let topology = vkfuse_memory::Topology::new(&caps);
     topology
         .connections()
         .into_iter()
         .map(|(a, b, best)| {
-            let tier = if caps[a].host_import && caps[b].host_import && !mirrored {
+            let tier = if device && best == vkfuse_memory::Tier::SharedDevice {
+                vkfuse_memory::Tier::SharedDevice.name()
+            } else if caps[a].host_import && caps[b].host_import && !mirrored {
                 vkfuse_memory::Tier::SharedHost.name()
             } else {
                 MIRRORED

@@ -38,6 +38,7 @@ fn placed_cmd(example_name: &str, members: &[PathBuf], strategy: &str) -> Comman
 enum Sharing {
     Host,
     Mirrored,
+    Device,
 }
 
 /// Runs `example_name` under `strategy`; checks the result against lavapipe direct. Returns the
@@ -60,8 +61,14 @@ fn check_with(
 ) -> (Vec<u64>, String) {
     let reference = direct_result(example_name, &lavapipe());
     let mut cmd = placed_cmd(example_name, members, strategy);
-    if let Sharing::Mirrored = sharing {
-        cmd.env("VKFUSE_SHARING", "mirrored");
+    match sharing {
+        Sharing::Host => {}
+        Sharing::Mirrored => {
+            cmd.env("VKFUSE_SHARING", "mirrored");
+        }
+        Sharing::Device => {
+            cmd.env("VKFUSE_SHARING", "device");
+        }
     }
     let out = run(&mut cmd);
     if out.status.code() == Some(3) {
@@ -234,25 +241,31 @@ fn member_loss_survivable() {
         .flatten()
     {
         let out = with_fault("submit:1:20", &members);
-        out.assert_success();
         assert!(out.stderr.contains("member 1 lost"), "{}", out.dump());
-        assert!(out.stderr.contains("continuing on them"), "{}", out.dump());
-        let got = example_result(&out.stdout).expect("result line");
-        assert_eq!(got.result, reference.result, "{}", out.dump());
-        let p = placed(&out.stderr);
-        assert_eq!(
-            p[1],
-            19,
-            "member 1 ran batches after its loss: {}",
-            out.dump()
-        );
-        assert_eq!(
-            p.iter().sum::<u64>(),
-            submits(&out.stderr),
-            "{}",
-            out.dump()
-        );
+        survived_loss(&out, &reference, 1);
     }
+}
+
+/// The run went on after member `lost` was lost at its 20th submission: the same result as
+/// `reference`, the lost member ran 19 batches, every submit was placed.
+fn survived_loss(out: &Output, reference: &ExampleResult, lost: usize) {
+    out.assert_success();
+    assert!(out.stderr.contains("continuing on them"), "{}", out.dump());
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    let p = placed(&out.stderr);
+    assert_eq!(
+        p[lost],
+        19,
+        "member {lost} ran batches after its loss: {}",
+        out.dump()
+    );
+    assert_eq!(
+        p.iter().sum::<u64>(),
+        submits(&out.stderr),
+        "{}",
+        out.dump()
+    );
 }
 
 /// Member 1 cannot allocate the second allocation, which then lives on member 0 alone, and every
@@ -322,18 +335,7 @@ fn import_refused() {
 fn member_loss_with_mirrored_memory() {
     let reference = direct_result("random-batches", &lavapipe());
     let out = with_fault("import:1,submit:0:20", &lvp2());
-    out.assert_success();
-    assert!(out.stderr.contains("continuing on them"), "{}", out.dump());
-    let got = example_result(&out.stdout).expect("result line");
-    assert_eq!(got.result, reference.result, "{}", out.dump());
-    let p = placed(&out.stderr);
-    assert_eq!(p[0], 19, "{}", out.dump());
-    assert_eq!(
-        p.iter().sum::<u64>(),
-        submits(&out.stderr),
-        "{}",
-        out.dump()
-    );
+    survived_loss(&out, &reference, 0);
 }
 
 /// Same-driver members share memory through opaque fds (`VKFUSE_SHARING=device`): the first
@@ -343,19 +345,9 @@ fn member_loss_with_mirrored_memory() {
 #[test]
 fn shared_device_memory_through_opaque_fds() {
     let device = |example_name: &str, members: &[PathBuf]| {
-        let reference = direct_result(example_name, &lavapipe());
-        let mut cmd = placed_cmd(example_name, members, "round_robin");
-        cmd.env("VKFUSE_SHARING", "device");
-        let out = run(&mut cmd);
-        if out.status.code() == Some(3) {
-            panic!("validation layer messages:\n{}", out.dump());
-        }
-        out.assert_success();
-        let got = example_result(&out.stdout).expect("result line");
-        assert_eq!(got.result, reference.result, "{}", out.dump());
-        let p = placed(&out.stderr);
-        assert!(p.iter().all(|n| *n > 0), "not split: {}", out.dump());
-        out.stderr.contains("through opaque fds")
+        let (p, stderr) = check_with(example_name, members, "round_robin", Sharing::Device);
+        assert!(p.iter().all(|n| *n > 0), "not split: {p:?}\n{stderr}");
+        stderr.contains("through opaque fds")
     };
     for example_name in ["random-batches", "host-ring", "offscreen"] {
         assert!(

@@ -36,6 +36,18 @@ pub struct Memory {
     pub mirror: Option<std::sync::Arc<crate::mirror::Mirror>>,
 }
 
+impl Memory {
+    /// An allocation of one handle per member (filled in by the caller), no host allocation.
+    fn per_member() -> Box<Memory> {
+        Box::new(Memory {
+            base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
+            host: std::ptr::null_mut(),
+            host_layout: std::alloc::Layout::new::<u8>(),
+            mirror: None,
+        })
+    }
+}
+
 fn dev<'a>(h: vk::Device) -> Result<&'a Device, vk::Result> {
     // SAFETY: the application passes a live device.
     unsafe { Device::resolve(h) }
@@ -306,12 +318,7 @@ fn share_fd(
 ) -> Option<Box<Memory>> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     let arena = Arena::scope();
-    let mut mem = Box::new(Memory {
-        base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
-        host: std::ptr::null_mut(),
-        host_layout: std::alloc::Layout::new::<u8>(),
-        mirror: None,
-    });
+    let mut mem = Memory::per_member();
     let fail = |mem: &Memory, why: String| {
         crate::info!("opaque-fd sharing not used for this allocation: {why}");
         free_members(d, &mem.base, alloc);
@@ -321,11 +328,13 @@ fn share_fd(
     let mut fd: Option<OwnedFd> = None;
     for md in &d.members {
         let cx = md.cx(&arena);
-        let f = md.fns.allocate_memory?;
+        let Some(f) = md.fns.allocate_memory else {
+            return fail(&mem, format!("member {}: no vkAllocateMemory", md.index));
+        };
         // SAFETY: the application's allocate info, translated into the arena for the member.
         let ai = cx.one(info, tr::fix_memory_allocate_info) as *mut vk::MemoryAllocateInfo;
         // The first member exports, the others import a duplicate of its fd.
-        let export = vk::ExportMemoryAllocateInfo {
+        let mut export = vk::ExportMemoryAllocateInfo {
             handle_types: ty,
             ..Default::default()
         };
@@ -339,12 +348,8 @@ fn share_fd(
         unsafe {
             match &fd {
                 None => {
-                    let e = arena.alloc::<vk::ExportMemoryAllocateInfo>(1);
-                    e.write(vk::ExportMemoryAllocateInfo {
-                        p_next: (*ai).p_next,
-                        ..export
-                    });
-                    (*ai).p_next = e.cast();
+                    export.p_next = (*ai).p_next;
+                    (*ai).p_next = (&export as *const vk::ExportMemoryAllocateInfo).cast();
                 }
                 Some(owned) => match owned.try_clone() {
                     Ok(c) => {
@@ -373,7 +378,9 @@ fn share_fd(
         }
         mem.base.handles[md.index] = m.as_raw();
         if fd.is_none() {
-            let get = md.memory_fd?;
+            let Some(get) = md.memory_fd else {
+                return fail(&mem, format!("member {}: no vkGetMemoryFdKHR", md.index));
+            };
             let gi = vk::MemoryGetFdInfoKHR {
                 memory: m,
                 handle_type: ty,
@@ -401,12 +408,7 @@ fn allocate_each(
 ) -> Result<Allocated, vk::Result> {
     let arena = Arena::scope();
     let mut missing = Vec::new();
-    let mut mem = Box::new(Memory {
-        base: ObjectBase::bare(vk::ObjectType::DEVICE_MEMORY),
-        host: std::ptr::null_mut(),
-        host_layout: std::alloc::Layout::new::<u8>(),
-        mirror: None,
-    });
+    let mut mem = Memory::per_member();
     for md in &d.members {
         let cx = md.cx(&arena);
         let f = md

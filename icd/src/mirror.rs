@@ -477,7 +477,9 @@ mod tests {
         let mut copies = [std::ptr::null_mut(); MAX_MEMBERS];
         copies[0] = a.as_mut_ptr();
         copies[1] = b.as_mut_ptr();
-        let m = Mirror::new(16, copies).unwrap();
+        let Some(m) = Mirror::new(16, copies) else {
+            panic!("no shadow for 16 bytes");
+        };
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
         let need = |j| m.claim(j).0;

@@ -73,6 +73,7 @@ example_tests! {
     multithread => "multithread",
     ignored_handles => "ignored-handles",
     host_ring => "host-ring",
+    shared_inputs => "shared-inputs",
 }
 
 /// VKFUSE_PRIMARY picks the executing member: with SwiftShader as member 1 executing, the

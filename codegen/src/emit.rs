@@ -32,6 +32,11 @@ pub enum Kind {
 
 pub struct Policy {
     pub kinds: BTreeMap<String, Kind>,
+    /// `<command> writes [<param> | <param>.<member>]...`: a recorded command that writes only
+    /// the memory these handles lead to, and only reads the rest it names (access sets,
+    /// `icd/src/access.rs`). Commands without such a line count everything they name as
+    /// written.
+    pub writes: BTreeMap<String, Vec<String>>,
     pub denied: BTreeSet<String>,
 }
 
@@ -46,12 +51,24 @@ impl Policy {
             std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"))
         };
         let mut kinds = BTreeMap::new();
+        let mut writes = BTreeMap::new();
         for (n, line) in read("overrides.txt")?.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
             let w: Vec<&str> = line.split_whitespace().collect();
+            if w.get(1) == Some(&"writes") {
+                let paths = w[2..].iter().map(|x| x.to_string()).collect();
+                if writes.insert(w[0].to_string(), paths).is_some() {
+                    return Err(format!(
+                        "overrides.txt:{}: a second `writes` for {}",
+                        n + 1,
+                        w[0]
+                    ));
+                }
+                continue;
+            }
             if w.get(1) == Some(&"when") && w.len() > 2 && w[0].contains('.') {
                 let cond = line.split_once(" when ").map_or("", |(_, c)| c.trim());
                 kinds.insert(w[0].to_string(), Kind::When(cond.to_string()));
@@ -90,7 +107,11 @@ impl Policy {
             .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
             .filter(|l| !l.is_empty())
             .collect();
-        Ok(Policy { kinds, denied })
+        Ok(Policy {
+            kinds,
+            writes,
+            denied,
+        })
     }
 }
 
@@ -408,6 +429,24 @@ pub fn generate(reg: &Registry, policy: &Policy) -> Result<Vec<(String, String)>
             ));
         }
     }
+    for (name, paths) in &policy.writes {
+        let Some(cmd) = reg.commands.get(name) else {
+            errors.push(format!("overrides.txt: `{name} writes` names no command"));
+            continue;
+        };
+        if !m.cmds.contains_key(name) || !name.starts_with("vkCmd") {
+            errors.push(format!(
+                "overrides.txt: `{name} writes` needs a forwarded vkCmd* command"
+            ));
+        }
+        for path in paths {
+            if write_touch(reg, cmd, path).is_none() {
+                errors.push(format!(
+                    "overrides.txt: `{name} writes {path}`: not a handle parameter or a handle member of a struct parameter"
+                ));
+            }
+        }
+    }
     let files = vec![
         ("mod.rs".to_string(), gen_mod(reg)),
         ("dispatch.rs".to_string(), gen_dispatch(&m)),
@@ -587,6 +626,32 @@ fn gen_entry(m: &Model, errors: &mut Vec<String>) -> String {
     s
 }
 
+/// The statement that touches, as written, what `path` (a `writes` path of overrides.txt)
+/// names in a recorded `cmd`: a scalar handle parameter, or a handle member of a struct that
+/// a parameter points to. `None` when `path` names neither.
+fn write_touch(reg: &Registry, cmd: &Cmd, path: &str) -> Option<String> {
+    let (param, member) = match path.split_once('.') {
+        Some((p, m)) => (p, Some(m)),
+        None => (path, None),
+    };
+    let p = cmd.params[1..].iter().find(|p| p.name == param)?;
+    match member {
+        None => (p.ptr == 0 && reg.is_handle(&p.ty) == Some(false))
+            .then(|| format!("crate::access::touch(obj, {}.as_raw());", snake(param))),
+        Some(member) => {
+            let st = reg.structs.get(reg.resolve(&p.ty))?;
+            let f = st.members.iter().find(|f| f.name == member)?;
+            (p.ptr == 1 && f.ptr == 0 && reg.is_handle(&f.ty) == Some(false)).then(|| {
+                let p = snake(param);
+                format!(
+                    "if !{p}.is_null() {{ crate::access::touch(obj, unsafe {{ (*{p}).{} }}.as_raw()); }}",
+                    snake(member)
+                )
+            })
+        }
+    }
+}
+
 fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<String, String> {
     let reg = m.reg;
     let primary = matches!(kind, Some(Kind::Primary));
@@ -656,13 +721,24 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         _ => String::new(),
     };
     // Recorded commands collect the objects they name (scalar handles here, arrays and structs
-    // through the recording `Cx` of the first target) for the command buffer's access set.
+    // through the recording `Cx` of the first target) for the command buffer's access set: as
+    // written, or, for a command with a `writes` line, as read except what the line names.
+    let writes = m.policy.writes.get(&cmd.name);
+    let touch_fn = if writes.is_some() {
+        "crate::access::touch_read"
+    } else {
+        "crate::access::touch"
+    };
     let touches = if level == Level::CommandBuffer {
-        let scalars: Vec<String> = cmd.params[1..]
+        let mut scalars: Vec<String> = cmd.params[1..]
             .iter()
             .filter(|p| p.ptr == 0 && reg.is_handle(&p.ty) == Some(false))
-            .map(|p| format!("crate::access::touch(obj, {}.as_raw());", snake(&p.name)))
+            .filter(|p| !writes.is_some_and(|w| w.contains(&p.name)))
+            .map(|p| format!("{touch_fn}(obj, {}.as_raw());", snake(&p.name)))
             .collect();
+        for path in writes.into_iter().flatten() {
+            scalars.extend(write_touch(reg, cmd, path));
+        }
         if scalars.is_empty() {
             String::new()
         } else {
@@ -775,7 +851,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         body += "let arena = Arena::scope();\n";
     }
     if needs_arena && level == Level::CommandBuffer {
-        body += "let touch = |raw: u64| crate::access::touch(obj, raw);\nlet mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));\n";
+        body += &format!("let touch = |raw: u64| {touch_fn}(obj, raw);\nlet mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));\n");
     }
     let f = fn_name(&cmd.name);
     let args = |skip_last: bool| -> String {

@@ -47,6 +47,21 @@ impl<'a> Binding<'a> {
         }
     }
 
+    /// `range` bytes at `offset` of the buffer `handle`, which the caller keeps alive while
+    /// the set is written, as a storage buffer of a compute shader.
+    pub fn compute_storage_handle(handle: vk::Buffer, offset: u64, range: u64) -> Self {
+        Self {
+            ty: vk::DescriptorType::STORAGE_BUFFER,
+            stages: vk::ShaderStageFlags::COMPUTE,
+            resource: Resource::Buffer(vk::DescriptorBufferInfo {
+                buffer: handle,
+                offset,
+                range,
+            }),
+            _borrows: PhantomData,
+        }
+    }
+
     /// `range` bytes of `buffer` at `offset` as a storage buffer of a compute shader.
     pub fn compute_storage(buffer: &'a Buffer<'_>, offset: u64, range: u64) -> Self {
         Self::buffer(

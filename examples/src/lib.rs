@@ -148,7 +148,6 @@ pub fn example_main(
     ExitCode::from(code)
 }
 
-/// Little-endian bytes of `words`.
 /// `len` pseudo-random bytes from `seed` (xorshift64; the same on every machine): test data
 /// that differs per writer and round.
 pub fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -163,6 +162,7 @@ pub fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Little-endian bytes of `words`.
 pub fn u32_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }

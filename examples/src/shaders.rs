@@ -15,6 +15,8 @@ pub const COMPUTE_COMP: &[u8] = spirv!("compute.comp");
 pub const ACCUMULATE_COMP: &[u8] = spirv!("accumulate.comp");
 /// `mix.comp`: one dependent step of `random-batches`.
 pub const MIX_COMP: &[u8] = spirv!("mix.comp");
+/// `lookup.comp`: one frame of `shared-inputs`, reading a uniform table.
+pub const LOOKUP_COMP: &[u8] = spirv!("lookup.comp");
 /// `counter.comp`: the atomic counter of `bench-record`.
 pub const COUNTER_COMP: &[u8] = spirv!("counter.comp");
 /// `offscreen.vert`.

@@ -12,29 +12,68 @@
 //! acceleration structure) makes the set "every allocation", and so do buffer device
 //! addresses (`Device::addresses_taken`).
 //!
-//! The sets are conservative: every allocation named counts as read and written, and a
-//! descriptor set leads to everything it ever held. `exec.rs` orders batches by them.
+//! Each allocation in a set is read only, or may be written. Named memory counts as written
+//! unless the command or descriptor is known to only read it: vertex, index and indirect
+//! buffers, the sources of copies, blits and resolves (the `writes` lines of
+//! `codegen/overrides.txt` name what such commands write; the rest they name is read), and
+//! uniform, sampled and input-attachment descriptors. Everything else is conservative:
+//! storage descriptors, attachments, barriers and what vkfuse cannot classify count as
+//! written, and a descriptor set leads to everything it ever held. `exec.rs` orders batches
+//! by the sets (a batch waits for the last writer of what it reads, and for the readers too of
+//! what it writes), and mirrored memory (`mirror.rs`) keeps a member's copy current after a
+//! batch that only read it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 
 use ash::vk;
 use ash::vk::Handle as _;
+use vkfuse_memory::{Range, RangeSet};
 
 use crate::object::{CommandBuffer, Device, ObjectBase};
+
+/// How some commands use one allocation: the byte ranges they touch and those they may write
+/// (ranges may reach past the allocation's end: [`Range::WHOLE`] is all of it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Use {
+    pub touched: RangeSet,
+    pub written: RangeSet,
+}
+
+impl Use {
+    /// All of an allocation, written (for "every allocation").
+    pub fn all() -> Use {
+        Use {
+            touched: RangeSet::of(Range::WHOLE),
+            written: RangeSet::of(Range::WHOLE),
+        }
+    }
+
+    /// Whether the commands may write the allocation.
+    pub fn writes(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    fn add(&mut self, r: Range, write: bool) {
+        self.touched.insert(r);
+        if write {
+            self.written.insert(r);
+        }
+    }
+}
 
 /// The device memory some commands may touch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccessSet {
-    /// Fused `VkDeviceMemory` handles (raw).
-    pub memory: BTreeSet<u64>,
+    /// Fused `VkDeviceMemory` handles (raw), each with how the commands use it.
+    pub memory: BTreeMap<u64, Use>,
     /// Why the set is every allocation, when it is.
     pub everything: Option<&'static str>,
 }
 
 impl AccessSet {
     pub fn add(&mut self, leads: &Leads) {
-        leads.feed(self);
+        leads.feed(self, true);
     }
 
     pub fn set_everything(&mut self, why: &'static str) {
@@ -44,39 +83,53 @@ impl AccessSet {
     }
 
     pub fn union(&mut self, other: &AccessSet) {
-        self.memory.extend(other.memory.iter().copied());
+        for (m, u) in &other.memory {
+            let mine = self.memory.entry(*m).or_default();
+            mine.touched.union(&u.touched);
+            mine.written.union(&u.written);
+        }
         if let Some(why) = other.everything {
             self.set_everything(why);
         }
     }
 
-    /// `N allocation(s)` or `every allocation (why)`, for the log.
+    /// `N allocation(s), W written` or `every allocation (why)`, for the log.
     pub fn describe(&self) -> String {
         match self.everything {
             Some(why) => format!("every allocation ({why})"),
-            None => format!("{} allocation(s)", self.memory.len()),
+            None => format!(
+                "{} allocation(s), {} written",
+                self.memory.len(),
+                self.memory.values().filter(|u| u.writes()).count()
+            ),
         }
     }
 }
 
-/// What an object leads to.
+/// What an object leads to: byte ranges of allocations (a buffer or image: the range it is
+/// bound to), each with whether commands that write through the object may write it (a
+/// descriptor set's uniform buffers, say, are only read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leads {
-    Memory(Vec<u64>),
+    Memory(Vec<Lead>),
     Everything(&'static str),
 }
+
+/// One allocation (fused `VkDeviceMemory`, raw), a range of it, and whether it may be written.
+pub type Lead = (u64, Range, bool);
 
 const UNTRACEABLE: &str = "a buffer or image without vkfuse memory: sparse, or a swapchain image";
 
 /// Where the allocations a handle leads to are collected.
 pub trait Sink {
-    fn memory(&mut self, m: u64);
+    /// The range `r` of allocation `m`, which may be written when `write`.
+    fn memory(&mut self, m: u64, r: Range, write: bool);
     fn everything(&mut self, why: &'static str);
 }
 
 impl Sink for AccessSet {
-    fn memory(&mut self, m: u64) {
-        self.memory.insert(m);
+    fn memory(&mut self, m: u64, r: Range, write: bool) {
+        self.memory.entry(m).or_default().add(r, write);
     }
     fn everything(&mut self, why: &'static str) {
         self.set_everything(why);
@@ -84,10 +137,11 @@ impl Sink for AccessSet {
 }
 
 impl Sink for Leads {
-    fn memory(&mut self, m: u64) {
+    fn memory(&mut self, m: u64, r: Range, write: bool) {
         if let Leads::Memory(v) = self {
-            if !v.contains(&m) {
-                v.push(m);
+            match v.iter_mut().find(|(x, y, _)| *x == m && *y == r) {
+                Some((.., w)) => *w |= write,
+                None => v.push((m, r, write)),
             }
         }
     }
@@ -99,15 +153,18 @@ impl Sink for Leads {
 }
 
 impl Leads {
-    fn feed(&self, sink: &mut impl Sink) {
+    /// Hands the allocations to `sink`; none is written unless `write`.
+    fn feed(&self, sink: &mut impl Sink, write: bool) {
         match self {
-            Leads::Memory(m) => m.iter().for_each(|m| sink.memory(*m)),
+            Leads::Memory(m) => m
+                .iter()
+                .for_each(|(m, r, w)| sink.memory(*m, *r, write && *w)),
             Leads::Everything(why) => sink.everything(why),
         }
     }
 
     fn merge(&mut self, other: &Leads) {
-        other.feed(self);
+        other.feed(self, true);
     }
 }
 
@@ -136,9 +193,9 @@ pub unsafe fn merge(raw: u64, leads: &Leads) {
     }
 }
 
-/// Hands what the live object `raw` leads to to `sink`; objects that lead to no memory add
-/// nothing.
-fn feed(raw: u64, sink: &mut impl Sink) {
+/// Hands what the live object `raw` leads to to `sink`, as written if `write` (and what the
+/// object leads to may be written through it); objects that lead to no memory add nothing.
+fn feed(raw: u64, sink: &mut impl Sink, write: bool) {
     if raw == 0 {
         return;
     }
@@ -148,19 +205,19 @@ fn feed(raw: u64, sink: &mut impl Sink) {
         return;
     };
     match o.ty {
-        vk::ObjectType::DEVICE_MEMORY => sink.memory(raw),
+        vk::ObjectType::DEVICE_MEMORY => sink.memory(raw, Range::WHOLE, write),
         vk::ObjectType::BUFFER
         | vk::ObjectType::IMAGE
         | vk::ObjectType::IMAGE_VIEW
         | vk::ObjectType::BUFFER_VIEW => match &*o.leads.read() {
-            Some(l) => l.feed(sink),
+            Some(l) => l.feed(sink, write),
             None => sink.everything(UNTRACEABLE),
         },
         // Imageless framebuffers and unwritten sets lead nowhere; their attachments and
         // descriptors come with the commands that name them.
         vk::ObjectType::FRAMEBUFFER | vk::ObjectType::DESCRIPTOR_SET => {
             if let Some(l) = &*o.leads.read() {
-                l.feed(sink);
+                l.feed(sink, write);
             }
         }
         vk::ObjectType::ACCELERATION_STRUCTURE_KHR
@@ -174,14 +231,21 @@ fn feed(raw: u64, sink: &mut impl Sink) {
 fn leads_of(raws: impl IntoIterator<Item = u64>) -> Leads {
     let mut out = Leads::Memory(Vec::new());
     for raw in raws {
-        feed(raw, &mut out);
+        feed(raw, &mut out, true);
     }
     out
 }
 
-/// Adds what the handle `raw`, named by a command recorded into `cb`, leads to.
+/// Adds what the handle `raw`, named by a command recorded into `cb`, leads to (as written,
+/// unless the object only leads to memory read through it).
 pub fn touch(cb: &CommandBuffer, raw: u64) {
-    feed(raw, &mut *cb.access.lock());
+    feed(raw, &mut *cb.access.lock(), true);
+}
+
+/// Adds what the handle `raw`, named by a command recorded into `cb` that only reads it,
+/// leads to (a `writes` line of `codegen/overrides.txt` names what the command writes).
+pub fn touch_read(cb: &CommandBuffer, raw: u64) {
+    feed(raw, &mut *cb.access.lock(), false);
 }
 
 /// `vkCmdExecuteCommands`: the secondaries' sets join the primary's.
@@ -212,7 +276,7 @@ pub fn of_batches<'a>(d: &Device, cbs: impl Iterator<Item = &'a CommandBuffer>) 
 }
 
 /// Hands the resources that descriptor writes of `ty` name, from the write's arrays, to
-/// `sink`.
+/// `sink`: storage descriptors as written, the others as read.
 ///
 /// # Safety
 /// The arrays that `ty` selects hold `count` valid elements.
@@ -226,6 +290,13 @@ unsafe fn feed_writes(
     ),
     sink: &mut impl Sink,
 ) {
+    let write = matches!(
+        ty,
+        vk::DescriptorType::STORAGE_IMAGE
+            | vk::DescriptorType::STORAGE_BUFFER
+            | vk::DescriptorType::STORAGE_BUFFER_DYNAMIC
+            | vk::DescriptorType::STORAGE_TEXEL_BUFFER
+    );
     for i in 0..count {
         // SAFETY: caller contract: `count` elements of the array this type reads.
         let raw = unsafe {
@@ -244,14 +315,14 @@ unsafe fn feed_writes(
                 _ => return sink.everything("a descriptor type vkfuse does not trace"),
             }
         };
-        feed(raw, sink);
+        feed(raw, sink, write);
     }
 }
 
 /// A view leads where its resource does.
 fn view_created(view: u64, resource: u64) {
     let mut leads = Leads::Memory(Vec::new());
-    feed(resource, &mut leads);
+    feed(resource, &mut leads, true);
     // SAFETY: the view was just created.
     unsafe { set(view, leads) };
 }
@@ -374,23 +445,33 @@ pub unsafe fn feed_template(
 mod tests {
     use super::*;
 
+    const W: Range = Range::WHOLE;
+
     #[test]
     fn leads_merge_keeps_everything_and_unions_memory() {
-        let mut a = Leads::Memory(vec![1, 2]);
-        a.merge(&Leads::Memory(vec![2, 3]));
-        assert_eq!(a, Leads::Memory(vec![1, 2, 3]));
+        let mut a = Leads::Memory(vec![(1, W, true), (2, W, false)]);
+        a.merge(&Leads::Memory(vec![(2, W, true), (3, W, false)]));
+        assert_eq!(
+            a,
+            Leads::Memory(vec![(1, W, true), (2, W, true), (3, W, false)])
+        );
         a.merge(&Leads::Everything("x"));
         assert_eq!(a, Leads::Everything("x"));
-        a.merge(&Leads::Memory(vec![4]));
+        a.merge(&Leads::Memory(vec![(4, W, true)]));
         assert_eq!(a, Leads::Everything("x"));
     }
 
     #[test]
     fn access_sets_union_and_describe() {
         let mut s = AccessSet::default();
-        s.add(&Leads::Memory(vec![7, 9]));
-        s.add(&Leads::Memory(vec![9]));
-        assert_eq!(s.describe(), "2 allocation(s)");
+        s.add(&Leads::Memory(vec![(7, W, false), (9, W, true)]));
+        s.add(&Leads::Memory(vec![(9, W, false)]));
+        assert_eq!(s.describe(), "2 allocation(s), 1 written");
+        // A read in one set and a write in another: written.
+        let mut r = AccessSet::default();
+        r.add(&Leads::Memory(vec![(7, W, true)]));
+        s.union(&r);
+        assert_eq!(s.describe(), "2 allocation(s), 2 written");
         let mut t = AccessSet::default();
         t.add(&Leads::Everything("why"));
         t.add(&Leads::Everything("later"));
@@ -400,8 +481,26 @@ mod tests {
     }
 
     #[test]
+    fn ranges_of_one_allocation_join() {
+        let mut s = AccessSet::default();
+        s.add(&Leads::Memory(vec![
+            (5, Range::new(0, 64), false),
+            (5, Range::new(128, 256), true),
+        ]));
+        s.add(&Leads::Memory(vec![(5, Range::new(64, 128), false)]));
+        let u = &s.memory[&5];
+        assert_eq!(u.touched.ranges(), &[Range::new(0, 256)]);
+        assert_eq!(u.written.ranges(), &[Range::new(128, 256)]);
+        // The same range read through one object and written through another: written.
+        let mut l = Leads::Memory(vec![(5, Range::new(0, 64), false)]);
+        l.merge(&Leads::Memory(vec![(5, Range::new(0, 64), true)]));
+        assert_eq!(l, Leads::Memory(vec![(5, Range::new(0, 64), true)]));
+    }
+
+    #[test]
     fn objects_lead_where_they_were_set() {
         let buffer = ObjectBase::new(vk::ObjectType::BUFFER).into_raw();
+        let uniform = ObjectBase::new(vk::ObjectType::BUFFER).into_raw();
         let set_ = ObjectBase::new(vk::ObjectType::DESCRIPTOR_SET).into_raw();
         let pipeline = ObjectBase::new(vk::ObjectType::PIPELINE).into_raw();
         // An unbound buffer cannot be traced; an unwritten set and a pipeline lead nowhere.
@@ -409,18 +508,56 @@ mod tests {
         assert_eq!(leads_of([set_, pipeline]), Leads::Memory(vec![]));
         // SAFETY: live objects made above, freed below.
         unsafe {
-            set(buffer, Leads::Memory(vec![7]));
-            merge(set_, &Leads::Memory(vec![1]));
+            set(buffer, Leads::Memory(vec![(7, W, true)]));
+            set(uniform, Leads::Memory(vec![(8, W, true)]));
+            merge(set_, &Leads::Memory(vec![(1, W, true)]));
             merge(set_, &leads_of([buffer]));
         }
-        assert_eq!(leads_of([set_]), Leads::Memory(vec![1, 7]));
+        // A uniform buffer descriptor: the set only reads it.
+        let info = vk::DescriptorBufferInfo {
+            buffer: vk::Buffer::from_raw(uniform),
+            offset: 0,
+            range: vk::WHOLE_SIZE,
+        };
+        let mut written = Leads::Memory(Vec::new());
+        // SAFETY: one buffer info for a buffer descriptor type.
+        unsafe {
+            feed_writes(
+                vk::DescriptorType::UNIFORM_BUFFER,
+                1,
+                (std::ptr::null(), &info, std::ptr::null()),
+                &mut written,
+            );
+            merge(set_, &written);
+        }
+        assert_eq!(
+            leads_of([set_]),
+            Leads::Memory(vec![(1, W, true), (7, W, true), (8, W, false)])
+        );
         let mut acc = AccessSet::default();
-        feed(set_, &mut acc);
-        feed(pipeline, &mut acc);
-        assert_eq!(acc.describe(), "2 allocation(s)");
+        feed(set_, &mut acc, true);
+        feed(pipeline, &mut acc, true);
+        assert_eq!(acc.describe(), "3 allocation(s), 2 written");
+        // A command that only reads the set's memory writes nothing of it.
+        let mut read = AccessSet::default();
+        feed(set_, &mut read, false);
+        assert_eq!(read.describe(), "3 allocation(s), 0 written");
+        // The same buffer as a storage descriptor: written.
+        let mut storage = Leads::Memory(Vec::new());
+        // SAFETY: as above.
+        unsafe {
+            feed_writes(
+                vk::DescriptorType::STORAGE_BUFFER,
+                1,
+                (std::ptr::null(), &info, std::ptr::null()),
+                &mut storage,
+            );
+        }
+        assert_eq!(storage, Leads::Memory(vec![(8, W, true)]));
         // SAFETY: made above and not used again.
         unsafe {
             ObjectBase::free(buffer);
+            ObjectBase::free(uniform);
             ObjectBase::free(set_);
             ObjectBase::free(pipeline);
         }

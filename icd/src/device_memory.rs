@@ -848,7 +848,7 @@ pub unsafe extern "system" fn bind_buffer_memory(
             |md| md.fns.bind_buffer_memory,
             "vkBindBufferMemory",
         )?;
-        bound(d, buffer.as_raw(), mem);
+        bound(d, buffer.as_raw(), mem, offset, Bound::Buffer);
         Ok(r)
     })
 }
@@ -872,21 +872,47 @@ pub unsafe extern "system" fn bind_image_memory(
             |md| md.fns.bind_image_memory,
             "vkBindImageMemory",
         )?;
-        bound(d, image.as_raw(), mem);
+        bound(d, image.as_raw(), mem, offset, Bound::Image);
         Ok(r)
     })
 }
 
-/// Records what a bound buffer or image leads to, for access sets.
-fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory) {
-    if d.exec.multi {
-        let leads = if mem.is_null() {
-            crate::access::Leads::Everything("an image bound to swapchain memory")
-        } else {
-            crate::access::Leads::Memory(vec![mem.as_raw()])
-        };
+/// What was bound.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Buffer,
+    Image,
+    /// One plane of a disjoint image (bound once per plane).
+    ImagePlane,
+}
+
+/// Records what a bound buffer or image leads to, for access sets: the range of `mem` from
+/// `offset` that its memory requirements cover (for a plane of a disjoint image, the rest of
+/// the memory).
+fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory, offset: vk::DeviceSize, what: Bound) {
+    if !d.exec.multi {
+        return;
+    }
+    if mem.is_null() {
+        let leads = crate::access::Leads::Everything("an image bound to swapchain memory");
         // SAFETY: a buffer or image the application just bound: a live vkfuse object.
         unsafe { crate::access::set(resource, leads) };
+        return;
+    }
+    let size = match what {
+        Bound::Buffer => crate::memory::bound_size(d, resource, false),
+        Bound::Image => crate::memory::bound_size(d, resource, true),
+        Bound::ImagePlane => u64::MAX,
+    };
+    let range = vkfuse_memory::Range::at(offset, size);
+    let leads = crate::access::Leads::Memory(vec![(mem.as_raw(), range, true)]);
+    // SAFETY: as above.
+    unsafe {
+        if what == Bound::ImagePlane {
+            crate::access::merge(resource, &leads);
+        } else {
+            crate::access::set(resource, leads);
+        }
     }
 }
 
@@ -954,7 +980,13 @@ pub unsafe extern "system" fn bind_buffer_memory2(
         for i in 0..count as usize {
             // SAFETY: `count` valid infos.
             let info = unsafe { &*infos.add(i) };
-            bound(d, info.buffer.as_raw(), info.memory);
+            bound(
+                d,
+                info.buffer.as_raw(),
+                info.memory,
+                info.memory_offset,
+                Bound::Buffer,
+            );
         }
         Ok(r)
     })
@@ -991,7 +1023,16 @@ pub unsafe extern "system" fn bind_image_memory2(
             } else {
                 info.memory
             };
-            bound(d, info.image.as_raw(), mem);
+            let plane = crate::conv::chain_has(
+                info.p_next,
+                vk::StructureType::BIND_IMAGE_PLANE_MEMORY_INFO,
+            );
+            let what = if plane {
+                Bound::ImagePlane
+            } else {
+                Bound::Image
+            };
+            bound(d, info.image.as_raw(), mem, info.memory_offset, what);
         }
         Ok(r)
     })

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle as _;
 use parking_lot::Mutex;
+use vkfuse_memory::RangeSet;
 use vkfuse_scheduler::placement::{BatchInfo, Placer};
 
 use crate::arena::Arena;
@@ -84,9 +85,8 @@ struct State {
     last_placed: Option<usize>,
     /// Query pools (fused handle): the member holding each query's state (`NO_MEMBER`: none).
     queries: HashMap<u64, Vec<u8>>,
-    /// Per allocation (fused `VkDeviceMemory`): the done point of the last batch whose access
-    /// set named it.
-    touched: HashMap<u64, Edge>,
+    /// Per allocation (fused `VkDeviceMemory`): the batches that touched which ranges.
+    touched: HashMap<u64, Touch>,
     /// The done point of the last batch that may have touched every allocation.
     touched_all: Option<Edge>,
     /// Mirrored allocations (fused `VkDeviceMemory`), `mirror.rs`.
@@ -112,11 +112,78 @@ struct Timeline {
 /// A member's done point: (member, its done timeline semaphore of a queue, value).
 type Edge = crate::mirror::Edge;
 
+/// The batches that touched one allocation: per member queue, the ranges its batches may have
+/// written and those they only read, with the done point of the last such batch (a done point
+/// covers every batch before it on its queue). A range a batch may write is taken out of the
+/// entries before it: that batch waited for them, so waiting for it covers them.
+#[derive(Default)]
+struct Touch {
+    entries: Vec<TouchEntry>,
+}
+
+struct TouchEntry {
+    ranges: RangeSet,
+    write: bool,
+    done: Edge,
+}
+
+impl Touch {
+    /// A batch finishing at `done` used the allocation as `u` says.
+    fn add(&mut self, done: Edge, u: &crate::access::Use) {
+        if u.writes() {
+            for e in &mut self.entries {
+                e.ranges.subtract(&u.written);
+            }
+            self.entries.retain(|e| !e.ranges.is_empty());
+        }
+        let mut read = u.touched.clone();
+        read.subtract(&u.written);
+        for (ranges, write) in [(&u.written, true), (&read, false)] {
+            if ranges.is_empty() {
+                continue;
+            }
+            let same =
+                |e: &&mut TouchEntry| e.write == write && e.done.0 == done.0 && e.done.1 == done.1;
+            match self.entries.iter_mut().find(same) {
+                Some(e) => {
+                    e.ranges.union(ranges);
+                    e.done.2 = e.done.2.max(done.2);
+                }
+                None => self.entries.push(TouchEntry {
+                    ranges: ranges.clone(),
+                    write,
+                    done,
+                }),
+            }
+        }
+    }
+
+    /// What a batch using the allocation as `u` says must wait for: the batches that may have
+    /// written what it touches, and those that read what it may write.
+    fn before<'a>(&'a self, u: &'a crate::access::Use) -> impl Iterator<Item = Edge> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| {
+                let theirs = if e.write { &u.touched } else { &u.written };
+                !e.ranges.intersection(theirs).is_empty()
+            })
+            .map(|e| e.done)
+    }
+
+    /// Forgets the batches that are over (`running` says which are not).
+    fn prune(&mut self, running: impl Fn(&Edge) -> bool) {
+        self.entries.retain(|e| running(&e.done));
+    }
+}
+
 /// A mirrored allocation to make ready on `member` before a batch that finishes at `done`.
 struct Prep {
     mirror: Arc<Mirror>,
     member: usize,
-    copy_in: bool,
+    /// The ranges to bring up to date on the member first.
+    copy_in: RangeSet,
+    /// The ranges the batch may write.
+    write: RangeSet,
     done: Edge,
     ticket: u64,
 }
@@ -410,7 +477,21 @@ fn run_job(d: &Device, job: &Job) {
     if !job.prep.is_empty() {
         let mut total = crate::mirror::Copied::default();
         for p in &job.prep {
-            let c = p.mirror.prepare(d, p.member, p.copy_in, p.done, p.ticket);
+            // An internal error here must not take the application down with this thread:
+            // the member cannot be trusted with the batch and is lost.
+            let Some(c) = crate::guard::catch("making mirrored memory ready", || {
+                Ok(p.mirror
+                    .prepare(d, p.member, &p.copy_in, &p.write, p.done, p.ticket))
+            }) else {
+                crate::error!(
+                    "member {}: its mirrored memory is not ready; it is lost",
+                    p.member
+                );
+                d.exec
+                    .lost_members
+                    .fetch_or(1 << p.member, Ordering::AcqRel);
+                continue;
+            };
             total.merged += c.merged;
             total.copied_in += c.copied_in;
             total.from_member += c.from_member;
@@ -1060,16 +1141,18 @@ fn bridge_to(
     bridge_on(d, st, j, waits)
 }
 
-/// The done points of the last batches that touched the memory of `access` (which names no
-/// "every allocation"), or that may have touched every allocation.
+/// The done points of the batches that a batch with `access` (which names no "every
+/// allocation") must follow: per allocation, those that may have written a range it touches,
+/// and those that read a range it may write; and the last that may have touched every
+/// allocation. Batches that only read the same memory, or use disjoint ranges of it (buffers
+/// bound at different offsets), do not wait for each other.
 fn data_edges(st: &State, access: &crate::access::AccessSet) -> Vec<Edge> {
     let mut out: Vec<Edge> = st.touched_all.into_iter().collect();
-    out.extend(
-        access
-            .memory
-            .iter()
-            .filter_map(|m| st.touched.get(m).copied()),
-    );
+    for (m, u) in &access.memory {
+        if let Some(t) = st.touched.get(m) {
+            out.extend(t.before(u));
+        }
+    }
     out
 }
 
@@ -1090,16 +1173,17 @@ fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
     out
 }
 
-/// The mirrored allocations a batch on member `j` finishing at `done` touches (all of them for
-/// "every allocation"), claimed for `j` in submission order.
+/// The mirrored allocations a batch on member `j` finishing at `done` touches (all of them,
+/// written, for "every allocation"), claimed for `j` in submission order.
 fn mirrors_for(st: &State, access: &crate::access::AccessSet, j: usize, done: Edge) -> Vec<Prep> {
     if st.mirrors.is_empty() {
         return Vec::new();
     }
-    let prep = |m: &Arc<Mirror>| {
-        let (copy_in, ticket) = m.claim(j);
+    let prep = |m: &Arc<Mirror>, u: &crate::access::Use| {
+        let (copy_in, ticket) = m.claim(j, u);
         Prep {
             copy_in,
+            write: u.written.clone(),
             mirror: m.clone(),
             member: j,
             done,
@@ -1107,15 +1191,27 @@ fn mirrors_for(st: &State, access: &crate::access::AccessSet, j: usize, done: Ed
         }
     };
     if access.everything.is_some() {
-        st.mirrors.values().map(prep).collect()
+        let all = crate::access::Use::all();
+        st.mirrors.values().map(|m| prep(m, &all)).collect()
     } else {
         access
             .memory
             .iter()
-            .filter_map(|m| st.mirrors.get(m))
-            .map(prep)
+            .filter_map(|(m, u)| st.mirrors.get(m).map(|m| prep(m, u)))
             .collect()
     }
+}
+
+/// Whether a batch of `batches` waits for a semaphore that an earlier batch of them signals
+/// (one submit that signals a binary semaphore and then consumes it, say).
+fn waits_within(batches: &[Batch]) -> bool {
+    batches.iter().enumerate().any(|(k, b)| {
+        b.waits.iter().any(|w| {
+            batches[..k]
+                .iter()
+                .any(|e| e.signals.iter().any(|s| s.semaphore == w.semaphore))
+        })
+    })
 }
 
 /// The timeline signals of `batches` were recorded at done point `from`; they are at `to`.
@@ -1137,7 +1233,7 @@ fn move_signal_points(st: &mut State, batches: &[Batch], from: Edge, to: Edge) {
 /// Whether a batch with `access` touches mirrored memory.
 fn touches_mirrors(st: &State, access: &crate::access::AccessSet) -> bool {
     !st.mirrors.is_empty()
-        && (access.everything.is_some() || access.memory.iter().any(|m| st.mirrors.contains_key(m)))
+        && (access.everything.is_some() || access.memory.keys().any(|m| st.mirrors.contains_key(m)))
 }
 
 /// Registers a mirrored allocation (`device_memory.rs`).
@@ -1210,17 +1306,24 @@ pub fn settle_finished(d: &Device) {
         }
         st.mirrors.values().cloned().collect()
     };
-    for m in list {
-        m.settle(d, false);
+    let merged: usize = list.iter().map(|m| m.settle(d, false)).sum();
+    if merged > 0 {
+        crate::debug!(
+            "mirrored memory at a host synchronisation: {merged} byte(s) merged into the shadow"
+        );
     }
 }
 
 /// Remembers that the batch finishing at `done` touched `access`.
 fn record_touches(d: &Device, st: &mut State, access: &crate::access::AccessSet, done: Edge) {
     if st.touched.len() > 4096 {
-        // Freed allocations leave entries: forget those whose batch is over.
-        st.touched
-            .retain(|_, (i, sem, value)| d.member(*i).is_some_and(|md| counter(md, *sem) < *value));
+        // Freed allocations leave entries: forget the batches that are over.
+        let running =
+            |(i, sem, value): &Edge| d.member(*i).is_some_and(|md| counter(md, *sem) < *value);
+        st.touched.retain(|_, t| {
+            t.prune(running);
+            !t.entries.is_empty()
+        });
     }
     if access.everything.is_some() {
         // It waited for every earlier batch: waiting for it covers them.
@@ -1228,8 +1331,8 @@ fn record_touches(d: &Device, st: &mut State, access: &crate::access::AccessSet,
         st.touched_all = Some(done);
         return;
     }
-    for m in &access.memory {
-        st.touched.insert(*m, done);
+    for (m, u) in &access.memory {
+        st.touched.entry(*m).or_default().add(done, u);
     }
 }
 
@@ -1549,11 +1652,14 @@ fn submit_multi(
     // waits only for the batches that touched the same memory and those that signal what it
     // waits for; its fence and semaphore signals, if any, move to a batch of their own after
     // it that waits for every earlier batch (when some have not finished). (Timestamps written
-    // meanwhile on another member come from another clock anyway.)
+    // meanwhile on another member come from another clock anyway.) Signals that a later batch
+    // of the same submit waits for cannot move behind it: such a submit waits for every
+    // earlier batch before it starts, like an event setter.
     let strict = notes.iter().any(|n| {
         // SAFETY: noted handles are live objects while the command buffer is pending.
         unsafe { ObjectBase::get(n.raw) }.is_ok_and(|o| o.ty == vk::ObjectType::EVENT)
-    }) || access.everything.is_some();
+    }) || access.everything.is_some()
+        || waits_within(&batches);
     let signalling = !fence.is_null() || batches.iter().any(|b| !b.signals.is_empty());
     // The last unfinished batch of every other member, on every queue, covers the explicit
     // edges too: each is at or after them in its member's queue.

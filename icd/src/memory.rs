@@ -2,6 +2,7 @@
 //! members, and the fused memory types every member allows.
 
 use ash::vk;
+use ash::vk::Handle as _;
 
 use crate::arena::Arena;
 use crate::generated::translate as tr;
@@ -57,6 +58,49 @@ fn each(
     Ok(fuse(d, &per))
 }
 
+/// The fused requirements of a live buffer.
+fn buffer_requirements(
+    d: &Device,
+    buffer: vk::Buffer,
+) -> Result<vk::MemoryRequirements, vk::Result> {
+    each(d, |md, arena| {
+        let f = md
+            .fns
+            .get_buffer_memory_requirements
+            .ok_or_else(|| crate::guard::missing("vkGetBufferMemoryRequirements"))?;
+        let mut r = vk::MemoryRequirements::default();
+        // SAFETY: the member's buffer; valid output.
+        unsafe { f(md.handle, md.cx(arena).nd(buffer), &mut r) };
+        Ok(r)
+    })
+}
+
+/// The fused requirements of a live image that is not disjoint.
+fn image_requirements(d: &Device, image: vk::Image) -> Result<vk::MemoryRequirements, vk::Result> {
+    each(d, |md, arena| {
+        let f = md
+            .fns
+            .get_image_memory_requirements
+            .ok_or_else(|| crate::guard::missing("vkGetImageMemoryRequirements"))?;
+        let mut r = vk::MemoryRequirements::default();
+        // SAFETY: the member's image; valid output.
+        unsafe { f(md.handle, md.cx(arena).nd(image), &mut r) };
+        Ok(r)
+    })
+}
+
+/// The bytes a buffer, or an image that is not disjoint, occupies from the offset it is bound
+/// at: the size the application was told (the largest over the members); `u64::MAX` (up to
+/// the end of the memory) when a member cannot say.
+pub(crate) fn bound_size(d: &Device, raw: u64, image: bool) -> u64 {
+    let r = if image {
+        image_requirements(d, vk::Image::from_raw(raw))
+    } else {
+        buffer_requirements(d, vk::Buffer::from_raw(raw))
+    };
+    r.map_or(u64::MAX, |r| r.size)
+}
+
 /// # Safety
 /// Arguments valid for `vkGetBufferMemoryRequirements`.
 pub unsafe extern "system" fn get_buffer_memory_requirements(
@@ -65,17 +109,7 @@ pub unsafe extern "system" fn get_buffer_memory_requirements(
     out: *mut vk::MemoryRequirements,
 ) {
     crate::guard::void("vkGetBufferMemoryRequirements", || {
-        let d = dev(device)?;
-        let r = each(d, |md, arena| {
-            let f = md
-                .fns
-                .get_buffer_memory_requirements
-                .ok_or_else(|| crate::guard::missing("vkGetBufferMemoryRequirements"))?;
-            let mut r = vk::MemoryRequirements::default();
-            // SAFETY: the member's buffer; valid output.
-            unsafe { f(md.handle, md.cx(arena).nd(buffer), &mut r) };
-            Ok(r)
-        })?;
+        let r = buffer_requirements(dev(device)?, buffer)?;
         // SAFETY: valid output pointer.
         unsafe { *out = r };
         Ok(())
@@ -90,17 +124,7 @@ pub unsafe extern "system" fn get_image_memory_requirements(
     out: *mut vk::MemoryRequirements,
 ) {
     crate::guard::void("vkGetImageMemoryRequirements", || {
-        let d = dev(device)?;
-        let r = each(d, |md, arena| {
-            let f = md
-                .fns
-                .get_image_memory_requirements
-                .ok_or_else(|| crate::guard::missing("vkGetImageMemoryRequirements"))?;
-            let mut r = vk::MemoryRequirements::default();
-            // SAFETY: the member's image; valid output.
-            unsafe { f(md.handle, md.cx(arena).nd(image), &mut r) };
-            Ok(r)
-        })?;
+        let r = image_requirements(dev(device)?, image)?;
         // SAFETY: valid output pointer.
         unsafe { *out = r };
         Ok(())

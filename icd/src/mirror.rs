@@ -7,48 +7,65 @@
 //! member memory type used must be host-visible (otherwise the allocation is not mirrored and
 //! batches pin to one member, as before).
 //!
-//! Per allocation (not per range), in submission order:
+//! Per byte range of the allocation, in submission order ([`Mirror::claim`], under the exec
+//! lock), each member's copy is **stale** where a batch on another member may have written
+//! since it was last brought up to date. A batch's access set (`access.rs`) names the ranges it
+//! touches (the ranges its buffers and images are bound to) and those it may write. A batch on
+//! member `j` needs the stale part of what it touches copied in first; afterwards `j` is
+//! current there, and every other member is stale where the batch may write. Suballocating
+//! programs (one large allocation holding many buffers) therefore copy what their batches use,
+//! not whole allocations. A submit that may follow host writes (the allocation is mapped, or
+//! was since the last submit) makes every member stale everywhere: the shadow is then the only
+//! current copy.
 //!
-//! - `holders`: the members whose copy holds the latest contents. A submit that may follow host
-//!   writes (the allocation is mapped, or was since the last submit) clears it: the shadow is
-//!   then the only current copy.
-//! - An allocation the application has never mapped cannot be written or read by the host, so
-//!   the shadow is left out: a member that needs the latest contents gets them straight from
-//!   the copy of the member that ran the last batch, once that batch finished (one copy). The
-//!   first `vkMapMemory` brings the shadow up to date from there (waiting for that batch), and
-//!   from then on the allocation goes through the shadow as below.
-//! - A batch on member `j` that touches the allocation is preceded by a step on the bridge
-//!   thread ([`Mirror::prepare`]): the previous batch's changes are merged into the shadow,
-//!   then the shadow is copied into `j`'s copy if `j` does not hold the latest contents, and
-//!   `j`'s copy as the batch will find it is kept as a **snapshot**. Every touched allocation
-//!   counts as written, so afterwards `j` alone holds it.
-//! - After the batch, only the bytes that differ from the snapshot are written back into the
-//!   shadow ([`Mirror::settle`]). The application may write other bytes of a mapped allocation
-//!   while a batch runs (a ring of uploads, say); a plain copy back would undo those writes.
-//!   This is exact for every batch that does not race with the host on the same bytes.
-//! - The write-back happens when something may look: the next batch that touches the
-//!   allocation (on the bridge thread, after that batch's done point), and every host
-//!   synchronisation that can make device writes visible to the host (fence and semaphore
-//!   waits and queries, queue and device idle, `vkMapMemory`, `vkInvalidateMappedMemoryRanges`;
-//!   `exec::settle_finished`).
+//! The copies themselves run before each batch, on the bridge thread ([`Mirror::prepare`]):
 //!
-//! Batches that touch the same allocation are already ordered by their access sets
-//! (`exec.rs`). The steps run in submission order per allocation (tickets handed out by
-//! [`Mirror::claim`]), so the step for a batch always finds the previous batch's write-back
-//! pending or done. A batch with semaphore waits gets its step only once those waits are over
-//! (the host may write the shadow until it signals what the batch waits for): `exec.rs` moves
-//! the waits to an empty batch before it and runs the step on a thread of its own after that
-//! batch, so it holds up no other step.
+//! - Mapped at some time: the pending changes of earlier batches to the ranges the batch
+//!   touches are merged into the shadow (waiting for those batches; batches that wrote other
+//!   ranges may still run on other members), the stale ranges are copied from the shadow into
+//!   `j`'s copy, and for a
+//!   batch that may write, `j`'s copy of the written ranges as the batch will find them is kept
+//!   as a **snapshot**. After the batch, only the bytes that differ from the snapshot are
+//!   written back into the shadow ([`Mirror::settle`]): the application may write other bytes
+//!   of a mapped allocation while a batch runs (a ring of uploads, say), and a plain copy back
+//!   would undo those writes. This is exact for every batch that does not race with the host
+//!   on the same bytes.
+//! - Never mapped (the host cannot read or write it): no shadow, no snapshot. Each written
+//!   range is **owned** by the copy of the member whose batch wrote it last; a stale range is
+//!   copied straight from its owner's copy once that batch finished (one copy), or from the
+//!   shadow where no member owns it. The first `vkMapMemory` brings the shadow up to date from
+//!   the owners (waiting for their batches), and from then on the allocation is mapped as above.
+//! - A batch that only reads the allocation is only brought up to date: no snapshot, nothing
+//!   to write back, and data every member reads (textures, vertex and uniform buffers) is
+//!   copied once per member, not before every batch.
+//!
+//! The write-back happens when something may look: the next batch that touches those ranges
+//! (on the bridge thread, after that batch's done point), and every host synchronisation that
+//! can make device writes visible to the host (fence and semaphore waits and queries, queue
+//! and device idle, `vkMapMemory`, `vkInvalidateMappedMemoryRanges`; `exec::settle_finished`).
+//!
+//! Batches that touch the same range of an allocation, one of them writing, are ordered by
+//! their access sets (`exec.rs`). The steps run in submission order per allocation (tickets
+//! handed out by [`Mirror::claim`]), so the step for a batch always finds the write-backs of
+//! earlier writers of its ranges pending or done. Before anything is copied into `j`'s copy, the batches that used
+//! it last (on every queue of `j`) must have finished: a batch that only read it is not ordered
+//! with later batches by the access sets. A batch with semaphore waits gets its step only once
+//! those waits are over (the host may write the shadow until it signals what the batch waits
+//! for): `exec.rs` moves the waits to an empty batch before it and runs the step on a thread of
+//! its own after that batch, so it holds up no other step.
 //!
 //! Not covered: host writes made after a batch was made ready and seen by it through an event
 //! the host sets (`vkSetEvent` with a device-side `vkCmdWaitEvents`); the batch keeps the copy
-//! it was given. Whole allocations are copied, not the ranges a batch touches.
+//! it was given. Ranges are those of whole buffers and images as bound, not the parts a
+//! command names.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ash::vk;
 use parking_lot::{Condvar, Mutex};
+use vkfuse_memory::{Range, RangeSet};
 
+use crate::access::Use;
 use crate::object::Device;
 use crate::MAX_MEMBERS;
 
@@ -63,8 +80,9 @@ pub struct Mirror {
     layout: std::alloc::Layout,
     /// Each member's persistent mapping of its copy (null where it holds none).
     copies: [*mut u8; MAX_MEMBERS],
-    /// Members whose copy is current, one bit each (changed under the exec lock).
-    holders: AtomicU64,
+    /// Per member, in submission order (changed by claims, under the exec lock): where its
+    /// copy will not hold the latest contents.
+    stale: Mutex<[RangeSet; MAX_MEMBERS]>,
     /// The application has the shadow mapped.
     mapped: AtomicBool,
     /// The application may have written the shadow since the last submit that touched it.
@@ -76,18 +94,31 @@ pub struct Mirror {
     turn: Condvar,
 }
 
+/// A batch's changes still to be merged into the shadow.
+struct Pending {
+    /// The batch's done point (its member's copy holds the changes once it is reached).
+    edge: Edge,
+    /// The ranges it may write.
+    ranges: RangeSet,
+    /// Those ranges of its member's copy as the batch started, one after the other.
+    snapshot: Vec<u8>,
+}
+
 struct Inner {
-    /// The last batch prepared: its member and done point (its member's copy holds the latest
-    /// contents once it finished).
-    last: Option<Edge>,
-    /// `last`'s changes are still to be merged into the shadow (its snapshot is valid).
-    pending: bool,
-    /// The shadow holds the latest contents (once `pending` is merged).
-    shadow_current: bool,
+    /// Mapped at some time: the writing batches prepared and not merged yet, in submission
+    /// order (batches whose ranges overlap finish in that order: the later waited for the
+    /// earlier).
+    pending: Vec<Pending>,
+    /// Never mapped: disjoint ranges whose latest contents are in a member's copy, with the
+    /// done point of the batch that wrote them there (everything else: in the shadow).
+    owners: Vec<(Range, Edge)>,
+    /// Changes with every change of `owners` (the first map waits without the lock).
+    owners_changed: u64,
+    /// The last batch prepared per member queue (reads too): what must finish before
+    /// anything is copied into that member's copy.
+    uses: Vec<Edge>,
     /// The application has mapped the allocation at least once: the shadow takes part.
     ever_mapped: bool,
-    /// The pending batch's copy as it started (reused between batches).
-    snapshot: Vec<u8>,
     /// The allocation was freed: the member copies are gone.
     dead: bool,
     /// The last ticket whose [`Mirror::prepare`] is done: steps run in submission order even
@@ -120,9 +151,66 @@ pub struct Copied {
     pub from_member: usize,
 }
 
+/// Copies `r` from the mapping `src` to the mapping `dst`; returns the bytes copied.
+///
+/// # Safety
+/// Both hold at least `r.end` bytes, are distinct, and nothing else writes `r` of `dst` or
+/// `r` of `src` meanwhile.
+unsafe fn copy_range(src: *const u8, dst: *mut u8, r: Range) -> usize {
+    let len = r.len() as usize;
+    // SAFETY: caller contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.add(r.start as usize), dst.add(r.start as usize), len)
+    };
+    len
+}
+
+/// The end of a [`Mirror::prepare`]: the next ticket's turn, and the batch's use of its
+/// member's copy.
+struct Turn<'a> {
+    mirror: &'a Mirror,
+    ticket: u64,
+    done: Edge,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.mirror.inner.lock();
+        inner.served = inner.served.max(self.ticket);
+        let done = self.done;
+        match inner
+            .uses
+            .iter_mut()
+            .find(|e| e.0 == done.0 && e.1 == done.1)
+        {
+            Some(e) => e.2 = e.2.max(done.2),
+            None => inner.uses.push(done),
+        }
+        self.mirror.turn.notify_all();
+    }
+}
+
+/// Removes `r` from the owned ranges.
+fn disown(owners: &mut Vec<(Range, Edge)>, r: Range) {
+    let mut out = Vec::with_capacity(owners.len() + 1);
+    for (o, e) in owners.drain(..) {
+        if o.intersect(r).is_empty() {
+            out.push((o, e));
+            continue;
+        }
+        if o.start < r.start {
+            out.push((Range::new(o.start, r.start), e));
+        }
+        if r.end < o.end {
+            out.push((Range::new(r.end, o.end), e));
+        }
+    }
+    *owners = out;
+}
+
 impl Mirror {
     /// A mirror of `size` bytes over the members' mapped copies; `None` when the shadow cannot
-    /// be allocated. Every member starts as a holder: the contents are undefined anyway.
+    /// be allocated. No member starts stale: the contents are undefined anyway.
     pub fn new(size: u64, copies: [*mut u8; MAX_MEMBERS]) -> Option<Mirror> {
         let size = usize::try_from(size).ok()?.max(1);
         // Page-aligned, as drivers map their own allocations: programs rely on the alignment
@@ -133,25 +221,20 @@ impl Mirror {
         if shadow.is_null() {
             return None;
         }
-        let holders = copies
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_null())
-            .fold(0u64, |acc, (i, _)| acc | 1 << i);
         Some(Mirror {
             size,
             shadow,
             layout,
             copies,
-            holders: AtomicU64::new(holders),
+            stale: Mutex::new(Default::default()),
             mapped: AtomicBool::new(false),
             host_dirty: AtomicBool::new(false),
             inner: Mutex::new(Inner {
-                last: None,
-                pending: false,
-                shadow_current: true,
+                pending: Vec::new(),
+                owners: Vec::new(),
+                owners_changed: 0,
+                uses: Vec::new(),
                 ever_mapped: false,
-                snapshot: Vec::new(),
                 dead: false,
                 served: 0,
             }),
@@ -160,13 +243,18 @@ impl Mirror {
         })
     }
 
+    /// All of the allocation.
+    fn whole(&self) -> Range {
+        Range::new(0, self.size as u64)
+    }
+
     /// The pointer the application maps.
     pub fn shadow(&self) -> *mut u8 {
         self.shadow
     }
 
     /// `vkMapMemory` (`on`) or `vkUnmapMemory`. The first map brings the shadow up to date,
-    /// waiting for the last batch that touched the allocation.
+    /// waiting for the batches that wrote the members' copies.
     pub fn mapped(&self, d: &Device, on: bool) {
         if on {
             self.first_map(d);
@@ -177,90 +265,136 @@ impl Mirror {
 
     fn first_map(&self, d: &Device) {
         loop {
-            let last = {
+            let (edges, changed) = {
                 let mut inner = self.inner.lock();
                 if inner.ever_mapped || inner.dead {
                     return;
                 }
-                match inner.last {
-                    Some(last) if !inner.shadow_current => last,
-                    _ => {
-                        inner.ever_mapped = true;
-                        return;
-                    }
+                if inner.owners.is_empty() {
+                    inner.ever_mapped = true;
+                    return;
                 }
+                let edges: Vec<Edge> = inner.owners.iter().map(|(_, e)| *e).collect();
+                (edges, inner.owners_changed)
             };
             // Wait without the lock; a batch prepared meanwhile makes this round start over.
-            reached(d, last, true);
+            for e in edges {
+                reached(d, e, true);
+            }
             let mut inner = self.inner.lock();
-            if inner.last != Some(last) || inner.ever_mapped || inner.dead {
+            if inner.owners_changed != changed || inner.ever_mapped || inner.dead {
                 continue;
             }
-            let src = self.copies[last.0];
-            if !src.is_null() {
-                // SAFETY: the member's mapped copy, its last batch finished; the shadow holds
-                // `size` bytes and the application has not mapped it yet.
-                unsafe { std::ptr::copy_nonoverlapping(src, self.shadow, self.size) };
+            for (r, (m, ..)) in std::mem::take(&mut inner.owners) {
+                let src = self.copies[m];
+                if !src.is_null() {
+                    // SAFETY: the member's mapped copy and the shadow hold `size` bytes; the
+                    // batch that wrote `r` finished and the application has not mapped the
+                    // shadow yet.
+                    unsafe { copy_range(src, self.shadow, r) };
+                }
             }
-            inner.shadow_current = true;
+            inner.owners_changed += 1;
             inner.ever_mapped = true;
             return;
         }
     }
 
-    /// A batch on member `j` touches the allocation (called in submission order, under the
-    /// exec lock): whether `j`'s copy must be brought up to date first, and the ticket that
-    /// orders its [`Mirror::prepare`]. `j` alone holds the latest contents afterwards.
-    pub fn claim(&self, j: usize) -> (bool, u64) {
+    /// A batch on member `j` uses the allocation as `u` says (called in submission order,
+    /// under the exec lock): the ranges of `j`'s copy to bring up to date first, and the
+    /// ticket that orders its [`Mirror::prepare`]. Afterwards `j` is current where the batch
+    /// touches, and the other members are stale where it may write.
+    pub fn claim(&self, j: usize, u: &Use) -> (RangeSet, u64) {
+        let whole = self.whole();
+        let touched = u.touched.within(whole);
+        let written = u.written.within(whole);
+        let mut stale = self.stale.lock();
         let mapped = self.mapped.load(Ordering::Acquire);
         if self.host_dirty.swap(mapped, Ordering::AcqRel) {
-            self.holders.store(0, Ordering::Release);
+            for s in stale.iter_mut() {
+                *s = RangeSet::of(whole);
+            }
         }
-        let need = self.holders.load(Ordering::Acquire) & (1 << j) == 0;
-        self.holders.store(1 << j, Ordering::Release);
-        (need, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
+        let copy_in = stale[j].intersection(&touched);
+        stale[j].subtract(&touched);
+        if !written.is_empty() {
+            for (k, s) in stale.iter_mut().enumerate() {
+                if k != j {
+                    s.union(&written);
+                }
+            }
+        }
+        (copy_in, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
     /// Member `m` is lost: its copy no longer holds anything.
     pub fn forget(&self, m: usize) {
-        self.holders.fetch_and(!(1 << m), Ordering::AcqRel);
+        self.stale.lock()[m] = RangeSet::of(self.whole());
     }
 
-    /// Whether the changes of a batch on member `m` may not be in the shadow yet.
-    pub fn pending_on(&self, m: usize) -> bool {
-        let inner = self.inner.lock();
-        !inner.shadow_current && inner.last.is_some_and(|p| p.0 == m)
-    }
-
-    /// Before a batch on member `j` that finishes at `done` (bridge thread). Mapped at some
-    /// time: merges the previous batch's changes into the shadow (waiting for it), copies the
-    /// shadow in when `copy_in`, and keeps `j`'s copy as the snapshot. Never mapped: when
-    /// `copy_in`, copies the latest contents (the shadow's, or the last batch's member's once it
-    /// finished) into `j`'s copy.
-    pub fn prepare(&self, d: &Device, j: usize, copy_in: bool, done: Edge, ticket: u64) -> Copied {
+    /// Before a batch on member `j` that finishes at `done` (bridge thread): brings the
+    /// `copy_in` ranges of `j`'s copy up to date, and prepares the write-back of the ranges the
+    /// batch may `write` (see the module documentation).
+    pub fn prepare(
+        &self,
+        d: &Device,
+        j: usize,
+        copy_in: &RangeSet,
+        write: &RangeSet,
+        done: Edge,
+        ticket: u64,
+    ) -> Copied {
         {
             let mut inner = self.inner.lock();
             while inner.served + 1 < ticket && !inner.dead {
                 self.turn.wait(&mut inner);
             }
         }
-        let out = self.prepare_in_turn(d, j, copy_in, done);
-        let mut inner = self.inner.lock();
-        inner.served = inner.served.max(ticket);
-        self.turn.notify_all();
-        out
+        // The next ticket's turn comes even if this step fails (panics).
+        let _turn = Turn {
+            mirror: self,
+            ticket,
+            done,
+        };
+        self.prepare_in_turn(d, j, copy_in, write, done)
     }
 
-    fn prepare_in_turn(&self, d: &Device, j: usize, copy_in: bool, done: Edge) -> Copied {
+    fn prepare_in_turn(
+        &self,
+        d: &Device,
+        j: usize,
+        copy_in: &RangeSet,
+        write: &RangeSet,
+        done: Edge,
+    ) -> Copied {
+        if copy_in.is_empty() && write.is_empty() {
+            // `j` is current where the batch reads, and it writes nothing.
+            return Copied::default();
+        }
+        // Access sets name ranges past the end ("all of it"); the claim clipped `copy_in`.
+        let write = &write.within(self.whole());
+        // What the batch needs merged first: its copy-in comes from the shadow, and its
+        // snapshot must follow earlier writes of the same ranges.
+        let mut need = copy_in.clone();
+        need.union(write);
         let mut out = Copied {
-            merged: self.settle(d, true),
+            merged: self.settle_some(d, Some(&need), true),
             ..Copied::default()
         };
-        let last = self.inner.lock().last;
-        if let Some(last) = last.filter(|l| copy_in || l.0 != j) {
-            // Nothing may write `j`'s copy, or read the source, before the last batch finished
-            // (on `j` itself, the queue keeps the order of batches that copy nothing).
-            reached(d, last, true);
+        if !copy_in.is_empty() {
+            // Nothing may write `j`'s copy while a batch that used it may still run, nor read
+            // a range from another member's copy before the batch that wrote it finished.
+            let waits: Vec<Edge> = {
+                let inner = self.inner.lock();
+                let owned = inner.owners.iter().filter(|(r, e)| {
+                    e.0 != j && copy_in.ranges().iter().any(|c| !c.intersect(*r).is_empty())
+                });
+                let uses = inner.uses.iter().filter(|e| e.0 == j);
+                owned.map(|(_, e)| *e).chain(uses.copied()).collect()
+            };
+            for e in waits {
+                reached(d, e, true);
+            }
         }
         let mut inner = self.inner.lock();
         let dst = self.copies[j];
@@ -268,102 +402,147 @@ impl Mirror {
             return out;
         }
         if !inner.ever_mapped {
-            if copy_in {
-                let src = match inner.last {
-                    Some((k, ..)) if !inner.shadow_current && k != j => self.copies[k],
-                    _ => self.shadow,
-                };
-                if !src.is_null() {
-                    // SAFETY: two distinct mapped copies (or the shadow) of `size` bytes; the
-                    // last batch finished and this one waits for this step.
-                    unsafe { std::ptr::copy_nonoverlapping(src, dst, self.size) };
-                    if src == self.shadow {
-                        out.copied_in = self.size;
-                    } else {
-                        out.from_member = self.size;
+            for c in copy_in.ranges() {
+                // From the owners' copies where members own it, else from the shadow.
+                let mut from_shadow = RangeSet::of(*c);
+                for (r, (k, ..)) in &inner.owners {
+                    let part = r.intersect(*c);
+                    if part.is_empty() {
+                        continue;
+                    }
+                    from_shadow.remove(part);
+                    let src = self.copies[*k];
+                    if *k != j && !src.is_null() {
+                        // SAFETY: two distinct mapped copies of `size` bytes; the batch that
+                        // wrote `part` finished (waited above) and this one waits for this step.
+                        out.from_member += unsafe { copy_range(src, dst, part) };
                     }
                 }
+                for r in from_shadow.ranges() {
+                    // SAFETY: the shadow and `j`'s copy hold `size` bytes; the shadow is not
+                    // mapped (never mapped yet), and `j`'s copy is not in use (above).
+                    out.copied_in += unsafe { copy_range(self.shadow, dst, *r) };
+                }
             }
-            inner.last = Some(done);
-            inner.shadow_current = false;
+            if !write.is_empty() {
+                for w in write.ranges() {
+                    disown(&mut inner.owners, *w);
+                    inner.owners.push((*w, done));
+                }
+                inner.owners_changed += 1;
+            }
             return out;
         }
-        let Inner { snapshot, .. } = &mut *inner;
-        snapshot.resize(self.size, 0);
-        // SAFETY: the shadow and `j`'s mapped copy hold `size` bytes; no batch uses `j`'s copy
-        // now (the previous one finished: settled above; this one waits for this step).
-        unsafe {
-            if copy_in {
-                std::ptr::copy_nonoverlapping(self.shadow, snapshot.as_mut_ptr(), self.size);
-                std::ptr::copy_nonoverlapping(snapshot.as_ptr(), dst, self.size);
-                out.copied_in = self.size;
-            } else {
-                std::ptr::copy_nonoverlapping(dst, snapshot.as_mut_ptr(), self.size);
-            }
+        for c in copy_in.ranges() {
+            // SAFETY: the shadow (settled above) and `j`'s mapped copy hold `size` bytes; no
+            // batch uses `j`'s copy now (waited for above; this one waits for this step).
+            out.copied_in += unsafe { copy_range(self.shadow, dst, *c) };
         }
-        inner.last = Some(done);
-        inner.pending = true;
-        inner.shadow_current = false;
+        if !write.is_empty() {
+            let mut snapshot = Vec::with_capacity(write.units() as usize);
+            for w in write.ranges() {
+                // SAFETY: `j`'s mapped copy holds `size` bytes; no batch writes it now.
+                let part = unsafe {
+                    std::slice::from_raw_parts(dst.add(w.start as usize), w.len() as usize)
+                };
+                snapshot.extend_from_slice(part);
+            }
+            inner.pending.push(Pending {
+                edge: done,
+                ranges: write.clone(),
+                snapshot,
+            });
+        }
         out
     }
 
-    /// Writes the pending batch's changes into the shadow: after waiting for it (`wait`), or
-    /// only if it has finished. Returns the bytes compared (0 when nothing was pending or it
-    /// has not finished).
+    /// Writes the pending batches' changes into the shadow: after waiting for them (`wait`),
+    /// or only those that finished. Returns the bytes compared.
     pub fn settle(&self, d: &Device, wait: bool) -> usize {
-        let edge = {
-            let inner = self.inner.lock();
-            match inner.last {
-                Some(e) if inner.pending => e,
-                _ => return 0,
-            }
-        };
-        // Wait without the lock: host synchronisation settles finished batches meanwhile.
-        if !reached(d, edge, wait) {
-            return 0;
-        }
-        let mut inner = self.inner.lock();
-        if inner.dead || !inner.pending || inner.last != Some(edge) {
-            return 0;
-        }
-        inner.pending = false;
-        inner.shadow_current = true;
-        let src = self.copies[edge.0];
-        if src.is_null() || inner.snapshot.len() != self.size {
-            return 0;
-        }
-        // SAFETY: `src` is the member's mapped copy of `size` bytes, no longer written (its
-        // batch finished); the shadow holds `size` bytes.
-        unsafe { merge(src, &inner.snapshot, self.shadow, self.size) };
-        self.size
+        self.settle_some(d, None, wait)
     }
 
-    /// Member `m` is lost after its batches finished: what the last of them wrote is taken
-    /// into the shadow (merged, or copied when never mapped) while its copy can still be read.
-    pub fn rescue(&self, d: &Device, m: usize) {
-        if !self.pending_on(m) {
-            return;
+    /// [`Mirror::settle`] for the pending batches whose ranges meet `only` (all for `None`).
+    fn settle_some(&self, d: &Device, only: Option<&RangeSet>, wait: bool) -> usize {
+        let edges: Vec<Edge> = {
+            let inner = self.inner.lock();
+            inner
+                .pending
+                .iter()
+                .filter(|p| only.is_none_or(|o| !p.ranges.intersection(o).is_empty()))
+                .map(|p| p.edge)
+                .collect()
+        };
+        let mut merged = 0;
+        for edge in edges {
+            // Wait without the lock: host synchronisation settles finished batches meanwhile.
+            if !reached(d, edge, wait) {
+                continue;
+            }
+            let mut inner = self.inner.lock();
+            if inner.dead {
+                return merged;
+            }
+            let Some(at) = inner.pending.iter().position(|p| p.edge == edge) else {
+                continue;
+            };
+            let p = inner.pending.remove(at);
+            let src = self.copies[edge.0];
+            if src.is_null() {
+                continue;
+            }
+            let mut off = 0;
+            for r in p.ranges.ranges() {
+                let len = r.len() as usize;
+                // SAFETY: `src` is the member's mapped copy of `size` bytes, no longer written
+                // in `r` (its batch finished); the shadow holds `size` bytes; the snapshot holds
+                // the ranges one after the other.
+                unsafe {
+                    merge(
+                        src.add(r.start as usize),
+                        &p.snapshot[off..off + len],
+                        self.shadow.add(r.start as usize),
+                        len,
+                    )
+                };
+                off += len;
+            }
+            merged += off;
         }
-        self.settle(d, false);
+        merged
+    }
+
+    /// Member `m` is lost after its batches finished: what they wrote is taken into the
+    /// shadow (merged, or copied when never mapped) while its copy can still be read.
+    pub fn rescue(&self, d: &Device, m: usize) {
+        if self.inner.lock().pending.iter().any(|p| p.edge.0 == m) {
+            self.settle(d, false);
+        }
         let mut inner = self.inner.lock();
-        if inner.dead || inner.shadow_current || inner.last.is_none_or(|e| e.0 != m) {
+        if inner.dead {
             return;
         }
         let src = self.copies[m];
-        if !src.is_null() {
-            // SAFETY: the member's mapped copy; its batches finished; the shadow holds `size`
-            // bytes and is not mapped (never-mapped allocation).
-            unsafe { std::ptr::copy_nonoverlapping(src, self.shadow, self.size) };
+        let mut kept = Vec::new();
+        for (r, e) in std::mem::take(&mut inner.owners) {
+            if e.0 != m {
+                kept.push((r, e));
+            } else if !src.is_null() {
+                // SAFETY: the member's mapped copy; its batches finished; the shadow holds
+                // `size` bytes and is not mapped (never-mapped allocation).
+                unsafe { copy_range(src, self.shadow, r) };
+            }
         }
-        inner.shadow_current = true;
+        inner.owners = kept;
+        inner.owners_changed += 1;
     }
 
     /// The allocation is being freed: no copy is touched from now on.
     pub fn retire(&self) {
         let mut inner = self.inner.lock();
         inner.dead = true;
-        inner.pending = false;
-        inner.snapshot = Vec::new();
+        inner.pending.clear();
+        inner.owners.clear();
         self.turn.notify_all();
     }
 }
@@ -470,37 +649,79 @@ mod tests {
         assert_eq!(dst, want);
     }
 
+    /// A use of `r` of an allocation, written when `write`.
+    fn use_of(r: std::ops::Range<u64>, write: bool) -> Use {
+        let touched = RangeSet::of(r.clone().into());
+        let written = if write {
+            touched.clone()
+        } else {
+            RangeSet::new()
+        };
+        Use { touched, written }
+    }
+
     #[test]
-    fn a_claim_after_host_writes_needs_a_copy_everywhere() {
-        let mut a = [0u8; 16];
-        let mut b = [0u8; 16];
+    fn claims_follow_the_ranges_members_hold() {
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
         let mut copies = [std::ptr::null_mut(); MAX_MEMBERS];
         copies[0] = a.as_mut_ptr();
         copies[1] = b.as_mut_ptr();
-        let Some(m) = Mirror::new(16, copies) else {
-            panic!("no shadow for 16 bytes");
+        let Some(m) = Mirror::new(64, copies) else {
+            panic!("no shadow for 64 bytes");
         };
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
-        let need = |j| m.claim(j).0;
+        let need = |j, r: std::ops::Range<u64>, w| -> Vec<Range> {
+            m.claim(j, &use_of(r, w)).0.ranges().to_vec()
+        };
+        let none: Vec<Range> = Vec::new();
         // Fresh: every member holds the (undefined) contents.
-        assert!(!need(0));
-        // Member 0 wrote last: member 1 needs a copy, then member 0 does.
-        assert!(need(1));
-        assert!(need(0));
-        assert!(!need(0));
-        // Mapped: every submit may follow host writes.
+        assert_eq!(need(0, 0..64, true), none);
+        // Member 0 wrote everything: member 1 needs what it touches, and only that.
+        assert_eq!(need(1, 0..16, true), vec![Range::new(0, 16)]);
+        assert_eq!(need(1, 8..32, false), vec![Range::new(16, 32)]);
+        // Member 0 is stale where member 1 wrote (0..16), not where it read.
+        assert_eq!(need(0, 0..64, false), vec![Range::new(0, 16)]);
+        // Both hold everything now: reads need nothing anywhere.
+        assert_eq!(need(1, 0..64, false), vec![Range::new(32, 64)]);
+        assert_eq!(need(0, 0..64, false), none);
+        // Ranges past the end are clipped ("whole" uses).
+        assert_eq!(need(0, 0..u64::MAX, true), none);
+        assert_eq!(need(1, 48..u64::MAX, false), vec![Range::new(48, 64)]);
+        // Mapped: every submit may follow host writes, so what it touches is copied again.
         m.mapped.store(true, Ordering::Release);
         m.host_dirty.store(true, Ordering::Release);
-        assert!(need(0));
-        assert!(need(0));
+        assert_eq!(need(0, 4..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(need(0, 4..8, false), vec![Range::new(4, 8)]);
         // Unmapped after writes: one more copy, then none.
         m.mapped.store(false, Ordering::Release);
-        assert!(need(0));
-        assert!(!need(0));
-        m.forget(0);
-        assert!(need(0));
+        assert_eq!(need(1, 4..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(need(1, 4..8, false), none);
+        // A lost member holds nothing.
+        m.forget(1);
+        assert_eq!(need(1, 60..64, false), vec![Range::new(60, 64)]);
         // Tickets follow the claims.
-        assert_eq!(m.claim(1).1, 10);
+        assert_eq!(m.claim(1, &use_of(0..1, true)).1, 14);
+    }
+
+    #[test]
+    fn owned_ranges_split_where_a_write_covers_them() {
+        let e = |v| (0usize, vk::Semaphore::null(), v);
+        let mut owners = vec![(Range::new(0, 100), e(1)), (Range::new(200, 300), e(2))];
+        disown(&mut owners, Range::new(50, 250));
+        assert_eq!(
+            owners,
+            vec![(Range::new(0, 50), e(1)), (Range::new(250, 300), e(2))]
+        );
+        disown(&mut owners, Range::new(10, 20));
+        assert_eq!(
+            owners,
+            vec![
+                (Range::new(0, 10), e(1)),
+                (Range::new(20, 50), e(1)),
+                (Range::new(250, 300), e(2))
+            ]
+        );
     }
 }

@@ -162,6 +162,36 @@ impl RangeSet {
         let i = self.ranges.partition_point(|x| x.end <= unit);
         self.ranges.get(i).is_some_and(|r| r.contains(unit))
     }
+
+    /// Adds every range of `other`.
+    pub fn union(&mut self, other: &RangeSet) {
+        for r in &other.ranges {
+            self.insert(*r);
+        }
+    }
+
+    /// The units in both sets.
+    pub fn intersection(&self, other: &RangeSet) -> RangeSet {
+        let (mut i, mut j) = (0, 0);
+        let mut out = RangeSet::new();
+        while let (Some(a), Some(b)) = (self.ranges.get(i), other.ranges.get(j)) {
+            let both = a.intersect(*b);
+            if !both.is_empty() {
+                out.ranges.push(both);
+            }
+            if a.end <= b.end {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        out
+    }
+
+    /// The units of `r` in the set.
+    pub fn within(&self, r: Range) -> RangeSet {
+        self.intersection(&RangeSet::of(r))
+    }
 }
 
 impl FromIterator<Range> for RangeSet {
@@ -285,6 +315,32 @@ mod tests {
         );
         assert_eq!(Range::from(1..3), Range::new(1, 3));
         assert_eq!(format!("{r}"), "2..6");
+    }
+
+    #[test]
+    fn range_set_intersection_and_union() {
+        let a: RangeSet = [Range::new(0, 10), Range::new(20, 30), Range::new(40, 50)]
+            .into_iter()
+            .collect();
+        let b: RangeSet = [Range::new(5, 25), Range::new(28, 45)]
+            .into_iter()
+            .collect();
+        let both = a.intersection(&b);
+        assert_eq!(
+            both.ranges(),
+            &[
+                Range::new(5, 10),
+                Range::new(20, 25),
+                Range::new(28, 30),
+                Range::new(40, 45)
+            ]
+        );
+        assert_eq!(both, b.intersection(&a));
+        assert!(a.intersection(&RangeSet::new()).is_empty());
+        assert_eq!(a.within(Range::new(8, 22)).units(), 4);
+        let mut u = a.clone();
+        u.union(&b);
+        assert_eq!(u.ranges(), &[Range::new(0, 50)]);
     }
 
     #[test]

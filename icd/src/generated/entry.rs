@@ -22,7 +22,7 @@ pub unsafe extern "system" fn cmd_begin_conditional_rendering_ext(
     guard::void("vkCmdBeginConditionalRenderingEXT", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -390,7 +390,7 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
         index_type: vk::IndexType,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -542,7 +542,7 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers(
     guard::void("vkCmdBindVertexBuffers", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -580,7 +580,7 @@ pub unsafe extern "system" fn cmd_bind_vertex_buffers2(
     guard::void("vkCmdBindVertexBuffers2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -632,7 +632,7 @@ pub unsafe extern "system" fn cmd_blit_image(
         filter: vk::Filter,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch_read(obj, src_image.as_raw());
             crate::access::touch(obj, dst_image.as_raw());
         }
         for t in obj.targets() {
@@ -704,8 +704,13 @@ pub unsafe extern "system" fn cmd_blit_image2(
 ) {
     guard::void("vkCmdBlitImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_blit_image_info.is_null() {
+                crate::access::touch(obj, unsafe { (*p_blit_image_info).dst_image }.as_raw());
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -958,7 +963,7 @@ pub unsafe extern "system" fn cmd_copy_buffer(
         p_regions: *const vk::BufferCopy,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_buffer.as_raw());
+            crate::access::touch_read(obj, src_buffer.as_raw());
             crate::access::touch(obj, dst_buffer.as_raw());
         }
         for t in obj.targets() {
@@ -1013,8 +1018,13 @@ pub unsafe extern "system" fn cmd_copy_buffer2(
 ) {
     guard::void("vkCmdCopyBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_copy_buffer_info.is_null() {
+                crate::access::touch(obj, unsafe { (*p_copy_buffer_info).dst_buffer }.as_raw());
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -1057,7 +1067,7 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
         p_regions: *const vk::BufferImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_buffer.as_raw());
+            crate::access::touch_read(obj, src_buffer.as_raw());
             crate::access::touch(obj, dst_image.as_raw());
         }
         for t in obj.targets() {
@@ -1123,8 +1133,16 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image2(
 ) {
     guard::void("vkCmdCopyBufferToImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_copy_buffer_to_image_info.is_null() {
+                crate::access::touch(
+                    obj,
+                    unsafe { (*p_copy_buffer_to_image_info).dst_image }.as_raw(),
+                );
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -1172,7 +1190,7 @@ pub unsafe extern "system" fn cmd_copy_image(
         p_regions: *const vk::ImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch_read(obj, src_image.as_raw());
             crate::access::touch(obj, dst_image.as_raw());
         }
         for t in obj.targets() {
@@ -1241,8 +1259,13 @@ pub unsafe extern "system" fn cmd_copy_image2(
 ) {
     guard::void("vkCmdCopyImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_copy_image_info.is_null() {
+                crate::access::touch(obj, unsafe { (*p_copy_image_info).dst_image }.as_raw());
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -1285,7 +1308,7 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
         p_regions: *const vk::BufferImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch_read(obj, src_image.as_raw());
             crate::access::touch(obj, dst_buffer.as_raw());
         }
         for t in obj.targets() {
@@ -1351,8 +1374,16 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer2(
 ) {
     guard::void("vkCmdCopyImageToBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_copy_image_to_buffer_info.is_null() {
+                crate::access::touch(
+                    obj,
+                    unsafe { (*p_copy_image_to_buffer_info).dst_buffer }.as_raw(),
+                );
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();
@@ -1611,7 +1642,7 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, buffer: vk::Buffer, offset: vk::DeviceSize) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1808,7 +1839,7 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1878,8 +1909,8 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
-            crate::access::touch(obj, count_buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
+            crate::access::touch_read(obj, count_buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1959,7 +1990,7 @@ pub unsafe extern "system" fn cmd_draw_indirect(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -2029,7 +2060,7 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
         vertex_stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, counter_buffer.as_raw());
+            crate::access::touch_read(obj, counter_buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -2113,8 +2144,8 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
-            crate::access::touch(obj, count_buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
+            crate::access::touch_read(obj, count_buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -2243,8 +2274,8 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
-            crate::access::touch(obj, count_buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
+            crate::access::touch_read(obj, count_buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -2324,7 +2355,7 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
         stride: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, buffer.as_raw());
+            crate::access::touch_read(obj, buffer.as_raw());
         }
         for t in obj.targets() {
             let md = t.member();
@@ -3339,7 +3370,7 @@ pub unsafe extern "system" fn cmd_resolve_image(
         p_regions: *const vk::ImageResolve,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, src_image.as_raw());
+            crate::access::touch_read(obj, src_image.as_raw());
             crate::access::touch(obj, dst_image.as_raw());
         }
         for t in obj.targets() {
@@ -3408,8 +3439,13 @@ pub unsafe extern "system" fn cmd_resolve_image2(
 ) {
     guard::void("vkCmdResolveImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            if !p_resolve_image_info.is_null() {
+                crate::access::touch(obj, unsafe { (*p_resolve_image_info).dst_image }.as_raw());
+            }
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
+        let touch = |raw: u64| crate::access::touch_read(obj, raw);
         let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
         for t in obj.targets().iter() {
             let md = t.member();

@@ -180,10 +180,7 @@ impl Touch {
 struct Prep {
     mirror: Arc<Mirror>,
     member: usize,
-    /// The ranges to bring up to date on the member first.
-    copy_in: RangeSet,
-    /// The ranges the batch may write.
-    write: RangeSet,
+    step: crate::mirror::Step,
     done: Edge,
     ticket: u64,
 }
@@ -480,8 +477,7 @@ fn run_job(d: &Device, job: &Job) {
             // An internal error here must not take the application down with this thread:
             // the member cannot be trusted with the batch and is lost.
             let Some(c) = crate::guard::catch("making mirrored memory ready", || {
-                Ok(p.mirror
-                    .prepare(d, p.member, &p.copy_in, &p.write, p.done, p.ticket))
+                Ok(p.mirror.prepare(d, p.member, &p.step, p.done, p.ticket))
             }) else {
                 crate::error!(
                     "member {}: its mirrored memory is not ready; it is lost",
@@ -1180,10 +1176,9 @@ fn mirrors_for(st: &State, access: &crate::access::AccessSet, j: usize, done: Ed
         return Vec::new();
     }
     let prep = |m: &Arc<Mirror>, u: &crate::access::Use| {
-        let (copy_in, ticket) = m.claim(j, u);
+        let (step, ticket) = m.claim(j, u);
         Prep {
-            copy_in,
-            write: u.written.clone(),
+            step,
             mirror: m.clone(),
             member: j,
             done,

@@ -47,9 +47,9 @@
 //! Batches that touch the same range of an allocation, one of them writing, are ordered by
 //! their access sets (`exec.rs`). The steps run in submission order per allocation (tickets
 //! handed out by [`Mirror::claim`]), so the step for a batch always finds the write-backs of
-//! earlier writers of its ranges pending or done. Before anything is copied into `j`'s copy, the batches that used
-//! it last (on every queue of `j`) must have finished: a batch that only read it is not ordered
-//! with later batches by the access sets. A batch with semaphore waits gets its step only once
+//! earlier writers of its ranges pending or done. Before ranges of `j`'s copy are copied into,
+//! the batches of `j` that touched those ranges (on every queue of `j`) must have finished: a
+//! batch that only read them is not ordered with later batches by the access sets. A batch with semaphore waits gets its step only once
 //! those waits are over (the host may write the shadow until it signals what the batch waits
 //! for): `exec.rs` moves the waits to an empty batch before it and runs the step on a thread of
 //! its own after that batch, so it holds up no other step.
@@ -114,9 +114,10 @@ struct Inner {
     owners: Vec<(Range, Edge)>,
     /// Changes with every change of `owners` (the first map waits without the lock).
     owners_changed: u64,
-    /// The last batch prepared per member queue (reads too): what must finish before
-    /// anything is copied into that member's copy.
-    uses: Vec<Edge>,
+    /// Per member queue, the ranges its batches prepared so far touch (reads too), with the
+    /// last one's done point: what must finish before those ranges of that member's copy are
+    /// copied into.
+    uses: Vec<(Edge, RangeSet)>,
     /// The application has mapped the allocation at least once: the shadow takes part.
     ever_mapped: bool,
     /// The allocation was freed: the member copies are gone.
@@ -165,12 +166,24 @@ unsafe fn copy_range(src: *const u8, dst: *mut u8, r: Range) -> usize {
     len
 }
 
+/// What a batch on one member does with a mirrored allocation ([`Mirror::claim`]), clipped to
+/// the allocation.
+pub struct Step {
+    /// The ranges to bring up to date on the member first.
+    pub copy_in: RangeSet,
+    /// The ranges the batch touches.
+    pub touched: RangeSet,
+    /// The ranges it may write.
+    pub write: RangeSet,
+}
+
 /// The end of a [`Mirror::prepare`]: the next ticket's turn, and the batch's use of its
 /// member's copy.
 struct Turn<'a> {
     mirror: &'a Mirror,
     ticket: u64,
     done: Edge,
+    touched: &'a RangeSet,
 }
 
 impl Drop for Turn<'_> {
@@ -181,10 +194,13 @@ impl Drop for Turn<'_> {
         match inner
             .uses
             .iter_mut()
-            .find(|e| e.0 == done.0 && e.1 == done.1)
+            .find(|(e, _)| e.0 == done.0 && e.1 == done.1)
         {
-            Some(e) => e.2 = e.2.max(done.2),
-            None => inner.uses.push(done),
+            Some((e, r)) => {
+                e.2 = e.2.max(done.2);
+                r.union(self.touched);
+            }
+            None => inner.uses.push((done, self.touched.clone())),
         }
         self.mirror.turn.notify_all();
     }
@@ -301,10 +317,10 @@ impl Mirror {
     }
 
     /// A batch on member `j` uses the allocation as `u` says (called in submission order,
-    /// under the exec lock): the ranges of `j`'s copy to bring up to date first, and the
-    /// ticket that orders its [`Mirror::prepare`]. Afterwards `j` is current where the batch
-    /// touches, and the other members are stale where it may write.
-    pub fn claim(&self, j: usize, u: &Use) -> (RangeSet, u64) {
+    /// under the exec lock): its step (the ranges of `j`'s copy to bring up to date first
+    /// among them), and the ticket that orders its [`Mirror::prepare`]. Afterwards `j` is
+    /// current where the batch touches, and the other members are stale where it may write.
+    pub fn claim(&self, j: usize, u: &Use) -> (Step, u64) {
         let whole = self.whole();
         let touched = u.touched.within(whole);
         let written = u.written.within(whole);
@@ -324,7 +340,12 @@ impl Mirror {
                 }
             }
         }
-        (copy_in, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
+        let step = Step {
+            copy_in,
+            touched,
+            write: written,
+        };
+        (step, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
     /// Member `m` is lost: its copy no longer holds anything.
@@ -334,16 +355,8 @@ impl Mirror {
 
     /// Before a batch on member `j` that finishes at `done` (bridge thread): brings the
     /// `copy_in` ranges of `j`'s copy up to date, and prepares the write-back of the ranges the
-    /// batch may `write` (see the module documentation).
-    pub fn prepare(
-        &self,
-        d: &Device,
-        j: usize,
-        copy_in: &RangeSet,
-        write: &RangeSet,
-        done: Edge,
-        ticket: u64,
-    ) -> Copied {
+    /// batch may write (see the module documentation).
+    pub fn prepare(&self, d: &Device, j: usize, step: &Step, done: Edge, ticket: u64) -> Copied {
         {
             let mut inner = self.inner.lock();
             while inner.served + 1 < ticket && !inner.dead {
@@ -355,8 +368,9 @@ impl Mirror {
             mirror: self,
             ticket,
             done,
+            touched: &step.touched,
         };
-        self.prepare_in_turn(d, j, copy_in, write, done)
+        self.prepare_in_turn(d, j, &step.copy_in, &step.write, done)
     }
 
     fn prepare_in_turn(
@@ -371,8 +385,6 @@ impl Mirror {
             // `j` is current where the batch reads, and it writes nothing.
             return Copied::default();
         }
-        // Access sets name ranges past the end ("all of it"); the claim clipped `copy_in`.
-        let write = &write.within(self.whole());
         // What the batch needs merged first: its copy-in comes from the shadow, and its
         // snapshot must follow earlier writes of the same ranges.
         let mut need = copy_in.clone();
@@ -389,8 +401,14 @@ impl Mirror {
                 let owned = inner.owners.iter().filter(|(r, e)| {
                     e.0 != j && copy_in.ranges().iter().any(|c| !c.intersect(*r).is_empty())
                 });
-                let uses = inner.uses.iter().filter(|e| e.0 == j);
-                owned.map(|(_, e)| *e).chain(uses.copied()).collect()
+                let uses = inner
+                    .uses
+                    .iter()
+                    .filter(|(e, r)| e.0 == j && !r.intersection(copy_in).is_empty());
+                owned
+                    .map(|(_, e)| *e)
+                    .chain(uses.map(|(e, _)| *e))
+                    .collect()
             };
             for e in waits {
                 reached(d, e, true);
@@ -673,7 +691,7 @@ mod tests {
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
         let need = |j, r: std::ops::Range<u64>, w| -> Vec<Range> {
-            m.claim(j, &use_of(r, w)).0.ranges().to_vec()
+            m.claim(j, &use_of(r, w)).0.copy_in.ranges().to_vec()
         };
         let none: Vec<Range> = Vec::new();
         // Fresh: every member holds the (undefined) contents.
@@ -689,6 +707,9 @@ mod tests {
         // Ranges past the end are clipped ("whole" uses).
         assert_eq!(need(0, 0..u64::MAX, true), none);
         assert_eq!(need(1, 48..u64::MAX, false), vec![Range::new(48, 64)]);
+        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true));
+        assert_eq!(step.touched.ranges(), &[Range::new(32, 64)]);
+        assert_eq!(step.write.ranges(), &[Range::new(32, 64)]);
         // Mapped: every submit may follow host writes, so what it touches is copied again.
         m.mapped.store(true, Ordering::Release);
         m.host_dirty.store(true, Ordering::Release);
@@ -702,7 +723,7 @@ mod tests {
         m.forget(1);
         assert_eq!(need(1, 60..64, false), vec![Range::new(60, 64)]);
         // Tickets follow the claims.
-        assert_eq!(m.claim(1, &use_of(0..1, true)).1, 14);
+        assert_eq!(m.claim(1, &use_of(0..1, true)).1, 15);
     }
 
     #[test]

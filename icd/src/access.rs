@@ -60,6 +60,11 @@ impl Use {
             self.written.insert(r);
         }
     }
+
+    fn union(&mut self, other: &Use) {
+        self.touched.union(&other.touched);
+        self.written.union(&other.written);
+    }
 }
 
 /// The device memory some commands may touch.
@@ -84,9 +89,7 @@ impl AccessSet {
 
     pub fn union(&mut self, other: &AccessSet) {
         for (m, u) in &other.memory {
-            let mine = self.memory.entry(*m).or_default();
-            mine.touched.union(&u.touched);
-            mine.written.union(&u.written);
+            self.memory.entry(*m).or_default().union(u);
         }
         if let Some(why) = other.everything {
             self.set_everything(why);
@@ -106,17 +109,14 @@ impl AccessSet {
     }
 }
 
-/// What an object leads to: byte ranges of allocations (a buffer or image: the range it is
-/// bound to), each with whether commands that write through the object may write it (a
-/// descriptor set's uniform buffers, say, are only read).
+/// What an object leads to: per allocation (fused `VkDeviceMemory`, raw), the byte ranges (a
+/// buffer or image: the range it is bound to) and those that commands writing through the
+/// object may write (a descriptor set's uniform buffers, say, are only read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leads {
-    Memory(Vec<Lead>),
+    Memory(BTreeMap<u64, Use>),
     Everything(&'static str),
 }
-
-/// One allocation (fused `VkDeviceMemory`, raw), a range of it, and whether it may be written.
-pub type Lead = (u64, Range, bool);
 
 const UNTRACEABLE: &str = "a buffer or image without vkfuse memory: sparse, or a swapchain image";
 
@@ -138,11 +138,8 @@ impl Sink for AccessSet {
 
 impl Sink for Leads {
     fn memory(&mut self, m: u64, r: Range, write: bool) {
-        if let Leads::Memory(v) = self {
-            match v.iter_mut().find(|(x, y, _)| *x == m && *y == r) {
-                Some((.., w)) => *w |= write,
-                None => v.push((m, r, write)),
-            }
+        if let Leads::Memory(map) = self {
+            map.entry(m).or_default().add(r, write);
         }
     }
     fn everything(&mut self, why: &'static str) {
@@ -153,12 +150,33 @@ impl Sink for Leads {
 }
 
 impl Leads {
+    /// Nothing yet.
+    pub fn none() -> Leads {
+        Leads::Memory(BTreeMap::new())
+    }
+
+    /// The range `r` of allocation `m`, which may be written when `write`.
+    pub fn one(m: u64, r: Range, write: bool) -> Leads {
+        let mut out = Leads::none();
+        out.memory(m, r, write);
+        out
+    }
+
     /// Hands the allocations to `sink`; none is written unless `write`.
     fn feed(&self, sink: &mut impl Sink, write: bool) {
         match self {
-            Leads::Memory(m) => m
-                .iter()
-                .for_each(|(m, r, w)| sink.memory(*m, *r, write && *w)),
+            Leads::Memory(map) => {
+                for (m, u) in map {
+                    if write {
+                        for r in u.written.ranges() {
+                            sink.memory(*m, *r, true);
+                        }
+                    }
+                    for r in u.touched.ranges() {
+                        sink.memory(*m, *r, false);
+                    }
+                }
+            }
             Leads::Everything(why) => sink.everything(why),
         }
     }
@@ -229,7 +247,7 @@ fn feed(raw: u64, sink: &mut impl Sink, write: bool) {
 
 /// What the live objects `raws` lead to together.
 fn leads_of(raws: impl IntoIterator<Item = u64>) -> Leads {
-    let mut out = Leads::Memory(Vec::new());
+    let mut out = Leads::none();
     for raw in raws {
         feed(raw, &mut out, true);
     }
@@ -321,7 +339,7 @@ unsafe fn feed_writes(
 
 /// A view leads where its resource does.
 fn view_created(view: u64, resource: u64) {
-    let mut leads = Leads::Memory(Vec::new());
+    let mut leads = Leads::none();
     feed(resource, &mut leads, true);
     // SAFETY: the view was just created.
     unsafe { set(view, leads) };
@@ -397,7 +415,7 @@ pub unsafe fn descriptor_sets_updated(
         // SAFETY: `write_count` valid writes whose type selects valid arrays, of live sets.
         unsafe {
             let w = &*writes.add(i);
-            let mut leads = Leads::Memory(Vec::new());
+            let mut leads = Leads::none();
             feed_writes(
                 w.descriptor_type,
                 w.descriptor_count as usize,
@@ -447,29 +465,35 @@ mod tests {
 
     const W: Range = Range::WHOLE;
 
+    /// Leads built from (allocation, range, written) triples.
+    fn leads(l: &[(u64, Range, bool)]) -> Leads {
+        let mut out = Leads::none();
+        for (m, r, w) in l {
+            out.memory(*m, *r, *w);
+        }
+        out
+    }
+
     #[test]
     fn leads_merge_keeps_everything_and_unions_memory() {
-        let mut a = Leads::Memory(vec![(1, W, true), (2, W, false)]);
-        a.merge(&Leads::Memory(vec![(2, W, true), (3, W, false)]));
-        assert_eq!(
-            a,
-            Leads::Memory(vec![(1, W, true), (2, W, true), (3, W, false)])
-        );
+        let mut a = leads(&[(1, W, true), (2, W, false)]);
+        a.merge(&leads(&[(2, W, true), (3, W, false)]));
+        assert_eq!(a, leads(&[(1, W, true), (2, W, true), (3, W, false)]));
         a.merge(&Leads::Everything("x"));
         assert_eq!(a, Leads::Everything("x"));
-        a.merge(&Leads::Memory(vec![(4, W, true)]));
+        a.merge(&leads(&[(4, W, true)]));
         assert_eq!(a, Leads::Everything("x"));
     }
 
     #[test]
     fn access_sets_union_and_describe() {
         let mut s = AccessSet::default();
-        s.add(&Leads::Memory(vec![(7, W, false), (9, W, true)]));
-        s.add(&Leads::Memory(vec![(9, W, false)]));
+        s.add(&leads(&[(7, W, false), (9, W, true)]));
+        s.add(&leads(&[(9, W, false)]));
         assert_eq!(s.describe(), "2 allocation(s), 1 written");
         // A read in one set and a write in another: written.
         let mut r = AccessSet::default();
-        r.add(&Leads::Memory(vec![(7, W, true)]));
+        r.add(&leads(&[(7, W, true)]));
         s.union(&r);
         assert_eq!(s.describe(), "2 allocation(s), 2 written");
         let mut t = AccessSet::default();
@@ -483,18 +507,18 @@ mod tests {
     #[test]
     fn ranges_of_one_allocation_join() {
         let mut s = AccessSet::default();
-        s.add(&Leads::Memory(vec![
+        s.add(&leads(&[
             (5, Range::new(0, 64), false),
             (5, Range::new(128, 256), true),
         ]));
-        s.add(&Leads::Memory(vec![(5, Range::new(64, 128), false)]));
+        s.add(&leads(&[(5, Range::new(64, 128), false)]));
         let u = &s.memory[&5];
         assert_eq!(u.touched.ranges(), &[Range::new(0, 256)]);
         assert_eq!(u.written.ranges(), &[Range::new(128, 256)]);
         // The same range read through one object and written through another: written.
-        let mut l = Leads::Memory(vec![(5, Range::new(0, 64), false)]);
-        l.merge(&Leads::Memory(vec![(5, Range::new(0, 64), true)]));
-        assert_eq!(l, Leads::Memory(vec![(5, Range::new(0, 64), true)]));
+        let mut l = leads(&[(5, Range::new(0, 64), false)]);
+        l.merge(&leads(&[(5, Range::new(0, 64), true)]));
+        assert_eq!(l, leads(&[(5, Range::new(0, 64), true)]));
     }
 
     #[test]
@@ -505,12 +529,12 @@ mod tests {
         let pipeline = ObjectBase::new(vk::ObjectType::PIPELINE).into_raw();
         // An unbound buffer cannot be traced; an unwritten set and a pipeline lead nowhere.
         assert_eq!(leads_of([buffer]), Leads::Everything(UNTRACEABLE));
-        assert_eq!(leads_of([set_, pipeline]), Leads::Memory(vec![]));
+        assert_eq!(leads_of([set_, pipeline]), Leads::none());
         // SAFETY: live objects made above, freed below.
         unsafe {
-            set(buffer, Leads::Memory(vec![(7, W, true)]));
-            set(uniform, Leads::Memory(vec![(8, W, true)]));
-            merge(set_, &Leads::Memory(vec![(1, W, true)]));
+            set(buffer, leads(&[(7, W, true)]));
+            set(uniform, leads(&[(8, W, true)]));
+            merge(set_, &leads(&[(1, W, true)]));
             merge(set_, &leads_of([buffer]));
         }
         // A uniform buffer descriptor: the set only reads it.
@@ -519,7 +543,7 @@ mod tests {
             offset: 0,
             range: vk::WHOLE_SIZE,
         };
-        let mut written = Leads::Memory(Vec::new());
+        let mut written = Leads::none();
         // SAFETY: one buffer info for a buffer descriptor type.
         unsafe {
             feed_writes(
@@ -532,7 +556,7 @@ mod tests {
         }
         assert_eq!(
             leads_of([set_]),
-            Leads::Memory(vec![(1, W, true), (7, W, true), (8, W, false)])
+            leads(&[(1, W, true), (7, W, true), (8, W, false)])
         );
         let mut acc = AccessSet::default();
         feed(set_, &mut acc, true);
@@ -543,7 +567,7 @@ mod tests {
         feed(set_, &mut read, false);
         assert_eq!(read.describe(), "3 allocation(s), 0 written");
         // The same buffer as a storage descriptor: written.
-        let mut storage = Leads::Memory(Vec::new());
+        let mut storage = Leads::none();
         // SAFETY: as above.
         unsafe {
             feed_writes(
@@ -553,7 +577,7 @@ mod tests {
                 &mut storage,
             );
         }
-        assert_eq!(storage, Leads::Memory(vec![(8, W, true)]));
+        assert_eq!(storage, leads(&[(8, W, true)]));
         // SAFETY: made above and not used again.
         unsafe {
             ObjectBase::free(buffer);

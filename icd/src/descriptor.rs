@@ -361,7 +361,7 @@ pub unsafe extern "system" fn update_descriptor_set_with_template(
         // SAFETY: a live vkfuse template.
         let tpl = unsafe { &*(t.as_raw() as *const UpdateTemplate) };
         if d.exec.multi {
-            let mut leads = crate::access::Leads::Memory(Vec::new());
+            let mut leads = crate::access::Leads::none();
             // SAFETY: data laid out by the template's entries; the application's live set.
             unsafe {
                 crate::access::feed_template(&tpl.entries, data, &mut leads);

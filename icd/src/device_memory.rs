@@ -905,7 +905,7 @@ fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory, offset: vk::DeviceSiz
         Bound::ImagePlane => u64::MAX,
     };
     let range = vkfuse_memory::Range::at(offset, size);
-    let leads = crate::access::Leads::Memory(vec![(mem.as_raw(), range, true)]);
+    let leads = crate::access::Leads::one(mem.as_raw(), range, true);
     // SAFETY: as above.
     unsafe {
         if what == Bound::ImagePlane {

@@ -165,7 +165,7 @@ impl Touch {
             .iter()
             .filter(move |e| {
                 let theirs = if e.write { &u.touched } else { &u.written };
-                !e.ranges.intersection(theirs).is_empty()
+                e.ranges.intersects(theirs)
             })
             .map(|e| e.done)
     }

@@ -404,7 +404,7 @@ impl Mirror {
                 let uses = inner
                     .uses
                     .iter()
-                    .filter(|(e, r)| e.0 == j && !r.intersection(copy_in).is_empty());
+                    .filter(|(e, r)| e.0 == j && r.intersects(copy_in));
                 owned
                     .map(|(_, e)| *e)
                     .chain(uses.map(|(e, _)| *e))
@@ -487,7 +487,7 @@ impl Mirror {
             inner
                 .pending
                 .iter()
-                .filter(|p| only.is_none_or(|o| !p.ranges.intersection(o).is_empty()))
+                .filter(|p| only.is_none_or(|o| p.ranges.intersects(o)))
                 .map(|p| p.edge)
                 .collect()
         };

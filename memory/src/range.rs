@@ -170,6 +170,22 @@ impl RangeSet {
         }
     }
 
+    /// Whether the sets share a unit.
+    pub fn intersects(&self, other: &RangeSet) -> bool {
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.ranges.get(i), other.ranges.get(j)) {
+            if !a.intersect(*b).is_empty() {
+                return true;
+            }
+            if a.end <= b.end {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        false
+    }
+
     /// The units in both sets.
     pub fn intersection(&self, other: &RangeSet) -> RangeSet {
         let (mut i, mut j) = (0, 0);
@@ -337,6 +353,9 @@ mod tests {
         );
         assert_eq!(both, b.intersection(&a));
         assert!(a.intersection(&RangeSet::new()).is_empty());
+        assert!(a.intersects(&b) && b.intersects(&a));
+        assert!(!a.intersects(&RangeSet::of(Range::new(10, 20))));
+        assert!(!a.intersects(&RangeSet::new()));
         assert_eq!(a.within(Range::new(8, 22)).units(), 4);
         let mut u = a.clone();
         u.union(&b);

@@ -318,7 +318,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         eprintln!("vkfuse bench: round_robin against single, and the cross-member handoff");
     }
     let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs, submits, frames)?;
-    let (handoff, mirrored) = crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
+    let (handoff, mirrored, staged) =
+        crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \
@@ -350,6 +351,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "round_robin": submit,
         "shared_host_handoff": handoff,
         "mirrored_handoff": mirrored,
+        "staging_handoff": staged,
         "targets": {
             "forwarding_overhead_recording": TARGET_RECORDING,
             "forwarding_overhead_frame": TARGET_FRAME,
@@ -493,6 +495,10 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         (
             "mirrored device-local memory handoff (S bytes copied between members):",
             &mirrored,
+        ),
+        (
+            "staging tier handoff (S bytes through staging buffers, members' copies never mapped):",
+            &staged,
         ),
     ] {
         outln!("  {title}");

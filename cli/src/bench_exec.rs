@@ -166,13 +166,22 @@ pub fn submit_overhead(
 /// and mirrored device-local memory (`VKFUSE_SHARING=mirrored`: the writer's copy is copied into
 /// the reader's before the reading batch), each against memcpy of the same bytes, and the same
 /// handoff on one member directly. Returns (shared host, mirrored).
-pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<(Value, Value), CliError> {
+pub fn handoff(
+    member: &Path,
+    manifest: &Path,
+    max_mib: usize,
+) -> Result<(Value, Value, Value), CliError> {
     let program: PathBuf = env::program("bench-handoff")?;
     let rr = fused(member, "round_robin");
     let setup = |cmd: &mut Command| rr.apply(cmd, manifest);
     let mirrored_setup = |cmd: &mut Command| {
         rr.apply(cmd, manifest)?;
         cmd.env("VKFUSE_SHARING", "mirrored");
+        Ok(())
+    };
+    let staging_setup = |cmd: &mut Command| {
+        rr.apply(cmd, manifest)?;
+        cmd.env("VKFUSE_SHARING", "staging");
         Ok(())
     };
     let direct_setup = |cmd: &mut Command| {
@@ -210,6 +219,7 @@ pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<(Value,
     };
     let shared = tier(&setup, "round_robin")?;
     let mirrored = tier(&mirrored_setup, "round_robin, mirrored")?;
+    let staged = tier(&staging_setup, "round_robin, staging")?;
     let method = |what: &str| {
         format!(
             "bench-handoff through vkfuse over {m} twice with VKFUSE_STRATEGY=round_robin{what}: a \
@@ -231,12 +241,23 @@ pub fn handoff(member: &Path, manifest: &Path, max_mib: usize) -> Result<(Value,
         }),
         json!({
             "tier": "mirrored: the writer's copy copied into the reader's through both mappings \
-                     (CPU copy; the staging tier with vkCmdCopyBuffer for memory that cannot be \
-                     mapped is not built)",
+                     (one CPU copy)",
             "sizes": mirrored,
             "method": method(
                 " and VKFUSE_SHARING=mirrored (the reading member's copy is brought up to date \
                  from the writer's before the reading batch; the never-mapped path, one copy)",
+            ),
+        }),
+        json!({
+            "tier": "staging: the writer's batch copies its range into a host-visible staging \
+                     buffer (vkCmdCopyBuffer), the bridge copies that into the reader's staging \
+                     buffer (CPU), the reader's batch copies it into its copy (vkCmdCopyBuffer); \
+                     the path of memory that is not host-visible on members of different drivers",
+            "sizes": staged,
+            "method": method(
+                " and VKFUSE_SHARING=staging (vkfuse never maps the members' copies: three \
+                 copies, two of them by the members' transfer commands, which lavapipe runs on \
+                 the CPU)",
             ),
         }),
     ))

@@ -110,6 +110,7 @@ pub fn render(report: &Value) -> String {
                 }
                 for t in tiers {
                     let (tier, best) = (text(t, "tier"), text(t, "best"));
+                    let other = text(t, "not_host_visible");
                     let more = if tier == best {
                         String::new()
                     } else if best == "shared device memory" {
@@ -117,7 +118,10 @@ pub fn render(report: &Value) -> String {
                          not host-visible, and for all memory with VKFUSE_SHARING=device)"
                             .to_string()
                     } else {
-                        format!(" (their capabilities allow {best})")
+                        format!(
+                            " (their capabilities allow {best}; memory that is not host-visible: \
+                             {other})"
+                        )
                     };
                     out.push_str(&format!(
                         "    {} - {}  {tier}{more}\n",

@@ -85,6 +85,13 @@ fn info_json_two_vendors() {
         "fused name {name:?}\n{}",
         out.dump()
     );
+    // Different drivers: memory that is not host-visible goes through staging buffers.
+    assert_eq!(
+        json["fused"]["transfer_tiers"][0]["not_host_visible"],
+        "staging",
+        "{}",
+        out.dump()
+    );
 }
 
 /// Two instances of one driver share device and driver UUIDs: their capabilities allow shared
@@ -102,12 +109,19 @@ fn info_json_transfer_tiers() {
     assert_eq!(tiers[0]["b"], 1, "{}", out.dump());
     assert_eq!(tiers[0]["tier"], "shared host memory", "{}", out.dump());
     assert_eq!(tiers[0]["best"], "shared device memory", "{}", out.dump());
+    assert_eq!(
+        tiers[0]["not_host_visible"],
+        "shared device memory",
+        "{}",
+        out.dump()
+    );
     for (sharing, tier) in [
         (
             "mirrored",
             "mirrored (copies through the members' mappings)",
         ),
         ("device", "shared device memory"),
+        ("staging", "staging"),
     ] {
         let mut cmd = vkfuse();
         cmd.args(["info", "--json"])

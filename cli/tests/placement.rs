@@ -39,6 +39,8 @@ enum Sharing {
     Host,
     Mirrored,
     Device,
+    /// Mirrored, the members' copies reached only through staging buffers.
+    Staging,
 }
 
 /// Runs `example_name` under `strategy`; checks the result against lavapipe direct. Returns the
@@ -69,6 +71,9 @@ fn check_with(
         Sharing::Device => {
             cmd.env("VKFUSE_SHARING", "device");
         }
+        Sharing::Staging => {
+            cmd.env("VKFUSE_SHARING", "staging");
+        }
     }
     let out = run(&mut cmd);
     if out.status.code() == Some(3) {
@@ -91,6 +96,14 @@ fn check_with(
         assert!(
             out.stderr.contains("memory is mirrored per member"),
             "not mirrored:\n{}",
+            out.dump()
+        );
+    }
+    if let Sharing::Staging = sharing {
+        assert!(
+            out.stderr
+                .contains("copies are reached through staging buffers"),
+            "not staged:\n{}",
             out.dump()
         );
     }
@@ -160,6 +173,37 @@ macro_rules! placement_tests {
                 fn lavapipe_swiftshader_afr() {
                     if let Some(m) = lvp_sw(concat!($name, " mirrored afr")) {
                         check_with($name, &m, "afr", Sharing::Mirrored);
+                    }
+                }
+            }
+
+            /// Mirrored memory whose member copies vkfuse never maps: every byte goes through
+            /// staging buffers and the members' own transfer commands (the path of memory
+            /// that is not host-visible on members of different drivers).
+            mod staging {
+                use super::*;
+
+                #[test]
+                fn two_lavapipes_round_robin() {
+                    check_with($name, &lvp2(), "round_robin", Sharing::Staging);
+                }
+
+                #[test]
+                fn two_lavapipes_afr() {
+                    check_with($name, &lvp2(), "afr", Sharing::Staging);
+                }
+
+                #[test]
+                fn lavapipe_swiftshader_round_robin() {
+                    if let Some(m) = lvp_sw(concat!($name, " staging round_robin")) {
+                        check_with($name, &m, "round_robin", Sharing::Staging);
+                    }
+                }
+
+                #[test]
+                fn lavapipe_swiftshader_afr() {
+                    if let Some(m) = lvp_sw(concat!($name, " staging afr")) {
+                        check_with($name, &m, "afr", Sharing::Staging);
                     }
                 }
             }
@@ -496,6 +540,77 @@ fn suballocated_buffers_move_only_their_ranges() {
         out.dump()
     );
     frames_do_not_wait(&out);
+}
+
+/// The staging tier (`VKFUSE_SHARING=staging`: vkfuse never maps the members' copies) really
+/// moves data between the members, through their transfer commands: `shared-inputs`' inputs
+/// (4 MiB + 16 KiB, never mapped) reach the second member once, on two lavapipes and on
+/// lavapipe + SwiftShader, with the result of lavapipe direct and no frame waiting for another;
+/// and bench-handoff's never-mapped buffer goes from one member to the other.
+#[test]
+fn staging_moves_data_between_members() {
+    let reference = direct_result("shared-inputs", &lavapipe());
+    let mut sets = vec![lvp2()];
+    sets.extend(lvp_sw("staging_moves_data_between_members"));
+    for members in sets {
+        let mut cmd = placed_cmd("shared-inputs", &members, "round_robin");
+        cmd.env("VKFUSE_SHARING", "staging")
+            .env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        out.assert_success();
+        assert!(
+            out.stderr
+                .contains("copies are reached through staging buffers"),
+            "{}",
+            out.dump()
+        );
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        let p = placed(&out.stderr);
+        assert!(p.iter().all(|n| *n >= 16), "not split: {p:?}");
+        let (_, _, from_member) = mirrored_bytes(&out.stderr);
+        let inputs = (4 << 20) + (16 << 10);
+        assert!(
+            (inputs..2 * inputs).contains(&from_member),
+            "{from_member} bytes went from one member's staging buffer to the other's, expected one copy of the {inputs} bytes of inputs: {}",
+            out.dump()
+        );
+        frames_do_not_wait(&out);
+    }
+    let mut cmd = placed_cmd("bench-handoff", &lvp2(), "round_robin");
+    cmd.args(["--max-mib", "1", "--repeats", "1"])
+        .env("VKFUSE_SHARING", "staging")
+        .env("VKFUSE_LOG", "debug");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let (_, _, from_member) = mirrored_bytes(&out.stderr);
+    assert!(from_member >= 1 << 20, "{from_member}: {}", out.dump());
+}
+
+/// Member 1 cannot make staging buffers (`VKFUSE_FAULT=staging:1`, as if out of memory for
+/// them): one message, and the batches that need them run on member 0, with the result of
+/// lavapipe direct.
+#[test]
+fn staging_buffers_missing_on_one_member() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let mut cmd = placed_cmd("random-batches", &lvp2(), "round_robin");
+    cmd.env("VKFUSE_SHARING", "staging")
+        .env("VKFUSE_FAULT", "staging:1");
+    let out = run(&mut cmd);
+    out.assert_success();
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert_eq!(
+        out.stderr.matches("no staging buffers for a batch").count(),
+        1,
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr.contains("ran on another member than placed"),
+        "{}",
+        out.dump()
+    );
 }
 
 /// VKFUSE_MASK restricts the members batches may run on: with member 0 masked out of two

@@ -17,7 +17,8 @@ pub enum Residency {
 /// fail as if the driver had refused it; `device:1` does the same for device creation;
 /// `submit:1:5` makes member 1 report `VK_ERROR_DEVICE_LOST` at its 5th submission;
 /// `alloc:1:3` makes member 1's 3rd memory allocation fail with
-/// `VK_ERROR_OUT_OF_DEVICE_MEMORY`; `import:1` makes member 1 refuse host-pointer imports.
+/// `VK_ERROR_OUT_OF_DEVICE_MEMORY`; `import:1` makes member 1 refuse host-pointer imports;
+/// `staging:1` makes every staging buffer on member 1 fail as if out of memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub what: String,
@@ -40,6 +41,12 @@ pub enum Sharing {
     /// the first exports and the others import (`VKFUSE_SHARING=device`); other memory as
     /// `Host`.
     Device,
+    /// Every allocation is mirrored, and vkfuse never maps the members' copies: bytes reach
+    /// them only through host-visible staging buffers and the members' own transfer commands
+    /// (`VKFUSE_SHARING=staging`). This is the path of memory that is not host-visible on
+    /// members of different drivers, selectable to test and measure it on members whose memory
+    /// is all host-visible.
+    Staging,
 }
 
 #[derive(Clone, Debug)]
@@ -89,14 +96,14 @@ fn parse_faults(v: &str) -> Vec<Fault> {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n > 0);
         match (w[0], member, nth, w.len()) {
-            (what @ ("instance" | "device" | "import"), Some(member), None, 2)
+            (what @ ("instance" | "device" | "import" | "staging"), Some(member), None, 2)
             | (what @ ("submit" | "alloc"), Some(member), Some(_), 3) => out.push(Fault {
                 what: what.into(),
                 member,
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `submit:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `submit:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }
@@ -226,8 +233,11 @@ impl Config {
                 "host" => Sharing::Host,
                 "mirrored" => Sharing::Mirrored,
                 "device" => Sharing::Device,
+                "staging" => Sharing::Staging,
                 _ => {
-                    crate::warn!("{from}={v:?} is not `host`, `device` or `mirrored`; using host");
+                    crate::warn!(
+                        "{from}={v:?} is not `host`, `device`, `mirrored` or `staging`; using host"
+                    );
                     Sharing::Host
                 }
             },

@@ -173,6 +173,7 @@ pub unsafe extern "system" fn create_device(
             enabled_extensions: exts,
             queues: parking_lot::Mutex::new(Vec::new()),
             exec,
+            staging: Default::default(),
             addresses_taken: std::sync::atomic::AtomicBool::new(false),
         });
         crate::exec::start(&device);

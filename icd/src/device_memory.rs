@@ -468,7 +468,8 @@ pub unsafe extern "system" fn allocate_memory(
             });
         let align = d.exec.import_align;
         let sharing = crate::config::Config::get().sharing;
-        let mirrored = sharing == crate::config::Sharing::Mirrored;
+        let staging = sharing == crate::config::Sharing::Staging;
+        let mirrored = sharing == crate::config::Sharing::Mirrored || staging;
         // Memory that is not host-visible can only be shared as device memory; with
         // VKFUSE_SHARING=device, host-visible memory is shared that way too.
         let by_fd = fd_sharing(d) && (!host_visible || sharing == crate::config::Sharing::Device);
@@ -488,8 +489,10 @@ pub unsafe extern "system" fn allocate_memory(
             Some(m) => m,
             None => {
                 let (mut m, missing) = allocate_each(d, info, alloc)?;
-                if d.exec.multi && host_visible {
-                    m.mirror = mirror(d, &m, ai.allocation_size);
+                if d.exec.multi {
+                    // Memory the members cannot map is reached through staging buffers.
+                    let staged = staging || !host_visible;
+                    m.mirror = mirror(d, &m, ai.allocation_size, ai.memory_type_index, staged);
                 }
                 if missing.is_empty() && m.mirror.is_none() {
                     crate::exec::pin_primary(
@@ -497,7 +500,7 @@ pub unsafe extern "system" fn allocate_memory(
                         if host_visible {
                             "an allocation is neither shared host memory nor mirrored (a member's copy cannot be mapped)"
                         } else {
-                            "an allocation is not host-visible and cannot be shared through an opaque fd (members of different drivers), and copies through a staging buffer are not built yet"
+                            "an allocation is not host-visible, cannot be shared through an opaque fd (members of different drivers) and cannot be reached through staging buffers"
                         },
                     );
                 }
@@ -523,14 +526,41 @@ pub unsafe extern "system" fn allocate_memory(
     })
 }
 
-/// Maps every member's copy for good and makes the allocation mirrored (`mirror.rs`); `None`
-/// (with the copies unmapped again) when a member's copy cannot be mapped.
-fn mirror(d: &Device, m: &Memory, size: u64) -> Option<std::sync::Arc<crate::mirror::Mirror>> {
+/// Maps every member's copy for good (or, `staged`, binds a buffer covering it for the
+/// staging tier, `staging.rs`) and makes the allocation mirrored (`mirror.rs`); `None` (with
+/// the copies unmapped or uncovered again) when a member's copy cannot be reached.
+fn mirror(
+    d: &Device,
+    m: &Memory,
+    size: u64,
+    fused_type: u32,
+    staged: bool,
+) -> Option<std::sync::Arc<crate::mirror::Mirror>> {
     let mut copies = [std::ptr::null_mut::<u8>(); crate::MAX_MEMBERS];
+    let mut covers = [vk::Buffer::null(); crate::MAX_MEMBERS];
     let mut ok = true;
+    let arena = Arena::scope();
     for md in &d.members {
         let h = m.base.handles[md.index];
         if h == 0 {
+            continue;
+        }
+        if staged {
+            let ty = md.cx(&arena).memory_type(fused_type);
+            match d
+                .staging
+                .cover(d, md.index, vk::DeviceMemory::from_raw(h), size, ty)
+            {
+                Ok(b) => covers[md.index] = b,
+                Err(why) => {
+                    crate::info!(
+                        "member {}: its copy cannot be reached through staging ({why}); not mirrored",
+                        md.index
+                    );
+                    ok = false;
+                    break;
+                }
+            }
             continue;
         }
         let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
@@ -561,14 +591,24 @@ fn mirror(d: &Device, m: &Memory, size: u64) -> Option<std::sync::Arc<crate::mir
         copies[md.index] = p.cast();
     }
     let mirror = if ok {
-        crate::mirror::Mirror::new(size, copies)
+        crate::mirror::Mirror::new(size, copies, covers)
     } else {
         None
     };
     if mirror.is_none() {
         unmap_copies(d, &m.base, &copies);
+        uncover(d, &covers);
     }
     mirror.map(std::sync::Arc::new)
+}
+
+/// Destroys the buffers covering members' copies (`staging.rs`).
+fn uncover(d: &Device, covers: &[vk::Buffer; crate::MAX_MEMBERS]) {
+    for (m, b) in covers.iter().enumerate() {
+        if !b.is_null() {
+            d.staging.uncover(m, *b);
+        }
+    }
 }
 
 fn unmap_copies(d: &Device, base: &ObjectBase, copies: &[*mut u8; crate::MAX_MEMBERS]) {
@@ -605,6 +645,8 @@ pub unsafe extern "system" fn free_memory(
         if let Some(mirror) = &m.mirror {
             crate::exec::remove_mirror(d, mem.as_raw());
             mirror.retire();
+            let covers: [vk::Buffer; crate::MAX_MEMBERS] = std::array::from_fn(|k| mirror.cover(k));
+            uncover(d, &covers);
             // Freeing a member's memory unmaps it.
         }
         free_members(d, &m.base, alloc);

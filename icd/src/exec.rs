@@ -93,6 +93,12 @@ struct State {
     mirrors: HashMap<u64, Arc<Mirror>>,
     /// A mirrored allocation was made (logged once).
     mirrored_any: bool,
+    /// A mirrored allocation reached through staging was logged.
+    staged_any: bool,
+    /// Members (one bit each) that could not make a batch's staging buffers (logged once).
+    staging_short: u64,
+    /// Batches that went to another member for want of staging buffers.
+    placed_elsewhere: u64,
     /// An allocation was shared through an opaque fd (logged once).
     fd_shared_any: bool,
 }
@@ -183,6 +189,8 @@ struct Prep {
     step: crate::mirror::Step,
     done: Edge,
     ticket: u64,
+    /// The batch's staging buffers where `member`'s copy is reached through staging.
+    stages: crate::mirror::Stages,
 }
 
 struct Job {
@@ -266,6 +274,9 @@ impl State {
             touched_all: None,
             mirrors: HashMap::new(),
             mirrored_any: false,
+            staged_any: false,
+            staging_short: 0,
+            placed_elsewhere: 0,
             fd_shared_any: false,
         }
     }
@@ -477,7 +488,8 @@ fn run_job(d: &Device, job: &Job) {
             // An internal error here must not take the application down with this thread:
             // the member cannot be trusted with the batch and is lost.
             let Some(c) = crate::guard::catch("making mirrored memory ready", || {
-                Ok(p.mirror.prepare(d, p.member, &p.step, p.done, p.ticket))
+                Ok(p.mirror
+                    .prepare(d, p.member, &p.step, p.done, p.ticket, &p.stages))
             }) else {
                 crate::error!(
                     "member {}: its mirrored memory is not ready; it is lost",
@@ -551,6 +563,11 @@ pub fn teardown(d: &Device) {
     for t in std::mem::take(&mut *d.exec.gated.lock()) {
         let _ = t.join();
     }
+    // Allocations the application did not free: their stages go before the staging pools.
+    for m in std::mem::take(&mut d.exec.state.lock().mirrors).into_values() {
+        m.retire();
+    }
+    d.staging.destroy();
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
     }
@@ -567,6 +584,12 @@ pub fn teardown(d: &Device) {
             .map(|m| format!("member {}: {}", m.index, st.placed[m.index]))
             .collect();
         crate::info!("batches placed: {}", placed.join(", "));
+        if st.placed_elsewhere > 0 {
+            crate::info!(
+                "{} batch(es) ran on another member than placed: no staging buffers",
+                st.placed_elsewhere
+            );
+        }
     }
 }
 
@@ -1169,32 +1192,123 @@ fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
     out
 }
 
-/// The mirrored allocations a batch on member `j` finishing at `done` touches (all of them,
-/// written, for "every allocation"), claimed for `j` in submission order.
-fn mirrors_for(st: &State, access: &crate::access::AccessSet, j: usize, done: Edge) -> Vec<Prep> {
+/// The mirrored allocations a batch with `access` touches, with how (all of them, written,
+/// for "every allocation").
+fn touched_mirrors<'a>(
+    st: &'a State,
+    access: &'a crate::access::AccessSet,
+) -> Vec<(
+    u64,
+    &'a Arc<Mirror>,
+    std::borrow::Cow<'a, crate::access::Use>,
+)> {
     if st.mirrors.is_empty() {
         return Vec::new();
     }
-    let prep = |m: &Arc<Mirror>, u: &crate::access::Use| {
-        let (step, ticket) = m.claim(j, u);
-        Prep {
-            step,
-            mirror: m.clone(),
-            member: j,
-            done,
-            ticket,
-        }
-    };
     if access.everything.is_some() {
-        let all = crate::access::Use::all();
-        st.mirrors.values().map(|m| prep(m, &all)).collect()
+        st.mirrors
+            .iter()
+            .map(|(raw, m)| (*raw, m, std::borrow::Cow::Owned(crate::access::Use::all())))
+            .collect()
     } else {
         access
             .memory
             .iter()
-            .filter_map(|(m, u)| st.mirrors.get(m).map(|m| prep(m, u)))
+            .filter_map(|(raw, u)| {
+                st.mirrors
+                    .get(raw)
+                    .map(|m| (*raw, m, std::borrow::Cow::Borrowed(u)))
+            })
             .collect()
     }
+}
+
+/// The staging buffers of a batch on member `j`, for the mirrored allocations it touches
+/// whose copy on `j` is reached through staging (`staging.rs`): sized by what the claims will
+/// copy in and what the batch may write, with the transfer command buffers around the batch.
+/// Nothing is claimed yet, so a failure leaves no trace.
+fn stage_for(
+    d: &Device,
+    st: &State,
+    q: &Queue,
+    access: &crate::access::AccessSet,
+    j: usize,
+) -> Result<
+    (
+        HashMap<u64, crate::mirror::Stages>,
+        crate::staging::Recorded,
+    ),
+    vk::Result,
+> {
+    let mut stages = HashMap::new();
+    let (mut ins, mut outs) = (Vec::new(), Vec::new());
+    for (raw, m, u) in touched_mirrors(st, access) {
+        let cover = m.cover(j);
+        if cover.is_null() {
+            continue;
+        }
+        let (copy_in, write) = m.peek(j, &u);
+        let mut s = crate::mirror::Stages::default();
+        if !copy_in.is_empty() {
+            let stage = d.staging.stage(d, j, copy_in, true)?;
+            ins.push(crate::staging::Transfer {
+                cover,
+                stage: stage.clone(),
+            });
+            s.input = Some(stage);
+        }
+        if !write.is_empty() {
+            let stage = d.staging.stage(d, j, write, false)?;
+            outs.push(crate::staging::Transfer {
+                cover,
+                stage: stage.clone(),
+            });
+            s.output = Some(stage);
+        }
+        stages.insert(raw, s);
+    }
+    let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+    let family = md
+        .maps
+        .queue_family
+        .get(q.family as usize)
+        .copied()
+        .unwrap_or(q.family);
+    let rec = d.staging.record(d, j, family, &ins, &outs)?;
+    Ok((stages, rec))
+}
+
+/// The mirrored allocations a batch on member `j` finishing at `done` touches, claimed for
+/// `j` in submission order (with the batch's stages, `stage_for`).
+fn mirrors_for(
+    st: &State,
+    access: &crate::access::AccessSet,
+    j: usize,
+    done: Edge,
+    mut stages: HashMap<u64, crate::mirror::Stages>,
+) -> Vec<Prep> {
+    touched_mirrors(st, access)
+        .into_iter()
+        .map(|(raw, m, u)| {
+            let stages = stages.remove(&raw).unwrap_or_default();
+            // A copy reached through staging gets no more than its input stage holds.
+            let limit = (!m.cover(j).is_null()).then(|| {
+                stages
+                    .input
+                    .as_ref()
+                    .map_or_else(RangeSet::new, |s| s.ranges.clone())
+            });
+            let (step, ticket) = m.claim(j, &u, limit.as_ref());
+            Prep {
+                step,
+                mirror: m.clone(),
+                member: j,
+                done,
+                ticket,
+                stages,
+            }
+        })
+        .collect()
 }
 
 /// Whether a batch of `batches` waits for a semaphore that an earlier batch of them signals
@@ -1234,7 +1348,18 @@ fn touches_mirrors(st: &State, access: &crate::access::AccessSet) -> bool {
 /// Registers a mirrored allocation (`device_memory.rs`).
 pub fn add_mirror(d: &Device, raw: u64, m: Arc<Mirror>) {
     let mut st = d.exec.state.lock();
-    if !st.mirrored_any {
+    let staged = d.members.iter().any(|md| !m.cover(md.index).is_null());
+    if staged && !st.staged_any {
+        st.staged_any = true;
+        crate::info!(
+            "memory is mirrored per member, and the members' copies are reached through staging buffers ({})",
+            if crate::config::Config::get().sharing == crate::config::Sharing::Staging {
+                "VKFUSE_SHARING=staging"
+            } else {
+                "memory the members cannot map, of different drivers"
+            }
+        );
+    } else if !staged && !st.mirrored_any {
         st.mirrored_any = true;
         crate::info!(
             "host-visible memory is mirrored per member, with a host shadow the application maps ({})",
@@ -1608,7 +1733,6 @@ fn submit_multi(
     }
     let notes = batch_notes(&batches);
     let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
-    reset_queries(d, &st, &notes, j);
     let access = crate::access::of_batches(
         d,
         batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
@@ -1618,6 +1742,48 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }),
     );
+    // Copies of mirrored memory on `j` reached through staging: stages and transfer command
+    // buffers first, so that a member short of memory for them leaves no trace. Another
+    // member then takes the batch, unless it must run on `j`.
+    let (j, (stages, transfers)) = match stage_for(d, &st, q, &access, j) {
+        Ok(x) => (j, x),
+        Err(r) => {
+            let alive = alive_mask(d);
+            let bound = st.pin.is_some() || read_affinity(&st, &notes, alive).is_some();
+            let other = d
+                .members
+                .iter()
+                .map(|md| md.index)
+                .filter(|&k| k != j && !bound && alive & (1 << k) != 0)
+                .find_map(|k| stage_for(d, &st, q, &access, k).ok().map(|x| (k, x)));
+            let first = st.staging_short & (1 << j) == 0;
+            st.staging_short |= 1 << j;
+            match other {
+                Some((k, x)) => {
+                    if first {
+                        crate::warn!(
+                            "member {j}: no staging buffers for a batch ({r:?}); such batches run on another member (member {k} now)"
+                        );
+                    }
+                    st.placed_elsewhere += 1;
+                    (k, x)
+                }
+                None => {
+                    crate::warn!(
+                        "member {j}: no staging buffers for a batch ({r:?}) and no other member can take it; the submit fails"
+                    );
+                    return Err(if r == vk::Result::ERROR_DEVICE_LOST {
+                        r
+                    } else {
+                        vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+                    });
+                }
+            }
+        }
+    };
+    reset_queries(d, &st, &notes, j);
+    let outputs: Vec<Arc<crate::staging::Stage>> =
+        stages.values().filter_map(|s| s.output.clone()).collect();
     let base = queue_entry(&mut st, q).2[j];
     let placed = sync_ops(d, &mut st, &mut batches, j, (j, q.done[j], base + 1));
     // A batch with semaphore waits left on its member (after those of other members became
@@ -1627,8 +1793,16 @@ fn submit_multi(
     // waits for. The batch's own done point is then the next one.
     let gated = touches_mirrors(&st, &access) && batches.iter().any(|b| !b.waits.is_empty());
     let gate_point: Edge = (j, q.done[j], base + 1);
-    let next_done: Edge = (j, q.done[j], base + 1 + u64::from(gated));
-    if gated {
+    // A staging epilogue is a batch of its own after the batch (`epilogue` below): the batch
+    // signals the point before, and the epilogue the batch's done point.
+    let epilogue = transfers.epilogue.is_some();
+    let work_point = base + 1 + u64::from(gated);
+    let next_done: Edge = (
+        j,
+        q.done[j],
+        base + 1 + u64::from(gated) + u64::from(epilogue),
+    );
+    if next_done != gate_point {
         move_signal_points(&mut st, &batches, gate_point, next_done);
     }
     let mut explicit = placed.signalled_by;
@@ -1676,7 +1850,7 @@ fn submit_multi(
     };
     let split = !tail_waits.is_empty();
     let edge_count = waits.len();
-    let prep = mirrors_for(&st, &access, j, next_done);
+    let prep = mirrors_for(&st, &access, j, next_done, stages);
     let bridge_wait = if gated {
         let mut waits = waits;
         waits.push(gate_point);
@@ -1689,10 +1863,8 @@ fn submit_multi(
     let arena = Arena::scope();
     let cx = md.cx(&arena);
     let entry = queue_entry(&mut st, q);
-    if gated {
-        entry.2[j] += 1;
-    }
-    entry.2[j] += 1;
+    entry.2[j] += 1 + u64::from(gated) + u64::from(epilogue);
+    debug_assert_eq!(entry.2[j], next_done.2);
     let done = vk::SemaphoreSubmitInfo {
         semaphore: q.done[j],
         value: entry.2[j],
@@ -1745,21 +1917,43 @@ fn submit_multi(
             b.waits.iter().map(tr_sem).collect()
         };
         w.extend(bw);
-        let c: Vec<_> = b
-            .cbs
-            .iter()
-            .map(|c| vk::CommandBufferSubmitInfo {
+        // With mirrored memory a submit holds one batch: the staging transfers go around it.
+        let own = |cb: Option<vk::CommandBuffer>| {
+            cb.map(|command_buffer| vk::CommandBufferSubmitInfo {
+                command_buffer,
+                ..Default::default()
+            })
+        };
+        let c: Vec<_> = own(transfers.prologue)
+            .into_iter()
+            .chain(b.cbs.iter().map(|c| vk::CommandBufferSubmitInfo {
                 command_buffer: cx.disp(c.command_buffer),
                 device_mask: 0,
                 ..*c
-            })
+            }))
             .collect();
         let s: Vec<_> = if split {
             Vec::new()
         } else {
             b.signals.iter().map(tr_sem).collect()
         };
-        keep.push((w, c, s));
+        if let Some(e) = own(transfers.epilogue) {
+            // The epilogue reads the member's copy where the batch wrote it, through a buffer
+            // aliasing the memory of the batch's own resources: a pipeline barrier does not
+            // order that on every driver (lavapipe's copy does not wait for rendering into an
+            // aliased image), a semaphore wait for the batch's completion does. The
+            // application's signals go with it.
+            let point = |value| vk::SemaphoreSubmitInfo {
+                semaphore: q.done[j],
+                value,
+                stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+                ..Default::default()
+            };
+            keep.push((w, c, vec![point(work_point)]));
+            keep.push((vec![point(work_point)], vec![e], s));
+        } else {
+            keep.push((w, c, s));
+        }
     }
     // The done signal rides with the last batch (a batch of its own when there is none): a
     // signal's first scope holds every command submitted before it on the queue.
@@ -1826,6 +2020,13 @@ fn submit_multi(
     if r == vk::Result::SUCCESS && own_fence != vk::Fence::null() {
         // SAFETY: a submit of no batches that only signals the member's fence.
         r = unsafe { submit2(q.handles[j], 0, std::ptr::null(), own_fence) };
+    }
+    d.staging.launched(transfers, next_done);
+    if r != vk::Result::SUCCESS {
+        // The batches did not run: their output stages hold nothing.
+        for s in &outputs {
+            s.void();
+        }
     }
     if r == vk::Result::ERROR_DEVICE_LOST {
         lose_member(

@@ -23,6 +23,7 @@ pub mod physical_device;
 pub mod present;
 pub mod queue;
 pub mod report;
+pub mod staging;
 pub mod wsi;
 
 /// The most members one fused device can have; each object holds this many member handles.

@@ -62,11 +62,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ash::vk;
+use ash::vk::Handle as _;
 use parking_lot::{Condvar, Mutex};
 use vkfuse_memory::{Range, RangeSet};
 
+use std::sync::Arc;
+
 use crate::access::Use;
 use crate::object::Device;
+use crate::staging::Stage;
 use crate::MAX_MEMBERS;
 
 /// A member's done point: (member, done timeline semaphore, value).
@@ -78,8 +82,12 @@ pub struct Mirror {
     size: usize,
     shadow: *mut u8,
     layout: std::alloc::Layout,
-    /// Each member's persistent mapping of its copy (null where it holds none).
+    /// Each member's persistent mapping of its copy (null where it holds none, or where the
+    /// copy is reached through staging).
     copies: [*mut u8; MAX_MEMBERS],
+    /// Per member whose copy is reached through staging (`staging.rs`), the buffer covering
+    /// it; null elsewhere.
+    covers: [vk::Buffer; MAX_MEMBERS],
     /// Per member, in submission order (changed by claims, under the exec lock): where its
     /// copy will not hold the latest contents.
     stale: Mutex<[RangeSet; MAX_MEMBERS]>,
@@ -102,6 +110,42 @@ struct Pending {
     ranges: RangeSet,
     /// Those ranges of its member's copy as the batch started, one after the other.
     snapshot: Vec<u8>,
+    /// Where the member's copy is reached through staging: the stage its epilogue copies
+    /// those ranges into.
+    out: Option<Arc<Stage>>,
+}
+
+/// A range whose latest contents are in a member's copy (never-mapped allocations).
+#[derive(Clone)]
+struct Owned {
+    range: Range,
+    /// The done point of the batch that wrote it there.
+    edge: Edge,
+    /// Where that member's copy is reached through staging: the batch's output stage, which
+    /// holds the range once `edge` is reached.
+    out: Option<Arc<Stage>>,
+}
+
+impl PartialEq for Owned {
+    fn eq(&self, o: &Owned) -> bool {
+        self.range == o.range && self.edge == o.edge
+    }
+}
+
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} by {:?}", self.range, self.edge)
+    }
+}
+
+/// The staging buffers of a batch whose member's copy is reached through staging
+/// (`exec.rs` allocates them and records the transfers).
+#[derive(Default)]
+pub struct Stages {
+    /// Filled by the step with the ranges to copy in (packed); the prologue copies it in.
+    pub input: Option<Arc<Stage>>,
+    /// The epilogue copies the ranges the batch may write into it.
+    pub output: Option<Arc<Stage>>,
 }
 
 struct Inner {
@@ -111,7 +155,7 @@ struct Inner {
     pending: Vec<Pending>,
     /// Never mapped: disjoint ranges whose latest contents are in a member's copy, with the
     /// done point of the batch that wrote them there (everything else: in the shadow).
-    owners: Vec<(Range, Edge)>,
+    owners: Vec<Owned>,
     /// Changes with every change of `owners` (the first map waits without the lock).
     owners_changed: u64,
     /// Per member queue, the ranges its batches prepared so far touch (reads too), with the
@@ -152,18 +196,27 @@ pub struct Copied {
     pub from_member: usize,
 }
 
-/// Copies `r` from the mapping `src` to the mapping `dst`; returns the bytes copied.
+/// Copies `len` bytes from `src` to `dst`; returns the bytes copied (none where either is
+/// null).
 ///
 /// # Safety
-/// Both hold at least `r.end` bytes, are distinct, and nothing else writes `r` of `dst` or
-/// `r` of `src` meanwhile.
-unsafe fn copy_range(src: *const u8, dst: *mut u8, r: Range) -> usize {
-    let len = r.len() as usize;
+/// Non-null, both hold `len` bytes, are distinct, and nothing else writes them meanwhile.
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: u64) -> usize {
+    if src.is_null() || dst.is_null() {
+        return 0;
+    }
     // SAFETY: caller contract.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src.add(r.start as usize), dst.add(r.start as usize), len)
-    };
-    len
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, len as usize) };
+    len as usize
+}
+
+/// The address of byte `pos` in the mapping `base` (null stays null).
+fn at(base: *mut u8, pos: u64) -> *mut u8 {
+    if base.is_null() {
+        base
+    } else {
+        base.wrapping_add(pos as usize)
+    }
 }
 
 /// What a batch on one member does with a mirrored allocation ([`Mirror::claim`]), clipped to
@@ -207,27 +260,39 @@ impl Drop for Turn<'_> {
 }
 
 /// Removes `r` from the owned ranges.
-fn disown(owners: &mut Vec<(Range, Edge)>, r: Range) {
+fn disown(owners: &mut Vec<Owned>, r: Range) {
     let mut out = Vec::with_capacity(owners.len() + 1);
-    for (o, e) in owners.drain(..) {
-        if o.intersect(r).is_empty() {
-            out.push((o, e));
+    for o in owners.drain(..) {
+        let or = o.range;
+        if or.intersect(r).is_empty() {
+            out.push(o);
             continue;
         }
-        if o.start < r.start {
-            out.push((Range::new(o.start, r.start), e));
+        if or.start < r.start {
+            out.push(Owned {
+                range: Range::new(or.start, r.start),
+                ..o.clone()
+            });
         }
-        if r.end < o.end {
-            out.push((Range::new(r.end, o.end), e));
+        if r.end < or.end {
+            out.push(Owned {
+                range: Range::new(r.end, or.end),
+                ..o
+            });
         }
     }
     *owners = out;
 }
 
 impl Mirror {
-    /// A mirror of `size` bytes over the members' mapped copies; `None` when the shadow cannot
+    /// A mirror of `size` bytes over the members' mapped copies (or, for members whose copy
+    /// is reached through staging, the buffers covering them); `None` when the shadow cannot
     /// be allocated. No member starts stale: the contents are undefined anyway.
-    pub fn new(size: u64, copies: [*mut u8; MAX_MEMBERS]) -> Option<Mirror> {
+    pub fn new(
+        size: u64,
+        copies: [*mut u8; MAX_MEMBERS],
+        covers: [vk::Buffer; MAX_MEMBERS],
+    ) -> Option<Mirror> {
         let size = usize::try_from(size).ok()?.max(1);
         // Page-aligned, as drivers map their own allocations: programs rely on the alignment
         // of mapped pointers (GL_MIN_MAP_BUFFER_ALIGNMENT through Zink).
@@ -242,6 +307,7 @@ impl Mirror {
             shadow,
             layout,
             copies,
+            covers,
             stale: Mutex::new(Default::default()),
             mapped: AtomicBool::new(false),
             host_dirty: AtomicBool::new(false),
@@ -262,6 +328,22 @@ impl Mirror {
     /// All of the allocation.
     fn whole(&self) -> Range {
         Range::new(0, self.size as u64)
+    }
+
+    /// The buffer covering member `m`'s copy where it is reached through staging (null
+    /// where vkfuse maps it).
+    pub fn cover(&self, m: usize) -> vk::Buffer {
+        self.covers[m]
+    }
+
+    /// Where the bytes of `o` (from `pos` on) can be read by the host: its output stage, or
+    /// its member's mapped copy; null when neither holds them.
+    fn owned_at(&self, o: &Owned, pos: u64) -> *mut u8 {
+        match &o.out {
+            Some(s) if s.is_valid() => s.at(pos),
+            Some(_) => std::ptr::null_mut(),
+            None => at(self.copies[o.edge.0], pos),
+        }
     }
 
     /// The pointer the application maps.
@@ -290,7 +372,7 @@ impl Mirror {
                     inner.ever_mapped = true;
                     return;
                 }
-                let edges: Vec<Edge> = inner.owners.iter().map(|(_, e)| *e).collect();
+                let edges: Vec<Edge> = inner.owners.iter().map(|o| o.edge).collect();
                 (edges, inner.owners_changed)
             };
             // Wait without the lock; a batch prepared meanwhile makes this round start over.
@@ -301,14 +383,18 @@ impl Mirror {
             if inner.owners_changed != changed || inner.ever_mapped || inner.dead {
                 continue;
             }
-            for (r, (m, ..)) in std::mem::take(&mut inner.owners) {
-                let src = self.copies[m];
-                if !src.is_null() {
-                    // SAFETY: the member's mapped copy and the shadow hold `size` bytes; the
-                    // batch that wrote `r` finished and the application has not mapped the
-                    // shadow yet.
-                    unsafe { copy_range(src, self.shadow, r) };
-                }
+            for o in std::mem::take(&mut inner.owners) {
+                let r = o.range;
+                // SAFETY: the member's mapped copy (or output stage) holds `r`, the shadow
+                // `size` bytes; the batch that wrote `r` finished and the application has not
+                // mapped the shadow yet.
+                unsafe {
+                    copy_bytes(
+                        self.owned_at(&o, r.start),
+                        at(self.shadow, r.start),
+                        r.len(),
+                    )
+                };
             }
             inner.owners_changed += 1;
             inner.ever_mapped = true;
@@ -320,7 +406,10 @@ impl Mirror {
     /// under the exec lock): its step (the ranges of `j`'s copy to bring up to date first
     /// among them), and the ticket that orders its [`Mirror::prepare`]. Afterwards `j` is
     /// current where the batch touches, and the other members are stale where it may write.
-    pub fn claim(&self, j: usize, u: &Use) -> (Step, u64) {
+    ///
+    /// `limit` bounds what is copied in (the input stage was sized by [`Mirror::peek`]): should
+    /// the application map the allocation between the two, `j` stays stale beyond it.
+    pub fn claim(&self, j: usize, u: &Use, limit: Option<&RangeSet>) -> (Step, u64) {
         let whole = self.whole();
         let touched = u.touched.within(whole);
         let written = u.written.within(whole);
@@ -331,8 +420,17 @@ impl Mirror {
                 *s = RangeSet::of(whole);
             }
         }
-        let copy_in = stale[j].intersection(&touched);
-        stale[j].subtract(&touched);
+        let mut copy_in = stale[j].intersection(&touched);
+        let mut current = touched.clone();
+        if let Some(limit) = limit {
+            let mut beyond = copy_in.clone();
+            beyond.subtract(limit);
+            if !beyond.is_empty() {
+                copy_in = copy_in.intersection(limit);
+                current.subtract(&beyond);
+            }
+        }
+        stale[j].subtract(&current);
         if !written.is_empty() {
             for (k, s) in stale.iter_mut().enumerate() {
                 if k != j {
@@ -348,6 +446,21 @@ impl Mirror {
         (step, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
+    /// What [`Mirror::claim`] would give member `j` to copy in and to write for `u`, without
+    /// claiming (the sizes of the stages of a member reached through staging).
+    pub fn peek(&self, j: usize, u: &Use) -> (RangeSet, RangeSet) {
+        let whole = self.whole();
+        let touched = u.touched.within(whole);
+        let written = u.written.within(whole);
+        let stale = self.stale.lock();
+        let copy_in = if self.host_dirty.load(Ordering::Acquire) {
+            touched
+        } else {
+            stale[j].intersection(&touched)
+        };
+        (copy_in, written)
+    }
+
     /// Member `m` is lost: its copy no longer holds anything.
     pub fn forget(&self, m: usize) {
         self.stale.lock()[m] = RangeSet::of(self.whole());
@@ -356,7 +469,15 @@ impl Mirror {
     /// Before a batch on member `j` that finishes at `done` (bridge thread): brings the
     /// `copy_in` ranges of `j`'s copy up to date, and prepares the write-back of the ranges the
     /// batch may write (see the module documentation).
-    pub fn prepare(&self, d: &Device, j: usize, step: &Step, done: Edge, ticket: u64) -> Copied {
+    pub fn prepare(
+        &self,
+        d: &Device,
+        j: usize,
+        step: &Step,
+        done: Edge,
+        ticket: u64,
+        stages: &Stages,
+    ) -> Copied {
         {
             let mut inner = self.inner.lock();
             while inner.served + 1 < ticket && !inner.dead {
@@ -370,7 +491,7 @@ impl Mirror {
             done,
             touched: &step.touched,
         };
-        self.prepare_in_turn(d, j, &step.copy_in, &step.write, done)
+        self.prepare_in_turn(d, j, &step.copy_in, &step.write, done, stages)
     }
 
     fn prepare_in_turn(
@@ -380,11 +501,13 @@ impl Mirror {
         copy_in: &RangeSet,
         write: &RangeSet,
         done: Edge,
+        stages: &Stages,
     ) -> Copied {
         if copy_in.is_empty() && write.is_empty() {
             // `j` is current where the batch reads, and it writes nothing.
             return Copied::default();
         }
+        let staged = !self.covers[j].is_null();
         // What the batch needs merged first: its copy-in comes from the shadow, and its
         // snapshot must follow earlier writes of the same ranges.
         let mut need = copy_in.clone();
@@ -395,73 +518,95 @@ impl Mirror {
         };
         if !copy_in.is_empty() {
             // Nothing may write `j`'s copy while a batch that used it may still run, nor read
-            // a range from another member's copy before the batch that wrote it finished.
+            // a range from another member's copy before the batch that wrote it finished. This
+            // holds for a copy reached through staging too, which the batch's prologue writes:
+            // a pipeline barrier does not order a copy through the buffer covering the memory
+            // with earlier work on resources bound to it on every driver (lavapipe).
             let waits: Vec<Edge> = {
                 let inner = self.inner.lock();
-                let owned = inner.owners.iter().filter(|(r, e)| {
-                    e.0 != j && copy_in.ranges().iter().any(|c| !c.intersect(*r).is_empty())
+                let owned = inner.owners.iter().filter(|o| {
+                    o.edge.0 != j
+                        && copy_in
+                            .ranges()
+                            .iter()
+                            .any(|c| !c.intersect(o.range).is_empty())
                 });
                 let uses = inner
                     .uses
                     .iter()
                     .filter(|(e, r)| e.0 == j && r.intersects(copy_in));
-                owned
-                    .map(|(_, e)| *e)
-                    .chain(uses.map(|(e, _)| *e))
-                    .collect()
+                owned.map(|o| o.edge).chain(uses.map(|(e, _)| *e)).collect()
             };
             for e in waits {
                 reached(d, e, true);
             }
         }
         let mut inner = self.inner.lock();
-        let dst = self.copies[j];
-        if inner.dead || dst.is_null() {
+        // Where the bytes copied in go: `j`'s mapped copy, or the batch's input stage.
+        let input = stages.input.as_ref().filter(|_| staged);
+        let dst = |pos: u64| match input {
+            Some(s) => s.at(pos),
+            None => at(self.copies[j], pos),
+        };
+        if inner.dead || (!staged && self.copies[j].is_null()) {
             return out;
         }
         if !inner.ever_mapped {
             for c in copy_in.ranges() {
                 // From the owners' copies where members own it, else from the shadow.
                 let mut from_shadow = RangeSet::of(*c);
-                for (r, (k, ..)) in &inner.owners {
-                    let part = r.intersect(*c);
+                for o in &inner.owners {
+                    let part = o.range.intersect(*c);
                     if part.is_empty() {
                         continue;
                     }
                     from_shadow.remove(part);
-                    let src = self.copies[*k];
-                    if *k != j && !src.is_null() {
-                        // SAFETY: two distinct mapped copies of `size` bytes; the batch that
-                        // wrote `part` finished (waited above) and this one waits for this step.
-                        out.from_member += unsafe { copy_range(src, dst, part) };
+                    if o.edge.0 != j {
+                        // SAFETY: the owner's mapped copy or output stage, and `j`'s copy or
+                        // input stage, hold `part`; the batch that wrote it finished (waited
+                        // above) and the one that reads `j`'s waits for this step.
+                        out.from_member += unsafe {
+                            copy_bytes(self.owned_at(o, part.start), dst(part.start), part.len())
+                        };
                     }
                 }
                 for r in from_shadow.ranges() {
-                    // SAFETY: the shadow and `j`'s copy hold `size` bytes; the shadow is not
-                    // mapped (never mapped yet), and `j`'s copy is not in use (above).
-                    out.copied_in += unsafe { copy_range(self.shadow, dst, *r) };
+                    // SAFETY: the shadow and `j`'s copy (or input stage) hold `r`; the shadow
+                    // is not mapped (never mapped yet), and `j`'s copy is not in use (above).
+                    out.copied_in +=
+                        unsafe { copy_bytes(at(self.shadow, r.start), dst(r.start), r.len()) };
                 }
             }
             if !write.is_empty() {
+                let output = stages.output.clone().filter(|_| staged);
                 for w in write.ranges() {
                     disown(&mut inner.owners, *w);
-                    inner.owners.push((*w, done));
+                    inner.owners.push(Owned {
+                        range: *w,
+                        edge: done,
+                        out: output.clone(),
+                    });
                 }
                 inner.owners_changed += 1;
             }
             return out;
         }
         for c in copy_in.ranges() {
-            // SAFETY: the shadow (settled above) and `j`'s mapped copy hold `size` bytes; no
-            // batch uses `j`'s copy now (waited for above; this one waits for this step).
-            out.copied_in += unsafe { copy_range(self.shadow, dst, *c) };
+            // SAFETY: the shadow (settled above) and `j`'s mapped copy (or input stage) hold
+            // `c`; no batch uses `j`'s copy now (waited for above; this one waits for this
+            // step).
+            out.copied_in += unsafe { copy_bytes(at(self.shadow, c.start), dst(c.start), c.len()) };
         }
         if !write.is_empty() {
+            // The written ranges as the batch will find them: `j`'s copy, or for a copy
+            // reached through staging, the shadow, which holds the same bytes there now (they
+            // were just copied in, or `j` was current and the shadow settled above).
+            let from = if staged { self.shadow } else { self.copies[j] };
             let mut snapshot = Vec::with_capacity(write.units() as usize);
             for w in write.ranges() {
-                // SAFETY: `j`'s mapped copy holds `size` bytes; no batch writes it now.
+                // SAFETY: `from` holds `size` bytes; no batch writes it now.
                 let part = unsafe {
-                    std::slice::from_raw_parts(dst.add(w.start as usize), w.len() as usize)
+                    std::slice::from_raw_parts(from.add(w.start as usize), w.len() as usize)
                 };
                 snapshot.extend_from_slice(part);
             }
@@ -469,6 +614,7 @@ impl Mirror {
                 edge: done,
                 ranges: write.clone(),
                 snapshot,
+                out: stages.output.clone().filter(|_| staged),
             });
         }
         out
@@ -505,24 +651,28 @@ impl Mirror {
                 continue;
             };
             let p = inner.pending.remove(at);
-            let src = self.copies[edge.0];
-            if src.is_null() {
-                continue;
-            }
+            let src = |pos: u64| match &p.out {
+                Some(s) if s.is_valid() => s.at(pos),
+                Some(_) => std::ptr::null_mut(),
+                None => self::at(self.copies[edge.0], pos),
+            };
             let mut off = 0;
             for r in p.ranges.ranges() {
                 let len = r.len() as usize;
-                // SAFETY: `src` is the member's mapped copy of `size` bytes, no longer written
-                // in `r` (its batch finished); the shadow holds `size` bytes; the snapshot holds
-                // the ranges one after the other.
-                unsafe {
-                    merge(
-                        src.add(r.start as usize),
-                        &p.snapshot[off..off + len],
-                        self.shadow.add(r.start as usize),
-                        len,
-                    )
-                };
+                let from = src(r.start);
+                if !from.is_null() {
+                    // SAFETY: `from` is the member's mapped copy or output stage, holding `r`
+                    // and no longer written there (its batch finished); the shadow holds
+                    // `size` bytes; the snapshot holds the ranges one after the other.
+                    unsafe {
+                        merge(
+                            from,
+                            &p.snapshot[off..off + len],
+                            self.shadow.add(r.start as usize),
+                            len,
+                        )
+                    };
+                }
                 off += len;
             }
             merged += off;
@@ -540,15 +690,21 @@ impl Mirror {
         if inner.dead {
             return;
         }
-        let src = self.copies[m];
         let mut kept = Vec::new();
-        for (r, e) in std::mem::take(&mut inner.owners) {
-            if e.0 != m {
-                kept.push((r, e));
-            } else if !src.is_null() {
-                // SAFETY: the member's mapped copy; its batches finished; the shadow holds
-                // `size` bytes and is not mapped (never-mapped allocation).
-                unsafe { copy_range(src, self.shadow, r) };
+        for o in std::mem::take(&mut inner.owners) {
+            if o.edge.0 != m {
+                kept.push(o);
+            } else {
+                let r = o.range;
+                // SAFETY: the member's mapped copy or output stage; its batches finished; the
+                // shadow holds `size` bytes and is not mapped (never-mapped allocation).
+                unsafe {
+                    copy_bytes(
+                        self.owned_at(&o, r.start),
+                        at(self.shadow, r.start),
+                        r.len(),
+                    )
+                };
             }
         }
         inner.owners = kept;
@@ -685,13 +841,13 @@ mod tests {
         let mut copies = [std::ptr::null_mut(); MAX_MEMBERS];
         copies[0] = a.as_mut_ptr();
         copies[1] = b.as_mut_ptr();
-        let Some(m) = Mirror::new(64, copies) else {
+        let Some(m) = Mirror::new(64, copies, [vk::Buffer::null(); MAX_MEMBERS]) else {
             panic!("no shadow for 64 bytes");
         };
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
         let need = |j, r: std::ops::Range<u64>, w| -> Vec<Range> {
-            m.claim(j, &use_of(r, w)).0.copy_in.ranges().to_vec()
+            m.claim(j, &use_of(r, w), None).0.copy_in.ranges().to_vec()
         };
         let none: Vec<Range> = Vec::new();
         // Fresh: every member holds the (undefined) contents.
@@ -707,7 +863,7 @@ mod tests {
         // Ranges past the end are clipped ("whole" uses).
         assert_eq!(need(0, 0..u64::MAX, true), none);
         assert_eq!(need(1, 48..u64::MAX, false), vec![Range::new(48, 64)]);
-        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true));
+        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true), None);
         assert_eq!(step.touched.ranges(), &[Range::new(32, 64)]);
         assert_eq!(step.write.ranges(), &[Range::new(32, 64)]);
         // Mapped: every submit may follow host writes, so what it touches is copied again.
@@ -723,26 +879,32 @@ mod tests {
         m.forget(1);
         assert_eq!(need(1, 60..64, false), vec![Range::new(60, 64)]);
         // Tickets follow the claims.
-        assert_eq!(m.claim(1, &use_of(0..1, true)).1, 15);
+        assert_eq!(m.claim(1, &use_of(0..1, true), None).1, 15);
+        // A claim limited to what was peeked copies no more, and leaves the member stale
+        // beyond it.
+        m.forget(0);
+        assert_eq!(
+            m.peek(0, &use_of(0..8, false)).0.ranges(),
+            &[Range::new(0, 8)]
+        );
+        let limit = RangeSet::of(Range::new(0, 4));
+        let (step, _) = m.claim(0, &use_of(0..8, false), Some(&limit));
+        assert_eq!(step.copy_in.ranges(), &[Range::new(0, 4)]);
+        assert_eq!(need(0, 0..8, false), vec![Range::new(4, 8)]);
     }
 
     #[test]
     fn owned_ranges_split_where_a_write_covers_them() {
         let e = |v| (0usize, vk::Semaphore::null(), v);
-        let mut owners = vec![(Range::new(0, 100), e(1)), (Range::new(200, 300), e(2))];
+        let o = |a, b, v| Owned {
+            range: Range::new(a, b),
+            edge: e(v),
+            out: None,
+        };
+        let mut owners = vec![o(0, 100, 1), o(200, 300, 2)];
         disown(&mut owners, Range::new(50, 250));
-        assert_eq!(
-            owners,
-            vec![(Range::new(0, 50), e(1)), (Range::new(250, 300), e(2))]
-        );
+        assert_eq!(owners, vec![o(0, 50, 1), o(250, 300, 2)]);
         disown(&mut owners, Range::new(10, 20));
-        assert_eq!(
-            owners,
-            vec![
-                (Range::new(0, 10), e(1)),
-                (Range::new(20, 50), e(1)),
-                (Range::new(250, 300), e(2))
-            ]
-        );
+        assert_eq!(owners, vec![o(0, 10, 1), o(20, 50, 1), o(250, 300, 2)]);
     }
 }

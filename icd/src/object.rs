@@ -208,6 +208,8 @@ pub struct Device {
     pub queues: parking_lot::Mutex<Vec<Box<Queue>>>,
     /// Placement, cross-member ordering and member loss (`exec.rs`).
     pub exec: crate::exec::Exec,
+    /// Staging buffers and transfer command buffers per member (`staging.rs`).
+    pub staging: std::sync::Arc<crate::staging::Stager>,
     /// The application asked for a buffer device address: shaders may reach any buffer, so
     /// every access set is every allocation (`access.rs`).
     pub addresses_taken: std::sync::atomic::AtomicBool,

@@ -80,7 +80,10 @@ const MIRRORED: &str = "mirrored (copies through the members' mappings)";
 /// allocation imported into both, if the probe at device creation succeeds; otherwise
 /// mirrored, or batches stay on one member where a member's memory cannot be mapped), and
 /// `best`, the best tier their capabilities allow (host-pointer import, opaque fds, driver and
-/// device UUIDs). Shared device memory is also what memory that is not host-visible uses.
+/// device UUIDs); and `not_host_visible`, how memory that is not host-visible is shared: shared
+/// device memory between members of one driver on one device, staging otherwise (mirrored,
+/// with copies through staging buffers and the members' transfer commands, `staging.rs`). With
+/// `VKFUSE_SHARING=staging` all memory takes the staging tier.
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -101,19 +104,34 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let sharing = crate::config::Config::get().sharing;
     let mirrored = sharing == crate::config::Sharing::Mirrored;
     let device = sharing == crate::config::Sharing::Device;
+    let staging = sharing == crate::config::Sharing::Staging;
     let topology = vkfuse_memory::Topology::new(&caps);
     topology
         .connections()
         .into_iter()
         .map(|(a, b, best)| {
-            let tier = if device && best == vkfuse_memory::Tier::SharedDevice {
+            let fd = best == vkfuse_memory::Tier::SharedDevice;
+            let tier = if staging {
+                vkfuse_memory::Tier::Staging.name()
+            } else if device && fd {
                 vkfuse_memory::Tier::SharedDevice.name()
             } else if caps[a].host_import && caps[b].host_import && !mirrored {
                 vkfuse_memory::Tier::SharedHost.name()
             } else {
                 MIRRORED
             };
-            json!({"a": p.members[a].index, "b": p.members[b].index, "tier": tier, "best": best.name()})
+            let not_host_visible = if fd {
+                vkfuse_memory::Tier::SharedDevice
+            } else {
+                vkfuse_memory::Tier::Staging
+            };
+            json!({
+                "a": p.members[a].index,
+                "b": p.members[b].index,
+                "tier": tier,
+                "best": best.name(),
+                "not_host_visible": not_host_visible.name(),
+            })
         })
         .collect()
 }

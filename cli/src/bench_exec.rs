@@ -249,15 +249,17 @@ pub fn handoff(
             ),
         }),
         json!({
-            "tier": "staging: the writer's batch copies its range into a host-visible staging \
-                     buffer (vkCmdCopyBuffer), the bridge copies that into the reader's staging \
-                     buffer (CPU), the reader's batch copies it into its copy (vkCmdCopyBuffer); \
-                     the path of memory that is not host-visible on members of different drivers",
+            "tier": "staging: the writer's batch copies its range into a staging buffer in host \
+                     memory every member imports (vkCmdCopyBuffer, after the writer's work), the \
+                     reader's batch copies it from there into its copy (vkCmdCopyBuffer, before \
+                     its work); where a member imports no host memory, the CPU copies between a \
+                     staging buffer of each member. The path of memory that is not host-visible \
+                     on members of different drivers",
             "sizes": staged,
             "method": method(
-                " and VKFUSE_SHARING=staging (vkfuse never maps the members' copies: three \
-                 copies, two of them by the members' transfer commands, which lavapipe runs on \
-                 the CPU)",
+                " and VKFUSE_SHARING=staging (vkfuse never maps the members' copies; both \
+                 lavapipes import host memory, so the handoff is the reader's one transfer \
+                 command from the writer's staging buffer, which lavapipe runs on the CPU)",
             ),
         }),
     ))

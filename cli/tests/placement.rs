@@ -412,6 +412,13 @@ fn shared_device_memory_through_opaque_fds() {
 /// synchronisation: (merged into shadows, copied in from shadows, copied from another member's
 /// copy).
 fn mirrored_bytes(stderr: &str) -> (u64, u64, u64) {
+    let (m, c, f, _) = mirrored_bytes_all(stderr);
+    (m, c, f)
+}
+
+/// `mirrored_bytes`, and the bytes members' transfer commands copied straight from another
+/// member's staging buffer (the staging tier with shared stages).
+fn mirrored_bytes_all(stderr: &str) -> (u64, u64, u64, u64) {
     let num = |s: &str, before: &str| -> u64 {
         s.split(before)
             .next()
@@ -422,11 +429,12 @@ fn mirrored_bytes(stderr: &str) -> (u64, u64, u64) {
     stderr
         .lines()
         .filter(|l| l.contains("vkfuse: debug: mirrored memory "))
-        .fold((0, 0, 0), |(m, c, f), l| {
+        .fold((0, 0, 0, 0), |(m, c, f, s), l| {
             (
                 m + num(l, " byte(s) merged"),
                 c + num(l, " byte(s) copied in"),
-                f + num(l, " byte(s) from another member"),
+                f + num(l, " byte(s) from another member,"),
+                s + num(l, " byte(s) by the member from another"),
             )
         })
 }
@@ -545,17 +553,23 @@ fn suballocated_buffers_move_only_their_ranges() {
 /// The staging tier (`VKFUSE_SHARING=staging`: vkfuse never maps the members' copies) really
 /// moves data between the members, through their transfer commands: `shared-inputs`' inputs
 /// (4 MiB + 16 KiB, never mapped) reach the second member once, on two lavapipes and on
-/// lavapipe + SwiftShader, with the result of lavapipe direct and no frame waiting for another;
-/// and bench-handoff's never-mapped buffer goes from one member to the other.
+/// lavapipe + SwiftShader (the reader copies them straight from the writer's staging buffer,
+/// host memory every member imports), and on two lavapipes of which one refuses host-memory
+/// imports (the CPU copies from one member's staging buffer into the other's), with the result
+/// of lavapipe direct and no frame waiting for another; and bench-handoff's never-mapped
+/// buffer goes from one member to the other.
 #[test]
 fn staging_moves_data_between_members() {
     let reference = direct_result("shared-inputs", &lavapipe());
-    let mut sets = vec![lvp2()];
-    sets.extend(lvp_sw("staging_moves_data_between_members"));
-    for members in sets {
+    let mut sets = vec![(lvp2(), None, true), (lvp2(), Some("import:1"), false)];
+    sets.extend(lvp_sw("staging_moves_data_between_members").map(|m| (m, None, true)));
+    for (members, fault, shared) in sets {
         let mut cmd = placed_cmd("shared-inputs", &members, "round_robin");
         cmd.env("VKFUSE_SHARING", "staging")
             .env("VKFUSE_LOG", "debug");
+        if let Some(f) = fault {
+            cmd.env("VKFUSE_FAULT", f);
+        }
         let out = run(&mut cmd);
         out.assert_success();
         assert!(
@@ -568,11 +582,16 @@ fn staging_moves_data_between_members() {
         assert_eq!(got.result, reference.result, "{}", out.dump());
         let p = placed(&out.stderr);
         assert!(p.iter().all(|n| *n >= 16), "not split: {p:?}");
-        let (_, _, from_member) = mirrored_bytes(&out.stderr);
+        let (_, _, by_cpu, by_member) = mirrored_bytes_all(&out.stderr);
         let inputs = (4 << 20) + (16 << 10);
+        let (moved, other) = if shared {
+            (by_member, by_cpu)
+        } else {
+            (by_cpu, by_member)
+        };
         assert!(
-            (inputs..2 * inputs).contains(&from_member),
-            "{from_member} bytes went from one member's staging buffer to the other's, expected one copy of the {inputs} bytes of inputs: {}",
+            (inputs..2 * inputs).contains(&moved) && other == 0,
+            "{by_cpu} bytes went from one member's staging buffer to the other's by the CPU, {by_member} by the member, expected one copy of the {inputs} bytes of inputs: {}",
             out.dump()
         );
         frames_do_not_wait(&out);
@@ -583,8 +602,8 @@ fn staging_moves_data_between_members() {
         .env("VKFUSE_LOG", "debug");
     let out = run(&mut cmd);
     out.assert_success();
-    let (_, _, from_member) = mirrored_bytes(&out.stderr);
-    assert!(from_member >= 1 << 20, "{from_member}: {}", out.dump());
+    let (_, _, _, by_member) = mirrored_bytes_all(&out.stderr);
+    assert!(by_member >= 1 << 20, "{by_member}: {}", out.dump());
 }
 
 /// Member 1 cannot make staging buffers (`VKFUSE_FAULT=staging:1`, as if out of memory for

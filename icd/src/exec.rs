@@ -503,14 +503,16 @@ fn run_job(d: &Device, job: &Job) {
             total.merged += c.merged;
             total.copied_in += c.copied_in;
             total.from_member += c.from_member;
+            total.direct += c.direct;
         }
         crate::debug!(
-            "mirrored memory for member {}: {} allocation(s), {} byte(s) merged into the shadow, {} byte(s) copied in, {} byte(s) from another member",
+            "mirrored memory for member {}: {} allocation(s), {} byte(s) merged into the shadow, {} byte(s) copied in, {} byte(s) from another member, {} byte(s) by the member from another member's staging buffer",
             job.prep[0].member,
             job.prep.len(),
             total.merged,
             total.copied_in,
-            total.from_member
+            total.from_member,
+            total.direct
         );
     }
     for (m, sem, value) in &job.carry {
@@ -1233,37 +1235,50 @@ fn stage_for(
     q: &Queue,
     access: &crate::access::AccessSet,
     j: usize,
-) -> Result<
-    (
-        HashMap<u64, crate::mirror::Stages>,
-        crate::staging::Recorded,
-    ),
-    vk::Result,
-> {
+) -> Result<(HashMap<u64, Staged>, crate::staging::Recorded), vk::Result> {
     let mut stages = HashMap::new();
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
+    // Output stages every member reaches (host memory imported into all of them), so that
+    // the next reader copies straight from them.
+    let shared = d.exec.import_align != 0;
     for (raw, m, u) in touched_mirrors(st, access) {
         let cover = m.cover(j);
         if cover.is_null() {
             continue;
         }
-        let (copy_in, write) = m.peek(j, &u);
-        let mut s = crate::mirror::Stages::default();
-        if !copy_in.is_empty() {
-            let stage = d.staging.stage(d, j, copy_in, true)?;
+        let peek = m.peek(j, &u);
+        let mut s = Staged {
+            limit: peek.copy_in,
+            direct: RangeSet::new(),
+            stages: crate::mirror::Stages::default(),
+        };
+        if !peek.indirect.is_empty() {
+            let stage = d.staging.stage(d, j, peek.indirect, true, false)?;
             ins.push(crate::staging::Transfer {
                 cover,
                 stage: stage.clone(),
+                parts: None,
             });
-            s.input = Some(stage);
+            s.stages.input = Some(stage);
         }
-        if !write.is_empty() {
-            let stage = d.staging.stage(d, j, write, false)?;
+        for x in peek.direct {
+            s.direct.insert(x.part);
+            s.stages.after.push(x.edge);
+            s.stages.direct_bytes += x.part.len();
+            ins.push(crate::staging::Transfer {
+                cover,
+                stage: x.out,
+                parts: Some(vec![x.part]),
+            });
+        }
+        if !peek.write.is_empty() {
+            let stage = d.staging.stage(d, j, peek.write, false, shared)?;
             outs.push(crate::staging::Transfer {
                 cover,
                 stage: stage.clone(),
+                parts: None,
             });
-            s.output = Some(stage);
+            s.stages.output = Some(stage);
         }
         stages.insert(raw, s);
     }
@@ -1278,6 +1293,14 @@ fn stage_for(
     Ok((stages, rec))
 }
 
+/// What [`stage_for`] made for one allocation: the stages, what the claim may copy in, and
+/// what of that the prologue copies straight from writers' output stages.
+struct Staged {
+    limit: RangeSet,
+    direct: RangeSet,
+    stages: crate::mirror::Stages,
+}
+
 /// The mirrored allocations a batch on member `j` finishing at `done` touches, claimed for
 /// `j` in submission order (with the batch's stages, `stage_for`).
 fn mirrors_for(
@@ -1285,20 +1308,18 @@ fn mirrors_for(
     access: &crate::access::AccessSet,
     j: usize,
     done: Edge,
-    mut stages: HashMap<u64, crate::mirror::Stages>,
+    mut staged: HashMap<u64, Staged>,
 ) -> Vec<Prep> {
     touched_mirrors(st, access)
         .into_iter()
         .map(|(raw, m, u)| {
-            let stages = stages.remove(&raw).unwrap_or_default();
-            // A copy reached through staging gets no more than its input stage holds.
-            let limit = (!m.cover(j).is_null()).then(|| {
-                stages
-                    .input
-                    .as_ref()
-                    .map_or_else(RangeSet::new, |s| s.ranges.clone())
-            });
-            let (step, ticket) = m.claim(j, &u, limit.as_ref());
+            let (limit, direct, stages) = match staged.remove(&raw) {
+                Some(s) => (Some(s.limit), s.direct, s.stages),
+                None => (None, RangeSet::new(), Default::default()),
+            };
+            let (mut step, ticket) = m.claim(j, &u, limit.as_ref(), done, stages.output.as_ref());
+            // The prologue copies those parts itself.
+            step.copy_in.subtract(&direct);
             Prep {
                 step,
                 mirror: m.clone(),
@@ -1782,8 +1803,10 @@ fn submit_multi(
         }
     };
     reset_queries(d, &st, &notes, j);
-    let outputs: Vec<Arc<crate::staging::Stage>> =
-        stages.values().filter_map(|s| s.output.clone()).collect();
+    let outputs: Vec<Arc<crate::staging::Stage>> = stages
+        .values()
+        .filter_map(|s| s.stages.output.clone())
+        .collect();
     let base = queue_entry(&mut st, q).2[j];
     let placed = sync_ops(d, &mut st, &mut batches, j, (j, q.done[j], base + 1));
     // A batch with semaphore waits left on its member (after those of other members became
@@ -2023,9 +2046,15 @@ fn submit_multi(
     }
     d.staging.launched(transfers, next_done);
     if r != vk::Result::SUCCESS {
-        // The batches did not run: their output stages hold nothing.
+        // The batches did not run: their output stages hold nothing, and no reader may copy
+        // from them.
         for s in &outputs {
             s.void();
+        }
+        if !outputs.is_empty() {
+            for m in st.mirrors.values() {
+                m.drop_direct(&outputs);
+            }
         }
     }
     if r == vk::Result::ERROR_DEVICE_LOST {

@@ -91,6 +91,14 @@ pub struct Mirror {
     /// Per member, in submission order (changed by claims, under the exec lock): where its
     /// copy will not hold the latest contents.
     stale: Mutex<[RangeSet; MAX_MEMBERS]>,
+    /// In submission order too (claims), for allocations never mapped: ranges whose latest
+    /// contents are in a writer's output stage that every member's transfer commands reach
+    /// (shared staging, `staging.rs`), so that a reader's prologue copies them straight from
+    /// there. Taken under `stale`'s lock.
+    direct: Mutex<Vec<Owned>>,
+    /// The application mapped the allocation at some time (from `vkMapMemory` on): no more
+    /// direct copies, the shadow takes part.
+    mapped_once: AtomicBool,
     /// The application has the shadow mapped.
     mapped: AtomicBool,
     /// The application may have written the shadow since the last submit that touched it.
@@ -146,6 +154,31 @@ pub struct Stages {
     pub input: Option<Arc<Stage>>,
     /// The epilogue copies the ranges the batch may write into it.
     pub output: Option<Arc<Stage>>,
+    /// The done points of the writers whose output stages the prologue copies from directly.
+    pub after: Vec<Edge>,
+    /// The bytes the prologue copies that way.
+    pub direct_bytes: u64,
+}
+
+/// A part of what a batch copies in that its prologue copies straight from a writer's
+/// output stage.
+pub struct Direct {
+    pub part: Range,
+    /// The writer's done point.
+    pub edge: Edge,
+    pub out: Arc<Stage>,
+}
+
+/// What [`Mirror::peek`] foresees for a batch.
+pub struct Peek {
+    /// Everything to copy in.
+    pub copy_in: RangeSet,
+    /// What the step copies in through the input stage.
+    pub indirect: RangeSet,
+    /// What the prologue copies from writers' output stages.
+    pub direct: Vec<Direct>,
+    /// What the batch may write.
+    pub write: RangeSet,
 }
 
 struct Inner {
@@ -194,6 +227,8 @@ pub struct Copied {
     pub copied_in: usize,
     /// Bytes copied from another member's copy.
     pub from_member: usize,
+    /// Bytes the member's own transfer commands copy from another member's output stage.
+    pub direct: usize,
 }
 
 /// Copies `len` bytes from `src` to `dst`; returns the bytes copied (none where either is
@@ -309,6 +344,8 @@ impl Mirror {
             copies,
             covers,
             stale: Mutex::new(Default::default()),
+            direct: Mutex::new(Vec::new()),
+            mapped_once: AtomicBool::new(false),
             mapped: AtomicBool::new(false),
             host_dirty: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -355,6 +392,7 @@ impl Mirror {
     /// waiting for the batches that wrote the members' copies.
     pub fn mapped(&self, d: &Device, on: bool) {
         if on {
+            self.mapped_once.store(true, Ordering::Release);
             self.first_map(d);
             self.host_dirty.store(true, Ordering::Release);
         }
@@ -407,13 +445,39 @@ impl Mirror {
     /// among them), and the ticket that orders its [`Mirror::prepare`]. Afterwards `j` is
     /// current where the batch touches, and the other members are stale where it may write.
     ///
-    /// `limit` bounds what is copied in (the input stage was sized by [`Mirror::peek`]): should
-    /// the application map the allocation between the two, `j` stays stale beyond it.
-    pub fn claim(&self, j: usize, u: &Use, limit: Option<&RangeSet>) -> (Step, u64) {
+    /// `limit` bounds what is copied in (the stages were sized by [`Mirror::peek`]): should
+    /// the application map the allocation between the two, `j` stays stale beyond it. `out`
+    /// is the batch's output stage, finishing at `done`, where `j`'s copy is reached through
+    /// staging.
+    pub fn claim(
+        &self,
+        j: usize,
+        u: &Use,
+        limit: Option<&RangeSet>,
+        done: Edge,
+        out: Option<&Arc<Stage>>,
+    ) -> (Step, u64) {
         let whole = self.whole();
         let touched = u.touched.within(whole);
         let written = u.written.within(whole);
         let mut stale = self.stale.lock();
+        {
+            let mut direct = self.direct.lock();
+            if self.mapped_once.load(Ordering::Acquire) {
+                direct.clear();
+            } else {
+                for w in written.ranges() {
+                    disown(&mut direct, *w);
+                    if let Some(out) = out.filter(|o| o.is_shared()) {
+                        direct.push(Owned {
+                            range: *w,
+                            edge: done,
+                            out: Some(out.clone()),
+                        });
+                    }
+                }
+            }
+        }
         let mapped = self.mapped.load(Ordering::Acquire);
         if self.host_dirty.swap(mapped, Ordering::AcqRel) {
             for s in stale.iter_mut() {
@@ -448,7 +512,7 @@ impl Mirror {
 
     /// What [`Mirror::claim`] would give member `j` to copy in and to write for `u`, without
     /// claiming (the sizes of the stages of a member reached through staging).
-    pub fn peek(&self, j: usize, u: &Use) -> (RangeSet, RangeSet) {
+    pub fn peek(&self, j: usize, u: &Use) -> Peek {
         let whole = self.whole();
         let touched = u.touched.within(whole);
         let written = u.written.within(whole);
@@ -458,12 +522,47 @@ impl Mirror {
         } else {
             stale[j].intersection(&touched)
         };
-        (copy_in, written)
+        let mut direct = Vec::new();
+        let mut indirect = copy_in.clone();
+        if !self.mapped_once.load(Ordering::Acquire) {
+            for o in self.direct.lock().iter().filter(|o| o.edge.0 != j) {
+                for c in copy_in.ranges() {
+                    let part = o.range.intersect(*c);
+                    if let (false, Some(out)) = (part.is_empty(), &o.out) {
+                        indirect.remove(part);
+                        direct.push(Direct {
+                            part,
+                            edge: o.edge,
+                            out: out.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Peek {
+            copy_in,
+            indirect,
+            direct,
+            write: written,
+        }
     }
 
-    /// Member `m` is lost: its copy no longer holds anything.
+    /// The batches meant to fill `outs` were not submitted: readers no longer copy from them
+    /// (the ranges stay with the shadow and the step's copies).
+    pub fn drop_direct(&self, outs: &[Arc<Stage>]) {
+        let _stale = self.stale.lock();
+        self.direct.lock().retain(|o| {
+            o.out
+                .as_ref()
+                .is_none_or(|s| !outs.iter().any(|x| Arc::ptr_eq(x, s)))
+        });
+    }
+
+    /// Member `m` is lost: its copy no longer holds anything (nor its output stages).
     pub fn forget(&self, m: usize) {
-        self.stale.lock()[m] = RangeSet::of(self.whole());
+        let mut stale = self.stale.lock();
+        stale[m] = RangeSet::of(self.whole());
+        self.direct.lock().retain(|o| o.edge.0 != m);
     }
 
     /// Before a batch on member `j` that finishes at `done` (bridge thread): brings the
@@ -484,6 +583,10 @@ impl Mirror {
                 self.turn.wait(&mut inner);
             }
         }
+        // The writers whose output stages the prologue reads directly have finished.
+        for e in &stages.after {
+            reached(d, *e, true);
+        }
         // The next ticket's turn comes even if this step fails (panics).
         let _turn = Turn {
             mirror: self,
@@ -491,7 +594,9 @@ impl Mirror {
             done,
             touched: &step.touched,
         };
-        self.prepare_in_turn(d, j, &step.copy_in, &step.write, done, stages)
+        let mut c = self.prepare_in_turn(d, j, &step.copy_in, &step.write, done, stages);
+        c.direct = stages.direct_bytes as usize;
+        c
     }
 
     fn prepare_in_turn(
@@ -823,6 +928,9 @@ mod tests {
         assert_eq!(dst, want);
     }
 
+    /// A done point for claims that need one.
+    const E0: Edge = (0, vk::Semaphore::null(), 1);
+
     /// A use of `r` of an allocation, written when `write`.
     fn use_of(r: std::ops::Range<u64>, write: bool) -> Use {
         let touched = RangeSet::of(r.clone().into());
@@ -847,7 +955,11 @@ mod tests {
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
         let need = |j, r: std::ops::Range<u64>, w| -> Vec<Range> {
-            m.claim(j, &use_of(r, w), None).0.copy_in.ranges().to_vec()
+            m.claim(j, &use_of(r, w), None, E0, None)
+                .0
+                .copy_in
+                .ranges()
+                .to_vec()
         };
         let none: Vec<Range> = Vec::new();
         // Fresh: every member holds the (undefined) contents.
@@ -863,7 +975,7 @@ mod tests {
         // Ranges past the end are clipped ("whole" uses).
         assert_eq!(need(0, 0..u64::MAX, true), none);
         assert_eq!(need(1, 48..u64::MAX, false), vec![Range::new(48, 64)]);
-        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true), None);
+        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true), None, E0, None);
         assert_eq!(step.touched.ranges(), &[Range::new(32, 64)]);
         assert_eq!(step.write.ranges(), &[Range::new(32, 64)]);
         // Mapped: every submit may follow host writes, so what it touches is copied again.
@@ -879,18 +991,53 @@ mod tests {
         m.forget(1);
         assert_eq!(need(1, 60..64, false), vec![Range::new(60, 64)]);
         // Tickets follow the claims.
-        assert_eq!(m.claim(1, &use_of(0..1, true), None).1, 15);
+        assert_eq!(m.claim(1, &use_of(0..1, true), None, E0, None).1, 15);
         // A claim limited to what was peeked copies no more, and leaves the member stale
         // beyond it.
         m.forget(0);
         assert_eq!(
-            m.peek(0, &use_of(0..8, false)).0.ranges(),
+            m.peek(0, &use_of(0..8, false)).copy_in.ranges(),
             &[Range::new(0, 8)]
         );
         let limit = RangeSet::of(Range::new(0, 4));
-        let (step, _) = m.claim(0, &use_of(0..8, false), Some(&limit));
+        let (step, _) = m.claim(0, &use_of(0..8, false), Some(&limit), E0, None);
         assert_eq!(step.copy_in.ranges(), &[Range::new(0, 4)]);
         assert_eq!(need(0, 0..8, false), vec![Range::new(4, 8)]);
+    }
+
+    #[test]
+    fn readers_copy_straight_from_shared_output_stages() {
+        let mut covers = [vk::Buffer::null(); MAX_MEMBERS];
+        covers[0] = vk::Buffer::from_raw(1);
+        covers[1] = vk::Buffer::from_raw(2);
+        let Some(m) = Mirror::new(64, [std::ptr::null_mut(); MAX_MEMBERS], covers) else {
+            panic!("no shadow for 64 bytes");
+        };
+        let e1 = (0usize, vk::Semaphore::null(), 1);
+        let e2 = (1usize, vk::Semaphore::null(), 1);
+        // Member 0 writes 0..32 into a shared output stage.
+        let out = Stage::fake_shared(RangeSet::of(Range::new(0, 32)));
+        m.claim(0, &use_of(0..32, true), None, e1, Some(&out));
+        // Member 1 reading 0..64 copies 0..32 straight from that stage, nothing through its
+        // input stage (the rest is current on member 1).
+        let p = m.peek(1, &use_of(0..64, false));
+        assert_eq!(p.copy_in.ranges(), &[Range::new(0, 32)]);
+        assert!(p.indirect.is_empty());
+        let parts: Vec<(Range, Edge)> = p.direct.iter().map(|x| (x.part, x.edge)).collect();
+        assert_eq!(parts, vec![(Range::new(0, 32), e1)]);
+        // Member 0 itself never copies from its own stage.
+        assert!(m.peek(0, &use_of(0..64, false)).direct.is_empty());
+        // Member 1 reads everything, then writes 8..16 with no shared output stage: 8..16 is no
+        // longer in member 0's stage's care, and member 0 gets it through its input stage.
+        m.claim(1, &use_of(0..64, false), None, e2, None);
+        m.claim(1, &use_of(8..16, true), None, e2, None);
+        let p = m.peek(0, &use_of(0..64, false));
+        assert_eq!(p.indirect.ranges(), &[Range::new(8, 16)]);
+        assert!(p.direct.is_empty());
+        // Once mapped, the shadow takes part: no direct copies.
+        m.claim(0, &use_of(0..32, true), None, e1, Some(&out));
+        m.mapped_once.store(true, Ordering::Release);
+        assert!(m.peek(1, &use_of(0..64, false)).direct.is_empty());
     }
 
     #[test]

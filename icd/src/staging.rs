@@ -15,25 +15,37 @@
 //!   the batch's done point is reached (the write-back into the shadow, or the source another
 //!   member's input is filled from).
 //!
-//! The transfers ride in the batch itself, not in a submit of their own: a member queue
-//! executes its submits in order, and the batch is already queued (waiting for the bridge)
-//! when its step runs, so a separate copy would wait behind it. Pipeline barriers at the
-//! start of the prologue and the epilogue order the copies with the work before them on the
-//! queue.
+//! The transfers ride with the batch, not in a submit made later: a member queue executes its
+//! submits in order, and the batch is already queued (waiting for the bridge) when its step
+//! runs, so a copy submitted then would wait behind it. The prologue is the batch's first
+//! command buffer; the epilogue is a submit of its own right after the batch, in the same
+//! `vkQueueSubmit2`, waiting for the batch's completion point: a copy through the cover
+//! aliases the memory of the batch's own resources, and a pipeline barrier does not order
+//! that on every driver (lavapipe's buffer copy does not wait for its rasterizer writing an
+//! image in the same memory). The prologue's writes wait for the member's earlier batches that
+//! touched those ranges on the bridge, for the same reason.
 //!
-//! Staging buffers are suballocated per member by gpu-allocator from host-visible, coherent
-//! memory (cached for outputs, which the host reads), packed: the ranges of a [`Stage`] lie one
-//! after the other. Command buffers come from one pool per member queue family and are reused
-//! once the batch that carried them is done. `VKFUSE_SHARING=staging` takes this path for every
-//! allocation, to exercise and measure it on members whose memory is all host-visible.
+//! Staging buffers hold the ranges of a [`Stage`] packed one after the other. Where every
+//! member imports host memory (`VK_EXT_external_memory_host`), a stage is host memory imported
+//! into all of them (**shared**): a reader's prologue then copies a range straight from the
+//! output stage of the batch that wrote it (mirror.rs keeps those in submission order), and no
+//! CPU copy is made. Otherwise stages come from the member's gpu-allocator pool of
+//! host-visible, coherent memory (cached for outputs, which the host reads), and the bridge
+//! copies from one member's output stage into the other's input stage. The memory of finished
+//! stages is kept for later ones (fresh memory costs a page fault per page at its first
+//! touch), up to [`SPARE_BYTES`]. Command buffers come from one pool per member queue family
+//! and are reused once the batch that carried them is done. `VKFUSE_SHARING=staging` takes
+//! this path for every allocation, to exercise and measure it on members whose memory is all
+//! host-visible.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
+use ash::vk::Handle as _;
 use gpu_allocator::vulkan as ga;
 use parking_lot::Mutex;
-use vkfuse_memory::RangeSet;
+use vkfuse_memory::{Range, RangeSet};
 
 use crate::mirror::Edge;
 use crate::object::Device;
@@ -42,8 +54,58 @@ use crate::MAX_MEMBERS;
 /// The staging pools of one device: per member, created at the first use.
 #[derive(Default)]
 pub struct Stager {
-    members: Mutex<[Option<Box<Member>>; MAX_MEMBERS]>,
+    inner: Mutex<Inner>,
 }
+
+#[derive(Default)]
+struct Inner {
+    members: [Option<Box<Member>>; MAX_MEMBERS],
+    /// Memory of stages that are gone, kept for the next stages (fresh memory costs a page
+    /// fault per page at its first touch): at most [`SPARE_BYTES`].
+    spares: Vec<Backing>,
+    spare_bytes: u64,
+    /// The device is being destroyed: nothing is kept or made any more.
+    closed: bool,
+}
+
+/// The most memory kept for later stages, per device.
+const SPARE_BYTES: u64 = 768 << 20;
+
+/// Stages are made in multiples of this (so that they can be reused for similar sizes).
+const GRAIN: u64 = 64 << 10;
+
+/// Where a stage's memory comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// A member's gpu-allocator pool (host-visible, coherent; cached for the host to read
+    /// when not `to_device`).
+    Pool { member: usize, to_device: bool },
+    /// A host allocation imported into every member (`VK_EXT_external_memory_host`): any
+    /// member's transfer commands reach it, so the destination copies straight from the
+    /// source's stage.
+    Shared,
+}
+
+/// The memory of a stage and the buffers over it.
+struct Backing {
+    kind: Kind,
+    capacity: u64,
+    ptr: *mut u8,
+    /// Per member, the buffer over the memory (null where the member does not reach it).
+    buffers: [vk::Buffer; MAX_MEMBERS],
+    res: Res,
+}
+
+enum Res {
+    Pool(ga::Allocation),
+    Shared {
+        layout: std::alloc::Layout,
+        memories: [vk::DeviceMemory; MAX_MEMBERS],
+    },
+}
+
+// SAFETY: `ptr` is the backing's own mapping or host allocation; see Stage.
+unsafe impl Send for Backing {}
 
 struct Member {
     device: ash::Device,
@@ -69,12 +131,11 @@ struct InFlight {
     keep: Vec<Arc<Stage>>,
 }
 
-/// A staging buffer on one member: `ranges` of an allocation, packed one after the other.
+/// A staging buffer: `ranges` of an allocation, packed one after the other, on one member
+/// or (shared) on every member.
 pub struct Stage {
     stager: Arc<Stager>,
-    member: usize,
-    buffer: vk::Buffer,
-    allocation: Option<ga::Allocation>,
+    backing: Option<Backing>,
     ptr: *mut u8,
     /// The ranges of the allocation it holds, in order.
     pub ranges: RangeSet,
@@ -106,6 +167,29 @@ impl Stage {
         }
     }
 
+    /// Where the byte at `pos` of the allocation (in one of `ranges`) lies in the stage.
+    fn offset_of(&self, pos: u64) -> Option<u64> {
+        let rs = self.ranges.ranges();
+        let k = rs.partition_point(|r| r.end <= pos);
+        rs.get(k)
+            .filter(|r| r.contains(pos))
+            .map(|r| self.offsets[k] + pos - r.start)
+    }
+
+    /// The buffer over the stage on member `m` (null where `m` does not reach it).
+    pub fn buffer(&self, m: usize) -> vk::Buffer {
+        self.backing
+            .as_ref()
+            .map_or(vk::Buffer::null(), |b| b.buffers[m])
+    }
+
+    /// Whether every member's transfer commands reach the stage.
+    pub fn is_shared(&self) -> bool {
+        self.backing
+            .as_ref()
+            .is_some_and(|b| b.kind == Kind::Shared)
+    }
+
     /// The stage's batch was not submitted: nothing will fill it.
     pub fn void(&self) {
         self.valid.store(false, Ordering::Release);
@@ -115,14 +199,15 @@ impl Stage {
         self.valid.load(Ordering::Acquire)
     }
 
-    /// The copy regions between the stage and the cover of the allocation: (stage offset,
-    /// allocation offset, size) per range.
-    fn regions(&self, into_cover: bool) -> Vec<vk::BufferCopy> {
-        self.ranges
-            .ranges()
+    /// The copy regions between the stage and the cover of the allocation for `parts` (each
+    /// inside one of `ranges`; all of them for `None`): (stage offset, allocation offset,
+    /// size), swapped when `into_cover` is false.
+    fn regions(&self, parts: Option<&[Range]>, into_cover: bool) -> Vec<vk::BufferCopy> {
+        let parts = parts.unwrap_or(self.ranges.ranges());
+        parts
             .iter()
-            .zip(&self.offsets)
-            .map(|(r, &o)| {
+            .filter_map(|r| self.offset_of(r.start).map(|o| (r, o)))
+            .map(|(r, o)| {
                 let (src_offset, dst_offset) = if into_cover {
                     (o, r.start)
                 } else {
@@ -138,21 +223,89 @@ impl Stage {
     }
 }
 
+#[cfg(test)]
+impl Stage {
+    /// A shared stage over host memory only (no member buffers), for mirror.rs's tests.
+    pub fn fake_shared(ranges: RangeSet) -> Arc<Stage> {
+        let size = ranges.units().max(1);
+        let layout = std::alloc::Layout::from_size_align(size as usize, 64).unwrap();
+        // SAFETY: a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let mut offsets = Vec::new();
+        let mut at = 0;
+        for r in ranges.ranges() {
+            offsets.push(at);
+            at += r.len();
+        }
+        Arc::new(Stage {
+            stager: Arc::new(Stager::default()),
+            backing: Some(Backing {
+                kind: Kind::Shared,
+                capacity: size,
+                ptr,
+                buffers: [vk::Buffer::null(); MAX_MEMBERS],
+                res: Res::Shared {
+                    layout,
+                    memories: [vk::DeviceMemory::null(); MAX_MEMBERS],
+                },
+            }),
+            ptr,
+            ranges,
+            offsets,
+            valid: AtomicBool::new(true),
+        })
+    }
+}
+
 impl Drop for Stage {
     fn drop(&mut self) {
-        let mut members = self.stager.members.lock();
-        let Some(m) = members[self.member].as_mut() else {
-            return;
-        };
-        // SAFETY: the stage's own buffer; whatever used it is done (it was kept alive by the
-        // batches' in-flight records and the mirror until then).
-        unsafe { m.device.destroy_buffer(self.buffer, None) };
-        if let (Some(a), Some(alloc)) = (self.allocation.take(), m.allocator.as_mut()) {
-            if let Err(e) = alloc.free(a) {
-                crate::warn!(
-                    "member {}: freeing a staging buffer failed ({e})",
-                    self.member
-                );
+        let Some(b) = self.backing.take() else { return };
+        let mut inner = self.stager.inner.lock();
+        // Whatever used the stage is done (the batches' in-flight records and the mirror kept
+        // it alive until then): its memory serves the next stage, or goes.
+        if !inner.closed && inner.spare_bytes + b.capacity <= SPARE_BYTES {
+            inner.spare_bytes += b.capacity;
+            inner.spares.push(b);
+        } else {
+            inner.release(b);
+        }
+    }
+}
+
+impl Inner {
+    /// Frees a backing's buffers and memory (while the member devices live; after
+    /// [`Stager::destroy`] only the host memory, the rest went with the devices).
+    fn release(&mut self, b: Backing) {
+        for (m, buf) in b.buffers.iter().enumerate() {
+            if let (false, Some(mb)) = (buf.is_null(), self.members[m].as_ref()) {
+                // SAFETY: the backing's own buffer, unused now.
+                unsafe { mb.device.destroy_buffer(*buf, None) };
+            }
+        }
+        match b.res {
+            Res::Pool(a) => {
+                let Kind::Pool { member, .. } = b.kind else {
+                    return;
+                };
+                if let Some(alloc) = self.members[member]
+                    .as_mut()
+                    .and_then(|mb| mb.allocator.as_mut())
+                {
+                    if let Err(e) = alloc.free(a) {
+                        crate::warn!("member {member}: freeing a staging buffer failed ({e})");
+                    }
+                }
+            }
+            Res::Shared { layout, memories } => {
+                for (m, mem) in memories.iter().enumerate() {
+                    if let (false, Some(mb)) = (mem.is_null(), self.members[m].as_ref()) {
+                        // SAFETY: the member's import of the host allocation, unused now.
+                        unsafe { mb.device.free_memory(*mem, None) };
+                    }
+                }
+                // SAFETY: allocated in `new_shared` with this layout; no member imports it any
+                // more (freed above, or with the member devices).
+                unsafe { std::alloc::dealloc(b.ptr, layout) };
             }
         }
     }
@@ -171,10 +324,12 @@ pub struct Recorded {
     keep: Vec<Arc<Stage>>,
 }
 
-/// One direction of a batch's transfers: the stage and the cover it is copied to or from.
+/// One direction of a batch's transfers: the stage and the cover it is copied to or from,
+/// for `parts` of the stage's ranges (all of them for `None`).
 pub struct Transfer {
     pub cover: vk::Buffer,
     pub stage: Arc<Stage>,
+    pub parts: Option<Vec<Range>>,
 }
 
 impl Stager {
@@ -258,8 +413,9 @@ impl Stager {
         size: u64,
         ty: u32,
     ) -> Result<vk::Buffer, String> {
-        let mut slots = self.members.lock();
-        let mb = Self::member(d, &mut slots, m).map_err(|r| format!("no staging pool ({r:?})"))?;
+        let mut inner = self.inner.lock();
+        let mb = Self::member(d, &mut inner.members, m)
+            .map_err(|r| format!("no staging pool ({r:?})"))?;
         let dev = &mb.device;
         let bci = vk::BufferCreateInfo {
             size,
@@ -296,20 +452,23 @@ impl Stager {
 
     /// Destroys a cover (its allocation is being freed).
     pub fn uncover(&self, m: usize, b: vk::Buffer) {
-        if let Some(mb) = self.members.lock()[m].as_ref() {
+        if let Some(mb) = self.inner.lock().members[m].as_ref() {
             // SAFETY: the cover made by `cover`; no batch uses the allocation any more.
             unsafe { mb.device.destroy_buffer(b, None) };
         }
     }
 
-    /// A staging buffer on member `m` holding `ranges` packed; `to_device` when the host
-    /// writes it and the member reads it.
+    /// A staging buffer for member `m` holding `ranges` packed: `shared` (reached by every
+    /// member, `VK_EXT_external_memory_host` on all of them with imports aligned to
+    /// `d.exec.import_align`), or from `m`'s pool, `to_device` when the host writes it and the
+    /// member reads it. Memory of earlier stages is reused where it fits.
     pub fn stage(
         self: &Arc<Self>,
         d: &Device,
         m: usize,
         ranges: RangeSet,
         to_device: bool,
+        shared: bool,
     ) -> Result<Arc<Stage>, vk::Result> {
         if crate::config::Config::get().fault("staging", m) {
             static SAID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -324,15 +483,85 @@ impl Stager {
             offsets.push(size);
             size += r.len();
         }
-        let mut slots = self.members.lock();
-        let mb = Self::member(d, &mut slots, m)?;
+        // Stages of finished batches become spares first (their drop takes the lock).
+        let finished: Vec<Arc<Stage>> = {
+            let mut inner = self.inner.lock();
+            let mut finished = Vec::new();
+            for mb in inner.members.iter_mut().flatten() {
+                mb.reclaim(d, &mut finished);
+            }
+            finished
+        };
+        drop(finished);
+        let kind = if shared {
+            Kind::Shared
+        } else {
+            Kind::Pool {
+                member: m,
+                to_device,
+            }
+        };
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(vk::Result::ERROR_DEVICE_LOST);
+        }
+        // The smallest spare that fits and is not much larger.
+        let spare = inner
+            .spares
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.kind == kind && b.capacity >= size && b.capacity <= 2 * size + GRAIN)
+            .min_by_key(|(_, b)| b.capacity)
+            .map(|(k, _)| k);
+        let backing = match spare {
+            Some(k) => {
+                let b = inner.spares.swap_remove(k);
+                inner.spare_bytes -= b.capacity;
+                b
+            }
+            None => {
+                let capacity = size.div_ceil(GRAIN).max(1) * GRAIN;
+                let made = if shared {
+                    Self::new_shared(d, &mut inner, capacity)
+                } else {
+                    Self::new_pooled(d, &mut inner, m, capacity, to_device)
+                };
+                match made {
+                    Ok(b) => b,
+                    Err(why) => {
+                        crate::warn!("member {m}: no staging buffer of {size} bytes ({why})");
+                        return Err(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+                    }
+                }
+            }
+        };
+        Ok(Arc::new(Stage {
+            stager: self.clone(),
+            ptr: backing.ptr,
+            backing: Some(backing),
+            ranges,
+            offsets,
+            valid: AtomicBool::new(true),
+        }))
+    }
+
+    /// A buffer over host-visible memory of member `m`'s pool.
+    fn new_pooled(
+        d: &Device,
+        inner: &mut Inner,
+        m: usize,
+        capacity: u64,
+        to_device: bool,
+    ) -> Result<Backing, String> {
+        let mb = Self::member(d, &mut inner.members, m).map_err(|r| format!("{r:?}"))?;
         let bci = vk::BufferCreateInfo {
-            size: size.max(1),
+            size: capacity,
             usage: vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
             ..Default::default()
         };
         // SAFETY: a valid create info on the member's device.
-        let buffer = unsafe { mb.device.create_buffer(&bci, None) }?;
+        let buffer = unsafe { mb.device.create_buffer(&bci, None) }
+            .map_err(|r| format!("vkCreateBuffer {r:?}"))?;
         // SAFETY: the buffer just created.
         let requirements = unsafe { mb.device.get_buffer_memory_requirements(buffer) };
         let allocated = mb.allocator.as_mut().map(|a| {
@@ -348,38 +577,113 @@ impl Stager {
                 allocation_scheme: ga::AllocationScheme::GpuAllocatorManaged,
             })
         });
-        let fail = |mb: &mut Member, why: String| {
-            crate::warn!("member {m}: no staging buffer of {size} bytes ({why})");
-            // SAFETY: the buffer just created, unused.
-            unsafe { mb.device.destroy_buffer(buffer, None) };
-            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
-        };
         let a = match allocated {
             Some(Ok(a)) => a,
-            Some(Err(e)) => return Err(fail(mb, e.to_string())),
-            None => return Err(fail(mb, "the pool is gone".into())),
+            other => {
+                // SAFETY: the buffer just created, unused.
+                unsafe { mb.device.destroy_buffer(buffer, None) };
+                return Err(match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the pool is gone".into(),
+                });
+            }
         };
         let ptr = a
             .mapped_ptr()
             .map_or(std::ptr::null_mut(), |p| p.as_ptr().cast::<u8>());
         // SAFETY: the allocation was made for this buffer's requirements.
         let bound = unsafe { mb.device.bind_buffer_memory(buffer, a.memory(), a.offset()) };
-        if ptr.is_null() || bound.is_err() {
-            if let Some(alloc) = mb.allocator.as_mut() {
-                let _ = alloc.free(a);
-            }
-            return Err(fail(mb, format!("not mapped, or bind {bound:?}")));
-        }
-        Ok(Arc::new(Stage {
-            stager: self.clone(),
-            member: m,
-            buffer,
-            allocation: Some(a),
+        let mut buffers = [vk::Buffer::null(); MAX_MEMBERS];
+        buffers[m] = buffer;
+        let b = Backing {
+            kind: Kind::Pool {
+                member: m,
+                to_device,
+            },
+            capacity,
             ptr,
-            ranges,
-            offsets,
-            valid: AtomicBool::new(true),
-        }))
+            buffers,
+            res: Res::Pool(a),
+        };
+        if ptr.is_null() || bound.is_err() {
+            inner.release(b);
+            return Err(format!("not mapped, or bind {bound:?}"));
+        }
+        Ok(b)
+    }
+
+    /// A host allocation imported into every member, with a buffer over it on each.
+    fn new_shared(d: &Device, inner: &mut Inner, capacity: u64) -> Result<Backing, String> {
+        let align = d.exec.import_align.max(4096);
+        let size = capacity.div_ceil(align) * align;
+        let layout = std::alloc::Layout::from_size_align(size as usize, align as usize)
+            .map_err(|e| e.to_string())?;
+        // SAFETY: a non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        if ptr.is_null() {
+            return Err("no host memory".into());
+        }
+        let mut b = Backing {
+            kind: Kind::Shared,
+            capacity,
+            ptr,
+            buffers: [vk::Buffer::null(); MAX_MEMBERS],
+            res: Res::Shared {
+                layout,
+                memories: [vk::DeviceMemory::null(); MAX_MEMBERS],
+            },
+        };
+        for md in &d.members {
+            let m = md.index;
+            // SAFETY: a live host allocation of `size` bytes aligned to every member's import
+            // alignment, freed only after the members' imports (`Inner::release`).
+            let imported = unsafe {
+                crate::device_memory::import_host(
+                    md,
+                    ptr,
+                    size,
+                    None,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                )
+            };
+            let mem = match imported {
+                Ok(mem) => mem,
+                Err(why) => {
+                    inner.release(b);
+                    return Err(format!("member {m} does not import it: {why}"));
+                }
+            };
+            if let Res::Shared { memories, .. } = &mut b.res {
+                memories[m] = mem;
+            }
+            let made = Self::member(d, &mut inner.members, m).and_then(|mb| {
+                let bci = vk::BufferCreateInfo {
+                    size,
+                    usage: vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
+                    ..Default::default()
+                };
+                // SAFETY: a valid create info on the member's device.
+                let buf = unsafe { mb.device.create_buffer(&bci, None) }?;
+                // SAFETY: the member's import of `size` bytes, offset 0.
+                match unsafe { mb.device.bind_buffer_memory(buf, mem, 0) } {
+                    Ok(()) => Ok(buf),
+                    Err(r) => {
+                        // SAFETY: the buffer just created, unused.
+                        unsafe { mb.device.destroy_buffer(buf, None) };
+                        Err(r)
+                    }
+                }
+            });
+            match made {
+                Ok(buf) => b.buffers[m] = buf,
+                Err(r) => {
+                    inner.release(b);
+                    return Err(format!("member {m}: no buffer over the import ({r:?})"));
+                }
+            }
+        }
+        Ok(b)
     }
 
     /// Records the prologue (`ins`: stages into covers) and epilogue (`outs`: covers into
@@ -403,8 +707,8 @@ impl Stager {
         }
         // Stages of finished batches are dropped after the lock (their drop takes it).
         let mut finished: Vec<Arc<Stage>> = Vec::new();
-        let mut slots = self.members.lock();
-        let mb = Self::member(d, &mut slots, m)?;
+        let mut inner = self.inner.lock();
+        let mb = Self::member(d, &mut inner.members, m)?;
         mb.reclaim(d, &mut finished);
         let pool = match mb.pools.iter().position(|p| p.family == family) {
             Some(p) => p,
@@ -491,7 +795,12 @@ impl Stager {
                 for t in ins {
                     // SAFETY: both buffers live; the regions lie inside them.
                     unsafe {
-                        dev.cmd_copy_buffer(cb, t.stage.buffer, t.cover, &t.stage.regions(true))
+                        dev.cmd_copy_buffer(
+                            cb,
+                            t.stage.buffer(m),
+                            t.cover,
+                            &t.stage.regions(t.parts.as_deref(), true),
+                        )
                     };
                 }
                 barrier(
@@ -519,7 +828,12 @@ impl Stager {
                 for t in outs {
                     // SAFETY: both buffers live; the regions lie inside them.
                     unsafe {
-                        dev.cmd_copy_buffer(cb, t.cover, t.stage.buffer, &t.stage.regions(false))
+                        dev.cmd_copy_buffer(
+                            cb,
+                            t.cover,
+                            t.stage.buffer(m),
+                            &t.stage.regions(t.parts.as_deref(), false),
+                        )
                     };
                 }
                 barrier(
@@ -558,7 +872,7 @@ impl Stager {
         if rec.cbs.is_empty() {
             return;
         }
-        if let Some(mb) = self.members.lock()[rec.member].as_mut() {
+        if let Some(mb) = self.inner.lock().members[rec.member].as_mut() {
             mb.in_flight.push(InFlight {
                 done,
                 pool: rec.pool,
@@ -571,21 +885,25 @@ impl Stager {
     /// Frees everything (vkDestroyDevice, once the member's work is done): stages still held
     /// elsewhere free nothing when dropped later.
     pub fn destroy(&self) {
-        // The batches' stages first (their drop takes the lock and frees them), then the pools.
+        // The batches' stages first (their drop takes the lock and keeps them as spares), then
+        // the spares, then the pools.
         let flights: Vec<InFlight> = self
-            .members
+            .inner
             .lock()
+            .members
             .iter_mut()
             .flatten()
             .flat_map(|mb| std::mem::take(&mut mb.in_flight))
             .collect();
         drop(flights);
-        let taken: Vec<Box<Member>> = self
-            .members
-            .lock()
-            .iter_mut()
-            .flat_map(Option::take)
-            .collect();
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        for b in std::mem::take(&mut inner.spares) {
+            inner.release(b);
+        }
+        inner.spare_bytes = 0;
+        let taken: Vec<Box<Member>> = inner.members.iter_mut().flat_map(Option::take).collect();
+        drop(inner);
         for mut mb in taken {
             for p in &mb.pools {
                 // SAFETY: the pool of vkfuse's command buffers; the device is idle.

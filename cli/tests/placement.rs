@@ -606,6 +606,37 @@ fn staging_moves_data_between_members() {
     assert!(by_member >= 1 << 20, "{by_member}: {}", out.dump());
 }
 
+/// Inputs of 8 MiB or more cross the staging tier in pipelined chunks: the bridge fills one
+/// chunk of the input stage while the member copies the previous one in. `compute` with 3
+/// million elements uploads 24 MB through mapped memory (copied in from the shadow) and checks
+/// every result against its CPU reference: equal to lavapipe direct, on two lavapipes and on
+/// lavapipe + SwiftShader.
+#[test]
+fn staging_fills_large_inputs_in_chunks() {
+    let args = ["--elements", "3000000"];
+    let reference = direct_with("compute", &args);
+    let mut sets = vec![lvp2()];
+    sets.extend(lvp_sw("staging_fills_large_inputs_in_chunks"));
+    for members in sets {
+        let mut cmd = placed_cmd("compute", &members, "round_robin");
+        cmd.args(args)
+            .env("VKFUSE_SHARING", "staging")
+            .env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        out.assert_success();
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        let chunks: u64 = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.split(" byte(s) is filled and copied in ").nth(1))
+            .filter_map(|r| r.split(' ').next()?.parse().ok())
+            .max()
+            .unwrap_or(0);
+        assert!(chunks >= 2, "no input copied in chunks: {}", out.dump());
+    }
+}
+
 /// Member 1 cannot make staging buffers (`VKFUSE_FAULT=staging:1`, as if out of memory for
 /// them): one message, and the batches that need them run on member 0, with the result of
 /// lavapipe direct.

@@ -505,6 +505,14 @@ fn run_job(d: &Device, job: &Job) {
             total.from_member += c.from_member;
             total.direct += c.direct;
         }
+        // A chunked fill that stopped early (a step that failed) still lets the member go on.
+        for p in &job.prep {
+            if let (Some(f), Some(md)) = (p.stages.fill, d.member(p.member)) {
+                if counter(md, f.sem) < f.count {
+                    crate::mirror::signal_fill(md, f.sem, f.count);
+                }
+            }
+        }
         crate::debug!(
             "mirrored memory for member {}: {} allocation(s), {} byte(s) merged into the shadow, {} byte(s) copied in, {} byte(s) from another member, {} byte(s) by the member from another member's staging buffer",
             job.prep[0].member,
@@ -1241,6 +1249,7 @@ fn stage_for(
     // Output stages every member reaches (host memory imported into all of them), so that
     // the next reader copies straight from them.
     let shared = d.exec.import_align != 0;
+    let mut chunked: Option<(u64, crate::staging::Transfer)> = None;
     for (raw, m, u) in touched_mirrors(st, access) {
         let cover = m.cover(j);
         if cover.is_null() {
@@ -1253,12 +1262,19 @@ fn stage_for(
             stages: crate::mirror::Stages::default(),
         };
         if !peek.indirect.is_empty() {
+            let large = peek.indirect.units() >= crate::staging::CHUNKED;
             let stage = d.staging.stage(d, j, peek.indirect, true, false)?;
-            ins.push(crate::staging::Transfer {
+            let t = crate::staging::Transfer {
                 cover,
                 stage: stage.clone(),
                 parts: None,
-            });
+            };
+            // One large input per batch is filled and copied in chunks, pipelined.
+            if large && chunked.is_none() {
+                chunked = Some((raw, t));
+            } else {
+                ins.push(t);
+            }
             s.stages.input = Some(stage);
         }
         for x in peek.direct {
@@ -1289,7 +1305,19 @@ fn stage_for(
         .get(q.family as usize)
         .copied()
         .unwrap_or(q.family);
-    let rec = d.staging.record(d, j, family, &ins, &outs)?;
+    let rec = d
+        .staging
+        .record(d, j, family, &ins, &outs, chunked.as_ref().map(|c| &c.1))?;
+    if let (Some((raw, t)), Some(fill)) = (&chunked, rec.fill) {
+        crate::debug!(
+            "member {j}: an input stage of {} byte(s) is filled and copied in {} chunk(s)",
+            t.stage.ranges.units(),
+            fill.count
+        );
+        if let Some(s) = stages.get_mut(raw) {
+            s.stages.fill = Some(fill);
+        }
+    }
     Ok((stages, rec))
 }
 
@@ -1911,7 +1939,30 @@ fn submit_multi(
         device_index: 0,
         ..*s
     };
-    let mut infos: Vec<vk::SubmitInfo2> = Vec::with_capacity(batches.len() + 1);
+    let chunk_store: Vec<(
+        [vk::SemaphoreSubmitInfo; 1],
+        [vk::CommandBufferSubmitInfo; 1],
+    )> = transfers
+        .chunks
+        .iter()
+        .enumerate()
+        .filter_map(|(k, cb)| {
+            let f = transfers.fill?;
+            Some((
+                [vk::SemaphoreSubmitInfo {
+                    semaphore: f.sem,
+                    value: k as u64 + 1,
+                    stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+                    ..Default::default()
+                }],
+                [vk::CommandBufferSubmitInfo {
+                    command_buffer: *cb,
+                    ..Default::default()
+                }],
+            ))
+        })
+        .collect();
+    let mut infos: Vec<vk::SubmitInfo2> = Vec::with_capacity(batches.len() + 2 + chunk_store.len());
     let mut keep: Vec<(
         Vec<vk::SemaphoreSubmitInfo>,
         Vec<vk::CommandBufferSubmitInfo>,
@@ -1932,6 +1983,10 @@ fn submit_multi(
         });
     if let Some((w, s)) = &gate {
         infos.push(submit_info2(w, &[], s));
+    }
+    // The chunks of a large input stage, each once the bridge has filled it.
+    for (w, c) in &chunk_store {
+        infos.push(submit_info2(w, c, &[]));
     }
     for b in &batches {
         let mut w: Vec<_> = if gated {
@@ -2024,8 +2079,12 @@ fn submit_multi(
         .fns
         .queue_submit2
         .ok_or_else(|| crate::guard::missing("vkQueueSubmit2"))?;
-    let apart = d.exec.fence_apart & (1 << j) != 0 && keep.iter().any(|k| !k.0.is_empty());
-    debug_assert!(!gated || infos.len() == keep.len() + 1);
+    let apart = d.exec.fence_apart & (1 << j) != 0
+        && (keep.iter().any(|k| !k.0.is_empty()) || !chunk_store.is_empty());
+    debug_assert_eq!(
+        infos.len(),
+        keep.len() + usize::from(gated) + chunk_store.len()
+    );
     let (batch_fence, own_fence) = if apart {
         (vk::Fence::null(), cx.nd(fence))
     } else {

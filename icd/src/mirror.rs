@@ -158,6 +158,88 @@ pub struct Stages {
     pub after: Vec<Edge>,
     /// The bytes the prologue copies that way.
     pub direct_bytes: u64,
+    /// The input stage is filled in chunks, each signalled on this timeline of the batch's
+    /// member, which copies it in meanwhile (`staging.rs`).
+    pub fill: Option<crate::staging::Fill>,
+}
+
+/// Where a step's copy-in goes: `j`'s mapped copy or its input stage at once, or, for an
+/// input stage filled in chunks, in the order of the stage's offsets, signalling each chunk
+/// as it is complete ([`Sink::finish`]).
+struct Sink<'a> {
+    copy: *mut u8,
+    input: Option<&'a Stage>,
+    fill: Option<(crate::staging::Fill, &'a crate::object::MemberDevice)>,
+    /// Queued copies for a chunked fill: (stage offset, source, length).
+    ops: Vec<(u64, *const u8, u64)>,
+}
+
+impl Sink<'_> {
+    /// Copies `len` bytes from `src` to byte `pos` of the allocation in the destination;
+    /// returns the bytes copied (or queued).
+    ///
+    /// # Safety
+    /// `src` is null or holds `len` bytes that stay unchanged until [`Sink::finish`]; `pos` and
+    /// `len` lie within the destination (one range of an input stage).
+    unsafe fn put(&mut self, src: *const u8, pos: u64, len: u64) -> usize {
+        if src.is_null() {
+            return 0;
+        }
+        match (self.input, &self.fill) {
+            (Some(s), Some(_)) => match s.offset_at(pos) {
+                Some(off) => {
+                    self.ops.push((off, src, len));
+                    len as usize
+                }
+                None => 0,
+            },
+            // SAFETY: forwarded contract.
+            (Some(s), None) => unsafe { copy_bytes(src, s.at(pos), len) },
+            // SAFETY: forwarded contract.
+            (None, _) => unsafe { copy_bytes(src, at(self.copy, pos), len) },
+        }
+    }
+
+    /// Runs the queued copies in stage order, signalling each chunk once it is complete, then
+    /// the last value (whatever was not queued needs no copy).
+    fn finish(mut self) {
+        let (Some(s), Some((f, md))) = (self.input, self.fill) else {
+            return;
+        };
+        self.ops.sort_by_key(|o| o.0);
+        let base = s.base();
+        let mut signalled = 0;
+        for (off, src, len) in std::mem::take(&mut self.ops) {
+            let (mut o, mut p, mut left) = (off, src, len);
+            while left > 0 {
+                let n = left.min((o / f.chunk + 1) * f.chunk - o);
+                // SAFETY: the stage holds its ranges packed (`o` and `n` within it); the
+                // source holds `len` bytes (`put`).
+                unsafe { copy_bytes(p, base.wrapping_add(o as usize), n) };
+                o += n;
+                p = p.wrapping_add(n as usize);
+                left -= n;
+                while (signalled + 1) * f.chunk <= o && signalled < f.count {
+                    signalled += 1;
+                    signal_fill(md, f.sem, signalled);
+                }
+            }
+        }
+        if signalled < f.count {
+            signal_fill(md, f.sem, f.count);
+        }
+    }
+}
+
+/// Signals a chunk timeline of a batch's member from the host.
+pub fn signal_fill(md: &crate::object::MemberDevice, sem: vk::Semaphore, value: u64) {
+    let r = crate::exec::host_signal(md, sem, value);
+    if r != vk::Result::SUCCESS {
+        crate::warn!(
+            "member {}: signalling a filled chunk failed ({r:?})",
+            md.index
+        );
+    }
 }
 
 /// A part of what a batch copies in that its prologue copies straight from a writer's
@@ -648,12 +730,15 @@ impl Mirror {
         }
         let mut inner = self.inner.lock();
         // Where the bytes copied in go: `j`'s mapped copy, or the batch's input stage.
-        let input = stages.input.as_ref().filter(|_| staged);
-        let dst = |pos: u64| match input {
-            Some(s) => s.at(pos),
-            None => at(self.copies[j], pos),
+        let input = stages.input.as_deref().filter(|_| staged);
+        let mut sink = Sink {
+            copy: self.copies[j],
+            input,
+            fill: stages.fill.zip(d.member(j)),
+            ops: Vec::new(),
         };
         if inner.dead || (!staged && self.copies[j].is_null()) {
+            sink.finish();
             return out;
         }
         if !inner.ever_mapped {
@@ -671,7 +756,7 @@ impl Mirror {
                         // input stage, hold `part`; the batch that wrote it finished (waited
                         // above) and the one that reads `j`'s waits for this step.
                         out.from_member += unsafe {
-                            copy_bytes(self.owned_at(o, part.start), dst(part.start), part.len())
+                            sink.put(self.owned_at(o, part.start), part.start, part.len())
                         };
                     }
                 }
@@ -679,9 +764,10 @@ impl Mirror {
                     // SAFETY: the shadow and `j`'s copy (or input stage) hold `r`; the shadow
                     // is not mapped (never mapped yet), and `j`'s copy is not in use (above).
                     out.copied_in +=
-                        unsafe { copy_bytes(at(self.shadow, r.start), dst(r.start), r.len()) };
+                        unsafe { sink.put(at(self.shadow, r.start), r.start, r.len()) };
                 }
             }
+            sink.finish();
             if !write.is_empty() {
                 let output = stages.output.clone().filter(|_| staged);
                 for w in write.ranges() {
@@ -700,8 +786,9 @@ impl Mirror {
             // SAFETY: the shadow (settled above) and `j`'s mapped copy (or input stage) hold
             // `c`; no batch uses `j`'s copy now (waited for above; this one waits for this
             // step).
-            out.copied_in += unsafe { copy_bytes(at(self.shadow, c.start), dst(c.start), c.len()) };
+            out.copied_in += unsafe { sink.put(at(self.shadow, c.start), c.start, c.len()) };
         }
+        sink.finish();
         if !write.is_empty() {
             // The written ranges as the batch will find them: `j`'s copy, or for a copy
             // reached through staging, the shadow, which holds the same bytes there now (they

@@ -31,7 +31,10 @@
 //! output stage of the batch that wrote it (mirror.rs keeps those in submission order), and no
 //! CPU copy is made. Otherwise stages come from the member's gpu-allocator pool of
 //! host-visible, coherent memory (cached for outputs, which the host reads), and the bridge
-//! copies from one member's output stage into the other's input stage. The memory of finished
+//! copies from one member's output stage into the other's input stage; an input stage of
+//! [`CHUNKED`] bytes or more is filled in the order of its offsets and copied in chunks, each
+//! in a submit of its own waiting for a timeline the bridge signals per chunk filled, so that
+//! the member copies one chunk while the CPU fills the next. The memory of finished
 //! stages is kept for later ones (fresh memory costs a page fault per page at its first
 //! touch), up to [`SPARE_BYTES`]. Command buffers come from one pool per member queue family
 //! and are reused once the batch that carried them is done. `VKFUSE_SHARING=staging` takes
@@ -129,6 +132,8 @@ struct InFlight {
     pool: usize,
     cbs: Vec<vk::CommandBuffer>,
     keep: Vec<Arc<Stage>>,
+    /// The batch's chunk timeline, destroyed once it is done.
+    fill: Option<vk::Semaphore>,
 }
 
 /// A staging buffer: `ranges` of an allocation, packed one after the other, on one member
@@ -197,6 +202,36 @@ impl Stage {
 
     pub fn is_valid(&self) -> bool {
         self.valid.load(Ordering::Acquire)
+    }
+
+    /// The copy regions from the stage into the cover for the bytes at stage offsets
+    /// `lo..hi`.
+    fn window(&self, lo: u64, hi: u64) -> Vec<vk::BufferCopy> {
+        self.ranges
+            .ranges()
+            .iter()
+            .zip(&self.offsets)
+            .filter_map(|(r, &o)| {
+                let a = o.max(lo);
+                let b = (o + r.len()).min(hi);
+                (a < b).then(|| vk::BufferCopy {
+                    src_offset: a,
+                    dst_offset: r.start + (a - o),
+                    size: b - a,
+                })
+            })
+            .collect()
+    }
+
+    /// The address of the stage's first byte.
+    pub fn base(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Where the byte at `pos` of the allocation lies in the stage, for callers filling it in
+    /// order.
+    pub fn offset_at(&self, pos: u64) -> Option<u64> {
+        self.offset_of(pos)
     }
 
     /// The copy regions between the stage and the cover of the allocation for `parts` (each
@@ -315,6 +350,11 @@ impl Inner {
 #[derive(Default)]
 pub struct Recorded {
     member: usize,
+    /// Run before the batch, each in a submit of its own that waits for `fill.sem` to reach
+    /// its number (1, 2, ...): the chunks of the input stage into the cover.
+    pub chunks: Vec<vk::CommandBuffer>,
+    /// The timeline the bridge step signals as it fills the input stage chunk by chunk.
+    pub fill: Option<Fill>,
     /// Runs before the batch's command buffers: stages into covers.
     pub prologue: Option<vk::CommandBuffer>,
     /// Runs after them: covers into stages.
@@ -323,6 +363,18 @@ pub struct Recorded {
     cbs: Vec<vk::CommandBuffer>,
     keep: Vec<Arc<Stage>>,
 }
+
+/// An input stage filled in chunks: the member copies chunk `k` (of `chunk` bytes of the
+/// stage) once `sem` reaches `k + 1`, while the bridge step fills the next.
+#[derive(Clone, Copy, Debug)]
+pub struct Fill {
+    pub sem: vk::Semaphore,
+    pub chunk: u64,
+    pub count: u64,
+}
+
+/// Input stages at least this large are filled and copied in chunks.
+pub const CHUNKED: u64 = 8 << 20;
 
 /// One direction of a batch's transfers: the stage and the cover it is copied to or from,
 /// for `parts` of the stage's ranges (all of them for `None`).
@@ -690,6 +742,10 @@ impl Stager {
     /// stages) of a batch on member `m`'s queue family `family`; [`Stager::launched`] then
     /// hands them over with the batch's done point. Command buffers of batches that are done
     /// are reused.
+    ///
+    /// `chunked`, an input stage the bridge fills in chunks: its copies are recorded as
+    /// [`Recorded::chunks`], one command buffer per chunk, with a new timeline semaphore the
+    /// bridge signals per chunk filled.
     pub fn record(
         &self,
         d: &Device,
@@ -697,12 +753,13 @@ impl Stager {
         family: u32,
         ins: &[Transfer],
         outs: &[Transfer],
+        chunked: Option<&Transfer>,
     ) -> Result<Recorded, vk::Result> {
         let mut rec = Recorded {
             member: m,
             ..Recorded::default()
         };
-        if ins.is_empty() && outs.is_empty() {
+        if ins.is_empty() && outs.is_empty() && chunked.is_none() {
             return Ok(rec);
         }
         // Stages of finished batches are dropped after the lock (their drop takes it).
@@ -778,7 +835,46 @@ impl Stager {
         };
         let all = vk::PipelineStageFlags::ALL_COMMANDS;
         let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
+        let mut fill = None;
         let result = (|| -> Result<_, vk::Result> {
+            let mut chunks = Vec::new();
+            if let Some(t) = chunked {
+                let size = t.stage.ranges.units();
+                let chunk = size.div_ceil(16).max(4 << 20).div_ceil(GRAIN) * GRAIN;
+                let count = size.div_ceil(chunk);
+                let mut ti = vk::SemaphoreTypeCreateInfo {
+                    semaphore_type: vk::SemaphoreType::TIMELINE,
+                    ..Default::default()
+                };
+                let sci = vk::SemaphoreCreateInfo::default().push_next(&mut ti);
+                // SAFETY: a valid create info for a timeline semaphore at 0.
+                let sem = unsafe { dev.create_semaphore(&sci, None) }?;
+                fill = Some(Fill { sem, chunk, count });
+                for k in 0..count {
+                    let cb = take(mb)?;
+                    begin(cb)?;
+                    barrier(
+                        cb,
+                        all | vk::PipelineStageFlags::HOST,
+                        any | vk::AccessFlags::HOST_WRITE,
+                        vk::PipelineStageFlags::TRANSFER,
+                        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+                    );
+                    let regions = t.stage.window(k * chunk, (k + 1) * chunk);
+                    // SAFETY: both buffers live; the regions lie inside them.
+                    unsafe { dev.cmd_copy_buffer(cb, t.stage.buffer(m), t.cover, &regions) };
+                    barrier(
+                        cb,
+                        vk::PipelineStageFlags::TRANSFER,
+                        vk::AccessFlags::TRANSFER_WRITE,
+                        all,
+                        any,
+                    );
+                    // SAFETY: recorded above.
+                    unsafe { dev.end_command_buffer(cb) }?;
+                    chunks.push(cb);
+                }
+            }
             let mut pro = None;
             if !ins.is_empty() {
                 let cb = take(mb)?;
@@ -847,20 +943,31 @@ impl Stager {
                 unsafe { dev.end_command_buffer(cb) }?;
                 epi = Some(cb);
             }
-            Ok((pro, epi))
+            Ok((chunks, pro, epi))
         })();
         match result {
-            Ok((pro, epi)) => {
+            Ok((chunks, pro, epi)) => {
+                rec.chunks = chunks;
+                rec.fill = fill;
                 rec.prologue = pro;
                 rec.epilogue = epi;
                 rec.pool = pool;
                 rec.cbs = cbs;
-                rec.keep = ins.iter().chain(outs).map(|t| t.stage.clone()).collect();
+                rec.keep = ins
+                    .iter()
+                    .chain(outs)
+                    .chain(chunked)
+                    .map(|t| t.stage.clone())
+                    .collect();
                 Ok(rec)
             }
             Err(r) => {
                 // Not submitted: the command buffers are free again.
                 mb.pools[pool].free.extend(cbs);
+                if let Some(f) = fill {
+                    // SAFETY: the semaphore just created, unused.
+                    unsafe { mb.device.destroy_semaphore(f.sem, None) };
+                }
                 Err(r)
             }
         }
@@ -878,6 +985,7 @@ impl Stager {
                 pool: rec.pool,
                 cbs: rec.cbs,
                 keep: rec.keep,
+                fill: rec.fill.map(|f| f.sem),
             });
         }
     }
@@ -887,14 +995,16 @@ impl Stager {
     pub fn destroy(&self) {
         // The batches' stages first (their drop takes the lock and keeps them as spares), then
         // the spares, then the pools.
-        let flights: Vec<InFlight> = self
-            .inner
-            .lock()
-            .members
-            .iter_mut()
-            .flatten()
-            .flat_map(|mb| std::mem::take(&mut mb.in_flight))
-            .collect();
+        let mut flights: Vec<InFlight> = Vec::new();
+        for mb in self.inner.lock().members.iter_mut().flatten() {
+            for f in std::mem::take(&mut mb.in_flight) {
+                if let Some(sem) = f.fill {
+                    // SAFETY: a batch's chunk timeline; the device is idle.
+                    unsafe { mb.device.destroy_semaphore(sem, None) };
+                }
+                flights.push(f);
+            }
+        }
         drop(flights);
         let mut inner = self.inner.lock();
         inner.closed = true;
@@ -927,6 +1037,10 @@ impl Member {
                 let f = self.in_flight.swap_remove(i);
                 self.pools[f.pool].free.extend(f.cbs);
                 finished.extend(f.keep);
+                if let Some(sem) = f.fill {
+                    // SAFETY: the batch's chunk timeline; the batch is done.
+                    unsafe { self.device.destroy_semaphore(sem, None) };
+                }
             } else {
                 i += 1;
             }

@@ -186,7 +186,7 @@ impl Sink<'_> {
             return 0;
         }
         match (self.input, &self.fill) {
-            (Some(s), Some(_)) => match s.offset_at(pos) {
+            (Some(s), Some(_)) => match s.offset_of(pos) {
                 Some(off) => {
                     self.ops.push((off, src, len));
                     len as usize

@@ -160,20 +160,12 @@ impl Stage {
     /// The host address of the byte at `pos` of the allocation, which lies in one of
     /// `ranges`; the bytes after it up to the end of that range follow it.
     pub fn at(&self, pos: u64) -> *mut u8 {
-        let rs = self.ranges.ranges();
-        let k = rs.partition_point(|r| r.end <= pos);
-        match rs.get(k) {
-            // SAFETY: within the stage's mapped allocation (offset of the range plus a
-            // position inside it).
-            Some(r) if r.contains(pos) => unsafe {
-                self.ptr.add((self.offsets[k] + pos - r.start) as usize)
-            },
-            _ => std::ptr::null_mut(),
-        }
+        self.offset_of(pos)
+            .map_or(std::ptr::null_mut(), |o| self.ptr.wrapping_add(o as usize))
     }
 
     /// Where the byte at `pos` of the allocation (in one of `ranges`) lies in the stage.
-    fn offset_of(&self, pos: u64) -> Option<u64> {
+    pub fn offset_of(&self, pos: u64) -> Option<u64> {
         let rs = self.ranges.ranges();
         let k = rs.partition_point(|r| r.end <= pos);
         rs.get(k)
@@ -226,12 +218,6 @@ impl Stage {
     /// The address of the stage's first byte.
     pub fn base(&self) -> *mut u8 {
         self.ptr
-    }
-
-    /// Where the byte at `pos` of the allocation lies in the stage, for callers filling it in
-    /// order.
-    pub fn offset_at(&self, pos: u64) -> Option<u64> {
-        self.offset_of(pos)
     }
 
     /// The copy regions between the stage and the cover of the allocation for `parts` (each

@@ -383,6 +383,20 @@ fn member_loss_with_mirrored_memory() {
     survived_loss(&out, &reference, 0);
 }
 
+/// The same through the staging tier: member 0's finished batches left their changes in its
+/// output stages, which are taken into the shadows; the run goes on on member 1.
+#[test]
+fn member_loss_with_staged_memory() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let mut cmd = fused(example("random-batches"), &lvp2());
+    cmd.env("VKFUSE_STRATEGY", "round_robin")
+        .env("VKFUSE_LOG", "info")
+        .env("VKFUSE_SHARING", "staging")
+        .env("VKFUSE_FAULT", "submit:0:20");
+    let out = run(&mut cmd);
+    survived_loss(&out, &reference, 0);
+}
+
 /// Same-driver members share memory through opaque fds (`VKFUSE_SHARING=device`): the first
 /// exports each allocation, the other imports it, and batches on both members see the same
 /// bytes with nothing copied (images included). Members of different drivers never share that

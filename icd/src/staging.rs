@@ -21,8 +21,9 @@
 //! command buffer; the epilogue is a submit of its own right after the batch, in the same
 //! `vkQueueSubmit2`, waiting for the batch's completion point: a copy through the cover
 //! aliases the memory of the batch's own resources, and a pipeline barrier does not order
-//! that on every driver (lavapipe's buffer copy does not wait for its rasterizer writing an
-//! image in the same memory). The prologue's writes wait for the member's earlier batches that
+//! that on every driver (lavapipe's buffer copy apparently does not wait for its rasterizer
+//! writing an image in the same memory: dEQP blits read back on another member failed until
+//! the epilogue waited for the batch). The prologue's writes wait for the member's earlier batches that
 //! touched those ranges on the bridge, for the same reason.
 //!
 //! Staging buffers hold the ranges of a [`Stage`] packed one after the other. Where every

@@ -111,12 +111,14 @@ pub fn render(report: &Value) -> String {
                 for t in tiers {
                     let (tier, best) = (text(t, "tier"), text(t, "best"));
                     let other = text(t, "not_host_visible");
-                    let more = if tier == best {
+                    let more = if tier == best && tier == other {
                         String::new()
                     } else if best == "shared device memory" {
                         " (their capabilities allow shared device memory: used for memory that is \
                          not host-visible, and for all memory with VKFUSE_SHARING=device)"
                             .to_string()
+                    } else if tier == best {
+                        format!(" (memory that is not host-visible: {other})")
                     } else {
                         format!(
                             " (their capabilities allow {best}; memory that is not host-visible: \

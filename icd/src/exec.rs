@@ -1299,12 +1299,7 @@ fn stage_for(
         stages.insert(raw, s);
     }
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
-    let family = md
-        .maps
-        .queue_family
-        .get(q.family as usize)
-        .copied()
-        .unwrap_or(q.family);
+    let family = crate::conv::queue_family(&md.maps, q.family);
     let rec = d
         .staging
         .record(d, j, family, &ins, &outs, chunked.as_ref().map(|c| &c.1))?;

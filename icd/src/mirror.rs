@@ -455,6 +455,17 @@ impl Mirror {
         self.covers[m]
     }
 
+    /// Copies the owned range `o` into the shadow.
+    ///
+    /// # Safety
+    /// The batch that wrote it finished, and nothing writes that range of the shadow meanwhile.
+    unsafe fn owned_to_shadow(&self, o: &Owned) {
+        let r = o.range;
+        // SAFETY: the owner's mapped copy or output stage holds `r` (or is null), the shadow
+        // `size` bytes; the caller's contract.
+        unsafe { copy_bytes(self.owned_at(o, r.start), at(self.shadow, r.start), r.len()) };
+    }
+
     /// Where the bytes of `o` (from `pos` on) can be read by the host: its output stage, or
     /// its member's mapped copy; null when neither holds them.
     fn owned_at(&self, o: &Owned, pos: u64) -> *mut u8 {
@@ -504,17 +515,9 @@ impl Mirror {
                 continue;
             }
             for o in std::mem::take(&mut inner.owners) {
-                let r = o.range;
-                // SAFETY: the member's mapped copy (or output stage) holds `r`, the shadow
-                // `size` bytes; the batch that wrote `r` finished and the application has not
-                // mapped the shadow yet.
-                unsafe {
-                    copy_bytes(
-                        self.owned_at(&o, r.start),
-                        at(self.shadow, r.start),
-                        r.len(),
-                    )
-                };
+                // SAFETY: the batch that wrote it finished and the application has not mapped
+                // the shadow yet.
+                unsafe { self.owned_to_shadow(&o) };
             }
             inner.owners_changed += 1;
             inner.ever_mapped = true;
@@ -887,16 +890,9 @@ impl Mirror {
             if o.edge.0 != m {
                 kept.push(o);
             } else {
-                let r = o.range;
-                // SAFETY: the member's mapped copy or output stage; its batches finished; the
-                // shadow holds `size` bytes and is not mapped (never-mapped allocation).
-                unsafe {
-                    copy_bytes(
-                        self.owned_at(&o, r.start),
-                        at(self.shadow, r.start),
-                        r.len(),
-                    )
-                };
+                // SAFETY: its batches finished; the shadow is not mapped (never-mapped
+                // allocation).
+                unsafe { self.owned_to_shadow(&o) };
             }
         }
         inner.owners = kept;
@@ -1103,7 +1099,9 @@ mod tests {
         let e1 = (0usize, vk::Semaphore::null(), 1);
         let e2 = (1usize, vk::Semaphore::null(), 1);
         // Member 0 writes 0..32 into a shared output stage.
-        let out = Stage::fake_shared(RangeSet::of(Range::new(0, 32)));
+        let Some(out) = Stage::fake_shared(RangeSet::of(Range::new(0, 32))) else {
+            panic!("no host memory for a stage");
+        };
         m.claim(0, &use_of(0..32, true), None, e1, Some(&out));
         // Member 1 reading 0..64 copies 0..32 straight from that stage, nothing through its
         // input stage (the rest is current on member 1).

@@ -248,9 +248,9 @@ impl Stage {
 #[cfg(test)]
 impl Stage {
     /// A shared stage over host memory only (no member buffers), for mirror.rs's tests.
-    pub fn fake_shared(ranges: RangeSet) -> Arc<Stage> {
+    pub fn fake_shared(ranges: RangeSet) -> Option<Arc<Stage>> {
         let size = ranges.units().max(1);
-        let layout = std::alloc::Layout::from_size_align(size as usize, 64).unwrap();
+        let layout = std::alloc::Layout::from_size_align(size as usize, 64).ok()?;
         // SAFETY: a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         let mut offsets = Vec::new();
@@ -259,7 +259,7 @@ impl Stage {
             offsets.push(at);
             at += r.len();
         }
-        Arc::new(Stage {
+        Some(Arc::new(Stage {
             stager: Arc::new(Stager::default()),
             backing: Some(Backing {
                 kind: Kind::Shared,
@@ -275,7 +275,7 @@ impl Stage {
             ranges,
             offsets,
             valid: AtomicBool::new(true),
-        })
+        }))
     }
 }
 
@@ -773,8 +773,12 @@ impl Stager {
             }
         };
         let mut cbs = Vec::new();
-        let mut take = |mb: &mut Member| -> Result<vk::CommandBuffer, vk::Result> {
-            let p = &mut mb.pools[pool];
+        let Member {
+            device: dev, pools, ..
+        } = mb;
+        let dev: &ash::Device = dev;
+        let mut take = || -> Result<vk::CommandBuffer, vk::Result> {
+            let p = &mut pools[pool];
             let cb = match p.free.pop() {
                 Some(cb) => cb,
                 None => {
@@ -785,13 +789,12 @@ impl Stager {
                         ..Default::default()
                     };
                     // SAFETY: a valid allocate info for one command buffer.
-                    unsafe { mb.device.allocate_command_buffers(&ai) }?[0]
+                    unsafe { dev.allocate_command_buffers(&ai) }?[0]
                 }
             };
             cbs.push(cb);
             Ok(cb)
         };
-        let dev = mb.device.clone();
         let begin = |cb| {
             let bi = vk::CommandBufferBeginInfo {
                 flags: vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT,
@@ -822,6 +825,32 @@ impl Stager {
         };
         let all = vk::PipelineStageFlags::ALL_COMMANDS;
         let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
+        // Records copies into covers: (source buffer, cover, regions).
+        let copy_in = |cb, copies: &[(vk::Buffer, vk::Buffer, Vec<vk::BufferCopy>)]| {
+            begin(cb)?;
+            // Earlier work on the queue is done with the covers (reads and writes), and the
+            // host's writes of the stages are visible.
+            barrier(
+                cb,
+                all | vk::PipelineStageFlags::HOST,
+                any | vk::AccessFlags::HOST_WRITE,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+            );
+            for (src, cover, regions) in copies {
+                // SAFETY: both buffers live; the regions lie inside them.
+                unsafe { dev.cmd_copy_buffer(cb, *src, *cover, regions) };
+            }
+            barrier(
+                cb,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+                all,
+                any,
+            );
+            // SAFETY: recorded above.
+            unsafe { dev.end_command_buffer(cb) }
+        };
         let mut fill = None;
         let result = (|| -> Result<_, vk::Result> {
             let mut chunks = Vec::new();
@@ -838,68 +867,28 @@ impl Stager {
                 let sem = unsafe { dev.create_semaphore(&sci, None) }?;
                 fill = Some(Fill { sem, chunk, count });
                 for k in 0..count {
-                    let cb = take(mb)?;
-                    begin(cb)?;
-                    barrier(
-                        cb,
-                        all | vk::PipelineStageFlags::HOST,
-                        any | vk::AccessFlags::HOST_WRITE,
-                        vk::PipelineStageFlags::TRANSFER,
-                        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-                    );
+                    let cb = take()?;
                     let regions = t.stage.window(k * chunk, (k + 1) * chunk);
-                    // SAFETY: both buffers live; the regions lie inside them.
-                    unsafe { dev.cmd_copy_buffer(cb, t.stage.buffer(m), t.cover, &regions) };
-                    barrier(
-                        cb,
-                        vk::PipelineStageFlags::TRANSFER,
-                        vk::AccessFlags::TRANSFER_WRITE,
-                        all,
-                        any,
-                    );
-                    // SAFETY: recorded above.
-                    unsafe { dev.end_command_buffer(cb) }?;
+                    copy_in(cb, &[(t.stage.buffer(m), t.cover, regions)])?;
                     chunks.push(cb);
                 }
             }
             let mut pro = None;
             if !ins.is_empty() {
-                let cb = take(mb)?;
-                begin(cb)?;
-                // Earlier work on the queue is done with the covers (reads and writes), and
-                // the host's writes of the stages are visible.
-                barrier(
-                    cb,
-                    all | vk::PipelineStageFlags::HOST,
-                    any | vk::AccessFlags::HOST_WRITE,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-                );
-                for t in ins {
-                    // SAFETY: both buffers live; the regions lie inside them.
-                    unsafe {
-                        dev.cmd_copy_buffer(
-                            cb,
-                            t.stage.buffer(m),
-                            t.cover,
-                            &t.stage.regions(t.parts.as_deref(), true),
-                        )
-                    };
-                }
-                barrier(
-                    cb,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                    all,
-                    any,
-                );
-                // SAFETY: recorded above.
-                unsafe { dev.end_command_buffer(cb) }?;
+                let cb = take()?;
+                let copies: Vec<_> = ins
+                    .iter()
+                    .map(|t| {
+                        let regions = t.stage.regions(t.parts.as_deref(), true);
+                        (t.stage.buffer(m), t.cover, regions)
+                    })
+                    .collect();
+                copy_in(cb, &copies)?;
                 pro = Some(cb);
             }
             let mut epi = None;
             if !outs.is_empty() {
-                let cb = take(mb)?;
+                let cb = take()?;
                 begin(cb)?;
                 barrier(
                     cb,

@@ -21,9 +21,6 @@ pub enum Kind {
     /// indices), for the member that runs it: written (`Note::read` false) or read.
     Note(Note),
     Struct(String),
-    /// `<command> after <path>`: generated forwarding, then `crate::<path>(owner, <the
-    /// command's parameters after the first>)` once every member succeeded.
-    After(String),
     /// `<Struct>.<member> when <condition>`: a handle member the driver reads only when the
     /// Rust condition on the struct copy `d` holds; otherwise it is ignored (the application
     /// may leave anything there) and the member gets a null handle.
@@ -37,6 +34,13 @@ pub struct Policy {
     /// `icd/src/access.rs`). Commands without such a line count everything they name as
     /// written.
     pub writes: BTreeMap<String, Vec<String>>,
+    /// `<command> after <path>` lines, in file order per command: generated forwarding, then
+    /// `crate::<path>(<the command's object>, <its parameters after the first>)` once every
+    /// member succeeded. The object is the `&Device` for device commands and the
+    /// `&CommandBuffer` for recorded commands, whose hooks run only when the command buffer
+    /// collects (`CommandBuffer::collects`). Destroy commands run their hooks before the vkfuse
+    /// object is freed, so that its handle value cannot have been reused yet.
+    pub after: BTreeMap<String, Vec<String>>,
     pub denied: BTreeSet<String>,
 }
 
@@ -52,6 +56,7 @@ impl Policy {
         };
         let mut kinds = BTreeMap::new();
         let mut writes = BTreeMap::new();
+        let mut after: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (n, line) in read("overrides.txt")?.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -67,6 +72,13 @@ impl Policy {
                         w[0]
                     ));
                 }
+                continue;
+            }
+            if let (Some(&"after"), Some(p), 3) = (w.get(1), w.get(2), w.len()) {
+                after
+                    .entry(w[0].to_string())
+                    .or_default()
+                    .push(p.to_string());
                 continue;
             }
             if w.get(1) == Some(&"when") && w.len() > 2 && w[0].contains('.') {
@@ -88,7 +100,6 @@ impl Policy {
                 (Some(&"struct"), Some(p)) => Kind::Struct(p.to_string()),
                 (Some(&"primary"), None) => Kind::Primary,
                 (Some(&"executed"), Some(p)) => Kind::Executed(p.to_string()),
-                (Some(&"after"), Some(p)) => Kind::After(p.to_string()),
                 (Some(&"note"), Some(_)) => note(false),
                 (Some(&"note-read"), Some(_)) => note(true),
                 (Some(&"note-rw"), Some(_)) => {
@@ -110,6 +121,7 @@ impl Policy {
         Ok(Policy {
             kinds,
             writes,
+            after,
             denied,
         })
     }
@@ -447,12 +459,24 @@ pub fn generate(reg: &Registry, policy: &Policy) -> Result<Vec<(String, String)>
             }
         }
     }
+    for name in policy.after.keys() {
+        if !m.cmds.contains_key(name) {
+            errors.push(format!(
+                "overrides.txt: `{name} after` names a command that is not forwarded"
+            ));
+        } else if matches!(policy.kinds.get(name), Some(Kind::Override(_))) {
+            errors.push(format!(
+                "overrides.txt: `{name} after`: the command is hand-written; call the hook there"
+            ));
+        }
+    }
     let files = vec![
         ("mod.rs".to_string(), gen_mod(reg)),
         ("dispatch.rs".to_string(), gen_dispatch(&m)),
         ("entry.rs".to_string(), gen_entry(&m, &mut errors)),
         ("translate.rs".to_string(), gen_translate(&m, &mut errors)),
         ("fuse.rs".to_string(), gen_fuse(&m)),
+        ("formats.rs".to_string(), gen_formats(reg)),
     ];
     if errors.is_empty() {
         Ok(files)
@@ -465,7 +489,7 @@ fn gen_mod(reg: &Registry) -> String {
     let mut s = header(reg, "Code generated from vk.xml; see `codegen/`.");
     s += "#![allow(clippy::all, clippy::pedantic, clippy::undocumented_unsafe_blocks, unused_unsafe, unused_variables, unused_mut, unused_imports, non_camel_case_types, non_snake_case)]\n";
     s += "// Reason for the allow: generated code is checked by review of the generator, not lint by lint.\n\n";
-    s += "pub mod dispatch;\npub mod entry;\npub mod fuse;\npub mod translate;\n";
+    s += "pub mod dispatch;\npub mod entry;\npub mod formats;\npub mod fuse;\npub mod translate;\n";
     s += &format!("\n/// The registry version the generated code was made from.\npub const HEADER_VERSION: u32 = {};\n", reg.header_version);
     s
 }
@@ -747,6 +771,30 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
     } else {
         String::new()
     };
+    // `after` hooks: device commands hand them the device, recorded commands the command
+    // buffer (only when it collects: single-member recording pays nothing).
+    let mut hooks = String::new();
+    for path in m.policy.after.get(&cmd.name).into_iter().flatten() {
+        let args: Vec<String> = cmd.params[1..].iter().map(|p| snake(&p.name)).collect();
+        let args = args.join(", ");
+        match level {
+            Level::Device => {
+                writeln!(hooks, "unsafe {{ crate::{path}(owner, {args}) }};").ok();
+            }
+            Level::CommandBuffer => {
+                writeln!(
+                    hooks,
+                    "if obj.collects() {{ unsafe {{ crate::{path}(obj, {args}) }}; }}"
+                )
+                .ok();
+            }
+            _ => {
+                return Err(format!(
+                    "`after {path}` needs a device command or a recorded (vkCmd*) command"
+                ))
+            }
+        }
+    }
     let fname = fn_name(&cmd.name);
     let params: Vec<String> = cmd
         .params
@@ -949,17 +997,18 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         }
     }
     let _ = result;
-    if let Some(Kind::After(path)) = kind {
-        if level != Level::Device {
-            return Err(format!("`after {path}` needs a device command"));
-        }
-        let args: Vec<String> = cmd.params[1..].iter().map(|p| snake(&p.name)).collect();
-        let hook = format!("unsafe {{ crate::{path}(owner, {}) }};\n", args.join(", "));
-        let end = ["Ok(res)\n", "Ok(())\n"]
-            .iter()
-            .find_map(|e| body.rfind(e))
-            .ok_or(format!("`after {path}`: no end to hook"))?;
-        body.insert_str(end, &hook);
+    if !hooks.is_empty() {
+        let (at, what) = if is_destroy {
+            // Before the object is freed: its handle value cannot be reused yet.
+            (body.rfind("unsafe { ObjectBase::free("), "the free")
+        } else {
+            (
+                ["Ok(res)\n", "Ok(())\n"].iter().find_map(|e| body.rfind(e)),
+                "an end",
+            )
+        };
+        let at = at.ok_or(format!("`after`: no {what} to hook"))?;
+        body.insert_str(at, &hooks);
     }
     // Recording fast path for void command-buffer commands whose arguments translate without
     // the arena: only the handle cast runs under the panic guard. Member entry points are C code,
@@ -970,6 +1019,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         && !needs_arena
         && !is_create
         && !is_destroy
+        && hooks.is_empty()
         && members == "obj.targets().iter()"
     {
         let call = format!("unsafe {{ f({}) }}", args(false));
@@ -1304,5 +1354,56 @@ fn gen_fuse(m: &Model) -> String {
         writeln!(s, "    PropertyStruct {{ name: \"{}\", s_type: vk::StructureType::{v}, size: std::mem::size_of::<{}>() }},", st.name, vk_name(&st.name)).ok();
     }
     s += "];\n";
+    s
+}
+
+/// The texel blocks of buffer copies, from vk.xml's `<formats>` (Vulkan spec, "Copying Data
+/// Between Buffers and Images"): a colour or compressed format copies whole blocks
+/// (`blockSize` bytes, `blockExtent` texels); a depth aspect copies 2 bytes per texel for 16-bit
+/// depth and 4 for 24-bit (in 32 bits) and 32-bit depth; a stencil aspect 1 byte. Multi-planar
+/// formats and blocks deeper than one texel are left out: vkfuse does not copy them.
+fn gen_formats(reg: &Registry) -> String {
+    let mut s = header(
+        reg,
+        "Texel blocks of buffer copies, from vk.xml's `<formats>`.",
+    );
+    s += "use ash::vk;\n\n";
+    /// Bytes, width, height, depth aspect bytes, stencil: the generated `Block`.
+    type Block = (u32, u32, u32, u32, bool);
+    // Formats by block, in registry order.
+    let mut groups: Vec<(Block, Vec<String>)> = Vec::new();
+    for f in &reg.formats {
+        if f.planes || f.extent[2] != 1 {
+            continue;
+        }
+        let depth = match f.depth_bits.as_deref() {
+            None => 0,
+            Some("16") => 2,
+            Some("24" | "32") => 4,
+            Some(_) => continue,
+        };
+        let key = (f.block_size, f.extent[0], f.extent[1], depth, f.stencil);
+        let name = format!(
+            "vk::Format::{}",
+            f.name.trim_start_matches("VK_FORMAT_").to_uppercase()
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((key, vec![name])),
+        }
+    }
+    s += "/// A format's texel block in buffer copies: bytes, width and height in texels (the whole\n/// block, for the colour aspect), bytes per texel of the depth aspect (0 without depth), and\n/// whether it has a stencil aspect (1 byte per texel).\ntype Block = (u32, u32, u32, u32, bool);\n\n";
+    s += "fn block(format: vk::Format) -> Option<Block> {\n    Some(match format {\n";
+    for ((size, w, h, depth, stencil), names) in &groups {
+        writeln!(
+            s,
+            "        {} => ({size}, {w}, {h}, {depth}, {stencil}),",
+            names.join(" | ")
+        )
+        .ok();
+    }
+    s += "        _ => return None,\n    })\n}\n\n";
+    s += "/// Bytes per texel block in a buffer copy of `aspect` of an image of `format`, and the block's\n/// width and height in texels; None for formats vkfuse does not copy (multi-planar formats\n/// (those with `<plane>` children in vk.xml), formats vk.xml does not list), and for aspects that\n/// are not one of the format's (see [`aspects`]).\npub fn copy_block(format: vk::Format, aspect: vk::ImageAspectFlags) -> Option<(u32, u32, u32)> {\n    let (size, width, height, depth, stencil) = block(format)?;\n    match aspect {\n        vk::ImageAspectFlags::COLOR if depth == 0 && !stencil => Some((size, width, height)),\n        vk::ImageAspectFlags::DEPTH if depth != 0 => Some((depth, 1, 1)),\n        vk::ImageAspectFlags::STENCIL if stencil => Some((1, 1, 1)),\n        _ => None,\n    }\n}\n\n";
+    s += "/// The aspects of `format` a buffer copy names one at a time: COLOR, or DEPTH and/or STENCIL;\n/// empty for formats vkfuse does not copy (those [`copy_block`] answers None for).\npub fn aspects(format: vk::Format) -> vk::ImageAspectFlags {\n    match block(format) {\n        None => vk::ImageAspectFlags::empty(),\n        Some((_, _, _, 0, false)) => vk::ImageAspectFlags::COLOR,\n        Some((_, _, _, depth, stencil)) => {\n            let mut a = vk::ImageAspectFlags::empty();\n            if depth != 0 {\n                a |= vk::ImageAspectFlags::DEPTH;\n            }\n            if stencil {\n                a |= vk::ImageAspectFlags::STENCIL;\n            }\n            a\n        }\n    }\n}\n";
     s
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use vk_parse::{
-    Command, CommandParam, Extension, ExtensionChild, InterfaceItem, RegistryChild, TypeMember,
-    TypeMemberMarkup, TypeSpec, TypesChild,
+    Command, CommandParam, Extension, ExtensionChild, FormatChild, InterfaceItem, RegistryChild,
+    TypeMember, TypeMemberMarkup, TypeSpec, TypesChild,
 };
 
 /// A member of a struct, or a parameter of a command.
@@ -55,6 +55,23 @@ pub struct Ext {
     pub types: Vec<String>,
 }
 
+/// A `<format>` of vk.xml's `<formats>`: what a buffer copy of it needs.
+#[derive(Debug, Clone)]
+pub struct FormatInfo {
+    /// `VK_FORMAT_...`.
+    pub name: String,
+    /// Bytes per texel block.
+    pub block_size: u32,
+    /// Texels per block in x, y and z (`blockExtent`, else 1×1×1).
+    pub extent: [u32; 3],
+    /// Bits of the depth component (`D`), as written (`16`, `24`, `32`), when it has one.
+    pub depth_bits: Option<String>,
+    /// Whether it has a stencil component (`S`).
+    pub stencil: bool,
+    /// Whether its texels lie in several planes (`<plane>` children).
+    pub planes: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     pub header_version: u32,
@@ -74,6 +91,8 @@ pub struct Registry {
     pub extensions: Vec<Ext>,
     /// Enum constants by name with their integer value (for fixed array sizes).
     pub constants: BTreeMap<String, String>,
+    /// The `<formats>` section, in registry order.
+    pub formats: Vec<FormatInfo>,
 }
 
 fn for_vulkan(api: &Option<String>) -> bool {
@@ -164,6 +183,34 @@ fn collect_items(children: &[ExtensionChild], cmds: &mut Vec<String>, types: &mu
             }
         }
     }
+}
+
+fn format_info(f: &vk_parse::Format) -> FormatInfo {
+    let mut extent = [1; 3];
+    if let Some(e) = &f.blockExtent {
+        for (x, v) in extent.iter_mut().zip(e.split(',')) {
+            *x = v.trim().parse().unwrap_or(1);
+        }
+    }
+    let mut info = FormatInfo {
+        name: f.name.clone(),
+        block_size: f.blockSize.into(),
+        extent,
+        depth_bits: None,
+        stencil: false,
+        planes: false,
+    };
+    for c in &f.children {
+        match c {
+            FormatChild::Component { name, bits, .. } if name == "D" => {
+                info.depth_bits = Some(bits.clone())
+            }
+            FormatChild::Component { name, .. } if name == "S" => info.stencil = true,
+            FormatChild::Plane { .. } => info.planes = true,
+            _ => {}
+        }
+    }
+    info
 }
 
 impl Registry {
@@ -338,6 +385,9 @@ impl Registry {
                     for e in &exts.children {
                         r.add_extension(e);
                     }
+                }
+                RegistryChild::Formats(formats) => {
+                    r.formats.extend(formats.children.iter().map(format_info));
                 }
                 _ => {}
             }

@@ -180,6 +180,7 @@ pub unsafe extern "system" fn allocate_command_buffers(
                 target_count: d.members.len(),
                 notes: parking_lot::Mutex::new(Vec::new()),
                 access: parking_lot::Mutex::new(crate::access::AccessSet::default()),
+                transitions: parking_lot::Mutex::new(Vec::new()),
             });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);
@@ -249,6 +250,7 @@ pub unsafe extern "system" fn begin_command_buffer(
         let (c, d) = unsafe { CommandBuffer::resolve(cb)? };
         c.notes.lock().clear();
         *c.access.lock() = crate::access::AccessSet::default();
+        c.transitions.lock().clear();
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

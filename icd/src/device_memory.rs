@@ -824,34 +824,29 @@ pub unsafe extern "system" fn invalidate_mapped_memory_ranges(
     })
 }
 
-/// Images of members of different drivers lay out their texels differently, so one shared
-/// allocation does not give them the same image: such devices run every batch on the primary
-/// once an image has memory.
-fn note_image_binding(d: &Device) {
-    if d.exec.multi && !d.exec.same_driver {
-        crate::exec::pin_primary(
-            d,
-            "an image has memory, and members of different drivers lay images out differently (image transfers are not built yet)",
-        );
-    }
-}
-
 type Bind1<H> =
     unsafe extern "system" fn(vk::Device, H, vk::DeviceMemory, vk::DeviceSize) -> vk::Result;
 
 /// `vkBindBufferMemory` and `vkBindImageMemory`: members that hold no part of the memory are
-/// left out.
+/// left out; members with memory of vkfuse's own for the object (`private`, `images.rs`) bind
+/// it there.
 fn bind1<H: vk::Handle + Copy>(
     d: &Device,
     object: H,
     mem: vk::DeviceMemory,
     offset: vk::DeviceSize,
+    private: &[vk::DeviceMemory; crate::MAX_MEMBERS],
     get: impl Fn(&MemberDevice) -> Option<Bind1<H>>,
     name: &str,
 ) -> Result<vk::Result, vk::Result> {
     let m = memory(mem)?;
     for md in &d.members {
-        let h = m.base.handles[md.index];
+        let own = private[md.index];
+        let (h, at) = if own.is_null() {
+            (m.base.handles[md.index], offset)
+        } else {
+            (own.as_raw(), 0)
+        };
         if h == 0 {
             continue;
         }
@@ -862,7 +857,7 @@ fn bind1<H: vk::Handle + Copy>(
                 md.handle,
                 crate::conv::nd(object, md.index),
                 vk::DeviceMemory::from_raw(h),
-                offset,
+                at,
             )
         };
         if r != vk::Result::SUCCESS {
@@ -887,6 +882,7 @@ pub unsafe extern "system" fn bind_buffer_memory(
             buffer,
             mem,
             offset,
+            &[vk::DeviceMemory::null(); crate::MAX_MEMBERS],
             |md| md.fns.bind_buffer_memory,
             "vkBindBufferMemory",
         )?;
@@ -905,12 +901,13 @@ pub unsafe extern "system" fn bind_image_memory(
 ) -> vk::Result {
     crate::guard::result("vkBindImageMemory", || {
         let d = dev(device)?;
-        note_image_binding(d);
+        let private = crate::images::before_bind(d, image.as_raw());
         let r = bind1(
             d,
             image,
             mem,
             offset,
+            &private,
             |md| md.fns.bind_image_memory,
             "vkBindImageMemory",
         )?;
@@ -947,6 +944,9 @@ fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory, offset: vk::DeviceSiz
         Bound::ImagePlane => u64::MAX,
     };
     let range = vkfuse_memory::Range::at(offset, size);
+    if what == Bound::Image {
+        crate::images::bound(d, resource, mem.as_raw(), range);
+    }
     let leads = crate::access::Leads::one(mem.as_raw(), range, true);
     // SAFETY: as above.
     unsafe {
@@ -958,12 +958,17 @@ fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory, offset: vk::DeviceSiz
     }
 }
 
-/// The `...2` binds: infos whose memory a member does not hold are left out for that member.
+/// The `...2` binds: infos whose memory a member does not hold are left out for that member;
+/// where `private` gives memory of vkfuse's own for info `i` on a member (`images.rs`), the
+/// member's copy binds there (`place` sets memory and offset 0 in the member's copy).
+#[allow(clippy::too_many_arguments)]
 fn bind2<I: Copy>(
     d: &Device,
     count: u32,
     infos: *const I,
     memory_of: impl Fn(&I) -> vk::DeviceMemory,
+    private: impl Fn(usize, usize) -> vk::DeviceMemory,
+    place: impl Fn(&mut I, vk::DeviceMemory),
     fix: unsafe fn(&crate::conv::Cx, *mut I),
     get: impl Fn(
         &MemberDevice,
@@ -976,9 +981,14 @@ fn bind2<I: Copy>(
     for md in &d.members {
         let cx = md.cx(&arena);
         let mut mine = Vec::with_capacity(list.len());
-        for i in list {
+        let mut own = Vec::new();
+        for (k, i) in list.iter().enumerate() {
             let m = memory(memory_of(i))?;
-            if m.base.handles[md.index] != 0 {
+            let p = private(k, md.index);
+            if !p.is_null() {
+                own.push((mine.len(), p));
+                mine.push(*i);
+            } else if m.base.handles[md.index] != 0 {
                 mine.push(*i);
             }
         }
@@ -986,14 +996,14 @@ fn bind2<I: Copy>(
             continue;
         }
         let f = get(md).ok_or_else(|| crate::guard::missing(name))?;
+        // The infos translated for the member, into the arena.
+        let copies = cx.array(mine.as_ptr(), mine.len(), fix) as *mut I;
+        for (at, p) in own {
+            // SAFETY: `at` indexes the arena copy of `mine`, which is ours.
+            place(unsafe { &mut *copies.add(at) }, p);
+        }
         // SAFETY: the infos translated for the member.
-        let r = unsafe {
-            f(
-                md.handle,
-                mine.len() as u32,
-                cx.array(mine.as_ptr(), mine.len(), fix),
-            )
-        };
+        let r = unsafe { f(md.handle, mine.len() as u32, copies) };
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
@@ -1015,6 +1025,8 @@ pub unsafe extern "system" fn bind_buffer_memory2(
             count,
             infos,
             |i| i.memory,
+            |_, _| vk::DeviceMemory::null(),
+            |_, _| {},
             tr::fix_bind_buffer_memory_info,
             |md| md.fns.bind_buffer_memory2,
             "vkBindBufferMemory2",
@@ -1043,12 +1055,22 @@ pub unsafe extern "system" fn bind_image_memory2(
 ) -> vk::Result {
     crate::guard::result("vkBindImageMemory2", || {
         let d = dev(device)?;
-        note_image_binding(d);
+        // SAFETY: `count` valid infos.
+        let list = unsafe { std::slice::from_raw_parts(infos, count as usize) };
+        let private: Vec<[vk::DeviceMemory; crate::MAX_MEMBERS]> = list
+            .iter()
+            .map(|i| crate::images::before_bind(d, i.image.as_raw()))
+            .collect();
         let r = bind2(
             d,
             count,
             infos,
             |i| i.memory,
+            |k, m| private[k][m],
+            |i, p| {
+                i.memory = p;
+                i.memory_offset = 0;
+            },
             tr::fix_bind_image_memory_info,
             |md| md.fns.bind_image_memory2,
             "vkBindImageMemory2",

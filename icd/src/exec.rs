@@ -65,6 +65,12 @@ pub struct Exec {
     /// submission on the queue. vkfuse's own submits that wait (consuming a semaphore) signal
     /// from a submit of their own after the waiting one on these members, for the same reason.
     pub fence_apart: u64,
+    /// Images vkfuse copies between members of different drivers (fused handle, raw):
+    /// `images.rs`.
+    pub images: Mutex<HashMap<u64, Arc<crate::images::Image>>>,
+    /// Images it cannot copy between them, with the reason (placement pins once they have
+    /// memory).
+    pub refused: Mutex<HashMap<u64, &'static str>>,
 }
 
 struct State {
@@ -101,6 +107,11 @@ struct State {
     placed_elsewhere: u64,
     /// An allocation was shared through an opaque fd (logged once).
     fd_shared_any: bool,
+    /// Per allocation (fused, raw): the images `images.rs` copies between members that are
+    /// bound to it.
+    image_binds: HashMap<u64, Vec<Arc<crate::images::Image>>>,
+    /// Image copies made between members: (in, out), for the report at device destruction.
+    image_copies: (u64, u64),
 }
 
 #[derive(Default)]
@@ -236,6 +247,8 @@ impl Exec {
             import_align: 0,
             same_driver: true,
             fence_apart: 0,
+            images: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,6 +291,8 @@ impl State {
             staging_short: 0,
             placed_elsewhere: 0,
             fd_shared_any: false,
+            image_binds: HashMap::new(),
+            image_copies: (0, 0),
         }
     }
 }
@@ -434,6 +449,8 @@ pub fn setup(
         import_align,
         same_driver,
         fence_apart,
+        images: Mutex::new(HashMap::new()),
+        refused: Mutex::new(HashMap::new()),
     }
 }
 
@@ -598,6 +615,13 @@ pub fn teardown(d: &Device) {
             crate::info!(
                 "{} batch(es) ran on another member than placed: no staging buffers",
                 st.placed_elsewhere
+            );
+        }
+        if st.image_copies != (0, 0) {
+            crate::info!(
+                "images copied between members of different drivers: {} copied out, {} copied in",
+                st.image_copies.1,
+                st.image_copies.0
             );
         }
     }
@@ -1242,8 +1266,9 @@ fn stage_for(
     st: &State,
     q: &Queue,
     access: &crate::access::AccessSet,
+    transitions: &[crate::layout::Transition],
     j: usize,
-) -> Result<(HashMap<u64, Staged>, crate::staging::Recorded), vk::Result> {
+) -> Result<StagedBatch, vk::Result> {
     let mut stages = HashMap::new();
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
     // Output stages every member reaches (host memory imported into all of them), so that
@@ -1298,11 +1323,27 @@ fn stage_for(
         }
         stages.insert(raw, s);
     }
+    // Images copied between members of different drivers (`images.rs`).
+    let images = crate::images::plan(
+        d,
+        &st.image_binds,
+        |mem| st.mirrors.contains_key(&mem),
+        access,
+        transitions,
+        j,
+        st.pin.is_some(),
+    )?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     let family = crate::conv::queue_family(&md.maps, q.family);
-    let rec = d
-        .staging
-        .record(d, j, family, &ins, &outs, chunked.as_ref().map(|c| &c.1))?;
+    let rec = d.staging.record(
+        d,
+        j,
+        family,
+        &ins,
+        &outs,
+        chunked.as_ref().map(|c| &c.1),
+        (&images.ins, &images.outs),
+    )?;
     if let (Some((raw, t)), Some(fill)) = (&chunked, rec.fill) {
         crate::debug!(
             "member {j}: an input stage of {} byte(s) is filled and copied in {} chunk(s)",
@@ -1313,8 +1354,16 @@ fn stage_for(
             s.stages.fill = Some(fill);
         }
     }
-    Ok((stages, rec))
+    Ok((stages, rec, images))
 }
+
+/// What [`stage_for`] made for a batch: per mirrored allocation its stages, the transfer
+/// command buffers, and the images' transfers.
+type StagedBatch = (
+    HashMap<u64, Staged>,
+    crate::staging::Recorded,
+    crate::images::Plan,
+);
 
 /// What [`stage_for`] made for one allocation: the stages, what the claim may copy in, and
 /// what of that the prologue copies straight from writers' output stages.
@@ -1431,6 +1480,24 @@ pub fn fd_shared(d: &Device) {
 /// Forgets a mirrored allocation that is being freed.
 pub fn remove_mirror(d: &Device, raw: u64) {
     d.exec.state.lock().mirrors.remove(&raw);
+}
+
+/// An image `images.rs` copies between members was bound to the allocation `mem` (raw).
+pub fn bind_image(d: &Device, mem: u64, img: Arc<crate::images::Image>) {
+    let mut st = d.exec.state.lock();
+    for list in st.image_binds.values_mut() {
+        list.retain(|i| !Arc::ptr_eq(i, &img));
+    }
+    st.image_binds.entry(mem).or_default().push(img);
+}
+
+/// Forgets an image that is being destroyed.
+pub fn unbind_image(d: &Device, img: &Arc<crate::images::Image>) {
+    let mut st = d.exec.state.lock();
+    st.image_binds.retain(|_, list| {
+        list.retain(|i| !Arc::ptr_eq(i, img));
+        !list.is_empty()
+    });
 }
 
 /// The host saw timeline values of `sems`: waits for the done points of the batches that
@@ -1763,7 +1830,7 @@ fn submit_multi(
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
     let mut st = d.exec.state.lock();
-    if batches.len() > 1 && !st.mirrors.is_empty() {
+    if batches.len() > 1 && (!st.mirrors.is_empty() || !st.image_binds.is_empty()) {
         // Mirrored memory is made ready per batch, after the batch's own waits (`gated`
         // below), which may depend on earlier batches of the same submit: one batch at a time,
         // as if the application had submitted them one by one. The fence goes with the last.
@@ -1789,7 +1856,17 @@ fn submit_multi(
     // Copies of mirrored memory on `j` reached through staging: stages and transfer command
     // buffers first, so that a member short of memory for them leaves no trace. Another
     // member then takes the batch, unless it must run on `j`.
-    let (j, (stages, transfers)) = match stage_for(d, &st, q, &access, j) {
+    let transitions = if st.image_binds.is_empty() {
+        Vec::new()
+    } else {
+        crate::layout::of_batches(batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
+            // SAFETY: the application's live command buffers.
+            unsafe { CommandBuffer::resolve(c.command_buffer) }
+                .ok()
+                .map(|(cb, _)| cb)
+        }))
+    };
+    let (j, (stages, transfers, images)) = match stage_for(d, &st, q, &access, &transitions, j) {
         Ok(x) => (j, x),
         Err(r) => {
             let alive = alive_mask(d);
@@ -1799,7 +1876,11 @@ fn submit_multi(
                 .iter()
                 .map(|md| md.index)
                 .filter(|&k| k != j && !bound && alive & (1 << k) != 0)
-                .find_map(|k| stage_for(d, &st, q, &access, k).ok().map(|x| (k, x)));
+                .find_map(|k| {
+                    stage_for(d, &st, q, &access, &transitions, k)
+                        .ok()
+                        .map(|x| (k, x))
+                });
             let first = st.staging_short & (1 << j) == 0;
             st.staging_short |= 1 << j;
             match other {
@@ -2139,6 +2220,16 @@ fn submit_multi(
     }
     carry_timelines(d, &mut st, &batches, j, signal_point);
     record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
+    if !images.is_empty() {
+        let (copied_in, copied_out) = images.commit();
+        st.image_copies.0 += copied_in as u64;
+        st.image_copies.1 += copied_out as u64;
+        if copied_in + copied_out > 0 {
+            crate::debug!(
+                "member {j}: {copied_in} image(s) copied in from another member, {copied_out} copied out"
+            );
+        }
+    }
     if crate::log::enabled(crate::log::Level::Debug) {
         crate::debug!(
             "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, ordered after {} ({} unfinished), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
@@ -2341,6 +2432,7 @@ pub unsafe extern "system" fn cmd_execute_commands(
                 }
             }
             crate::access::execute_commands(obj, &secondaries);
+            crate::layout::execute_commands(obj, &secondaries);
         }
         for t in obj.targets() {
             let md = t.member();

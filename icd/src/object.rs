@@ -316,6 +316,9 @@ pub struct CommandBuffer {
     /// The device memory the recorded commands may touch (`access.rs`). Only collected when
     /// batches may run on several members.
     pub access: parking_lot::Mutex<crate::access::AccessSet>,
+    /// The image layout changes of the recorded commands, in order (`layout.rs`). Only
+    /// collected when the access set is.
+    pub transitions: parking_lot::Mutex<Vec<crate::layout::Transition>>,
 }
 
 impl CommandBuffer {

@@ -371,6 +371,82 @@ pub struct Transfer {
     pub parts: Option<Vec<Range>>,
 }
 
+/// One image copied between a stage and a member's copy of it: the stage's bytes at each
+/// region's buffer offset are the region's subresources, which are in the region's layout
+/// before and after the copy.
+pub struct ImageTransfer {
+    /// The member's image.
+    pub image: vk::Image,
+    pub stage: Arc<Stage>,
+    pub regions: Vec<ImageRegion>,
+}
+
+/// A tightly packed buffer copy of one aspect of some subresources (`images.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct ImageRegion {
+    pub copy: vk::BufferImageCopy,
+    pub layout: vk::ImageLayout,
+    /// The aspects the layout barriers around the copy name (both of a depth/stencil image
+    /// unless their layouts differ).
+    pub barrier_aspects: vk::ImageAspectFlags,
+}
+
+impl ImageTransfer {
+    /// Layout barriers for the regions, from `layout` (the region's when None) to `to` (the
+    /// region's when None), once per subresource range.
+    fn barriers(
+        &self,
+        from: Option<vk::ImageLayout>,
+        to: Option<vk::ImageLayout>,
+        src_access: vk::AccessFlags,
+        dst_access: vk::AccessFlags,
+    ) -> Vec<vk::ImageMemoryBarrier<'static>> {
+        let mut out: Vec<vk::ImageMemoryBarrier<'static>> = Vec::new();
+        for r in &self.regions {
+            let s = r.copy.image_subresource;
+            let range = vk::ImageSubresourceRange {
+                aspect_mask: r.barrier_aspects,
+                base_mip_level: s.mip_level,
+                level_count: 1,
+                base_array_layer: s.base_array_layer,
+                layer_count: s.layer_count,
+            };
+            let same = |o: &vk::ImageSubresourceRange| {
+                (
+                    o.aspect_mask,
+                    o.base_mip_level,
+                    o.base_array_layer,
+                    o.layer_count,
+                ) == (
+                    range.aspect_mask,
+                    range.base_mip_level,
+                    range.base_array_layer,
+                    range.layer_count,
+                )
+            };
+            if out.iter().any(|b| same(&b.subresource_range)) {
+                continue;
+            }
+            out.push(vk::ImageMemoryBarrier {
+                src_access_mask: src_access,
+                dst_access_mask: dst_access,
+                old_layout: from.unwrap_or(r.layout),
+                new_layout: to.unwrap_or(r.layout),
+                src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+                dst_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+                image: self.image,
+                subresource_range: range,
+                ..Default::default()
+            });
+        }
+        out
+    }
+
+    fn copies(&self) -> Vec<vk::BufferImageCopy> {
+        self.regions.iter().map(|r| r.copy).collect()
+    }
+}
+
 impl Stager {
     /// The member's pools, created on first use.
     fn member<'a>(
@@ -733,6 +809,7 @@ impl Stager {
     /// `chunked`, an input stage the bridge fills in chunks: its copies are recorded as
     /// [`Recorded::chunks`], one command buffer per chunk, with a new timeline semaphore the
     /// bridge signals per chunk filled.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         d: &Device,
@@ -741,12 +818,19 @@ impl Stager {
         ins: &[Transfer],
         outs: &[Transfer],
         chunked: Option<&Transfer>,
+        images: (&[ImageTransfer], &[ImageTransfer]),
     ) -> Result<Recorded, vk::Result> {
         let mut rec = Recorded {
             member: m,
             ..Recorded::default()
         };
-        if ins.is_empty() && outs.is_empty() && chunked.is_none() {
+        let (image_ins, image_outs) = images;
+        if ins.is_empty()
+            && outs.is_empty()
+            && chunked.is_none()
+            && image_ins.is_empty()
+            && image_outs.is_empty()
+        {
             return Ok(rec);
         }
         // Stages of finished batches are dropped after the lock (their drop takes it).
@@ -825,8 +909,36 @@ impl Stager {
         };
         let all = vk::PipelineStageFlags::ALL_COMMANDS;
         let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
-        // Records copies into covers: (source buffer, cover, regions).
-        let copy_in = |cb, copies: &[(vk::Buffer, vk::Buffer, Vec<vk::BufferCopy>)]| {
+        // Moves the images' regions from layout `from` to `to` (each region's own for None).
+        let image_barriers = |cb,
+                              images: &[ImageTransfer],
+                              (from, to): (Option<vk::ImageLayout>, Option<vk::ImageLayout>),
+                              (src_stage, src_access),
+                              (dst_stage, dst_access)| {
+            let list: Vec<_> = images
+                .iter()
+                .flat_map(|t| t.barriers(from, to, src_access, dst_access))
+                .collect();
+            if !list.is_empty() {
+                // SAFETY: a command buffer being recorded; the member's images.
+                unsafe {
+                    dev.cmd_pipeline_barrier(
+                        cb,
+                        src_stage,
+                        dst_stage,
+                        vk::DependencyFlags::empty(),
+                        &[],
+                        &[],
+                        &list,
+                    )
+                };
+            }
+        };
+        // Records copies into covers: (source buffer, cover, regions), and stages into
+        // images.
+        let copy_in = |cb,
+                       copies: &[(vk::Buffer, vk::Buffer, Vec<vk::BufferCopy>)],
+                       images: &[ImageTransfer]| {
             begin(cb)?;
             // Earlier work on the queue is done with the covers (reads and writes), and the
             // host's writes of the stages are visible.
@@ -841,6 +953,41 @@ impl Stager {
                 // SAFETY: both buffers live; the regions lie inside them.
                 unsafe { dev.cmd_copy_buffer(cb, *src, *cover, regions) };
             }
+            // The member's copy of each image is stale: what it holds is replaced.
+            let dst = vk::ImageLayout::TRANSFER_DST_OPTIMAL;
+            image_barriers(
+                cb,
+                images,
+                (Some(vk::ImageLayout::UNDEFINED), Some(dst)),
+                (all, vk::AccessFlags::empty()),
+                (
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                ),
+            );
+            for t in images {
+                // SAFETY: the stage's buffer on the member and the member's image; the
+                // regions lie inside both.
+                unsafe {
+                    dev.cmd_copy_buffer_to_image(
+                        cb,
+                        t.stage.buffer(m),
+                        t.image,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        &t.copies(),
+                    )
+                };
+            }
+            image_barriers(
+                cb,
+                images,
+                (Some(dst), None),
+                (
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::AccessFlags::TRANSFER_WRITE,
+                ),
+                (all, any),
+            );
             barrier(
                 cb,
                 vk::PipelineStageFlags::TRANSFER,
@@ -869,12 +1016,12 @@ impl Stager {
                 for k in 0..count {
                     let cb = take()?;
                     let regions = t.stage.window(k * chunk, (k + 1) * chunk);
-                    copy_in(cb, &[(t.stage.buffer(m), t.cover, regions)])?;
+                    copy_in(cb, &[(t.stage.buffer(m), t.cover, regions)], &[])?;
                     chunks.push(cb);
                 }
             }
             let mut pro = None;
-            if !ins.is_empty() {
+            if !ins.is_empty() || !image_ins.is_empty() {
                 let cb = take()?;
                 let copies: Vec<_> = ins
                     .iter()
@@ -883,11 +1030,11 @@ impl Stager {
                         (t.stage.buffer(m), t.cover, regions)
                     })
                     .collect();
-                copy_in(cb, &copies)?;
+                copy_in(cb, &copies, image_ins)?;
                 pro = Some(cb);
             }
             let mut epi = None;
-            if !outs.is_empty() {
+            if !outs.is_empty() || !image_outs.is_empty() {
                 let cb = take()?;
                 begin(cb)?;
                 barrier(
@@ -896,6 +1043,37 @@ impl Stager {
                     vk::AccessFlags::MEMORY_WRITE,
                     vk::PipelineStageFlags::TRANSFER,
                     vk::AccessFlags::TRANSFER_READ,
+                );
+                let src = vk::ImageLayout::TRANSFER_SRC_OPTIMAL;
+                image_barriers(
+                    cb,
+                    image_outs,
+                    (None, Some(src)),
+                    (all, vk::AccessFlags::MEMORY_WRITE),
+                    (
+                        vk::PipelineStageFlags::TRANSFER,
+                        vk::AccessFlags::TRANSFER_READ,
+                    ),
+                );
+                for t in image_outs {
+                    // SAFETY: the member's image and the stage's buffer on the member; the
+                    // regions lie inside both.
+                    unsafe {
+                        dev.cmd_copy_image_to_buffer(
+                            cb,
+                            t.image,
+                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                            t.stage.buffer(m),
+                            &t.copies(),
+                        )
+                    };
+                }
+                image_barriers(
+                    cb,
+                    image_outs,
+                    (Some(src), None),
+                    (vk::PipelineStageFlags::TRANSFER, vk::AccessFlags::empty()),
+                    (all, any),
                 );
                 for t in outs {
                     // SAFETY: both buffers live; the regions lie inside them.
@@ -934,6 +1112,7 @@ impl Stager {
                     .chain(outs)
                     .chain(chunked)
                     .map(|t| t.stage.clone())
+                    .chain(image_ins.iter().chain(image_outs).map(|t| t.stage.clone()))
                     .collect();
                 Ok(rec)
             }

@@ -228,6 +228,9 @@ pub unsafe extern "system" fn cmd_begin_render_pass(
                 )
             };
         }
+        if obj.collects() {
+            unsafe { crate::layout::begin_render_pass(obj, p_render_pass_begin, contents) };
+        }
         Ok(())
     })
 }
@@ -258,6 +261,11 @@ pub unsafe extern "system" fn cmd_begin_render_pass2(
                     cx.one(p_render_pass_begin, tr::fix_render_pass_begin_info),
                     p_subpass_begin_info,
                 )
+            };
+        }
+        if obj.collects() {
+            unsafe {
+                crate::layout::begin_render_pass2(obj, p_render_pass_begin, p_subpass_begin_info)
             };
         }
         Ok(())
@@ -3045,6 +3053,22 @@ pub unsafe extern "system" fn cmd_pipeline_barrier(
                 )
             };
         }
+        if obj.collects() {
+            unsafe {
+                crate::layout::pipeline_barrier(
+                    obj,
+                    src_stage_mask,
+                    dst_stage_mask,
+                    dependency_flags,
+                    memory_barrier_count,
+                    p_memory_barriers,
+                    buffer_memory_barrier_count,
+                    p_buffer_memory_barriers,
+                    image_memory_barrier_count,
+                    p_image_memory_barriers,
+                )
+            };
+        }
         Ok(())
     })
 }
@@ -3069,6 +3093,9 @@ pub unsafe extern "system" fn cmd_pipeline_barrier2(
                 return Err(missing("vkCmdPipelineBarrier2"));
             };
             unsafe { f(t.handle, cx.one(p_dependency_info, tr::fix_dependency_info)) };
+        }
+        if obj.collects() {
+            unsafe { crate::layout::pipeline_barrier2(obj, p_dependency_info) };
         }
         Ok(())
     })
@@ -6375,6 +6402,23 @@ pub unsafe extern "system" fn cmd_wait_events(
                 )
             };
         }
+        if obj.collects() {
+            unsafe {
+                crate::layout::wait_events(
+                    obj,
+                    event_count,
+                    p_events,
+                    src_stage_mask,
+                    dst_stage_mask,
+                    memory_barrier_count,
+                    p_memory_barriers,
+                    buffer_memory_barrier_count,
+                    p_buffer_memory_barriers,
+                    image_memory_barrier_count,
+                    p_image_memory_barriers,
+                )
+            };
+        }
         Ok(())
     })
 }
@@ -6423,6 +6467,9 @@ pub unsafe extern "system" fn cmd_wait_events2(
                     ),
                 )
             };
+        }
+        if obj.collects() {
+            unsafe { crate::layout::wait_events2(obj, event_count, p_events, p_dependency_infos) };
         }
         Ok(())
     })
@@ -7056,6 +7103,9 @@ pub unsafe extern "system" fn create_framebuffer(
         unsafe {
             crate::access::framebuffer_created(owner, p_create_info, p_allocator, p_framebuffer)
         };
+        unsafe {
+            crate::layout::framebuffer_created(owner, p_create_info, p_allocator, p_framebuffer)
+        };
         Ok(res)
     })
 }
@@ -7191,62 +7241,6 @@ pub unsafe extern "system" fn create_headless_surface_ext(
     })
 }
 
-/// Forwards `vkCreateImage`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkCreateImage`.
-pub unsafe extern "system" fn create_image(
-    device: vk::Device,
-    p_create_info: *const vk::ImageCreateInfo,
-    p_allocator: *const vk::AllocationCallbacks,
-    p_image: *mut vk::Image,
-) -> vk::Result {
-    guard::result("vkCreateImage", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let arena = Arena::scope();
-        let mut obj = ObjectBase::new(vk::ObjectType::IMAGE);
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        let undo = |handles: &[u64]| {
-            for md in owner.members.iter() {
-                let raw = handles[md.index];
-                if raw != 0 {
-                    if let Some(d) = md.fns.destroy_image {
-                        unsafe { d(md.handle, vk::Image::from_raw(raw), p_allocator) }
-                    }
-                }
-            }
-        };
-        for md in owner.members.iter() {
-            let cx = md.cx(&arena);
-            let Some(f) = md.fns.create_image else {
-                undo(&obj.handles);
-                return Err(missing("vkCreateImage"));
-            };
-            let mut out = vk::Image::null();
-            let r = unsafe {
-                f(
-                    md.handle,
-                    cx.one(p_create_info, tr::fix_image_create_info),
-                    p_allocator,
-                    &mut out,
-                )
-            };
-            if r.as_raw() < 0 {
-                undo(&obj.handles);
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-            obj.handles[md.index] = out.as_raw();
-        }
-        unsafe { *p_image = vk::Image::from_raw(obj.into_raw()) };
-        Ok(res)
-    })
-}
-
 /// Forwards `vkCreateImageView`.
 ///
 /// # Safety
@@ -7300,6 +7294,7 @@ pub unsafe extern "system" fn create_image_view(
         }
         unsafe { *p_view = vk::ImageView::from_raw(obj.into_raw()) };
         unsafe { crate::access::image_view_created(owner, p_create_info, p_allocator, p_view) };
+        unsafe { crate::layout::image_view_created(owner, p_create_info, p_allocator, p_view) };
         Ok(res)
     })
 }
@@ -7552,6 +7547,9 @@ pub unsafe extern "system" fn create_render_pass(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_render_pass = vk::RenderPass::from_raw(obj.into_raw()) };
+        unsafe {
+            crate::layout::render_pass_created(owner, p_create_info, p_allocator, p_render_pass)
+        };
         Ok(res)
     })
 }
@@ -7601,6 +7599,9 @@ pub unsafe extern "system" fn create_render_pass2(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_render_pass = vk::RenderPass::from_raw(obj.into_raw()) };
+        unsafe {
+            crate::layout::render_pass2_created(owner, p_create_info, p_allocator, p_render_pass)
+        };
         Ok(res)
     })
 }
@@ -8155,37 +8156,8 @@ pub unsafe extern "system" fn destroy_framebuffer(
             };
             unsafe { f(md.handle, vk::Framebuffer::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::layout::framebuffer_destroyed(owner, framebuffer, p_allocator) };
         unsafe { ObjectBase::free(framebuffer.as_raw()) };
-        Ok(())
-    })
-}
-
-/// Forwards `vkDestroyImage`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkDestroyImage`.
-pub unsafe extern "system" fn destroy_image(
-    device: vk::Device,
-    image: vk::Image,
-    p_allocator: *const vk::AllocationCallbacks,
-) {
-    guard::void("vkDestroyImage", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        if image.is_null() {
-            return Ok(());
-        }
-        let obj = unsafe { ObjectBase::get(image.as_raw()) }?;
-        for md in owner.members.iter() {
-            let raw = obj.handles[md.index];
-            if raw == 0 {
-                continue;
-            }
-            let Some(f) = md.fns.destroy_image else {
-                return Err(missing("vkDestroyImage"));
-            };
-            unsafe { f(md.handle, vk::Image::from_raw(raw), p_allocator) };
-        }
-        unsafe { ObjectBase::free(image.as_raw()) };
         Ok(())
     })
 }
@@ -8215,6 +8187,7 @@ pub unsafe extern "system" fn destroy_image_view(
             };
             unsafe { f(md.handle, vk::ImageView::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::layout::image_view_destroyed(owner, image_view, p_allocator) };
         unsafe { ObjectBase::free(image_view.as_raw()) };
         Ok(())
     })
@@ -8365,6 +8338,7 @@ pub unsafe extern "system" fn destroy_render_pass(
             };
             unsafe { f(md.handle, vk::RenderPass::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::layout::render_pass_destroyed(owner, render_pass, p_allocator) };
         unsafe { ObjectBase::free(render_pass.as_raw()) };
         Ok(())
     })
@@ -11866,10 +11840,10 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkCreateImage",
-        pfn: unsafe { std::mem::transmute::<PfnCreateImage, VoidFn>(create_image) },
+        pfn: unsafe { std::mem::transmute::<PfnCreateImage, VoidFn>(crate::images::create_image) },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkCreateImageView",
@@ -12142,10 +12116,12 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkDestroyImage",
-        pfn: unsafe { std::mem::transmute::<PfnDestroyImage, VoidFn>(destroy_image) },
+        pfn: unsafe {
+            std::mem::transmute::<PfnDestroyImage, VoidFn>(crate::images::destroy_image)
+        },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkDestroyImageView",

@@ -16,6 +16,7 @@
 
 pub mod dispatch;
 pub mod entry;
+pub mod formats;
 pub mod fuse;
 pub mod translate;
 

@@ -1,0 +1,877 @@
+//! Images between members of different drivers (issue 3: coherence and transfer tiers).
+//!
+//! Members of different drivers lay an image's texels out differently, so the bytes of one
+//! member's image mean nothing to another's, and copying the memory an image is bound to (what
+//! shared host memory, mirrored memory and the staging tier do for buffers) would be wrong.
+//! An image that can be copied through a buffer (optimal tiling, one sample, not sparse,
+//! disjoint or external, a format whose aspects have a defined buffer layout) is instead kept
+//! coherent as an image:
+//!
+//! - **Residency.** Members of the primary's driver (the *home* members) bind it to the
+//!   application's memory as usual; every other member binds its copy to memory of vkfuse's
+//!   own (the *private* binding), since the application's memory holds the home members'
+//!   texel layout. Every member's copy gets `TRANSFER_SRC | TRANSFER_DST` usage.
+//! - **Layouts.** Command buffers record the layout changes of their barriers and render
+//!   passes (`layout.rs`); at submit, in submission order, vkfuse applies them to each image's
+//!   layout per subresource (aspect, mip level, array layer). A member running a batch starts
+//!   from the layouts the batch expects, since it either ran the image's last writer itself or
+//!   received the image in those layouts.
+//! - **Coherence.** Per image, the members whose copy is stale. The batches that may write an
+//!   image are those whose access set (`access.rs`) may write the range the image is bound to:
+//!   commands, descriptors and barriers that name it, and conservative sets. A batch that may
+//!   write it copies it out at its end (in the staging epilogue, `staging.rs`) into a staging
+//!   buffer in host memory every member imports (tightly packed, per aspect, mip level and run
+//!   of array layers in one layout): the image's *latest* copy. A batch on a member whose copy
+//!   is stale copies the latest copy in first (in its staging prologue), with the layouts it
+//!   expects. The reader's batch is ordered after the writer's epilogue by the access sets (the
+//!   writer's done point is its epilogue's).
+//! - Subresources in `UNDEFINED` (or `PREINITIALIZED`) layout hold nothing to copy.
+//!
+//! Images that cannot be copied, and every image where not every member imports host memory,
+//! pin placement to the primary as before (one log line).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ash::vk;
+use ash::vk::Handle as _;
+use parking_lot::Mutex;
+use vkfuse_memory::{Range, RangeSet};
+
+use crate::access::AccessSet;
+use crate::layout::Transition;
+use crate::object::{Device, ObjectBase};
+use crate::staging::{ImageRegion, ImageTransfer, Stage};
+use crate::MAX_MEMBERS;
+
+/// An image of a device whose members are of different drivers, that vkfuse can copy between
+/// them.
+pub struct Image {
+    pub raw: u64,
+    ty: vk::ImageType,
+    extent: vk::Extent3D,
+    mips: u32,
+    layers: u32,
+    /// The aspects a buffer copy names one at a time, with their copy block (bytes, width,
+    /// height).
+    aspects: Vec<(vk::ImageAspectFlags, (u32, u32, u32))>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Per subresource (aspect, mip level, array layer): its layout after the batches
+    /// submitted so far.
+    layouts: Vec<vk::ImageLayout>,
+    /// Members (one bit each) whose copy is not the latest.
+    stale: u64,
+    /// The latest contents, copied out by the last batch that may have written the image.
+    latest: Option<Latest>,
+    /// The allocation (fused, raw) and range the image is bound to.
+    bound: Option<(u64, Range)>,
+    /// Per member: the memory of vkfuse's own its copy is bound to (null: the application's).
+    private: [vk::DeviceMemory; MAX_MEMBERS],
+}
+
+#[derive(Clone)]
+struct Latest {
+    stage: Arc<Stage>,
+    regions: Vec<ImageRegion>,
+}
+
+/// The members of the primary's driver on the primary's device (one bit each): they bind
+/// images to the application's memory.
+pub fn home(d: &Device) -> u64 {
+    let p = d.physical();
+    let Some(first) = p.member(d.primary().index) else {
+        return 0;
+    };
+    d.members
+        .iter()
+        .filter(|md| {
+            p.member(md.index).is_some_and(|pm| {
+                pm.driver_uuid == first.driver_uuid && pm.device_uuid == first.device_uuid
+            })
+        })
+        .fold(0, |bits, md| bits | 1 << md.index)
+}
+
+/// Whether images on `d` need transfers between members of different drivers.
+fn mixed(d: &Device) -> bool {
+    d.exec.multi && !d.exec.same_driver
+}
+
+/// Why an image created with `ci` (valid, with a valid chain) cannot be copied between
+/// members, if it cannot.
+fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
+    if d.exec.import_align == 0 {
+        return Some("not every member imports host memory, which image transfers go through");
+    }
+    if ci.tiling != vk::ImageTiling::OPTIMAL {
+        return Some("an image of linear or modifier tiling");
+    }
+    if ci.samples != vk::SampleCountFlags::TYPE_1 {
+        return Some("a multisampled image (no buffer copies)");
+    }
+    let odd = vk::ImageCreateFlags::SPARSE_BINDING
+        | vk::ImageCreateFlags::SPARSE_RESIDENCY
+        | vk::ImageCreateFlags::SPARSE_ALIASED
+        | vk::ImageCreateFlags::DISJOINT;
+    if ci.flags.intersects(odd) {
+        return Some("a sparse or disjoint image");
+    }
+    for s in [
+        vk::StructureType::EXTERNAL_MEMORY_IMAGE_CREATE_INFO,
+        vk::StructureType::IMAGE_SWAPCHAIN_CREATE_INFO_KHR,
+        vk::StructureType::IMAGE_DRM_FORMAT_MODIFIER_LIST_CREATE_INFO_EXT,
+        vk::StructureType::IMAGE_DRM_FORMAT_MODIFIER_EXPLICIT_CREATE_INFO_EXT,
+    ] {
+        if crate::conv::chain_has(ci.p_next, s) {
+            return Some("an external, swapchain or modifier image");
+        }
+    }
+    let aspects = crate::generated::formats::aspects(ci.format);
+    if aspects.is_empty() {
+        return Some("an image format without a buffer layout");
+    }
+    for a in [
+        vk::ImageAspectFlags::COLOR,
+        vk::ImageAspectFlags::DEPTH,
+        vk::ImageAspectFlags::STENCIL,
+    ] {
+        if aspects.contains(a) && crate::generated::formats::copy_block(ci.format, a).is_none() {
+            return Some("an image format without a buffer layout");
+        }
+    }
+    // Every member must allow the copies' usage.
+    let usage = ci.usage | vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST;
+    for md in &d.members {
+        let Some(pm) = d.physical().member(md.index) else {
+            return Some("a member without a physical device");
+        };
+        let Some(f) = pm.fns.get_physical_device_image_format_properties else {
+            return Some("a member without vkGetPhysicalDeviceImageFormatProperties");
+        };
+        let mut out = vk::ImageFormatProperties::default();
+        // SAFETY: the member's physical device and a valid output.
+        let r = unsafe {
+            f(
+                pm.handle,
+                ci.format,
+                ci.image_type,
+                ci.tiling,
+                usage,
+                ci.flags,
+                &mut out,
+            )
+        };
+        if r != vk::Result::SUCCESS {
+            return Some("a member cannot copy images of that format and usage");
+        }
+    }
+    None
+}
+
+/// Logs once per device and reason that images pin placement.
+fn pin_for(d: &Device, why: &str) {
+    crate::exec::pin_primary(
+        d,
+        &format!(
+            "an image has memory, members of different drivers lay images out differently, and it cannot be copied between them ({why})"
+        ),
+    );
+}
+
+/// `vkCreateImage`: on devices whose members are of different drivers, an image vkfuse can
+/// copy between members gets transfer usage on every member and is remembered.
+///
+/// # Safety
+/// Arguments valid for `vkCreateImage`.
+pub unsafe extern "system" fn create_image(
+    device: vk::Device,
+    p_create_info: *const vk::ImageCreateInfo,
+    p_allocator: *const vk::AllocationCallbacks,
+    p_image: *mut vk::Image,
+) -> vk::Result {
+    crate::guard::result("vkCreateImage", || {
+        // SAFETY: the application's device.
+        let d = unsafe { Device::resolve(device) }?;
+        // SAFETY: a valid create info (vkCreateImage).
+        let ci = unsafe { &*p_create_info };
+        let refused = if mixed(d) { refusal(d, ci) } else { Some("") };
+        let arena = crate::arena::Arena::scope();
+        let mut obj = ObjectBase::new(vk::ObjectType::IMAGE);
+        let undo = |handles: &[u64]| {
+            for md in &d.members {
+                if let (true, Some(f)) = (handles[md.index] != 0, md.fns.destroy_image) {
+                    // SAFETY: the member image just created, unused.
+                    unsafe {
+                        f(
+                            md.handle,
+                            vk::Image::from_raw(handles[md.index]),
+                            p_allocator,
+                        )
+                    };
+                }
+            }
+        };
+        let mut res = None;
+        for md in &d.members {
+            let cx = md.cx(&arena);
+            let Some(f) = md.fns.create_image else {
+                undo(&obj.handles);
+                return Err(crate::guard::missing("vkCreateImage"));
+            };
+            // A valid create info, copied into the arena for the member.
+            let copy = cx.one(
+                p_create_info,
+                crate::generated::translate::fix_image_create_info,
+            ) as *mut vk::ImageCreateInfo;
+            if refused.is_none() {
+                let transfer =
+                    vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST;
+                // SAFETY: the arena copy and its copied chain are ours.
+                unsafe {
+                    (*copy).usage |= transfer;
+                    // A separate stencil usage must allow the stencil aspect's copies too.
+                    let mut p = (*copy).p_next as *mut vk::BaseOutStructure;
+                    while !p.is_null() {
+                        if (*p).s_type == vk::StructureType::IMAGE_STENCIL_USAGE_CREATE_INFO {
+                            (*(p as *mut vk::ImageStencilUsageCreateInfo)).stencil_usage |=
+                                transfer;
+                        }
+                        p = (*p).p_next;
+                    }
+                }
+            }
+            let mut out = vk::Image::null();
+            // SAFETY: the create info translated for the member.
+            let r = unsafe { f(md.handle, copy, p_allocator, &mut out) };
+            if r.as_raw() < 0 {
+                undo(&obj.handles);
+                return Err(r);
+            }
+            res.get_or_insert(r);
+            obj.handles[md.index] = out.as_raw();
+        }
+        let raw = obj.into_raw();
+        if refused.is_none() {
+            let aspects = [
+                vk::ImageAspectFlags::COLOR,
+                vk::ImageAspectFlags::DEPTH,
+                vk::ImageAspectFlags::STENCIL,
+            ]
+            .into_iter()
+            .filter(|a| crate::generated::formats::aspects(ci.format).contains(*a))
+            .filter_map(|a| crate::generated::formats::copy_block(ci.format, a).map(|b| (a, b)))
+            .collect::<Vec<_>>();
+            let layers = if ci.image_type == vk::ImageType::TYPE_3D {
+                1
+            } else {
+                ci.array_layers.max(1)
+            };
+            let mips = ci.mip_levels.max(1);
+            let units = aspects.len() * mips as usize * layers as usize;
+            let image = Image {
+                raw,
+                ty: ci.image_type,
+                extent: ci.extent,
+                mips,
+                layers,
+                aspects,
+                state: Mutex::new(State {
+                    layouts: vec![ci.initial_layout; units],
+                    stale: 0,
+                    latest: None,
+                    bound: None,
+                    private: [vk::DeviceMemory::null(); MAX_MEMBERS],
+                }),
+            };
+            d.exec.images.lock().insert(raw, Arc::new(image));
+        } else if let Some(why) = refused.filter(|w| !w.is_empty()) {
+            // Pinned once the image has memory (`before_bind`).
+            d.exec.refused.lock().insert(raw, why);
+        }
+        // SAFETY: the application's output pointer.
+        unsafe { *p_image = vk::Image::from_raw(raw) };
+        Ok(res.unwrap_or(vk::Result::SUCCESS))
+    })
+}
+
+/// `vkDestroyImage`: the members' copies, then vkfuse's own memory of the private ones.
+///
+/// # Safety
+/// Arguments valid for `vkDestroyImage`.
+pub unsafe extern "system" fn destroy_image(
+    device: vk::Device,
+    image: vk::Image,
+    p_allocator: *const vk::AllocationCallbacks,
+) {
+    crate::guard::void("vkDestroyImage", || {
+        // SAFETY: the application's device.
+        let d = unsafe { Device::resolve(device) }?;
+        if image.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a live image of the application's.
+        let obj = unsafe { ObjectBase::get(image.as_raw()) }?;
+        for md in &d.members {
+            let raw = obj.handles[md.index];
+            if let (true, Some(f)) = (raw != 0, md.fns.destroy_image) {
+                // SAFETY: the member's image, no longer used (vkDestroyImage).
+                unsafe { f(md.handle, vk::Image::from_raw(raw), p_allocator) };
+            }
+        }
+        d.exec.refused.lock().remove(&image.as_raw());
+        let gone = d.exec.images.lock().remove(&image.as_raw());
+        if let Some(img) = gone {
+            crate::exec::unbind_image(d, &img);
+            let st = img.state.lock();
+            for md in &d.members {
+                let mem = st.private[md.index];
+                if let (false, Some(f)) = (mem.is_null(), md.fns.free_memory) {
+                    // SAFETY: vkfuse's memory of the member's copy, destroyed above.
+                    unsafe { f(md.handle, mem, std::ptr::null()) };
+                }
+            }
+        }
+        // SAFETY: the object made by vkCreateImage, no longer used.
+        unsafe { ObjectBase::free(image.as_raw()) };
+        Ok(())
+    })
+}
+
+/// Before `image` is bound: an image vkfuse copies between members gets memory of vkfuse's
+/// own on every member outside the primary's driver (returned per member, null for the
+/// others); any other image pins placement on a device of several drivers.
+pub fn before_bind(d: &Device, image: u64) -> [vk::DeviceMemory; MAX_MEMBERS] {
+    let mut out = [vk::DeviceMemory::null(); MAX_MEMBERS];
+    if !mixed(d) {
+        return out;
+    }
+    let Some(img) = d.exec.images.lock().get(&image).cloned() else {
+        let why = d
+            .exec
+            .refused
+            .lock()
+            .get(&image)
+            .copied()
+            .unwrap_or("an image vkfuse does not know");
+        pin_for(d, why);
+        return out;
+    };
+    let home = home(d);
+    // SAFETY: a live image of the application's.
+    let Ok(obj) = (unsafe { ObjectBase::get(image) }) else {
+        return out;
+    };
+    let mut st = img.state.lock();
+    for md in d.members.iter().filter(|md| home & (1 << md.index) == 0) {
+        if !st.private[md.index].is_null() {
+            out[md.index] = st.private[md.index];
+            continue;
+        }
+        match private_memory(d, md, vk::Image::from_raw(obj.handles[md.index])) {
+            Ok(mem) => {
+                st.private[md.index] = mem;
+                out[md.index] = mem;
+            }
+            Err(why) => {
+                crate::warn!(
+                    "member {}: no memory for its copy of an image ({why})",
+                    md.index
+                );
+                drop(st);
+                d.exec.images.lock().remove(&image);
+                pin_for(d, "a member had no memory for its copy");
+                return [vk::DeviceMemory::null(); MAX_MEMBERS];
+            }
+        }
+    }
+    out
+}
+
+/// Memory of member `md` for its copy `image`: device-local where it has such memory.
+fn private_memory(
+    d: &Device,
+    md: &crate::object::MemberDevice,
+    image: vk::Image,
+) -> Result<vk::DeviceMemory, String> {
+    let pm = d.physical().member(md.index).ok_or("no physical device")?;
+    let (Some(req_f), Some(alloc_f), Some(props_f)) = (
+        md.fns.get_image_memory_requirements,
+        md.fns.allocate_memory,
+        pm.fns.get_physical_device_memory_properties,
+    ) else {
+        return Err("missing entry points".into());
+    };
+    let mut req = vk::MemoryRequirements::default();
+    // SAFETY: the member's image and a valid output.
+    unsafe { req_f(md.handle, image, &mut req) };
+    let mut props = vk::PhysicalDeviceMemoryProperties::default();
+    // SAFETY: the member's physical device and a valid output.
+    unsafe { props_f(pm.handle, &mut props) };
+    let allowed = |t: u32| req.memory_type_bits & (1 << t) != 0;
+    let ty = (0..props.memory_type_count)
+        .filter(|&t| allowed(t))
+        .find(|&t| {
+            props.memory_types[t as usize]
+                .property_flags
+                .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+        })
+        .or_else(|| (0..props.memory_type_count).find(|&t| allowed(t)))
+        .ok_or("no memory type")?;
+    let ai = vk::MemoryAllocateInfo {
+        allocation_size: req.size,
+        memory_type_index: ty,
+        ..Default::default()
+    };
+    let mut mem = vk::DeviceMemory::null();
+    // SAFETY: a valid allocate info of the member's.
+    let r = unsafe { alloc_f(md.handle, &ai, std::ptr::null(), &mut mem) };
+    if r != vk::Result::SUCCESS {
+        return Err(format!("vkAllocateMemory {r:?}"));
+    }
+    Ok(mem)
+}
+
+/// After `image` was bound at `range` of the allocation `mem` (fused, raw): batches touching
+/// that range touch the image.
+pub fn bound(d: &Device, image: u64, mem: u64, range: Range) {
+    let Some(img) = d.exec.images.lock().get(&image).cloned() else {
+        return;
+    };
+    img.state.lock().bound = Some((mem, range));
+    crate::exec::bind_image(d, mem, img);
+}
+
+impl Image {
+    /// The index of subresource (aspect `a`, mip level, array layer).
+    fn unit(&self, a: usize, mip: u32, layer: u32) -> usize {
+        (a * self.mips as usize + mip as usize) * self.layers as usize + layer as usize
+    }
+
+    /// Applies a recorded layout change to `layouts`.
+    fn apply(&self, layouts: &mut [vk::ImageLayout], t: &Transition) {
+        let r = &t.range;
+        let count = |base: u32, n: u32, all: u32| {
+            if n == vk::REMAINING_MIP_LEVELS {
+                all.saturating_sub(base)
+            } else {
+                n.min(all.saturating_sub(base))
+            }
+        };
+        let mips =
+            r.base_mip_level..r.base_mip_level + count(r.base_mip_level, r.level_count, self.mips);
+        let layers = if self.ty == vk::ImageType::TYPE_3D {
+            0..1
+        } else {
+            r.base_array_layer
+                ..r.base_array_layer + count(r.base_array_layer, r.layer_count, self.layers)
+        };
+        for (a, (flag, _)) in self.aspects.iter().enumerate() {
+            // A colour image's barriers may name plane or memory-plane aspects only for
+            // formats vkfuse does not copy; depth/stencil ones name their aspects.
+            let named = r.aspect_mask.contains(*flag)
+                || (*flag == vk::ImageAspectFlags::COLOR && r.aspect_mask.is_empty());
+            if !named {
+                continue;
+            }
+            for mip in mips.clone() {
+                for layer in layers.clone() {
+                    if let Some(l) = layouts.get_mut(self.unit(a, mip, layer)) {
+                        *l = t.layout;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The regions of a tightly packed copy of every subresource that holds something, in
+    /// `layouts`, and the bytes they take.
+    fn regions(&self, layouts: &[vk::ImageLayout]) -> (Vec<ImageRegion>, u64) {
+        let empty = |l: vk::ImageLayout| {
+            l == vk::ImageLayout::UNDEFINED || l == vk::ImageLayout::PREINITIALIZED
+        };
+        let all_aspects = self
+            .aspects
+            .iter()
+            .fold(vk::ImageAspectFlags::empty(), |a, (f, _)| a | *f);
+        let mut out = Vec::new();
+        let mut at = 0u64;
+        for mip in 0..self.mips {
+            let w = (self.extent.width >> mip).max(1);
+            let h = (self.extent.height >> mip).max(1);
+            let depth = if self.ty == vk::ImageType::TYPE_3D {
+                (self.extent.depth >> mip).max(1)
+            } else {
+                1
+            };
+            // Runs of layers whose subresources are in the same layouts (every aspect).
+            let key = |layer: u32| -> Vec<vk::ImageLayout> {
+                (0..self.aspects.len())
+                    .map(|a| layouts[self.unit(a, mip, layer)])
+                    .collect()
+            };
+            let mut start = 0;
+            while start < self.layers {
+                let k = key(start);
+                let mut end = start + 1;
+                while end < self.layers && key(end) == k {
+                    end += 1;
+                }
+                for (a, (flag, (bytes, bw, bh))) in self.aspects.iter().enumerate() {
+                    let layout = k[a];
+                    if empty(layout) {
+                        continue;
+                    }
+                    // Barriers of a depth/stencil image name both aspects unless their
+                    // layouts differ (separate depth/stencil layouts).
+                    let barrier = if k.iter().all(|l| *l == layout) {
+                        all_aspects
+                    } else {
+                        *flag
+                    };
+                    let block = u64::from(*bytes);
+                    let align = lcm(block, 4);
+                    at = at.div_ceil(align) * align;
+                    let size = u64::from(w.div_ceil(*bw))
+                        * u64::from(h.div_ceil(*bh))
+                        * u64::from(depth)
+                        * block
+                        * u64::from(end - start);
+                    out.push(ImageRegion {
+                        copy: vk::BufferImageCopy {
+                            buffer_offset: at,
+                            buffer_row_length: 0,
+                            buffer_image_height: 0,
+                            image_subresource: vk::ImageSubresourceLayers {
+                                aspect_mask: *flag,
+                                mip_level: mip,
+                                base_array_layer: start,
+                                layer_count: end - start,
+                            },
+                            image_offset: vk::Offset3D::default(),
+                            image_extent: vk::Extent3D {
+                                width: w,
+                                height: h,
+                                depth,
+                            },
+                        },
+                        layout,
+                        barrier_aspects: barrier,
+                    });
+                    at += size;
+                }
+                start = end;
+            }
+        }
+        (out, at)
+    }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    let gcd = |mut x: u64, mut y: u64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b).max(1) * b
+}
+
+/// What a batch on member `j` does with the images it touches: the copies in (stale copies)
+/// and out (images it may write) its staging prologue and epilogue make, and what becomes of
+/// each image once the batch is submitted ([`Plan::commit`]).
+#[derive(Default)]
+pub struct Plan {
+    pub ins: Vec<ImageTransfer>,
+    pub outs: Vec<ImageTransfer>,
+    changes: Vec<Change>,
+}
+
+struct Change {
+    image: Arc<Image>,
+    layouts: Option<Vec<vk::ImageLayout>>,
+    /// The batch may write it: its latest contents are the batch's copy out (None: nothing
+    /// defined to copy).
+    wrote: Option<Option<Latest>>,
+    /// Members that hold the latest contents after the batch (one bit each).
+    holders: u64,
+}
+
+/// Plans the image transfers of a batch on member `j` with `access` and layout changes
+/// `transitions`, given the images bound per allocation (`binds`) and which allocations are
+/// mirrored (each member its own copy); `pinned`: every batch runs on `j` from now on, so
+/// nothing is copied out. Nothing changes until [`Plan::commit`].
+pub fn plan(
+    d: &Device,
+    binds: &HashMap<u64, Vec<Arc<Image>>>,
+    mirrored: impl Fn(u64) -> bool,
+    access: &AccessSet,
+    transitions: &[Transition],
+    j: usize,
+    pinned: bool,
+) -> Result<Plan, vk::Result> {
+    let mut plan = Plan::default();
+    if binds.is_empty() {
+        return Ok(plan);
+    }
+    let home = home(d);
+    let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
+    for (mem, images) in binds {
+        let u = if access.everything.is_some() {
+            None
+        } else {
+            match access.memory.get(mem) {
+                Some(u) => Some(u),
+                None => continue,
+            }
+        };
+        for img in images {
+            let st = img.state.lock();
+            let Some((_, range)) = st.bound else { continue };
+            let r = RangeSet::of(range);
+            let (touched, written) = match u {
+                None => (true, true),
+                Some(u) => (u.touched.intersects(&r), u.written.intersects(&r)),
+            };
+            let mine: Vec<&Transition> =
+                transitions.iter().filter(|t| t.image == img.raw).collect();
+            if !touched && mine.is_empty() {
+                continue;
+            }
+            // SAFETY: a bound image is a live object until vkDestroyImage removes it.
+            let Ok(obj) = (unsafe { ObjectBase::get(img.raw) }) else {
+                continue;
+            };
+            let member_image = vk::Image::from_raw(obj.handles[j]);
+            // The members that see the same copy as `j`: the home members, where the memory
+            // is one (shared host or device memory), and `j` alone otherwise.
+            let group = if home & (1 << j) != 0 && !mirrored(*mem) {
+                home
+            } else {
+                1 << j
+            };
+            let mut holders = all & !st.stale;
+            if st.stale & (1 << j) != 0 {
+                if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {
+                    plan.ins.push(ImageTransfer {
+                        image: member_image,
+                        stage: l.stage.clone(),
+                        regions: l.regions.clone(),
+                    });
+                }
+                holders |= group;
+            }
+            let layouts = (!mine.is_empty()).then(|| {
+                let mut l = st.layouts.clone();
+                for t in &mine {
+                    img.apply(&mut l, t);
+                }
+                l
+            });
+            let mut wrote = None;
+            if written || !mine.is_empty() {
+                let (regions, size) = img.regions(layouts.as_deref().unwrap_or(&st.layouts));
+                // Once every batch runs on one member, no other member reads a copy.
+                let latest = if regions.is_empty() || pinned {
+                    None
+                } else {
+                    let stage =
+                        d.staging
+                            .stage(d, j, RangeSet::of(Range::at(0, size)), false, true)?;
+                    plan.outs.push(ImageTransfer {
+                        image: member_image,
+                        stage: stage.clone(),
+                        regions: regions.clone(),
+                    });
+                    Some(Latest { stage, regions })
+                };
+                wrote = Some(latest);
+                holders = group;
+            }
+            drop(st);
+            plan.changes.push(Change {
+                image: img.clone(),
+                layouts,
+                wrote,
+                holders,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+impl Plan {
+    /// The batch was submitted: the images' layouts, stale members and latest contents
+    /// become what it leaves.
+    pub fn commit(self) -> (usize, usize) {
+        let (mut copied_in, mut copied_out) = (0, 0);
+        copied_in += self.ins.len();
+        copied_out += self.outs.len();
+        for c in self.changes {
+            let mut st = c.image.state.lock();
+            if let Some(l) = c.layouts {
+                st.layouts = l;
+            }
+            if let Some(latest) = c.wrote {
+                st.latest = latest;
+            }
+            st.stale = !c.holders;
+        }
+        (copied_in, copied_out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(ty: vk::ImageType, extent: (u32, u32, u32), mips: u32, layers: u32) -> Image {
+        let aspects = vec![
+            (vk::ImageAspectFlags::DEPTH, (4, 1, 1)),
+            (vk::ImageAspectFlags::STENCIL, (1, 1, 1)),
+        ];
+        let units = aspects.len() * (mips * layers) as usize;
+        Image {
+            raw: 1,
+            ty,
+            extent: vk::Extent3D {
+                width: extent.0,
+                height: extent.1,
+                depth: extent.2,
+            },
+            mips,
+            layers,
+            aspects,
+            state: Mutex::new(State {
+                layouts: vec![vk::ImageLayout::UNDEFINED; units],
+                stale: 0,
+                latest: None,
+                bound: None,
+                private: [vk::DeviceMemory::null(); MAX_MEMBERS],
+            }),
+        }
+    }
+
+    fn to(range: vk::ImageSubresourceRange, layout: vk::ImageLayout) -> Transition {
+        Transition {
+            image: 1,
+            range,
+            layout,
+        }
+    }
+
+    #[test]
+    fn regions_pack_defined_subresources_by_layout_runs() {
+        let img = image(vk::ImageType::TYPE_2D, (7, 5, 1), 2, 4);
+        let mut l = img.state.lock().layouts.clone();
+        assert!(img.regions(&l).0.is_empty(), "nothing defined yet");
+        let all = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL,
+            base_mip_level: 0,
+            level_count: vk::REMAINING_MIP_LEVELS,
+            base_array_layer: 0,
+            layer_count: vk::REMAINING_ARRAY_LAYERS,
+        };
+        img.apply(
+            &mut l,
+            &to(all, vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL),
+        );
+        // Layers 1..3 of mip 0 move on.
+        let some = vk::ImageSubresourceRange {
+            level_count: 1,
+            base_array_layer: 1,
+            layer_count: 2,
+            ..all
+        };
+        img.apply(&mut l, &to(some, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL));
+        let (regions, size) = img.regions(&l);
+        // mip 0: runs [0], [1,2], [3]; mip 1: [0..4]; two aspects each.
+        assert_eq!(regions.len(), 8);
+        let layers: Vec<(u32, u32, u32)> = regions
+            .iter()
+            .map(|r| {
+                let s = r.copy.image_subresource;
+                (s.mip_level, s.base_array_layer, s.layer_count)
+            })
+            .collect();
+        assert_eq!(
+            layers,
+            vec![
+                (0, 0, 1),
+                (0, 0, 1),
+                (0, 1, 2),
+                (0, 1, 2),
+                (0, 3, 1),
+                (0, 3, 1),
+                (1, 0, 4),
+                (1, 0, 4)
+            ]
+        );
+        assert!(regions.iter().all(|r| r.copy.buffer_offset % 4 == 0
+            && r.barrier_aspects == vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL));
+        // 7x5 depth (4 bytes) + stencil (1 byte, padded to 4) per layer at mip 0, 3x2 at mip 1.
+        let d0 = 7 * 5 * 4;
+        let s0: u64 = 7 * 5;
+        let d1 = 3 * 2 * 4 * 4;
+        let s1 = 3 * 2 * 4;
+        let expect = {
+            let mut at = 0u64;
+            for (dsz, ssz) in [(d0, s0), (2 * d0, 2 * s0), (d0, s0), (d1, s1)] {
+                at += dsz;
+                at = at.div_ceil(4) * 4 + ssz;
+            }
+            at
+        };
+        assert_eq!(size, expect);
+        assert_eq!(img.regions(&l).1, size);
+    }
+
+    #[test]
+    fn separate_layouts_give_separate_barrier_aspects() {
+        let img = image(vk::ImageType::TYPE_2D, (4, 4, 1), 1, 1);
+        let mut l = img.state.lock().layouts.clone();
+        let depth = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::DEPTH,
+            base_mip_level: 0,
+            level_count: 1,
+            base_array_layer: 0,
+            layer_count: 1,
+        };
+        img.apply(&mut l, &to(depth, vk::ImageLayout::DEPTH_READ_ONLY_OPTIMAL));
+        let (regions, _) = img.regions(&l);
+        assert_eq!(regions.len(), 1, "the stencil aspect is still undefined");
+        assert_eq!(regions[0].barrier_aspects, vk::ImageAspectFlags::DEPTH);
+        assert_eq!(regions[0].layout, vk::ImageLayout::DEPTH_READ_ONLY_OPTIMAL);
+    }
+
+    #[test]
+    fn volumes_copy_every_slice_of_each_level() {
+        let img = image(vk::ImageType::TYPE_3D, (8, 8, 8), 4, 1);
+        let mut l = img.state.lock().layouts.clone();
+        let all = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL,
+            base_mip_level: 2,
+            level_count: vk::REMAINING_MIP_LEVELS,
+            base_array_layer: 0,
+            layer_count: 1,
+        };
+        img.apply(&mut l, &to(all, vk::ImageLayout::GENERAL));
+        let (regions, _) = img.regions(&l);
+        let extents: Vec<(u32, u32)> = regions
+            .iter()
+            .map(|r| {
+                (
+                    r.copy.image_subresource.mip_level,
+                    r.copy.image_extent.depth,
+                )
+            })
+            .collect();
+        assert_eq!(extents, vec![(2, 2), (2, 2), (3, 1), (3, 1)]);
+    }
+}

@@ -223,6 +223,7 @@ placement_tests! {
     independent => "independent",
     host_ring => "host-ring",
     shared_inputs => "shared-inputs",
+    image_chain => "image-chain",
 }
 
 /// The vkQueueSubmit calls random-batches made, from its summary line.
@@ -888,21 +889,28 @@ fn image_copies(stderr: &str) -> (u64, u64) {
     (n.next().unwrap_or(0), n.next().unwrap_or(0))
 }
 
-/// Lavapipe and SwiftShader lay an image's texels out differently: `offscreen` uploads its
-/// texture in one submit and renders (colour and depth) in the next, so under `round_robin` and
-/// `afr` the texture written on member 0 is copied out through a staging buffer in shared host
-/// memory and into member 1's own copy (bound to memory of vkfuse's), which renders; the result
-/// equals lavapipe direct with validation, and nothing pins. With a member refusing host
-/// imports, images cannot be copied: batches pin to the primary, with one message, and the
-/// result is still lavapipe's.
+/// Lavapipe and SwiftShader lay an image's texels out differently. `offscreen` uploads its
+/// texture in one submit and renders (colour and depth) in the next; `image-chain` ping-pongs
+/// two storage images (3 mip levels, 2 layers, levels left in different layouts) and a
+/// depth/stencil image (read back and cleared every round) through one submit per round. Under
+/// `round_robin` and `afr` each image written on one member is copied out through a staging
+/// buffer in shared host memory and into the other member's own copy (bound to memory of
+/// vkfuse's); the results equal lavapipe direct with validation, and nothing pins. With a
+/// member refusing host imports, images cannot be copied: batches pin to the primary, with one
+/// message, and the result is still lavapipe's.
 #[test]
 fn images_move_between_drivers() {
     let Some(members) = lvp_sw("images_move_between_drivers") else {
         return;
     };
-    let reference = direct_result("offscreen", &lavapipe());
-    for strategy in ["round_robin", "afr"] {
-        let out = run(placed_cmd("offscreen", &members, strategy).env("VKFUSE_LOG", "debug"));
+    for (example_name, strategy) in [
+        ("offscreen", "round_robin"),
+        ("offscreen", "afr"),
+        ("image-chain", "round_robin"),
+        ("image-chain", "afr"),
+    ] {
+        let reference = direct_result(example_name, &lavapipe());
+        let out = run(placed_cmd(example_name, &members, strategy).env("VKFUSE_LOG", "debug"));
         if out.status.code() == Some(3) {
             panic!("validation layer messages:\n{}", out.dump());
         }
@@ -923,6 +931,7 @@ fn images_move_between_drivers() {
             out.dump()
         );
     }
+    let reference = direct_result("offscreen", &lavapipe());
     let out = run(placed_cmd("offscreen", &members, "round_robin").env("VKFUSE_FAULT", "import:1"));
     if out.status.code() == Some(3) {
         panic!("validation layer messages:\n{}", out.dump());

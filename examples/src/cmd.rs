@@ -80,6 +80,25 @@ pub unsafe fn pipeline_barrier(
     }
 }
 
+/// An image memory barrier on `range` of `image`, from layout `layouts.0` and accesses
+/// `access.0` to layout `layouts.1` and accesses `access.1` (no queue family transfer).
+pub fn image_range_barrier(
+    image: vk::Image,
+    range: vk::ImageSubresourceRange,
+    layouts: (vk::ImageLayout, vk::ImageLayout),
+    access: (vk::AccessFlags, vk::AccessFlags),
+) -> vk::ImageMemoryBarrier<'static> {
+    vk::ImageMemoryBarrier::default()
+        .src_access_mask(access.0)
+        .dst_access_mask(access.1)
+        .old_layout(layouts.0)
+        .new_layout(layouts.1)
+        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .image(image)
+        .subresource_range(range)
+}
+
 /// Records a whole-buffer memory barrier from `src` to `dst` (no queue family transfer).
 ///
 /// # Safety

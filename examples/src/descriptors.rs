@@ -73,6 +73,24 @@ impl<'a> Binding<'a> {
         )
     }
 
+    /// `image`'s view as a storage image, accessed in `layout` (`GENERAL`).
+    pub fn storage_image(
+        stages: vk::ShaderStageFlags,
+        image: &'a Image<'_>,
+        layout: vk::ImageLayout,
+    ) -> Self {
+        Self {
+            ty: vk::DescriptorType::STORAGE_IMAGE,
+            stages,
+            resource: Resource::Image(vk::DescriptorImageInfo {
+                sampler: vk::Sampler::null(),
+                image_view: image.view,
+                image_layout: layout,
+            }),
+            _borrows: PhantomData,
+        }
+    }
+
     /// `image`'s view with `sampler`, as a combined image sampler, read in `layout`.
     pub fn combined_image_sampler(
         stages: vk::ShaderStageFlags,

@@ -36,7 +36,7 @@ pub use hash::{fnv1a64, Fnv1a64};
 pub use pipelines::{ComputeKernel, GraphicsPipelineDesc};
 pub use resources::{
     align_up, find_memory_type, subresource_range, Buffer, DeviceObject, IdleGuard, Image,
-    MemoryUse, Owned,
+    ImageDesc, MemoryUse, Owned,
 };
 
 /// The error type of the examples.

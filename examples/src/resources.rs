@@ -259,23 +259,48 @@ impl Buffer<'_> {
     }
 }
 
-/// A 2D image with one mip level and layer, its memory and a view.
+/// A 2D image, its memory and a view.
 pub struct Image<'d> {
     device: &'d ash::Device,
     /// The image.
     pub handle: vk::Image,
-    /// A view of the whole image.
+    /// A view: of the whole image ([`DeviceContext::create_image_2d`]) or of the range that
+    /// [`ImageDesc::view_range`] names.
     pub view: vk::ImageView,
     memory: vk::DeviceMemory,
     /// Its format.
     pub format: vk::Format,
-    /// Its size.
+    /// Its size (of mip level 0).
     pub extent: vk::Extent2D,
+    /// Its mip level count.
+    pub mip_levels: u32,
+    /// Its array layer count.
+    pub array_layers: u32,
+}
+
+/// What [`DeviceContext::create_image`] creates: a 2D, single-sample, optimal-tiling image in
+/// device-local memory, exclusive to one queue family, and a view of it.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageDesc {
+    /// The format of the image and of the view.
+    pub format: vk::Format,
+    /// Size of mip level 0.
+    pub extent: vk::Extent2D,
+    /// Mip level count.
+    pub mip_levels: u32,
+    /// Array layer count.
+    pub array_layers: u32,
+    /// Usage flags.
+    pub usage: vk::ImageUsageFlags,
+    /// The view's type (`TYPE_2D` or `TYPE_2D_ARRAY`).
+    pub view_type: vk::ImageViewType,
+    /// The aspects, levels and layers the view covers (explicit counts, not `REMAINING_*`).
+    pub view_range: vk::ImageSubresourceRange,
 }
 
 impl Drop for Image<'_> {
     fn drop(&mut self) {
-        // SAFETY: all three were created from `device` in `DeviceContext::create_image_2d`, are
+        // SAFETY: all three were created from `device` in `DeviceContext::create_image`, are
         // destroyed once, view before image; pending work has completed (see `Owned::drop`).
         unsafe {
             self.device.destroy_image_view(self.view, None);
@@ -446,8 +471,8 @@ impl DeviceContext {
         Ok(buffer)
     }
 
-    /// Creates a 2D, single-sample, optimal-tiling image in device-local memory, with a view of
-    /// `aspect`.
+    /// Creates a 2D, single-sample, optimal-tiling image in device-local memory with one mip
+    /// level and one layer, with a view of `aspect`.
     pub fn create_image_2d(
         &self,
         format: vk::Format,
@@ -455,19 +480,45 @@ impl DeviceContext {
         usage: vk::ImageUsageFlags,
         aspect: vk::ImageAspectFlags,
     ) -> Result<Image<'_>> {
+        self.create_image(&ImageDesc {
+            format,
+            extent,
+            mip_levels: 1,
+            array_layers: 1,
+            usage,
+            view_type: vk::ImageViewType::TYPE_2D,
+            view_range: subresource_range(aspect),
+        })
+    }
+
+    /// Creates the image and view `desc` describes, in device-local memory.
+    pub fn create_image(&self, desc: &ImageDesc) -> Result<Image<'_>> {
+        let r = desc.view_range;
+        let inside = |base: u32, count: u32, total: u32| {
+            count > 0 && base.checked_add(count).is_some_and(|end| end <= total)
+        };
+        if !inside(r.base_mip_level, r.level_count, desc.mip_levels)
+            || !inside(r.base_array_layer, r.layer_count, desc.array_layers)
+        {
+            return Err(format!(
+                "image view range {r:?} is not inside {} levels and {} layers",
+                desc.mip_levels, desc.array_layers
+            )
+            .into());
+        }
         let info = vk::ImageCreateInfo::default()
             .image_type(vk::ImageType::TYPE_2D)
-            .format(format)
+            .format(desc.format)
             .extent(vk::Extent3D {
-                width: extent.width,
-                height: extent.height,
+                width: desc.extent.width,
+                height: desc.extent.height,
                 depth: 1,
             })
-            .mip_levels(1)
-            .array_layers(1)
+            .mip_levels(desc.mip_levels)
+            .array_layers(desc.array_layers)
             .samples(vk::SampleCountFlags::TYPE_1)
             .tiling(vk::ImageTiling::OPTIMAL)
-            .usage(usage)
+            .usage(desc.usage)
             .sharing_mode(vk::SharingMode::EXCLUSIVE)
             .initial_layout(vk::ImageLayout::UNDEFINED);
         // SAFETY: a plain create call with a fully initialised create info.
@@ -487,18 +538,20 @@ impl DeviceContext {
             handle,
             view: vk::ImageView::null(),
             memory,
-            format,
-            extent,
+            format: desc.format,
+            extent: desc.extent,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
         };
         // SAFETY: the memory was allocated for this image's requirements, offset 0.
         unsafe { self.device.bind_image_memory(handle, memory, 0) }.context("vkBindImageMemory")?;
         let view_info = vk::ImageViewCreateInfo::default()
             .image(handle)
-            .view_type(vk::ImageViewType::TYPE_2D)
-            .format(format)
-            .subresource_range(subresource_range(aspect));
-        // SAFETY: the image is bound to memory and the view covers its only subresource.
-        // Destroying a null view in `Image::drop` (if this fails) is a no-op.
+            .view_type(desc.view_type)
+            .format(desc.format)
+            .subresource_range(desc.view_range);
+        // SAFETY: the image is bound to memory and the view's levels and layers lie inside it
+        // (checked above). Destroying a null view in `Image::drop` (if this fails) is a no-op.
         image.view = unsafe { self.device.create_image_view(&view_info, None) }
             .context("vkCreateImageView")?;
         Ok(image)

@@ -17,6 +17,8 @@ pub const ACCUMULATE_COMP: &[u8] = spirv!("accumulate.comp");
 pub const MIX_COMP: &[u8] = spirv!("mix.comp");
 /// `lookup.comp`: one frame of `shared-inputs`, reading a uniform table.
 pub const LOOKUP_COMP: &[u8] = spirv!("lookup.comp");
+/// `image-chain.comp`: one round of `image-chain`, storage image to storage image.
+pub const IMAGE_CHAIN_COMP: &[u8] = spirv!("image-chain.comp");
 /// `counter.comp`: the atomic counter of `bench-record`.
 pub const COUNTER_COMP: &[u8] = spirv!("counter.comp");
 /// `offscreen.vert`.

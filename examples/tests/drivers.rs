@@ -152,6 +152,15 @@ fn multithread_is_exact_across_drivers() {
 }
 
 #[test]
+fn image_chain_is_exact_across_drivers() {
+    same_result_everywhere(
+        "image-chain",
+        env!("CARGO_BIN_EXE_image-chain"),
+        &["--rounds", "5"],
+    );
+}
+
+#[test]
 fn benchmarks_print_their_json() {
     for icd in icds() {
         let bin = env!("CARGO_BIN_EXE_bench-record");

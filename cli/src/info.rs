@@ -126,9 +126,10 @@ pub fn render(report: &Value) -> String {
                         )
                     };
                     out.push_str(&format!(
-                        "    {} - {}  {tier}{more}\n",
+                        "    {} - {}  {tier}{more}; images: {}\n",
                         number(t, "a"),
                         number(t, "b"),
+                        text(t, "images"),
                     ));
                 }
             }

@@ -85,10 +85,17 @@ fn info_json_two_vendors() {
         "fused name {name:?}\n{}",
         out.dump()
     );
-    // Different drivers: memory that is not host-visible goes through staging buffers.
+    // Different drivers: memory that is not host-visible goes through staging buffers, and
+    // images are copied as images (both import host memory).
     assert_eq!(
         json["fused"]["transfer_tiers"][0]["not_host_visible"],
         "staging",
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        json["fused"]["transfer_tiers"][0]["images"],
+        "copied as images through staging buffers",
         "{}",
         out.dump()
     );
@@ -112,6 +119,12 @@ fn info_json_transfer_tiers() {
     assert_eq!(
         tiers[0]["not_host_visible"],
         "shared device memory",
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        tiers[0]["images"],
+        "with their memory (same texel layout)",
         "{}",
         out.dump()
     );

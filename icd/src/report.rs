@@ -73,6 +73,10 @@ pub fn info_json() -> Value {
 
 /// What `tier` says for memory mirrored per member (`mirror.rs`).
 const MIRRORED: &str = "mirrored (copies through the members' mappings)";
+/// `images` of a pair of members (see [`transfer_tiers`]).
+const IMAGES_WITH_MEMORY: &str = "with their memory (same texel layout)";
+const IMAGES_COPIED: &str = "copied as images through staging buffers";
+const IMAGES_PINNED: &str = "not copied: batches stay on one member";
 
 /// Per pair of members: `tier`, how vkfuse shares host-visible data between them now (shared
 /// device memory with `VKFUSE_SHARING=device` where their capabilities allow it; shared host
@@ -83,7 +87,11 @@ const MIRRORED: &str = "mirrored (copies through the members' mappings)";
 /// device UUIDs); and `not_host_visible`, how memory that is not host-visible is shared: shared
 /// device memory between members of one driver on one device, staging otherwise (mirrored,
 /// with copies through staging buffers and the members' transfer commands, `staging.rs`). With
-/// `VKFUSE_SHARING=staging` all memory takes the staging tier.
+/// `VKFUSE_SHARING=staging` all memory takes the staging tier. `images`: how an image's
+/// contents reach the other member: with the memory it is bound to (one driver on one device:
+/// the same texel layout), copied as an image through staging buffers in host memory every
+/// member imports (`images.rs`), or not at all (batches pin to one member once an image has
+/// memory).
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -105,6 +113,7 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let mirrored = sharing == crate::config::Sharing::Mirrored;
     let device = sharing == crate::config::Sharing::Device;
     let staging = sharing == crate::config::Sharing::Staging;
+    let all_import = caps.iter().all(|c| c.host_import);
     let topology = vkfuse_memory::Topology::new(&caps);
     topology
         .connections()
@@ -125,12 +134,22 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
             } else {
                 vkfuse_memory::Tier::Staging
             };
+            let same_layout = caps[a].driver_uuid == caps[b].driver_uuid
+                && caps[a].device_uuid == caps[b].device_uuid;
+            let images = if same_layout {
+                IMAGES_WITH_MEMORY
+            } else if all_import {
+                IMAGES_COPIED
+            } else {
+                IMAGES_PINNED
+            };
             json!({
                 "a": p.members[a].index,
                 "b": p.members[b].index,
                 "tier": tier,
                 "best": best.name(),
                 "not_host_visible": not_host_visible.name(),
+                "images": images,
             })
         })
         .collect()

@@ -320,6 +320,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs, submits, frames)?;
     let (handoff, mirrored, staged) =
         crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
+    let image = crate::bench_exec::image_handoff(&member, &vk_manifest, handoff_mib)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \
@@ -352,6 +353,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "shared_host_handoff": handoff,
         "mirrored_handoff": mirrored,
         "staging_handoff": staged,
+        "image_handoff": image,
         "targets": {
             "forwarding_overhead_recording": TARGET_RECORDING,
             "forwarding_overhead_frame": TARGET_FRAME,
@@ -515,6 +517,26 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             }
         }
         outln!("  handoff: {}", h["method"].as_str().unwrap_or(""));
+    }
+    match &image {
+        Some(h) => {
+            outln!("  image handoff between lavapipe and SwiftShader (2 copies of S bytes):");
+            for r in h["sizes"].as_array().into_iter().flatten() {
+                outln!(
+                    "    {:>4} MiB: write + read {:>9.1} us (lavapipe directly {:>9.1} us), extra {:>9.1} us, memcpy {:>10.1} us, throughput ratio {}",
+                    r["mib"],
+                    (r["write_ns"].as_f64().unwrap_or(0.0) + r["read_ns"].as_f64().unwrap_or(0.0)) / 1e3,
+                    (r["direct_write_ns"].as_f64().unwrap_or(0.0)
+                        + r["direct_read_ns"].as_f64().unwrap_or(0.0))
+                        / 1e3,
+                    r["extra_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                    r["memcpy_ns"].as_f64().unwrap_or(0.0) / 1e3,
+                    r["throughput_ratio"]
+                );
+            }
+            outln!("  image handoff: {}", h["method"].as_str().unwrap_or(""));
+        }
+        None => outln!("  image handoff: not measured (SwiftShader is not installed)"),
     }
     outln!();
     outln!(

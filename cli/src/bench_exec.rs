@@ -264,3 +264,84 @@ pub fn handoff(
         }),
     ))
 }
+
+/// The image handoff between members of different drivers (`images.rs` in the ICD): lavapipe
+/// and SwiftShader lay images out differently, so an image one writes reaches the other as
+/// two copies through a staging buffer in host memory both import (out at the end of the
+/// writing batch, in at the start of the reading one). `None` when SwiftShader is not
+/// installed.
+pub fn image_handoff(
+    member: &Path,
+    manifest: &Path,
+    max_mib: usize,
+) -> Result<Option<Value>, CliError> {
+    let Some(sw) =
+        vkfuse_manifests::known_driver("swiftshader").and_then(vkfuse_manifests::find_known)
+    else {
+        return Ok(None);
+    };
+    let program: PathBuf = env::program("bench-handoff")?;
+    let rr = FusedConfig {
+        members: Some(vec![member.to_path_buf(), sw.clone()]),
+        ..fused(member, "round_robin")
+    };
+    let setup = |cmd: &mut Command| rr.apply(cmd, manifest);
+    let direct_setup = |cmd: &mut Command| {
+        env::only_driver(cmd, member);
+        Ok(())
+    };
+    let args = [
+        "--image".to_string(),
+        "--max-mib".to_string(),
+        max_mib.to_string(),
+        "--repeats".to_string(),
+        "3".to_string(),
+    ];
+    let numbers = |v: &Value, key: &str| super::bench::all_numbers(v, key, "bench-handoff");
+    let d = super::bench::run_bench(&program, &args, &direct_setup, "direct, image")?;
+    let f = super::bench::run_bench(&program, &args, &setup, "round_robin, image")?;
+    let (d_write, d_read) = (numbers(&d, "write_ns")?, numbers(&d, "handoff_ns")?);
+    let (sizes, write, read, memcpy) = (
+        numbers(&f, "sizes_mib")?,
+        numbers(&f, "write_ns")?,
+        numbers(&f, "handoff_ns")?,
+        numbers(&f, "memcpy_ns")?,
+    );
+    let rows: Vec<Value> = (0..sizes.len().min(d_write.len()))
+        .map(|k| {
+            let fused = write[k] + read[k];
+            let direct = d_write[k] + d_read[k];
+            let extra = (fused - direct).max(1.0);
+            json!({
+                "mib": sizes[k],
+                "write_ns": write[k],
+                "read_ns": read[k],
+                "direct_write_ns": d_write[k],
+                "direct_read_ns": d_read[k],
+                "extra_ns": extra,
+                "memcpy_ns": memcpy[k],
+                "throughput_ratio": super::bench::ratio(memcpy[k], extra),
+            })
+        })
+        .collect();
+    Ok(Some(json!({
+        "tier": "images copied as images between members of different drivers: out of the \
+                 writer's copy into a staging buffer in host memory both members import \
+                 (vkCmdCopyImageToBuffer at the end of the writing batch), into the reader's copy \
+                 (vkCmdCopyBufferToImage at the start of the reading batch)",
+        "sizes": rows,
+        "method": format!(
+            "bench-handoff --image through vkfuse over {m} and {s} with \
+             VKFUSE_STRATEGY=round_robin: a batch on {m} clears an R8G8B8A8_UINT image of S bytes \
+             (write_ns, vkQueueSubmit to fence, median of 3, which includes the copy out), then \
+             a batch on {s} copies its last texel out (read_ns, which includes the copy in; \
+             checked). The same on {m} directly (direct_write_ns, direct_read_ns: no copies). \
+             extra_ns = (write_ns + read_ns) - (direct_write_ns + direct_read_ns); memcpy_ns: the \
+             same S bytes copied on the host in the fused process; throughput_ratio = memcpy_ns \
+             / extra_ns (two copies of S bytes, each tiling or untiling the image on the CPU \
+             drivers here).",
+            m = member.display(),
+            s = sw.display()
+        ),
+    })))
+}

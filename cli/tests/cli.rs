@@ -481,7 +481,11 @@ fn bench_json_smoke() {
     assert!(json["method"]
         .as_str()
         .is_some_and(|m| m.contains("median")));
-    for tier in ["shared_host_handoff", "mirrored_handoff"] {
+    let mut tiers = vec!["shared_host_handoff", "mirrored_handoff", "staging_handoff"];
+    if swiftshader("bench image_handoff").is_some() {
+        tiers.push("image_handoff");
+    }
+    for tier in tiers {
         let sizes = json[tier]["sizes"]
             .as_array()
             .unwrap_or_else(|| panic!("no {tier} sizes\n{}", out.dump()));

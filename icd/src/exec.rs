@@ -1482,22 +1482,30 @@ pub fn remove_mirror(d: &Device, raw: u64) {
     d.exec.state.lock().mirrors.remove(&raw);
 }
 
-/// An image `images.rs` copies between members was bound to the allocation `mem` (raw).
+/// An image `images.rs` copies between members was bound to the allocation `mem` (raw); an
+/// image is bound once.
 pub fn bind_image(d: &Device, mem: u64, img: Arc<crate::images::Image>) {
-    let mut st = d.exec.state.lock();
-    for list in st.image_binds.values_mut() {
-        list.retain(|i| !Arc::ptr_eq(i, &img));
-    }
-    st.image_binds.entry(mem).or_default().push(img);
+    d.exec
+        .state
+        .lock()
+        .image_binds
+        .entry(mem)
+        .or_default()
+        .push(img);
 }
 
 /// Forgets an image that is being destroyed.
 pub fn unbind_image(d: &Device, img: &Arc<crate::images::Image>) {
+    let Some(mem) = img.bound_memory() else {
+        return;
+    };
     let mut st = d.exec.state.lock();
-    st.image_binds.retain(|_, list| {
+    if let Some(list) = st.image_binds.get_mut(&mem) {
         list.retain(|i| !Arc::ptr_eq(i, img));
-        !list.is_empty()
-    });
+        if list.is_empty() {
+            st.image_binds.remove(&mem);
+        }
+    }
 }
 
 /// The host saw timeline values of `sems`: waits for the done points of the batches that

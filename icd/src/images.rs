@@ -445,6 +445,11 @@ pub fn bound(d: &Device, image: u64, mem: u64, range: Range) {
 }
 
 impl Image {
+    /// The allocation (fused, raw) the image is bound to, once bound.
+    pub fn bound_memory(&self) -> Option<u64> {
+        self.state.lock().bound.map(|(m, _)| m)
+    }
+
     /// The index of subresource (aspect `a`, mip level, array layer).
     fn unit(&self, a: usize, mip: u32, layer: u32) -> usize {
         (a * self.mips as usize + mip as usize) * self.layers as usize + layer as usize
@@ -618,15 +623,19 @@ pub fn plan(
     }
     let home = home(d);
     let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
-    for (mem, images) in binds {
-        let u = if access.everything.is_some() {
-            None
+    // The allocations the batch touches that hold such images, with how it uses them (all of
+    // them, written, for "every allocation").
+    let touched: Vec<(&u64, &Vec<Arc<Image>>, Option<&crate::access::Use>)> =
+        if access.everything.is_some() {
+            binds.iter().map(|(m, list)| (m, list, None)).collect()
         } else {
-            match access.memory.get(mem) {
-                Some(u) => Some(u),
-                None => continue,
-            }
+            access
+                .memory
+                .iter()
+                .filter_map(|(m, u)| binds.get_key_value(m).map(|(m, l)| (m, l, Some(u))))
+                .collect()
         };
+    for (mem, images, u) in touched {
         for img in images {
             let st = img.state.lock();
             let Some((_, range)) = st.bound else { continue };

@@ -28,9 +28,10 @@ JSON:
 
   --max-mib M    1..=1024
   --repeats R    1..=100
-  --image        an R8G8B8A8_UINT image of 1024 x S/4096 texels instead of the buffer: the first
-                 batch clears it (vkCmdClearColorImage, then TRANSFER_SRC_OPTIMAL), the second
-                 copies its last texel out
+  --image        an R8G8B8A8_UINT image of 8192 x S/32768 texels instead of the buffer (sizes
+                 up to maxImageDimension2D rows): the first batch clears it
+                 (vkCmdClearColorImage, then TRANSFER_SRC_OPTIMAL), the second copies its last
+                 texel out
   --validation   enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                  exit code 3 if it reports errors or warnings";
 
@@ -71,6 +72,16 @@ fn run(mut args: Args) -> Result<Report> {
     let _idle = ctx.idle_guard();
     let (mut sizes, mut handoff, mut memcpy) = (Vec::new(), Vec::new(), Vec::new());
     let mut write = Vec::new();
+    if image {
+        let rows = (max_mib << 20) / (4 * u64::from(IMAGE_WIDTH));
+        let limit = ctx.properties.limits.max_image_dimension2_d;
+        if rows > u64::from(limit) {
+            return Err(format!(
+                "--image --max-mib {max_mib}: {rows} rows of {IMAGE_WIDTH} texels exceed maxImageDimension2D ({limit})"
+            )
+            .into());
+        }
+    }
     let mut mib = 1;
     while mib <= max_mib {
         let size = mib << 20;
@@ -162,10 +173,10 @@ enum Target<'d> {
     Image(vkfuse_examples::Image<'d>),
 }
 
-const IMAGE_WIDTH: u32 = 1024;
+const IMAGE_WIDTH: u32 = 8192;
 const IMAGE_FORMAT: vk::Format = vk::Format::R8G8B8A8_UINT;
 
-/// An image of `size` bytes: 1024 texels of 4 bytes per row.
+/// An image of `size` bytes: 8192 texels of 4 bytes per row.
 fn image_desc(size: u64) -> ImageDesc {
     ImageDesc {
         format: IMAGE_FORMAT,

@@ -604,6 +604,10 @@ struct Change {
     holders: u64,
 }
 
+/// An allocation a batch touches, its images, and how the batch uses it (None: all of it,
+/// written).
+type Touched<'a> = (&'a u64, &'a Vec<Arc<Image>>, Option<&'a crate::access::Use>);
+
 /// Plans the image transfers of a batch on member `j` with `access` and layout changes
 /// `transitions`, given the images bound per allocation (`binds`) and which allocations are
 /// mirrored (each member its own copy); `pinned`: every batch runs on `j` from now on, so
@@ -625,16 +629,15 @@ pub fn plan(
     let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
     // The allocations the batch touches that hold such images, with how it uses them (all of
     // them, written, for "every allocation").
-    let touched: Vec<(&u64, &Vec<Arc<Image>>, Option<&crate::access::Use>)> =
-        if access.everything.is_some() {
-            binds.iter().map(|(m, list)| (m, list, None)).collect()
-        } else {
-            access
-                .memory
-                .iter()
-                .filter_map(|(m, u)| binds.get_key_value(m).map(|(m, l)| (m, l, Some(u))))
-                .collect()
-        };
+    let touched: Vec<Touched<'_>> = if access.everything.is_some() {
+        binds.iter().map(|(m, list)| (m, list, None)).collect()
+    } else {
+        access
+            .memory
+            .iter()
+            .filter_map(|(m, u)| binds.get_key_value(m).map(|(m, l)| (m, l, Some(u))))
+            .collect()
+    };
     for (mem, images, u) in touched {
         for img in images {
             let st = img.state.lock();

@@ -613,3 +613,59 @@ fn xcb_afr_lavapipe_swiftshader() {
     };
     afr_present(test, &[lavapipe(), sw]);
 }
+
+/// A frame drawn by two submits (`present --split`: the clear, then the block and the layout
+/// change). Under `round_robin` the second submit would go to the other member, whose image
+/// holds no clear: vkfuse keeps every batch drawing into an acquired swapchain image on the
+/// frame's member until it is presented, and the next frame goes on from there. Under
+/// `round_robin` and `afr`, on two lavapipes and on lavapipe + SwiftShader, the last frame
+/// equals lavapipe direct and both members drew frames.
+fn split_frames(test: &str, members: &[PathBuf]) {
+    let Some(xvfb) = start_xvfb(test) else {
+        return;
+    };
+    let display = Display::X(&xvfb);
+    let args = ["--frames", "6", "--split"];
+    let mut direct_cmd = direct(example("present"), &lavapipe());
+    direct_cmd.args(present_args("xcb")).args(args);
+    display.apply(&mut direct_cmd);
+    let reference = run_present(direct_cmd, &display);
+    for strategy in ["round_robin", "afr"] {
+        let mut cmd = fused(example("present"), members);
+        cmd.args(present_args("xcb"))
+            .args(args)
+            .env("VKFUSE_STRATEGY", strategy)
+            .env("VKFUSE_LOG", "info");
+        display.apply(&mut cmd);
+        let out = run(&mut cmd);
+        assert!(
+            out.status.success(),
+            "{strategy}: {}\n{}",
+            out.dump(),
+            display.log_tail()
+        );
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{strategy}: {}", out.dump());
+        assert!(
+            out.stderr
+                .contains("batches placed: member 0: 6, member 1: 6"),
+            "{strategy}: frames did not alternate, two submits each: {}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn xcb_split_frames_two_lavapipes() {
+    let lvp = lavapipe();
+    split_frames("xcb_split_frames_two_lavapipes", &[lvp.clone(), lvp]);
+}
+
+#[test]
+fn xcb_split_frames_lavapipe_swiftshader() {
+    let test = "xcb_split_frames_lavapipe_swiftshader";
+    let Some(sw) = swiftshader(test) else {
+        return;
+    };
+    split_frames(test, &[lavapipe(), sw]);
+}

@@ -8,7 +8,7 @@
 //! `ObjectBase::leads`: what a buffer or image is bound to, a view's resource, a framebuffer's
 //! attachments, everything ever written into a descriptor set. Objects that lead to no memory
 //! (pipelines, layouts, samplers, events, queries) add nothing. An object vkfuse cannot trace
-//! to memory (a buffer or image without vkfuse memory: sparse, or a swapchain image; an
+//! to memory (a buffer or image without vkfuse memory: sparse, or bound to a swapchain's; an
 //! acceleration structure) makes the set "every allocation", and so do buffer device
 //! addresses (`Device::addresses_taken`).
 //!
@@ -118,7 +118,8 @@ pub enum Leads {
     Everything(&'static str),
 }
 
-const UNTRACEABLE: &str = "a buffer or image without vkfuse memory: sparse, or a swapchain image";
+const UNTRACEABLE: &str =
+    "a buffer or image without vkfuse memory: sparse, or bound to a swapchain's memory";
 
 /// Where the allocations a handle leads to are collected.
 pub trait Sink {

@@ -112,6 +112,15 @@ struct State {
     image_binds: HashMap<u64, Vec<Arc<crate::images::Image>>>,
     /// Image copies made between members: (in, out), for the report at device destruction.
     image_copies: (u64, u64),
+    /// Swapchain images (fused, raw): access sets name each as an allocation of its own.
+    swapchain_images: std::collections::HashSet<u64>,
+    /// Per swapchain image acquired and drawn into but not yet presented: the member its
+    /// batches run on. A frame is drawn on one member (its stand-in image there, or the
+    /// swapchain image itself on the presenting member), however many submits draw it.
+    frame_owner: HashMap<u64, usize>,
+    /// A batch drawing into a swapchain image had to run elsewhere than the frame's member
+    /// (logged once).
+    frame_split_logged: bool,
 }
 
 #[derive(Default)]
@@ -293,6 +302,9 @@ impl State {
             fd_shared_any: false,
             image_binds: HashMap::new(),
             image_copies: (0, 0),
+            swapchain_images: std::collections::HashSet::new(),
+            frame_owner: HashMap::new(),
+            frame_split_logged: false,
         }
     }
 }
@@ -990,6 +1002,7 @@ fn place(
     st: &mut State,
     batches: &[Batch],
     notes: &[Note],
+    access: &crate::access::AccessSet,
     fence: bool,
 ) -> Result<usize, vk::Result> {
     let cfg = crate::config::Config::get();
@@ -1006,9 +1019,25 @@ fn place(
             })
         });
         let affinity = read_affinity(st, notes, alive);
-        let m = match (st.pin, affinity.or(forced)) {
+        let frame = frame_affinity(st, access, alive);
+        if let (Some(a), Some(f)) = (affinity, frame) {
+            if a != f && !st.frame_split_logged {
+                st.frame_split_logged = true;
+                crate::warn!(
+                    "a batch drawing a frame on member {f} reads an event or queries that member {a} holds: it runs on member {a}, and the frame's earlier drawing there is not in its image"
+                );
+            }
+        }
+        let m = match (st.pin, affinity.or(frame).or(forced)) {
             (Some(p), _) => Some(p),
-            (None, Some(f)) => Some(f),
+            (None, Some(f)) => {
+                if affinity.is_none() && frame == Some(f) {
+                    // Part of a frame placed earlier: the placer counts it (an afr frame
+                    // ends with its fence-signalling submit).
+                    st.placer.placed_on(f, BatchInfo::new(fence, alive));
+                }
+                Some(f)
+            }
             (None, None) => st.placer.place(BatchInfo::new(fence, alive)),
         };
         let Some(m) = m else {
@@ -1494,6 +1523,35 @@ pub fn bind_image(d: &Device, mem: u64, img: Arc<crate::images::Image>) {
         .push(img);
 }
 
+/// A swapchain image (its wrapper, raw) is known to the application.
+pub fn swapchain_image(d: &Device, raw: u64) {
+    d.exec.state.lock().swapchain_images.insert(raw);
+}
+
+/// A swapchain image's wrapper is being freed.
+pub fn forget_swapchain_image(d: &Device, raw: u64) {
+    let mut st = d.exec.state.lock();
+    st.swapchain_images.remove(&raw);
+    st.frame_owner.remove(&raw);
+}
+
+/// The member drawing the frame in a swapchain image a batch with `access` draws into, if
+/// one is (for "every allocation", any frame being drawn).
+fn frame_affinity(st: &State, access: &crate::access::AccessSet, alive: u64) -> Option<usize> {
+    if st.frame_owner.is_empty() {
+        return None;
+    }
+    let owner = if access.everything.is_some() {
+        st.frame_owner.values().next().copied()
+    } else {
+        access
+            .memory
+            .keys()
+            .find_map(|k| st.frame_owner.get(k).copied())
+    };
+    owner.filter(|m| alive & (1 << m) != 0)
+}
+
 /// Forgets an image that is being destroyed.
 pub fn unbind_image(d: &Device, img: &Arc<crate::images::Image>) {
     let Some(mem) = img.bound_memory() else {
@@ -1851,7 +1909,6 @@ fn submit_multi(
         return Ok(vk::Result::SUCCESS);
     }
     let notes = batch_notes(&batches);
-    let j = place(d, &mut st, &batches, &notes, !fence.is_null())?;
     let access = crate::access::of_batches(
         d,
         batches.iter().flat_map(|b| &b.cbs).filter_map(|c| {
@@ -1861,6 +1918,7 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }),
     );
+    let j = place(d, &mut st, &batches, &notes, &access, !fence.is_null())?;
     // Copies of mirrored memory on `j` reached through staging: stages and transfer command
     // buffers first, so that a member short of memory for them leaves no trace. Another
     // member then takes the batch, unless it must run on `j`.
@@ -1878,7 +1936,9 @@ fn submit_multi(
         Ok(x) => (j, x),
         Err(r) => {
             let alive = alive_mask(d);
-            let bound = st.pin.is_some() || read_affinity(&st, &notes, alive).is_some();
+            let bound = st.pin.is_some()
+                || read_affinity(&st, &notes, alive).is_some()
+                || frame_affinity(&st, &access, alive).is_some();
             let other = d
                 .members
                 .iter()
@@ -2258,6 +2318,18 @@ fn submit_multi(
     }
     st.placed[j] += 1;
     st.last_placed = Some(j);
+    if !st.swapchain_images.is_empty() {
+        // The frames it draws stay on `j` until presented.
+        let drawn: Vec<u64> = access
+            .memory
+            .keys()
+            .filter(|k| st.swapchain_images.contains(k))
+            .copied()
+            .collect();
+        for k in drawn {
+            st.frame_owner.insert(k, j);
+        }
+    }
     // SAFETY: a live fence of the application (or null, refused by `get`).
     if let Ok(f) = unsafe { ObjectBase::get(fence.as_raw()) } {
         f.set_last(Some(j));
@@ -2943,6 +3015,16 @@ pub(crate) unsafe fn cross_member_present(
     d.exec.check()?;
     let p = d.primary().index;
     let mut st = d.exec.state.lock();
+    // The frames are drawn: the next ones in these images may go to any member.
+    for i in 0..info.swapchain_count as usize {
+        // SAFETY: swapchainCount live vkfuse swapchains and image indices.
+        let (sc, index) = unsafe { (*info.p_swapchains.add(i), *info.p_image_indices.add(i)) };
+        // SAFETY: a vkfuse swapchain is a `Swapchain` made by vkCreateSwapchainKHR.
+        let s = unsafe { &*(sc.as_raw() as *const crate::wsi::Swapchain) };
+        if let Some(raw) = s.images.lock().get(index as usize) {
+            st.frame_owner.remove(raw);
+        }
+    }
     let waits: &[vk::Semaphore] = if info.p_wait_semaphores.is_null() {
         &[]
     } else {

@@ -193,6 +193,7 @@ pub unsafe extern "system" fn destroy_swapchain(
             }
         }
         for img in s.images.lock().drain(..) {
+            crate::exec::forget_swapchain_image(d, img);
             // SAFETY: image wrappers made by get_swapchain_images.
             unsafe { ObjectBase::free(img) };
         }
@@ -329,7 +330,16 @@ pub unsafe extern "system" fn get_swapchain_images(
                     base.handles[other.index] = image.as_raw();
                     stand_ins.push((other.index, image, memory));
                 }
-                images.push(Box::new(base).into_raw());
+                let raw = Box::new(base).into_raw();
+                if d.exec.multi {
+                    // Batches that draw into it are ordered by it and kept on one member
+                    // until it is presented (`exec::swapchain_image`).
+                    let leads = crate::access::Leads::one(raw, vkfuse_memory::Range::WHOLE, true);
+                    // SAFETY: the live image wrapper just made.
+                    unsafe { crate::access::set(raw, leads) };
+                    crate::exec::swapchain_image(d, raw);
+                }
+                images.push(raw);
             }
         }
         let list: Vec<vk::Image> = images.iter().map(|h| vk::Image::from_raw(*h)).collect();

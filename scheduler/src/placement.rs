@@ -143,6 +143,23 @@ impl Placer {
             _ => single(&self.order, alive),
         }
     }
+
+    /// `batch` ran on member `m` for a reason of the ICD's (a frame being drawn there): later
+    /// placements go on from it, as if this placer had chosen `m` (round robin continues after
+    /// `m`; under afr the batch belongs to `m`'s frame and may end it).
+    pub fn placed_on(&mut self, m: usize, batch: BatchInfo) {
+        match self.effective() {
+            Strategy::RoundRobin => self.last = Some(m),
+            Strategy::Afr => {
+                self.last = Some(m);
+                self.frame_ended = batch.ends_frame;
+                if batch.ends_frame {
+                    self.frames += 1;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +240,20 @@ mod tests {
         );
         // Member 2 is alive but not kept: never used.
         assert_eq!(p.place(batch(0b0100)), None);
+    }
+
+    #[test]
+    fn placements_made_elsewhere_move_the_sequence_on() {
+        let mut p = Placer::with_order(Strategy::Afr, vec![0, 1]);
+        assert_eq!(p.place(batch(ALL)), Some(0));
+        // The frame's last batch was placed by the ICD (on its frame's member): it ends it.
+        p.placed_on(0, frame_end(ALL));
+        assert_eq!(p.frames(), 1);
+        assert_eq!(p.place(batch(ALL)), Some(1), "the next frame goes on");
+        let mut p = Placer::with_order(Strategy::RoundRobin, vec![0, 1, 2]);
+        assert_eq!(p.place(batch(ALL)), Some(0));
+        p.placed_on(2, batch(ALL));
+        assert_eq!(p.place(batch(ALL)), Some(0), "after member 2");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use vkfuse_examples::{
 
 const NAME: &str = "present";
 const USAGE: &str = "\
-usage: present --wsi xcb|xlib|wayland|headless [--frames N] [--validation]
+usage: present --wsi xcb|xlib|wayland|headless [--frames N] [--split] [--validation]
 
 Creates a surface of the given kind (a 128x128 window on $DISPLAY for xcb and xlib, an
 xdg_toplevel on $WAYLAND_DISPLAY for wayland, none for headless), a swapchain with FIFO
@@ -34,6 +34,9 @@ bytes (cbf29ce484222325).
   --wsi KIND        xcb (VK_KHR_xcb_surface), xlib (VK_KHR_xlib_surface), wayland
                     (VK_KHR_wayland_surface) or headless (VK_EXT_headless_surface)
   --frames N        frames to present (1..=10000, default 5)
+  --split           two submits per frame: the clear (waiting for the acquire), then the
+                    block, read-back and layout change (signalling the present's semaphore
+                    and the fence)
   --validation      enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                     exit code 3 if it reports errors or warnings";
 
@@ -51,6 +54,7 @@ fn run(mut args: Args) -> Result<Report> {
         .value("--wsi")?
         .ok_or("--wsi xcb|xlib|wayland|headless is required (try --help)")?;
     let frames: u32 = args.value("--frames")?.unwrap_or(5);
+    let split = args.flag("--split");
     args.finish()?;
     if frames == 0 || frames > 10_000 {
         return Err(format!("--frames must be in 1..=10000, got {frames}").into());
@@ -58,7 +62,7 @@ fn run(mut args: Args) -> Result<Report> {
     // Declared first, dropped last: the surface made for it goes with the context.
     let window = Window::open(kind, SIZE, SIZE)?;
     let ctx = WsiContext::new(NAME, args.validation, &window)?;
-    let hash = present(&ctx, frames)?;
+    let hash = present(&ctx, frames, split)?;
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),
         hash,
@@ -260,7 +264,7 @@ fn choose(ctx: &WsiContext<'_>) -> Result<Setup> {
 }
 
 /// Creates the swapchain, presents `frames` frames and returns the hash of the last one.
-fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
+fn present(ctx: &WsiContext<'_>, frames: u32, split: bool) -> Result<u64> {
     let setup = choose(ctx)?;
     let readback = setup.usage.contains(vk::ImageUsageFlags::TRANSFER_SRC);
     let extent = setup.extent;
@@ -321,6 +325,8 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
         .map(|_| ctx.create_semaphore())
         .collect::<Result<_>>()?;
     let cb = ctx.allocate_primary(&pool)?;
+    // With --split, the clear goes in a submit of its own.
+    let clear_cb = ctx.allocate_primary(&pool)?;
 
     let side = block_placement(0, extent).2;
     let upload = ctx.create_upload_buffer(u64::from(side) * u64::from(side) * 4)?;
@@ -373,12 +379,15 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
         unsafe {
             d.reset_command_buffer(cb, vk::CommandBufferResetFlags::empty())
                 .context("vkResetCommandBuffer")?;
-            cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            d.reset_command_buffer(clear_cb, vk::CommandBufferResetFlags::empty())
+                .context("vkResetCommandBuffer")?;
+            let first = if split { clear_cb } else { cb };
+            cmd::begin(d, first, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
             // The submission waits for `acquired` at TRANSFER, which this barrier's source
             // scope chains with; the old contents are discarded.
             image_barrier(
                 d,
-                cb,
+                first,
                 image,
                 color,
                 vk::ImageLayout::UNDEFINED,
@@ -388,7 +397,7 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
             );
             let [r, g, b, a] = clear_rgba(frame).map(|c| f32::from(c) / 255.0);
             d.cmd_clear_color_image(
-                cb,
+                first,
                 image,
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                 &vk::ClearColorValue {
@@ -396,6 +405,12 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
                 },
                 &[vkfuse_examples::subresource_range(color)],
             );
+            if split {
+                // The rest in the second submit; its barrier below orders it after the clear
+                // (earlier submissions on the queue are in its first scope).
+                cmd::end(d, clear_cb)?;
+                cmd::begin(d, cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            }
             // The block overwrites part of the clear: write after write.
             image_barrier(
                 d,
@@ -479,11 +494,24 @@ fn present(ctx: &WsiContext<'_>, frames: u32) -> Result<u64> {
         let signal = [rendered_sem];
         let cbs = [cb];
         let submit = vk::SubmitInfo::default()
-            .wait_semaphores(&wait)
-            .wait_dst_stage_mask(&wait_stages)
             .command_buffers(&cbs)
             .signal_semaphores(&signal);
-        // SAFETY: the command buffer is executable; the semaphores and fence are unsignalled
+        let submit = if split {
+            let clear_cbs = [clear_cb];
+            let clear = vk::SubmitInfo::default()
+                .wait_semaphores(&wait)
+                .wait_dst_stage_mask(&wait_stages)
+                .command_buffers(&clear_cbs);
+            // SAFETY: as below; the clear's own submit, before the rest of the frame.
+            unsafe { d.queue_submit(ctx.queue, &[clear], vk::Fence::null()) }
+                .context("vkQueueSubmit")?;
+            submit
+        } else {
+            submit
+                .wait_semaphores(&wait)
+                .wait_dst_stage_mask(&wait_stages)
+        };
+        // SAFETY: the command buffers are executable; the semaphores and fence are unsignalled
         // with no pending operations; all arrays outlive the call.
         unsafe { d.queue_submit(ctx.queue, &[submit], *fence) }.context("vkQueueSubmit")?;
 

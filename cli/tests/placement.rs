@@ -947,3 +947,34 @@ fn images_move_between_drivers() {
     );
     assert_eq!(image_copies(&out.stderr), (0, 0), "{}", out.dump());
 }
+
+/// Images between drivers survive the loss of either member: `image-chain` on lavapipe +
+/// SwiftShader under `round_robin`, with member 1 lost at its 3rd submission and, in another
+/// run, member 0 (the primary) at its 4th. Every image a finished batch wrote was copied out
+/// into host memory, so the run goes on on the other member with the result of lavapipe direct.
+#[test]
+fn member_loss_with_images() {
+    let Some(members) = lvp_sw("member_loss_with_images") else {
+        return;
+    };
+    let reference = direct_result("image-chain", &lavapipe());
+    for (fault, lost) in [("submit:1:3", 1), ("submit:0:4", 0)] {
+        let mut cmd = placed_cmd("image-chain", &members, "round_robin");
+        cmd.env("VKFUSE_FAULT", fault);
+        let out = run(&mut cmd);
+        if out.status.code() == Some(3) {
+            panic!("validation layer messages:\n{}", out.dump());
+        }
+        out.assert_success();
+        assert!(
+            out.stderr.contains(&format!("member {lost} lost"))
+                && out.stderr.contains("continuing on them"),
+            "{}",
+            out.dump()
+        );
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{fault}: {}", out.dump());
+        let (_, copied_in) = image_copies(&out.stderr);
+        assert!(copied_in >= 1, "no image crossed: {}", out.dump());
+    }
+}

@@ -611,7 +611,7 @@ type Touched<'a> = (&'a u64, &'a Vec<Arc<Image>>, Option<&'a crate::access::Use>
 /// Plans the image transfers of a batch on member `j` with `access` and layout changes
 /// `transitions`, given the images bound per allocation (`binds`) and which allocations are
 /// mirrored (each member its own copy); `pinned`: every batch runs on `j` from now on, so
-/// nothing is copied out. Nothing changes until [`Plan::commit`].
+/// nothing is copied out (nor when `j` is the last member alive). Nothing changes until [`Plan::commit`].
 pub fn plan(
     d: &Device,
     binds: &HashMap<u64, Vec<Arc<Image>>>,
@@ -627,6 +627,13 @@ pub fn plan(
     }
     let home = home(d);
     let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
+    // With one member left (the others lost), no other member reads a copy either.
+    let alive = d
+        .members
+        .iter()
+        .filter(|md| !d.exec.member_lost(md.index))
+        .count();
+    let pinned = pinned || alive <= 1;
     // The allocations the batch touches that hold such images, with how it uses them (all of
     // them, written, for "every allocation").
     let touched: Vec<Touched<'_>> = if access.everything.is_some() {

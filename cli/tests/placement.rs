@@ -896,8 +896,9 @@ fn image_copies(stderr: &str) -> (u64, u64) {
 /// `round_robin` and `afr` each image written on one member is copied out through a staging
 /// buffer in shared host memory and into the other member's own copy (bound to memory of
 /// vkfuse's); the results equal lavapipe direct with validation, and nothing pins. With a
-/// member refusing host imports, images cannot be copied: batches pin to the primary, with one
-/// message, and the result is still lavapipe's.
+/// member refusing host imports the stages come from each member's pool and the CPU copies
+/// between them; with a member that cannot copy images (`VKFUSE_FAULT=images:1`) batches pin
+/// to the primary, with one message. The results are lavapipe's every time.
 #[test]
 fn images_move_between_drivers() {
     let Some(members) = lvp_sw("images_move_between_drivers") else {
@@ -931,8 +932,32 @@ fn images_move_between_drivers() {
             out.dump()
         );
     }
+    // A member refusing host imports: the stages come from each member's own pool and the
+    // bridge copies between them.
+    let reference = direct_result("image-chain", &lavapipe());
+    let mut cmd = placed_cmd("image-chain", &members, "round_robin");
+    cmd.env("VKFUSE_FAULT", "import:1")
+        .env("VKFUSE_LOG", "debug");
+    let out = run(&mut cmd);
+    if out.status.code() == Some(3) {
+        panic!("validation layer messages:\n{}", out.dump());
+    }
+    out.assert_success();
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("copied by the CPU from other members' staging buffers"),
+        "{}",
+        out.dump()
+    );
+    assert!(image_copies(&out.stderr).1 >= 1, "{}", out.dump());
+    // A member that cannot copy images: every batch pins to the primary, with one message.
     let reference = direct_result("offscreen", &lavapipe());
-    let out = run(placed_cmd("offscreen", &members, "round_robin").env("VKFUSE_FAULT", "import:1"));
+    let mut cmd = placed_cmd("offscreen", &members, "round_robin");
+    cmd.env("VKFUSE_FAULT", "images:1");
+    let out = run(&mut cmd);
     if out.status.code() == Some(3) {
         panic!("validation layer messages:\n{}", out.dump());
     }

@@ -18,7 +18,8 @@ pub enum Residency {
 /// `submit:1:5` makes member 1 report `VK_ERROR_DEVICE_LOST` at its 5th submission;
 /// `alloc:1:3` makes member 1's 3rd memory allocation fail with
 /// `VK_ERROR_OUT_OF_DEVICE_MEMORY`; `import:1` makes member 1 refuse host-pointer imports;
-/// `staging:1` makes every staging buffer on member 1 fail as if out of memory.
+/// `staging:1` makes every staging buffer on member 1 fail as if out of memory; `images:1`
+/// makes member 1 refuse to copy images (every image then pins placement, `images.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub what: String,
@@ -96,14 +97,19 @@ fn parse_faults(v: &str) -> Vec<Fault> {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n > 0);
         match (w[0], member, nth, w.len()) {
-            (what @ ("instance" | "device" | "import" | "staging"), Some(member), None, 2)
+            (
+                what @ ("instance" | "device" | "import" | "staging" | "images"),
+                Some(member),
+                None,
+                2,
+            )
             | (what @ ("submit" | "alloc"), Some(member), Some(_), 3) => out.push(Fault {
                 what: what.into(),
                 member,
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `submit:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `submit:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }

@@ -222,6 +222,9 @@ struct Job {
     carry: Vec<(usize, vk::Semaphore, u64)>,
     /// Mirrored allocations to make ready once the waits are over.
     prep: Vec<Prep>,
+    /// Images to copy from writers' staging buffers into the batch's, once the waits are over
+    /// (members that share no staging buffers, `images.rs`).
+    fills: Vec<crate::images::Fill>,
 }
 
 enum Msg {
@@ -510,6 +513,12 @@ fn run_job(d: &Device, job: &Job) {
             crate::warn!("member {m}: waiting for its work failed ({r:?}); it is lost");
             d.exec.lost_members.fetch_or(1 << m, Ordering::AcqRel);
         }
+    }
+    if !job.fills.is_empty() {
+        let bytes: u64 = job.fills.iter().map(|f| f.run()).sum();
+        crate::debug!(
+            "images: {bytes} byte(s) copied by the CPU from other members' staging buffers"
+        );
     }
     if !job.prep.is_empty() {
         let mut total = crate::mirror::Copied::default();
@@ -1640,7 +1649,7 @@ fn bridge_on(
     j: usize,
     waits: Vec<Edge>,
 ) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
-    bridge_with(d, st, j, waits, Vec::new())
+    bridge_with(d, st, j, waits, Vec::new(), Vec::new())
 }
 
 /// [`bridge_on`], with mirrored allocations to make ready after the waits.
@@ -1650,8 +1659,9 @@ fn bridge_with(
     j: usize,
     waits: Vec<Edge>,
     prep: Vec<Prep>,
+    fills: Vec<crate::images::Fill>,
 ) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
-    if waits.is_empty() && prep.is_empty() {
+    if waits.is_empty() && prep.is_empty() && fills.is_empty() {
         return Ok(None);
     }
     st.bridge_next[j] += 1;
@@ -1662,6 +1672,7 @@ fn bridge_with(
         signal: Some((j, sem, value)),
         carry: Vec::new(),
         prep,
+        fills,
     };
     if send(d, job) {
         Ok(Some((sem, value)))
@@ -1680,7 +1691,7 @@ fn bridge_gated(
     d: &Device,
     j: usize,
     waits: Vec<Edge>,
-    prep: Vec<Prep>,
+    (prep, fills): (Vec<Prep>, Vec<crate::images::Fill>),
     work: Edge,
 ) -> Result<(vk::Semaphore, u64), vk::Result> {
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
@@ -1690,6 +1701,7 @@ fn bridge_gated(
         signal: Some((j, sem, 1)),
         carry: Vec::new(),
         prep,
+        fills,
     };
     let ptr = DevPtr(d);
     let shared = Arc::new(job);
@@ -1771,6 +1783,7 @@ fn carry_timelines(
             signal: None,
             carry,
             prep: Vec::new(),
+            fills: Vec::new(),
         };
         if !send(d, job) {
             crate::warn!("the bridge thread is gone: a timeline value is not carried over");
@@ -2046,12 +2059,14 @@ fn submit_multi(
     let split = !tail_waits.is_empty();
     let edge_count = waits.len();
     let prep = mirrors_for(&st, &access, j, next_done, stages);
+    let mut images = images;
+    let fills = std::mem::take(&mut images.fills);
     let bridge_wait = if gated {
         let mut waits = waits;
         waits.push(gate_point);
-        Some(bridge_gated(d, j, waits, prep, next_done)?)
+        Some(bridge_gated(d, j, waits, (prep, fills), next_done)?)
     } else {
-        bridge_with(d, &mut st, j, waits, prep)?
+        bridge_with(d, &mut st, j, waits, prep, fills)?
     };
     let tail_bridge = bridge_on(d, &mut st, j, tail_waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;

@@ -27,8 +27,10 @@
 //!   writer's done point is its epilogue's).
 //! - Subresources in `UNDEFINED` (or `PREINITIALIZED`) layout hold nothing to copy.
 //!
-//! Images that cannot be copied, and every image where not every member imports host memory,
-//! pin placement to the primary as before (one log line).
+//! Where not every member imports host memory, stages come from each member's own pool
+//! instead, and the bridge copies the writer's stage into the reader's before the reader's
+//! batch starts (a CPU copy). Images that cannot be copied pin placement to the primary as
+//! before (one log line).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,8 +105,19 @@ fn mixed(d: &Device) -> bool {
 /// Why an image created with `ci` (valid, with a valid chain) cannot be copied between
 /// members, if it cannot.
 fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
-    if d.exec.import_align == 0 {
-        return Some("not every member imports host memory, which image transfers go through");
+    if let Some(md) = d
+        .members
+        .iter()
+        .find(|md| crate::config::Config::get().fault("images", md.index))
+    {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            crate::warn!(
+                "member {}: VKFUSE_FAULT makes it refuse to copy images",
+                md.index
+            );
+        }
+        return Some("VKFUSE_FAULT");
     }
     if ci.tiling != vk::ImageTiling::OPTIMAL {
         return Some("an image of linear or modifier tiling");
@@ -591,7 +604,33 @@ fn lcm(a: u64, b: u64) -> u64 {
 pub struct Plan {
     pub ins: Vec<ImageTransfer>,
     pub outs: Vec<ImageTransfer>,
+    /// Copies the bridge makes from writers' stages into this batch's input stages, once the
+    /// writers are done (members that do not share stages).
+    pub fills: Vec<Fill>,
     changes: Vec<Change>,
+}
+
+/// A CPU copy of `len` bytes from a writer's output stage into a reader's input stage.
+pub struct Fill {
+    from: Arc<Stage>,
+    to: Arc<Stage>,
+    len: u64,
+}
+
+impl Fill {
+    /// Copies the bytes (on the bridge, after the writer's batch completed); returns how many.
+    pub fn run(&self) -> u64 {
+        if !self.from.is_valid() {
+            return 0;
+        }
+        // SAFETY: both stages are mapped and at least `len` bytes long; the writer's batch is
+        // done (the bridge waited for it) and the reader's has not started (it waits for the
+        // bridge).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.from.base(), self.to.base(), self.len as usize)
+        };
+        self.len
+    }
 }
 
 struct Change {
@@ -625,6 +664,9 @@ pub fn plan(
     if binds.is_empty() {
         return Ok(plan);
     }
+    // Stages in host memory every member imports; otherwise in each member's own pool, the
+    // bridge copying from the writer's stage into the reader's (`Plan::fills`).
+    let shared = d.exec.import_align != 0;
     let home = home(d);
     let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
     // With one member left (the others lost), no other member reads a copy either.
@@ -674,9 +716,23 @@ pub fn plan(
             let mut holders = all & !st.stale;
             if st.stale & (1 << j) != 0 {
                 if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {
+                    let stage = if l.stage.is_shared() {
+                        l.stage.clone()
+                    } else {
+                        let len = l.stage.ranges.units();
+                        let input =
+                            d.staging
+                                .stage(d, j, RangeSet::of(Range::at(0, len)), true, false)?;
+                        plan.fills.push(Fill {
+                            from: l.stage.clone(),
+                            to: input.clone(),
+                            len,
+                        });
+                        input
+                    };
                     plan.ins.push(ImageTransfer {
                         image: member_image,
-                        stage: l.stage.clone(),
+                        stage,
                         regions: l.regions.clone(),
                     });
                 }
@@ -698,7 +754,7 @@ pub fn plan(
                 } else {
                     let stage =
                         d.staging
-                            .stage(d, j, RangeSet::of(Range::at(0, size)), false, true)?;
+                            .stage(d, j, RangeSet::of(Range::at(0, size)), false, shared)?;
                     plan.outs.push(ImageTransfer {
                         image: member_image,
                         stage: stage.clone(),

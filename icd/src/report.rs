@@ -76,7 +76,6 @@ const MIRRORED: &str = "mirrored (copies through the members' mappings)";
 /// `images` of a pair of members (see [`transfer_tiers`]).
 const IMAGES_WITH_MEMORY: &str = "with their memory (same texel layout)";
 const IMAGES_COPIED: &str = "copied as images through staging buffers";
-const IMAGES_PINNED: &str = "not copied: batches stay on one member";
 
 /// Per pair of members: `tier`, how vkfuse shares host-visible data between them now (shared
 /// device memory with `VKFUSE_SHARING=device` where their capabilities allow it; shared host
@@ -89,9 +88,8 @@ const IMAGES_PINNED: &str = "not copied: batches stay on one member";
 /// with copies through staging buffers and the members' transfer commands, `staging.rs`). With
 /// `VKFUSE_SHARING=staging` all memory takes the staging tier. `images`: how an image's
 /// contents reach the other member: with the memory it is bound to (one driver on one device:
-/// the same texel layout), copied as an image through staging buffers in host memory every
-/// member imports (`images.rs`), or not at all (batches pin to one member once an image has
-/// memory).
+/// the same texel layout), or copied as an image through staging buffers (`images.rs`; images
+/// that cannot be copied through a buffer pin placement instead).
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -113,7 +111,6 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let mirrored = sharing == crate::config::Sharing::Mirrored;
     let device = sharing == crate::config::Sharing::Device;
     let staging = sharing == crate::config::Sharing::Staging;
-    let all_import = caps.iter().all(|c| c.host_import);
     let topology = vkfuse_memory::Topology::new(&caps);
     topology
         .connections()
@@ -138,10 +135,8 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
                 && caps[a].device_uuid == caps[b].device_uuid;
             let images = if same_layout {
                 IMAGES_WITH_MEMORY
-            } else if all_import {
-                IMAGES_COPIED
             } else {
-                IMAGES_PINNED
+                IMAGES_COPIED
             };
             json!({
                 "a": p.members[a].index,

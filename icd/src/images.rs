@@ -184,7 +184,8 @@ fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
     None
 }
 
-/// Logs once per device and reason that images pin placement.
+/// Pins placement to the primary because of an image that cannot be copied (logged with the
+/// first reason, once per device).
 fn pin_for(d: &Device, why: &str) {
     crate::exec::pin_primary(
         d,

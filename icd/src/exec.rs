@@ -1264,11 +1264,14 @@ fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
     out
 }
 
-/// The mirrored allocations a batch with `access` touches, with how (all of them, written,
-/// for "every allocation").
+/// The mirrored allocations a batch on member `j` with `access` touches, with how (all of
+/// them, written, for "every allocation"), less the ranges of images whose copy on `j` is
+/// bound to memory of vkfuse's own (`images.rs` keeps those coherent; `j`'s copy of the
+/// allocation holds nothing of theirs).
 fn touched_mirrors<'a>(
     st: &'a State,
     access: &'a crate::access::AccessSet,
+    j: usize,
 ) -> Vec<(
     u64,
     &'a Arc<Mirror>,
@@ -1277,22 +1280,43 @@ fn touched_mirrors<'a>(
     if st.mirrors.is_empty() {
         return Vec::new();
     }
-    if access.everything.is_some() {
-        st.mirrors
-            .iter()
-            .map(|(raw, m)| (*raw, m, std::borrow::Cow::Owned(crate::access::Use::all())))
-            .collect()
-    } else {
-        access
-            .memory
-            .iter()
-            .filter_map(|(raw, u)| {
-                st.mirrors
-                    .get(raw)
-                    .map(|m| (*raw, m, std::borrow::Cow::Borrowed(u)))
-            })
-            .collect()
-    }
+    let all: Vec<(u64, &Arc<Mirror>, std::borrow::Cow<'a, crate::access::Use>)> =
+        if access.everything.is_some() {
+            st.mirrors
+                .iter()
+                .map(|(raw, m)| (*raw, m, std::borrow::Cow::Owned(crate::access::Use::all())))
+                .collect()
+        } else {
+            access
+                .memory
+                .iter()
+                .filter_map(|(raw, u)| {
+                    st.mirrors
+                        .get(raw)
+                        .map(|m| (*raw, m, std::borrow::Cow::Borrowed(u)))
+                })
+                .collect()
+        };
+    all.into_iter()
+        .filter_map(|(raw, m, u)| {
+            let private: Vec<vkfuse_memory::Range> = st
+                .image_binds
+                .get(&raw)
+                .into_iter()
+                .flatten()
+                .filter_map(|img| img.private_range(j))
+                .collect();
+            if private.is_empty() {
+                return Some((raw, m, u));
+            }
+            let mut u = u.into_owned();
+            for r in private {
+                u.touched.remove(r);
+                u.written.remove(r);
+            }
+            (!u.touched.is_empty()).then_some((raw, m, std::borrow::Cow::Owned(u)))
+        })
+        .collect()
 }
 
 /// The staging buffers of a batch on member `j`, for the mirrored allocations it touches
@@ -1313,7 +1337,7 @@ fn stage_for(
     // the next reader copies straight from them.
     let shared = d.exec.import_align != 0;
     let mut chunked: Option<(u64, crate::staging::Transfer)> = None;
-    for (raw, m, u) in touched_mirrors(st, access) {
+    for (raw, m, u) in touched_mirrors(st, access, j) {
         let cover = m.cover(j);
         if cover.is_null() {
             continue;
@@ -1420,7 +1444,7 @@ fn mirrors_for(
     done: Edge,
     mut staged: HashMap<u64, Staged>,
 ) -> Vec<Prep> {
-    touched_mirrors(st, access)
+    touched_mirrors(st, access, j)
         .into_iter()
         .map(|(raw, m, u)| {
             let (limit, direct, stages) = match staged.remove(&raw) {

@@ -464,6 +464,15 @@ impl Image {
         self.state.lock().bound.map(|(m, _)| m)
     }
 
+    /// The range of its allocation the image is bound to, where member `m`'s copy is bound to
+    /// memory of vkfuse's own instead (the bytes there are not `m`'s image).
+    pub fn private_range(&self, m: usize) -> Option<Range> {
+        let st = self.state.lock();
+        st.bound
+            .filter(|_| !st.private[m].is_null())
+            .map(|(_, r)| r)
+    }
+
     /// The index of subresource (aspect `a`, mip level, array layer).
     fn unit(&self, a: usize, mip: u32, layer: u32) -> usize {
         (a * self.mips as usize + mip as usize) * self.layers as usize + layer as usize

@@ -44,12 +44,7 @@ enum Sharing {
 }
 
 /// Runs `example_name` under `strategy`; checks the result against lavapipe direct. Returns the
-/// batches placed per member.
-fn check(example_name: &str, members: &[PathBuf], strategy: &str) -> Vec<u64> {
-    check_out(example_name, members, strategy).0
-}
-
-/// `check`, also returning the run's stderr.
+/// batches placed per member and the run's stderr.
 fn check_out(example_name: &str, members: &[PathBuf], strategy: &str) -> (Vec<u64>, String) {
     check_with(example_name, members, strategy, Sharing::Host)
 }
@@ -118,63 +113,49 @@ fn lvp_sw(test: &str) -> Option<Vec<PathBuf>> {
     swiftshader(test).map(|sw| vec![lavapipe(), sw])
 }
 
+/// The four member and strategy combinations of one example with host-visible memory laid out
+/// as `$sharing` (`$label` tells their skip messages apart).
+macro_rules! sharing_tests {
+    ($name:literal, $sharing:expr, $label:literal) => {
+        #[test]
+        fn two_lavapipes_round_robin() {
+            check_with($name, &lvp2(), "round_robin", $sharing);
+        }
+
+        #[test]
+        fn two_lavapipes_afr() {
+            check_with($name, &lvp2(), "afr", $sharing);
+        }
+
+        #[test]
+        fn lavapipe_swiftshader_round_robin() {
+            if let Some(m) = lvp_sw(concat!($name, $label, " round_robin")) {
+                check_with($name, &m, "round_robin", $sharing);
+            }
+        }
+
+        #[test]
+        fn lavapipe_swiftshader_afr() {
+            if let Some(m) = lvp_sw(concat!($name, $label, " afr")) {
+                check_with($name, &m, "afr", $sharing);
+            }
+        }
+    };
+}
+
 macro_rules! placement_tests {
     ($($module:ident => $name:literal),* $(,)?) => {$(
         mod $module {
             use super::*;
 
-            #[test]
-            fn two_lavapipes_round_robin() {
-                check($name, &lvp2(), "round_robin");
-            }
-
-            #[test]
-            fn two_lavapipes_afr() {
-                check($name, &lvp2(), "afr");
-            }
-
-            #[test]
-            fn lavapipe_swiftshader_round_robin() {
-                if let Some(m) = lvp_sw(concat!($name, " round_robin")) {
-                    check($name, &m, "round_robin");
-                }
-            }
-
-            #[test]
-            fn lavapipe_swiftshader_afr() {
-                if let Some(m) = lvp_sw(concat!($name, " afr")) {
-                    check($name, &m, "afr");
-                }
-            }
+            sharing_tests!($name, Sharing::Host, "");
 
             /// Host-visible memory mirrored per member with a host shadow (the path of
             /// members that cannot import host memory).
             mod mirrored {
                 use super::*;
 
-                #[test]
-                fn two_lavapipes_round_robin() {
-                    check_with($name, &lvp2(), "round_robin", Sharing::Mirrored);
-                }
-
-                #[test]
-                fn two_lavapipes_afr() {
-                    check_with($name, &lvp2(), "afr", Sharing::Mirrored);
-                }
-
-                #[test]
-                fn lavapipe_swiftshader_round_robin() {
-                    if let Some(m) = lvp_sw(concat!($name, " mirrored round_robin")) {
-                        check_with($name, &m, "round_robin", Sharing::Mirrored);
-                    }
-                }
-
-                #[test]
-                fn lavapipe_swiftshader_afr() {
-                    if let Some(m) = lvp_sw(concat!($name, " mirrored afr")) {
-                        check_with($name, &m, "afr", Sharing::Mirrored);
-                    }
-                }
+                sharing_tests!($name, Sharing::Mirrored, " mirrored");
             }
 
             /// Mirrored memory whose member copies vkfuse never maps: every byte goes through
@@ -183,29 +164,7 @@ macro_rules! placement_tests {
             mod staging {
                 use super::*;
 
-                #[test]
-                fn two_lavapipes_round_robin() {
-                    check_with($name, &lvp2(), "round_robin", Sharing::Staging);
-                }
-
-                #[test]
-                fn two_lavapipes_afr() {
-                    check_with($name, &lvp2(), "afr", Sharing::Staging);
-                }
-
-                #[test]
-                fn lavapipe_swiftshader_round_robin() {
-                    if let Some(m) = lvp_sw(concat!($name, " staging round_robin")) {
-                        check_with($name, &m, "round_robin", Sharing::Staging);
-                    }
-                }
-
-                #[test]
-                fn lavapipe_swiftshader_afr() {
-                    if let Some(m) = lvp_sw(concat!($name, " staging afr")) {
-                        check_with($name, &m, "afr", Sharing::Staging);
-                    }
-                }
+                sharing_tests!($name, Sharing::Staging, " staging");
             }
         }
     )*};

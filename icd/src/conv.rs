@@ -357,18 +357,30 @@ pub fn graphics_state(
     true
 }
 
-/// Whether the pNext chain at `p` holds a struct of type `s`.
+/// Whether the pNext chain at `p` (null or valid: callers pass the chains of the application's
+/// valid structs) holds a struct of type `s`.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // Reason: safe as before, for its many callers.
 pub fn chain_has(p: *const c_void, s: vk::StructureType) -> bool {
+    // SAFETY: a valid chain (above); a node of type `s` is read only as its header.
+    unsafe { chain_find::<vk::BaseInStructure>(p, s) }.is_some()
+}
+
+/// The struct of type `s` in the pNext chain at `p`, if any.
+///
+/// # Safety
+/// `p` is null or a valid pNext chain, and a node of type `s` is a `T`.
+pub unsafe fn chain_find<'a, T>(p: *const c_void, s: vk::StructureType) -> Option<&'a T> {
     let mut p = p;
     while !p.is_null() {
         // SAFETY: every chain node starts with sType and pNext.
         let base = unsafe { &*(p as *const vk::BaseInStructure) };
         if base.s_type == s {
-            return true;
+            // SAFETY: a node of type `s` is a `T` (caller contract).
+            return Some(unsafe { &*p.cast::<T>() });
         }
         p = base.p_next.cast();
     }
-    false
+    None
 }
 
 /// `VkFramebufferCreateInfo`: imageless framebuffers carry no attachments to translate.

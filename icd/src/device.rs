@@ -150,12 +150,17 @@ pub unsafe extern "system" fn create_device(
         } else {
             0
         };
-        let same_driver = members.iter().all(|md| {
-            p.member(md.index).is_some_and(|pm| {
-                pm.driver_uuid == p.members[0].driver_uuid
-                    && pm.device_uuid == p.members[0].device_uuid
+        // The members of the primary's driver on the primary's device (one bit each).
+        let home = members
+            .iter()
+            .filter(|md| {
+                p.member(md.index).is_some_and(|pm| {
+                    pm.driver_uuid == p.members[0].driver_uuid
+                        && pm.device_uuid == p.members[0].device_uuid
+                })
             })
-        });
+            .fold(0u64, |bits, md| bits | 1 << md.index);
+        let same_driver = members.iter().all(|md| home & (1 << md.index) != 0);
         let fence_apart = members
             .iter()
             .filter(|md| {
@@ -163,7 +168,7 @@ pub unsafe extern "system" fn create_device(
                     .is_some_and(|pm| pm.driver_name == "llvmpipe")
             })
             .fold(0u64, |bits, md| bits | 1 << md.index);
-        let exec = crate::exec::setup(&members, import_align, same_driver, fence_apart);
+        let exec = crate::exec::setup(&members, import_align, (same_driver, home), fence_apart);
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
             header: Header::new(Tag::Device),

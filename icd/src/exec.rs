@@ -57,6 +57,9 @@ pub struct Exec {
     /// Every member is the same driver on the same device (equal driver and device UUIDs):
     /// images in shared memory are the same images on every member.
     pub same_driver: bool,
+    /// The members of the primary's driver on the primary's device (one bit each): they bind
+    /// images to the application's memory (`images.rs`).
+    pub home: u64,
     /// Members (one bit each) given an application's fence on a submit of its own after a
     /// batch that waits: lavapipe (Mesa 22.3) corrupts memory when the fence of a submit with
     /// semaphore waits is waited for and reset while its queue thread still finishes the
@@ -258,10 +261,17 @@ impl Exec {
             lost_members: AtomicU64::new(0),
             import_align: 0,
             same_driver: true,
+            home: 1 << primary,
             fence_apart: 0,
             images: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether images are copied between members (`images.rs`): batches may run on several
+    /// members, of different drivers.
+    pub fn copies_images(&self) -> bool {
+        self.multi && !self.same_driver
     }
 
     /// Whether member `m` was lost.
@@ -403,11 +413,12 @@ pub(crate) fn host_signal(md: &MemberDevice, sem: vk::Semaphore, value: u64) -> 
 }
 
 /// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
-/// cannot run on several members. `import_align`, `same_driver`, `fence_apart`: see [`Exec`].
+/// cannot run on several members. `import_align`, `same_driver`, `home`, `fence_apart`: see
+/// [`Exec`].
 pub fn setup(
     members: &[MemberDevice],
     import_align: u64,
-    same_driver: bool,
+    (same_driver, home): (bool, u64),
     fence_apart: u64,
 ) -> Exec {
     let cfg = crate::config::Config::get();
@@ -463,6 +474,7 @@ pub fn setup(
         lost_members: AtomicU64::new(0),
         import_align,
         same_driver,
+        home,
         fence_apart,
         images: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),

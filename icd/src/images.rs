@@ -80,28 +80,6 @@ struct Latest {
     regions: Vec<ImageRegion>,
 }
 
-/// The members of the primary's driver on the primary's device (one bit each): they bind
-/// images to the application's memory.
-pub fn home(d: &Device) -> u64 {
-    let p = d.physical();
-    let Some(first) = p.member(d.primary().index) else {
-        return 0;
-    };
-    d.members
-        .iter()
-        .filter(|md| {
-            p.member(md.index).is_some_and(|pm| {
-                pm.driver_uuid == first.driver_uuid && pm.device_uuid == first.device_uuid
-            })
-        })
-        .fold(0, |bits, md| bits | 1 << md.index)
-}
-
-/// Whether images on `d` need transfers between members of different drivers.
-fn mixed(d: &Device) -> bool {
-    d.exec.multi && !d.exec.same_driver
-}
-
 /// Why an image created with `ci` (valid, with a valid chain) cannot be copied between
 /// members, if it cannot.
 fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
@@ -211,7 +189,11 @@ pub unsafe extern "system" fn create_image(
         let d = unsafe { Device::resolve(device) }?;
         // SAFETY: a valid create info (vkCreateImage).
         let ci = unsafe { &*p_create_info };
-        let refused = if mixed(d) { refusal(d, ci) } else { Some("") };
+        let refused = if d.exec.copies_images() {
+            refusal(d, ci)
+        } else {
+            Some("")
+        };
         let arena = crate::arena::Arena::scope();
         let mut obj = ObjectBase::new(vk::ObjectType::IMAGE);
         let undo = |handles: &[u64]| {
@@ -359,7 +341,7 @@ pub unsafe extern "system" fn destroy_image(
 /// others); any other image pins placement on a device of several drivers.
 pub fn before_bind(d: &Device, image: u64) -> [vk::DeviceMemory; MAX_MEMBERS] {
     let mut out = [vk::DeviceMemory::null(); MAX_MEMBERS];
-    if !mixed(d) {
+    if !d.exec.copies_images() {
         return out;
     }
     let Some(img) = d.exec.images.lock().get(&image).cloned() else {
@@ -373,7 +355,7 @@ pub fn before_bind(d: &Device, image: u64) -> [vk::DeviceMemory; MAX_MEMBERS] {
         pin_for(d, why);
         return out;
     };
-    let home = home(d);
+    let home = d.exec.home;
     // SAFETY: a live image of the application's.
     let Ok(obj) = (unsafe { ObjectBase::get(image) }) else {
         return out;
@@ -677,7 +659,7 @@ pub fn plan(
     // Stages in host memory every member imports; otherwise in each member's own pool, the
     // bridge copying from the writer's stage into the reader's (`Plan::fills`).
     let shared = d.exec.import_align != 0;
-    let home = home(d);
+    let home = d.exec.home;
     let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
     // With one member left (the others lost), no other member reads a copy either.
     let alive = d

@@ -1,7 +1,8 @@
 //! Record-time image layouts: the layout changes a command buffer makes, in recording order, so
 //! that at submit time vkfuse knows the layout each image subresource is in after the command
-//! buffer ran (for copying images between members). Only collected when the command buffer
-//! collects its access set (`CommandBuffer::collects`): single-member runs pay nothing.
+//! buffer ran (for copying images between members). Only collected on devices that copy
+//! images between members (batches on several members of different drivers,
+//! `Exec::copies_images`): other devices pay nothing beyond one test per hooked command.
 //!
 //! Layouts change at:
 //! - image memory barriers of `vkCmdPipelineBarrier(2)` and `vkCmdWaitEvents(2)`: the barrier's
@@ -18,8 +19,8 @@
 //! consumer resolves ranges against the image).
 //!
 //! The hooks are `after` lines of `codegen/overrides.txt`: the creation of image views, render
-//! passes and framebuffers fills side tables here (only on devices whose batches may run on
-//! several members), their destruction empties them (before the object is freed, so a handle
+//! passes and framebuffers fills side tables here (only on devices that copy images), their
+//! destruction empties them (before the object is freed, so a handle
 //! value is never reused while its entry stands), and the recorded commands above append
 //! [`Transition`]s to the command buffer. Handles are only keys here, never dereferenced: an
 //! unknown one (an invalid handle, or a view whose creation vkfuse did not see) is skipped.
@@ -27,7 +28,6 @@
 //! and reads a submit's with [`of_batches`].
 
 use std::collections::BTreeMap;
-use std::ffi::c_void;
 
 use ash::vk;
 use ash::vk::Handle as _;
@@ -74,9 +74,16 @@ pub fn of_batches<'a>(cbs: impl Iterator<Item = &'a CommandBuffer>) -> Vec<Trans
 /// vkCmdExecuteCommands: appends each secondary's transitions to the primary's, in order (skip a
 /// secondary that is the primary itself).
 pub fn execute_commands(cb: &CommandBuffer, secondaries: &[&CommandBuffer]) {
-    if cb.collects() {
+    if cb.collects() && tracked(cb) {
         append(cb, secondaries);
     }
+}
+
+/// Whether `cb` (which collects) records layouts: only images of members of different drivers
+/// are copied between members (`images.rs`), so only their devices need them.
+fn tracked(cb: &CommandBuffer) -> bool {
+    // SAFETY: a command buffer that collects has its device, which outlives it.
+    unsafe { &*cb.device }.exec.copies_images()
 }
 
 fn append(cb: &CommandBuffer, secondaries: &[&CommandBuffer]) {
@@ -117,24 +124,6 @@ static TABLES: parking_lot::RwLock<Tables> = parking_lot::const_rwlock(Tables {
     render_passes: BTreeMap::new(),
     framebuffers: BTreeMap::new(),
 });
-
-/// The struct of type `s` in the pNext chain at `p`, if any.
-///
-/// # Safety
-/// `p` is null or a valid pNext chain, and a node of type `s` is a `T`.
-unsafe fn find_in_chain<'a, T>(p: *const c_void, s: vk::StructureType) -> Option<&'a T> {
-    let mut p = p;
-    while !p.is_null() {
-        // SAFETY: every chain node starts with sType and pNext (caller contract).
-        let base = unsafe { &*p.cast::<vk::BaseInStructure>() };
-        if base.s_type == s {
-            // SAFETY: a node of type `s` is a `T` (caller contract).
-            return Some(unsafe { &*p.cast::<T>() });
-        }
-        p = base.p_next.cast();
-    }
-    None
-}
 
 /// `n` elements at `p`, or none when `p` is null.
 ///
@@ -224,8 +213,10 @@ pub unsafe fn pipeline_barrier(
     image_count: u32,
     images: *const vk::ImageMemoryBarrier,
 ) {
-    // SAFETY: `image_count` valid image barriers (caller contract).
-    unsafe { barriers(&mut cb.transitions.lock(), image_count, images) };
+    if tracked(cb) {
+        // SAFETY: `image_count` valid image barriers (caller contract).
+        unsafe { barriers(&mut cb.transitions.lock(), image_count, images) };
+    }
 }
 
 /// After `vkCmdPipelineBarrier2` (only when `cb` collects).
@@ -233,8 +224,10 @@ pub unsafe fn pipeline_barrier(
 /// # Safety
 /// Arguments of a valid `vkCmdPipelineBarrier2`.
 pub unsafe fn pipeline_barrier2(cb: &CommandBuffer, info: *const vk::DependencyInfo) {
-    // SAFETY: one valid dependency info (caller contract).
-    unsafe { dependencies(&mut cb.transitions.lock(), slice(info, 1)) };
+    if tracked(cb) {
+        // SAFETY: one valid dependency info (caller contract).
+        unsafe { dependencies(&mut cb.transitions.lock(), slice(info, 1)) };
+    }
 }
 
 /// After `vkCmdWaitEvents` (only when `cb` collects).
@@ -255,8 +248,10 @@ pub unsafe fn wait_events(
     image_count: u32,
     images: *const vk::ImageMemoryBarrier,
 ) {
-    // SAFETY: `image_count` valid image barriers (caller contract).
-    unsafe { barriers(&mut cb.transitions.lock(), image_count, images) };
+    if tracked(cb) {
+        // SAFETY: `image_count` valid image barriers (caller contract).
+        unsafe { barriers(&mut cb.transitions.lock(), image_count, images) };
+    }
 }
 
 /// After `vkCmdWaitEvents2` (only when `cb` collects).
@@ -328,7 +323,7 @@ unsafe fn render_pass_begun(cb: &CommandBuffer, begin: *const vk::RenderPassBegi
     let begin = unsafe { &*begin };
     // SAFETY: a valid pNext chain, whose node of this type is a VkRenderPassAttachmentBeginInfo.
     let imageless = unsafe {
-        find_in_chain::<vk::RenderPassAttachmentBeginInfo>(
+        crate::conv::chain_find::<vk::RenderPassAttachmentBeginInfo>(
             begin.p_next,
             vk::StructureType::RENDER_PASS_ATTACHMENT_BEGIN_INFO,
         )
@@ -360,8 +355,10 @@ pub unsafe fn begin_render_pass(
     begin: *const vk::RenderPassBeginInfo,
     _contents: vk::SubpassContents,
 ) {
-    // SAFETY: caller contract.
-    unsafe { render_pass_begun(cb, begin) };
+    if tracked(cb) {
+        // SAFETY: caller contract.
+        unsafe { render_pass_begun(cb, begin) };
+    }
 }
 
 /// After `vkCmdBeginRenderPass2` (only when `cb` collects).
@@ -373,8 +370,10 @@ pub unsafe fn begin_render_pass2(
     begin: *const vk::RenderPassBeginInfo,
     _subpass: *const vk::SubpassBeginInfo,
 ) {
-    // SAFETY: caller contract.
-    unsafe { render_pass_begun(cb, begin) };
+    if tracked(cb) {
+        // SAFETY: caller contract.
+        unsafe { render_pass_begun(cb, begin) };
+    }
 }
 
 /// After `vkCreateImageView`: the view's image and subresources.
@@ -387,7 +386,7 @@ pub unsafe fn image_view_created(
     _alloc: *const vk::AllocationCallbacks,
     view: *mut vk::ImageView,
 ) {
-    if !d.exec.multi {
+    if !d.exec.copies_images() {
         return;
     }
     // SAFETY: a valid create info and the created view.
@@ -410,7 +409,7 @@ pub unsafe fn image_view_destroyed(
     view: vk::ImageView,
     _alloc: *const vk::AllocationCallbacks,
 ) {
-    if d.exec.multi {
+    if d.exec.copies_images() {
         TABLES.write().views.remove(&view.as_raw());
     }
 }
@@ -444,7 +443,7 @@ unsafe fn finals2(info: &vk::RenderPassCreateInfo2) -> Vec<Final> {
             // SAFETY: a valid description's pNext chain, whose node of this type is a
             // VkAttachmentDescriptionStencilLayout.
             stencil: unsafe {
-                find_in_chain::<vk::AttachmentDescriptionStencilLayout>(
+                crate::conv::chain_find::<vk::AttachmentDescriptionStencilLayout>(
                     a.p_next,
                     vk::StructureType::ATTACHMENT_DESCRIPTION_STENCIL_LAYOUT,
                 )
@@ -464,12 +463,8 @@ pub unsafe fn render_pass_created(
     _alloc: *const vk::AllocationCallbacks,
     rp: *mut vk::RenderPass,
 ) {
-    if !d.exec.multi {
-        return;
-    }
-    // SAFETY: a valid create info and the created render pass.
-    let (finals, rp) = unsafe { (finals(&*info), (*rp).as_raw()) };
-    TABLES.write().render_passes.insert(rp, finals);
+    // SAFETY: a valid create info (caller contract).
+    unsafe { remember_render_pass(d, rp, || finals(&*info)) };
 }
 
 /// After `vkCreateRenderPass2`: the attachments' final layouts, stencil ones included.
@@ -482,12 +477,24 @@ pub unsafe fn render_pass2_created(
     _alloc: *const vk::AllocationCallbacks,
     rp: *mut vk::RenderPass,
 ) {
-    if !d.exec.multi {
-        return;
+    // SAFETY: a valid create info (caller contract).
+    unsafe { remember_render_pass(d, rp, || finals2(&*info)) };
+}
+
+/// Remembers the final layouts of the render pass just created at `rp`.
+///
+/// # Safety
+/// `rp` points to the created render pass.
+unsafe fn remember_render_pass(
+    d: &Device,
+    rp: *mut vk::RenderPass,
+    finals: impl FnOnce() -> Vec<Final>,
+) {
+    if d.exec.copies_images() {
+        // SAFETY: caller contract.
+        let rp = unsafe { (*rp).as_raw() };
+        TABLES.write().render_passes.insert(rp, finals());
     }
-    // SAFETY: a valid create info and the created render pass.
-    let (finals, rp) = unsafe { (finals2(&*info), (*rp).as_raw()) };
-    TABLES.write().render_passes.insert(rp, finals);
 }
 
 /// After `vkDestroyRenderPass`, before the render pass is freed.
@@ -499,7 +506,7 @@ pub unsafe fn render_pass_destroyed(
     rp: vk::RenderPass,
     _alloc: *const vk::AllocationCallbacks,
 ) {
-    if d.exec.multi {
+    if d.exec.copies_images() {
         TABLES.write().render_passes.remove(&rp.as_raw());
     }
 }
@@ -515,7 +522,7 @@ pub unsafe fn framebuffer_created(
     _alloc: *const vk::AllocationCallbacks,
     fb: *mut vk::Framebuffer,
 ) {
-    if !d.exec.multi {
+    if !d.exec.copies_images() {
         return;
     }
     // SAFETY: a valid create info and the created framebuffer.
@@ -538,7 +545,7 @@ pub unsafe fn framebuffer_destroyed(
     fb: vk::Framebuffer,
     _alloc: *const vk::AllocationCallbacks,
 ) {
-    if d.exec.multi {
+    if d.exec.copies_images() {
         TABLES.write().framebuffers.remove(&fb.as_raw());
     }
 }

@@ -909,29 +909,82 @@ impl Stager {
         };
         let all = vk::PipelineStageFlags::ALL_COMMANDS;
         let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
-        // Moves the images' regions from layout `from` to `to` (each region's own for None).
-        let image_barriers = |cb,
-                              images: &[ImageTransfer],
-                              (from, to): (Option<vk::ImageLayout>, Option<vk::ImageLayout>),
-                              (src_stage, src_access),
-                              (dst_stage, dst_access)| {
-            let list: Vec<_> = images
-                .iter()
-                .flat_map(|t| t.barriers(from, to, src_access, dst_access))
-                .collect();
-            if !list.is_empty() {
-                // SAFETY: a command buffer being recorded; the member's images.
-                unsafe {
-                    dev.cmd_pipeline_barrier(
-                        cb,
-                        src_stage,
-                        dst_stage,
-                        vk::DependencyFlags::empty(),
-                        &[],
-                        &[],
-                        &list,
-                    )
-                };
+        // Copies the images' stages into the images (`into`) or the images into their stages,
+        // each region moved to the transfer layout and back to its own layout. Copied into, a
+        // member's copy is stale: what it holds is replaced (from UNDEFINED).
+        let copy_images = |cb, images: &[ImageTransfer], into: bool| {
+            if images.is_empty() {
+                return;
+            }
+            let (from, xfer, src_access, xfer_access) = if into {
+                (
+                    Some(vk::ImageLayout::UNDEFINED),
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    vk::AccessFlags::empty(),
+                    vk::AccessFlags::TRANSFER_WRITE,
+                )
+            } else {
+                (
+                    None,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    vk::AccessFlags::MEMORY_WRITE,
+                    vk::AccessFlags::TRANSFER_READ,
+                )
+            };
+            let done_access = if into {
+                vk::AccessFlags::TRANSFER_WRITE
+            } else {
+                vk::AccessFlags::empty()
+            };
+            let list = |from, to, src, dst| -> Vec<vk::ImageMemoryBarrier<'static>> {
+                images
+                    .iter()
+                    .flat_map(|t| t.barriers(from, to, src, dst))
+                    .collect()
+            };
+            let to_transfer = list(from, Some(xfer), src_access, xfer_access);
+            let back = list(Some(xfer), None, done_access, any);
+            let transfer = vk::PipelineStageFlags::TRANSFER;
+            // SAFETY: a command buffer being recorded; the member's images and the stages'
+            // buffers on the member, the regions inside both.
+            unsafe {
+                dev.cmd_pipeline_barrier(
+                    cb,
+                    all,
+                    transfer,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &to_transfer,
+                );
+                for t in images {
+                    if into {
+                        dev.cmd_copy_buffer_to_image(
+                            cb,
+                            t.stage.buffer(m),
+                            t.image,
+                            xfer,
+                            &t.copies(),
+                        );
+                    } else {
+                        dev.cmd_copy_image_to_buffer(
+                            cb,
+                            t.image,
+                            xfer,
+                            t.stage.buffer(m),
+                            &t.copies(),
+                        );
+                    }
+                }
+                dev.cmd_pipeline_barrier(
+                    cb,
+                    transfer,
+                    all,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &back,
+                );
             }
         };
         // Records copies into covers: (source buffer, cover, regions), and stages into
@@ -953,41 +1006,7 @@ impl Stager {
                 // SAFETY: both buffers live; the regions lie inside them.
                 unsafe { dev.cmd_copy_buffer(cb, *src, *cover, regions) };
             }
-            // The member's copy of each image is stale: what it holds is replaced.
-            let dst = vk::ImageLayout::TRANSFER_DST_OPTIMAL;
-            image_barriers(
-                cb,
-                images,
-                (Some(vk::ImageLayout::UNDEFINED), Some(dst)),
-                (all, vk::AccessFlags::empty()),
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-            );
-            for t in images {
-                // SAFETY: the stage's buffer on the member and the member's image; the
-                // regions lie inside both.
-                unsafe {
-                    dev.cmd_copy_buffer_to_image(
-                        cb,
-                        t.stage.buffer(m),
-                        t.image,
-                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                        &t.copies(),
-                    )
-                };
-            }
-            image_barriers(
-                cb,
-                images,
-                (Some(dst), None),
-                (
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::TRANSFER_WRITE,
-                ),
-                (all, any),
-            );
+            copy_images(cb, images, true);
             barrier(
                 cb,
                 vk::PipelineStageFlags::TRANSFER,
@@ -1044,37 +1063,7 @@ impl Stager {
                     vk::PipelineStageFlags::TRANSFER,
                     vk::AccessFlags::TRANSFER_READ,
                 );
-                let src = vk::ImageLayout::TRANSFER_SRC_OPTIMAL;
-                image_barriers(
-                    cb,
-                    image_outs,
-                    (None, Some(src)),
-                    (all, vk::AccessFlags::MEMORY_WRITE),
-                    (
-                        vk::PipelineStageFlags::TRANSFER,
-                        vk::AccessFlags::TRANSFER_READ,
-                    ),
-                );
-                for t in image_outs {
-                    // SAFETY: the member's image and the stage's buffer on the member; the
-                    // regions lie inside both.
-                    unsafe {
-                        dev.cmd_copy_image_to_buffer(
-                            cb,
-                            t.image,
-                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                            t.stage.buffer(m),
-                            &t.copies(),
-                        )
-                    };
-                }
-                image_barriers(
-                    cb,
-                    image_outs,
-                    (Some(src), None),
-                    (vk::PipelineStageFlags::TRANSFER, vk::AccessFlags::empty()),
-                    (all, any),
-                );
+                copy_images(cb, image_outs, false);
                 for t in outs {
                     // SAFETY: both buffers live; the regions lie inside them.
                     unsafe {

@@ -305,27 +305,16 @@ unsafe fn record_read(
         }
         Target::Image(i) => {
             let extent = image_desc(size).extent;
-            let region = vk::BufferImageCopy {
-                buffer_offset: 0,
-                buffer_row_length: 0,
-                buffer_image_height: 0,
-                image_subresource: vk::ImageSubresourceLayers {
-                    aspect_mask: vk::ImageAspectFlags::COLOR,
-                    mip_level: 0,
-                    base_array_layer: 0,
-                    layer_count: 1,
-                },
-                image_offset: vk::Offset3D {
+            let region = cmd::color_copy(
+                vk::Offset2D {
                     x: extent.width as i32 - 1,
                     y: extent.height as i32 - 1,
-                    z: 0,
                 },
-                image_extent: vk::Extent3D {
+                vk::Extent2D {
                     width: 1,
                     height: 1,
-                    depth: 1,
                 },
-            };
+            );
             // SAFETY: caller contract; the image is in TRANSFER_SRC_OPTIMAL (the writing batch
             // left it there) and the readback's 16 bytes were zeroed.
             unsafe {

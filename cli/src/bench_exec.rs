@@ -224,7 +224,8 @@ pub fn handoff(
         format!(
             "bench-handoff through vkfuse over {m} twice with VKFUSE_STRATEGY=round_robin{what}: a \
              batch on one member fills S bytes of a device-local buffer (never mapped), is waited \
-             for, then a batch on the other member copies the last 16 bytes out (checked) and is \
+             for, then a batch on the other member makes all of it its input (a buffer memory \
+             barrier over the whole buffer) and copies the last 16 bytes out (checked), and is \
              timed from vkQueueSubmit to its fence (handoff_ns, median of 3), which includes any \
              copy between the members. memcpy_ns: the same S bytes copied on the host in the same \
              process. throughput_ratio = (S / handoff_ns) / (S / memcpy_ns). \

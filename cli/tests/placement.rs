@@ -444,9 +444,11 @@ fn mirrored_memory_moves_between_members() {
 
 /// Frames that only read the same inputs (a copy's source, a uniform buffer): under
 /// `round_robin` they alternate members without waiting for each other, and mirrored memory
-/// copies the 4 MiB + 16 KiB of inputs to the second member once. Counting every touched
-/// allocation as written, as vkfuse did before, copied them before every frame (about 130 MB
-/// for 32 frames) and made every frame wait for the one before.
+/// copies to the second member what its frames read, once: the 16 KiB table and the 4 KiB
+/// slice of the big buffer each of its 16 frames copies (the copies' regions, not the 4 MiB
+/// buffer). Counting every touched allocation as written, as vkfuse once did, copied the inputs
+/// before every frame (about 130 MB for 32 frames) and made every frame wait for the one
+/// before; counting whole buffers, it copied all 4 MiB + 16 KiB.
 #[test]
 fn read_only_inputs_are_copied_once_per_member() {
     let reference = direct_result("shared-inputs", &lavapipe());
@@ -460,7 +462,7 @@ fn read_only_inputs_are_copied_once_per_member() {
     let p = placed(&out.stderr);
     assert!(p.iter().all(|n| *n >= 16), "not split: {p:?}");
     let (_, _, from_member) = mirrored_bytes(&out.stderr);
-    let inputs = (4 << 20) + (16 << 10);
+    let inputs = SHARED_INPUTS_READ;
     assert!(
         (inputs..2 * inputs).contains(&from_member),
         "{from_member} bytes copied between the members' copies, expected one copy of the {inputs} bytes of inputs: {}",
@@ -524,9 +526,14 @@ fn suballocated_buffers_move_only_their_ranges() {
     frames_do_not_wait(&out);
 }
 
+/// What the second member's frames of `shared-inputs` read (never mapped): the 16 KiB table
+/// and 16 slices of 4 KiB.
+const SHARED_INPUTS_READ: u64 = (16 << 10) + 16 * (4 << 10);
+
 /// The staging tier (`VKFUSE_SHARING=staging`: vkfuse never maps the members' copies) really
-/// moves data between the members, through their transfer commands: `shared-inputs`' inputs
-/// (4 MiB + 16 KiB, never mapped) reach the second member once, on two lavapipes and on
+/// moves data between the members, through their transfer commands: what `shared-inputs`'
+/// frames on the second member read of the inputs (the table and their slices, never mapped)
+/// reaches it once, on two lavapipes and on
 /// lavapipe + SwiftShader (the reader copies them straight from the writer's staging buffer,
 /// host memory every member imports), and on two lavapipes of which one refuses host-memory
 /// imports (the CPU copies from one member's staging buffer into the other's), with the result
@@ -557,7 +564,7 @@ fn staging_moves_data_between_members() {
         let p = placed(&out.stderr);
         assert!(p.iter().all(|n| *n >= 16), "not split: {p:?}");
         let (_, _, by_cpu, by_member) = mirrored_bytes_all(&out.stderr);
-        let inputs = (4 << 20) + (16 << 10);
+        let inputs = SHARED_INPUTS_READ;
         let (moved, other) = if shared {
             (by_member, by_cpu)
         } else {

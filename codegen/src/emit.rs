@@ -41,6 +41,11 @@ pub struct Policy {
     /// collects (`CommandBuffer::collects`). Destroy commands run their hooks before the vkfuse
     /// object is freed, so that its handle value cannot have been reused yet.
     pub after: BTreeMap<String, Vec<String>>,
+    /// `<command> touches <path>`: a recorded command whose access-set collection is
+    /// hand-written: `crate::<path>(<the command buffer>, <its parameters after the first>)`
+    /// (when the command buffer collects) instead of the generated touches, for commands that
+    /// name the part of a resource they use (buffer copy regions, say).
+    pub touches: BTreeMap<String, String>,
     pub denied: BTreeSet<String>,
 }
 
@@ -57,6 +62,7 @@ impl Policy {
         let mut kinds = BTreeMap::new();
         let mut writes = BTreeMap::new();
         let mut after: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut touches = BTreeMap::new();
         for (n, line) in read("overrides.txt")?.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -68,6 +74,16 @@ impl Policy {
                 if writes.insert(w[0].to_string(), paths).is_some() {
                     return Err(format!(
                         "overrides.txt:{}: a second `writes` for {}",
+                        n + 1,
+                        w[0]
+                    ));
+                }
+                continue;
+            }
+            if let (Some(&"touches"), Some(p), 3) = (w.get(1), w.get(2), w.len()) {
+                if touches.insert(w[0].to_string(), p.to_string()).is_some() {
+                    return Err(format!(
+                        "overrides.txt:{}: a second `touches` for {}",
                         n + 1,
                         w[0]
                     ));
@@ -122,6 +138,7 @@ impl Policy {
             kinds,
             writes,
             after,
+            touches,
             denied,
         })
     }
@@ -753,7 +770,20 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
     } else {
         "crate::access::touch"
     };
-    let touches = if level == Level::CommandBuffer {
+    let own_touches = m.policy.touches.get(&cmd.name);
+    if own_touches.is_some() && (level != Level::CommandBuffer || writes.is_some()) {
+        return Err(format!(
+            "`touches` for {} needs a recorded (vkCmd*) command without a `writes` line",
+            cmd.name
+        ));
+    }
+    let touches = if let Some(path) = own_touches {
+        let args: Vec<String> = cmd.params[1..].iter().map(|p| snake(&p.name)).collect();
+        format!(
+            "if obj.collects() {{ unsafe {{ crate::{path}(obj, {}) }}; }}\n",
+            args.join(", ")
+        )
+    } else if level == Level::CommandBuffer {
         let mut scalars: Vec<String> = cmd.params[1..]
             .iter()
             .filter(|p| p.ptr == 0 && reg.is_handle(&p.ty) == Some(false))
@@ -899,7 +929,12 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         body += "let arena = Arena::scope();\n";
     }
     if needs_arena && level == Level::CommandBuffer {
-        body += &format!("let touch = |raw: u64| {touch_fn}(obj, raw);\nlet mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));\n");
+        if own_touches.is_some() {
+            // The hand-written touches named everything already.
+            body += "let mut rec: Option<&dyn Fn(u64)> = None;\n";
+        } else {
+            body += &format!("let touch = |raw: u64| {touch_fn}(obj, raw);\nlet mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));\n");
+        }
     }
     let f = fn_name(&cmd.name);
     let args = |skip_last: bool| -> String {

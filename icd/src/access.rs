@@ -246,6 +246,604 @@ fn feed(raw: u64, sink: &mut impl Sink, write: bool) {
     }
 }
 
+/// Hands the part `offset..offset + size` (`vk::WHOLE_SIZE`: to its end) of the buffer `raw`
+/// to `sink`, as written if `write`: a buffer leads to the one range it is bound to, so the
+/// part is exact. Anything else (not a buffer, no memory) goes as [`feed`] hands it.
+fn feed_part(raw: u64, offset: u64, size: u64, sink: &mut impl Sink, write: bool) {
+    if raw == 0 {
+        return;
+    }
+    // SAFETY: as in `feed`: handles the application names are live vkfuse objects.
+    let Ok(o) = (unsafe { ObjectBase::get(raw) }) else {
+        return;
+    };
+    if o.ty == vk::ObjectType::BUFFER {
+        if let Some(Leads::Memory(map)) = &*o.leads.read() {
+            if let (1, Some((m, u))) = (map.len(), map.iter().next()) {
+                if let [r] = u.touched.ranges() {
+                    let part = Range::at(r.start.saturating_add(offset), size).intersect(*r);
+                    let written = write && u.writes();
+                    sink.memory(*m, part, written);
+                    if written {
+                        // `Leads::feed` hands the touched ranges as read too.
+                        sink.memory(*m, part, false);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+    feed(raw, sink, write);
+}
+
+/// The lowest offset of `regions` (for copies between buffers and images, whose buffer
+/// footprint below it is not touched).
+fn lowest(offsets: impl Iterator<Item = u64>) -> u64 {
+    offsets.min().unwrap_or(0)
+}
+
+/// # Safety
+/// `p` is null or points at `n` valid elements.
+unsafe fn slice<'a, T>(p: *const T, n: u32) -> &'a [T] {
+    if p.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: caller contract.
+        unsafe { std::slice::from_raw_parts(p, n as usize) }
+    }
+}
+
+/// `vkCmdCopyBuffer`: the regions of both buffers, the destination's as written.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_buffer(
+    cb: &CommandBuffer,
+    src: vk::Buffer,
+    dst: vk::Buffer,
+    count: u32,
+    regions: *const vk::BufferCopy,
+) {
+    let mut acc = cb.access.lock();
+    // SAFETY: `count` regions.
+    for r in unsafe { slice(regions, count) } {
+        feed_part(src.as_raw(), r.src_offset, r.size, &mut *acc, false);
+        feed_part(dst.as_raw(), r.dst_offset, r.size, &mut *acc, true);
+    }
+}
+
+/// `vkCmdCopyBuffer2`: as [`copy_buffer`].
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_buffer2(cb: &CommandBuffer, info: *const vk::CopyBufferInfo2) {
+    // SAFETY: a valid copy info.
+    let Some(i) = (unsafe { info.as_ref() }) else {
+        return;
+    };
+    let mut acc = cb.access.lock();
+    // SAFETY: `region_count` regions.
+    for r in unsafe { slice(i.p_regions, i.region_count) } {
+        feed_part(
+            i.src_buffer.as_raw(),
+            r.src_offset,
+            r.size,
+            &mut *acc,
+            false,
+        );
+        feed_part(i.dst_buffer.as_raw(), r.dst_offset, r.size, &mut *acc, true);
+    }
+}
+
+/// `vkCmdUpdateBuffer`: the bytes it writes.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn update_buffer(
+    cb: &CommandBuffer,
+    dst: vk::Buffer,
+    offset: vk::DeviceSize,
+    size: vk::DeviceSize,
+    _data: *const c_void,
+) {
+    feed_part(dst.as_raw(), offset, size, &mut *cb.access.lock(), true);
+}
+
+/// `vkCmdFillBuffer`: the bytes it writes (`VK_WHOLE_SIZE`: to the end).
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn fill_buffer(
+    cb: &CommandBuffer,
+    dst: vk::Buffer,
+    offset: vk::DeviceSize,
+    size: vk::DeviceSize,
+    _data: u32,
+) {
+    feed_part(dst.as_raw(), offset, size, &mut *cb.access.lock(), true);
+}
+
+/// The device of a command buffer.
+fn device(cb: &CommandBuffer) -> &Device {
+    // SAFETY: a command buffer's device outlives it.
+    unsafe { &*cb.device }
+}
+
+/// Hands the subresources of image `raw` that `units` picks to `sink`, as written if `write`,
+/// where the image is copied between members of different drivers: it leads to itself
+/// (`images.rs`: access sets name it by its handle, its units its subresources). Any other
+/// image goes as [`feed`] hands it (all of the memory it is bound to).
+fn feed_image(
+    d: &Device,
+    raw: u64,
+    units: impl FnOnce(&crate::images::Image) -> RangeSet,
+    sink: &mut impl Sink,
+    write: bool,
+) {
+    if raw == 0 {
+        return;
+    }
+    // SAFETY: as in `feed`: handles the application names are live vkfuse objects.
+    let Ok(o) = (unsafe { ObjectBase::get(raw) }) else {
+        return;
+    };
+    let own = matches!(&*o.leads.read(), Some(Leads::Memory(map)) if map.contains_key(&raw));
+    let img = own
+        .then(|| d.exec.images.lock().get(&raw).cloned())
+        .flatten();
+    let Some(img) = img else {
+        return feed(raw, sink, write);
+    };
+    for r in units(&img).ranges() {
+        sink.memory(raw, *r, false);
+        if write {
+            sink.memory(raw, *r, true);
+        }
+    }
+}
+
+/// The units of an image that subresource layers `layers` name together.
+fn layers_units<'a>(
+    img: &crate::images::Image,
+    layers: impl Iterator<Item = &'a vk::ImageSubresourceLayers>,
+) -> RangeSet {
+    let mut out = RangeSet::new();
+    for l in layers {
+        out.union(&img.layers_units(l));
+    }
+    out
+}
+
+/// The units of an image that subresource ranges `ranges` name together.
+fn range_units<'a>(
+    img: &crate::images::Image,
+    ranges: impl Iterator<Item = &'a vk::ImageSubresourceRange>,
+) -> RangeSet {
+    let mut out = RangeSet::new();
+    for r in ranges {
+        out.union(&img.range_units(r));
+    }
+    out
+}
+
+/// A region of a copy between a buffer and an image: the buffer offset and the image's
+/// subresources.
+trait BufferImageRegion {
+    fn at(&self) -> (u64, &vk::ImageSubresourceLayers);
+}
+
+/// A region of a copy, blit or resolve between images: the source's and the destination's
+/// subresources.
+trait ImagePair {
+    fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers);
+}
+
+macro_rules! buffer_image_region {
+    ($($t:ty),*) => {$(
+        impl BufferImageRegion for $t {
+            fn at(&self) -> (u64, &vk::ImageSubresourceLayers) {
+                (self.buffer_offset, &self.image_subresource)
+            }
+        }
+    )*};
+}
+buffer_image_region!(vk::BufferImageCopy, vk::BufferImageCopy2<'_>);
+
+macro_rules! image_pair {
+    ($($t:ty),*) => {$(
+        impl ImagePair for $t {
+            fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
+                (&self.src_subresource, &self.dst_subresource)
+            }
+        }
+    )*};
+}
+image_pair!(
+    vk::ImageCopy,
+    vk::ImageCopy2<'_>,
+    vk::ImageBlit,
+    vk::ImageBlit2<'_>,
+    vk::ImageResolve,
+    vk::ImageResolve2<'_>
+);
+
+/// A copy between `buffer` and `image` with `count` `regions`: into the image when `to_image`
+/// (the buffer from the lowest region offset on, read; the image's subresources the regions
+/// name, written), else out of it.
+///
+/// # Safety
+/// `regions` is null or holds `count` valid regions.
+unsafe fn buffer_image<R: BufferImageRegion>(
+    cb: &CommandBuffer,
+    (buffer, image): (vk::Buffer, vk::Image),
+    count: u32,
+    regions: *const R,
+    to_image: bool,
+) {
+    // SAFETY: caller contract.
+    let regions = unsafe { slice(regions, count) };
+    let from = lowest(regions.iter().map(|r| r.at().0));
+    let mut acc = cb.access.lock();
+    feed_part(buffer.as_raw(), from, vk::WHOLE_SIZE, &mut *acc, !to_image);
+    let units = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.at().1));
+    feed_image(device(cb), image.as_raw(), units, &mut *acc, to_image);
+}
+
+/// A copy, blit or resolve from image `src` to image `dst` with `count` `regions`: the
+/// source's subresources read, the destination's written.
+///
+/// # Safety
+/// `regions` is null or holds `count` valid regions.
+unsafe fn image_to_image<R: ImagePair>(
+    cb: &CommandBuffer,
+    (src, dst): (vk::Image, vk::Image),
+    count: u32,
+    regions: *const R,
+) {
+    // SAFETY: caller contract.
+    let regions = unsafe { slice(regions, count) };
+    let d = device(cb);
+    let mut acc = cb.access.lock();
+    let srcs = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().0));
+    feed_image(d, src.as_raw(), srcs, &mut *acc, false);
+    let dsts = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().1));
+    feed_image(d, dst.as_raw(), dsts, &mut *acc, true);
+}
+
+/// `vkCmdCopyBufferToImage`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_buffer_to_image(
+    cb: &CommandBuffer,
+    src: vk::Buffer,
+    dst: vk::Image,
+    _layout: vk::ImageLayout,
+    count: u32,
+    regions: *const vk::BufferImageCopy,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { buffer_image(cb, (src, dst), count, regions, true) };
+}
+
+/// `vkCmdCopyBufferToImage2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_buffer_to_image2(cb: &CommandBuffer, info: *const vk::CopyBufferToImageInfo2) {
+    // SAFETY: a valid copy info, with its regions.
+    if let Some(i) = unsafe { info.as_ref() } {
+        let ends = (i.src_buffer, i.dst_image);
+        // SAFETY: as above.
+        unsafe { buffer_image(cb, ends, i.region_count, i.p_regions, true) };
+    }
+}
+
+/// `vkCmdCopyImageToBuffer`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_image_to_buffer(
+    cb: &CommandBuffer,
+    src: vk::Image,
+    _layout: vk::ImageLayout,
+    dst: vk::Buffer,
+    count: u32,
+    regions: *const vk::BufferImageCopy,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { buffer_image(cb, (dst, src), count, regions, false) };
+}
+
+/// `vkCmdCopyImageToBuffer2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_image_to_buffer2(cb: &CommandBuffer, info: *const vk::CopyImageToBufferInfo2) {
+    // SAFETY: a valid copy info, with its regions.
+    if let Some(i) = unsafe { info.as_ref() } {
+        let ends = (i.dst_buffer, i.src_image);
+        // SAFETY: as above.
+        unsafe { buffer_image(cb, ends, i.region_count, i.p_regions, false) };
+    }
+}
+
+/// `vkCmdCopyImage`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_image(
+    cb: &CommandBuffer,
+    src: vk::Image,
+    _src_layout: vk::ImageLayout,
+    dst: vk::Image,
+    _dst_layout: vk::ImageLayout,
+    count: u32,
+    regions: *const vk::ImageCopy,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image(cb, (src, dst), count, regions) };
+}
+
+/// `vkCmdCopyImage2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn copy_image2(cb: &CommandBuffer, info: *const vk::CopyImageInfo2) {
+    // SAFETY: a valid copy info, with its regions.
+    if let Some(i) = unsafe { info.as_ref() } {
+        // SAFETY: as above.
+        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
+    }
+}
+
+/// `vkCmdBlitImage`.
+///
+/// # Safety
+/// Arguments valid for the command.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn blit_image(
+    cb: &CommandBuffer,
+    src: vk::Image,
+    _src_layout: vk::ImageLayout,
+    dst: vk::Image,
+    _dst_layout: vk::ImageLayout,
+    count: u32,
+    regions: *const vk::ImageBlit,
+    _filter: vk::Filter,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image(cb, (src, dst), count, regions) };
+}
+
+/// `vkCmdBlitImage2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn blit_image2(cb: &CommandBuffer, info: *const vk::BlitImageInfo2) {
+    // SAFETY: a valid blit info, with its regions.
+    if let Some(i) = unsafe { info.as_ref() } {
+        // SAFETY: as above.
+        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
+    }
+}
+
+/// `vkCmdResolveImage`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn resolve_image(
+    cb: &CommandBuffer,
+    src: vk::Image,
+    _src_layout: vk::ImageLayout,
+    dst: vk::Image,
+    _dst_layout: vk::ImageLayout,
+    count: u32,
+    regions: *const vk::ImageResolve,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image(cb, (src, dst), count, regions) };
+}
+
+/// `vkCmdResolveImage2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn resolve_image2(cb: &CommandBuffer, info: *const vk::ResolveImageInfo2) {
+    // SAFETY: a valid resolve info, with its regions.
+    if let Some(i) = unsafe { info.as_ref() } {
+        // SAFETY: as above.
+        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
+    }
+}
+
+/// `vkCmdClearColorImage`: the ranges it clears.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn clear_color_image(
+    cb: &CommandBuffer,
+    image: vk::Image,
+    _layout: vk::ImageLayout,
+    _color: *const vk::ClearColorValue,
+    count: u32,
+    ranges: *const vk::ImageSubresourceRange,
+) {
+    // SAFETY: `count` ranges.
+    let r = unsafe { slice(ranges, count) };
+    let mut acc = cb.access.lock();
+    feed_image(
+        device(cb),
+        image.as_raw(),
+        |i| range_units(i, r.iter()),
+        &mut *acc,
+        true,
+    );
+}
+
+/// `vkCmdClearDepthStencilImage`: the ranges it clears.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn clear_depth_stencil_image(
+    cb: &CommandBuffer,
+    image: vk::Image,
+    _layout: vk::ImageLayout,
+    _value: *const vk::ClearDepthStencilValue,
+    count: u32,
+    ranges: *const vk::ImageSubresourceRange,
+) {
+    // SAFETY: `count` ranges.
+    let r = unsafe { slice(ranges, count) };
+    let mut acc = cb.access.lock();
+    feed_image(
+        device(cb),
+        image.as_raw(),
+        |i| range_units(i, r.iter()),
+        &mut *acc,
+        true,
+    );
+}
+
+/// The buffer and image barriers of a dependency: a buffer barrier writes nothing (the part
+/// it names is read: the batch is ordered after its writers); an image barrier writes the
+/// subresources it names where it changes their layout, and reads them otherwise.
+fn barriers(
+    cb: &CommandBuffer,
+    buffers: impl Iterator<Item = (vk::Buffer, u64, u64)>,
+    images: impl Iterator<Item = (vk::Image, bool, vk::ImageSubresourceRange)>,
+) {
+    let d = device(cb);
+    let mut acc = cb.access.lock();
+    for (b, offset, size) in buffers {
+        feed_part(b.as_raw(), offset, size, &mut *acc, false);
+    }
+    for (image, transition, range) in images {
+        feed_image(
+            d,
+            image.as_raw(),
+            |i| i.range_units(&range),
+            &mut *acc,
+            transition,
+        );
+    }
+}
+
+/// The barriers of a `VkDependencyInfo`.
+///
+/// # Safety
+/// `dep` is null or a valid dependency info.
+unsafe fn dependency(cb: &CommandBuffer, dep: *const vk::DependencyInfo) {
+    // SAFETY: caller contract.
+    let Some(dep) = (unsafe { dep.as_ref() }) else {
+        return;
+    };
+    // SAFETY: the counts the info gives.
+    let (bufs, imgs) = unsafe {
+        (
+            slice(
+                dep.p_buffer_memory_barriers,
+                dep.buffer_memory_barrier_count,
+            ),
+            slice(dep.p_image_memory_barriers, dep.image_memory_barrier_count),
+        )
+    };
+    barriers(
+        cb,
+        bufs.iter().map(|b| (b.buffer, b.offset, b.size)),
+        imgs.iter()
+            .map(|b| (b.image, b.old_layout != b.new_layout, b.subresource_range)),
+    );
+}
+
+/// `vkCmdPipelineBarrier`.
+///
+/// # Safety
+/// Arguments valid for the command.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn pipeline_barrier(
+    cb: &CommandBuffer,
+    _src: vk::PipelineStageFlags,
+    _dst: vk::PipelineStageFlags,
+    _flags: vk::DependencyFlags,
+    _memory_count: u32,
+    _memory: *const vk::MemoryBarrier,
+    buffer_count: u32,
+    buffers: *const vk::BufferMemoryBarrier,
+    image_count: u32,
+    images: *const vk::ImageMemoryBarrier,
+) {
+    // SAFETY: the counts given.
+    let (bufs, imgs) = unsafe { (slice(buffers, buffer_count), slice(images, image_count)) };
+    barriers(
+        cb,
+        bufs.iter().map(|b| (b.buffer, b.offset, b.size)),
+        imgs.iter()
+            .map(|b| (b.image, b.old_layout != b.new_layout, b.subresource_range)),
+    );
+}
+
+/// `vkCmdPipelineBarrier2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn pipeline_barrier2(cb: &CommandBuffer, dep: *const vk::DependencyInfo) {
+    // SAFETY: forwarded contract.
+    unsafe { dependency(cb, dep) };
+}
+
+/// `vkCmdWaitEvents`: its barriers (the events lead to no memory).
+///
+/// # Safety
+/// Arguments valid for the command.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn wait_events(
+    cb: &CommandBuffer,
+    _event_count: u32,
+    _events: *const vk::Event,
+    src: vk::PipelineStageFlags,
+    dst: vk::PipelineStageFlags,
+    memory_count: u32,
+    memory: *const vk::MemoryBarrier,
+    buffer_count: u32,
+    buffers: *const vk::BufferMemoryBarrier,
+    image_count: u32,
+    images: *const vk::ImageMemoryBarrier,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        pipeline_barrier(
+            cb,
+            src,
+            dst,
+            vk::DependencyFlags::empty(),
+            memory_count,
+            memory,
+            buffer_count,
+            buffers,
+            image_count,
+            images,
+        )
+    };
+}
+
+/// `vkCmdWaitEvents2`: the barriers of each event's dependency.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn wait_events2(
+    cb: &CommandBuffer,
+    event_count: u32,
+    _events: *const vk::Event,
+    deps: *const vk::DependencyInfo,
+) {
+    // SAFETY: `event_count` dependency infos.
+    for dep in unsafe { slice(deps, event_count) } {
+        // SAFETY: a valid dependency info.
+        unsafe { dependency(cb, dep) };
+    }
+}
+
 /// What the live objects `raws` lead to together.
 fn leads_of(raws: impl IntoIterator<Item = u64>) -> Leads {
     let mut out = Leads::none();
@@ -317,6 +915,17 @@ unsafe fn feed_writes(
             | vk::DescriptorType::STORAGE_TEXEL_BUFFER
     );
     for i in 0..count {
+        if matches!(
+            ty,
+            vk::DescriptorType::UNIFORM_BUFFER | vk::DescriptorType::STORAGE_BUFFER
+        ) {
+            // The part of the buffer the descriptor names (dynamic descriptors move by an
+            // offset given at bind time: their whole buffer, below).
+            // SAFETY: caller contract: `count` buffer infos.
+            let b = unsafe { &*buffers.add(i) };
+            feed_part(b.buffer.as_raw(), b.offset, b.range, sink, write);
+            continue;
+        }
         // SAFETY: caller contract: `count` elements of the array this type reads.
         let raw = unsafe {
             match ty {
@@ -338,26 +947,30 @@ unsafe fn feed_writes(
     }
 }
 
-/// A view leads where its resource does.
-fn view_created(view: u64, resource: u64) {
-    let mut leads = Leads::none();
-    feed(resource, &mut leads, true);
-    // SAFETY: the view was just created.
-    unsafe { set(view, leads) };
-}
-
 /// After `vkCreateImageView`: the view leads where its image does.
 ///
 /// # Safety
 /// Arguments of a successful `vkCreateImageView`.
 pub unsafe fn image_view_created(
-    _d: &Device,
+    d: &Device,
     info: *const vk::ImageViewCreateInfo,
     _alloc: *const vk::AllocationCallbacks,
     view: *mut vk::ImageView,
 ) {
     // SAFETY: valid create info and the created view.
-    unsafe { view_created((*view).as_raw(), (*info).image.as_raw()) };
+    let (info, view) = unsafe { (&*info, (*view).as_raw()) };
+    let image = info.image.as_raw();
+    // The view's subresources of an image copied between drivers (`feed_image`).
+    let mut leads = Leads::none();
+    feed_image(
+        d,
+        image,
+        |i| i.range_units(&info.subresource_range),
+        &mut leads,
+        true,
+    );
+    // SAFETY: the view was just created.
+    unsafe { set(view, leads) };
 }
 
 /// After `vkCreateBufferView`: the view leads where its buffer does.
@@ -371,7 +984,18 @@ pub unsafe fn buffer_view_created(
     view: *mut vk::BufferView,
 ) {
     // SAFETY: valid create info and the created view.
-    unsafe { view_created((*view).as_raw(), (*info).buffer.as_raw()) };
+    let (info, view) = unsafe { (&*info, (*view).as_raw()) };
+    // The part of the buffer the view names.
+    let mut leads = Leads::none();
+    feed_part(
+        info.buffer.as_raw(),
+        info.offset,
+        info.range,
+        &mut leads,
+        true,
+    );
+    // SAFETY: the view was just created.
+    unsafe { set(view, leads) };
 }
 
 /// After `vkCreateFramebuffer`: the framebuffer leads where its attachments do (imageless
@@ -520,6 +1144,58 @@ mod tests {
         let mut l = leads(&[(5, Range::new(0, 64), false)]);
         l.merge(&leads(&[(5, Range::new(0, 64), true)]));
         assert_eq!(l, leads(&[(5, Range::new(0, 64), true)]));
+    }
+
+    #[test]
+    fn buffer_parts_are_what_descriptors_and_copies_name() {
+        let buffer = ObjectBase::new(vk::ObjectType::BUFFER).into_raw();
+        // SAFETY: a live object made above, freed below.
+        unsafe { set(buffer, leads(&[(9, Range::new(100, 200), true)])) };
+        let part = |offset, size, write| {
+            let mut l = Leads::none();
+            feed_part(buffer, offset, size, &mut l, write);
+            l
+        };
+        assert_eq!(
+            part(16, 32, true),
+            leads(&[(9, Range::new(116, 148), true)])
+        );
+        assert_eq!(
+            part(50, vk::WHOLE_SIZE, false),
+            leads(&[(9, Range::new(150, 200), false)])
+        );
+        // Clipped to the buffer's range.
+        assert_eq!(
+            part(90, 64, true),
+            leads(&[(9, Range::new(190, 200), true)])
+        );
+        let info = |ty, offset, range| {
+            let b = vk::DescriptorBufferInfo {
+                buffer: vk::Buffer::from_raw(buffer),
+                offset,
+                range,
+            };
+            let mut l = Leads::none();
+            // SAFETY: one buffer info for a buffer descriptor type.
+            unsafe { feed_writes(ty, 1, (std::ptr::null(), &b, std::ptr::null()), &mut l) };
+            l
+        };
+        // A storage buffer descriptor writes its part, a uniform one reads its part, and a
+        // dynamic one (its offset moves at bind time) the whole buffer.
+        assert_eq!(
+            info(vk::DescriptorType::STORAGE_BUFFER, 8, 8),
+            leads(&[(9, Range::new(108, 116), true)])
+        );
+        assert_eq!(
+            info(vk::DescriptorType::UNIFORM_BUFFER, 64, vk::WHOLE_SIZE),
+            leads(&[(9, Range::new(164, 200), false)])
+        );
+        assert_eq!(
+            info(vk::DescriptorType::STORAGE_BUFFER_DYNAMIC, 8, 8),
+            leads(&[(9, Range::new(100, 200), true)])
+        );
+        // SAFETY: made above, no longer used.
+        unsafe { ObjectBase::free(buffer) };
     }
 
     #[test]

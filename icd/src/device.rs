@@ -168,7 +168,30 @@ pub unsafe extern "system" fn create_device(
                     .is_some_and(|pm| pm.driver_name == "llvmpipe")
             })
             .fold(0u64, |bits, md| bits | 1 << md.index);
-        let exec = crate::exec::setup(&members, import_align, (same_driver, home), fence_apart);
+        // The tiers between the members, by member index, for the coherence tracker: host
+        // memory shared only where every member imports it (`import_align`), as allocations do.
+        let mut caps = Vec::new();
+        for md in &members {
+            let Some(pm) = p.member(md.index) else {
+                continue;
+            };
+            if caps.len() <= md.index {
+                caps.resize(md.index + 1, vkfuse_memory::MemberCaps::default());
+            }
+            caps[md.index] = vkfuse_memory::MemberCaps {
+                host_import: import_align != 0,
+                opaque_fd: md.memory_fd.is_some(),
+                driver_uuid: pm.driver_uuid,
+                device_uuid: pm.device_uuid,
+            };
+        }
+        let exec = crate::exec::setup(
+            &members,
+            import_align,
+            (same_driver, home),
+            fence_apart,
+            vkfuse_memory::Topology::new(&caps),
+        );
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
             header: Header::new(Tag::Device),

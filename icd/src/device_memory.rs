@@ -944,10 +944,13 @@ fn bound(d: &Device, resource: u64, mem: vk::DeviceMemory, offset: vk::DeviceSiz
         Bound::ImagePlane => u64::MAX,
     };
     let range = vkfuse_memory::Range::at(offset, size);
-    if what == Bound::Image {
-        crate::images::bound(d, resource, mem.as_raw(), range);
-    }
-    let leads = crate::access::Leads::one(mem.as_raw(), range, true);
+    // An image copied between members of different drivers leads to itself: access sets name
+    // it by its handle, with the subresources the commands name (`images.rs`).
+    let leads = if what == Bound::Image && crate::images::bound(d, resource, mem.as_raw(), range) {
+        crate::access::Leads::one(resource, vkfuse_memory::Range::WHOLE, true)
+    } else {
+        crate::access::Leads::one(mem.as_raw(), range, true)
+    };
     // SAFETY: as above.
     unsafe {
         if what == Bound::ImagePlane {

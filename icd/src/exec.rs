@@ -25,7 +25,7 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle as _;
 use parking_lot::Mutex;
-use vkfuse_memory::RangeSet;
+use vkfuse_memory::{Range, RangeSet, Site, Sites, Tracker};
 use vkfuse_scheduler::placement::{BatchInfo, Placer};
 
 use crate::arena::Arena;
@@ -124,6 +124,14 @@ struct State {
     /// A batch drawing into a swapchain image had to run elsewhere than the frame's member
     /// (logged once).
     frame_split_logged: bool,
+    /// Which sites (members, and the host: a mirror's shadow, an image's latest stage) hold
+    /// the latest contents of every range of every mirrored allocation and every subresource
+    /// of every image `images.rs` copies (the `memory` crate's tracker, in submission order).
+    coherence: Tracker,
+    /// The tracker's batches not known to be complete, with their done points.
+    tickets: Vec<(vkfuse_memory::Ticket, Edge)>,
+    /// The tracker refused an operation (logged once).
+    coherence_failed: bool,
 }
 
 #[derive(Default)]
@@ -250,10 +258,10 @@ impl Exec {
     pub fn single(primary: usize) -> Exec {
         Exec {
             multi: false,
-            state: Mutex::new(State::new(Placer::with_order(
-                vkfuse_scheduler::Strategy::Single,
-                vec![primary],
-            ))),
+            state: Mutex::new(State::new(
+                Placer::with_order(vkfuse_scheduler::Strategy::Single, vec![primary]),
+                vkfuse_memory::Topology::new(&[]),
+            )),
             bridge_sem: [vk::Semaphore::null(); MAX_MEMBERS],
             bridge: Mutex::new(None),
             gated: Mutex::new(Vec::new()),
@@ -294,7 +302,7 @@ impl Exec {
 }
 
 impl State {
-    fn new(placer: Placer) -> State {
+    fn new(placer: Placer, topology: vkfuse_memory::Topology) -> State {
         State {
             placer,
             pin: None,
@@ -318,6 +326,9 @@ impl State {
             swapchain_images: std::collections::HashSet::new(),
             frame_owner: HashMap::new(),
             frame_split_logged: false,
+            coherence: Tracker::new(topology),
+            tickets: Vec::new(),
+            coherence_failed: false,
         }
     }
 }
@@ -414,12 +425,14 @@ pub(crate) fn host_signal(md: &MemberDevice, sem: vk::Semaphore, value: u64) -> 
 
 /// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
 /// cannot run on several members. `import_align`, `same_driver`, `home`, `fence_apart`: see
-/// [`Exec`].
+/// [`Exec`]; `topology`: the transfer tiers between the members (indexed by member index), for
+/// the coherence tracker.
 pub fn setup(
     members: &[MemberDevice],
     import_align: u64,
     (same_driver, home): (bool, u64),
     fence_apart: u64,
+    topology: vkfuse_memory::Topology,
 ) -> Exec {
     let cfg = crate::config::Config::get();
     let primary = members.first().map_or(0, |m| m.index);
@@ -466,7 +479,10 @@ pub fn setup(
     );
     Exec {
         multi: true,
-        state: Mutex::new(State::new(Placer::with_order(cfg.strategy, order))),
+        state: Mutex::new(State::new(
+            Placer::with_order(cfg.strategy, order),
+            topology,
+        )),
         bridge_sem: sems,
         bridge: Mutex::new(None),
         gated: Mutex::new(Vec::new()),
@@ -848,22 +864,26 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
         .map(|x| x.index)
         .filter(|x| alive_mask(d) & (1 << x) != 0)
         .collect();
+    let mut lost_data = None;
     if !unfinished {
         // Its finished batches' changes to mirrored memory are read from its copies while they
-        // can be; its copies hold nothing from now on.
+        // can be: the shadows hold what it alone held.
         for mirror in st.mirrors.values() {
             mirror.rescue(d, m);
             mirror.forget(m);
         }
+        lost_data = tracker_loses(d, st, m);
     }
-    let data_lost = st.pin == Some(m) || unfinished || survivors.is_empty();
+    let data_lost = st.pin == Some(m) || unfinished || survivors.is_empty() || lost_data.is_some();
     if data_lost {
         let what = if st.pin == Some(m) {
-            "it held the only copy of memory that is not shared between members"
+            "it held the only copy of memory that is not shared between members".to_string()
         } else if unfinished {
-            "work it had not finished is lost"
+            "work it had not finished is lost".to_string()
+        } else if let Some(what) = lost_data {
+            what
         } else {
-            "no member is left"
+            "no member is left".to_string()
         };
         crate::error!("member {m} lost ({why}): {what}; the fused device is lost");
         d.exec.lost.store(true, Ordering::Release);
@@ -871,6 +891,80 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
     }
     crate::warn!("member {m} lost ({why}); every resource survives on members {survivors:?}; continuing on them");
     Ok(())
+}
+
+/// Member `m`, whose batches all finished, is lost: tells the coherence tracker, after
+/// recording that the shadows now hold what `m` alone held of mirrored memory (`rescue`).
+/// Returns what was lost, if the latest contents of something existed only on `m` (an image
+/// it wrote and did not copy out, say).
+fn tracker_loses(d: &Device, st: &mut State, m: usize) -> Option<String> {
+    retire_finished(d, st, true);
+    let site = Site::member(m)?;
+    if !st.coherence.alive().contains(m) {
+        // Lost before (the pinned member, found lost at a later submit).
+        return None;
+    }
+    let others = Sites::from_members(st.coherence.alive()).without(site);
+    let mut rescued = Vec::new();
+    for raw in st.mirrors.keys() {
+        for (r, holders) in st.coherence.segments(*raw).unwrap_or_default() {
+            if holders.contains(site) && !holders.intersects(others) {
+                rescued.extend(
+                    st.coherence
+                        .read_plan(*raw, r, Site::HOST)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    if let Err(e) = st.coherence.commit_transfers(&rescued) {
+        crate::warn!("member {m}: the coherence tracker refused the rescue of its copies ({e})");
+    }
+    let report = match st.coherence.lose_member(m) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::warn!("member {m}: the coherence tracker refused its loss ({e})");
+            return None;
+        }
+    };
+    // Sites that shared a storage `m` owned (same-driver members binding an image to
+    // memory `m` exported) get one of their own, empty: they copy the latest in when they
+    // next use it.
+    for (id, sites) in &report.orphaned {
+        for s in sites.iter() {
+            let _ = st.coherence.add_storage(
+                *id,
+                vkfuse_memory::Storage {
+                    sites: Sites::single(s),
+                    owner: s,
+                },
+            );
+        }
+    }
+    for t in &report.in_flight {
+        // Finished (`retire_finished` found its done point unreached only if it raced).
+        let _ = st.coherence.retire(*t);
+    }
+    if !report.data_lost() {
+        crate::debug!(
+            "coherence after losing member {m}: {}",
+            st.coherence.summary()
+        );
+        return None;
+    }
+    let (mirrored, images): (Vec<_>, Vec<_>) = report
+        .lost
+        .iter()
+        .partition(|(id, _)| st.mirrors.contains_key(id));
+    Some(format!(
+        "it alone held the latest contents of {} range(s) of mirrored memory and {} image(s)",
+        mirrored.len(),
+        images
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    ))
 }
 
 /// One batch, with fused handles, as vkQueueSubmit2 describes it.
@@ -1281,7 +1375,8 @@ fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
 /// bound to memory of vkfuse's own (`images.rs` keeps those coherent; `j`'s copy of the
 /// allocation holds nothing of theirs).
 fn touched_mirrors<'a>(
-    st: &'a State,
+    mirrors: &'a HashMap<u64, Arc<Mirror>>,
+    image_binds: &'a HashMap<u64, Vec<Arc<crate::images::Image>>>,
     access: &'a crate::access::AccessSet,
     j: usize,
 ) -> Vec<(
@@ -1289,12 +1384,12 @@ fn touched_mirrors<'a>(
     &'a Arc<Mirror>,
     std::borrow::Cow<'a, crate::access::Use>,
 )> {
-    if st.mirrors.is_empty() {
+    if mirrors.is_empty() {
         return Vec::new();
     }
     let all: Vec<(u64, &Arc<Mirror>, std::borrow::Cow<'a, crate::access::Use>)> =
         if access.everything.is_some() {
-            st.mirrors
+            mirrors
                 .iter()
                 .map(|(raw, m)| (*raw, m, std::borrow::Cow::Owned(crate::access::Use::all())))
                 .collect()
@@ -1303,7 +1398,7 @@ fn touched_mirrors<'a>(
                 .memory
                 .iter()
                 .filter_map(|(raw, u)| {
-                    st.mirrors
+                    mirrors
                         .get(raw)
                         .map(|m| (*raw, m, std::borrow::Cow::Borrowed(u)))
                 })
@@ -1311,8 +1406,7 @@ fn touched_mirrors<'a>(
         };
     all.into_iter()
         .filter_map(|(raw, m, u)| {
-            let private: Vec<vkfuse_memory::Range> = st
-                .image_binds
+            let private: Vec<Range> = image_binds
                 .get(&raw)
                 .into_iter()
                 .flatten()
@@ -1349,12 +1443,18 @@ fn stage_for(
     // the next reader copies straight from them.
     let shared = d.exec.import_align != 0;
     let mut chunked: Option<(u64, crate::staging::Transfer)> = None;
-    for (raw, m, u) in touched_mirrors(st, access, j) {
+    for (raw, m, u) in touched_mirrors(&st.mirrors, &st.image_binds, access, j) {
         let cover = m.cover(j);
         if cover.is_null() {
             continue;
         }
-        let peek = m.peek(j, &u);
+        let copy_in = if m.host_writes() {
+            u.touched.clone()
+        } else {
+            crate::mirror::stale_part(&st.coherence, raw, j, &u.touched)
+                .unwrap_or_else(|_| u.touched.clone())
+        };
+        let peek = m.peek(j, &u, copy_in);
         let mut s = Staged {
             limit: peek.copy_in,
             direct: RangeSet::new(),
@@ -1400,8 +1500,8 @@ fn stage_for(
     // Images copied between members of different drivers (`images.rs`).
     let images = crate::images::plan(
         d,
+        &st.coherence,
         &st.image_binds,
-        |mem| st.mirrors.contains_key(&mem),
         access,
         transitions,
         j,
@@ -1448,22 +1548,69 @@ struct Staged {
 }
 
 /// The mirrored allocations a batch on member `j` finishing at `done` touches, claimed for
-/// `j` in submission order (with the batch's stages, `stage_for`).
+/// `j` in submission order (with the batch's stages, `stage_for`): the coherence tracker says
+/// what `j`'s copies lack (`mirror::claim_all`).
 fn mirrors_for(
-    st: &State,
+    d: &Device,
+    st: &mut State,
     access: &crate::access::AccessSet,
     j: usize,
     done: Edge,
     mut staged: HashMap<u64, Staged>,
 ) -> Vec<Prep> {
-    touched_mirrors(st, access, j)
-        .into_iter()
-        .map(|(raw, m, u)| {
-            let (limit, direct, stages) = match staged.remove(&raw) {
-                Some(s) => (Some(s.limit), s.direct, s.stages),
-                None => (None, RangeSet::new(), Default::default()),
-            };
-            let (mut step, ticket) = m.claim(j, &u, limit.as_ref(), done, stages.output.as_ref());
+    retire_finished(d, st, false);
+    let list = touched_mirrors(&st.mirrors, &st.image_binds, access, j);
+    if list.is_empty() {
+        return Vec::new();
+    }
+    let parts: Vec<(Option<RangeSet>, RangeSet, crate::mirror::Stages)> = list
+        .iter()
+        .map(|(raw, _, _)| match staged.remove(raw) {
+            Some(s) => (Some(s.limit), s.direct, s.stages),
+            None => (None, RangeSet::new(), Default::default()),
+        })
+        .collect();
+    let claims: Vec<crate::mirror::Claim<'_>> = list
+        .iter()
+        .zip(&parts)
+        .map(|((raw, m, u), (limit, _, _))| crate::mirror::Claim {
+            id: *raw,
+            mirror: m,
+            u,
+            limit: limit.as_ref(),
+        })
+        .collect();
+    let ins = match crate::mirror::claim_all(&mut st.coherence, j, &claims) {
+        Ok((ins, ticket)) => {
+            st.tickets.push((ticket, done));
+            ins
+        }
+        Err(e) => {
+            // Not expected; stay correct: `j` copies in all it touches and then holds it
+            // alone.
+            if !st.coherence_failed {
+                st.coherence_failed = true;
+                crate::warn!(
+                    "member {j}: the coherence tracker refused a batch ({e}); its mirrored memory is copied in whole"
+                );
+            }
+            claims
+                .iter()
+                .map(|c| {
+                    for r in c.u.touched.ranges() {
+                        let _ = st.coherence.write(c.id, *r, j);
+                    }
+                    c.u.touched.clone()
+                })
+                .collect()
+        }
+    };
+    drop(claims);
+    list.into_iter()
+        .zip(parts)
+        .zip(ins)
+        .map(|(((_, m, u), (_, direct, stages)), copy_in)| {
+            let (mut step, ticket) = m.claim(&u, copy_in, done, stages.output.as_ref());
             // The prologue copies those parts itself.
             step.copy_in.subtract(&direct);
             Prep {
@@ -1476,6 +1623,26 @@ fn mirrors_for(
             }
         })
         .collect()
+}
+
+/// Retires the coherence tracker's batches that are complete: every one when `all`, otherwise
+/// only once enough are waiting (a semaphore query each).
+fn retire_finished(d: &Device, st: &mut State, all: bool) {
+    if !all && st.tickets.len() < 64 {
+        return;
+    }
+    let State {
+        tickets, coherence, ..
+    } = st;
+    tickets.retain(|(t, (m, sem, value))| {
+        let done = d
+            .member(*m)
+            .is_none_or(|md| d.exec.member_lost(*m) || counter(md, *sem) >= *value);
+        if done {
+            let _ = coherence.retire(*t);
+        }
+        !done
+    });
 }
 
 /// Whether a batch of `batches` waits for a semaphore that an earlier batch of them signals
@@ -1537,6 +1704,14 @@ pub fn add_mirror(d: &Device, raw: u64, m: Arc<Mirror>) {
             }
         );
     }
+    let members = d
+        .members
+        .iter()
+        .map(|md| md.index)
+        .filter(|i| !d.exec.member_lost(*i));
+    if let Err(e) = crate::mirror::track(&mut st.coherence, raw, m.size(), members) {
+        crate::warn!("the coherence tracker refused a mirrored allocation ({e})");
+    }
     st.mirrors.insert(raw, m);
 }
 
@@ -1553,19 +1728,27 @@ pub fn fd_shared(d: &Device) {
 
 /// Forgets a mirrored allocation that is being freed.
 pub fn remove_mirror(d: &Device, raw: u64) {
-    d.exec.state.lock().mirrors.remove(&raw);
+    let mut st = d.exec.state.lock();
+    st.mirrors.remove(&raw);
+    let _ = st.coherence.destroy(raw);
 }
 
 /// An image `images.rs` copies between members was bound to the allocation `mem` (raw); an
 /// image is bound once.
 pub fn bind_image(d: &Device, mem: u64, img: Arc<crate::images::Image>) {
-    d.exec
-        .state
-        .lock()
-        .image_binds
-        .entry(mem)
-        .or_default()
-        .push(img);
+    let mut st = d.exec.state.lock();
+    let members: Vec<usize> = d
+        .members
+        .iter()
+        .map(|md| md.index)
+        .filter(|i| !d.exec.member_lost(*i))
+        .collect();
+    // The home members share one copy unless the allocation is mirrored.
+    let shared = !st.mirrors.contains_key(&mem);
+    if let Err(e) = img.track(&mut st.coherence, &members, d.exec.home, shared) {
+        crate::warn!("the coherence tracker refused an image ({e})");
+    }
+    st.image_binds.entry(mem).or_default().push(img);
 }
 
 /// A swapchain image (its wrapper, raw) is known to the application.
@@ -1603,6 +1786,7 @@ pub fn unbind_image(d: &Device, img: &Arc<crate::images::Image>) {
         return;
     };
     let mut st = d.exec.state.lock();
+    let _ = st.coherence.destroy(img.raw);
     if let Some(list) = st.image_binds.get_mut(&mem) {
         list.retain(|i| !Arc::ptr_eq(i, img));
         if list.is_empty() {
@@ -2094,7 +2278,7 @@ fn submit_multi(
     };
     let split = !tail_waits.is_empty();
     let edge_count = waits.len();
-    let prep = mirrors_for(&st, &access, j, next_done, stages);
+    let prep = mirrors_for(d, &mut st, &access, j, next_done, stages);
     let mut images = images;
     let fills = std::mem::take(&mut images.fills);
     let bridge_wait = if gated {
@@ -2340,7 +2524,18 @@ fn submit_multi(
     carry_timelines(d, &mut st, &batches, j, signal_point);
     record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
     if !images.is_empty() {
-        let (copied_in, copied_out) = images.commit();
+        let (copied_in, copied_out) = match images.commit(&mut st.coherence, j) {
+            Ok(n) => n,
+            Err(e) => {
+                if !st.coherence_failed {
+                    st.coherence_failed = true;
+                    crate::warn!(
+                        "member {j}: the coherence tracker refused an image's change ({e})"
+                    );
+                }
+                (0, 0)
+            }
+        };
         st.image_copies.0 += copied_in as u64;
         st.image_copies.1 += copied_out as u64;
         if copied_in + copied_out > 0 {

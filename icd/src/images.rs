@@ -16,15 +16,21 @@
 //!   layout per subresource (aspect, mip level, array layer). A member running a batch starts
 //!   from the layouts the batch expects, since it either ran the image's last writer itself or
 //!   received the image in those layouts.
-//! - **Coherence.** Per image, the members whose copy is stale. The batches that may write an
-//!   image are those whose access set (`access.rs`) may write the range the image is bound to:
-//!   commands, descriptors and barriers that name it, and conservative sets. A batch that may
-//!   write it copies it out at its end (in the staging epilogue, `staging.rs`) into a staging
-//!   buffer in host memory every member imports (tightly packed, per aspect, mip level and run
-//!   of array layers in one layout): the image's *latest* copy. A batch on a member whose copy
-//!   is stale copies the latest copy in first (in its staging prologue), with the layouts it
-//!   expects. The reader's batch is ordered after the writer's epilogue by the access sets (the
-//!   writer's done point is its epilogue's).
+//! - **Coherence.** Each image is a resource of the device's coherence tracker (the `memory`
+//!   crate's, `exec.rs`), its subresources the units; the home members' copy (one, where their
+//!   memory is one), every other member's copy, and the latest stage (the host) are its
+//!   storages. A member's copy is stale where it is not among the holders. The batches that
+//!   may write an image are those whose access set (`access.rs`) may write the range the
+//!   image is bound to: commands, descriptors and barriers that name it, and conservative
+//!   sets. Such a batch writes every subresource (for the tracker too), and copies the image
+//!   out at its end (in the staging epilogue, `staging.rs`) into a staging buffer in host
+//!   memory every member imports (tightly packed, per aspect, mip level and run of array layers
+//!   in one layout): the image's *latest* copy, which the host then holds. A batch on a member
+//!   whose copy is stale copies the latest copy in first (in its staging prologue), with the
+//!   layouts it expects. The reader's batch is ordered after the writer's epilogue by the
+//!   access sets (the writer's done point is its epilogue's). A member lost after its batches
+//!   finished loses no image: the stage holds the latest of each (no copy out once placement
+//!   is pinned; losing the pinned member loses the device anyway).
 //! - Subresources in `UNDEFINED` (or `PREINITIALIZED`) layout hold nothing to copy.
 //!
 //! Where not every member imports host memory, stages come from each member's own pool
@@ -38,7 +44,9 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle as _;
 use parking_lot::Mutex;
-use vkfuse_memory::{Range, RangeSet};
+use vkfuse_memory::{
+    CoherenceError, Range, RangeSet, ResourceDesc, Sharing, Site, Sites, Storage, Tracker,
+};
 
 use crate::access::AccessSet;
 use crate::layout::Transition;
@@ -64,8 +72,6 @@ struct State {
     /// Per subresource (aspect, mip level, array layer): its layout after the batches
     /// submitted so far.
     layouts: Vec<vk::ImageLayout>,
-    /// Members (one bit each) whose copy is not the latest.
-    stale: u64,
     /// The latest contents, copied out by the last batch that may have written the image.
     latest: Option<Latest>,
     /// The allocation (fused, raw) and range the image is bound to.
@@ -276,7 +282,6 @@ pub unsafe extern "system" fn create_image(
                 aspects,
                 state: Mutex::new(State {
                     layouts: vec![ci.initial_layout; units],
-                    stale: 0,
                     latest: None,
                     bound: None,
                     private: [vk::DeviceMemory::null(); MAX_MEMBERS],
@@ -430,14 +435,16 @@ fn private_memory(
     Ok(mem)
 }
 
-/// After `image` was bound at `range` of the allocation `mem` (fused, raw): batches touching
-/// that range touch the image.
-pub fn bound(d: &Device, image: u64, mem: u64, range: Range) {
+/// After `image` was bound at `range` of the allocation `mem` (fused, raw): whether vkfuse
+/// copies it between members (then access sets name it by its own handle, and writes to that
+/// range through anything else write all of it).
+pub fn bound(d: &Device, image: u64, mem: u64, range: Range) -> bool {
     let Some(img) = d.exec.images.lock().get(&image).cloned() else {
-        return;
+        return false;
     };
     img.state.lock().bound = Some((mem, range));
     crate::exec::bind_image(d, mem, img);
+    true
 }
 
 impl Image {
@@ -455,14 +462,67 @@ impl Image {
             .map(|(_, r)| r)
     }
 
+    /// Starts tracking the image in the coherence tracker. Its units are its subresources
+    /// (aspect, mip level, array layer, as [`Image::unit`] numbers them). The members of
+    /// `members` in `home` share one copy where `shared` (they bind it to one memory); every
+    /// other member has a copy of its own, and the host holds the latest stage.
+    pub fn track(
+        &self,
+        tracker: &mut Tracker,
+        members: &[usize],
+        home: u64,
+        shared: bool,
+    ) -> Result<(), CoherenceError> {
+        let group: Sites = members
+            .iter()
+            .filter(|m| shared && home & (1 << **m) != 0)
+            .filter_map(|m| Site::member(*m))
+            .collect();
+        let mut storages = Vec::new();
+        if let Some(owner) = group.first() {
+            storages.push(Storage {
+                sites: group,
+                owner,
+            });
+        }
+        for s in members.iter().filter_map(|m| Site::member(*m)) {
+            if !group.contains(s) {
+                storages.push(Storage {
+                    sites: Sites::single(s),
+                    owner: s,
+                });
+            }
+        }
+        storages.push(Storage {
+            sites: Sites::single(Site::HOST),
+            owner: Site::HOST,
+        });
+        let sharing = Sharing::new(storages)?;
+        let all = sharing.sites();
+        let units = self.aspects.len() as u64 * u64::from(self.mips) * u64::from(self.layers);
+        // The size of the first aspect's level 0, for transfer costs.
+        let level0 = self.aspects.first().map_or(1, |(_, (bytes, bw, bh))| {
+            u64::from(self.extent.width.div_ceil(*bw))
+                * u64::from(self.extent.height.div_ceil(*bh))
+                * u64::from(self.extent.depth.max(1))
+                * u64::from(*bytes)
+        });
+        let desc = ResourceDesc {
+            len: units.max(1),
+            unit_bytes: level0.max(1),
+            sharing,
+        };
+        tracker.create(self.raw, desc, all)
+    }
+
     /// The index of subresource (aspect `a`, mip level, array layer).
     fn unit(&self, a: usize, mip: u32, layer: u32) -> usize {
         (a * self.mips as usize + mip as usize) * self.layers as usize + layer as usize
     }
 
-    /// Applies a recorded layout change to `layouts`.
-    fn apply(&self, layouts: &mut [vk::ImageLayout], t: &Transition) {
-        let r = &t.range;
+    /// The subresources (units) of a subresource range as the application gave it
+    /// (`VK_REMAINING_*` resolved; a 3D image's slices are one subresource).
+    fn units_of(&self, r: &vk::ImageSubresourceRange) -> impl Iterator<Item = usize> + '_ {
         let count = |base: u32, n: u32, all: u32| {
             if n == vk::REMAINING_MIP_LEVELS {
                 all.saturating_sub(base)
@@ -478,22 +538,90 @@ impl Image {
             r.base_array_layer
                 ..r.base_array_layer + count(r.base_array_layer, r.layer_count, self.layers)
         };
-        for (a, (flag, _)) in self.aspects.iter().enumerate() {
-            // A colour image's barriers may name plane or memory-plane aspects only for
-            // formats vkfuse does not copy; depth/stencil ones name their aspects.
-            let named = r.aspect_mask.contains(*flag)
-                || (*flag == vk::ImageAspectFlags::COLOR && r.aspect_mask.is_empty());
-            if !named {
+        let mask = r.aspect_mask;
+        self.aspects
+            .iter()
+            .enumerate()
+            // A colour image's ranges may name plane or memory-plane aspects only for formats
+            // vkfuse does not copy; depth/stencil ones name their aspects.
+            .filter(move |(_, (flag, _))| {
+                mask.contains(*flag) || (*flag == vk::ImageAspectFlags::COLOR && mask.is_empty())
+            })
+            .flat_map(move |(a, _)| {
+                let layers = layers.clone();
+                mips.clone()
+                    .flat_map(move |mip| layers.clone().map(move |layer| (a, mip, layer)))
+            })
+            .map(|(a, mip, layer)| self.unit(a, mip, layer))
+            .filter(|u| *u < self.units())
+    }
+
+    /// The number of subresources.
+    fn units(&self) -> usize {
+        self.aspects.len() * self.mips as usize * self.layers as usize
+    }
+
+    /// The units of `r`, as ranges.
+    pub fn range_units(&self, r: &vk::ImageSubresourceRange) -> RangeSet {
+        self.units_of(r).map(|u| Range::at(u as u64, 1)).collect()
+    }
+
+    /// The units of `l` (one mip level).
+    pub fn layers_units(&self, l: &vk::ImageSubresourceLayers) -> RangeSet {
+        self.range_units(&vk::ImageSubresourceRange {
+            aspect_mask: l.aspect_mask,
+            base_mip_level: l.mip_level,
+            level_count: 1,
+            base_array_layer: l.base_array_layer,
+            layer_count: l.layer_count,
+        })
+    }
+
+    /// Applies a recorded layout change to `layouts`.
+    fn apply(&self, layouts: &mut [vk::ImageLayout], t: &Transition) {
+        for u in self.units_of(&t.range) {
+            layouts[u] = t.layout;
+        }
+    }
+
+    /// The regions of `regions` (a tightly packed copy, [`Image::regions`]) for the
+    /// subresources of `units`: whole mip levels and layers, every aspect of a level and layer
+    /// if one is among `units` (the regions of one run of layers share their barriers).
+    fn select(&self, regions: &[ImageRegion], units: &RangeSet) -> Vec<ImageRegion> {
+        let wanted = |mip: u32, layer: u32| {
+            (0..self.aspects.len()).any(|a| units.contains(self.unit(a, mip, layer) as u64))
+        };
+        let mut out = Vec::new();
+        for r in regions {
+            let s = r.copy.image_subresource;
+            let Some((_, (bytes, bw, bh))) = self.aspects.iter().find(|(f, _)| *f == s.aspect_mask)
+            else {
                 continue;
-            }
-            for mip in mips.clone() {
-                for layer in layers.clone() {
-                    if let Some(l) = layouts.get_mut(self.unit(a, mip, layer)) {
-                        *l = t.layout;
-                    }
+            };
+            let e = r.copy.image_extent;
+            let layer_bytes = u64::from(e.width.div_ceil(*bw))
+                * u64::from(e.height.div_ceil(*bh))
+                * u64::from(e.depth)
+                * u64::from(*bytes);
+            let end = s.base_array_layer + s.layer_count;
+            let mut l = s.base_array_layer;
+            while l < end {
+                if !wanted(s.mip_level, l) {
+                    l += 1;
+                    continue;
                 }
+                let start = l;
+                while l < end && wanted(s.mip_level, l) {
+                    l += 1;
+                }
+                let mut part = *r;
+                part.copy.buffer_offset += u64::from(start - s.base_array_layer) * layer_bytes;
+                part.copy.image_subresource.base_array_layer = start;
+                part.copy.image_subresource.layer_count = l - start;
+                out.push(part);
             }
         }
+        out
     }
 
     /// The regions of a tightly packed copy of every subresource that holds something, in
@@ -628,25 +756,43 @@ impl Fill {
 struct Change {
     image: Arc<Image>,
     layouts: Option<Vec<vk::ImageLayout>>,
+    /// The subresources whose latest contents the batch's member lacked: it is brought up to
+    /// date there (copied in, where there is something defined to copy).
+    stale: RangeSet,
+    /// The subresources the batch may write.
+    written: RangeSet,
     /// The batch may write it: its latest contents are the batch's copy out (None: nothing
-    /// defined to copy).
-    wrote: Option<Option<Latest>>,
-    /// Members that hold the latest contents after the batch (one bit each).
-    holders: u64,
+    /// defined to copy, or nothing copied out), and whether the host (the stage) holds them
+    /// afterwards (false when nothing is copied out: placement is pinned).
+    wrote: Option<(Option<Latest>, bool)>,
 }
 
-/// An allocation a batch touches, its images, and how the batch uses it (None: all of it,
-/// written).
-type Touched<'a> = (&'a u64, &'a Vec<Arc<Image>>, Option<&'a crate::access::Use>);
+/// The units of `needed` of image `id` that `site`'s copy does not hold the latest contents
+/// of.
+fn stale_units(
+    tracker: &Tracker,
+    id: u64,
+    site: Site,
+    needed: &RangeSet,
+) -> Result<RangeSet, CoherenceError> {
+    let mut out = RangeSet::new();
+    for r in needed.ranges() {
+        for t in tracker.read_plan(id, *r, site)? {
+            out.insert(t.range);
+        }
+    }
+    Ok(out)
+}
 
 /// Plans the image transfers of a batch on member `j` with `access` and layout changes
-/// `transitions`, given the images bound per allocation (`binds`) and which allocations are
-/// mirrored (each member its own copy); `pinned`: every batch runs on `j` from now on, so
-/// nothing is copied out (nor when `j` is the last member alive). Nothing changes until [`Plan::commit`].
+/// `transitions`, given the images bound per allocation (`binds`) and which members hold each
+/// image's latest contents (`tracker`); `pinned`: every batch runs on `j` from now on, so
+/// nothing is copied out (nor when `j` is the last member alive). Nothing changes until
+/// [`Plan::commit`].
 pub fn plan(
     d: &Device,
+    tracker: &Tracker,
     binds: &HashMap<u64, Vec<Arc<Image>>>,
-    mirrored: impl Fn(u64) -> bool,
     access: &AccessSet,
     transitions: &[Transition],
     j: usize,
@@ -659,8 +805,7 @@ pub fn plan(
     // Stages in host memory every member imports; otherwise in each member's own pool, the
     // bridge copying from the writer's stage into the reader's (`Plan::fills`).
     let shared = d.exec.import_align != 0;
-    let home = d.exec.home;
-    let all = d.members.iter().fold(0u64, |b, md| b | 1 << md.index);
+    let site = Site::member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     // With one member left (the others lost), no other member reads a copy either.
     let alive = d
         .members
@@ -668,29 +813,38 @@ pub fn plan(
         .filter(|md| !d.exec.member_lost(md.index))
         .count();
     let pinned = pinned || alive <= 1;
-    // The allocations the batch touches that hold such images, with how it uses them (all of
-    // them, written, for "every allocation").
-    let touched: Vec<Touched<'_>> = if access.everything.is_some() {
-        binds.iter().map(|(m, list)| (m, list, None)).collect()
-    } else {
-        access
-            .memory
-            .iter()
-            .filter_map(|(m, u)| binds.get_key_value(m).map(|(m, l)| (m, l, Some(u))))
-            .collect()
-    };
-    for (mem, images, u) in touched {
+    for (mem, images) in binds {
+        // How the batch uses the memory the images are bound to: writes there that do not
+        // name an image (through a buffer or image aliasing it) change the whole image.
+        let mem_use = access.memory.get(mem);
         for img in images {
             let st = img.state.lock();
             let Some((_, range)) = st.bound else { continue };
-            let r = RangeSet::of(range);
-            let (touched, written) = match u {
-                None => (true, true),
-                Some(u) => (u.touched.intersects(&r), u.written.intersects(&r)),
-            };
+            let all = RangeSet::of(Range::at(0, img.units() as u64));
             let mine: Vec<&Transition> =
                 transitions.iter().filter(|t| t.image == img.raw).collect();
-            if !touched && mine.is_empty() {
+            // The subresources the batch touches and may write: access sets name an image
+            // copied between drivers by its own handle, with the subresources its views,
+            // barriers and transfer commands name (`access.rs`).
+            let (mut touched, mut written) = match (&access.everything, access.memory.get(&img.raw))
+            {
+                (Some(_), _) => (all.clone(), all.clone()),
+                (None, Some(u)) => (u.touched.intersection(&all), u.written.intersection(&all)),
+                (None, None) => (RangeSet::new(), RangeSet::new()),
+            };
+            let at = RangeSet::of(range);
+            if mem_use.is_some_and(|u| u.written.intersects(&at)) {
+                touched = all.clone();
+                written = all.clone();
+            } else if mem_use.is_some_and(|u| u.touched.intersects(&at)) {
+                touched = all.clone();
+            }
+            for t in &mine {
+                let units = img.range_units(&t.range);
+                touched.union(&units);
+                written.union(&units);
+            }
+            if touched.is_empty() {
                 continue;
             }
             // SAFETY: a bound image is a live object until vkDestroyImage removes it.
@@ -698,37 +852,45 @@ pub fn plan(
                 continue;
             };
             let member_image = vk::Image::from_raw(obj.handles[j]);
-            // The members that see the same copy as `j`: the home members, where the memory
-            // is one (shared host or device memory), and `j` alone otherwise.
-            let group = if home & (1 << j) != 0 && !mirrored(*mem) {
-                home
+            // What `j`'s copy (shared with the other home members where their memory is one)
+            // lacks of what the batch needs: what it touches, or, for a batch that may write
+            // (whose copy out takes every subresource), all of the image. An image the tracker
+            // does not know is copied in whole whenever there is a latest copy.
+            let needed = if written.is_empty() {
+                touched.clone()
             } else {
-                1 << j
+                all.clone()
             };
-            let mut holders = all & !st.stale;
-            if st.stale & (1 << j) != 0 {
+            let stale = stale_units(tracker, img.raw, site, &needed).unwrap_or(needed);
+            if !stale.is_empty() {
                 if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {
-                    let stage = if l.stage.is_shared() {
-                        l.stage.clone()
-                    } else {
-                        let len = l.stage.ranges.units();
-                        let input =
-                            d.staging
-                                .stage(d, j, RangeSet::of(Range::at(0, len)), true, false)?;
-                        plan.fills.push(Fill {
-                            from: l.stage.clone(),
-                            to: input.clone(),
-                            len,
+                    let regions = img.select(&l.regions, &stale);
+                    if !regions.is_empty() {
+                        let stage = if l.stage.is_shared() {
+                            l.stage.clone()
+                        } else {
+                            let len = l.stage.ranges.units();
+                            let input = d.staging.stage(
+                                d,
+                                j,
+                                RangeSet::of(Range::at(0, len)),
+                                true,
+                                false,
+                            )?;
+                            plan.fills.push(Fill {
+                                from: l.stage.clone(),
+                                to: input.clone(),
+                                len,
+                            });
+                            input
+                        };
+                        plan.ins.push(ImageTransfer {
+                            image: member_image,
+                            stage,
+                            regions,
                         });
-                        input
-                    };
-                    plan.ins.push(ImageTransfer {
-                        image: member_image,
-                        stage,
-                        regions: l.regions.clone(),
-                    });
+                    }
                 }
-                holders |= group;
             }
             let layouts = (!mine.is_empty()).then(|| {
                 let mut l = st.layouts.clone();
@@ -738,7 +900,7 @@ pub fn plan(
                 l
             });
             let mut wrote = None;
-            if written || !mine.is_empty() {
+            if !written.is_empty() {
                 let (regions, size) = img.regions(layouts.as_deref().unwrap_or(&st.layouts));
                 // Once every batch runs on one member, no other member reads a copy.
                 let latest = if regions.is_empty() || pinned {
@@ -754,15 +916,15 @@ pub fn plan(
                     });
                     Some(Latest { stage, regions })
                 };
-                wrote = Some(latest);
-                holders = group;
+                wrote = Some((latest, !pinned));
             }
             drop(st);
             plan.changes.push(Change {
                 image: img.clone(),
                 layouts,
+                stale,
+                written,
                 wrote,
-                holders,
             });
         }
     }
@@ -770,23 +932,41 @@ pub fn plan(
 }
 
 impl Plan {
-    /// The batch was submitted: the images' layouts, stale members and latest contents
-    /// become what it leaves.
-    pub fn commit(self) -> (usize, usize) {
-        let (mut copied_in, mut copied_out) = (0, 0);
-        copied_in += self.ins.len();
-        copied_out += self.outs.len();
+    /// The batch was submitted on member `j`: the images' layouts and latest contents become
+    /// what it leaves, and so do the holders in `tracker`: `j`'s copy holds each image it
+    /// touched; one it may write, it holds alone, with the stage it copies out into.
+    pub fn commit(self, tracker: &mut Tracker, j: usize) -> Result<(usize, usize), CoherenceError> {
+        let (copied_in, copied_out) = (self.ins.len(), self.outs.len());
+        let site = Site::member(j).ok_or(CoherenceError::BadMember(j))?;
+        let mut result = Ok(());
         for c in self.changes {
             let mut st = c.image.state.lock();
             if let Some(l) = c.layouts {
                 st.layouts = l;
             }
-            if let Some(latest) = c.wrote {
-                st.latest = latest;
+            let id = c.image.raw;
+            let step = || -> Result<(), CoherenceError> {
+                for r in c.stale.ranges() {
+                    let t = tracker.read_plan(id, *r, site)?;
+                    tracker.commit_transfers(&t)?;
+                }
+                if let Some((latest, out)) = c.wrote {
+                    st.latest = latest;
+                    for r in c.written.ranges() {
+                        tracker.write(id, *r, j)?;
+                    }
+                    if out {
+                        let t = tracker.read_plan(id, Range::WHOLE, Site::HOST)?;
+                        tracker.commit_transfers(&t)?;
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = step() {
+                result = Err(e);
             }
-            st.stale = !c.holders;
         }
-        (copied_in, copied_out)
+        result.map(|()| (copied_in, copied_out))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -817,12 +997,97 @@ mod tests {
             aspects,
             state: Mutex::new(State {
                 layouts: vec![vk::ImageLayout::UNDEFINED; units],
-                stale: 0,
                 latest: None,
                 bound: None,
                 private: [vk::DeviceMemory::null(); MAX_MEMBERS],
             }),
         }
+    }
+
+    /// A change of `img` by a batch: the units it brought up to date and those it wrote
+    /// (copied out, or not: `wrote`).
+    fn change(img: &Arc<Image>, stale: Range, written: Range, wrote: Option<bool>) -> Change {
+        Change {
+            image: img.clone(),
+            layouts: None,
+            stale: RangeSet::of(stale),
+            written: RangeSet::of(written),
+            wrote: wrote.map(|out| (None, out)),
+        }
+    }
+
+    #[test]
+    fn tracked_images_follow_their_writers_and_stages() {
+        // Members 0 and 1 of the primary's driver, 2 of another; the image bound to memory 0
+        // and 1 share. Two aspects, 2 mip levels, 3 layers: 12 subresources.
+        let mut t = Tracker::new(vkfuse_memory::Topology::new(
+            &[vkfuse_memory::MemberCaps::default(); 3],
+        ));
+        let img = Arc::new(image(vk::ImageType::TYPE_2D, (8, 8, 1), 2, 3));
+        assert_eq!(img.track(&mut t, &[0, 1, 2], 0b011, true), Ok(()));
+        assert_eq!(t.resource_len(1), Ok(12));
+        let m = |i| Site::member(i).unwrap();
+        let home = Sites::single(m(0)).with(m(1));
+        assert_eq!(
+            t.sharing(1).unwrap().storage_of(m(1)).map(|s| s.sites),
+            Some(home)
+        );
+        let commit = |t: &mut Tracker, c: Change, j| {
+            let plan = Plan {
+                changes: vec![c],
+                ..Plan::default()
+            };
+            assert_eq!(plan.commit(t, j), Ok((0, 0)));
+        };
+        let all = Range::new(0, 12);
+        let none = Range::new(0, 0);
+        // Member 2 writes and copies out: it and the stage hold the image.
+        commit(&mut t, change(&img, none, all, Some(true)), 2);
+        let held = Sites::single(m(2)).with(Site::HOST);
+        assert_eq!(t.segments(1), Ok(vec![(all, held)]));
+        // Member 1 reads it: the home members' one copy holds it too.
+        let stale = |t: &Tracker, j| stale_units(t, 1, m(j), &RangeSet::of(all)).unwrap();
+        assert_eq!(stale(&t, 0), RangeSet::of(all));
+        commit(&mut t, change(&img, all, none, None), 1);
+        assert_eq!(stale(&t, 0), RangeSet::new());
+        // Member 2 writes the depth aspect's second level (units 3..6) only: that is all the
+        // home members lack, and a copy in takes those levels and layers of both aspects.
+        commit(&mut t, change(&img, none, Range::new(3, 6), Some(true)), 2);
+        assert_eq!(stale(&t, 0), RangeSet::of(Range::new(3, 6)));
+        let (regions, _) = img.regions(&[vk::ImageLayout::GENERAL; 12]);
+        let picked = img.select(&regions, &RangeSet::of(Range::new(4, 6)));
+        let got: Vec<(vk::ImageAspectFlags, u32, u32, u32, u64)> = picked
+            .iter()
+            .map(|r| {
+                let s = r.copy.image_subresource;
+                (
+                    s.aspect_mask,
+                    s.mip_level,
+                    s.base_array_layer,
+                    s.layer_count,
+                    r.copy.buffer_offset,
+                )
+            })
+            .collect();
+        // Level 1 is 4x4: 64 bytes of depth and 16 of stencil per layer; level 0 (8x8, 3
+        // layers) takes the first 768 + 192 bytes.
+        let d = vk::ImageAspectFlags::DEPTH;
+        let st = vk::ImageAspectFlags::STENCIL;
+        assert_eq!(
+            got,
+            vec![(d, 1, 1, 2, 960 + 64), (st, 1, 1, 2, 960 + 192 + 16)]
+        );
+        // Losing member 2 loses nothing: the stage holds the latest contents.
+        let mut after = t.clone();
+        assert!(!after.lose_member(2).unwrap().data_lost());
+        // Placement pinned to member 0, which brings itself up to date and writes without
+        // copying out: losing it loses the image (and orphans member 1, which shared its
+        // memory).
+        commit(&mut t, change(&img, Range::new(3, 6), all, Some(false)), 0);
+        assert_eq!(t.segments(1), Ok(vec![(all, home)]));
+        let report = t.lose_member(0).unwrap();
+        assert_eq!(report.lost, vec![(1, all)]);
+        assert_eq!(report.orphaned, vec![(1, Sites::single(m(1)))]);
     }
 
     fn to(range: vk::ImageSubresourceRange, layout: vk::ImageLayout) -> Transition {

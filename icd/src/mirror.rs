@@ -7,16 +7,21 @@
 //! member memory type used must be host-visible (otherwise the allocation is not mirrored and
 //! batches pin to one member, as before).
 //!
-//! Per byte range of the allocation, in submission order ([`Mirror::claim`], under the exec
-//! lock), each member's copy is **stale** where a batch on another member may have written
-//! since it was last brought up to date. A batch's access set (`access.rs`) names the ranges it
-//! touches (the ranges its buffers and images are bound to) and those it may write. A batch on
-//! member `j` needs the stale part of what it touches copied in first; afterwards `j` is
-//! current there, and every other member is stale where the batch may write. Suballocating
-//! programs (one large allocation holding many buffers) therefore copy what their batches use,
-//! not whole allocations. A submit that may follow host writes (the allocation is mapped, or
-//! was since the last submit) makes every member stale everywhere: the shadow is then the only
-//! current copy.
+//! Per byte range of the allocation, in submission order ([`claim_all`], under the exec lock),
+//! the `memory` crate's coherence tracker (one per device, `exec.rs`) knows which sites hold
+//! the latest contents: each member's copy, and the host's shadow, is a storage of its own. A
+//! member's copy is **stale** where it is not among the holders: a batch on another member may
+//! have written there since it was last brought up to date. A batch's access set
+//! (`access.rs`) names the ranges it touches (the ranges its buffers and images are bound to)
+//! and those it may write. The tracker plans a batch on member `j`: the stale part of what it
+//! touches is transferred into `j` first; afterwards `j` holds it, and `j` alone holds what the
+//! batch may write. Suballocating programs (one large allocation holding many buffers)
+//! therefore copy what their batches use, not whole allocations. A submit that may follow host
+//! writes (the allocation is mapped, or was since the last submit) is a host write of the whole
+//! allocation first: the shadow is then the only holder. The tracker names a source for each
+//! transfer; the copies below take the route this module's state gives (the shadow, once
+//! pending write-backs are merged, or the last writer's copy or output stage), which holds the
+//! same bytes.
 //!
 //! The copies themselves run before each batch, on the bridge thread ([`Mirror::prepare`]):
 //!
@@ -64,7 +69,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ash::vk;
 use ash::vk::Handle as _;
 use parking_lot::{Condvar, Mutex};
-use vkfuse_memory::{Range, RangeSet};
+use vkfuse_memory::{
+    BatchAccess, CoherenceError, Range, RangeSet, ResourceDesc, Sharing, Site, Sites, Storage,
+    Ticket, Tracker,
+};
 
 use std::sync::Arc;
 
@@ -88,13 +96,10 @@ pub struct Mirror {
     /// Per member whose copy is reached through staging (`staging.rs`), the buffer covering
     /// it; null elsewhere.
     covers: [vk::Buffer; MAX_MEMBERS],
-    /// Per member, in submission order (changed by claims, under the exec lock): where its
-    /// copy will not hold the latest contents.
-    stale: Mutex<[RangeSet; MAX_MEMBERS]>,
-    /// In submission order too (claims), for allocations never mapped: ranges whose latest
-    /// contents are in a writer's output stage that every member's transfer commands reach
-    /// (shared staging, `staging.rs`), so that a reader's prologue copies them straight from
-    /// there. Taken under `stale`'s lock.
+    /// In submission order (claims, under the exec lock), for allocations never mapped:
+    /// ranges whose latest contents are in a writer's output stage that every member's
+    /// transfer commands reach (shared staging, `staging.rs`), so that a reader's prologue
+    /// copies them straight from there.
     direct: Mutex<Vec<Owned>>,
     /// The application mapped the allocation at some time (from `vkMapMemory` on): no more
     /// direct copies, the shadow takes part.
@@ -425,7 +430,6 @@ impl Mirror {
             layout,
             copies,
             covers,
-            stale: Mutex::new(Default::default()),
             direct: Mutex::new(Vec::new()),
             mapped_once: AtomicBool::new(false),
             mapped: AtomicBool::new(false),
@@ -442,6 +446,11 @@ impl Mirror {
             tickets: AtomicU64::new(0),
             turn: Condvar::new(),
         })
+    }
+
+    /// The allocation's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size as u64
     }
 
     /// All of the allocation.
@@ -525,27 +534,37 @@ impl Mirror {
         }
     }
 
+    /// Whether the application may have written the shadow since the last submit that
+    /// touched the allocation; from now on, only if it still has it mapped. Called in
+    /// submission order, under the exec lock, before a batch's claim: when true, the shadow
+    /// alone holds the latest contents (`exec.rs` tells the coherence tracker).
+    pub fn take_host_writes(&self) -> bool {
+        let mapped = self.mapped.load(Ordering::Acquire);
+        self.host_dirty.swap(mapped, Ordering::AcqRel)
+    }
+
+    /// Whether the application may have written the shadow since the last submit that
+    /// touched the allocation (nothing changes).
+    pub fn host_writes(&self) -> bool {
+        self.host_dirty.load(Ordering::Acquire)
+    }
+
     /// A batch on member `j` uses the allocation as `u` says (called in submission order,
-    /// under the exec lock): its step (the ranges of `j`'s copy to bring up to date first
-    /// among them), and the ticket that orders its [`Mirror::prepare`]. Afterwards `j` is
-    /// current where the batch touches, and the other members are stale where it may write.
-    ///
-    /// `limit` bounds what is copied in (the stages were sized by [`Mirror::peek`]): should
-    /// the application map the allocation between the two, `j` stays stale beyond it. `out`
-    /// is the batch's output stage, finishing at `done`, where `j`'s copy is reached through
-    /// staging.
+    /// under the exec lock), and `copy_in` are the ranges of `j`'s copy that do not hold the
+    /// latest contents of what it touches (the coherence tracker's transfers into `j`, within
+    /// the stages [`Mirror::peek`] sized): its step, and the ticket that orders its
+    /// [`Mirror::prepare`]. `out` is the batch's output stage, finishing at `done`, where `j`'s
+    /// copy is reached through staging.
     pub fn claim(
         &self,
-        j: usize,
         u: &Use,
-        limit: Option<&RangeSet>,
+        copy_in: RangeSet,
         done: Edge,
         out: Option<&Arc<Stage>>,
     ) -> (Step, u64) {
         let whole = self.whole();
         let touched = u.touched.within(whole);
         let written = u.written.within(whole);
-        let mut stale = self.stale.lock();
         {
             let mut direct = self.direct.lock();
             if self.mapped_once.load(Ordering::Acquire) {
@@ -563,50 +582,21 @@ impl Mirror {
                 }
             }
         }
-        let mapped = self.mapped.load(Ordering::Acquire);
-        if self.host_dirty.swap(mapped, Ordering::AcqRel) {
-            for s in stale.iter_mut() {
-                *s = RangeSet::of(whole);
-            }
-        }
-        let mut copy_in = stale[j].intersection(&touched);
-        let mut current = touched.clone();
-        if let Some(limit) = limit {
-            let mut beyond = copy_in.clone();
-            beyond.subtract(limit);
-            if !beyond.is_empty() {
-                copy_in = copy_in.intersection(limit);
-                current.subtract(&beyond);
-            }
-        }
-        stale[j].subtract(&current);
-        if !written.is_empty() {
-            for (k, s) in stale.iter_mut().enumerate() {
-                if k != j {
-                    s.union(&written);
-                }
-            }
-        }
         let step = Step {
-            copy_in,
+            copy_in: copy_in.within(whole),
             touched,
             write: written,
         };
         (step, self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
-    /// What [`Mirror::claim`] would give member `j` to copy in and to write for `u`, without
-    /// claiming (the sizes of the stages of a member reached through staging).
-    pub fn peek(&self, j: usize, u: &Use) -> Peek {
+    /// What [`Mirror::claim`] would give member `j` to copy in (`copy_in`: what the coherence
+    /// tracker would transfer into `j`) and to write for `u`, without claiming (the sizes of
+    /// the stages of a member reached through staging).
+    pub fn peek(&self, j: usize, u: &Use, copy_in: RangeSet) -> Peek {
         let whole = self.whole();
-        let touched = u.touched.within(whole);
         let written = u.written.within(whole);
-        let stale = self.stale.lock();
-        let copy_in = if self.host_dirty.load(Ordering::Acquire) {
-            touched
-        } else {
-            stale[j].intersection(&touched)
-        };
+        let copy_in = copy_in.within(whole);
         let mut direct = Vec::new();
         let mut indirect = copy_in.clone();
         if !self.mapped_once.load(Ordering::Acquire) {
@@ -635,7 +625,6 @@ impl Mirror {
     /// The batches meant to fill `outs` were not submitted: readers no longer copy from them
     /// (the ranges stay with the shadow and the step's copies).
     pub fn drop_direct(&self, outs: &[Arc<Stage>]) {
-        let _stale = self.stale.lock();
         self.direct.lock().retain(|o| {
             o.out
                 .as_ref()
@@ -643,10 +632,9 @@ impl Mirror {
         });
     }
 
-    /// Member `m` is lost: its copy no longer holds anything (nor its output stages).
+    /// Member `m` is lost: readers no longer copy from its output stages (the coherence
+    /// tracker forgets its copy).
     pub fn forget(&self, m: usize) {
-        let mut stale = self.stale.lock();
-        stale[m] = RangeSet::of(self.whole());
         self.direct.lock().retain(|o| o.edge.0 != m);
     }
 
@@ -909,6 +897,127 @@ impl Mirror {
     }
 }
 
+/// Starts tracking mirrored allocation `id` of `size` bytes in the coherence tracker: a copy
+/// on each member of `members` and the shadow on the host, each a storage of its own, and every
+/// site holding the (undefined) contents.
+pub fn track(
+    tracker: &mut Tracker,
+    id: u64,
+    size: u64,
+    members: impl Iterator<Item = usize>,
+) -> Result<(), CoherenceError> {
+    let mut storages: Vec<Storage> = members
+        .filter_map(Site::member)
+        .map(|s| Storage {
+            sites: Sites::single(s),
+            owner: s,
+        })
+        .collect();
+    storages.push(Storage {
+        sites: Sites::single(Site::HOST),
+        owner: Site::HOST,
+    });
+    let sharing = Sharing::new(storages)?;
+    let all = sharing.sites();
+    tracker.create(id, ResourceDesc::buffer(size.max(1), sharing), all)
+}
+
+/// The ranges of `touched` of allocation `id` that member `j`'s copy does not hold the latest
+/// contents of: what the tracker would transfer into it.
+pub fn stale_part(
+    tracker: &Tracker,
+    id: u64,
+    j: usize,
+    touched: &RangeSet,
+) -> Result<RangeSet, CoherenceError> {
+    let to = Site::member(j).ok_or(CoherenceError::BadMember(j))?;
+    let mut out = RangeSet::new();
+    for r in touched.ranges() {
+        for t in tracker.read_plan(id, *r, to)? {
+            out.insert(t.range);
+        }
+    }
+    Ok(out)
+}
+
+/// One mirrored allocation (tracker id) a batch uses, how, and what its stages allow to copy
+/// in (sized by [`Mirror::peek`]; `None`: no bound).
+pub struct Claim<'a> {
+    pub id: u64,
+    pub mirror: &'a Mirror,
+    pub u: &'a Use,
+    pub limit: Option<&'a RangeSet>,
+}
+
+/// A batch on member `j` uses the mirrored allocations of `claims`: applies it to the
+/// coherence tracker (in submission order, under the exec lock) and returns, per claim, the
+/// ranges to copy into `j`'s copy first, with the batch's ticket.
+///
+/// - An allocation the application may have written since its last submit is held by the
+///   shadow alone ([`Mirror::take_host_writes`]).
+/// - The tracker plans the batch: transfers into `j` of the stale part of what it touches,
+///   after which `j` holds it; then the writes, after which `j` alone holds what it may write.
+/// - Where a claim's `limit` leaves out part of those transfers (the application mapped the
+///   allocation after the stages were sized), `j` does not read that part, and stays without
+///   it; what the batch writes there ends up in the shadow (the write-back merges its changes),
+///   which alone holds it then.
+pub fn claim_all(
+    tracker: &mut Tracker,
+    j: usize,
+    claims: &[Claim<'_>],
+) -> Result<(Vec<RangeSet>, Ticket), CoherenceError> {
+    for c in claims {
+        if c.mirror.take_host_writes() {
+            tracker.host_write(c.id, Range::WHOLE)?;
+        }
+    }
+    let mut beyond = vec![RangeSet::new(); claims.len()];
+    // The second round leaves out what the first found beyond the limits; its transfers are
+    // a part of the first's, so none reach beyond.
+    for _ in 0..2 {
+        let mut access = BatchAccess::new();
+        for (c, b) in claims.iter().zip(&beyond) {
+            let mut reads = c.u.touched.clone();
+            reads.subtract(b);
+            for r in reads.ranges() {
+                access = access.read(c.id, *r);
+            }
+            for r in c.u.written.ranges() {
+                access = access.write(c.id, *r);
+            }
+        }
+        let plan = tracker.plan_batch(&access, j)?;
+        let mut ins = vec![RangeSet::new(); claims.len()];
+        for t in plan.transfers() {
+            if let Some(i) = claims.iter().position(|c| c.id == t.id) {
+                ins[i].insert(t.range);
+            }
+        }
+        let mut again = false;
+        for (i, c) in claims.iter().enumerate() {
+            if let Some(limit) = c.limit {
+                let mut extra = ins[i].clone();
+                extra.subtract(limit);
+                if !extra.is_empty() {
+                    beyond[i].union(&extra);
+                    again = true;
+                }
+            }
+        }
+        if again {
+            continue;
+        }
+        let ticket = tracker.commit_batch(&plan)?;
+        for (c, b) in claims.iter().zip(&beyond) {
+            for r in b.intersection(&c.u.written).ranges() {
+                tracker.host_write(c.id, *r)?;
+            }
+        }
+        return Ok((ins, ticket));
+    }
+    Err(CoherenceError::StalePlan)
+}
+
 /// Whether the done point `edge` is reached, waiting for it (blocking, no spinning) when
 /// `wait`. A lost member's point counts as reached: its copy is what it is (a batch that never
 /// ran left it equal to its snapshot, so nothing is merged).
@@ -1025,6 +1134,37 @@ mod tests {
         Use { touched, written }
     }
 
+    /// A tracker of two members that import no host memory, with mirror `m` as resource 1.
+    fn tracked(m: &Mirror) -> Tracker {
+        let mut t = Tracker::new(vkfuse_memory::Topology::new(
+            &[vkfuse_memory::MemberCaps::default(); 2],
+        ));
+        if let Err(e) = track(&mut t, 1, m.size(), 0..2) {
+            panic!("tracking a mirror failed: {e}");
+        }
+        t
+    }
+
+    /// What a batch on `j` using `u` (within `limit`) copies in, claimed in `t`.
+    fn claimed(
+        t: &mut Tracker,
+        m: &Mirror,
+        j: usize,
+        u: &Use,
+        limit: Option<&RangeSet>,
+    ) -> Vec<Range> {
+        let c = Claim {
+            id: 1,
+            mirror: m,
+            u,
+            limit,
+        };
+        match claim_all(t, j, &[c]) {
+            Ok((ins, _)) => ins[0].ranges().to_vec(),
+            Err(e) => panic!("claim refused: {e}"),
+        }
+    }
+
     #[test]
     fn claims_follow_the_ranges_members_hold() {
         let mut a = [0u8; 64];
@@ -1037,55 +1177,73 @@ mod tests {
         };
         // Page-aligned like drivers' own mappings (Zink relies on more than 64 bytes).
         assert_eq!(m.shadow() as usize % 4096, 0);
-        let need = |j, r: std::ops::Range<u64>, w| -> Vec<Range> {
-            m.claim(j, &use_of(r, w), None, E0, None)
-                .0
-                .copy_in
-                .ranges()
-                .to_vec()
+        let mut t = tracked(&m);
+        let need = |t: &mut Tracker, j, r: std::ops::Range<u64>, w| -> Vec<Range> {
+            claimed(t, &m, j, &use_of(r, w), None)
         };
         let none: Vec<Range> = Vec::new();
         // Fresh: every member holds the (undefined) contents.
-        assert_eq!(need(0, 0..64, true), none);
+        assert_eq!(need(&mut t, 0, 0..64, true), none);
         // Member 0 wrote everything: member 1 needs what it touches, and only that.
-        assert_eq!(need(1, 0..16, true), vec![Range::new(0, 16)]);
-        assert_eq!(need(1, 8..32, false), vec![Range::new(16, 32)]);
+        assert_eq!(need(&mut t, 1, 0..16, true), vec![Range::new(0, 16)]);
+        assert_eq!(need(&mut t, 1, 8..32, false), vec![Range::new(16, 32)]);
         // Member 0 is stale where member 1 wrote (0..16), not where it read.
-        assert_eq!(need(0, 0..64, false), vec![Range::new(0, 16)]);
+        assert_eq!(need(&mut t, 0, 0..64, false), vec![Range::new(0, 16)]);
         // Both hold everything now: reads need nothing anywhere.
-        assert_eq!(need(1, 0..64, false), vec![Range::new(32, 64)]);
-        assert_eq!(need(0, 0..64, false), none);
+        assert_eq!(need(&mut t, 1, 0..64, false), vec![Range::new(32, 64)]);
+        assert_eq!(need(&mut t, 0, 0..64, false), none);
         // Ranges past the end are clipped ("whole" uses).
-        assert_eq!(need(0, 0..u64::MAX, true), none);
-        assert_eq!(need(1, 48..u64::MAX, false), vec![Range::new(48, 64)]);
-        let (step, _) = m.claim(1, &use_of(32..u64::MAX, true), None, E0, None);
+        assert_eq!(need(&mut t, 0, 0..u64::MAX, true), none);
+        assert_eq!(
+            need(&mut t, 1, 48..u64::MAX, false),
+            vec![Range::new(48, 64)]
+        );
+        // The step is clipped too.
+        let (step, ticket) = m.claim(&use_of(32..u64::MAX, true), RangeSet::new(), E0, None);
         assert_eq!(step.touched.ranges(), &[Range::new(32, 64)]);
         assert_eq!(step.write.ranges(), &[Range::new(32, 64)]);
+        assert_eq!(ticket, 1);
         // Mapped: every submit may follow host writes, so what it touches is copied again.
         m.mapped.store(true, Ordering::Release);
         m.host_dirty.store(true, Ordering::Release);
-        assert_eq!(need(0, 4..8, false), vec![Range::new(4, 8)]);
-        assert_eq!(need(0, 4..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(need(&mut t, 0, 4..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(need(&mut t, 0, 4..8, false), vec![Range::new(4, 8)]);
         // Unmapped after writes: one more copy, then none.
         m.mapped.store(false, Ordering::Release);
-        assert_eq!(need(1, 4..8, false), vec![Range::new(4, 8)]);
-        assert_eq!(need(1, 4..8, false), none);
-        // A lost member holds nothing.
-        m.forget(1);
-        assert_eq!(need(1, 60..64, false), vec![Range::new(60, 64)]);
-        // Tickets follow the claims.
-        assert_eq!(m.claim(1, &use_of(0..1, true), None, E0, None).1, 15);
-        // A claim limited to what was peeked copies no more, and leaves the member stale
-        // beyond it.
-        m.forget(0);
-        assert_eq!(
-            m.peek(0, &use_of(0..8, false)).copy_in.ranges(),
-            &[Range::new(0, 8)]
-        );
+        assert_eq!(need(&mut t, 1, 4..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(need(&mut t, 1, 4..8, false), none);
+        // Every claim is a batch in flight until retired.
+        let flying = t.in_flight();
+        assert_eq!(flying.len(), 12);
+        for x in flying {
+            assert_eq!(t.retire(x), Ok(()));
+        }
+        // A claim limited to what was peeked copies no more, and leaves the member without
+        // the rest; what it writes there only the shadow holds (the write-back merges it).
+        m.host_dirty.store(true, Ordering::Release);
         let limit = RangeSet::of(Range::new(0, 4));
-        let (step, _) = m.claim(0, &use_of(0..8, false), Some(&limit), E0, None);
-        assert_eq!(step.copy_in.ranges(), &[Range::new(0, 4)]);
-        assert_eq!(need(0, 0..8, false), vec![Range::new(4, 8)]);
+        assert_eq!(
+            claimed(&mut t, &m, 0, &use_of(0..8, true), Some(&limit)),
+            vec![Range::new(0, 4)]
+        );
+        assert_eq!(
+            t.holders(1, 2),
+            Some(Sites::single(Site::member(0).unwrap()))
+        );
+        assert_eq!(t.holders(1, 6), Some(Sites::HOST));
+        assert_eq!(
+            claimed(&mut t, &m, 0, &use_of(0..8, false), None),
+            vec![Range::new(4, 8)]
+        );
+        // Member 1 alone holds what it wrote last: losing it loses that, unless the shadow
+        // got it first (`exec.rs` records the rescue as a transfer to the host).
+        assert_eq!(need(&mut t, 1, 60..64, true), vec![Range::new(60, 64)]);
+        let mut saved = t.clone();
+        let report = t.lose_member(1).unwrap();
+        assert_eq!(report.lost, vec![(1, Range::new(60, 64))]);
+        let rescue = saved.read_plan(1, Range::new(60, 64), Site::HOST).unwrap();
+        assert_eq!(saved.commit_transfers(&rescue), Ok(()));
+        assert!(!saved.lose_member(1).unwrap().data_lost());
     }
 
     #[test]
@@ -1096,33 +1254,44 @@ mod tests {
         let Some(m) = Mirror::new(64, [std::ptr::null_mut(); MAX_MEMBERS], covers) else {
             panic!("no shadow for 64 bytes");
         };
+        let mut t = tracked(&m);
         let e1 = (0usize, vk::Semaphore::null(), 1);
         let e2 = (1usize, vk::Semaphore::null(), 1);
+        let peek = |t: &Tracker, j, u: &Use| {
+            let Ok(copy_in) = stale_part(t, 1, j, &u.touched) else {
+                panic!("no stale part");
+            };
+            m.peek(j, u, copy_in)
+        };
         // Member 0 writes 0..32 into a shared output stage.
         let Some(out) = Stage::fake_shared(RangeSet::of(Range::new(0, 32))) else {
             panic!("no host memory for a stage");
         };
-        m.claim(0, &use_of(0..32, true), None, e1, Some(&out));
+        let claim = |t: &mut Tracker, j, u: &Use, e, out| {
+            let copy_in = RangeSet::from_iter(claimed(t, &m, j, u, None));
+            m.claim(u, copy_in, e, out);
+        };
+        claim(&mut t, 0, &use_of(0..32, true), e1, Some(&out));
         // Member 1 reading 0..64 copies 0..32 straight from that stage, nothing through its
         // input stage (the rest is current on member 1).
-        let p = m.peek(1, &use_of(0..64, false));
+        let p = peek(&t, 1, &use_of(0..64, false));
         assert_eq!(p.copy_in.ranges(), &[Range::new(0, 32)]);
         assert!(p.indirect.is_empty());
         let parts: Vec<(Range, Edge)> = p.direct.iter().map(|x| (x.part, x.edge)).collect();
         assert_eq!(parts, vec![(Range::new(0, 32), e1)]);
         // Member 0 itself never copies from its own stage.
-        assert!(m.peek(0, &use_of(0..64, false)).direct.is_empty());
+        assert!(peek(&t, 0, &use_of(0..64, false)).direct.is_empty());
         // Member 1 reads everything, then writes 8..16 with no shared output stage: 8..16 is no
         // longer in member 0's stage's care, and member 0 gets it through its input stage.
-        m.claim(1, &use_of(0..64, false), None, e2, None);
-        m.claim(1, &use_of(8..16, true), None, e2, None);
-        let p = m.peek(0, &use_of(0..64, false));
+        claim(&mut t, 1, &use_of(0..64, false), e2, None);
+        claim(&mut t, 1, &use_of(8..16, true), e2, None);
+        let p = peek(&t, 0, &use_of(0..64, false));
         assert_eq!(p.indirect.ranges(), &[Range::new(8, 16)]);
         assert!(p.direct.is_empty());
         // Once mapped, the shadow takes part: no direct copies.
-        m.claim(0, &use_of(0..32, true), None, e1, Some(&out));
+        claim(&mut t, 0, &use_of(0..32, true), e1, Some(&out));
         m.mapped_once.store(true, Ordering::Release);
-        assert!(m.peek(1, &use_of(0..64, false)).direct.is_empty());
+        assert!(peek(&t, 1, &use_of(0..64, false)).direct.is_empty());
     }
 
     #[test]

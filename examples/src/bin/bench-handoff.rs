@@ -21,7 +21,8 @@ usage: bench-handoff [--max-mib M] [--repeats R] [--image] [--validation]
 For S = 1, 4, 16, .. up to M MiB (default 256): a batch fills a buffer of S bytes
 (vkCmdFillBuffer) and is waited for, timed from vkQueueSubmit to its fence (write_ns); then a
 second batch copies the buffer's last 16 bytes to a readback buffer and is timed the same way
-(handoff_ns), and checked. The same S bytes are also copied on the host with memcpy between two
+(handoff_ns), and checked; a buffer memory barrier over the whole buffer first makes all S
+bytes the batch's input (vkfuse moves only the parts of a buffer a batch names). The same S bytes are also copied on the host with memcpy between two
 buffers (memcpy_ns). R (default 3) repetitions per size, the medians printed as one line of
 JSON:
   {\"name\":\"bench-handoff\",\"sizes_mib\":[..],\"write_ns\":[..],\"handoff_ns\":[..],\"memcpy_ns\":[..]}
@@ -300,8 +301,12 @@ unsafe fn record_read(
                 dst_offset: 0,
                 size: 16,
             };
-            // SAFETY: caller contract.
-            unsafe { d.cmd_copy_buffer(cb, b.handle, readback, &[region]) };
+            // SAFETY: caller contract. The barrier names all of the buffer: every byte is the
+            // batch's input, as for a kernel reading all of it.
+            unsafe {
+                cmd::buffer_barrier(d, cb, b.handle, cmd::TRANSFER_WRITE, cmd::TRANSFER_READ);
+                d.cmd_copy_buffer(cb, b.handle, readback, &[region])
+            };
         }
         Target::Image(i) => {
             let extent = image_desc(size).extent;

@@ -7,9 +7,9 @@
 //! submit has a fence; the program waits for it and checks every output against a CPU model.
 //!
 //! Through vkfuse with `round_robin`, the frames alternate between members. Since they only
-//! read the inputs, the frames need not wait for each other, and mirrored memory copies the
-//! inputs to each member once rather than before every frame (`VKFUSE_LOG=debug` shows the
-//! bytes copied).
+//! read the inputs, the frames need not wait for each other, and mirrored memory copies what
+//! they read of the inputs (the table, and each frame's slice: its copy's region) to each
+//! member once rather than before every frame (`VKFUSE_LOG=debug` shows the bytes copied).
 //!
 //! With `--suballocate`, the frames' output buffers share one allocation, bound at offsets in
 //! it, as suballocating programs (VMA, Zink) do: mirrored memory then copies and writes back

@@ -640,8 +640,18 @@ pub unsafe extern "system" fn cmd_blit_image(
         filter: vk::Filter,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_image.as_raw());
-            crate::access::touch(obj, dst_image.as_raw());
+            unsafe {
+                crate::access::blit_image(
+                    obj,
+                    src_image,
+                    src_image_layout,
+                    dst_image,
+                    dst_image_layout,
+                    region_count,
+                    p_regions,
+                    filter,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -713,13 +723,10 @@ pub unsafe extern "system" fn cmd_blit_image2(
     guard::void("vkCmdBlitImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_blit_image_info.is_null() {
-                crate::access::touch(obj, unsafe { (*p_blit_image_info).dst_image }.as_raw());
-            }
+            unsafe { crate::access::blit_image2(obj, p_blit_image_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -824,7 +831,16 @@ pub unsafe extern "system" fn cmd_clear_color_image(
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, image.as_raw());
+            unsafe {
+                crate::access::clear_color_image(
+                    obj,
+                    image,
+                    image_layout,
+                    p_color,
+                    range_count,
+                    p_ranges,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -894,7 +910,16 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, image.as_raw());
+            unsafe {
+                crate::access::clear_depth_stencil_image(
+                    obj,
+                    image,
+                    image_layout,
+                    p_depth_stencil,
+                    range_count,
+                    p_ranges,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -971,8 +996,9 @@ pub unsafe extern "system" fn cmd_copy_buffer(
         p_regions: *const vk::BufferCopy,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_buffer.as_raw());
-            crate::access::touch(obj, dst_buffer.as_raw());
+            unsafe {
+                crate::access::copy_buffer(obj, src_buffer, dst_buffer, region_count, p_regions)
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1027,13 +1053,10 @@ pub unsafe extern "system" fn cmd_copy_buffer2(
     guard::void("vkCmdCopyBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_copy_buffer_info.is_null() {
-                crate::access::touch(obj, unsafe { (*p_copy_buffer_info).dst_buffer }.as_raw());
-            }
+            unsafe { crate::access::copy_buffer2(obj, p_copy_buffer_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -1075,8 +1098,16 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
         p_regions: *const vk::BufferImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_buffer.as_raw());
-            crate::access::touch(obj, dst_image.as_raw());
+            unsafe {
+                crate::access::copy_buffer_to_image(
+                    obj,
+                    src_buffer,
+                    dst_image,
+                    dst_image_layout,
+                    region_count,
+                    p_regions,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1142,16 +1173,10 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image2(
     guard::void("vkCmdCopyBufferToImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_copy_buffer_to_image_info.is_null() {
-                crate::access::touch(
-                    obj,
-                    unsafe { (*p_copy_buffer_to_image_info).dst_image }.as_raw(),
-                );
-            }
+            unsafe { crate::access::copy_buffer_to_image2(obj, p_copy_buffer_to_image_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -1198,8 +1223,17 @@ pub unsafe extern "system" fn cmd_copy_image(
         p_regions: *const vk::ImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_image.as_raw());
-            crate::access::touch(obj, dst_image.as_raw());
+            unsafe {
+                crate::access::copy_image(
+                    obj,
+                    src_image,
+                    src_image_layout,
+                    dst_image,
+                    dst_image_layout,
+                    region_count,
+                    p_regions,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1268,13 +1302,10 @@ pub unsafe extern "system" fn cmd_copy_image2(
     guard::void("vkCmdCopyImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_copy_image_info.is_null() {
-                crate::access::touch(obj, unsafe { (*p_copy_image_info).dst_image }.as_raw());
-            }
+            unsafe { crate::access::copy_image2(obj, p_copy_image_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -1316,8 +1347,16 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
         p_regions: *const vk::BufferImageCopy,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_image.as_raw());
-            crate::access::touch(obj, dst_buffer.as_raw());
+            unsafe {
+                crate::access::copy_image_to_buffer(
+                    obj,
+                    src_image,
+                    src_image_layout,
+                    dst_buffer,
+                    region_count,
+                    p_regions,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -1383,16 +1422,10 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer2(
     guard::void("vkCmdCopyImageToBuffer2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_copy_image_to_buffer_info.is_null() {
-                crate::access::touch(
-                    obj,
-                    unsafe { (*p_copy_image_to_buffer_info).dst_buffer }.as_raw(),
-                );
-            }
+            unsafe { crate::access::copy_image_to_buffer2(obj, p_copy_image_to_buffer_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -2878,7 +2911,7 @@ pub unsafe extern "system" fn cmd_fill_buffer(
         data: u32,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, dst_buffer.as_raw());
+            unsafe { crate::access::fill_buffer(obj, dst_buffer, dst_offset, size, data) };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -3021,9 +3054,24 @@ pub unsafe extern "system" fn cmd_pipeline_barrier(
 ) {
     guard::void("vkCmdPipelineBarrier", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            unsafe {
+                crate::access::pipeline_barrier(
+                    obj,
+                    src_stage_mask,
+                    dst_stage_mask,
+                    dependency_flags,
+                    memory_barrier_count,
+                    p_memory_barriers,
+                    buffer_memory_barrier_count,
+                    p_buffer_memory_barriers,
+                    image_memory_barrier_count,
+                    p_image_memory_barriers,
+                )
+            };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -3083,9 +3131,11 @@ pub unsafe extern "system" fn cmd_pipeline_barrier2(
 ) {
     guard::void("vkCmdPipelineBarrier2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            unsafe { crate::access::pipeline_barrier2(obj, p_dependency_info) };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -3397,8 +3447,17 @@ pub unsafe extern "system" fn cmd_resolve_image(
         p_regions: *const vk::ImageResolve,
     ) {
         if obj.collects() {
-            crate::access::touch_read(obj, src_image.as_raw());
-            crate::access::touch(obj, dst_image.as_raw());
+            unsafe {
+                crate::access::resolve_image(
+                    obj,
+                    src_image,
+                    src_image_layout,
+                    dst_image,
+                    dst_image_layout,
+                    region_count,
+                    p_regions,
+                )
+            };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -3467,13 +3526,10 @@ pub unsafe extern "system" fn cmd_resolve_image2(
     guard::void("vkCmdResolveImage2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            if !p_resolve_image_info.is_null() {
-                crate::access::touch(obj, unsafe { (*p_resolve_image_info).dst_image }.as_raw());
-            }
+            unsafe { crate::access::resolve_image2(obj, p_resolve_image_info) };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch_read(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -6295,7 +6351,7 @@ pub unsafe extern "system" fn cmd_update_buffer(
         p_data: *const c_void,
     ) {
         if obj.collects() {
-            crate::access::touch(obj, dst_buffer.as_raw());
+            unsafe { crate::access::update_buffer(obj, dst_buffer, dst_offset, data_size, p_data) };
         }
         for t in obj.targets() {
             let md = t.member();
@@ -6369,9 +6425,25 @@ pub unsafe extern "system" fn cmd_wait_events(
                 );
             }
         }
+        if obj.collects() {
+            unsafe {
+                crate::access::wait_events(
+                    obj,
+                    event_count,
+                    p_events,
+                    src_stage_mask,
+                    dst_stage_mask,
+                    memory_barrier_count,
+                    p_memory_barriers,
+                    buffer_memory_barrier_count,
+                    p_buffer_memory_barriers,
+                    image_memory_barrier_count,
+                    p_image_memory_barriers,
+                )
+            };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -6446,9 +6518,11 @@ pub unsafe extern "system" fn cmd_wait_events2(
                 );
             }
         }
+        if obj.collects() {
+            unsafe { crate::access::wait_events2(obj, event_count, p_events, p_dependency_infos) };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());

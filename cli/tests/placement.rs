@@ -855,13 +855,27 @@ fn image_copies(stderr: &str) -> (u64, u64) {
     (n.next().unwrap_or(0), n.next().unwrap_or(0))
 }
 
+/// The subresources the image copies in took, and those the images copied in have, counted
+/// at device destruction.
+fn image_subresources(stderr: &str) -> (u64, u64) {
+    let part = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split(" copied in (").nth(1))
+        .unwrap_or("");
+    let mut n = part.split(' ').filter_map(|w| w.parse::<u64>().ok());
+    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+}
+
 /// Lavapipe and SwiftShader lay an image's texels out differently. `offscreen` uploads its
 /// texture in one submit and renders (colour and depth) in the next; `image-chain` ping-pongs
 /// two storage images (3 mip levels, 2 layers, levels left in different layouts) and a
 /// depth/stencil image (read back and cleared every round) through one submit per round. Under
 /// `round_robin` and `afr` each image written on one member is copied out through a staging
 /// buffer in shared host memory and into the other member's own copy (bound to memory of
-/// vkfuse's); the results equal lavapipe direct with validation, and nothing pins. With a
+/// vkfuse's); the results equal lavapipe direct with validation, and nothing pins. A round of
+/// `image-chain` under `round_robin` reads level 0 of the image the previous round wrote on
+/// the other member: only those subresources are copied in. With a
 /// member refusing host imports the stages come from each member's pool and the CPU copies
 /// between them; with a member that cannot copy images (`VKFUSE_FAULT=images:1`) batches pin
 /// to the primary, with one message. The results are lavapipe's every time.
@@ -897,6 +911,15 @@ fn images_move_between_drivers() {
             "no image crossed members: {}",
             out.dump()
         );
+        let (taken, of) = image_subresources(&out.stderr);
+        assert!(taken >= 1 && taken <= of, "{taken} of {of}: {}", out.dump());
+        if (example_name, strategy) == ("image-chain", "round_robin") {
+            assert!(
+                taken < of,
+                "every copy in took all subresources ({taken} of {of}): {}",
+                out.dump()
+            );
+        }
     }
     // A member refusing host imports: the stages come from each member's own pool and the
     // bridge copies between them.

@@ -113,8 +113,9 @@ struct State {
     /// Per allocation (fused, raw): the images `images.rs` copies between members that are
     /// bound to it.
     image_binds: HashMap<u64, Vec<Arc<crate::images::Image>>>,
-    /// Image copies made between members: (in, out), for the report at device destruction.
-    image_copies: (u64, u64),
+    /// Image copies made between members: (in, out, subresources the copies in took, the
+    /// subresources of the images copied in), for the report at device destruction.
+    image_copies: (u64, u64, u64, u64),
     /// Swapchain images (fused, raw): access sets name each as an allocation of its own.
     swapchain_images: std::collections::HashSet<u64>,
     /// Per swapchain image acquired and drawn into but not yet presented: the member its
@@ -322,7 +323,7 @@ impl State {
             placed_elsewhere: 0,
             fd_shared_any: false,
             image_binds: HashMap::new(),
-            image_copies: (0, 0),
+            image_copies: (0, 0, 0, 0),
             swapchain_images: std::collections::HashSet::new(),
             frame_owner: HashMap::new(),
             frame_split_logged: false,
@@ -666,11 +667,10 @@ pub fn teardown(d: &Device) {
                 st.placed_elsewhere
             );
         }
-        if st.image_copies != (0, 0) {
+        let (copied_in, copied_out, taken, of) = st.image_copies;
+        if copied_in + copied_out > 0 {
             crate::info!(
-                "images copied between members of different drivers: {} copied out, {} copied in",
-                st.image_copies.1,
-                st.image_copies.0
+                "images copied between members of different drivers: {copied_out} copied out, {copied_in} copied in ({taken} of their {of} subresource(s))"
             );
         }
     }
@@ -2524,6 +2524,7 @@ fn submit_multi(
     carry_timelines(d, &mut st, &batches, j, signal_point);
     record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
     if !images.is_empty() {
+        let (taken, of) = images.subresources_in;
         let (copied_in, copied_out) = match images.commit(&mut st.coherence, j) {
             Ok(n) => n,
             Err(e) => {
@@ -2538,9 +2539,11 @@ fn submit_multi(
         };
         st.image_copies.0 += copied_in as u64;
         st.image_copies.1 += copied_out as u64;
+        st.image_copies.2 += taken;
+        st.image_copies.3 += of;
         if copied_in + copied_out > 0 {
             crate::debug!(
-                "member {j}: {copied_in} image(s) copied in from another member, {copied_out} copied out"
+                "member {j}: {copied_in} image(s) copied in from another member ({taken} of their {of} subresource(s)), {copied_out} copied out"
             );
         }
     }

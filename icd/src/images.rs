@@ -727,6 +727,8 @@ pub struct Plan {
     /// Copies the bridge makes from writers' stages into this batch's input stages, once the
     /// writers are done (members that do not share stages).
     pub fills: Vec<Fill>,
+    /// The subresources the copies in take, and those the images copied in have.
+    pub subresources_in: (u64, u64),
     changes: Vec<Change>,
 }
 
@@ -884,6 +886,12 @@ pub fn plan(
                             });
                             input
                         };
+                        let taken: u32 = regions
+                            .iter()
+                            .map(|r| r.copy.image_subresource.layer_count)
+                            .sum();
+                        plan.subresources_in.0 += u64::from(taken);
+                        plan.subresources_in.1 += img.units() as u64;
                         plan.ins.push(ImageTransfer {
                             image: member_image,
                             stage,

@@ -1,6 +1,6 @@
 //! (c) vkcube under Xvfb through vkfuse exits 0 with zero validation messages: one lavapipe
 //! member, and two with VKFUSE_RESIDENCY=all; two under `afr`, where frames alternate between
-//! the members.
+//! the members; lavapipe + SwiftShader under `afr`, where images cross between the drivers.
 
 mod common;
 
@@ -13,10 +13,16 @@ use common::*;
 static XVFB: Mutex<()> = Mutex::new(());
 
 fn vkcube(test: &str, members: &[PathBuf], residency: &str) -> Option<Output> {
-    vkcube_with(test, members, residency, "single")
+    vkcube_with(test, members, residency, "single", &[])
 }
 
-fn vkcube_with(test: &str, members: &[PathBuf], residency: &str, strategy: &str) -> Option<Output> {
+fn vkcube_with(
+    test: &str,
+    members: &[PathBuf],
+    residency: &str,
+    strategy: &str,
+    extra: &[&str],
+) -> Option<Output> {
     let (Some(xvfb_run), Some(_), Some(_)) = (which("xvfb-run"), which("Xvfb"), which("xauth"))
     else {
         skip(
@@ -31,6 +37,7 @@ fn vkcube_with(test: &str, members: &[PathBuf], residency: &str, strategy: &str)
     }
     let mut cmd = fused(&xvfb_run, members);
     cmd.args(["-a", "-s", "-screen 0 640x480x24", "vkcube", "--c", "30"])
+        .args(extra)
         .env("VKFUSE_RESIDENCY", residency)
         .env("VKFUSE_STRATEGY", strategy)
         .env("VKFUSE_LOG", "info");
@@ -67,10 +74,15 @@ fn vkcube_afr_two_lavapipe_members() {
         &[lvp.clone(), lvp],
         "all",
         "afr",
+        &[],
     ) else {
         return;
     };
-    // 30 frames plus vkcube's texture upload: frames alternate, each member gets about half.
+    frames_alternate(&out);
+}
+
+/// 30 frames plus vkcube's texture upload: frames alternate, each member gets about half.
+fn frames_alternate(out: &Output) {
     let placed = out
         .stderr
         .lines()
@@ -85,6 +97,42 @@ fn vkcube_afr_two_lavapipe_members() {
         counts.iter().all(|n| *n >= 14),
         "frames did not alternate: {placed}"
     );
+}
+
+/// Lavapipe and SwiftShader under `afr`, vkcube's texture in an optimally tiled image
+/// (`--use_staging`): frames alternate, and each frame's depth buffer and texture are copied
+/// as images between the drivers. The depth buffer starts every frame's render pass in
+/// `UNDEFINED` (its contents discarded), so it is copied out after every frame but never in:
+/// only the texture is copied in, once, to the second member.
+#[test]
+fn vkcube_afr_lavapipe_swiftshader_discards_its_depth_buffer() {
+    let test = "vkcube_afr_lavapipe_swiftshader_discards_its_depth_buffer";
+    let Some(sw) = swiftshader(test) else {
+        return;
+    };
+    let Some(out) = vkcube_with(test, &[lavapipe(), sw], "all", "afr", &["--use_staging"]) else {
+        return;
+    };
+    frames_alternate(&out);
+    let copies = out
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split("images copied between members of different drivers: ")
+                .nth(1)
+        })
+        .unwrap_or_else(|| panic!("no image copies\n{}", out.dump()));
+    let n: Vec<u64> = copies
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "<out> copied out, <in> copied in (<k> of their <t> subresource(s))"
+    assert!(n.len() >= 2, "{copies}");
+    assert!(
+        n[0] >= 14,
+        "the depth buffer was not copied out per frame: {copies}"
+    );
+    assert_eq!(n[1], 1, "only the texture is copied in: {copies}");
 }
 
 #[test]

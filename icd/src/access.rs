@@ -74,6 +74,11 @@ pub struct AccessSet {
     pub memory: BTreeMap<u64, Use>,
     /// Why the set is every allocation, when it is.
     pub everything: Option<&'static str>,
+    /// Images copied between drivers (by handle) whose subresources (units) the commands
+    /// discard before anything else touches the image: a barrier from `UNDEFINED`, or a render
+    /// pass of one subpass whose attachment starts in `UNDEFINED`. No member needs their
+    /// contents before such commands (`images.rs`).
+    pub discards: BTreeMap<u64, RangeSet>,
 }
 
 impl AccessSet {
@@ -87,7 +92,14 @@ impl AccessSet {
         }
     }
 
+    /// Adds the accesses of commands recorded after these.
     pub fn union(&mut self, other: &AccessSet) {
+        // A later discard counts only where these commands did not touch the image.
+        for (k, units) in &other.discards {
+            if !self.memory.contains_key(k) {
+                self.discards.entry(*k).or_default().union(units);
+            }
+        }
         for (m, u) in &other.memory {
             self.memory.entry(*m).or_default().union(u);
         }
@@ -402,6 +414,23 @@ fn feed_image(
     }
 }
 
+/// Notes that the commands discard the subresources `units` picks of image `raw`, where the
+/// image is copied between drivers and nothing recorded before touched it (call before
+/// handing the image to `acc`).
+fn discard_image(
+    d: &Device,
+    acc: &mut AccessSet,
+    raw: u64,
+    units: impl FnOnce(&crate::images::Image) -> RangeSet,
+) {
+    if raw == 0 || acc.memory.contains_key(&raw) {
+        return;
+    }
+    if let Some(img) = d.exec.images.lock().get(&raw).cloned() {
+        acc.discards.entry(raw).or_default().union(&units(&img));
+    }
+}
+
 /// The units of an image that subresource layers `layers` name together.
 fn layers_units<'a>(
     img: &crate::images::Image,
@@ -711,21 +740,28 @@ pub unsafe fn clear_depth_stencil_image(
 fn barriers(
     cb: &CommandBuffer,
     buffers: impl Iterator<Item = (vk::Buffer, u64, u64)>,
-    images: impl Iterator<Item = (vk::Image, bool, vk::ImageSubresourceRange)>,
+    images: impl Iterator<
+            Item = (
+                vk::Image,
+                (vk::ImageLayout, vk::ImageLayout),
+                vk::ImageSubresourceRange,
+            ),
+        > + Clone,
 ) {
     let d = device(cb);
     let mut acc = cb.access.lock();
+    // Transitions from UNDEFINED discard the contents (before this command touches anything).
+    for (image, (old, _), range) in images.clone() {
+        if old == vk::ImageLayout::UNDEFINED {
+            discard_image(d, &mut acc, image.as_raw(), |i| i.range_units(&range));
+        }
+    }
     for (b, offset, size) in buffers {
         feed_part(b.as_raw(), offset, size, &mut *acc, false);
     }
-    for (image, transition, range) in images {
-        feed_image(
-            d,
-            image.as_raw(),
-            |i| i.range_units(&range),
-            &mut *acc,
-            transition,
-        );
+    for (image, (old, new), range) in images {
+        let units = |i: &crate::images::Image| i.range_units(&range);
+        feed_image(d, image.as_raw(), units, &mut *acc, old != new);
     }
 }
 
@@ -752,7 +788,7 @@ unsafe fn dependency(cb: &CommandBuffer, dep: *const vk::DependencyInfo) {
         cb,
         bufs.iter().map(|b| (b.buffer, b.offset, b.size)),
         imgs.iter()
-            .map(|b| (b.image, b.old_layout != b.new_layout, b.subresource_range)),
+            .map(|b| (b.image, (b.old_layout, b.new_layout), b.subresource_range)),
     );
 }
 
@@ -779,7 +815,7 @@ pub unsafe fn pipeline_barrier(
         cb,
         bufs.iter().map(|b| (b.buffer, b.offset, b.size)),
         imgs.iter()
-            .map(|b| (b.image, b.old_layout != b.new_layout, b.subresource_range)),
+            .map(|b| (b.image, (b.old_layout, b.new_layout), b.subresource_range)),
     );
 }
 
@@ -842,6 +878,64 @@ pub unsafe fn wait_events2(
         // SAFETY: a valid dependency info.
         unsafe { dependency(cb, dep) };
     }
+}
+
+/// A render pass begins: the attachments whose contents it discards (`layout.rs`) first, then
+/// what the framebuffer, or an imageless one's views, lead to.
+///
+/// # Safety
+/// `begin` is null or a valid `VkRenderPassBeginInfo`.
+unsafe fn render_pass_begins(cb: &CommandBuffer, begin: *const vk::RenderPassBeginInfo) {
+    // SAFETY: caller contract.
+    let Some(b) = (unsafe { begin.as_ref() }) else {
+        return;
+    };
+    let d = device(cb);
+    let mut acc = cb.access.lock();
+    // SAFETY: as above.
+    for (image, range) in unsafe { crate::layout::discarded_at_begin(begin) } {
+        discard_image(d, &mut acc, image, |i| i.range_units(&range));
+    }
+    feed(b.framebuffer.as_raw(), &mut *acc, true);
+    // SAFETY: a valid pNext chain, whose node of this type is a VkRenderPassAttachmentBeginInfo
+    // with attachmentCount views.
+    if let Some(a) = unsafe {
+        crate::conv::chain_find::<vk::RenderPassAttachmentBeginInfo>(
+            b.p_next,
+            vk::StructureType::RENDER_PASS_ATTACHMENT_BEGIN_INFO,
+        )
+    } {
+        // SAFETY: as above.
+        for v in unsafe { slice(a.p_attachments, a.attachment_count) } {
+            feed(v.as_raw(), &mut *acc, true);
+        }
+    }
+}
+
+/// `vkCmdBeginRenderPass`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn begin_render_pass(
+    cb: &CommandBuffer,
+    begin: *const vk::RenderPassBeginInfo,
+    _contents: vk::SubpassContents,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { render_pass_begins(cb, begin) };
+}
+
+/// `vkCmdBeginRenderPass2`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn begin_render_pass2(
+    cb: &CommandBuffer,
+    begin: *const vk::RenderPassBeginInfo,
+    _subpass: *const vk::SubpassBeginInfo,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { render_pass_begins(cb, begin) };
 }
 
 /// What the live objects `raws` lead to together.
@@ -1127,6 +1221,27 @@ mod tests {
         s.union(&t);
         assert_eq!(s.describe(), "every allocation (why)");
         assert_eq!(s.memory.len(), 2);
+    }
+
+    #[test]
+    fn discards_count_only_before_other_touches() {
+        let units = |a, b| RangeSet::of(Range::new(a, b));
+        // Earlier commands touched image 5; later ones discard parts of images 5 and 6.
+        let mut s = AccessSet::default();
+        s.add(&leads(&[(5, W, false)]));
+        let mut later = AccessSet::default();
+        later.discards.insert(5, units(0, 2));
+        later.discards.insert(6, units(0, 1));
+        later.add(&leads(&[(5, W, true), (6, W, true)]));
+        s.union(&later);
+        // Image 5 was read before its discard: its contents are needed.
+        assert_eq!(s.discards.get(&5), None);
+        assert_eq!(s.discards.get(&6), Some(&units(0, 1)));
+        // A discard after the image was touched in the same set is not one either.
+        let mut after = AccessSet::default();
+        after.discards.insert(6, units(1, 3));
+        s.union(&after);
+        assert_eq!(s.discards.get(&6), Some(&units(0, 1)));
     }
 
     #[test]

@@ -1586,8 +1586,8 @@ fn mirrors_for(
             ins
         }
         Err(e) => {
-            // Not expected; stay correct: `j` copies in all it touches and then holds it
-            // alone.
+            // Not expected; stay correct: `j` copies in all it touches (within its stages)
+            // and then holds that, and what it may write, alone.
             if !st.coherence_failed {
                 st.coherence_failed = true;
                 crate::warn!(
@@ -1597,10 +1597,16 @@ fn mirrors_for(
             claims
                 .iter()
                 .map(|c| {
-                    for r in c.u.touched.ranges() {
+                    let copy_in = match c.limit {
+                        Some(l) => c.u.touched.intersection(l),
+                        None => c.u.touched.clone(),
+                    };
+                    let mut held = copy_in.clone();
+                    held.union(&c.u.written);
+                    for r in held.ranges() {
                         let _ = st.coherence.write(c.id, *r, j);
                     }
-                    c.u.touched.clone()
+                    copy_in
                 })
                 .collect()
         }
@@ -1634,10 +1640,16 @@ fn retire_finished(d: &Device, st: &mut State, all: bool) {
     let State {
         tickets, coherence, ..
     } = st;
+    // One query per done semaphore.
+    let mut reached: HashMap<(usize, u64), u64> = HashMap::new();
     tickets.retain(|(t, (m, sem, value))| {
-        let done = d
-            .member(*m)
-            .is_none_or(|md| d.exec.member_lost(*m) || counter(md, *sem) >= *value);
+        let done = d.member(*m).is_none_or(|md| {
+            d.exec.member_lost(*m)
+                || *reached
+                    .entry((*m, sem.as_raw()))
+                    .or_insert_with(|| counter(md, *sem))
+                    >= *value
+        });
         if done {
             let _ = coherence.retire(*t);
         }

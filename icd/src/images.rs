@@ -835,10 +835,11 @@ pub fn plan(
                 (None, None) => (RangeSet::new(), RangeSet::new()),
             };
             let at = RangeSet::of(range);
+            let aliased = mem_use.is_some_and(|u| u.touched.intersects(&at));
             if mem_use.is_some_and(|u| u.written.intersects(&at)) {
                 touched = all.clone();
                 written = all.clone();
-            } else if mem_use.is_some_and(|u| u.touched.intersects(&at)) {
+            } else if aliased {
                 touched = all.clone();
             }
             for t in &mine {
@@ -856,13 +857,22 @@ pub fn plan(
             let member_image = vk::Image::from_raw(obj.handles[j]);
             // What `j`'s copy (shared with the other home members where their memory is one)
             // lacks of what the batch needs: what it touches, or, for a batch that may write
-            // (whose copy out takes every subresource), all of the image. An image the tracker
+            // (whose copy out takes every subresource), all of the image, less what it
+            // discards. An image the tracker
             // does not know is copied in whole whenever there is a latest copy.
-            let needed = if written.is_empty() {
+            // Subresources the batch discards before touching them otherwise (a barrier from
+            // UNDEFINED, a render pass starting there) need nothing copied in.
+            let mut needed = if written.is_empty() {
                 touched.clone()
             } else {
                 all.clone()
             };
+            // (Not where something aliasing the image's memory may have read it first.)
+            if let (None, false, Some(d)) =
+                (&access.everything, aliased, access.discards.get(&img.raw))
+            {
+                needed.subtract(d);
+            }
             let stale = stale_units(tracker, img.raw, site, &needed).unwrap_or(needed);
             if !stale.is_empty() {
                 if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {

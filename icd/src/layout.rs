@@ -108,6 +108,11 @@ struct View {
 struct Final {
     layout: vk::ImageLayout,
     stencil: Option<vk::ImageLayout>,
+    /// The render pass has one subpass and the attachment starts in `UNDEFINED`: its
+    /// contents are discarded as the render pass begins (aspects other than stencil, and the
+    /// stencil aspect, whose initial layout `VkAttachmentDescriptionStencilLayout` may give
+    /// apart).
+    discarded: (bool, bool),
 }
 
 /// What the creation of views, render passes and framebuffers told, by raw handle.
@@ -321,6 +326,64 @@ unsafe fn render_pass_begun(cb: &CommandBuffer, begin: *const vk::RenderPassBegi
     }
     // SAFETY: caller contract.
     let begin = unsafe { &*begin };
+    let rp = begin.render_pass.as_raw();
+    let tables = TABLES.read();
+    // SAFETY: a valid begin info.
+    let views = unsafe { begin_views(&tables, begin) };
+    attachments(&tables, rp, views.into_iter(), &mut cb.transitions.lock());
+}
+
+/// The subresources of attachments whose contents a render pass discards as it begins (one
+/// subpass, initial layout `UNDEFINED`): (image, subresources) per attachment, for
+/// `access.rs`, which calls this before it hands the attachments to the access set.
+///
+/// # Safety
+/// `begin` is null or points to a valid `VkRenderPassBeginInfo`.
+pub unsafe fn discarded_at_begin(
+    begin: *const vk::RenderPassBeginInfo,
+) -> Vec<(u64, vk::ImageSubresourceRange)> {
+    // SAFETY: caller contract.
+    let Some(begin) = (unsafe { begin.as_ref() }) else {
+        return Vec::new();
+    };
+    let tables = TABLES.read();
+    let Some(finals) = tables.render_passes.get(&begin.render_pass.as_raw()) else {
+        return Vec::new();
+    };
+    // SAFETY: as in `render_pass_begun`.
+    let views = unsafe { begin_views(&tables, begin) };
+    let stencil = vk::ImageAspectFlags::STENCIL;
+    let mut out = Vec::new();
+    for (f, view) in finals.iter().zip(views) {
+        let Some(v) = tables.views.get(&view) else {
+            continue;
+        };
+        let mut aspects = vk::ImageAspectFlags::empty();
+        if f.discarded.0 {
+            aspects |= v.range.aspect_mask & !stencil;
+        }
+        if f.discarded.1 {
+            aspects |= v.range.aspect_mask & stencil;
+        }
+        if !aspects.is_empty() {
+            out.push((
+                v.image,
+                vk::ImageSubresourceRange {
+                    aspect_mask: aspects,
+                    ..v.range
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The attachments' views of a render pass begin: the framebuffer's, or those
+/// `VkRenderPassAttachmentBeginInfo` names for an imageless one.
+///
+/// # Safety
+/// `begin` is a valid `VkRenderPassBeginInfo`.
+unsafe fn begin_views(tables: &Tables, begin: &vk::RenderPassBeginInfo) -> Vec<u64> {
     // SAFETY: a valid pNext chain, whose node of this type is a VkRenderPassAttachmentBeginInfo.
     let imageless = unsafe {
         crate::conv::chain_find::<vk::RenderPassAttachmentBeginInfo>(
@@ -329,20 +392,17 @@ unsafe fn render_pass_begun(cb: &CommandBuffer, begin: *const vk::RenderPassBegi
         )
     }
     .filter(|a| a.attachment_count > 0);
-    let rp = begin.render_pass.as_raw();
-    let tables = TABLES.read();
-    let mut out = cb.transitions.lock();
     match imageless {
-        Some(a) => {
-            // SAFETY: attachmentCount views (VUID-VkRenderPassAttachmentBeginInfo-pAttachments-parameter).
-            let views = unsafe { slice(a.p_attachments, a.attachment_count) };
-            attachments(&tables, rp, views.iter().map(|v| v.as_raw()), &mut out);
-        }
-        None => {
-            if let Some(views) = tables.framebuffers.get(&begin.framebuffer.as_raw()) {
-                attachments(&tables, rp, views.iter().copied(), &mut out);
-            }
-        }
+        // SAFETY: attachmentCount views (VUID-VkRenderPassAttachmentBeginInfo-pAttachments-parameter).
+        Some(a) => unsafe { slice(a.p_attachments, a.attachment_count) }
+            .iter()
+            .map(|v| v.as_raw())
+            .collect(),
+        None => tables
+            .framebuffers
+            .get(&begin.framebuffer.as_raw())
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -419,12 +479,17 @@ pub unsafe fn image_view_destroyed(
 /// # Safety
 /// `info` is a valid `VkRenderPassCreateInfo`.
 unsafe fn finals(info: &vk::RenderPassCreateInfo) -> Vec<Final> {
+    let one = info.subpass_count == 1;
     // SAFETY: attachmentCount descriptions (caller contract).
     unsafe { slice(info.p_attachments, info.attachment_count) }
         .iter()
-        .map(|a| Final {
-            layout: a.final_layout,
-            stencil: None,
+        .map(|a| {
+            let undefined = one && a.initial_layout == vk::ImageLayout::UNDEFINED;
+            Final {
+                layout: a.final_layout,
+                stencil: None,
+                discarded: (undefined, undefined),
+            }
         })
         .collect()
 }
@@ -435,20 +500,28 @@ unsafe fn finals(info: &vk::RenderPassCreateInfo) -> Vec<Final> {
 /// # Safety
 /// `info` is a valid `VkRenderPassCreateInfo2`.
 unsafe fn finals2(info: &vk::RenderPassCreateInfo2) -> Vec<Final> {
+    let one = info.subpass_count == 1;
+    let undefined = |l: vk::ImageLayout| one && l == vk::ImageLayout::UNDEFINED;
     // SAFETY: attachmentCount descriptions (caller contract).
     unsafe { slice(info.p_attachments, info.attachment_count) }
         .iter()
-        .map(|a| Final {
-            layout: a.final_layout,
+        .map(|a| {
             // SAFETY: a valid description's pNext chain, whose node of this type is a
             // VkAttachmentDescriptionStencilLayout.
-            stencil: unsafe {
+            let s = unsafe {
                 crate::conv::chain_find::<vk::AttachmentDescriptionStencilLayout>(
                     a.p_next,
                     vk::StructureType::ATTACHMENT_DESCRIPTION_STENCIL_LAYOUT,
                 )
+            };
+            Final {
+                layout: a.final_layout,
+                stencil: s.map(|s| s.stencil_final_layout),
+                discarded: (
+                    undefined(a.initial_layout),
+                    undefined(s.map_or(a.initial_layout, |s| s.stencil_initial_layout)),
+                ),
             }
-            .map(|s| s.stencil_final_layout),
         })
         .collect()
 }
@@ -698,8 +771,25 @@ mod tests {
             Final {
                 layout: vk::ImageLayout::DEPTH_ATTACHMENT_OPTIMAL,
                 stencil: Some(vk::ImageLayout::STENCIL_READ_ONLY_OPTIMAL),
+                discarded: (false, false),
             }
         );
+        // One subpass: attachments starting in UNDEFINED are discarded as the pass begins
+        // (the stencil aspect by its own initial layout).
+        let sub = [vk::SubpassDescription2::default()];
+        let mut keep_stencil = vk::AttachmentDescriptionStencilLayout {
+            stencil_initial_layout: vk::ImageLayout::STENCIL_ATTACHMENT_OPTIMAL,
+            ..Default::default()
+        };
+        let kept = vk::AttachmentDescription2::default().push_next(&mut keep_stencil);
+        let descs1 = [vk::AttachmentDescription2::default(), kept];
+        let info = vk::RenderPassCreateInfo2::default()
+            .attachments(&descs1)
+            .subpasses(&sub);
+        // SAFETY: a valid create info.
+        let one = unsafe { finals2(&info) };
+        assert_eq!(one[0].discarded, (true, true));
+        assert_eq!(one[1].discarded, (true, false));
         let v1 = [vk::AttachmentDescription {
             final_layout: vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
             ..Default::default()
@@ -711,6 +801,7 @@ mod tests {
             [Final {
                 layout: vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                 stencil: None,
+                discarded: (false, false),
             }]
         );
 
@@ -775,6 +866,7 @@ mod tests {
             let f = |layout| Final {
                 layout,
                 stencil: None,
+                discarded: (false, false),
             };
             t.render_passes.insert(
                 rp,

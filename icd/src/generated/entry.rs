@@ -211,9 +211,11 @@ pub unsafe extern "system" fn cmd_begin_render_pass(
 ) {
     guard::void("vkCmdBeginRenderPass", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            unsafe { crate::access::begin_render_pass(obj, p_render_pass_begin, contents) };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -246,9 +248,13 @@ pub unsafe extern "system" fn cmd_begin_render_pass2(
 ) {
     guard::void("vkCmdBeginRenderPass2", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        if obj.collects() {
+            unsafe {
+                crate::access::begin_render_pass2(obj, p_render_pass_begin, p_subpass_begin_info)
+            };
+        }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());

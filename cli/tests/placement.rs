@@ -992,3 +992,47 @@ fn member_loss_with_images() {
         assert!(copied_in >= 1, "no image crossed: {}", out.dump());
     }
 }
+
+/// Compute pipelines are analysed as they are created (with debug logging, on several
+/// members): the examples' kernels read and write the bindings they use, and slices of their
+/// dispatches write disjoint parts where each invocation writes its own elements or texels
+/// (`compute`: `ints[pc.offset + gid.x]`; `image-chain`: `imageStore(dst, ivec3(gid))`), but not
+/// where invocations add into shared counters with atomics (`bench-record`).
+#[test]
+fn compute_pipelines_are_analysed() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            "compute",
+            &[],
+            "local size 64x1x1; (0,0) read, (0,1) read and written (disjoint along x), (0,2) read and written (disjoint along x); slices along x write disjoint parts",
+        ),
+        (
+            "shared-inputs",
+            &["--frames", "2"],
+            "(0,0) read, (0,1) written (disjoint along x); slices along x write disjoint parts",
+        ),
+        (
+            "image-chain",
+            &["--rounds", "1"],
+            "local size 8x8x1; (0,0) read, (0,1) written (disjoint along x, y, z); slices along x, y, z write disjoint parts",
+        ),
+        (
+            "bench-record",
+            &["--commands", "10", "--iterations", "1"],
+            "(0,0) read and written, integer add atomics; no slices proven to write disjoint parts",
+        ),
+    ];
+    for (example_name, args, expected) in cases {
+        let mut cmd = placed_cmd(example_name, &lvp2(), "round_robin");
+        cmd.args(args).env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        out.assert_success();
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("compute pipeline") && l.contains(expected)),
+            "{example_name}: no analysis `{expected}`: {}",
+            out.dump()
+        );
+    }
+}

@@ -25,6 +25,7 @@ pub mod physical_device;
 pub mod present;
 pub mod queue;
 pub mod report;
+pub mod shaders;
 pub mod staging;
 pub mod wsi;
 

@@ -6964,6 +6964,16 @@ pub unsafe extern "system" fn create_compute_pipelines(
             };
             unsafe { *p_pipelines.add(i) = out };
         }
+        unsafe {
+            crate::shaders::compute_pipelines_created(
+                owner,
+                pipeline_cache,
+                create_info_count,
+                p_create_infos,
+                p_allocator,
+                p_pipelines,
+            )
+        };
         Ok(res)
     })
 }
@@ -7849,6 +7859,9 @@ pub unsafe extern "system" fn create_shader_module(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_shader_module = vk::ShaderModule::from_raw(obj.into_raw()) };
+        unsafe {
+            crate::shaders::module_created(owner, p_create_info, p_allocator, p_shader_module)
+        };
         Ok(res)
     })
 }
@@ -8515,6 +8528,7 @@ pub unsafe extern "system" fn destroy_shader_module(
             };
             unsafe { f(md.handle, vk::ShaderModule::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::shaders::module_destroyed(owner, shader_module, p_allocator) };
         unsafe { ObjectBase::free(shader_module.as_raw()) };
         Ok(())
     })

@@ -1,0 +1,177 @@
+//! Compute shaders read by the `shader` crate (issue 4, splitting dispatches): the first step.
+//!
+//! While batches may run on several members and debug logging is on, the SPIR-V of every
+//! shader module is kept by handle until the module is destroyed, and each compute pipeline's
+//! entry point is analysed as the pipeline is created: which bindings it reads and writes, its
+//! atomics, and whether slices of a dispatch would write disjoint parts. The answer is logged;
+//! splitting dispatches, which will keep it per pipeline, comes next.
+
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use ash::vk;
+use ash::vk::Handle as _;
+
+use crate::object::Device;
+
+/// SPIR-V by shader module handle (unique across devices: addresses of live vkfuse objects).
+static MODULES: parking_lot::RwLock<BTreeMap<u64, Arc<Vec<u32>>>> =
+    parking_lot::const_rwlock(BTreeMap::new());
+
+/// Whether modules and pipelines of `d` are analysed.
+fn wanted(d: &Device) -> bool {
+    d.exec.multi && crate::log::enabled(crate::log::Level::Debug)
+}
+
+/// The words of a `VkShaderModuleCreateInfo`.
+///
+/// # Safety
+/// `info` is a valid create info.
+unsafe fn words(info: &vk::ShaderModuleCreateInfo) -> Vec<u32> {
+    if info.p_code.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: codeSize bytes of SPIR-V, 4-byte aligned (VUID-VkShaderModuleCreateInfo-pCode).
+    unsafe { std::slice::from_raw_parts(info.p_code, info.code_size / 4) }.to_vec()
+}
+
+/// After `vkCreateShaderModule`: keeps the module's SPIR-V.
+///
+/// # Safety
+/// Arguments of a successful `vkCreateShaderModule`.
+pub unsafe fn module_created(
+    d: &Device,
+    info: *const vk::ShaderModuleCreateInfo,
+    _alloc: *const vk::AllocationCallbacks,
+    module: *mut vk::ShaderModule,
+) {
+    if !wanted(d) {
+        return;
+    }
+    // SAFETY: a valid create info and the created module.
+    let (code, module) = unsafe { (words(&*info), (*module).as_raw()) };
+    MODULES.write().insert(module, Arc::new(code));
+}
+
+/// After `vkDestroyShaderModule`, before the module is freed.
+///
+/// # Safety
+/// Arguments of `vkDestroyShaderModule`.
+pub unsafe fn module_destroyed(
+    _d: &Device,
+    module: vk::ShaderModule,
+    _alloc: *const vk::AllocationCallbacks,
+) {
+    MODULES.write().remove(&module.as_raw());
+}
+
+/// After `vkCreateComputePipelines`: each pipeline's entry point analysed and logged.
+///
+/// # Safety
+/// Arguments of a successful `vkCreateComputePipelines`.
+pub unsafe fn compute_pipelines_created(
+    d: &Device,
+    _cache: vk::PipelineCache,
+    count: u32,
+    infos: *const vk::ComputePipelineCreateInfo,
+    _alloc: *const vk::AllocationCallbacks,
+    pipelines: *mut vk::Pipeline,
+) {
+    if !wanted(d) || infos.is_null() {
+        return;
+    }
+    for k in 0..count as usize {
+        // SAFETY: `count` valid create infos and created pipelines.
+        let (info, pipeline) = unsafe { (&*infos.add(k), *pipelines.add(k)) };
+        if pipeline.is_null() {
+            continue;
+        }
+        let stage = &info.stage;
+        // The module, or a module create info chained to the stage (maintenance5).
+        let code = MODULES
+            .read()
+            .get(&stage.module.as_raw())
+            .cloned()
+            .or_else(|| {
+                // SAFETY: a valid pNext chain, whose node of this type is a create info.
+                unsafe {
+                    crate::conv::chain_find::<vk::ShaderModuleCreateInfo>(
+                        stage.p_next,
+                        vk::StructureType::SHADER_MODULE_CREATE_INFO,
+                    )
+                }
+                // SAFETY: a valid create info.
+                .map(|m| Arc::new(unsafe { words(m) }))
+            });
+        let name = if stage.p_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a nul-terminated entry point name.
+            unsafe { CStr::from_ptr(stage.p_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let what = match code.map(|c| vkfuse_shader::analyse(&c, &name)) {
+            Some(Ok(a)) => describe(&a),
+            Some(Err(e)) => format!("not analysed ({e})"),
+            None => "not analysed (no SPIR-V kept for its module)".to_string(),
+        };
+        crate::debug!("compute pipeline {:#x} ({name}): {what}", pipeline.as_raw());
+    }
+}
+
+/// `local size 64x1x1; (0,0) read, (0,1) written (disjoint along x); slices along x write
+/// disjoint parts`, for the log.
+fn describe(a: &vkfuse_shader::Analysis) -> String {
+    let axes = ["x", "y", "z"];
+    let mut parts = Vec::new();
+    if let Some([x, y, z]) = a.local_size {
+        parts.push(format!("local size {x}x{y}x{z}"));
+    }
+    let bindings: Vec<String> = a
+        .bindings
+        .iter()
+        .map(|((set, binding), b)| {
+            let mut s = format!("({set},{binding})");
+            s += match (b.read, b.written) {
+                (_, true) if b.opaque => " used in ways not followed",
+                (true, true) => " read and written",
+                (false, true) => " written",
+                (true, false) => " read",
+                (false, false) => " unused",
+            };
+            match b.atomics {
+                vkfuse_shader::Atomics::None => {}
+                vkfuse_shader::Atomics::Add => s += ", integer add atomics",
+                vkfuse_shader::Atomics::Other => s += ", atomics",
+            }
+            let along: Vec<&str> = (0..3)
+                .filter(|c| b.disjoint_along & (1 << c) != 0)
+                .map(|c| axes[c])
+                .collect();
+            if !along.is_empty() {
+                s += &format!(" (disjoint along {})", along.join(", "));
+            }
+            s
+        })
+        .collect();
+    parts.push(if bindings.is_empty() {
+        "no bindings".to_string()
+    } else {
+        bindings.join(", ")
+    });
+    if a.addresses {
+        parts.push("buffer device addresses".to_string());
+    }
+    let splits: Vec<&str> = (0..3u8)
+        .filter(|c| a.splits_along(*c))
+        .map(|c| axes[c as usize])
+        .collect();
+    parts.push(if splits.is_empty() {
+        "no slices proven to write disjoint parts".to_string()
+    } else {
+        format!("slices along {} write disjoint parts", splits.join(", "))
+    });
+    parts.join("; ")
+}

@@ -1,0 +1,949 @@
+//! What a compute shader does with the resources bound to it, read from its SPIR-V (issue 4:
+//! splitting a dispatch across members). Pure logic: the ICD hands it a module's words and an
+//! entry point name and caches the answer per pipeline; nothing here calls Vulkan.
+//!
+//! Per descriptor binding (set, binding) the entry point's module names: whether it is read,
+//! written, and with which atomics; and whether its writes are indexed by the global
+//! invocation id so that the invocations of different slices of a dispatch along one
+//! dimension write disjoint elements:
+//!
+//! - a buffer element `data[gid.c * S + K]` (the first index into the binding that is not a
+//!   constant; `S >= 1` a constant stride, every write's `K` a constant in `0..S`, one
+//!   component `c` for all writes);
+//! - an image texel at coordinates made of distinct global invocation id components
+//!   (`imageStore(img, ivec2(gl_GlobalInvocationID.xy), ..)`).
+//!
+//! Anything the analysis does not follow counts against the shader: a resource pointer passed
+//! to a function or used by an instruction it does not know makes the binding *opaque* (read,
+//! written, any atomics); physical storage buffer pointers (buffer device addresses) reach
+//! memory no binding names (`addresses`). The analysis walks every function of the module,
+//! so a module with several entry points is judged by all of them.
+
+pub mod spirv;
+
+use std::collections::{BTreeMap, HashMap};
+
+use spirv::{decoration, op, storage, Inst};
+
+/// The atomics a shader applies to a binding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Atomics {
+    #[default]
+    None,
+    /// Integer add, subtract, increment and decrement only: the deltas of several members
+    /// sum exactly.
+    Add,
+    /// Any other read-modify-write (exchange, compare-exchange, min, max, bitwise, float).
+    Other,
+}
+
+/// What a shader does with one descriptor binding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    pub read: bool,
+    pub written: bool,
+    pub atomics: Atomics,
+    /// Global invocation id components (bit `c` for component `c`) along which slices of a
+    /// dispatch write disjoint parts of the binding; 0 when it is not written, or not proven.
+    pub disjoint_along: u8,
+    /// Used in a way the analysis does not follow: read, written, any atomics assumed.
+    pub opaque: bool,
+}
+
+/// What a compute entry point does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// `LocalSize` (None where the size comes from specialization constants, `LocalSizeId`).
+    pub local_size: Option<[u32; 3]>,
+    /// Per (set, binding).
+    pub bindings: BTreeMap<(u32, u32), Binding>,
+    /// The module uses physical storage buffer pointers: memory no binding names.
+    pub addresses: bool,
+}
+
+impl Analysis {
+    /// Whether the shader writes only through bindings, each written with writes proven
+    /// disjoint along global invocation id component `c`, and with no atomics.
+    pub fn splits_along(&self, c: u8) -> bool {
+        !self.addresses
+            && self.bindings.values().all(|b| {
+                !b.written
+                    || (!b.opaque && b.atomics == Atomics::None && b.disjoint_along & (1 << c) != 0)
+            })
+    }
+}
+
+/// Why a module could not be analysed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Parse(spirv::ParseError),
+    /// No `GLCompute` entry point of this name.
+    NoEntryPoint(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Parse(e) => e.fmt(f),
+            Error::NoEntryPoint(n) => write!(f, "no compute entry point \"{n}\""),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A value the same for every invocation of a dispatch: a push constant (variable and
+/// constant access chain).
+type Uniform = (u32, Vec<i64>);
+
+/// An integer value as the analysis knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Value {
+    Const(i64),
+    /// `gid[comp] * scale + offset (+ uniform)`.
+    Affine {
+        comp: u8,
+        scale: i64,
+        offset: i64,
+        uniform: Option<Uniform>,
+    },
+    Uniform(Uniform),
+    /// The global invocation id vector, or some of its components in this order.
+    Gid(Vec<u8>),
+}
+
+impl Value {
+    /// Component `comp` of the global invocation id.
+    fn gid(comp: u8) -> Value {
+        Value::Affine {
+            comp,
+            scale: 1,
+            offset: 0,
+            uniform: None,
+        }
+    }
+
+    /// The component, when the value is exactly one component of the global invocation id.
+    fn as_gid(&self) -> Option<u8> {
+        match self {
+            Value::Affine {
+                comp,
+                scale: 1,
+                offset: 0,
+                uniform: None,
+            } => Some(*comp),
+            _ => None,
+        }
+    }
+}
+
+/// A pointer into a resource: its variable and the access chain's index ids.
+#[derive(Clone, Debug)]
+struct Ptr {
+    var: u32,
+    chain: Vec<u32>,
+}
+
+/// One write into a buffer binding: the index that proves it disjoint, if one does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Indexed {
+    /// The constant indices before the first dynamic one.
+    prefix: Vec<i64>,
+    comp: u8,
+    scale: i64,
+    uniform: Option<Uniform>,
+}
+
+/// Analyses entry point `entry` of the SPIR-V module `words` (a compute shader).
+pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
+    let insts = spirv::instructions(words).map_err(Error::Parse)?;
+    let mut out = Analysis::default();
+    // Module-level facts.
+    let mut function = None;
+    let mut sets: HashMap<u32, u32> = HashMap::new();
+    let mut bindings: HashMap<u32, u32> = HashMap::new();
+    let mut gid_vars: Vec<u32> = Vec::new();
+    let mut consts: HashMap<u32, i64> = HashMap::new();
+    let mut vars: HashMap<u32, u32> = HashMap::new();
+    for i in &insts {
+        match i.op {
+            op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
+                function = Some(i.at(1));
+            }
+            op::DECORATE => match i.at(1) {
+                decoration::DESCRIPTOR_SET => {
+                    sets.insert(i.at(0), i.at(2));
+                }
+                decoration::BINDING => {
+                    bindings.insert(i.at(0), i.at(2));
+                }
+                decoration::BUILT_IN if i.at(2) == spirv::GLOBAL_INVOCATION_ID => {
+                    gid_vars.push(i.at(0));
+                }
+                _ => {}
+            },
+            op::CONSTANT => {
+                consts.insert(i.at(1), i64::from(i.at(2) as i32));
+            }
+            op::TYPE_POINTER if i.at(1) == storage::PHYSICAL_STORAGE_BUFFER => {
+                out.addresses = true;
+            }
+            op::VARIABLE => {
+                vars.insert(i.at(1), i.at(2));
+            }
+            _ => {}
+        }
+    }
+    let Some(function) = function else {
+        return Err(Error::NoEntryPoint(entry.to_string()));
+    };
+    for i in &insts {
+        if i.op == op::EXECUTION_MODE && i.at(0) == function && i.at(1) == spirv::LOCAL_SIZE {
+            out.local_size = Some([i.at(2), i.at(3), i.at(4)]);
+        }
+    }
+    // The resource variables: a descriptor set and binding, in a descriptor storage class.
+    let resources: HashMap<u32, ((u32, u32), u32)> = vars
+        .iter()
+        .filter(|(_, class)| {
+            matches!(
+                **class,
+                storage::UNIFORM_CONSTANT | storage::UNIFORM | storage::STORAGE_BUFFER
+            )
+        })
+        .filter_map(|(id, class)| Some((*id, ((*sets.get(id)?, *bindings.get(id)?), *class))))
+        .collect();
+    for (key, _) in resources.values() {
+        out.bindings.entry(*key).or_default();
+    }
+    // Function variables stored once: glslang keeps GLSL locals in memory (`uint i =
+    // gl_GlobalInvocationID.x;` is a store and loads), so their one value is followed.
+    // Stores through a pointer derived from a variable (an access chain: `p.x = 5;`), memory
+    // copies into it and function calls given it count against the variable.
+    let mut stores: HashMap<u32, u32> = HashMap::new();
+    let mut root: HashMap<u32, u32> = HashMap::new();
+    for i in &insts {
+        let base = |root: &HashMap<u32, u32>, id: u32| root.get(&id).copied().unwrap_or(id);
+        match i.op {
+            op::ACCESS_CHAIN
+            | op::IN_BOUNDS_ACCESS_CHAIN
+            | op::PTR_ACCESS_CHAIN
+            | op::IN_BOUNDS_PTR_ACCESS_CHAIN
+            | op::COPY_OBJECT => {
+                let b = base(&root, i.at(2));
+                root.insert(i.at(1), b);
+            }
+            op::STORE => *stores.entry(base(&root, i.at(0))).or_default() += 1,
+            op::COPY_MEMORY | op::COPY_MEMORY_SIZED => {
+                *stores.entry(base(&root, i.at(0))).or_default() += 2;
+            }
+            op::FUNCTION_CALL => {
+                for a in i.operands.iter().skip(3) {
+                    *stores.entry(base(&root, *a)).or_default() += 2;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut walk = Walk {
+        resources: &resources,
+        stores: &stores,
+        push: vars
+            .iter()
+            .filter(|(_, class)| **class == storage::PUSH_CONSTANT)
+            .map(|(id, _)| (*id, (*id, Vec::new())))
+            .collect(),
+        locals: HashMap::new(),
+        values: consts.iter().map(|(k, v)| (*k, Value::Const(*v))).collect(),
+        ptrs: resources
+            .keys()
+            .map(|v| {
+                (
+                    *v,
+                    Ptr {
+                        var: *v,
+                        chain: Vec::new(),
+                    },
+                )
+            })
+            .collect(),
+        images: HashMap::new(),
+        gid_ptrs: gid_vars.iter().map(|v| (*v, None)).collect(),
+        indexed: HashMap::new(),
+        unproven: HashMap::new(),
+        out: &mut out,
+    };
+    let mut inside = false;
+    for i in &insts {
+        match i.op {
+            op::FUNCTION => inside = true,
+            op::FUNCTION_END => inside = false,
+            _ if inside => walk.inst(i),
+            _ => {}
+        }
+    }
+    walk.finish();
+    Ok(out)
+}
+
+/// The walk over function bodies.
+struct Walk<'a> {
+    /// Resource variables: (set, binding) and storage class.
+    resources: &'a HashMap<u32, ((u32, u32), u32)>,
+    /// Stores per pointer, over the module.
+    stores: &'a HashMap<u32, u32>,
+    /// Pointers into push constants (the variables themselves included), with the constant
+    /// access chain.
+    push: HashMap<u32, Uniform>,
+    /// Function variables stored once, with the value stored (once the store was seen).
+    locals: HashMap<u32, Option<Value>>,
+    values: HashMap<u32, Value>,
+    /// Pointers into resources (the variables themselves included).
+    ptrs: HashMap<u32, Ptr>,
+    /// Image (and sampled image) values, with their variable; texel pointers too.
+    images: HashMap<u32, u32>,
+    /// Pointers to the global invocation id, or to one component.
+    gid_ptrs: HashMap<u32, Option<u8>>,
+    /// Per resource variable: its buffer writes that an index proves disjoint.
+    indexed: HashMap<u32, Vec<Indexed>>,
+    /// Per resource variable: the components along which every image write so far is
+    /// disjoint (buffer writes not proven clear it to 0).
+    unproven: HashMap<u32, u8>,
+    out: &'a mut Analysis,
+}
+
+impl Walk<'_> {
+    fn binding(&mut self, var: u32) -> Option<&mut Binding> {
+        let (key, _) = self.resources.get(&var)?;
+        self.out.bindings.get_mut(key)
+    }
+
+    fn read(&mut self, var: u32) {
+        if let Some(b) = self.binding(var) {
+            b.read = true;
+        }
+    }
+
+    fn write(&mut self, var: u32) {
+        if let Some(b) = self.binding(var) {
+            b.written = true;
+        }
+    }
+
+    fn atomic(&mut self, var: u32, kind: Atomics) {
+        if let Some(b) = self.binding(var) {
+            b.read = true;
+            b.written = true;
+            b.atomics = b.atomics.max(kind);
+        }
+        self.unproven.insert(var, 0);
+    }
+
+    fn opaque(&mut self, var: u32) {
+        if let Some(b) = self.binding(var) {
+            b.opaque = true;
+            b.read = true;
+            b.written = true;
+            b.atomics = Atomics::Other;
+        }
+        self.unproven.insert(var, 0);
+    }
+
+    /// The resource variable an id leads to (a pointer, an image or a texel pointer).
+    fn resource_of(&self, id: u32) -> Option<u32> {
+        self.ptrs
+            .get(&id)
+            .map(|p| p.var)
+            .or_else(|| self.images.get(&id).copied())
+    }
+
+    fn inst(&mut self, i: &Inst<'_>) {
+        match i.op {
+            op::VARIABLE if i.at(2) == FUNCTION_STORAGE => {
+                if self.stores.get(&i.at(1)) == Some(&1) {
+                    self.locals.insert(i.at(1), None);
+                }
+            }
+            op::ACCESS_CHAIN
+            | op::IN_BOUNDS_ACCESS_CHAIN
+            | op::PTR_ACCESS_CHAIN
+            | op::IN_BOUNDS_PTR_ACCESS_CHAIN => {
+                let (result, base) = (i.at(1), i.at(2));
+                let indices = i.operands.get(3..).unwrap_or(&[]);
+                if let Some(p) = self.ptrs.get(&base).cloned() {
+                    let mut chain = p.chain;
+                    chain.extend_from_slice(indices);
+                    self.ptrs.insert(result, Ptr { var: p.var, chain });
+                } else if let Some((var, mut chain)) = self.push.get(&base).cloned() {
+                    let consts: Option<Vec<i64>> =
+                        indices.iter().map(|x| self.constant(*x)).collect();
+                    if let Some(c) = consts {
+                        chain.extend(c);
+                        self.push.insert(result, (var, chain));
+                    }
+                } else {
+                    // A component of the global invocation id, or of a local holding some.
+                    let comps = match (self.gid_ptrs.get(&base), self.locals.get(&base)) {
+                        (Some(None), _) => Some(vec![0, 1, 2]),
+                        (_, Some(Some(Value::Gid(c)))) => Some(c.clone()),
+                        _ => None,
+                    };
+                    let index = indices.first().and_then(|x| self.constant(*x));
+                    if let (Some(comps), Some(k), 1) = (comps, index, indices.len()) {
+                        if let Some(c) = usize::try_from(k).ok().and_then(|k| comps.get(k)) {
+                            self.gid_ptrs.insert(result, Some(*c));
+                        }
+                    }
+                }
+            }
+            op::LOAD => {
+                let (result, ptr) = (i.at(1), i.at(2));
+                if let Some(p) = self.ptrs.get(&ptr).cloned() {
+                    let handle = p.chain.is_empty()
+                        && self
+                            .resources
+                            .get(&p.var)
+                            .is_some_and(|(_, class)| *class == storage::UNIFORM_CONSTANT);
+                    if handle {
+                        // An image or sampler handle: reads happen through image
+                        // instructions.
+                        self.images.insert(result, p.var);
+                    } else {
+                        self.read(p.var);
+                    }
+                } else if let Some(g) = self.gid_ptrs.get(&ptr) {
+                    let v = match g {
+                        Some(c) => Value::gid(*c),
+                        None => Value::Gid(vec![0, 1, 2]),
+                    };
+                    self.values.insert(result, v);
+                } else if let Some(Some(v)) = self.locals.get(&ptr) {
+                    self.values.insert(result, v.clone());
+                } else if let Some(u) = self.push.get(&ptr) {
+                    self.values.insert(result, Value::Uniform(u.clone()));
+                }
+            }
+            op::STORE => {
+                let ptr = i.at(0);
+                if let Some(slot) = self.locals.get_mut(&ptr) {
+                    *slot = self.values.get(&i.at(1)).cloned();
+                }
+                if let Some(p) = self.ptrs.get(&ptr).cloned() {
+                    self.write(p.var);
+                    self.buffer_write(&p);
+                }
+                if let Some(var) = self.resource_of(i.at(1)) {
+                    // A resource pointer stored somewhere: not followed.
+                    self.opaque(var);
+                }
+            }
+            op::COPY_MEMORY | op::COPY_MEMORY_SIZED => {
+                if let Some(p) = self.ptrs.get(&i.at(0)).cloned() {
+                    self.write(p.var);
+                    self.unproven.insert(p.var, 0);
+                }
+                if let Some(p) = self.ptrs.get(&i.at(1)).cloned() {
+                    self.read(p.var);
+                }
+            }
+            op::COPY_OBJECT | op::BITCAST | op::U_CONVERT | op::S_CONVERT => {
+                let (result, from) = (i.at(1), i.at(2));
+                if let Some(p) = self.ptrs.get(&from).cloned() {
+                    self.ptrs.insert(result, p);
+                } else if let Some(v) = self.images.get(&from).copied() {
+                    self.images.insert(result, v);
+                } else if let Some(v) = self.values.get(&from).cloned() {
+                    self.values.insert(result, v);
+                }
+            }
+            op::SAMPLED_IMAGE | op::IMAGE => {
+                if let Some(v) = self.images.get(&i.at(2)).copied() {
+                    self.images.insert(i.at(1), v);
+                }
+            }
+            op::IMAGE_TEXEL_POINTER => {
+                if let Some(p) = self.ptrs.get(&i.at(2)).cloned() {
+                    self.images.insert(i.at(1), p.var);
+                }
+            }
+            op::IMAGE_WRITE => {
+                if let Some(var) = self.images.get(&i.at(0)).copied() {
+                    self.write(var);
+                    let along = match self.values.get(&i.at(1)) {
+                        Some(Value::Gid(comps)) => distinct(comps),
+                        Some(v) => v.as_gid().map_or(0, |c| 1 << c),
+                        None => 0,
+                    };
+                    let e = self.unproven.entry(var).or_insert(0b111);
+                    *e &= along;
+                }
+            }
+            op::VECTOR_SHUFFLE => {
+                // (type, result, v1, v2, components...): components of the first vector only.
+                if let Some(Value::Gid(first)) = self.values.get(&i.at(2)).cloned() {
+                    let picks: Option<Vec<u8>> = i.operands[4.min(i.operands.len())..]
+                        .iter()
+                        .map(|c| first.get(*c as usize).copied())
+                        .collect();
+                    if let Some(p) = picks {
+                        self.values.insert(i.at(1), Value::Gid(p));
+                    }
+                }
+            }
+            op::COMPOSITE_EXTRACT => {
+                if let (Some(Value::Gid(comps)), 4) = (self.values.get(&i.at(2)), i.operands.len())
+                {
+                    if let Some(c) = comps.get(i.at(3) as usize).copied() {
+                        self.values.insert(i.at(1), Value::gid(c));
+                    }
+                }
+            }
+            op::COMPOSITE_CONSTRUCT => {
+                let comps: Option<Vec<u8>> = i.operands[2.min(i.operands.len())..]
+                    .iter()
+                    .map(|x| self.values.get(x).and_then(Value::as_gid))
+                    .collect();
+                if let Some(c) = comps {
+                    self.values.insert(i.at(1), Value::Gid(c));
+                }
+            }
+            op::I_ADD | op::I_MUL => {
+                let (a, b) = (
+                    self.values.get(&i.at(2)).cloned(),
+                    self.values.get(&i.at(3)).cloned(),
+                );
+                if let Some(v) = arith(i.op, a, b) {
+                    self.values.insert(i.at(1), v);
+                }
+            }
+            x if (op::ATOMIC_LOAD..=op::ATOMIC_XOR).contains(&x)
+                || matches!(
+                    x,
+                    op::ATOMIC_FLAG_TEST_AND_SET
+                        | op::ATOMIC_FLAG_CLEAR
+                        | op::ATOMIC_F_MIN_EXT
+                        | op::ATOMIC_F_MAX_EXT
+                        | op::ATOMIC_F_ADD_EXT
+                ) =>
+            {
+                let ptr = if matches!(x, op::ATOMIC_STORE | op::ATOMIC_FLAG_CLEAR) {
+                    i.at(0)
+                } else {
+                    i.at(2)
+                };
+                if let Some(var) = self.resource_of(ptr) {
+                    match x {
+                        op::ATOMIC_LOAD => self.read(var),
+                        op::ATOMIC_I_INCREMENT
+                        | op::ATOMIC_I_DECREMENT
+                        | op::ATOMIC_I_ADD
+                        | op::ATOMIC_I_SUB => self.atomic(var, Atomics::Add),
+                        _ => self.atomic(var, Atomics::Other),
+                    }
+                }
+            }
+            // Debug lines, structured control flow, labels, barriers: operands that are
+            // literals or labels, never a resource.
+            8 | 317 | 224 | 225 | 246..=252 => {}
+            _ => {
+                // Image reads and queries, samples: a read. Anything else naming a resource
+                // (a function call, a pointer select or phi): not followed.
+                let known_image_use = (87..=98).contains(&i.op) || (101..=107).contains(&i.op);
+                let named: Vec<u32> = i
+                    .operands
+                    .iter()
+                    .filter_map(|x| self.resource_of(*x))
+                    .collect();
+                for var in named {
+                    if known_image_use {
+                        self.read(var);
+                    } else {
+                        self.opaque(var);
+                    }
+                }
+            }
+        }
+    }
+
+    fn constant(&self, id: u32) -> Option<i64> {
+        match self.values.get(&id) {
+            Some(Value::Const(c)) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// A store through `p`: the index that proves it disjoint, or none.
+    fn buffer_write(&mut self, p: &Ptr) {
+        let mut prefix = Vec::new();
+        for x in &p.chain {
+            match self.values.get(x) {
+                Some(Value::Const(c)) => prefix.push(*c),
+                Some(Value::Affine {
+                    comp,
+                    scale,
+                    offset,
+                    uniform,
+                }) if *scale >= 1 && (0..*scale).contains(offset) => {
+                    self.indexed.entry(p.var).or_default().push(Indexed {
+                        prefix,
+                        comp: *comp,
+                        scale: *scale,
+                        uniform: uniform.clone(),
+                    });
+                    return;
+                }
+                _ => break,
+            }
+        }
+        self.unproven.insert(p.var, 0);
+    }
+
+    /// Settles each written binding's disjointness.
+    fn finish(&mut self) {
+        let vars: Vec<u32> = self.resources.keys().copied().collect();
+        for var in vars {
+            let mut along = self.unproven.get(&var).copied().unwrap_or(0b111);
+            if let Some(list) = self.indexed.get(&var) {
+                let first = &list[0];
+                // One component for all; one stride and one uniform offset per array.
+                let same = list.iter().all(|w| {
+                    w.comp == first.comp
+                        && list
+                            .iter()
+                            .filter(|o| o.prefix == w.prefix)
+                            .all(|o| o.scale == w.scale && o.uniform == w.uniform)
+                });
+                along &= if same { 1 << first.comp } else { 0 };
+            }
+            if let Some(b) = self.binding(var) {
+                b.disjoint_along = if b.written && !b.opaque { along } else { 0 };
+            }
+        }
+    }
+}
+
+/// `StorageClass Function`.
+const FUNCTION_STORAGE: u32 = 7;
+
+/// Bits of `comps` when they are distinct components, else 0.
+fn distinct(comps: &[u8]) -> u8 {
+    let mut mask = 0u8;
+    for c in comps {
+        if *c > 2 || mask & (1 << c) != 0 {
+            return 0;
+        }
+        mask |= 1 << c;
+    }
+    mask
+}
+
+/// `a + b` or `a * b` of known values.
+fn arith(opcode: u16, a: Option<Value>, b: Option<Value>) -> Option<Value> {
+    use Value::*;
+    match (opcode, a?, b?) {
+        (op::I_ADD, Const(x), Const(y)) => Some(Const(x.wrapping_add(y))),
+        (op::I_MUL, Const(x), Const(y)) => Some(Const(x.wrapping_mul(y))),
+        (
+            op::I_ADD,
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform,
+            },
+            Const(k),
+        )
+        | (
+            op::I_ADD,
+            Const(k),
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform,
+            },
+        ) => Some(Affine {
+            comp,
+            scale,
+            offset: offset.checked_add(k)?,
+            uniform,
+        }),
+        (
+            op::I_ADD,
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform: None,
+            },
+            Uniform(u),
+        )
+        | (
+            op::I_ADD,
+            Uniform(u),
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform: None,
+            },
+        ) => Some(Affine {
+            comp,
+            scale,
+            offset,
+            uniform: Some(u),
+        }),
+        (
+            op::I_MUL,
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform: None,
+            },
+            Const(k),
+        )
+        | (
+            op::I_MUL,
+            Const(k),
+            Affine {
+                comp,
+                scale,
+                offset,
+                uniform: None,
+            },
+        ) => Some(Affine {
+            comp,
+            scale: scale.checked_mul(k)?,
+            offset: offset.checked_mul(k)?,
+            uniform: None,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles a GLSL compute shader with `glslangValidator` (Debian: glslang-tools, which the
+    /// examples need too).
+    fn compile(name: &str, source: &str) -> Vec<u32> {
+        let dir = std::env::temp_dir().join(format!("vkfuse-shader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join(format!("{name}.comp"));
+        let spv = dir.join(format!("{name}.spv"));
+        std::fs::write(&src, source).unwrap();
+        let glslang =
+            std::env::var_os("GLSLANG_VALIDATOR").unwrap_or_else(|| "glslangValidator".into());
+        let out = std::process::Command::new(&glslang)
+            .args(["-V", "--target-env", "vulkan1.1", "-o"])
+            .arg(&spv)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("{glslang:?}: {e} (Debian: apt-get install glslang-tools)"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let bytes = std::fs::read(&spv).unwrap();
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn analysed(name: &str, body: &str) -> Analysis {
+        let source = format!("#version 450\nlayout(local_size_x = 64) in;\n{body}");
+        match analyse(&compile(name, &source), "main") {
+            Ok(a) => a,
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+
+    const SAXPY: &str = "
+        layout(set = 0, binding = 0) readonly buffer X { float x[]; };
+        layout(set = 0, binding = 1) buffer Y { float y[]; };
+        layout(push_constant) uniform P { float a; uint n; };
+        void main() {
+            uint i = gl_GlobalInvocationID.x;
+            if (i < n) y[i] = a * x[i] + y[i];
+        }";
+
+    #[test]
+    fn saxpy_writes_its_own_elements() {
+        let a = analysed("saxpy", SAXPY);
+        assert_eq!(a.local_size, Some([64, 1, 1]));
+        let x = a.bindings[&(0, 0)];
+        let y = a.bindings[&(0, 1)];
+        assert!(x.read && !x.written && !x.opaque);
+        assert!(y.read && y.written && y.atomics == Atomics::None);
+        assert_eq!(y.disjoint_along, 0b001);
+        assert!(a.splits_along(0));
+        assert!(!a.splits_along(1));
+        assert!(!a.addresses);
+    }
+
+    #[test]
+    fn strided_writes_are_disjoint_only_within_their_stride() {
+        let a = analysed(
+            "stride",
+            "layout(binding = 0) buffer O { uint o[]; };
+             void main() {
+                 uint i = gl_GlobalInvocationID.x;
+                 o[i * 2u] = i;
+                 o[i * 2u + 1u] = i + 7u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0b001);
+        let a = analysed(
+            "overlap",
+            "layout(binding = 0) buffer O { uint o[]; };
+             void main() {
+                 uint i = gl_GlobalInvocationID.x;
+                 o[i] = 1u;
+                 o[i + 1u] = 2u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+        assert!(!a.splits_along(0));
+        // A constant index: every invocation writes the same element.
+        let a = analysed(
+            "constant",
+            "layout(binding = 0) buffer O { uint o[]; };
+             void main() { o[3] = gl_GlobalInvocationID.x; }",
+        );
+        assert!(a.bindings[&(0, 0)].written);
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+    }
+
+    #[test]
+    fn push_constant_offsets_keep_slices_disjoint() {
+        // The `compute` example's indexing: a first element given per dispatch.
+        let a = analysed(
+            "offset",
+            "layout(binding = 0) buffer O { uint o[]; };
+             layout(push_constant) uniform P { uint first; uint other; } pc;
+             void main() {
+                 uint i = pc.first + gl_GlobalInvocationID.x;
+                 o[i] = o[i] + 1u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0b001);
+        // Two different offsets may overlap.
+        let a = analysed(
+            "offsets",
+            "layout(binding = 0) buffer O { uint o[]; };
+             layout(push_constant) uniform P { uint first; uint other; } pc;
+             void main() {
+                 o[pc.first + gl_GlobalInvocationID.x] = 1u;
+                 o[pc.other + gl_GlobalInvocationID.x] = 2u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+    }
+
+    #[test]
+    fn atomics_are_told_apart() {
+        let a = analysed(
+            "histogram",
+            "layout(binding = 0) readonly buffer I { uint v[]; };
+             layout(binding = 1) buffer H { uint bins[]; };
+             void main() { atomicAdd(bins[v[gl_GlobalInvocationID.x] & 255u], 1u); }",
+        );
+        let h = a.bindings[&(0, 1)];
+        assert!(h.written && h.atomics == Atomics::Add && h.disjoint_along == 0);
+        assert!(!a.bindings[&(0, 0)].written);
+        assert!(!a.splits_along(0));
+        let a = analysed(
+            "maximum",
+            "layout(binding = 0) buffer H { uint m[]; };
+             void main() { atomicMax(m[0], gl_GlobalInvocationID.x); }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Other);
+    }
+
+    #[test]
+    fn image_filters_write_their_own_texels() {
+        let a = analysed(
+            "filter",
+            "layout(binding = 0, r32f) uniform readonly image2D src;
+             layout(binding = 1, r32f) uniform writeonly image2D dst;
+             layout(binding = 2) uniform sampler2D lut;
+             void main() {
+                 ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+                 float v = imageLoad(src, p).x + imageLoad(src, p + ivec2(1, 0)).x;
+                 imageStore(dst, p, vec4(v + texture(lut, vec2(0.5)).x));
+             }",
+        );
+        let (src, dst, lut) = (
+            a.bindings[&(0, 0)],
+            a.bindings[&(0, 1)],
+            a.bindings[&(0, 2)],
+        );
+        assert!(src.read && !src.written);
+        assert!(lut.read && !lut.written);
+        assert!(dst.written && !dst.opaque);
+        assert_eq!(dst.disjoint_along, 0b011);
+        assert!(a.splits_along(0) && a.splits_along(1));
+        // Swapped or repeated components still name distinct texels per invocation only when
+        // distinct.
+        let a = analysed(
+            "diagonal",
+            "layout(binding = 0, r32f) uniform writeonly image2D dst;
+             void main() {
+                 uint x = gl_GlobalInvocationID.x;
+                 imageStore(dst, ivec2(x, x), vec4(1.0));
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+    }
+
+    #[test]
+    fn locals_changed_in_part_are_not_followed() {
+        // `i` is stored once whole, then its component changed through an access chain.
+        let a = analysed(
+            "partial",
+            "layout(binding = 0) buffer O { uint o[]; };
+             void main() {
+                 uvec2 i = gl_GlobalInvocationID.xy;
+                 i.x = 0u;
+                 o[i.x] = 1u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+    }
+
+    #[test]
+    fn rows_indexed_by_a_runtime_width_are_not_proven() {
+        // out[y * width + x]: disjoint per row in fact, but the width is not a constant.
+        let a = analysed(
+            "rows",
+            "layout(binding = 0) buffer O { uint o[]; };
+             layout(push_constant) uniform P { uint width; };
+             void main() {
+                 uvec3 g = gl_GlobalInvocationID;
+                 o[g.y * width + g.x] = g.x;
+             }",
+        );
+        let o = a.bindings[&(0, 0)];
+        assert!(o.written && o.disjoint_along == 0);
+    }
+
+    #[test]
+    fn missing_entry_points_and_non_spirv_are_errors() {
+        let words = compile(
+            "saxpy-entry",
+            &format!("#version 450\nlayout(local_size_x = 64) in;\n{SAXPY}"),
+        );
+        assert_eq!(
+            analyse(&words, "other"),
+            Err(Error::NoEntryPoint("other".into()))
+        );
+        assert_eq!(
+            analyse(&words[..3], "main"),
+            Err(Error::Parse(spirv::ParseError::NotSpirv))
+        );
+    }
+}

@@ -815,13 +815,40 @@ pub fn plan(
         .filter(|md| !d.exec.member_lost(md.index))
         .count();
     let pinned = pinned || alive <= 1;
-    for (mem, images) in binds {
-        // How the batch uses the memory the images are bound to: writes there that do not
-        // name an image (through a buffer or image aliasing it) change the whole image.
-        let mem_use = access.memory.get(mem);
-        for img in images {
+    // The images the batch may use: those its access set names, those bound to memory it
+    // touches (through an alias), those it changes the layouts of; all for "every allocation".
+    let candidates: Vec<Arc<Image>> = if access.everything.is_some() {
+        binds.values().flatten().cloned().collect()
+    } else {
+        let known = d.exec.images.lock();
+        let mut wanted: std::collections::BTreeSet<u64> = transitions
+            .iter()
+            .map(|t| t.image)
+            .chain(
+                access
+                    .memory
+                    .keys()
+                    .filter(|k| known.contains_key(k))
+                    .copied(),
+            )
+            .collect();
+        for mem in access.memory.keys() {
+            wanted.extend(binds.get(mem).into_iter().flatten().map(|i| i.raw));
+        }
+        wanted
+            .iter()
+            .filter_map(|raw| known.get(raw).cloned())
+            .collect()
+    };
+    for img in &candidates {
+        {
             let st = img.state.lock();
-            let Some((_, range)) = st.bound else { continue };
+            let Some((mem, range)) = st.bound else {
+                continue;
+            };
+            // How the batch uses the memory the image is bound to: writes there that do not
+            // name an image (through a buffer or image aliasing it) change the whole image.
+            let mem_use = access.memory.get(&mem);
             let all = RangeSet::of(Range::at(0, img.units() as u64));
             let mine: Vec<&Transition> =
                 transitions.iter().filter(|t| t.image == img.raw).collect();

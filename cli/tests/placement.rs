@@ -1036,3 +1036,46 @@ fn compute_pipelines_are_analysed() {
         );
     }
 }
+
+/// The sum of the allocations batches may write, over the submits the debug log describes.
+fn written_total(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| l.split(" allocation(s), ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A dispatch uses the bound sets' bindings as its pipeline's shader does: `random-batches`'
+/// kernel declares its source `readonly`, so its batches no longer count the source buffer as
+/// written (fewer write-backs and waits), and the result is still lavapipe's. With the
+/// analysis refused (`VKFUSE_FAULT=shaders:0`) every storage binding counts as written, as
+/// before.
+#[test]
+fn dispatches_write_only_what_their_shader_writes() {
+    let reference = direct_result("random-batches", &lavapipe());
+    let mut totals = Vec::new();
+    for fault in [None, Some("shaders:0")] {
+        let mut cmd = placed_cmd("random-batches", &lvp2(), "round_robin");
+        cmd.env("VKFUSE_LOG", "debug")
+            .env("VKFUSE_SHARING", "mirrored");
+        if let Some(f) = fault {
+            cmd.env("VKFUSE_FAULT", f);
+        }
+        let out = run(&mut cmd);
+        out.assert_success();
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{}", out.dump());
+        assert_eq!(
+            out.stderr.contains("compute pipeline"),
+            fault.is_none(),
+            "{}",
+            out.dump()
+        );
+        totals.push(written_total(&out.stderr));
+    }
+    assert!(
+        totals[0] < totals[1],
+        "allocations written with and without shader analysis: {totals:?}"
+    );
+}

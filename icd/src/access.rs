@@ -938,6 +938,278 @@ pub unsafe fn begin_render_pass2(
     unsafe { render_pass_begins(cb, begin) };
 }
 
+/// A descriptor set layout's bindings and descriptor counts, in binding order.
+type Bindings = std::sync::Arc<Vec<(u32, u32)>>;
+
+/// Descriptor set layouts (raw handle), on devices of several members.
+static SET_LAYOUTS: parking_lot::RwLock<BTreeMap<u64, Bindings>> =
+    parking_lot::const_rwlock(BTreeMap::new());
+
+/// Per descriptor set (raw handle): what each binding ever held, for dispatches, which use
+/// the bindings their shader does as it does (`dispatched`).
+static SET_BINDINGS: parking_lot::RwLock<BTreeMap<u64, SetBindings>> =
+    parking_lot::const_rwlock(BTreeMap::new());
+
+/// What the bindings of one descriptor set ever held.
+struct SetBindings {
+    /// Its layout's bindings; None: a layout vkfuse did not see.
+    layout: Option<Bindings>,
+    per: BTreeMap<u32, Leads>,
+    /// Not known per binding (an unknown layout, a copy into the set): the set's whole leads
+    /// stand for every binding.
+    whole: bool,
+}
+
+/// After `vkCreateDescriptorSetLayout`: its bindings and their descriptor counts.
+///
+/// # Safety
+/// Arguments of a successful `vkCreateDescriptorSetLayout`.
+pub unsafe fn set_layout_created(
+    d: &Device,
+    info: *const vk::DescriptorSetLayoutCreateInfo,
+    _alloc: *const vk::AllocationCallbacks,
+    layout: *mut vk::DescriptorSetLayout,
+) {
+    if !d.exec.multi {
+        return;
+    }
+    // SAFETY: a valid create info with bindingCount bindings, and the created layout.
+    let (info, layout) = unsafe { (&*info, (*layout).as_raw()) };
+    // SAFETY: as above.
+    let mut list: Vec<(u32, u32)> = unsafe { slice(info.p_bindings, info.binding_count) }
+        .iter()
+        .map(|b| (b.binding, b.descriptor_count))
+        .collect();
+    list.sort_unstable();
+    SET_LAYOUTS
+        .write()
+        .insert(layout, std::sync::Arc::new(list));
+}
+
+/// After `vkDestroyDescriptorSetLayout`.
+///
+/// # Safety
+/// Arguments of `vkDestroyDescriptorSetLayout`.
+pub unsafe fn set_layout_destroyed(
+    _d: &Device,
+    layout: vk::DescriptorSetLayout,
+    _alloc: *const vk::AllocationCallbacks,
+) {
+    SET_LAYOUTS.write().remove(&layout.as_raw());
+}
+
+/// Descriptor sets `sets` were allocated with `layouts` (`descriptor.rs`).
+pub fn sets_allocated(d: &Device, layouts: &[vk::DescriptorSetLayout], sets: &[u64]) {
+    if !d.exec.multi {
+        return;
+    }
+    let known = SET_LAYOUTS.read();
+    let mut table = SET_BINDINGS.write();
+    for (l, s) in layouts.iter().zip(sets) {
+        let layout = known.get(&l.as_raw()).cloned();
+        let whole = layout.is_none();
+        table.insert(
+            *s,
+            SetBindings {
+                layout,
+                per: BTreeMap::new(),
+                whole,
+            },
+        );
+    }
+}
+
+/// Descriptor sets were freed (or their pool reset or destroyed).
+pub fn sets_freed(sets: &[u64]) {
+    let mut table = SET_BINDINGS.write();
+    for s in sets {
+        table.remove(s);
+    }
+}
+
+/// Attributes `count` descriptors written from `binding`, element `element` on, to the
+/// bindings of `set` they land in (consecutive binding updates continue into the next
+/// bindings, skipping empty ones); `one(i, leads)` hands descriptor `i`'s resources over.
+fn attribute(
+    set: u64,
+    (binding, element, count): (u32, u32, usize),
+    mut one: impl FnMut(usize, &mut Leads),
+) {
+    let mut table = SET_BINDINGS.write();
+    let Some(sb) = table.get_mut(&set) else {
+        return;
+    };
+    let Some(layout) = sb.layout.clone().filter(|_| !sb.whole) else {
+        return;
+    };
+    let Some(mut at) = layout.iter().position(|(b, _)| *b == binding) else {
+        sb.whole = true;
+        return;
+    };
+    let mut e = element;
+    for i in 0..count {
+        while at < layout.len() && e >= layout[at].1 {
+            at += 1;
+            e = 0;
+        }
+        let Some((b, _)) = layout.get(at) else {
+            return;
+        };
+        one(i, sb.per.entry(*b).or_insert_with(Leads::none));
+        e += 1;
+    }
+}
+
+/// Descriptor sets were copied into `set`: no longer known per binding.
+fn copied_into(set: u64) {
+    if let Some(sb) = SET_BINDINGS.write().get_mut(&set) {
+        sb.whole = true;
+    }
+}
+
+/// After `vkUpdateDescriptorSetWithTemplate` (`descriptor.rs`): the set's bindings lead where
+/// the data's resources do.
+///
+/// # Safety
+/// `data` is laid out as `entries` describe.
+pub unsafe fn template_updated(
+    set: u64,
+    entries: &[vk::DescriptorUpdateTemplateEntry],
+    data: *const c_void,
+) {
+    if data.is_null() {
+        return;
+    }
+    for e in entries {
+        if e.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
+            continue;
+        }
+        let at = (
+            e.dst_binding,
+            e.dst_array_element,
+            e.descriptor_count as usize,
+        );
+        attribute(set, at, |i, leads| {
+            // SAFETY: element i of the entry lies at offset + i * stride (caller contract).
+            let p = unsafe { data.cast::<u8>().add(e.offset + i * e.stride) };
+            // SAFETY: one element of the type the entry names.
+            unsafe { feed_writes(e.descriptor_type, 1, (p.cast(), p.cast(), p.cast()), leads) };
+        });
+    }
+}
+
+/// `vkCmdBindDescriptorSets`: compute sets are remembered for the dispatches, which use them
+/// as their shader does; other bind points' sets lead where they do, written.
+///
+/// # Safety
+/// Arguments valid for the command.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn bind_descriptor_sets(
+    cb: &CommandBuffer,
+    bind_point: vk::PipelineBindPoint,
+    _layout: vk::PipelineLayout,
+    first: u32,
+    count: u32,
+    sets: *const vk::DescriptorSet,
+    _dynamic_count: u32,
+    _dynamic: *const u32,
+) {
+    // SAFETY: `count` sets.
+    let sets = unsafe { slice(sets, count) };
+    if bind_point == vk::PipelineBindPoint::COMPUTE {
+        let mut c = cb.compute.lock();
+        let end = first as usize + sets.len();
+        if c.1.len() < end {
+            c.1.resize(end, 0);
+        }
+        for (k, s) in sets.iter().enumerate() {
+            c.1[first as usize + k] = s.as_raw();
+        }
+        return;
+    }
+    let mut acc = cb.access.lock();
+    for s in sets {
+        feed(s.as_raw(), &mut *acc, true);
+    }
+}
+
+/// After `vkCmdBindPipeline`: the compute pipeline the next dispatches run.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn pipeline_bound(
+    cb: &CommandBuffer,
+    bind_point: vk::PipelineBindPoint,
+    pipeline: vk::Pipeline,
+) {
+    if bind_point == vk::PipelineBindPoint::COMPUTE {
+        cb.compute.lock().0 = pipeline.as_raw();
+    }
+}
+
+/// A dispatch: the bound compute sets' bindings that the pipeline's shader uses
+/// (`shaders.rs`), written only where it writes them; every binding of a set, written, where
+/// the shader or the set is not known per binding.
+fn dispatched(cb: &CommandBuffer) {
+    let (pipeline, sets) = cb.compute.lock().clone();
+    let analysis = crate::shaders::analysis(pipeline);
+    let table = SET_BINDINGS.read();
+    let mut acc = cb.access.lock();
+    for (number, set) in sets.iter().enumerate() {
+        if *set == 0 {
+            continue;
+        }
+        match (&analysis, table.get(set)) {
+            (Some(a), Some(sb)) if !sb.whole && !a.addresses => {
+                for (binding, leads) in &sb.per {
+                    // A binding the shader does not declare, or does not use, is not
+                    // accessed.
+                    let Some(b) = a.bindings.get(&(number as u32, *binding)) else {
+                        continue;
+                    };
+                    if b.read || b.written || b.opaque {
+                        leads.feed(&mut *acc, b.written || b.opaque);
+                    }
+                }
+            }
+            _ => feed(*set, &mut *acc, true),
+        }
+    }
+}
+
+/// After `vkCmdDispatch`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn dispatch(cb: &CommandBuffer, _x: u32, _y: u32, _z: u32) {
+    dispatched(cb);
+}
+
+/// After `vkCmdDispatchBase`.
+///
+/// # Safety
+/// Arguments valid for the command.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dispatch_base(
+    cb: &CommandBuffer,
+    _bx: u32,
+    _by: u32,
+    _bz: u32,
+    _x: u32,
+    _y: u32,
+    _z: u32,
+) {
+    dispatched(cb);
+}
+
+/// After `vkCmdDispatchIndirect`.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn dispatch_indirect(cb: &CommandBuffer, _buffer: vk::Buffer, _offset: u64) {
+    dispatched(cb);
+}
+
 /// What the live objects `raws` lead to together.
 fn leads_of(raws: impl IntoIterator<Item = u64>) -> Leads {
     let mut out = Leads::none();
@@ -1142,6 +1414,23 @@ pub unsafe fn descriptor_sets_updated(
                 &mut leads,
             );
             merge(w.dst_set.as_raw(), &leads);
+            if w.descriptor_type != vk::DescriptorType::INLINE_UNIFORM_BLOCK {
+                let at = (
+                    w.dst_binding,
+                    w.dst_array_element,
+                    w.descriptor_count as usize,
+                );
+                attribute(w.dst_set.as_raw(), at, |k, leads| {
+                    // Element k of the write's array (k < descriptorCount); the other
+                    // arrays are not read for this type.
+                    let one = (
+                        w.p_image_info.wrapping_add(k),
+                        w.p_buffer_info.wrapping_add(k),
+                        w.p_texel_buffer_view.wrapping_add(k),
+                    );
+                    feed_writes(w.descriptor_type, 1, one, leads);
+                });
+            }
         }
     }
     for i in 0..copy_count as usize {
@@ -1149,6 +1438,7 @@ pub unsafe fn descriptor_sets_updated(
         unsafe {
             let c = &*copies.add(i);
             merge(c.dst_set.as_raw(), &leads_of([c.src_set.as_raw()]));
+            copied_into(c.dst_set.as_raw());
         }
     }
 }
@@ -1221,6 +1511,38 @@ mod tests {
         s.union(&t);
         assert_eq!(s.describe(), "every allocation (why)");
         assert_eq!(s.memory.len(), 2);
+    }
+
+    #[test]
+    fn descriptors_land_in_consecutive_bindings() {
+        // Bindings 0 (2 descriptors), 1 (none) and 3 (1 descriptor).
+        let set = 0x5e7;
+        SET_BINDINGS.write().insert(
+            set,
+            SetBindings {
+                layout: Some(std::sync::Arc::new(vec![(0, 2), (1, 0), (3, 1)])),
+                per: BTreeMap::new(),
+                whole: false,
+            },
+        );
+        // Three descriptors from binding 0, element 1: the second goes past binding 0's
+        // count, skips the empty binding 1 and lands in binding 3; the third has nowhere to go.
+        attribute(set, (0, 1, 3), |i, leads| {
+            leads.memory(100 + i as u64, W, true);
+        });
+        {
+            let table = SET_BINDINGS.read();
+            let per = &table[&set].per;
+            assert_eq!(per.keys().copied().collect::<Vec<_>>(), vec![0, 3]);
+            assert_eq!(per[&0], leads(&[(100, W, true)]));
+            assert_eq!(per[&3], leads(&[(101, W, true)]));
+            assert!(!table[&set].whole);
+        }
+        // A binding the layout lacks, or a copy into the set: known only as a whole.
+        attribute(set, (2, 0, 1), |_, _| {});
+        assert!(SET_BINDINGS.read()[&set].whole);
+        sets_freed(&[set]);
+        assert!(SET_BINDINGS.read().get(&set).is_none());
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn destroy_members(d: &Device, base: &ObjectBase, alloc: *const vk::AllocationCa
 }
 
 fn free_sets(sets: &mut Vec<u64>) {
+    crate::access::sets_freed(sets);
     for s in sets.drain(..) {
         // SAFETY: set objects made by allocate_descriptor_sets; freed with their pool.
         unsafe { ObjectBase::free(s) };
@@ -202,6 +203,7 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
             }
         }
         let mut sets = pool.sets.lock();
+        let first = sets.len();
         for (i, handles) in per.into_iter().enumerate() {
             let raw = Box::new(ObjectBase {
                 handles,
@@ -211,6 +213,11 @@ pub unsafe extern "system" fn allocate_descriptor_sets(
             sets.push(raw);
             // SAFETY: room for descriptorSetCount handles.
             unsafe { *out.add(i) = vk::DescriptorSet::from_raw(raw) };
+        }
+        if n > 0 {
+            // SAFETY: descriptorSetCount layouts (VUID-VkDescriptorSetAllocateInfo-pSetLayouts-parameter).
+            let layouts = unsafe { std::slice::from_raw_parts(ai.p_set_layouts, n) };
+            crate::access::sets_allocated(d, layouts, &sets[first..]);
         }
         Ok(vk::Result::SUCCESS)
     })
@@ -257,6 +264,7 @@ pub unsafe extern "system" fn free_descriptor_sets(
                 return Err(r);
             }
         }
+        crate::access::sets_freed(&list);
         let mut owned = pool.sets.lock();
         for h in list {
             owned.retain(|x| *x != h);
@@ -366,6 +374,7 @@ pub unsafe extern "system" fn update_descriptor_set_with_template(
             unsafe {
                 crate::access::feed_template(&tpl.entries, data, &mut leads);
                 crate::access::merge(set.as_raw(), &leads);
+                crate::access::template_updated(set.as_raw(), &tpl.entries, data);
             }
         }
         let arena = Arena::scope();

@@ -663,6 +663,7 @@ mod tests {
             notes: parking_lot::Mutex::new(Vec::new()),
             access: parking_lot::Mutex::new(crate::access::AccessSet::default()),
             transitions: parking_lot::Mutex::new(Vec::new()),
+            compute: parking_lot::Mutex::new((0, Vec::new())),
         }
     }
 

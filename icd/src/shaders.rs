@@ -1,10 +1,11 @@
-//! Compute shaders read by the `shader` crate (issue 4, splitting dispatches): the first step.
+//! Compute shaders read by the `shader` crate.
 //!
-//! While batches may run on several members and debug logging is on, the SPIR-V of every
-//! shader module is kept by handle until the module is destroyed, and each compute pipeline's
-//! entry point is analysed as the pipeline is created: which bindings it reads and writes, its
-//! atomics, and whether slices of a dispatch would write disjoint parts. The answer is logged;
-//! splitting dispatches, which will keep it per pipeline, comes next.
+//! While batches may run on several members, the SPIR-V of every shader module is kept by
+//! handle until the module is destroyed, and each compute pipeline's entry point is analysed
+//! as the pipeline is created: which bindings it reads and writes, its atomics, and whether
+//! slices of a dispatch would write disjoint parts (logged at debug level). The analysis is
+//! kept per pipeline until it is destroyed: a dispatch's access set uses the bound sets'
+//! bindings as the shader does (`access.rs`), and splitting dispatches (issue 4) will use it.
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -19,9 +20,36 @@ use crate::object::Device;
 static MODULES: parking_lot::RwLock<BTreeMap<u64, Arc<Vec<u32>>>> =
     parking_lot::const_rwlock(BTreeMap::new());
 
-/// Whether modules and pipelines of `d` are analysed.
+/// The analysis of each compute pipeline (raw handle) that has one.
+static PIPELINES: parking_lot::RwLock<BTreeMap<u64, Arc<vkfuse_shader::Analysis>>> =
+    parking_lot::const_rwlock(BTreeMap::new());
+
+/// Whether modules and pipelines of `d` are analysed: on devices of several members, unless
+/// `VKFUSE_FAULT=shaders:M` names one of them (for tests: dispatches then use every binding
+/// of their sets as written, as without analysis).
 fn wanted(d: &Device) -> bool {
-    d.exec.multi && crate::log::enabled(crate::log::Level::Debug)
+    let cfg = crate::config::Config::get();
+    d.exec.multi && !d.members.iter().any(|md| cfg.fault("shaders", md.index))
+}
+
+/// The analysis of compute pipeline `pipeline` (raw), if it has one.
+pub fn analysis(pipeline: u64) -> Option<Arc<vkfuse_shader::Analysis>> {
+    if pipeline == 0 {
+        return None;
+    }
+    PIPELINES.read().get(&pipeline).cloned()
+}
+
+/// After `vkDestroyPipeline`, before the pipeline is freed.
+///
+/// # Safety
+/// Arguments of `vkDestroyPipeline`.
+pub unsafe fn pipeline_destroyed(
+    _d: &Device,
+    pipeline: vk::Pipeline,
+    _alloc: *const vk::AllocationCallbacks,
+) {
+    PIPELINES.write().remove(&pipeline.as_raw());
 }
 
 /// The words of a `VkShaderModuleCreateInfo`.
@@ -113,7 +141,15 @@ pub unsafe fn compute_pipelines_created(
                 .into_owned()
         };
         let what = match code.map(|c| vkfuse_shader::analyse(&c, &name)) {
-            Some(Ok(a)) => describe(&a),
+            Some(Ok(a)) => {
+                let what = if crate::log::enabled(crate::log::Level::Debug) {
+                    describe(&a)
+                } else {
+                    String::new()
+                };
+                PIPELINES.write().insert(pipeline.as_raw(), Arc::new(a));
+                what
+            }
             Some(Err(e)) => format!("not analysed ({e})"),
             None => "not analysed (no SPIR-V kept for its module)".to_string(),
         };

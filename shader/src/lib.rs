@@ -399,14 +399,13 @@ impl Walk<'_> {
             op::LOAD => {
                 let (result, ptr) = (i.at(1), i.at(2));
                 if let Some(p) = self.ptrs.get(&ptr).cloned() {
-                    let handle = p.chain.is_empty()
-                        && self
-                            .resources
-                            .get(&p.var)
-                            .is_some_and(|(_, class)| *class == storage::UNIFORM_CONSTANT);
+                    // An image or sampler handle (one of an array too): reads and writes happen
+                    // through image instructions.
+                    let handle = self
+                        .resources
+                        .get(&p.var)
+                        .is_some_and(|(_, class)| *class == storage::UNIFORM_CONSTANT);
                     if handle {
-                        // An image or sampler handle: reads happen through image
-                        // instructions.
                         self.images.insert(result, p.var);
                     } else {
                         self.read(p.var);
@@ -898,6 +897,27 @@ mod tests {
              }",
         );
         assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+    }
+
+    #[test]
+    fn arrays_of_images_and_buffers_are_followed() {
+        let a = analysed(
+            "arrays",
+            "layout(binding = 0, r32ui) uniform writeonly uimage2D imgs[4];
+             layout(binding = 1, r32ui) uniform writeonly uimageBuffer texels[2];
+             layout(binding = 2) buffer B { uint v[]; } bufs[3];
+             layout(push_constant) uniform P { uint k; } pc;
+             void main() {
+                 ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+                 imageStore(imgs[1], p, uvec4(1u));
+                 imageStore(texels[pc.k], p.x, uvec4(2u));
+                 bufs[2].v[gl_GlobalInvocationID.x] = 3u;
+             }",
+        );
+        for b in [(0, 0), (0, 1), (0, 2)] {
+            assert!(a.bindings[&b].written, "{b:?}: {:?}", a.bindings[&b]);
+            assert!(!a.bindings[&b].read, "{b:?}: {:?}", a.bindings[&b]);
+        }
     }
 
     #[test]

@@ -356,11 +356,21 @@ pub unsafe extern "system" fn cmd_bind_descriptor_sets(
     guard::void("vkCmdBindDescriptorSets", || {
         let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
-            crate::access::touch(obj, layout.as_raw());
+            unsafe {
+                crate::access::bind_descriptor_sets(
+                    obj,
+                    pipeline_bind_point,
+                    layout,
+                    first_set,
+                    descriptor_set_count,
+                    p_descriptor_sets,
+                    dynamic_offset_count,
+                    p_dynamic_offsets,
+                )
+            };
         }
         let arena = Arena::scope();
-        let touch = |raw: u64| crate::access::touch(obj, raw);
-        let mut rec = obj.collects().then_some(&touch as &dyn Fn(u64));
+        let mut rec: Option<&dyn Fn(u64)> = None;
         for t in obj.targets().iter() {
             let md = t.member();
             let cx = md.cx(&arena).recording(rec.take());
@@ -446,7 +456,7 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
     unsafe { each(obj, buffer, offset, index_type) }
 }
 
-/// Forwards `vkCmdBindPipeline` to every recording target.
+/// Forwards `vkCmdBindPipeline`.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBindPipeline`.
@@ -455,22 +465,15 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
     pipeline_bind_point: vk::PipelineBindPoint,
     pipeline: vk::Pipeline,
 ) {
-    /// Several targets: kept out of line, with the arguments in the same registers, so that the
-    /// single-target path needs no stack frame.
-    #[inline(never)]
-    unsafe fn each(
-        obj: &CommandBuffer,
-        pipeline_bind_point: vk::PipelineBindPoint,
-        pipeline: vk::Pipeline,
-    ) {
+    guard::void("vkCmdBindPipeline", || {
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
             crate::access::touch(obj, pipeline.as_raw());
         }
-        for t in obj.targets() {
+        for t in obj.targets().iter() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_pipeline else {
-                let _ = missing("vkCmdBindPipeline");
-                return;
+                return Err(missing("vkCmdBindPipeline"));
             };
             unsafe {
                 f(
@@ -480,28 +483,11 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
                 )
             };
         }
-    }
-    let Some(obj) = guard::catch("vkCmdBindPipeline", || unsafe {
-        CommandBuffer::resolve_targets(command_buffer)
-    }) else {
-        return;
-    };
-    if obj.target_count == 1 {
-        let t = &obj.targets[0];
-        let md = t.member();
-        let Some(f) = md.fns.cmd_bind_pipeline else {
-            let _ = missing("vkCmdBindPipeline");
-            return;
-        };
-        return unsafe {
-            f(
-                t.handle,
-                pipeline_bind_point,
-                crate::conv::nd(pipeline, md.index),
-            )
-        };
-    }
-    unsafe { each(obj, pipeline_bind_point, pipeline) }
+        if obj.collects() {
+            unsafe { crate::access::pipeline_bound(obj, pipeline_bind_point, pipeline) };
+        }
+        Ok(())
+    })
 }
 
 /// Forwards `vkCmdBindTransformFeedbackBuffersEXT`.
@@ -1549,7 +1535,7 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }
 }
 
-/// Forwards `vkCmdDispatch` to every recording target.
+/// Forwards `vkCmdDispatch`.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatch`.
@@ -1559,42 +1545,23 @@ pub unsafe extern "system" fn cmd_dispatch(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    /// Several targets: kept out of line, with the arguments in the same registers, so that the
-    /// single-target path needs no stack frame.
-    #[inline(never)]
-    unsafe fn each(
-        obj: &CommandBuffer,
-        group_count_x: u32,
-        group_count_y: u32,
-        group_count_z: u32,
-    ) {
-        for t in obj.targets() {
+    guard::void("vkCmdDispatch", || {
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        for t in obj.targets().iter() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch else {
-                let _ = missing("vkCmdDispatch");
-                return;
+                return Err(missing("vkCmdDispatch"));
             };
             unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
         }
-    }
-    let Some(obj) = guard::catch("vkCmdDispatch", || unsafe {
-        CommandBuffer::resolve_targets(command_buffer)
-    }) else {
-        return;
-    };
-    if obj.target_count == 1 {
-        let t = &obj.targets[0];
-        let md = t.member();
-        let Some(f) = md.fns.cmd_dispatch else {
-            let _ = missing("vkCmdDispatch");
-            return;
-        };
-        return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
-    }
-    unsafe { each(obj, group_count_x, group_count_y, group_count_z) }
+        if obj.collects() {
+            unsafe { crate::access::dispatch(obj, group_count_x, group_count_y, group_count_z) };
+        }
+        Ok(())
+    })
 }
 
-/// Forwards `vkCmdDispatchBase` to every recording target.
+/// Forwards `vkCmdDispatchBase`.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchBase`.
@@ -1607,23 +1574,12 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    /// Several targets: kept out of line, with the arguments in the same registers, so that the
-    /// single-target path needs no stack frame.
-    #[inline(never)]
-    unsafe fn each(
-        obj: &CommandBuffer,
-        base_group_x: u32,
-        base_group_y: u32,
-        base_group_z: u32,
-        group_count_x: u32,
-        group_count_y: u32,
-        group_count_z: u32,
-    ) {
-        for t in obj.targets() {
+    guard::void("vkCmdDispatchBase", || {
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
+        for t in obj.targets().iter() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_base else {
-                let _ = missing("vkCmdDispatchBase");
-                return;
+                return Err(missing("vkCmdDispatchBase"));
             };
             unsafe {
                 f(
@@ -1637,45 +1593,24 @@ pub unsafe extern "system" fn cmd_dispatch_base(
                 )
             };
         }
-    }
-    let Some(obj) = guard::catch("vkCmdDispatchBase", || unsafe {
-        CommandBuffer::resolve_targets(command_buffer)
-    }) else {
-        return;
-    };
-    if obj.target_count == 1 {
-        let t = &obj.targets[0];
-        let md = t.member();
-        let Some(f) = md.fns.cmd_dispatch_base else {
-            let _ = missing("vkCmdDispatchBase");
-            return;
-        };
-        return unsafe {
-            f(
-                t.handle,
-                base_group_x,
-                base_group_y,
-                base_group_z,
-                group_count_x,
-                group_count_y,
-                group_count_z,
-            )
-        };
-    }
-    unsafe {
-        each(
-            obj,
-            base_group_x,
-            base_group_y,
-            base_group_z,
-            group_count_x,
-            group_count_y,
-            group_count_z,
-        )
-    }
+        if obj.collects() {
+            unsafe {
+                crate::access::dispatch_base(
+                    obj,
+                    base_group_x,
+                    base_group_y,
+                    base_group_z,
+                    group_count_x,
+                    group_count_y,
+                    group_count_z,
+                )
+            };
+        }
+        Ok(())
+    })
 }
 
-/// Forwards `vkCmdDispatchIndirect` to every recording target.
+/// Forwards `vkCmdDispatchIndirect`.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchIndirect`.
@@ -1684,37 +1619,23 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     buffer: vk::Buffer,
     offset: vk::DeviceSize,
 ) {
-    /// Several targets: kept out of line, with the arguments in the same registers, so that the
-    /// single-target path needs no stack frame.
-    #[inline(never)]
-    unsafe fn each(obj: &CommandBuffer, buffer: vk::Buffer, offset: vk::DeviceSize) {
+    guard::void("vkCmdDispatchIndirect", || {
+        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
         if obj.collects() {
             crate::access::touch_read(obj, buffer.as_raw());
         }
-        for t in obj.targets() {
+        for t in obj.targets().iter() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_indirect else {
-                let _ = missing("vkCmdDispatchIndirect");
-                return;
+                return Err(missing("vkCmdDispatchIndirect"));
             };
             unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
         }
-    }
-    let Some(obj) = guard::catch("vkCmdDispatchIndirect", || unsafe {
-        CommandBuffer::resolve_targets(command_buffer)
-    }) else {
-        return;
-    };
-    if obj.target_count == 1 {
-        let t = &obj.targets[0];
-        let md = t.member();
-        let Some(f) = md.fns.cmd_dispatch_indirect else {
-            let _ = missing("vkCmdDispatchIndirect");
-            return;
-        };
-        return unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
-    }
-    unsafe { each(obj, buffer, offset) }
+        if obj.collects() {
+            unsafe { crate::access::dispatch_indirect(obj, buffer, offset) };
+        }
+        Ok(())
+    })
 }
 
 /// Forwards `vkCmdDraw` to every recording target.
@@ -7036,6 +6957,9 @@ pub unsafe extern "system" fn create_descriptor_set_layout(
             obj.handles[md.index] = out.as_raw();
         }
         unsafe { *p_set_layout = vk::DescriptorSetLayout::from_raw(obj.into_raw()) };
+        unsafe {
+            crate::access::set_layout_created(owner, p_create_info, p_allocator, p_set_layout)
+        };
         Ok(res)
     })
 }
@@ -8159,6 +8083,7 @@ pub unsafe extern "system" fn destroy_descriptor_set_layout(
                 )
             };
         }
+        unsafe { crate::access::set_layout_destroyed(owner, descriptor_set_layout, p_allocator) };
         unsafe { ObjectBase::free(descriptor_set_layout.as_raw()) };
         Ok(())
     })
@@ -8311,6 +8236,7 @@ pub unsafe extern "system" fn destroy_pipeline(
             };
             unsafe { f(md.handle, vk::Pipeline::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::shaders::pipeline_destroyed(owner, pipeline, p_allocator) };
         unsafe { ObjectBase::free(pipeline.as_raw()) };
         Ok(())
     })

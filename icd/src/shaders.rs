@@ -1,11 +1,17 @@
 //! Compute shaders read by the `shader` crate.
 //!
-//! While batches may run on several members, the SPIR-V of every shader module is kept by
-//! handle until the module is destroyed, and each compute pipeline's entry point is analysed
-//! as the pipeline is created: which bindings it reads and writes, its atomics, and whether
-//! slices of a dispatch would write disjoint parts (logged at debug level). The analysis is
-//! kept per pipeline until it is destroyed: a dispatch's access set uses the bound sets'
-//! bindings as the shader does (`access.rs`), and splitting dispatches (issue 4) will use it.
+//! While batches may run on several members, every shader module with compute entry points is
+//! analysed as it is created (which bindings each entry point reads and writes, its atomics,
+//! whether slices of a dispatch would write disjoint parts) and the analyses kept by module
+//! handle until the module is destroyed; other modules are not kept. A compute pipeline takes
+//! its entry point's analysis (logged at debug level) and keeps it until it is destroyed: a
+//! dispatch's access set uses the bound sets' bindings as the shader does (`access.rs`), and
+//! splitting dispatches (issue 4) will use it.
+//!
+//! Keeping every module's SPIR-V instead (the first version) made piglit's
+//! `teximage-colors GL_RG16F` over Zink crash in 5 of 10 runs on lavapipe + SwiftShader under
+//! `round_robin`: a null read in a lavapipe worker thread, with no compute shader in the test.
+//! Only the heap's layout changed; the cause is not found (see ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -16,8 +22,12 @@ use ash::vk::Handle as _;
 
 use crate::object::Device;
 
-/// SPIR-V by shader module handle (unique across devices: addresses of live vkfuse objects).
-static MODULES: parking_lot::RwLock<BTreeMap<u64, Arc<Vec<u32>>>> =
+/// What an entry point analysis gives: the analysis, or why there is none.
+type Analysed = Result<Arc<vkfuse_shader::Analysis>, String>;
+
+/// Per shader module with compute entry points (by handle, unique across devices: addresses of
+/// live vkfuse objects): the analysis of each, by name. Modules without one are not kept.
+static MODULES: parking_lot::RwLock<BTreeMap<u64, Vec<(String, Analysed)>>> =
     parking_lot::const_rwlock(BTreeMap::new());
 
 /// The analysis of each compute pipeline (raw handle) that has one.
@@ -79,7 +89,23 @@ pub unsafe fn module_created(
     }
     // SAFETY: a valid create info and the created module.
     let (code, module) = unsafe { (words(&*info), (*module).as_raw()) };
-    MODULES.write().insert(module, Arc::new(code));
+    let entries = analyse_all(&code);
+    if !entries.is_empty() {
+        MODULES.write().insert(module, entries);
+    }
+}
+
+/// The analysis of every compute entry point of a module's words.
+fn analyse_all(code: &[u32]) -> Vec<(String, Analysed)> {
+    vkfuse_shader::compute_entry_points(code)
+        .into_iter()
+        .map(|name| {
+            let a = vkfuse_shader::analyse(code, &name)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            (name, a)
+        })
+        .collect()
 }
 
 /// After `vkDestroyShaderModule`, before the module is freed.
@@ -116,8 +142,9 @@ pub unsafe fn compute_pipelines_created(
             continue;
         }
         let stage = &info.stage;
-        // The module, or a module create info chained to the stage (maintenance5).
-        let code = MODULES
+        // The module's analyses, or those of a module create info chained to the stage
+        // (maintenance5).
+        let entries = MODULES
             .read()
             .get(&stage.module.as_raw())
             .cloned()
@@ -130,7 +157,7 @@ pub unsafe fn compute_pipelines_created(
                     )
                 }
                 // SAFETY: a valid create info.
-                .map(|m| Arc::new(unsafe { words(m) }))
+                .map(|m| analyse_all(&unsafe { words(m) }))
             });
         let name = if stage.p_name.is_null() {
             String::new()
@@ -140,18 +167,24 @@ pub unsafe fn compute_pipelines_created(
                 .to_string_lossy()
                 .into_owned()
         };
-        let what = match code.map(|c| vkfuse_shader::analyse(&c, &name)) {
+        let found = entries.map(|list| {
+            list.into_iter().find(|(n, _)| *n == name).map_or_else(
+                || Err(format!("no compute entry point \"{name}\"")),
+                |(_, a)| a,
+            )
+        });
+        let what = match found {
             Some(Ok(a)) => {
                 let what = if crate::log::enabled(crate::log::Level::Debug) {
                     describe(&a)
                 } else {
                     String::new()
                 };
-                PIPELINES.write().insert(pipeline.as_raw(), Arc::new(a));
+                PIPELINES.write().insert(pipeline.as_raw(), a);
                 what
             }
             Some(Err(e)) => format!("not analysed ({e})"),
-            None => "not analysed (no SPIR-V kept for its module)".to_string(),
+            None => "not analysed (its module has no compute entry point)".to_string(),
         };
         crate::debug!("compute pipeline {:#x} ({name}): {what}", pipeline.as_raw());
     }

@@ -154,6 +154,20 @@ struct Indexed {
     uniform: Option<Uniform>,
 }
 
+/// The names of the compute (`GLCompute`) entry points of the SPIR-V module `words` (none for
+/// words that are not a module).
+pub fn compute_entry_points(words: &[u32]) -> Vec<String> {
+    spirv::instructions(words)
+        .map(|insts| {
+            insts
+                .iter()
+                .filter(|i| i.op == op::ENTRY_POINT && i.at(0) == spirv::GL_COMPUTE)
+                .map(|i| i.string(2))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Analyses entry point `entry` of the SPIR-V module `words` (a compute shader).
 pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     let insts = spirv::instructions(words).map_err(Error::Parse)?;
@@ -949,6 +963,16 @@ mod tests {
         );
         let o = a.bindings[&(0, 0)];
         assert!(o.written && o.disjoint_along == 0);
+    }
+
+    #[test]
+    fn compute_entry_points_are_listed() {
+        let words = compile(
+            "entries",
+            &format!("#version 450\nlayout(local_size_x = 64) in;\n{SAXPY}"),
+        );
+        assert_eq!(compute_entry_points(&words), vec!["main".to_string()]);
+        assert!(compute_entry_points(&words[..3]).is_empty());
     }
 
     #[test]

@@ -1049,16 +1049,26 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
     // the arena: only the handle cast runs under the panic guard. Member entry points are C code,
     // which cannot unwind into Rust, and scalar handle translation cannot panic; so nothing after
     // the guard can panic, and a single member gets a tail call.
+    // Recorded commands' hooks run only when the command buffer collects (several targets),
+    // so they go with the several-target path and leave the single-target one as it is.
     if level == Level::CommandBuffer
         && ret.is_none()
         && !needs_arena
         && !is_create
         && !is_destroy
-        && hooks.is_empty()
         && members == "obj.targets().iter()"
     {
         let call = format!("unsafe {{ f({}) }}", args(false));
         let name = &cmd.name;
+        // Access-set collection and hooks are Rust code that could panic: under the guard.
+        let guarded = |code: &str| {
+            if code.is_empty() {
+                String::new()
+            } else {
+                format!("let _ = guard::catch(\"{name}\", || {{\n{code}Ok::<(), vk::Result>(())\n}});\n")
+            }
+        };
+        let (touches, hooks) = (guarded(&touches), guarded(&hooks));
         let rest: Vec<String> = cmd.params[1..]
             .iter()
             .map(|p| format!("{}: {}", snake(&p.name), m.param_ty(p)))
@@ -1067,7 +1077,7 @@ fn gen_thunk(m: &Model, cmd: &Cmd, level: Level, kind: Option<&Kind>) -> Result<
         let missing =
             format!("let Some(f) = md.fns.{f} else {{ let _ = missing(\"{name}\"); return; }};");
         return Ok(format!(
-            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\n{touches}for t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\n{note}if obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
+            "/// Forwards `{name}` to every recording target.\n///\n/// # Safety\n/// Called by the loader or application with arguments valid for `{name}`.\npub unsafe extern \"system\" fn {fname}({params}) {{\n/// Several targets: kept out of line, with the arguments in the same registers, so that the\n/// single-target path needs no stack frame.\n#[inline(never)]\nunsafe fn each(obj: &CommandBuffer, {rest}) {{\n{touches}for t in obj.targets() {{\nlet md = t.member();\n{missing}\n{call};\n}}\n{hooks}}}\nlet Some(obj) = guard::catch(\"{name}\", || unsafe {{ CommandBuffer::resolve_targets({first}) }}) else {{ return; }};\n{note}if obj.target_count == 1 {{\nlet t = &obj.targets[0];\nlet md = t.member();\n{missing}\nreturn {call};\n}}\nunsafe {{ each(obj, {rest_names}) }}\n}}\n\n",
             params = params.join(", "),
             rest = rest.join(", "),
             rest_names = rest_names.join(", "),

@@ -63,9 +63,12 @@ pub unsafe extern "system" fn cmd_begin_query(
         query: u32,
         flags: vk::QueryControlFlags,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdBeginQuery", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query else {
@@ -141,9 +144,12 @@ pub unsafe extern "system" fn cmd_begin_query_indexed_ext(
         flags: vk::QueryControlFlags,
         index: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdBeginQueryIndexedEXT", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_begin_query_indexed_ext else {
@@ -413,9 +419,12 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
         offset: vk::DeviceSize,
         index_type: vk::IndexType,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdBindIndexBuffer", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_index_buffer else {
@@ -456,7 +465,7 @@ pub unsafe extern "system" fn cmd_bind_index_buffer(
     unsafe { each(obj, buffer, offset, index_type) }
 }
 
-/// Forwards `vkCmdBindPipeline`.
+/// Forwards `vkCmdBindPipeline` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdBindPipeline`.
@@ -465,15 +474,25 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
     pipeline_bind_point: vk::PipelineBindPoint,
     pipeline: vk::Pipeline,
 ) {
-    guard::void("vkCmdBindPipeline", || {
-        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        if obj.collects() {
-            crate::access::touch(obj, pipeline.as_raw());
-        }
-        for t in obj.targets().iter() {
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        obj: &CommandBuffer,
+        pipeline_bind_point: vk::PipelineBindPoint,
+        pipeline: vk::Pipeline,
+    ) {
+        let _ = guard::catch("vkCmdBindPipeline", || {
+            if obj.collects() {
+                crate::access::touch(obj, pipeline.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_bind_pipeline else {
-                return Err(missing("vkCmdBindPipeline"));
+                let _ = missing("vkCmdBindPipeline");
+                return;
             };
             unsafe {
                 f(
@@ -483,11 +502,34 @@ pub unsafe extern "system" fn cmd_bind_pipeline(
                 )
             };
         }
-        if obj.collects() {
-            unsafe { crate::access::pipeline_bound(obj, pipeline_bind_point, pipeline) };
-        }
-        Ok(())
-    })
+        let _ = guard::catch("vkCmdBindPipeline", || {
+            if obj.collects() {
+                unsafe { crate::access::pipeline_bound(obj, pipeline_bind_point, pipeline) };
+            }
+            Ok::<(), vk::Result>(())
+        });
+    }
+    let Some(obj) = guard::catch("vkCmdBindPipeline", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
+        let md = t.member();
+        let Some(f) = md.fns.cmd_bind_pipeline else {
+            let _ = missing("vkCmdBindPipeline");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                pipeline_bind_point,
+                crate::conv::nd(pipeline, md.index),
+            )
+        };
+    }
+    unsafe { each(obj, pipeline_bind_point, pipeline) }
 }
 
 /// Forwards `vkCmdBindTransformFeedbackBuffersEXT`.
@@ -631,20 +673,23 @@ pub unsafe extern "system" fn cmd_blit_image(
         p_regions: *const vk::ImageBlit,
         filter: vk::Filter,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::blit_image(
-                    obj,
-                    src_image,
-                    src_image_layout,
-                    dst_image,
-                    dst_image_layout,
-                    region_count,
-                    p_regions,
-                    filter,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdBlitImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::blit_image(
+                        obj,
+                        src_image,
+                        src_image_layout,
+                        dst_image,
+                        dst_image_layout,
+                        region_count,
+                        p_regions,
+                        filter,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_blit_image else {
@@ -822,18 +867,21 @@ pub unsafe extern "system" fn cmd_clear_color_image(
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::clear_color_image(
-                    obj,
-                    image,
-                    image_layout,
-                    p_color,
-                    range_count,
-                    p_ranges,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdClearColorImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::clear_color_image(
+                        obj,
+                        image,
+                        image_layout,
+                        p_color,
+                        range_count,
+                        p_ranges,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_color_image else {
@@ -901,18 +949,21 @@ pub unsafe extern "system" fn cmd_clear_depth_stencil_image(
         range_count: u32,
         p_ranges: *const vk::ImageSubresourceRange,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::clear_depth_stencil_image(
-                    obj,
-                    image,
-                    image_layout,
-                    p_depth_stencil,
-                    range_count,
-                    p_ranges,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdClearDepthStencilImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::clear_depth_stencil_image(
+                        obj,
+                        image,
+                        image_layout,
+                        p_depth_stencil,
+                        range_count,
+                        p_ranges,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_clear_depth_stencil_image else {
@@ -987,11 +1038,14 @@ pub unsafe extern "system" fn cmd_copy_buffer(
         region_count: u32,
         p_regions: *const vk::BufferCopy,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::copy_buffer(obj, src_buffer, dst_buffer, region_count, p_regions)
-            };
-        }
+        let _ = guard::catch("vkCmdCopyBuffer", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::copy_buffer(obj, src_buffer, dst_buffer, region_count, p_regions)
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer else {
@@ -1089,18 +1143,21 @@ pub unsafe extern "system" fn cmd_copy_buffer_to_image(
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::copy_buffer_to_image(
-                    obj,
-                    src_buffer,
-                    dst_image,
-                    dst_image_layout,
-                    region_count,
-                    p_regions,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdCopyBufferToImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::copy_buffer_to_image(
+                        obj,
+                        src_buffer,
+                        dst_image,
+                        dst_image_layout,
+                        region_count,
+                        p_regions,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_buffer_to_image else {
@@ -1214,19 +1271,22 @@ pub unsafe extern "system" fn cmd_copy_image(
         region_count: u32,
         p_regions: *const vk::ImageCopy,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::copy_image(
-                    obj,
-                    src_image,
-                    src_image_layout,
-                    dst_image,
-                    dst_image_layout,
-                    region_count,
-                    p_regions,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdCopyImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::copy_image(
+                        obj,
+                        src_image,
+                        src_image_layout,
+                        dst_image,
+                        dst_image_layout,
+                        region_count,
+                        p_regions,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image else {
@@ -1338,18 +1398,21 @@ pub unsafe extern "system" fn cmd_copy_image_to_buffer(
         region_count: u32,
         p_regions: *const vk::BufferImageCopy,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::copy_image_to_buffer(
-                    obj,
-                    src_image,
-                    src_image_layout,
-                    dst_buffer,
-                    region_count,
-                    p_regions,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdCopyImageToBuffer", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::copy_image_to_buffer(
+                        obj,
+                        src_image,
+                        src_image_layout,
+                        dst_buffer,
+                        region_count,
+                        p_regions,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_image_to_buffer else {
@@ -1465,10 +1528,13 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
         stride: vk::DeviceSize,
         flags: vk::QueryResultFlags,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-            crate::access::touch(obj, dst_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdCopyQueryPoolResults", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+                crate::access::touch(obj, dst_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_copy_query_pool_results else {
@@ -1535,7 +1601,7 @@ pub unsafe extern "system" fn cmd_copy_query_pool_results(
     }
 }
 
-/// Forwards `vkCmdDispatch`.
+/// Forwards `vkCmdDispatch` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatch`.
@@ -1545,23 +1611,50 @@ pub unsafe extern "system" fn cmd_dispatch(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    guard::void("vkCmdDispatch", || {
-        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        for t in obj.targets().iter() {
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        obj: &CommandBuffer,
+        group_count_x: u32,
+        group_count_y: u32,
+        group_count_z: u32,
+    ) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch else {
-                return Err(missing("vkCmdDispatch"));
+                let _ = missing("vkCmdDispatch");
+                return;
             };
             unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
         }
-        if obj.collects() {
-            unsafe { crate::access::dispatch(obj, group_count_x, group_count_y, group_count_z) };
-        }
-        Ok(())
-    })
+        let _ = guard::catch("vkCmdDispatch", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::dispatch(obj, group_count_x, group_count_y, group_count_z)
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
+    }
+    let Some(obj) = guard::catch("vkCmdDispatch", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch else {
+            let _ = missing("vkCmdDispatch");
+            return;
+        };
+        return unsafe { f(t.handle, group_count_x, group_count_y, group_count_z) };
+    }
+    unsafe { each(obj, group_count_x, group_count_y, group_count_z) }
 }
 
-/// Forwards `vkCmdDispatchBase`.
+/// Forwards `vkCmdDispatchBase` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchBase`.
@@ -1574,12 +1667,23 @@ pub unsafe extern "system" fn cmd_dispatch_base(
     group_count_y: u32,
     group_count_z: u32,
 ) {
-    guard::void("vkCmdDispatchBase", || {
-        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        for t in obj.targets().iter() {
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(
+        obj: &CommandBuffer,
+        base_group_x: u32,
+        base_group_y: u32,
+        base_group_z: u32,
+        group_count_x: u32,
+        group_count_y: u32,
+        group_count_z: u32,
+    ) {
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_base else {
-                return Err(missing("vkCmdDispatchBase"));
+                let _ = missing("vkCmdDispatchBase");
+                return;
             };
             unsafe {
                 f(
@@ -1593,24 +1697,61 @@ pub unsafe extern "system" fn cmd_dispatch_base(
                 )
             };
         }
-        if obj.collects() {
-            unsafe {
-                crate::access::dispatch_base(
-                    obj,
-                    base_group_x,
-                    base_group_y,
-                    base_group_z,
-                    group_count_x,
-                    group_count_y,
-                    group_count_z,
-                )
-            };
-        }
-        Ok(())
-    })
+        let _ = guard::catch("vkCmdDispatchBase", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::dispatch_base(
+                        obj,
+                        base_group_x,
+                        base_group_y,
+                        base_group_z,
+                        group_count_x,
+                        group_count_y,
+                        group_count_z,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
+    }
+    let Some(obj) = guard::catch("vkCmdDispatchBase", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch_base else {
+            let _ = missing("vkCmdDispatchBase");
+            return;
+        };
+        return unsafe {
+            f(
+                t.handle,
+                base_group_x,
+                base_group_y,
+                base_group_z,
+                group_count_x,
+                group_count_y,
+                group_count_z,
+            )
+        };
+    }
+    unsafe {
+        each(
+            obj,
+            base_group_x,
+            base_group_y,
+            base_group_z,
+            group_count_x,
+            group_count_y,
+            group_count_z,
+        )
+    }
 }
 
-/// Forwards `vkCmdDispatchIndirect`.
+/// Forwards `vkCmdDispatchIndirect` to every recording target.
 ///
 /// # Safety
 /// Called by the loader or application with arguments valid for `vkCmdDispatchIndirect`.
@@ -1619,23 +1760,46 @@ pub unsafe extern "system" fn cmd_dispatch_indirect(
     buffer: vk::Buffer,
     offset: vk::DeviceSize,
 ) {
-    guard::void("vkCmdDispatchIndirect", || {
-        let obj = unsafe { CommandBuffer::resolve_targets(command_buffer) }?;
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-        }
-        for t in obj.targets().iter() {
+    /// Several targets: kept out of line, with the arguments in the same registers, so that the
+    /// single-target path needs no stack frame.
+    #[inline(never)]
+    unsafe fn each(obj: &CommandBuffer, buffer: vk::Buffer, offset: vk::DeviceSize) {
+        let _ = guard::catch("vkCmdDispatchIndirect", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
+        for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_dispatch_indirect else {
-                return Err(missing("vkCmdDispatchIndirect"));
+                let _ = missing("vkCmdDispatchIndirect");
+                return;
             };
             unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
         }
-        if obj.collects() {
-            unsafe { crate::access::dispatch_indirect(obj, buffer, offset) };
-        }
-        Ok(())
-    })
+        let _ = guard::catch("vkCmdDispatchIndirect", || {
+            if obj.collects() {
+                unsafe { crate::access::dispatch_indirect(obj, buffer, offset) };
+            }
+            Ok::<(), vk::Result>(())
+        });
+    }
+    let Some(obj) = guard::catch("vkCmdDispatchIndirect", || unsafe {
+        CommandBuffer::resolve_targets(command_buffer)
+    }) else {
+        return;
+    };
+    if obj.target_count == 1 {
+        let t = &obj.targets[0];
+        let md = t.member();
+        let Some(f) = md.fns.cmd_dispatch_indirect else {
+            let _ = missing("vkCmdDispatchIndirect");
+            return;
+        };
+        return unsafe { f(t.handle, crate::conv::nd(buffer, md.index), offset) };
+    }
+    unsafe { each(obj, buffer, offset) }
 }
 
 /// Forwards `vkCmdDraw` to every recording target.
@@ -1806,9 +1970,12 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect(
         draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawIndexedIndirect", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect else {
@@ -1876,10 +2043,13 @@ pub unsafe extern "system" fn cmd_draw_indexed_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-            crate::access::touch_read(obj, count_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawIndexedIndirectCount", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+                crate::access::touch_read(obj, count_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indexed_indirect_count else {
@@ -1957,9 +2127,12 @@ pub unsafe extern "system" fn cmd_draw_indirect(
         draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawIndirect", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect else {
@@ -2027,9 +2200,12 @@ pub unsafe extern "system" fn cmd_draw_indirect_byte_count_ext(
         counter_offset: u32,
         vertex_stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, counter_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawIndirectByteCountEXT", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, counter_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_byte_count_ext else {
@@ -2111,10 +2287,13 @@ pub unsafe extern "system" fn cmd_draw_indirect_count(
         max_draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-            crate::access::touch_read(obj, count_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawIndirectCount", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+                crate::access::touch_read(obj, count_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_indirect_count else {
@@ -2241,10 +2420,13 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_count_ext(
         max_draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-            crate::access::touch_read(obj, count_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawMeshTasksIndirectCountEXT", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+                crate::access::touch_read(obj, count_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_count_ext else {
@@ -2322,9 +2504,12 @@ pub unsafe extern "system" fn cmd_draw_mesh_tasks_indirect_ext(
         draw_count: u32,
         stride: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch_read(obj, buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdDrawMeshTasksIndirectEXT", || {
+            if obj.collects() {
+                crate::access::touch_read(obj, buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_draw_mesh_tasks_indirect_ext else {
@@ -2572,9 +2757,12 @@ pub unsafe extern "system" fn cmd_end_query(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdEndQuery", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query else {
@@ -2622,9 +2810,12 @@ pub unsafe extern "system" fn cmd_end_query_indexed_ext(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, query_pool: vk::QueryPool, query: u32, index: u32) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdEndQueryIndexedEXT", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_end_query_indexed_ext else {
@@ -2837,9 +3028,12 @@ pub unsafe extern "system" fn cmd_fill_buffer(
         size: vk::DeviceSize,
         data: u32,
     ) {
-        if obj.collects() {
-            unsafe { crate::access::fill_buffer(obj, dst_buffer, dst_offset, size, data) };
-        }
+        let _ = guard::catch("vkCmdFillBuffer", || {
+            if obj.collects() {
+                unsafe { crate::access::fill_buffer(obj, dst_buffer, dst_offset, size, data) };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_fill_buffer else {
@@ -3101,9 +3295,12 @@ pub unsafe extern "system" fn cmd_push_constants(
         size: u32,
         p_values: *const c_void,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, layout.as_raw());
-        }
+        let _ = guard::catch("vkCmdPushConstants", || {
+            if obj.collects() {
+                crate::access::touch(obj, layout.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_push_constants else {
@@ -3206,9 +3403,12 @@ pub unsafe extern "system" fn cmd_reset_event(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
-        if obj.collects() {
-            crate::access::touch(obj, event.as_raw());
-        }
+        let _ = guard::catch("vkCmdResetEvent", || {
+            if obj.collects() {
+                crate::access::touch(obj, event.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event else {
@@ -3249,9 +3449,12 @@ pub unsafe extern "system" fn cmd_reset_event2(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags2) {
-        if obj.collects() {
-            crate::access::touch(obj, event.as_raw());
-        }
+        let _ = guard::catch("vkCmdResetEvent2", || {
+            if obj.collects() {
+                crate::access::touch(obj, event.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_event2 else {
@@ -3298,9 +3501,12 @@ pub unsafe extern "system" fn cmd_reset_query_pool(
         first_query: u32,
         query_count: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdResetQueryPool", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_reset_query_pool else {
@@ -3373,19 +3579,22 @@ pub unsafe extern "system" fn cmd_resolve_image(
         region_count: u32,
         p_regions: *const vk::ImageResolve,
     ) {
-        if obj.collects() {
-            unsafe {
-                crate::access::resolve_image(
-                    obj,
-                    src_image,
-                    src_image_layout,
-                    dst_image,
-                    dst_image_layout,
-                    region_count,
-                    p_regions,
-                )
-            };
-        }
+        let _ = guard::catch("vkCmdResolveImage", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::resolve_image(
+                        obj,
+                        src_image,
+                        src_image_layout,
+                        dst_image,
+                        dst_image_layout,
+                        region_count,
+                        p_regions,
+                    )
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_resolve_image else {
@@ -4744,9 +4953,12 @@ pub unsafe extern "system" fn cmd_set_event(
     /// single-target path needs no stack frame.
     #[inline(never)]
     unsafe fn each(obj: &CommandBuffer, event: vk::Event, stage_mask: vk::PipelineStageFlags) {
-        if obj.collects() {
-            crate::access::touch(obj, event.as_raw());
-        }
+        let _ = guard::catch("vkCmdSetEvent", || {
+            if obj.collects() {
+                crate::access::touch(obj, event.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_set_event else {
@@ -6277,9 +6489,14 @@ pub unsafe extern "system" fn cmd_update_buffer(
         data_size: vk::DeviceSize,
         p_data: *const c_void,
     ) {
-        if obj.collects() {
-            unsafe { crate::access::update_buffer(obj, dst_buffer, dst_offset, data_size, p_data) };
-        }
+        let _ = guard::catch("vkCmdUpdateBuffer", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::update_buffer(obj, dst_buffer, dst_offset, data_size, p_data)
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_update_buffer else {
@@ -6497,9 +6714,12 @@ pub unsafe extern "system" fn cmd_write_buffer_marker2_amd(
         dst_offset: vk::DeviceSize,
         marker: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, dst_buffer.as_raw());
-        }
+        let _ = guard::catch("vkCmdWriteBufferMarker2AMD", || {
+            if obj.collects() {
+                crate::access::touch(obj, dst_buffer.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_buffer_marker2_amd else {
@@ -6561,9 +6781,12 @@ pub unsafe extern "system" fn cmd_write_timestamp(
         query_pool: vk::QueryPool,
         query: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdWriteTimestamp", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp else {
@@ -6637,9 +6860,12 @@ pub unsafe extern "system" fn cmd_write_timestamp2(
         query_pool: vk::QueryPool,
         query: u32,
     ) {
-        if obj.collects() {
-            crate::access::touch(obj, query_pool.as_raw());
-        }
+        let _ = guard::catch("vkCmdWriteTimestamp2", || {
+            if obj.collects() {
+                crate::access::touch(obj, query_pool.as_raw());
+            }
+            Ok::<(), vk::Result>(())
+        });
         for t in obj.targets() {
             let md = t.member();
             let Some(f) = md.fns.cmd_write_timestamp2 else {

@@ -11,7 +11,7 @@
 //! Keeping every module's SPIR-V instead (the first version) made piglit's
 //! `teximage-colors GL_RG16F` over Zink crash in 5 of 10 runs on lavapipe + SwiftShader under
 //! `round_robin`: a null read in a lavapipe worker thread, with no compute shader in the test.
-//! Only the heap's layout changed; the cause is not found (see ARCHITECTURE.md).
+//! Only the heap's layout changed; the cause is not found (ARCHITECTURE.md, known problems).
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;

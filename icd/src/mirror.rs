@@ -61,8 +61,9 @@
 //!
 //! Not covered: host writes made after a batch was made ready and seen by it through an event
 //! the host sets (`vkSetEvent` with a device-side `vkCmdWaitEvents`); the batch keeps the copy
-//! it was given. Ranges are those of whole buffers and images as bound, not the parts a
-//! command names.
+//! it was given. Ranges are the parts of buffers that commands and descriptors name, where they
+//! name them, and whole bound buffers otherwise (`access.rs`); images copied between drivers
+//! are not among them (`images.rs` copies those as images).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

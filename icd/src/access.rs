@@ -30,6 +30,7 @@ use ash::vk;
 use ash::vk::Handle as _;
 use vkfuse_memory::{Range, RangeSet};
 
+use crate::layout::slice;
 use crate::object::{CommandBuffer, Device, ObjectBase};
 
 /// How some commands use one allocation: the byte ranges they touch and those they may write
@@ -292,17 +293,6 @@ fn feed_part(raw: u64, offset: u64, size: u64, sink: &mut impl Sink, write: bool
 /// footprint below it is not touched).
 fn lowest(offsets: impl Iterator<Item = u64>) -> u64 {
     offsets.min().unwrap_or(0)
-}
-
-/// # Safety
-/// `p` is null or points at `n` valid elements.
-unsafe fn slice<'a, T>(p: *const T, n: u32) -> &'a [T] {
-    if p.is_null() || n == 0 {
-        &[]
-    } else {
-        // SAFETY: caller contract.
-        unsafe { std::slice::from_raw_parts(p, n as usize) }
-    }
 }
 
 /// `vkCmdCopyBuffer`: the regions of both buffers, the destination's as written.
@@ -1098,6 +1088,15 @@ pub unsafe fn template_updated(
     }
 }
 
+/// What a command buffer has bound for dispatches: the compute pipeline's shader analysis
+/// (taken at `vkCmdBindPipeline`; None: none, or not analysed) and the descriptor sets by set
+/// number (0: none).
+#[derive(Default)]
+pub struct ComputeBinds {
+    analysis: Option<std::sync::Arc<vkfuse_shader::Analysis>>,
+    sets: Vec<u64>,
+}
+
 /// `vkCmdBindDescriptorSets`: compute sets are remembered for the dispatches, which use them
 /// as their shader does; other bind points' sets lead where they do, written.
 ///
@@ -1119,11 +1118,11 @@ pub unsafe fn bind_descriptor_sets(
     if bind_point == vk::PipelineBindPoint::COMPUTE {
         let mut c = cb.compute.lock();
         let end = first as usize + sets.len();
-        if c.1.len() < end {
-            c.1.resize(end, 0);
+        if c.sets.len() < end {
+            c.sets.resize(end, 0);
         }
         for (k, s) in sets.iter().enumerate() {
-            c.1[first as usize + k] = s.as_raw();
+            c.sets[first as usize + k] = s.as_raw();
         }
         return;
     }
@@ -1133,7 +1132,7 @@ pub unsafe fn bind_descriptor_sets(
     }
 }
 
-/// After `vkCmdBindPipeline`: the compute pipeline the next dispatches run.
+/// After `vkCmdBindPipeline`: the analysis of the compute pipeline the next dispatches run.
 ///
 /// # Safety
 /// Arguments valid for the command.
@@ -1143,7 +1142,7 @@ pub unsafe fn pipeline_bound(
     pipeline: vk::Pipeline,
 ) {
     if bind_point == vk::PipelineBindPoint::COMPUTE {
-        cb.compute.lock().0 = pipeline.as_raw();
+        cb.compute.lock().analysis = crate::shaders::analysis(pipeline.as_raw());
     }
 }
 
@@ -1151,15 +1150,15 @@ pub unsafe fn pipeline_bound(
 /// (`shaders.rs`), written only where it writes them; every binding of a set, written, where
 /// the shader or the set is not known per binding.
 fn dispatched(cb: &CommandBuffer) {
-    let (pipeline, sets) = cb.compute.lock().clone();
-    let analysis = crate::shaders::analysis(pipeline);
+    let c = cb.compute.lock();
+    let (analysis, sets) = (&c.analysis, &c.sets);
     let table = SET_BINDINGS.read();
     let mut acc = cb.access.lock();
     for (number, set) in sets.iter().enumerate() {
         if *set == 0 {
             continue;
         }
-        match (&analysis, table.get(set)) {
+        match (analysis, table.get(set)) {
             (Some(a), Some(sb)) if !sb.whole && !a.addresses => {
                 for (binding, leads) in &sb.per {
                     // A binding the shader does not declare, or does not use, is not

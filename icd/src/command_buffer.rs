@@ -181,7 +181,7 @@ pub unsafe extern "system" fn allocate_command_buffers(
                 notes: parking_lot::Mutex::new(Vec::new()),
                 access: parking_lot::Mutex::new(crate::access::AccessSet::default()),
                 transitions: parking_lot::Mutex::new(Vec::new()),
-                compute: parking_lot::Mutex::new((0, Vec::new())),
+                compute: parking_lot::Mutex::new(Default::default()),
             });
             let raw = Box::into_raw(cb) as u64;
             list.push(raw);
@@ -252,7 +252,7 @@ pub unsafe extern "system" fn begin_command_buffer(
         c.notes.lock().clear();
         *c.access.lock() = crate::access::AccessSet::default();
         c.transitions.lock().clear();
-        *c.compute.lock() = (0, Vec::new());
+        *c.compute.lock() = Default::default();
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

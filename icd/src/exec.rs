@@ -1451,8 +1451,9 @@ fn stage_for(
         let copy_in = if m.host_writes() {
             u.touched.clone()
         } else {
-            crate::mirror::stale_part(&st.coherence, raw, j, &u.touched)
-                .unwrap_or_else(|_| u.touched.clone())
+            Site::member(j)
+                .and_then(|site| st.coherence.lacks(raw, &u.touched, site).ok())
+                .unwrap_or_else(|| u.touched.clone())
         };
         let peek = m.peek(j, &u, copy_in);
         let mut s = Staged {

@@ -769,23 +769,6 @@ struct Change {
     wrote: Option<(Option<Latest>, bool)>,
 }
 
-/// The units of `needed` of image `id` that `site`'s copy does not hold the latest contents
-/// of.
-fn stale_units(
-    tracker: &Tracker,
-    id: u64,
-    site: Site,
-    needed: &RangeSet,
-) -> Result<RangeSet, CoherenceError> {
-    let mut out = RangeSet::new();
-    for r in needed.ranges() {
-        for t in tracker.read_plan(id, *r, site)? {
-            out.insert(t.range);
-        }
-    }
-    Ok(out)
-}
-
 /// Plans the image transfers of a batch on member `j` with `access` and layout changes
 /// `transitions`, given the images bound per allocation (`binds`) and which members hold each
 /// image's latest contents (`tracker`); `pinned`: every batch runs on `j` from now on, so
@@ -900,7 +883,7 @@ pub fn plan(
             {
                 needed.subtract(d);
             }
-            let stale = stale_units(tracker, img.raw, site, &needed).unwrap_or(needed);
+            let stale = tracker.lacks(img.raw, &needed, site).unwrap_or(needed);
             if !stale.is_empty() {
                 if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {
                     let regions = img.select(&l.regions, &stale);
@@ -1091,7 +1074,7 @@ mod tests {
         let held = Sites::single(m(2)).with(Site::HOST);
         assert_eq!(t.segments(1), Ok(vec![(all, held)]));
         // Member 1 reads it: the home members' one copy holds it too.
-        let stale = |t: &Tracker, j| stale_units(t, 1, m(j), &RangeSet::of(all)).unwrap();
+        let stale = |t: &Tracker, j| t.lacks(1, &RangeSet::of(all), m(j)).unwrap();
         assert_eq!(stale(&t, 0), RangeSet::of(all));
         commit(&mut t, change(&img, all, none, None), 1);
         assert_eq!(stale(&t, 0), RangeSet::new());

@@ -130,11 +130,11 @@ static TABLES: parking_lot::RwLock<Tables> = parking_lot::const_rwlock(Tables {
     framebuffers: BTreeMap::new(),
 });
 
-/// `n` elements at `p`, or none when `p` is null.
+/// `n` elements at `p`, or none when `p` is null (`access.rs` uses it too).
 ///
 /// # Safety
 /// `p` is null or points to `n` valid elements that outlive the slice.
-unsafe fn slice<'a, T>(p: *const T, n: u32) -> &'a [T] {
+pub(crate) unsafe fn slice<'a, T>(p: *const T, n: u32) -> &'a [T] {
     if p.is_null() || n == 0 {
         return &[];
     }
@@ -663,7 +663,7 @@ mod tests {
             notes: parking_lot::Mutex::new(Vec::new()),
             access: parking_lot::Mutex::new(crate::access::AccessSet::default()),
             transitions: parking_lot::Mutex::new(Vec::new()),
-            compute: parking_lot::Mutex::new((0, Vec::new())),
+            compute: parking_lot::Mutex::new(Default::default()),
         }
     }
 

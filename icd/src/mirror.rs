@@ -923,24 +923,6 @@ pub fn track(
     tracker.create(id, ResourceDesc::buffer(size.max(1), sharing), all)
 }
 
-/// The ranges of `touched` of allocation `id` that member `j`'s copy does not hold the latest
-/// contents of: what the tracker would transfer into it.
-pub fn stale_part(
-    tracker: &Tracker,
-    id: u64,
-    j: usize,
-    touched: &RangeSet,
-) -> Result<RangeSet, CoherenceError> {
-    let to = Site::member(j).ok_or(CoherenceError::BadMember(j))?;
-    let mut out = RangeSet::new();
-    for r in touched.ranges() {
-        for t in tracker.read_plan(id, *r, to)? {
-            out.insert(t.range);
-        }
-    }
-    Ok(out)
-}
-
 /// One mirrored allocation (tracker id) a batch uses, how, and what its stages allow to copy
 /// in (sized by [`Mirror::peek`]; `None`: no bound).
 pub struct Claim<'a> {
@@ -1259,7 +1241,10 @@ mod tests {
         let e1 = (0usize, vk::Semaphore::null(), 1);
         let e2 = (1usize, vk::Semaphore::null(), 1);
         let peek = |t: &Tracker, j, u: &Use| {
-            let Ok(copy_in) = stale_part(t, 1, j, &u.touched) else {
+            let Some(site) = Site::member(j) else {
+                panic!("no member {j}");
+            };
+            let Ok(copy_in) = t.lacks(1, &u.touched, site) else {
                 panic!("no stale part");
             };
             m.peek(j, u, copy_in)

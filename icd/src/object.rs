@@ -319,10 +319,10 @@ pub struct CommandBuffer {
     /// The image layout changes of the recorded commands, in order (`layout.rs`). Only
     /// collected when the access set is.
     pub transitions: parking_lot::Mutex<Vec<crate::layout::Transition>>,
-    /// The compute pipeline and descriptor sets (by set number; 0: none) bound so far, whose
+    /// The compute pipeline's shader analysis and the descriptor sets bound so far, whose
     /// bindings a dispatch uses as its shader says (`access.rs`). Only collected when the
     /// access set is.
-    pub compute: parking_lot::Mutex<(u64, Vec<u64>)>,
+    pub compute: parking_lot::Mutex<crate::access::ComputeBinds>,
 }
 
 impl CommandBuffer {

@@ -676,6 +676,18 @@ impl Tracker {
         Ok(())
     }
 
+    /// The units of `units` of `id` that `to` does not hold: what [`Tracker::read_plan`] would
+    /// transfer into it, as one set. Pure.
+    pub fn lacks(&self, id: u64, units: &RangeSet, to: Site) -> Result<RangeSet> {
+        let mut out = RangeSet::new();
+        for r in units.ranges() {
+            for t in self.read_plan(id, *r, to)? {
+                out.insert(t.range);
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies completed transfers: each destination's storage now holds the range. Every
     /// transfer is checked against the current state before any is applied (its source holds
     /// the whole range, its destination has a storage); chains are not supported.

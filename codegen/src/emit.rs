@@ -1167,6 +1167,9 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                             continue;
                         }
                     }
+                } else if h == "pipeline_flags" && st.name == "VkComputePipelineCreateInfo" {
+                    // Compute pipelines may run slices of dispatches (`split.rs`).
+                    format!("d.{field} = cx.compute_pipeline_flags(d.{field});")
                 } else {
                     format!("d.{field} = cx.{h}(d.{field});")
                 }

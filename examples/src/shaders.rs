@@ -29,3 +29,13 @@ pub const OFFSCREEN_FRAG: &[u8] = spirv!("offscreen.frag");
 pub const RECT_VERT: &[u8] = spirv!("rect.vert");
 /// `rect.frag`: push-constant colour of `bench-frame`.
 pub const RECT_FRAG: &[u8] = spirv!("rect.frag");
+/// `saxpy.comp`: `kernels --kernel saxpy`.
+pub const SAXPY_COMP: &[u8] = spirv!("saxpy.comp");
+/// `mandelbrot.comp`: `kernels --kernel mandelbrot`.
+pub const MANDELBROT_COMP: &[u8] = spirv!("mandelbrot.comp");
+/// `matmul.comp`: `kernels --kernel matmul` (shared memory tiles).
+pub const MATMUL_COMP: &[u8] = spirv!("matmul.comp");
+/// `histogram.comp`: `kernels --kernel histogram` (atomics).
+pub const HISTOGRAM_COMP: &[u8] = spirv!("histogram.comp");
+/// `neighbours.comp`: one step of `kernels --kernel chain`.
+pub const NEIGHBOURS_COMP: &[u8] = spirv!("neighbours.comp");

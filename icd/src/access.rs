@@ -80,6 +80,9 @@ pub struct AccessSet {
     /// pass of one subpass whose attachment starts in `UNDEFINED`. No member needs their
     /// contents before such commands (`images.rs`).
     pub discards: BTreeMap<u64, RangeSet>,
+    /// How many accesses were added, unions included: a split log (`split.rs`) replays its
+    /// command buffer only if its own commands made all of them.
+    pub fed: u64,
 }
 
 impl AccessSet {
@@ -95,6 +98,7 @@ impl AccessSet {
 
     /// Adds the accesses of commands recorded after these.
     pub fn union(&mut self, other: &AccessSet) {
+        self.fed += other.fed;
         // A later discard counts only where these commands did not touch the image.
         for (k, units) in &other.discards {
             if !self.memory.contains_key(k) {
@@ -143,9 +147,11 @@ pub trait Sink {
 
 impl Sink for AccessSet {
     fn memory(&mut self, m: u64, r: Range, write: bool) {
+        self.fed += 1;
         self.memory.entry(m).or_default().add(r, write);
     }
     fn everything(&mut self, why: &'static str) {
+        self.fed += 1;
         self.set_everything(why);
     }
 }
@@ -740,6 +746,8 @@ fn barriers(
 ) {
     let d = device(cb);
     let mut acc = cb.access.lock();
+    let before = acc.fed;
+    let with_images = images.clone().next().is_some();
     // Transitions from UNDEFINED discard the contents (before this command touches anything).
     for (image, (old, _), range) in images.clone() {
         if old == vk::ImageLayout::UNDEFINED {
@@ -752,6 +760,11 @@ fn barriers(
     for (image, (old, new), range) in images {
         let units = |i: &crate::images::Image| i.range_units(&range);
         feed_image(d, image.as_raw(), units, &mut *acc, old != new);
+    }
+    let fed = acc.fed - before;
+    drop(acc);
+    if let Some(log) = &mut cb.compute.lock().log {
+        log.barrier(fed, with_images);
     }
 }
 
@@ -836,6 +849,7 @@ pub unsafe fn wait_events(
     image_count: u32,
     images: *const vk::ImageMemoryBarrier,
 ) {
+    breaks_split_log(cb, "an event wait");
     // SAFETY: forwarded contract.
     unsafe {
         pipeline_barrier(
@@ -863,6 +877,7 @@ pub unsafe fn wait_events2(
     _events: *const vk::Event,
     deps: *const vk::DependencyInfo,
 ) {
+    breaks_split_log(cb, "an event wait");
     // SAFETY: `event_count` dependency infos.
     for dep in unsafe { slice(deps, event_count) } {
         // SAFETY: a valid dependency info.
@@ -1095,6 +1110,19 @@ pub unsafe fn template_updated(
 pub struct ComputeBinds {
     analysis: Option<std::sync::Arc<vkfuse_shader::Analysis>>,
     sets: Vec<u64>,
+    /// The compute commands, for replay in slices (primary command buffers of a device that
+    /// splits dispatches, `split.rs`).
+    pub log: Option<Box<crate::split::Log>>,
+}
+
+impl ComputeBinds {
+    /// The state at the start of recording; `log`: keep a split log.
+    pub fn new(log: bool) -> ComputeBinds {
+        ComputeBinds {
+            log: log.then(Default::default),
+            ..Default::default()
+        }
+    }
 }
 
 /// `vkCmdBindDescriptorSets`: compute sets are remembered for the dispatches, which use them
@@ -1106,17 +1134,22 @@ pub struct ComputeBinds {
 pub unsafe fn bind_descriptor_sets(
     cb: &CommandBuffer,
     bind_point: vk::PipelineBindPoint,
-    _layout: vk::PipelineLayout,
+    layout: vk::PipelineLayout,
     first: u32,
     count: u32,
     sets: *const vk::DescriptorSet,
-    _dynamic_count: u32,
-    _dynamic: *const u32,
+    dynamic_count: u32,
+    dynamic: *const u32,
 ) {
     // SAFETY: `count` sets.
     let sets = unsafe { slice(sets, count) };
     if bind_point == vk::PipelineBindPoint::COMPUTE {
         let mut c = cb.compute.lock();
+        if let Some(log) = &mut c.log {
+            // SAFETY: `dynamic_count` offsets.
+            let dynamic = unsafe { slice(dynamic, dynamic_count) };
+            log.sets(layout.as_raw(), first, sets, dynamic);
+        }
         let end = first as usize + sets.len();
         if c.sets.len() < end {
             c.sets.resize(end, 0);
@@ -1142,18 +1175,70 @@ pub unsafe fn pipeline_bound(
     pipeline: vk::Pipeline,
 ) {
     if bind_point == vk::PipelineBindPoint::COMPUTE {
-        cb.compute.lock().analysis = crate::shaders::analysis(pipeline.as_raw());
+        let mut c = cb.compute.lock();
+        c.analysis = crate::shaders::analysis(pipeline.as_raw());
+        if let Some(log) = &mut c.log {
+            log.pipeline(pipeline.as_raw());
+        }
+    }
+}
+
+/// After `vkCmdPushConstants`: the split log replays push constants.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn push_constants(
+    cb: &CommandBuffer,
+    layout: vk::PipelineLayout,
+    stages: vk::ShaderStageFlags,
+    offset: u32,
+    size: u32,
+    values: *const std::ffi::c_void,
+) {
+    let mut c = cb.compute.lock();
+    if let Some(log) = &mut c.log {
+        // SAFETY: `size` bytes.
+        let bytes = unsafe { slice(values.cast::<u8>(), size) };
+        log.push_constants(layout.as_raw(), stages, offset, bytes);
+    }
+}
+
+/// After `vkCmdPushDescriptorSetKHR`: not replayed by the split log.
+///
+/// # Safety
+/// Arguments valid for the command.
+pub unsafe fn push_descriptor_set(
+    cb: &CommandBuffer,
+    _bind_point: vk::PipelineBindPoint,
+    _layout: vk::PipelineLayout,
+    _set: u32,
+    _count: u32,
+    _writes: *const vk::WriteDescriptorSet,
+) {
+    breaks_split_log(cb, "push descriptors");
+}
+
+/// After a command the split log cannot replay (push descriptors): the command buffer runs
+/// whole.
+pub fn breaks_split_log(cb: &CommandBuffer, why: &'static str) {
+    if let Some(log) = &mut cb.compute.lock().log {
+        log.brk(why);
     }
 }
 
 /// A dispatch: the bound compute sets' bindings that the pipeline's shader uses
 /// (`shaders.rs`), written only where it writes them; every binding of a set, written, where
 /// the shader or the set is not known per binding.
-fn dispatched(cb: &CommandBuffer) {
-    let c = cb.compute.lock();
+fn dispatched(
+    cb: &CommandBuffer,
+    step: impl FnOnce(&mut crate::split::Log, Option<&vkfuse_shader::Analysis>, AccessSet),
+) {
+    let mut c = cb.compute.lock();
+    let c = &mut *c;
     let (analysis, sets) = (&c.analysis, &c.sets);
     let table = SET_BINDINGS.read();
-    let mut acc = cb.access.lock();
+    let mut own = AccessSet::default();
+    let acc = &mut own;
     for (number, set) in sets.iter().enumerate() {
         if *set == 0 {
             continue;
@@ -1174,14 +1259,18 @@ fn dispatched(cb: &CommandBuffer) {
             _ => feed(*set, &mut *acc, true),
         }
     }
+    cb.access.lock().union(&own);
+    if let Some(log) = &mut c.log {
+        step(log, analysis.as_deref(), own);
+    }
 }
 
 /// After `vkCmdDispatch`.
 ///
 /// # Safety
 /// Arguments valid for the command.
-pub unsafe fn dispatch(cb: &CommandBuffer, _x: u32, _y: u32, _z: u32) {
-    dispatched(cb);
+pub unsafe fn dispatch(cb: &CommandBuffer, x: u32, y: u32, z: u32) {
+    dispatched(cb, |log, a, own| log.dispatch(a, [0; 3], [x, y, z], own));
 }
 
 /// After `vkCmdDispatchBase`.
@@ -1189,24 +1278,26 @@ pub unsafe fn dispatch(cb: &CommandBuffer, _x: u32, _y: u32, _z: u32) {
 /// # Safety
 /// Arguments valid for the command.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn dispatch_base(
-    cb: &CommandBuffer,
-    _bx: u32,
-    _by: u32,
-    _bz: u32,
-    _x: u32,
-    _y: u32,
-    _z: u32,
-) {
-    dispatched(cb);
+pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u32, y: u32, z: u32) {
+    dispatched(cb, |log, a, own| {
+        log.dispatch(a, [bx, by, bz], [x, y, z], own)
+    });
 }
 
 /// After `vkCmdDispatchIndirect`.
 ///
 /// # Safety
 /// Arguments valid for the command.
-pub unsafe fn dispatch_indirect(cb: &CommandBuffer, _buffer: vk::Buffer, _offset: u64) {
-    dispatched(cb);
+pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: u64) {
+    dispatched(cb, |log, _, mut own| {
+        // The generated collection read the buffer the group counts come from.
+        let mut counts = AccessSet::default();
+        feed(buffer.as_raw(), &mut counts, false);
+        log.own += counts.fed;
+        own.union(&counts);
+        own.fed -= counts.fed;
+        log.indirect(buffer.as_raw(), offset, own)
+    });
 }
 
 /// What the live objects `raws` lead to together.
@@ -1235,6 +1326,7 @@ pub fn execute_commands(cb: &CommandBuffer, secondaries: &[&CommandBuffer]) {
     if !cb.collects() {
         return;
     }
+    breaks_split_log(cb, "secondary command buffers");
     let mut acc = cb.access.lock();
     for s in secondaries {
         if std::ptr::eq(*s, cb) {

@@ -252,7 +252,11 @@ pub unsafe extern "system" fn begin_command_buffer(
         c.notes.lock().clear();
         *c.access.lock() = crate::access::AccessSet::default();
         c.transitions.lock().clear();
-        *c.compute.lock() = Default::default();
+        *c.compute.lock() = crate::access::ComputeBinds::new(
+            c.level == vk::CommandBufferLevel::PRIMARY
+                && c.collects()
+                && crate::config::Config::get().splits(),
+        );
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

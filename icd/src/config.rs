@@ -83,7 +83,15 @@ impl Config {
 
     /// Whether batches may run on more than one member: a strategy other than `single`.
     pub fn multi(&self) -> bool {
-        matches!(self.strategy, Strategy::RoundRobin | Strategy::Afr)
+        matches!(
+            self.strategy,
+            Strategy::RoundRobin | Strategy::Afr | Strategy::ComputeSplit
+        )
+    }
+
+    /// Whether dispatches are split across members (`compute_split`, `split.rs`).
+    pub fn splits(&self) -> bool {
+        self.strategy == Strategy::ComputeSplit
     }
 }
 
@@ -191,19 +199,17 @@ impl Config {
                 }
             },
         };
-        if !matches!(
+        let built = matches!(
             strategy,
-            Strategy::Single | Strategy::RoundRobin | Strategy::Afr
-        ) {
+            Strategy::Single | Strategy::RoundRobin | Strategy::Afr | Strategy::ComputeSplit
+        );
+        if !built {
             crate::warn!(
-                "strategy {}: not built yet (single, round_robin and afr are); using single",
+                "strategy {}: not built yet (single, round_robin, afr and compute_split are); using single",
                 strategy.name()
             );
         }
-        let strategy = match strategy {
-            Strategy::Single | Strategy::RoundRobin | Strategy::Afr => strategy,
-            _ => Strategy::Single,
-        };
+        let strategy = if built { strategy } else { Strategy::Single };
         let primary = match setting(
             &["VKFUSE_PRIMARY", "VKFUSE_PRESENT_MEMBER"],
             &file,

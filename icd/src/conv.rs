@@ -149,6 +149,18 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Compute pipeline create flags for this member: as [`Cx::pipeline_flags`], and with
+    /// `DISPATCH_BASE` where dispatches are split (`split.rs` records slices with
+    /// `vkCmdDispatchBase`).
+    pub fn compute_pipeline_flags(&self, f: vk::PipelineCreateFlags) -> vk::PipelineCreateFlags {
+        let f = self.pipeline_flags(f);
+        if crate::config::Config::get().splits() {
+            f | vk::PipelineCreateFlags::DISPATCH_BASE
+        } else {
+            f
+        }
+    }
+
     /// Whether this member is the one that executes.
     pub fn executes(&self) -> bool {
         self.maps.executes

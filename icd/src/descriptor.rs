@@ -415,6 +415,7 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_with_template(
         if c.collects() {
             // SAFETY: data laid out by the template's entries.
             unsafe { crate::access::feed_template(&tpl.entries, data, &mut *c.access.lock()) };
+            crate::access::breaks_split_log(c, "push descriptors");
         }
         let arena = Arena::scope();
         for md in &d.members {

@@ -133,6 +133,8 @@ struct State {
     tickets: Vec<(vkfuse_memory::Ticket, Edge)>,
     /// The tracker refused an operation (logged once).
     coherence_failed: bool,
+    /// `compute_split`'s pools and figures.
+    split: Splits,
 }
 
 #[derive(Default)]
@@ -330,6 +332,7 @@ impl State {
             coherence: Tracker::new(topology),
             tickets: Vec::new(),
             coherence_failed: false,
+            split: Splits::default(),
         }
     }
 }
@@ -645,6 +648,7 @@ pub fn teardown(d: &Device) {
         m.retire();
     }
     d.staging.destroy();
+    d.exec.state.lock().split.destroy(d);
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
     }
@@ -665,6 +669,19 @@ pub fn teardown(d: &Device) {
             crate::info!(
                 "{} batch(es) ran on another member than placed: no staging buffers",
                 st.placed_elsewhere
+            );
+        }
+        if st.split.batches > 0 {
+            let groups: Vec<String> = d
+                .members
+                .iter()
+                .map(|m| format!("member {}: {}", m.index, st.split.groups[m.index]))
+                .collect();
+            crate::info!(
+                "compute_split: {} batch(es) split in {} round(s); workgroups run: {}",
+                st.split.batches,
+                st.split.rounds,
+                groups.join(", ")
             );
         }
         let (copied_in, copied_out, taken, of) = st.image_copies;
@@ -2133,6 +2150,416 @@ fn submit_info2<'a>(
     }
 }
 
+/// `compute_split` (`split.rs`): pools, command buffers and figures of split batches.
+#[derive(Default)]
+struct Splits {
+    /// Per (member, member queue family): a pool and its free command buffers.
+    pools: Vec<(usize, u32, vk::CommandPool, Vec<vk::CommandBuffer>)>,
+    /// Command buffers of rounds that may still run: (done point, pool index, buffer).
+    pending: Vec<(Edge, usize, vk::CommandBuffer)>,
+    balance: Option<vkfuse_scheduler::Balance>,
+    /// Batches split, their rounds, and workgroups run per member.
+    batches: u64,
+    rounds: u64,
+    groups: [u64; MAX_MEMBERS],
+    /// Why batches did not split, logged once each.
+    refused: Vec<&'static str>,
+}
+
+impl Splits {
+    fn refused(&mut self, why: &'static str) {
+        if !self.refused.contains(&why) {
+            self.refused.push(why);
+            crate::info!("compute_split: a batch runs whole: {why} (logged once)");
+        }
+    }
+
+    /// Command buffers whose rounds finished go back to their pools.
+    fn reclaim(&mut self, d: &Device) {
+        let pools = &mut self.pools;
+        self.pending.retain(|((m, sem, value), p, cb)| {
+            let done = d.member(*m).is_none_or(|md| counter(md, *sem) >= *value);
+            if done {
+                pools[*p].3.push(*cb);
+            }
+            !done
+        });
+    }
+
+    /// A command buffer of member `md` for queue family `family` (of the member).
+    fn take(
+        &mut self,
+        md: &MemberDevice,
+        family: u32,
+    ) -> Result<(usize, vk::CommandBuffer), vk::Result> {
+        let p = match self
+            .pools
+            .iter()
+            .position(|p| p.0 == md.index && p.1 == family)
+        {
+            Some(p) => p,
+            None => {
+                let f = md
+                    .fns
+                    .create_command_pool
+                    .ok_or_else(|| crate::guard::missing("vkCreateCommandPool"))?;
+                let ci = vk::CommandPoolCreateInfo {
+                    flags: vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER,
+                    queue_family_index: family,
+                    ..Default::default()
+                };
+                let mut pool = vk::CommandPool::null();
+                // SAFETY: a valid create info for the member's device.
+                let r = unsafe { f(md.handle, &ci, std::ptr::null(), &mut pool) };
+                if r != vk::Result::SUCCESS {
+                    return Err(r);
+                }
+                self.pools.push((md.index, family, pool, Vec::new()));
+                self.pools.len() - 1
+            }
+        };
+        if let Some(cb) = self.pools[p].3.pop() {
+            return Ok((p, cb));
+        }
+        let f = md
+            .fns
+            .allocate_command_buffers
+            .ok_or_else(|| crate::guard::missing("vkAllocateCommandBuffers"))?;
+        let ai = vk::CommandBufferAllocateInfo {
+            command_pool: self.pools[p].2,
+            level: vk::CommandBufferLevel::PRIMARY,
+            command_buffer_count: 1,
+            ..Default::default()
+        };
+        let mut cb = vk::CommandBuffer::null();
+        // SAFETY: one command buffer from vkfuse's pool.
+        let r = unsafe { f(md.handle, &ai, &mut cb) };
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        Ok((p, cb))
+    }
+
+    /// Destroys the pools (the device is idle).
+    fn destroy(&mut self, d: &Device) {
+        for (m, _, pool, _) in self.pools.drain(..) {
+            if let Some((md, f)) = d
+                .member(m)
+                .and_then(|md| Some((md, md.fns.destroy_command_pool?)))
+            {
+                // SAFETY: vkfuse's pool; none of its command buffers is pending any more.
+                unsafe { f(md.handle, pool, std::ptr::null()) };
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+/// `compute_split`: runs a batch whose command buffers' split logs replay them as rounds of
+/// slices on every live kept member (`split.rs`). `None` when the batch does not split: it
+/// then runs whole, placed as usual.
+fn submit_split(
+    q: &Queue,
+    d: &Device,
+    b: &Batch,
+    fence: vk::Fence,
+) -> Option<Result<vk::Result, vk::Result>> {
+    if !b.waits.is_empty() || !b.signals.is_empty() || b.cbs.is_empty() {
+        d.exec
+            .state
+            .lock()
+            .split
+            .refused("it waits for or signals semaphores");
+        return None;
+    }
+    let cbs: Vec<&CommandBuffer> = b
+        .cbs
+        .iter()
+        .map(|c| {
+            // SAFETY: the application's live command buffers.
+            unsafe { CommandBuffer::resolve(c.command_buffer) }
+                .ok()
+                .map(|x| x.0)
+        })
+        .collect::<Option<_>>()?;
+    let logs: Vec<_> = cbs.iter().map(|c| c.compute.lock()).collect();
+    let mut why = None;
+    for (c, g) in cbs.iter().zip(&logs) {
+        let Some(log) = &g.log else {
+            return None;
+        };
+        if !c.notes.lock().is_empty() {
+            why = Some("its commands use events or queries");
+        } else if let Err(w) = log.replays(&c.access.lock()) {
+            why = Some(w);
+        }
+    }
+    let access = crate::access::of_batches(d, cbs.iter().copied());
+    let mut st = d.exec.state.lock();
+    if why.is_none() {
+        why = if access.everything.is_some() {
+            Some("it may touch every allocation")
+        } else if touches_mirrors(&st, &access)
+            || access
+                .memory
+                .keys()
+                .any(|k| st.image_binds.contains_key(k) || st.swapchain_images.contains(k))
+        {
+            Some("it touches memory copied between members (merging copies is not built yet)")
+        } else if st.pin.is_some() {
+            Some("batches are pinned to one member")
+        } else {
+            None
+        };
+    }
+    if let Some(w) = why {
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
+    let alive = alive_mask(d);
+    let members: Vec<usize> = st
+        .placer
+        .kept()
+        .iter()
+        .copied()
+        .filter(|m| alive & (1 << m) != 0)
+        .collect();
+    if members.len() < 2 {
+        return None;
+    }
+    // Injected faults count this batch as a submission on every member; a member lost here
+    // ran nothing of it, and the batch runs whole on the survivors.
+    let cfg = crate::config::Config::get();
+    for &m in &members {
+        st.submits[m] += 1;
+        if cfg.fault_at("submit", m, st.submits[m]) {
+            let why = format!(
+                "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its submission {}",
+                st.submits[m]
+            );
+            crate::warn!("member {m}: {why}");
+            if let Err(e) = lose_member(d, &mut st, m, &why) {
+                return Some(Err(e));
+            }
+            return None;
+        }
+    }
+    st.split.reclaim(d);
+    let weights = st
+        .split
+        .balance
+        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
+        .weights(&members);
+    // Every round's command buffer per member, recorded before anything is submitted: a
+    // failure leaves the batch to run whole.
+    let mut groups = [0u64; MAX_MEMBERS];
+    let mut plan: Vec<Vec<(usize, usize, vk::CommandBuffer)>> = Vec::new();
+    let mut taken: Vec<(usize, vk::CommandBuffer)> = Vec::new();
+    let mut failed = None;
+    'record: for g in &logs {
+        let Some(log) = &g.log else { continue };
+        for round in crate::split::rounds(&log.steps) {
+            let targets: &[usize] = if round.split { &members } else { &members[..1] };
+            let mut this = Vec::new();
+            for (pos, &m) in targets.iter().enumerate() {
+                let Some(md) = d.member(m) else {
+                    failed = Some(vk::Result::ERROR_DEVICE_LOST);
+                    break 'record;
+                };
+                let family = crate::conv::queue_family(&md.maps, q.family);
+                let (p, cb) = match st.split.take(md, family) {
+                    Ok(x) => x,
+                    Err(r) => {
+                        failed = Some(r);
+                        break 'record;
+                    }
+                };
+                taken.push((p, cb));
+                let slice = |k: usize| -> Option<([u32; 3], [u32; 3])> {
+                    match &log.steps[k] {
+                        crate::split::Step::Dispatch {
+                            base,
+                            count,
+                            along: Some(c),
+                            ..
+                        } => {
+                            let (first, n) = vkfuse_scheduler::slices(count[*c], &weights)[pos];
+                            let (mut b, mut n3) = (*base, *count);
+                            b[*c] += first;
+                            n3[*c] = n;
+                            Some((b, n3))
+                        }
+                        crate::split::Step::Dispatch { base, count, .. } => Some((*base, *count)),
+                        _ => Some(([0; 3], [0; 3])),
+                    }
+                };
+                for k in &round.dispatches {
+                    if let Some((_, c)) = slice(*k) {
+                        groups[m] += c.iter().map(|n| u64::from(*n)).product::<u64>();
+                    }
+                }
+                // SAFETY: a command buffer of vkfuse's pool, not pending; the log's handles
+                // are live while the application's command buffer is.
+                if let Err(r) = unsafe { crate::split::record(md, cb, &log.steps, &round, slice) } {
+                    failed = Some(r);
+                    break 'record;
+                }
+                this.push((m, p, cb));
+            }
+            plan.push(this);
+        }
+    }
+    if let Some(r) = failed {
+        for (p, cb) in taken {
+            st.split.pools[p].3.push(cb);
+        }
+        crate::warn!("compute_split: recording a batch's slices failed ({r:?}); it runs whole");
+        return None;
+    }
+    drop(logs);
+    // Round by round: each waits for the batches the whole batch depends on (the first) or
+    // for every member's previous round; a join on the first member waits for the last round
+    // and carries the fence.
+    let submit_one = |md: &MemberDevice,
+                      queue: vk::Queue,
+                      wait: Option<(vk::Semaphore, u64)>,
+                      cb: Option<vk::CommandBuffer>,
+                      signal: (vk::Semaphore, u64),
+                      fence: vk::Fence|
+     -> vk::Result {
+        let Some(submit2) = md.fns.queue_submit2 else {
+            return crate::guard::missing("vkQueueSubmit2");
+        };
+        let w: Vec<vk::SemaphoreSubmitInfo> = wait
+            .map(|(semaphore, value)| vk::SemaphoreSubmitInfo {
+                semaphore,
+                value,
+                stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let c: Vec<vk::CommandBufferSubmitInfo> = cb
+            .map(|command_buffer| vk::CommandBufferSubmitInfo {
+                command_buffer,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let s = [vk::SemaphoreSubmitInfo {
+            semaphore: signal.0,
+            value: signal.1,
+            stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+            ..Default::default()
+        }];
+        let info = submit_info2(&w, &c, &s);
+        let apart = !fence.is_null() && d.exec.fence_apart & (1 << md.index) != 0 && !w.is_empty();
+        // SAFETY: member handles; the arrays live until the call returns.
+        let r = unsafe {
+            submit2(
+                queue,
+                1,
+                &info,
+                if apart { vk::Fence::null() } else { fence },
+            )
+        };
+        if r == vk::Result::SUCCESS && apart {
+            // SAFETY: a submit of no batches that only signals the member's fence.
+            return unsafe { submit2(queue, 0, std::ptr::null(), fence) };
+        }
+        r
+    };
+    // One submit on member `md` after `waits` (through the bridge), signalling its next done
+    // point: the result and the point's value.
+    let point = |st: &mut State,
+                 md: &MemberDevice,
+                 waits: Vec<Edge>,
+                 cb: Option<vk::CommandBuffer>,
+                 fence: vk::Fence|
+     -> (vk::Result, u64) {
+        let m = md.index;
+        let wait = match bridge_on(d, st, m, unfinished(d, m, waits)) {
+            Ok(w) => w,
+            Err(e) => return (e, 0),
+        };
+        let entry = queue_entry(st, q);
+        entry.2[m] += 1;
+        let value = entry.2[m];
+        (
+            submit_one(md, q.handles[m], wait, cb, (q.done[m], value), fence),
+            value,
+        )
+    };
+    let mut prev: Vec<Edge> = data_edges(&st, &access);
+    let rounds = plan.len();
+    for this in plan {
+        let mut next = Vec::new();
+        for (m, p, cb) in this {
+            let Some(md) = d.member(m) else {
+                return Some(Err(vk::Result::ERROR_DEVICE_LOST));
+            };
+            let (r, value) = point(&mut st, md, prev.clone(), Some(cb), vk::Fence::null());
+            if r != vk::Result::SUCCESS {
+                st.split.pools[p].3.push(cb);
+                if value == 0 {
+                    // No bridge: nothing was handed out.
+                    return Some(Err(r));
+                }
+                release_points(md, (q.done[m], value), value - 1);
+                if r == vk::Result::ERROR_DEVICE_LOST {
+                    let _ = lose_member(
+                        d,
+                        &mut st,
+                        m,
+                        "vkQueueSubmit2 returned VK_ERROR_DEVICE_LOST",
+                    );
+                    crate::error!("member {m} lost during a split batch: its slices did not run; the fused device is lost");
+                    d.exec.lost.store(true, Ordering::Release);
+                }
+                return Some(Err(r));
+            }
+            st.split.pending.push(((m, q.done[m], value), p, cb));
+            st.placed[m] += 1;
+            next.push((m, q.done[m], value));
+        }
+        prev = next;
+    }
+    let j = members[0];
+    let md = d.member(j)?;
+    if !fence.is_null() {
+        // A fence covers every earlier batch of every member.
+        prev.extend(edges(d, &st, j));
+    }
+    let (r, value) = point(&mut st, md, prev, None, crate::conv::nd(fence, j));
+    if r != vk::Result::SUCCESS {
+        if value > 0 {
+            release_points(md, (q.done[j], value), value - 1);
+        }
+        return Some(Err(r));
+    }
+    record_touches(d, &mut st, &access, (j, q.done[j], value));
+    st.last_placed = Some(j);
+    st.split.batches += 1;
+    st.split.rounds += rounds as u64;
+    for m in &members {
+        st.split.groups[*m] += groups[*m];
+    }
+    crate::debug!(
+        "compute_split: a batch in {rounds} round(s) on members {members:?}, workgroups {}",
+        members
+            .iter()
+            .map(|m| format!("member {m}: {}", groups[*m]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // SAFETY: a live fence of the application (or null, refused by `get`).
+    if let Ok(f) = unsafe { ObjectBase::get(fence.as_raw()) } {
+        f.set_last(Some(j));
+    }
+    Some(Ok(vk::Result::SUCCESS))
+}
+
 /// Submits `batches` to the placed member with the bridge wait and the done signal.
 fn submit_multi(
     q: &Queue,
@@ -2141,6 +2568,11 @@ fn submit_multi(
     fence: vk::Fence,
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
+    if batches.len() == 1 && crate::config::Config::get().splits() {
+        if let Some(r) = submit_split(q, d, &batches[0], fence) {
+            return r;
+        }
+    }
     let mut st = d.exec.state.lock();
     if batches.len() > 1 && (!st.mirrors.is_empty() || !st.image_binds.is_empty()) {
         // Mirrored memory is made ready per batch, after the batch's own waits (`gated`

@@ -26,6 +26,7 @@ pub mod present;
 pub mod queue;
 pub mod report;
 pub mod shaders;
+pub mod split;
 pub mod staging;
 pub mod wsi;
 

@@ -2,12 +2,15 @@
 //!
 //! This file knows the strategies by name (with MVGAL's aliases) and the placement order of
 //! the members; [`placement`] places whole batches by `single`, `round_robin` and `afr`
-//! ([`Placer`]). Strategies that split work inside a batch (`sfr`, `compute_split`, `hybrid`)
-//! are later work and place like `single` meanwhile.
+//! ([`Placer`]); [`split`] cuts one dispatch into slices per member for `compute_split`,
+//! whose batches that are not split place like `single`. `sfr` and `hybrid` are later work
+//! and place like `single` meanwhile.
 
 pub mod placement;
+pub mod split;
 
 pub use placement::{BatchInfo, Placer};
+pub use split::{slices, Balance};
 
 /// A placement strategy, named as `VKFUSE_STRATEGY` names it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

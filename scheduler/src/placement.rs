@@ -17,8 +17,9 @@
 //!   device), a submit that signals a fence. If the frame's member is lost mid-frame, the rest
 //!   of the frame moves to the next live member.
 //!
-//! `sfr`, `compute_split` and `hybrid` split work inside a batch, which is not built yet; until
-//! it is they place whole batches as `single` does ([`Placer::effective`] says so).
+//! `sfr`, `compute_split` and `hybrid` split work inside a batch. The batches they do not
+//! split (all of them for `sfr` and `hybrid`, not built yet) are placed whole as `single`
+//! places them ([`Placer::effective`] says so).
 //!
 //! Everything here is deterministic: the same sequence of batches and live sets gives the same
 //! placements.
@@ -96,8 +97,8 @@ impl Placer {
         self.strategy
     }
 
-    /// The strategy that places batches: the one asked for, or `single` for those that split
-    /// work inside a batch (not built yet).
+    /// The strategy that places whole batches: the one asked for, or `single` for those that
+    /// split work inside a batch.
     pub fn effective(&self) -> Strategy {
         match self.strategy {
             Strategy::RoundRobin | Strategy::Afr => self.strategy,

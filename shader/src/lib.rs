@@ -59,6 +59,9 @@ pub struct Analysis {
     pub bindings: BTreeMap<(u32, u32), Binding>,
     /// The module uses physical storage buffer pointers: memory no binding names.
     pub addresses: bool,
+    /// The module reads `NumWorkgroups` (`gl_NumWorkGroups`): a slice of a dispatch run with
+    /// `vkCmdDispatchBase` sees its own group count there, not the whole dispatch's.
+    pub num_workgroups: bool,
 }
 
 impl Analysis {
@@ -70,6 +73,29 @@ impl Analysis {
                 !b.written
                     || (!b.opaque && b.atomics == Atomics::None && b.disjoint_along & (1 << c) != 0)
             })
+    }
+
+    /// Why slices of a dispatch of this shader, run at once on several members that share
+    /// its memory, could give another result than the whole dispatch; `None` when they give
+    /// the same result for every dispatch without data races.
+    ///
+    /// Atomics of slices on different devices are not atomic with each other (host memory
+    /// seen by two devices gives no such promise), opaque bindings may be used atomically,
+    /// addresses reach memory no binding names, and `NumWorkgroups` differs per slice.
+    pub fn split_refusal(&self) -> Option<&'static str> {
+        if self.addresses {
+            return Some("it uses buffer device addresses");
+        }
+        if self.num_workgroups {
+            return Some("it reads gl_NumWorkGroups");
+        }
+        if self.bindings.values().any(|b| b.opaque) {
+            return Some("it uses a binding in a way the analysis does not follow");
+        }
+        if self.bindings.values().any(|b| b.atomics != Atomics::None) {
+            return Some("it uses atomics");
+        }
+        None
     }
 }
 
@@ -193,6 +219,9 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
                 }
                 decoration::BUILT_IN if i.at(2) == spirv::GLOBAL_INVOCATION_ID => {
                     gid_vars.push(i.at(0));
+                }
+                decoration::BUILT_IN if i.at(2) == spirv::NUM_WORKGROUPS => {
+                    out.num_workgroups = true;
                 }
                 _ => {}
             },
@@ -858,6 +887,28 @@ mod tests {
     }
 
     #[test]
+    fn split_refusals() {
+        let a = analysed(
+            "saxpy-refusal",
+            "layout(binding = 0) buffer Y { float y[]; };
+             void main() { y[gl_GlobalInvocationID.x] *= 2.0; }",
+        );
+        assert_eq!(a.split_refusal(), None);
+        assert!(!a.num_workgroups);
+        // A slice sees its own group count in gl_NumWorkGroups.
+        let a = analysed(
+            "rows",
+            "layout(binding = 0) buffer O { uint o[]; };
+             void main() {
+                 uint w = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+                 o[gl_GlobalInvocationID.y * w + gl_GlobalInvocationID.x] = 1u;
+             }",
+        );
+        assert!(a.num_workgroups);
+        assert_eq!(a.split_refusal(), Some("it reads gl_NumWorkGroups"));
+    }
+
+    #[test]
     fn atomics_are_told_apart() {
         let a = analysed(
             "histogram",
@@ -869,6 +920,7 @@ mod tests {
         assert!(h.written && h.atomics == Atomics::Add && h.disjoint_along == 0);
         assert!(!a.bindings[&(0, 0)].written);
         assert!(!a.splits_along(0));
+        assert_eq!(a.split_refusal(), Some("it uses atomics"));
         let a = analysed(
             "maximum",
             "layout(binding = 0) buffer H { uint m[]; };

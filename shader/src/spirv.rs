@@ -156,6 +156,8 @@ pub mod storage {
 
 /// `BuiltIn GlobalInvocationId`.
 pub const GLOBAL_INVOCATION_ID: u32 = 28;
+/// `BuiltIn NumWorkgroups`.
+pub const NUM_WORKGROUPS: u32 = 24;
 /// `ExecutionModel GLCompute`.
 pub const GL_COMPUTE: u32 = 5;
 /// `ExecutionMode LocalSize`.

@@ -3318,6 +3318,14 @@ pub unsafe extern "system" fn cmd_push_constants(
                 )
             };
         }
+        let _ = guard::catch("vkCmdPushConstants", || {
+            if obj.collects() {
+                unsafe {
+                    crate::access::push_constants(obj, layout, stage_flags, offset, size, p_values)
+                };
+            }
+            Ok::<(), vk::Result>(())
+        });
     }
     let Some(obj) = guard::catch("vkCmdPushConstants", || unsafe {
         CommandBuffer::resolve_targets(command_buffer)
@@ -3383,6 +3391,18 @@ pub unsafe extern "system" fn cmd_push_descriptor_set_khr(
                         descriptor_write_count as usize,
                         tr::fix_write_descriptor_set,
                     ),
+                )
+            };
+        }
+        if obj.collects() {
+            unsafe {
+                crate::access::push_descriptor_set(
+                    obj,
+                    pipeline_bind_point,
+                    layout,
+                    set,
+                    descriptor_write_count,
+                    p_descriptor_writes,
                 )
             };
         }

@@ -228,7 +228,7 @@ pub unsafe fn fix_command_pool_create_info(cx: &Cx, d: *mut vk::CommandPoolCreat
 pub unsafe fn fix_compute_pipeline_create_info(cx: &Cx, d: *mut vk::ComputePipelineCreateInfo) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
-    d.flags = cx.pipeline_flags(d.flags);
+    d.flags = cx.compute_pipeline_flags(d.flags);
     unsafe { fix_pipeline_shader_stage_create_info(cx, &mut d.stage) };
     d.layout = cx.nd(d.layout);
     d.base_pipeline_handle = if crate::conv::derives_from_handle(d.flags, d.base_pipeline_index) {

@@ -1,0 +1,205 @@
+//! One dispatch split across members (issue 4, `compute_split`): the `kernels` example's
+//! kernels give the result of lavapipe direct, with validation, and their dispatches really
+//! run as slices on both members (the workgroups each member ran, from the line vkfuse logs
+//! at device destruction). A kernel that slices would break (atomics) runs whole.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+/// Workgroups each member ran in split batches, from the line logged at device destruction.
+fn split_groups(stderr: &str) -> Option<Vec<u64>> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("compute_split:") && l.contains("workgroups run:"))?;
+    let list = line.split("workgroups run:").nth(1)?;
+    Some(
+        list.split(',')
+            .filter_map(|p| p.rsplit(':').next()?.trim().parse().ok())
+            .collect(),
+    )
+}
+
+/// Runs `kernels --kernel <kernel> <args>` under `compute_split` over `members` and on
+/// lavapipe directly; asserts equal results and a clean validation run.
+fn check(kernel: &str, args: &[&str], members: &[PathBuf], env: &[(&str, &str)]) -> Output {
+    let mut direct_cmd = direct(example("kernels"), &lavapipe());
+    direct_cmd
+        .args(validation_args())
+        .args(["--kernel", kernel])
+        .args(args);
+    let reference = run_example(direct_cmd);
+    let mut cmd = fused(example("kernels"), members);
+    cmd.args(validation_args())
+        .args(["--kernel", kernel])
+        .args(args)
+        .env("VKFUSE_STRATEGY", "compute_split")
+        .env("VKFUSE_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
+    if out.status.code() == Some(3) {
+        panic!("validation layer messages:\n{}", out.dump());
+    }
+    out.assert_success();
+    let got =
+        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
+    assert!(got.device.starts_with("vkfuse ("), "{}", out.dump());
+    assert_eq!(
+        got.result,
+        reference.result,
+        "{kernel} under compute_split over {} differs from lavapipe direct:\n{}",
+        icds(members),
+        out.dump()
+    );
+    out
+}
+
+fn lvp2() -> Vec<PathBuf> {
+    vec![lavapipe(), lavapipe()]
+}
+
+/// Each kernel's dispatches run as slices on both lavapipes, `total` workgroups in all.
+fn splits(kernel: &str, args: &[&str], total: u64) {
+    let out = check(kernel, args, &lvp2(), &[]);
+    let groups = split_groups(&out.stderr)
+        .unwrap_or_else(|| panic!("{kernel}: no split batch:\n{}", out.dump()));
+    assert_eq!(groups.len(), 2, "{}", out.dump());
+    assert!(
+        groups.iter().all(|g| *g > 0),
+        "{kernel}: a member ran no slice: {groups:?}\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        groups.iter().sum::<u64>(),
+        total,
+        "{kernel}: workgroups run {groups:?}\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn saxpy_splits() {
+    // 65536 elements in groups of 64, submitted twice.
+    splits("saxpy", &["--size", "65536", "--repeat", "2"], 2048);
+}
+
+#[test]
+fn mandelbrot_splits() {
+    // 128 x 128 points in 16 x 16 groups.
+    splits("mandelbrot", &["--size", "128"], 64);
+}
+
+#[test]
+fn tiled_matrix_multiply_splits() {
+    // 64 x 64 in 16 x 16 tiles, through shared memory.
+    splits("matmul", &["--size", "64"], 16);
+}
+
+/// Each step reads what another member's slice of the step before wrote: every step is a
+/// round of its own, after both members' previous round.
+#[test]
+fn dependent_dispatches_split_in_rounds() {
+    splits("chain", &["--size", "4096"], 8 * 64);
+    let out = check(
+        "chain",
+        &["--size", "4096"],
+        &lvp2(),
+        &[("VKFUSE_LOG", "debug")],
+    );
+    assert!(
+        out.stderr
+            .contains("a batch in 8 round(s) on members [0, 1]"),
+        "{}",
+        out.dump()
+    );
+}
+
+/// Slices of a histogram's `atomicAdd`s on two devices would not be atomic with each other:
+/// the dispatch runs whole.
+#[test]
+fn atomics_are_not_split() {
+    let out = check("histogram", &["--size", "65536"], &lvp2(), &[]);
+    assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("compute_split: a batch runs whole: no dispatch that splits"),
+        "{}",
+        out.dump()
+    );
+}
+
+/// Two drivers (lavapipe + SwiftShader, sharing host memory): slices run on both, with the
+/// result of lavapipe direct (the kernels' arithmetic is exact on every driver).
+#[test]
+fn kernels_split_on_lavapipe_and_swiftshader() {
+    let Some(sw) = swiftshader("kernels_split_on_lavapipe_and_swiftshader") else {
+        return;
+    };
+    for (kernel, args, total) in [
+        ("saxpy", &["--size", "65536"][..], 1024u64),
+        ("mandelbrot", &["--size", "128"], 64),
+        ("matmul", &["--size", "64"], 16),
+        ("chain", &["--size", "4096"], 512),
+    ] {
+        let out = check(kernel, args, &[lavapipe(), sw.clone()], &[]);
+        let groups = split_groups(&out.stderr)
+            .unwrap_or_else(|| panic!("{kernel}: no split batch:\n{}", out.dump()));
+        assert!(
+            groups.iter().all(|g| *g > 0),
+            "{kernel}: {groups:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(groups.iter().sum::<u64>(), total, "{}", out.dump());
+    }
+}
+
+/// Mirrored memory (each member its own copy) would need the slices' results merged: not
+/// built yet, the batch runs whole, with the right result.
+#[test]
+fn mirrored_memory_runs_whole() {
+    let out = check(
+        "saxpy",
+        &["--size", "65536"],
+        &lvp2(),
+        &[("VKFUSE_SHARING", "mirrored")],
+    );
+    assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
+    assert!(
+        out.stderr.contains("merging copies is not built yet"),
+        "{}",
+        out.dump()
+    );
+}
+
+/// A member lost at a split batch's submission ran none of it: the batch runs whole on the
+/// survivor, with the right result (the first submit split, the next two ran whole).
+#[test]
+fn member_lost_at_a_split_batch() {
+    let out = check(
+        "saxpy",
+        &["--size", "65536", "--repeat", "3"],
+        &lvp2(),
+        &[("VKFUSE_FAULT", "submit:1:2")],
+    );
+    assert!(
+        out.stderr.contains("member 1 lost"),
+        "no loss:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        split_groups(&out.stderr),
+        Some(vec![512, 512]),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr
+            .contains("batches placed: member 0: 3, member 1: 1"),
+        "{}",
+        out.dump()
+    );
+}

@@ -1,0 +1,323 @@
+//! `kernels`: compute kernels whose dispatches vkfuse's `compute_split` cuts into slices.
+//!
+//! Each kernel records one command buffer of binds, push constants, dispatches and barriers
+//! only (inputs written and outputs read through mapped memory), submits it `--repeat` times
+//! with a fence and checks the output against a CPU model:
+//!
+//! - `saxpy`: `y = a * x + y` over N floats (exact: small integers);
+//! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
+//!   so that every driver gives the same counts; checked against the same arithmetic on the
+//!   CPU;
+//! - `matmul`: a tiled integer matrix multiply through shared memory;
+//! - `histogram`: 256 bins with `atomicAdd` (a dispatch that must not be split);
+//! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
+//!   one's output (which another slice wrote).
+
+use std::process::ExitCode;
+
+use ash::vk;
+use vkfuse_examples::{
+    cmd, example_main, f32_bytes, f32s_from_bytes, fnv1a64, nanos, u32_bytes, u32s_from_bytes,
+    Args, Binding, Buffer, Context, ErrorContext as _, MemoryUse, Mismatch, Report, Result,
+};
+
+const NAME: &str = "kernels";
+const USAGE: &str = "\
+usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|chain [--size N] [--repeat R]
+               [--validation]
+
+Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
+a fence; checks the output against a CPU model and prints
+  vkfuse-example kernels device=\"<name>\" result=<fnv1a64 of the output>
+and the time per submit on stderr.
+
+  --size N      saxpy: elements (default 1048576); mandelbrot: width = height (512);
+                matmul: n, a multiple of 16 (256); histogram: words (1048576);
+                chain: elements (65536, 8 steps)
+  --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
+  --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
+                exit code 3 if it reports errors or warnings";
+
+const CHAIN_STEPS: u32 = 8;
+const MANDELBROT_LIMIT: u32 = 256;
+
+fn main() -> ExitCode {
+    example_main(NAME, USAGE, run)
+}
+
+/// A pseudo-random word.
+fn mix(i: u32, seed: u32) -> u32 {
+    vkfuse_examples::workload::fmix32(i.wrapping_mul(0x9e37_79b9) ^ seed)
+}
+
+fn host_buffer<'d>(ctx: &'d Context, bytes: &[u8]) -> Result<Buffer<'d>> {
+    let b = ctx.create_buffer(
+        bytes.len() as u64,
+        vk::BufferUsageFlags::STORAGE_BUFFER,
+        MemoryUse::Readback,
+    )?;
+    b.write_bytes(0, bytes)?;
+    Ok(b)
+}
+
+/// All of `b` as a compute storage buffer.
+fn whole<'a>(b: &'a Buffer<'_>) -> Binding<'a> {
+    Binding::compute_storage(b, 0, vk::WHOLE_SIZE)
+}
+
+fn run(mut args: Args) -> Result<Report> {
+    let kernel: String = args
+        .value("--kernel")?
+        .ok_or("--kernel is required (saxpy, mandelbrot, matmul, histogram, chain)")?;
+    let size: Option<u32> = args.value("--size")?;
+    let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
+    args.finish()?;
+    if !(1..=1000).contains(&repeat) {
+        return Err(format!("--repeat {repeat}: must be 1..=1000").into());
+    }
+    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
+    let d = &ctx.device;
+    let queue = ctx.queue();
+    let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
+    let cb = ctx.allocate_primary(&pool)?;
+    let fence = ctx.create_fence(false)?;
+    let _idle = ctx.idle_guard();
+    // Records the kernel-specific dispatches between begin and end.
+    let record = |body: &dyn Fn()| -> Result<()> {
+        // SAFETY: a fresh command buffer of this device on a compute queue.
+        unsafe { cmd::begin(d, cb, vk::CommandBufferUsageFlags::empty())? };
+        body();
+        // SAFETY: as above.
+        unsafe {
+            cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::HOST_READ);
+            cmd::end(d, cb)
+        }
+    };
+    let submit_all = || -> Result<u64> {
+        let start = std::time::Instant::now();
+        for _ in 0..repeat {
+            let submit = vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&cb));
+            // SAFETY: a recorded command buffer, not pending (the previous submit was waited
+            // for); the fence is unsignalled.
+            unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+            ctx.wait_and_reset_fence(&fence)?;
+        }
+        Ok(nanos(start.elapsed()) / u64::from(repeat))
+    };
+    let (bytes, per_submit) = match kernel.as_str() {
+        "saxpy" => {
+            let n = size.unwrap_or(1 << 20);
+            let x: Vec<f32> = (0..n).map(|i| (mix(i, 1) % 64) as f32).collect();
+            let y0: Vec<f32> = (0..n).map(|i| (mix(i, 2) % 1024) as f32).collect();
+            let (xb, yb) = (
+                host_buffer(&ctx, &f32_bytes(&x))?,
+                host_buffer(&ctx, &f32_bytes(&y0))?,
+            );
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::SAXPY_COMP,
+                8,
+                &[whole(&xb), whole(&yb)],
+            )?;
+            let a = 3.0f32;
+            let mut push = f32_bytes(&[a]);
+            push.extend(u32_bytes(&[n]));
+            record(&|| {
+                // SAFETY: recording; the kernel and buffers live until the idle guard.
+                unsafe {
+                    k.bind(d, cb);
+                    k.push_constants(d, cb, &push);
+                    d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                }
+            })?;
+            let t = submit_all()?;
+            let got = yb.read_bytes(0, n as usize * 4)?;
+            let want: Vec<f32> = (0..n as usize)
+                .map(|i| (0..repeat).fold(y0[i], |y, _| a * x[i] + y))
+                .collect();
+            if f32s_from_bytes(&got) != want {
+                return Err(Mismatch("saxpy: y differs from the CPU model".into()).into());
+            }
+            (got, t)
+        }
+        "mandelbrot" => {
+            let w = size.unwrap_or(512);
+            let out = host_buffer(&ctx, &vec![0u8; w as usize * w as usize * 4])?;
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::MANDELBROT_COMP,
+                12,
+                &[whole(&out)],
+            )?;
+            record(&|| {
+                // SAFETY: as for saxpy.
+                unsafe {
+                    k.bind(d, cb);
+                    k.push_constants(d, cb, &u32_bytes(&[w, w, MANDELBROT_LIMIT]));
+                    d.cmd_dispatch(cb, w.div_ceil(16), w.div_ceil(16), 1);
+                }
+            })?;
+            let t = submit_all()?;
+            let got = out.read_bytes(0, w as usize * w as usize * 4)?;
+            let counts = u32s_from_bytes(&got);
+            let one = 4096i32;
+            let want: Vec<u32> = (0..w * w)
+                .map(|i| {
+                    let (x, y) = ((i % w) as i32, (i / w) as i32);
+                    let cx = -2 * one + x * 3 * one / w as i32;
+                    let cy = -3 * one / 2 + y * 3 * one / w as i32;
+                    let (mut zx, mut zy, mut k) = (0i32, 0i32, 0u32);
+                    while k < MANDELBROT_LIMIT && zx * zx / one + zy * zy / one <= 4 * one {
+                        let t = zx * zx / one - zy * zy / one + cx;
+                        zy = 2 * zx * zy / one + cy;
+                        zx = t;
+                        k += 1;
+                    }
+                    k
+                })
+                .collect();
+            if counts != want {
+                return Err(Mismatch("mandelbrot: counts differ from the CPU model".into()).into());
+            }
+            (got, t)
+        }
+        "matmul" => {
+            let n = size.unwrap_or(256);
+            if n == 0 || n % 16 != 0 {
+                return Err(format!("--size {n}: matmul needs a multiple of 16").into());
+            }
+            let a: Vec<u32> = (0..n * n).map(|i| mix(i, 3) % 100).collect();
+            let b: Vec<u32> = (0..n * n).map(|i| mix(i, 4) % 100).collect();
+            let (ab, bb) = (
+                host_buffer(&ctx, &u32_bytes(&a))?,
+                host_buffer(&ctx, &u32_bytes(&b))?,
+            );
+            let cbuf = host_buffer(&ctx, &vec![0u8; (n * n) as usize * 4])?;
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::MATMUL_COMP,
+                4,
+                &[whole(&ab), whole(&bb), whole(&cbuf)],
+            )?;
+            record(&|| {
+                // SAFETY: as for saxpy.
+                unsafe {
+                    k.bind(d, cb);
+                    k.push_constants(d, cb, &u32_bytes(&[n]));
+                    d.cmd_dispatch(cb, n / 16, n / 16, 1);
+                }
+            })?;
+            let t = submit_all()?;
+            let got = cbuf.read_bytes(0, (n * n) as usize * 4)?;
+            let c = u32s_from_bytes(&got);
+            let n = n as usize;
+            for row in 0..n {
+                for col in 0..n {
+                    let want = (0..n).fold(0u32, |s, k| {
+                        s.wrapping_add(a[row * n + k].wrapping_mul(b[k * n + col]))
+                    });
+                    if c[row * n + col] != want {
+                        return Err(Mismatch(format!("matmul: C[{row}][{col}] differs")).into());
+                    }
+                }
+            }
+            (got, t)
+        }
+        "histogram" => {
+            let n = size.unwrap_or(1 << 20);
+            let v: Vec<u32> = (0..n).map(|i| mix(i, 5)).collect();
+            let vb = host_buffer(&ctx, &u32_bytes(&v))?;
+            let hb = host_buffer(&ctx, &[0u8; 1024])?;
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::HISTOGRAM_COMP,
+                4,
+                &[whole(&vb), whole(&hb)],
+            )?;
+            record(&|| {
+                // SAFETY: as for saxpy.
+                unsafe {
+                    k.bind(d, cb);
+                    k.push_constants(d, cb, &u32_bytes(&[n]));
+                    d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                }
+            })?;
+            let t = submit_all()?;
+            let got = hb.read_bytes(0, 1024)?;
+            let mut want = [0u32; 256];
+            for x in &v {
+                want[(x & 255) as usize] += repeat;
+            }
+            if u32s_from_bytes(&got) != want {
+                return Err(Mismatch("histogram: bins differ from the CPU model".into()).into());
+            }
+            (got, t)
+        }
+        "chain" => {
+            let n = size.unwrap_or(1 << 16);
+            let start: Vec<u32> = (0..n).map(|i| mix(i, 6)).collect();
+            let (b0, b1) = (
+                host_buffer(&ctx, &u32_bytes(&start))?,
+                host_buffer(&ctx, &vec![0u8; n as usize * 4])?,
+            );
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::NEIGHBOURS_COMP,
+                8,
+                &[whole(&b0), whole(&b1)],
+            )?;
+            let back = ctx.create_descriptor_set(&[whole(&b1), whole(&b0)])?;
+            record(&|| {
+                // SAFETY: as for saxpy; `back` has the kernel's set layout's definition.
+                unsafe {
+                    k.bind(d, cb);
+                    for s in 0..CHAIN_STEPS {
+                        if s % 2 == 1 {
+                            d.cmd_bind_descriptor_sets(
+                                cb,
+                                vk::PipelineBindPoint::COMPUTE,
+                                *k.layout,
+                                0,
+                                &[back.set],
+                                &[],
+                            );
+                        } else if s > 0 {
+                            d.cmd_bind_descriptor_sets(
+                                cb,
+                                vk::PipelineBindPoint::COMPUTE,
+                                *k.layout,
+                                0,
+                                &[k.descriptors.set],
+                                &[],
+                            );
+                        }
+                        k.push_constants(d, cb, &u32_bytes(&[n, s]));
+                        d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                        cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
+                    }
+                }
+            })?;
+            let t = submit_all()?;
+            // An even number of steps ends in b0; each submit starts from b0's contents.
+            let got = b0.read_bytes(0, n as usize * 4)?;
+            let mut want = start.clone();
+            for _ in 0..repeat {
+                for s in 0..CHAIN_STEPS {
+                    want = (0..n as usize)
+                        .map(|i| {
+                            want[i]
+                                .wrapping_mul(3)
+                                .wrapping_add(want[(i + 1) % n as usize])
+                                .wrapping_add(s)
+                        })
+                        .collect();
+                }
+            }
+            if u32s_from_bytes(&got) != want {
+                return Err(Mismatch("chain: the output differs from the CPU model".into()).into());
+            }
+            (got, t)
+        }
+        other => return Err(format!("--kernel {other}: not a kernel").into()),
+    };
+    eprintln!("{NAME}: {kernel}: output equal to the CPU model; {per_submit} ns per submit (mean of {repeat})");
+    Ok(Report::Hash {
+        device: ctx.device_name().to_owned(),
+        hash: fnv1a64(&bytes),
+    })
+}

@@ -1,0 +1,471 @@
+//! `compute_split`: one dispatch runs as slices of its workgroups on every member (issue 4).
+//!
+//! - **Recording.** A primary command buffer of a device that splits keeps a log of its
+//!   compute commands beside the member recordings: pipeline and descriptor set binds, push
+//!   constants, dispatches (each with its own access set) and memory barriers. A command
+//!   that the log cannot replay breaks it (image barriers, secondaries, push descriptors), and
+//!   so does any access the log's commands did not make (`AccessSet::fed` against
+//!   [`Log::own`]): such a command buffer runs whole, as `single` places it.
+//! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
+//!   slices on several devices would change (`Analysis::split_refusal`: atomics, opaque
+//!   uses, buffer device addresses, `gl_NumWorkGroups`), with at least two workgroups along
+//!   one dimension. The others run whole on the first member.
+//! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
+//!   dispatches none of which touches what another of the run writes, or runs of whole
+//!   dispatches. Each member records one command buffer per round (the log replayed, its
+//!   slices of the round's dispatches with `vkCmdDispatchBase`), and each round waits for
+//!   every member's previous round.
+//! - **Merge.** The batch splits only where every allocation it touches is one storage for
+//!   all members (shared host memory, or memory shared between members of one driver): the
+//!   slices' writes land in the same bytes, so a race-free dispatch without atomics needs no
+//!   merge. Mirrored memory and images copied between drivers are not split yet.
+//!
+//! The member command buffers come from pools of this module's own, one per member and queue
+//! family, and are freed once their round finished.
+
+use ash::vk;
+use ash::vk::Handle as _;
+
+use crate::access::AccessSet;
+use crate::object::MemberDevice;
+
+/// One command of a split log.
+pub enum Step {
+    Pipeline(u64),
+    Sets {
+        layout: u64,
+        first: u32,
+        sets: Vec<u64>,
+        dynamic: Vec<u32>,
+    },
+    Push {
+        layout: u64,
+        stages: vk::ShaderStageFlags,
+        offset: u32,
+        bytes: Vec<u8>,
+    },
+    /// A dispatch, with the dimension it splits along (`None`: it runs whole) and what it
+    /// touches.
+    Dispatch {
+        base: [u32; 3],
+        count: [u32; 3],
+        along: Option<usize>,
+        access: AccessSet,
+    },
+    Indirect {
+        buffer: u64,
+        offset: u64,
+        access: AccessSet,
+    },
+    /// A pipeline barrier without image barriers: replayed as a global memory barrier.
+    Barrier,
+}
+
+/// The compute commands of a command buffer, for replay in slices.
+#[derive(Default)]
+pub struct Log {
+    pub steps: Vec<Step>,
+    /// The accesses the logged commands made (`AccessSet::fed`).
+    pub own: u64,
+    /// Why the log cannot replay the command buffer.
+    pub broken: Option<&'static str>,
+    /// Dispatches that split.
+    pub splits: u32,
+}
+
+impl Log {
+    pub fn brk(&mut self, why: &'static str) {
+        if self.broken.is_none() {
+            self.broken = Some(why);
+        }
+        self.steps.clear();
+    }
+
+    fn push(&mut self, s: Step) {
+        if self.broken.is_none() {
+            self.steps.push(s);
+        }
+    }
+
+    pub fn pipeline(&mut self, raw: u64) {
+        self.push(Step::Pipeline(raw));
+    }
+
+    pub fn sets(&mut self, layout: u64, first: u32, sets: &[vk::DescriptorSet], dynamic: &[u32]) {
+        self.push(Step::Sets {
+            layout,
+            first,
+            sets: sets.iter().map(|s| s.as_raw()).collect(),
+            dynamic: dynamic.to_vec(),
+        });
+    }
+
+    pub fn push_constants(
+        &mut self,
+        layout: u64,
+        stages: vk::ShaderStageFlags,
+        offset: u32,
+        bytes: &[u8],
+    ) {
+        self.push(Step::Push {
+            layout,
+            stages,
+            offset,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    /// A dispatch of `analysis`'s shader that touched `access`.
+    pub fn dispatch(
+        &mut self,
+        analysis: Option<&vkfuse_shader::Analysis>,
+        base: [u32; 3],
+        count: [u32; 3],
+        access: AccessSet,
+    ) {
+        self.own += access.fed;
+        let along = analysis
+            .filter(|a| a.split_refusal().is_none() && access.everything.is_none())
+            .and_then(|_| (0..3).max_by_key(|c| (count[*c], 3 - *c)))
+            .filter(|c| count[*c] >= 2);
+        if along.is_some() {
+            self.splits += 1;
+        }
+        self.push(Step::Dispatch {
+            base,
+            count,
+            along,
+            access,
+        });
+    }
+
+    pub fn indirect(&mut self, buffer: u64, offset: u64, access: AccessSet) {
+        self.own += access.fed;
+        self.push(Step::Indirect {
+            buffer,
+            offset,
+            access,
+        });
+    }
+
+    /// A pipeline barrier that made `fed` accesses; `images`: it has image barriers.
+    pub fn barrier(&mut self, fed: u64, images: bool) {
+        if images {
+            self.brk("an image barrier");
+        }
+        self.own += fed;
+        self.push(Step::Barrier);
+    }
+
+    /// Whether the log replays its command buffer, whose access set is `access`.
+    pub fn replays(&self, access: &AccessSet) -> Result<(), &'static str> {
+        if let Some(why) = self.broken {
+            return Err(why);
+        }
+        if access.fed != self.own {
+            return Err("commands the split log does not replay");
+        }
+        if self.splits == 0 {
+            return Err("no dispatch that splits");
+        }
+        Ok(())
+    }
+}
+
+/// One round: the dispatches (indices into the steps) that run together, split or whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    pub split: bool,
+    pub dispatches: Vec<usize>,
+}
+
+/// Whether one of `a` and `b` writes what the other touches.
+fn conflict(a: &AccessSet, b: &AccessSet) -> bool {
+    if a.everything.is_some() || b.everything.is_some() {
+        return true;
+    }
+    a.memory.iter().any(|(m, ua)| {
+        b.memory.get(m).is_some_and(|ub| {
+            ua.written.intersects(&ub.touched) || ub.written.intersects(&ua.touched)
+        })
+    })
+}
+
+/// The rounds of `steps`: runs of split dispatches none of which touches what another of the
+/// run writes (slices of different members are not ordered with each other), and runs of
+/// whole dispatches (all on one member, in order).
+pub fn rounds(steps: &[Step]) -> Vec<Round> {
+    let mut out: Vec<Round> = Vec::new();
+    for (k, s) in steps.iter().enumerate() {
+        let (split, access) = match s {
+            Step::Dispatch { along, access, .. } => (along.is_some(), access),
+            Step::Indirect { access, .. } => (false, access),
+            _ => continue,
+        };
+        let joins = out.last().is_some_and(|r| {
+            r.split == split
+                && (!split
+                    || r.dispatches.iter().all(|d| match &steps[*d] {
+                        Step::Dispatch { access: a, .. } => !conflict(a, access),
+                        _ => false,
+                    }))
+        });
+        if joins {
+            if let Some(r) = out.last_mut() {
+                r.dispatches.push(k);
+            }
+        } else {
+            out.push(Round {
+                split,
+                dispatches: vec![k],
+            });
+        }
+    }
+    out
+}
+
+/// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
+/// log replayed with member handles; of the dispatches only those of the round, each as the
+/// slice `slice(step)` gives (None: not on this member).
+///
+/// # Safety
+/// `cb` is a command buffer of `md` in the initial state; the logged handles are live.
+pub unsafe fn record(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    steps: &[Step],
+    round: &Round,
+    slice: impl Fn(usize) -> Option<([u32; 3], [u32; 3])>,
+) -> Result<(), vk::Result> {
+    let f = &md.fns;
+    let missing = crate::guard::missing;
+    let begin = f
+        .begin_command_buffer
+        .ok_or_else(|| missing("vkBeginCommandBuffer"))?;
+    let end = f
+        .end_command_buffer
+        .ok_or_else(|| missing("vkEndCommandBuffer"))?;
+    let bind = f
+        .cmd_bind_pipeline
+        .ok_or_else(|| missing("vkCmdBindPipeline"))?;
+    let sets = f
+        .cmd_bind_descriptor_sets
+        .ok_or_else(|| missing("vkCmdBindDescriptorSets"))?;
+    let push = f
+        .cmd_push_constants
+        .ok_or_else(|| missing("vkCmdPushConstants"))?;
+    let base = f
+        .cmd_dispatch_base
+        .ok_or_else(|| missing("vkCmdDispatchBase"))?;
+    let indirect = f
+        .cmd_dispatch_indirect
+        .ok_or_else(|| missing("vkCmdDispatchIndirect"))?;
+    let barrier = f
+        .cmd_pipeline_barrier
+        .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
+    let m = md.index;
+    let nd = |raw: u64| crate::conv::nd(vk::Pipeline::from_raw(raw), m).as_raw();
+    let bi = vk::CommandBufferBeginInfo {
+        flags: vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT,
+        ..Default::default()
+    };
+    // SAFETY: caller contract; every handle translated to the member's.
+    unsafe {
+        let r = begin(cb, &bi);
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        for (k, s) in steps.iter().enumerate() {
+            match s {
+                Step::Pipeline(p) => bind(
+                    cb,
+                    vk::PipelineBindPoint::COMPUTE,
+                    vk::Pipeline::from_raw(nd(*p)),
+                ),
+                Step::Sets {
+                    layout,
+                    first,
+                    sets: list,
+                    dynamic,
+                } => {
+                    let member: Vec<vk::DescriptorSet> = list
+                        .iter()
+                        .map(|s| vk::DescriptorSet::from_raw(nd(*s)))
+                        .collect();
+                    sets(
+                        cb,
+                        vk::PipelineBindPoint::COMPUTE,
+                        vk::PipelineLayout::from_raw(nd(*layout)),
+                        *first,
+                        member.len() as u32,
+                        member.as_ptr(),
+                        dynamic.len() as u32,
+                        dynamic.as_ptr(),
+                    )
+                }
+                Step::Push {
+                    layout,
+                    stages,
+                    offset,
+                    bytes,
+                } => push(
+                    cb,
+                    vk::PipelineLayout::from_raw(nd(*layout)),
+                    *stages,
+                    *offset,
+                    bytes.len() as u32,
+                    bytes.as_ptr().cast(),
+                ),
+                Step::Dispatch { .. } if round.dispatches.contains(&k) => {
+                    if let Some((b, c)) = slice(k) {
+                        if c.iter().all(|n| *n > 0) {
+                            base(cb, b[0], b[1], b[2], c[0], c[1], c[2]);
+                        }
+                    }
+                }
+                Step::Indirect { buffer, offset, .. } if round.dispatches.contains(&k) => {
+                    if slice(k).is_some() {
+                        indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
+                    }
+                }
+                Step::Dispatch { .. } | Step::Indirect { .. } => {}
+                Step::Barrier => {
+                    let all = vk::MemoryBarrier {
+                        src_access_mask: vk::AccessFlags::MEMORY_WRITE,
+                        dst_access_mask: vk::AccessFlags::MEMORY_READ
+                            | vk::AccessFlags::MEMORY_WRITE,
+                        ..Default::default()
+                    };
+                    barrier(
+                        cb,
+                        vk::PipelineStageFlags::ALL_COMMANDS,
+                        vk::PipelineStageFlags::ALL_COMMANDS,
+                        vk::DependencyFlags::empty(),
+                        1,
+                        &all,
+                        0,
+                        std::ptr::null(),
+                        0,
+                        std::ptr::null(),
+                    )
+                }
+            }
+        }
+        let r = end(cb);
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Use;
+    use vkfuse_memory::{Range, RangeSet};
+
+    fn acc(m: u64, touched: (u64, u64), written: Option<(u64, u64)>) -> AccessSet {
+        let mut a = AccessSet::default();
+        a.memory.insert(
+            m,
+            Use {
+                touched: RangeSet::of(Range::new(touched.0, touched.1)),
+                written: written
+                    .map_or_else(RangeSet::default, |w| RangeSet::of(Range::new(w.0, w.1))),
+            },
+        );
+        a
+    }
+
+    fn dispatch(along: Option<usize>, access: AccessSet) -> Step {
+        Step::Dispatch {
+            base: [0; 3],
+            count: [8, 1, 1],
+            along,
+            access,
+        }
+    }
+
+    #[test]
+    fn rounds_break_where_slices_would_race() {
+        let steps = vec![
+            Step::Pipeline(1),
+            // Writes 0..100 of allocation 1.
+            dispatch(Some(0), acc(1, (0, 100), Some((0, 100)))),
+            Step::Barrier,
+            // Writes 100..200: no conflict, same round.
+            dispatch(Some(0), acc(1, (100, 200), Some((100, 200)))),
+            // Reads 0..100, written by the first: a new round.
+            dispatch(Some(0), acc(1, (0, 100), None)),
+            // Whole dispatches: a round of their own, together.
+            dispatch(None, acc(1, (0, 200), Some((0, 200)))),
+            Step::Indirect {
+                buffer: 9,
+                offset: 0,
+                access: acc(2, (0, 4), None),
+            },
+            // Only reads allocation 2: joins nothing whole, a new split round.
+            dispatch(Some(0), acc(2, (0, 4), None)),
+        ];
+        let r = rounds(&steps);
+        assert_eq!(
+            r,
+            vec![
+                Round {
+                    split: true,
+                    dispatches: vec![1, 3]
+                },
+                Round {
+                    split: true,
+                    dispatches: vec![4]
+                },
+                Round {
+                    split: false,
+                    dispatches: vec![5, 6]
+                },
+                Round {
+                    split: true,
+                    dispatches: vec![7]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn logs_split_only_shaders_without_refusals() {
+        let mut log = Log::default();
+        let fine = vkfuse_shader::Analysis::default();
+        let atomic = vkfuse_shader::Analysis {
+            num_workgroups: true,
+            ..Default::default()
+        };
+        log.dispatch(
+            Some(&fine),
+            [0; 3],
+            [1, 40, 2],
+            acc(1, (0, 4), Some((0, 4))),
+        );
+        log.dispatch(Some(&atomic), [0; 3], [40, 1, 1], AccessSet::default());
+        log.dispatch(None, [0; 3], [40, 1, 1], AccessSet::default());
+        log.dispatch(Some(&fine), [0; 3], [1, 1, 1], AccessSet::default());
+        let along: Vec<Option<usize>> = log
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Dispatch { along, .. } => *along,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(along, vec![Some(1), None, None, None]);
+        assert_eq!(log.splits, 1);
+        let mut fed = acc(1, (0, 4), Some((0, 4)));
+        fed.fed = log.own;
+        assert_eq!(log.replays(&fed), Ok(()));
+        fed.fed += 1;
+        assert!(log.replays(&fed).is_err());
+        log.barrier(0, true);
+        assert_eq!(log.replays(&fed), Err("an image barrier"));
+        assert!(log.steps.is_empty());
+    }
+}

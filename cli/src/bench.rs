@@ -321,6 +321,10 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let (handoff, mirrored, staged) =
         crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
     let image = crate::bench_exec::image_handoff(&member, &vk_manifest, handoff_mib)?;
+    if !as_json {
+        eprintln!("vkfuse bench: compute_split against the member directly");
+    }
+    let split = crate::bench_exec::compute_split(&member, &vk_manifest)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \
@@ -354,6 +358,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "mirrored_handoff": mirrored,
         "staging_handoff": staged,
         "image_handoff": image,
+        "compute_split": split,
         "targets": {
             "forwarding_overhead_recording": TARGET_RECORDING,
             "forwarding_overhead_frame": TARGET_FRAME,
@@ -538,6 +543,30 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         }
         None => outln!("  image handoff: not measured (SwiftShader is not installed)"),
     }
+    outln!("  compute_split over two {member_label} members against {member_label} directly:");
+    for (kernel, k) in split["kernels"].as_object().into_iter().flatten() {
+        outln!(
+            "    {kernel:<10} cpu work {:.3} (target <= {:.2}), wall per submit {:.3}, projected speed-up {} (target >= {:.1}), workgroups {}, merge bytes per dispatch {}",
+            k["cpu_work"].as_f64().unwrap_or(f64::NAN),
+            crate::bench_exec::TARGET_SPLIT_CPU_WORK,
+            k["wall"].as_f64().unwrap_or(f64::NAN),
+            k["projected_speedup"],
+            crate::bench_exec::TARGET_SPLIT_SPEEDUP,
+            k["workgroups"],
+            k["merge_bytes_per_dispatch"]
+        );
+        outln!(
+            "    {:<10} mirrored: cpu work {:.3}, wall per submit {:.3}, merge bytes per dispatch {}",
+            "",
+            k["mirrored"]["cpu_work"].as_f64().unwrap_or(f64::NAN),
+            k["mirrored"]["wall"].as_f64().unwrap_or(f64::NAN),
+            k["mirrored"]["merge_bytes_per_dispatch"]
+        );
+    }
+    outln!(
+        "  compute_split: {}",
+        split["method"].as_str().unwrap_or("")
+    );
     outln!();
     outln!(
         "  forwarding_overhead_recording = {recording:.4}, forwarding_overhead_frame = {frame_ratio:.4}, round_robin_submit_overhead = {} (dependent chain {})",

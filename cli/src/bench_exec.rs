@@ -346,3 +346,158 @@ pub fn image_handoff(
         ),
     })))
 }
+
+/// What `compute_split` costs and may give (issue 4), per kernel of the `kernels` example:
+/// run once on `member` directly and once through vkfuse on two such members under
+/// `compute_split`, in the same `vkfuse bench` run.
+///
+/// - `cpu_work`: the process's CPU time over the submits (every thread, the members'
+///   included), fused / direct (target <= 1.10 for compute-bound kernels);
+/// - `wall`: the median wall time per submit, fused / direct;
+/// - `projected_speedup`: from the members' busy time (timestamps around each member's
+///   slices), the sum over members / the longest member's, over the rounds: what running the
+///   members side by side on hardware of their own would give;
+/// - `workgroups`: each member's share;
+/// - `merge_bytes_per_dispatch`: bytes copied between members to merge slices.
+pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> {
+    let program: PathBuf = env::program("kernels")?;
+    let split = FusedConfig {
+        log: Some("info".to_string()),
+        ..fused(member, "compute_split")
+    };
+    let fused_setup = |cmd: &mut Command| split.apply(cmd, manifest);
+    let mirrored_setup = |cmd: &mut Command| {
+        split.apply(cmd, manifest)?;
+        cmd.env("VKFUSE_SHARING", "mirrored");
+        Ok(())
+    };
+    let direct_setup = |cmd: &mut Command| {
+        env::only_driver(cmd, member);
+        Ok(())
+    };
+    let run =
+        |args: &[String], setup: Setup<'_>, label: &str| -> Result<(Value, String), CliError> {
+            let mut cmd = Command::new(&program);
+            cmd.args(args).arg("--json");
+            setup(&mut cmd)?;
+            let out = crate::proc::run_captured(&mut cmd, std::time::Duration::from_secs(600))?;
+            if !out.status.success() {
+                return Err(CliError::failure(format!(
+                    "kernels ({label}) failed ({}):\n{}",
+                    crate::proc::describe_status(out.status),
+                    crate::proc::tail(&out.stderr, 20)
+                )));
+            }
+            let v = crate::proc::last_json(&out.stdout).ok_or_else(|| {
+                CliError::failure(format!("kernels ({label}) printed no JSON line"))
+            })?;
+            Ok((v, out.stderr))
+        };
+    let mut kernels = serde_json::Map::new();
+    for (kernel, size, repeat) in [
+        ("mandelbrot", 1024, 5),
+        ("matmul", 512, 3),
+        ("saxpy", 1 << 22, 10),
+    ] {
+        let args: Vec<String> = [
+            "--kernel".to_string(),
+            kernel.to_string(),
+            "--size".to_string(),
+            size.to_string(),
+            "--repeat".to_string(),
+            repeat.to_string(),
+        ]
+        .to_vec();
+        let (d, _) = run(&args, &direct_setup, "direct")?;
+        let (f, log) = run(&args, &fused_setup, "compute_split")?;
+        let (fm, mlog) = run(&args, &mirrored_setup, "compute_split, mirrored")?;
+        if d["result"] != f["result"] || d["result"] != fm["result"] {
+            return Err(CliError::failure(format!(
+                "kernels --kernel {kernel}: compute_split gave another result than direct"
+            )));
+        }
+        let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
+        let wall = |v: &Value| -> Result<f64, CliError> {
+            Ok(super::bench::median(&super::bench::all_numbers(
+                v,
+                "submit_ns",
+                "kernels",
+            )?))
+        };
+        // From the lines vkfuse logs at device destruction.
+        let after = |key: &str| {
+            log.lines()
+                .find(|l| l.contains("compute_split:") && l.contains(key))
+                .and_then(|l| l.split(key).nth(1))
+                .map(str::to_string)
+        };
+        // Mirrored: the bytes copied before rounds and merged after them, per dispatch (one
+        // dispatch a submit).
+        let moved: Option<f64> = mlog
+            .lines()
+            .find(|l| l.contains("compute_split:") && l.contains("with mirrored memory"))
+            .and_then(|l| l.rsplit(':').next())
+            .map(|t| {
+                t.split_whitespace()
+                    .filter_map(|w| w.parse::<f64>().ok())
+                    .sum()
+            });
+        let projected = after("projected speed-up ")
+            .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
+        let workgroups: Vec<u64> = after("workgroups run:")
+            .map(|t| {
+                t.split(',')
+                    .filter_map(|p| p.rsplit(':').next()?.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        kernels.insert(
+            kernel.to_string(),
+            json!({
+                "cpu_work": cpu(&f) / cpu(&d),
+                "direct_cpu_ns": cpu(&d),
+                "fused_cpu_ns": cpu(&f),
+                "wall": wall(&f)? / wall(&d)?,
+                "direct_submit_ns_median": wall(&d)?,
+                "fused_submit_ns_median": wall(&f)?,
+                "projected_speedup": projected,
+                "workgroups": workgroups,
+                "merge_bytes_per_dispatch": 0,
+                "mirrored": {
+                    "cpu_work": cpu(&fm) / cpu(&d),
+                    "wall": wall(&fm)? / wall(&d)?,
+                    "merge_bytes_per_dispatch": moved.map(|b| b / f64::from(repeat)),
+                },
+                "size": size,
+                "submits": repeat,
+            }),
+        );
+    }
+    Ok(json!({
+        "kernels": kernels,
+        "target_cpu_work": TARGET_SPLIT_CPU_WORK,
+        "target_projected_speedup": TARGET_SPLIT_SPEEDUP,
+        "method": format!(
+            "One run each of `kernels --kernel K --size N --repeat R --json` directly on {} and \
+             through vkfuse on two of it (VKFUSE_STRATEGY=compute_split), in this bench run. \
+             cpu_work: the process's user + system CPU time over the submits (every thread, the \
+             drivers' included; /proc/self/stat, 10 ms ticks), fused / direct. wall: median wall \
+             time per submit (submit + fence wait), fused / direct; on this machine both members \
+             share the same cores, so it is not a speed-up. projected_speedup: a projection, \
+             not a measurement: per round, each member's busy time is measured with timestamps \
+             around its slices; the sum over members divided by the longest member's, summed \
+             over rounds (what the members would give running side by side, each on its own \
+             hardware; contention between members sharing cores lengthens both alike). \
+             merge_bytes_per_dispatch: the members share host memory, so slices write the same \
+             bytes and nothing is merged. mirrored: the same with VKFUSE_SHARING=mirrored (each \
+             member its own copy): its merge_bytes_per_dispatch is the bytes copied to the other \
+             member before the dispatch plus those merged back after it (bytes that changed), \
+             per dispatch. Results are checked equal to direct.",
+            member.display()
+        ),
+    }))
+}
+
+/// `compute_split`'s targets (issue 4).
+pub const TARGET_SPLIT_CPU_WORK: f64 = 1.10;
+pub const TARGET_SPLIT_SPEEDUP: f64 = 1.8;

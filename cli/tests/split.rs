@@ -99,6 +99,28 @@ fn tiled_matrix_multiply_splits() {
     splits("matmul", &["--size", "64"], 16);
 }
 
+#[test]
+fn image_filter_splits() {
+    // 128 x 128 texels in 8 x 8 groups, storage image to storage image.
+    splits("filter", &["--size", "128"], 256);
+}
+
+/// Images copied between drivers (lavapipe + SwiftShader) are one copy per member: a filter
+/// over them runs whole, with the right result.
+#[test]
+fn images_copied_between_drivers_run_whole() {
+    let Some(sw) = swiftshader("images_copied_between_drivers_run_whole") else {
+        return;
+    };
+    let out = check("filter", &["--size", "128"], &[lavapipe(), sw], &[]);
+    assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
+    assert!(
+        out.stderr.contains("merging images is not built yet"),
+        "{}",
+        out.dump()
+    );
+}
+
 /// Each step reads what another member's slice of the step before wrote: every step is a
 /// round of its own, after both members' previous round.
 #[test]
@@ -157,19 +179,75 @@ fn kernels_split_on_lavapipe_and_swiftshader() {
     }
 }
 
-/// Mirrored memory (each member its own copy) would need the slices' results merged: not
-/// built yet, the batch runs whole, with the right result.
+/// The bytes copied to other members before rounds and merged after them, from the line
+/// logged at device destruction.
+fn mirrored_bytes(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("compute_split:") && l.contains("with mirrored memory"))?;
+    let mut numbers = line
+        .rsplit(':')
+        .next()?
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// Mirrored memory (each member its own copy, `VKFUSE_SHARING=mirrored`): before a split
+/// round the other members get what it touches from the first member's copy, and after it
+/// the bytes each changed are merged into the first member's copy; the results equal
+/// lavapipe direct, on one driver and on two.
 #[test]
-fn mirrored_memory_runs_whole() {
+fn kernels_split_with_mirrored_memory() {
+    let mut pairs = vec![lvp2()];
+    if let Some(sw) = swiftshader("kernels_split_with_mirrored_memory") {
+        pairs.push(vec![lavapipe(), sw]);
+    }
+    for members in pairs {
+        for (kernel, args, total) in [
+            ("saxpy", &["--size", "65536", "--repeat", "2"][..], 2048u64),
+            ("mandelbrot", &["--size", "128"], 64),
+            ("matmul", &["--size", "64"], 16),
+            ("chain", &["--size", "4096"], 512),
+        ] {
+            let out = check(kernel, args, &members, &[("VKFUSE_SHARING", "mirrored")]);
+            let groups = split_groups(&out.stderr)
+                .unwrap_or_else(|| panic!("{kernel}: no split batch:\n{}", out.dump()));
+            assert!(
+                groups.iter().all(|g| *g > 0),
+                "{kernel}: {groups:?}\n{}",
+                out.dump()
+            );
+            assert_eq!(groups.iter().sum::<u64>(), total, "{}", out.dump());
+            let (copied, merged) = mirrored_bytes(&out.stderr)
+                .unwrap_or_else(|| panic!("{kernel}: no mirrored line:\n{}", out.dump()));
+            assert!(copied > 0 && merged > 0, "{kernel}:\n{}", out.dump());
+        }
+    }
+    // Images in mirrored memory of one driver are bytes like any other.
+    let out = check(
+        "filter",
+        &["--size", "128"],
+        &lvp2(),
+        &[("VKFUSE_SHARING", "mirrored")],
+    );
+    assert!(split_groups(&out.stderr).is_some(), "{}", out.dump());
+}
+
+/// Members' copies reached only through staging buffers are not merged yet: the batch runs
+/// whole, with the right result.
+#[test]
+fn staged_memory_runs_whole() {
     let out = check(
         "saxpy",
         &["--size", "65536"],
         &lvp2(),
-        &[("VKFUSE_SHARING", "mirrored")],
+        &[("VKFUSE_SHARING", "staging")],
     );
     assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
     assert!(
-        out.stderr.contains("merging copies is not built yet"),
+        out.stderr
+            .contains("reached through staging buffers (not merged yet)"),
         "{}",
         out.dump()
     );
@@ -199,6 +277,45 @@ fn member_lost_at_a_split_batch() {
     assert!(
         out.stderr
             .contains("batches placed: member 0: 3, member 1: 1"),
+        "{}",
+        out.dump()
+    );
+}
+
+/// `hybrid` splits until it has measured the members, then only where splitting pays: a
+/// tiny saxpy (64 workgroups, far below a millisecond a round) soon runs whole, with the
+/// right result either way.
+#[test]
+fn hybrid_stops_splitting_where_it_does_not_pay() {
+    let out = check(
+        "saxpy",
+        &["--size", "4096", "--repeat", "6"],
+        &lvp2(),
+        &[("VKFUSE_STRATEGY", "hybrid")],
+    );
+    assert!(out.stderr.contains("strategy hybrid"), "{}", out.dump());
+    let whole: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split("hybrid: ")
+                .nth(1)?
+                .split(" batch(es) ran whole")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no batch ran whole:\n{}", out.dump()));
+    let split = split_groups(&out.stderr).unwrap_or_else(|| {
+        panic!(
+            "the first batch (not measured yet) did not split:\n{}",
+            out.dump()
+        )
+    });
+    assert!((1..=5).contains(&whole), "{}", out.dump());
+    assert_eq!(
+        split.iter().sum::<u64>(),
+        (6 - whole) * 64,
         "{}",
         out.dump()
     );

@@ -39,3 +39,5 @@ pub const MATMUL_COMP: &[u8] = spirv!("matmul.comp");
 pub const HISTOGRAM_COMP: &[u8] = spirv!("histogram.comp");
 /// `neighbours.comp`: one step of `kernels --kernel chain`.
 pub const NEIGHBOURS_COMP: &[u8] = spirv!("neighbours.comp");
+/// `blur.comp`: `kernels --kernel filter` (storage image to storage image).
+pub const BLUR_COMP: &[u8] = spirv!("blur.comp");

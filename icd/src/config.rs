@@ -85,13 +85,14 @@ impl Config {
     pub fn multi(&self) -> bool {
         matches!(
             self.strategy,
-            Strategy::RoundRobin | Strategy::Afr | Strategy::ComputeSplit
+            Strategy::RoundRobin | Strategy::Afr | Strategy::ComputeSplit | Strategy::Hybrid
         )
     }
 
-    /// Whether dispatches are split across members (`compute_split`, `split.rs`).
+    /// Whether dispatches may be split across members (`compute_split`, and `hybrid` where it
+    /// pays; `split.rs`).
     pub fn splits(&self) -> bool {
-        self.strategy == Strategy::ComputeSplit
+        matches!(self.strategy, Strategy::ComputeSplit | Strategy::Hybrid)
     }
 }
 
@@ -201,11 +202,15 @@ impl Config {
         };
         let built = matches!(
             strategy,
-            Strategy::Single | Strategy::RoundRobin | Strategy::Afr | Strategy::ComputeSplit
+            Strategy::Single
+                | Strategy::RoundRobin
+                | Strategy::Afr
+                | Strategy::ComputeSplit
+                | Strategy::Hybrid
         );
         if !built {
             crate::warn!(
-                "strategy {}: not built yet (single, round_robin, afr and compute_split are); using single",
+                "strategy {}: not built yet (single, round_robin, afr, compute_split and hybrid are); using single",
                 strategy.name()
             );
         }

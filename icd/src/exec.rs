@@ -239,6 +239,9 @@ struct Job {
     /// Images to copy from writers' staging buffers into the batch's, once the waits are over
     /// (members that share no staging buffers, `images.rs`).
     fills: Vec<crate::images::Fill>,
+    /// The mirrored memory of a split batch to keep coherent before round `.1` (`split.rs`),
+    /// after `prep` and before the signals.
+    merge: Option<(Arc<crate::split::Merge>, usize)>,
 }
 
 enum Msg {
@@ -593,6 +596,11 @@ fn run_job(d: &Device, job: &Job) {
             total.direct
         );
     }
+    if let Some((merge, r)) = &job.merge {
+        // SAFETY: the job waited for every member's work before round `r`, whose command
+        // buffers wait for this job's signals; `submit_split` checked the copies are mapped.
+        unsafe { merge.step(*r) };
+    }
     for (m, sem, value) in &job.carry {
         let Some(md) = d.member(*m) else { continue };
         if counter(md, *sem) >= *value {
@@ -648,7 +656,12 @@ pub fn teardown(d: &Device) {
         m.retire();
     }
     d.staging.destroy();
-    d.exec.state.lock().split.destroy(d);
+    {
+        // The device is idle: every round finished and is timed.
+        let mut st = d.exec.state.lock();
+        st.split.reclaim(d);
+        st.split.destroy(d);
+    }
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
     }
@@ -671,6 +684,12 @@ pub fn teardown(d: &Device) {
                 st.placed_elsewhere
             );
         }
+        if st.split.whole_by_hybrid > 0 {
+            crate::info!(
+                "hybrid: {} batch(es) ran whole: splitting did not pay",
+                st.split.whole_by_hybrid
+            );
+        }
         if st.split.batches > 0 {
             let groups: Vec<String> = d
                 .members
@@ -683,6 +702,31 @@ pub fn teardown(d: &Device) {
                 st.split.rounds,
                 groups.join(", ")
             );
+            if st.split.mirrored > 0 {
+                crate::info!(
+                    "compute_split: {} batch(es) with mirrored memory: {} byte(s) copied to other members before rounds, {} byte(s) merged after them",
+                    st.split.mirrored,
+                    st.split.copied_bytes,
+                    st.split.merged_bytes
+                );
+            }
+            let busy: Vec<String> = d
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "member {}: {} ns in {} slice(s)",
+                        m.index, st.split.busy[m.index], st.split.timed[m.index]
+                    )
+                })
+                .collect();
+            if st.split.round_max > 0 {
+                crate::info!(
+                    "compute_split: busy time (timestamps): {}; projected speed-up {:.3} (members' busy time summed / the longest member's, over the rounds timed on every member; a projection, not a measurement)",
+                    busy.join(", "),
+                    st.split.round_sum as f64 / st.split.round_max as f64
+                );
+            }
         }
         let (copied_in, copied_out, taken, of) = st.image_copies;
         if copied_in + copied_out > 0 {
@@ -1923,6 +1967,7 @@ fn bridge_with(
         carry: Vec::new(),
         prep,
         fills,
+        merge: None,
     };
     if send(d, job) {
         Ok(Some((sem, value)))
@@ -1952,6 +1997,7 @@ fn bridge_gated(
         carry: Vec::new(),
         prep,
         fills,
+        merge: None,
     };
     let ptr = DevPtr(d);
     let shared = Arc::new(job);
@@ -2034,6 +2080,7 @@ fn carry_timelines(
             carry,
             prep: Vec::new(),
             fills: Vec::new(),
+            merge: None,
         };
         if !send(d, job) {
             crate::warn!("the bridge thread is gone: a timeline value is not carried over");
@@ -2153,17 +2200,55 @@ fn submit_info2<'a>(
 /// `compute_split` (`split.rs`): pools, command buffers and figures of split batches.
 #[derive(Default)]
 struct Splits {
-    /// Per (member, member queue family): a pool and its free command buffers.
-    pools: Vec<(usize, u32, vk::CommandPool, Vec<vk::CommandBuffer>)>,
-    /// Command buffers of rounds that may still run: (done point, pool index, buffer).
-    pending: Vec<(Edge, usize, vk::CommandBuffer)>,
+    /// Per (member, member queue family): a pool and its free command buffers, each with a
+    /// query pool of two timestamps (null where the member does not time compute queues).
+    pools: Vec<(usize, u32, vk::CommandPool, Vec<Timed>)>,
+    /// Command buffers of rounds that may still run: (done point, pool index, buffer, the
+    /// round's number, the workgroups it runs).
+    pending: Vec<(Edge, usize, Timed, u64, u64)>,
     balance: Option<vkfuse_scheduler::Balance>,
     /// Batches split, their rounds, and workgroups run per member.
     batches: u64,
     rounds: u64,
     groups: [u64; MAX_MEMBERS],
+    /// Per member: nanoseconds its slices ran (timestamps), and the slices timed.
+    busy: [u64; MAX_MEMBERS],
+    timed: [u64; MAX_MEMBERS],
+    /// Rounds being timed: (round number, members left, sum and longest of their busy time).
+    open: Vec<(u64, usize, u64, u64)>,
+    /// Over the rounds timed on every member: the sum of members' busy time and of the
+    /// longest member's.
+    round_sum: u64,
+    round_max: u64,
     /// Why batches did not split, logged once each.
     refused: Vec<&'static str>,
+    /// Batches `hybrid` ran whole because splitting did not pay.
+    whole_by_hybrid: u64,
+    /// The mirrored memory of split batches whose bridge jobs may not all have run.
+    merges: Vec<Arc<crate::split::Merge>>,
+    /// Split batches with mirrored memory, and the bytes their jobs copied into other members'
+    /// copies before rounds and merged into the first member's after them.
+    mirrored: u64,
+    copied_bytes: u64,
+    merged_bytes: u64,
+    /// Over the merges done: nanoseconds their steps took and the bytes they went through
+    /// (`Merge::bytes`): what `hybrid` expects a batch's merges to cost.
+    merge_ns: u64,
+    merge_through: u64,
+}
+
+/// `hybrid` splits a batch only if the members together are at least this many times as fast
+/// as the fastest alone (measured throughput)...
+const HYBRID_GAIN: f64 = 1.2;
+/// ...and each round keeps them busy at least this long (a round costs a wait through the
+/// host: the bridge thread).
+const HYBRID_MIN_ROUND_NS: f64 = 1_000_000.0;
+
+/// A command buffer of `Splits`' pools and the query pool that times it.
+#[derive(Clone, Copy)]
+struct Timed {
+    cb: vk::CommandBuffer,
+    queries: vk::QueryPool,
 }
 
 impl Splits {
@@ -2174,24 +2259,69 @@ impl Splits {
         }
     }
 
-    /// Command buffers whose rounds finished go back to their pools.
+    /// Command buffers whose rounds finished go back to their pools, their busy time
+    /// measured.
     fn reclaim(&mut self, d: &Device) {
-        let pools = &mut self.pools;
-        self.pending.retain(|((m, sem, value), p, cb)| {
-            let done = d.member(*m).is_none_or(|md| counter(md, *sem) >= *value);
-            if done {
-                pools[*p].3.push(*cb);
+        // Merges whose jobs ran (the jobs hold the other references).
+        let (copied, merged) = (&mut self.copied_bytes, &mut self.merged_bytes);
+        let (spent, through) = (&mut self.merge_ns, &mut self.merge_through);
+        self.merges.retain(|m| {
+            if Arc::strong_count(m) > 1 {
+                return true;
             }
-            !done
+            *copied += m.copied.load(Ordering::Relaxed);
+            *merged += m.merged.load(Ordering::Relaxed);
+            *spent += m.spent_ns.load(Ordering::Relaxed);
+            *through += m.bytes();
+            false
         });
+        let mut done = Vec::new();
+        self.pending.retain(|e| {
+            let ((m, sem, value), ..) = *e;
+            let over = d.member(m).is_none_or(|md| counter(md, sem) >= value);
+            if over {
+                done.push(*e);
+            }
+            !over
+        });
+        for ((m, ..), p, t, round, groups) in done {
+            self.pools[p].3.push(t);
+            let busy = d.member(m).and_then(|md| busy_ns(d, md, t.queries));
+            let Some(k) = self.open.iter().position(|o| o.0 == round) else {
+                continue;
+            };
+            match busy {
+                Some(ns) => {
+                    self.balance
+                        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
+                        .measured(m, groups, ns);
+                    self.busy[m] += ns;
+                    self.timed[m] += 1;
+                    let o = &mut self.open[k];
+                    o.1 -= 1;
+                    o.2 += ns;
+                    o.3 = o.3.max(ns);
+                    if o.1 == 0 {
+                        self.round_sum += o.2;
+                        self.round_max += o.3;
+                        self.open.swap_remove(k);
+                    }
+                }
+                // A slice not timed: the round does not count for the projection.
+                None => {
+                    self.open.swap_remove(k);
+                }
+            }
+        }
     }
 
     /// A command buffer of member `md` for queue family `family` (of the member).
     fn take(
         &mut self,
+        d: &Device,
         md: &MemberDevice,
         family: u32,
-    ) -> Result<(usize, vk::CommandBuffer), vk::Result> {
+    ) -> Result<(usize, Timed), vk::Result> {
         let p = match self
             .pools
             .iter()
@@ -2218,8 +2348,8 @@ impl Splits {
                 self.pools.len() - 1
             }
         };
-        if let Some(cb) = self.pools[p].3.pop() {
-            return Ok((p, cb));
+        if let Some(t) = self.pools[p].3.pop() {
+            return Ok((p, t));
         }
         let f = md
             .fns
@@ -2237,22 +2367,90 @@ impl Splits {
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
-        Ok((p, cb))
+        Ok((
+            p,
+            Timed {
+                cb,
+                queries: timestamps(d, md),
+            },
+        ))
     }
 
     /// Destroys the pools (the device is idle).
     fn destroy(&mut self, d: &Device) {
-        for (m, _, pool, _) in self.pools.drain(..) {
-            if let Some((md, f)) = d
-                .member(m)
-                .and_then(|md| Some((md, md.fns.destroy_command_pool?)))
-            {
+        for (m, _, pool, timed) in self.pools.drain(..) {
+            let Some(md) = d.member(m) else { continue };
+            if let Some(f) = md.fns.destroy_query_pool {
+                for t in timed.iter().filter(|t| !t.queries.is_null()) {
+                    // SAFETY: vkfuse's query pool, no longer used.
+                    unsafe { f(md.handle, t.queries, std::ptr::null()) };
+                }
+            }
+            if let Some(f) = md.fns.destroy_command_pool {
                 // SAFETY: vkfuse's pool; none of its command buffers is pending any more.
                 unsafe { f(md.handle, pool, std::ptr::null()) };
             }
         }
         self.pending.clear();
     }
+}
+
+/// A query pool of two timestamps on member `md`, or null where its graphics and compute
+/// queues do not time work (`timestampComputeAndGraphics`) or the pool cannot be made.
+fn timestamps(d: &Device, md: &MemberDevice) -> vk::QueryPool {
+    // SAFETY: a device's physical device outlives it.
+    let pm = unsafe { (*d.physical).member(md.index) };
+    if pm.is_none_or(|pm| pm.properties.limits.timestamp_compute_and_graphics == vk::FALSE) {
+        return vk::QueryPool::null();
+    }
+    let Some(f) = md.fns.create_query_pool else {
+        return vk::QueryPool::null();
+    };
+    let ci = vk::QueryPoolCreateInfo {
+        query_type: vk::QueryType::TIMESTAMP,
+        query_count: 2,
+        ..Default::default()
+    };
+    let mut pool = vk::QueryPool::null();
+    // SAFETY: a valid create info for the member's device.
+    let r = unsafe { f(md.handle, &ci, std::ptr::null(), &mut pool) };
+    if r == vk::Result::SUCCESS {
+        pool
+    } else {
+        vk::QueryPool::null()
+    }
+}
+
+/// Nanoseconds between the two timestamps of `queries` (a finished round), if both are
+/// available.
+fn busy_ns(d: &Device, md: &MemberDevice, queries: vk::QueryPool) -> Option<u64> {
+    if queries.is_null() {
+        return None;
+    }
+    let f = md.fns.get_query_pool_results?;
+    let mut ticks = [0u64; 2];
+    // SAFETY: the pool's two queries, written by a finished command buffer; room for both.
+    let r = unsafe {
+        f(
+            md.handle,
+            queries,
+            0,
+            2,
+            16,
+            ticks.as_mut_ptr().cast(),
+            8,
+            vk::QueryResultFlags::TYPE_64,
+        )
+    };
+    if r != vk::Result::SUCCESS || ticks[1] < ticks[0] {
+        return None;
+    }
+    // SAFETY: a device's physical device outlives it.
+    let period = unsafe { (*d.physical).member(md.index) }?
+        .properties
+        .limits
+        .timestamp_period;
+    Some(((ticks[1] - ticks[0]) as f64 * f64::from(period)) as u64)
 }
 
 /// `compute_split`: runs a batch whose command buffers' split logs replay them as rounds of
@@ -2297,15 +2495,19 @@ fn submit_split(
     let access = crate::access::of_batches(d, cbs.iter().copied());
     let mut st = d.exec.state.lock();
     if why.is_none() {
+        // Images copied between drivers are keys of their own (`access.rs`).
+        let copied_images = {
+            let images = d.exec.images.lock();
+            access.memory.keys().any(|k| {
+                st.image_binds.contains_key(k)
+                    || st.swapchain_images.contains(k)
+                    || images.contains_key(k)
+            })
+        };
         why = if access.everything.is_some() {
             Some("it may touch every allocation")
-        } else if touches_mirrors(&st, &access)
-            || access
-                .memory
-                .keys()
-                .any(|k| st.image_binds.contains_key(k) || st.swapchain_images.contains(k))
-        {
-            Some("it touches memory copied between members (merging copies is not built yet)")
+        } else if copied_images {
+            Some("it touches images copied between drivers (merging images is not built yet)")
         } else if st.pin.is_some() {
             Some("batches are pinned to one member")
         } else {
@@ -2328,6 +2530,102 @@ fn submit_split(
     if members.len() < 2 {
         return None;
     }
+    st.split.reclaim(d);
+    // The rounds of every command buffer, in order: (log, round).
+    let all_rounds: Vec<(usize, crate::split::Round)> = logs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| Some((i, g.log.as_ref()?)))
+        .flat_map(|(i, log)| {
+            crate::split::rounds(&log.steps)
+                .into_iter()
+                .map(move |r| (i, r))
+        })
+        .collect();
+    // Mirrored memory: kept coherent around the rounds by the bridge (`split::Merge`).
+    let merge = if touches_mirrors(&st, &access) {
+        let j = members[0];
+        let rounds = all_rounds
+            .iter()
+            .map(|(i, r)| {
+                let mut per: std::collections::BTreeMap<u64, (RangeSet, RangeSet)> =
+                    Default::default();
+                for k in &r.dispatches {
+                    let a = match logs[*i].log.as_ref().map(|l| &l.steps[*k]) {
+                        Some(crate::split::Step::Dispatch { access, .. })
+                        | Some(crate::split::Step::Indirect { access, .. }) => access,
+                        _ => continue,
+                    };
+                    for (mem, u) in a.memory.iter().filter(|e| st.mirrors.contains_key(e.0)) {
+                        let e = per.entry(*mem).or_default();
+                        e.0.union(&u.touched);
+                        e.1.union(&u.written);
+                    }
+                }
+                let allocs = per
+                    .into_iter()
+                    .filter_map(|(mem, (t, w))| {
+                        let mirror = st.mirrors.get(&mem)?.clone();
+                        let all = vkfuse_memory::Range::new(0, mirror.size());
+                        Some(crate::split::MergeRange {
+                            touched: t.within(all),
+                            written: w.within(all),
+                            mirror,
+                        })
+                    })
+                    .collect();
+                (r.split, allocs)
+            })
+            .collect();
+        let m = crate::split::Merge::new(j, members[1..].to_vec(), rounds);
+        if !m.mapped() {
+            let w = "its mirrored memory is reached through staging buffers (not merged yet)";
+            crate::debug!("compute_split: a batch runs whole: {w}");
+            st.split.refused(w);
+            return None;
+        }
+        Some(Arc::new(m))
+    } else {
+        None
+    };
+    if st.placer.strategy() == vkfuse_scheduler::Strategy::Hybrid {
+        // Split only where it pays against the fastest member alone.
+        let (mut groups, mut rounds) = (0u64, 0u64);
+        for (i, r) in all_rounds.iter().filter(|r| r.1.split) {
+            let Some(log) = &logs[*i].log else { continue };
+            rounds += 1;
+            for k in &r.dispatches {
+                if let crate::split::Step::Dispatch { count, .. } = &log.steps[*k] {
+                    groups += count.iter().map(|n| u64::from(*n)).product::<u64>();
+                }
+            }
+        }
+        // Mirrored memory: its copies and merges at the rate measured so far (1 byte per ns
+        // before any).
+        let transfer_ns = merge.as_ref().map_or(0.0, |m| {
+            let rate = if st.split.merge_ns > 0 {
+                st.split.merge_through as f64 / st.split.merge_ns as f64
+            } else {
+                1.0
+            };
+            m.bytes() as f64 / rate
+        });
+        let pays = st.split.balance.as_ref().map_or(Ok(()), |b| {
+            b.split_pays(
+                &members,
+                (groups, rounds),
+                transfer_ns,
+                HYBRID_GAIN,
+                HYBRID_MIN_ROUND_NS,
+            )
+        });
+        if let Err(why) = pays {
+            crate::debug!("hybrid: a batch runs whole: {why}");
+            st.split.refused("hybrid: splitting does not pay");
+            st.split.whole_by_hybrid += 1;
+            return None;
+        }
+    }
     // Injected faults count this batch as a submission on every member; a member lost here
     // ran nothing of it, and the batch runs whole on the survivors.
     let cfg = crate::config::Config::get();
@@ -2345,7 +2643,6 @@ fn submit_split(
             return None;
         }
     }
-    st.split.reclaim(d);
     let weights = st
         .split
         .balance
@@ -2354,12 +2651,12 @@ fn submit_split(
     // Every round's command buffer per member, recorded before anything is submitted: a
     // failure leaves the batch to run whole.
     let mut groups = [0u64; MAX_MEMBERS];
-    let mut plan: Vec<Vec<(usize, usize, vk::CommandBuffer)>> = Vec::new();
-    let mut taken: Vec<(usize, vk::CommandBuffer)> = Vec::new();
+    let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
+    let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
-    'record: for g in &logs {
-        let Some(log) = &g.log else { continue };
-        for round in crate::split::rounds(&log.steps) {
+    'record: for (i, round) in &all_rounds {
+        let Some(log) = &logs[*i].log else { continue };
+        {
             let targets: &[usize] = if round.split { &members } else { &members[..1] };
             let mut this = Vec::new();
             for (pos, &m) in targets.iter().enumerate() {
@@ -2368,14 +2665,14 @@ fn submit_split(
                     break 'record;
                 };
                 let family = crate::conv::queue_family(&md.maps, q.family);
-                let (p, cb) = match st.split.take(md, family) {
+                let (p, t) = match st.split.take(d, md, family) {
                     Ok(x) => x,
                     Err(r) => {
                         failed = Some(r);
                         break 'record;
                     }
                 };
-                taken.push((p, cb));
+                taken.push((p, t));
                 let slice = |k: usize| -> Option<([u32; 3], [u32; 3])> {
                     match &log.steps[k] {
                         crate::split::Step::Dispatch {
@@ -2394,25 +2691,30 @@ fn submit_split(
                         _ => Some(([0; 3], [0; 3])),
                     }
                 };
+                let mut these = 0;
                 for k in &round.dispatches {
                     if let Some((_, c)) = slice(*k) {
-                        groups[m] += c.iter().map(|n| u64::from(*n)).product::<u64>();
+                        these += c.iter().map(|n| u64::from(*n)).product::<u64>();
                     }
                 }
-                // SAFETY: a command buffer of vkfuse's pool, not pending; the log's handles
-                // are live while the application's command buffer is.
-                if let Err(r) = unsafe { crate::split::record(md, cb, &log.steps, &round, slice) } {
+                groups[m] += these;
+                // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
+                // the log's handles are live while the application's command buffer is.
+                let r = unsafe {
+                    crate::split::record(md, (t.cb, t.queries), &log.steps, round, slice)
+                };
+                if let Err(r) = r {
                     failed = Some(r);
                     break 'record;
                 }
-                this.push((m, p, cb));
+                this.push((m, p, t, these));
             }
             plan.push(this);
         }
     }
     if let Some(r) = failed {
-        for (p, cb) in taken {
-            st.split.pools[p].3.push(cb);
+        for (p, t) in taken {
+            st.split.pools[p].3.push(t);
         }
         crate::warn!("compute_split: recording a batch's slices failed ({r:?}); it runs whole");
         return None;
@@ -2470,19 +2772,15 @@ fn submit_split(
         }
         r
     };
-    // One submit on member `md` after `waits` (through the bridge), signalling its next done
-    // point: the result and the point's value.
+    // One submit on member `md` after `wait` (a bridge point), signalling its next done point:
+    // the result and the point's value.
     let point = |st: &mut State,
                  md: &MemberDevice,
-                 waits: Vec<Edge>,
+                 wait: Option<(vk::Semaphore, u64)>,
                  cb: Option<vk::CommandBuffer>,
                  fence: vk::Fence|
      -> (vk::Result, u64) {
         let m = md.index;
-        let wait = match bridge_on(d, st, m, unfinished(d, m, waits)) {
-            Ok(w) => w,
-            Err(e) => return (e, 0),
-        };
         let entry = queue_entry(st, q);
         entry.2[m] += 1;
         let value = entry.2[m];
@@ -2491,21 +2789,110 @@ fn submit_split(
             value,
         )
     };
-    let mut prev: Vec<Edge> = data_edges(&st, &access);
+    let j = members[0];
+    let md_j = d.member(j)?;
     let rounds = plan.len();
-    for this in plan {
-        let mut next = Vec::new();
-        for (m, p, cb) in this {
-            let Some(md) = d.member(m) else {
-                return Some(Err(vk::Result::ERROR_DEVICE_LOST));
-            };
-            let (r, value) = point(&mut st, md, prev.clone(), Some(cb), vk::Fence::null());
-            if r != vk::Result::SUCCESS {
-                st.split.pools[p].3.push(cb);
-                if value == 0 {
-                    // No bridge: nothing was handed out.
-                    return Some(Err(r));
+    // Mirrored memory: `j` runs the batch as far as mirrored memory knows (it takes part in
+    // every round), finishing at the join; its copy is made ready before the first round.
+    let base_j = queue_entry(&mut st, q).2[j];
+    let join_value = base_j + rounds as u64 + 1;
+    let mut prep = match &merge {
+        Some(_) => mirrors_for(
+            d,
+            &mut st,
+            &access,
+            j,
+            (j, q.done[j], join_value),
+            HashMap::new(),
+        ),
+        None => Vec::new(),
+    };
+    // A job of the bridge before round `r` (mirrored memory): it waits for `waits`, makes the
+    // memory coherent and signals every member of the round. Returns each member's point.
+    let sync = |st: &mut State,
+                waits: Vec<Edge>,
+                prep: Vec<Prep>,
+                r: usize,
+                targets: &[usize]|
+     -> Result<Vec<(vk::Semaphore, u64)>, vk::Result> {
+        let signals: Vec<(usize, vk::Semaphore, u64)> = targets
+            .iter()
+            .map(|m| {
+                st.bridge_next[*m] += 1;
+                (*m, d.exec.bridge_sem[*m], st.bridge_next[*m])
+            })
+            .collect();
+        let job = Job {
+            waits,
+            signal: signals.first().copied(),
+            carry: signals.iter().skip(1).copied().collect(),
+            prep,
+            fills: Vec::new(),
+            merge: merge.clone().map(|m| (m, r)),
+        };
+        if send(d, job) {
+            Ok(signals.iter().map(|s| (s.1, s.2)).collect())
+        } else {
+            Err(vk::Result::ERROR_DEVICE_LOST)
+        }
+    };
+    let mut prev: Vec<Edge> = data_edges(&st, &access);
+    if merge.is_some() {
+        // Every member's copies are written before the first round: after all earlier work.
+        for (_, sems, points) in &st.points {
+            for m in &d.members {
+                if points[m.index] > 0 {
+                    prev.push((m.index, sems[m.index], points[m.index]));
                 }
+            }
+        }
+    }
+    // On a failure part way, mirrored memory still expects `j`'s join point: it is signalled
+    // from the host once `j`'s rounds so far are over.
+    let fail = |st: &mut State, r: vk::Result| -> Option<Result<vk::Result, vk::Result>> {
+        if merge.is_some() {
+            let entry = queue_entry(st, q);
+            let before = entry.2[j];
+            entry.2[j] = join_value;
+            release_points(md_j, (q.done[j], join_value), before);
+        }
+        Some(Err(r))
+    };
+    for (r, this) in plan.into_iter().enumerate() {
+        st.split.rounds += 1;
+        let round = st.split.rounds;
+        if this.iter().all(|x| !x.2.queries.is_null()) {
+            st.split.open.push((round, this.len(), 0, 0));
+        }
+        let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
+        let waits: Vec<Option<(vk::Semaphore, u64)>> = if merge.is_some() {
+            let p = if r == 0 {
+                std::mem::take(&mut prep)
+            } else {
+                Vec::new()
+            };
+            match sync(&mut st, std::mem::take(&mut prev), p, r, &targets) {
+                Ok(w) => w.into_iter().map(Some).collect(),
+                Err(e) => return fail(&mut st, e),
+            }
+        } else {
+            let mut w = Vec::new();
+            for m in &targets {
+                match bridge_on(d, &mut st, *m, unfinished(d, *m, prev.clone())) {
+                    Ok(x) => w.push(x),
+                    Err(e) => return fail(&mut st, e),
+                }
+            }
+            w
+        };
+        let mut next = Vec::new();
+        for ((m, p, t, these), wait) in this.into_iter().zip(waits) {
+            let Some(md) = d.member(m) else {
+                return fail(&mut st, vk::Result::ERROR_DEVICE_LOST);
+            };
+            let (r, value) = point(&mut st, md, wait, Some(t.cb), vk::Fence::null());
+            if r != vk::Result::SUCCESS {
+                st.split.pools[p].3.push(t);
                 release_points(md, (q.done[m], value), value - 1);
                 if r == vk::Result::ERROR_DEVICE_LOST {
                     let _ = lose_member(
@@ -2517,31 +2904,45 @@ fn submit_split(
                     crate::error!("member {m} lost during a split batch: its slices did not run; the fused device is lost");
                     d.exec.lost.store(true, Ordering::Release);
                 }
-                return Some(Err(r));
+                return fail(&mut st, r);
             }
-            st.split.pending.push(((m, q.done[m], value), p, cb));
+            st.split
+                .pending
+                .push(((m, q.done[m], value), p, t, round, these));
             st.placed[m] += 1;
             next.push((m, q.done[m], value));
         }
         prev = next;
     }
-    let j = members[0];
-    let md = d.member(j)?;
     if !fence.is_null() {
         // A fence covers every earlier batch of every member.
         prev.extend(edges(d, &st, j));
     }
-    let (r, value) = point(&mut st, md, prev, None, crate::conv::nd(fence, j));
-    if r != vk::Result::SUCCESS {
-        if value > 0 {
-            release_points(md, (q.done[j], value), value - 1);
+    let wait = if merge.is_some() {
+        // The last round's slices merged into `j`'s copy.
+        match sync(&mut st, prev, Vec::new(), rounds, &[j]) {
+            Ok(w) => w.first().copied(),
+            Err(e) => return fail(&mut st, e),
         }
+    } else {
+        match bridge_on(d, &mut st, j, unfinished(d, j, prev)) {
+            Ok(w) => w,
+            Err(e) => return fail(&mut st, e),
+        }
+    };
+    let (r, value) = point(&mut st, md_j, wait, None, crate::conv::nd(fence, j));
+    if r != vk::Result::SUCCESS {
+        release_points(md_j, (q.done[j], value), value - 1);
         return Some(Err(r));
+    }
+    debug_assert!(merge.is_none() || value == join_value);
+    if let Some(m) = &merge {
+        st.split.merges.push(m.clone());
+        st.split.mirrored += 1;
     }
     record_touches(d, &mut st, &access, (j, q.done[j], value));
     st.last_placed = Some(j);
     st.split.batches += 1;
-    st.split.rounds += rounds as u64;
     for m in &members {
         st.split.groups[*m] += groups[*m];
     }

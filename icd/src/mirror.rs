@@ -486,6 +486,12 @@ impl Mirror {
         }
     }
 
+    /// Member `m`'s persistent mapping of its copy; null where it holds none or where the copy
+    /// is reached through staging.
+    pub fn copy_of(&self, m: usize) -> *mut u8 {
+        self.copies.get(m).copied().unwrap_or(std::ptr::null_mut())
+    }
+
     /// The pointer the application maps.
     pub fn shadow(&self) -> *mut u8 {
         self.shadow

@@ -23,10 +23,14 @@
 //! The member command buffers come from pools of this module's own, one per member and queue
 //! family, and are freed once their round finished.
 
+use std::sync::Arc;
+
 use ash::vk;
 use ash::vk::Handle as _;
+use vkfuse_memory::RangeSet;
 
 use crate::access::AccessSet;
+use crate::mirror::Mirror;
 use crate::object::MemberDevice;
 
 /// One command of a split log.
@@ -226,13 +230,15 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
 
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
-/// slice `slice(step)` gives (None: not on this member).
+/// slice `slice(step)` gives (None: not on this member). Where `queries` is not null, its
+/// two timestamps are written before and after the round's work.
 ///
 /// # Safety
-/// `cb` is a command buffer of `md` in the initial state; the logged handles are live.
+/// `cb` is a command buffer of `md` in the initial state, `queries` null or a query pool of
+/// `md` of two timestamps that no pending work uses; the logged handles are live.
 pub unsafe fn record(
     md: &MemberDevice,
-    cb: vk::CommandBuffer,
+    (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
     round: &Round,
     slice: impl Fn(usize) -> Option<([u32; 3], [u32; 3])>,
@@ -275,6 +281,18 @@ pub unsafe fn record(
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
+        let stamp = match (
+            queries.is_null(),
+            f.cmd_reset_query_pool,
+            f.cmd_write_timestamp,
+        ) {
+            (false, Some(reset), Some(write)) => {
+                reset(cb, queries, 0, 2);
+                write(cb, vk::PipelineStageFlags::TOP_OF_PIPE, queries, 0);
+                Some(write)
+            }
+            _ => None,
+        };
         for (k, s) in steps.iter().enumerate() {
             match s {
                 Step::Pipeline(p) => bind(
@@ -351,12 +369,158 @@ pub unsafe fn record(
                 }
             }
         }
+        if let Some(write) = stamp {
+            write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
+        }
         let r = end(cb);
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
     }
     Ok(())
+}
+
+/// The mirrored memory of a batch split into rounds, kept coherent on the bridge thread
+/// around its rounds (`exec.rs` runs [`Merge::step`] `r` before round `r`, and once more
+/// after the last). The first member `j` runs the batch as far as the rest of vkfuse knows:
+/// its copy is made ready as for any batch on it, and holds everything the batch wrote once
+/// the batch is done. Before a split round, the other members' copies get what the round
+/// touches from `j`'s copy, and `j`'s copy of what it may write is kept (the snapshot); after
+/// it, every byte another member's copy changed against the snapshot is copied into `j`'s copy
+/// (a diff merge: exact for slices without data races and atomics, which is all that splits).
+pub struct Merge {
+    j: usize,
+    others: Vec<usize>,
+    /// Per round: whether it is split, and per mirrored allocation what it touches and may
+    /// write.
+    rounds: Vec<(bool, Vec<MergeRange>)>,
+    /// The snapshots of the last split round, per allocation, its written ranges one after
+    /// the other.
+    snapshots: parking_lot::Mutex<Vec<Vec<u8>>>,
+    /// Bytes copied into other members' copies, and merged into `j`'s.
+    pub copied: std::sync::atomic::AtomicU64,
+    pub merged: std::sync::atomic::AtomicU64,
+    /// Nanoseconds the steps took.
+    pub spent_ns: std::sync::atomic::AtomicU64,
+}
+
+/// One mirrored allocation in one round.
+pub struct MergeRange {
+    pub mirror: Arc<Mirror>,
+    pub touched: RangeSet,
+    pub written: RangeSet,
+}
+
+impl Merge {
+    pub fn new(j: usize, others: Vec<usize>, rounds: Vec<(bool, Vec<MergeRange>)>) -> Merge {
+        Merge {
+            j,
+            others,
+            rounds,
+            snapshots: parking_lot::Mutex::new(Vec::new()),
+            copied: Default::default(),
+            merged: Default::default(),
+            spent_ns: Default::default(),
+        }
+    }
+
+    /// The bytes the steps go through: what split rounds touch, copied to each other member,
+    /// and what they may write, compared and merged from each.
+    pub fn bytes(&self) -> u64 {
+        self.rounds
+            .iter()
+            .filter(|r| r.0)
+            .flat_map(|r| &r.1)
+            .map(|a| (a.touched.units() + a.written.units()) * self.others.len() as u64)
+            .sum()
+    }
+
+    /// Whether every member's copy of every allocation is mapped (no staging tier).
+    pub fn mapped(&self) -> bool {
+        self.rounds.iter().flat_map(|r| &r.1).all(|a| {
+            std::iter::once(self.j)
+                .chain(self.others.iter().copied())
+                .all(|m| !a.mirror.copy_of(m).is_null())
+        })
+    }
+
+    /// Before round `r` (after the last, with `r` the number of rounds): merges the previous
+    /// round's slices into `j`'s copy, then gives the other members what round `r` touches
+    /// and keeps `j`'s copy of what it may write.
+    ///
+    /// # Safety
+    /// Every member's work before round `r` is done and none of round `r` has started; the
+    /// copies are mapped ([`Merge::mapped`]).
+    pub unsafe fn step(&self, r: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = std::time::Instant::now();
+        let mut snaps = self.snapshots.lock();
+        if let Some((true, allocs)) = r.checked_sub(1).and_then(|p| self.rounds.get(p)) {
+            let mut merged = 0u64;
+            for (a, snap) in allocs.iter().zip(snaps.iter()) {
+                let to = a.mirror.copy_of(self.j);
+                for m in &self.others {
+                    let from = a.mirror.copy_of(*m);
+                    let mut at = 0usize;
+                    for range in a.written.ranges() {
+                        let n = range.len() as usize;
+                        // SAFETY: both copies are mapped, `size` bytes, and the ranges lie
+                        // within the allocation; the caller's contract keeps them still.
+                        let (src, dst) = unsafe {
+                            (
+                                std::slice::from_raw_parts(from.add(range.start as usize), n),
+                                std::slice::from_raw_parts_mut(to.add(range.start as usize), n),
+                            )
+                        };
+                        let before = &snap[at..at + n];
+                        for k in 0..n {
+                            if src[k] != before[k] {
+                                dst[k] = src[k];
+                                merged += 1;
+                            }
+                        }
+                        at += n;
+                    }
+                }
+            }
+            self.merged.fetch_add(merged, Relaxed);
+        }
+        snaps.clear();
+        let Some((true, allocs)) = self.rounds.get(r) else {
+            self.spent_ns
+                .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+            return;
+        };
+        let mut copied = 0u64;
+        for a in allocs {
+            let from = a.mirror.copy_of(self.j);
+            for m in &self.others {
+                let to = a.mirror.copy_of(*m);
+                for range in a.touched.ranges() {
+                    // SAFETY: as above.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            from.add(range.start as usize),
+                            to.add(range.start as usize),
+                            range.len() as usize,
+                        )
+                    };
+                    copied += range.len();
+                }
+            }
+            let mut snap = Vec::with_capacity(a.written.units() as usize);
+            for range in a.written.ranges() {
+                // SAFETY: as above.
+                snap.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(from.add(range.start as usize), range.len() as usize)
+                });
+            }
+            snaps.push(snap);
+        }
+        self.copied.fetch_add(copied, Relaxed);
+        self.spent_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+    }
 }
 
 #[cfg(test)]

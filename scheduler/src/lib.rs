@@ -2,9 +2,9 @@
 //!
 //! This file knows the strategies by name (with MVGAL's aliases) and the placement order of
 //! the members; [`placement`] places whole batches by `single`, `round_robin` and `afr`
-//! ([`Placer`]); [`split`] cuts one dispatch into slices per member for `compute_split`,
-//! whose batches that are not split place like `single`. `sfr` and `hybrid` are later work
-//! and place like `single` meanwhile.
+//! ([`Placer`]); [`split`] cuts one dispatch into slices per member for `compute_split` and
+//! `hybrid` (which splits only where [`Balance::split_pays`]), whose batches that are not
+//! split place like `single`. `sfr` is later work and places like `single` meanwhile.
 
 pub mod placement;
 pub mod split;

@@ -18,8 +18,8 @@
 //!   of the frame moves to the next live member.
 //!
 //! `sfr`, `compute_split` and `hybrid` split work inside a batch. The batches they do not
-//! split (all of them for `sfr` and `hybrid`, not built yet) are placed whole as `single`
-//! places them ([`Placer::effective`] says so).
+//! split (all of them for `sfr`, not built yet) are placed whole as `single` places them
+//! ([`Placer::effective`] says so).
 //!
 //! Everything here is deterministic: the same sequence of batches and live sets gives the same
 //! placements.

@@ -86,6 +86,51 @@ impl Balance {
         });
     }
 
+    /// Member `m`'s measured throughput (workgroups per ns), if measured.
+    pub fn rate(&self, m: usize) -> Option<f64> {
+        self.rates.get(m).copied().flatten()
+    }
+
+    /// `hybrid`: whether splitting `groups` workgroups over `members`, in `rounds` rounds,
+    /// with `transfer_ns` of copies and merges between members, pays against running them
+    /// whole on the fastest member. It pays when every member was measured, splitting (the
+    /// groups at the members' summed throughput, plus the transfers) is at least `gain` times
+    /// as fast as the fastest member alone, and each round would keep the members busy at
+    /// least `min_round_ns` (a round costs a wait through the host). Before every member was
+    /// measured it splits, to measure.
+    pub fn split_pays(
+        &self,
+        members: &[usize],
+        (groups, rounds): (u64, u64),
+        transfer_ns: f64,
+        gain: f64,
+        min_round_ns: f64,
+    ) -> Result<(), String> {
+        let rates: Option<Vec<f64>> = members.iter().map(|m| self.rate(*m)).collect();
+        let Some(rates) = rates else {
+            return Ok(());
+        };
+        let total: f64 = rates.iter().sum();
+        let best = rates.iter().copied().fold(0.0, f64::max);
+        let whole = groups as f64 / best.max(f64::MIN_POSITIVE);
+        let split = groups as f64 / total.max(f64::MIN_POSITIVE) + transfer_ns.max(0.0);
+        if best <= 0.0 || whole / split < gain {
+            return Err(format!(
+                "splitting would be {:.2} times as fast as the fastest member alone (below {gain})",
+                whole / split
+            ));
+        }
+        let per_round = groups as f64 / rounds.max(1) as f64 / total;
+        if per_round < min_round_ns {
+            return Err(format!(
+                "a round would keep the members busy {:.0} us (below {:.0} us)",
+                per_round / 1e3,
+                min_round_ns / 1e3
+            ));
+        }
+        Ok(())
+    }
+
     /// The weights of members `members` (indices into this balance), for [`slices`].
     pub fn weights(&self, members: &[usize]) -> Vec<f64> {
         let known: Vec<f64> = members
@@ -152,5 +197,33 @@ mod tests {
         assert!((w[2] - 2.0 / 3.0).abs() < 1e-12);
         b.measured(0, 100, 50);
         assert!((b.weights(&[0])[0] - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hybrid_splits_only_where_it_pays() {
+        let mut b = Balance::new(2);
+        // Not measured yet: split, to measure.
+        assert!(b.split_pays(&[0, 1], (10, 1), 0.0, 1.2, 1000.0).is_ok());
+        b.measured(0, 1000, 1000);
+        assert!(b.split_pays(&[0, 1], (10, 1), 0.0, 1.2, 1000.0).is_ok());
+        // Equal members, large rounds: pays.
+        b.measured(1, 1000, 1000);
+        assert!(b
+            .split_pays(&[0, 1], (1_000_000, 2), 0.0, 1.2, 1000.0)
+            .is_ok());
+        // Unless the transfers eat the gain: 500 us of work each instead of 1 ms alone, plus
+        // 400 us of copies.
+        assert!(b
+            .split_pays(&[0, 1], (1_000_000, 1), 400_000.0, 1.2, 1000.0)
+            .is_err());
+        // Rounds too short to pay for the host round trip.
+        assert!(b.split_pays(&[0, 1], (1000, 2), 0.0, 1.2, 1000.0).is_err());
+        // A member ten times slower adds too little.
+        let mut c = Balance::new(2);
+        c.measured(0, 1000, 100);
+        c.measured(1, 1000, 10_000);
+        assert!(c
+            .split_pays(&[0, 1], (1_000_000, 1), 0.0, 1.2, 1000.0)
+            .is_err());
     }
 }

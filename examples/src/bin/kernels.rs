@@ -10,6 +10,8 @@
 //!   CPU;
 //! - `matmul`: a tiled integer matrix multiply through shared memory;
 //! - `histogram`: 256 bins with `atomicAdd` (a dispatch that must not be split);
+//! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
+//!   read back by command buffers of their own);
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
 //!   one's output (which another slice wrote).
 
@@ -23,8 +25,8 @@ use vkfuse_examples::{
 
 const NAME: &str = "kernels";
 const USAGE: &str = "\
-usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|chain [--size N] [--repeat R]
-               [--validation]
+usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|filter|chain [--size N] [--repeat R]
+               [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
 a fence; checks the output against a CPU model and prints
@@ -33,8 +35,12 @@ and the time per submit on stderr.
 
   --size N      saxpy: elements (default 1048576); mandelbrot: width = height (512);
                 matmul: n, a multiple of 16 (256); histogram: words (1048576);
+                filter: width = height (512);
                 chain: elements (65536, 8 steps)
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
+  --json        print instead one JSON line: the kernel, each submit's wall time
+                (\"submit_ns\"), the process's CPU time over the submits (\"cpu_ns\", every
+                thread: /proc/self/stat, 10 ms ticks) and the result hash
   --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                 exit code 3 if it reports errors or warnings";
 
@@ -45,6 +51,26 @@ fn main() -> ExitCode {
     example_main(NAME, USAGE, run)
 }
 
+/// CPU time of the whole process (every thread, the driver's included) so far, in
+/// nanoseconds: user + system time from `/proc/self/stat` (clock ticks of 10 ms); 0 where it
+/// cannot be read.
+fn cpu_ns() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    ticks * 10_000_000
+}
+
 /// A pseudo-random word.
 fn mix(i: u32, seed: u32) -> u32 {
     vkfuse_examples::workload::fmix32(i.wrapping_mul(0x9e37_79b9) ^ seed)
@@ -53,7 +79,7 @@ fn mix(i: u32, seed: u32) -> u32 {
 fn host_buffer<'d>(ctx: &'d Context, bytes: &[u8]) -> Result<Buffer<'d>> {
     let b = ctx.create_buffer(
         bytes.len() as u64,
-        vk::BufferUsageFlags::STORAGE_BUFFER,
+        vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC,
         MemoryUse::Readback,
     )?;
     b.write_bytes(0, bytes)?;
@@ -68,9 +94,10 @@ fn whole<'a>(b: &'a Buffer<'_>) -> Binding<'a> {
 fn run(mut args: Args) -> Result<Report> {
     let kernel: String = args
         .value("--kernel")?
-        .ok_or("--kernel is required (saxpy, mandelbrot, matmul, histogram, chain)")?;
+        .ok_or("--kernel is required (saxpy, mandelbrot, matmul, histogram, filter, chain)")?;
     let size: Option<u32> = args.value("--size")?;
     let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
+    let json = args.flag("--json");
     args.finish()?;
     if !(1..=1000).contains(&repeat) {
         return Err(format!("--repeat {repeat}: must be 1..=1000").into());
@@ -93,16 +120,21 @@ fn run(mut args: Args) -> Result<Report> {
             cmd::end(d, cb)
         }
     };
+    let times = std::cell::RefCell::new((Vec::new(), 0u64));
     let submit_all = || -> Result<u64> {
-        let start = std::time::Instant::now();
+        let cpu = cpu_ns();
         for _ in 0..repeat {
+            let start = std::time::Instant::now();
             let submit = vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&cb));
             // SAFETY: a recorded command buffer, not pending (the previous submit was waited
             // for); the fence is unsignalled.
             unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
             ctx.wait_and_reset_fence(&fence)?;
+            times.borrow_mut().0.push(nanos(start.elapsed()));
         }
-        Ok(nanos(start.elapsed()) / u64::from(repeat))
+        let mut t = times.borrow_mut();
+        t.1 = cpu_ns().saturating_sub(cpu);
+        Ok(t.0.iter().sum::<u64>() / u64::from(repeat))
     };
     let (bytes, per_submit) = match kernel.as_str() {
         "saxpy" => {
@@ -249,6 +281,146 @@ fn run(mut args: Args) -> Result<Report> {
             }
             (got, t)
         }
+        "filter" => {
+            let w = size.unwrap_or(512);
+            let texels: Vec<u32> = (0..w * w).map(|i| mix(i, 7) % 1000).collect();
+            let extent = vk::Extent2D {
+                width: w,
+                height: w,
+            };
+            let usage = vk::ImageUsageFlags::STORAGE
+                | vk::ImageUsageFlags::TRANSFER_SRC
+                | vk::ImageUsageFlags::TRANSFER_DST;
+            let color = vk::ImageAspectFlags::COLOR;
+            let src = ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?;
+            let dst = ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?;
+            let bytes = (w * w) as u64 * 4;
+            let upload = host_buffer(&ctx, &u32_bytes(&texels))?;
+            let readback = ctx.create_buffer(
+                bytes,
+                vk::BufferUsageFlags::TRANSFER_DST,
+                MemoryUse::Readback,
+            )?;
+            let transfer = (
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+            );
+            let compute = (
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::AccessFlags::SHADER_READ,
+            );
+            ctx.one_time_commands(queue, |c| {
+                // SAFETY: recording a fresh command buffer; the images and buffer are live.
+                unsafe {
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        src.handle,
+                        color,
+                        vk::ImageLayout::UNDEFINED,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        (
+                            vk::PipelineStageFlags::TOP_OF_PIPE,
+                            vk::AccessFlags::empty(),
+                        ),
+                        transfer,
+                    );
+                    d.cmd_copy_buffer_to_image(
+                        c,
+                        upload.handle,
+                        src.handle,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        &[cmd::color_copy(vk::Offset2D::default(), extent)],
+                    );
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        src.handle,
+                        color,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        vk::ImageLayout::GENERAL,
+                        transfer,
+                        compute,
+                    );
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        dst.handle,
+                        color,
+                        vk::ImageLayout::UNDEFINED,
+                        vk::ImageLayout::GENERAL,
+                        (
+                            vk::PipelineStageFlags::TOP_OF_PIPE,
+                            vk::AccessFlags::empty(),
+                        ),
+                        cmd::COMPUTE_WRITE,
+                    );
+                }
+                Ok(())
+            })?;
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::BLUR_COMP,
+                4,
+                &[
+                    Binding::storage_image(
+                        vk::ShaderStageFlags::COMPUTE,
+                        &src,
+                        vk::ImageLayout::GENERAL,
+                    ),
+                    Binding::storage_image(
+                        vk::ShaderStageFlags::COMPUTE,
+                        &dst,
+                        vk::ImageLayout::GENERAL,
+                    ),
+                ],
+            )?;
+            record(&|| {
+                // SAFETY: as for saxpy; both images are in GENERAL layout.
+                unsafe {
+                    k.bind(d, cb);
+                    d.cmd_dispatch(cb, w.div_ceil(8), w.div_ceil(8), 1);
+                }
+            })?;
+            let t = submit_all()?;
+            ctx.one_time_commands(queue, |c| {
+                // SAFETY: recording a fresh command buffer; the filter's writes finished (its
+                // fence was waited for).
+                unsafe {
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        dst.handle,
+                        color,
+                        vk::ImageLayout::GENERAL,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        cmd::COMPUTE_WRITE,
+                        (
+                            vk::PipelineStageFlags::TRANSFER,
+                            vk::AccessFlags::TRANSFER_READ,
+                        ),
+                    );
+                    cmd::copy_image_to_host(d, c, dst.handle, extent, readback.handle);
+                }
+                Ok(())
+            })?;
+            let got = readback.read_bytes(0, bytes as usize)?;
+            let w = w as i64;
+            let at = |x: i64, y: i64| texels[(y.clamp(0, w - 1) * w + x.clamp(0, w - 1)) as usize];
+            let want: Vec<u32> = (0..w * w)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    let sum: u32 = (-1..=1)
+                        .flat_map(|dy| (-1..=1).map(move |dx| (dx, dy)))
+                        .map(|(dx, dy)| at(x + dx, y + dy))
+                        .sum();
+                    sum / 9
+                })
+                .collect();
+            if u32s_from_bytes(&got) != want {
+                return Err(Mismatch("filter: the image differs from the CPU model".into()).into());
+            }
+            (got, t)
+        }
         "chain" => {
             let n = size.unwrap_or(1 << 16);
             let start: Vec<u32> = (0..n).map(|i| mix(i, 6)).collect();
@@ -316,6 +488,14 @@ fn run(mut args: Args) -> Result<Report> {
         other => return Err(format!("--kernel {other}: not a kernel").into()),
     };
     eprintln!("{NAME}: {kernel}: output equal to the CPU model; {per_submit} ns per submit (mean of {repeat})");
+    if json {
+        let (submits, cpu) = times.into_inner();
+        return Ok(Report::Json(format!(
+            "{{\"kernel\":\"{kernel}\",\"submit_ns\":{},\"cpu_ns\":{cpu},\"result\":\"{:016x}\"}}",
+            vkfuse_examples::json_array(&submits),
+            fnv1a64(&bytes)
+        )));
+    }
     Ok(Report::Hash {
         device: ctx.device_name().to_owned(),
         hash: fnv1a64(&bytes),

@@ -41,3 +41,5 @@ pub const HISTOGRAM_COMP: &[u8] = spirv!("histogram.comp");
 pub const NEIGHBOURS_COMP: &[u8] = spirv!("neighbours.comp");
 /// `blur.comp`: `kernels --kernel filter` (storage image to storage image).
 pub const BLUR_COMP: &[u8] = spirv!("blur.comp");
+/// `compact.comp`: `kernels --kernel compact` (slots handed out by atomics).
+pub const COMPACT_COMP: &[u8] = spirv!("compact.comp");

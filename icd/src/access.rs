@@ -1231,13 +1231,15 @@ pub fn breaks_split_log(cb: &CommandBuffer, why: &'static str) {
 /// the shader or the set is not known per binding.
 fn dispatched(
     cb: &CommandBuffer,
-    step: impl FnOnce(&mut crate::split::Log, Option<&vkfuse_shader::Analysis>, AccessSet),
+    step: impl FnOnce(&mut crate::split::Log, Option<&vkfuse_shader::Analysis>, crate::split::Touch),
 ) {
     let mut c = cb.compute.lock();
     let c = &mut *c;
     let (analysis, sets) = (&c.analysis, &c.sets);
     let table = SET_BINDINGS.read();
     let mut own = AccessSet::default();
+    // What bindings of add atomics lead to (`None` once a set is only known whole).
+    let mut adds = Some(AccessSet::default());
     let acc = &mut own;
     for (number, set) in sets.iter().enumerate() {
         if *set == 0 {
@@ -1254,14 +1256,26 @@ fn dispatched(
                     if b.read || b.written || b.opaque {
                         leads.feed(&mut *acc, b.written || b.opaque);
                     }
+                    if b.atomics == vkfuse_shader::Atomics::Add {
+                        if let Some(adds) = &mut adds {
+                            leads.feed(adds, true);
+                        }
+                    }
                 }
             }
-            _ => feed(*set, &mut *acc, true),
+            _ => {
+                feed(*set, &mut *acc, true);
+                adds = None;
+            }
         }
     }
     cb.access.lock().union(&own);
     if let Some(log) = &mut c.log {
-        step(log, analysis.as_deref(), own);
+        step(
+            log,
+            analysis.as_deref(),
+            crate::split::Touch { access: own, adds },
+        );
     }
 }
 
@@ -1289,11 +1303,12 @@ pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u3
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: u64) {
-    dispatched(cb, |log, _, mut own| {
+    dispatched(cb, |log, _, own| {
         // The generated collection read the buffer the group counts come from.
         let mut counts = AccessSet::default();
         feed(buffer.as_raw(), &mut counts, false);
         log.own += counts.fed;
+        let mut own = own.access;
         own.union(&counts);
         own.fed -= counts.fed;
         log.indirect(buffer.as_raw(), offset, own)

@@ -2542,18 +2542,36 @@ fn submit_split(
                 .map(move |r| (i, r))
         })
         .collect();
+    // Add atomics merge as sums of deltas only where each member adds into its own copy.
+    let shared_adds = all_rounds.iter().filter(|r| r.1.split).any(|(i, r)| {
+        r.dispatches.iter().any(|k| {
+            matches!(
+                logs[*i].log.as_ref().map(|l| &l.steps[*k]),
+                Some(crate::split::Step::Dispatch { adds, .. })
+                    if adds.memory.keys().any(|m| !st.mirrors.contains_key(m))
+            )
+        })
+    });
+    if shared_adds {
+        let w = "add atomics on memory the members share (each needs its own copy to add into)";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
     // Mirrored memory: kept coherent around the rounds by the bridge (`split::Merge`).
     let merge = if touches_mirrors(&st, &access) {
         let j = members[0];
         let rounds = all_rounds
             .iter()
             .map(|(i, r)| {
-                let mut per: std::collections::BTreeMap<u64, (RangeSet, RangeSet)> =
+                let mut per: std::collections::BTreeMap<u64, (RangeSet, RangeSet, RangeSet)> =
                     Default::default();
                 for k in &r.dispatches {
-                    let a = match logs[*i].log.as_ref().map(|l| &l.steps[*k]) {
-                        Some(crate::split::Step::Dispatch { access, .. })
-                        | Some(crate::split::Step::Indirect { access, .. }) => access,
+                    let (a, adds) = match logs[*i].log.as_ref().map(|l| &l.steps[*k]) {
+                        Some(crate::split::Step::Dispatch { access, adds, .. }) => {
+                            (access, Some(adds))
+                        }
+                        Some(crate::split::Step::Indirect { access, .. }) => (access, None),
                         _ => continue,
                     };
                     for (mem, u) in a.memory.iter().filter(|e| st.mirrors.contains_key(e.0)) {
@@ -2561,15 +2579,22 @@ fn submit_split(
                         e.0.union(&u.touched);
                         e.1.union(&u.written);
                     }
+                    for (mem, u) in adds.into_iter().flat_map(|a| a.memory.iter()) {
+                        if let Some(e) = per.get_mut(mem) {
+                            e.2.union(&u.written);
+                        }
+                    }
                 }
                 let allocs = per
                     .into_iter()
-                    .filter_map(|(mem, (t, w))| {
+                    .filter_map(|(mem, (t, mut w, added))| {
                         let mirror = st.mirrors.get(&mem)?.clone();
                         let all = vkfuse_memory::Range::new(0, mirror.size());
+                        w.subtract(&added);
                         Some(crate::split::MergeRange {
                             touched: t.within(all),
                             written: w.within(all),
+                            added: added.within(all),
                             mirror,
                         })
                     })

@@ -233,6 +233,13 @@ fn describe(a: &vkfuse_shader::Analysis) -> String {
     if a.addresses {
         parts.push("buffer device addresses".to_string());
     }
+    if a.num_workgroups != 0 {
+        let read: Vec<&str> = (0..3)
+            .filter(|c| a.num_workgroups & (1 << c) != 0)
+            .map(|c| axes[c])
+            .collect();
+        parts.push(format!("reads gl_NumWorkGroups.{}", read.join("")));
+    }
     let splits: Vec<&str> = (0..3u8)
         .filter(|c| a.splits_along(*c))
         .map(|c| axes[c as usize])

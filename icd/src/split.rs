@@ -48,13 +48,14 @@ pub enum Step {
         offset: u32,
         bytes: Vec<u8>,
     },
-    /// A dispatch, with the dimension it splits along (`None`: it runs whole) and what it
-    /// touches.
+    /// A dispatch, with the dimension it splits along (`None`: it runs whole), what it
+    /// touches, and what its bindings of add atomics lead to (merged as sums of deltas).
     Dispatch {
         base: [u32; 3],
         count: [u32; 3],
         along: Option<usize>,
         access: AccessSet,
+        adds: AccessSet,
     },
     Indirect {
         buffer: u64,
@@ -63,6 +64,13 @@ pub enum Step {
     },
     /// A pipeline barrier without image barriers: replayed as a global memory barrier.
     Barrier,
+}
+
+/// What one dispatch touches (`access.rs`), and what its bindings of add atomics lead to
+/// (`None` where a bound set is only known whole).
+pub struct Touch {
+    pub access: AccessSet,
+    pub adds: Option<AccessSet>,
 }
 
 /// The compute commands of a command buffer, for replay in slices.
@@ -119,18 +127,29 @@ impl Log {
         });
     }
 
-    /// A dispatch of `analysis`'s shader that touched `access`.
+    /// A dispatch of `analysis`'s shader that touched `touch`.
     pub fn dispatch(
         &mut self,
         analysis: Option<&vkfuse_shader::Analysis>,
         base: [u32; 3],
         count: [u32; 3],
-        access: AccessSet,
+        touch: Touch,
     ) {
+        let Touch { access, adds } = touch;
         self.own += access.fed;
+        // The dimension with the most groups among those whose count the shader does not
+        // read.
         let along = analysis
-            .filter(|a| a.split_refusal().is_none() && access.everything.is_none())
-            .and_then(|_| (0..3).max_by_key(|c| (count[*c], 3 - *c)))
+            .filter(|a| {
+                a.split_refusal().is_none()
+                    && access.everything.is_none()
+                    && (!a.adds() || adds.is_some())
+            })
+            .and_then(|a| {
+                (0..3)
+                    .filter(|c| a.cuts_along(*c))
+                    .max_by_key(|c| (count[*c], 3 - *c))
+            })
             .filter(|c| count[*c] >= 2);
         if along.is_some() {
             self.splits += 1;
@@ -140,6 +159,7 @@ impl Log {
             count,
             along,
             access,
+            adds: adds.unwrap_or_default(),
         });
     }
 
@@ -394,8 +414,8 @@ pub struct Merge {
     /// Per round: whether it is split, and per mirrored allocation what it touches and may
     /// write.
     rounds: Vec<(bool, Vec<MergeRange>)>,
-    /// The snapshots of the last split round, per allocation, its written ranges one after
-    /// the other.
+    /// The snapshots of the last split round, per allocation: its written ranges one after
+    /// the other, then its added ranges.
     snapshots: parking_lot::Mutex<Vec<Vec<u8>>>,
     /// Bytes copied into other members' copies, and merged into `j`'s.
     pub copied: std::sync::atomic::AtomicU64,
@@ -404,11 +424,14 @@ pub struct Merge {
     pub spent_ns: std::sync::atomic::AtomicU64,
 }
 
-/// One mirrored allocation in one round.
+/// One mirrored allocation in one round: what the round touches, what it may write (merged
+/// by diff), and what add atomics write (merged as the sum of the members' deltas, 32-bit
+/// words; not among `written`).
 pub struct MergeRange {
     pub mirror: Arc<Mirror>,
     pub touched: RangeSet,
     pub written: RangeSet,
+    pub added: RangeSet,
 }
 
 impl Merge {
@@ -431,7 +454,9 @@ impl Merge {
             .iter()
             .filter(|r| r.0)
             .flat_map(|r| &r.1)
-            .map(|a| (a.touched.units() + a.written.units()) * self.others.len() as u64)
+            .map(|a| {
+                (a.touched.units() + a.written.units() + a.added.units()) * self.others.len() as u64
+            })
             .sum()
     }
 
@@ -462,7 +487,10 @@ impl Merge {
                 for m in &self.others {
                     let from = a.mirror.copy_of(*m);
                     let mut at = 0usize;
-                    for range in a.written.ranges() {
+                    // Written ranges merge by diff, added ones as sums of deltas; the
+                    // snapshot holds them in this order.
+                    let parts = a.written.ranges().iter().map(|r| (r, false));
+                    for (range, add) in parts.chain(a.added.ranges().iter().map(|r| (r, true))) {
                         let n = range.len() as usize;
                         // SAFETY: both copies are mapped, `size` bytes, and the ranges lie
                         // within the allocation; the caller's contract keeps them still.
@@ -473,12 +501,11 @@ impl Merge {
                             )
                         };
                         let before = &snap[at..at + n];
-                        for k in 0..n {
-                            if src[k] != before[k] {
-                                dst[k] = src[k];
-                                merged += 1;
-                            }
-                        }
+                        merged += if add {
+                            add_deltas(dst, src, before)
+                        } else {
+                            diff_into(dst, src, before)
+                        };
                         at += n;
                     }
                 }
@@ -508,8 +535,8 @@ impl Merge {
                     copied += range.len();
                 }
             }
-            let mut snap = Vec::with_capacity(a.written.units() as usize);
-            for range in a.written.ranges() {
+            let mut snap = Vec::with_capacity((a.written.units() + a.added.units()) as usize);
+            for range in a.written.ranges().iter().chain(a.added.ranges()) {
                 // SAFETY: as above.
                 snap.extend_from_slice(unsafe {
                     std::slice::from_raw_parts(from.add(range.start as usize), range.len() as usize)
@@ -521,6 +548,36 @@ impl Merge {
         self.spent_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
     }
+}
+
+/// Copies into `dst` the bytes where `src` differs from `before`. Returns how many.
+fn diff_into(dst: &mut [u8], src: &[u8], before: &[u8]) -> u64 {
+    let mut changed = 0;
+    for k in 0..dst.len() {
+        if src[k] != before[k] {
+            dst[k] = src[k];
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// Adds to `dst` what `src` added to `before`, 32-bit word by word (wrapping; the words of an
+/// add atomic's binding); bytes past the last whole word count as diffs. Returns the bytes
+/// changed in `dst`.
+fn add_deltas(dst: &mut [u8], src: &[u8], before: &[u8]) -> u64 {
+    let mut changed = 0;
+    let words = dst.len() / 4 * 4;
+    for k in (0..words).step_by(4) {
+        let word = |b: &[u8]| u32::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]);
+        let delta = word(src).wrapping_sub(word(before));
+        if delta != 0 {
+            let sum = word(dst).wrapping_add(delta);
+            dst[k..k + 4].copy_from_slice(&sum.to_le_bytes());
+            changed += 4;
+        }
+    }
+    changed + diff_into(&mut dst[words..], &src[words..], &before[words..])
 }
 
 #[cfg(test)]
@@ -548,7 +605,30 @@ mod tests {
             count: [8, 1, 1],
             along,
             access,
+            adds: AccessSet::default(),
         }
+    }
+
+    fn touch(access: AccessSet) -> Touch {
+        Touch {
+            access,
+            adds: Some(AccessSet::default()),
+        }
+    }
+
+    #[test]
+    fn deltas_add_up_word_by_word() {
+        let words = |w: &[u32]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let before = words(&[10, 0, u32::MAX, 7]);
+        // `dst` is the first member's result (+1, +2, +1, +0), `src` another's (+5, 0, +1, 0).
+        let mut dst = words(&[11, 2, 0, 7]);
+        let src = words(&[15, 0, 0, 7]);
+        assert_eq!(add_deltas(&mut dst, &src, &before), 8);
+        assert_eq!(dst, words(&[16, 2, 1, 7]));
+        // A tail shorter than a word is merged by diff.
+        let mut dst = vec![1, 2];
+        assert_eq!(add_deltas(&mut dst, &[1, 9], &[1, 2]), 1);
+        assert_eq!(dst, vec![1, 9]);
     }
 
     #[test]
@@ -601,18 +681,29 @@ mod tests {
         let mut log = Log::default();
         let fine = vkfuse_shader::Analysis::default();
         let atomic = vkfuse_shader::Analysis {
-            num_workgroups: true,
+            num_workgroups: 0b111,
+            ..Default::default()
+        };
+        // Reads the group count along y: cut along x, though y has more groups.
+        let rows = vkfuse_shader::Analysis {
+            num_workgroups: 0b010,
             ..Default::default()
         };
         log.dispatch(
             Some(&fine),
             [0; 3],
             [1, 40, 2],
-            acc(1, (0, 4), Some((0, 4))),
+            touch(acc(1, (0, 4), Some((0, 4)))),
         );
-        log.dispatch(Some(&atomic), [0; 3], [40, 1, 1], AccessSet::default());
-        log.dispatch(None, [0; 3], [40, 1, 1], AccessSet::default());
-        log.dispatch(Some(&fine), [0; 3], [1, 1, 1], AccessSet::default());
+        log.dispatch(
+            Some(&atomic),
+            [0; 3],
+            [40, 1, 1],
+            touch(AccessSet::default()),
+        );
+        log.dispatch(None, [0; 3], [40, 1, 1], touch(AccessSet::default()));
+        log.dispatch(Some(&fine), [0; 3], [1, 1, 1], touch(AccessSet::default()));
+        log.dispatch(Some(&rows), [0; 3], [4, 40, 1], touch(AccessSet::default()));
         let along: Vec<Option<usize>> = log
             .steps
             .iter()
@@ -621,8 +712,8 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect();
-        assert_eq!(along, vec![Some(1), None, None, None]);
-        assert_eq!(log.splits, 1);
+        assert_eq!(along, vec![Some(1), None, None, None, Some(0)]);
+        assert_eq!(log.splits, 2);
         let mut fed = acc(1, (0, 4), Some((0, 4)));
         fed.fed = log.own;
         assert_eq!(log.replays(&fed), Ok(()));

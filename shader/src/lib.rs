@@ -30,8 +30,9 @@ use spirv::{decoration, op, storage, Inst};
 pub enum Atomics {
     #[default]
     None,
-    /// Integer add, subtract, increment and decrement only: the deltas of several members
-    /// sum exactly.
+    /// 32-bit integer add, subtract, increment and decrement only, their results unused, and
+    /// no other access to the binding: the deltas of several members' copies sum exactly
+    /// (a histogram's bins).
     Add,
     /// Any other read-modify-write (exchange, compare-exchange, min, max, bitwise, float).
     Other,
@@ -59,9 +60,11 @@ pub struct Analysis {
     pub bindings: BTreeMap<(u32, u32), Binding>,
     /// The module uses physical storage buffer pointers: memory no binding names.
     pub addresses: bool,
-    /// The module reads `NumWorkgroups` (`gl_NumWorkGroups`): a slice of a dispatch run with
-    /// `vkCmdDispatchBase` sees its own group count there, not the whole dispatch's.
-    pub num_workgroups: bool,
+    /// The components of `NumWorkgroups` (`gl_NumWorkGroups`) the module reads, bit `c` for
+    /// component `c` (all three where the vector is used whole): a slice of a dispatch run
+    /// with `vkCmdDispatchBase` sees its own group count along the dimension it is cut, so a
+    /// dispatch is not cut along a dimension whose count the shader reads.
+    pub num_workgroups: u8,
 }
 
 impl Analysis {
@@ -75,27 +78,42 @@ impl Analysis {
             })
     }
 
-    /// Why slices of a dispatch of this shader, run at once on several members that share
-    /// its memory, could give another result than the whole dispatch; `None` when they give
-    /// the same result for every dispatch without data races.
+    /// Whether slices cut along dimension `c` see the group counts the shader reads
+    /// (`gl_NumWorkGroups`): they do unless it reads component `c`.
+    pub fn cuts_along(&self, c: usize) -> bool {
+        c < 3 && self.num_workgroups & (1 << c) == 0
+    }
+
+    /// Why slices of a dispatch of this shader, run at once on several members, could give
+    /// another result than the whole dispatch; `None` when they give the same result for
+    /// every dispatch without data races, merged by diff, and the sum of the members' deltas
+    /// for bindings with `Atomics::Add` (which needs each member its own copy: see
+    /// [`Analysis::adds`]).
     ///
-    /// Atomics of slices on different devices are not atomic with each other (host memory
-    /// seen by two devices gives no such promise), opaque bindings may be used atomically,
-    /// addresses reach memory no binding names, and `NumWorkgroups` differs per slice.
+    /// Other atomics of slices on different devices are not atomic with each other (host
+    /// memory seen by two devices gives no such promise), opaque bindings may be used
+    /// atomically, addresses reach memory no binding names, and `NumWorkgroups` read whole
+    /// differs per slice.
     pub fn split_refusal(&self) -> Option<&'static str> {
         if self.addresses {
             return Some("it uses buffer device addresses");
         }
-        if self.num_workgroups {
+        if self.num_workgroups == 0b111 {
             return Some("it reads gl_NumWorkGroups");
         }
         if self.bindings.values().any(|b| b.opaque) {
             return Some("it uses a binding in a way the analysis does not follow");
         }
-        if self.bindings.values().any(|b| b.atomics != Atomics::None) {
-            return Some("it uses atomics");
+        if self.bindings.values().any(|b| b.atomics == Atomics::Other) {
+            return Some("it uses atomics other than adds whose results it does not use");
         }
         None
+    }
+
+    /// Whether some binding takes only add atomics (`Atomics::Add`): slices merge exactly
+    /// only where each member adds into its own copy.
+    pub fn adds(&self) -> bool {
+        self.bindings.values().any(|b| b.atomics == Atomics::Add)
     }
 }
 
@@ -203,6 +221,8 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     let mut sets: HashMap<u32, u32> = HashMap::new();
     let mut bindings: HashMap<u32, u32> = HashMap::new();
     let mut gid_vars: Vec<u32> = Vec::new();
+    let mut nwg_vars: Vec<u32> = Vec::new();
+    let mut ints: HashMap<u32, u32> = HashMap::new();
     let mut consts: HashMap<u32, i64> = HashMap::new();
     let mut vars: HashMap<u32, u32> = HashMap::new();
     for i in &insts {
@@ -221,12 +241,15 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
                     gid_vars.push(i.at(0));
                 }
                 decoration::BUILT_IN if i.at(2) == spirv::NUM_WORKGROUPS => {
-                    out.num_workgroups = true;
+                    nwg_vars.push(i.at(0));
                 }
                 _ => {}
             },
             op::CONSTANT => {
                 consts.insert(i.at(1), i64::from(i.at(2) as i32));
+            }
+            op::TYPE_INT => {
+                ints.insert(i.at(0), i.at(1));
             }
             op::TYPE_POINTER if i.at(1) == storage::PHYSICAL_STORAGE_BUFFER => {
                 out.addresses = true;
@@ -240,6 +263,7 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     let Some(function) = function else {
         return Err(Error::NoEntryPoint(entry.to_string()));
     };
+    out.num_workgroups = components_read(&insts, &nwg_vars, &consts);
     for i in &insts {
         if i.op == op::EXECUTION_MODE && i.at(0) == function && i.at(1) == spirv::LOCAL_SIZE {
             out.local_size = Some([i.at(2), i.at(3), i.at(4)]);
@@ -314,6 +338,9 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
         gid_ptrs: gid_vars.iter().map(|v| (*v, None)).collect(),
         indexed: HashMap::new(),
         unproven: HashMap::new(),
+        ints: &ints,
+        plain: Default::default(),
+        add_results: Vec::new(),
         out: &mut out,
     };
     let mut inside = false;
@@ -325,8 +352,64 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
             _ => {}
         }
     }
-    walk.finish();
+    walk.finish(&insts);
     Ok(out)
+}
+
+/// The components of the vector variables `vars` (`NumWorkgroups`) that the module's
+/// functions read, bit `c` for component `c`: loads through a constant access chain, and
+/// `OpCompositeExtract` of a loaded vector, name their component; any other use of the
+/// variable, a pointer into it or a loaded vector counts as reading all three.
+fn components_read(insts: &[Inst<'_>], vars: &[u32], consts: &HashMap<u32, i64>) -> u8 {
+    if vars.is_empty() {
+        return 0;
+    }
+    const ALL: u8 = 0b111;
+    let component = |id: u32| -> Option<u8> {
+        consts
+            .get(&id)
+            .and_then(|c| u8::try_from(*c).ok())
+            .filter(|c| *c < 3)
+    };
+    // Pointers to the vector (None) or to one component; vectors loaded whole.
+    let mut ptrs: HashMap<u32, Option<u8>> = vars.iter().map(|v| (*v, None)).collect();
+    let mut loaded: std::collections::HashSet<u32> = Default::default();
+    let mut read = 0u8;
+    let mut inside = false;
+    for i in insts {
+        match i.op {
+            op::FUNCTION => inside = true,
+            op::FUNCTION_END => inside = false,
+            _ if !inside => {}
+            op::ACCESS_CHAIN | op::IN_BOUNDS_ACCESS_CHAIN if ptrs.contains_key(&i.at(2)) => {
+                match (ptrs[&i.at(2)], i.operands.len(), component(i.at(3))) {
+                    (None, 4, Some(c)) => {
+                        ptrs.insert(i.at(1), Some(c));
+                    }
+                    _ => read = ALL,
+                }
+            }
+            op::LOAD if ptrs.contains_key(&i.at(2)) => match ptrs[&i.at(2)] {
+                Some(c) => read |= 1 << c,
+                None => {
+                    loaded.insert(i.at(1));
+                }
+            },
+            op::COMPOSITE_EXTRACT if loaded.contains(&i.at(2)) => match i.operands.get(3) {
+                Some(c) if *c < 3 && i.operands.len() == 4 => read |= 1 << c,
+                _ => read = ALL,
+            },
+            _ => {
+                if i.operands
+                    .iter()
+                    .any(|id| ptrs.contains_key(id) || loaded.contains(id))
+                {
+                    read = ALL;
+                }
+            }
+        }
+    }
+    read
 }
 
 /// The walk over function bodies.
@@ -352,6 +435,14 @@ struct Walk<'a> {
     /// Per resource variable: the components along which every image write so far is
     /// disjoint (buffer writes not proven clear it to 0).
     unproven: HashMap<u32, u8>,
+    /// Integer type widths, by type id.
+    ints: &'a HashMap<u32, u32>,
+    /// Resource variables accessed otherwise than by add atomics (loads, stores, other
+    /// atomics).
+    plain: std::collections::HashSet<u32>,
+    /// The result ids of add atomics, with their variable: used results make the atomics
+    /// `Other` (`finish`).
+    add_results: Vec<(u32, u32)>,
     out: &'a mut Analysis,
 }
 
@@ -362,12 +453,14 @@ impl Walk<'_> {
     }
 
     fn read(&mut self, var: u32) {
+        self.plain.insert(var);
         if let Some(b) = self.binding(var) {
             b.read = true;
         }
     }
 
     fn write(&mut self, var: u32) {
+        self.plain.insert(var);
         if let Some(b) = self.binding(var) {
             b.written = true;
         }
@@ -579,8 +672,16 @@ impl Walk<'_> {
                         op::ATOMIC_I_INCREMENT
                         | op::ATOMIC_I_DECREMENT
                         | op::ATOMIC_I_ADD
-                        | op::ATOMIC_I_SUB => self.atomic(var, Atomics::Add),
-                        _ => self.atomic(var, Atomics::Other),
+                        | op::ATOMIC_I_SUB
+                            if self.ints.get(&i.at(0)) == Some(&32) =>
+                        {
+                            self.add_results.push((i.at(1), var));
+                            self.atomic(var, Atomics::Add)
+                        }
+                        _ => {
+                            self.plain.insert(var);
+                            self.atomic(var, Atomics::Other)
+                        }
                     }
                 }
             }
@@ -641,7 +742,30 @@ impl Walk<'_> {
     }
 
     /// Settles each written binding's disjointness.
-    fn finish(&mut self) {
+    fn finish(&mut self, insts: &[Inst<'_>]) {
+        // Add atomics whose result is used, or on a binding also used otherwise, are not
+        // sums of deltas.
+        let results: std::collections::HashSet<u32> =
+            self.add_results.iter().map(|r| r.0).collect();
+        let mut used: std::collections::HashSet<u32> = Default::default();
+        for i in insts {
+            for x in i.operands.iter().skip(2) {
+                if results.contains(x) {
+                    used.insert(*x);
+                }
+            }
+        }
+        let downgraded: Vec<u32> = self
+            .add_results
+            .iter()
+            .filter(|(r, v)| used.contains(r) || self.plain.contains(v))
+            .map(|r| r.1)
+            .collect();
+        for var in downgraded {
+            if let Some(b) = self.binding(var) {
+                b.atomics = Atomics::Other;
+            }
+        }
         let vars: Vec<u32> = self.resources.keys().copied().collect();
         for var in vars {
             let mut along = self.unproven.get(&var).copied().unwrap_or(0b111);
@@ -894,8 +1018,9 @@ mod tests {
              void main() { y[gl_GlobalInvocationID.x] *= 2.0; }",
         );
         assert_eq!(a.split_refusal(), None);
-        assert!(!a.num_workgroups);
-        // A slice sees its own group count in gl_NumWorkGroups.
+        assert_eq!(a.num_workgroups, 0);
+        // A slice sees its own group count in gl_NumWorkGroups: rows indexed by the width
+        // may be cut along y, not x.
         let a = analysed(
             "rows",
             "layout(binding = 0) buffer O { uint o[]; };
@@ -904,7 +1029,16 @@ mod tests {
                  o[gl_GlobalInvocationID.y * w + gl_GlobalInvocationID.x] = 1u;
              }",
         );
-        assert!(a.num_workgroups);
+        assert_eq!(a.num_workgroups, 0b001);
+        assert_eq!(a.split_refusal(), None);
+        assert!(!a.cuts_along(0) && a.cuts_along(1) && a.cuts_along(2));
+        // The vector used whole: no dimension.
+        let a = analysed(
+            "whole",
+            "layout(binding = 0) buffer O { uvec3 o[]; };
+             void main() { o[gl_GlobalInvocationID.x] = gl_NumWorkGroups; }",
+        );
+        assert_eq!(a.num_workgroups, 0b111);
         assert_eq!(a.split_refusal(), Some("it reads gl_NumWorkGroups"));
     }
 
@@ -920,7 +1054,35 @@ mod tests {
         assert!(h.written && h.atomics == Atomics::Add && h.disjoint_along == 0);
         assert!(!a.bindings[&(0, 0)].written);
         assert!(!a.splits_along(0));
-        assert_eq!(a.split_refusal(), Some("it uses atomics"));
+        assert_eq!(a.split_refusal(), None);
+        assert!(a.adds());
+        // The old value used (a slot handed out): not a sum of deltas.
+        let a = analysed(
+            "slots",
+            "layout(binding = 0) buffer C { uint next; };
+             layout(binding = 1) buffer O { uint o[]; };
+             void main() { o[atomicAdd(next, 1u)] = gl_GlobalInvocationID.x; }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Other);
+        assert!(a.split_refusal().is_some());
+        // The counter also read: not a sum of deltas either.
+        let a = analysed(
+            "counted",
+            "layout(binding = 0) buffer C { uint count; uint seen[]; };
+             void main() {
+                 atomicAdd(count, 1u);
+                 seen[gl_GlobalInvocationID.x] = count;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Other);
+        // Other atomics.
+        let a = analysed(
+            "maximum",
+            "layout(binding = 0) buffer M { uint m; };
+             void main() { atomicMax(m, gl_GlobalInvocationID.x); }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Other);
+        assert!(a.split_refusal().is_some());
         let a = analysed(
             "maximum",
             "layout(binding = 0) buffer H { uint m[]; };

@@ -9,7 +9,10 @@
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
 //! - `matmul`: a tiled integer matrix multiply through shared memory;
-//! - `histogram`: 256 bins with `atomicAdd` (a dispatch that must not be split);
+//! - `histogram`: 256 bins with `atomicAdd` (the bins merge as sums of the members' deltas);
+//! - `compact`: stream compaction, slots handed out by `atomicAdd` on a counter (a dispatch
+//!   that must not be split: slices would hand out the same slots); the output's order
+//!   depends on scheduling, so it is checked and hashed sorted;
 //! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
 //!   read back by command buffers of their own);
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
@@ -25,7 +28,8 @@ use vkfuse_examples::{
 
 const NAME: &str = "kernels";
 const USAGE: &str = "\
-usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|filter|chain [--size N] [--repeat R]
+usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
+               [--repeat R]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -34,7 +38,7 @@ a fence; checks the output against a CPU model and prints
 and the time per submit on stderr.
 
   --size N      saxpy: elements (default 1048576); mandelbrot: width = height (512);
-                matmul: n, a multiple of 16 (256); histogram: words (1048576);
+                matmul: n, a multiple of 16 (256); histogram, compact: words (1048576);
                 filter: width = height (512);
                 chain: elements (65536, 8 steps)
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
@@ -92,9 +96,9 @@ fn whole<'a>(b: &'a Buffer<'_>) -> Binding<'a> {
 }
 
 fn run(mut args: Args) -> Result<Report> {
-    let kernel: String = args
-        .value("--kernel")?
-        .ok_or("--kernel is required (saxpy, mandelbrot, matmul, histogram, filter, chain)")?;
+    let kernel: String = args.value("--kernel")?.ok_or(
+        "--kernel is required (saxpy, mandelbrot, matmul, histogram, compact, filter, chain)",
+    )?;
     let size: Option<u32> = args.value("--size")?;
     let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
     let json = args.flag("--json");
@@ -119,6 +123,17 @@ fn run(mut args: Args) -> Result<Report> {
             cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::HOST_READ);
             cmd::end(d, cb)
         }
+    };
+    // A command buffer of one dispatch of `k` with push constants `push`.
+    let one_dispatch = |k: &vkfuse_examples::ComputeKernel<'_>, push: &[u8], groups: [u32; 3]| {
+        record(&|| {
+            // SAFETY: recording; the kernel and buffers live until the idle guard.
+            unsafe {
+                k.bind(d, cb);
+                k.push_constants(d, cb, push);
+                d.cmd_dispatch(cb, groups[0], groups[1], groups[2]);
+            }
+        })
     };
     let times = std::cell::RefCell::new((Vec::new(), 0u64));
     let submit_all = || -> Result<u64> {
@@ -153,14 +168,7 @@ fn run(mut args: Args) -> Result<Report> {
             let a = 3.0f32;
             let mut push = f32_bytes(&[a]);
             push.extend(u32_bytes(&[n]));
-            record(&|| {
-                // SAFETY: recording; the kernel and buffers live until the idle guard.
-                unsafe {
-                    k.bind(d, cb);
-                    k.push_constants(d, cb, &push);
-                    d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
-                }
-            })?;
+            one_dispatch(&k, &push, [n.div_ceil(64), 1, 1])?;
             let t = submit_all()?;
             let got = yb.read_bytes(0, n as usize * 4)?;
             let want: Vec<f32> = (0..n as usize)
@@ -179,14 +187,11 @@ fn run(mut args: Args) -> Result<Report> {
                 12,
                 &[whole(&out)],
             )?;
-            record(&|| {
-                // SAFETY: as for saxpy.
-                unsafe {
-                    k.bind(d, cb);
-                    k.push_constants(d, cb, &u32_bytes(&[w, w, MANDELBROT_LIMIT]));
-                    d.cmd_dispatch(cb, w.div_ceil(16), w.div_ceil(16), 1);
-                }
-            })?;
+            one_dispatch(
+                &k,
+                &u32_bytes(&[w, w, MANDELBROT_LIMIT]),
+                [w.div_ceil(16), w.div_ceil(16), 1],
+            )?;
             let t = submit_all()?;
             let got = out.read_bytes(0, w as usize * w as usize * 4)?;
             let counts = u32s_from_bytes(&got);
@@ -228,14 +233,7 @@ fn run(mut args: Args) -> Result<Report> {
                 4,
                 &[whole(&ab), whole(&bb), whole(&cbuf)],
             )?;
-            record(&|| {
-                // SAFETY: as for saxpy.
-                unsafe {
-                    k.bind(d, cb);
-                    k.push_constants(d, cb, &u32_bytes(&[n]));
-                    d.cmd_dispatch(cb, n / 16, n / 16, 1);
-                }
-            })?;
+            one_dispatch(&k, &u32_bytes(&[n]), [n / 16, n / 16, 1])?;
             let t = submit_all()?;
             let got = cbuf.read_bytes(0, (n * n) as usize * 4)?;
             let c = u32s_from_bytes(&got);
@@ -262,14 +260,7 @@ fn run(mut args: Args) -> Result<Report> {
                 4,
                 &[whole(&vb), whole(&hb)],
             )?;
-            record(&|| {
-                // SAFETY: as for saxpy.
-                unsafe {
-                    k.bind(d, cb);
-                    k.push_constants(d, cb, &u32_bytes(&[n]));
-                    d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
-                }
-            })?;
+            one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
             let t = submit_all()?;
             let got = hb.read_bytes(0, 1024)?;
             let mut want = [0u32; 256];
@@ -280,6 +271,44 @@ fn run(mut args: Args) -> Result<Report> {
                 return Err(Mismatch("histogram: bins differ from the CPU model".into()).into());
             }
             (got, t)
+        }
+        "compact" => {
+            // The counter is not reset between submits.
+            if repeat != 1 {
+                return Err("--kernel compact runs once (--repeat 1)".into());
+            }
+            let n = size.unwrap_or(1 << 20);
+            let v: Vec<u32> = (0..n).map(|i| mix(i, 8)).collect();
+            let vb = host_buffer(&ctx, &u32_bytes(&v))?;
+            let cb_count = host_buffer(&ctx, &[0u8; 4])?;
+            let ob = host_buffer(&ctx, &vec![0u8; n as usize * 4])?;
+            let k = ctx.create_compute_kernel(
+                vkfuse_examples::shaders::COMPACT_COMP,
+                4,
+                &[whole(&vb), whole(&cb_count), whole(&ob)],
+            )?;
+            one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
+            let t = submit_all()?;
+            let count = u32s_from_bytes(&cb_count.read_bytes(0, 4)?)[0] as usize;
+            let mut want: Vec<u32> = v.iter().copied().filter(|x| x % 3 == 0).collect();
+            if count != want.len() {
+                return Err(Mismatch(format!(
+                    "compact: {count} slots handed out, {} expected",
+                    want.len()
+                ))
+                .into());
+            }
+            let mut got = u32s_from_bytes(&ob.read_bytes(0, count * 4)?);
+            got.sort_unstable();
+            want.sort_unstable();
+            if got != want {
+                return Err(
+                    Mismatch("compact: the output differs from the CPU model".into()).into(),
+                );
+            }
+            let mut bytes = u32_bytes(&[count as u32]);
+            bytes.extend(u32_bytes(&got));
+            (bytes, t)
         }
         "filter" => {
             let w = size.unwrap_or(512);

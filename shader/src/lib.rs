@@ -747,12 +747,28 @@ impl Walk<'_> {
         // sums of deltas.
         let results: std::collections::HashSet<u32> =
             self.add_results.iter().map(|r| r.0).collect();
+        // Only function bodies use results (decorations carry literals such as a BuiltIn's
+        // number, which may equal an id). Literal operands of instructions inside them may
+        // still match an id: such an add counts as used, the safe side.
         let mut used: std::collections::HashSet<u32> = Default::default();
+        let mut inside = false;
         for i in insts {
-            for x in i.operands.iter().skip(2) {
-                if results.contains(x) {
-                    used.insert(*x);
+            match i.op {
+                op::FUNCTION => inside = true,
+                op::FUNCTION_END => inside = false,
+                _ if inside => {
+                    let literals_from = match i.op {
+                        op::COMPOSITE_EXTRACT => 3,
+                        op::VECTOR_SHUFFLE => 4,
+                        _ => usize::MAX,
+                    };
+                    for x in i.operands.iter().take(literals_from).skip(2) {
+                        if results.contains(x) {
+                            used.insert(*x);
+                        }
+                    }
                 }
+                _ => {}
             }
         }
         let downgraded: Vec<u32> = self
@@ -1076,6 +1092,18 @@ mod tests {
         );
         assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Other);
         // Other atomics.
+        // Two counters in one block, results unused (bench-record's shader; glslang decorates
+        // `gl_WorkGroupSize` with BuiltIn 25, which may equal a result id).
+        let a = analysed(
+            "two-counters",
+            "layout(binding = 0) buffer C { uint sum; uint dispatches; } c;
+             layout(push_constant) uniform P { uint value; } pc;
+             void main() {
+                 atomicAdd(c.sum, pc.value);
+                 atomicAdd(c.dispatches, 1u);
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].atomics, Atomics::Add);
         let a = analysed(
             "maximum",
             "layout(binding = 0) buffer M { uint m; };

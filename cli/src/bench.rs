@@ -13,7 +13,7 @@ use crate::proc;
 
 pub const USAGE: &str = "\
 vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [--member M]
-             [--submits S] [--handoff-max-mib H]
+             [--submits S] [--handoff-max-mib H] [--split-scale D]
     Runs bench-record (N commands per submit, K iterations) and bench-frame (F frames)
     R times each directly on the member (default lavapipe) and through vkfuse over that one
     member, alternating the order, and prints fused/direct ratios of the medians of the
@@ -22,7 +22,8 @@ vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [-
     against single: bench-frame (round_robin_submit_overhead, target <= 1.10) and bench-submit
     (a chain of dependent submits: round_robin_dependent_chain_overhead), and
     bench-handoff (a batch reading what a batch on the other member wrote, against memcpy,
-    1..H MiB). --json prints one JSON object.
+    1..H MiB); and compute_split over two such members against one (the kernels example's
+    mandelbrot, matmul and saxpy, their sizes divided by D). --json prints one JSON object.
     Defaults: R=5, N=100000, K=2, F=300, S=2000, H=256.";
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -210,6 +211,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let mut member_spec = "lavapipe".to_string();
     let mut submits = 2000usize;
     let mut handoff_mib = 256usize;
+    let mut split_scale = 1usize;
     let mut p = Parser::new(args);
     while let Some(token) = p.next_token()? {
         match token {
@@ -222,6 +224,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 "--member" => member_spec = p.value()?,
                 "--submits" => submits = p.count()?,
                 "--handoff-max-mib" => handoff_mib = p.count()?,
+                "--split-scale" => split_scale = p.count()?,
                 _ => return Err(unknown("bench", Token::Flag(f))),
             },
             other => return Err(unknown("bench", other)),
@@ -324,7 +327,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     if !as_json {
         eprintln!("vkfuse bench: compute_split against the member directly");
     }
-    let split = crate::bench_exec::compute_split(&member, &vk_manifest)?;
+    let split = crate::bench_exec::compute_split(&member, &vk_manifest, split_scale)?;
     let method = format!(
         "One run of `vkfuse bench` on this machine. {runs} rounds; each round starts bench-record \
          (a command buffer of {commands} commands recorded, submitted and waited for, {iterations} \

@@ -359,7 +359,10 @@ pub fn image_handoff(
 ///   members side by side on hardware of their own would give;
 /// - `workgroups`: each member's share;
 /// - `merge_bytes_per_dispatch`: bytes copied between members to merge slices.
-pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> {
+///
+/// `scale` divides the kernels' sizes (1: mandelbrot 1024², matmul 512, saxpy 4 Mi elements).
+pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Value, CliError> {
+    let scale = scale.max(1);
     let program: PathBuf = env::program("kernels")?;
     let split = FusedConfig {
         log: Some("info".to_string()),
@@ -394,11 +397,12 @@ pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> 
             Ok((v, out.stderr))
         };
     let mut kernels = serde_json::Map::new();
-    for (kernel, size, repeat) in [
-        ("mandelbrot", 1024, 5),
-        ("matmul", 512, 3),
-        ("saxpy", 1 << 22, 10),
-    ] {
+    let sizes = [
+        ("mandelbrot", (1024 / scale).max(16), 5),
+        ("matmul", (512 / scale / 16).max(1) * 16, 3),
+        ("saxpy", ((1 << 22) / scale).max(64), 10),
+    ];
+    for (kernel, size, repeat) in sizes {
         let args: Vec<String> = [
             "--kernel".to_string(),
             kernel.to_string(),
@@ -417,6 +421,11 @@ pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> 
             )));
         }
         let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
+        // CPU time comes in 10 ms ticks: none measured gives no ratio.
+        let cpu_ratio = |f: &Value| {
+            let direct = cpu(&d);
+            (direct > 0.0).then(|| cpu(f) / direct)
+        };
         let wall = |v: &Value| -> Result<f64, CliError> {
             Ok(super::bench::median(&super::bench::all_numbers(
                 v,
@@ -454,7 +463,7 @@ pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> 
         kernels.insert(
             kernel.to_string(),
             json!({
-                "cpu_work": cpu(&f) / cpu(&d),
+                "cpu_work": cpu_ratio(&f),
                 "direct_cpu_ns": cpu(&d),
                 "fused_cpu_ns": cpu(&f),
                 "wall": wall(&f)? / wall(&d)?,
@@ -464,7 +473,7 @@ pub fn compute_split(member: &Path, manifest: &Path) -> Result<Value, CliError> 
                 "workgroups": workgroups,
                 "merge_bytes_per_dispatch": 0,
                 "mirrored": {
-                    "cpu_work": cpu(&fm) / cpu(&d),
+                    "cpu_work": cpu_ratio(&fm),
                     "wall": wall(&fm)? / wall(&d)?,
                     "merge_bytes_per_dispatch": moved.map(|b| b / f64::from(repeat)),
                 },

@@ -460,6 +460,8 @@ fn bench_json_smoke() {
         "50",
         "--handoff-max-mib",
         "4",
+        "--split-scale",
+        "8",
     ]);
     let out = run(&mut cmd);
     out.assert_success();
@@ -494,5 +496,25 @@ fn bench_json_smoke() {
             let r = s["throughput_ratio"].as_f64().unwrap_or(f64::NAN);
             assert!(r.is_finite() && r > 0.0, "{tier}: {s}\n{}", out.dump());
         }
+    }
+    for kernel in ["mandelbrot", "matmul", "saxpy"] {
+        let k = &json["compute_split"]["kernels"][kernel];
+        let groups: Vec<u64> = k["workgroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert!(
+            groups.len() == 2 && groups.iter().all(|g| *g > 0),
+            "{kernel}: the dispatches did not split: {k}\n{}",
+            out.dump()
+        );
+        assert!(
+            k["mirrored"]["merge_bytes_per_dispatch"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        );
     }
 }

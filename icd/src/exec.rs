@@ -2237,6 +2237,10 @@ struct Splits {
     merge_through: u64,
 }
 
+/// Chunks per member a split dispatch is cut into, dealt out interleaved
+/// (`scheduler::chunks`): work that varies along the dimension evens out.
+const SPLIT_CHUNKS: u32 = 8;
+
 /// `hybrid` splits a batch only if the members together are at least this many times as fast
 /// as the fastest alone (measured throughput)...
 const HYBRID_GAIN: f64 = 1.2;
@@ -2698,27 +2702,30 @@ fn submit_split(
                     }
                 };
                 taken.push((p, t));
-                let slice = |k: usize| -> Option<([u32; 3], [u32; 3])> {
+                // This member's parts of step `k`: (base, group counts) each.
+                let slice = |k: usize| -> Vec<([u32; 3], [u32; 3])> {
                     match &log.steps[k] {
                         crate::split::Step::Dispatch {
                             base,
                             count,
                             along: Some(c),
                             ..
-                        } => {
-                            let (first, n) = vkfuse_scheduler::slices(count[*c], &weights)[pos];
-                            let (mut b, mut n3) = (*base, *count);
-                            b[*c] += first;
-                            n3[*c] = n;
-                            Some((b, n3))
-                        }
-                        crate::split::Step::Dispatch { base, count, .. } => Some((*base, *count)),
-                        _ => Some(([0; 3], [0; 3])),
+                        } => vkfuse_scheduler::chunks(count[*c], &weights, SPLIT_CHUNKS)[pos]
+                            .iter()
+                            .map(|(first, n)| {
+                                let (mut b, mut n3) = (*base, *count);
+                                b[*c] += first;
+                                n3[*c] = *n;
+                                (b, n3)
+                            })
+                            .collect(),
+                        crate::split::Step::Dispatch { base, count, .. } => vec![(*base, *count)],
+                        _ => vec![([0; 3], [0; 3])],
                     }
                 };
                 let mut these = 0;
                 for k in &round.dispatches {
-                    if let Some((_, c)) = slice(*k) {
+                    for (_, c) in slice(*k) {
                         these += c.iter().map(|n| u64::from(*n)).product::<u64>();
                     }
                 }

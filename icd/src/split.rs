@@ -1,27 +1,34 @@
-//! `compute_split`: one dispatch runs as slices of its workgroups on every member (issue 4).
+//! `compute_split` and `hybrid`: one dispatch runs as slices of its workgroups on every
+//! member (issue 4).
 //!
 //! - **Recording.** A primary command buffer of a device that splits keeps a log of its
 //!   compute commands beside the member recordings: pipeline and descriptor set binds, push
-//!   constants, dispatches (each with its own access set) and memory barriers. A command
-//!   that the log cannot replay breaks it (image barriers, secondaries, push descriptors), and
-//!   so does any access the log's commands did not make (`AccessSet::fed` against
-//!   [`Log::own`]): such a command buffer runs whole, as `single` places it.
+//!   constants, dispatches (each with its own access set, and what its add-atomic bindings
+//!   lead to) and memory barriers. A command that the log cannot replay breaks it (image
+//!   barriers, event waits, secondaries, push descriptors), and so does any access the log's
+//!   commands did not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs
+//!   whole, as `single` places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
-//!   slices on several devices would change (`Analysis::split_refusal`: atomics, opaque
-//!   uses, buffer device addresses, `gl_NumWorkGroups`), with at least two workgroups along
-//!   one dimension. The others run whole on the first member.
+//!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
+//!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
+//!   whole), along the dimension with the most groups (at least two) whose
+//!   `gl_NumWorkGroups` component the shader does not read. The others run whole on the
+//!   first member.
 //! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
 //!   dispatches none of which touches what another of the run writes, or runs of whole
 //!   dispatches. Each member records one command buffer per round (the log replayed, its
-//!   slices of the round's dispatches with `vkCmdDispatchBase`), and each round waits for
-//!   every member's previous round.
-//! - **Merge.** The batch splits only where every allocation it touches is one storage for
-//!   all members (shared host memory, or memory shared between members of one driver): the
-//!   slices' writes land in the same bytes, so a race-free dispatch without atomics needs no
-//!   merge. Mirrored memory and images copied between drivers are not split yet.
+//!   slices of the round's dispatches with `vkCmdDispatchBase`, timestamps around them for
+//!   the balance), and each round waits for every member's previous round.
+//! - **Merge.** Where the members share the memory, the slices' writes land in the same
+//!   bytes: a race-free dispatch without atomics needs no merge (add atomics into shared
+//!   memory run whole). Mirrored memory is kept coherent by [`Merge`] on the bridge thread:
+//!   the first member's copy is the batch's, the others get what a round touches from it
+//!   before the round, and their changes (by diff, and sums of deltas for add atomics) go
+//!   back into it after. Images copied between drivers and copies reached through staging
+//!   buffers are not split yet.
 //!
-//! The member command buffers come from pools of this module's own, one per member and queue
-//! family, and are freed once their round finished.
+//! The member command buffers come from pools of vkfuse's own (`exec.rs`), one per member and
+//! queue family, and are reused once their round finished.
 
 use std::sync::Arc;
 
@@ -250,7 +257,7 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
 
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
-/// slice `slice(step)` gives (None: not on this member). Where `queries` is not null, its
+/// parts `slice(step)` gives (none: not on this member). Where `queries` is not null, its
 /// two timestamps are written before and after the round's work.
 ///
 /// # Safety
@@ -261,7 +268,7 @@ pub unsafe fn record(
     (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
     round: &Round,
-    slice: impl Fn(usize) -> Option<([u32; 3], [u32; 3])>,
+    slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
@@ -355,14 +362,14 @@ pub unsafe fn record(
                     bytes.as_ptr().cast(),
                 ),
                 Step::Dispatch { .. } if round.dispatches.contains(&k) => {
-                    if let Some((b, c)) = slice(k) {
+                    for (b, c) in slice(k) {
                         if c.iter().all(|n| *n > 0) {
                             base(cb, b[0], b[1], b[2], c[0], c[1], c[2]);
                         }
                     }
                 }
                 Step::Indirect { buffer, offset, .. } if round.dispatches.contains(&k) => {
-                    if slice(k).is_some() {
+                    if !slice(k).is_empty() {
                         indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
                     }
                 }

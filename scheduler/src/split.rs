@@ -1,57 +1,55 @@
 //! Splitting one dispatch into slices of workgroups, one per member (`compute_split`).
 //!
-//! A dispatch of `count` workgroups along its split dimension is cut into consecutive
-//! ranges, one per member, sized in proportion to each member's measured throughput
+//! A dispatch of `count` workgroups along its split dimension is cut into chunks dealt out to
+//! the members, interleaved, in proportion to each member's measured throughput
 //! ([`Balance`]). Pure logic: the ICD measures, records the slices with `vkCmdDispatchBase`
 //! and merges their results.
 
-/// Cuts `count` workgroups into consecutive slices, one per weight, sized in proportion to the
-/// weights (largest remainders get the groups left over). Returns each slice's (first group,
-/// group count); a slice may be empty. Weights that are not finite or not positive count as
-/// zero; when all do, the slices are equal.
-pub fn slices(count: u32, weights: &[f64]) -> Vec<(u32, u32)> {
-    if weights.is_empty() {
-        return Vec::new();
+/// Cuts `count` workgroups into up to `per_member` chunks per weight, of equal size (within
+/// one group), and deals them out in proportion to the weights, interleaved: a smooth
+/// weighted round robin (each turn the member furthest behind its share takes the next
+/// chunk). Interleaving evens out work that varies along the dimension (the rows of a
+/// fractal near its set cost more than those far from it). Returns per weight its ranges of
+/// groups (first, count), adjacent chunks joined; a weight may get none. Weights that are not
+/// finite or not positive count as zero; when all do, the shares are equal.
+pub fn chunks(count: u32, weights: &[f64], per_member: u32) -> Vec<Vec<(u32, u32)>> {
+    let mut out: Vec<Vec<(u32, u32)>> = vec![Vec::new(); weights.len()];
+    if weights.is_empty() || count == 0 {
+        return out;
     }
     let clean: Vec<f64> = weights
         .iter()
         .map(|w| if w.is_finite() && *w > 0.0 { *w } else { 0.0 })
         .collect();
-    let total: f64 = clean.iter().sum();
-    let clean = if total > 0.0 {
+    let clean = if clean.iter().sum::<f64>() > 0.0 {
         clean
     } else {
         vec![1.0; weights.len()]
     };
     let total: f64 = clean.iter().sum();
-    let exact: Vec<f64> = clean.iter().map(|w| f64::from(count) * w / total).collect();
-    let mut sizes: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
-    let mut left = count - sizes.iter().sum::<u32>().min(count);
-    // Largest remainders first; ties to the earlier member.
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by(|a, b| {
-        let ra = exact[*a] - exact[*a].floor();
-        let rb = exact[*b] - exact[*b].floor();
-        rb.partial_cmp(&ra).unwrap_or(std::cmp::Ordering::Equal)
-    });
-    for i in order.iter().cycle().take(sizes.len() * 2) {
-        if left == 0 {
-            break;
+    let k = (per_member.max(1) as usize * weights.len()).min(count as usize) as u32;
+    let mut current = vec![0.0f64; clean.len()];
+    for c in 0..k {
+        let first = (u64::from(count) * u64::from(c) / u64::from(k)) as u32;
+        let end = (u64::from(count) * u64::from(c + 1) / u64::from(k)) as u32;
+        for (cur, w) in current.iter_mut().zip(&clean) {
+            *cur += w;
         }
-        if clean[*i] > 0.0 {
-            sizes[*i] += 1;
-            left -= 1;
+        let m = (0..clean.len())
+            .max_by(|a, b| {
+                current[*a]
+                    .partial_cmp(&current[*b])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(b.cmp(a))
+            })
+            .unwrap_or(0);
+        current[m] -= total;
+        match out[m].last_mut() {
+            Some(last) if last.0 + last.1 == first => last.1 += end - first,
+            _ => out[m].push((first, end - first)),
         }
     }
-    let mut first = 0;
-    sizes
-        .into_iter()
-        .map(|n| {
-            let s = (first, n);
-            first += n;
-            s
-        })
-        .collect()
+    out
 }
 
 /// Each member's measured throughput (workgroups per nanosecond of busy time), as a moving
@@ -131,7 +129,7 @@ impl Balance {
         Ok(())
     }
 
-    /// The weights of members `members` (indices into this balance), for [`slices`].
+    /// The weights of members `members` (indices into this balance), for [`chunks`].
     pub fn weights(&self, members: &[usize]) -> Vec<f64> {
         let known: Vec<f64> = members
             .iter()
@@ -153,34 +151,56 @@ impl Balance {
 mod tests {
     use super::*;
 
-    fn sizes(v: &[(u32, u32)]) -> Vec<u32> {
-        v.iter().map(|s| s.1).collect()
+    fn total(v: &[(u32, u32)]) -> u32 {
+        v.iter().map(|r| r.1).sum()
     }
 
     #[test]
-    fn equal_weights_cut_evenly_and_cover_every_group() {
-        assert_eq!(slices(10, &[1.0, 1.0]), vec![(0, 5), (5, 5)]);
-        assert_eq!(sizes(&slices(7, &[1.0, 1.0, 1.0])), vec![3, 2, 2]);
-        assert_eq!(slices(1, &[1.0, 1.0]), vec![(0, 1), (1, 0)]);
-        for count in [0u32, 1, 2, 3, 17, 1000, 65535] {
-            for w in [&[1.0, 3.0][..], &[0.2, 0.3, 0.5], &[5.0]] {
-                let s = slices(count, w);
-                assert_eq!(s.iter().map(|x| x.1).sum::<u32>(), count);
+    fn chunks_cover_every_group_once_in_proportion() {
+        for count in [0u32, 1, 2, 3, 17, 64, 1000, 65535] {
+            for w in [
+                &[1.0, 1.0][..],
+                &[1.0, 3.0],
+                &[0.2, 0.3, 0.5],
+                &[5.0],
+                &[0.0, 2.0],
+            ] {
+                let c = chunks(count, w, 8);
+                assert_eq!(c.len(), w.len());
+                let mut all: Vec<(u32, u32)> = c.iter().flatten().copied().collect();
+                all.sort();
                 let mut next = 0;
-                for (first, n) in &s {
-                    assert_eq!(*first, next);
+                for (first, n) in all {
+                    assert_eq!(first, next, "{count} {w:?} {c:?}");
+                    assert!(n > 0);
                     next += n;
+                }
+                assert_eq!(next, count);
+                // Within two chunks' worth of its share.
+                let sum: f64 = w.iter().sum();
+                let chunk = f64::from(count) / (8 * w.len()).min(count.max(1) as usize) as f64;
+                for (mine, wi) in c.iter().zip(w) {
+                    let share = f64::from(count) * wi / sum;
+                    assert!((f64::from(total(mine)) - share).abs() <= 2.0 * chunk + 1.0);
                 }
             }
         }
     }
 
     #[test]
-    fn slices_follow_the_weights() {
-        assert_eq!(sizes(&slices(100, &[1.0, 3.0])), vec![25, 75]);
-        assert_eq!(sizes(&slices(10, &[0.0, 1.0])), vec![0, 10]);
-        assert_eq!(sizes(&slices(4, &[f64::NAN, -1.0])), vec![2, 2]);
-        assert_eq!(slices(4, &[]), Vec::<(u32, u32)>::new());
+    fn chunks_interleave() {
+        // Two equal members, 16 groups in 8 chunks each way: alternating pairs of groups.
+        let c = chunks(16, &[1.0, 1.0], 4);
+        assert_eq!(c[0], vec![(0, 2), (4, 2), (8, 2), (12, 2)]);
+        assert_eq!(c[1], vec![(2, 2), (6, 2), (10, 2), (14, 2)]);
+        // One member three times as fast takes three chunks of every four.
+        let c = chunks(8, &[1.0, 3.0], 4);
+        assert_eq!(total(&c[0]), 2);
+        assert_eq!(total(&c[1]), 6);
+        // Invalid weights: equal shares.
+        let c = chunks(4, &[f64::NAN, -1.0], 1);
+        assert_eq!((total(&c[0]), total(&c[1])), (2, 2));
+        assert!(chunks(4, &[], 4).is_empty());
     }
 
     #[test]

@@ -398,9 +398,9 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         };
     let mut kernels = serde_json::Map::new();
     let sizes = [
-        ("mandelbrot", (1024 / scale).max(16), 5),
-        ("matmul", (512 / scale / 16).max(1) * 16, 3),
-        ("saxpy", ((1 << 22) / scale).max(64), 10),
+        ("mandelbrot", (1024 / scale).max(16), 10),
+        ("matmul", (512 / scale / 16).max(1) * 16, 4),
+        ("saxpy", ((1 << 22) / scale).max(64), 20),
     ];
     for (kernel, size, repeat) in sizes {
         let args: Vec<String> = [
@@ -421,7 +421,7 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
             )));
         }
         let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
-        // CPU time comes in 10 ms ticks: none measured gives no ratio.
+        // No CPU time measured directly gives no ratio.
         let cpu_ratio = |f: &Value| {
             let direct = cpu(&d);
             (direct > 0.0).then(|| cpu(f) / direct)
@@ -490,7 +490,7 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
             "One run each of `kernels --kernel K --size N --repeat R --json` directly on {} and \
              through vkfuse on two of it (VKFUSE_STRATEGY=compute_split), in this bench run. \
              cpu_work: the process's user + system CPU time over the submits (every thread, the \
-             drivers' included; /proc/self/stat, 10 ms ticks), fused / direct. wall: median wall \
+             drivers' included; CLOCK_PROCESS_CPUTIME_ID), fused / direct. wall: median wall \
              time per submit (submit + fence wait), fused / direct; on this machine both members \
              share the same cores, so it is not a speed-up. projected_speedup: a projection, \
              not a measurement: per round, each member's busy time is measured with timestamps \

@@ -44,7 +44,7 @@ and the time per submit on stderr.
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
   --json        print instead one JSON line: the kernel, each submit's wall time
                 (\"submit_ns\"), the process's CPU time over the submits (\"cpu_ns\", every
-                thread: /proc/self/stat, 10 ms ticks) and the result hash
+                thread: CLOCK_PROCESS_CPUTIME_ID) and the result hash
   --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                 exit code 3 if it reports errors or warnings";
 
@@ -56,23 +56,28 @@ fn main() -> ExitCode {
 }
 
 /// CPU time of the whole process (every thread, the driver's included) so far, in
-/// nanoseconds: user + system time from `/proc/self/stat` (clock ticks of 10 ms); 0 where it
-/// cannot be read.
+/// nanoseconds: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`; 0 where it fails.
 fn cpu_ns() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0;
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    /// `CLOCK_PROCESS_CPUTIME_ID` (Linux).
+    const PROCESS_CPUTIME: i32 = 2;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let Some(rest) = stat.rsplit(')').next() else {
+    // SAFETY: the C library's clock_gettime with a valid clock id and a timespec to fill
+    // (two 64-bit fields on 64-bit Linux).
+    if unsafe { clock_gettime(PROCESS_CPUTIME, &mut t) } != 0 {
         return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
-        .sum();
-    ticks * 10_000_000
+    }
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// A pseudo-random word.

@@ -1,5 +1,6 @@
-//! `vkfuse demo`: the compute and offscreen-render examples run directly on a member and through
-//! vkfuse with the machine's drivers as members; the results must be identical.
+//! `vkfuse demo`: the compute, offscreen-render and split-kernel examples run directly on a
+//! member and through vkfuse with the machine's drivers as members; the results must be
+//! identical.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +14,13 @@ use crate::proc::{self, ExampleLine};
 
 pub const USAGE: &str = "\
 vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
-    Runs the compute, offscreen and random-batches examples directly on member 0
-    (VK_ICD_FILENAMES=its manifest) and through vkfuse over all members (strategy single, member 0
-    executes; with two or more members also with VKFUSE_RESIDENCY=all, which creates and records
-    everything on every member, and with the round_robin and afr strategies, which run batches
-    on every member: the report shows how many ran on each; round_robin also with
+    Runs the compute, offscreen and random-batches examples and two of the kernels example's
+    (mandelbrot, histogram) directly on member 0 (VK_ICD_FILENAMES=its manifest) and through
+    vkfuse over all members (strategy single, member 0 executes; with two or more members also
+    with VKFUSE_RESIDENCY=all, which creates and records everything on every member, with the
+    round_robin and afr strategies, which run batches on every member: the report shows how
+    many ran on each, and with compute_split, which runs one dispatch as slices on every
+    member: the report shows each member's workgroups; round_robin and compute_split also with
     VKFUSE_SHARING=mirrored, a copy of host-visible memory per member kept coherent by copies),
     compares the results and prints a report. Members default to every ICD manifest in the
     standard directories that loads, plus SwiftShader if installed. --validation runs the examples
@@ -26,7 +29,18 @@ vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-const WORKLOADS: &[&str] = &["compute", "offscreen", "random-batches"];
+/// (label, example program, its arguments).
+const WORKLOADS: &[(&str, &str, &[&str])] = &[
+    ("compute", "compute", &[]),
+    ("offscreen", "offscreen", &[]),
+    ("random-batches", "random-batches", &[]),
+    ("mandelbrot", "kernels", &["--kernel", "mandelbrot"]),
+    (
+        "histogram",
+        "kernels",
+        &["--kernel", "histogram", "--size", "262144"],
+    ),
+];
 
 struct Member {
     manifest: PathBuf,
@@ -133,6 +147,8 @@ struct Outcome {
     image: Option<PathBuf>,
     /// Batches placed per member, as vkfuse logged them (strategies that place batches).
     placed: Option<String>,
+    /// Workgroups each member ran in split batches, as vkfuse logged them (`compute_split`).
+    split: Option<String>,
 }
 
 fn run_example(
@@ -155,6 +171,7 @@ fn run_example(
         error: None,
         image,
         placed: None,
+        split: None,
     };
     match proc::run_captured(&mut cmd, LIMIT) {
         Ok(out) => {
@@ -165,6 +182,12 @@ fn run_example(
                 .lines()
                 .rev()
                 .find_map(|l| l.split("batches placed: ").nth(1))
+                .map(|p| p.trim().to_string());
+            outcome.split = out
+                .stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.split("workgroups run: ").nth(1))
                 .map(|p| p.trim().to_string());
             if !out.status.success() {
                 let hint = if out.status.code() == Some(3) {
@@ -212,7 +235,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let library = env::library()?;
     let programs = WORKLOADS
         .iter()
-        .map(|w| env::program(w))
+        .map(|w| env::program(w.1))
         .collect::<Result<Vec<_>, _>>()?;
     let candidates = match members {
         Some(list) => {
@@ -276,6 +299,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             ("round_robin", "all", None),
             ("afr", "all", None),
             ("round_robin", "all", Some("mirrored")),
+            ("compute_split", "all", None),
+            ("compute_split", "all", Some("mirrored")),
         ]);
     }
 
@@ -284,19 +309,22 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     let mut fused_device: Option<String> = None;
     outln!();
     outln!(
-        "  {:<14} {:<30} {:<18} {:>8}  check",
+        "  {:<14} {:<32} {:<18} {:>8}  check",
         "workload",
         "run",
         "result",
         "wall"
     );
-    for (workload, program) in WORKLOADS.iter().zip(&programs) {
+    for ((workload, _, workload_args), program) in WORKLOADS.iter().zip(&programs) {
+        let workload_args: Vec<String> = workload_args.iter().map(|a| a.to_string()).collect();
+        let example_args: Vec<String> =
+            workload_args.iter().chain(&example_args).cloned().collect();
         let image = |tag: &str| {
             (*workload == "offscreen").then(|| image_dir.join(format!("{workload}-{tag}.ppm")))
         };
         // An untimed run first, so that neither column pays for cold caches (page cache, the
         // driver's shader cache).
-        run_example("warm-up", program, &[], None, &|cmd| {
+        run_example("warm-up", program, &workload_args, None, &|cmd| {
             env::only_driver(cmd, &direct_member.manifest);
             Ok(())
         })?;
@@ -384,8 +412,13 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 (Some(p), true) if o.error.is_none() => format!("{check}; batches {p}"),
                 _ => check,
             };
+            let check = match (&o.split, o.config.contains("compute_split")) {
+                (Some(w), true) if o.error.is_none() => format!("{check}; split, workgroups {w}"),
+                (None, true) if o.error.is_none() => format!("{check}; not split"),
+                _ => check,
+            };
             outln!(
-                "  {:<14} {:<30} {:<18} {:>6.2} s  {check}",
+                "  {:<14} {:<32} {:<18} {:>6.2} s  {check}",
                 workload,
                 o.config,
                 result,

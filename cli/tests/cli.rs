@@ -425,12 +425,28 @@ fn demo_with_lavapipe_passes() {
         .lines()
         .filter(|l| l.contains("vkfuse, round_robin, mirrored"))
         .collect();
-    assert_eq!(mirrored.len(), 3, "{}", out.dump());
+    assert_eq!(mirrored.len(), 5, "{}", out.dump());
     assert!(
         mirrored.iter().all(|l| l.contains("same result")),
         "{}",
         out.dump()
     );
+    // The kernels split under compute_split, with shared and with mirrored memory (the
+    // histogram's add atomics only into mirrored memory).
+    for (workload, config, split) in [
+        ("mandelbrot", "vkfuse, compute_split ", true),
+        ("mandelbrot", "vkfuse, compute_split, mirrored", true),
+        ("histogram", "vkfuse, compute_split ", false),
+        ("histogram", "vkfuse, compute_split, mirrored", true),
+    ] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(workload) && l.contains(config))
+            .unwrap_or_else(|| panic!("no {workload} {config} row:\n{}", out.dump()));
+        assert!(line.contains("same result"), "{line}\n{}", out.dump());
+        assert_eq!(line.contains("split, workgroups"), split, "{line}");
+    }
 }
 
 #[test]

@@ -1214,7 +1214,23 @@ fn place(
                 }
                 Some(f)
             }
-            (None, None) => st.placer.place(BatchInfo::new(fence, alive)),
+            (None, None) => {
+                let placed = st.placer.place(BatchInfo::new(fence, alive));
+                // `hybrid`: batches it runs whole go to the member measured fastest.
+                match (st.placer.strategy(), &st.split.balance) {
+                    (vkfuse_scheduler::Strategy::Hybrid, Some(b)) => {
+                        let kept: Vec<usize> = st
+                            .placer
+                            .kept()
+                            .iter()
+                            .copied()
+                            .filter(|m| alive & (1 << m) != 0)
+                            .collect();
+                        b.fastest(&kept).or(placed)
+                    }
+                    _ => placed,
+                }
+            }
         };
         let Some(m) = m else {
             d.exec.lost.store(true, Ordering::Release);

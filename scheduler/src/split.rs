@@ -84,6 +84,17 @@ impl Balance {
         });
     }
 
+    /// The fastest of `members` by measured throughput, once every one of them was measured.
+    pub fn fastest(&self, members: &[usize]) -> Option<usize> {
+        let rates: Option<Vec<f64>> = members.iter().map(|m| self.rate(*m)).collect();
+        let rates = rates?;
+        members
+            .iter()
+            .zip(rates)
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+            .map(|(m, _)| *m)
+    }
+
     /// Member `m`'s measured throughput (workgroups per ns), if measured.
     pub fn rate(&self, m: usize) -> Option<f64> {
         self.rates.get(m).copied().flatten()
@@ -238,10 +249,14 @@ mod tests {
             .is_err());
         // Rounds too short to pay for the host round trip.
         assert!(b.split_pays(&[0, 1], (1000, 2), 0.0, 1.2, 1000.0).is_err());
-        // A member ten times slower adds too little.
+        // A member ten times slower adds too little; the faster takes whole batches.
         let mut c = Balance::new(2);
-        c.measured(0, 1000, 100);
+        assert_eq!(c.fastest(&[0, 1]), None);
         c.measured(1, 1000, 10_000);
+        assert_eq!(c.fastest(&[0, 1]), None);
+        c.measured(0, 1000, 100);
+        assert_eq!(c.fastest(&[0, 1]), Some(0));
+        assert_eq!(c.fastest(&[1]), Some(1));
         assert!(c
             .split_pays(&[0, 1], (1_000_000, 1), 0.0, 1.2, 1000.0)
             .is_err());

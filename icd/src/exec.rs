@@ -1219,14 +1219,7 @@ fn place(
                 // `hybrid`: batches it runs whole go to the member measured fastest.
                 match (st.placer.strategy(), &st.split.balance) {
                     (vkfuse_scheduler::Strategy::Hybrid, Some(b)) => {
-                        let kept: Vec<usize> = st
-                            .placer
-                            .kept()
-                            .iter()
-                            .copied()
-                            .filter(|m| alive & (1 << m) != 0)
-                            .collect();
-                        b.fastest(&kept).or(placed)
+                        b.fastest(&live_kept(st, alive)).or(placed)
                     }
                     _ => placed,
                 }
@@ -1253,6 +1246,16 @@ fn place(
         }
         return Ok(m);
     }
+}
+
+/// The kept members (placement order) that are alive.
+fn live_kept(st: &State, alive: u64) -> Vec<usize> {
+    st.placer
+        .kept()
+        .iter()
+        .copied()
+        .filter(|m| alive & (1 << m) != 0)
+        .collect()
 }
 
 /// What a submit on member `j` must wait for: the unfinished last batches of other members.
@@ -2539,14 +2542,7 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
-    let alive = alive_mask(d);
-    let members: Vec<usize> = st
-        .placer
-        .kept()
-        .iter()
-        .copied()
-        .filter(|m| alive & (1 << m) != 0)
-        .collect();
+    let members = live_kept(&st, alive_mask(d));
     if members.len() < 2 {
         return None;
     }

@@ -169,6 +169,20 @@ fn add_atomics_split_only_into_copies_of_their_own() {
         assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
         assert_eq!(groups.iter().sum::<u64>(), 3 * 1024, "{}", out.dump());
     }
+    // Bins cleared by a vkCmdFillBuffer in the same command buffer: the fill runs whole on the
+    // first member (a round of its own), then the dispatch splits.
+    let out = check(
+        "histogram",
+        &["--size", "65536", "--repeat", "3", "--clear"],
+        &lvp2(),
+        &[("VKFUSE_SHARING", "mirrored")],
+    );
+    assert!(
+        out.stderr
+            .contains("compute_split: 3 batch(es) split in 6 round(s)"),
+        "{}",
+        out.dump()
+    );
 }
 
 /// A dispatch that would break if split: stream compaction hands out output slots with
@@ -359,4 +373,38 @@ fn hybrid_stops_splitting_where_it_does_not_pay() {
         "{}",
         out.dump()
     );
+}
+
+/// Examples whose command buffers copy buffers around their dispatches (`compute`: uploads
+/// and readbacks; `shared-inputs`: a slice copied before each frame's dispatch): the copies run
+/// whole on the first member in rounds of their own, the dispatches split, with shared and
+/// with mirrored memory; results equal lavapipe direct.
+#[test]
+fn copies_run_whole_between_split_dispatches() {
+    for example_name in ["compute", "shared-inputs"] {
+        let reference = direct_result(example_name, &lavapipe());
+        for sharing in ["host", "mirrored"] {
+            let mut cmd = fused(example(example_name), &lvp2());
+            cmd.args(validation_args())
+                .env("VKFUSE_STRATEGY", "compute_split")
+                .env("VKFUSE_SHARING", sharing)
+                .env("VKFUSE_LOG", "info");
+            let out = run(&mut cmd);
+            if out.status.code() == Some(3) {
+                panic!("validation layer messages:\n{}", out.dump());
+            }
+            out.assert_success();
+            let got = example_result(&out.stdout)
+                .unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
+            assert_eq!(
+                got.result,
+                reference.result,
+                "{example_name} {sharing}:\n{}",
+                out.dump()
+            );
+            let groups = split_groups(&out.stderr)
+                .unwrap_or_else(|| panic!("{example_name} {sharing}: no split:\n{}", out.dump()));
+            assert!(groups.iter().all(|g| *g > 0), "{}", out.dump());
+        }
+    }
 }

@@ -312,11 +312,39 @@ pub unsafe fn copy_buffer(
     count: u32,
     regions: *const vk::BufferCopy,
 ) {
-    let mut acc = cb.access.lock();
     // SAFETY: `count` regions.
-    for r in unsafe { slice(regions, count) } {
-        feed_part(src.as_raw(), r.src_offset, r.size, &mut *acc, false);
-        feed_part(dst.as_raw(), r.dst_offset, r.size, &mut *acc, true);
+    let regions = unsafe { slice(regions, count) };
+    transfer(
+        cb,
+        crate::split::Transfer::Copy {
+            src: src.as_raw(),
+            dst: dst.as_raw(),
+            regions: regions.to_vec(),
+        },
+    );
+}
+
+/// A buffer transfer (copy, update, fill): the bytes it reads and writes, and the split log's
+/// step (it runs whole, `split.rs`).
+fn transfer(cb: &CommandBuffer, op: crate::split::Transfer) {
+    let mut own = AccessSet::default();
+    match &op {
+        crate::split::Transfer::Copy { src, dst, regions } => {
+            for r in regions {
+                feed_part(*src, r.src_offset, r.size, &mut own, false);
+                feed_part(*dst, r.dst_offset, r.size, &mut own, true);
+            }
+        }
+        crate::split::Transfer::Update { dst, offset, data } => {
+            feed_part(*dst, *offset, data.len() as u64, &mut own, true);
+        }
+        crate::split::Transfer::Fill {
+            dst, offset, size, ..
+        } => feed_part(*dst, *offset, *size, &mut own, true),
+    }
+    cb.access.lock().union(&own);
+    if let Some(log) = &mut cb.compute.lock().log {
+        log.transfer(op, own);
     }
 }
 
@@ -329,18 +357,23 @@ pub unsafe fn copy_buffer2(cb: &CommandBuffer, info: *const vk::CopyBufferInfo2)
     let Some(i) = (unsafe { info.as_ref() }) else {
         return;
     };
-    let mut acc = cb.access.lock();
     // SAFETY: `region_count` regions.
-    for r in unsafe { slice(i.p_regions, i.region_count) } {
-        feed_part(
-            i.src_buffer.as_raw(),
-            r.src_offset,
-            r.size,
-            &mut *acc,
-            false,
-        );
-        feed_part(i.dst_buffer.as_raw(), r.dst_offset, r.size, &mut *acc, true);
-    }
+    let regions = unsafe { slice(i.p_regions, i.region_count) }
+        .iter()
+        .map(|r| vk::BufferCopy {
+            src_offset: r.src_offset,
+            dst_offset: r.dst_offset,
+            size: r.size,
+        })
+        .collect();
+    transfer(
+        cb,
+        crate::split::Transfer::Copy {
+            src: i.src_buffer.as_raw(),
+            dst: i.dst_buffer.as_raw(),
+            regions,
+        },
+    );
 }
 
 /// `vkCmdUpdateBuffer`: the bytes it writes.
@@ -352,9 +385,18 @@ pub unsafe fn update_buffer(
     dst: vk::Buffer,
     offset: vk::DeviceSize,
     size: vk::DeviceSize,
-    _data: *const c_void,
+    data: *const c_void,
 ) {
-    feed_part(dst.as_raw(), offset, size, &mut *cb.access.lock(), true);
+    // SAFETY: `size` bytes of data (at most 65536, a multiple of 4).
+    let data = unsafe { slice(data.cast::<u8>(), size as u32) }.to_vec();
+    transfer(
+        cb,
+        crate::split::Transfer::Update {
+            dst: dst.as_raw(),
+            offset,
+            data,
+        },
+    );
 }
 
 /// `vkCmdFillBuffer`: the bytes it writes (`VK_WHOLE_SIZE`: to the end).
@@ -366,9 +408,17 @@ pub unsafe fn fill_buffer(
     dst: vk::Buffer,
     offset: vk::DeviceSize,
     size: vk::DeviceSize,
-    _data: u32,
+    data: u32,
 ) {
-    feed_part(dst.as_raw(), offset, size, &mut *cb.access.lock(), true);
+    transfer(
+        cb,
+        crate::split::Transfer::Fill {
+            dst: dst.as_raw(),
+            offset,
+            size,
+            data,
+        },
+    );
 }
 
 /// The device of a command buffer.

@@ -4,7 +4,8 @@
 //! - **Recording.** A primary command buffer of a device that splits keeps a log of its
 //!   compute commands beside the member recordings: pipeline and descriptor set binds, push
 //!   constants, dispatches (each with its own access set, and what its add-atomic bindings
-//!   lead to) and memory barriers. A command that the log cannot replay breaks it (image
+//!   lead to), buffer copies, updates and fills (run whole on the first member) and memory
+//!   barriers. A command that the log cannot replay breaks it (image
 //!   barriers, event waits, secondaries, push descriptors), and so does any access the log's
 //!   commands did not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs
 //!   whole, as `single` places it.
@@ -69,8 +70,33 @@ pub enum Step {
         offset: u64,
         access: AccessSet,
     },
+    /// A buffer transfer: it runs whole, on the first member.
+    Transfer {
+        op: Transfer,
+        access: AccessSet,
+    },
     /// A pipeline barrier without image barriers: replayed as a global memory barrier.
     Barrier,
+}
+
+/// The buffer transfers a split log replays (raw fused buffer handles).
+pub enum Transfer {
+    Copy {
+        src: u64,
+        dst: u64,
+        regions: Vec<vk::BufferCopy>,
+    },
+    Update {
+        dst: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Fill {
+        dst: u64,
+        offset: u64,
+        size: u64,
+        data: u32,
+    },
 }
 
 /// What one dispatch touches (`access.rs`), and what its bindings of add atomics lead to
@@ -170,6 +196,12 @@ impl Log {
         });
     }
 
+    /// A buffer transfer that touched `access`.
+    pub fn transfer(&mut self, op: Transfer, access: AccessSet) {
+        self.own += access.fed;
+        self.push(Step::Transfer { op, access });
+    }
+
     pub fn indirect(&mut self, buffer: u64, offset: u64, access: AccessSet) {
         self.own += access.fed;
         self.push(Step::Indirect {
@@ -222,6 +254,61 @@ fn conflict(a: &AccessSet, b: &AccessSet) -> bool {
     })
 }
 
+/// Records `op` into `cb` of member `m` (handles translated).
+///
+/// # Safety
+/// `cb` is being recorded; the buffers are live.
+unsafe fn transfer(
+    f: &crate::generated::dispatch::DeviceFns,
+    cb: vk::CommandBuffer,
+    m: usize,
+    op: &Transfer,
+) -> Result<(), vk::Result> {
+    let missing = crate::guard::missing;
+    let buf = |raw: u64| crate::conv::nd(vk::Buffer::from_raw(raw), m);
+    // SAFETY: caller contract; the handles are the member's.
+    unsafe {
+        match op {
+            Transfer::Copy { src, dst, regions } => {
+                let copy = f
+                    .cmd_copy_buffer
+                    .ok_or_else(|| missing("vkCmdCopyBuffer"))?;
+                copy(
+                    cb,
+                    buf(*src),
+                    buf(*dst),
+                    regions.len() as u32,
+                    regions.as_ptr(),
+                );
+            }
+            Transfer::Update { dst, offset, data } => {
+                let update = f
+                    .cmd_update_buffer
+                    .ok_or_else(|| missing("vkCmdUpdateBuffer"))?;
+                update(
+                    cb,
+                    buf(*dst),
+                    *offset,
+                    data.len() as u64,
+                    data.as_ptr().cast(),
+                );
+            }
+            Transfer::Fill {
+                dst,
+                offset,
+                size,
+                data,
+            } => {
+                let fill = f
+                    .cmd_fill_buffer
+                    .ok_or_else(|| missing("vkCmdFillBuffer"))?;
+                fill(cb, buf(*dst), *offset, *size, *data);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The rounds of `steps`: runs of split dispatches none of which touches what another of the
 /// run writes (slices of different members are not ordered with each other), and runs of
 /// whole dispatches (all on one member, in order).
@@ -230,7 +317,7 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
     for (k, s) in steps.iter().enumerate() {
         let (split, access) = match s {
             Step::Dispatch { along, access, .. } => (along.is_some(), access),
-            Step::Indirect { access, .. } => (false, access),
+            Step::Indirect { access, .. } | Step::Transfer { access, .. } => (false, access),
             _ => continue,
         };
         let joins = out.last().is_some_and(|r| {
@@ -373,7 +460,12 @@ pub unsafe fn record(
                         indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
                     }
                 }
-                Step::Dispatch { .. } | Step::Indirect { .. } => {}
+                Step::Transfer { op, .. } if round.dispatches.contains(&k) => {
+                    if !slice(k).is_empty() {
+                        transfer(f, cb, m, op)?;
+                    }
+                }
+                Step::Dispatch { .. } | Step::Indirect { .. } | Step::Transfer { .. } => {}
                 Step::Barrier => {
                     let all = vk::MemoryBarrier {
                         src_access_mask: vk::AccessFlags::MEMORY_WRITE,

@@ -29,7 +29,7 @@ use vkfuse_examples::{
 const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
-               [--repeat R]
+               [--repeat R] [--clear]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -42,6 +42,8 @@ and the time per submit on stderr.
                 filter: width = height (512);
                 chain: elements (65536, 8 steps)
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
+  --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
+                dispatch, so they count one submit
   --json        print instead one JSON line: the kernel, each submit's wall time
                 (\"submit_ns\"), the process's CPU time over the submits (\"cpu_ns\", every
                 thread: CLOCK_PROCESS_CPUTIME_ID) and the result hash
@@ -107,6 +109,7 @@ fn run(mut args: Args) -> Result<Report> {
     let size: Option<u32> = args.value("--size")?;
     let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
     let json = args.flag("--json");
+    let clear = args.flag("--clear");
     args.finish()?;
     if !(1..=1000).contains(&repeat) {
         return Err(format!("--repeat {repeat}: must be 1..=1000").into());
@@ -259,18 +262,38 @@ fn run(mut args: Args) -> Result<Report> {
             let n = size.unwrap_or(1 << 20);
             let v: Vec<u32> = (0..n).map(|i| mix(i, 5)).collect();
             let vb = host_buffer(&ctx, &u32_bytes(&v))?;
-            let hb = host_buffer(&ctx, &[0u8; 1024])?;
+            let hb = ctx.create_buffer(
+                1024,
+                vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
+                MemoryUse::Readback,
+            )?;
+            hb.write_bytes(0, &[0u8; 1024])?;
             let k = ctx.create_compute_kernel(
                 vkfuse_examples::shaders::HISTOGRAM_COMP,
                 4,
                 &[whole(&vb), whole(&hb)],
             )?;
-            one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
+            if clear {
+                // The bins cleared by the command buffer itself, before the dispatch.
+                record(&|| {
+                    // SAFETY: recording; the kernel and buffers live until the idle guard.
+                    unsafe {
+                        d.cmd_fill_buffer(cb, hb.handle, 0, vk::WHOLE_SIZE, 0);
+                        cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, cmd::COMPUTE_READ_WRITE);
+                        k.bind(d, cb);
+                        k.push_constants(d, cb, &u32_bytes(&[n]));
+                        d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                    }
+                })?;
+            } else {
+                one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
+            }
             let t = submit_all()?;
             let got = hb.read_bytes(0, 1024)?;
             let mut want = [0u32; 256];
+            let times = if clear { 1 } else { repeat };
             for x in &v {
-                want[(x & 255) as usize] += repeat;
+                want[(x & 255) as usize] += times;
             }
             if u32s_from_bytes(&got) != want {
                 return Err(Mismatch("histogram: bins differ from the CPU model".into()).into());

@@ -1064,7 +1064,8 @@ fn dispatches_write_only_what_their_shader_writes() {
         }
         let out = run(&mut cmd);
         out.assert_success();
-        let got = example_result(&out.stdout).expect("result line");
+        let got = example_result(&out.stdout)
+            .unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
         assert_eq!(got.result, reference.result, "{}", out.dump());
         assert_eq!(
             out.stderr.contains("compute pipeline"),

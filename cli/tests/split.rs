@@ -25,15 +25,22 @@ fn split_groups(stderr: &str) -> Option<Vec<u64>> {
 /// Runs `kernels --kernel <kernel> <args>` under `compute_split` over `members` and on
 /// lavapipe directly; asserts equal results and a clean validation run.
 fn check(kernel: &str, args: &[&str], members: &[PathBuf], env: &[(&str, &str)]) -> Output {
-    let mut direct_cmd = direct(example("kernels"), &lavapipe());
-    direct_cmd
-        .args(validation_args())
-        .args(["--kernel", kernel])
-        .args(args);
+    let args: Vec<&str> = ["--kernel", kernel].iter().chain(args).copied().collect();
+    check_example("kernels", &args, members, env)
+}
+
+/// [`check`] for any example program and arguments.
+fn check_example(
+    example_name: &str,
+    args: &[&str],
+    members: &[PathBuf],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut direct_cmd = direct(example(example_name), &lavapipe());
+    direct_cmd.args(validation_args()).args(args);
     let reference = run_example(direct_cmd);
-    let mut cmd = fused(example("kernels"), members);
+    let mut cmd = fused(example(example_name), members);
     cmd.args(validation_args())
-        .args(["--kernel", kernel])
         .args(args)
         .env("VKFUSE_STRATEGY", "compute_split")
         .env("VKFUSE_LOG", "info");
@@ -51,7 +58,7 @@ fn check(kernel: &str, args: &[&str], members: &[PathBuf], env: &[(&str, &str)])
     assert_eq!(
         got.result,
         reference.result,
-        "{kernel} under compute_split over {} differs from lavapipe direct:\n{}",
+        "{example_name} {args:?} under compute_split over {} differs from lavapipe direct:\n{}",
         icds(members),
         out.dump()
     );
@@ -382,26 +389,8 @@ fn hybrid_stops_splitting_where_it_does_not_pay() {
 #[test]
 fn copies_run_whole_between_split_dispatches() {
     for example_name in ["compute", "shared-inputs"] {
-        let reference = direct_result(example_name, &lavapipe());
         for sharing in ["host", "mirrored"] {
-            let mut cmd = fused(example(example_name), &lvp2());
-            cmd.args(validation_args())
-                .env("VKFUSE_STRATEGY", "compute_split")
-                .env("VKFUSE_SHARING", sharing)
-                .env("VKFUSE_LOG", "info");
-            let out = run(&mut cmd);
-            if out.status.code() == Some(3) {
-                panic!("validation layer messages:\n{}", out.dump());
-            }
-            out.assert_success();
-            let got = example_result(&out.stdout)
-                .unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
-            assert_eq!(
-                got.result,
-                reference.result,
-                "{example_name} {sharing}:\n{}",
-                out.dump()
-            );
+            let out = check_example(example_name, &[], &lvp2(), &[("VKFUSE_SHARING", sharing)]);
             let groups = split_groups(&out.stderr)
                 .unwrap_or_else(|| panic!("{example_name} {sharing}: no split:\n{}", out.dump()));
             assert!(groups.iter().all(|g| *g > 0), "{}", out.dump());

@@ -314,9 +314,11 @@ pub unsafe fn copy_buffer(
 ) {
     // SAFETY: `count` regions.
     let regions = unsafe { slice(regions, count) };
+    let parts = regions.iter().map(|r| (r.src_offset, r.dst_offset, r.size));
     transfer(
         cb,
-        crate::split::Transfer::Copy {
+        |acc| copy_parts(acc, src, dst, parts),
+        || crate::split::Transfer::Copy {
             src: src.as_raw(),
             dst: dst.as_raw(),
             regions: regions.to_vec(),
@@ -324,27 +326,40 @@ pub unsafe fn copy_buffer(
     );
 }
 
-/// A buffer transfer (copy, update, fill): the bytes it reads and writes, and the split log's
-/// step (it runs whole, `split.rs`).
-fn transfer(cb: &CommandBuffer, op: crate::split::Transfer) {
-    let mut own = AccessSet::default();
-    match &op {
-        crate::split::Transfer::Copy { src, dst, regions } => {
-            for r in regions {
-                feed_part(*src, r.src_offset, r.size, &mut own, false);
-                feed_part(*dst, r.dst_offset, r.size, &mut own, true);
-            }
-        }
-        crate::split::Transfer::Update { dst, offset, data } => {
-            feed_part(*dst, *offset, data.len() as u64, &mut own, true);
-        }
-        crate::split::Transfer::Fill {
-            dst, offset, size, ..
-        } => feed_part(*dst, *offset, *size, &mut own, true),
+/// The parts (source offset, destination offset, size) a buffer copy reads and writes.
+fn copy_parts(
+    acc: &mut AccessSet,
+    src: vk::Buffer,
+    dst: vk::Buffer,
+    parts: impl Iterator<Item = (u64, u64, u64)>,
+) {
+    for (from, to, size) in parts {
+        feed_part(src.as_raw(), from, size, acc, false);
+        feed_part(dst.as_raw(), to, size, acc, true);
     }
+}
+
+/// Whether this device splits dispatches: recorded commands then also go to the split log.
+fn splitting() -> bool {
+    crate::config::Config::get().splits()
+}
+
+/// A buffer transfer (copy, update, fill): `feed` hands over the bytes it reads and writes;
+/// where dispatches are split, `op` is also the split log's step (it runs whole, `split.rs`).
+fn transfer(
+    cb: &CommandBuffer,
+    feed: impl FnOnce(&mut AccessSet),
+    op: impl FnOnce() -> crate::split::Transfer,
+) {
+    if !splitting() {
+        feed(&mut cb.access.lock());
+        return;
+    }
+    let mut own = AccessSet::default();
+    feed(&mut own);
     cb.access.lock().union(&own);
     if let Some(log) = &mut cb.compute.lock().log {
-        log.transfer(op, own);
+        log.transfer(op(), own);
     }
 }
 
@@ -358,20 +373,21 @@ pub unsafe fn copy_buffer2(cb: &CommandBuffer, info: *const vk::CopyBufferInfo2)
         return;
     };
     // SAFETY: `region_count` regions.
-    let regions = unsafe { slice(i.p_regions, i.region_count) }
-        .iter()
-        .map(|r| vk::BufferCopy {
-            src_offset: r.src_offset,
-            dst_offset: r.dst_offset,
-            size: r.size,
-        })
-        .collect();
+    let regions = unsafe { slice(i.p_regions, i.region_count) };
+    let parts = || regions.iter().map(|r| (r.src_offset, r.dst_offset, r.size));
     transfer(
         cb,
-        crate::split::Transfer::Copy {
+        |acc| copy_parts(acc, i.src_buffer, i.dst_buffer, parts()),
+        || crate::split::Transfer::Copy {
             src: i.src_buffer.as_raw(),
             dst: i.dst_buffer.as_raw(),
-            regions,
+            regions: parts()
+                .map(|(src_offset, dst_offset, size)| vk::BufferCopy {
+                    src_offset,
+                    dst_offset,
+                    size,
+                })
+                .collect(),
         },
     );
 }
@@ -387,14 +403,14 @@ pub unsafe fn update_buffer(
     size: vk::DeviceSize,
     data: *const c_void,
 ) {
-    // SAFETY: `size` bytes of data (at most 65536, a multiple of 4).
-    let data = unsafe { slice(data.cast::<u8>(), size as u32) }.to_vec();
     transfer(
         cb,
-        crate::split::Transfer::Update {
+        |acc| feed_part(dst.as_raw(), offset, size, acc, true),
+        || crate::split::Transfer::Update {
             dst: dst.as_raw(),
             offset,
-            data,
+            // SAFETY: `size` bytes of data (at most 65536, a multiple of 4).
+            data: unsafe { slice(data.cast::<u8>(), size as u32) }.to_vec(),
         },
     );
 }
@@ -412,7 +428,8 @@ pub unsafe fn fill_buffer(
 ) {
     transfer(
         cb,
-        crate::split::Transfer::Fill {
+        |acc| feed_part(dst.as_raw(), offset, size, acc, true),
+        || crate::split::Transfer::Fill {
             dst: dst.as_raw(),
             offset,
             size,
@@ -813,8 +830,10 @@ fn barriers(
     }
     let fed = acc.fed - before;
     drop(acc);
-    if let Some(log) = &mut cb.compute.lock().log {
-        log.barrier(fed, with_images);
+    if splitting() {
+        if let Some(log) = &mut cb.compute.lock().log {
+            log.barrier(fed, with_images);
+        }
     }
 }
 
@@ -1245,6 +1264,9 @@ pub unsafe fn push_constants(
     size: u32,
     values: *const std::ffi::c_void,
 ) {
+    if !splitting() {
+        return;
+    }
     let mut c = cb.compute.lock();
     if let Some(log) = &mut c.log {
         // SAFETY: `size` bytes.
@@ -1271,6 +1293,9 @@ pub unsafe fn push_descriptor_set(
 /// After a command the split log cannot replay (push descriptors): the command buffer runs
 /// whole.
 pub fn breaks_split_log(cb: &CommandBuffer, why: &'static str) {
+    if !splitting() {
+        return;
+    }
     if let Some(log) = &mut cb.compute.lock().log {
         log.brk(why);
     }
@@ -1287,10 +1312,16 @@ fn dispatched(
     let c = &mut *c;
     let (analysis, sets) = (&c.analysis, &c.sets);
     let table = SET_BINDINGS.read();
+    // For the split log, the dispatch's own set; otherwise straight into the command buffer's.
+    let logging = c.log.is_some();
     let mut own = AccessSet::default();
+    let mut shared = (!logging).then(|| cb.access.lock());
+    let acc: &mut AccessSet = match &mut shared {
+        Some(g) => g,
+        None => &mut own,
+    };
     // What bindings of add atomics lead to (`None` once a set is only known whole).
-    let mut adds = Some(AccessSet::default());
-    let acc = &mut own;
+    let mut adds = logging.then(AccessSet::default);
     for (number, set) in sets.iter().enumerate() {
         if *set == 0 {
             continue;
@@ -1319,8 +1350,9 @@ fn dispatched(
             }
         }
     }
-    cb.access.lock().union(&own);
+    drop(shared);
     if let Some(log) = &mut c.log {
+        cb.access.lock().union(&own);
         step(
             log,
             analysis.as_deref(),

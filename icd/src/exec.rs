@@ -1181,7 +1181,6 @@ fn place(
     access: &crate::access::AccessSet,
     fence: bool,
 ) -> Result<usize, vk::Result> {
-    let cfg = crate::config::Config::get();
     loop {
         let alive = alive_mask(d);
         // A signal of a timeline value that a forwarded wait is waiting for goes to the
@@ -1234,18 +1233,27 @@ fn place(
             lose_member(d, st, m, "lost earlier")?;
             continue;
         }
-        st.submits[m] += 1;
-        if cfg.fault_at("submit", m, st.submits[m]) {
-            let why = format!(
-                "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its submission {}",
-                st.submits[m]
-            );
-            crate::warn!("member {m}: {why}");
+        if let Some(why) = injected_loss(st, m) {
             lose_member(d, st, m, &why)?;
             continue;
         }
         return Ok(m);
     }
+}
+
+/// Counts a submission on member `m`; `VKFUSE_FAULT=submit:M:N` makes it lost there: the
+/// reason, logged.
+fn injected_loss(st: &mut State, m: usize) -> Option<String> {
+    st.submits[m] += 1;
+    if !crate::config::Config::get().fault_at("submit", m, st.submits[m]) {
+        return None;
+    }
+    let why = format!(
+        "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its submission {}",
+        st.submits[m]
+    );
+    crate::warn!("member {m}: {why}");
+    Some(why)
 }
 
 /// The kept members (placement order) that are alive.
@@ -2669,15 +2677,8 @@ fn submit_split(
     }
     // Injected faults count this batch as a submission on every member; a member lost here
     // ran nothing of it, and the batch runs whole on the survivors.
-    let cfg = crate::config::Config::get();
     for &m in &members {
-        st.submits[m] += 1;
-        if cfg.fault_at("submit", m, st.submits[m]) {
-            let why = format!(
-                "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its submission {}",
-                st.submits[m]
-            );
-            crate::warn!("member {m}: {why}");
+        if let Some(why) = injected_loss(&mut st, m) {
             if let Err(e) = lose_member(d, &mut st, m, &why) {
                 return Some(Err(e));
             }

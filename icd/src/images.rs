@@ -1074,7 +1074,10 @@ mod tests {
         let held = Sites::single(m(2)).with(Site::HOST);
         assert_eq!(t.segments(1), Ok(vec![(all, held)]));
         // Member 1 reads it: the home members' one copy holds it too.
-        let stale = |t: &Tracker, j| t.lacks(1, &RangeSet::of(all), m(j)).unwrap();
+        let stale = |t: &Tracker, j| {
+            t.lacks(1, &RangeSet::of(all), m(j))
+                .unwrap_or_else(|e| panic!("the tracker refused: {e}"))
+        };
         assert_eq!(stale(&t, 0), RangeSet::of(all));
         commit(&mut t, change(&img, all, none, None), 1);
         assert_eq!(stale(&t, 0), RangeSet::new());

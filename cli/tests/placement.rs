@@ -1009,7 +1009,7 @@ fn compute_pipelines_are_analysed() {
         (
             "shared-inputs",
             &["--frames", "2"],
-            "(0,0) read, (0,1) written (disjoint along x); slices along x write disjoint parts",
+            "(0,0) read, (0,1) written (disjoint along x) (each invocation only its own 4 byte(s) at 0 + 4 * gid.x); slices along x write disjoint parts",
         ),
         (
             "image-chain",

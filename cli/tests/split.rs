@@ -147,6 +147,62 @@ fn dependent_dispatches_split_in_rounds() {
     );
 }
 
+/// Dispatches that each access only their invocations' own elements (`saxpy --steps 8`:
+/// every step reads the elements the step before wrote for the same invocation) and are cut
+/// the same way run as one round: each member's slices of the next step read what its own
+/// slices of the step before wrote, so no member waits for another and nothing is merged
+/// between them. With mirrored memory the other member gets and gives back only its own
+/// slices' elements, exactly (no diff), on one driver and on two.
+#[test]
+fn element_wise_dispatches_share_a_round() {
+    let args = ["--size", "65536", "--repeat", "2", "--steps", "8"];
+    let out = check("saxpy", &args, &lvp2(), &[]);
+    assert!(
+        out.stderr
+            .contains("compute_split: 2 batch(es) split in 2 round(s)"),
+        "{}",
+        out.dump()
+    );
+    let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+    assert_eq!(groups.iter().sum::<u64>(), 2 * 8 * 1024, "{}", out.dump());
+    let mut pairs = vec![lvp2()];
+    if let Some(sw) = swiftshader("element_wise_dispatches_share_a_round") {
+        pairs.push(vec![lavapipe(), sw]);
+    }
+    // x and y: 256 KiB each.
+    let (x, y) = (65536u64 * 4, 65536u64 * 4);
+    for members in pairs {
+        let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", "mirrored")]);
+        assert!(
+            out.stderr
+                .contains("compute_split: 2 batch(es) split in 2 round(s)"),
+            "{}",
+            out.dump()
+        );
+        let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+        assert!(
+            groups.iter().all(|g| *g > 0),
+            "{groups:?}
+{}",
+            out.dump()
+        );
+        // Per batch the other member gets its share of x and y once and gives back its
+        // share of y: less than all of them, however the balance deals the slices.
+        let (copied, merged) =
+            mirrored_bytes(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+        assert!(
+            copied > 0 && copied < 2 * (x + y),
+            "copied {copied}\n{}",
+            out.dump()
+        );
+        assert!(
+            merged > 0 && merged < 2 * y,
+            "merged {merged}\n{}",
+            out.dump()
+        );
+    }
+}
+
 /// Slices of a histogram's `atomicAdd`s into memory two devices share would not be atomic
 /// with each other: with shared memory the dispatch runs whole. With mirrored memory each
 /// member adds into its own copy and the bins merge as the sum of the members' deltas.

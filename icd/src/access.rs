@@ -1179,6 +1179,9 @@ pub unsafe fn template_updated(
 pub struct ComputeBinds {
     analysis: Option<std::sync::Arc<vkfuse_shader::Analysis>>,
     sets: Vec<u64>,
+    /// Per set number: bound with dynamic offsets (by a bind that gave some), so that its
+    /// buffer descriptors' bytes move by an offset the bindings do not record.
+    dynamic: Vec<bool>,
     /// The compute commands, for replay in slices (primary command buffers of a device that
     /// splits dispatches, `split.rs`).
     pub log: Option<Box<crate::split::Log>>,
@@ -1222,9 +1225,11 @@ pub unsafe fn bind_descriptor_sets(
         let end = first as usize + sets.len();
         if c.sets.len() < end {
             c.sets.resize(end, 0);
+            c.dynamic.resize(end, false);
         }
         for (k, s) in sets.iter().enumerate() {
             c.sets[first as usize + k] = s.as_raw();
+            c.dynamic[first as usize + k] = dynamic_count > 0;
         }
         return;
     }
@@ -1310,7 +1315,7 @@ fn dispatched(
 ) {
     let mut c = cb.compute.lock();
     let c = &mut *c;
-    let (analysis, sets) = (&c.analysis, &c.sets);
+    let (analysis, sets, dynamic) = (&c.analysis, &c.sets, &c.dynamic);
     let table = SET_BINDINGS.read();
     // For the split log, the dispatch's own set; otherwise straight into the command buffer's.
     let logging = c.log.is_some();
@@ -1322,6 +1327,10 @@ fn dispatched(
     };
     // What bindings of add atomics lead to (`None` once a set is only known whole).
     let mut adds = logging.then(AccessSet::default);
+    // For the split log: the bindings whose invocations access only their own bytes, and
+    // what the others touch.
+    let mut own_parts = Vec::new();
+    let mut rest = logging.then(AccessSet::default);
     for (number, set) in sets.iter().enumerate() {
         if *set == 0 {
             continue;
@@ -1336,6 +1345,15 @@ fn dispatched(
                     };
                     if b.read || b.written || b.opaque {
                         leads.feed(&mut *acc, b.written || b.opaque);
+                        let part = rest
+                            .as_ref()
+                            .filter(|_| !dynamic.get(number).copied().unwrap_or(true))
+                            .and_then(|_| own_part(a, b, leads));
+                        match (part, &mut rest) {
+                            (Some(p), _) => own_parts.push(p),
+                            (None, Some(r)) => leads.feed(r, b.written || b.opaque),
+                            (None, None) => {}
+                        }
                     }
                     if b.atomics == vkfuse_shader::Atomics::Add {
                         if let Some(adds) = &mut adds {
@@ -1346,6 +1364,9 @@ fn dispatched(
             }
             _ => {
                 feed(*set, &mut *acc, true);
+                if let Some(r) = &mut rest {
+                    feed(*set, r, true);
+                }
                 adds = None;
             }
         }
@@ -1356,9 +1377,48 @@ fn dispatched(
         step(
             log,
             analysis.as_deref(),
-            crate::split::Touch { access: own, adds },
+            crate::split::Touch {
+                access: own,
+                adds,
+                own: own_parts,
+                rest: rest.unwrap_or_default(),
+            },
         );
     }
+}
+
+/// The binding `b` of a dispatch of `a`'s shader as an [`crate::split::OwnPart`]: where the
+/// shader accesses only each invocation's own bytes of it (`vkfuse_shader::Own`) and it
+/// leads to one range of one allocation (a buffer descriptor without a dynamic offset).
+fn own_part(
+    a: &vkfuse_shader::Analysis,
+    b: &vkfuse_shader::Binding,
+    leads: &Leads,
+) -> Option<crate::split::OwnPart> {
+    let own = b.own.filter(|_| !b.opaque)?;
+    let comp = usize::from(own.comp);
+    let local = *a.local_size?.get(comp)?;
+    let Leads::Memory(map) = leads else {
+        return None;
+    };
+    let (1, Some((m, u))) = (map.len(), map.iter().next()) else {
+        return None;
+    };
+    let [r] = u.touched.ranges() else {
+        return None;
+    };
+    if r.end == u64::MAX {
+        return None;
+    }
+    Some(crate::split::OwnPart {
+        memory: *m,
+        range: *r,
+        start: r.start.checked_add(own.offset)?,
+        bytes: own.bytes,
+        comp,
+        local,
+        written: b.written && u.writes(),
+    })
 }
 
 /// After `vkCmdDispatch`.

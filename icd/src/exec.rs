@@ -2582,47 +2582,26 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
+    let weights = st
+        .split
+        .balance
+        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
+        .weights(&members);
     // Mirrored memory: kept coherent around the rounds by the bridge (`split::Merge`).
     let merge = if touches_mirrors(&st, &access) {
         let j = members[0];
         let rounds = all_rounds
             .iter()
             .map(|(i, r)| {
-                let mut per: std::collections::BTreeMap<u64, (RangeSet, RangeSet, RangeSet)> =
-                    Default::default();
-                for k in &r.dispatches {
-                    let (a, adds) = match logs[*i].log.as_ref().map(|l| &l.steps[*k]) {
-                        Some(crate::split::Step::Dispatch { access, adds, .. }) => {
-                            (access, Some(adds))
-                        }
-                        Some(crate::split::Step::Indirect { access, .. }) => (access, None),
-                        _ => continue,
-                    };
-                    for (mem, u) in a.memory.iter().filter(|e| st.mirrors.contains_key(e.0)) {
-                        let e = per.entry(*mem).or_default();
-                        e.0.union(&u.touched);
-                        e.1.union(&u.written);
-                    }
-                    for (mem, u) in adds.into_iter().flat_map(|a| a.memory.iter()) {
-                        if let Some(e) = per.get_mut(mem) {
-                            e.2.union(&u.written);
-                        }
-                    }
-                }
-                let allocs = per
-                    .into_iter()
-                    .filter_map(|(mem, (t, mut w, added))| {
-                        let mirror = st.mirrors.get(&mem)?.clone();
-                        let all = vkfuse_memory::Range::new(0, mirror.size());
-                        w.subtract(&added);
-                        Some(crate::split::MergeRange {
-                            touched: t.within(all),
-                            written: w.within(all),
-                            added: added.within(all),
-                            mirror,
-                        })
-                    })
-                    .collect();
+                let allocs = logs[*i].log.as_ref().map_or_else(Vec::new, |log| {
+                    crate::split::merge_ranges(
+                        &log.steps,
+                        r,
+                        (&weights, SPLIT_CHUNKS),
+                        &members,
+                        |mem| st.mirrors.get(&mem).cloned(),
+                    )
+                });
                 (r.split, allocs)
             })
             .collect();
@@ -2685,11 +2664,6 @@ fn submit_split(
             return None;
         }
     }
-    let weights = st
-        .split
-        .balance
-        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
-        .weights(&members);
     // Every round's command buffer per member, recorded before anything is submitted: a
     // failure leaves the batch to run whole.
     let mut groups = [0u64; MAX_MEMBERS];
@@ -2716,26 +2690,8 @@ fn submit_split(
                 };
                 taken.push((p, t));
                 // This member's parts of step `k`: (base, group counts) each.
-                let slice = |k: usize| -> Vec<([u32; 3], [u32; 3])> {
-                    match &log.steps[k] {
-                        crate::split::Step::Dispatch {
-                            base,
-                            count,
-                            along: Some(c),
-                            ..
-                        } => vkfuse_scheduler::chunks(count[*c], &weights, SPLIT_CHUNKS)[pos]
-                            .iter()
-                            .map(|(first, n)| {
-                                let (mut b, mut n3) = (*base, *count);
-                                b[*c] += first;
-                                n3[*c] = *n;
-                                (b, n3)
-                            })
-                            .collect(),
-                        crate::split::Step::Dispatch { base, count, .. } => vec![(*base, *count)],
-                        _ => vec![([0; 3], [0; 3])],
-                    }
-                };
+                let slice =
+                    |k: usize| crate::split::slices(&log.steps[k], &weights, SPLIT_CHUNKS, pos);
                 let mut these = 0;
                 for k in &round.dispatches {
                     for (_, c) in slice(*k) {

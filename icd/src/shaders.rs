@@ -222,6 +222,12 @@ fn describe(a: &vkfuse_shader::Analysis) -> String {
             if !along.is_empty() {
                 s += &format!(" (disjoint along {})", along.join(", "));
             }
+            if let Some(o) = b.own {
+                s += &format!(
+                    " (each invocation only its own {} byte(s) at {} + {0} * gid.{})",
+                    o.bytes, o.offset, axes[usize::from(o.comp).min(2)]
+                );
+            }
             s
         })
         .collect();

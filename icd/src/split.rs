@@ -17,7 +17,10 @@
 //!   first member.
 //! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
 //!   dispatches none of which touches what another of the run writes, or runs of whole
-//!   dispatches. Each member records one command buffer per round (the log replayed, its
+//!   dispatches. Bindings whose every access the shader analysis keeps to each invocation's
+//!   own bytes ([`OwnPart`], `y[i] = a * x[i] + y[i]`) do not count against a run where the
+//!   dispatches are cut the same way: each member's slices then touch what its own slices
+//!   before touched (the merge between them is lazy: there is none). Each member records one command buffer per round (the log replayed, its
 //!   slices of the round's dispatches with `vkCmdDispatchBase`, timestamps around them for
 //!   the balance), and each round waits for every member's previous round.
 //! - **Merge.** Where the members share the memory, the slices' writes land in the same
@@ -25,8 +28,10 @@
 //!   memory run whole). Mirrored memory is kept coherent by [`Merge`] on the bridge thread:
 //!   the first member's copy is the batch's, the others get what a round touches from it
 //!   before the round, and their changes (by diff, and sums of deltas for add atomics) go
-//!   back into it after. Images copied between drivers and copies reached through staging
-//!   buffers are not split yet.
+//!   back into it after. A binding's own bytes ([`OwnPart`]) go exactly: each other member
+//!   gets and gives back only its slices' bytes, copied whole, without a snapshot or diff.
+//!   Images copied between drivers and copies reached through staging buffers are not split
+//!   yet.
 //!
 //! The member command buffers come from pools of vkfuse's own (`exec.rs`), one per member and
 //! queue family, and are reused once their round finished.
@@ -58,12 +63,18 @@ pub enum Step {
     },
     /// A dispatch, with the dimension it splits along (`None`: it runs whole), what it
     /// touches, and what its bindings of add atomics lead to (merged as sums of deltas).
+    ///
+    /// `own` are its bindings whose every access the analysis keeps to each invocation's own
+    /// bytes along the dimension it splits along ([`OwnPart`]); `rest` is what its other
+    /// bindings touch (all of `access` but `own`).
     Dispatch {
         base: [u32; 3],
         count: [u32; 3],
         along: Option<usize>,
         access: AccessSet,
         adds: AccessSet,
+        own: Vec<OwnPart>,
+        rest: AccessSet,
     },
     Indirect {
         buffer: u64,
@@ -100,10 +111,58 @@ pub enum Transfer {
 }
 
 /// What one dispatch touches (`access.rs`), and what its bindings of add atomics lead to
-/// (`None` where a bound set is only known whole).
+/// (`None` where a bound set is only known whole). Of `access`, the bindings whose accesses
+/// are each invocation's own bytes are also in `own`, and the others in `rest`.
+#[derive(Default)]
 pub struct Touch {
     pub access: AccessSet,
     pub adds: Option<AccessSet>,
+    pub own: Vec<OwnPart>,
+    pub rest: AccessSet,
+}
+
+/// A buffer binding of a dispatch whose invocations each access only their own bytes
+/// (`vkfuse_shader::Own`): the invocation with global id `g` along `comp` only bytes
+/// `start + g * bytes .. start + (g + 1) * bytes` of allocation `memory`, within `range`
+/// (the descriptor's bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnPart {
+    pub memory: u64,
+    pub range: vkfuse_memory::Range,
+    pub start: u64,
+    pub bytes: u64,
+    pub comp: usize,
+    /// The workgroup size along `comp`.
+    pub local: u32,
+    pub written: bool,
+}
+
+impl OwnPart {
+    /// The bytes the workgroups `first..first + groups` along `comp` access.
+    pub fn of_groups(&self, first: u32, groups: u32) -> vkfuse_memory::Range {
+        let per = self.bytes.saturating_mul(u64::from(self.local));
+        let at = |g: u32| self.start.saturating_add(per.saturating_mul(u64::from(g)));
+        vkfuse_memory::Range::new(at(first), at(first.saturating_add(groups))).intersect(self.range)
+    }
+
+    /// Whether the workgroups of a dispatch access the same bytes of this binding as those
+    /// of `o` (the same workgroup of both: the same bytes).
+    fn same_bytes(&self, o: &OwnPart) -> bool {
+        self.memory == o.memory
+            && self.start == o.start
+            && self.bytes.saturating_mul(u64::from(self.local))
+                == o.bytes.saturating_mul(u64::from(o.local))
+            && self.comp == o.comp
+    }
+
+    /// As an access set's accesses.
+    fn feed(&self, acc: &mut AccessSet) {
+        let u = acc.memory.entry(self.memory).or_default();
+        u.touched.insert(self.range);
+        if self.written {
+            u.written.insert(self.range);
+        }
+    }
 }
 
 /// The compute commands of a command buffer, for replay in slices.
@@ -168,7 +227,12 @@ impl Log {
         count: [u32; 3],
         touch: Touch,
     ) {
-        let Touch { access, adds } = touch;
+        let Touch {
+            access,
+            adds,
+            mut own,
+            mut rest,
+        } = touch;
         self.own += access.fed;
         // The dimension with the most groups among those whose count the shader does not
         // read.
@@ -187,12 +251,22 @@ impl Log {
         if along.is_some() {
             self.splits += 1;
         }
+        // Own bytes along another dimension than the cut are not a slice's own.
+        own.retain(|p| {
+            let keep = Some(p.comp) == along;
+            if !keep {
+                p.feed(&mut rest);
+            }
+            keep
+        });
         self.push(Step::Dispatch {
             base,
             count,
             along,
             access,
             adds: adds.unwrap_or_default(),
+            own,
+            rest,
         });
     }
 
@@ -254,6 +328,76 @@ fn conflict(a: &AccessSet, b: &AccessSet) -> bool {
     })
 }
 
+/// Whether split dispatches `a` and `b` may not run in one round, as slices whose members are
+/// not ordered with each other: one writes what the other touches, except where both access
+/// only each invocation's own bytes the same way and are cut the same way (the same
+/// workgroups on the same member: the member's own order, the logged barriers, keeps them
+/// right, and no merge is needed between them).
+fn conflicts(a: &Step, b: &Step) -> bool {
+    let (
+        Step::Dispatch {
+            base: ab,
+            count: ac,
+            along: Some(ca),
+            access: aa,
+            own: ao,
+            rest: ar,
+            ..
+        },
+        Step::Dispatch {
+            base: bb,
+            count: bc,
+            along: Some(cb),
+            access: ba,
+            own: bo,
+            rest: br,
+            ..
+        },
+    ) = (a, b)
+    else {
+        return true;
+    };
+    if conflict(ar, ba) || conflict(aa, br) {
+        return true;
+    }
+    let same_cut = ca == cb && ab[*ca] == bb[*ca] && ac[*ca] == bc[*ca];
+    ao.iter().any(|p| {
+        bo.iter().any(|q| {
+            p.memory == q.memory
+                && (p.written || q.written)
+                && !p.range.intersect(q.range).is_empty()
+                && !(same_cut && p.same_bytes(q))
+        })
+    })
+}
+
+/// Member `pos`'s parts of dispatch `step` (base, group counts) when its slices are dealt
+/// out by `weights` in `chunks` chunks per member; a dispatch that does not split is all the
+/// first member's.
+pub fn slices(step: &Step, weights: &[f64], chunks: u32, pos: usize) -> Vec<([u32; 3], [u32; 3])> {
+    match step {
+        Step::Dispatch {
+            base,
+            count,
+            along: Some(c),
+            ..
+        } => vkfuse_scheduler::chunks(count[*c], weights, chunks)
+            .get(pos)
+            .into_iter()
+            .flatten()
+            .map(|(first, n)| {
+                let (mut b, mut n3) = (*base, *count);
+                b[*c] += first;
+                n3[*c] = *n;
+                (b, n3)
+            })
+            .collect(),
+        Step::Dispatch { base, count, .. } if pos == 0 => vec![(*base, *count)],
+        _ if pos == 0 => vec![([0; 3], [0; 3])],
+        _ => Vec::new(),
+    }
+}
+
 /// Records `op` into `cb` of member `m` (handles translated).
 ///
 /// # Safety
@@ -310,23 +454,19 @@ unsafe fn transfer(
 }
 
 /// The rounds of `steps`: runs of split dispatches none of which touches what another of the
-/// run writes (slices of different members are not ordered with each other), and runs of
-/// whole dispatches (all on one member, in order).
+/// run writes (slices of different members are not ordered with each other) unless both
+/// keep to each invocation's own bytes, cut the same way ([`conflicts`]), and runs of whole
+/// dispatches (all on one member, in order).
 pub fn rounds(steps: &[Step]) -> Vec<Round> {
     let mut out: Vec<Round> = Vec::new();
     for (k, s) in steps.iter().enumerate() {
-        let (split, access) = match s {
-            Step::Dispatch { along, access, .. } => (along.is_some(), access),
-            Step::Indirect { access, .. } | Step::Transfer { access, .. } => (false, access),
+        let split = match s {
+            Step::Dispatch { along, .. } => along.is_some(),
+            Step::Indirect { .. } | Step::Transfer { .. } => false,
             _ => continue,
         };
         let joins = out.last().is_some_and(|r| {
-            r.split == split
-                && (!split
-                    || r.dispatches.iter().all(|d| match &steps[*d] {
-                        Step::Dispatch { access: a, .. } => !conflict(a, access),
-                        _ => false,
-                    }))
+            r.split == split && (!split || r.dispatches.iter().all(|d| !conflicts(&steps[*d], s)))
         });
         if joins {
             if let Some(r) = out.last_mut() {
@@ -507,6 +647,9 @@ pub unsafe fn record(
 /// touches from `j`'s copy, and `j`'s copy of what it may write is kept (the snapshot); after
 /// it, every byte another member's copy changed against the snapshot is copied into `j`'s copy
 /// (a diff merge: exact for slices without data races and atomics, which is all that splits).
+/// Bindings whose invocations access only their own bytes are exact instead: each other
+/// member gets its slices' bytes before the round and gives them back after
+/// ([`MergeRange::own`]).
 pub struct Merge {
     j: usize,
     others: Vec<usize>,
@@ -525,12 +668,102 @@ pub struct Merge {
 
 /// One mirrored allocation in one round: what the round touches, what it may write (merged
 /// by diff), and what add atomics write (merged as the sum of the members' deltas, 32-bit
-/// words; not among `written`).
+/// words; not among `written`). `own` are the exact parts (bindings whose invocations
+/// access only their own bytes, [`OwnPart`]): per other member, the bytes of its slices it
+/// alone touches (copied to it before the round, not among `touched`) and may write (copied
+/// back after, not among `written`).
 pub struct MergeRange {
     pub mirror: Arc<Mirror>,
     pub touched: RangeSet,
     pub written: RangeSet,
     pub added: RangeSet,
+    pub own: Vec<(usize, RangeSet, RangeSet)>,
+}
+
+/// The mirrored allocations of round `round` of `steps` ([`MergeRange`]), for `members` (the
+/// first runs the batch) with slices dealt out by `weights` in `chunks` chunks per member;
+/// `mirror` gives an allocation's mirror (`None`: not mirrored).
+pub fn merge_ranges(
+    steps: &[Step],
+    round: &Round,
+    (weights, chunks): (&[f64], u32),
+    members: &[usize],
+    mirror: impl Fn(u64) -> Option<Arc<Mirror>>,
+) -> Vec<MergeRange> {
+    #[derive(Default)]
+    struct Acc {
+        touched: RangeSet,
+        written: RangeSet,
+        added: RangeSet,
+        /// Per member position: its own bytes touched and written.
+        own: Vec<(RangeSet, RangeSet)>,
+    }
+    let mut per: std::collections::BTreeMap<u64, Acc> = Default::default();
+    for k in &round.dispatches {
+        let (rest, adds, own): (_, _, &[OwnPart]) = match &steps[*k] {
+            Step::Dispatch {
+                rest, adds, own, ..
+            } if round.split => (rest, Some(adds), own),
+            Step::Dispatch { access, adds, .. } => (access, Some(adds), &[]),
+            Step::Indirect { access, .. } | Step::Transfer { access, .. } => (access, None, &[]),
+            _ => continue,
+        };
+        for (mem, u) in &rest.memory {
+            if mirror(*mem).is_some() {
+                let e = per.entry(*mem).or_default();
+                e.touched.union(&u.touched);
+                e.written.union(&u.written);
+            }
+        }
+        for (mem, u) in adds.into_iter().flat_map(|a| a.memory.iter()) {
+            if let Some(e) = per.get_mut(mem) {
+                e.added.union(&u.written);
+            }
+        }
+        if own.is_empty() {
+            continue;
+        }
+        for pos in 1..members.len() {
+            let parts = slices(&steps[*k], weights, chunks, pos);
+            for p in own.iter().filter(|p| mirror(p.memory).is_some()) {
+                let e = per.entry(p.memory).or_default();
+                e.own.resize_with(members.len(), Default::default);
+                for (b, n) in &parts {
+                    let r = p.of_groups(b[p.comp], n[p.comp]);
+                    e.own[pos].0.insert(r);
+                    if p.written {
+                        e.own[pos].1.insert(r);
+                    }
+                }
+            }
+        }
+    }
+    per.into_iter()
+        .filter_map(|(mem, mut a)| {
+            let mirror = mirror(mem)?;
+            let all = vkfuse_memory::Range::new(0, mirror.size());
+            a.written.subtract(&a.added);
+            let own = a
+                .own
+                .into_iter()
+                .enumerate()
+                .skip(1)
+                .map(|(pos, (mut into, mut out))| {
+                    into.subtract(&a.touched);
+                    out.subtract(&a.written);
+                    out.subtract(&a.added);
+                    (members[pos], into.within(all), out.within(all))
+                })
+                .collect();
+            Some(MergeRange {
+                touched: a.touched.within(all),
+                written: a.written.within(all),
+                added: a.added.within(all),
+                own,
+                mirror,
+            })
+        })
+        .collect()
 }
 
 impl Merge {
@@ -555,6 +788,7 @@ impl Merge {
             .flat_map(|r| &r.1)
             .map(|a| {
                 (a.touched.units() + a.written.units() + a.added.units()) * self.others.len() as u64
+                    + a.own.iter().map(|o| o.1.units() + o.2.units()).sum::<u64>()
             })
             .sum()
     }
@@ -608,6 +842,21 @@ impl Merge {
                         at += n;
                     }
                 }
+                // Each member's own bytes are its alone: copied back whole.
+                for (m, _, out) in &a.own {
+                    let from = a.mirror.copy_of(*m);
+                    for range in out.ranges() {
+                        // SAFETY: as above.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                from.add(range.start as usize),
+                                to.add(range.start as usize),
+                                range.len() as usize,
+                            )
+                        };
+                        merged += range.len();
+                    }
+                }
             }
             self.merged.fetch_add(merged, Relaxed);
         }
@@ -623,6 +872,20 @@ impl Merge {
             for m in &self.others {
                 let to = a.mirror.copy_of(*m);
                 for range in a.touched.ranges() {
+                    // SAFETY: as above.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            from.add(range.start as usize),
+                            to.add(range.start as usize),
+                            range.len() as usize,
+                        )
+                    };
+                    copied += range.len();
+                }
+            }
+            for (m, into, _) in &a.own {
+                let to = a.mirror.copy_of(*m);
+                for range in into.ranges() {
                     // SAFETY: as above.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
@@ -703,15 +966,19 @@ mod tests {
             base: [0; 3],
             count: [8, 1, 1],
             along,
+            rest: access.clone(),
             access,
             adds: AccessSet::default(),
+            own: Vec::new(),
         }
     }
 
     fn touch(access: AccessSet) -> Touch {
         Touch {
+            rest: access.clone(),
             access,
             adds: Some(AccessSet::default()),
+            own: Vec::new(),
         }
     }
 
@@ -773,6 +1040,66 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A dispatch cut along x of `count` groups of 64 whose bindings (allocation, byte range,
+    /// written) each access 4 bytes per invocation from their start.
+    fn elementwise(count: u32, parts: &[(u64, (u64, u64), bool)]) -> Step {
+        let own: Vec<OwnPart> = parts
+            .iter()
+            .map(|(m, r, written)| OwnPart {
+                memory: *m,
+                range: Range::new(r.0, r.1),
+                start: r.0,
+                bytes: 4,
+                comp: 0,
+                local: 64,
+                written: *written,
+            })
+            .collect();
+        let mut access = AccessSet::default();
+        for p in &own {
+            p.feed(&mut access);
+        }
+        Step::Dispatch {
+            base: [0; 3],
+            count: [count, 1, 1],
+            along: Some(0),
+            access,
+            adds: AccessSet::default(),
+            own,
+            rest: AccessSet::default(),
+        }
+    }
+
+    #[test]
+    fn dispatches_on_their_own_bytes_cut_alike_share_a_round() {
+        let x = (1, (0, 4096), false);
+        let y = (1, (4096, 8192), true);
+        let steps = vec![
+            // y = f(x, y), then again: the same bytes per workgroup, one round.
+            elementwise(16, &[x, y]),
+            Step::Barrier,
+            elementwise(16, &[x, y]),
+            // Cut into other counts: another member may hold a workgroup's bytes.
+            elementwise(8, &[x, y]),
+            // y read from another start: invocation g reads what g + 16 wrote.
+            elementwise(8, &[(1, (4096 + 64, 8192), false)]),
+            // x written by a binding not proven its own bytes (`rest`): it does not touch y,
+            // and joins the dispatch before.
+            dispatch(Some(0), acc(1, (0, 4096), Some((0, 4096)))),
+            // Reads only x, its own bytes again, the cut alike: it still races with the
+            // dispatch before, which writes x outside its own bytes.
+            elementwise(8, &[x]),
+        ];
+        let r: Vec<Vec<usize>> = rounds(&steps).into_iter().map(|r| r.dispatches).collect();
+        assert_eq!(r, vec![vec![0, 2], vec![3], vec![4, 5], vec![6]]);
+        // A workgroup's bytes, within the binding.
+        let Step::Dispatch { own, .. } = &steps[0] else {
+            unreachable!()
+        };
+        assert_eq!(own[1].of_groups(2, 3), Range::new(4096 + 512, 4096 + 1280));
+        assert_eq!(own[1].of_groups(15, 4), Range::new(4096 + 3840, 8192));
     }
 
     #[test]

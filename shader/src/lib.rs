@@ -49,6 +49,23 @@ pub struct Binding {
     pub disjoint_along: u8,
     /// Used in a way the analysis does not follow: read, written, any atomics assumed.
     pub opaque: bool,
+    /// Every access to the binding (a buffer) stays inside its invocation's own bytes, read
+    /// and written alike: where it is proven, slices of a dispatch cut along `own.comp`
+    /// touch disjoint bytes of it, which consecutive dispatches cut the same way touch
+    /// again, and which merge exactly.
+    pub own: Option<Own>,
+}
+
+/// The bytes of a buffer binding its invocations access: invocation `g` (component `comp`
+/// of its global invocation id) only bytes `offset + g * bytes .. offset + (g + 1) * bytes`
+/// from the start of the descriptor's range (`data[gid.c * S + K]` with constants `S >= 1`
+/// and `K` in `0..S`, through one member of the block; `bytes` is `S` times the array
+/// stride).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Own {
+    pub comp: u8,
+    pub offset: u64,
+    pub bytes: u64,
 }
 
 /// What a compute entry point does.
@@ -225,7 +242,9 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     let mut ints: HashMap<u32, u32> = HashMap::new();
     let mut consts: HashMap<u32, i64> = HashMap::new();
     let mut vars: HashMap<u32, u32> = HashMap::new();
+    let mut types = Types::default();
     for i in &insts {
+        types.learn(i);
         match i.op {
             op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
                 function = Some(i.at(1));
@@ -341,6 +360,7 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
         ints: &ints,
         plain: Default::default(),
         add_results: Vec::new(),
+        own: HashMap::new(),
         out: &mut out,
     };
     let mut inside = false;
@@ -353,7 +373,81 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
         }
     }
     walk.finish(&insts);
+    let own = std::mem::take(&mut walk.own);
+    for (var, pattern) in own {
+        let (Some((member, comp, scale)), Some((key, _))) = (pattern, resources.get(&var)) else {
+            continue;
+        };
+        let bytes = types
+            .member_array(var, member)
+            .and_then(|(offset, stride)| {
+                Some(Own {
+                    comp,
+                    offset,
+                    bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
+                })
+            });
+        if let Some(b) = out.bindings.get_mut(key).filter(|b| !b.opaque) {
+            b.own = bytes;
+        }
+    }
     Ok(out)
+}
+
+/// The types of a module, as far as the byte layout of buffer blocks goes.
+#[derive(Default)]
+struct Types {
+    /// Pointer types: their pointee.
+    pointers: HashMap<u32, u32>,
+    /// Variables: their (pointer) type.
+    vars: HashMap<u32, u32>,
+    /// Structs: their member types.
+    structs: HashMap<u32, Vec<u32>>,
+    /// Member byte offsets (`Offset`), by (struct, member).
+    offsets: HashMap<(u32, u32), u64>,
+    /// Array types (sized and runtime) with an `ArrayStride`.
+    arrays: std::collections::HashSet<u32>,
+    strides: HashMap<u32, u64>,
+}
+
+impl Types {
+    fn learn(&mut self, i: &Inst<'_>) {
+        match i.op {
+            op::TYPE_POINTER => {
+                self.pointers.insert(i.at(0), i.at(2));
+            }
+            op::VARIABLE => {
+                self.vars.insert(i.at(1), i.at(0));
+            }
+            op::TYPE_STRUCT => {
+                self.structs
+                    .insert(i.at(0), i.operands.get(1..).unwrap_or(&[]).to_vec());
+            }
+            op::TYPE_ARRAY | op::TYPE_RUNTIME_ARRAY => {
+                self.arrays.insert(i.at(0));
+            }
+            op::MEMBER_DECORATE if i.at(2) == decoration::OFFSET => {
+                self.offsets.insert((i.at(0), i.at(1)), u64::from(i.at(3)));
+            }
+            op::DECORATE if i.at(1) == decoration::ARRAY_STRIDE => {
+                self.strides.insert(i.at(0), u64::from(i.at(2)));
+            }
+            _ => {}
+        }
+    }
+
+    /// Where member `member` of the block variable `var` points, when it is an array: its
+    /// byte offset and array stride.
+    fn member_array(&self, var: u32, member: i64) -> Option<(u64, u64)> {
+        let block = self.pointers.get(self.vars.get(&var)?)?;
+        let member = u32::try_from(member).ok()?;
+        let array = *self.structs.get(block)?.get(member as usize)?;
+        if !self.arrays.contains(&array) {
+            return None;
+        }
+        let stride = *self.strides.get(&array)?;
+        (stride > 0).then_some((*self.offsets.get(&(*block, member))?, stride))
+    }
 }
 
 /// The components of the vector variables `vars` (`NumWorkgroups`) that the module's
@@ -443,6 +537,10 @@ struct Walk<'a> {
     /// The result ids of add atomics, with their variable: used results make the atomics
     /// `Other` (`finish`).
     add_results: Vec<(u32, u32)>,
+    /// Per buffer variable loaded or stored through: the one pattern of all its accesses,
+    /// `data[gid.comp * scale + K]` through block member `member` (`Some((member, comp,
+    /// scale))`), or `None` once an access does not fit it (`Binding::own`).
+    own: HashMap<u32, Option<(i64, u8, i64)>>,
     out: &'a mut Analysis,
 }
 
@@ -467,6 +565,7 @@ impl Walk<'_> {
     }
 
     fn atomic(&mut self, var: u32, kind: Atomics) {
+        self.own.insert(var, None);
         if let Some(b) = self.binding(var) {
             b.read = true;
             b.written = true;
@@ -476,6 +575,7 @@ impl Walk<'_> {
     }
 
     fn opaque(&mut self, var: u32) {
+        self.own.insert(var, None);
         if let Some(b) = self.binding(var) {
             b.opaque = true;
             b.read = true;
@@ -507,6 +607,11 @@ impl Walk<'_> {
                 let (result, base) = (i.at(1), i.at(2));
                 let indices = i.operands.get(3..).unwrap_or(&[]);
                 if let Some(p) = self.ptrs.get(&base).cloned() {
+                    if matches!(i.op, op::PTR_ACCESS_CHAIN | op::IN_BOUNDS_PTR_ACCESS_CHAIN) {
+                        // The first index steps over whole blocks: not followed as an
+                        // element index.
+                        self.own.insert(p.var, None);
+                    }
                     let mut chain = p.chain;
                     chain.extend_from_slice(indices);
                     self.ptrs.insert(result, Ptr { var: p.var, chain });
@@ -545,6 +650,7 @@ impl Walk<'_> {
                         self.images.insert(result, p.var);
                     } else {
                         self.read(p.var);
+                        self.own_access(&p);
                     }
                 } else if let Some(g) = self.gid_ptrs.get(&ptr) {
                     let v = match g {
@@ -566,6 +672,7 @@ impl Walk<'_> {
                 if let Some(p) = self.ptrs.get(&ptr).cloned() {
                     self.write(p.var);
                     self.buffer_write(&p);
+                    self.own_access(&p);
                 }
                 if let Some(var) = self.resource_of(i.at(1)) {
                     // A resource pointer stored somewhere: not followed.
@@ -576,14 +683,20 @@ impl Walk<'_> {
                 if let Some(p) = self.ptrs.get(&i.at(0)).cloned() {
                     self.write(p.var);
                     self.unproven.insert(p.var, 0);
+                    self.own.insert(p.var, None);
                 }
                 if let Some(p) = self.ptrs.get(&i.at(1)).cloned() {
                     self.read(p.var);
+                    self.own.insert(p.var, None);
                 }
             }
             op::COPY_OBJECT | op::BITCAST | op::U_CONVERT | op::S_CONVERT => {
                 let (result, from) = (i.at(1), i.at(2));
                 if let Some(p) = self.ptrs.get(&from).cloned() {
+                    if i.op == op::BITCAST {
+                        // Another pointee type: the chain's indices mean other bytes.
+                        self.own.insert(p.var, None);
+                    }
                     self.ptrs.insert(result, p);
                 } else if let Some(v) = self.images.get(&from).copied() {
                     self.images.insert(result, v);
@@ -712,6 +825,30 @@ impl Walk<'_> {
         match self.values.get(&id) {
             Some(Value::Const(c)) => Some(*c),
             _ => None,
+        }
+    }
+
+    /// A load or store through `p`: whether it keeps to the variable's one pattern of
+    /// invocation-own elements (`own`).
+    fn own_access(&mut self, p: &Ptr) {
+        let pattern = match (
+            p.chain.first().and_then(|x| self.constant(*x)),
+            p.chain.get(1).and_then(|x| self.values.get(x)),
+        ) {
+            (
+                Some(member),
+                Some(Value::Affine {
+                    comp,
+                    scale,
+                    offset,
+                    uniform: None,
+                }),
+            ) if *scale >= 1 && (0..*scale).contains(offset) => Some((member, *comp, *scale)),
+            _ => None,
+        };
+        let e = self.own.entry(p.var).or_insert(pattern);
+        if *e != pattern {
+            *e = None;
         }
     }
 
@@ -965,6 +1102,68 @@ mod tests {
         assert!(a.splits_along(0));
         assert!(!a.splits_along(1));
         assert!(!a.addresses);
+    }
+
+    #[test]
+    fn own_bytes_are_proven_for_reads_and_writes() {
+        let a = analysed("saxpy-own", SAXPY);
+        let own = |comp, offset, bytes| {
+            Some(Own {
+                comp,
+                offset,
+                bytes,
+            })
+        };
+        assert_eq!(a.bindings[&(0, 0)].own, own(0, 0, 4));
+        assert_eq!(a.bindings[&(0, 1)].own, own(0, 0, 4));
+        // A header before the array, two elements per invocation, a struct element, a
+        // vec4 stride.
+        let a = analysed(
+            "own-layouts",
+            "struct P { uint a; uint b; };
+             layout(binding = 0) buffer A { uint count; uint data[]; };
+             layout(binding = 1) buffer B { uint o[]; };
+             layout(binding = 2) buffer C { P ps[]; };
+             layout(binding = 3) readonly buffer D { vec4 v[]; };
+             void main() {
+                 uint i = gl_GlobalInvocationID.y;
+                 data[i] = data[i] + 1u;
+                 o[i * 2u] = ps[i].a;
+                 o[i * 2u + 1u] = uint(v[i].z);
+                 ps[i].b = 3u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].own, own(1, 4, 4));
+        assert_eq!(a.bindings[&(0, 1)].own, own(1, 0, 8));
+        assert_eq!(a.bindings[&(0, 2)].own, own(1, 0, 8));
+        assert_eq!(a.bindings[&(0, 3)].own, own(1, 0, 16));
+        // A neighbour's element, a header read by all, a uniform offset, an atomic, two
+        // components, elements past the stride: not proven.
+        let a = analysed(
+            "not-own",
+            "layout(binding = 0) readonly buffer I { uint src[]; };
+             layout(binding = 1) buffer O { uint dst[]; };
+             layout(binding = 2) buffer H { uint count; uint data[]; };
+             layout(binding = 3) buffer U { uint u[]; };
+             layout(binding = 4) buffer T { uint t[]; };
+             layout(binding = 5) buffer S { uint s[]; };
+             layout(binding = 6) buffer W { uint w[]; };
+             layout(push_constant) uniform P { uint first; } pc;
+             void main() {
+                 uint i = gl_GlobalInvocationID.x;
+                 dst[i] = src[i] + src[i + 1u];
+                 data[i] = count;
+                 u[pc.first + i] = 1u;
+                 atomicAdd(t[i], 1u);
+                 s[i] = s[gl_GlobalInvocationID.y];
+                 w[i] = 1u;
+                 w[i + 1u] = 2u;
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 1)].own, own(0, 0, 4));
+        for b in [0, 2, 3, 4, 5, 6] {
+            assert_eq!(a.bindings[&(0, b)].own, None, "binding {b}");
+        }
     }
 
     #[test]

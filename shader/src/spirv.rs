@@ -88,6 +88,9 @@ pub mod op {
     pub const ENTRY_POINT: u16 = 15;
     pub const EXECUTION_MODE: u16 = 16;
     pub const TYPE_INT: u16 = 21;
+    pub const TYPE_ARRAY: u16 = 28;
+    pub const TYPE_RUNTIME_ARRAY: u16 = 29;
+    pub const TYPE_STRUCT: u16 = 30;
     pub const TYPE_POINTER: u16 = 32;
     pub const CONSTANT: u16 = 43;
     pub const FUNCTION: u16 = 54;
@@ -138,10 +141,12 @@ pub mod op {
 /// Decorations the analysis reads.
 pub mod decoration {
     pub const BUFFER_BLOCK: u32 = 3;
+    pub const ARRAY_STRIDE: u32 = 6;
     pub const BUILT_IN: u32 = 11;
     pub const NON_WRITABLE: u32 = 24;
     pub const BINDING: u32 = 33;
     pub const DESCRIPTOR_SET: u32 = 34;
+    pub const OFFSET: u32 = 35;
 }
 
 /// Storage classes the analysis reads.

@@ -4,7 +4,9 @@
 //! only (inputs written and outputs read through mapped memory), submits it `--repeat` times
 //! with a fence and checks the output against a CPU model:
 //!
-//! - `saxpy`: `y = a * x + y` over N floats (exact: small integers);
+//! - `saxpy`: `y = a * x + y` over N floats (exact: small integers); `--steps S` records S
+//!   such dispatches with barriers between them, each reading the element the previous one
+//!   wrote for the same invocation;
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
@@ -29,7 +31,7 @@ use vkfuse_examples::{
 const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
-               [--repeat R] [--clear]
+               [--repeat R] [--steps S] [--clear]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -42,6 +44,8 @@ and the time per submit on stderr.
                 filter: width = height (512);
                 chain: elements (65536, 8 steps)
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
+  --steps S     saxpy: dispatches in the command buffer, a barrier between each two
+                (1..=64, default 1); each reads the elements the previous one wrote
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit
   --json        print instead one JSON line: the kernel, each submit's wall time
@@ -110,7 +114,15 @@ fn run(mut args: Args) -> Result<Report> {
     let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
     let json = args.flag("--json");
     let clear = args.flag("--clear");
+    let steps: Option<u32> = args.value("--steps")?;
     args.finish()?;
+    if steps.is_some() && kernel != "saxpy" {
+        return Err("--steps: saxpy only".into());
+    }
+    let steps = steps.unwrap_or(1);
+    if !(1..=64).contains(&steps) {
+        return Err(format!("--steps {steps}: must be 1..=64").into());
+    }
     if !(1..=1000).contains(&repeat) {
         return Err(format!("--repeat {repeat}: must be 1..=1000").into());
     }
@@ -176,11 +188,23 @@ fn run(mut args: Args) -> Result<Report> {
             let a = 3.0f32;
             let mut push = f32_bytes(&[a]);
             push.extend(u32_bytes(&[n]));
-            one_dispatch(&k, &push, [n.div_ceil(64), 1, 1])?;
+            record(&|| {
+                // SAFETY: as for `one_dispatch`.
+                unsafe {
+                    k.bind(d, cb);
+                    k.push_constants(d, cb, &push);
+                    for s in 0..steps {
+                        if s > 0 {
+                            cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
+                        }
+                        d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                    }
+                }
+            })?;
             let t = submit_all()?;
             let got = yb.read_bytes(0, n as usize * 4)?;
             let want: Vec<f32> = (0..n as usize)
-                .map(|i| (0..repeat).fold(y0[i], |y, _| a * x[i] + y))
+                .map(|i| (0..repeat * steps).fold(y0[i], |y, _| a * x[i] + y))
                 .collect();
             if f32s_from_bytes(&got) != want {
                 return Err(Mismatch("saxpy: y differs from the CPU model".into()).into());

@@ -203,6 +203,44 @@ fn element_wise_dispatches_share_a_round() {
     }
 }
 
+/// Batches that wait for and signal semaphores, several in one submit: `saxpy --batches 4`
+/// submits its command buffer in 4 batches of one `vkQueueSubmit`, each waiting for a binary
+/// semaphore the one before signals, and every batch splits (the waits go first and the
+/// signals last, as batches of their own); `multiqueue`'s compute batches, between semaphores
+/// of an upload and a readback queue, split too.
+#[test]
+fn batches_with_semaphores_split() {
+    let args = [
+        "--size",
+        "65536",
+        "--batches",
+        "4",
+        "--steps",
+        "2",
+        "--repeat",
+        "2",
+    ];
+    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
+    if let Some(sw) = swiftshader("batches_with_semaphores_split") {
+        runs.push((vec![lavapipe(), sw], "mirrored"));
+    }
+    for (members, sharing) in runs {
+        let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", sharing)]);
+        assert!(
+            out.stderr
+                .contains("compute_split: 8 batch(es) split in 8 round(s)"),
+            "{}",
+            out.dump()
+        );
+        let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+        assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+        assert_eq!(groups.iter().sum::<u64>(), 8 * 2 * 1024, "{}", out.dump());
+    }
+    let out = check_example("multiqueue", &[], &lvp2(), &[]);
+    let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+    assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+}
+
 /// Slices of a histogram's `atomicAdd`s into memory two devices share would not be atomic
 /// with each other: with shared memory the dispatch runs whole. With mirrored memory each
 /// member adds into its own copy and the bins merge as the sum of the members' deltas.

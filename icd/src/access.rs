@@ -856,6 +856,12 @@ unsafe fn dependency(cb: &CommandBuffer, dep: *const vk::DependencyInfo) {
             slice(dep.p_image_memory_barriers, dep.image_memory_barrier_count),
         )
     };
+    if bufs
+        .iter()
+        .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
+    {
+        breaks_split_log(cb, "a queue family ownership transfer");
+    }
     barriers(
         cb,
         bufs.iter().map(|b| (b.buffer, b.offset, b.size)),
@@ -883,6 +889,12 @@ pub unsafe fn pipeline_barrier(
 ) {
     // SAFETY: the counts given.
     let (bufs, imgs) = unsafe { (slice(buffers, buffer_count), slice(images, image_count)) };
+    if bufs
+        .iter()
+        .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
+    {
+        breaks_split_log(cb, "a queue family ownership transfer");
+    }
     barriers(
         cb,
         bufs.iter().map(|b| (b.buffer, b.offset, b.size)),

@@ -2487,18 +2487,18 @@ fn busy_ns(d: &Device, md: &MemberDevice, queries: vk::QueryPool) -> Option<u64>
 /// `compute_split`: runs a batch whose command buffers' split logs replay them as rounds of
 /// slices on every live kept member (`split.rs`). `None` when the batch does not split: it
 /// then runs whole, placed as usual.
+///
+/// The batch's semaphore waits go first, as a batch without command buffers placed as usual
+/// (the gate), whose done point the first round waits for; its signals go last, as a batch
+/// without command buffers after the join (it waits for every earlier batch, as any signal
+/// does), with the fence.
 fn submit_split(
     q: &Queue,
     d: &Device,
     b: &Batch,
     fence: vk::Fence,
 ) -> Option<Result<vk::Result, vk::Result>> {
-    if !b.waits.is_empty() || !b.signals.is_empty() || b.cbs.is_empty() {
-        d.exec
-            .state
-            .lock()
-            .split
-            .refused("it waits for or signals semaphores");
+    if b.cbs.is_empty() {
         return None;
     }
     let cbs: Vec<&CommandBuffer> = b
@@ -2721,6 +2721,40 @@ fn submit_split(
         return None;
     }
     drop(logs);
+    // The gate: the batch's waits, placed as usual; every member's latest point after it
+    // covers its done point.
+    let mut gate: Vec<Edge> = Vec::new();
+    if !b.waits.is_empty() {
+        let before = queue_entry(&mut st, q).2;
+        drop(st);
+        let r = submit_multi(
+            q,
+            d,
+            vec![Batch {
+                waits: b.waits.clone(),
+                cbs: Vec::new(),
+                signals: Vec::new(),
+                flags: vk::SubmitFlags::empty(),
+                p_next: std::ptr::null(),
+            }],
+            vk::Fence::null(),
+        );
+        st = d.exec.state.lock();
+        if let Err(e) = r {
+            for (_, p, t, _) in plan.into_iter().flatten() {
+                st.split.pools[p].3.push(t);
+            }
+            return Some(Err(e));
+        }
+        let after = queue_entry(&mut st, q).2;
+        for m in &d.members {
+            if after[m.index] > before[m.index] {
+                gate.push((m.index, q.done[m.index], after[m.index]));
+            }
+        }
+    }
+    let signals = !b.signals.is_empty();
+    let join_fence = if signals { vk::Fence::null() } else { fence };
     // Round by round: each waits for the batches the whole batch depends on (the first) or
     // for every member's previous round; a join on the first member waits for the last round
     // and carries the fence.
@@ -2838,6 +2872,7 @@ fn submit_split(
         }
     };
     let mut prev: Vec<Edge> = data_edges(&st, &access);
+    prev.extend(gate);
     if merge.is_some() {
         // Every member's copies are written before the first round: after all earlier work.
         for (_, sems, points) in &st.points {
@@ -2915,7 +2950,7 @@ fn submit_split(
         }
         prev = next;
     }
-    if !fence.is_null() {
+    if !join_fence.is_null() {
         // A fence covers every earlier batch of every member.
         prev.extend(edges(d, &st, j));
     }
@@ -2931,7 +2966,7 @@ fn submit_split(
             Err(e) => return fail(&mut st, e),
         }
     };
-    let (r, value) = point(&mut st, md_j, wait, None, crate::conv::nd(fence, j));
+    let (r, value) = point(&mut st, md_j, wait, None, crate::conv::nd(join_fence, j));
     if r != vk::Result::SUCCESS {
         release_points(md_j, (q.done[j], value), value - 1);
         return Some(Err(r));
@@ -2955,11 +2990,41 @@ fn submit_split(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if signals {
+        // The signals (and the fence), after the join: a signal covers every earlier batch.
+        drop(st);
+        return Some(submit_multi(
+            q,
+            d,
+            vec![Batch {
+                waits: Vec::new(),
+                cbs: Vec::new(),
+                signals: b.signals.clone(),
+                flags: vk::SubmitFlags::empty(),
+                p_next: std::ptr::null(),
+            }],
+            fence,
+        ));
+    }
     // SAFETY: a live fence of the application (or null, refused by `get`).
-    if let Ok(f) = unsafe { ObjectBase::get(fence.as_raw()) } {
+    if let Ok(f) = unsafe { ObjectBase::get(join_fence.as_raw()) } {
         f.set_last(Some(j));
     }
     Some(Ok(vk::Result::SUCCESS))
+}
+
+/// Whether a command buffer of `b` has a split log that may split it (`compute_split`).
+fn may_split(b: &Batch) -> bool {
+    b.cbs.iter().any(|c| {
+        // SAFETY: the application's live command buffers.
+        unsafe { CommandBuffer::resolve(c.command_buffer) }.is_ok_and(|(cb, _)| {
+            cb.compute
+                .lock()
+                .log
+                .as_ref()
+                .is_some_and(|l| l.broken.is_none() && l.splits > 0)
+        })
+    })
 }
 
 /// Submits `batches` to the placed member with the bridge wait and the done signal.
@@ -2970,16 +3035,22 @@ fn submit_multi(
     fence: vk::Fence,
 ) -> Result<vk::Result, vk::Result> {
     d.exec.check()?;
-    if batches.len() == 1 && crate::config::Config::get().splits() {
+    let splits = crate::config::Config::get().splits();
+    if batches.len() == 1 && splits {
         if let Some(r) = submit_split(q, d, &batches[0], fence) {
             return r;
         }
     }
     let mut st = d.exec.state.lock();
-    if batches.len() > 1 && (!st.mirrors.is_empty() || !st.image_binds.is_empty()) {
+    if batches.len() > 1
+        && (!st.mirrors.is_empty()
+            || !st.image_binds.is_empty()
+            || (splits && batches.iter().any(may_split)))
+    {
         // Mirrored memory is made ready per batch, after the batch's own waits (`gated`
         // below), which may depend on earlier batches of the same submit: one batch at a time,
         // as if the application had submitted them one by one. The fence goes with the last.
+        // So do batches that may split (`submit_split` takes one batch).
         drop(st);
         let n = batches.len();
         for (i, b) in batches.into_iter().enumerate() {

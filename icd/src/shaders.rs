@@ -225,7 +225,9 @@ fn describe(a: &vkfuse_shader::Analysis) -> String {
             if let Some(o) = b.own {
                 s += &format!(
                     " (each invocation only its own {} byte(s) at {} + {0} * gid.{})",
-                    o.bytes, o.offset, axes[usize::from(o.comp).min(2)]
+                    o.bytes,
+                    o.offset,
+                    axes[usize::from(o.comp).min(2)]
                 );
             }
             s

@@ -6,7 +6,7 @@
 //!   constants, dispatches (each with its own access set, and what its add-atomic bindings
 //!   lead to), buffer copies, updates and fills (run whole on the first member) and memory
 //!   barriers. A command that the log cannot replay breaks it (image
-//!   barriers, event waits, secondaries, push descriptors), and so does any access the log's
+//!   barriers, queue family ownership transfers, event waits, secondaries, push descriptors), and so does any access the log's
 //!   commands did not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs
 //!   whole, as `single` places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
@@ -86,7 +86,8 @@ pub enum Step {
         op: Transfer,
         access: AccessSet,
     },
-    /// A pipeline barrier without image barriers: replayed as a global memory barrier.
+    /// A pipeline barrier without image barriers or queue family ownership transfers: replayed as
+    /// a global memory barrier.
     Barrier,
 }
 

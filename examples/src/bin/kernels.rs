@@ -6,7 +6,8 @@
 //!
 //! - `saxpy`: `y = a * x + y` over N floats (exact: small integers); `--steps S` records S
 //!   such dispatches with barriers between them, each reading the element the previous one
-//!   wrote for the same invocation;
+//!   wrote for the same invocation; `--batches B` submits the command buffer B times in one
+//!   `vkQueueSubmit`, each batch waiting for a binary semaphore the one before signals;
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
@@ -31,7 +32,7 @@ use vkfuse_examples::{
 const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
-               [--repeat R] [--steps S] [--clear]
+               [--repeat R] [--steps S] [--batches B] [--clear]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -46,6 +47,8 @@ and the time per submit on stderr.
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
   --steps S     saxpy: dispatches in the command buffer, a barrier between each two
                 (1..=64, default 1); each reads the elements the previous one wrote
+  --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
+                1), batch i + 1 waiting for a binary semaphore batch i signals
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit
   --json        print instead one JSON line: the kernel, each submit's wall time
@@ -115,9 +118,14 @@ fn run(mut args: Args) -> Result<Report> {
     let json = args.flag("--json");
     let clear = args.flag("--clear");
     let steps: Option<u32> = args.value("--steps")?;
+    let batches: Option<u32> = args.value("--batches")?;
     args.finish()?;
-    if steps.is_some() && kernel != "saxpy" {
-        return Err("--steps: saxpy only".into());
+    if (steps.is_some() || batches.is_some()) && kernel != "saxpy" {
+        return Err("--steps, --batches: saxpy only".into());
+    }
+    let batches = batches.unwrap_or(1);
+    if !(1..=16).contains(&batches) {
+        return Err(format!("--batches {batches}: must be 1..=16").into());
     }
     let steps = steps.unwrap_or(1);
     if !(1..=64).contains(&steps) {
@@ -132,11 +140,20 @@ fn run(mut args: Args) -> Result<Report> {
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
     let cb = ctx.allocate_primary(&pool)?;
     let fence = ctx.create_fence(false)?;
+    let semaphores = (1..batches)
+        .map(|_| ctx.create_semaphore())
+        .collect::<Result<Vec<_>>>()?;
     let _idle = ctx.idle_guard();
     // Records the kernel-specific dispatches between begin and end.
     let record = |body: &dyn Fn()| -> Result<()> {
+        // A command buffer in several batches of one submit is pending more than once.
+        let usage = if batches > 1 {
+            vk::CommandBufferUsageFlags::SIMULTANEOUS_USE
+        } else {
+            vk::CommandBufferUsageFlags::empty()
+        };
         // SAFETY: a fresh command buffer of this device on a compute queue.
-        unsafe { cmd::begin(d, cb, vk::CommandBufferUsageFlags::empty())? };
+        unsafe { cmd::begin(d, cb, usage)? };
         body();
         // SAFETY: as above.
         unsafe {
@@ -160,10 +177,26 @@ fn run(mut args: Args) -> Result<Report> {
         let cpu = cpu_ns();
         for _ in 0..repeat {
             let start = std::time::Instant::now();
-            let submit = vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&cb));
-            // SAFETY: a recorded command buffer, not pending (the previous submit was waited
-            // for); the fence is unsignalled.
-            unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+            let stage = [vk::PipelineStageFlags::COMPUTE_SHADER];
+            let infos: Vec<vk::SubmitInfo> = (0..batches as usize)
+                .map(|i| {
+                    let mut info =
+                        vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&cb));
+                    if i > 0 {
+                        info = info
+                            .wait_semaphores(std::slice::from_ref(&*semaphores[i - 1]))
+                            .wait_dst_stage_mask(&stage);
+                    }
+                    if i + 1 < batches as usize {
+                        info = info.signal_semaphores(std::slice::from_ref(&*semaphores[i]));
+                    }
+                    info
+                })
+                .collect();
+            // SAFETY: a recorded command buffer (simultaneous use where it is in several
+            // batches), not pending otherwise (the previous submit was waited for); the fence
+            // is unsignalled; each semaphore is signalled before it is waited for.
+            unsafe { d.queue_submit(queue.handle, &infos, *fence) }.context("vkQueueSubmit")?;
             ctx.wait_and_reset_fence(&fence)?;
             times.borrow_mut().0.push(nanos(start.elapsed()));
         }
@@ -204,7 +237,7 @@ fn run(mut args: Args) -> Result<Report> {
             let t = submit_all()?;
             let got = yb.read_bytes(0, n as usize * 4)?;
             let want: Vec<f32> = (0..n as usize)
-                .map(|i| (0..repeat * steps).fold(y0[i], |y, _| a * x[i] + y))
+                .map(|i| (0..repeat * steps * batches).fold(y0[i], |y, _| a * x[i] + y))
                 .collect();
             if f32s_from_bytes(&got) != want {
                 return Err(Mismatch("saxpy: y differs from the CPU model".into()).into());

@@ -241,6 +241,47 @@ fn batches_with_semaphores_split() {
     assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
 }
 
+/// `vkCmdDispatchIndirect` splits where its group counts are known at submit: written by the
+/// host into memory the members share, or into a mirrored allocation's shadow (both pairs).
+/// Counts that a `vkCmdUpdateBuffer` of the same command buffer writes are not: the batch
+/// runs whole (the host's copy holds zeros, so reading it would run nothing).
+#[test]
+fn indirect_dispatches_split_where_their_counts_are_known() {
+    let args = [
+        "--size",
+        "65536",
+        "--indirect",
+        "host",
+        "--steps",
+        "2",
+        "--repeat",
+        "2",
+    ];
+    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
+    if let Some(sw) = swiftshader("indirect_dispatches_split_where_their_counts_are_known") {
+        runs.push((vec![lavapipe(), sw.clone()], "host"));
+        runs.push((vec![lavapipe(), sw], "mirrored"));
+    }
+    for (members, sharing) in runs {
+        let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", sharing)]);
+        let groups = split_groups(&out.stderr)
+            .unwrap_or_else(|| panic!("{sharing}: no split batch:\n{}", out.dump()));
+        assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+        assert_eq!(groups.iter().sum::<u64>(), 2 * 2 * 1024, "{}", out.dump());
+    }
+    let mut args = args;
+    args[3] = "update";
+    for sharing in ["host", "mirrored"] {
+        let out = check("saxpy", &args, &lvp2(), &[("VKFUSE_SHARING", sharing)]);
+        assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
+        assert!(
+            out.stderr.contains("group counts are not known at submit"),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
 /// Slices of a histogram's `atomicAdd`s into memory two devices share would not be atomic
 /// with each other: with shared memory the dispatch runs whole. With mirrored memory each
 /// member adds into its own copy and the bins merge as the sum of the members' deltas.

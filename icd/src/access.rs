@@ -1323,7 +1323,11 @@ pub fn breaks_split_log(cb: &CommandBuffer, why: &'static str) {
 /// the shader or the set is not known per binding.
 fn dispatched(
     cb: &CommandBuffer,
-    step: impl FnOnce(&mut crate::split::Log, Option<&vkfuse_shader::Analysis>, crate::split::Touch),
+    step: impl FnOnce(
+        &mut crate::split::Log,
+        Option<&std::sync::Arc<vkfuse_shader::Analysis>>,
+        crate::split::Touch,
+    ),
 ) {
     let mut c = cb.compute.lock();
     let c = &mut *c;
@@ -1388,7 +1392,7 @@ fn dispatched(
         cb.access.lock().union(&own);
         step(
             log,
-            analysis.as_deref(),
+            analysis.as_ref(),
             crate::split::Touch {
                 access: own,
                 adds,
@@ -1438,7 +1442,9 @@ fn own_part(
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch(cb: &CommandBuffer, x: u32, y: u32, z: u32) {
-    dispatched(cb, |log, a, own| log.dispatch(a, [0; 3], [x, y, z], own));
+    dispatched(cb, |log, a, own| {
+        log.dispatch(a.map(|a| &**a), [0; 3], [x, y, z], own)
+    });
 }
 
 /// After `vkCmdDispatchBase`.
@@ -1448,7 +1454,7 @@ pub unsafe fn dispatch(cb: &CommandBuffer, x: u32, y: u32, z: u32) {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u32, y: u32, z: u32) {
     dispatched(cb, |log, a, own| {
-        log.dispatch(a, [bx, by, bz], [x, y, z], own)
+        log.dispatch(a.map(|a| &**a), [bx, by, bz], [x, y, z], own)
     });
 }
 
@@ -1457,15 +1463,31 @@ pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u3
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: u64) {
-    dispatched(cb, |log, _, own| {
+    dispatched(cb, |log, a, touch| {
         // The generated collection read the buffer the group counts come from.
         let mut counts = AccessSet::default();
         feed(buffer.as_raw(), &mut counts, false);
         log.own += counts.fed;
-        let mut own = own.access;
+        let mut own = touch.access.clone();
         own.union(&counts);
         own.fed -= counts.fed;
-        log.indirect(buffer.as_raw(), offset, own)
+        // Where the counts lie: one range of one allocation.
+        let args = match (counts.memory.len(), counts.memory.iter().next()) {
+            (1, Some((m, u))) => match u.touched.ranges() {
+                [r] if r.end != u64::MAX => r.start.checked_add(offset).map(|at| (*m, at)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let then = a
+            .cloned()
+            .zip(args)
+            .map(|(analysis, args)| crate::split::Pending {
+                analysis,
+                args,
+                touch,
+            });
+        log.indirect(buffer.as_raw(), offset, own, then)
     });
 }
 

@@ -61,6 +61,30 @@ fn memory<'a>(h: vk::DeviceMemory) -> Result<&'a Memory, vk::Result> {
     Ok(unsafe { &*(h.as_raw() as *const Memory) })
 }
 
+/// The three 32-bit words at byte `at` of the allocation `raw` (a live vkfuse
+/// `VkDeviceMemory`), read on the host: from the host allocation every member imported, or
+/// from a mirrored allocation's shadow where the application wrote it since the last submit
+/// that touched it (it then alone holds the latest contents). `None` for other allocations
+/// or out of range. The caller knows that no pending work writes the words.
+pub fn host_words(raw: u64, at: u64) -> Option<[u32; 3]> {
+    let m = memory(vk::DeviceMemory::from_raw(raw)).ok()?;
+    let (host, size) = match &m.mirror {
+        Some(mirror) if mirror.host_writes() => (mirror.shadow(), mirror.size()),
+        Some(_) => return None,
+        None => (m.host, m.host_layout.size() as u64),
+    };
+    let end = at.checked_add(12)?;
+    if host.is_null() || end > size {
+        return None;
+    }
+    let mut bytes = [0u8; 12];
+    // SAFETY: 12 bytes within the host allocation or shadow, which live as long as the memory
+    // object.
+    unsafe { std::ptr::copy_nonoverlapping(host.add(at as usize), bytes.as_mut_ptr(), 12) };
+    let word = |k: usize| u32::from_le_bytes([bytes[k], bytes[k + 1], bytes[k + 2], bytes[k + 3]]);
+    Some([word(0), word(4), word(8)])
+}
+
 /// A new allocation and the members that ran out of memory for it (member, error).
 type Allocated = (Box<Memory>, Vec<(usize, vk::Result)>);
 

@@ -2555,23 +2555,67 @@ fn submit_split(
         return None;
     }
     st.split.reclaim(d);
-    // The rounds of every command buffer, in order: (log, round).
-    let all_rounds: Vec<(usize, crate::split::Round)> = logs
+    // Indirect dispatches whose group counts are at rest on the host become dispatches: in
+    // memory every member shares, or in a mirrored allocation's shadow where the application
+    // wrote it and the coherence tracker says it holds the latest contents; with no pending
+    // work touching them (a finished batch's copies into the shadow are done), nothing before
+    // them in the batch writing them, and no semaphore wait before the batch (the host may
+    // signal it after writing them).
+    let at_rest = |m: u64, at: u64| -> Option<[u32; 3]> {
+        if !b.waits.is_empty() {
+            return None;
+        }
+        let range = RangeSet::of(vkfuse_memory::Range::at(at, 12));
+        if st.mirrors.contains_key(&m)
+            && st
+                .coherence
+                .lacks(m, &range, Site::HOST)
+                .map_or(true, |lacks| !lacks.is_empty())
+        {
+            return None;
+        }
+        let mut args = crate::access::AccessSet::default();
+        args.memory.insert(
+            m,
+            crate::access::Use {
+                touched: range.clone(),
+                written: range,
+            },
+        );
+        if !unfinished(d, usize::MAX, data_edges(&st, &args)).is_empty() {
+            return None;
+        }
+        crate::device_memory::host_words(m, at)
+    };
+    let steps: Vec<std::borrow::Cow<'_, [crate::split::Step]>> = logs
         .iter()
-        .enumerate()
-        .filter_map(|(i, g)| Some((i, g.log.as_ref()?)))
-        .flat_map(|(i, log)| {
-            crate::split::rounds(&log.steps)
-                .into_iter()
-                .map(move |r| (i, r))
+        .map(|g| match &g.log {
+            Some(log) => log
+                .resolve(at_rest)
+                .map_or(std::borrow::Cow::Borrowed(&log.steps[..]), |v| {
+                    std::borrow::Cow::Owned(v)
+                }),
+            None => std::borrow::Cow::Borrowed(&[][..]),
         })
         .collect();
+    // The rounds of every command buffer, in order: (log, round).
+    let all_rounds: Vec<(usize, crate::split::Round)> = steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| crate::split::rounds(s).into_iter().map(move |r| (i, r)))
+        .collect();
+    if !all_rounds.iter().any(|r| r.1.split) {
+        let w = "its indirect dispatches' group counts are not known at submit";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
     // Add atomics merge as sums of deltas only where each member adds into its own copy.
     let shared_adds = all_rounds.iter().filter(|r| r.1.split).any(|(i, r)| {
         r.dispatches.iter().any(|k| {
             matches!(
-                logs[*i].log.as_ref().map(|l| &l.steps[*k]),
-                Some(crate::split::Step::Dispatch { adds, .. })
+                &steps[*i][*k],
+                crate::split::Step::Dispatch { adds, .. }
                     if adds.memory.keys().any(|m| !st.mirrors.contains_key(m))
             )
         })
@@ -2593,15 +2637,13 @@ fn submit_split(
         let rounds = all_rounds
             .iter()
             .map(|(i, r)| {
-                let allocs = logs[*i].log.as_ref().map_or_else(Vec::new, |log| {
-                    crate::split::merge_ranges(
-                        &log.steps,
-                        r,
-                        (&weights, SPLIT_CHUNKS),
-                        &members,
-                        |mem| st.mirrors.get(&mem).cloned(),
-                    )
-                });
+                let allocs = crate::split::merge_ranges(
+                    &steps[*i],
+                    r,
+                    (&weights, SPLIT_CHUNKS),
+                    &members,
+                    |mem| st.mirrors.get(&mem).cloned(),
+                );
                 (r.split, allocs)
             })
             .collect();
@@ -2620,10 +2662,9 @@ fn submit_split(
         // Split only where it pays against the fastest member alone.
         let (mut groups, mut rounds) = (0u64, 0u64);
         for (i, r) in all_rounds.iter().filter(|r| r.1.split) {
-            let Some(log) = &logs[*i].log else { continue };
             rounds += 1;
             for k in &r.dispatches {
-                if let crate::split::Step::Dispatch { count, .. } = &log.steps[*k] {
+                if let crate::split::Step::Dispatch { count, .. } = &steps[*i][*k] {
                     groups += count.iter().map(|n| u64::from(*n)).product::<u64>();
                 }
             }
@@ -2671,7 +2712,7 @@ fn submit_split(
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
     'record: for (i, round) in &all_rounds {
-        let Some(log) = &logs[*i].log else { continue };
+        let log = &steps[*i];
         {
             let targets: &[usize] = if round.split { &members } else { &members[..1] };
             let mut this = Vec::new();
@@ -2690,8 +2731,7 @@ fn submit_split(
                 };
                 taken.push((p, t));
                 // This member's parts of step `k`: (base, group counts) each.
-                let slice =
-                    |k: usize| crate::split::slices(&log.steps[k], &weights, SPLIT_CHUNKS, pos);
+                let slice = |k: usize| crate::split::slices(&log[k], &weights, SPLIT_CHUNKS, pos);
                 let mut these = 0;
                 for k in &round.dispatches {
                     for (_, c) in slice(*k) {
@@ -2701,9 +2741,7 @@ fn submit_split(
                 groups[m] += these;
                 // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
                 // the log's handles are live while the application's command buffer is.
-                let r = unsafe {
-                    crate::split::record(md, (t.cb, t.queries), &log.steps, round, slice)
-                };
+                let r = unsafe { crate::split::record(md, (t.cb, t.queries), log, round, slice) };
                 if let Err(r) = r {
                     failed = Some(r);
                     break 'record;
@@ -2720,6 +2758,7 @@ fn submit_split(
         crate::warn!("compute_split: recording a batch's slices failed ({r:?}); it runs whole");
         return None;
     }
+    drop(steps);
     drop(logs);
     // The gate: the batch's waits, placed as usual; every member's latest point after it
     // covers its done point.

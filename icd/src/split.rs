@@ -47,6 +47,7 @@ use crate::mirror::Mirror;
 use crate::object::MemberDevice;
 
 /// One command of a split log.
+#[derive(Clone)]
 pub enum Step {
     Pipeline(u64),
     Sets {
@@ -76,10 +77,13 @@ pub enum Step {
         own: Vec<OwnPart>,
         rest: AccessSet,
     },
+    /// An indirect dispatch: it runs whole on the first member, unless its group counts are
+    /// known at submit ([`Log::resolve`]: `then` is the dispatch it becomes).
     Indirect {
         buffer: u64,
         offset: u64,
         access: AccessSet,
+        then: Option<Box<Pending>>,
     },
     /// A buffer transfer: it runs whole, on the first member.
     Transfer {
@@ -91,7 +95,18 @@ pub enum Step {
     Barrier,
 }
 
+/// An indirect dispatch whose shader allows splitting, as a dispatch once its group counts are
+/// known: the shader's analysis, where the counts lie (allocation, byte offset), and what the
+/// dispatch touches but for the counts.
+#[derive(Clone)]
+pub struct Pending {
+    pub analysis: Arc<vkfuse_shader::Analysis>,
+    pub args: (u64, u64),
+    pub touch: Touch,
+}
+
 /// The buffer transfers a split log replays (raw fused buffer handles).
+#[derive(Clone)]
 pub enum Transfer {
     Copy {
         src: u64,
@@ -114,7 +129,7 @@ pub enum Transfer {
 /// What one dispatch touches (`access.rs`), and what its bindings of add atomics lead to
 /// (`None` where a bound set is only known whole). Of `access`, the bindings whose accesses
 /// are each invocation's own bytes are also in `own`, and the others in `rest`.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Touch {
     pub access: AccessSet,
     pub adds: Option<AccessSet>,
@@ -176,6 +191,8 @@ pub struct Log {
     pub broken: Option<&'static str>,
     /// Dispatches that split.
     pub splits: u32,
+    /// Indirect dispatches that split once their group counts are known at submit.
+    pub pending: u32,
 }
 
 impl Log {
@@ -277,13 +294,63 @@ impl Log {
         self.push(Step::Transfer { op, access });
     }
 
-    pub fn indirect(&mut self, buffer: u64, offset: u64, access: AccessSet) {
+    /// An indirect dispatch that touched `access` (its group counts included); `then`, where
+    /// its shader allows splitting and its counts lie in one allocation.
+    pub fn indirect(&mut self, buffer: u64, offset: u64, access: AccessSet, then: Option<Pending>) {
         self.own += access.fed;
+        let then = then.filter(|p| {
+            p.analysis.split_refusal().is_none()
+                && p.touch.access.everything.is_none()
+                && (!p.analysis.adds() || p.touch.adds.is_some())
+        });
+        if then.is_some() {
+            self.pending += 1;
+        }
         self.push(Step::Indirect {
             buffer,
             offset,
             access,
+            then: then.map(Box::new),
         });
+    }
+
+    /// The steps with the indirect dispatches whose group counts `counts` gives (from the
+    /// allocation and byte offset they lie at) as dispatches, where no step before them
+    /// writes the counts; `None` where none became a dispatch that splits.
+    pub fn resolve(&self, counts: impl Fn(u64, u64) -> Option<[u32; 3]>) -> Option<Vec<Step>> {
+        if self.pending == 0 {
+            return None;
+        }
+        let mut written: std::collections::BTreeMap<u64, RangeSet> = Default::default();
+        let mut out = Vec::with_capacity(self.steps.len());
+        let mut any = false;
+        for s in &self.steps {
+            let mut step = s.clone();
+            if let Step::Indirect { then: Some(p), .. } = s {
+                let (m, at) = p.args;
+                let args = RangeSet::of(vkfuse_memory::Range::at(at, 12));
+                let clean = written.get(&m).is_none_or(|w| !w.intersects(&args));
+                if let Some(count) = counts(m, at).filter(|_| clean) {
+                    let mut one = Log::default();
+                    one.dispatch(Some(&p.analysis), [0; 3], count, p.touch.clone());
+                    if let Some(d) = one.steps.pop() {
+                        any |= one.splits > 0;
+                        step = d;
+                    }
+                }
+            }
+            let access = match s {
+                Step::Dispatch { access, .. }
+                | Step::Indirect { access, .. }
+                | Step::Transfer { access, .. } => Some(access),
+                _ => None,
+            };
+            for (m, u) in access.into_iter().flat_map(|a| &a.memory) {
+                written.entry(*m).or_default().union(&u.written);
+            }
+            out.push(step);
+        }
+        any.then_some(out)
     }
 
     /// A pipeline barrier that made `fed` accesses; `images`: it has image barriers.
@@ -303,7 +370,7 @@ impl Log {
         if access.fed != self.own {
             return Err("commands the split log does not replay");
         }
-        if self.splits == 0 {
+        if self.splits == 0 && self.pending == 0 {
             return Err("no dispatch that splits");
         }
         Ok(())
@@ -1015,6 +1082,7 @@ mod tests {
                 buffer: 9,
                 offset: 0,
                 access: acc(2, (0, 4), None),
+                then: None,
             },
             // Only reads allocation 2: joins nothing whole, a new split round.
             dispatch(Some(0), acc(2, (0, 4), None)),
@@ -1101,6 +1169,48 @@ mod tests {
         };
         assert_eq!(own[1].of_groups(2, 3), Range::new(4096 + 512, 4096 + 1280));
         assert_eq!(own[1].of_groups(15, 4), Range::new(4096 + 3840, 8192));
+    }
+
+    #[test]
+    fn indirect_dispatches_with_counts_at_rest_become_dispatches() {
+        let analysis = Arc::new(vkfuse_shader::Analysis::default());
+        let pending = |at: u64| Pending {
+            analysis: analysis.clone(),
+            args: (7, at),
+            touch: touch(acc(1, (0, 64), Some((0, 64)))),
+        };
+        let mut log = Log::default();
+        log.indirect(1, 0, acc(7, (0, 12), None), Some(pending(0)));
+        // Counts at 16 written by a transfer before the dispatch: not known at submit.
+        log.transfer(
+            Transfer::Fill {
+                dst: 1,
+                offset: 16,
+                size: 12,
+                data: 3,
+            },
+            acc(7, (16, 28), Some((16, 28))),
+        );
+        log.indirect(1, 16, acc(7, (16, 28), None), Some(pending(16)));
+        assert_eq!(log.pending, 2);
+        assert_eq!(log.splits, 0);
+        assert_eq!(log.replays(&AccessSet::default()), Ok(()));
+        let steps = log
+            .resolve(|m, at| (m == 7).then_some([at as u32 + 5, 1, 1]))
+            .expect("the first becomes a dispatch that splits");
+        assert!(matches!(
+            steps[0],
+            Step::Dispatch {
+                count: [5, 1, 1],
+                along: Some(0),
+                ..
+            }
+        ));
+        assert!(matches!(steps[2], Step::Indirect { .. }));
+        // Counts not known (not in shared memory, or pending writes): nothing changes.
+        assert!(log.resolve(|_, _| None).is_none());
+        // One group: it would not split.
+        assert!(log.resolve(|_, _| Some([1, 1, 1])).is_none());
     }
 
     #[test]

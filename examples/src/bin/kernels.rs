@@ -8,6 +8,8 @@
 //!   such dispatches with barriers between them, each reading the element the previous one
 //!   wrote for the same invocation; `--batches B` submits the command buffer B times in one
 //!   `vkQueueSubmit`, each batch waiting for a binary semaphore the one before signals;
+//!   `--indirect host|update` dispatches with `vkCmdDispatchIndirect`, its group counts
+//!   written by the host before recording or by `vkCmdUpdateBuffer` in the command buffer;
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
@@ -32,7 +34,7 @@ use vkfuse_examples::{
 const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
-               [--repeat R] [--steps S] [--batches B] [--clear]
+               [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -49,6 +51,8 @@ and the time per submit on stderr.
                 (1..=64, default 1); each reads the elements the previous one wrote
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
+  --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
+                or by vkCmdUpdateBuffer before the dispatches (update)
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit
   --json        print instead one JSON line: the kernel, each submit's wall time
@@ -119,9 +123,16 @@ fn run(mut args: Args) -> Result<Report> {
     let clear = args.flag("--clear");
     let steps: Option<u32> = args.value("--steps")?;
     let batches: Option<u32> = args.value("--batches")?;
+    let indirect: Option<String> = args.value("--indirect")?;
     args.finish()?;
-    if (steps.is_some() || batches.is_some()) && kernel != "saxpy" {
-        return Err("--steps, --batches: saxpy only".into());
+    if (steps.is_some() || batches.is_some() || indirect.is_some()) && kernel != "saxpy" {
+        return Err("--steps, --batches, --indirect: saxpy only".into());
+    }
+    if let Some(w) = indirect
+        .as_deref()
+        .filter(|w| !matches!(*w, "host" | "update"))
+    {
+        return Err(format!("--indirect {w}: host or update").into());
     }
     let batches = batches.unwrap_or(1);
     if !(1..=16).contains(&batches) {
@@ -221,16 +232,47 @@ fn run(mut args: Args) -> Result<Report> {
             let a = 3.0f32;
             let mut push = f32_bytes(&[a]);
             push.extend(u32_bytes(&[n]));
+            let groups = [n.div_ceil(64), 1, 1];
+            // The group counts of `--indirect`: written now by the host, or zero until the
+            // command buffer's vkCmdUpdateBuffer.
+            let args_buffer = match indirect.as_deref() {
+                Some(w) => {
+                    let b = ctx.create_buffer(
+                        12,
+                        vk::BufferUsageFlags::INDIRECT_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
+                        MemoryUse::Readback,
+                    )?;
+                    let init = if w == "host" { groups } else { [0; 3] };
+                    b.write_bytes(0, &u32_bytes(&init))?;
+                    Some(b)
+                }
+                None => None,
+            };
             record(&|| {
-                // SAFETY: as for `one_dispatch`.
+                // SAFETY: as for `one_dispatch`; the counts buffer lives as long as the kernel.
                 unsafe {
+                    if let (Some(b), Some("update")) = (&args_buffer, indirect.as_deref()) {
+                        d.cmd_update_buffer(cb, b.handle, 0, &u32_bytes(&groups));
+                        cmd::memory_barrier(
+                            d,
+                            cb,
+                            cmd::TRANSFER_WRITE,
+                            (
+                                vk::PipelineStageFlags::DRAW_INDIRECT,
+                                vk::AccessFlags::INDIRECT_COMMAND_READ,
+                            ),
+                        );
+                    }
                     k.bind(d, cb);
                     k.push_constants(d, cb, &push);
                     for s in 0..steps {
                         if s > 0 {
                             cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
                         }
-                        d.cmd_dispatch(cb, n.div_ceil(64), 1, 1);
+                        match &args_buffer {
+                            Some(b) => d.cmd_dispatch_indirect(cb, b.handle, 0),
+                            None => d.cmd_dispatch(cb, groups[0], groups[1], groups[2]),
+                        }
                     }
                 }
             })?;

@@ -565,6 +565,14 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             k["mirrored"]["wall"].as_f64().unwrap_or(f64::NAN),
             k["mirrored"]["merge_bytes_per_dispatch"]
         );
+        outln!(
+            "    {:<10} hybrid: cpu work {:.3}, wall per submit {:.3}, batches split {}, run whole {}",
+            "",
+            k["hybrid"]["cpu_work"].as_f64().unwrap_or(f64::NAN),
+            k["hybrid"]["wall"].as_f64().unwrap_or(f64::NAN),
+            k["hybrid"]["batches_split"],
+            k["hybrid"]["batches_whole"]
+        );
     }
     outln!(
         "  compute_split: {}",

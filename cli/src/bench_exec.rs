@@ -358,7 +358,10 @@ pub fn image_handoff(
 ///   slices), the sum over members / the longest member's, over the rounds: what running the
 ///   members side by side on hardware of their own would give;
 /// - `workgroups`: each member's share;
-/// - `merge_bytes_per_dispatch`: bytes copied between members to merge slices.
+/// - `merge_bytes_per_dispatch`: bytes copied between members to merge slices;
+/// - `hybrid`: the same kernel under `hybrid` (split only where it pays), its wall time and
+///   CPU work against direct and the batches it split and ran whole; `saxpy_small` adds a
+///   kernel too small to pay.
 ///
 /// `scale` divides the kernels' sizes (1: mandelbrot 1024², matmul 512, saxpy 4 Mi elements).
 pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Value, CliError> {
@@ -374,6 +377,11 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         cmd.env("VKFUSE_SHARING", "mirrored");
         Ok(())
     };
+    let hybrid = FusedConfig {
+        log: Some("info".to_string()),
+        ..fused(member, "hybrid")
+    };
+    let hybrid_setup = |cmd: &mut Command| hybrid.apply(cmd, manifest);
     let direct_setup = |cmd: &mut Command| {
         env::only_driver(cmd, member);
         Ok(())
@@ -398,11 +406,12 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         };
     let mut kernels = serde_json::Map::new();
     let sizes = [
-        ("mandelbrot", (1024 / scale).max(16), 10),
-        ("matmul", (512 / scale / 16).max(1) * 16, 4),
-        ("saxpy", ((1 << 22) / scale).max(64), 20),
+        ("mandelbrot", "mandelbrot", (1024 / scale).max(16), 10),
+        ("matmul", "matmul", (512 / scale / 16).max(1) * 16, 4),
+        ("saxpy", "saxpy", ((1 << 22) / scale).max(64), 20),
+        ("saxpy_small", "saxpy", 4096, 100),
     ];
-    for (kernel, size, repeat) in sizes {
+    for (name, kernel, size, repeat) in sizes {
         let args: Vec<String> = [
             "--kernel".to_string(),
             kernel.to_string(),
@@ -415,7 +424,9 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         let (d, _) = run(&args, &direct_setup, "direct")?;
         let (f, log) = run(&args, &fused_setup, "compute_split")?;
         let (fm, mlog) = run(&args, &mirrored_setup, "compute_split, mirrored")?;
-        if d["result"] != f["result"] || d["result"] != fm["result"] {
+        let (fh, hlog) = run(&args, &hybrid_setup, "hybrid")?;
+        if d["result"] != f["result"] || d["result"] != fm["result"] || d["result"] != fh["result"]
+        {
             return Err(CliError::failure(format!(
                 "kernels --kernel {kernel}: compute_split gave another result than direct"
             )));
@@ -460,8 +471,19 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
                     .collect()
             })
             .unwrap_or_default();
+        // Hybrid: batches split (the teardown line) and run whole because splitting did not
+        // pay.
+        let count = |key: &str, line: &str| -> u64 {
+            hlog.lines()
+                .filter(|l| l.contains(line))
+                .find_map(|l| l.split(key).nth(1))
+                .and_then(|t| t.trim().split(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let hybrid_split = count("compute_split: ", "batch(es) split in");
+        let hybrid_whole = count("hybrid: ", "ran whole: splitting did not pay");
         kernels.insert(
-            kernel.to_string(),
+            name.to_string(),
             json!({
                 "cpu_work": cpu_ratio(&f),
                 "direct_cpu_ns": cpu(&d),
@@ -476,6 +498,12 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
                     "cpu_work": cpu_ratio(&fm),
                     "wall": wall(&fm)? / wall(&d)?,
                     "merge_bytes_per_dispatch": moved.map(|b| b / f64::from(repeat)),
+                },
+                "hybrid": {
+                    "cpu_work": cpu_ratio(&fh),
+                    "wall": wall(&fh)? / wall(&d)?,
+                    "batches_split": hybrid_split,
+                    "batches_whole": hybrid_whole,
                 },
                 "size": size,
                 "submits": repeat,
@@ -500,8 +528,13 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              merge_bytes_per_dispatch: the members share host memory, so slices write the same \
              bytes and nothing is merged. mirrored: the same with VKFUSE_SHARING=mirrored (each \
              member its own copy): its merge_bytes_per_dispatch is the bytes copied to the other \
-             member before the dispatch plus those merged back after it (bytes that changed), \
-             per dispatch. Results are checked equal to direct.",
+             member before the dispatch plus those merged back after it (bytes that changed, and \
+             the whole own bytes of each slice where the analysis proves them), \
+             per dispatch. hybrid: the same with VKFUSE_STRATEGY=hybrid, which splits a batch \
+             only where the measured throughput and merge cost say it pays and otherwise runs \
+             it whole on the member measured fastest: its wall and cpu_work against direct, and \
+             the batches it split and ran whole (saxpy_small: 4096 elements, too small to pay). \
+             Results are checked equal to direct.",
             member.display()
         ),
     }))

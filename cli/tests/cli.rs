@@ -513,6 +513,32 @@ fn bench_json_smoke() {
             assert!(r.is_finite() && r > 0.0, "{tier}: {s}\n{}", out.dump());
         }
     }
+    // Under hybrid every submit's batch either split or ran whole because splitting did not
+    // pay; 4096 elements never pay for long.
+    for kernel in ["mandelbrot", "matmul", "saxpy", "saxpy_small"] {
+        let k = &json["compute_split"]["kernels"][kernel];
+        let h = &k["hybrid"];
+        let wall = h["wall"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            wall.is_finite() && wall > 0.0,
+            "{kernel}: {h}\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            h["batches_split"].as_u64().unwrap_or(0) + h["batches_whole"].as_u64().unwrap_or(0),
+            k["submits"].as_u64().unwrap_or(u64::MAX),
+            "{kernel}: {k}\n{}",
+            out.dump()
+        );
+    }
+    assert!(
+        json["compute_split"]["kernels"]["saxpy_small"]["hybrid"]["batches_whole"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{}",
+        out.dump()
+    );
     for kernel in ["mandelbrot", "matmul", "saxpy"] {
         let k = &json["compute_split"]["kernels"][kernel];
         let groups: Vec<u64> = k["workgroups"]

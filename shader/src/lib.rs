@@ -71,7 +71,8 @@ pub struct Own {
 /// What a compute entry point does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Analysis {
-    /// `LocalSize` (None where the size comes from specialization constants, `LocalSizeId`).
+    /// `LocalSize` (None where the size comes from a `WorkgroupSize` constant, which
+    /// specialization may change, or from `LocalSizeId`).
     pub local_size: Option<[u32; 3]>,
     /// Per (set, binding).
     pub bindings: BTreeMap<(u32, u32), Binding>,
@@ -243,6 +244,7 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     let mut consts: HashMap<u32, i64> = HashMap::new();
     let mut vars: HashMap<u32, u32> = HashMap::new();
     let mut types = Types::default();
+    let mut sized_by: Option<u32> = None;
     for i in &insts {
         types.learn(i);
         match i.op {
@@ -258,6 +260,10 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
                 }
                 decoration::BUILT_IN if i.at(2) == spirv::GLOBAL_INVOCATION_ID => {
                     gid_vars.push(i.at(0));
+                }
+                decoration::BUILT_IN if i.at(2) == spirv::WORKGROUP_SIZE => {
+                    // A constant (perhaps specialized) that overrides `LocalSize`.
+                    sized_by = Some(i.at(0));
                 }
                 decoration::BUILT_IN if i.at(2) == spirv::NUM_WORKGROUPS => {
                     nwg_vars.push(i.at(0));
@@ -287,6 +293,21 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
         if i.op == op::EXECUTION_MODE && i.at(0) == function && i.at(1) == spirv::LOCAL_SIZE {
             out.local_size = Some([i.at(2), i.at(3), i.at(4)]);
         }
+    }
+    if let Some(id) = sized_by {
+        // A constant composite gives the size; a specialization constant composite gives one
+        // that pipelines may change.
+        out.local_size = insts
+            .iter()
+            .find(|i| i.op == op::CONSTANT_COMPOSITE && i.at(1) == id)
+            .and_then(|i| {
+                let c = |k: usize| {
+                    consts
+                        .get(i.operands.get(k)?)
+                        .and_then(|v| u32::try_from(*v).ok())
+                };
+                Some([c(2)?, c(3)?, c(4)?])
+            });
     }
     // The resource variables: a descriptor set and binding, in a descriptor storage class.
     let resources: HashMap<u32, ((u32, u32), u32)> = vars
@@ -1161,9 +1182,21 @@ mod tests {
              }",
         );
         assert_eq!(a.bindings[&(0, 1)].own, own(0, 0, 4));
+        assert_eq!(a.local_size, Some([64, 1, 1]));
         for b in [0, 2, 3, 4, 5, 6] {
             assert_eq!(a.bindings[&(0, b)].own, None, "binding {b}");
         }
+    }
+
+    #[test]
+    fn specialized_workgroup_sizes_are_not_known() {
+        // `local_size_x_id`: a WorkgroupSize constant that specialization may change; the
+        // LocalSize execution mode only gives its default.
+        let source = format!("#version 450\nlayout(local_size_x_id = 0) in;\n{SAXPY}");
+        let a = analyse(&compile("spec-size", &source), "main").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.local_size, None);
+        // The bindings' own bytes do not depend on it.
+        assert!(a.bindings[&(0, 1)].own.is_some());
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub mod op {
     pub const TYPE_STRUCT: u16 = 30;
     pub const TYPE_POINTER: u16 = 32;
     pub const CONSTANT: u16 = 43;
+    pub const CONSTANT_COMPOSITE: u16 = 44;
     pub const FUNCTION: u16 = 54;
     pub const FUNCTION_PARAMETER: u16 = 55;
     pub const FUNCTION_END: u16 = 56;
@@ -161,6 +162,8 @@ pub mod storage {
 
 /// `BuiltIn GlobalInvocationId`.
 pub const GLOBAL_INVOCATION_ID: u32 = 28;
+/// `BuiltIn WorkgroupSize`.
+pub const WORKGROUP_SIZE: u32 = 25;
 /// `BuiltIn NumWorkgroups`.
 pub const NUM_WORKGROUPS: u32 = 24;
 /// `ExecutionModel GLCompute`.

@@ -395,21 +395,31 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     }
     walk.finish(&insts);
     let own = std::mem::take(&mut walk.own);
+    // Per binding: the own bytes of every variable accessed through it (variables aliasing one
+    // binding must agree).
+    let mut per: HashMap<(u32, u32), Vec<Option<Own>>> = HashMap::new();
     for (var, pattern) in own {
-        let (Some((member, comp, scale)), Some((key, _))) = (pattern, resources.get(&var)) else {
+        let Some((key, _)) = resources.get(&var) else {
             continue;
         };
-        let bytes = types
-            .member_array(var, member)
-            .and_then(|(offset, stride)| {
-                Some(Own {
-                    comp,
-                    offset,
-                    bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
-                })
-            });
-        if let Some(b) = out.bindings.get_mut(key).filter(|b| !b.opaque) {
-            b.own = bytes;
+        let bytes = pattern.and_then(|(member, comp, scale)| {
+            let (offset, stride) = types.member_array(var, member)?;
+            Some(Own {
+                comp,
+                offset,
+                bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
+            })
+        });
+        per.entry(*key).or_default().push(bytes);
+    }
+    for (key, list) in per {
+        let agreed = list
+            .first()
+            .copied()
+            .flatten()
+            .filter(|o| list.iter().all(|x| *x == Some(*o)));
+        if let Some(b) = out.bindings.get_mut(&key).filter(|b| !b.opaque) {
+            b.own = agreed;
         }
     }
     Ok(out)
@@ -1186,6 +1196,17 @@ mod tests {
         for b in [0, 2, 3, 4, 5, 6] {
             assert_eq!(a.bindings[&(0, b)].own, None, "binding {b}");
         }
+        // Two blocks aliasing one binding, one of them read at another invocation's element.
+        let a = analysed(
+            "aliased",
+            "layout(binding = 0) buffer A { uint a[]; };
+             layout(binding = 0) buffer B { uint b[]; };
+             void main() {
+                 uint i = gl_GlobalInvocationID.x;
+                 a[i] = b[i + 1u];
+             }",
+        );
+        assert_eq!(a.bindings[&(0, 0)].own, None);
     }
 
     #[test]

@@ -282,6 +282,46 @@ fn indirect_dispatches_split_where_their_counts_are_known() {
     }
 }
 
+/// Rounds of split batches, from the line logged at device destruction.
+fn split_rounds(stderr: &str) -> Option<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("compute_split:") && l.contains("round(s);"))?;
+    line.split(" split in ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Random sequences (`kernels --kernel mix`, four seeds) of 24 dispatches over random parts
+/// of two buffers, element-wise steps and neighbour steps, submitted twice: equal to lavapipe
+/// direct with shared and with mirrored memory on both pairs. Steps cut alike on the same
+/// bytes share rounds (fewer rounds than dispatches); the others wait for each other.
+#[test]
+fn random_dispatch_sequences_match() {
+    let mut pairs = vec![lvp2()];
+    if let Some(sw) = swiftshader("random_dispatch_sequences_match") {
+        pairs.push(vec![lavapipe(), sw]);
+    }
+    for seed in ["1", "2", "3", "4"] {
+        let args = ["--seed", seed, "--repeat", "2"];
+        for members in &pairs {
+            for sharing in ["host", "mirrored"] {
+                let out = check("mix", &args, members, &[("VKFUSE_SHARING", sharing)]);
+                let rounds = split_rounds(&out.stderr)
+                    .unwrap_or_else(|| panic!("seed {seed}: no split batch:\n{}", out.dump()));
+                assert!(
+                    rounds < 2 * 24,
+                    "seed {seed}: {rounds} rounds for 48 dispatches\n{}",
+                    out.dump()
+                );
+            }
+        }
+    }
+}
+
 /// Slices of a histogram's `atomicAdd`s into memory two devices share would not be atomic
 /// with each other: with shared memory the dispatch runs whole. With mirrored memory each
 /// member adds into its own copy and the bins merge as the sum of the members' deltas.

@@ -39,6 +39,8 @@ pub const MATMUL_COMP: &[u8] = spirv!("matmul.comp");
 pub const HISTOGRAM_COMP: &[u8] = spirv!("histogram.comp");
 /// `neighbours.comp`: one step of `kernels --kernel chain`.
 pub const NEIGHBOURS_COMP: &[u8] = spirv!("neighbours.comp");
+/// `step.comp`: an element-wise step of `kernels --kernel mix`.
+pub const STEP_COMP: &[u8] = spirv!("step.comp");
 /// `blur.comp`: `kernels --kernel filter` (storage image to storage image).
 pub const BLUR_COMP: &[u8] = spirv!("blur.comp");
 /// `compact.comp`: `kernels --kernel compact` (slots handed out by atomics).

@@ -21,7 +21,11 @@
 //! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
 //!   read back by command buffers of their own);
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
-//!   one's output (which another slice wrote).
+//!   one's output (which another slice wrote);
+//! - `mix`: a random sequence (`--seed`) of `--steps` dispatches over two buffers, each on a
+//!   random part of them at random offsets: element-wise steps (`d[i] = d[i] * 3 + s[i] +
+//!   step`, each invocation its own elements) and neighbour steps (`chain`'s), a barrier
+//!   between each two. Steps cut alike may share a split round, others may not.
 
 use std::process::ExitCode;
 
@@ -33,8 +37,9 @@ use vkfuse_examples::{
 
 const NAME: &str = "kernels";
 const USAGE: &str = "\
-usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain [--size N]
+usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
+               [--seed K]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -45,10 +50,12 @@ and the time per submit on stderr.
   --size N      saxpy: elements (default 1048576); mandelbrot: width = height (512);
                 matmul: n, a multiple of 16 (256); histogram, compact: words (1048576);
                 filter: width = height (512);
-                chain: elements (65536, 8 steps)
+                chain: elements (65536, 8 steps); mix: elements per buffer (16384)
   --repeat R    submits of the command buffer (1..=1000; saxpy accumulates)
   --steps S     saxpy: dispatches in the command buffer, a barrier between each two
-                (1..=64, default 1); each reads the elements the previous one wrote
+                (1..=64, default 1); each reads the elements the previous one wrote;
+                mix: steps (default 24)
+  --seed K      mix: the sequence's seed (default 1)
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
@@ -115,7 +122,7 @@ fn whole<'a>(b: &'a Buffer<'_>) -> Binding<'a> {
 
 fn run(mut args: Args) -> Result<Report> {
     let kernel: String = args.value("--kernel")?.ok_or(
-        "--kernel is required (saxpy, mandelbrot, matmul, histogram, compact, filter, chain)",
+        "--kernel is required (saxpy, mandelbrot, matmul, histogram, compact, filter, chain, mix)",
     )?;
     let size: Option<u32> = args.value("--size")?;
     let repeat: u32 = args.value("--repeat")?.unwrap_or(1);
@@ -124,10 +131,18 @@ fn run(mut args: Args) -> Result<Report> {
     let steps: Option<u32> = args.value("--steps")?;
     let batches: Option<u32> = args.value("--batches")?;
     let indirect: Option<String> = args.value("--indirect")?;
+    let seed: Option<u32> = args.value("--seed")?;
     args.finish()?;
-    if (steps.is_some() || batches.is_some() || indirect.is_some()) && kernel != "saxpy" {
-        return Err("--steps, --batches, --indirect: saxpy only".into());
+    if (batches.is_some() || indirect.is_some()) && kernel != "saxpy" {
+        return Err("--batches, --indirect: saxpy only".into());
     }
+    if steps.is_some() && !matches!(kernel.as_str(), "saxpy" | "mix") {
+        return Err("--steps: saxpy and mix only".into());
+    }
+    if seed.is_some() && kernel != "mix" {
+        return Err("--seed: mix only".into());
+    }
+    let mix_steps = steps.unwrap_or(24);
     if let Some(w) = indirect
         .as_deref()
         .filter(|w| !matches!(*w, "host" | "update"))
@@ -638,6 +653,132 @@ fn run(mut args: Args) -> Result<Report> {
             }
             if u32s_from_bytes(&got) != want {
                 return Err(Mismatch("chain: the output differs from the CPU model".into()).into());
+            }
+            (got, t)
+        }
+        "mix" => {
+            let n = size.unwrap_or(1 << 14);
+            // Offsets and lengths in multiples of 64 elements (256 bytes: every driver's
+            // storage buffer offset alignment).
+            if n % 64 != 0 || n < 256 {
+                return Err("--kernel mix: --size must be a multiple of 64, at least 256".into());
+            }
+            let seed = seed.unwrap_or(1);
+            let start: [Vec<u32>; 2] = [
+                (0..n).map(|i| mix(i, seed.wrapping_mul(7))).collect(),
+                (0..n).map(|i| mix(i, seed.wrapping_mul(7) + 1)).collect(),
+            ];
+            let bufs = [
+                host_buffer(&ctx, &u32_bytes(&start[0]))?,
+                host_buffer(&ctx, &u32_bytes(&start[1]))?,
+            ];
+            // Each step: (element-wise, source buffer, its offset, destination, its offset,
+            // elements), all in elements.
+            let mut plan = Vec::new();
+            let blocks = n / 64;
+            for k in 0..mix_steps {
+                let r = |salt: u32| mix(k, seed.wrapping_mul(131).wrapping_add(salt));
+                let own = r(1) % 3 != 0;
+                let src = (r(2) % 2) as usize;
+                // Neighbour steps read another buffer than they write; element-wise steps may
+                // read and write the same one at the same offset.
+                let dst = if own && r(3) % 4 == 0 { src } else { 1 - src };
+                // Lengths and offsets from few choices, so that steps are often cut alike
+                // (the same length) at the same or at other offsets: whole buffers, halves
+                // at three offsets, or anything.
+                let (len, so, other) = match r(9) % 3 {
+                    0 => (blocks, 0, 0),
+                    1 => {
+                        let at = |x: u32| (x % 3) * (blocks / 4);
+                        (blocks / 2, at(r(5)), at(r(6)))
+                    }
+                    _ => {
+                        let len = 1 + r(4) % blocks;
+                        (len, r(5) % (blocks - len + 1), r(6) % (blocks - len + 1))
+                    }
+                };
+                let dofs = if dst == src { so } else { other };
+                // Now and then a count that is not whole workgroups.
+                let elems = len * 64
+                    - if len < blocks && r(7) % 4 == 0 {
+                        r(8) % 64
+                    } else {
+                        0
+                    };
+                plan.push((own, src, so * 64, dst, dofs * 64, elems));
+            }
+            let kernels = [
+                ctx.create_compute_kernel(
+                    vkfuse_examples::shaders::STEP_COMP,
+                    8,
+                    &[whole(&bufs[0]), whole(&bufs[1])],
+                )?,
+                ctx.create_compute_kernel(
+                    vkfuse_examples::shaders::NEIGHBOURS_COMP,
+                    8,
+                    &[whole(&bufs[0]), whole(&bufs[1])],
+                )?,
+            ];
+            let sets = plan
+                .iter()
+                .map(|(_, src, so, dst, dofs, elems)| {
+                    let part = |b: usize, at: u32| {
+                        Binding::compute_storage(&bufs[b], u64::from(at) * 4, u64::from(*elems) * 4)
+                    };
+                    ctx.create_descriptor_set(&[part(*src, *so), part(*dst, *dofs)])
+                })
+                .collect::<Result<Vec<_>>>()?;
+            record(&|| {
+                // SAFETY: recording; the kernels, sets and buffers live until the idle guard;
+                // the sets have the kernels' set layout's definition.
+                unsafe {
+                    for (k, ((own, ..), set)) in plan.iter().zip(&sets).enumerate() {
+                        let kernel = &kernels[usize::from(!own)];
+                        if k > 0 {
+                            cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
+                        }
+                        d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, *kernel.pipeline);
+                        d.cmd_bind_descriptor_sets(
+                            cb,
+                            vk::PipelineBindPoint::COMPUTE,
+                            *kernel.layout,
+                            0,
+                            &[set.set],
+                            &[],
+                        );
+                        let elems = plan[k].5;
+                        kernel.push_constants(d, cb, &u32_bytes(&[elems, k as u32]));
+                        d.cmd_dispatch(cb, elems.div_ceil(64), 1, 1);
+                    }
+                }
+            })?;
+            let t = submit_all()?;
+            let mut got = bufs[0].read_bytes(0, n as usize * 4)?;
+            got.extend(bufs[1].read_bytes(0, n as usize * 4)?);
+            let mut want = start.clone();
+            for _ in 0..repeat {
+                for (k, (own, src, so, dst, dofs, elems)) in plan.iter().enumerate() {
+                    let (so, dofs, m) = (*so as usize, *dofs as usize, *elems as usize);
+                    let s: Vec<u32> = want[*src][so..so + m].to_vec();
+                    let out = &mut want[*dst][dofs..dofs + m];
+                    for i in 0..m {
+                        out[i] = if *own {
+                            out[i]
+                                .wrapping_mul(3)
+                                .wrapping_add(s[i])
+                                .wrapping_add(k as u32)
+                        } else {
+                            s[i].wrapping_mul(3)
+                                .wrapping_add(s[(i + 1) % m])
+                                .wrapping_add(k as u32)
+                        };
+                    }
+                }
+            }
+            let mut all = want[0].clone();
+            all.extend(&want[1]);
+            if u32s_from_bytes(&got) != all {
+                return Err(Mismatch("mix: the buffers differ from the CPU model".into()).into());
             }
             (got, t)
         }

@@ -207,7 +207,8 @@ fn element_wise_dispatches_share_a_round() {
 /// submits its command buffer in 4 batches of one `vkQueueSubmit`, each waiting for a binary
 /// semaphore the one before signals, and every batch splits (the waits go first and the
 /// signals last, as batches of their own); `multiqueue`'s compute batches, between semaphores
-/// of an upload and a readback queue, split too.
+/// of an upload and a readback queue, split too; and so do batches waiting for a timeline
+/// value the host signals after the submit.
 #[test]
 fn batches_with_semaphores_split() {
     let args = [
@@ -239,6 +240,31 @@ fn batches_with_semaphores_split() {
     let out = check_example("multiqueue", &[], &lvp2(), &[]);
     let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
     assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+    // A timeline value the host signals after each submit, once it has written x (zeros
+    // when the submit is made): the slices run after it, and read what the host wrote, in
+    // shared and in mirrored memory.
+    let args = [
+        "--size",
+        "65536",
+        "--host-signal",
+        "--steps",
+        "2",
+        "--repeat",
+        "3",
+    ];
+    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
+    if let Some(sw) = swiftshader("batches_with_semaphores_split") {
+        runs.push((vec![lavapipe(), sw], "mirrored"));
+    }
+    for (members, sharing) in runs {
+        let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", sharing)]);
+        assert!(
+            out.stderr
+                .contains("compute_split: 3 batch(es) split in 3 round(s)"),
+            "{}",
+            out.dump()
+        );
+    }
 }
 
 /// `vkCmdDispatchIndirect` splits where its group counts are known at submit: written by the

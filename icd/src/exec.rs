@@ -2911,7 +2911,7 @@ fn submit_split(
         }
     };
     let mut prev: Vec<Edge> = data_edges(&st, &access);
-    prev.extend(gate);
+    prev.extend(gate.iter().copied());
     if merge.is_some() {
         // Every member's copies are written before the first round: after all earlier work.
         for (_, sems, points) in &st.points {
@@ -2953,7 +2953,15 @@ fn submit_split(
         } else {
             let mut w = Vec::new();
             for m in &targets {
-                match bridge_on(d, &mut st, *m, unfinished(d, *m, prev.clone())) {
+                let mut waits = unfinished(d, *m, prev.clone());
+                if r == 0 {
+                    // The gate on this member too: its waits hold back only its own (empty)
+                    // batch, not the later ones on the same queue.
+                    waits.extend(gate.iter().filter(|g| {
+                        g.0 == *m && d.member(*m).is_some_and(|md| counter(md, g.1) < g.2)
+                    }));
+                }
+                match bridge_on(d, &mut st, *m, waits) {
                     Ok(x) => w.push(x),
                     Err(e) => return fail(&mut st, e),
                 }
@@ -3061,7 +3069,7 @@ fn may_split(b: &Batch) -> bool {
                 .lock()
                 .log
                 .as_ref()
-                .is_some_and(|l| l.broken.is_none() && l.splits > 0)
+                .is_some_and(|l| l.broken.is_none() && (l.splits > 0 || l.pending > 0))
         })
     })
 }

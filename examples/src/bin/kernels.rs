@@ -10,6 +10,8 @@
 //!   `vkQueueSubmit`, each batch waiting for a binary semaphore the one before signals;
 //!   `--indirect host|update` dispatches with `vkCmdDispatchIndirect`, its group counts
 //!   written by the host before recording or by `vkCmdUpdateBuffer` in the command buffer;
+//!   `--host-signal`: x holds zeros when each submit is made, and the host writes it and then
+//!   signals the timeline value the submit waits for;
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
@@ -39,7 +41,7 @@ const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
-               [--seed K]
+               [--seed K] [--host-signal]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -56,6 +58,8 @@ and the time per submit on stderr.
                 (1..=64, default 1); each reads the elements the previous one wrote;
                 mix: steps (default 24)
   --seed K      mix: the sequence's seed (default 1)
+  --host-signal saxpy: each submit waits for a timeline semaphore value that the host
+                signals after the submit, once it has written x (zeros until then)
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
@@ -132,7 +136,11 @@ fn run(mut args: Args) -> Result<Report> {
     let batches: Option<u32> = args.value("--batches")?;
     let indirect: Option<String> = args.value("--indirect")?;
     let seed: Option<u32> = args.value("--seed")?;
+    let host_signal = args.flag("--host-signal");
     args.finish()?;
+    if host_signal && (kernel != "saxpy" || batches.is_some()) {
+        return Err("--host-signal: saxpy only, without --batches".into());
+    }
     if (batches.is_some() || indirect.is_some()) && kernel != "saxpy" {
         return Err("--batches, --indirect: saxpy only".into());
     }
@@ -160,7 +168,11 @@ fn run(mut args: Args) -> Result<Report> {
     if !(1..=1000).contains(&repeat) {
         return Err(format!("--repeat {repeat}: must be 1..=1000").into());
     }
-    let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?;
+    let ctx = if host_signal {
+        Context::with_timeline(NAME, args.validation, vk::QueueFlags::COMPUTE)?
+    } else {
+        Context::with_queue(NAME, args.validation, vk::QueueFlags::COMPUTE)?
+    };
     let d = &ctx.device;
     let queue = ctx.queue();
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
@@ -169,6 +181,10 @@ fn run(mut args: Args) -> Result<Report> {
     let semaphores = (1..batches)
         .map(|_| ctx.create_semaphore())
         .collect::<Result<Vec<_>>>()?;
+    let timeline = host_signal
+        .then(|| ctx.create_timeline_semaphore())
+        .transpose()?;
+
     let _idle = ctx.idle_guard();
     // Records the kernel-specific dispatches between begin and end.
     let record = |body: &dyn Fn()| -> Result<()> {
@@ -199,11 +215,16 @@ fn run(mut args: Args) -> Result<Report> {
         })
     };
     let times = std::cell::RefCell::new((Vec::new(), 0u64));
-    let submit_all = || -> Result<u64> {
+    // `before_signal`: with `--host-signal`, what the host does after each submit before it
+    // signals the timeline value the submit waits for.
+    let submit_all = |before_signal: &dyn Fn() -> Result<()>| -> Result<u64> {
         let cpu = cpu_ns();
-        for _ in 0..repeat {
+        for submit in 0..repeat {
             let start = std::time::Instant::now();
             let stage = [vk::PipelineStageFlags::COMPUTE_SHADER];
+            let wait_value = [u64::from(submit) + 1];
+            let mut timeline_info =
+                vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_value);
             let infos: Vec<vk::SubmitInfo> = (0..batches as usize)
                 .map(|i| {
                     let mut info =
@@ -219,10 +240,25 @@ fn run(mut args: Args) -> Result<Report> {
                     info
                 })
                 .collect();
+            let mut infos = infos;
+            if let Some(t) = &timeline {
+                infos[0] = infos[0]
+                    .wait_semaphores(std::slice::from_ref(&**t))
+                    .wait_dst_stage_mask(&stage)
+                    .push_next(&mut timeline_info);
+            }
             // SAFETY: a recorded command buffer (simultaneous use where it is in several
             // batches), not pending otherwise (the previous submit was waited for); the fence
             // is unsignalled; each semaphore is signalled before it is waited for.
             unsafe { d.queue_submit(queue.handle, &infos, *fence) }.context("vkQueueSubmit")?;
+            if let Some(t) = &timeline {
+                before_signal()?;
+                let info = vk::SemaphoreSignalInfo::default()
+                    .semaphore(**t)
+                    .value(wait_value[0]);
+                // SAFETY: a live timeline semaphore of this device; the value increases.
+                unsafe { d.signal_semaphore(&info) }.context("vkSignalSemaphore")?;
+            }
             ctx.wait_and_reset_fence(&fence)?;
             times.borrow_mut().0.push(nanos(start.elapsed()));
         }
@@ -235,10 +271,16 @@ fn run(mut args: Args) -> Result<Report> {
             let n = size.unwrap_or(1 << 20);
             let x: Vec<f32> = (0..n).map(|i| (mix(i, 1) % 64) as f32).collect();
             let y0: Vec<f32> = (0..n).map(|i| (mix(i, 2) % 1024) as f32).collect();
+            let x_first = if host_signal {
+                vec![0.0; x.len()]
+            } else {
+                x.clone()
+            };
             let (xb, yb) = (
-                host_buffer(&ctx, &f32_bytes(&x))?,
+                host_buffer(&ctx, &f32_bytes(&x_first))?,
                 host_buffer(&ctx, &f32_bytes(&y0))?,
             );
+
             let k = ctx.create_compute_kernel(
                 vkfuse_examples::shaders::SAXPY_COMP,
                 8,
@@ -291,7 +333,13 @@ fn run(mut args: Args) -> Result<Report> {
                     }
                 }
             })?;
-            let t = submit_all()?;
+            let x_bytes = f32_bytes(&x);
+            let t = submit_all(&|| {
+                if host_signal {
+                    xb.write_bytes(0, &x_bytes)?;
+                }
+                Ok(())
+            })?;
             let got = yb.read_bytes(0, n as usize * 4)?;
             let want: Vec<f32> = (0..n as usize)
                 .map(|i| (0..repeat * steps * batches).fold(y0[i], |y, _| a * x[i] + y))
@@ -314,7 +362,7 @@ fn run(mut args: Args) -> Result<Report> {
                 &u32_bytes(&[w, w, MANDELBROT_LIMIT]),
                 [w.div_ceil(16), w.div_ceil(16), 1],
             )?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             let got = out.read_bytes(0, w as usize * w as usize * 4)?;
             let counts = u32s_from_bytes(&got);
             let one = 4096i32;
@@ -356,7 +404,7 @@ fn run(mut args: Args) -> Result<Report> {
                 &[whole(&ab), whole(&bb), whole(&cbuf)],
             )?;
             one_dispatch(&k, &u32_bytes(&[n]), [n / 16, n / 16, 1])?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             let got = cbuf.read_bytes(0, (n * n) as usize * 4)?;
             let c = u32s_from_bytes(&got);
             let n = n as usize;
@@ -402,7 +450,7 @@ fn run(mut args: Args) -> Result<Report> {
             } else {
                 one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
             }
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             let got = hb.read_bytes(0, 1024)?;
             let mut want = [0u32; 256];
             let times = if clear { 1 } else { repeat };
@@ -430,7 +478,7 @@ fn run(mut args: Args) -> Result<Report> {
                 &[whole(&vb), whole(&cb_count), whole(&ob)],
             )?;
             one_dispatch(&k, &u32_bytes(&[n]), [n.div_ceil(64), 1, 1])?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             let count = u32s_from_bytes(&cb_count.read_bytes(0, 4)?)[0] as usize;
             let mut want: Vec<u32> = v.iter().copied().filter(|x| x % 3 == 0).collect();
             if count != want.len() {
@@ -552,7 +600,7 @@ fn run(mut args: Args) -> Result<Report> {
                     d.cmd_dispatch(cb, w.div_ceil(8), w.div_ceil(8), 1);
                 }
             })?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             ctx.one_time_commands(queue, |c| {
                 // SAFETY: recording a fresh command buffer; the filter's writes finished (its
                 // fence was waited for).
@@ -635,7 +683,7 @@ fn run(mut args: Args) -> Result<Report> {
                     }
                 }
             })?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             // An even number of steps ends in b0; each submit starts from b0's contents.
             let got = b0.read_bytes(0, n as usize * 4)?;
             let mut want = start.clone();
@@ -752,7 +800,7 @@ fn run(mut args: Args) -> Result<Report> {
                     }
                 }
             })?;
-            let t = submit_all()?;
+            let t = submit_all(&|| Ok(()))?;
             let mut got = bufs[0].read_bytes(0, n as usize * 4)?;
             got.extend(bufs[1].read_bytes(0, n as usize * 4)?);
             let mut want = start.clone();

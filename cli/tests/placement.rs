@@ -1004,7 +1004,7 @@ fn compute_pipelines_are_analysed() {
         (
             "compute",
             &[],
-            "local size 64x1x1; (0,0) read, (0,1) read and written (disjoint along x), (0,2) read and written (disjoint along x); slices along x write disjoint parts",
+            "local size 64x1x1; (0,0) read, (0,1) read and written (disjoint along x) (each invocation only its own 4 byte(s) at 0 + 4 * push constant at 0 + 4 * gid.x), (0,2) read and written (disjoint along x) (each invocation only its own 4 byte(s) at 0 + 4 * push constant at 0 + 4 * gid.x); slices along x write disjoint parts",
         ),
         (
             "shared-inputs",

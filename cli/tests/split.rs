@@ -237,9 +237,13 @@ fn batches_with_semaphores_split() {
         assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
         assert_eq!(groups.iter().sum::<u64>(), 8 * 2 * 1024, "{}", out.dump());
     }
-    let out = check_example("multiqueue", &[], &lvp2(), &[]);
-    let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
-    assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+    // multiqueue's chunks index by a push constant offset (`ints[pc.offset + gid.x]`): with
+    // mirrored memory their own bytes move by it.
+    for sharing in ["host", "mirrored"] {
+        let out = check_example("multiqueue", &[], &lvp2(), &[("VKFUSE_SHARING", sharing)]);
+        let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+        assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+    }
     // A timeline value the host signals after each submit, once it has written x (zeros
     // when the submit is made): the slices run after it, and read what the host wrote, in
     // shared and in mirrored memory.

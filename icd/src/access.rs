@@ -1364,7 +1364,7 @@ fn dispatched(
                         let part = rest
                             .as_ref()
                             .filter(|_| !dynamic.get(number).copied().unwrap_or(true))
-                            .and_then(|_| own_part(a, b, leads));
+                            .and_then(|_| own_part(a, b, leads, c.log.as_deref()));
                         match (part, &mut rest) {
                             (Some(p), _) => own_parts.push(p),
                             (None, Some(r)) => leads.feed(r, b.written || b.opaque),
@@ -1405,13 +1405,27 @@ fn dispatched(
 
 /// The binding `b` of a dispatch of `a`'s shader as an [`crate::split::OwnPart`]: where the
 /// shader accesses only each invocation's own bytes of it (`vkfuse_shader::Own`) and it
-/// leads to one range of one allocation (a buffer descriptor without a dynamic offset).
+/// leads to one range of one allocation (a buffer descriptor without a dynamic offset); an
+/// index that adds a push constant needs its value, from the split log `log`.
 fn own_part(
     a: &vkfuse_shader::Analysis,
     b: &vkfuse_shader::Binding,
     leads: &Leads,
+    log: Option<&crate::split::Log>,
 ) -> Option<crate::split::OwnPart> {
     let own = b.own.filter(|_| !b.opaque)?;
+    // The push constant moves the bytes by whole elements; a value of 2^31 or more may
+    // wrap the shader's 32-bit index.
+    let moved = match own.push {
+        Some(at) => {
+            let u = log?.push_word(at)?;
+            if u >= 1 << 31 {
+                return None;
+            }
+            u64::from(u).checked_mul(own.stride)?
+        }
+        None => 0,
+    };
     let comp = usize::from(own.comp);
     let local = *a.local_size?.get(comp)?;
     let Leads::Memory(map) = leads else {
@@ -1429,7 +1443,7 @@ fn own_part(
     Some(crate::split::OwnPart {
         memory: *m,
         range: *r,
-        start: r.start.checked_add(own.offset)?,
+        start: r.start.checked_add(own.offset)?.checked_add(moved)?,
         bytes: own.bytes,
         comp,
         local,

@@ -223,8 +223,12 @@ fn describe(a: &vkfuse_shader::Analysis) -> String {
                 s += &format!(" (disjoint along {})", along.join(", "));
             }
             if let Some(o) = b.own {
+                let moved = o
+                    .push
+                    .map(|p| format!(" + {} * push constant at {p}", o.stride))
+                    .unwrap_or_default();
                 s += &format!(
-                    " (each invocation only its own {} byte(s) at {} + {0} * gid.{})",
+                    " (each invocation only its own {} byte(s) at {}{moved} + {0} * gid.{})",
                     o.bytes,
                     o.offset,
                     axes[usize::from(o.comp).min(2)]

@@ -193,6 +193,9 @@ pub struct Log {
     pub splits: u32,
     /// Indirect dispatches that split once their group counts are known at submit.
     pub pending: u32,
+    /// The push constant bytes set so far, and which are set.
+    push_bytes: Vec<u8>,
+    push_set: Vec<bool>,
 }
 
 impl Log {
@@ -229,12 +232,29 @@ impl Log {
         offset: u32,
         bytes: &[u8],
     ) {
+        let end = offset as usize + bytes.len();
+        if self.push_bytes.len() < end {
+            self.push_bytes.resize(end, 0);
+            self.push_set.resize(end, false);
+        }
+        self.push_bytes[offset as usize..end].copy_from_slice(bytes);
+        self.push_set[offset as usize..end].fill(true);
         self.push(Step::Push {
             layout,
             stages,
             offset,
             bytes: bytes.to_vec(),
         });
+    }
+
+    /// The 32-bit push constant at byte `at`, where the commands so far set it.
+    pub fn push_word(&self, at: u32) -> Option<u32> {
+        let at = at as usize;
+        let bytes = self.push_bytes.get(at..at + 4)?;
+        self.push_set[at..at + 4]
+            .iter()
+            .all(|s| *s)
+            .then(|| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
     /// A dispatch of `analysis`'s shader that touched `touch`.

@@ -60,12 +60,16 @@ pub struct Binding {
 /// of its global invocation id) only bytes `offset + g * bytes .. offset + (g + 1) * bytes`
 /// from the start of the descriptor's range (`data[gid.c * S + K]` with constants `S >= 1`
 /// and `K` in `0..S`, through one member of the block; `bytes` is `S` times the array
-/// stride).
+/// stride), moved by `U * stride` bytes where the index adds a push constant `U`
+/// (`data[gid.c * S + K + U]`, `S <= 16`: a 32-bit integer member of the push constant
+/// block at byte `push`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Own {
     pub comp: u8,
     pub offset: u64,
     pub bytes: u64,
+    pub push: Option<u32>,
+    pub stride: u64,
 }
 
 /// What a compute entry point does.
@@ -198,6 +202,10 @@ impl Value {
         }
     }
 }
+
+/// How every access of a buffer variable indexes it: block member, global invocation id
+/// component, scale and the push constant added (`Walk::own`).
+type OwnPattern = (i64, u8, i64, Option<Uniform>);
 
 /// A pointer into a resource: its variable and the access chain's index ids.
 #[derive(Clone, Debug)]
@@ -402,12 +410,18 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
         let Some((key, _)) = resources.get(&var) else {
             continue;
         };
-        let bytes = pattern.and_then(|(member, comp, scale)| {
+        let bytes = pattern.and_then(|(member, comp, scale, uniform)| {
             let (offset, stride) = types.member_array(var, member)?;
+            let push = match uniform {
+                Some((push_var, chain)) => Some(types.push_word(push_var, &chain, &ints)?),
+                None => None,
+            };
             Some(Own {
                 comp,
                 offset,
                 bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
+                push,
+                stride,
             })
         });
         per.entry(*key).or_default().push(bytes);
@@ -465,6 +479,21 @@ impl Types {
             }
             _ => {}
         }
+    }
+
+    /// The byte offset of the push constant `chain` leads to in the block variable `var`,
+    /// where it is one member, a 32-bit integer.
+    fn push_word(&self, var: u32, chain: &[i64], ints: &HashMap<u32, u32>) -> Option<u32> {
+        let [member] = chain else {
+            return None;
+        };
+        let block = self.pointers.get(self.vars.get(&var)?)?;
+        let member = u32::try_from(*member).ok()?;
+        let ty = *self.structs.get(block)?.get(member as usize)?;
+        if ints.get(&ty) != Some(&32) {
+            return None;
+        }
+        u32::try_from(*self.offsets.get(&(*block, member))?).ok()
     }
 
     /// Where member `member` of the block variable `var` points, when it is an array: its
@@ -569,9 +598,9 @@ struct Walk<'a> {
     /// `Other` (`finish`).
     add_results: Vec<(u32, u32)>,
     /// Per buffer variable loaded or stored through: the one pattern of all its accesses,
-    /// `data[gid.comp * scale + K]` through block member `member` (`Some((member, comp,
-    /// scale))`), or `None` once an access does not fit it (`Binding::own`).
-    own: HashMap<u32, Option<(i64, u8, i64)>>,
+    /// `data[gid.comp * scale + K (+ uniform)]` through block member `member` (`Some((member,
+    /// comp, scale, uniform))`), or `None` once an access does not fit it (`Binding::own`).
+    own: HashMap<u32, Option<OwnPattern>>,
     out: &'a mut Analysis,
 }
 
@@ -872,12 +901,17 @@ impl Walk<'_> {
                     comp,
                     scale,
                     offset,
-                    uniform: None,
+                    uniform,
                 }),
-            ) if *scale >= 1 && (0..*scale).contains(offset) => Some((member, *comp, *scale)),
+            ) if *scale >= 1
+                && (0..*scale).contains(offset)
+                && (uniform.is_none() || *scale <= 16) =>
+            {
+                Some((member, *comp, *scale, uniform.clone()))
+            }
             _ => None,
         };
-        let e = self.own.entry(p.var).or_insert(pattern);
+        let e = self.own.entry(p.var).or_insert_with(|| pattern.clone());
         if *e != pattern {
             *e = None;
         }
@@ -1138,13 +1172,16 @@ mod tests {
     #[test]
     fn own_bytes_are_proven_for_reads_and_writes() {
         let a = analysed("saxpy-own", SAXPY);
-        let own = |comp, offset, bytes| {
+        let own_s = |comp, offset, bytes, stride| {
             Some(Own {
                 comp,
                 offset,
                 bytes,
+                push: None,
+                stride,
             })
         };
+        let own = |comp, offset, bytes| own_s(comp, offset, bytes, bytes);
         assert_eq!(a.bindings[&(0, 0)].own, own(0, 0, 4));
         assert_eq!(a.bindings[&(0, 1)].own, own(0, 0, 4));
         // A header before the array, two elements per invocation, a struct element, a
@@ -1165,11 +1202,11 @@ mod tests {
              }",
         );
         assert_eq!(a.bindings[&(0, 0)].own, own(1, 4, 4));
-        assert_eq!(a.bindings[&(0, 1)].own, own(1, 0, 8));
+        assert_eq!(a.bindings[&(0, 1)].own, own_s(1, 0, 8, 4));
         assert_eq!(a.bindings[&(0, 2)].own, own(1, 0, 8));
         assert_eq!(a.bindings[&(0, 3)].own, own(1, 0, 16));
-        // A neighbour's element, a header read by all, a uniform offset, an atomic, two
-        // components, elements past the stride: not proven.
+        // A neighbour's element, a header read by all, an atomic, two components, elements
+        // past the stride: not proven.
         let a = analysed(
             "not-own",
             "layout(binding = 0) readonly buffer I { uint src[]; };
@@ -1193,7 +1230,15 @@ mod tests {
         );
         assert_eq!(a.bindings[&(0, 1)].own, own(0, 0, 4));
         assert_eq!(a.local_size, Some([64, 1, 1]));
-        for b in [0, 2, 3, 4, 5, 6] {
+        // The push constant offset: its own bytes move by it.
+        assert_eq!(
+            a.bindings[&(0, 3)].own,
+            Some(Own {
+                push: Some(0),
+                ..own(0, 0, 4).unwrap()
+            })
+        );
+        for b in [0, 2, 4, 5, 6] {
             assert_eq!(a.bindings[&(0, b)].own, None, "binding {b}");
         }
         // Two blocks aliasing one binding, one of them read at another invocation's element.
@@ -1266,6 +1311,7 @@ mod tests {
              }",
         );
         assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0b001);
+        assert_eq!(a.bindings[&(0, 0)].own.and_then(|o| o.push), Some(0));
         // Two different offsets may overlap.
         let a = analysed(
             "offsets",
@@ -1277,6 +1323,7 @@ mod tests {
              }",
         );
         assert_eq!(a.bindings[&(0, 0)].disjoint_along, 0);
+        assert_eq!(a.bindings[&(0, 0)].own, None);
     }
 
     #[test]

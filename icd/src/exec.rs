@@ -704,7 +704,7 @@ pub fn teardown(d: &Device) {
             );
             if st.split.mirrored > 0 {
                 crate::info!(
-                    "compute_split: {} batch(es) with mirrored memory: {} byte(s) copied to other members before rounds, {} byte(s) merged after them",
+                    "compute_split: {} batch(es) with mirrored memory or images copied between drivers: {} byte(s) copied to other members before rounds, {} byte(s) merged after them",
                     st.split.mirrored,
                     st.split.copied_bytes,
                     st.split.merged_bytes
@@ -2525,20 +2525,35 @@ fn submit_split(
     }
     let access = crate::access::of_batches(d, cbs.iter().copied());
     let mut st = d.exec.state.lock();
+    // Images copied between drivers (keys of their own, `access.rs`): each member's slices go
+    // between its copy and a packed copy of its own in host memory, merged on the bridge.
+    let mut split_images: Vec<crate::images::SplitImage> = Vec::new();
     if why.is_none() {
-        // Images copied between drivers are keys of their own (`access.rs`).
-        let copied_images = {
+        let mut image_why = None;
+        {
             let images = d.exec.images.lock();
-            access.memory.keys().any(|k| {
-                st.image_binds.contains_key(k)
-                    || st.swapchain_images.contains(k)
-                    || images.contains_key(k)
-            })
-        };
+            for k in access.memory.keys() {
+                if st.image_binds.contains_key(k) || st.swapchain_images.contains(k) {
+                    image_why =
+                        Some("it reaches an image through its memory, or a swapchain image");
+                } else if let Some(img) = images.get(k) {
+                    if d.exec.import_align == 0 {
+                        image_why = Some(
+                            "it touches an image copied between drivers, and not every member imports host memory",
+                        );
+                    } else {
+                        match crate::images::for_split(&st.coherence, img, &access) {
+                            Ok(si) => split_images.push(si),
+                            Err(w) => image_why = Some(w),
+                        }
+                    }
+                }
+            }
+        }
         why = if access.everything.is_some() {
             Some("it may touch every allocation")
-        } else if copied_images {
-            Some("it touches images copied between drivers (merging images is not built yet)")
+        } else if image_why.is_some() {
+            image_why
         } else if st.pin.is_some() {
             Some("batches are pinned to one member")
         } else {
@@ -2610,6 +2625,40 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
+    // Per round: the images it touches and may write (indices into `split_images`).
+    let round_images: Vec<Vec<(usize, bool)>> = all_rounds
+        .iter()
+        .map(|(i, r)| {
+            let mut out: Vec<(usize, bool)> = Vec::new();
+            for k in &r.dispatches {
+                let access = match &steps[*i][*k] {
+                    crate::split::Step::Dispatch { access, .. }
+                    | crate::split::Step::Indirect { access, .. }
+                    | crate::split::Step::Transfer { access, .. } => access,
+                    _ => continue,
+                };
+                for (x, si) in split_images.iter().enumerate() {
+                    if let Some(u) = access.memory.get(&si.image.raw) {
+                        match out.iter_mut().find(|o| o.0 == x) {
+                            Some(o) => o.1 |= u.writes(),
+                            None => out.push((x, u.writes())),
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    if all_rounds
+        .iter()
+        .zip(&round_images)
+        .any(|(r, imgs)| !r.1.split && !imgs.is_empty())
+    {
+        let w = "whole work on an image copied between drivers among split dispatches";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
     // Add atomics merge as sums of deltas only where each member adds into its own copy.
     let shared_adds = all_rounds.iter().filter(|r| r.1.split).any(|(i, r)| {
         r.dispatches.iter().any(|k| {
@@ -2631,19 +2680,56 @@ fn submit_split(
         .balance
         .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
         .weights(&members);
-    // Mirrored memory: kept coherent around the rounds by the bridge (`split::Merge`).
-    let merge = if touches_mirrors(&st, &access) {
+    // Images: a packed copy per member in host memory every member imports.
+    let mut image_stages: Vec<Vec<Option<Arc<crate::staging::Stage>>>> = Vec::new();
+    for si in &split_images {
+        let mut per = vec![None; MAX_MEMBERS];
+        for &m in &members {
+            let range = RangeSet::of(vkfuse_memory::Range::at(0, si.size));
+            match d.staging.stage(d, m, range, false, true) {
+                Ok(stage) => per[m] = Some(stage),
+                Err(r) => {
+                    crate::debug!(
+                        "compute_split: a batch runs whole: no staging buffer for an image ({r:?})"
+                    );
+                    st.split
+                        .refused("no staging buffer for an image copied between drivers");
+                    return None;
+                }
+            }
+        }
+        image_stages.push(per);
+    }
+    // Mirrored memory and images: kept coherent around the rounds by the bridge
+    // (`split::Merge`).
+    let merge = if touches_mirrors(&st, &access) || !split_images.is_empty() {
         let j = members[0];
         let rounds = all_rounds
             .iter()
-            .map(|(i, r)| {
-                let allocs = crate::split::merge_ranges(
+            .zip(&round_images)
+            .map(|((i, r), imgs)| {
+                let mut allocs = crate::split::merge_ranges(
                     &steps[*i],
                     r,
                     (&weights, SPLIT_CHUNKS),
                     &members,
                     |mem| st.mirrors.get(&mem).cloned(),
                 );
+                for (x, written) in imgs {
+                    let si = &split_images[*x];
+                    let all = RangeSet::of(vkfuse_memory::Range::at(0, si.size));
+                    allocs.push(crate::split::MergeRange {
+                        mirror: crate::split::Copies::Stages {
+                            stages: image_stages[*x].clone(),
+                            size: si.size,
+                            latest: si.latest.clone(),
+                        },
+                        touched: all.clone(),
+                        written: if *written { all } else { RangeSet::new() },
+                        added: RangeSet::new(),
+                        own: Vec::new(),
+                    });
+                }
                 (r.split, allocs)
             })
             .collect();
@@ -2711,7 +2797,23 @@ fn submit_split(
     let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
-    'record: for (i, round) in &all_rounds {
+    // Member `m`'s copies of the images of `imgs` and its packed copies of them.
+    let image_copies = |m: usize, imgs: &[(usize, bool)]| -> Vec<crate::split::ImageCopy> {
+        imgs.iter()
+            .filter_map(|(x, _)| {
+                let si = &split_images[*x];
+                let buffer = image_stages[*x][m].as_ref()?.buffer(m);
+                // SAFETY: the image is live while the batch's command buffers are.
+                let obj = unsafe { ObjectBase::get(si.image.raw) }.ok()?;
+                Some(crate::split::ImageCopy {
+                    image: vk::Image::from_raw(obj.handles[m]),
+                    buffer,
+                    regions: si.regions.clone(),
+                })
+            })
+            .collect()
+    };
+    'record: for (r_index, (i, round)) in all_rounds.iter().enumerate() {
         let log = &steps[*i];
         {
             let targets: &[usize] = if round.split { &members } else { &members[..1] };
@@ -2739,9 +2841,13 @@ fn submit_split(
                     }
                 }
                 groups[m] += these;
+                let images = image_copies(m, &round_images[r_index]);
                 // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
-                // the log's handles are live while the application's command buffer is.
-                let r = unsafe { crate::split::record(md, (t.cb, t.queries), log, round, slice) };
+                // the log's handles are live while the application's command buffer is, and
+                // so are the images and their packed copies.
+                let r = unsafe {
+                    crate::split::record(md, (t.cb, t.queries), log, round, slice, &images)
+                };
                 if let Err(r) = r {
                     failed = Some(r);
                     break 'record;
@@ -2749,6 +2855,37 @@ fn submit_split(
                 this.push((m, p, t, these));
             }
             plan.push(this);
+        }
+    }
+    // The join on the first member brings the images the batch may write up to date there
+    // (their packed copy, merged, into its copy).
+    let mut join_cb: Option<(usize, Timed)> = None;
+    let written_images: Vec<(usize, bool)> = split_images
+        .iter()
+        .enumerate()
+        .filter(|(_, si)| si.written)
+        .map(|(x, _)| (x, true))
+        .collect();
+    if failed.is_none() && !written_images.is_empty() {
+        let j = members[0];
+        match d.member(j) {
+            Some(md) => {
+                let family = crate::conv::queue_family(&md.maps, q.family);
+                match st.split.take(d, md, family) {
+                    Ok((p, t)) => {
+                        taken.push((p, t));
+                        let copies = image_copies(j, &written_images);
+                        // SAFETY: a command buffer of vkfuse's pool, not pending; the images
+                        // and stages are `j`'s and live.
+                        match unsafe { crate::split::record_uploads(md, t.cb, &copies) } {
+                            Ok(()) => join_cb = Some((p, t)),
+                            Err(r) => failed = Some(r),
+                        }
+                    }
+                    Err(r) => failed = Some(r),
+                }
+            }
+            None => failed = Some(vk::Result::ERROR_DEVICE_LOST),
         }
     }
     if let Some(r) = failed {
@@ -2781,6 +2918,9 @@ fn submit_split(
         st = d.exec.state.lock();
         if let Err(e) = r {
             for (_, p, t, _) in plan.into_iter().flatten() {
+                st.split.pools[p].3.push(t);
+            }
+            if let Some((p, t)) = join_cb {
                 st.split.pools[p].3.push(t);
             }
             return Some(Err(e));
@@ -3013,10 +3153,43 @@ fn submit_split(
             Err(e) => return fail(&mut st, e),
         }
     };
-    let (r, value) = point(&mut st, md_j, wait, None, crate::conv::nd(join_fence, j));
+    let (r, value) = point(
+        &mut st,
+        md_j,
+        wait,
+        join_cb.map(|x| x.1.cb),
+        crate::conv::nd(join_fence, j),
+    );
     if r != vk::Result::SUCCESS {
+        if let Some((p, t)) = join_cb {
+            st.split.pools[p].3.push(t);
+        }
         release_points(md_j, (q.done[j], value), value - 1);
         return Some(Err(r));
+    }
+    if let Some((p, t)) = join_cb {
+        // Not a round: back to the pool once done, not timed.
+        st.split
+            .pending
+            .push(((j, q.done[j], value), p, t, u64::MAX, 0));
+    }
+    // The images the batch may write: `j`'s copy holds them, and so does their packed copy
+    // there, now their latest contents.
+    for (x, _) in &written_images {
+        let si = &split_images[*x];
+        let Some(stage) = image_stages[*x][j].clone() else {
+            continue;
+        };
+        if let Err(e) =
+            crate::images::split_written(&si.image, &mut st.coherence, j, stage, si.regions.clone())
+        {
+            if !st.coherence_failed {
+                st.coherence_failed = true;
+                crate::warn!(
+                    "member {j}: the coherence tracker refused a split batch's image ({e})"
+                );
+            }
+        }
     }
     debug_assert!(merge.is_none() || value == join_value);
     if let Some(m) = &merge {

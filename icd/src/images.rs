@@ -959,6 +959,105 @@ pub fn plan(
     Ok(plan)
 }
 
+/// What a batch split across members (`split.rs`) needs of an image copied between drivers
+/// that it touches: the regions of a tightly packed copy of it in the layouts it has (all
+/// `GENERAL`, which copies and storage access share), their bytes, the stage holding its
+/// latest contents (`None`: nothing defined yet) and whether the batch may write it.
+pub struct SplitImage {
+    pub image: Arc<Image>,
+    pub regions: Vec<ImageRegion>,
+    pub size: u64,
+    pub latest: Option<Arc<Stage>>,
+    pub written: bool,
+}
+
+/// [`SplitImage`] for image `img`, which a batch with `access` touches; why the batch cannot
+/// split with it otherwise. Each member's slices go between the packed copy and its own copy of
+/// the image, so the batch must not change layouts (split logs hold no image barriers), the
+/// host must hold the latest contents (every batch that may write an image copies it out,
+/// `plan`), and nothing else may reach the image's memory.
+pub fn for_split(
+    tracker: &Tracker,
+    img: &Arc<Image>,
+    access: &AccessSet,
+) -> Result<SplitImage, &'static str> {
+    let st = img.state.lock();
+    let Some((mem, range)) = st.bound else {
+        return Err("it touches an image without memory");
+    };
+    if access
+        .memory
+        .get(&mem)
+        .is_some_and(|u| u.touched.intersects(&RangeSet::of(range)))
+    {
+        return Err("it reaches an image copied between drivers through its memory");
+    }
+    let (regions, size) = img.regions(&st.layouts);
+    if regions.is_empty() || regions.iter().any(|r| r.layout != vk::ImageLayout::GENERAL) {
+        return Err("it touches an image copied between drivers in a layout other than GENERAL");
+    }
+    let all = RangeSet::of(Range::at(0, img.units() as u64));
+    let written = access
+        .memory
+        .get(&img.raw)
+        .is_some_and(|u| u.written.intersects(&all));
+    let host_holds = tracker
+        .lacks(img.raw, &all, Site::HOST)
+        .is_ok_and(|l| l.is_empty());
+    let latest = match &st.latest {
+        Some(l) if l.stage.is_valid() && host_holds && !l.stage.base().is_null() => {
+            let same = l.regions.len() == regions.len()
+                && l.regions.iter().zip(&regions).all(|(a, b)| {
+                    let (x, y) = (a.copy.image_subresource, b.copy.image_subresource);
+                    a.copy.buffer_offset == b.copy.buffer_offset
+                        && (
+                            x.aspect_mask,
+                            x.mip_level,
+                            x.base_array_layer,
+                            x.layer_count,
+                        ) == (
+                            y.aspect_mask,
+                            y.mip_level,
+                            y.base_array_layer,
+                            y.layer_count,
+                        )
+                        && a.copy.image_extent == b.copy.image_extent
+                });
+            if !same {
+                return Err("its image's latest contents were copied out in other layouts");
+            }
+            Some(l.stage.clone())
+        }
+        // Nothing defined was ever copied out, and every copy holds the same (undefined)
+        // contents.
+        None if host_holds => None,
+        _ => return Err("its image's latest contents are not on the host"),
+    };
+    Ok(SplitImage {
+        image: img.clone(),
+        regions,
+        size,
+        latest,
+        written,
+    })
+}
+
+/// A split batch that may write `img` finished on member `j` (submitted): `j`'s copy holds it,
+/// and so does `stage`, its latest contents (packed as `regions`).
+pub fn split_written(
+    img: &Image,
+    tracker: &mut Tracker,
+    j: usize,
+    stage: Arc<Stage>,
+    regions: Vec<ImageRegion>,
+) -> Result<(), CoherenceError> {
+    let mut st = img.state.lock();
+    st.latest = Some(Latest { stage, regions });
+    tracker.write(img.raw, Range::at(0, img.units() as u64), j)?;
+    let t = tracker.read_plan(img.raw, Range::WHOLE, Site::HOST)?;
+    tracker.commit_transfers(&t)
+}
+
 impl Plan {
     /// The batch was submitted on member `j`: the images' layouts and latest contents become
     /// what it leaves, and so do the holders in `tracker`: `j`'s copy holds each image it

@@ -570,20 +570,163 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
     out
 }
 
+/// A member's copy of an image copied between drivers and the buffer of its packed copy
+/// (`Copies::Stages`), which a round copies into the image before its work and back after it.
+pub struct ImageCopy {
+    pub image: vk::Image,
+    pub buffer: vk::Buffer,
+    pub regions: Vec<crate::staging::ImageRegion>,
+}
+
+/// Records into `cb` the copies of `images` between their packed copies and the images
+/// (`into`: into the images), with the barriers that order them after everything before on
+/// the queue and everything after them after them. The images stay in their layouts
+/// (`GENERAL`, `images::for_split`).
+///
+/// # Safety
+/// `cb` is being recorded on `md`; the images and buffers are `md`'s and live.
+unsafe fn copy_images(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    images: &[ImageCopy],
+    into: bool,
+) -> Result<(), vk::Result> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    let f = &md.fns;
+    let missing = crate::guard::missing;
+    let barrier = f
+        .cmd_pipeline_barrier
+        .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
+    let global = |src: vk::AccessFlags, dst: vk::AccessFlags| vk::MemoryBarrier {
+        src_access_mask: src,
+        dst_access_mask: dst,
+        ..Default::default()
+    };
+    let all = vk::PipelineStageFlags::ALL_COMMANDS;
+    // SAFETY: caller contract; member handles.
+    unsafe {
+        let before = global(
+            vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
+            vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+        );
+        barrier(
+            cb,
+            all | vk::PipelineStageFlags::HOST,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            1,
+            &before,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+        );
+        for i in images {
+            let copies: Vec<vk::BufferImageCopy> = i.regions.iter().map(|r| r.copy).collect();
+            if into {
+                let copy = f
+                    .cmd_copy_buffer_to_image
+                    .ok_or_else(|| missing("vkCmdCopyBufferToImage"))?;
+                copy(
+                    cb,
+                    i.buffer,
+                    i.image,
+                    vk::ImageLayout::GENERAL,
+                    copies.len() as u32,
+                    copies.as_ptr(),
+                );
+            } else {
+                let copy = f
+                    .cmd_copy_image_to_buffer
+                    .ok_or_else(|| missing("vkCmdCopyImageToBuffer"))?;
+                copy(
+                    cb,
+                    i.image,
+                    vk::ImageLayout::GENERAL,
+                    i.buffer,
+                    copies.len() as u32,
+                    copies.as_ptr(),
+                );
+            }
+        }
+        let after = global(
+            vk::AccessFlags::TRANSFER_WRITE,
+            vk::AccessFlags::MEMORY_READ
+                | vk::AccessFlags::MEMORY_WRITE
+                | vk::AccessFlags::HOST_READ,
+        );
+        barrier(
+            cb,
+            vk::PipelineStageFlags::TRANSFER,
+            all | vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            1,
+            &after,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+        );
+    }
+    Ok(())
+}
+
+/// Records into `cb` (begun and ended here) the copies of `images`' packed copies into the
+/// images: the first member's join after a batch split with images (`exec.rs`).
+///
+/// # Safety
+/// As [`record`].
+pub unsafe fn record_uploads(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    images: &[ImageCopy],
+) -> Result<(), vk::Result> {
+    let f = &md.fns;
+    let missing = crate::guard::missing;
+    let begin = f
+        .begin_command_buffer
+        .ok_or_else(|| missing("vkBeginCommandBuffer"))?;
+    let end = f
+        .end_command_buffer
+        .ok_or_else(|| missing("vkEndCommandBuffer"))?;
+    let bi = vk::CommandBufferBeginInfo {
+        flags: vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT,
+        ..Default::default()
+    };
+    // SAFETY: caller contract.
+    unsafe {
+        let r = begin(cb, &bi);
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+        copy_images(md, cb, images, true)?;
+        let r = end(cb);
+        if r != vk::Result::SUCCESS {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
 /// parts `slice(step)` gives (none: not on this member). Where `queries` is not null, its
-/// two timestamps are written before and after the round's work.
+/// two timestamps are written before and after the round's work. `images` are copied from
+/// their packed copies into the images before the work and back after it.
 ///
 /// # Safety
 /// `cb` is a command buffer of `md` in the initial state, `queries` null or a query pool of
-/// `md` of two timestamps that no pending work uses; the logged handles are live.
+/// `md` of two timestamps that no pending work uses; the logged handles are live, and so are
+/// the images and buffers of `images`, `md`'s.
 pub unsafe fn record(
     md: &MemberDevice,
     (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
     round: &Round,
     slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
+    images: &[ImageCopy],
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
@@ -623,6 +766,7 @@ pub unsafe fn record(
         if r != vk::Result::SUCCESS {
             return Err(r);
         }
+        copy_images(md, cb, images, true)?;
         let stamp = match (
             queries.is_null(),
             f.cmd_reset_query_pool,
@@ -719,6 +863,7 @@ pub unsafe fn record(
         if let Some(write) = stamp {
             write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
         }
+        copy_images(md, cb, images, false)?;
         let r = end(cb);
         if r != vk::Result::SUCCESS {
             return Err(r);
@@ -761,11 +906,45 @@ pub struct Merge {
 /// alone touches (copied to it before the round, not among `touched`) and may write (copied
 /// back after, not among `written`).
 pub struct MergeRange {
-    pub mirror: Arc<Mirror>,
+    pub mirror: Copies,
     pub touched: RangeSet,
     pub written: RangeSet,
     pub added: RangeSet,
     pub own: Vec<(usize, RangeSet, RangeSet)>,
+}
+
+/// The copies, one per member, that a merge goes through: a mirrored allocation's, or the
+/// tightly packed copies of an image copied between drivers (`images.rs`), a stage in host
+/// memory per member (indexed by member) that each member's rounds copy its image from and
+/// back into, of `size` bytes; the first's filled from `latest` before the first round.
+#[derive(Clone)]
+pub enum Copies {
+    Mirror(Arc<Mirror>),
+    Stages {
+        stages: Vec<Option<Arc<crate::staging::Stage>>>,
+        size: u64,
+        latest: Option<Arc<crate::staging::Stage>>,
+    },
+}
+
+impl Copies {
+    /// Member `m`'s copy, mapped (null where it is not).
+    pub fn copy_of(&self, m: usize) -> *mut u8 {
+        match self {
+            Copies::Mirror(mirror) => mirror.copy_of(m),
+            Copies::Stages { stages, .. } => stages
+                .get(m)
+                .and_then(|s| s.as_ref())
+                .map_or(std::ptr::null_mut(), |s| s.base()),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Copies::Mirror(mirror) => mirror.size(),
+            Copies::Stages { size, .. } => *size,
+        }
+    }
 }
 
 /// The mirrored allocations of round `round` of `steps` ([`MergeRange`]), for `members` (the
@@ -828,7 +1007,7 @@ pub fn merge_ranges(
     }
     per.into_iter()
         .filter_map(|(mem, mut a)| {
-            let mirror = mirror(mem)?;
+            let mirror = Copies::Mirror(mirror(mem)?);
             let all = vkfuse_memory::Range::new(0, mirror.size());
             a.written.subtract(&a.added);
             let own = a
@@ -901,6 +1080,28 @@ impl Merge {
         use std::sync::atomic::Ordering::Relaxed;
         let start = std::time::Instant::now();
         let mut snaps = self.snapshots.lock();
+        if r == 0 {
+            // Images: the first member's packed copy starts as the latest contents.
+            let mut filled: Vec<*mut u8> = Vec::new();
+            for a in self.rounds.iter().flat_map(|r| &r.1) {
+                let Copies::Stages {
+                    latest: Some(latest),
+                    size,
+                    ..
+                } = &a.mirror
+                else {
+                    continue;
+                };
+                let to = a.mirror.copy_of(self.j);
+                if to.is_null() || latest.base().is_null() || filled.contains(&to) {
+                    continue;
+                }
+                filled.push(to);
+                // SAFETY: both stages are mapped and `size` bytes long (`latest` was copied
+                // out as the same regions); no member uses them before the first round.
+                unsafe { std::ptr::copy_nonoverlapping(latest.base(), to, *size as usize) };
+            }
+        }
         if let Some((true, allocs)) = r.checked_sub(1).and_then(|p| self.rounds.get(p)) {
             let mut merged = 0u64;
             for (a, snap) in allocs.iter().zip(snaps.iter()) {

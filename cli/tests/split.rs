@@ -115,16 +115,28 @@ fn image_filter_splits() {
 /// Images copied between drivers (lavapipe + SwiftShader) are one copy per member, each laid
 /// out its driver's way: a filter over them splits, each member's slices going between its
 /// copy and a packed copy of its own in host memory, merged on the bridge, with shared and with
-/// mirrored memory; the result equals lavapipe direct.
+/// mirrored memory, its source a storage or a sampled image; the result equals lavapipe
+/// direct, with validation.
 #[test]
 fn images_copied_between_drivers_split() {
     let Some(sw) = swiftshader("images_copied_between_drivers_split") else {
         return;
     };
-    for sharing in ["host", "mirrored"] {
+    // The source as a storage image (GENERAL) and as a sampled image
+    // (SHADER_READ_ONLY_OPTIMAL: the copies move it to a transfer layout and back).
+    for (sharing, sampled) in [
+        ("host", false),
+        ("mirrored", false),
+        ("host", true),
+        ("mirrored", true),
+    ] {
+        let mut args = vec!["--size", "128", "--repeat", "3"];
+        if sampled {
+            args.push("--sampled");
+        }
         let out = check(
             "filter",
-            &["--size", "128", "--repeat", "3"],
+            &args,
             &[lavapipe(), sw.clone()],
             &[("VKFUSE_SHARING", sharing)],
         );

@@ -43,5 +43,7 @@ pub const NEIGHBOURS_COMP: &[u8] = spirv!("neighbours.comp");
 pub const STEP_COMP: &[u8] = spirv!("step.comp");
 /// `blur.comp`: `kernels --kernel filter` (storage image to storage image).
 pub const BLUR_COMP: &[u8] = spirv!("blur.comp");
+/// `blur-sampled.comp`: `kernels --kernel filter --sampled` (sampled image to storage image).
+pub const BLUR_SAMPLED_COMP: &[u8] = spirv!("blur-sampled.comp");
 /// `compact.comp`: `kernels --kernel compact` (slots handed out by atomics).
 pub const COMPACT_COMP: &[u8] = spirv!("compact.comp");

@@ -960,8 +960,8 @@ pub fn plan(
 }
 
 /// What a batch split across members (`split.rs`) needs of an image copied between drivers
-/// that it touches: the regions of a tightly packed copy of it in the layouts it has (all
-/// `GENERAL`, which copies and storage access share), their bytes, the stage holding its
+/// that it touches: the regions of a tightly packed copy of it in the layouts it has (the
+/// copies move each subresource to a transfer layout and back), their bytes, the stage holding its
 /// latest contents (`None`: nothing defined yet) and whether the batch may write it.
 pub struct SplitImage {
     pub image: Arc<Image>,
@@ -993,8 +993,8 @@ pub fn for_split(
         return Err("it reaches an image copied between drivers through its memory");
     }
     let (regions, size) = img.regions(&st.layouts);
-    if regions.is_empty() || regions.iter().any(|r| r.layout != vk::ImageLayout::GENERAL) {
-        return Err("it touches an image copied between drivers in a layout other than GENERAL");
+    if regions.is_empty() {
+        return Err("it touches an image copied between drivers with nothing defined");
     }
     let all = RangeSet::of(Range::at(0, img.units() as u64));
     let written = access

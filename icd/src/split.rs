@@ -579,12 +579,13 @@ pub struct ImageCopy {
 }
 
 /// Records into `cb` the copies of `images` between their packed copies and the images
-/// (`into`: into the images), with the barriers that order them after everything before on
-/// the queue and everything after them after them. The images stay in their layouts
-/// (`GENERAL`, `images::for_split`).
+/// (`into`: into the images), each subresource moved from its layout to the transfer layout
+/// and back, with barriers that order them after everything before them on the queue (and
+/// the host's writes) and everything after them (and the host's reads) after them.
 ///
 /// # Safety
-/// `cb` is being recorded on `md`; the images and buffers are `md`'s and live.
+/// `cb` is being recorded on `md`; the images and buffers are `md`'s and live, the images'
+/// subresources in the layouts of their regions.
 unsafe fn copy_images(
     md: &MemberDevice,
     cb: vk::CommandBuffer,
@@ -604,8 +605,30 @@ unsafe fn copy_images(
         dst_access_mask: dst,
         ..Default::default()
     };
-    let all = vk::PipelineStageFlags::ALL_COMMANDS;
-    // SAFETY: caller contract; member handles.
+    let (xfer, xfer_access) = if into {
+        (
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            vk::AccessFlags::TRANSFER_WRITE,
+        )
+    } else {
+        (
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+            vk::AccessFlags::TRANSFER_READ,
+        )
+    };
+    let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
+    let layouts = |from, to, src, dst| -> Vec<vk::ImageMemoryBarrier<'static>> {
+        images
+            .iter()
+            .flat_map(|i| {
+                crate::staging::region_barriers(i.image, &i.regions, (from, to), (src, dst))
+            })
+            .collect()
+    };
+    let to_transfer = layouts(None, Some(xfer), vk::AccessFlags::MEMORY_WRITE, xfer_access);
+    let back = layouts(Some(xfer), None, vk::AccessFlags::TRANSFER_WRITE, any);
+    let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
+    // SAFETY: caller contract; member handles, the arrays live across the calls.
     unsafe {
         let before = global(
             vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
@@ -613,15 +636,15 @@ unsafe fn copy_images(
         );
         barrier(
             cb,
-            all | vk::PipelineStageFlags::HOST,
+            all,
             vk::PipelineStageFlags::TRANSFER,
             vk::DependencyFlags::empty(),
             1,
             &before,
             0,
             std::ptr::null(),
-            0,
-            std::ptr::null(),
+            to_transfer.len() as u32,
+            to_transfer.as_ptr(),
         );
         for i in images {
             let copies: Vec<vk::BufferImageCopy> = i.regions.iter().map(|r| r.copy).collect();
@@ -633,7 +656,7 @@ unsafe fn copy_images(
                     cb,
                     i.buffer,
                     i.image,
-                    vk::ImageLayout::GENERAL,
+                    xfer,
                     copies.len() as u32,
                     copies.as_ptr(),
                 );
@@ -644,7 +667,7 @@ unsafe fn copy_images(
                 copy(
                     cb,
                     i.image,
-                    vk::ImageLayout::GENERAL,
+                    xfer,
                     i.buffer,
                     copies.len() as u32,
                     copies.as_ptr(),
@@ -653,21 +676,19 @@ unsafe fn copy_images(
         }
         let after = global(
             vk::AccessFlags::TRANSFER_WRITE,
-            vk::AccessFlags::MEMORY_READ
-                | vk::AccessFlags::MEMORY_WRITE
-                | vk::AccessFlags::HOST_READ,
+            any | vk::AccessFlags::HOST_READ,
         );
         barrier(
             cb,
             vk::PipelineStageFlags::TRANSFER,
-            all | vk::PipelineStageFlags::HOST,
+            all,
             vk::DependencyFlags::empty(),
             1,
             &after,
             0,
             std::ptr::null(),
-            0,
-            std::ptr::null(),
+            back.len() as u32,
+            back.as_ptr(),
         );
     }
     Ok(())

@@ -371,6 +371,55 @@ pub struct Transfer {
     pub parts: Option<Vec<Range>>,
 }
 
+/// Layout barriers of `image` for `regions`, from `from` (the region's layout when None) to
+/// `to` (the region's when None), once per subresource range, with accesses `src` and `dst`.
+pub fn region_barriers(
+    image: vk::Image,
+    regions: &[ImageRegion],
+    (from, to): (Option<vk::ImageLayout>, Option<vk::ImageLayout>),
+    (src_access, dst_access): (vk::AccessFlags, vk::AccessFlags),
+) -> Vec<vk::ImageMemoryBarrier<'static>> {
+    let mut out: Vec<vk::ImageMemoryBarrier<'static>> = Vec::new();
+    for r in regions {
+        let s = r.copy.image_subresource;
+        let range = vk::ImageSubresourceRange {
+            aspect_mask: r.barrier_aspects,
+            base_mip_level: s.mip_level,
+            level_count: 1,
+            base_array_layer: s.base_array_layer,
+            layer_count: s.layer_count,
+        };
+        let same = |o: &vk::ImageSubresourceRange| {
+            (
+                o.aspect_mask,
+                o.base_mip_level,
+                o.base_array_layer,
+                o.layer_count,
+            ) == (
+                range.aspect_mask,
+                range.base_mip_level,
+                range.base_array_layer,
+                range.layer_count,
+            )
+        };
+        if out.iter().any(|b| same(&b.subresource_range)) {
+            continue;
+        }
+        out.push(vk::ImageMemoryBarrier {
+            src_access_mask: src_access,
+            dst_access_mask: dst_access,
+            old_layout: from.unwrap_or(r.layout),
+            new_layout: to.unwrap_or(r.layout),
+            src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+            dst_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+            image,
+            subresource_range: range,
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// One image copied between a stage and a member's copy of it: the stage's bytes at each
 /// region's buffer offset are the region's subresources, which are in the region's layout
 /// before and after the copy.
@@ -401,45 +450,12 @@ impl ImageTransfer {
         src_access: vk::AccessFlags,
         dst_access: vk::AccessFlags,
     ) -> Vec<vk::ImageMemoryBarrier<'static>> {
-        let mut out: Vec<vk::ImageMemoryBarrier<'static>> = Vec::new();
-        for r in &self.regions {
-            let s = r.copy.image_subresource;
-            let range = vk::ImageSubresourceRange {
-                aspect_mask: r.barrier_aspects,
-                base_mip_level: s.mip_level,
-                level_count: 1,
-                base_array_layer: s.base_array_layer,
-                layer_count: s.layer_count,
-            };
-            let same = |o: &vk::ImageSubresourceRange| {
-                (
-                    o.aspect_mask,
-                    o.base_mip_level,
-                    o.base_array_layer,
-                    o.layer_count,
-                ) == (
-                    range.aspect_mask,
-                    range.base_mip_level,
-                    range.base_array_layer,
-                    range.layer_count,
-                )
-            };
-            if out.iter().any(|b| same(&b.subresource_range)) {
-                continue;
-            }
-            out.push(vk::ImageMemoryBarrier {
-                src_access_mask: src_access,
-                dst_access_mask: dst_access,
-                old_layout: from.unwrap_or(r.layout),
-                new_layout: to.unwrap_or(r.layout),
-                src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
-                dst_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
-                image: self.image,
-                subresource_range: range,
-                ..Default::default()
-            });
-        }
-        out
+        region_barriers(
+            self.image,
+            &self.regions,
+            (from, to),
+            (src_access, dst_access),
+        )
     }
 
     fn copies(&self) -> Vec<vk::BufferImageCopy> {

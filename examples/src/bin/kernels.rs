@@ -21,7 +21,8 @@
 //!   that must not be split: slices would hand out the same slots); the output's order
 //!   depends on scheduling, so it is checked and hashed sorted;
 //! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
-//!   read back by command buffers of their own);
+//!   read back by command buffers of their own); `--sampled` reads the source as a sampled
+//!   image in `SHADER_READ_ONLY_OPTIMAL`;
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
 //!   one's output (which another slice wrote);
 //! - `mix`: a random sequence (`--seed`) of `--steps` dispatches over two buffers, each on a
@@ -41,7 +42,7 @@ const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
-               [--seed K] [--host-signal]
+               [--seed K] [--host-signal] [--sampled]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -60,6 +61,8 @@ and the time per submit on stderr.
   --seed K      mix: the sequence's seed (default 1)
   --host-signal saxpy: each submit waits for a timeline semaphore value that the host
                 signals after the submit, once it has written x (zeros until then)
+  --sampled     filter: the source is a sampled image (texelFetch) in
+                SHADER_READ_ONLY_OPTIMAL
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
@@ -137,7 +140,11 @@ fn run(mut args: Args) -> Result<Report> {
     let indirect: Option<String> = args.value("--indirect")?;
     let seed: Option<u32> = args.value("--seed")?;
     let host_signal = args.flag("--host-signal");
+    let sampled = args.flag("--sampled");
     args.finish()?;
+    if sampled && kernel != "filter" {
+        return Err("--sampled: filter only".into());
+    }
     if host_signal && (kernel != "saxpy" || batches.is_some()) {
         return Err("--host-signal: saxpy only, without --batches".into());
     }
@@ -511,7 +518,18 @@ fn run(mut args: Args) -> Result<Report> {
                 | vk::ImageUsageFlags::TRANSFER_SRC
                 | vk::ImageUsageFlags::TRANSFER_DST;
             let color = vk::ImageAspectFlags::COLOR;
-            let src = ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?;
+            let src_usage = if sampled {
+                usage | vk::ImageUsageFlags::SAMPLED
+            } else {
+                usage
+            };
+            // The source's layout while the filter reads it.
+            let src_layout = if sampled {
+                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL
+            } else {
+                vk::ImageLayout::GENERAL
+            };
+            let src = ctx.create_image_2d(vk::Format::R32_UINT, extent, src_usage, color)?;
             let dst = ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?;
             let bytes = (w * w) as u64 * 4;
             let upload = host_buffer(&ctx, &u32_bytes(&texels))?;
@@ -557,7 +575,7 @@ fn run(mut args: Args) -> Result<Report> {
                         src.handle,
                         color,
                         vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                        vk::ImageLayout::GENERAL,
+                        src_layout,
                         transfer,
                         compute,
                     );
@@ -577,15 +595,38 @@ fn run(mut args: Args) -> Result<Report> {
                 }
                 Ok(())
             })?;
+            let sampler_info = vk::SamplerCreateInfo::default()
+                .mag_filter(vk::Filter::NEAREST)
+                .min_filter(vk::Filter::NEAREST)
+                .mipmap_mode(vk::SamplerMipmapMode::NEAREST)
+                .address_mode_u(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+                .address_mode_v(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+                .address_mode_w(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+                .min_lod(0.0)
+                .max_lod(0.0);
+            // SAFETY: plain create call; the sampler is owned once.
+            let sampler = unsafe {
+                ctx.own_created(d.create_sampler(&sampler_info, None), "vkCreateSampler")
+            }?;
+            let source = if sampled {
+                Binding::combined_image_sampler(
+                    vk::ShaderStageFlags::COMPUTE,
+                    &sampler,
+                    &src,
+                    src_layout,
+                )
+            } else {
+                Binding::storage_image(vk::ShaderStageFlags::COMPUTE, &src, src_layout)
+            };
             let k = ctx.create_compute_kernel(
-                vkfuse_examples::shaders::BLUR_COMP,
+                if sampled {
+                    vkfuse_examples::shaders::BLUR_SAMPLED_COMP
+                } else {
+                    vkfuse_examples::shaders::BLUR_COMP
+                },
                 4,
                 &[
-                    Binding::storage_image(
-                        vk::ShaderStageFlags::COMPUTE,
-                        &src,
-                        vk::ImageLayout::GENERAL,
-                    ),
+                    source,
                     Binding::storage_image(
                         vk::ShaderStageFlags::COMPUTE,
                         &dst,
@@ -594,7 +635,7 @@ fn run(mut args: Args) -> Result<Report> {
                 ],
             )?;
             record(&|| {
-                // SAFETY: as for saxpy; both images are in GENERAL layout.
+                // SAFETY: as for saxpy; the images are in the layouts their descriptors name.
                 unsafe {
                     k.bind(d, cb);
                     d.cmd_dispatch(cb, w.div_ceil(8), w.div_ceil(8), 1);

@@ -14,8 +14,8 @@ use crate::proc::{self, ExampleLine};
 
 pub const USAGE: &str = "\
 vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
-    Runs the compute, offscreen and random-batches examples and two of the kernels example's
-    (mandelbrot, histogram) directly on member 0 (VK_ICD_FILENAMES=its manifest) and through
+    Runs the compute, offscreen and random-batches examples and three of the kernels example's
+    (mandelbrot, histogram, an image filter) directly on member 0 (VK_ICD_FILENAMES=its manifest) and through
     vkfuse over all members (strategy single, member 0 executes; with two or more members also
     with VKFUSE_RESIDENCY=all, which creates and records everything on every member, with the
     round_robin and afr strategies, which run batches on every member: the report shows how
@@ -39,6 +39,11 @@ const WORKLOADS: &[(&str, &str, &[&str])] = &[
         "histogram",
         "kernels",
         &["--kernel", "histogram", "--size", "262144"],
+    ),
+    (
+        "filter",
+        "kernels",
+        &["--kernel", "filter", "--size", "256", "--sampled"],
     ),
 ];
 

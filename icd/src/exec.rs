@@ -2543,6 +2543,19 @@ fn submit_split(
                         );
                     } else {
                         match crate::images::for_split(&st.coherence, img, &access) {
+                            // Members that bind the application's memory share one copy:
+                            // their rounds would copy into it at once.
+                            Ok(_)
+                                if live_kept(&st, alive_mask(d))
+                                    .iter()
+                                    .filter(|m| img.private_range(**m).is_none())
+                                    .count()
+                                    > 1 =>
+                            {
+                                image_why = Some(
+                                    "members share one copy of an image copied between drivers",
+                                )
+                            }
                             Ok(si) => split_images.push(si),
                             Err(w) => image_why = Some(w),
                         }

@@ -150,6 +150,42 @@ fn images_copied_between_drivers_split() {
     }
 }
 
+/// Three members (lavapipe, SwiftShader, lavapipe): saxpy's slices run on all three, with
+/// shared and with mirrored memory. The two lavapipes bind one copy of an image copied to
+/// SwiftShader, which their rounds would both copy into: the filter runs whole.
+#[test]
+fn three_members_split() {
+    let Some(sw) = swiftshader("three_members_split") else {
+        return;
+    };
+    let members = [lavapipe(), sw.clone(), lavapipe()];
+    for sharing in ["host", "mirrored"] {
+        let out = check(
+            "saxpy",
+            &["--size", "65536", "--repeat", "2"],
+            &members,
+            &[("VKFUSE_SHARING", sharing)],
+        );
+        let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
+        assert_eq!(groups.len(), 3, "{}", out.dump());
+        assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+        assert_eq!(groups.iter().sum::<u64>(), 2048, "{}", out.dump());
+    }
+    let out = check(
+        "filter",
+        &["--size", "128", "--sampled"],
+        &[lavapipe(), lavapipe(), sw],
+        &[],
+    );
+    assert!(split_groups(&out.stderr).is_none(), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("members share one copy of an image copied between drivers"),
+        "{}",
+        out.dump()
+    );
+}
+
 /// Each step reads what another member's slice of the step before wrote: every step is a
 /// round of its own, after both members' previous round.
 #[test]

@@ -3,26 +3,30 @@
 //!
 //! - **Recording.** A primary command buffer of a device that splits keeps a log of its
 //!   compute commands beside the member recordings: pipeline and descriptor set binds, push
-//!   constants, dispatches (each with its own access set, and what its add-atomic bindings
-//!   lead to), buffer copies, updates and fills (run whole on the first member) and memory
-//!   barriers. A command that the log cannot replay breaks it (image
-//!   barriers, queue family ownership transfers, event waits, secondaries, push descriptors), and so does any access the log's
-//!   commands did not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs
-//!   whole, as `single` places it.
+//!   constants, dispatches (each with its own access set, what its add-atomic bindings lead
+//!   to, and its bindings of own bytes), indirect dispatches (with what they would be as
+//!   dispatches, [`Pending`]), buffer copies, updates and fills (run whole on the first
+//!   member) and memory barriers. A command that the log cannot replay breaks it (image
+//!   barriers, queue family ownership transfers, event waits, secondaries, push
+//!   descriptors), and so does any access the log's commands did not make
+//!   (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as `single`
+//!   places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
 //!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
 //!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
 //!   whole), along the dimension with the most groups (at least two) whose
-//!   `gl_NumWorkGroups` component the shader does not read. The others run whole on the
-//!   first member.
+//!   `gl_NumWorkGroups` component the shader does not read; indirect dispatches where their
+//!   group counts are at rest on the host at submit ([`Log::resolve`]). The others run whole
+//!   on the first member.
 //! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
 //!   dispatches none of which touches what another of the run writes, or runs of whole
 //!   dispatches. Bindings whose every access the shader analysis keeps to each invocation's
 //!   own bytes ([`OwnPart`], `y[i] = a * x[i] + y[i]`) do not count against a run where the
 //!   dispatches are cut the same way: each member's slices then touch what its own slices
-//!   before touched (the merge between them is lazy: there is none). Each member records one command buffer per round (the log replayed, its
-//!   slices of the round's dispatches with `vkCmdDispatchBase`, timestamps around them for
-//!   the balance), and each round waits for every member's previous round.
+//!   before touched (the merge between them is lazy: there is none). Each member records
+//!   one command buffer per round (the log replayed, its slices of the round's dispatches
+//!   with `vkCmdDispatchBase`, timestamps around them for the balance), and each round waits
+//!   for every member's previous round.
 //! - **Merge.** Where the members share the memory, the slices' writes land in the same
 //!   bytes: a race-free dispatch without atomics needs no merge (add atomics into shared
 //!   memory run whole). Mirrored memory is kept coherent by [`Merge`] on the bridge thread:
@@ -30,8 +34,10 @@
 //!   before the round, and their changes (by diff, and sums of deltas for add atomics) go
 //!   back into it after. A binding's own bytes ([`OwnPart`]) go exactly: each other member
 //!   gets and gives back only its slices' bytes, copied whole, without a snapshot or diff.
-//!   Images copied between drivers and copies reached through staging buffers are not split
-//!   yet.
+//!   Images copied between drivers merge the same way through packed copies in host memory,
+//!   one per member ([`Copies::Stages`]), which each member's rounds copy into its image
+//!   before their work and back after it. Copies reached through staging buffers are not
+//!   split yet.
 //!
 //! The member command buffers come from pools of vkfuse's own (`exec.rs`), one per member and
 //! queue family, and are reused once their round finished.
@@ -543,7 +549,7 @@ unsafe fn transfer(
 
 /// The rounds of `steps`: runs of split dispatches none of which touches what another of the
 /// run writes (slices of different members are not ordered with each other) unless both
-/// keep to each invocation's own bytes, cut the same way ([`conflicts`]), and runs of whole
+/// keep to each invocation's own bytes, cut the same way (`conflicts`), and runs of whole
 /// dispatches (all on one member, in order).
 pub fn rounds(steps: &[Step]) -> Vec<Round> {
     let mut out: Vec<Round> = Vec::new();

@@ -69,6 +69,22 @@ fn lvp2() -> Vec<PathBuf> {
     vec![lavapipe(), lavapipe()]
 }
 
+/// Asserts that the run split `batches` batches in `rounds` rounds (the teardown line).
+fn assert_split_in(out: &Output, batches: u64, rounds: u64) {
+    let line = format!("compute_split: {batches} batch(es) split in {rounds} round(s)");
+    assert!(out.stderr.contains(&line), "no `{line}`:\n{}", out.dump());
+}
+
+/// lavapipe×2 with shared and with mirrored memory, and lavapipe + SwiftShader mirrored where
+/// SwiftShader is installed: (members, `VKFUSE_SHARING`).
+fn shared_and_mirrored(test: &str) -> Vec<(Vec<PathBuf>, &'static str)> {
+    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
+    if let Some(sw) = swiftshader(test) {
+        runs.push((vec![lavapipe(), sw], "mirrored"));
+    }
+    runs
+}
+
 /// Each kernel's dispatches run as slices on both lavapipes, `total` workgroups in all.
 fn splits(kernel: &str, args: &[&str], total: u64) {
     let out = check(kernel, args, &lvp2(), &[]);
@@ -215,12 +231,7 @@ fn dependent_dispatches_split_in_rounds() {
 fn element_wise_dispatches_share_a_round() {
     let args = ["--size", "65536", "--repeat", "2", "--steps", "8"];
     let out = check("saxpy", &args, &lvp2(), &[]);
-    assert!(
-        out.stderr
-            .contains("compute_split: 2 batch(es) split in 2 round(s)"),
-        "{}",
-        out.dump()
-    );
+    assert_split_in(&out, 2, 2);
     let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
     assert_eq!(groups.iter().sum::<u64>(), 2 * 8 * 1024, "{}", out.dump());
     let mut pairs = vec![lvp2()];
@@ -231,12 +242,7 @@ fn element_wise_dispatches_share_a_round() {
     let (x, y) = (65536u64 * 4, 65536u64 * 4);
     for members in pairs {
         let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", "mirrored")]);
-        assert!(
-            out.stderr
-                .contains("compute_split: 2 batch(es) split in 2 round(s)"),
-            "{}",
-            out.dump()
-        );
+        assert_split_in(&out, 2, 2);
         let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
         assert!(
             groups.iter().all(|g| *g > 0),
@@ -279,18 +285,9 @@ fn batches_with_semaphores_split() {
         "--repeat",
         "2",
     ];
-    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
-    if let Some(sw) = swiftshader("batches_with_semaphores_split") {
-        runs.push((vec![lavapipe(), sw], "mirrored"));
-    }
-    for (members, sharing) in runs {
+    for (members, sharing) in shared_and_mirrored("batches_with_semaphores_split") {
         let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", sharing)]);
-        assert!(
-            out.stderr
-                .contains("compute_split: 8 batch(es) split in 8 round(s)"),
-            "{}",
-            out.dump()
-        );
+        assert_split_in(&out, 8, 8);
         let groups = split_groups(&out.stderr).unwrap_or_else(|| panic!("{}", out.dump()));
         assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
         assert_eq!(groups.iter().sum::<u64>(), 8 * 2 * 1024, "{}", out.dump());
@@ -314,18 +311,9 @@ fn batches_with_semaphores_split() {
         "--repeat",
         "3",
     ];
-    let mut runs = vec![(lvp2(), "host"), (lvp2(), "mirrored")];
-    if let Some(sw) = swiftshader("batches_with_semaphores_split") {
-        runs.push((vec![lavapipe(), sw], "mirrored"));
-    }
-    for (members, sharing) in runs {
+    for (members, sharing) in shared_and_mirrored("batches_with_semaphores_split") {
         let out = check("saxpy", &args, &members, &[("VKFUSE_SHARING", sharing)]);
-        assert!(
-            out.stderr
-                .contains("compute_split: 3 batch(es) split in 3 round(s)"),
-            "{}",
-            out.dump()
-        );
+        assert_split_in(&out, 3, 3);
     }
 }
 
@@ -447,12 +435,7 @@ fn add_atomics_split_only_into_copies_of_their_own() {
         &lvp2(),
         &[("VKFUSE_SHARING", "mirrored")],
     );
-    assert!(
-        out.stderr
-            .contains("compute_split: 3 batch(es) split in 6 round(s)"),
-        "{}",
-        out.dump()
-    );
+    assert_split_in(&out, 3, 6);
 }
 
 /// A dispatch that would break if split: stream compaction hands out output slots with

@@ -635,6 +635,21 @@ impl DeviceContext {
         }
     }
 
+    /// A sampler of nearest texels, clamped to the edges, level 0 only.
+    pub fn create_nearest_sampler(&self) -> Result<Owned<'_, vk::Sampler>> {
+        let info = vk::SamplerCreateInfo::default()
+            .mag_filter(vk::Filter::NEAREST)
+            .min_filter(vk::Filter::NEAREST)
+            .mipmap_mode(vk::SamplerMipmapMode::NEAREST)
+            .address_mode_u(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+            .address_mode_v(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+            .address_mode_w(vk::SamplerAddressMode::CLAMP_TO_EDGE)
+            .min_lod(0.0)
+            .max_lod(0.0);
+        // SAFETY: a valid create info; the sampler is owned once.
+        unsafe { self.own_created(self.device.create_sampler(&info, None), "vkCreateSampler") }
+    }
+
     /// A timeline semaphore starting at 0; the device must have been created with
     /// `ContextDesc::timeline`.
     pub fn create_timeline_semaphore(&self) -> Result<Owned<'_, vk::Semaphore>> {

@@ -710,6 +710,19 @@ pub unsafe fn record_uploads(
     cb: vk::CommandBuffer,
     images: &[ImageCopy],
 ) -> Result<(), vk::Result> {
+    // SAFETY: caller contract.
+    unsafe { recorded(md, cb, || copy_images(md, cb, images, true)) }
+}
+
+/// Begins `cb` of `md` (one submit), records `body` and ends it.
+///
+/// # Safety
+/// `cb` is a command buffer of `md` in the initial state; `body` records valid commands.
+unsafe fn recorded(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    body: impl FnOnce() -> Result<(), vk::Result>,
+) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
     let begin = f
@@ -723,16 +736,15 @@ pub unsafe fn record_uploads(
         ..Default::default()
     };
     // SAFETY: caller contract.
-    unsafe {
-        let r = begin(cb, &bi);
-        if r != vk::Result::SUCCESS {
-            return Err(r);
-        }
-        copy_images(md, cb, images, true)?;
-        let r = end(cb);
-        if r != vk::Result::SUCCESS {
-            return Err(r);
-        }
+    let r = unsafe { begin(cb, &bi) };
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    body()?;
+    // SAFETY: as above.
+    let r = unsafe { end(cb) };
+    if r != vk::Result::SUCCESS {
+        return Err(r);
     }
     Ok(())
 }
@@ -757,12 +769,6 @@ pub unsafe fn record(
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
-    let begin = f
-        .begin_command_buffer
-        .ok_or_else(|| missing("vkBeginCommandBuffer"))?;
-    let end = f
-        .end_command_buffer
-        .ok_or_else(|| missing("vkEndCommandBuffer"))?;
     let bind = f
         .cmd_bind_pipeline
         .ok_or_else(|| missing("vkCmdBindPipeline"))?;
@@ -783,120 +789,109 @@ pub unsafe fn record(
         .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
     let m = md.index;
     let nd = |raw: u64| crate::conv::nd(vk::Pipeline::from_raw(raw), m).as_raw();
-    let bi = vk::CommandBufferBeginInfo {
-        flags: vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT,
-        ..Default::default()
-    };
     // SAFETY: caller contract; every handle translated to the member's.
     unsafe {
-        let r = begin(cb, &bi);
-        if r != vk::Result::SUCCESS {
-            return Err(r);
-        }
-        copy_images(md, cb, images, true)?;
-        let stamp = match (
-            queries.is_null(),
-            f.cmd_reset_query_pool,
-            f.cmd_write_timestamp,
-        ) {
-            (false, Some(reset), Some(write)) => {
-                reset(cb, queries, 0, 2);
-                write(cb, vk::PipelineStageFlags::TOP_OF_PIPE, queries, 0);
-                Some(write)
-            }
-            _ => None,
-        };
-        for (k, s) in steps.iter().enumerate() {
-            match s {
-                Step::Pipeline(p) => bind(
-                    cb,
-                    vk::PipelineBindPoint::COMPUTE,
-                    vk::Pipeline::from_raw(nd(*p)),
-                ),
-                Step::Sets {
-                    layout,
-                    first,
-                    sets: list,
-                    dynamic,
-                } => {
-                    let member: Vec<vk::DescriptorSet> = list
-                        .iter()
-                        .map(|s| vk::DescriptorSet::from_raw(nd(*s)))
-                        .collect();
-                    sets(
+        recorded(md, cb, || {
+            copy_images(md, cb, images, true)?;
+            let stamp = match (
+                queries.is_null(),
+                f.cmd_reset_query_pool,
+                f.cmd_write_timestamp,
+            ) {
+                (false, Some(reset), Some(write)) => {
+                    reset(cb, queries, 0, 2);
+                    write(cb, vk::PipelineStageFlags::TOP_OF_PIPE, queries, 0);
+                    Some(write)
+                }
+                _ => None,
+            };
+            for (k, s) in steps.iter().enumerate() {
+                match s {
+                    Step::Pipeline(p) => bind(
                         cb,
                         vk::PipelineBindPoint::COMPUTE,
+                        vk::Pipeline::from_raw(nd(*p)),
+                    ),
+                    Step::Sets {
+                        layout,
+                        first,
+                        sets: list,
+                        dynamic,
+                    } => {
+                        let member: Vec<vk::DescriptorSet> = list
+                            .iter()
+                            .map(|s| vk::DescriptorSet::from_raw(nd(*s)))
+                            .collect();
+                        sets(
+                            cb,
+                            vk::PipelineBindPoint::COMPUTE,
+                            vk::PipelineLayout::from_raw(nd(*layout)),
+                            *first,
+                            member.len() as u32,
+                            member.as_ptr(),
+                            dynamic.len() as u32,
+                            dynamic.as_ptr(),
+                        )
+                    }
+                    Step::Push {
+                        layout,
+                        stages,
+                        offset,
+                        bytes,
+                    } => push(
+                        cb,
                         vk::PipelineLayout::from_raw(nd(*layout)),
-                        *first,
-                        member.len() as u32,
-                        member.as_ptr(),
-                        dynamic.len() as u32,
-                        dynamic.as_ptr(),
-                    )
-                }
-                Step::Push {
-                    layout,
-                    stages,
-                    offset,
-                    bytes,
-                } => push(
-                    cb,
-                    vk::PipelineLayout::from_raw(nd(*layout)),
-                    *stages,
-                    *offset,
-                    bytes.len() as u32,
-                    bytes.as_ptr().cast(),
-                ),
-                Step::Dispatch { .. } if round.dispatches.contains(&k) => {
-                    for (b, c) in slice(k) {
-                        if c.iter().all(|n| *n > 0) {
-                            base(cb, b[0], b[1], b[2], c[0], c[1], c[2]);
+                        *stages,
+                        *offset,
+                        bytes.len() as u32,
+                        bytes.as_ptr().cast(),
+                    ),
+                    Step::Dispatch { .. } if round.dispatches.contains(&k) => {
+                        for (b, c) in slice(k) {
+                            if c.iter().all(|n| *n > 0) {
+                                base(cb, b[0], b[1], b[2], c[0], c[1], c[2]);
+                            }
                         }
                     }
-                }
-                Step::Indirect { buffer, offset, .. } if round.dispatches.contains(&k) => {
-                    if !slice(k).is_empty() {
-                        indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
+                    Step::Indirect { buffer, offset, .. } if round.dispatches.contains(&k) => {
+                        if !slice(k).is_empty() {
+                            indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
+                        }
                     }
-                }
-                Step::Transfer { op, .. } if round.dispatches.contains(&k) => {
-                    if !slice(k).is_empty() {
-                        transfer(f, cb, m, op)?;
+                    Step::Transfer { op, .. } if round.dispatches.contains(&k) => {
+                        if !slice(k).is_empty() {
+                            transfer(f, cb, m, op)?;
+                        }
                     }
-                }
-                Step::Dispatch { .. } | Step::Indirect { .. } | Step::Transfer { .. } => {}
-                Step::Barrier => {
-                    let all = vk::MemoryBarrier {
-                        src_access_mask: vk::AccessFlags::MEMORY_WRITE,
-                        dst_access_mask: vk::AccessFlags::MEMORY_READ
-                            | vk::AccessFlags::MEMORY_WRITE,
-                        ..Default::default()
-                    };
-                    barrier(
-                        cb,
-                        vk::PipelineStageFlags::ALL_COMMANDS,
-                        vk::PipelineStageFlags::ALL_COMMANDS,
-                        vk::DependencyFlags::empty(),
-                        1,
-                        &all,
-                        0,
-                        std::ptr::null(),
-                        0,
-                        std::ptr::null(),
-                    )
+                    Step::Dispatch { .. } | Step::Indirect { .. } | Step::Transfer { .. } => {}
+                    Step::Barrier => {
+                        let all = vk::MemoryBarrier {
+                            src_access_mask: vk::AccessFlags::MEMORY_WRITE,
+                            dst_access_mask: vk::AccessFlags::MEMORY_READ
+                                | vk::AccessFlags::MEMORY_WRITE,
+                            ..Default::default()
+                        };
+                        barrier(
+                            cb,
+                            vk::PipelineStageFlags::ALL_COMMANDS,
+                            vk::PipelineStageFlags::ALL_COMMANDS,
+                            vk::DependencyFlags::empty(),
+                            1,
+                            &all,
+                            0,
+                            std::ptr::null(),
+                            0,
+                            std::ptr::null(),
+                        )
+                    }
                 }
             }
-        }
-        if let Some(write) = stamp {
-            write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
-        }
-        copy_images(md, cb, images, false)?;
-        let r = end(cb);
-        if r != vk::Result::SUCCESS {
-            return Err(r);
-        }
+            if let Some(write) = stamp {
+                write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
+            }
+            copy_images(md, cb, images, false)
+        })
     }
-    Ok(())
 }
 
 /// The mirrored memory of a batch split into rounds, kept coherent on the bridge thread
@@ -1160,18 +1155,8 @@ impl Merge {
                 }
                 // Each member's own bytes are its alone: copied back whole.
                 for (m, _, out) in &a.own {
-                    let from = a.mirror.copy_of(*m);
-                    for range in out.ranges() {
-                        // SAFETY: as above.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                from.add(range.start as usize),
-                                to.add(range.start as usize),
-                                range.len() as usize,
-                            )
-                        };
-                        merged += range.len();
-                    }
+                    // SAFETY: as above.
+                    merged += unsafe { copy_ranges(a.mirror.copy_of(*m), to, out) };
                 }
             }
             self.merged.fetch_add(merged, Relaxed);
@@ -1186,32 +1171,12 @@ impl Merge {
         for a in allocs {
             let from = a.mirror.copy_of(self.j);
             for m in &self.others {
-                let to = a.mirror.copy_of(*m);
-                for range in a.touched.ranges() {
-                    // SAFETY: as above.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            from.add(range.start as usize),
-                            to.add(range.start as usize),
-                            range.len() as usize,
-                        )
-                    };
-                    copied += range.len();
-                }
+                // SAFETY: as above.
+                copied += unsafe { copy_ranges(from, a.mirror.copy_of(*m), &a.touched) };
             }
             for (m, into, _) in &a.own {
-                let to = a.mirror.copy_of(*m);
-                for range in into.ranges() {
-                    // SAFETY: as above.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            from.add(range.start as usize),
-                            to.add(range.start as usize),
-                            range.len() as usize,
-                        )
-                    };
-                    copied += range.len();
-                }
+                // SAFETY: as above.
+                copied += unsafe { copy_ranges(from, a.mirror.copy_of(*m), into) };
             }
             let mut snap = Vec::with_capacity((a.written.units() + a.added.units()) as usize);
             for range in a.written.ranges().iter().chain(a.added.ranges()) {
@@ -1226,6 +1191,28 @@ impl Merge {
         self.spent_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
     }
+}
+
+/// Copies `ranges` (byte offsets into both) from the copy at `from` into the one at `to`.
+/// Returns the bytes copied.
+///
+/// # Safety
+/// Both are mapped copies of one allocation holding every range; nothing else uses those bytes
+/// meanwhile.
+unsafe fn copy_ranges(from: *const u8, to: *mut u8, ranges: &RangeSet) -> u64 {
+    let mut n = 0;
+    for range in ranges.ranges() {
+        // SAFETY: caller contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                from.add(range.start as usize),
+                to.add(range.start as usize),
+                range.len() as usize,
+            )
+        };
+        n += range.len();
+    }
+    n
 }
 
 /// Copies into `dst` the bytes where `src` differs from `before`. Returns how many.

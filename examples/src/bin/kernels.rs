@@ -595,19 +595,7 @@ fn run(mut args: Args) -> Result<Report> {
                 }
                 Ok(())
             })?;
-            let sampler_info = vk::SamplerCreateInfo::default()
-                .mag_filter(vk::Filter::NEAREST)
-                .min_filter(vk::Filter::NEAREST)
-                .mipmap_mode(vk::SamplerMipmapMode::NEAREST)
-                .address_mode_u(vk::SamplerAddressMode::CLAMP_TO_EDGE)
-                .address_mode_v(vk::SamplerAddressMode::CLAMP_TO_EDGE)
-                .address_mode_w(vk::SamplerAddressMode::CLAMP_TO_EDGE)
-                .min_lod(0.0)
-                .max_lod(0.0);
-            // SAFETY: plain create call; the sampler is owned once.
-            let sampler = unsafe {
-                ctx.own_created(d.create_sampler(&sampler_info, None), "vkCreateSampler")
-            }?;
+            let sampler = ctx.create_nearest_sampler()?;
             let source = if sampled {
                 Binding::combined_image_sampler(
                     vk::ShaderStageFlags::COMPUTE,

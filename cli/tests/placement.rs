@@ -71,12 +71,7 @@ fn check_with(
         }
     }
     let out = run(&mut cmd);
-    if out.status.code() == Some(3) {
-        panic!("validation layer messages:\n{}", out.dump());
-    }
-    out.assert_success();
-    let got =
-        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line:\n{}", out.dump()));
+    let got = checked_result(&out);
     assert!(got.device.starts_with("vkfuse ("), "{}", out.dump());
     assert_eq!(
         got.result,

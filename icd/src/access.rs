@@ -1477,14 +1477,11 @@ pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u3
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: u64) {
-    dispatched(cb, |log, a, touch| {
+    dispatched(cb, |log, a, mut touch| {
         // The generated collection read the buffer the group counts come from.
         let mut counts = AccessSet::default();
         feed(buffer.as_raw(), &mut counts, false);
         log.own += counts.fed;
-        let mut own = touch.access.clone();
-        own.union(&counts);
-        own.fed -= counts.fed;
         // Where the counts lie: one range of one allocation.
         let args = match (counts.memory.len(), counts.memory.iter().next()) {
             (1, Some((m, u))) => match u.touched.ranges() {
@@ -1493,14 +1490,20 @@ pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: 
             },
             _ => None,
         };
-        let then = a
-            .cloned()
-            .zip(args)
-            .map(|(analysis, args)| crate::split::Pending {
-                analysis,
-                args,
-                touch,
-            });
+        let pending = a.cloned().zip(args);
+        // The dispatch's own accesses stay with it only where it may become a dispatch.
+        let mut own = if pending.is_some() {
+            touch.access.clone()
+        } else {
+            std::mem::take(&mut touch.access)
+        };
+        own.union(&counts);
+        own.fed -= counts.fed;
+        let then = pending.map(|(analysis, args)| crate::split::Pending {
+            analysis,
+            args,
+            touch,
+        });
         log.indirect(buffer.as_raw(), offset, own, then)
     });
 }

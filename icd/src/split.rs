@@ -1459,9 +1459,9 @@ mod tests {
         assert_eq!(log.pending, 2);
         assert_eq!(log.splits, 0);
         assert_eq!(log.replays(&AccessSet::default()), Ok(()));
-        let steps = log
-            .resolve(|m, at| (m == 7).then_some([at as u32 + 5, 1, 1]))
-            .expect("the first becomes a dispatch that splits");
+        let Some(steps) = log.resolve(|m, at| (m == 7).then_some([at as u32 + 5, 1, 1])) else {
+            panic!("the first should become a dispatch that splits");
+        };
         assert!(matches!(
             steps[0],
             Step::Dispatch {

@@ -1233,10 +1233,7 @@ mod tests {
         // The push constant offset: its own bytes move by it.
         assert_eq!(
             a.bindings[&(0, 3)].own,
-            Some(Own {
-                push: Some(0),
-                ..own(0, 0, 4).unwrap()
-            })
+            own(0, 0, 4).map(|o| Own { push: Some(0), ..o })
         );
         for b in [0, 2, 4, 5, 6] {
             assert_eq!(a.bindings[&(0, b)].own, None, "binding {b}");

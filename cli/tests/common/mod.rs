@@ -355,7 +355,12 @@ pub fn example_result(stdout: &str) -> Option<ExampleResult> {
 
 /// Runs an example and returns its result; fails with the output if it did not succeed.
 pub fn run_example(mut cmd: Command) -> ExampleResult {
-    let out = run(&mut cmd);
+    checked_result(&run(&mut cmd))
+}
+
+/// The result of an example's run; fails with the output if the run did not succeed (exit
+/// code 3: the validation layer reported something) or printed no result line.
+pub fn checked_result(out: &Output) -> ExampleResult {
     if out.status.code() == Some(3) {
         panic!("validation layer messages:\n{}", out.dump());
     }

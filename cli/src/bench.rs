@@ -566,6 +566,13 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             k["mirrored"]["merge_bytes_per_dispatch"]
         );
         outln!(
+            "    {:<10} staged: cpu work {:.3}, wall per submit {:.3}, merge bytes per dispatch {}",
+            "",
+            k["staged"]["cpu_work"].as_f64().unwrap_or(f64::NAN),
+            k["staged"]["wall"].as_f64().unwrap_or(f64::NAN),
+            k["staged"]["merge_bytes_per_dispatch"]
+        );
+        outln!(
             "    {:<10} hybrid: cpu work {:.3}, wall per submit {:.3}, batches split {}, run whole {}",
             "",
             k["hybrid"]["cpu_work"].as_f64().unwrap_or(f64::NAN),

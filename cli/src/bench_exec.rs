@@ -377,6 +377,11 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         cmd.env("VKFUSE_SHARING", "mirrored");
         Ok(())
     };
+    let staged_setup = |cmd: &mut Command| {
+        split.apply(cmd, manifest)?;
+        cmd.env("VKFUSE_SHARING", "staging");
+        Ok(())
+    };
     let hybrid = FusedConfig {
         log: Some("info".to_string()),
         ..fused(member, "hybrid")
@@ -424,8 +429,11 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         let (d, _) = run(&args, &direct_setup, "direct")?;
         let (f, log) = run(&args, &fused_setup, "compute_split")?;
         let (fm, mlog) = run(&args, &mirrored_setup, "compute_split, mirrored")?;
+        let (fs, slog) = run(&args, &staged_setup, "compute_split, staging")?;
         let (fh, hlog) = run(&args, &hybrid_setup, "hybrid")?;
-        if d["result"] != f["result"] || d["result"] != fm["result"] || d["result"] != fh["result"]
+        if [&f, &fm, &fs, &fh]
+            .iter()
+            .any(|x| x["result"] != d["result"])
         {
             return Err(CliError::failure(format!(
                 "kernels --kernel {kernel}: compute_split gave another result than direct"
@@ -453,15 +461,16 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         };
         // Mirrored: the bytes copied before rounds and merged after them, per dispatch (one
         // dispatch a submit).
-        let moved: Option<f64> = mlog
-            .lines()
-            .find(|l| l.contains("compute_split:") && l.contains("with mirrored memory"))
-            .and_then(|l| l.rsplit(':').next())
-            .map(|t| {
-                t.split_whitespace()
-                    .filter_map(|w| w.parse::<f64>().ok())
-                    .sum()
-            });
+        let moved = |log: &str| -> Option<f64> {
+            log.lines()
+                .find(|l| l.contains("compute_split:") && l.contains("with mirrored memory"))
+                .and_then(|l| l.rsplit(':').next())
+                .map(|t| {
+                    t.split_whitespace()
+                        .filter_map(|w| w.parse::<f64>().ok())
+                        .sum()
+                })
+        };
         let projected = after("projected speed-up ")
             .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
         let workgroups: Vec<u64> = after("workgroups run:")
@@ -497,7 +506,12 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
                 "mirrored": {
                     "cpu_work": cpu_ratio(&fm),
                     "wall": wall(&fm)? / wall(&d)?,
-                    "merge_bytes_per_dispatch": moved.map(|b| b / f64::from(repeat)),
+                    "merge_bytes_per_dispatch": moved(&mlog).map(|b| b / f64::from(repeat)),
+                },
+                "staged": {
+                    "cpu_work": cpu_ratio(&fs),
+                    "wall": wall(&fs)? / wall(&d)?,
+                    "merge_bytes_per_dispatch": moved(&slog).map(|b| b / f64::from(repeat)),
                 },
                 "hybrid": {
                     "cpu_work": cpu_ratio(&fh),
@@ -530,7 +544,12 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              member its own copy): its merge_bytes_per_dispatch is the bytes copied to the other \
              member before the dispatch plus those merged back after it (bytes that changed, and \
              the whole own bytes of each slice where the analysis proves them), \
-             per dispatch. hybrid: the same with VKFUSE_STRATEGY=hybrid, which splits a batch \
+             per dispatch. staged: the same with VKFUSE_SHARING=staging (each member's copy \
+             reached only through staging buffers, as device-local memory between GPUs of \
+             different drivers: each member's rounds copy what they touch between its copy and \
+             a stage in host memory, and the first member's copy is copied out before the \
+             first round and back in at the join), merge bytes counted as for mirrored. \
+             hybrid: the same with VKFUSE_STRATEGY=hybrid, which splits a batch \
              only where the measured throughput and merge cost say it pays and otherwise runs \
              it whole on the member measured fastest: its wall and cpu_work against direct, and \
              the batches it split and ran whole (saxpy_small: 4096 elements, too small to pay). \

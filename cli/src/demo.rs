@@ -21,7 +21,9 @@ vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
     round_robin and afr strategies, which run batches on every member: the report shows how
     many ran on each, and with compute_split, which runs one dispatch as slices on every
     member: the report shows each member's workgroups; round_robin and compute_split also with
-    VKFUSE_SHARING=mirrored, a copy of host-visible memory per member kept coherent by copies),
+    VKFUSE_SHARING=mirrored, a copy of host-visible memory per member kept coherent by copies,
+    and compute_split with VKFUSE_SHARING=staging, each member's copy reached only through
+    staging buffers, as device-local memory between GPUs of different drivers),
     compares the results and prints a report. Members default to every ICD manifest in the
     standard directories that loads, plus SwiftShader if installed. --validation runs the examples
     with VK_LAYER_KHRONOS_validation (any message fails). --out keeps the rendered images (PPM).
@@ -296,7 +298,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         Vec::new()
     };
     // (strategy, residency, sharing): execution on member 0, with objects on it alone or on
-    // every member; then batches placed on every member, with shared host memory and mirrored.
+    // every member; then batches placed on every member, with shared host memory, mirrored and
+    // (split) staged.
     let mut configs = vec![("single", "primary", None)];
     if member_paths.len() > 1 {
         configs.extend([
@@ -306,6 +309,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             ("round_robin", "all", Some("mirrored")),
             ("compute_split", "all", None),
             ("compute_split", "all", Some("mirrored")),
+            ("compute_split", "all", Some("staging")),
         ]);
     }
 

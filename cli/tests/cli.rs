@@ -431,8 +431,8 @@ fn demo_with_lavapipe_passes() {
         "{}",
         out.dump()
     );
-    // The kernels split under compute_split, with shared and with mirrored memory (the
-    // histogram's add atomics only into mirrored memory).
+    // The kernels split under compute_split, with shared, mirrored and staged memory (the
+    // histogram's add atomics only into copies of each member's own).
     for (workload, config, split) in [
         ("mandelbrot", "vkfuse, compute_split ", true),
         ("mandelbrot", "vkfuse, compute_split, mirrored", true),
@@ -440,6 +440,9 @@ fn demo_with_lavapipe_passes() {
         ("histogram", "vkfuse, compute_split, mirrored", true),
         ("filter", "vkfuse, compute_split ", true),
         ("filter", "vkfuse, compute_split, mirrored", true),
+        ("mandelbrot", "vkfuse, compute_split, staging", true),
+        ("histogram", "vkfuse, compute_split, staging", true),
+        ("filter", "vkfuse, compute_split, staging", true),
     ] {
         let line = out
             .stdout
@@ -564,11 +567,15 @@ fn bench_json_smoke() {
             "{kernel}: the dispatches did not split: {k}\n{}",
             out.dump()
         );
-        assert!(
-            k["mirrored"]["merge_bytes_per_dispatch"]
-                .as_f64()
-                .unwrap_or(0.0)
-                > 0.0
-        );
+        for sharing in ["mirrored", "staged"] {
+            assert!(
+                k[sharing]["merge_bytes_per_dispatch"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    > 0.0,
+                "{kernel} {sharing}: {k}\n{}",
+                out.dump()
+            );
+        }
     }
 }

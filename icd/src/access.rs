@@ -318,10 +318,12 @@ pub unsafe fn copy_buffer(
     transfer(
         cb,
         |acc| copy_parts(acc, src, dst, parts),
-        || crate::split::Transfer::Copy {
-            src: src.as_raw(),
-            dst: dst.as_raw(),
-            regions: regions.to_vec(),
+        || {
+            Some(crate::split::Transfer::Copy {
+                src: src.as_raw(),
+                dst: dst.as_raw(),
+                regions: regions.to_vec(),
+            })
         },
     );
 }
@@ -344,12 +346,13 @@ fn splitting() -> bool {
     crate::config::Config::get().splits()
 }
 
-/// A buffer transfer (copy, update, fill): `feed` hands over the bytes it reads and writes;
-/// where dispatches are split, `op` is also the split log's step (it runs whole, `split.rs`).
+/// A transfer (buffer copy, update, fill, copy between buffer and image or between images):
+/// `feed` hands over the bytes it reads and writes; where dispatches are split, `op` is also
+/// the split log's step (it runs whole, `split.rs`; `None`: the log cannot replay it).
 fn transfer(
     cb: &CommandBuffer,
     feed: impl FnOnce(&mut AccessSet),
-    op: impl FnOnce() -> crate::split::Transfer,
+    op: impl FnOnce() -> Option<crate::split::Transfer>,
 ) {
     if !splitting() {
         feed(&mut cb.access.lock());
@@ -359,7 +362,10 @@ fn transfer(
     feed(&mut own);
     cb.access.lock().union(&own);
     if let Some(log) = &mut cb.compute.lock().log {
-        log.transfer(op(), own);
+        match op() {
+            Some(op) => log.transfer(op, own),
+            None => log.brk("a blit, a resolve or a copy with chained regions"),
+        }
     }
 }
 
@@ -378,16 +384,18 @@ pub unsafe fn copy_buffer2(cb: &CommandBuffer, info: *const vk::CopyBufferInfo2)
     transfer(
         cb,
         |acc| copy_parts(acc, i.src_buffer, i.dst_buffer, parts()),
-        || crate::split::Transfer::Copy {
-            src: i.src_buffer.as_raw(),
-            dst: i.dst_buffer.as_raw(),
-            regions: parts()
-                .map(|(src_offset, dst_offset, size)| vk::BufferCopy {
-                    src_offset,
-                    dst_offset,
-                    size,
-                })
-                .collect(),
+        || {
+            Some(crate::split::Transfer::Copy {
+                src: i.src_buffer.as_raw(),
+                dst: i.dst_buffer.as_raw(),
+                regions: parts()
+                    .map(|(src_offset, dst_offset, size)| vk::BufferCopy {
+                        src_offset,
+                        dst_offset,
+                        size,
+                    })
+                    .collect(),
+            })
         },
     );
 }
@@ -406,11 +414,13 @@ pub unsafe fn update_buffer(
     transfer(
         cb,
         |acc| feed_part(dst.as_raw(), offset, size, acc, true),
-        || crate::split::Transfer::Update {
-            dst: dst.as_raw(),
-            offset,
-            // SAFETY: `size` bytes of data (at most 65536, a multiple of 4).
-            data: unsafe { slice(data.cast::<u8>(), size as u32) }.to_vec(),
+        || {
+            Some(crate::split::Transfer::Update {
+                dst: dst.as_raw(),
+                offset,
+                // SAFETY: `size` bytes of data (at most 65536, a multiple of 4).
+                data: unsafe { slice(data.cast::<u8>(), size as u32) }.to_vec(),
+            })
         },
     );
 }
@@ -429,11 +439,13 @@ pub unsafe fn fill_buffer(
     transfer(
         cb,
         |acc| feed_part(dst.as_raw(), offset, size, acc, true),
-        || crate::split::Transfer::Fill {
-            dst: dst.as_raw(),
-            offset,
-            size,
-            data,
+        || {
+            Some(crate::split::Transfer::Fill {
+                dst: dst.as_raw(),
+                offset,
+                size,
+                data,
+            })
         },
     );
 }
@@ -522,24 +534,44 @@ fn range_units<'a>(
 /// subresources.
 trait BufferImageRegion {
     fn at(&self) -> (u64, &vk::ImageSubresourceLayers);
+    /// As the region of `vkCmdCopyBufferToImage` (`None` where it extends that with a chain).
+    fn v1(&self) -> Option<vk::BufferImageCopy>;
 }
 
 /// A region of a copy, blit or resolve between images: the source's and the destination's
 /// subresources.
 trait ImagePair {
     fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers);
+    /// As the region of `vkCmdCopyImage` (`None` for blits, resolves and chained regions).
+    fn copy(&self) -> Option<vk::ImageCopy> {
+        None
+    }
 }
 
-macro_rules! buffer_image_region {
-    ($($t:ty),*) => {$(
-        impl BufferImageRegion for $t {
-            fn at(&self) -> (u64, &vk::ImageSubresourceLayers) {
-                (self.buffer_offset, &self.image_subresource)
-            }
-        }
-    )*};
+impl BufferImageRegion for vk::BufferImageCopy {
+    fn at(&self) -> (u64, &vk::ImageSubresourceLayers) {
+        (self.buffer_offset, &self.image_subresource)
+    }
+    fn v1(&self) -> Option<vk::BufferImageCopy> {
+        Some(*self)
+    }
 }
-buffer_image_region!(vk::BufferImageCopy, vk::BufferImageCopy2<'_>);
+
+impl BufferImageRegion for vk::BufferImageCopy2<'_> {
+    fn at(&self) -> (u64, &vk::ImageSubresourceLayers) {
+        (self.buffer_offset, &self.image_subresource)
+    }
+    fn v1(&self) -> Option<vk::BufferImageCopy> {
+        self.p_next.is_null().then_some(vk::BufferImageCopy {
+            buffer_offset: self.buffer_offset,
+            buffer_row_length: self.buffer_row_length,
+            buffer_image_height: self.buffer_image_height,
+            image_subresource: self.image_subresource,
+            image_offset: self.image_offset,
+            image_extent: self.image_extent,
+        })
+    }
+}
 
 macro_rules! image_pair {
     ($($t:ty),*) => {$(
@@ -551,13 +583,35 @@ macro_rules! image_pair {
     )*};
 }
 image_pair!(
-    vk::ImageCopy,
-    vk::ImageCopy2<'_>,
     vk::ImageBlit,
     vk::ImageBlit2<'_>,
     vk::ImageResolve,
     vk::ImageResolve2<'_>
 );
+
+impl ImagePair for vk::ImageCopy {
+    fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
+        (&self.src_subresource, &self.dst_subresource)
+    }
+    fn copy(&self) -> Option<vk::ImageCopy> {
+        Some(*self)
+    }
+}
+
+impl ImagePair for vk::ImageCopy2<'_> {
+    fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
+        (&self.src_subresource, &self.dst_subresource)
+    }
+    fn copy(&self) -> Option<vk::ImageCopy> {
+        self.p_next.is_null().then_some(vk::ImageCopy {
+            src_subresource: self.src_subresource,
+            src_offset: self.src_offset,
+            dst_subresource: self.dst_subresource,
+            dst_offset: self.dst_offset,
+            extent: self.extent,
+        })
+    }
+}
 
 /// A copy between `buffer` and `image` with `count` `regions`: into the image when `to_image`
 /// (the buffer from the lowest region offset on, read; the image's subresources the regions
@@ -567,7 +621,7 @@ image_pair!(
 /// `regions` is null or holds `count` valid regions.
 unsafe fn buffer_image<R: BufferImageRegion>(
     cb: &CommandBuffer,
-    (buffer, image): (vk::Buffer, vk::Image),
+    (buffer, image, layout): (vk::Buffer, vk::Image, vk::ImageLayout),
     count: u32,
     regions: *const R,
     to_image: bool,
@@ -575,10 +629,25 @@ unsafe fn buffer_image<R: BufferImageRegion>(
     // SAFETY: caller contract.
     let regions = unsafe { slice(regions, count) };
     let from = lowest(regions.iter().map(|r| r.at().0));
-    let mut acc = cb.access.lock();
-    feed_part(buffer.as_raw(), from, vk::WHOLE_SIZE, &mut *acc, !to_image);
-    let units = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.at().1));
-    feed_image(device(cb), image.as_raw(), units, &mut *acc, to_image);
+    let d = device(cb);
+    transfer(
+        cb,
+        |acc| {
+            feed_part(buffer.as_raw(), from, vk::WHOLE_SIZE, acc, !to_image);
+            let units =
+                |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.at().1));
+            feed_image(d, image.as_raw(), units, acc, to_image);
+        },
+        || {
+            Some(crate::split::Transfer::BufferImage {
+                buffer: buffer.as_raw(),
+                image: image.as_raw(),
+                layout,
+                regions: regions.iter().map(R::v1).collect::<Option<_>>()?,
+                to_image,
+            })
+        },
+    );
 }
 
 /// A copy, blit or resolve from image `src` to image `dst` with `count` `regions`: the
@@ -588,18 +657,47 @@ unsafe fn buffer_image<R: BufferImageRegion>(
 /// `regions` is null or holds `count` valid regions.
 unsafe fn image_to_image<R: ImagePair>(
     cb: &CommandBuffer,
-    (src, dst): (vk::Image, vk::Image),
+    (src, dst): ((vk::Image, vk::ImageLayout), (vk::Image, vk::ImageLayout)),
     count: u32,
     regions: *const R,
 ) {
     // SAFETY: caller contract.
     let regions = unsafe { slice(regions, count) };
     let d = device(cb);
-    let mut acc = cb.access.lock();
-    let srcs = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().0));
-    feed_image(d, src.as_raw(), srcs, &mut *acc, false);
-    let dsts = |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().1));
-    feed_image(d, dst.as_raw(), dsts, &mut *acc, true);
+    transfer(
+        cb,
+        |acc| {
+            let srcs =
+                |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().0));
+            feed_image(d, src.0.as_raw(), srcs, acc, false);
+            let dsts =
+                |i: &crate::images::Image| layers_units(i, regions.iter().map(|r| r.pair().1));
+            feed_image(d, dst.0.as_raw(), dsts, acc, true);
+        },
+        || {
+            Some(crate::split::Transfer::Image {
+                src: (src.0.as_raw(), src.1),
+                dst: (dst.0.as_raw(), dst.1),
+                regions: regions.iter().map(R::copy).collect::<Option<_>>()?,
+            })
+        },
+    );
+}
+
+/// [`image_to_image`] for a `Vk*ImageInfo2` (null: nothing).
+///
+/// # Safety
+/// `$info` is null or a valid info with its regions.
+macro_rules! image_to_image2 {
+    ($cb:expr, $info:expr) => {
+        if let Some(i) = $info.as_ref() {
+            let ends = (
+                (i.src_image, i.src_image_layout),
+                (i.dst_image, i.dst_image_layout),
+            );
+            image_to_image($cb, ends, i.region_count, i.p_regions)
+        }
+    };
 }
 
 /// `vkCmdCopyBufferToImage`.
@@ -610,12 +708,12 @@ pub unsafe fn copy_buffer_to_image(
     cb: &CommandBuffer,
     src: vk::Buffer,
     dst: vk::Image,
-    _layout: vk::ImageLayout,
+    layout: vk::ImageLayout,
     count: u32,
     regions: *const vk::BufferImageCopy,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { buffer_image(cb, (src, dst), count, regions, true) };
+    unsafe { buffer_image(cb, (src, dst, layout), count, regions, true) };
 }
 
 /// `vkCmdCopyBufferToImage2`.
@@ -625,7 +723,7 @@ pub unsafe fn copy_buffer_to_image(
 pub unsafe fn copy_buffer_to_image2(cb: &CommandBuffer, info: *const vk::CopyBufferToImageInfo2) {
     // SAFETY: a valid copy info, with its regions.
     if let Some(i) = unsafe { info.as_ref() } {
-        let ends = (i.src_buffer, i.dst_image);
+        let ends = (i.src_buffer, i.dst_image, i.dst_image_layout);
         // SAFETY: as above.
         unsafe { buffer_image(cb, ends, i.region_count, i.p_regions, true) };
     }
@@ -638,13 +736,13 @@ pub unsafe fn copy_buffer_to_image2(cb: &CommandBuffer, info: *const vk::CopyBuf
 pub unsafe fn copy_image_to_buffer(
     cb: &CommandBuffer,
     src: vk::Image,
-    _layout: vk::ImageLayout,
+    layout: vk::ImageLayout,
     dst: vk::Buffer,
     count: u32,
     regions: *const vk::BufferImageCopy,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { buffer_image(cb, (dst, src), count, regions, false) };
+    unsafe { buffer_image(cb, (dst, src, layout), count, regions, false) };
 }
 
 /// `vkCmdCopyImageToBuffer2`.
@@ -654,7 +752,7 @@ pub unsafe fn copy_image_to_buffer(
 pub unsafe fn copy_image_to_buffer2(cb: &CommandBuffer, info: *const vk::CopyImageToBufferInfo2) {
     // SAFETY: a valid copy info, with its regions.
     if let Some(i) = unsafe { info.as_ref() } {
-        let ends = (i.dst_buffer, i.src_image);
+        let ends = (i.dst_buffer, i.src_image, i.src_image_layout);
         // SAFETY: as above.
         unsafe { buffer_image(cb, ends, i.region_count, i.p_regions, false) };
     }
@@ -667,14 +765,14 @@ pub unsafe fn copy_image_to_buffer2(cb: &CommandBuffer, info: *const vk::CopyIma
 pub unsafe fn copy_image(
     cb: &CommandBuffer,
     src: vk::Image,
-    _src_layout: vk::ImageLayout,
+    src_layout: vk::ImageLayout,
     dst: vk::Image,
-    _dst_layout: vk::ImageLayout,
+    dst_layout: vk::ImageLayout,
     count: u32,
     regions: *const vk::ImageCopy,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, (src, dst), count, regions) };
+    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
 }
 
 /// `vkCmdCopyImage2`.
@@ -682,11 +780,8 @@ pub unsafe fn copy_image(
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn copy_image2(cb: &CommandBuffer, info: *const vk::CopyImageInfo2) {
-    // SAFETY: a valid copy info, with its regions.
-    if let Some(i) = unsafe { info.as_ref() } {
-        // SAFETY: as above.
-        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
-    }
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image2!(cb, info) };
 }
 
 /// `vkCmdBlitImage`.
@@ -697,15 +792,15 @@ pub unsafe fn copy_image2(cb: &CommandBuffer, info: *const vk::CopyImageInfo2) {
 pub unsafe fn blit_image(
     cb: &CommandBuffer,
     src: vk::Image,
-    _src_layout: vk::ImageLayout,
+    src_layout: vk::ImageLayout,
     dst: vk::Image,
-    _dst_layout: vk::ImageLayout,
+    dst_layout: vk::ImageLayout,
     count: u32,
     regions: *const vk::ImageBlit,
     _filter: vk::Filter,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, (src, dst), count, regions) };
+    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
 }
 
 /// `vkCmdBlitImage2`.
@@ -713,11 +808,8 @@ pub unsafe fn blit_image(
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn blit_image2(cb: &CommandBuffer, info: *const vk::BlitImageInfo2) {
-    // SAFETY: a valid blit info, with its regions.
-    if let Some(i) = unsafe { info.as_ref() } {
-        // SAFETY: as above.
-        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
-    }
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image2!(cb, info) };
 }
 
 /// `vkCmdResolveImage`.
@@ -727,14 +819,14 @@ pub unsafe fn blit_image2(cb: &CommandBuffer, info: *const vk::BlitImageInfo2) {
 pub unsafe fn resolve_image(
     cb: &CommandBuffer,
     src: vk::Image,
-    _src_layout: vk::ImageLayout,
+    src_layout: vk::ImageLayout,
     dst: vk::Image,
-    _dst_layout: vk::ImageLayout,
+    dst_layout: vk::ImageLayout,
     count: u32,
     regions: *const vk::ImageResolve,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, (src, dst), count, regions) };
+    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
 }
 
 /// `vkCmdResolveImage2`.
@@ -742,11 +834,8 @@ pub unsafe fn resolve_image(
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn resolve_image2(cb: &CommandBuffer, info: *const vk::ResolveImageInfo2) {
-    // SAFETY: a valid resolve info, with its regions.
-    if let Some(i) = unsafe { info.as_ref() } {
-        // SAFETY: as above.
-        unsafe { image_to_image(cb, (i.src_image, i.dst_image), i.region_count, i.p_regions) };
-    }
+    // SAFETY: forwarded contract.
+    unsafe { image_to_image2!(cb, info) };
 }
 
 /// `vkCmdClearColorImage`: the ranges it clears.
@@ -814,7 +903,7 @@ fn barriers(
     let d = device(cb);
     let mut acc = cb.access.lock();
     let before = acc.fed;
-    let with_images = images.clone().next().is_some();
+    let for_log = images.clone();
     // Transitions from UNDEFINED discard the contents (before this command touches anything).
     for (image, (old, _), range) in images.clone() {
         if old == vk::ImageLayout::UNDEFINED {
@@ -832,7 +921,14 @@ fn barriers(
     drop(acc);
     if splitting() {
         if let Some(log) = &mut cb.compute.lock().log {
-            log.barrier(fed, with_images);
+            let logged = for_log
+                .map(|(image, layouts, range)| crate::split::ImageBarrier {
+                    image: image.as_raw(),
+                    layouts,
+                    range,
+                })
+                .collect();
+            log.barrier(fed, logged);
         }
     }
 }
@@ -859,6 +955,9 @@ unsafe fn dependency(cb: &CommandBuffer, dep: *const vk::DependencyInfo) {
     if bufs
         .iter()
         .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
+        || imgs
+            .iter()
+            .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
     {
         breaks_split_log(cb, "a queue family ownership transfer");
     }
@@ -892,6 +991,9 @@ pub unsafe fn pipeline_barrier(
     if bufs
         .iter()
         .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
+        || imgs
+            .iter()
+            .any(|b| b.src_queue_family_index != b.dst_queue_family_index)
     {
         breaks_split_log(cb, "a queue family ownership transfer");
     }

@@ -1516,14 +1516,15 @@ fn touched_mirrors<'a>(
 /// The staging buffers of a batch on member `j`, for the mirrored allocations it touches
 /// whose copy on `j` is reached through staging (`staging.rs`): sized by what the claims will
 /// copy in and what the batch may write, with the transfer command buffers around the batch.
-/// Nothing is claimed yet, so a failure leaves no trace.
+/// Nothing is claimed yet, so a failure leaves no trace. Without `chunks`, no input stage is
+/// filled in chunks.
 fn stage_for(
     d: &Device,
     st: &State,
     q: &Queue,
-    access: &crate::access::AccessSet,
-    transitions: &[crate::layout::Transition],
+    (access, transitions): (&crate::access::AccessSet, &[crate::layout::Transition]),
     j: usize,
+    chunks: bool,
 ) -> Result<StagedBatch, vk::Result> {
     let mut stages = HashMap::new();
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
@@ -1558,7 +1559,7 @@ fn stage_for(
                 parts: None,
             };
             // One large input per batch is filled and copied in chunks, pipelined.
-            if large && chunked.is_none() {
+            if large && chunks && chunked.is_none() {
                 chunked = Some((raw, t));
             } else {
                 ins.push(t);
@@ -2632,6 +2633,16 @@ fn submit_split(
         .enumerate()
         .flat_map(|(i, s)| crate::split::rounds(s).into_iter().map(move |r| (i, r)))
         .collect();
+    // The part of its log each round replays image barriers from (`split::spans`).
+    let round_spans: Vec<std::ops::Range<usize>> = steps
+        .iter()
+        .flat_map(|s| crate::split::spans(s, &crate::split::rounds(s)))
+        .collect();
+    // Layout changes: every member replays them, in whole rounds too (with no work).
+    let transitioned: Vec<u64> = steps
+        .iter()
+        .flat_map(|s| s.iter().flat_map(|x| x.transitions()))
+        .collect();
     if !all_rounds.iter().any(|r| r.1.split) {
         let w = "its indirect dispatches' group counts are not known at submit";
         crate::debug!("compute_split: a batch runs whole: {w}");
@@ -2662,6 +2673,25 @@ fn submit_split(
             out
         })
         .collect();
+    // A command buffer with layout changes and no dispatch or transfer has no round to
+    // replay them in.
+    if steps.iter().any(|s| {
+        s.iter().any(|x| x.transitions().next().is_some()) && crate::split::rounds(s).is_empty()
+    }) {
+        let w = "a command buffer of it changes layouts and has no dispatch";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
+    if split_images
+        .iter()
+        .any(|si| transitioned.contains(&si.image.raw))
+    {
+        let w = "it changes the layout of an image copied between drivers";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
+        return None;
+    }
     if all_rounds
         .iter()
         .zip(&round_images)
@@ -2713,6 +2743,39 @@ fn submit_split(
         }
         image_stages.push(per);
     }
+    // Mirrored memory whose copies are reached through staging buffers (the staging tier):
+    // each such member gets a stage over what the batch touches, which its rounds copy into
+    // its copy before their work and back after it (`split::Copies::Mirror`).
+    let mut staged: HashMap<u64, Vec<Option<Arc<crate::staging::Stage>>>> = HashMap::new();
+    for (mem, u) in &access.memory {
+        let Some(mirror) = st.mirrors.get(mem) else {
+            continue;
+        };
+        let ranges = u
+            .touched
+            .within(vkfuse_memory::Range::new(0, mirror.size()));
+        if ranges.is_empty() || members.iter().all(|m| mirror.cover(*m).is_null()) {
+            continue;
+        }
+        let mut per = vec![None; MAX_MEMBERS];
+        for &m in members.iter().filter(|m| !mirror.cover(**m).is_null()) {
+            match d
+                .staging
+                .stage(d, m, ranges.clone(), false, d.exec.import_align != 0)
+            {
+                Ok(stage) => per[m] = Some(stage),
+                Err(r) => {
+                    crate::debug!(
+                        "compute_split: a batch runs whole: no staging buffer for mirrored memory ({r:?})"
+                    );
+                    st.split
+                        .refused("no staging buffer for mirrored memory reached through staging");
+                    return None;
+                }
+            }
+        }
+        staged.insert(*mem, per);
+    }
     // Mirrored memory and images: kept coherent around the rounds by the bridge
     // (`split::Merge`).
     let merge = if touches_mirrors(&st, &access) || !split_images.is_empty() {
@@ -2726,7 +2789,12 @@ fn submit_split(
                     r,
                     (&weights, SPLIT_CHUNKS),
                     &members,
-                    |mem| st.mirrors.get(&mem).cloned(),
+                    |mem| {
+                        Some(crate::split::Copies::Mirror {
+                            mirror: st.mirrors.get(&mem)?.clone(),
+                            staged: staged.get(&mem).cloned().unwrap_or_default(),
+                        })
+                    },
                 );
                 for (x, written) in imgs {
                     let si = &split_images[*x];
@@ -2741,14 +2809,15 @@ fn submit_split(
                         written: if *written { all } else { RangeSet::new() },
                         added: RangeSet::new(),
                         own: Vec::new(),
+                        own_first: (RangeSet::new(), RangeSet::new()),
                     });
                 }
                 (r.split, allocs)
             })
             .collect();
         let m = crate::split::Merge::new(j, members[1..].to_vec(), rounds);
-        if !m.mapped() {
-            let w = "its mirrored memory is reached through staging buffers (not merged yet)";
+        if !m.reachable() {
+            let w = "a member's copy of its mirrored memory is neither mapped nor staged";
             crate::debug!("compute_split: a batch runs whole: {w}");
             st.split.refused(w);
             return None;
@@ -2804,6 +2873,30 @@ fn submit_split(
             return None;
         }
     }
+    // The first member's copies reached through staging: made ready as for any batch on it
+    // (its prologue, input and output stages: `stage_for`, without chunks), then copied out
+    // into its split stages before the first round (the lead-in), and the merged stages
+    // copied back in at the join, before its epilogue.
+    let lead_copies = merge
+        .as_ref()
+        .map(|m| m.staged_lead_in())
+        .unwrap_or_default();
+    let mut lead: Option<(crate::staging::Recorded, HashMap<u64, Staged>)> = None;
+    if !lead_copies.is_empty() {
+        let mut mirrored = access.clone();
+        mirrored.memory.retain(|m, _| st.mirrors.contains_key(m));
+        match stage_for(d, &st, q, (&mirrored, &[]), members[0], false) {
+            Ok((stages, rec, _)) => lead = Some((rec, stages)),
+            Err(r) => {
+                crate::debug!(
+                    "compute_split: a batch runs whole: no staging for its first member ({r:?})"
+                );
+                st.split
+                    .refused("no staging buffer for mirrored memory reached through staging");
+                return None;
+            }
+        }
+    }
     // Every round's command buffer per member, recorded before anything is submitted: a
     // failure leaves the batch to run whole.
     let mut groups = [0u64; MAX_MEMBERS];
@@ -2829,7 +2922,11 @@ fn submit_split(
     'record: for (r_index, (i, round)) in all_rounds.iter().enumerate() {
         let log = &steps[*i];
         {
-            let targets: &[usize] = if round.split { &members } else { &members[..1] };
+            let targets: &[usize] = if round.split || !transitioned.is_empty() {
+                &members
+            } else {
+                &members[..1]
+            };
             let mut this = Vec::new();
             for (pos, &m) in targets.iter().enumerate() {
                 let Some(md) = d.member(m) else {
@@ -2855,11 +2952,22 @@ fn submit_split(
                 }
                 groups[m] += these;
                 let images = image_copies(m, &round_images[r_index]);
+                let buffers = merge
+                    .as_ref()
+                    .map(|mg| mg.staged_copies(r_index, m))
+                    .unwrap_or_default();
                 // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
                 // the log's handles are live while the application's command buffer is, and
-                // so are the images and their packed copies.
+                // so are the images and their packed copies, and the covers and stages.
                 let r = unsafe {
-                    crate::split::record(md, (t.cb, t.queries), log, round, slice, &images)
+                    crate::split::record(
+                        md,
+                        (t.cb, t.queries),
+                        log,
+                        (round, round_spans[r_index].clone()),
+                        slice,
+                        (&images, &buffers),
+                    )
                 };
                 if let Err(r) = r {
                     failed = Some(r);
@@ -2871,39 +2979,63 @@ fn submit_split(
         }
     }
     // The join on the first member brings the images the batch may write up to date there
-    // (their packed copy, merged, into its copy).
+    // (their packed copy, merged, into its copy), and its copies reached through staging
+    // (their stages, merged, into them). The lead-in copies those copies out into their
+    // stages.
     let mut join_cb: Option<(usize, Timed)> = None;
+    let mut lead_cb: Option<(usize, Timed)> = None;
     let written_images: Vec<(usize, bool)> = split_images
         .iter()
         .enumerate()
         .filter(|(_, si)| si.written)
         .map(|(x, _)| (x, true))
         .collect();
-    if failed.is_none() && !written_images.is_empty() {
-        let j = members[0];
-        match d.member(j) {
-            Some(md) => {
-                let family = crate::conv::queue_family(&md.maps, q.family);
-                match st.split.take(d, md, family) {
-                    Ok((p, t)) => {
-                        taken.push((p, t));
-                        let copies = image_copies(j, &written_images);
-                        // SAFETY: a command buffer of vkfuse's pool, not pending; the images
-                        // and stages are `j`'s and live.
-                        match unsafe { crate::split::record_uploads(md, t.cb, &copies) } {
-                            Ok(()) => join_cb = Some((p, t)),
-                            Err(r) => failed = Some(r),
-                        }
-                    }
-                    Err(r) => failed = Some(r),
-                }
-            }
-            None => failed = Some(vk::Result::ERROR_DEVICE_LOST),
+    let join_buffers = merge
+        .as_ref()
+        .map(|mg| mg.staged_copies(all_rounds.len(), members[0]))
+        .unwrap_or_default();
+    // One command buffer of vkfuse's pool on the first member, recorded by `body`.
+    let own_cb = |st: &mut State,
+                  taken: &mut Vec<(usize, Timed)>,
+                  body: &dyn Fn(&MemberDevice, vk::CommandBuffer) -> Result<(), vk::Result>|
+     -> Result<(usize, Timed), vk::Result> {
+        let md = d.member(members[0]).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+        let family = crate::conv::queue_family(&md.maps, q.family);
+        let (p, t) = st.split.take(d, md, family)?;
+        taken.push((p, t));
+        body(md, t.cb)?;
+        Ok((p, t))
+    };
+    if failed.is_none() && (!written_images.is_empty() || !join_buffers.is_empty()) {
+        let copies = image_copies(members[0], &written_images);
+        // SAFETY: a command buffer of vkfuse's pool, not pending; the images, covers and
+        // stages are the first member's and live.
+        let body = |md: &MemberDevice, cb| unsafe {
+            crate::split::record_uploads(md, cb, &copies, &join_buffers)
+        };
+        match own_cb(&mut st, &mut taken, &body) {
+            Ok(x) => join_cb = Some(x),
+            Err(r) => failed = Some(r),
+        }
+    }
+    if failed.is_none() && !lead_copies.is_empty() {
+        // SAFETY: as above.
+        let body =
+            |md: &MemberDevice, cb| unsafe { crate::split::record_lead_in(md, cb, &lead_copies) };
+        match own_cb(&mut st, &mut taken, &body) {
+            Ok(x) => lead_cb = Some(x),
+            Err(r) => failed = Some(r),
         }
     }
     if let Some(r) = failed {
         for (p, t) in taken {
             st.split.pools[p].3.push(t);
+        }
+        if let Some((rec, _)) = lead {
+            // Nothing was submitted: its command buffers and stages may go at once.
+            let j = members[0];
+            d.staging
+                .launched(rec, (j, q.done[j], queue_entry(&mut st, q).2[j]));
         }
         crate::warn!("compute_split: recording a batch's slices failed ({r:?}); it runs whole");
         return None;
@@ -2933,8 +3065,13 @@ fn submit_split(
             for (_, p, t, _) in plan.into_iter().flatten() {
                 st.split.pools[p].3.push(t);
             }
-            if let Some((p, t)) = join_cb {
+            for (p, t) in join_cb.into_iter().chain(lead_cb) {
                 st.split.pools[p].3.push(t);
+            }
+            if let Some((rec, _)) = lead {
+                let j = members[0];
+                d.staging
+                    .launched(rec, (j, q.done[j], queue_entry(&mut st, q).2[j]));
             }
             return Some(Err(e));
         }
@@ -2953,7 +3090,7 @@ fn submit_split(
     let submit_one = |md: &MemberDevice,
                       queue: vk::Queue,
                       wait: Option<(vk::Semaphore, u64)>,
-                      cb: Option<vk::CommandBuffer>,
+                      cbs: &[vk::CommandBuffer],
                       signal: (vk::Semaphore, u64),
                       fence: vk::Fence|
      -> vk::Result {
@@ -2969,12 +3106,12 @@ fn submit_split(
             })
             .into_iter()
             .collect();
-        let c: Vec<vk::CommandBufferSubmitInfo> = cb
+        let c: Vec<vk::CommandBufferSubmitInfo> = cbs
+            .iter()
             .map(|command_buffer| vk::CommandBufferSubmitInfo {
-                command_buffer,
+                command_buffer: *command_buffer,
                 ..Default::default()
             })
-            .into_iter()
             .collect();
         let s = [vk::SemaphoreSubmitInfo {
             semaphore: signal.0,
@@ -3004,7 +3141,7 @@ fn submit_split(
     let point = |st: &mut State,
                  md: &MemberDevice,
                  wait: Option<(vk::Semaphore, u64)>,
-                 cb: Option<vk::CommandBuffer>,
+                 cbs: &[vk::CommandBuffer],
                  fence: vk::Fence|
      -> (vk::Result, u64) {
         let m = md.index;
@@ -3012,7 +3149,7 @@ fn submit_split(
         entry.2[m] += 1;
         let value = entry.2[m];
         (
-            submit_one(md, q.handles[m], wait, cb, (q.done[m], value), fence),
+            submit_one(md, q.handles[m], wait, cbs, (q.done[m], value), fence),
             value,
         )
     };
@@ -3022,7 +3159,17 @@ fn submit_split(
     // Mirrored memory: `j` runs the batch as far as mirrored memory knows (it takes part in
     // every round), finishing at the join; its copy is made ready before the first round.
     let base_j = queue_entry(&mut st, q).2[j];
-    let join_value = base_j + rounds as u64 + 1;
+    let join_value = base_j + rounds as u64 + 1 + u64::from(lead.is_some());
+    // The first member's staging transfers: its prologue goes with the lead-in, its epilogue
+    // with the join; their command buffers and stages are kept until the join is done.
+    let (lead_stages, prologue, epilogue) = match lead {
+        Some((rec, stages)) => {
+            let (pro, epi) = (rec.prologue, rec.epilogue);
+            d.staging.launched(rec, (j, q.done[j], join_value));
+            (stages, pro, epi)
+        }
+        None => (HashMap::new(), None, None),
+    };
     let mut prep = match &merge {
         Some(_) => mirrors_for(
             d,
@@ -3030,7 +3177,7 @@ fn submit_split(
             &access,
             j,
             (j, q.done[j], join_value),
-            HashMap::new(),
+            lead_stages,
         ),
         None => Vec::new(),
     };
@@ -3039,7 +3186,7 @@ fn submit_split(
     let sync = |st: &mut State,
                 waits: Vec<Edge>,
                 prep: Vec<Prep>,
-                r: usize,
+                r: Option<usize>,
                 targets: &[usize]|
      -> Result<Vec<(vk::Semaphore, u64)>, vk::Result> {
         let signals: Vec<(usize, vk::Semaphore, u64)> = targets
@@ -3055,7 +3202,7 @@ fn submit_split(
             carry: signals.iter().skip(1).copied().collect(),
             prep,
             fills: Vec::new(),
-            merge: merge.clone().map(|m| (m, r)),
+            merge: r.and_then(|r| Some((merge.clone()?, r))),
         };
         if send(d, job) {
             Ok(signals.iter().map(|s| (s.1, s.2)).collect())
@@ -3086,10 +3233,41 @@ fn submit_split(
         }
         Some(Err(r))
     };
+    if let Some((p, t)) = lead_cb {
+        // The lead-in: `j`'s copies made ready (the bridge fills its input stages, its
+        // prologue copies them in), then copied out into its split stages, which the first
+        // round's merge step starts from.
+        let wait = match sync(
+            &mut st,
+            std::mem::take(&mut prev),
+            std::mem::take(&mut prep),
+            None,
+            &[j],
+        ) {
+            Ok(w) => w.first().copied(),
+            Err(e) => {
+                st.split.pools[p].3.push(t);
+                return fail(&mut st, e);
+            }
+        };
+        let cbs: Vec<vk::CommandBuffer> = prologue.into_iter().chain([t.cb]).collect();
+        let (r, value) = point(&mut st, md_j, wait, &cbs, vk::Fence::null());
+        if r != vk::Result::SUCCESS {
+            st.split.pools[p].3.push(t);
+            release_points(md_j, (q.done[j], value), value - 1);
+            return fail(&mut st, r);
+        }
+        // Not a round: back to the pool once done, not timed.
+        st.split
+            .pending
+            .push(((j, q.done[j], value), p, t, u64::MAX, 0));
+        prev = vec![(j, q.done[j], value)];
+    }
     for (r, this) in plan.into_iter().enumerate() {
         st.split.rounds += 1;
         let round = st.split.rounds;
-        if this.iter().all(|x| !x.2.queries.is_null()) {
+        // Whole rounds on every member (layout changes only, elsewhere) are not timed.
+        if all_rounds[r].1.split && this.iter().all(|x| !x.2.queries.is_null()) {
             st.split.open.push((round, this.len(), 0, 0));
         }
         let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
@@ -3099,7 +3277,7 @@ fn submit_split(
             } else {
                 Vec::new()
             };
-            match sync(&mut st, std::mem::take(&mut prev), p, r, &targets) {
+            match sync(&mut st, std::mem::take(&mut prev), p, Some(r), &targets) {
                 Ok(w) => w.into_iter().map(Some).collect(),
                 Err(e) => return fail(&mut st, e),
             }
@@ -3126,7 +3304,7 @@ fn submit_split(
             let Some(md) = d.member(m) else {
                 return fail(&mut st, vk::Result::ERROR_DEVICE_LOST);
             };
-            let (r, value) = point(&mut st, md, wait, Some(t.cb), vk::Fence::null());
+            let (r, value) = point(&mut st, md, wait, &[t.cb], vk::Fence::null());
             if r != vk::Result::SUCCESS {
                 st.split.pools[p].3.push(t);
                 release_points(md, (q.done[m], value), value - 1);
@@ -3156,7 +3334,7 @@ fn submit_split(
     }
     let wait = if merge.is_some() {
         // The last round's slices merged into `j`'s copy.
-        match sync(&mut st, prev, Vec::new(), rounds, &[j]) {
+        match sync(&mut st, prev, Vec::new(), Some(rounds), &[j]) {
             Ok(w) => w.first().copied(),
             Err(e) => return fail(&mut st, e),
         }
@@ -3166,11 +3344,16 @@ fn submit_split(
             Err(e) => return fail(&mut st, e),
         }
     };
+    let join_cbs: Vec<vk::CommandBuffer> = join_cb
+        .map(|x| x.1.cb)
+        .into_iter()
+        .chain(epilogue)
+        .collect();
     let (r, value) = point(
         &mut st,
         md_j,
         wait,
-        join_cb.map(|x| x.1.cb),
+        &join_cbs,
         crate::conv::nd(join_fence, j),
     );
     if r != vk::Result::SUCCESS {
@@ -3316,7 +3499,14 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }))
     };
-    let (j, (stages, transfers, images)) = match stage_for(d, &st, q, &access, &transitions, j) {
+    let (j, (stages, transfers, images)) = match stage_for(
+        d,
+        &st,
+        q,
+        (&access, &transitions),
+        j,
+        true,
+    ) {
         Ok(x) => (j, x),
         Err(r) => {
             let alive = alive_mask(d);
@@ -3329,7 +3519,7 @@ fn submit_multi(
                 .map(|md| md.index)
                 .filter(|&k| k != j && !bound && alive & (1 << k) != 0)
                 .find_map(|k| {
-                    stage_for(d, &st, q, &access, &transitions, k)
+                    stage_for(d, &st, q, (&access, &transitions), k, true)
                         .ok()
                         .map(|x| (k, x))
                 });

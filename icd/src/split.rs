@@ -5,12 +5,16 @@
 //!   compute commands beside the member recordings: pipeline and descriptor set binds, push
 //!   constants, dispatches (each with its own access set, what its add-atomic bindings lead
 //!   to, and its bindings of own bytes), indirect dispatches (with what they would be as
-//!   dispatches, [`Pending`]), buffer copies, updates and fills (run whole on the first
-//!   member) and memory barriers. A command that the log cannot replay breaks it (image
-//!   barriers, queue family ownership transfers, event waits, secondaries, push
-//!   descriptors), and so does any access the log's commands did not make
-//!   (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as `single`
-//!   places it.
+//!   dispatches, [`Pending`]), buffer copies, updates and fills, copies between buffers and
+//!   images and between images (each run whole on the first member), memory barriers and
+//!   image barriers ([`Step::Images`]: every member replays them once, in the round whose
+//!   part of the log holds them ([`spans`]), also in whole rounds, where the others record
+//!   nothing else; a layout change ends a round). A command that the log cannot replay
+//!   breaks it (queue family ownership transfers, event waits, secondaries, push
+//!   descriptors, blits, resolves, clears), and so does any access the log's commands did
+//!   not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
+//!   `single` places it. Images copied between drivers whose layouts the batch changes run
+//!   whole (their packed copies follow one layout per subresource).
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
 //!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
 //!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
@@ -36,8 +40,12 @@
 //!   gets and gives back only its slices' bytes, copied whole, without a snapshot or diff.
 //!   Images copied between drivers merge the same way through packed copies in host memory,
 //!   one per member ([`Copies::Stages`]), which each member's rounds copy into its image
-//!   before their work and back after it. Copies reached through staging buffers are not
-//!   split yet.
+//!   before their work and back after it. Copies reached only through staging buffers (the
+//!   staging tier) get the same: a stage per member over what the batch touches
+//!   ([`Copies::Mirror`]'s `staged`), which each member's rounds copy into its copy before
+//!   their work and back after it ([`Merge::staged_copies`]); the first member's copy is
+//!   copied out into its stage before the first round ([`Merge::staged_lead_in`]) and gets
+//!   the merged stage back at the join.
 //!
 //! The member command buffers come from pools of vkfuse's own (`exec.rs`), one per member and
 //! queue family, and are reused once their round finished.
@@ -99,6 +107,32 @@ pub enum Step {
     /// A pipeline barrier without image barriers or queue family ownership transfers: replayed as
     /// a global memory barrier.
     Barrier,
+    /// A pipeline barrier with image barriers (no queue family ownership transfers): replayed
+    /// with each member's images, by every member once, in the round whose part of the log
+    /// holds it (`record`'s `span`). One that changes a layout ends its round.
+    Images(Vec<ImageBarrier>),
+}
+
+/// An image barrier of a split log: the fused image (raw handle), its layouts before and after,
+/// and the subresources.
+#[derive(Clone, Copy)]
+pub struct ImageBarrier {
+    pub image: u64,
+    pub layouts: (vk::ImageLayout, vk::ImageLayout),
+    pub range: vk::ImageSubresourceRange,
+}
+
+impl Step {
+    /// The images whose layouts this step changes.
+    pub fn transitions(&self) -> impl Iterator<Item = u64> + '_ {
+        let list: &[ImageBarrier] = match self {
+            Step::Images(list) => list,
+            _ => &[],
+        };
+        list.iter()
+            .filter(|b| b.layouts.0 != b.layouts.1)
+            .map(|b| b.image)
+    }
 }
 
 /// An indirect dispatch whose shader allows splitting, as a dispatch once its group counts are
@@ -111,9 +145,23 @@ pub struct Pending {
     pub touch: Touch,
 }
 
-/// The buffer transfers a split log replays (raw fused buffer handles).
+/// The transfers a split log replays (raw fused buffer and image handles).
 #[derive(Clone)]
 pub enum Transfer {
+    /// `vkCmdCopyBufferToImage` (`to_image`) or `vkCmdCopyImageToBuffer`.
+    BufferImage {
+        buffer: u64,
+        image: u64,
+        layout: vk::ImageLayout,
+        regions: Vec<vk::BufferImageCopy>,
+        to_image: bool,
+    },
+    /// `vkCmdCopyImage`.
+    Image {
+        src: (u64, vk::ImageLayout),
+        dst: (u64, vk::ImageLayout),
+        regions: Vec<vk::ImageCopy>,
+    },
     Copy {
         src: u64,
         dst: u64,
@@ -379,13 +427,14 @@ impl Log {
         any.then_some(out)
     }
 
-    /// A pipeline barrier that made `fed` accesses; `images`: it has image barriers.
-    pub fn barrier(&mut self, fed: u64, images: bool) {
-        if images {
-            self.brk("an image barrier");
-        }
+    /// A pipeline barrier that made `fed` accesses, with image barriers `images`.
+    pub fn barrier(&mut self, fed: u64, images: Vec<ImageBarrier>) {
         self.own += fed;
-        self.push(Step::Barrier);
+        self.push(if images.is_empty() {
+            Step::Barrier
+        } else {
+            Step::Images(images)
+        });
     }
 
     /// Whether the log replays its command buffer, whose access set is `access`.
@@ -504,9 +553,60 @@ unsafe fn transfer(
 ) -> Result<(), vk::Result> {
     let missing = crate::guard::missing;
     let buf = |raw: u64| crate::conv::nd(vk::Buffer::from_raw(raw), m);
+    let img = |raw: u64| crate::conv::nd(vk::Image::from_raw(raw), m);
     // SAFETY: caller contract; the handles are the member's.
     unsafe {
         match op {
+            Transfer::BufferImage {
+                buffer,
+                image,
+                layout,
+                regions,
+                to_image: true,
+            } => {
+                let copy = f
+                    .cmd_copy_buffer_to_image
+                    .ok_or_else(|| missing("vkCmdCopyBufferToImage"))?;
+                copy(
+                    cb,
+                    buf(*buffer),
+                    img(*image),
+                    *layout,
+                    regions.len() as u32,
+                    regions.as_ptr(),
+                );
+            }
+            Transfer::BufferImage {
+                buffer,
+                image,
+                layout,
+                regions,
+                to_image: false,
+            } => {
+                let copy = f
+                    .cmd_copy_image_to_buffer
+                    .ok_or_else(|| missing("vkCmdCopyImageToBuffer"))?;
+                copy(
+                    cb,
+                    img(*image),
+                    *layout,
+                    buf(*buffer),
+                    regions.len() as u32,
+                    regions.as_ptr(),
+                );
+            }
+            Transfer::Image { src, dst, regions } => {
+                let copy = f.cmd_copy_image.ok_or_else(|| missing("vkCmdCopyImage"))?;
+                copy(
+                    cb,
+                    img(src.0),
+                    src.1,
+                    img(dst.0),
+                    dst.1,
+                    regions.len() as u32,
+                    regions.as_ptr(),
+                );
+            }
             Transfer::Copy { src, dst, regions } => {
                 let copy = f
                     .cmd_copy_buffer
@@ -551,17 +651,27 @@ unsafe fn transfer(
 /// run writes (slices of different members are not ordered with each other) unless both
 /// keep to each invocation's own bytes, cut the same way (`conflicts`), and runs of whole
 /// dispatches (all on one member, in order).
+///
+/// A layout change between two dispatches puts them in different rounds.
 pub fn rounds(steps: &[Step]) -> Vec<Round> {
     let mut out: Vec<Round> = Vec::new();
+    // A layout change ends the round: members change their images' layouts between rounds.
+    let mut cut = false;
     for (k, s) in steps.iter().enumerate() {
         let split = match s {
             Step::Dispatch { along, .. } => along.is_some(),
             Step::Indirect { .. } | Step::Transfer { .. } => false,
+            Step::Images(_) => {
+                cut |= s.transitions().next().is_some();
+                continue;
+            }
             _ => continue,
         };
-        let joins = out.last().is_some_and(|r| {
-            r.split == split && (!split || r.dispatches.iter().all(|d| !conflicts(&steps[*d], s)))
-        });
+        let joins = !std::mem::take(&mut cut)
+            && out.last().is_some_and(|r| {
+                r.split == split
+                    && (!split || r.dispatches.iter().all(|d| !conflicts(&steps[*d], s)))
+            });
         if joins {
             if let Some(r) = out.last_mut() {
                 r.dispatches.push(k);
@@ -574,6 +684,27 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
         }
     }
     out
+}
+
+/// The part of the log each of `rounds` (of `steps`) replays its image barriers from: from
+/// the end of the previous round's last dispatch (the start) to its own last dispatch (the
+/// last round: to the end).
+pub fn spans(steps: &[Step], rounds: &[Round]) -> Vec<std::ops::Range<usize>> {
+    let mut at = 0;
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(x, r)| {
+            let end = if x + 1 == rounds.len() {
+                steps.len()
+            } else {
+                r.dispatches.last().map_or(at, |k| k + 1)
+            };
+            let span = at..end.max(at);
+            at = span.end;
+            span
+        })
+        .collect()
 }
 
 /// A member's copy of an image copied between drivers and the buffer of its packed copy
@@ -700,8 +831,113 @@ unsafe fn copy_images(
     Ok(())
 }
 
+/// A member's copy of a mirrored allocation reached through staging (`cover`, a buffer over
+/// it) and its stage for a split batch (`Copies::Mirror`'s `staged`): the regions a round
+/// copies from the stage into the copy before its work (`into`) and back after it (`out`).
+pub struct StagedCopy {
+    pub cover: vk::Buffer,
+    pub stage: vk::Buffer,
+    pub into: Vec<vk::BufferCopy>,
+    pub out: Vec<vk::BufferCopy>,
+}
+
+/// Records into `cb` the copies of `copies` from their stages into the covers (`into`) or
+/// back, between barriers that order them after everything before them on the queue (and
+/// the host's writes) and everything after them (and the host's reads) after them.
+///
+/// # Safety
+/// `cb` is being recorded on `md`; the buffers are `md`'s and live.
+unsafe fn copy_buffers(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    copies: &[StagedCopy],
+    into: bool,
+) -> Result<(), vk::Result> {
+    let regions = |c: &StagedCopy| if into { c.into.len() } else { c.out.len() };
+    if copies.iter().all(|c| regions(c) == 0) {
+        return Ok(());
+    }
+    let f = &md.fns;
+    let missing = crate::guard::missing;
+    let barrier = f
+        .cmd_pipeline_barrier
+        .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
+    let copy = f
+        .cmd_copy_buffer
+        .ok_or_else(|| missing("vkCmdCopyBuffer"))?;
+    let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
+    let global = |src: vk::AccessFlags, dst: vk::AccessFlags| vk::MemoryBarrier {
+        src_access_mask: src,
+        dst_access_mask: dst,
+        ..Default::default()
+    };
+    let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
+    let before = global(
+        vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
+        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+    );
+    let after = global(
+        vk::AccessFlags::TRANSFER_WRITE,
+        any | vk::AccessFlags::HOST_READ,
+    );
+    // SAFETY: caller contract; member handles, the arrays live across the calls.
+    unsafe {
+        barrier(
+            cb,
+            all,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            1,
+            &before,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+        );
+        for c in copies {
+            let (src, dst, list) = if into {
+                (c.stage, c.cover, &c.into)
+            } else {
+                (c.cover, c.stage, &c.out)
+            };
+            if !list.is_empty() {
+                copy(cb, src, dst, list.len() as u32, list.as_ptr());
+            }
+        }
+        barrier(
+            cb,
+            vk::PipelineStageFlags::TRANSFER,
+            all,
+            vk::DependencyFlags::empty(),
+            1,
+            &after,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+        );
+    }
+    Ok(())
+}
+
+/// Records into `cb` (begun and ended here) copies out of covers into stages
+/// ([`StagedCopy::out`]): the first member's lead-in before a batch split with copies
+/// reached through staging (`exec.rs`).
+///
+/// # Safety
+/// As [`record`].
+pub unsafe fn record_lead_in(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    copies: &[StagedCopy],
+) -> Result<(), vk::Result> {
+    // SAFETY: caller contract.
+    unsafe { recorded(md, cb, || copy_buffers(md, cb, copies, false)) }
+}
+
 /// Records into `cb` (begun and ended here) the copies of `images`' packed copies into the
-/// images: the first member's join after a batch split with images (`exec.rs`).
+/// images and of `buffers`' stages into the copies: the first member's join after a batch
+/// split with images or copies reached through staging (`exec.rs`).
 ///
 /// # Safety
 /// As [`record`].
@@ -709,9 +945,15 @@ pub unsafe fn record_uploads(
     md: &MemberDevice,
     cb: vk::CommandBuffer,
     images: &[ImageCopy],
+    buffers: &[StagedCopy],
 ) -> Result<(), vk::Result> {
     // SAFETY: caller contract.
-    unsafe { recorded(md, cb, || copy_images(md, cb, images, true)) }
+    unsafe {
+        recorded(md, cb, || {
+            copy_images(md, cb, images, true)?;
+            copy_buffers(md, cb, buffers, true)
+        })
+    }
 }
 
 /// Begins `cb` of `md` (one submit), records `body` and ends it.
@@ -751,9 +993,11 @@ unsafe fn recorded(
 
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
-/// parts `slice(step)` gives (none: not on this member). Where `queries` is not null, its
+/// parts `slice(step)` gives (none: not on this member); of the image barriers those in
+/// `span` (every member replays each once, in order). Where `queries` is not null, its
 /// two timestamps are written before and after the round's work. `images` are copied from
-/// their packed copies into the images before the work and back after it.
+/// their packed copies into the images before the work and back after it, and so are
+/// `buffers` from their stages into the copies they stage.
 ///
 /// # Safety
 /// `cb` is a command buffer of `md` in the initial state, `queries` null or a query pool of
@@ -763,9 +1007,9 @@ pub unsafe fn record(
     md: &MemberDevice,
     (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
-    round: &Round,
+    (round, span): (&Round, std::ops::Range<usize>),
     slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
-    images: &[ImageCopy],
+    (images, buffers): (&[ImageCopy], &[StagedCopy]),
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
@@ -793,6 +1037,7 @@ pub unsafe fn record(
     unsafe {
         recorded(md, cb, || {
             copy_images(md, cb, images, true)?;
+            copy_buffers(md, cb, buffers, true)?;
             let stamp = match (
                 queries.is_null(),
                 f.cmd_reset_query_pool,
@@ -864,6 +1109,44 @@ pub unsafe fn record(
                         }
                     }
                     Step::Dispatch { .. } | Step::Indirect { .. } | Step::Transfer { .. } => {}
+                    Step::Images(list) => {
+                        if !span.contains(&k) {
+                            continue;
+                        }
+                        let all = vk::MemoryBarrier {
+                            src_access_mask: vk::AccessFlags::MEMORY_WRITE,
+                            dst_access_mask: vk::AccessFlags::MEMORY_READ
+                                | vk::AccessFlags::MEMORY_WRITE,
+                            ..Default::default()
+                        };
+                        let images: Vec<vk::ImageMemoryBarrier> = list
+                            .iter()
+                            .map(|b| vk::ImageMemoryBarrier {
+                                src_access_mask: vk::AccessFlags::MEMORY_WRITE,
+                                dst_access_mask: vk::AccessFlags::MEMORY_READ
+                                    | vk::AccessFlags::MEMORY_WRITE,
+                                old_layout: b.layouts.0,
+                                new_layout: b.layouts.1,
+                                src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+                                dst_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
+                                image: crate::conv::nd(vk::Image::from_raw(b.image), m),
+                                subresource_range: b.range,
+                                ..Default::default()
+                            })
+                            .collect();
+                        barrier(
+                            cb,
+                            vk::PipelineStageFlags::ALL_COMMANDS,
+                            vk::PipelineStageFlags::ALL_COMMANDS,
+                            vk::DependencyFlags::empty(),
+                            1,
+                            &all,
+                            0,
+                            std::ptr::null(),
+                            images.len() as u32,
+                            images.as_ptr(),
+                        )
+                    }
                     Step::Barrier => {
                         let all = vk::MemoryBarrier {
                             src_access_mask: vk::AccessFlags::MEMORY_WRITE,
@@ -889,6 +1172,7 @@ pub unsafe fn record(
             if let Some(write) = stamp {
                 write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
             }
+            copy_buffers(md, cb, buffers, false)?;
             copy_images(md, cb, images, false)
         })
     }
@@ -926,22 +1210,52 @@ pub struct Merge {
 /// words; not among `written`). `own` are the exact parts (bindings whose invocations
 /// access only their own bytes, [`OwnPart`]): per other member, the bytes of its slices it
 /// alone touches (copied to it before the round, not among `touched`) and may write (copied
-/// back after, not among `written`).
+/// back after, not among `written`); `own_first`, the same for the first member (which
+/// keeps them in its copy: they matter only where that copy is reached through a stage).
 pub struct MergeRange {
     pub mirror: Copies,
     pub touched: RangeSet,
     pub written: RangeSet,
     pub added: RangeSet,
     pub own: Vec<(usize, RangeSet, RangeSet)>,
+    pub own_first: (RangeSet, RangeSet),
 }
 
-/// The copies, one per member, that a merge goes through: a mirrored allocation's, or the
-/// tightly packed copies of an image copied between drivers (`images.rs`), a stage in host
-/// memory per member (indexed by member) that each member's rounds copy its image from and
-/// back into, of `size` bytes; the first's filled from `latest` before the first round.
+impl MergeRange {
+    /// What member `m` (`first`: the first member) copies from its stage into its copy before
+    /// a round of `split` (false: whole, on the first member), and back after it.
+    fn staged_ranges(&self, m: usize, first: bool, split: bool) -> (RangeSet, RangeSet) {
+        let mut into = self.touched.clone();
+        let mut out = self.written.clone();
+        out.union(&self.added);
+        if !split {
+            return (into, out);
+        }
+        if first {
+            // Its own slices, and the other members' own bytes it gets after the round.
+            into.union(&self.own_first.0);
+            out.union(&self.own_first.1);
+        } else if let Some((_, i, o)) = self.own.iter().find(|o| o.0 == m) {
+            into.union(i);
+            out.union(o);
+        }
+        (into, out)
+    }
+}
+
+/// The copies, one per member, that a merge goes through: a mirrored allocation's (each
+/// member's mapped copy, or, where `staged` has one for the member, a stage in host memory
+/// over the bytes the batch touches, which the member's rounds copy into its copy before their
+/// work and back after it, through the copy's cover: the staging tier), or the tightly packed
+/// copies of an image copied between drivers (`images.rs`), a stage in host memory per member
+/// (indexed by member) that each member's rounds copy its image from and back into, of `size`
+/// bytes; the first's filled from `latest` before the first round.
 #[derive(Clone)]
 pub enum Copies {
-    Mirror(Arc<Mirror>),
+    Mirror {
+        mirror: Arc<Mirror>,
+        staged: Vec<Option<Arc<crate::staging::Stage>>>,
+    },
     Stages {
         stages: Vec<Option<Arc<crate::staging::Stage>>>,
         size: u64,
@@ -950,20 +1264,47 @@ pub enum Copies {
 }
 
 impl Copies {
-    /// Member `m`'s copy, mapped (null where it is not).
-    pub fn copy_of(&self, m: usize) -> *mut u8 {
-        match self {
-            Copies::Mirror(mirror) => mirror.copy_of(m),
-            Copies::Stages { stages, .. } => stages
-                .get(m)
-                .and_then(|s| s.as_ref())
-                .map_or(std::ptr::null_mut(), |s| s.base()),
+    /// Member `m`'s stage, where the merge goes through one for it.
+    fn stage(&self, m: usize) -> Option<&Arc<crate::staging::Stage>> {
+        let stages = match self {
+            Copies::Mirror { staged, .. } => staged,
+            Copies::Stages { stages, .. } => stages,
+        };
+        stages.get(m).and_then(|s| s.as_ref())
+    }
+
+    /// The host address of byte `pos` of member `m`'s copy (its stage's, where it has one):
+    /// null where it is not mapped, or `pos` is not in its stage.
+    pub fn at(&self, m: usize, pos: u64) -> *mut u8 {
+        match (self.stage(m), self) {
+            (Some(s), Copies::Mirror { .. }) => s.at(pos),
+            (Some(s), Copies::Stages { .. }) if !s.base().is_null() => {
+                s.base().wrapping_add(pos as usize)
+            }
+            (None, Copies::Mirror { mirror, .. }) => {
+                let base = mirror.copy_of(m);
+                if base.is_null() {
+                    base
+                } else {
+                    base.wrapping_add(pos as usize)
+                }
+            }
+            (_, Copies::Stages { .. }) => std::ptr::null_mut(),
+        }
+    }
+
+    /// Whether the merge reaches member `m`'s copy: mapped, or through a stage.
+    fn reaches(&self, m: usize) -> bool {
+        match (self.stage(m), self) {
+            (Some(s), _) => !s.base().is_null(),
+            (None, Copies::Mirror { mirror, .. }) => !mirror.copy_of(m).is_null(),
+            (None, Copies::Stages { .. }) => false,
         }
     }
 
     pub fn size(&self) -> u64 {
         match self {
-            Copies::Mirror(mirror) => mirror.size(),
+            Copies::Mirror { mirror, .. } => mirror.size(),
             Copies::Stages { size, .. } => *size,
         }
     }
@@ -971,13 +1312,13 @@ impl Copies {
 
 /// The mirrored allocations of round `round` of `steps` ([`MergeRange`]), for `members` (the
 /// first runs the batch) with slices dealt out by `weights` in `chunks` chunks per member;
-/// `mirror` gives an allocation's mirror (`None`: not mirrored).
+/// `mirror` gives an allocation's copies (`None`: not mirrored).
 pub fn merge_ranges(
     steps: &[Step],
     round: &Round,
     (weights, chunks): (&[f64], u32),
     members: &[usize],
-    mirror: impl Fn(u64) -> Option<Arc<Mirror>>,
+    mirror: impl Fn(u64) -> Option<Copies>,
 ) -> Vec<MergeRange> {
     #[derive(Default)]
     struct Acc {
@@ -1012,7 +1353,7 @@ pub fn merge_ranges(
         if own.is_empty() {
             continue;
         }
-        for pos in 1..members.len() {
+        for pos in 0..members.len() {
             let parts = slices(&steps[*k], weights, chunks, pos);
             for p in own.iter().filter(|p| mirror(p.memory).is_some()) {
                 let e = per.entry(p.memory).or_default();
@@ -1029,14 +1370,13 @@ pub fn merge_ranges(
     }
     per.into_iter()
         .filter_map(|(mem, mut a)| {
-            let mirror = Copies::Mirror(mirror(mem)?);
+            let mirror = mirror(mem)?;
             let all = vkfuse_memory::Range::new(0, mirror.size());
             a.written.subtract(&a.added);
-            let own = a
+            let mut own: Vec<(usize, RangeSet, RangeSet)> = a
                 .own
                 .into_iter()
                 .enumerate()
-                .skip(1)
                 .map(|(pos, (mut into, mut out))| {
                     into.subtract(&a.touched);
                     out.subtract(&a.written);
@@ -1044,11 +1384,18 @@ pub fn merge_ranges(
                     (members[pos], into.within(all), out.within(all))
                 })
                 .collect();
+            let own_first = if own.is_empty() {
+                (RangeSet::new(), RangeSet::new())
+            } else {
+                let (_, into, out) = own.remove(0);
+                (into, out)
+            };
             Some(MergeRange {
                 touched: a.touched.within(all),
                 written: a.written.within(all),
                 added: a.added.within(all),
                 own,
+                own_first,
                 mirror,
             })
         })
@@ -1082,13 +1429,98 @@ impl Merge {
             .sum()
     }
 
-    /// Whether every member's copy of every allocation is mapped (no staging tier).
-    pub fn mapped(&self) -> bool {
+    /// Whether the merge reaches every member's copy of every allocation (mapped or through
+    /// a stage).
+    pub fn reachable(&self) -> bool {
         self.rounds.iter().flat_map(|r| &r.1).all(|a| {
             std::iter::once(self.j)
                 .chain(self.others.iter().copied())
-                .all(|m| !a.mirror.copy_of(m).is_null())
+                .all(|m| a.mirror.reaches(m))
         })
+    }
+
+    /// Member `m`'s copies reached through stages in round `r` (a round index, or the
+    /// number of rounds for the first member's join): the copy regions from each stage
+    /// into the copy before the round's work and back after it. At the join, the first
+    /// member's copy gets everything the rounds may have changed.
+    pub fn staged_copies(&self, r: usize, m: usize) -> Vec<StagedCopy> {
+        let first = m == self.j;
+        let mut per: Vec<(&MergeRange, RangeSet, RangeSet)> = Vec::new();
+        let rounds: Vec<&(bool, Vec<MergeRange>)> = if r == self.rounds.len() {
+            self.rounds.iter().collect()
+        } else {
+            self.rounds.get(r).into_iter().collect()
+        };
+        for (split, allocs) in rounds {
+            if !*split && !first {
+                continue;
+            }
+            for a in allocs {
+                if !matches!(a.mirror, Copies::Mirror { .. }) || a.mirror.stage(m).is_none() {
+                    continue;
+                }
+                let (mut into, mut out) = a.staged_ranges(m, first, *split);
+                if first && *split && r == self.rounds.len() {
+                    for (_, _, o) in &a.own {
+                        out.union(o);
+                    }
+                }
+                let key = |x: &MergeRange| x.mirror.stage(m).map(Arc::as_ptr);
+                match per.iter_mut().find(|p| key(p.0) == key(a)) {
+                    Some(p) => {
+                        p.1.union(&into);
+                        p.2.union(&out);
+                    }
+                    None => per.push((a, std::mem::take(&mut into), std::mem::take(&mut out))),
+                }
+            }
+        }
+        per.into_iter()
+            .filter_map(|(a, into, out)| {
+                let Copies::Mirror { mirror, .. } = &a.mirror else {
+                    return None;
+                };
+                let stage = a.mirror.stage(m)?;
+                let (into, out) = if r == self.rounds.len() {
+                    // The join: everything changed goes into the copy; nothing back.
+                    (out, RangeSet::new())
+                } else {
+                    (into, out)
+                };
+                Some(StagedCopy {
+                    cover: mirror.cover(m),
+                    stage: stage.buffer(m),
+                    into: stage.copies(&into, true),
+                    out: stage.copies(&out, false),
+                })
+            })
+            .filter(|c| !c.cover.is_null() && !c.stage.is_null())
+            .collect()
+    }
+
+    /// The first member's copies reached through stages, copied out whole into their stages
+    /// before the first round (after the first member's copy was made ready): each stage
+    /// then holds what the batch touches, which the rounds' copies go between.
+    pub fn staged_lead_in(&self) -> Vec<StagedCopy> {
+        let m = self.j;
+        let mut out: Vec<StagedCopy> = Vec::new();
+        for a in self.rounds.iter().flat_map(|r| &r.1) {
+            let (Copies::Mirror { mirror, .. }, Some(stage)) = (&a.mirror, a.mirror.stage(m))
+            else {
+                continue;
+            };
+            let buffer = stage.buffer(m);
+            if out.iter().any(|c| c.stage == buffer) || buffer.is_null() {
+                continue;
+            }
+            out.push(StagedCopy {
+                cover: mirror.cover(m),
+                stage: buffer,
+                into: Vec::new(),
+                out: stage.copies(&stage.ranges, false),
+            });
+        }
+        out
     }
 
     /// Before round `r` (after the last, with `r` the number of rounds): merges the previous
@@ -1114,7 +1546,7 @@ impl Merge {
                 else {
                     continue;
                 };
-                let to = a.mirror.copy_of(self.j);
+                let to = a.mirror.at(self.j, 0);
                 if to.is_null() || latest.base().is_null() || filled.contains(&to) {
                     continue;
                 }
@@ -1127,36 +1559,40 @@ impl Merge {
         if let Some((true, allocs)) = r.checked_sub(1).and_then(|p| self.rounds.get(p)) {
             let mut merged = 0u64;
             for (a, snap) in allocs.iter().zip(snaps.iter()) {
-                let to = a.mirror.copy_of(self.j);
+                let c = &a.mirror;
                 for m in &self.others {
-                    let from = a.mirror.copy_of(*m);
                     let mut at = 0usize;
                     // Written ranges merge by diff, added ones as sums of deltas; the
                     // snapshot holds them in this order.
                     let parts = a.written.ranges().iter().map(|r| (r, false));
                     for (range, add) in parts.chain(a.added.ranges().iter().map(|r| (r, true))) {
                         let n = range.len() as usize;
-                        // SAFETY: both copies are mapped, `size` bytes, and the ranges lie
-                        // within the allocation; the caller's contract keeps them still.
+                        let before = &snap[at..at + n];
+                        at += n;
+                        let (from, to) = (c.at(*m, range.start), c.at(self.j, range.start));
+                        if from.is_null() || to.is_null() {
+                            continue;
+                        }
+                        // SAFETY: both copies are mapped and hold the range (a stage holds
+                        // every range the batch touches, in one piece); the caller's
+                        // contract keeps them still.
                         let (src, dst) = unsafe {
                             (
-                                std::slice::from_raw_parts(from.add(range.start as usize), n),
-                                std::slice::from_raw_parts_mut(to.add(range.start as usize), n),
+                                std::slice::from_raw_parts(from, n),
+                                std::slice::from_raw_parts_mut(to, n),
                             )
                         };
-                        let before = &snap[at..at + n];
                         merged += if add {
                             add_deltas(dst, src, before)
                         } else {
                             diff_into(dst, src, before)
                         };
-                        at += n;
                     }
                 }
                 // Each member's own bytes are its alone: copied back whole.
                 for (m, _, out) in &a.own {
                     // SAFETY: as above.
-                    merged += unsafe { copy_ranges(a.mirror.copy_of(*m), to, out) };
+                    merged += unsafe { copy_ranges(c, *m, self.j, out) };
                 }
             }
             self.merged.fetch_add(merged, Relaxed);
@@ -1169,20 +1605,25 @@ impl Merge {
         };
         let mut copied = 0u64;
         for a in allocs {
-            let from = a.mirror.copy_of(self.j);
+            let c = &a.mirror;
             for m in &self.others {
                 // SAFETY: as above.
-                copied += unsafe { copy_ranges(from, a.mirror.copy_of(*m), &a.touched) };
+                copied += unsafe { copy_ranges(c, self.j, *m, &a.touched) };
             }
             for (m, into, _) in &a.own {
                 // SAFETY: as above.
-                copied += unsafe { copy_ranges(from, a.mirror.copy_of(*m), into) };
+                copied += unsafe { copy_ranges(c, self.j, *m, into) };
             }
             let mut snap = Vec::with_capacity((a.written.units() + a.added.units()) as usize);
             for range in a.written.ranges().iter().chain(a.added.ranges()) {
+                let from = c.at(self.j, range.start);
+                if from.is_null() {
+                    snap.resize(snap.len() + range.len() as usize, 0);
+                    continue;
+                }
                 // SAFETY: as above.
                 snap.extend_from_slice(unsafe {
-                    std::slice::from_raw_parts(from.add(range.start as usize), range.len() as usize)
+                    std::slice::from_raw_parts(from, range.len() as usize)
                 });
             }
             snaps.push(snap);
@@ -1193,23 +1634,21 @@ impl Merge {
     }
 }
 
-/// Copies `ranges` (byte offsets into both) from the copy at `from` into the one at `to`.
-/// Returns the bytes copied.
+/// Copies `ranges` (byte offsets of the allocation) from member `from`'s copy of `c` into
+/// member `to`'s. Returns the bytes copied.
 ///
 /// # Safety
-/// Both are mapped copies of one allocation holding every range; nothing else uses those bytes
-/// meanwhile.
-unsafe fn copy_ranges(from: *const u8, to: *mut u8, ranges: &RangeSet) -> u64 {
+/// Both copies are reached ([`Copies::reaches`]) and hold every range in one piece; nothing
+/// else uses those bytes meanwhile.
+unsafe fn copy_ranges(c: &Copies, from: usize, to: usize, ranges: &RangeSet) -> u64 {
     let mut n = 0;
     for range in ranges.ranges() {
+        let (src, dst) = (c.at(from, range.start), c.at(to, range.start));
+        if src.is_null() || dst.is_null() {
+            continue;
+        }
         // SAFETY: caller contract.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                from.add(range.start as usize),
-                to.add(range.start as usize),
-                range.len() as usize,
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, range.len() as usize) };
         n += range.len();
     }
     n
@@ -1375,6 +1814,51 @@ mod tests {
         );
     }
 
+    /// An image barrier of image 5 between `from` and `to`.
+    fn image_barrier(from: vk::ImageLayout, to: vk::ImageLayout) -> Step {
+        Step::Images(vec![ImageBarrier {
+            image: 5,
+            layouts: (from, to),
+            range: vk::ImageSubresourceRange::default(),
+        }])
+    }
+
+    #[test]
+    fn layout_changes_end_rounds_and_spans_cover_the_log_once() {
+        let general = vk::ImageLayout::GENERAL;
+        let steps = vec![
+            image_barrier(vk::ImageLayout::UNDEFINED, general),
+            dispatch(Some(0), acc(1, (0, 100), Some((0, 100)))),
+            // No layout change: the next dispatch joins the round.
+            image_barrier(general, general),
+            dispatch(Some(0), acc(1, (100, 200), Some((100, 200)))),
+            // A layout change: a new round, though nothing conflicts.
+            image_barrier(general, vk::ImageLayout::TRANSFER_SRC_OPTIMAL),
+            dispatch(Some(0), acc(1, (200, 300), Some((200, 300)))),
+            Step::Barrier,
+            image_barrier(vk::ImageLayout::TRANSFER_SRC_OPTIMAL, general),
+        ];
+        let r = rounds(&steps);
+        assert_eq!(
+            r,
+            vec![
+                Round {
+                    split: true,
+                    dispatches: vec![1, 3]
+                },
+                Round {
+                    split: true,
+                    dispatches: vec![5]
+                },
+            ]
+        );
+        // Every step in exactly one span, in order; the first barrier before the first round's
+        // dispatches, the layout change between rounds in the second, the trailing ones too.
+        assert_eq!(spans(&steps, &r), vec![0..4, 4..8]);
+        assert_eq!(steps[4].transitions().collect::<Vec<_>>(), vec![5]);
+        assert_eq!(steps[2].transitions().count(), 0);
+    }
+
     /// A dispatch cut along x of `count` groups of 64 whose bindings (allocation, byte range,
     /// written) each access 4 bytes per invocation from their start.
     fn elementwise(count: u32, parts: &[(u64, (u64, u64), bool)]) -> Step {
@@ -1520,8 +2004,8 @@ mod tests {
         assert_eq!(log.replays(&fed), Ok(()));
         fed.fed += 1;
         assert!(log.replays(&fed).is_err());
-        log.barrier(0, true);
-        assert_eq!(log.replays(&fed), Err("an image barrier"));
+        log.brk("an event wait");
+        assert_eq!(log.replays(&fed), Err("an event wait"));
         assert!(log.steps.is_empty());
     }
 }

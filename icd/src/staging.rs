@@ -216,6 +216,14 @@ impl Stage {
             .collect()
     }
 
+    /// The copy regions between the stage and the cover for `parts`, each within the stage's
+    /// ranges (what lies outside them is left out): into the cover, or out of it when
+    /// `into_cover` is false.
+    pub fn copies(&self, parts: &RangeSet, into_cover: bool) -> Vec<vk::BufferCopy> {
+        let within = parts.intersection(&self.ranges);
+        self.regions(Some(within.ranges()), into_cover)
+    }
+
     /// The address of the stage's first byte.
     pub fn base(&self) -> *mut u8 {
         self.ptr

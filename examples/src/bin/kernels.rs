@@ -22,7 +22,8 @@
 //!   depends on scheduling, so it is checked and hashed sorted;
 //! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
 //!   read back by command buffers of their own); `--sampled` reads the source as a sampled
-//!   image in `SHADER_READ_ONLY_OPTIMAL`;
+//!   image in `SHADER_READ_ONLY_OPTIMAL`; `--in-batch` moves the output's layout changes and
+//!   its copy into the readback buffer into the filter's command buffer;
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
 //!   one's output (which another slice wrote);
 //! - `mix`: a random sequence (`--seed`) of `--steps` dispatches over two buffers, each on a
@@ -42,7 +43,7 @@ const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
-               [--seed K] [--host-signal] [--sampled]
+               [--seed K] [--host-signal] [--sampled] [--in-batch]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -63,6 +64,9 @@ and the time per submit on stderr.
                 signals after the submit, once it has written x (zeros until then)
   --sampled     filter: the source is a sampled image (texelFetch) in
                 SHADER_READ_ONLY_OPTIMAL
+  --in-batch    filter: the command buffer of the dispatch also moves the output from
+                UNDEFINED to GENERAL before it, and to TRANSFER_SRC_OPTIMAL after it, and
+                copies it into the readback buffer
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
@@ -141,9 +145,10 @@ fn run(mut args: Args) -> Result<Report> {
     let seed: Option<u32> = args.value("--seed")?;
     let host_signal = args.flag("--host-signal");
     let sampled = args.flag("--sampled");
+    let in_batch = args.flag("--in-batch");
     args.finish()?;
-    if sampled && kernel != "filter" {
-        return Err("--sampled: filter only".into());
+    if (sampled || in_batch) && kernel != "filter" {
+        return Err("--sampled, --in-batch: filter only".into());
     }
     if host_signal && (kernel != "saxpy" || batches.is_some()) {
         return Err("--host-signal: saxpy only, without --batches".into());
@@ -579,22 +584,52 @@ fn run(mut args: Args) -> Result<Report> {
                         transfer,
                         compute,
                     );
+                }
+                Ok(())
+            })?;
+            // The output from UNDEFINED to GENERAL (where `at_start`) or from GENERAL to
+            // TRANSFER_SRC_OPTIMAL, and its copy into the readback buffer.
+            let output_to = |c: vk::CommandBuffer, at_start: bool| {
+                // SAFETY: recording `c`; the image and buffer are live.
+                unsafe {
+                    if at_start {
+                        cmd::image_barrier(
+                            d,
+                            c,
+                            dst.handle,
+                            color,
+                            vk::ImageLayout::UNDEFINED,
+                            vk::ImageLayout::GENERAL,
+                            (
+                                vk::PipelineStageFlags::TOP_OF_PIPE,
+                                vk::AccessFlags::empty(),
+                            ),
+                            cmd::COMPUTE_WRITE,
+                        );
+                        return;
+                    }
                     cmd::image_barrier(
                         d,
                         c,
                         dst.handle,
                         color,
-                        vk::ImageLayout::UNDEFINED,
                         vk::ImageLayout::GENERAL,
-                        (
-                            vk::PipelineStageFlags::TOP_OF_PIPE,
-                            vk::AccessFlags::empty(),
-                        ),
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                         cmd::COMPUTE_WRITE,
+                        (
+                            vk::PipelineStageFlags::TRANSFER,
+                            vk::AccessFlags::TRANSFER_READ,
+                        ),
                     );
+                    cmd::copy_image_to_host(d, c, dst.handle, extent, readback.handle);
                 }
-                Ok(())
-            })?;
+            };
+            if !in_batch {
+                ctx.one_time_commands(queue, |c| {
+                    output_to(c, true);
+                    Ok(())
+                })?;
+            }
             let sampler = ctx.create_nearest_sampler()?;
             let source = if sampled {
                 Binding::combined_image_sampler(
@@ -623,34 +658,26 @@ fn run(mut args: Args) -> Result<Report> {
                 ],
             )?;
             record(&|| {
+                if in_batch {
+                    output_to(cb, true);
+                }
                 // SAFETY: as for saxpy; the images are in the layouts their descriptors name.
                 unsafe {
                     k.bind(d, cb);
                     d.cmd_dispatch(cb, w.div_ceil(8), w.div_ceil(8), 1);
                 }
+                if in_batch {
+                    output_to(cb, false);
+                }
             })?;
             let t = submit_all(&|| Ok(()))?;
-            ctx.one_time_commands(queue, |c| {
-                // SAFETY: recording a fresh command buffer; the filter's writes finished (its
-                // fence was waited for).
-                unsafe {
-                    cmd::image_barrier(
-                        d,
-                        c,
-                        dst.handle,
-                        color,
-                        vk::ImageLayout::GENERAL,
-                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                        cmd::COMPUTE_WRITE,
-                        (
-                            vk::PipelineStageFlags::TRANSFER,
-                            vk::AccessFlags::TRANSFER_READ,
-                        ),
-                    );
-                    cmd::copy_image_to_host(d, c, dst.handle, extent, readback.handle);
-                }
-                Ok(())
-            })?;
+            if !in_batch {
+                // After the filter's writes (its fence was waited for).
+                ctx.one_time_commands(queue, |c| {
+                    output_to(c, false);
+                    Ok(())
+                })?;
+            }
             let got = readback.read_bytes(0, bytes as usize)?;
             let w = w as i64;
             let at = |x: i64, y: i64| texels[(y.clamp(0, w - 1) * w + x.clamp(0, w - 1)) as usize];

@@ -2543,7 +2543,19 @@ fn submit_split(
                             "it touches an image copied between drivers, and not every member imports host memory",
                         );
                     } else {
-                        match crate::images::for_split(&st.coherence, img, &access) {
+                        // The layouts the batch's image barriers give it, in order.
+                        let changes: Vec<(vk::ImageSubresourceRange, vk::ImageLayout)> = logs
+                            .iter()
+                            .filter_map(|g| g.log.as_ref())
+                            .flat_map(|l| &l.steps)
+                            .flat_map(|s| match s {
+                                crate::split::Step::Images(list) => &list[..],
+                                _ => &[],
+                            })
+                            .filter(|b| b.image == *k)
+                            .map(|b| (b.range, b.layouts.1))
+                            .collect();
+                        match crate::images::for_split(&st.coherence, img, &access, &changes) {
                             // Members that bind the application's memory share one copy:
                             // their rounds would copy into it at once.
                             Ok(_)
@@ -2683,24 +2695,40 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
-    if split_images
-        .iter()
-        .any(|si| transitioned.contains(&si.image.raw))
-    {
-        let w = "it changes the layout of an image copied between drivers";
-        crate::debug!("compute_split: a batch runs whole: {w}");
-        st.split.refused(w);
-        return None;
-    }
-    if all_rounds
-        .iter()
-        .zip(&round_images)
-        .any(|(r, imgs)| !r.1.split && !imgs.is_empty())
-    {
-        let w = "whole work on an image copied between drivers among split dispatches";
-        crate::debug!("compute_split: a batch runs whole: {w}");
-        st.split.refused(w);
-        return None;
+    // Per image copied between drivers, per round: its layouts (`Image::round_layouts`), and
+    // per round the barriers from UNDEFINED that its rounds replay from each subresource's
+    // layout instead (by step and place in the step's list).
+    let mut image_layouts: Vec<Vec<crate::images::RoundLayouts<(usize, usize)>>> = Vec::new();
+    let mut kept: Vec<crate::split::Kept> = vec![HashMap::new(); all_rounds.len()];
+    for (x, si) in split_images.iter().enumerate() {
+        let per_round: Vec<(bool, Vec<_>)> = all_rounds
+            .iter()
+            .zip(&round_spans)
+            .zip(&round_images)
+            .map(|(((i, _), span), imgs)| {
+                let barriers = span
+                    .clone()
+                    .flat_map(|k| match &steps[*i][k] {
+                        crate::split::Step::Images(list) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(n, b)| ((k, n), b))
+                            .collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    })
+                    .filter(|(_, b)| b.image == si.image.raw)
+                    .map(|(tag, b)| (tag, b.range, b.layouts))
+                    .collect();
+                (imgs.iter().any(|c| c.0 == x), barriers)
+            })
+            .collect();
+        let layouts = si.image.round_layouts(&si.start, &per_round);
+        for (r, l) in layouts.iter().enumerate() {
+            for (tag, list) in &l.kept {
+                kept[r].insert(*tag, list.clone());
+            }
+        }
+        image_layouts.push(layouts);
     }
     // Add atomics merge as sums of deltas only where each member adds into its own copy.
     let shared_adds = all_rounds.iter().filter(|r| r.1.split).any(|(i, r)| {
@@ -2903,22 +2931,49 @@ fn submit_split(
     let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
-    // Member `m`'s copies of the images of `imgs` and its packed copies of them.
-    let image_copies = |m: usize, imgs: &[(usize, bool)]| -> Vec<crate::split::ImageCopy> {
-        imgs.iter()
-            .filter_map(|(x, _)| {
-                let si = &split_images[*x];
-                let buffer = image_stages[*x][m].as_ref()?.buffer(m);
-                // SAFETY: the image is live while the batch's command buffers are.
-                let obj = unsafe { ObjectBase::get(si.image.raw) }.ok()?;
-                Some(crate::split::ImageCopy {
-                    image: vk::Image::from_raw(obj.handles[m]),
-                    buffer,
-                    regions: si.regions.clone(),
+    // Member `m`'s copies of the images of `imgs` and its packed copies of them, in round
+    // `r` (the number of rounds: the join, into the images in their layouts at the end).
+    let image_copies =
+        |m: usize, imgs: &[(usize, bool)], r: usize| -> Vec<crate::split::ImageCopy> {
+            imgs.iter()
+                .filter_map(|(x, _)| {
+                    let si = &split_images[*x];
+                    let img = &si.image;
+                    let buffer = image_stages[*x][m].as_ref()?.buffer(m);
+                    // SAFETY: the image is live while the batch's command buffers are.
+                    let obj = unsafe { ObjectBase::get(img.raw) }.ok()?;
+                    let image = vk::Image::from_raw(obj.handles[m]);
+                    let layouts = &image_layouts[*x];
+                    let Some(l) = layouts.get(r) else {
+                        let end = &layouts.last()?.end;
+                        let into = img.relayout(&si.regions, end, |_| true);
+                        return Some(crate::split::ImageCopy {
+                            image,
+                            buffer,
+                            into: into.into_iter().map(|r| (r, false)).collect(),
+                            out: Vec::new(),
+                        });
+                    };
+                    let fresh = |u: usize| crate::images::empty(l.start[u]);
+                    let mut into: Vec<(crate::staging::ImageRegion, bool)> = img
+                        .relayout(&si.regions, &l.first, |u| !fresh(u))
+                        .into_iter()
+                        .map(|r| (r, false))
+                        .collect();
+                    into.extend(
+                        img.relayout(&si.regions, &l.first, fresh)
+                            .into_iter()
+                            .map(|r| (r, true)),
+                    );
+                    Some(crate::split::ImageCopy {
+                        image,
+                        buffer,
+                        into,
+                        out: img.relayout(&si.regions, &l.end, |_| true),
+                    })
                 })
-            })
-            .collect()
-    };
+                .collect()
+        };
     'record: for (r_index, (i, round)) in all_rounds.iter().enumerate() {
         let log = &steps[*i];
         {
@@ -2951,7 +3006,7 @@ fn submit_split(
                     }
                 }
                 groups[m] += these;
-                let images = image_copies(m, &round_images[r_index]);
+                let images = image_copies(m, &round_images[r_index], r_index);
                 let buffers = merge
                     .as_ref()
                     .map(|mg| mg.staged_copies(r_index, m))
@@ -2964,7 +3019,7 @@ fn submit_split(
                         md,
                         (t.cb, t.queries),
                         log,
-                        (round, round_spans[r_index].clone()),
+                        (round, round_spans[r_index].clone(), &kept[r_index]),
                         slice,
                         (&images, &buffers),
                     )
@@ -3007,7 +3062,7 @@ fn submit_split(
         Ok((p, t))
     };
     if failed.is_none() && (!written_images.is_empty() || !join_buffers.is_empty()) {
-        let copies = image_copies(members[0], &written_images);
+        let copies = image_copies(members[0], &written_images, all_rounds.len());
         // SAFETY: a command buffer of vkfuse's pool, not pending; the images, covers and
         // stages are the first member's and live.
         let body = |md: &MemberDevice, cb| unsafe {
@@ -3376,8 +3431,11 @@ fn submit_split(
         let Some(stage) = image_stages[*x][j].clone() else {
             continue;
         };
-        if let Err(e) =
-            crate::images::split_written(&si.image, &mut st.coherence, j, stage, si.regions.clone())
+        let Some(end) = image_layouts[*x].last().map(|l| &l.end) else {
+            continue;
+        };
+        let packed = (si.image.relayout(&si.regions, end, |_| true), end.clone());
+        if let Err(e) = crate::images::split_written(&si.image, &mut st.coherence, j, stage, packed)
         {
             if !st.coherence_failed {
                 st.coherence_failed = true;

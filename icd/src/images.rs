@@ -624,12 +624,166 @@ impl Image {
         out
     }
 
+    /// The regions of `packed` (a tightly packed copy, [`Image::regions`]) for the
+    /// subresources that `keep` and that hold something in `layouts`, each in its layout
+    /// there: split into runs of layers whose subresources share their layouts (every aspect),
+    /// the buffer offsets kept.
+    pub fn relayout(
+        &self,
+        packed: &[ImageRegion],
+        layouts: &[vk::ImageLayout],
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<ImageRegion> {
+        let all_aspects = self
+            .aspects
+            .iter()
+            .fold(vk::ImageAspectFlags::empty(), |a, (f, _)| a | *f);
+        let mut out = Vec::new();
+        for r in packed {
+            let s = r.copy.image_subresource;
+            let Some((a, (_, (bytes, bw, bh)))) = self
+                .aspects
+                .iter()
+                .enumerate()
+                .find(|(_, (f, _))| *f == s.aspect_mask)
+            else {
+                continue;
+            };
+            let e = r.copy.image_extent;
+            let layer_bytes = u64::from(e.width.div_ceil(*bw))
+                * u64::from(e.height.div_ceil(*bh))
+                * u64::from(e.depth)
+                * u64::from(*bytes);
+            // The layout of this aspect at `layer` (`None`: not copied), and whether every
+            // aspect there shares it.
+            let key = |layer: u32| {
+                let u = self.unit(a, s.mip_level, layer);
+                let l = layouts
+                    .get(u)
+                    .copied()
+                    .unwrap_or(vk::ImageLayout::UNDEFINED);
+                if empty(l) || !keep(u) {
+                    return None;
+                }
+                let same = (0..self.aspects.len())
+                    .all(|b| layouts.get(self.unit(b, s.mip_level, layer)) == Some(&l));
+                Some((l, same))
+            };
+            let end = s.base_array_layer + s.layer_count;
+            let mut l = s.base_array_layer;
+            while l < end {
+                let Some(k) = key(l) else {
+                    l += 1;
+                    continue;
+                };
+                let start = l;
+                while l < end && key(l) == Some(k) {
+                    l += 1;
+                }
+                let mut part = *r;
+                part.copy.buffer_offset += u64::from(start - s.base_array_layer) * layer_bytes;
+                part.copy.image_subresource.base_array_layer = start;
+                part.copy.image_subresource.layer_count = l - start;
+                part.layout = k.0;
+                part.barrier_aspects = if k.1 { all_aspects } else { s.aspect_mask };
+                out.push(part);
+            }
+        }
+        out
+    }
+
+    /// The layouts of the image through the rounds of a split batch, from `start` (before
+    /// it), given per round whether the round copies the image in and out (`copied`) and its
+    /// image barriers of the image in order (a tag, the range, old and new layout).
+    ///
+    /// A barrier from `UNDEFINED` may discard contents; vkfuse keeps them instead, so that
+    /// every member's copy holds the same bytes (those of the packed copy): in a round that
+    /// copies the image in, the subresources its barriers first take out of `UNDEFINED` are
+    /// moved to their first layout before the copy (`first`), and every barrier of the image
+    /// from `UNDEFINED` is replayed as barriers from each subresource's layout at that point,
+    /// one per subresource (`kept`, by tag; a subresource that holds nothing and is not
+    /// copied in keeps its barrier from `UNDEFINED`).
+    #[allow(clippy::type_complexity)]
+    pub fn round_layouts<T: Copy>(
+        &self,
+        start: &[vk::ImageLayout],
+        rounds: &[(
+            bool,
+            Vec<(
+                T,
+                vk::ImageSubresourceRange,
+                (vk::ImageLayout, vk::ImageLayout),
+            )>,
+        )],
+    ) -> Vec<RoundLayouts<T>> {
+        let mut cur = start.to_vec();
+        let mut out = Vec::with_capacity(rounds.len());
+        for (copied, barriers) in rounds {
+            let at_start = cur.clone();
+            let mut first = cur.clone();
+            if *copied {
+                for (_, range, (_, new)) in barriers {
+                    for u in self.units_of(range) {
+                        if empty(first[u]) {
+                            first[u] = *new;
+                        }
+                    }
+                }
+                cur.clone_from(&first);
+            }
+            let mut kept = Vec::new();
+            for (tag, range, (old, new)) in barriers {
+                let mut each = Vec::new();
+                for u in self.units_of(range) {
+                    if *old == vk::ImageLayout::UNDEFINED {
+                        let from = if empty(cur[u]) { *old } else { cur[u] };
+                        each.push((self.unit_range(u), from, *new));
+                    }
+                    cur[u] = *new;
+                }
+                if *old == vk::ImageLayout::UNDEFINED {
+                    kept.push((*tag, each));
+                }
+            }
+            out.push(RoundLayouts {
+                start: at_start,
+                first,
+                end: cur.clone(),
+                kept,
+            });
+        }
+        out
+    }
+
+    /// The subresource range of one unit.
+    fn unit_range(&self, u: usize) -> vk::ImageSubresourceRange {
+        let per_aspect = self.mips as usize * self.layers as usize;
+        let (a, rest) = (u / per_aspect.max(1), u % per_aspect.max(1));
+        let (mip, layer) = (
+            rest / self.layers.max(1) as usize,
+            rest % self.layers.max(1) as usize,
+        );
+        let is_3d = self.ty == vk::ImageType::TYPE_3D;
+        vk::ImageSubresourceRange {
+            aspect_mask: self
+                .aspects
+                .get(a)
+                .map_or(vk::ImageAspectFlags::COLOR, |x| x.0),
+            base_mip_level: mip as u32,
+            level_count: 1,
+            base_array_layer: if is_3d { 0 } else { layer as u32 },
+            layer_count: 1,
+        }
+    }
+
+    /// The subresources' layouts after the batches submitted so far.
+    pub fn layouts(&self) -> Vec<vk::ImageLayout> {
+        self.state.lock().layouts.clone()
+    }
+
     /// The regions of a tightly packed copy of every subresource that holds something, in
     /// `layouts`, and the bytes they take.
     fn regions(&self, layouts: &[vk::ImageLayout]) -> (Vec<ImageRegion>, u64) {
-        let empty = |l: vk::ImageLayout| {
-            l == vk::ImageLayout::UNDEFINED || l == vk::ImageLayout::PREINITIALIZED
-        };
         let all_aspects = self
             .aspects
             .iter()
@@ -705,6 +859,12 @@ impl Image {
         }
         (out, at)
     }
+}
+
+/// Whether a subresource in layout `l` holds nothing (`UNDEFINED`, or `PREINITIALIZED`, which
+/// only linear images hold anything in; vkfuse copies optimal ones).
+pub fn empty(l: vk::ImageLayout) -> bool {
+    l == vk::ImageLayout::UNDEFINED || l == vk::ImageLayout::PREINITIALIZED
 }
 
 fn lcm(a: u64, b: u64) -> u64 {
@@ -959,27 +1119,47 @@ pub fn plan(
     Ok(plan)
 }
 
+/// An image's layouts in one round of a split batch ([`Image::round_layouts`]): at its
+/// start, once the subresources it first defines are in their first layout (where it copies
+/// the image in), and at its end; and the barriers from `UNDEFINED` replayed as barriers from
+/// each subresource's layout (by tag: range, old and new layout).
+#[allow(clippy::type_complexity)]
+pub struct RoundLayouts<T> {
+    pub start: Vec<vk::ImageLayout>,
+    pub first: Vec<vk::ImageLayout>,
+    pub end: Vec<vk::ImageLayout>,
+    pub kept: Vec<(
+        T,
+        Vec<(vk::ImageSubresourceRange, vk::ImageLayout, vk::ImageLayout)>,
+    )>,
+}
+
 /// What a batch split across members (`split.rs`) needs of an image copied between drivers
-/// that it touches: the regions of a tightly packed copy of it in the layouts it has (the
-/// copies move each subresource to a transfer layout and back), their bytes, the stage holding its
-/// latest contents (`None`: nothing defined yet) and whether the batch may write it.
+/// that it touches: the regions of a tightly packed copy of every subresource that holds
+/// something at some point of the batch (each in the first layout it has then: the copies
+/// of a round use the layouts of that round, [`Image::relayout`]), their bytes, the stage
+/// holding its latest contents (`None`: nothing defined yet), whether the batch may write
+/// it, and its layouts before the batch.
 pub struct SplitImage {
     pub image: Arc<Image>,
     pub regions: Vec<ImageRegion>,
     pub size: u64,
     pub latest: Option<Arc<Stage>>,
     pub written: bool,
+    pub start: Vec<vk::ImageLayout>,
 }
 
-/// [`SplitImage`] for image `img`, which a batch with `access` touches; why the batch cannot
-/// split with it otherwise. Each member's slices go between the packed copy and its own copy of
-/// the image, so the batch must not change layouts (split logs hold no image barriers), the
-/// host must hold the latest contents (every batch that may write an image copies it out,
-/// `plan`), and nothing else may reach the image's memory.
+/// [`SplitImage`] for image `img`, which a batch with `access` touches and whose layouts its
+/// image barriers change to `changes` (in order); why the batch cannot split with it
+/// otherwise. Each member's slices go between the packed copy and its own copy of the image,
+/// so the host must hold the latest contents (every batch that may write an image copies it
+/// out, `plan`), packed as this batch packs them, and nothing else may reach the image's
+/// memory.
 pub fn for_split(
     tracker: &Tracker,
     img: &Arc<Image>,
     access: &AccessSet,
+    changes: &[(vk::ImageSubresourceRange, vk::ImageLayout)],
 ) -> Result<SplitImage, &'static str> {
     let st = img.state.lock();
     let Some((mem, range)) = st.bound else {
@@ -992,7 +1172,16 @@ pub fn for_split(
     {
         return Err("it reaches an image copied between drivers through its memory");
     }
-    let (regions, size) = img.regions(&st.layouts);
+    // Each subresource packed in the first layout in which it holds something.
+    let mut packing = st.layouts.clone();
+    for (range, layout) in changes {
+        for u in img.units_of(range) {
+            if empty(packing[u]) {
+                packing[u] = *layout;
+            }
+        }
+    }
+    let (regions, size) = img.regions(&packing);
     if regions.is_empty() {
         return Err("it touches an image copied between drivers with nothing defined");
     }
@@ -1039,20 +1228,23 @@ pub fn for_split(
         size,
         latest,
         written,
+        start: st.layouts.clone(),
     })
 }
 
-/// A split batch that may write `img` finished on member `j` (submitted): `j`'s copy holds it,
-/// and so does `stage`, its latest contents (packed as `regions`).
+/// A split batch that may write `img` finished on member `j` (submitted), leaving it in
+/// `layouts`: `j`'s copy holds it, and so does `stage`, its latest contents (packed as
+/// `regions`).
 pub fn split_written(
     img: &Image,
     tracker: &mut Tracker,
     j: usize,
     stage: Arc<Stage>,
-    regions: Vec<ImageRegion>,
+    (regions, layouts): (Vec<ImageRegion>, Vec<vk::ImageLayout>),
 ) -> Result<(), CoherenceError> {
     let mut st = img.state.lock();
     st.latest = Some(Latest { stage, regions });
+    st.layouts = layouts;
     tracker.write(img.raw, Range::at(0, img.units() as u64), j)?;
     let t = tracker.read_plan(img.raw, Range::WHOLE, Site::HOST)?;
     tracker.commit_transfers(&t)
@@ -1226,6 +1418,88 @@ mod tests {
             range,
             layout,
         }
+    }
+
+    #[test]
+    fn split_rounds_keep_what_they_copy_in() {
+        use vk::ImageLayout as L;
+        // Depth and stencil, 1 mip level, 2 layers: units 0, 1 (depth), 2, 3 (stencil).
+        let img = image(vk::ImageType::TYPE_2D, (4, 4, 1), 1, 2);
+        let all = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL,
+            base_mip_level: 0,
+            level_count: 1,
+            base_array_layer: 0,
+            layer_count: 2,
+        };
+        let layer0 = vk::ImageSubresourceRange {
+            layer_count: 1,
+            ..all
+        };
+        // Layer 1 holds something; layer 0 does not.
+        let start = vec![L::UNDEFINED, L::GENERAL, L::UNDEFINED, L::GENERAL];
+        let rounds = [
+            // Round 0 copies the image in: both layers to GENERAL from UNDEFINED.
+            (true, vec![(7, all, (L::UNDEFINED, L::GENERAL))]),
+            // Round 1 does not: layer 0 discarded into TRANSFER_SRC_OPTIMAL.
+            (
+                false,
+                vec![(8, layer0, (L::UNDEFINED, L::TRANSFER_SRC_OPTIMAL))],
+            ),
+        ];
+        let r = img.round_layouts(&start, &rounds);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].start, start);
+        // Layer 0 is moved to GENERAL before the copy in; layer 1 was there already.
+        assert_eq!(r[0].first, vec![L::GENERAL; 4]);
+        assert_eq!(r[0].end, vec![L::GENERAL; 4]);
+        // Replayed from GENERAL, one barrier per subresource: nothing is discarded.
+        assert_eq!(r[0].kept.len(), 1);
+        assert_eq!(r[0].kept[0].0, 7);
+        assert_eq!(r[0].kept[0].1.len(), 4);
+        assert!(r[0].kept[0]
+            .1
+            .iter()
+            .all(|k| k.1 == L::GENERAL && k.2 == L::GENERAL));
+        assert!(r[0].kept[0].1.iter().all(|k| k.0.layer_count == 1));
+        assert_eq!(r[1].first, r[1].start);
+        assert_eq!(
+            r[1].end,
+            vec![
+                L::TRANSFER_SRC_OPTIMAL,
+                L::GENERAL,
+                L::TRANSFER_SRC_OPTIMAL,
+                L::GENERAL
+            ]
+        );
+        assert!(r[1].kept[0].1.iter().all(|k| k.1 == L::GENERAL));
+        // Packed once in GENERAL (one run of 2 layers per aspect); at round 1's end the layers
+        // part ways, at their offsets in the packed copy.
+        let (packed, _) = img.regions(&r[0].end);
+        assert_eq!(packed.len(), 2);
+        let split = img.relayout(&packed, &r[1].end, |_| true);
+        assert_eq!(split.len(), 4);
+        let depth: Vec<(u32, u64, vk::ImageLayout)> = split
+            .iter()
+            .filter(|x| x.copy.image_subresource.aspect_mask == vk::ImageAspectFlags::DEPTH)
+            .map(|x| {
+                (
+                    x.copy.image_subresource.base_array_layer,
+                    x.copy.buffer_offset,
+                    x.layout,
+                )
+            })
+            .collect();
+        // 4 x 4 texels of 4 bytes per layer.
+        assert_eq!(
+            depth,
+            vec![
+                (0, packed[0].copy.buffer_offset, L::TRANSFER_SRC_OPTIMAL),
+                (1, packed[0].copy.buffer_offset + 64, L::GENERAL)
+            ]
+        );
+        // Only what `keep` keeps, and nothing that holds nothing.
+        assert_eq!(img.relayout(&packed, &start, |u| u != 1).len(), 1);
     }
 
     #[test]

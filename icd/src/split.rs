@@ -13,8 +13,7 @@
 //!   breaks it (queue family ownership transfers, event waits, secondaries, push
 //!   descriptors, blits, resolves, clears), and so does any access the log's commands did
 //!   not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
-//!   `single` places it. Images copied between drivers whose layouts the batch changes run
-//!   whole (their packed copies follow one layout per subresource).
+//!   `single` places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
 //!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
 //!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
@@ -40,7 +39,9 @@
 //!   gets and gives back only its slices' bytes, copied whole, without a snapshot or diff.
 //!   Images copied between drivers merge the same way through packed copies in host memory,
 //!   one per member ([`Copies::Stages`]), which each member's rounds copy into its image
-//!   before their work and back after it. Copies reached only through staging buffers (the
+//!   before their work and back after it, in the layouts the round starts and ends with
+//!   (`images::Image::round_layouts`); a barrier from `UNDEFINED` of such an image keeps what
+//!   was copied in ([`Kept`]), so that every member's copy holds the same bytes. Copies reached only through staging buffers (the
 //!   staging tier) get the same: a stage per member over what the batch touches
 //!   ([`Copies::Mirror`]'s `staged`), which each member's rounds copy into its copy before
 //!   their work and back after it ([`Merge::staged_copies`]); the first member's copy is
@@ -112,6 +113,14 @@ pub enum Step {
     /// holds it (`record`'s `span`). One that changes a layout ends its round.
     Images(Vec<ImageBarrier>),
 }
+
+/// The image barriers from `UNDEFINED` of images copied between drivers that a round replays
+/// as barriers from each subresource's layout instead (`images::RoundLayouts::kept`): by step
+/// and place in the step's list, the ranges with their old and new layouts.
+pub type Kept = std::collections::HashMap<
+    (usize, usize),
+    Vec<(vk::ImageSubresourceRange, vk::ImageLayout, vk::ImageLayout)>,
+>;
 
 /// An image barrier of a split log: the fused image (raw handle), its layouts before and after,
 /// and the subresources.
@@ -708,11 +717,14 @@ pub fn spans(steps: &[Step], rounds: &[Round]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// A member's copy of an image copied between drivers and the buffer of its packed copy
-/// (`Copies::Stages`), which a round copies into the image before its work and back after it.
+/// (`Copies::Stages`), which a round copies into the image before its work (`into`, in the
+/// layouts at the round's start; those marked fresh are in `UNDEFINED` until then, and go to
+/// their region's layout) and back after it (`out`, in the layouts at its end).
 pub struct ImageCopy {
     pub image: vk::Image,
     pub buffer: vk::Buffer,
-    pub regions: Vec<crate::staging::ImageRegion>,
+    pub into: Vec<(crate::staging::ImageRegion, bool)>,
+    pub out: Vec<crate::staging::ImageRegion>,
 }
 
 /// Records into `cb` the copies of `images` between their packed copies and the images
@@ -754,16 +766,48 @@ unsafe fn copy_images(
         )
     };
     let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
-    let layouts = |from, to, src, dst| -> Vec<vk::ImageMemoryBarrier<'static>> {
+    // Each image's regions this way, and (into the images) those fresh or not.
+    let regions = |i: &ImageCopy, fresh: Option<bool>| -> Vec<crate::staging::ImageRegion> {
+        if into {
+            i.into
+                .iter()
+                .filter(|r| fresh.is_none_or(|f| r.1 == f))
+                .map(|r| r.0)
+                .collect()
+        } else {
+            i.out.clone()
+        }
+    };
+    let layouts = |fresh: Option<bool>,
+                   from,
+                   to,
+                   src,
+                   dst|
+     -> Vec<vk::ImageMemoryBarrier<'static>> {
         images
             .iter()
             .flat_map(|i| {
-                crate::staging::region_barriers(i.image, &i.regions, (from, to), (src, dst))
+                crate::staging::region_barriers(i.image, &regions(i, fresh), (from, to), (src, dst))
             })
             .collect()
     };
-    let to_transfer = layouts(None, Some(xfer), vk::AccessFlags::MEMORY_WRITE, xfer_access);
-    let back = layouts(Some(xfer), None, vk::AccessFlags::TRANSFER_WRITE, any);
+    let mut to_transfer = layouts(
+        if into { Some(false) } else { None },
+        None,
+        Some(xfer),
+        vk::AccessFlags::MEMORY_WRITE,
+        xfer_access,
+    );
+    if into {
+        to_transfer.extend(layouts(
+            Some(true),
+            Some(vk::ImageLayout::UNDEFINED),
+            Some(xfer),
+            vk::AccessFlags::empty(),
+            xfer_access,
+        ));
+    }
+    let back = layouts(None, Some(xfer), None, vk::AccessFlags::TRANSFER_WRITE, any);
     let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
     // SAFETY: caller contract; member handles, the arrays live across the calls.
     unsafe {
@@ -784,7 +828,11 @@ unsafe fn copy_images(
             to_transfer.as_ptr(),
         );
         for i in images {
-            let copies: Vec<vk::BufferImageCopy> = i.regions.iter().map(|r| r.copy).collect();
+            let copies: Vec<vk::BufferImageCopy> =
+                regions(i, None).iter().map(|r| r.copy).collect();
+            if copies.is_empty() {
+                continue;
+            }
             if into {
                 let copy = f
                     .cmd_copy_buffer_to_image
@@ -994,7 +1042,7 @@ unsafe fn recorded(
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
 /// parts `slice(step)` gives (none: not on this member); of the image barriers those in
-/// `span` (every member replays each once, in order). Where `queries` is not null, its
+/// `span` (every member replays each once, in order), those of `kept` as it says. Where `queries` is not null, its
 /// two timestamps are written before and after the round's work. `images` are copied from
 /// their packed copies into the images before the work and back after it, and so are
 /// `buffers` from their stages into the copies they stage.
@@ -1007,7 +1055,7 @@ pub unsafe fn record(
     md: &MemberDevice,
     (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
-    (round, span): (&Round, std::ops::Range<usize>),
+    (round, span, kept): (&Round, std::ops::Range<usize>, &Kept),
     slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
     (images, buffers): (&[ImageCopy], &[StagedCopy]),
 ) -> Result<(), vk::Result> {
@@ -1119,18 +1167,28 @@ pub unsafe fn record(
                                 | vk::AccessFlags::MEMORY_WRITE,
                             ..Default::default()
                         };
-                        let images: Vec<vk::ImageMemoryBarrier> = list
+                        // Barriers from UNDEFINED of images copied between drivers keep
+                        // their contents: one per subresource, from its layout (`kept`).
+                        let list: Vec<vk::ImageMemoryBarrier> = list
                             .iter()
-                            .map(|b| vk::ImageMemoryBarrier {
+                            .enumerate()
+                            .flat_map(|(n, b)| match kept.get(&(k, n)) {
+                                Some(each) => each
+                                    .iter()
+                                    .map(|(range, old, new)| (b.image, *range, (*old, *new)))
+                                    .collect(),
+                                None => vec![(b.image, b.range, b.layouts)],
+                            })
+                            .map(|(image, range, (old, new))| vk::ImageMemoryBarrier {
                                 src_access_mask: vk::AccessFlags::MEMORY_WRITE,
                                 dst_access_mask: vk::AccessFlags::MEMORY_READ
                                     | vk::AccessFlags::MEMORY_WRITE,
-                                old_layout: b.layouts.0,
-                                new_layout: b.layouts.1,
+                                old_layout: old,
+                                new_layout: new,
                                 src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
                                 dst_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
-                                image: crate::conv::nd(vk::Image::from_raw(b.image), m),
-                                subresource_range: b.range,
+                                image: crate::conv::nd(vk::Image::from_raw(image), m),
+                                subresource_range: range,
                                 ..Default::default()
                             })
                             .collect();
@@ -1143,8 +1201,8 @@ pub unsafe fn record(
                             &all,
                             0,
                             std::ptr::null(),
-                            images.len() as u32,
-                            images.as_ptr(),
+                            list.len() as u32,
+                            list.as_ptr(),
                         )
                     }
                     Step::Barrier => {

@@ -2242,8 +2242,9 @@ struct Splits {
     /// Per member: nanoseconds its slices ran (timestamps), and the slices timed.
     busy: [u64; MAX_MEMBERS],
     timed: [u64; MAX_MEMBERS],
-    /// Rounds being timed: (round number, members left, sum and longest of their busy time).
-    open: Vec<(u64, usize, u64, u64)>,
+    /// Rounds being timed: (round number, members left, sum and longest of their busy time,
+    /// the slices timed so far).
+    open: Vec<(u64, usize, u64, u64, Vec<TimedSlice>)>,
     /// Over the rounds timed on every member: the sum of members' busy time and of the
     /// longest member's.
     round_sum: u64,
@@ -2324,19 +2325,21 @@ impl Splits {
             };
             match busy {
                 Some(ns) => {
-                    self.balance
-                        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
-                        .measured(m, groups, ns);
                     self.busy[m] += ns;
                     self.timed[m] += 1;
                     let o = &mut self.open[k];
                     o.1 -= 1;
                     o.2 += ns;
                     o.3 = o.3.max(ns);
+                    o.4.push((m, groups, ns));
                     if o.1 == 0 {
                         self.round_sum += o.2;
                         self.round_max += o.3;
-                        self.open.swap_remove(k);
+                        let o = self.open.swap_remove(k);
+                        // Every member's slice of the round timed: the balance compares them.
+                        self.balance
+                            .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
+                            .round(&o.4);
                     }
                 }
                 // A slice not timed: the round does not count for the projection.
@@ -2426,6 +2429,9 @@ impl Splits {
         self.pending.clear();
     }
 }
+
+/// A slice of a round timed: member, workgroups, busy nanoseconds.
+type TimedSlice = (usize, u64, u64);
 
 /// A query pool of two timestamps on member `md`, or null where its graphics and compute
 /// queues do not time work (`timestampComputeAndGraphics`) or the pool cannot be made.
@@ -2750,7 +2756,7 @@ fn submit_split(
         .split
         .balance
         .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
-        .weights(&members);
+        .weights(&members, SPLIT_CHUNKS);
     // Images: a packed copy per member in host memory every member imports.
     let mut image_stages: Vec<Vec<Option<Arc<crate::staging::Stage>>>> = Vec::new();
     for si in &split_images {
@@ -3323,7 +3329,7 @@ fn submit_split(
         let round = st.split.rounds;
         // Whole rounds on every member (layout changes only, elsewhere) are not timed.
         if all_rounds[r].1.split && this.iter().all(|x| !x.2.queries.is_null()) {
-            st.split.open.push((round, this.len(), 0, 0));
+            st.split.open.push((round, this.len(), 0, 0, Vec::new()));
         }
         let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
         let waits: Vec<Option<(vk::Semaphore, u64)>> = if merge.is_some() {

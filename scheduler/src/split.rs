@@ -53,20 +53,59 @@ pub fn chunks(count: u32, weights: &[f64], per_member: u32) -> Vec<Vec<(u32, u32
 }
 
 /// Each member's measured throughput (workgroups per nanosecond of busy time), as a moving
-/// average over its slices; members not yet measured count as the mean of those measured (as
-/// equal when none is).
+/// average over its slices (`hybrid`'s estimates), and its speed relative to the others in
+/// the same rounds, as a moving average over rounds (the weights slices are dealt out by:
+/// rounds of different kernels, whose workgroups cost differently, compare alike); members not
+/// yet measured count as the mean of those measured (as equal when none is).
+///
+/// A member whose share falls below one chunk would never be measured again: every
+/// [`Balance::EXPLORE`]th call of [`Balance::weights`] gives each member at least a chunk
+/// or so, so that its speed is measured anew.
 #[derive(Clone, Debug, Default)]
 pub struct Balance {
     rates: Vec<Option<f64>>,
+    speeds: Vec<Option<f64>>,
+    calls: u64,
 }
 
 impl Balance {
     /// Weight of a new measurement in the moving average.
     const NEW: f64 = 0.25;
 
+    /// One call of [`Balance::weights`] in this many gives every member a share.
+    pub const EXPLORE: u64 = 16;
+
     pub fn new(members: usize) -> Balance {
         Balance {
             rates: vec![None; members],
+            speeds: vec![None; members],
+            calls: 0,
+        }
+    }
+
+    /// The slices of one round, each (member, workgroups, busy nanoseconds), all measured:
+    /// their throughputs ([`Balance::measured`]) and, where two or more ran something, each
+    /// one's speed relative to their mean.
+    pub fn round(&mut self, slices: &[(usize, u64, u64)]) {
+        for (m, groups, ns) in slices {
+            self.measured(*m, *groups, *ns);
+        }
+        let ran: Vec<(usize, f64)> = slices
+            .iter()
+            .filter(|(m, g, ns)| *g > 0 && *ns > 0 && *m < self.speeds.len())
+            .map(|(m, g, ns)| (*m, *g as f64 / *ns as f64))
+            .collect();
+        if ran.len() < 2 {
+            return;
+        }
+        let mean = ran.iter().map(|r| r.1).sum::<f64>() / ran.len() as f64;
+        for (m, rate) in ran {
+            let speed = rate / mean;
+            let s = &mut self.speeds[m];
+            *s = Some(match *s {
+                Some(old) => old * (1.0 - Self::NEW) + speed * Self::NEW,
+                None => speed,
+            });
         }
     }
 
@@ -84,9 +123,13 @@ impl Balance {
         });
     }
 
-    /// The fastest of `members` by measured throughput, once every one of them was measured.
+    /// The fastest of `members` by measured speed relative to the others, once every one of
+    /// them was measured.
     pub fn fastest(&self, members: &[usize]) -> Option<usize> {
-        let rates: Option<Vec<f64>> = members.iter().map(|m| self.rate(*m)).collect();
+        let rates: Option<Vec<f64>> = members
+            .iter()
+            .map(|m| self.speeds.get(*m).copied().flatten())
+            .collect();
         let rates = rates?;
         members
             .iter()
@@ -140,21 +183,32 @@ impl Balance {
         Ok(())
     }
 
-    /// The weights of members `members` (indices into this balance), for [`chunks`].
-    pub fn weights(&self, members: &[usize]) -> Vec<f64> {
+    /// The weights of members `members` (indices into this balance), for [`chunks`] of
+    /// `per_member` chunks per member: their relative speeds. Every [`Balance::EXPLORE`]th
+    /// call, no weight is below two chunks' share of their sum.
+    pub fn weights(&mut self, members: &[usize], per_member: u32) -> Vec<f64> {
+        self.calls += 1;
         let known: Vec<f64> = members
             .iter()
-            .filter_map(|m| self.rates.get(*m).copied().flatten())
+            .filter_map(|m| self.speeds.get(*m).copied().flatten())
             .collect();
         let mean = if known.is_empty() {
             1.0
         } else {
             known.iter().sum::<f64>() / known.len() as f64
         };
-        members
+        let mut w: Vec<f64> = members
             .iter()
-            .map(|m| self.rates.get(*m).copied().flatten().unwrap_or(mean))
-            .collect()
+            .map(|m| self.speeds.get(*m).copied().flatten().unwrap_or(mean))
+            .collect();
+        if self.calls % Self::EXPLORE == 0 {
+            let sum: f64 = w.iter().sum();
+            let floor = 2.0 * sum / (f64::from(per_member.max(1)) * members.len().max(1) as f64);
+            for x in &mut w {
+                *x = x.max(floor);
+            }
+        }
+        w
     }
 }
 
@@ -217,17 +271,45 @@ mod tests {
     #[test]
     fn balance_averages_and_fills_in_unmeasured_members() {
         let mut b = Balance::new(3);
-        assert_eq!(b.weights(&[0, 1, 2]), vec![1.0, 1.0, 1.0]);
-        b.measured(0, 100, 100);
-        b.measured(1, 100, 300);
-        b.measured(1, 0, 300);
-        b.measured(9, 1, 1);
-        let w = b.weights(&[0, 1, 2]);
-        assert_eq!(w[0], 1.0);
-        assert!((w[1] - 1.0 / 3.0).abs() < 1e-12);
-        assert!((w[2] - 2.0 / 3.0).abs() < 1e-12);
-        b.measured(0, 100, 50);
-        assert!((b.weights(&[0])[0] - 1.25).abs() < 1e-12);
+        assert_eq!(b.weights(&[0, 1, 2], 8), vec![1.0, 1.0, 1.0]);
+        // Member 1 runs at a third of member 0's rate; a slice without groups and a member
+        // out of range count for nothing.
+        b.round(&[(0, 100, 100), (1, 100, 300), (9, 1, 1)]);
+        b.round(&[(1, 0, 300)]);
+        let w = b.weights(&[0, 1, 2], 8);
+        assert!((w[0] / w[1] - 3.0).abs() < 1e-12, "{w:?}");
+        // Member 2, not measured: the mean.
+        assert!((w[2] - (w[0] + w[1]) / 2.0).abs() < 1e-12);
+        assert!((b.rate(0).unwrap_or(0.0) - 1.0).abs() < 1e-12);
+        // A round of another kernel, 100 times as costly per workgroup, at the same ratio:
+        // the weights stay, though the rates change.
+        b.round(&[(0, 100, 10_000), (1, 100, 30_000)]);
+        let v = b.weights(&[0, 1, 2], 8);
+        assert!((v[0] / v[1] - 3.0).abs() < 1e-9, "{v:?}");
+        assert!(b.rate(0).unwrap_or(1.0) < 1.0);
+    }
+
+    #[test]
+    fn a_member_left_without_share_is_measured_again() {
+        let mut b = Balance::new(2);
+        // Member 1 looked 1000 times slower: no chunk of 16 at first.
+        for _ in 0..8 {
+            b.round(&[(0, 1000, 1000), (1, 1, 1000)]);
+        }
+        let mut shares = Vec::new();
+        for _ in 0..Balance::EXPLORE {
+            let w = b.weights(&[0, 1], 8);
+            shares.push(total(&chunks(1600, &w, 8)[1]));
+        }
+        // Once in EXPLORE calls it gets at least a chunk (100 groups), otherwise none.
+        assert_eq!(shares.iter().filter(|s| **s > 0).count(), 1, "{shares:?}");
+        assert!(shares.iter().any(|s| *s >= 100), "{shares:?}");
+        // Measured anew at the same speed, it gains its share back.
+        for _ in 0..20 {
+            b.round(&[(0, 1000, 1000), (1, 1000, 1000)]);
+        }
+        let w = b.weights(&[0, 1], 8);
+        assert!((w[0] / w[1] - 1.0).abs() < 0.01, "{w:?}");
     }
 
     #[test]
@@ -252,9 +334,9 @@ mod tests {
         // A member ten times slower adds too little; the faster takes whole batches.
         let mut c = Balance::new(2);
         assert_eq!(c.fastest(&[0, 1]), None);
-        c.measured(1, 1000, 10_000);
+        c.round(&[(1, 1000, 10_000)]);
         assert_eq!(c.fastest(&[0, 1]), None);
-        c.measured(0, 1000, 100);
+        c.round(&[(0, 1000, 100), (1, 1000, 10_000)]);
         assert_eq!(c.fastest(&[0, 1]), Some(0));
         assert_eq!(c.fastest(&[1]), Some(1));
         assert!(c

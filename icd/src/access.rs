@@ -845,20 +845,49 @@ pub unsafe fn resolve_image2(cb: &CommandBuffer, info: *const vk::ResolveImageIn
 pub unsafe fn clear_color_image(
     cb: &CommandBuffer,
     image: vk::Image,
-    _layout: vk::ImageLayout,
-    _color: *const vk::ClearColorValue,
+    layout: vk::ImageLayout,
+    color: *const vk::ClearColorValue,
     count: u32,
     ranges: *const vk::ImageSubresourceRange,
 ) {
-    // SAFETY: `count` ranges.
-    let r = unsafe { slice(ranges, count) };
-    let mut acc = cb.access.lock();
-    feed_image(
-        device(cb),
-        image.as_raw(),
-        |i| range_units(i, r.iter()),
-        &mut *acc,
-        true,
+    // SAFETY: `count` ranges; the colour is null or valid.
+    let (r, value) = unsafe { (slice(ranges, count), color.as_ref().copied()) };
+    clear_image(
+        cb,
+        (image, layout),
+        r,
+        value.map(crate::split::Clear::Color),
+    );
+}
+
+/// A clear of `ranges` of `image` (in `layout`) to `value` (`None`: the log cannot replay it):
+/// the ranges written; where dispatches are split, a step of the split log (run whole).
+fn clear_image(
+    cb: &CommandBuffer,
+    (image, layout): (vk::Image, vk::ImageLayout),
+    ranges: &[vk::ImageSubresourceRange],
+    value: Option<crate::split::Clear>,
+) {
+    let d = device(cb);
+    transfer(
+        cb,
+        |acc| {
+            feed_image(
+                d,
+                image.as_raw(),
+                |i| range_units(i, ranges.iter()),
+                acc,
+                true,
+            )
+        },
+        || {
+            Some(crate::split::Transfer::Clear {
+                image: image.as_raw(),
+                layout,
+                value: value?,
+                ranges: ranges.to_vec(),
+            })
+        },
     );
 }
 
@@ -869,20 +898,18 @@ pub unsafe fn clear_color_image(
 pub unsafe fn clear_depth_stencil_image(
     cb: &CommandBuffer,
     image: vk::Image,
-    _layout: vk::ImageLayout,
-    _value: *const vk::ClearDepthStencilValue,
+    layout: vk::ImageLayout,
+    value: *const vk::ClearDepthStencilValue,
     count: u32,
     ranges: *const vk::ImageSubresourceRange,
 ) {
-    // SAFETY: `count` ranges.
-    let r = unsafe { slice(ranges, count) };
-    let mut acc = cb.access.lock();
-    feed_image(
-        device(cb),
-        image.as_raw(),
-        |i| range_units(i, r.iter()),
-        &mut *acc,
-        true,
+    // SAFETY: `count` ranges; the value is null or valid.
+    let (r, value) = unsafe { (slice(ranges, count), value.as_ref().copied()) };
+    clear_image(
+        cb,
+        (image, layout),
+        r,
+        value.map(crate::split::Clear::DepthStencil),
     );
 }
 

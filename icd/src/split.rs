@@ -6,13 +6,13 @@
 //!   constants, dispatches (each with its own access set, what its add-atomic bindings lead
 //!   to, and its bindings of own bytes), indirect dispatches (with what they would be as
 //!   dispatches, [`Pending`]), buffer copies, updates and fills, copies between buffers and
-//!   images and between images (each run whole on the first member), memory barriers and
-//!   image barriers ([`Step::Images`]: every member replays them once, in the round whose
-//!   part of the log holds them ([`spans`]), also in whole rounds, where the others record
-//!   nothing else; a layout change ends a round). A command that the log cannot replay
-//!   breaks it (queue family ownership transfers, event waits, secondaries, push
-//!   descriptors, blits, resolves, clears), and so does any access the log's commands did
-//!   not make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
+//!   images and between images, image clears (each run whole on the first member), memory
+//!   barriers and image barriers ([`Step::Images`]: every member replays them once, in the
+//!   round whose part of the log holds them ([`spans`]), also in whole rounds, where the
+//!   others record nothing else; a layout change ends a round). A command that the log
+//!   cannot replay breaks it (queue family ownership transfers, event waits, secondaries,
+//!   push descriptors, blits, resolves), and so does any access the log's commands did not
+//!   make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
 //!   `single` places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
 //!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
@@ -171,6 +171,13 @@ pub enum Transfer {
         dst: (u64, vk::ImageLayout),
         regions: Vec<vk::ImageCopy>,
     },
+    /// `vkCmdClearColorImage` or `vkCmdClearDepthStencilImage`.
+    Clear {
+        image: u64,
+        layout: vk::ImageLayout,
+        value: Clear,
+        ranges: Vec<vk::ImageSubresourceRange>,
+    },
     Copy {
         src: u64,
         dst: u64,
@@ -187,6 +194,13 @@ pub enum Transfer {
         size: u64,
         data: u32,
     },
+}
+
+/// The value of a logged image clear.
+#[derive(Clone, Copy)]
+pub enum Clear {
+    Color(vk::ClearColorValue),
+    DepthStencil(vk::ClearDepthStencilValue),
 }
 
 /// What one dispatch touches (`access.rs`), and what its bindings of add atomics lead to
@@ -616,6 +630,39 @@ unsafe fn transfer(
                     regions.as_ptr(),
                 );
             }
+            Transfer::Clear {
+                image,
+                layout,
+                value,
+                ranges,
+            } => match value {
+                Clear::Color(c) => {
+                    let clear = f
+                        .cmd_clear_color_image
+                        .ok_or_else(|| missing("vkCmdClearColorImage"))?;
+                    clear(
+                        cb,
+                        img(*image),
+                        *layout,
+                        c,
+                        ranges.len() as u32,
+                        ranges.as_ptr(),
+                    );
+                }
+                Clear::DepthStencil(v) => {
+                    let clear = f
+                        .cmd_clear_depth_stencil_image
+                        .ok_or_else(|| missing("vkCmdClearDepthStencilImage"))?;
+                    clear(
+                        cb,
+                        img(*image),
+                        *layout,
+                        v,
+                        ranges.len() as u32,
+                        ranges.as_ptr(),
+                    );
+                }
+            },
             Transfer::Copy { src, dst, regions } => {
                 let copy = f
                     .cmd_copy_buffer

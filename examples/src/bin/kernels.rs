@@ -72,7 +72,8 @@ and the time per submit on stderr.
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
                 or by vkCmdUpdateBuffer before the dispatches (update)
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
-                dispatch, so they count one submit
+                dispatch, so they count one submit; filter (with --in-batch): the command
+                buffer clears the source to 500 (vkCmdClearColorImage) before the dispatch
   --json        print instead one JSON line: the kernel, each submit's wall time
                 (\"submit_ns\"), the process's CPU time over the submits (\"cpu_ns\", every
                 thread: CLOCK_PROCESS_CPUTIME_ID) and the result hash
@@ -149,6 +150,9 @@ fn run(mut args: Args) -> Result<Report> {
     args.finish()?;
     if (sampled || in_batch) && kernel != "filter" {
         return Err("--sampled, --in-batch: filter only".into());
+    }
+    if clear && !(kernel == "histogram" || (kernel == "filter" && in_batch)) {
+        return Err("--clear: histogram, or filter with --in-batch".into());
     }
     if host_signal && (kernel != "saxpy" || batches.is_some()) {
         return Err("--host-signal: saxpy only, without --batches".into());
@@ -515,6 +519,12 @@ fn run(mut args: Args) -> Result<Report> {
         "filter" => {
             let w = size.unwrap_or(512);
             let texels: Vec<u32> = (0..w * w).map(|i| mix(i, 7) % 1000).collect();
+            // What the filter reads: the upload, or 500 everywhere once cleared.
+            let read: Vec<u32> = if clear {
+                vec![500; texels.len()]
+            } else {
+                texels.clone()
+            };
             let extent = vk::Extent2D {
                 width: w,
                 height: w,
@@ -661,6 +671,37 @@ fn run(mut args: Args) -> Result<Report> {
                 if in_batch {
                     output_to(cb, true);
                 }
+                if clear {
+                    // SAFETY: recording `cb`; the source is live, in `src_layout`.
+                    unsafe {
+                        let to = if sampled {
+                            vk::ImageLayout::TRANSFER_DST_OPTIMAL
+                        } else {
+                            src_layout
+                        };
+                        cmd::image_barrier(
+                            d, cb, src.handle, color, src_layout, to, compute, transfer,
+                        );
+                        d.cmd_clear_color_image(
+                            cb,
+                            src.handle,
+                            to,
+                            &vk::ClearColorValue {
+                                uint32: [500, 0, 0, 0],
+                            },
+                            &[vk::ImageSubresourceRange {
+                                aspect_mask: color,
+                                base_mip_level: 0,
+                                level_count: 1,
+                                base_array_layer: 0,
+                                layer_count: 1,
+                            }],
+                        );
+                        cmd::image_barrier(
+                            d, cb, src.handle, color, to, src_layout, transfer, compute,
+                        );
+                    }
+                }
                 // SAFETY: as for saxpy; the images are in the layouts their descriptors name.
                 unsafe {
                     k.bind(d, cb);
@@ -680,7 +721,7 @@ fn run(mut args: Args) -> Result<Report> {
             }
             let got = readback.read_bytes(0, bytes as usize)?;
             let w = w as i64;
-            let at = |x: i64, y: i64| texels[(y.clamp(0, w - 1) * w + x.clamp(0, w - 1)) as usize];
+            let at = |x: i64, y: i64| read[(y.clamp(0, w - 1) * w + x.clamp(0, w - 1)) as usize];
             let want: Vec<u32> = (0..w * w)
                 .map(|i| {
                     let (x, y) = (i % w, i / w);

@@ -2535,6 +2535,8 @@ fn submit_split(
     // Images copied between drivers (keys of their own, `access.rs`): each member's slices go
     // between its copy and a packed copy of its own in host memory, merged on the bridge.
     let mut split_images: Vec<crate::images::SplitImage> = Vec::new();
+    // Members left out of the batch: they share another member's copy of an image.
+    let mut sharing_copies: Vec<usize> = Vec::new();
     if why.is_none() {
         let mut image_why = None;
         {
@@ -2562,20 +2564,17 @@ fn submit_split(
                             .map(|b| (b.range, b.layouts.1))
                             .collect();
                         match crate::images::for_split(&st.coherence, img, &access, &changes) {
-                            // Members that bind the application's memory share one copy:
-                            // their rounds would copy into it at once.
-                            Ok(_)
-                                if live_kept(&st, alive_mask(d))
-                                    .iter()
-                                    .filter(|m| img.private_range(**m).is_none())
-                                    .count()
-                                    > 1 =>
-                            {
-                                image_why = Some(
-                                    "members share one copy of an image copied between drivers",
-                                )
+                            Ok(si) => {
+                                // Members that bind the application's memory share one copy:
+                                // their rounds would copy into it at once. The first of them
+                                // takes part, the others sit the batch out.
+                                let home: Vec<usize> = live_kept(&st, alive_mask(d))
+                                    .into_iter()
+                                    .filter(|m| img.private_range(*m).is_none())
+                                    .collect();
+                                sharing_copies.extend(home.iter().skip(1));
+                                split_images.push(si);
                             }
-                            Ok(si) => split_images.push(si),
                             Err(w) => image_why = Some(w),
                         }
                     }
@@ -2597,8 +2596,19 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
-    let members = live_kept(&st, alive_mask(d));
+    let members: Vec<usize> = live_kept(&st, alive_mask(d))
+        .into_iter()
+        .filter(|m| !sharing_copies.contains(m))
+        .collect();
+    if !sharing_copies.is_empty() {
+        crate::debug!(
+            "compute_split: members {sharing_copies:?} sit a batch out: they share another member's copy of an image copied between drivers"
+        );
+    }
     if members.len() < 2 {
+        let w = "members share one copy of an image copied between drivers, and fewer than two copies remain";
+        crate::debug!("compute_split: a batch runs whole: {w}");
+        st.split.refused(w);
         return None;
     }
     st.split.reclaim(d);

@@ -573,12 +573,16 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             k["staged"]["merge_bytes_per_dispatch"]
         );
         outln!(
-            "    {:<10} hybrid: cpu work {:.3}, wall per submit {:.3}, batches split {}, run whole {}",
+            "    {:<10} hybrid: cpu work {:.3}, wall per submit {:.3}, batches split {}, run whole {}{}",
             "",
             k["hybrid"]["cpu_work"].as_f64().unwrap_or(f64::NAN),
             k["hybrid"]["wall"].as_f64().unwrap_or(f64::NAN),
             k["hybrid"]["batches_split"],
-            k["hybrid"]["batches_whole"]
+            k["hybrid"]["batches_whole"],
+            k["hybrid"]["wall_interleaved"]
+                .as_f64()
+                .map(|w| format!(", wall per submit over alternating runs {w:.3}"))
+                .unwrap_or_default()
         );
     }
     outln!(

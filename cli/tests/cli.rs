@@ -546,12 +546,16 @@ fn bench_json_smoke() {
             out.dump()
         );
     }
+    let small = &json["compute_split"]["kernels"]["saxpy_small"]["hybrid"];
     assert!(
-        json["compute_split"]["kernels"]["saxpy_small"]["hybrid"]["batches_whole"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+        small["batches_whole"].as_u64().unwrap_or(0) > 0,
         "{}",
+        out.dump()
+    );
+    let interleaved = small["wall_interleaved"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        interleaved.is_finite() && interleaved > 0.0,
+        "{small}\n{}",
         out.dump()
     );
     for kernel in ["mandelbrot", "matmul", "saxpy"] {

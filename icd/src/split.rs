@@ -567,17 +567,24 @@ pub fn slices(step: &Step, weights: &[f64], chunks: u32, pos: usize) -> Vec<([u3
 /// Records `op` into `cb` of member `m` (handles translated).
 ///
 /// # Safety
-/// `cb` is being recorded; the buffers are live.
+/// `cb` is being recorded; the buffers and images are live.
 unsafe fn transfer(
     f: &crate::generated::dispatch::DeviceFns,
     cb: vk::CommandBuffer,
     m: usize,
     op: &Transfer,
 ) -> Result<(), vk::Result> {
-    let missing = crate::guard::missing;
     let buf = |raw: u64| crate::conv::nd(vk::Buffer::from_raw(raw), m);
     let img = |raw: u64| crate::conv::nd(vk::Image::from_raw(raw), m);
-    // SAFETY: caller contract; the handles are the member's.
+    // The member's command `$cmd` (an error naming `$name` where it has none), called.
+    macro_rules! call {
+        ($cmd:ident, $name:literal, $($arg:expr),* $(,)?) => {{
+            let command = f.$cmd.ok_or_else(|| crate::guard::missing($name))?;
+            command(cb, $($arg),*)
+        }};
+    }
+    // SAFETY: caller contract; the handles are the member's, the arrays live across the
+    // calls.
     unsafe {
         match op {
             Transfer::BufferImage {
@@ -585,119 +592,109 @@ unsafe fn transfer(
                 image,
                 layout,
                 regions,
-                to_image: true,
+                to_image,
             } => {
-                let copy = f
-                    .cmd_copy_buffer_to_image
-                    .ok_or_else(|| missing("vkCmdCopyBufferToImage"))?;
-                copy(
-                    cb,
-                    buf(*buffer),
-                    img(*image),
-                    *layout,
-                    regions.len() as u32,
-                    regions.as_ptr(),
-                );
-            }
-            Transfer::BufferImage {
-                buffer,
-                image,
-                layout,
-                regions,
-                to_image: false,
-            } => {
-                let copy = f
-                    .cmd_copy_image_to_buffer
-                    .ok_or_else(|| missing("vkCmdCopyImageToBuffer"))?;
-                copy(
-                    cb,
-                    img(*image),
-                    *layout,
-                    buf(*buffer),
-                    regions.len() as u32,
-                    regions.as_ptr(),
-                );
+                let (n, r) = (regions.len() as u32, regions.as_ptr());
+                if *to_image {
+                    call!(
+                        cmd_copy_buffer_to_image,
+                        "vkCmdCopyBufferToImage",
+                        buf(*buffer),
+                        img(*image),
+                        *layout,
+                        n,
+                        r
+                    )
+                } else {
+                    call!(
+                        cmd_copy_image_to_buffer,
+                        "vkCmdCopyImageToBuffer",
+                        img(*image),
+                        *layout,
+                        buf(*buffer),
+                        n,
+                        r
+                    )
+                }
             }
             Transfer::Image { src, dst, regions } => {
-                let copy = f.cmd_copy_image.ok_or_else(|| missing("vkCmdCopyImage"))?;
-                copy(
-                    cb,
+                let (n, r) = (regions.len() as u32, regions.as_ptr());
+                call!(
+                    cmd_copy_image,
+                    "vkCmdCopyImage",
                     img(src.0),
                     src.1,
                     img(dst.0),
                     dst.1,
-                    regions.len() as u32,
-                    regions.as_ptr(),
-                );
+                    n,
+                    r
+                )
             }
             Transfer::Clear {
                 image,
                 layout,
                 value,
                 ranges,
-            } => match value {
-                Clear::Color(c) => {
-                    let clear = f
-                        .cmd_clear_color_image
-                        .ok_or_else(|| missing("vkCmdClearColorImage"))?;
-                    clear(
-                        cb,
-                        img(*image),
-                        *layout,
-                        c,
-                        ranges.len() as u32,
-                        ranges.as_ptr(),
-                    );
-                }
-                Clear::DepthStencil(v) => {
-                    let clear = f
-                        .cmd_clear_depth_stencil_image
-                        .ok_or_else(|| missing("vkCmdClearDepthStencilImage"))?;
-                    clear(
-                        cb,
-                        img(*image),
+            } => {
+                let (i, n, r) = (img(*image), ranges.len() as u32, ranges.as_ptr());
+                match value {
+                    Clear::Color(c) => {
+                        call!(
+                            cmd_clear_color_image,
+                            "vkCmdClearColorImage",
+                            i,
+                            *layout,
+                            c,
+                            n,
+                            r
+                        )
+                    }
+                    Clear::DepthStencil(v) => call!(
+                        cmd_clear_depth_stencil_image,
+                        "vkCmdClearDepthStencilImage",
+                        i,
                         *layout,
                         v,
-                        ranges.len() as u32,
-                        ranges.as_ptr(),
-                    );
+                        n,
+                        r
+                    ),
                 }
-            },
+            }
             Transfer::Copy { src, dst, regions } => {
-                let copy = f
-                    .cmd_copy_buffer
-                    .ok_or_else(|| missing("vkCmdCopyBuffer"))?;
-                copy(
-                    cb,
+                let (n, r) = (regions.len() as u32, regions.as_ptr());
+                call!(
+                    cmd_copy_buffer,
+                    "vkCmdCopyBuffer",
                     buf(*src),
                     buf(*dst),
-                    regions.len() as u32,
-                    regions.as_ptr(),
-                );
+                    n,
+                    r
+                )
             }
             Transfer::Update { dst, offset, data } => {
-                let update = f
-                    .cmd_update_buffer
-                    .ok_or_else(|| missing("vkCmdUpdateBuffer"))?;
-                update(
-                    cb,
+                let (n, d) = (data.len() as u64, data.as_ptr().cast());
+                call!(
+                    cmd_update_buffer,
+                    "vkCmdUpdateBuffer",
                     buf(*dst),
                     *offset,
-                    data.len() as u64,
-                    data.as_ptr().cast(),
-                );
+                    n,
+                    d
+                )
             }
             Transfer::Fill {
                 dst,
                 offset,
                 size,
                 data,
-            } => {
-                let fill = f
-                    .cmd_fill_buffer
-                    .ok_or_else(|| missing("vkCmdFillBuffer"))?;
-                fill(cb, buf(*dst), *offset, *size, *data);
-            }
+            } => call!(
+                cmd_fill_buffer,
+                "vkCmdFillBuffer",
+                buf(*dst),
+                *offset,
+                *size,
+                *data
+            ),
         }
     }
     Ok(())
@@ -793,14 +790,6 @@ unsafe fn copy_images(
     }
     let f = &md.fns;
     let missing = crate::guard::missing;
-    let barrier = f
-        .cmd_pipeline_barrier
-        .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
-    let global = |src: vk::AccessFlags, dst: vk::AccessFlags| vk::MemoryBarrier {
-        src_access_mask: src,
-        dst_access_mask: dst,
-        ..Default::default()
-    };
     let (xfer, xfer_access) = if into {
         (
             vk::ImageLayout::TRANSFER_DST_OPTIMAL,
@@ -855,72 +844,93 @@ unsafe fn copy_images(
         ));
     }
     let back = layouts(None, Some(xfer), None, vk::AccessFlags::TRANSFER_WRITE, any);
-    let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
     // SAFETY: caller contract; member handles, the arrays live across the calls.
     unsafe {
-        let before = global(
-            vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
-            vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-        );
+        between_barriers(md, cb, (&to_transfer, &back), || {
+            for i in images {
+                let copies: Vec<vk::BufferImageCopy> =
+                    regions(i, None).iter().map(|r| r.copy).collect();
+                let (n, r) = (copies.len() as u32, copies.as_ptr());
+                if n == 0 {
+                    continue;
+                }
+                if into {
+                    let copy = f
+                        .cmd_copy_buffer_to_image
+                        .ok_or_else(|| missing("vkCmdCopyBufferToImage"))?;
+                    copy(cb, i.buffer, i.image, xfer, n, r);
+                } else {
+                    let copy = f
+                        .cmd_copy_image_to_buffer
+                        .ok_or_else(|| missing("vkCmdCopyImageToBuffer"))?;
+                    copy(cb, i.image, xfer, i.buffer, n, r);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Records `body` (transfers) into `cb` between two barriers: one that orders it after
+/// everything before it on the queue and the host's writes, with the image barriers
+/// `to_transfer`, and one that orders everything after it and the host's reads after it,
+/// with the image barriers `back`.
+///
+/// # Safety
+/// `cb` is being recorded on `md`; the barriers name `md`'s live images.
+unsafe fn between_barriers(
+    md: &MemberDevice,
+    cb: vk::CommandBuffer,
+    (to_transfer, back): (&[vk::ImageMemoryBarrier], &[vk::ImageMemoryBarrier]),
+    body: impl FnOnce() -> Result<(), vk::Result>,
+) -> Result<(), vk::Result> {
+    let barrier = md
+        .fns
+        .cmd_pipeline_barrier
+        .ok_or_else(|| crate::guard::missing("vkCmdPipelineBarrier"))?;
+    let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
+    let transfer = vk::PipelineStageFlags::TRANSFER;
+    let before = vk::MemoryBarrier {
+        src_access_mask: vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
+        dst_access_mask: vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+        ..Default::default()
+    };
+    let after = vk::MemoryBarrier {
+        src_access_mask: vk::AccessFlags::TRANSFER_WRITE,
+        dst_access_mask: vk::AccessFlags::MEMORY_READ
+            | vk::AccessFlags::MEMORY_WRITE
+            | vk::AccessFlags::HOST_READ,
+        ..Default::default()
+    };
+    let none = vk::DependencyFlags::empty();
+    let (tn, tp) = (to_transfer.len() as u32, to_transfer.as_ptr());
+    let (bn, bp) = (back.len() as u32, back.as_ptr());
+    // SAFETY: caller contract; the arrays live across the calls.
+    unsafe {
         barrier(
             cb,
             all,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::DependencyFlags::empty(),
+            transfer,
+            none,
             1,
             &before,
             0,
             std::ptr::null(),
-            to_transfer.len() as u32,
-            to_transfer.as_ptr(),
+            tn,
+            tp,
         );
-        for i in images {
-            let copies: Vec<vk::BufferImageCopy> =
-                regions(i, None).iter().map(|r| r.copy).collect();
-            if copies.is_empty() {
-                continue;
-            }
-            if into {
-                let copy = f
-                    .cmd_copy_buffer_to_image
-                    .ok_or_else(|| missing("vkCmdCopyBufferToImage"))?;
-                copy(
-                    cb,
-                    i.buffer,
-                    i.image,
-                    xfer,
-                    copies.len() as u32,
-                    copies.as_ptr(),
-                );
-            } else {
-                let copy = f
-                    .cmd_copy_image_to_buffer
-                    .ok_or_else(|| missing("vkCmdCopyImageToBuffer"))?;
-                copy(
-                    cb,
-                    i.image,
-                    xfer,
-                    i.buffer,
-                    copies.len() as u32,
-                    copies.as_ptr(),
-                );
-            }
-        }
-        let after = global(
-            vk::AccessFlags::TRANSFER_WRITE,
-            any | vk::AccessFlags::HOST_READ,
-        );
+        body()?;
         barrier(
             cb,
-            vk::PipelineStageFlags::TRANSFER,
+            transfer,
             all,
-            vk::DependencyFlags::empty(),
+            none,
             1,
             &after,
             0,
             std::ptr::null(),
-            back.len() as u32,
-            back.as_ptr(),
+            bn,
+            bp,
         );
     }
     Ok(())
@@ -952,67 +962,26 @@ unsafe fn copy_buffers(
     if copies.iter().all(|c| regions(c) == 0) {
         return Ok(());
     }
-    let f = &md.fns;
-    let missing = crate::guard::missing;
-    let barrier = f
-        .cmd_pipeline_barrier
-        .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
-    let copy = f
+    let copy = md
+        .fns
         .cmd_copy_buffer
-        .ok_or_else(|| missing("vkCmdCopyBuffer"))?;
-    let all = vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST;
-    let global = |src: vk::AccessFlags, dst: vk::AccessFlags| vk::MemoryBarrier {
-        src_access_mask: src,
-        dst_access_mask: dst,
-        ..Default::default()
-    };
-    let any = vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE;
-    let before = global(
-        vk::AccessFlags::MEMORY_WRITE | vk::AccessFlags::HOST_WRITE,
-        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-    );
-    let after = global(
-        vk::AccessFlags::TRANSFER_WRITE,
-        any | vk::AccessFlags::HOST_READ,
-    );
+        .ok_or_else(|| crate::guard::missing("vkCmdCopyBuffer"))?;
     // SAFETY: caller contract; member handles, the arrays live across the calls.
     unsafe {
-        barrier(
-            cb,
-            all,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::DependencyFlags::empty(),
-            1,
-            &before,
-            0,
-            std::ptr::null(),
-            0,
-            std::ptr::null(),
-        );
-        for c in copies {
-            let (src, dst, list) = if into {
-                (c.stage, c.cover, &c.into)
-            } else {
-                (c.cover, c.stage, &c.out)
-            };
-            if !list.is_empty() {
-                copy(cb, src, dst, list.len() as u32, list.as_ptr());
+        between_barriers(md, cb, (&[], &[]), || {
+            for c in copies {
+                let (src, dst, list) = if into {
+                    (c.stage, c.cover, &c.into)
+                } else {
+                    (c.cover, c.stage, &c.out)
+                };
+                if !list.is_empty() {
+                    copy(cb, src, dst, list.len() as u32, list.as_ptr());
+                }
             }
-        }
-        barrier(
-            cb,
-            vk::PipelineStageFlags::TRANSFER,
-            all,
-            vk::DependencyFlags::empty(),
-            1,
-            &after,
-            0,
-            std::ptr::null(),
-            0,
-            std::ptr::null(),
-        );
+            Ok(())
+        })
     }
-    Ok(())
 }
 
 /// Records into `cb` (begun and ended here) copies out of covers into stages
@@ -1204,10 +1173,12 @@ pub unsafe fn record(
                         }
                     }
                     Step::Dispatch { .. } | Step::Indirect { .. } | Step::Transfer { .. } => {}
-                    Step::Images(list) => {
-                        if !span.contains(&k) {
-                            continue;
-                        }
+                    Step::Barrier | Step::Images(_) => {
+                        let list: &[ImageBarrier] = match s {
+                            Step::Images(list) if span.contains(&k) => list,
+                            Step::Images(_) => continue,
+                            _ => &[],
+                        };
                         let all = vk::MemoryBarrier {
                             src_access_mask: vk::AccessFlags::MEMORY_WRITE,
                             dst_access_mask: vk::AccessFlags::MEMORY_READ
@@ -1227,9 +1198,8 @@ pub unsafe fn record(
                                 None => vec![(b.image, b.range, b.layouts)],
                             })
                             .map(|(image, range, (old, new))| vk::ImageMemoryBarrier {
-                                src_access_mask: vk::AccessFlags::MEMORY_WRITE,
-                                dst_access_mask: vk::AccessFlags::MEMORY_READ
-                                    | vk::AccessFlags::MEMORY_WRITE,
+                                src_access_mask: all.src_access_mask,
+                                dst_access_mask: all.dst_access_mask,
                                 old_layout: old,
                                 new_layout: new,
                                 src_queue_family_index: vk::QUEUE_FAMILY_IGNORED,
@@ -1250,26 +1220,6 @@ pub unsafe fn record(
                             std::ptr::null(),
                             list.len() as u32,
                             list.as_ptr(),
-                        )
-                    }
-                    Step::Barrier => {
-                        let all = vk::MemoryBarrier {
-                            src_access_mask: vk::AccessFlags::MEMORY_WRITE,
-                            dst_access_mask: vk::AccessFlags::MEMORY_READ
-                                | vk::AccessFlags::MEMORY_WRITE,
-                            ..Default::default()
-                        };
-                        barrier(
-                            cb,
-                            vk::PipelineStageFlags::ALL_COMMANDS,
-                            vk::PipelineStageFlags::ALL_COMMANDS,
-                            vk::DependencyFlags::empty(),
-                            1,
-                            &all,
-                            0,
-                            std::ptr::null(),
-                            0,
-                            std::ptr::null(),
                         )
                     }
                 }
@@ -1899,24 +1849,19 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                Round {
-                    split: true,
-                    dispatches: vec![1, 3]
-                },
-                Round {
-                    split: true,
-                    dispatches: vec![4]
-                },
-                Round {
-                    split: false,
-                    dispatches: vec![5, 6]
-                },
-                Round {
-                    split: true,
-                    dispatches: vec![7]
-                },
+                round(true, &[1, 3]),
+                round(true, &[4]),
+                round(false, &[5, 6]),
+                round(true, &[7]),
             ]
         );
+    }
+
+    fn round(split: bool, dispatches: &[usize]) -> Round {
+        Round {
+            split,
+            dispatches: dispatches.to_vec(),
+        }
     }
 
     /// An image barrier of image 5 between `from` and `to`.
@@ -1944,19 +1889,7 @@ mod tests {
             image_barrier(vk::ImageLayout::TRANSFER_SRC_OPTIMAL, general),
         ];
         let r = rounds(&steps);
-        assert_eq!(
-            r,
-            vec![
-                Round {
-                    split: true,
-                    dispatches: vec![1, 3]
-                },
-                Round {
-                    split: true,
-                    dispatches: vec![5]
-                },
-            ]
-        );
+        assert_eq!(r, vec![round(true, &[1, 3]), round(true, &[5]),]);
         // Every step in exactly one span, in order; the first barrier before the first round's
         // dispatches, the layout change between rounds in the second, the trailing ones too.
         assert_eq!(spans(&steps, &r), vec![0..4, 4..8]);

@@ -2655,16 +2655,26 @@ fn submit_split(
             None => std::borrow::Cow::Borrowed(&[][..]),
         })
         .collect();
-    // The rounds of every command buffer, in order: (log, round).
-    let all_rounds: Vec<(usize, crate::split::Round)> = steps
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| crate::split::rounds(s).into_iter().map(move |r| (i, r)))
-        .collect();
+    // Each command buffer's rounds, once.
+    let per_log: Vec<Vec<crate::split::Round>> =
+        steps.iter().map(|s| crate::split::rounds(s)).collect();
     // The part of its log each round replays image barriers from (`split::spans`).
     let round_spans: Vec<std::ops::Range<usize>> = steps
         .iter()
-        .flat_map(|s| crate::split::spans(s, &crate::split::rounds(s)))
+        .zip(&per_log)
+        .flat_map(|(s, r)| crate::split::spans(s, r))
+        .collect();
+    // A command buffer with layout changes and no dispatch or transfer has no round to
+    // replay them in.
+    let unreplayed = steps
+        .iter()
+        .zip(&per_log)
+        .any(|(s, r)| r.is_empty() && s.iter().any(|x| x.transitions().next().is_some()));
+    // The rounds of every command buffer, in order: (log, round).
+    let all_rounds: Vec<(usize, crate::split::Round)> = per_log
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, rs)| rs.into_iter().map(move |r| (i, r)))
         .collect();
     // Layout changes: every member replays them, in whole rounds too (with no work).
     let transitioned: Vec<u64> = steps
@@ -2701,11 +2711,7 @@ fn submit_split(
             out
         })
         .collect();
-    // A command buffer with layout changes and no dispatch or transfer has no round to
-    // replay them in.
-    if steps.iter().any(|s| {
-        s.iter().any(|x| x.transitions().next().is_some()) && crate::split::rounds(s).is_empty()
-    }) {
+    if unreplayed {
         let w = "a command buffer of it changes layouts and has no dispatch";
         crate::debug!("compute_split: a batch runs whole: {w}");
         st.split.refused(w);

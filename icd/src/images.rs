@@ -588,40 +588,12 @@ impl Image {
     /// subresources of `units`: whole mip levels and layers, every aspect of a level and layer
     /// if one is among `units` (the regions of one run of layers share their barriers).
     fn select(&self, regions: &[ImageRegion], units: &RangeSet) -> Vec<ImageRegion> {
-        let wanted = |mip: u32, layer: u32| {
-            (0..self.aspects.len()).any(|a| units.contains(self.unit(a, mip, layer) as u64))
+        let wanted = |_, mip: u32, layer: u32| {
+            (0..self.aspects.len())
+                .any(|a| units.contains(self.unit(a, mip, layer) as u64))
+                .then_some(())
         };
-        let mut out = Vec::new();
-        for r in regions {
-            let s = r.copy.image_subresource;
-            let Some((_, (bytes, bw, bh))) = self.aspects.iter().find(|(f, _)| *f == s.aspect_mask)
-            else {
-                continue;
-            };
-            let e = r.copy.image_extent;
-            let layer_bytes = u64::from(e.width.div_ceil(*bw))
-                * u64::from(e.height.div_ceil(*bh))
-                * u64::from(e.depth)
-                * u64::from(*bytes);
-            let end = s.base_array_layer + s.layer_count;
-            let mut l = s.base_array_layer;
-            while l < end {
-                if !wanted(s.mip_level, l) {
-                    l += 1;
-                    continue;
-                }
-                let start = l;
-                while l < end && wanted(s.mip_level, l) {
-                    l += 1;
-                }
-                let mut part = *r;
-                part.copy.buffer_offset += u64::from(start - s.base_array_layer) * layer_bytes;
-                part.copy.image_subresource.base_array_layer = start;
-                part.copy.image_subresource.layer_count = l - start;
-                out.push(part);
-            }
-        }
-        out
+        self.layer_runs(regions, wanted, |_, ()| {})
     }
 
     /// The regions of `packed` (a tightly packed copy, [`Image::regions`]) for the
@@ -638,8 +610,42 @@ impl Image {
             .aspects
             .iter()
             .fold(vk::ImageAspectFlags::empty(), |a, (f, _)| a | *f);
+        // The layout of aspect `a` at (`mip`, `layer`) (`None`: not copied), and whether every
+        // aspect there shares it.
+        let key = |a: usize, mip: u32, layer: u32| {
+            let u = self.unit(a, mip, layer);
+            let l = layouts
+                .get(u)
+                .copied()
+                .unwrap_or(vk::ImageLayout::UNDEFINED);
+            if empty(l) || !keep(u) {
+                return None;
+            }
+            let same =
+                (0..self.aspects.len()).all(|b| layouts.get(self.unit(b, mip, layer)) == Some(&l));
+            Some((l, same))
+        };
+        self.layer_runs(packed, key, |part, (layout, same)| {
+            part.layout = layout;
+            if same {
+                part.barrier_aspects = all_aspects;
+            } else {
+                part.barrier_aspects = part.copy.image_subresource.aspect_mask;
+            }
+        })
+    }
+
+    /// Each region of `regions` (a tightly packed copy) cut into runs of layers of one `key`
+    /// (given the aspect's index, mip level and layer; `None`: left out), each run at its
+    /// first layer's bytes of the packed copy, and made what `set` makes it with its key.
+    fn layer_runs<K: Copy + PartialEq>(
+        &self,
+        regions: &[ImageRegion],
+        key: impl Fn(usize, u32, u32) -> Option<K>,
+        set: impl Fn(&mut ImageRegion, K),
+    ) -> Vec<ImageRegion> {
         let mut out = Vec::new();
-        for r in packed {
+        for r in regions {
             let s = r.copy.image_subresource;
             let Some((a, (_, (bytes, bw, bh)))) = self
                 .aspects
@@ -654,21 +660,7 @@ impl Image {
                 * u64::from(e.height.div_ceil(*bh))
                 * u64::from(e.depth)
                 * u64::from(*bytes);
-            // The layout of this aspect at `layer` (`None`: not copied), and whether every
-            // aspect there shares it.
-            let key = |layer: u32| {
-                let u = self.unit(a, s.mip_level, layer);
-                let l = layouts
-                    .get(u)
-                    .copied()
-                    .unwrap_or(vk::ImageLayout::UNDEFINED);
-                if empty(l) || !keep(u) {
-                    return None;
-                }
-                let same = (0..self.aspects.len())
-                    .all(|b| layouts.get(self.unit(b, s.mip_level, layer)) == Some(&l));
-                Some((l, same))
-            };
+            let key = |layer: u32| key(a, s.mip_level, layer);
             let end = s.base_array_layer + s.layer_count;
             let mut l = s.base_array_layer;
             while l < end {
@@ -684,8 +676,7 @@ impl Image {
                 part.copy.buffer_offset += u64::from(start - s.base_array_layer) * layer_bytes;
                 part.copy.image_subresource.base_array_layer = start;
                 part.copy.image_subresource.layer_count = l - start;
-                part.layout = k.0;
-                part.barrier_aspects = if k.1 { all_aspects } else { s.aspect_mask };
+                set(&mut part, k);
                 out.push(part);
             }
         }
@@ -774,11 +765,6 @@ impl Image {
             base_array_layer: if is_3d { 0 } else { layer as u32 },
             layer_count: 1,
         }
-    }
-
-    /// The subresources' layouts after the batches submitted so far.
-    pub fn layouts(&self) -> Vec<vk::ImageLayout> {
-        self.state.lock().layouts.clone()
     }
 
     /// The regions of a tightly packed copy of every subresource that holds something, in
@@ -1123,16 +1109,16 @@ pub fn plan(
 /// start, once the subresources it first defines are in their first layout (where it copies
 /// the image in), and at its end; and the barriers from `UNDEFINED` replayed as barriers from
 /// each subresource's layout (by tag: range, old and new layout).
-#[allow(clippy::type_complexity)]
 pub struct RoundLayouts<T> {
     pub start: Vec<vk::ImageLayout>,
     pub first: Vec<vk::ImageLayout>,
     pub end: Vec<vk::ImageLayout>,
-    pub kept: Vec<(
-        T,
-        Vec<(vk::ImageSubresourceRange, vk::ImageLayout, vk::ImageLayout)>,
-    )>,
+    pub kept: Vec<(T, KeptBarriers)>,
 }
+
+/// Image barriers replayed in place of one from `UNDEFINED`: per subresource, its range and
+/// its old and new layout.
+pub type KeptBarriers = Vec<(vk::ImageSubresourceRange, vk::ImageLayout, vk::ImageLayout)>;
 
 /// What a batch split across members (`split.rs`) needs of an image copied between drivers
 /// that it touches: the regions of a tightly packed copy of every subresource that holds

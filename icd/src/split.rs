@@ -117,10 +117,7 @@ pub enum Step {
 /// The image barriers from `UNDEFINED` of images copied between drivers that a round replays
 /// as barriers from each subresource's layout instead (`images::RoundLayouts::kept`): by step
 /// and place in the step's list, the ranges with their old and new layouts.
-pub type Kept = std::collections::HashMap<
-    (usize, usize),
-    Vec<(vk::ImageSubresourceRange, vk::ImageLayout, vk::ImageLayout)>,
->;
+pub type Kept = std::collections::HashMap<(usize, usize), crate::images::KeptBarriers>;
 
 /// An image barrier of a split log: the fused image (raw handle), its layouts before and after,
 /// and the subresources.

@@ -585,6 +585,14 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 .unwrap_or_default()
         );
     }
+    let sliced = &split["sliced_indirect"];
+    outln!(
+        "    {:<10} indirect, counts written on the GPU (sliced): cpu work {:.3}, wall per submit {:.3}, parts of 16 per member {}",
+        "saxpy",
+        sliced["cpu_work"].as_f64().unwrap_or(f64::NAN),
+        sliced["wall"].as_f64().unwrap_or(f64::NAN),
+        sliced["parts"]
+    );
     outln!(
         "  compute_split: {}",
         split["method"].as_str().unwrap_or("")

@@ -410,6 +410,14 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
             })?;
             Ok((v, out.stderr))
         };
+    // Median wall time per submit of a run.
+    let wall = |v: &Value| -> Result<f64, CliError> {
+        Ok(super::bench::median(&super::bench::all_numbers(
+            v,
+            "submit_ns",
+            "kernels",
+        )?))
+    };
     let mut kernels = serde_json::Map::new();
     let sizes = [
         ("mandelbrot", "mandelbrot", (1024 / scale).max(16), 10),
@@ -445,13 +453,6 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         let cpu_ratio = |f: &Value| {
             let direct = cpu(&d);
             (direct > 0.0).then(|| cpu(f) / direct)
-        };
-        let wall = |v: &Value| -> Result<f64, CliError> {
-            Ok(super::bench::median(&super::bench::all_numbers(
-                v,
-                "submit_ns",
-                "kernels",
-            )?))
         };
         // From the lines vkfuse logs at device destruction.
         let after = |key: &str| {
@@ -538,8 +539,55 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
             }),
         );
     }
+    // Indirect dispatches whose group counts a dispatch of the same command buffer writes:
+    // split by workgroup slices, every member running the whole grid with a pipeline variant
+    // whose workgroups outside its slice return at once.
+    let size = ((1 << 22) / scale).max(64);
+    let args: Vec<String> = [
+        "--kernel",
+        "saxpy",
+        "--indirect",
+        "gpu",
+        "--size",
+        &size.to_string(),
+        "--repeat",
+        "20",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (d, _) = run(&args, &direct_setup, "direct, --indirect gpu")?;
+    let (f, log) = run(&args, &fused_setup, "compute_split, --indirect gpu")?;
+    if f["result"] != d["result"] {
+        return Err(CliError::failure(
+            "kernels --kernel saxpy --indirect gpu: compute_split gave another result than direct"
+                .to_string(),
+        ));
+    }
+    let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
+    let line = |key: &str| {
+        log.lines()
+            .find(|l| l.contains("compute_split:") && l.contains(key))
+            .and_then(|l| l.split(key).nth(1))
+            .map(str::to_string)
+    };
+    let parts: Vec<u64> = line("parts of 16 run:")
+        .map(|t| {
+            t.split(',')
+                .filter_map(|p| p.rsplit(':').next()?.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let sliced = json!({
+        "cpu_work": (cpu(&d) > 0.0).then(|| cpu(&f) / cpu(&d)),
+        "wall": wall(&f)? / wall(&d)?,
+        "parts": parts,
+        "size": size,
+        "submits": 20,
+    });
     Ok(json!({
         "kernels": kernels,
+        "sliced_indirect": sliced,
         "target_cpu_work": TARGET_SPLIT_CPU_WORK,
         "target_projected_speedup": TARGET_SPLIT_SPEEDUP,
         "method": format!(
@@ -569,6 +617,14 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              the batches it split and ran whole (saxpy_small: 4096 elements, too small to pay; \
              its wall_interleaved: 5 runs each of direct and hybrid, alternating, the median of \
              hybrid's per-run medians over the median of direct's). \
+             sliced_indirect: `kernels --kernel saxpy --indirect gpu` (a dispatch of the \
+             command buffer writes the group counts of the indirect saxpy after it, so they are \
+             not known at submit), direct and under compute_split, one run each: every member \
+             dispatches the whole grid with a variant of the pipeline whose workgroups outside \
+             its slice return at once; cpu_work and wall as above, parts: each member's parts \
+             of 16 over all sliced dispatches; no projection (each member launches every \
+             workgroup, so members' busy time summed is not the work of one; those rounds are \
+             not timed). \
              Results are checked equal to direct.",
             member.display()
         ),

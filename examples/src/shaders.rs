@@ -45,5 +45,7 @@ pub const STEP_COMP: &[u8] = spirv!("step.comp");
 pub const BLUR_COMP: &[u8] = spirv!("blur.comp");
 /// `blur-sampled.comp`: `kernels --kernel filter --sampled` (sampled image to storage image).
 pub const BLUR_SAMPLED_COMP: &[u8] = spirv!("blur-sampled.comp");
+/// `groups.comp`: the group counts of `kernels --kernel saxpy --indirect gpu`.
+pub const GROUPS_COMP: &[u8] = spirv!("groups.comp");
 /// `compact.comp`: `kernels --kernel compact` (slots handed out by atomics).
 pub const COMPACT_COMP: &[u8] = spirv!("compact.comp");

@@ -231,6 +231,7 @@ pub unsafe extern "system" fn destroy_device(
         // SAFETY: made by Box::into_raw in create_device; no longer used by the application.
         let dev = unsafe { Box::from_raw(device.as_raw() as *mut Device) };
         crate::exec::teardown(&dev);
+        crate::shaders::device_destroyed(&dev);
         for md in &dev.members {
             if let Some(d) = md.fns.destroy_device {
                 // SAFETY: the member device is ours.

@@ -702,6 +702,19 @@ pub fn teardown(d: &Device) {
                 st.split.rounds,
                 groups.join(", ")
             );
+            if st.split.sliced > 0 {
+                let parts: Vec<String> = d
+                    .members
+                    .iter()
+                    .map(|m| format!("member {}: {}", m.index, st.split.sliced_parts[m.index]))
+                    .collect();
+                crate::info!(
+                    "compute_split: {} indirect dispatch(es) with group counts not known at submit split by workgroup slices; parts of {} run: {}",
+                    st.split.sliced,
+                    vkfuse_shader::slice::PARTS,
+                    parts.join(", ")
+                );
+            }
             if st.split.mirrored > 0 {
                 crate::info!(
                     "compute_split: {} batch(es) with mirrored memory or images copied between drivers: {} byte(s) copied to other members before rounds, {} byte(s) merged after them",
@@ -2253,6 +2266,10 @@ struct Splits {
     refused: Vec<&'static str>,
     /// Batches `hybrid` ran whole because splitting did not pay.
     whole_by_hybrid: u64,
+    /// Indirect dispatches split by workgroup slices, and per member the parts (of
+    /// `vkfuse_shader::slice::PARTS`) of them it ran.
+    sliced: u64,
+    sliced_parts: [u64; MAX_MEMBERS],
     /// The mirrored memory of split batches whose bridge jobs may not all have run.
     merges: Vec<Arc<crate::split::Merge>>,
     /// Split batches with mirrored memory, and the bytes their jobs copied into other members'
@@ -2644,14 +2661,24 @@ fn submit_split(
         }
         crate::device_memory::host_words(m, at)
     };
+    // Under `compute_split`, the indirect dispatches whose counts are not known then split by
+    // workgroup slices where their pipelines have variants for it (`split::slice_indirect`);
+    // `hybrid` cannot weigh work whose size it does not know, and runs them whole.
+    let slicing = st.placer.strategy() == vkfuse_scheduler::Strategy::ComputeSplit;
+    let sliceable = |p: u64| slicing && crate::shaders::sliceable(d, p);
     let steps: Vec<std::borrow::Cow<'_, [crate::split::Step]>> = logs
         .iter()
         .map(|g| match &g.log {
-            Some(log) => log
-                .resolve(at_rest)
-                .map_or(std::borrow::Cow::Borrowed(&log.steps[..]), |v| {
-                    std::borrow::Cow::Owned(v)
-                }),
+            Some(log) => {
+                let resolved = log.resolve(at_rest);
+                let base = resolved.as_deref().unwrap_or(&log.steps[..]);
+                match crate::split::slice_indirect(base, sliceable) {
+                    Some(v) => std::borrow::Cow::Owned(v),
+                    None => resolved.map_or(std::borrow::Cow::Borrowed(&log.steps[..]), |v| {
+                        std::borrow::Cow::Owned(v)
+                    }),
+                }
+            }
             None => std::borrow::Cow::Borrowed(&[][..]),
         })
         .collect();
@@ -2755,11 +2782,16 @@ fn submit_split(
     // Add atomics merge as sums of deltas only where each member adds into its own copy.
     let shared_adds = all_rounds.iter().filter(|r| r.1.split).any(|(i, r)| {
         r.dispatches.iter().any(|k| {
-            matches!(
-                &steps[*i][*k],
-                crate::split::Step::Dispatch { adds, .. }
-                    if adds.memory.keys().any(|m| !st.mirrors.contains_key(m))
-            )
+            let adds = match &steps[*i][*k] {
+                crate::split::Step::Dispatch { adds, .. } => Some(adds),
+                crate::split::Step::Indirect {
+                    then: Some(p),
+                    sliced: true,
+                    ..
+                } => p.touch.adds.as_ref(),
+                _ => None,
+            };
+            adds.is_some_and(|a| a.memory.keys().any(|m| !st.mirrors.contains_key(m)))
         })
     });
     if shared_adds {
@@ -2773,6 +2805,8 @@ fn submit_split(
         .balance
         .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
         .weights(&members, SPLIT_CHUNKS);
+    // Each member's slice of sliced indirect dispatches.
+    let parts = crate::split::parts(&weights);
     // Images: a packed copy per member in host memory every member imports.
     let mut image_stages: Vec<Vec<Option<Arc<crate::staging::Stage>>>> = Vec::new();
     for si in &split_images {
@@ -2950,6 +2984,9 @@ fn submit_split(
     // Every round's command buffer per member, recorded before anything is submitted: a
     // failure leaves the batch to run whole.
     let mut groups = [0u64; MAX_MEMBERS];
+    // Per member: the parts (of `vkfuse_shader::slice::PARTS`) of sliced indirect dispatches
+    // it runs.
+    let mut sliced = [0u64; MAX_MEMBERS];
     let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
@@ -3033,6 +3070,28 @@ fn submit_split(
                     .as_ref()
                     .map(|mg| mg.staged_copies(r_index, m))
                     .unwrap_or_default();
+                // This member's variants of the round's sliced indirect dispatches.
+                let mut variants = crate::split::Variants::new();
+                let (lo, hi) = parts.get(pos).copied().unwrap_or_default();
+                for k in round.dispatches.iter().filter(|_| round.split && lo < hi) {
+                    if let crate::split::Step::Indirect {
+                        pipeline,
+                        sliced: true,
+                        ..
+                    } = &log[*k]
+                    {
+                        match crate::shaders::slice_pipeline(d, md, *pipeline, (lo, hi)) {
+                            Ok(v) => {
+                                variants.insert(*k, v);
+                                sliced[m] += u64::from(hi - lo);
+                            }
+                            Err(r) => {
+                                failed = Some(r);
+                                break 'record;
+                            }
+                        }
+                    }
+                }
                 // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
                 // the log's handles are live while the application's command buffer is, and
                 // so are the images and their packed copies, and the covers and stages.
@@ -3043,7 +3102,7 @@ fn submit_split(
                         log,
                         (round, round_spans[r_index].clone(), &kept[r_index]),
                         slice,
-                        (&images, &buffers),
+                        (&images, &buffers, &variants),
                     )
                 };
                 if let Err(r) = r {
@@ -3055,6 +3114,25 @@ fn submit_split(
             plan.push(this);
         }
     }
+    // Per round, its sliced indirect dispatches. Their rounds are not timed: each member's
+    // busy time includes launching every workgroup of the grid, and the workgroups each ran
+    // are not known (the balance and the projection would take them for work divided).
+    let sliced_rounds: Vec<u64> = all_rounds
+        .iter()
+        .map(|(i, r)| {
+            r.dispatches
+                .iter()
+                .filter(|k| {
+                    r.split
+                        && matches!(
+                            &steps[*i][**k],
+                            crate::split::Step::Indirect { sliced: true, .. }
+                        )
+                })
+                .count() as u64
+        })
+        .collect();
+    let sliced_dispatches: u64 = sliced_rounds.iter().sum();
     // The join on the first member brings the images the batch may write up to date there
     // (their packed copy, merged, into its copy), and its copies reached through staging
     // (their stages, merged, into them). The lead-in copies those copies out into their
@@ -3343,8 +3421,12 @@ fn submit_split(
     for (r, this) in plan.into_iter().enumerate() {
         st.split.rounds += 1;
         let round = st.split.rounds;
-        // Whole rounds on every member (layout changes only, elsewhere) are not timed.
-        if all_rounds[r].1.split && this.iter().all(|x| !x.2.queries.is_null()) {
+        // Whole rounds on every member (layout changes only, elsewhere) are not timed, nor
+        // are rounds of sliced indirect dispatches.
+        if all_rounds[r].1.split
+            && sliced_rounds[r] == 0
+            && this.iter().all(|x| !x.2.queries.is_null())
+        {
             st.split.open.push((round, this.len(), 0, 0, Vec::new()));
         }
         let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
@@ -3477,7 +3559,9 @@ fn submit_split(
     st.split.batches += 1;
     for m in &members {
         st.split.groups[*m] += groups[*m];
+        st.split.sliced_parts[*m] += sliced[*m];
     }
+    st.split.sliced += sliced_dispatches;
     crate::debug!(
         "compute_split: a batch in {rounds} round(s) on members {members:?}, workgroups {}",
         members

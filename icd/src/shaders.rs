@@ -6,29 +6,70 @@
 //! handle until the module is destroyed; other modules are not kept. A compute pipeline takes
 //! its entry point's analysis (logged at debug level) and keeps it until it is destroyed: a
 //! dispatch's access set uses the bound sets' bindings as the shader does (`access.rs`), and
-//! splitting dispatches (issue 4) will use it.
+//! splitting dispatches (issue 4) uses it.
+//!
+//! Where dispatches split, an entry point whose analysis allows slices that each run the
+//! whole grid (`Analysis::slice_refusal`) is also kept rewritten to run only the workgroups of
+//! a slice (`vkfuse_shader::slice`), and a compute pipeline of it keeps what its variants are
+//! made from ([`Slices`]): indirect dispatches whose group counts are not known at submit run
+//! on every member with such a variant each (`split.rs`). Variants are created on first use,
+//! one per member and slice, and destroyed with the pipeline (or the device); once the
+//! pipeline's layout is destroyed, no new ones are made.
 //!
 //! Keeping every module's SPIR-V instead (the first version) made piglit's
 //! `teximage-colors GL_RG16F` over Zink crash in 5 of 10 runs on lavapipe + SwiftShader under
 //! `round_robin`: a null read in a lavapipe worker thread, with no compute shader in the test.
 //! Only the heap's layout changed; the cause is not found (ARCHITECTURE.md, known problems).
 
-use std::collections::BTreeMap;
-use std::ffi::CStr;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
 use ash::vk::Handle as _;
 
-use crate::object::Device;
+use crate::object::{Device, MemberDevice};
 
 /// What an entry point analysis gives: the analysis, or why there is none.
 type Analysed = Result<Arc<vkfuse_shader::Analysis>, String>;
 
+/// A compute entry point of a module: its name, its analysis, and where dispatches split and
+/// the analysis allows it, the entry point rewritten to run one slice of the workgroups.
+type Entry = (String, Analysed, Option<Arc<vkfuse_shader::slice::Sliced>>);
+
 /// Per shader module with compute entry points (by handle, unique across devices: addresses of
-/// live vkfuse objects): the analysis of each, by name. Modules without one are not kept.
-static MODULES: parking_lot::RwLock<BTreeMap<u64, Vec<(String, Analysed)>>> =
+/// live vkfuse objects): each entry point. Modules without one are not kept.
+static MODULES: parking_lot::RwLock<BTreeMap<u64, Vec<Entry>>> =
     parking_lot::const_rwlock(BTreeMap::new());
+
+/// The compute pipelines (raw handle) whose variants run slices of the workgroups.
+static SLICES: parking_lot::RwLock<BTreeMap<u64, Arc<Slices>>> =
+    parking_lot::const_rwlock(BTreeMap::new());
+
+/// What a compute pipeline's variants that run slices of the workgroups are made from, and
+/// those made.
+pub struct Slices {
+    /// The device (its address) the pipeline belongs to.
+    device: usize,
+    sliced: Arc<vkfuse_shader::slice::Sliced>,
+    name: CString,
+    /// The pipeline's layout (raw fused handle), while it lives.
+    layout: u64,
+    layout_alive: AtomicBool,
+    stage_flags: vk::PipelineShaderStageCreateFlags,
+    /// The application's specialization: map entries and data.
+    spec: (Vec<vk::SpecializationMapEntry>, Vec<u8>),
+    made: parking_lot::Mutex<Made>,
+}
+
+/// The member objects of a pipeline's slice variants.
+#[derive(Default)]
+struct Made {
+    modules: HashMap<usize, vk::ShaderModule>,
+    /// By member and slice (first and end part of `vkfuse_shader::slice::PARTS`).
+    pipelines: HashMap<(usize, u32, u32), vk::Pipeline>,
+}
 
 /// The analysis of each compute pipeline (raw handle) that has one.
 static PIPELINES: parking_lot::RwLock<BTreeMap<u64, Arc<vkfuse_shader::Analysis>>> =
@@ -50,16 +91,175 @@ pub fn analysis(pipeline: u64) -> Option<Arc<vkfuse_shader::Analysis>> {
     PIPELINES.read().get(&pipeline).cloned()
 }
 
+/// Whether compute pipeline `pipeline` (raw) of `d` has variants that run slices of its
+/// workgroups ([`slice_pipeline`]).
+pub fn sliceable(d: &Device, pipeline: u64) -> bool {
+    SLICES.read().get(&pipeline).is_some_and(|s| {
+        s.device == d as *const Device as usize && s.layout_alive.load(Ordering::Acquire)
+    })
+}
+
+/// Member `md`'s variant of compute pipeline `pipeline` (raw) of `d` that runs only the
+/// workgroups of parts `lo..hi` of `vkfuse_shader::slice::PARTS`, made on first use.
+pub fn slice_pipeline(
+    d: &Device,
+    md: &MemberDevice,
+    pipeline: u64,
+    (lo, hi): (u32, u32),
+) -> Result<vk::Pipeline, vk::Result> {
+    let Some(s) = SLICES.read().get(&pipeline).cloned() else {
+        return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+    };
+    if s.device != d as *const Device as usize || !s.layout_alive.load(Ordering::Acquire) {
+        return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+    }
+    let m = md.index;
+    let mut made = s.made.lock();
+    if let Some(p) = made.pipelines.get(&(m, lo, hi)) {
+        return Ok(*p);
+    }
+    let missing = crate::guard::missing;
+    let module = match made.modules.get(&m) {
+        Some(module) => *module,
+        None => {
+            let create = md
+                .fns
+                .create_shader_module
+                .ok_or_else(|| missing("vkCreateShaderModule"))?;
+            let info = vk::ShaderModuleCreateInfo::default().code(&s.sliced.words);
+            let mut module = vk::ShaderModule::null();
+            // SAFETY: the member's device, a valid create info.
+            let r = unsafe { create(md.handle, &info, std::ptr::null(), &mut module) };
+            if r != vk::Result::SUCCESS {
+                return Err(r);
+            }
+            made.modules.insert(m, module);
+            module
+        }
+    };
+    // The application's specialization, and the slice's two constants after it.
+    let (mut entries, mut data) = (s.spec.0.clone(), s.spec.1.clone());
+    entries.retain(|e| !s.sliced.ids.contains(&e.constant_id));
+    for (id, value) in s.sliced.ids.iter().zip([lo, hi]) {
+        entries.push(vk::SpecializationMapEntry {
+            constant_id: *id,
+            offset: data.len() as u32,
+            size: 4,
+        });
+        data.extend_from_slice(&value.to_ne_bytes());
+    }
+    let spec = vk::SpecializationInfo::default()
+        .map_entries(&entries)
+        .data(&data);
+    let stage = vk::PipelineShaderStageCreateInfo::default()
+        .flags(s.stage_flags)
+        .stage(vk::ShaderStageFlags::COMPUTE)
+        .module(module)
+        .name(&s.name)
+        .specialization_info(&spec);
+    let info = vk::ComputePipelineCreateInfo::default()
+        .stage(stage)
+        .layout(crate::conv::nd(vk::PipelineLayout::from_raw(s.layout), m));
+    let create = md
+        .fns
+        .create_compute_pipelines
+        .ok_or_else(|| missing("vkCreateComputePipelines"))?;
+    let mut out = vk::Pipeline::null();
+    // SAFETY: the member's device; the layout is live (`layout_alive`), the module ours.
+    let r = unsafe {
+        create(
+            md.handle,
+            vk::PipelineCache::null(),
+            1,
+            &info,
+            std::ptr::null(),
+            &mut out,
+        )
+    };
+    if r != vk::Result::SUCCESS {
+        return Err(r);
+    }
+    crate::debug!(
+        "compute pipeline {pipeline:#x}: member {m}'s variant for workgroup parts {lo}..{hi} of {}",
+        vkfuse_shader::slice::PARTS
+    );
+    made.pipelines.insert((m, lo, hi), out);
+    Ok(out)
+}
+
+/// Destroys the member objects of `s`'s variants, on `d`'s members.
+fn destroy_slices(d: &Device, s: &Slices) {
+    let made = std::mem::take(&mut *s.made.lock());
+    for ((m, ..), p) in made.pipelines {
+        if let Some(f) = d
+            .member(m)
+            .and_then(|md| md.fns.destroy_pipeline.zip(Some(md)))
+        {
+            // SAFETY: our pipeline on the member, no longer used: the application destroys a
+            // pipeline once no pending work uses it, and the split rounds that used the
+            // variant were part of such work.
+            unsafe { (f.0)(f.1.handle, p, std::ptr::null()) };
+        }
+    }
+    for (m, module) in made.modules {
+        if let Some(f) = d
+            .member(m)
+            .and_then(|md| md.fns.destroy_shader_module.zip(Some(md)))
+        {
+            // SAFETY: our module on the member.
+            unsafe { (f.0)(f.1.handle, module, std::ptr::null()) };
+        }
+    }
+}
+
 /// After `vkDestroyPipeline`, before the pipeline is freed.
 ///
 /// # Safety
 /// Arguments of `vkDestroyPipeline`.
 pub unsafe fn pipeline_destroyed(
-    _d: &Device,
+    d: &Device,
     pipeline: vk::Pipeline,
     _alloc: *const vk::AllocationCallbacks,
 ) {
     PIPELINES.write().remove(&pipeline.as_raw());
+    let gone = SLICES.write().remove(&pipeline.as_raw());
+    if let Some(s) = gone.filter(|s| s.device == d as *const Device as usize) {
+        destroy_slices(d, &s);
+    }
+}
+
+/// After `vkDestroyPipelineLayout`, before the layout is freed: its pipelines make no new
+/// slice variants.
+///
+/// # Safety
+/// Arguments of `vkDestroyPipelineLayout`.
+pub unsafe fn layout_destroyed(
+    _d: &Device,
+    layout: vk::PipelineLayout,
+    _alloc: *const vk::AllocationCallbacks,
+) {
+    for s in SLICES.read().values() {
+        if s.layout == layout.as_raw() {
+            s.layout_alive.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Before `d`'s member devices are destroyed: the slice variants of its pipelines the
+/// application did not destroy.
+pub fn device_destroyed(d: &Device) {
+    let mine: Vec<Arc<Slices>> = {
+        let mut all = SLICES.write();
+        let keys: Vec<u64> = all
+            .iter()
+            .filter(|(_, s)| s.device == d as *const Device as usize)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.iter().filter_map(|k| all.remove(k)).collect()
+    };
+    for s in mine {
+        destroy_slices(d, &s);
+    }
 }
 
 /// The words of a `VkShaderModuleCreateInfo`.
@@ -89,21 +289,35 @@ pub unsafe fn module_created(
     }
     // SAFETY: a valid create info and the created module.
     let (code, module) = unsafe { (words(&*info), (*module).as_raw()) };
-    let entries = analyse_all(&code);
+    let entries = analyse_all(&code, crate::config::Config::get().splits());
     if !entries.is_empty() {
         MODULES.write().insert(module, entries);
     }
 }
 
-/// The analysis of every compute entry point of a module's words.
-fn analyse_all(code: &[u32]) -> Vec<(String, Analysed)> {
+/// Every compute entry point of a module's words, with its analysis, and where `slices`, the
+/// entry point rewritten to run one slice of the workgroups.
+fn analyse_all(code: &[u32], slices: bool) -> Vec<Entry> {
     vkfuse_shader::compute_entry_points(code)
         .into_iter()
         .map(|name| {
             let a = vkfuse_shader::analyse(code, &name)
                 .map(Arc::new)
                 .map_err(|e| e.to_string());
-            (name, a)
+            let sliced = a
+                .as_ref()
+                .ok()
+                .filter(|a| slices && a.slice_refusal().is_none())
+                .and_then(
+                    |_| match vkfuse_shader::slice::workgroup_slice(code, &name) {
+                        Ok(s) => Some(Arc::new(s)),
+                        Err(e) => {
+                            crate::debug!("compute entry point {name}: no slice variants: {e}");
+                            None
+                        }
+                    },
+                );
+            (name, a, sliced)
         })
         .collect()
 }
@@ -157,7 +371,7 @@ pub unsafe fn compute_pipelines_created(
                     )
                 }
                 // SAFETY: a valid create info.
-                .map(|m| analyse_all(&unsafe { words(m) }))
+                .map(|m| analyse_all(&unsafe { words(m) }, crate::config::Config::get().splits()))
             });
         let name = if stage.p_name.is_null() {
             String::new()
@@ -168,13 +382,28 @@ pub unsafe fn compute_pipelines_created(
                 .into_owned()
         };
         let found = entries.map(|list| {
-            list.into_iter().find(|(n, _)| *n == name).map_or_else(
+            list.into_iter().find(|(n, ..)| *n == name).map_or_else(
                 || Err(format!("no compute entry point \"{name}\"")),
-                |(_, a)| a,
+                |(_, a, sliced)| a.map(|a| (a, sliced)),
             )
         });
+        // A handle of a destroyed pipeline may come back: nothing of that one stays.
+        PIPELINES.write().remove(&pipeline.as_raw());
+        SLICES.write().remove(&pipeline.as_raw());
         let what = match found {
-            Some(Ok(a)) => {
+            Some(Ok((a, sliced))) => {
+                if let Some(sliced) = sliced {
+                    // SAFETY: a valid create info.
+                    match unsafe { slices_of(d, info, sliced) } {
+                        Some(s) => {
+                            SLICES.write().insert(pipeline.as_raw(), Arc::new(s));
+                        }
+                        None => crate::debug!(
+                            "compute pipeline {:#x}: no slice variants (create info extended)",
+                            pipeline.as_raw()
+                        ),
+                    }
+                }
                 let what = if crate::log::enabled(crate::log::Level::Debug) {
                     describe(&a)
                 } else {
@@ -188,6 +417,61 @@ pub unsafe fn compute_pipelines_created(
         };
         crate::debug!("compute pipeline {:#x} ({name}): {what}", pipeline.as_raw());
     }
+}
+
+/// What the slice variants of a pipeline created from `info` are made from; `None` where
+/// `info` or its stage is extended by structures other than a chained module.
+///
+/// # Safety
+/// `info` is a valid create info.
+unsafe fn slices_of(
+    d: &Device,
+    info: &vk::ComputePipelineCreateInfo,
+    sliced: Arc<vkfuse_shader::slice::Sliced>,
+) -> Option<Slices> {
+    let stage = &info.stage;
+    if !info.p_next.is_null() || stage.p_name.is_null() {
+        return None;
+    }
+    let mut next = stage.p_next;
+    while !next.is_null() {
+        // SAFETY: every chain node starts with sType and pNext.
+        let base = unsafe { &*(next as *const vk::BaseInStructure) };
+        if base.s_type != vk::StructureType::SHADER_MODULE_CREATE_INFO {
+            return None;
+        }
+        next = base.p_next.cast();
+    }
+    let spec = if stage.p_specialization_info.is_null() {
+        (Vec::new(), Vec::new())
+    } else {
+        // SAFETY: a valid specialization info: its entries and data.
+        unsafe {
+            let sp = &*stage.p_specialization_info;
+            let entries = if sp.p_map_entries.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(sp.p_map_entries, sp.map_entry_count as usize).to_vec()
+            };
+            let data = if sp.p_data.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(sp.p_data.cast::<u8>(), sp.data_size).to_vec()
+            };
+            (entries, data)
+        }
+    };
+    Some(Slices {
+        device: d as *const Device as usize,
+        sliced,
+        // SAFETY: a nul-terminated entry point name.
+        name: unsafe { CStr::from_ptr(stage.p_name) }.to_owned(),
+        layout: info.layout.as_raw(),
+        layout_alive: AtomicBool::new(true),
+        stage_flags: stage.flags,
+        spec,
+        made: Default::default(),
+    })
 }
 
 /// `local size 64x1x1; (0,0) read, (0,1) written (disjoint along x); slices along x write

@@ -19,8 +19,12 @@
 //!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
 //!   whole), along the dimension with the most groups (at least two) whose
 //!   `gl_NumWorkGroups` component the shader does not read; indirect dispatches where their
-//!   group counts are at rest on the host at submit ([`Log::resolve`]). The others run whole
-//!   on the first member.
+//!   group counts are at rest on the host at submit ([`Log::resolve`]). Under
+//!   `compute_split`, indirect dispatches whose counts are not known then split by workgroup
+//!   slices where their pipeline has variants for it ([`slice_indirect`]): every member
+//!   dispatches the whole grid with its variant, whose workgroups outside the member's
+//!   slice ([`parts`]) return at once (`vkfuse_shader::slice`). The others run whole on the
+//!   first member.
 //! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
 //!   dispatches none of which touches what another of the run writes, or runs of whole
 //!   dispatches. Bindings whose every access the shader analysis keeps to each invocation's
@@ -92,13 +96,17 @@ pub enum Step {
         own: Vec<OwnPart>,
         rest: AccessSet,
     },
-    /// An indirect dispatch: it runs whole on the first member, unless its group counts are
-    /// known at submit ([`Log::resolve`]: `then` is the dispatch it becomes).
+    /// An indirect dispatch of compute pipeline `pipeline`: it runs whole on the first member,
+    /// unless its group counts are known at submit ([`Log::resolve`]: `then` is the dispatch it
+    /// becomes) or it is `sliced` ([`slice_indirect`]: every member dispatches it whole with a
+    /// variant of the pipeline that runs only its slice of the workgroups).
     Indirect {
         buffer: u64,
         offset: u64,
+        pipeline: u64,
         access: AccessSet,
         then: Option<Box<Pending>>,
+        sliced: bool,
     },
     /// A buffer transfer: it runs whole, on the first member.
     Transfer {
@@ -265,8 +273,11 @@ pub struct Log {
     pub broken: Option<&'static str>,
     /// Dispatches that split.
     pub splits: u32,
-    /// Indirect dispatches that split once their group counts are known at submit.
+    /// Indirect dispatches that split once their group counts are known at submit, or by
+    /// workgroup slices.
     pub pending: u32,
+    /// The compute pipeline bound last (raw).
+    bound: u64,
     /// The push constant bytes set so far, and which are set.
     push_bytes: Vec<u8>,
     push_set: Vec<bool>,
@@ -287,6 +298,7 @@ impl Log {
     }
 
     pub fn pipeline(&mut self, raw: u64) {
+        self.bound = raw;
         self.push(Step::Pipeline(raw));
     }
 
@@ -393,7 +405,7 @@ impl Log {
     pub fn indirect(&mut self, buffer: u64, offset: u64, access: AccessSet, then: Option<Pending>) {
         self.own += access.fed;
         let then = then.filter(|p| {
-            p.analysis.split_refusal().is_none()
+            p.analysis.slice_refusal().is_none()
                 && p.touch.access.everything.is_none()
                 && (!p.analysis.adds() || p.touch.adds.is_some())
         });
@@ -403,8 +415,10 @@ impl Log {
         self.push(Step::Indirect {
             buffer,
             offset,
+            pipeline: self.bound,
             access,
             then: then.map(Box::new),
+            sliced: false,
         });
     }
 
@@ -561,6 +575,61 @@ pub fn slices(step: &Step, weights: &[f64], chunks: u32, pos: usize) -> Vec<([u3
     }
 }
 
+/// A member's variants of the pipelines of a round's sliced indirect dispatches, by step.
+pub type Variants = std::collections::HashMap<usize, vk::Pipeline>;
+
+/// The indirect dispatches of `steps` that may split by workgroup slices (`can`: their
+/// pipeline has slice variants; their shader allows it: `then`) marked `sliced`; `None` where
+/// there are none.
+pub fn slice_indirect(steps: &[Step], can: impl Fn(u64) -> bool) -> Option<Vec<Step>> {
+    let sliceable = |s: &Step| matches!(s, Step::Indirect { then: Some(_), sliced: false, pipeline, .. } if can(*pipeline));
+    if !steps.iter().any(sliceable) {
+        return None;
+    }
+    Some(
+        steps
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if sliceable(&s) {
+                    if let Step::Indirect { sliced, .. } = &mut s {
+                        *sliced = true;
+                    }
+                }
+                s
+            })
+            .collect(),
+    )
+}
+
+/// Each member position's slice of a sliced indirect dispatch, as parts `lo..hi` of
+/// `vkfuse_shader::slice::PARTS` that tile them in order, in proportion to `weights`.
+pub fn parts(weights: &[f64]) -> Vec<(u32, u32)> {
+    let parts = vkfuse_shader::slice::PARTS;
+    let w: Vec<f64> = weights
+        .iter()
+        .map(|w| if w.is_finite() { w.max(0.0) } else { 0.0 })
+        .collect();
+    let total: f64 = w.iter().sum();
+    let (mut at, mut lo) = (0.0, 0u32);
+    w.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            at += x;
+            let hi = if i + 1 == w.len() {
+                parts
+            } else if total > 0.0 {
+                ((at / total * f64::from(parts)).round() as u32).clamp(lo, parts)
+            } else {
+                lo
+            };
+            let part = (lo, hi);
+            lo = hi;
+            part
+        })
+        .collect()
+}
+
 /// Records `op` into `cb` of member `m` (handles translated).
 ///
 /// # Safety
@@ -710,7 +779,8 @@ pub fn rounds(steps: &[Step]) -> Vec<Round> {
     for (k, s) in steps.iter().enumerate() {
         let split = match s {
             Step::Dispatch { along, .. } => along.is_some(),
-            Step::Indirect { .. } | Step::Transfer { .. } => false,
+            Step::Indirect { sliced, .. } => *sliced,
+            Step::Transfer { .. } => false,
             Step::Images(_) => {
                 cut |= s.transitions().next().is_some();
                 continue;
@@ -1070,7 +1140,7 @@ pub unsafe fn record(
     steps: &[Step],
     (round, span, kept): (&Round, std::ops::Range<usize>, &Kept),
     slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
-    (images, buffers): (&[ImageCopy], &[StagedCopy]),
+    (images, buffers, variants): (&[ImageCopy], &[StagedCopy], &Variants),
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
@@ -1159,9 +1229,27 @@ pub unsafe fn record(
                             }
                         }
                     }
-                    Step::Indirect { buffer, offset, .. } if round.dispatches.contains(&k) => {
-                        if !slice(k).is_empty() {
-                            indirect(cb, vk::Buffer::from_raw(nd(*buffer)), *offset);
+                    Step::Indirect {
+                        buffer,
+                        offset,
+                        pipeline,
+                        sliced,
+                        ..
+                    } if round.dispatches.contains(&k) => {
+                        let args = vk::Buffer::from_raw(nd(*buffer));
+                        if *sliced && round.split {
+                            // This member's variant, then the pipeline the log bound again.
+                            if let Some(v) = variants.get(&k) {
+                                bind(cb, vk::PipelineBindPoint::COMPUTE, *v);
+                                indirect(cb, args, *offset);
+                                bind(
+                                    cb,
+                                    vk::PipelineBindPoint::COMPUTE,
+                                    vk::Pipeline::from_raw(nd(*pipeline)),
+                                );
+                            }
+                        } else if !slice(k).is_empty() {
+                            indirect(cb, args, *offset);
                         }
                     }
                     Step::Transfer { op, .. } if round.dispatches.contains(&k) => {
@@ -1387,6 +1475,16 @@ pub fn merge_ranges(
                 rest, adds, own, ..
             } if round.split => (rest, Some(adds), own),
             Step::Dispatch { access, adds, .. } => (access, Some(adds), &[]),
+            Step::Indirect {
+                access,
+                then,
+                sliced: true,
+                ..
+            } if round.split => (
+                access,
+                then.as_ref().and_then(|p| p.touch.adds.as_ref()),
+                &[],
+            ),
             Step::Indirect { access, .. } | Step::Transfer { access, .. } => (access, None, &[]),
             _ => continue,
         };
@@ -1836,8 +1934,10 @@ mod tests {
             Step::Indirect {
                 buffer: 9,
                 offset: 0,
+                pipeline: 1,
                 access: acc(2, (0, 4), None),
                 then: None,
+                sliced: false,
             },
             // Only reads allocation 2: joins nothing whole, a new split round.
             dispatch(Some(0), acc(2, (0, 4), None)),
@@ -1952,6 +2052,80 @@ mod tests {
         };
         assert_eq!(own[1].of_groups(2, 3), Range::new(4096 + 512, 4096 + 1280));
         assert_eq!(own[1].of_groups(15, 4), Range::new(4096 + 3840, 8192));
+    }
+
+    #[test]
+    fn slices_of_indirect_dispatches_tile_the_parts() {
+        let all = vkfuse_shader::slice::PARTS;
+        for w in [
+            &[1.0, 1.0][..],
+            &[1.0, 3.0],
+            &[0.2, 0.3, 0.5],
+            &[5.0],
+            &[0.0, 2.0],
+            &[0.0, 0.0],
+            &[f64::NAN, 1.0],
+            &[1.0, 1000.0],
+        ] {
+            let p = parts(w);
+            assert_eq!(p.len(), w.len());
+            let mut at = 0;
+            for (lo, hi) in &p {
+                assert_eq!(*lo, at, "{w:?} {p:?}");
+                assert!(hi >= lo);
+                at = *hi;
+            }
+            assert_eq!(at, all, "{w:?} {p:?}");
+        }
+        assert_eq!(parts(&[1.0, 3.0]), vec![(0, 4), (4, 16)]);
+    }
+
+    #[test]
+    fn sliced_indirect_dispatches_are_rounds_of_their_own() {
+        let analysis = Arc::new(vkfuse_shader::Analysis::default());
+        let mut log = Log::default();
+        log.pipeline(5);
+        log.dispatch(
+            Some(&analysis),
+            [0; 3],
+            [8, 1, 1],
+            touch(acc(7, (0, 64), Some((0, 64)))),
+        );
+        let pending = Pending {
+            analysis: analysis.clone(),
+            args: (7, 0),
+            touch: touch(acc(8, (0, 64), None)),
+        };
+        log.indirect(1, 0, acc(8, (0, 64), None), Some(pending.clone()));
+        log.indirect(1, 0, acc(8, (0, 64), None), Some(pending));
+        log.indirect(1, 0, acc(8, (0, 64), None), None);
+        // No pipeline with variants: nothing changes.
+        assert!(slice_indirect(&log.steps, |_| false).is_none());
+        let steps = slice_indirect(&log.steps, |p| p == 5).unwrap();
+        let sliced: Vec<bool> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Indirect {
+                    sliced, pipeline, ..
+                } => {
+                    assert_eq!(*pipeline, 5);
+                    Some(*sliced)
+                }
+                _ => None,
+            })
+            .collect();
+        // The third has no shader analysis that allows it.
+        assert_eq!(sliced, vec![true, true, false]);
+        // Each sliced dispatch a split round of its own, even where nothing conflicts.
+        assert_eq!(
+            rounds(&steps),
+            vec![
+                round(true, &[1]),
+                round(true, &[2]),
+                round(true, &[3]),
+                round(false, &[4]),
+            ]
+        );
     }
 
     #[test]

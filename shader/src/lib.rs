@@ -19,6 +19,7 @@
 //! memory no binding names (`addresses`). The analysis walks every function of the module,
 //! so a module with several entry points is judged by all of them.
 
+pub mod slice;
 pub mod spirv;
 
 use std::collections::{BTreeMap, HashMap};
@@ -117,11 +118,17 @@ impl Analysis {
     /// atomically, addresses reach memory no binding names, and `NumWorkgroups` read whole
     /// differs per slice.
     pub fn split_refusal(&self) -> Option<&'static str> {
+        self.slice_refusal()
+            .or_else(|| (self.num_workgroups == 0b111).then_some("it reads gl_NumWorkGroups"))
+    }
+
+    /// Why slices of a dispatch of this shader that each run the whole grid, their
+    /// workgroups outside the slice returning at once ([`slice::workgroup_slice`]), could
+    /// give another result than the whole dispatch: as [`Analysis::split_refusal`], but
+    /// reading `gl_NumWorkGroups` is no reason (every slice sees the whole grid's counts).
+    pub fn slice_refusal(&self) -> Option<&'static str> {
         if self.addresses {
             return Some("it uses buffer device addresses");
-        }
-        if self.num_workgroups == 0b111 {
-            return Some("it reads gl_NumWorkGroups");
         }
         if self.bindings.values().any(|b| b.opaque) {
             return Some("it uses a binding in a way the analysis does not follow");
@@ -145,6 +152,8 @@ pub enum Error {
     Parse(spirv::ParseError),
     /// No `GLCompute` entry point of this name.
     NoEntryPoint(String),
+    /// The module is one [`slice::workgroup_slice`] does not rewrite, for this reason.
+    Rewrite(&'static str),
 }
 
 impl std::fmt::Display for Error {
@@ -152,6 +161,7 @@ impl std::fmt::Display for Error {
         match self {
             Error::Parse(e) => e.fmt(f),
             Error::NoEntryPoint(n) => write!(f, "no compute entry point \"{n}\""),
+            Error::Rewrite(why) => write!(f, "not rewritten: {why}"),
         }
     }
 }
@@ -1112,7 +1122,16 @@ mod tests {
 
     /// Compiles a GLSL compute shader with `glslangValidator` (Debian: glslang-tools, which the
     /// examples need too).
-    fn compile(name: &str, source: &str) -> Vec<u32> {
+    /// The target environment a test shader is compiled for: Vulkan 1.1 unless its source
+    /// names another in a `// target: ` comment.
+    pub(crate) fn env_of(source: &str) -> &str {
+        source
+            .split_once("// target: ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("vulkan1.1")
+    }
+
+    pub(crate) fn compile(name: &str, source: &str) -> Vec<u32> {
         let dir = std::env::temp_dir().join(format!("vkfuse-shader-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join(format!("{name}.comp"));
@@ -1121,7 +1140,7 @@ mod tests {
         let glslang =
             std::env::var_os("GLSLANG_VALIDATOR").unwrap_or_else(|| "glslangValidator".into());
         let out = std::process::Command::new(&glslang)
-            .args(["-V", "--target-env", "vulkan1.1", "-o"])
+            .args(["-V", "--target-env", env_of(source), "-o"])
             .arg(&spv)
             .arg(&src)
             .output()

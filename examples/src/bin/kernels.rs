@@ -8,8 +8,9 @@
 //!   such dispatches with barriers between them, each reading the element the previous one
 //!   wrote for the same invocation; `--batches B` submits the command buffer B times in one
 //!   `vkQueueSubmit`, each batch waiting for a binary semaphore the one before signals;
-//!   `--indirect host|update` dispatches with `vkCmdDispatchIndirect`, its group counts
-//!   written by the host before recording or by `vkCmdUpdateBuffer` in the command buffer;
+//!   `--indirect host|update|gpu` dispatches with `vkCmdDispatchIndirect`, its group counts
+//!   written by the host before recording, by `vkCmdUpdateBuffer` in the command buffer, or
+//!   by a dispatch before them in the command buffer (`groups.comp`);
 //!   `--host-signal`: x holds zeros when each submit is made, and the host writes it and then
 //!   signals the timeline value the submit waits for;
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
@@ -42,7 +43,7 @@ use vkfuse_examples::{
 const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
-               [--repeat R] [--steps S] [--batches B] [--indirect host|update] [--clear]
+               [--repeat R] [--steps S] [--batches B] [--indirect host|update|gpu] [--clear]
                [--seed K] [--host-signal] [--sampled] [--in-batch]
                [--json] [--validation]
 
@@ -69,8 +70,9 @@ and the time per submit on stderr.
                 copies it into the readback buffer
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
-  --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host)
-                or by vkCmdUpdateBuffer before the dispatches (update)
+  --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host),
+                by vkCmdUpdateBuffer before the dispatches (update), or by a dispatch
+                before them (gpu)
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit; filter (with --in-batch): the command
                 buffer clears the source to 500 (vkCmdClearColorImage) before the dispatch
@@ -169,9 +171,9 @@ fn run(mut args: Args) -> Result<Report> {
     let mix_steps = steps.unwrap_or(24);
     if let Some(w) = indirect
         .as_deref()
-        .filter(|w| !matches!(*w, "host" | "update"))
+        .filter(|w| !matches!(*w, "host" | "update" | "gpu"))
     {
-        return Err(format!("--indirect {w}: host or update").into());
+        return Err(format!("--indirect {w}: host, update or gpu").into());
     }
     let batches = batches.unwrap_or(1);
     if !(1..=16).contains(&batches) {
@@ -307,12 +309,14 @@ fn run(mut args: Args) -> Result<Report> {
             push.extend(u32_bytes(&[n]));
             let groups = [n.div_ceil(64), 1, 1];
             // The group counts of `--indirect`: written now by the host, or zero until the
-            // command buffer's vkCmdUpdateBuffer.
+            // command buffer's vkCmdUpdateBuffer or `groups.comp` writes them.
             let args_buffer = match indirect.as_deref() {
                 Some(w) => {
                     let b = ctx.create_buffer(
                         12,
-                        vk::BufferUsageFlags::INDIRECT_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
+                        vk::BufferUsageFlags::INDIRECT_BUFFER
+                            | vk::BufferUsageFlags::TRANSFER_DST
+                            | vk::BufferUsageFlags::STORAGE_BUFFER,
                         MemoryUse::Readback,
                     )?;
                     let init = if w == "host" { groups } else { [0; 3] };
@@ -321,20 +325,30 @@ fn run(mut args: Args) -> Result<Report> {
                 }
                 None => None,
             };
+            let counts_kernel = match (&args_buffer, indirect.as_deref()) {
+                (Some(b), Some("gpu")) => Some(ctx.create_compute_kernel(
+                    vkfuse_examples::shaders::GROUPS_COMP,
+                    4,
+                    &[whole(b)],
+                )?),
+                _ => None,
+            };
+            let indirect_read = (
+                vk::PipelineStageFlags::DRAW_INDIRECT,
+                vk::AccessFlags::INDIRECT_COMMAND_READ,
+            );
             record(&|| {
                 // SAFETY: as for `one_dispatch`; the counts buffer lives as long as the kernel.
                 unsafe {
                     if let (Some(b), Some("update")) = (&args_buffer, indirect.as_deref()) {
                         d.cmd_update_buffer(cb, b.handle, 0, &u32_bytes(&groups));
-                        cmd::memory_barrier(
-                            d,
-                            cb,
-                            cmd::TRANSFER_WRITE,
-                            (
-                                vk::PipelineStageFlags::DRAW_INDIRECT,
-                                vk::AccessFlags::INDIRECT_COMMAND_READ,
-                            ),
-                        );
+                        cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, indirect_read);
+                    }
+                    if let Some(g) = &counts_kernel {
+                        g.bind(d, cb);
+                        g.push_constants(d, cb, &u32_bytes(&[n]));
+                        d.cmd_dispatch(cb, 1, 1, 1);
+                        cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, indirect_read);
                     }
                     k.bind(d, cb);
                     k.push_constants(d, cb, &push);

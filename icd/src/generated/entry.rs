@@ -8543,6 +8543,7 @@ pub unsafe extern "system" fn destroy_pipeline_layout(
             };
             unsafe { f(md.handle, vk::PipelineLayout::from_raw(raw), p_allocator) };
         }
+        unsafe { crate::shaders::layout_destroyed(owner, pipeline_layout, p_allocator) };
         unsafe { ObjectBase::free(pipeline_layout.as_raw()) };
         Ok(())
     })

@@ -1,0 +1,543 @@
+//! A compute entry point rewritten to run only its slice of a dispatch's workgroups (issue 4:
+//! indirect dispatches whose group counts the GPU writes).
+//!
+//! `vkCmdDispatchBase` slices a dispatch whose group counts are known when it is recorded;
+//! an indirect dispatch's counts may be written by earlier work of the same batch, on the
+//! device, and there is no indirect form of `vkCmdDispatchBase`. Instead, every member
+//! dispatches the whole grid indirectly with a rewritten pipeline, whose workgroups outside
+//! the member's slice return at once:
+//!
+//! ```text
+//! n, g = the group count and workgroup id along z if the grid has several layers, else
+//!        along y if it has several rows, else along x
+//! lo   = n * LO / PARTS,  hi = n * HI / PARTS     (exact, without overflow)
+//! if !(lo <= g && g < hi) return;
+//! ```
+//!
+//! `LO` and `HI` are two specialization constants the rewrite adds (`Sliced::ids`), so one
+//! rewritten module serves every slice: members' slices `[LO, HI)` that tile `0..PARTS`
+//! run every workgroup exactly once. The workgroup ids and `gl_NumWorkGroups` stay those of
+//! the whole grid, so the shader computes what it would have. A workgroup leaves as a
+//! whole, before anything else, so barriers and subgroup operations stay in uniform control
+//! flow.
+//!
+//! The rewrite: the `WorkgroupId` and `NumWorkgroups` built-ins (declared where the module
+//! has none, and added to the entry point's interface), the types and constants the test
+//! needs (existing scalar and vector types reused: SPIR-V forbids declaring them twice), and
+//! a new first block of the entry point's function: its variables, the test, a selection
+//! whose merge block is the old first block (keeping its label, so nothing that names it
+//! changes), and a block that returns.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::spirv::{self, decoration, op, storage};
+use crate::Error;
+
+/// Slices are whole multiples of `1 / PARTS` of the grid along the dimension they cut.
+pub const PARTS: u32 = 16;
+
+/// An entry point rewritten to run only its slice of the workgroups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sliced {
+    /// The rewritten module.
+    pub words: Vec<u32>,
+    /// The specialization constant ids of the slice's first and end part (`LO` and `HI`,
+    /// in `0..=PARTS`; by default `0` and `PARTS`: the whole grid).
+    pub ids: [u32; 2],
+}
+
+/// The first specialization constant id the rewrite tries (`"vF"` in its high half): ids the
+/// module declares are skipped.
+const FIRST_ID: u32 = 0x7646_0000;
+
+/// Opcodes the rewrite writes or reads beyond the analysis's.
+mod code {
+    pub const LINE: u16 = 8;
+    pub const NO_LINE: u16 = 317;
+    pub const TYPE_BOOL: u16 = 20;
+    pub const TYPE_VECTOR: u16 = 23;
+    pub const SPEC_CONSTANT: u16 = 50;
+    pub const U_DIV: u16 = 134;
+    pub const U_MOD: u16 = 137;
+    pub const LOGICAL_AND: u16 = 167;
+    pub const SELECT: u16 = 169;
+    pub const U_GREATER_THAN: u16 = 172;
+    pub const U_GREATER_THAN_EQUAL: u16 = 174;
+    pub const U_LESS_THAN: u16 = 176;
+    pub const SELECTION_MERGE: u16 = 247;
+    pub const LABEL: u16 = 248;
+    pub const BRANCH_CONDITIONAL: u16 = 250;
+    pub const RETURN: u16 = 253;
+    pub const DECORATION_GROUP: u16 = 73;
+    pub const GROUP_DECORATE: u16 = 74;
+    pub const GROUP_MEMBER_DECORATE: u16 = 75;
+    /// Instructions of the module's sections before types, constants and variables
+    /// (capabilities to annotations).
+    pub const PREAMBLE: [u16; 21] = [
+        2, 3, 4, 5, 6, 7, 10, 11, 14, 15, 16, 17, 71, 72, 73, 74, 75, 330, 331, 332, 5632,
+    ];
+    pub const MEMBER_DECORATE_STRING: u16 = 5633;
+}
+
+/// `Decoration SpecId`.
+const SPEC_ID: u32 = 1;
+/// `BuiltIn WorkgroupId`.
+const WORKGROUP_ID: u32 = 26;
+
+/// An instruction's words, the first holding the word count and opcode.
+fn inst(opcode: u16, operands: &[u32]) -> Vec<u32> {
+    let mut w = Vec::with_capacity(operands.len() + 1);
+    w.push(((operands.len() as u32 + 1) << 16) | u32::from(opcode));
+    w.extend_from_slice(operands);
+    w
+}
+
+/// Entry point `entry` (a `GLCompute` one) of the SPIR-V module `words`, rewritten to run
+/// only the workgroups of the slice its two added specialization constants give.
+pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
+    let insts = spirv::instructions(words).map_err(Error::Parse)?;
+    let refuse = |why: &'static str| Err(Error::Rewrite(why));
+    let mut bound = words[3];
+    let mut fresh = || {
+        let id = bound;
+        bound += 1;
+        id
+    };
+    // What the module has.
+    let mut entry_at = None;
+    let (mut uint, mut boolean, mut v3, mut ptr) = (None, None, None, None);
+    let mut builtins: HashMap<u32, u32> = HashMap::new();
+    let mut spec_ids: HashSet<u32> = HashSet::new();
+    let mut var_types: HashMap<u32, u32> = HashMap::new();
+    let mut pointees: HashMap<u32, (u32, u32)> = HashMap::new();
+    for (n, i) in insts.iter().enumerate() {
+        match i.op {
+            op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
+                entry_at = Some(n);
+            }
+            op::DECORATE if i.at(1) == decoration::BUILT_IN => {
+                builtins.insert(i.at(2), i.at(0));
+            }
+            op::DECORATE if i.at(1) == SPEC_ID => {
+                spec_ids.insert(i.at(2));
+            }
+            code::DECORATION_GROUP | code::GROUP_DECORATE | code::GROUP_MEMBER_DECORATE => {
+                return refuse("it uses decoration groups");
+            }
+            op::TYPE_INT if i.at(1) == 32 && i.at(2) == 0 => uint = uint.or(Some(i.at(0))),
+            code::TYPE_BOOL => boolean = boolean.or(Some(i.at(0))),
+            op::TYPE_POINTER => {
+                pointees.insert(i.at(0), (i.at(1), i.at(2)));
+            }
+            op::VARIABLE => {
+                var_types.insert(i.at(1), i.at(0));
+            }
+            _ => {}
+        }
+    }
+    for i in &insts {
+        if i.op == code::TYPE_VECTOR && Some(i.at(1)) == uint && i.at(2) == 3 {
+            v3 = v3.or(Some(i.at(0)));
+        }
+    }
+    for (id, (class, pointee)) in &pointees {
+        if *class == storage::INPUT && Some(*pointee) == v3 {
+            ptr = Some(ptr.map_or(*id, |p: u32| p.min(*id)));
+        }
+    }
+    let Some(entry_at) = entry_at else {
+        return Err(Error::NoEntryPoint(entry.to_string()));
+    };
+    let function = insts[entry_at].at(1);
+    if insts
+        .iter()
+        .any(|i| i.op == op::FUNCTION_CALL && i.at(2) == function)
+    {
+        return refuse("its entry point is also called as a function");
+    }
+    // Built-ins the module declares must be unsigned 3-vectors of 32 bits in Input.
+    for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
+        if let Some(var) = builtins.get(&b) {
+            let ty = var_types.get(var).and_then(|t| pointees.get(t));
+            if v3.is_none() || ty != Some(&(storage::INPUT, v3.unwrap_or(0))) {
+                return refuse("it declares a workgroup built-in of another type");
+            }
+        }
+    }
+    // New declarations, after the module's.
+    let mut decorations: Vec<Vec<u32>> = Vec::new();
+    let mut globals: Vec<Vec<u32>> = Vec::new();
+    let uint = uint.unwrap_or_else(|| {
+        let id = fresh();
+        globals.push(inst(op::TYPE_INT, &[id, 32, 0]));
+        id
+    });
+    let boolean = boolean.unwrap_or_else(|| {
+        let id = fresh();
+        globals.push(inst(code::TYPE_BOOL, &[id]));
+        id
+    });
+    let v3 = v3.unwrap_or_else(|| {
+        let id = fresh();
+        globals.push(inst(code::TYPE_VECTOR, &[id, uint, 3]));
+        id
+    });
+    let ptr = ptr.unwrap_or_else(|| {
+        let id = fresh();
+        globals.push(inst(op::TYPE_POINTER, &[id, storage::INPUT, v3]));
+        id
+    });
+    let mut builtin = |b: u32| {
+        builtins.get(&b).copied().unwrap_or_else(|| {
+            let id = fresh();
+            globals.push(inst(op::VARIABLE, &[ptr, id, storage::INPUT]));
+            decorations.push(inst(op::DECORATE, &[id, decoration::BUILT_IN, b]));
+            id
+        })
+    };
+    let (wg_var, nwg_var) = (builtin(WORKGROUP_ID), builtin(spirv::NUM_WORKGROUPS));
+    let mut ids = [0u32; 2];
+    let mut next_id = FIRST_ID;
+    let mut spec = [0u32; 2];
+    for (k, default) in [0, PARTS].into_iter().enumerate() {
+        while spec_ids.contains(&next_id) {
+            next_id += 1;
+        }
+        ids[k] = next_id;
+        next_id += 1;
+        spec[k] = fresh();
+        globals.push(inst(code::SPEC_CONSTANT, &[uint, spec[k], default]));
+        decorations.push(inst(op::DECORATE, &[spec[k], SPEC_ID, ids[k]]));
+    }
+    let (one, parts) = (fresh(), fresh());
+    globals.push(inst(op::CONSTANT, &[uint, one, 1]));
+    globals.push(inst(op::CONSTANT, &[uint, parts, PARTS]));
+    // The entry point's interface gains the built-ins it lacks.
+    let ep = &insts[entry_at];
+    let names = 2 + ep.string_words(2);
+    let mut entry_point = ep.operands.to_vec();
+    for var in [wg_var, nwg_var] {
+        if !ep.operands.iter().skip(names).any(|v| *v == var) {
+            entry_point.push(var);
+        }
+    }
+    // The test, in the new first block.
+    let mut test: Vec<Vec<u32>> = Vec::new();
+    let mut emit = |opcode: u16, ty: u32, operands: &[u32]| {
+        let id = fresh();
+        let mut all = vec![ty, id];
+        all.extend_from_slice(operands);
+        test.push(inst(opcode, &all));
+        id
+    };
+    let wg = emit(op::LOAD, v3, &[wg_var]);
+    let nwg = emit(op::LOAD, v3, &[nwg_var]);
+    let g: Vec<u32> = (0..3)
+        .map(|c| emit(op::COMPOSITE_EXTRACT, uint, &[wg, c]))
+        .collect();
+    let n: Vec<u32> = (0..3)
+        .map(|c| emit(op::COMPOSITE_EXTRACT, uint, &[nwg, c]))
+        .collect();
+    let rows = emit(code::U_GREATER_THAN, boolean, &[n[1], one]);
+    let layers = emit(code::U_GREATER_THAN, boolean, &[n[2], one]);
+    let n_yx = emit(code::SELECT, uint, &[rows, n[1], n[0]]);
+    let g_yx = emit(code::SELECT, uint, &[rows, g[1], g[0]]);
+    let count = emit(code::SELECT, uint, &[layers, n[2], n_yx]);
+    let group = emit(code::SELECT, uint, &[layers, g[2], g_yx]);
+    let whole = emit(code::U_DIV, uint, &[count, parts]);
+    let rest = emit(code::U_MOD, uint, &[count, parts]);
+    // count * s / PARTS = whole * s + rest * s / PARTS, with rest * s < PARTS²: no overflow.
+    let mut bound_at = |s: u32| {
+        let a = emit(op::I_MUL, uint, &[whole, s]);
+        let b = emit(op::I_MUL, uint, &[rest, s]);
+        let c = emit(code::U_DIV, uint, &[b, parts]);
+        emit(op::I_ADD, uint, &[a, c])
+    };
+    let (lo, hi) = (bound_at(spec[0]), bound_at(spec[1]));
+    let from = emit(code::U_GREATER_THAN_EQUAL, boolean, &[group, lo]);
+    let before = emit(code::U_LESS_THAN, boolean, &[group, hi]);
+    let inside = emit(code::LOGICAL_AND, boolean, &[from, before]);
+    // The rewritten module.
+    let preamble_end = insts
+        .iter()
+        .rposition(|i| code::PREAMBLE.contains(&i.op) || i.op == code::MEMBER_DECORATE_STRING)
+        .map_or(0, |n| n + 1);
+    let first_function = insts
+        .iter()
+        .position(|i| i.op == op::FUNCTION)
+        .unwrap_or(insts.len());
+    if first_function < preamble_end {
+        return refuse("its sections are out of order");
+    }
+    let Some(start) = insts
+        .iter()
+        .position(|i| i.op == op::FUNCTION && i.at(1) == function)
+    else {
+        return refuse("its entry point's function is not defined");
+    };
+    let Some(label) = insts[start..]
+        .iter()
+        .position(|i| i.op == code::LABEL)
+        .map(|p| start + p)
+    else {
+        return refuse("its entry point's function has no blocks");
+    };
+    // The first block's variables (and debug lines among them) move to the new first block.
+    let moved = insts[label + 1..]
+        .iter()
+        .take_while(|i| matches!(i.op, op::VARIABLE | code::LINE | code::NO_LINE))
+        .count();
+    let body = label + 1 + moved;
+    let block_end = insts[body..]
+        .iter()
+        .position(|i| matches!(i.op, code::LABEL | op::FUNCTION_END))
+        .map_or(insts.len(), |p| body + p);
+    if insts[body..block_end].iter().any(|i| i.op == op::VARIABLE) {
+        return refuse("its entry block declares variables after other instructions");
+    }
+    let (new_first, ret) = (fresh(), fresh());
+    let old_first = insts[label].at(0);
+    let mut out: Vec<u32> = words[..5].to_vec();
+    let mut put = |i: &spirv::Inst<'_>| out.extend(inst(i.op, i.operands));
+    for (n, i) in insts.iter().enumerate() {
+        if n == preamble_end {
+            decorations.iter().for_each(|d| out_extend(&mut put, d));
+        }
+        if n == first_function {
+            globals.iter().for_each(|d| out_extend(&mut put, d));
+        }
+        if n == entry_at {
+            put(&spirv::Inst {
+                op: i.op,
+                operands: &entry_point,
+            });
+            continue;
+        }
+        if n == label {
+            put(&spirv::Inst {
+                op: code::LABEL,
+                operands: &[new_first],
+            });
+            insts[label + 1..body].iter().for_each(&mut put);
+            test.iter().for_each(|d| out_extend(&mut put, d));
+            put(&spirv::Inst {
+                op: code::SELECTION_MERGE,
+                operands: &[old_first, 0],
+            });
+            put(&spirv::Inst {
+                op: code::BRANCH_CONDITIONAL,
+                operands: &[inside, old_first, ret],
+            });
+            put(&spirv::Inst {
+                op: code::LABEL,
+                operands: &[ret],
+            });
+            put(&spirv::Inst {
+                op: code::RETURN,
+                operands: &[],
+            });
+            put(i);
+            continue;
+        }
+        if (label + 1..body).contains(&n) {
+            continue;
+        }
+        put(i);
+    }
+    if first_function == insts.len() {
+        globals.iter().for_each(|d| out_extend(&mut put, d));
+    }
+    out[3] = bound;
+    Ok(Sliced { words: out, ids })
+}
+
+/// Puts a built instruction (its words, the first the count and opcode) through `put`.
+fn out_extend(put: &mut impl FnMut(&spirv::Inst<'_>), words: &[u32]) {
+    put(&spirv::Inst {
+        op: (words[0] & 0xffff) as u16,
+        operands: &words[1..],
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{compile, env_of};
+
+    /// Runs `spirv-val` (Debian: spirv-tools) on `words` for `env`.
+    fn validate(name: &str, words: &[u32], env: &str) {
+        let dir = std::env::temp_dir().join(format!("vkfuse-slice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.spv"));
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let val = std::env::var_os("SPIRV_VAL").unwrap_or_else(|| "spirv-val".into());
+        let out = std::process::Command::new(&val)
+            .args(["--target-env", env])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("{val:?}: {e} (Debian: apt-get install spirv-tools)"));
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn sliced(name: &str, source: &str) -> (Vec<u32>, Sliced) {
+        let words = compile(name, source);
+        let s = workgroup_slice(&words, "main").unwrap_or_else(|e| panic!("{name}: {e}"));
+        validate(name, &s.words, env_of(source));
+        (words, s)
+    }
+
+    /// The decorations of `id`s: (target, decoration, value) of each `OpDecorate`.
+    fn decorations(words: &[u32]) -> Vec<(u32, u32, u32)> {
+        spirv::instructions(words)
+            .unwrap()
+            .iter()
+            .filter(|i| i.op == op::DECORATE && i.operands.len() >= 3)
+            .map(|i| (i.at(0), i.at(1), i.at(2)))
+            .collect()
+    }
+
+    const SAXPY: &str = "#version 450
+        layout(local_size_x = 64) in;
+        layout(set = 0, binding = 0) readonly buffer X { float x[]; };
+        layout(set = 0, binding = 1) buffer Y { float y[]; };
+        layout(push_constant) uniform P { float a; uint n; };
+        void main() {
+            uint i = gl_GlobalInvocationID.x;
+            if (i < n) y[i] = a * x[i] + y[i];
+        }";
+
+    /// Shared memory, a barrier, local variables, a loop first thing, and the workgroup
+    /// built-ins the rewrite reads.
+    const TILED: &str = "#version 450
+        // target: vulkan1.3
+        layout(local_size_x = 8, local_size_y = 8) in;
+        layout(set = 0, binding = 0) buffer B { uint b[]; };
+        shared uint tile[64];
+        void main() {
+            uint sum = 0;
+            for (uint k = 0; k < gl_NumWorkGroups.x; k++) sum += k;
+            tile[gl_LocalInvocationIndex] = gl_WorkGroupID.y * gl_NumWorkGroups.x + sum;
+            barrier();
+            b[gl_GlobalInvocationID.y * 64 + gl_GlobalInvocationID.x] =
+                tile[63 - gl_LocalInvocationIndex];
+        }";
+
+    #[test]
+    fn rewritten_modules_validate() {
+        let (before, s) = sliced("saxpy-slice", SAXPY);
+        assert!(s.words.len() > before.len());
+        // The built-ins are declared once each, the specialization constants named.
+        let d = decorations(&s.words);
+        for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
+            let n = d
+                .iter()
+                .filter(|x| x.1 == decoration::BUILT_IN && x.2 == b)
+                .count();
+            assert_eq!(n, 1, "built-in {b}");
+        }
+        for id in s.ids {
+            assert!(d.iter().any(|x| x.1 == SPEC_ID && x.2 == id));
+        }
+        // The rewritten module analyses as the original did, but for reading
+        // gl_NumWorkGroups.
+        let same = |before: &[u32], after: &[u32]| {
+            let (a, b) = (
+                crate::analyse(after, "main").unwrap(),
+                crate::analyse(before, "main").unwrap(),
+            );
+            assert_eq!((a.bindings, a.addresses), (b.bindings, b.addresses));
+            assert_eq!(a.num_workgroups, 0b111);
+        };
+        same(&before, &s.words);
+        // Built-ins the module declares are reused, in SPIR-V 1.6 too (every global the
+        // entry point uses in its interface).
+        let (before, s) = sliced("tiled-slice", TILED);
+        let d = decorations(&s.words);
+        for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
+            let n = d
+                .iter()
+                .filter(|x| x.1 == decoration::BUILT_IN && x.2 == b)
+                .count();
+            assert_eq!(n, 1, "built-in {b}");
+        }
+        same(&before, &s.words);
+    }
+
+    #[test]
+    fn specialization_ids_of_the_module_are_kept_clear() {
+        // glslang takes ids below 2047 only: the module's ids 1 and 3 are moved onto the
+        // rewrite's first two candidates.
+        let source = "#version 450
+            layout(local_size_x = 64) in;
+            layout(constant_id = 1) const uint K = 3;
+            layout(constant_id = 3) const uint L = 4;
+            layout(set = 0, binding = 0) buffer B { uint b[]; };
+            void main() { b[gl_GlobalInvocationID.x] = K + L; }";
+        let mut words = compile("spec-slice", source);
+        let mut at = 5;
+        while at < words.len() {
+            let (count, opcode) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+            if opcode == u32::from(op::DECORATE) && words[at + 2] == SPEC_ID {
+                words[at + 3] += FIRST_ID - 1;
+            }
+            at += count;
+        }
+        let s = workgroup_slice(&words, "main").unwrap();
+        validate("spec-slice", &s.words, "vulkan1.1");
+        assert_eq!(s.ids, [FIRST_ID + 1, FIRST_ID + 3]);
+    }
+
+    #[test]
+    fn modules_not_rewritten() {
+        let words = compile("saxpy-slice-entry", SAXPY);
+        assert_eq!(
+            workgroup_slice(&words, "other"),
+            Err(Error::NoEntryPoint("other".into()))
+        );
+        assert!(matches!(
+            workgroup_slice(&words[..4], "main"),
+            Err(Error::Parse(_))
+        ));
+        // A signed WorkgroupId variable: hand-edited from the compiled module (the type of
+        // the built-in's pointer made a new signed vector).
+        let (_, s) = sliced("tiled-slice-signed", TILED);
+        let insts = spirv::instructions(&s.words).unwrap();
+        let var = insts
+            .iter()
+            .find(|i| i.op == op::DECORATE && i.at(1) == decoration::BUILT_IN && i.at(2) == 26)
+            .map(|i| i.at(0))
+            .unwrap();
+        let bound = s.words[3];
+        let mut edited: Vec<u32> = s.words[..5].to_vec();
+        edited[3] = bound + 3;
+        let mut signed_added = false;
+        for i in &insts {
+            if i.op == op::FUNCTION && !signed_added {
+                signed_added = true;
+                edited.extend(inst(op::TYPE_INT, &[bound, 32, 1]));
+                edited.extend(inst(code::TYPE_VECTOR, &[bound + 1, bound, 3]));
+                edited.extend(inst(
+                    op::TYPE_POINTER,
+                    &[bound + 2, storage::INPUT, bound + 1],
+                ));
+            }
+            if i.op == op::VARIABLE && i.at(1) == var {
+                edited.extend(inst(op::VARIABLE, &[bound + 2, var, storage::INPUT]));
+                continue;
+            }
+            edited.extend(inst(i.op, i.operands));
+        }
+        assert_eq!(
+            workgroup_slice(&edited, "main"),
+            Err(Error::Rewrite(
+                "it declares a workgroup built-in of another type"
+            ))
+        );
+    }
+}

@@ -656,7 +656,7 @@ fn kernels_split_with_staged_memory() {
 /// Image barriers and copies between images and buffers in the command buffer of the
 /// dispatch (the filter's output moved from UNDEFINED to GENERAL before it, to
 /// TRANSFER_SRC_OPTIMAL after it, and copied into the readback buffer; with `--clear` its
-/// source cleared first): every member replays
+/// source cleared first; and blitted mirrored into a third image): every member replays
 /// the layout changes once, the dispatch splits and the copy runs whole on the first member,
 /// a round of its own; with shared, mirrored and staged memory, on lavapipe×2 and where the
 /// images are copied between drivers (lavapipe + SwiftShader: each round copies them in and
@@ -688,6 +688,12 @@ fn image_barriers_and_image_copies_split() {
                 args.push("--clear");
                 let out = check("filter", &args, &members, &[("VKFUSE_SHARING", sharing)]);
                 assert_split_in(&out, 3, 9);
+                // The output blitted mirrored into a third image, which is read back
+                // (`vkCmdBlitImage`, run whole on the first member after the split dispatch;
+                // leaving out its replay makes this fail).
+                args.push("--blit");
+                let out = check("filter", &args, &members, &[("VKFUSE_SHARING", sharing)]);
+                assert_split_in(&out, 3, 12);
             }
         }
     }

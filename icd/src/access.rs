@@ -364,7 +364,7 @@ fn transfer(
     if let Some(log) = &mut cb.compute.lock().log {
         match op() {
             Some(op) => log.transfer(op, own),
-            None => log.brk("a blit, a resolve or a copy with chained regions"),
+            None => log.brk("a resolve, or a copy or blit with chained structures"),
         }
     }
 }
@@ -540,12 +540,11 @@ trait BufferImageRegion {
 
 /// A region of a copy, blit or resolve between images: the source's and the destination's
 /// subresources.
-trait ImagePair {
+trait ImagePair: Sized {
     fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers);
-    /// As the region of `vkCmdCopyImage` (`None` for blits, resolves and chained regions).
-    fn copy(&self) -> Option<vk::ImageCopy> {
-        None
-    }
+    /// The split log's transfer of `regions` (`filter`: a blit's), as the version 1 command
+    /// takes them (`None` where a region extends that with a chain).
+    fn op(regions: &[Self], filter: vk::Filter) -> Option<crate::split::ImageOp>;
 }
 
 impl BufferImageRegion for vk::BufferImageCopy {
@@ -573,45 +572,51 @@ impl BufferImageRegion for vk::BufferImageCopy2<'_> {
     }
 }
 
+/// [`ImagePair`] for a region type: `$op` (an `ImageOp` variant) of the regions as `$v1`
+/// (the version 1 region) makes them, unchained (`$f`: the filter, for blits).
 macro_rules! image_pair {
-    ($($t:ty),*) => {$(
+    ($t:ty, |$r:ident, $f:ident| $op:expr) => {
         impl ImagePair for $t {
             fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
                 (&self.src_subresource, &self.dst_subresource)
             }
+            fn op(regions: &[Self], $f: vk::Filter) -> Option<crate::split::ImageOp> {
+                let $r = regions;
+                $op
+            }
         }
-    )*};
+    };
 }
-image_pair!(
-    vk::ImageBlit,
-    vk::ImageBlit2<'_>,
-    vk::ImageResolve,
-    vk::ImageResolve2<'_>
-);
-
-impl ImagePair for vk::ImageCopy {
-    fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
-        (&self.src_subresource, &self.dst_subresource)
-    }
-    fn copy(&self) -> Option<vk::ImageCopy> {
-        Some(*self)
-    }
-}
-
-impl ImagePair for vk::ImageCopy2<'_> {
-    fn pair(&self) -> (&vk::ImageSubresourceLayers, &vk::ImageSubresourceLayers) {
-        (&self.src_subresource, &self.dst_subresource)
-    }
-    fn copy(&self) -> Option<vk::ImageCopy> {
-        self.p_next.is_null().then_some(vk::ImageCopy {
-            src_subresource: self.src_subresource,
-            src_offset: self.src_offset,
-            dst_subresource: self.dst_subresource,
-            dst_offset: self.dst_offset,
-            extent: self.extent,
+use crate::split::ImageOp;
+image_pair!(vk::ImageCopy, |r, _f| Some(ImageOp::Copy(r.to_vec())));
+image_pair!(vk::ImageBlit, |r, f| Some(ImageOp::Blit(r.to_vec(), f)));
+// Resolves break the split log: multisampled images stay on one member (`images.rs`), and
+// nothing here exercises a resolve between split dispatches.
+image_pair!(vk::ImageResolve, |_r, _f| None);
+image_pair!(vk::ImageResolve2<'_>, |_r, _f| None);
+image_pair!(vk::ImageCopy2<'_>, |r, _f| {
+    let v1 = r.iter().map(|x| {
+        x.p_next.is_null().then_some(vk::ImageCopy {
+            src_subresource: x.src_subresource,
+            src_offset: x.src_offset,
+            dst_subresource: x.dst_subresource,
+            dst_offset: x.dst_offset,
+            extent: x.extent,
         })
-    }
-}
+    });
+    Some(ImageOp::Copy(v1.collect::<Option<_>>()?))
+});
+image_pair!(vk::ImageBlit2<'_>, |r, f| {
+    let v1 = r.iter().map(|x| {
+        x.p_next.is_null().then_some(vk::ImageBlit {
+            src_subresource: x.src_subresource,
+            src_offsets: x.src_offsets,
+            dst_subresource: x.dst_subresource,
+            dst_offsets: x.dst_offsets,
+        })
+    });
+    Some(ImageOp::Blit(v1.collect::<Option<_>>()?, f))
+});
 
 /// A copy between `buffer` and `image` with `count` `regions`: into the image when `to_image`
 /// (the buffer from the lowest region offset on, read; the image's subresources the regions
@@ -650,16 +655,17 @@ unsafe fn buffer_image<R: BufferImageRegion>(
     );
 }
 
-/// A copy, blit or resolve from image `src` to image `dst` with `count` `regions`: the
-/// source's subresources read, the destination's written.
+/// A copy, blit or resolve from image `src` to image `dst` with `count` `regions` (`filter`:
+/// a blit's; `chained`: its info extended by a chain, which the split log does not replay):
+/// the source's subresources read, the destination's written.
 ///
 /// # Safety
 /// `regions` is null or holds `count` valid regions.
 unsafe fn image_to_image<R: ImagePair>(
     cb: &CommandBuffer,
     (src, dst): ((vk::Image, vk::ImageLayout), (vk::Image, vk::ImageLayout)),
-    count: u32,
-    regions: *const R,
+    (count, regions): (u32, *const R),
+    (filter, chained): (vk::Filter, bool),
 ) {
     // SAFETY: caller contract.
     let regions = unsafe { slice(regions, count) };
@@ -678,24 +684,26 @@ unsafe fn image_to_image<R: ImagePair>(
             Some(crate::split::Transfer::Image {
                 src: (src.0.as_raw(), src.1),
                 dst: (dst.0.as_raw(), dst.1),
-                regions: regions.iter().map(R::copy).collect::<Option<_>>()?,
+                op: R::op(regions, filter).filter(|_| !chained)?,
             })
         },
     );
 }
 
-/// [`image_to_image`] for a `Vk*ImageInfo2` (null: nothing).
+/// [`image_to_image`] for a `Vk*ImageInfo2` (null: nothing), `$filter` of the info the
+/// filter (blits: `i.filter`; others a filter they do not use).
 ///
 /// # Safety
 /// `$info` is null or a valid info with its regions.
 macro_rules! image_to_image2 {
-    ($cb:expr, $info:expr) => {
-        if let Some(i) = $info.as_ref() {
+    ($cb:expr, $info:expr, |$i:ident| $filter:expr) => {
+        if let Some($i) = $info.as_ref() {
             let ends = (
-                (i.src_image, i.src_image_layout),
-                (i.dst_image, i.dst_image_layout),
+                ($i.src_image, $i.src_image_layout),
+                ($i.dst_image, $i.dst_image_layout),
             );
-            image_to_image($cb, ends, i.region_count, i.p_regions)
+            let how = ($filter, !$i.p_next.is_null());
+            image_to_image($cb, ends, ($i.region_count, $i.p_regions), how)
         }
     };
 }
@@ -771,8 +779,9 @@ pub unsafe fn copy_image(
     count: u32,
     regions: *const vk::ImageCopy,
 ) {
+    let ends = ((src, src_layout), (dst, dst_layout));
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
+    unsafe { image_to_image(cb, ends, (count, regions), (vk::Filter::NEAREST, false)) };
 }
 
 /// `vkCmdCopyImage2`.
@@ -781,7 +790,7 @@ pub unsafe fn copy_image(
 /// Arguments valid for the command.
 pub unsafe fn copy_image2(cb: &CommandBuffer, info: *const vk::CopyImageInfo2) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image2!(cb, info) };
+    unsafe { image_to_image2!(cb, info, |i| vk::Filter::NEAREST) };
 }
 
 /// `vkCmdBlitImage`.
@@ -797,10 +806,11 @@ pub unsafe fn blit_image(
     dst_layout: vk::ImageLayout,
     count: u32,
     regions: *const vk::ImageBlit,
-    _filter: vk::Filter,
+    filter: vk::Filter,
 ) {
+    let ends = ((src, src_layout), (dst, dst_layout));
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
+    unsafe { image_to_image(cb, ends, (count, regions), (filter, false)) };
 }
 
 /// `vkCmdBlitImage2`.
@@ -809,7 +819,7 @@ pub unsafe fn blit_image(
 /// Arguments valid for the command.
 pub unsafe fn blit_image2(cb: &CommandBuffer, info: *const vk::BlitImageInfo2) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image2!(cb, info) };
+    unsafe { image_to_image2!(cb, info, |i| i.filter) };
 }
 
 /// `vkCmdResolveImage`.
@@ -825,8 +835,9 @@ pub unsafe fn resolve_image(
     count: u32,
     regions: *const vk::ImageResolve,
 ) {
+    let ends = ((src, src_layout), (dst, dst_layout));
     // SAFETY: forwarded contract.
-    unsafe { image_to_image(cb, ((src, src_layout), (dst, dst_layout)), count, regions) };
+    unsafe { image_to_image(cb, ends, (count, regions), (vk::Filter::NEAREST, false)) };
 }
 
 /// `vkCmdResolveImage2`.
@@ -835,7 +846,7 @@ pub unsafe fn resolve_image(
 /// Arguments valid for the command.
 pub unsafe fn resolve_image2(cb: &CommandBuffer, info: *const vk::ResolveImageInfo2) {
     // SAFETY: forwarded contract.
-    unsafe { image_to_image2!(cb, info) };
+    unsafe { image_to_image2!(cb, info, |i| vk::Filter::NEAREST) };
 }
 
 /// `vkCmdClearColorImage`: the ranges it clears.

@@ -6,12 +6,12 @@
 //!   constants, dispatches (each with its own access set, what its add-atomic bindings lead
 //!   to, and its bindings of own bytes), indirect dispatches (with what they would be as
 //!   dispatches, [`Pending`]), buffer copies, updates and fills, copies between buffers and
-//!   images and between images, image clears (each run whole on the first member), memory
+//!   images and between images, blits, image clears (each run whole on the first member), memory
 //!   barriers and image barriers ([`Step::Images`]: every member replays them once, in the
 //!   round whose part of the log holds them ([`spans`]), also in whole rounds, where the
 //!   others record nothing else; a layout change ends a round). A command that the log
 //!   cannot replay breaks it (queue family ownership transfers, event waits, secondaries,
-//!   push descriptors, blits, resolves), and so does any access the log's commands did not
+//!   push descriptors, resolves), and so does any access the log's commands did not
 //!   make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
 //!   `single` places it.
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
@@ -170,11 +170,11 @@ pub enum Transfer {
         regions: Vec<vk::BufferImageCopy>,
         to_image: bool,
     },
-    /// `vkCmdCopyImage`.
+    /// `vkCmdCopyImage` or `vkCmdBlitImage`.
     Image {
         src: (u64, vk::ImageLayout),
         dst: (u64, vk::ImageLayout),
-        regions: Vec<vk::ImageCopy>,
+        op: ImageOp,
     },
     /// `vkCmdClearColorImage` or `vkCmdClearDepthStencilImage`.
     Clear {
@@ -199,6 +199,13 @@ pub enum Transfer {
         size: u64,
         data: u32,
     },
+}
+
+/// What a logged transfer between images does, with its regions.
+#[derive(Clone)]
+pub enum ImageOp {
+    Copy(Vec<vk::ImageCopy>),
+    Blit(Vec<vk::ImageBlit>, vk::Filter),
 }
 
 /// The value of a logged image clear.
@@ -683,18 +690,31 @@ unsafe fn transfer(
                     )
                 }
             }
-            Transfer::Image { src, dst, regions } => {
-                let (n, r) = (regions.len() as u32, regions.as_ptr());
-                call!(
-                    cmd_copy_image,
-                    "vkCmdCopyImage",
-                    img(src.0),
-                    src.1,
-                    img(dst.0),
-                    dst.1,
-                    n,
-                    r
-                )
+            Transfer::Image { src, dst, op } => {
+                let ends = (img(src.0), src.1, img(dst.0), dst.1);
+                match op {
+                    ImageOp::Copy(regions) => call!(
+                        cmd_copy_image,
+                        "vkCmdCopyImage",
+                        ends.0,
+                        ends.1,
+                        ends.2,
+                        ends.3,
+                        regions.len() as u32,
+                        regions.as_ptr()
+                    ),
+                    ImageOp::Blit(regions, filter) => call!(
+                        cmd_blit_image,
+                        "vkCmdBlitImage",
+                        ends.0,
+                        ends.1,
+                        ends.2,
+                        ends.3,
+                        regions.len() as u32,
+                        regions.as_ptr(),
+                        *filter
+                    ),
+                }
             }
             Transfer::Clear {
                 image,

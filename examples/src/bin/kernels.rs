@@ -24,7 +24,8 @@
 //! - `filter`: a 3x3 box filter from one R32_UINT storage image into another (uploaded and
 //!   read back by command buffers of their own); `--sampled` reads the source as a sampled
 //!   image in `SHADER_READ_ONLY_OPTIMAL`; `--in-batch` moves the output's layout changes and
-//!   its copy into the readback buffer into the filter's command buffer;
+//!   its copy into the readback buffer into the filter's command buffer; `--blit` (with it)
+//!   blits the output mirrored into a third image, which is read back instead;
 //! - `chain`: S dependent dispatches, each reading its neighbour's element of the previous
 //!   one's output (which another slice wrote);
 //! - `mix`: a random sequence (`--seed`) of `--steps` dispatches over two buffers, each on a
@@ -44,7 +45,7 @@ const NAME: &str = "kernels";
 const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update|gpu] [--clear]
-               [--seed K] [--host-signal] [--sampled] [--in-batch]
+               [--seed K] [--host-signal] [--sampled] [--in-batch] [--blit]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -73,6 +74,9 @@ and the time per submit on stderr.
   --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host),
                 by vkCmdUpdateBuffer before the dispatches (update), or by a dispatch
                 before them (gpu)
+  --blit        filter (with --in-batch): the output is blitted mirrored left to right
+                (vkCmdBlitImage) into a third image, which is copied into the readback
+                buffer instead
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit; filter (with --in-batch): the command
                 buffer clears the source to 500 (vkCmdClearColorImage) before the dispatch
@@ -149,7 +153,11 @@ fn run(mut args: Args) -> Result<Report> {
     let host_signal = args.flag("--host-signal");
     let sampled = args.flag("--sampled");
     let in_batch = args.flag("--in-batch");
+    let blit = args.flag("--blit");
     args.finish()?;
+    if blit && !(kernel == "filter" && in_batch) {
+        return Err("--blit: filter with --in-batch".into());
+    }
     if (sampled || in_batch) && kernel != "filter" {
         return Err("--sampled, --in-batch: filter only".into());
     }
@@ -560,6 +568,12 @@ fn run(mut args: Args) -> Result<Report> {
             };
             let src = ctx.create_image_2d(vk::Format::R32_UINT, extent, src_usage, color)?;
             let dst = ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?;
+            // `--blit`'s mirror image of the output.
+            let mirrored = if blit {
+                Some(ctx.create_image_2d(vk::Format::R32_UINT, extent, usage, color)?)
+            } else {
+                None
+            };
             let bytes = (w * w) as u64 * 4;
             let upload = host_buffer(&ctx, &u32_bytes(&texels))?;
             let readback = ctx.create_buffer(
@@ -645,7 +659,57 @@ fn run(mut args: Args) -> Result<Report> {
                             vk::AccessFlags::TRANSFER_READ,
                         ),
                     );
-                    cmd::copy_image_to_host(d, c, dst.handle, extent, readback.handle);
+                    let Some(m) = &mirrored else {
+                        cmd::copy_image_to_host(d, c, dst.handle, extent, readback.handle);
+                        return;
+                    };
+                    let read = (
+                        vk::PipelineStageFlags::TRANSFER,
+                        vk::AccessFlags::TRANSFER_READ,
+                    );
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        m.handle,
+                        color,
+                        vk::ImageLayout::UNDEFINED,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        read,
+                        transfer,
+                    );
+                    let layers = vk::ImageSubresourceLayers {
+                        aspect_mask: color,
+                        mip_level: 0,
+                        base_array_layer: 0,
+                        layer_count: 1,
+                    };
+                    let (wi, hi) = (w as i32, w as i32);
+                    let corner = |x: i32, y: i32, z: i32| vk::Offset3D { x, y, z };
+                    d.cmd_blit_image(
+                        c,
+                        dst.handle,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        m.handle,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        &[vk::ImageBlit {
+                            src_subresource: layers,
+                            src_offsets: [corner(0, 0, 0), corner(wi, hi, 1)],
+                            dst_subresource: layers,
+                            dst_offsets: [corner(wi, 0, 0), corner(0, hi, 1)],
+                        }],
+                        vk::Filter::NEAREST,
+                    );
+                    cmd::image_barrier(
+                        d,
+                        c,
+                        m.handle,
+                        color,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        transfer,
+                        read,
+                    );
+                    cmd::copy_image_to_host(d, c, m.handle, extent, readback.handle);
                 }
             };
             if !in_batch {
@@ -739,6 +803,8 @@ fn run(mut args: Args) -> Result<Report> {
             let want: Vec<u32> = (0..w * w)
                 .map(|i| {
                     let (x, y) = (i % w, i / w);
+                    // `--blit`: the output mirrored left to right.
+                    let x = if blit { w - 1 - x } else { x };
                     let sum: u32 = (-1..=1)
                         .flat_map(|dy| (-1..=1).map(move |dx| (dx, dy)))
                         .map(|(dx, dy)| at(x + dx, y + dy))

@@ -699,6 +699,51 @@ fn image_barriers_and_image_copies_split() {
     }
 }
 
+/// Kernels recorded into a secondary command buffer that the submitted primary executes
+/// (`--secondary`): the primary's split log takes over the secondary's, and the dispatches
+/// split as they do recorded in the primary (shared and mirrored memory, both pairs).
+#[test]
+fn secondary_command_buffers_split() {
+    let kernels: [(&str, &[&str], u64); 4] = [
+        ("saxpy", &["--size", "65536", "--steps", "3"], 3 * 1024),
+        ("mandelbrot", &["--size", "128"], 64),
+        ("histogram", &["--size", "65536"], 1024),
+        ("filter", &["--size", "128", "--in-batch", "--blit"], 256),
+    ];
+    for (members, sharing) in shared_and_mirrored("secondary_command_buffers_split") {
+        for (kernel, args, groups_per_submit) in kernels {
+            // Add atomics split only into copies of their own.
+            if kernel == "histogram" && sharing == "host" {
+                continue;
+            }
+            let mut args = args.to_vec();
+            args.extend(["--secondary", "--repeat", "2"]);
+            let out = check(kernel, &args, &members, &[("VKFUSE_SHARING", sharing)]);
+            let groups = split_groups(&out.stderr)
+                .unwrap_or_else(|| panic!("{kernel} {sharing}: no split batch:\n{}", out.dump()));
+            assert!(groups.iter().all(|g| *g > 0), "{groups:?}\n{}", out.dump());
+            assert_eq!(
+                groups.iter().sum::<u64>(),
+                2 * groups_per_submit,
+                "{kernel}: {}",
+                out.dump()
+            );
+        }
+    }
+    // The indirect saxpy whose counts a dispatch of the secondary writes.
+    let args = [
+        "--size",
+        "65536",
+        "--indirect",
+        "gpu",
+        "--secondary",
+        "--repeat",
+        "2",
+    ];
+    let out = check("saxpy", &args, &lvp2(), &[("VKFUSE_SHARING", "mirrored")]);
+    assert!(sliced_parts(&out.stderr).is_some(), "{}", out.dump());
+}
+
 /// A member lost at a split batch's submission ran none of it: the batch runs whole on the
 /// survivor, with the right result (the first submit split, the next two ran whole).
 #[test]

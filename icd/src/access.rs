@@ -1669,12 +1669,22 @@ pub fn touch_read(cb: &CommandBuffer, raw: u64) {
     feed(raw, &mut *cb.access.lock(), false);
 }
 
-/// `vkCmdExecuteCommands`: the secondaries' sets join the primary's.
+/// `vkCmdExecuteCommands`: the secondaries' sets join the primary's, and their split logs its
+/// log (`split::Log::append`).
 pub fn execute_commands(cb: &CommandBuffer, secondaries: &[&CommandBuffer]) {
     if !cb.collects() {
         return;
     }
-    breaks_split_log(cb, "secondary command buffers");
+    if splitting() {
+        if let Some(log) = &mut cb.compute.lock().log {
+            for s in secondaries.iter().filter(|s| !std::ptr::eq(**s, cb)) {
+                match &s.compute.lock().log {
+                    Some(theirs) => log.append(theirs),
+                    None => log.brk("a secondary command buffer without a split log"),
+                }
+            }
+        }
+    }
     let mut acc = cb.access.lock();
     for s in secondaries {
         if std::ptr::eq(*s, cb) {

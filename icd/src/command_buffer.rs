@@ -252,11 +252,9 @@ pub unsafe extern "system" fn begin_command_buffer(
         c.notes.lock().clear();
         *c.access.lock() = crate::access::AccessSet::default();
         c.transitions.lock().clear();
-        *c.compute.lock() = crate::access::ComputeBinds::new(
-            c.level == vk::CommandBufferLevel::PRIMARY
-                && c.collects()
-                && crate::config::Config::get().splits(),
-        );
+        // Secondaries keep a log too: the primaries that execute them take it over.
+        *c.compute.lock() =
+            crate::access::ComputeBinds::new(c.collects() && crate::config::Config::get().splits());
         let arena = Arena::scope();
         for md in &d.members {
             let cx = md.cx(&arena);

@@ -1,7 +1,7 @@
 //! `compute_split` and `hybrid`: one dispatch runs as slices of its workgroups on every
 //! member (issue 4).
 //!
-//! - **Recording.** A primary command buffer of a device that splits keeps a log of its
+//! - **Recording.** A command buffer of a device that splits keeps a log of its
 //!   compute commands beside the member recordings: pipeline and descriptor set binds, push
 //!   constants, dispatches (each with its own access set, what its add-atomic bindings lead
 //!   to, and its bindings of own bytes), indirect dispatches (with what they would be as
@@ -10,10 +10,11 @@
 //!   barriers and image barriers ([`Step::Images`]: every member replays them once, in the
 //!   round whose part of the log holds them ([`spans`]), also in whole rounds, where the
 //!   others record nothing else; a layout change ends a round). A command that the log
-//!   cannot replay breaks it (queue family ownership transfers, event waits, secondaries,
-//!   push descriptors, resolves), and so does any access the log's commands did not
-//!   make (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as
-//!   `single` places it.
+//!   cannot replay breaks it (queue family ownership transfers, event waits, push
+//!   descriptors, resolves), and so does any access the log's commands did not make
+//!   (`AccessSet::fed` against [`Log::own`]): such a command buffer runs whole, as `single`
+//!   places it. Secondary command buffers keep logs too, which `vkCmdExecuteCommands`
+//!   appends to the primary's ([`Log::append`]).
 //! - **Which dispatches split.** Those whose pipeline's shader analysis finds nothing that
 //!   slices on several devices would change (`Analysis::split_refusal`: atomics other than
 //!   unused 32-bit adds, opaque uses, buffer device addresses, `gl_NumWorkGroups` read
@@ -466,6 +467,26 @@ impl Log {
             out.push(step);
         }
         any.then_some(out)
+    }
+
+    /// After `vkCmdExecuteCommands` of a secondary whose log is `other`: its steps, in order
+    /// (a secondary starts with no compute state bound, and leaves the primary's undefined, so
+    /// its steps replay alike here). A broken log breaks this one.
+    pub fn append(&mut self, other: &Log) {
+        if let Some(why) = other.broken {
+            self.brk(why);
+            return;
+        }
+        self.own += other.own;
+        self.splits += other.splits;
+        self.pending += other.pending;
+        if self.broken.is_none() {
+            self.steps.extend(other.steps.iter().cloned());
+        }
+        // Nothing bound stays defined after the secondaries.
+        self.push_bytes.clear();
+        self.push_set.clear();
+        self.bound = 0;
     }
 
     /// A pipeline barrier that made `fed` accesses, with image barriers `images`.

@@ -13,6 +13,7 @@
 //!   by a dispatch before them in the command buffer (`groups.comp`);
 //!   `--host-signal`: x holds zeros when each submit is made, and the host writes it and then
 //!   signals the timeline value the submit waits for;
+//!
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
 //!   CPU;
@@ -32,6 +33,9 @@
 //!   random part of them at random offsets: element-wise steps (`d[i] = d[i] * 3 + s[i] +
 //!   step`, each invocation its own elements) and neighbour steps (`chain`'s), a barrier
 //!   between each two. Steps cut alike may share a split round, others may not.
+//!
+//! `--secondary` records the kernel's commands into a secondary command buffer, which the
+//! submitted primary executes.
 
 use std::process::ExitCode;
 
@@ -46,6 +50,7 @@ const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update|gpu] [--clear]
                [--seed K] [--host-signal] [--sampled] [--in-batch] [--blit]
+               [--secondary]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -77,6 +82,8 @@ and the time per submit on stderr.
   --blit        filter (with --in-batch): the output is blitted mirrored left to right
                 (vkCmdBlitImage) into a third image, which is copied into the readback
                 buffer instead
+  --secondary   the kernel's commands go into a secondary command buffer, which the
+                submitted primary executes (vkCmdExecuteCommands)
   --clear       histogram: the command buffer clears the bins (vkCmdFillBuffer) before its
                 dispatch, so they count one submit; filter (with --in-batch): the command
                 buffer clears the source to 500 (vkCmdClearColorImage) before the dispatch
@@ -154,6 +161,7 @@ fn run(mut args: Args) -> Result<Report> {
     let sampled = args.flag("--sampled");
     let in_batch = args.flag("--in-batch");
     let blit = args.flag("--blit");
+    let in_secondary = args.flag("--secondary");
     args.finish()?;
     if blit && !(kernel == "filter" && in_batch) {
         return Err("--blit: filter with --in-batch".into());
@@ -202,7 +210,16 @@ fn run(mut args: Args) -> Result<Report> {
     let d = &ctx.device;
     let queue = ctx.queue();
     let pool = ctx.create_command_pool(queue.family, vk::CommandPoolCreateFlags::empty())?;
-    let cb = ctx.allocate_primary(&pool)?;
+    let primary = ctx.allocate_primary(&pool)?;
+    // Where the kernel's commands go: the primary, or a secondary it executes.
+    let cb = if in_secondary {
+        ctx.allocate_command_buffers(&pool, vk::CommandBufferLevel::SECONDARY, 1)?
+            .first()
+            .copied()
+            .ok_or("vkAllocateCommandBuffers returned no command buffer")?
+    } else {
+        primary
+    };
     let fence = ctx.create_fence(false)?;
     let semaphores = (1..batches)
         .map(|_| ctx.create_semaphore())
@@ -220,13 +237,29 @@ fn run(mut args: Args) -> Result<Report> {
         } else {
             vk::CommandBufferUsageFlags::empty()
         };
-        // SAFETY: a fresh command buffer of this device on a compute queue.
-        unsafe { cmd::begin(d, cb, usage)? };
-        body();
+        if in_secondary {
+            let inheritance = vk::CommandBufferInheritanceInfo::default();
+            let begin = vk::CommandBufferBeginInfo::default()
+                .flags(usage)
+                .inheritance_info(&inheritance);
+            // SAFETY: a fresh secondary command buffer of this device.
+            unsafe { d.begin_command_buffer(cb, &begin) }.context("vkBeginCommandBuffer")?;
+            body();
+            // SAFETY: as above.
+            unsafe {
+                cmd::end(d, cb)?;
+                cmd::begin(d, primary, usage)?;
+                d.cmd_execute_commands(primary, &[cb]);
+            }
+        } else {
+            // SAFETY: a fresh command buffer of this device on a compute queue.
+            unsafe { cmd::begin(d, cb, usage)? };
+            body();
+        }
         // SAFETY: as above.
         unsafe {
-            cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::HOST_READ);
-            cmd::end(d, cb)
+            cmd::memory_barrier(d, primary, cmd::COMPUTE_WRITE, cmd::HOST_READ);
+            cmd::end(d, primary)
         }
     };
     // A command buffer of one dispatch of `k` with push constants `push`.
@@ -254,7 +287,7 @@ fn run(mut args: Args) -> Result<Report> {
             let infos: Vec<vk::SubmitInfo> = (0..batches as usize)
                 .map(|i| {
                     let mut info =
-                        vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&cb));
+                        vk::SubmitInfo::default().command_buffers(std::slice::from_ref(&primary));
                     if i > 0 {
                         info = info
                             .wait_semaphores(std::slice::from_ref(&*semaphores[i - 1]))

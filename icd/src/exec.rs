@@ -2922,14 +2922,15 @@ fn submit_split(
             }
         }
         // Mirrored memory: its copies and merges at the rate measured so far (1 byte per ns
-        // before any).
+        // before any), and the copies between stages and members' copies reached through
+        // them (the staging tier) at the same rate.
         let transfer_ns = merge.as_ref().map_or(0.0, |m| {
             let rate = if st.split.merge_ns > 0 {
                 st.split.merge_through as f64 / st.split.merge_ns as f64
             } else {
                 1.0
             };
-            m.bytes() as f64 / rate
+            (m.bytes() + m.staged_bytes()) as f64 / rate
         });
         let pays = st.split.balance.as_ref().map_or(Ok(()), |b| {
             b.split_pays(

@@ -1620,6 +1620,28 @@ impl Merge {
             .sum()
     }
 
+    /// The bytes the members' copies reached through stages go through on the device: the
+    /// lead-in, each round's copies in and out, and the join (`Merge::staged_copies`).
+    pub fn staged_bytes(&self) -> u64 {
+        let size = |copies: Vec<StagedCopy>| -> u64 {
+            copies
+                .iter()
+                .flat_map(|c| c.into.iter().chain(&c.out))
+                .map(|r| r.size)
+                .sum()
+        };
+        let rounds = self.rounds.len();
+        let mut all = size(self.staged_lead_in());
+        for m in std::iter::once(self.j).chain(self.others.iter().copied()) {
+            // The first member's join too.
+            let end = if m == self.j { rounds + 1 } else { rounds };
+            for r in 0..end {
+                all += size(self.staged_copies(r, m));
+            }
+        }
+        all
+    }
+
     /// Whether the merge reaches every member's copy of every allocation (mapped or through
     /// a stage).
     pub fn reachable(&self) -> bool {

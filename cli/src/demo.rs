@@ -14,13 +14,15 @@ use crate::proc::{self, ExampleLine};
 
 pub const USAGE: &str = "\
 vkfuse demo [--members M1,M2..] [--validation] [--out DIR]
-    Runs the compute, offscreen and random-batches examples and three of the kernels example's
-    (mandelbrot, histogram, an image filter) directly on member 0 (VK_ICD_FILENAMES=its manifest) and through
+    Runs the compute, offscreen and random-batches examples and four of the kernels example's
+    (mandelbrot, histogram, an image filter, and saxpy whose indirect dispatches' group counts
+    a dispatch before them writes) directly on member 0 (VK_ICD_FILENAMES=its manifest) and through
     vkfuse over all members (strategy single, member 0 executes; with two or more members also
     with VKFUSE_RESIDENCY=all, which creates and records everything on every member, with the
     round_robin and afr strategies, which run batches on every member: the report shows how
     many ran on each, and with compute_split, which runs one dispatch as slices on every
-    member: the report shows each member's workgroups; round_robin and compute_split also with
+    member: the report shows each member's workgroups, and each member's parts of indirect
+    dispatches split by workgroup slices; round_robin and compute_split also with
     VKFUSE_SHARING=mirrored, a copy of host-visible memory per member kept coherent by copies,
     and compute_split with VKFUSE_SHARING=staging, each member's copy reached only through
     staging buffers, as device-local memory between GPUs of different drivers),
@@ -46,6 +48,20 @@ const WORKLOADS: &[(&str, &str, &[&str])] = &[
         "filter",
         "kernels",
         &["--kernel", "filter", "--size", "256", "--sampled"],
+    ),
+    (
+        "indirect",
+        "kernels",
+        &[
+            "--kernel",
+            "saxpy",
+            "--indirect",
+            "gpu",
+            "--steps",
+            "4",
+            "--size",
+            "262144",
+        ],
     ),
 ];
 
@@ -156,6 +172,9 @@ struct Outcome {
     placed: Option<String>,
     /// Workgroups each member ran in split batches, as vkfuse logged them (`compute_split`).
     split: Option<String>,
+    /// Each member's parts of indirect dispatches split by workgroup slices, as vkfuse logged
+    /// them (`compute_split`).
+    sliced: Option<String>,
 }
 
 fn run_example(
@@ -179,6 +198,7 @@ fn run_example(
         image,
         placed: None,
         split: None,
+        sliced: None,
     };
     match proc::run_captured(&mut cmd, LIMIT) {
         Ok(out) => {
@@ -195,6 +215,12 @@ fn run_example(
                 .lines()
                 .rev()
                 .find_map(|l| l.split("workgroups run: ").nth(1))
+                .map(|p| p.trim().to_string());
+            outcome.sliced = out
+                .stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.split("parts of 16 run: ").nth(1))
                 .map(|p| p.trim().to_string());
             if !out.status.success() {
                 let hint = if out.status.code() == Some(3) {
@@ -424,6 +450,12 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
             let check = match (&o.split, o.config.contains("compute_split")) {
                 (Some(w), true) if o.error.is_none() => format!("{check}; split, workgroups {w}"),
                 (None, true) if o.error.is_none() => format!("{check}; not split"),
+                _ => check,
+            };
+            let check = match &o.sliced {
+                Some(p) if o.error.is_none() => {
+                    format!("{check}; indirect sliced, parts of 16 {p}")
+                }
                 _ => check,
             };
             outln!(

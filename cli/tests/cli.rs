@@ -425,7 +425,7 @@ fn demo_with_lavapipe_passes() {
         .lines()
         .filter(|l| l.contains("vkfuse, round_robin, mirrored"))
         .collect();
-    assert_eq!(mirrored.len(), 6, "{}", out.dump());
+    assert_eq!(mirrored.len(), 7, "{}", out.dump());
     assert!(
         mirrored.iter().all(|l| l.contains("same result")),
         "{}",
@@ -451,6 +451,20 @@ fn demo_with_lavapipe_passes() {
             .unwrap_or_else(|| panic!("no {workload} {config} row:\n{}", out.dump()));
         assert!(line.contains("same result"), "{line}\n{}", out.dump());
         assert_eq!(line.contains("split, workgroups"), split, "{line}");
+    }
+    // The indirect saxpy whose group counts a dispatch writes splits by workgroup slices.
+    for config in [
+        "compute_split ",
+        "compute_split, mirrored",
+        "compute_split, staging",
+    ] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("indirect") && l.contains(config))
+            .unwrap_or_else(|| panic!("no indirect {config} row:\n{}", out.dump()));
+        assert!(line.contains("same result"), "{line}\n{}", out.dump());
+        assert!(line.contains("indirect sliced, parts of 16"), "{line}");
     }
 }
 

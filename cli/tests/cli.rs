@@ -508,7 +508,8 @@ fn bench_json_smoke() {
         "--split-scale",
         "8",
     ]);
-    let out = run(&mut cmd);
+    // About 2.5 minutes alone in a debug build here; more beside the other tests.
+    let out = run_for(&mut cmd, std::time::Duration::from_secs(900));
     out.assert_success();
     let json: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -596,4 +597,19 @@ fn bench_json_smoke() {
             );
         }
     }
+    // The indirect saxpy whose counts a dispatch writes: both members ran parts of it.
+    let sliced = &json["compute_split"]["sliced_indirect"];
+    let parts: Vec<u64> = sliced["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(
+        parts.len() == 2 && parts.iter().all(|p| *p > 0),
+        "{sliced}\n{}",
+        out.dump()
+    );
+    let cpu = sliced["cpu_work"].as_f64().unwrap_or(f64::NAN);
+    assert!(cpu.is_finite() && cpu > 0.0, "{sliced}\n{}", out.dump());
 }

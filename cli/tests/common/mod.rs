@@ -260,6 +260,11 @@ fn describe(cmd: &Command) -> String {
 
 /// Runs `cmd` with output captured; kills it and fails after [`LIMIT`].
 pub fn run(cmd: &mut Command) -> Output {
+    run_for(cmd, LIMIT)
+}
+
+/// [`run`] with another time limit.
+pub fn run_for(cmd: &mut Command, limit: Duration) -> Output {
     let what = describe(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -287,14 +292,14 @@ pub fn run(cmd: &mut Command) -> Output {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() > LIMIT => {
+            Ok(None) if start.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let stdout = out_thread.join().unwrap_or_default();
                 let stderr = err_thread.join().unwrap_or_default();
                 panic!(
                     "{what} did not finish within {} s (hang?)\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    LIMIT.as_secs(),
+                    limit.as_secs(),
                     tail(&stdout, 40),
                     tail(&stderr, 40)
                 );

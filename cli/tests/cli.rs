@@ -487,6 +487,15 @@ fn demo_with_the_machines_drivers_passes() {
     }
 }
 
+/// The numbers of a JSON array (none where `v` is not one).
+fn u64s(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
 #[test]
 fn bench_json_smoke() {
     let mut cmd = vkfuse();
@@ -575,12 +584,7 @@ fn bench_json_smoke() {
     );
     for kernel in ["mandelbrot", "matmul", "saxpy"] {
         let k = &json["compute_split"]["kernels"][kernel];
-        let groups: Vec<u64> = k["workgroups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_u64)
-            .collect();
+        let groups = u64s(&k["workgroups"]);
         assert!(
             groups.len() == 2 && groups.iter().all(|g| *g > 0),
             "{kernel}: the dispatches did not split: {k}\n{}",
@@ -599,12 +603,7 @@ fn bench_json_smoke() {
     }
     // The indirect saxpy whose counts a dispatch writes: both members ran parts of it.
     let sliced = &json["compute_split"]["sliced_indirect"];
-    let parts: Vec<u64> = sliced["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_u64)
-        .collect();
+    let parts = u64s(&sliced["parts"]);
     assert!(
         parts.len() == 2 && parts.iter().all(|p| *p > 0),
         "{sliced}\n{}",

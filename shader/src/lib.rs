@@ -1165,7 +1165,7 @@ mod tests {
         }
     }
 
-    const SAXPY: &str = "
+    pub(crate) const SAXPY: &str = "
         layout(set = 0, binding = 0) readonly buffer X { float x[]; };
         layout(set = 0, binding = 1) buffer Y { float y[]; };
         layout(push_constant) uniform P { float a; uint n; };

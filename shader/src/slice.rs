@@ -402,15 +402,25 @@ mod tests {
             .collect()
     }
 
-    const SAXPY: &str = "#version 450
-        layout(local_size_x = 64) in;
-        layout(set = 0, binding = 0) readonly buffer X { float x[]; };
-        layout(set = 0, binding = 1) buffer Y { float y[]; };
-        layout(push_constant) uniform P { float a; uint n; };
-        void main() {
-            uint i = gl_GlobalInvocationID.x;
-            if (i < n) y[i] = a * x[i] + y[i];
-        }";
+    /// The analysis tests' saxpy, whole.
+    fn saxpy() -> String {
+        format!(
+            "#version 450\nlayout(local_size_x = 64) in;\n{}",
+            crate::tests::SAXPY
+        )
+    }
+
+    /// Asserts that the workgroup built-ins are declared once each in `words`.
+    fn builtins_once(words: &[u32]) {
+        let d = decorations(words);
+        for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
+            let n = d
+                .iter()
+                .filter(|x| x.1 == decoration::BUILT_IN && x.2 == b)
+                .count();
+            assert_eq!(n, 1, "built-in {b}");
+        }
+    }
 
     /// Shared memory, a barrier, local variables, a loop first thing, and the workgroup
     /// built-ins the rewrite reads.
@@ -430,17 +440,11 @@ mod tests {
 
     #[test]
     fn rewritten_modules_validate() {
-        let (before, s) = sliced("saxpy-slice", SAXPY);
+        let (before, s) = sliced("saxpy-slice", &saxpy());
         assert!(s.words.len() > before.len());
         // The built-ins are declared once each, the specialization constants named.
+        builtins_once(&s.words);
         let d = decorations(&s.words);
-        for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
-            let n = d
-                .iter()
-                .filter(|x| x.1 == decoration::BUILT_IN && x.2 == b)
-                .count();
-            assert_eq!(n, 1, "built-in {b}");
-        }
         for id in s.ids {
             assert!(d.iter().any(|x| x.1 == SPEC_ID && x.2 == id));
         }
@@ -458,14 +462,7 @@ mod tests {
         // Built-ins the module declares are reused, in SPIR-V 1.6 too (every global the
         // entry point uses in its interface).
         let (before, s) = sliced("tiled-slice", TILED);
-        let d = decorations(&s.words);
-        for b in [WORKGROUP_ID, spirv::NUM_WORKGROUPS] {
-            let n = d
-                .iter()
-                .filter(|x| x.1 == decoration::BUILT_IN && x.2 == b)
-                .count();
-            assert_eq!(n, 1, "built-in {b}");
-        }
+        builtins_once(&s.words);
         same(&before, &s.words);
     }
 
@@ -495,7 +492,7 @@ mod tests {
 
     #[test]
     fn modules_not_rewritten() {
-        let words = compile("saxpy-slice-entry", SAXPY);
+        let words = compile("saxpy-slice-entry", &saxpy());
         assert_eq!(
             workgroup_slice(&words, "other"),
             Err(Error::NoEntryPoint("other".into()))

@@ -417,6 +417,29 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             out.dump()
         );
     }
+    // A member that fails to make its variant: one message, and the batches run whole.
+    let args = [
+        "--size",
+        "65536",
+        "--indirect",
+        "gpu",
+        "--steps",
+        "3",
+        "--repeat",
+        "2",
+    ];
+    let out = check(
+        "saxpy",
+        &args,
+        &lvp2(),
+        &[("VKFUSE_SHARING", "mirrored"), ("VKFUSE_FAULT", "slices:1")],
+    );
+    assert!(sliced_parts(&out.stderr).is_none(), "{}", out.dump());
+    let said = out
+        .stderr
+        .matches("makes no variant that runs a slice of the workgroups")
+        .count();
+    assert_eq!(said, 1, "{}", out.dump());
 }
 
 /// Rounds of split batches, from the line logged at device destruction.

@@ -107,7 +107,8 @@ fn parse_faults(v: &str) -> Vec<Fault> {
             .filter(|n| *n > 0);
         match (w[0], member, nth, w.len()) {
             (
-                what @ ("instance" | "device" | "import" | "staging" | "images" | "shaders"),
+                what @ ("instance" | "device" | "import" | "staging" | "images" | "shaders"
+                | "slices"),
                 Some(member),
                 None,
                 2,
@@ -118,7 +119,7 @@ fn parse_faults(v: &str) -> Vec<Fault> {
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `submit:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `submit:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }

@@ -14,7 +14,8 @@
 //! made from ([`Slices`]): indirect dispatches whose group counts are not known at submit run
 //! on every member with such a variant each (`split.rs`). Variants are created on first use,
 //! one per member and slice, and destroyed with the pipeline (or the device); once the
-//! pipeline's layout is destroyed, no new ones are made.
+//! pipeline's layout is destroyed, or a member failed to make one (`VKFUSE_FAULT=slices:M`
+//! for tests), no new ones are made and its indirect dispatches run whole.
 //!
 //! Keeping every module's SPIR-V instead (the first version) made piglit's
 //! `teximage-colors GL_RG16F` over Zink crash in 5 of 10 runs on lavapipe + SwiftShader under
@@ -54,9 +55,11 @@ pub struct Slices {
     device: usize,
     sliced: Arc<vkfuse_shader::slice::Sliced>,
     name: CString,
-    /// The pipeline's layout (raw fused handle), while it lives.
+    /// The pipeline's layout (raw fused handle).
     layout: u64,
-    layout_alive: AtomicBool,
+    /// Whether variants may be made: not once the layout is destroyed, or a member failed to
+    /// make one (its indirect dispatches then run whole).
+    usable: AtomicBool,
     stage_flags: vk::PipelineShaderStageCreateFlags,
     /// The application's specialization: map entries and data.
     spec: (Vec<vk::SpecializationMapEntry>, Vec<u8>),
@@ -95,7 +98,7 @@ pub fn analysis(pipeline: u64) -> Option<Arc<vkfuse_shader::Analysis>> {
 /// workgroups ([`slice_pipeline`]).
 pub fn sliceable(d: &Device, pipeline: u64) -> bool {
     SLICES.read().get(&pipeline).is_some_and(|s| {
-        s.device == d as *const Device as usize && s.layout_alive.load(Ordering::Acquire)
+        s.device == d as *const Device as usize && s.usable.load(Ordering::Acquire)
     })
 }
 
@@ -110,10 +113,17 @@ pub fn slice_pipeline(
     let Some(s) = SLICES.read().get(&pipeline).cloned() else {
         return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
     };
-    if s.device != d as *const Device as usize || !s.layout_alive.load(Ordering::Acquire) {
+    if s.device != d as *const Device as usize || !s.usable.load(Ordering::Acquire) {
         return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
     }
     let m = md.index;
+    if crate::config::Config::get().fault("slices", m) {
+        s.usable.store(false, Ordering::Release);
+        crate::info!(
+            "compute pipeline {pipeline:#x}: member {m} makes no variant that runs a slice of the workgroups (VKFUSE_FAULT=slices:{m}); its indirect dispatches run whole"
+        );
+        return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+    }
     let mut made = s.made.lock();
     if let Some(p) = made.pipelines.get(&(m, lo, hi)) {
         return Ok(*p);
@@ -131,6 +141,10 @@ pub fn slice_pipeline(
             // SAFETY: the member's device, a valid create info.
             let r = unsafe { create(md.handle, &info, std::ptr::null(), &mut module) };
             if r != vk::Result::SUCCESS {
+                s.usable.store(false, Ordering::Release);
+                crate::info!(
+                    "compute pipeline {pipeline:#x}: member {m} refused the module rewritten to run a slice of the workgroups ({r:?}); its indirect dispatches run whole"
+                );
                 return Err(r);
             }
             made.modules.insert(m, module);
@@ -165,7 +179,8 @@ pub fn slice_pipeline(
         .create_compute_pipelines
         .ok_or_else(|| missing("vkCreateComputePipelines"))?;
     let mut out = vk::Pipeline::null();
-    // SAFETY: the member's device; the layout is live (`layout_alive`), the module ours.
+    // SAFETY: the member's device; the layout is live (`usable` is false once it is
+    // destroyed), the module ours.
     let r = unsafe {
         create(
             md.handle,
@@ -177,6 +192,10 @@ pub fn slice_pipeline(
         )
     };
     if r != vk::Result::SUCCESS {
+        s.usable.store(false, Ordering::Release);
+        crate::info!(
+            "compute pipeline {pipeline:#x}: member {m} could not make a variant that runs a slice of the workgroups ({r:?}); its indirect dispatches run whole"
+        );
         return Err(r);
     }
     crate::debug!(
@@ -240,7 +259,7 @@ pub unsafe fn layout_destroyed(
 ) {
     for s in SLICES.read().values() {
         if s.layout == layout.as_raw() {
-            s.layout_alive.store(false, Ordering::Release);
+            s.usable.store(false, Ordering::Release);
         }
     }
 }
@@ -467,7 +486,7 @@ unsafe fn slices_of(
         // SAFETY: a nul-terminated entry point name.
         name: unsafe { CStr::from_ptr(stage.p_name) }.to_owned(),
         layout: info.layout.as_raw(),
-        layout_alive: AtomicBool::new(true),
+        usable: AtomicBool::new(true),
         stage_flags: stage.flags,
         spec,
         made: Default::default(),

@@ -1231,7 +1231,7 @@ fn place(
                 // `hybrid`: batches it runs whole go to the member measured fastest.
                 match (st.placer.strategy(), &st.split.balance) {
                     (vkfuse_scheduler::Strategy::Hybrid, Some(b)) => {
-                        b.fastest(&live_kept(st, alive)).or(placed)
+                        b.all.fastest(&live_kept(st, alive)).or(placed)
                     }
                     _ => placed,
                 }
@@ -2247,7 +2247,7 @@ struct Splits {
     /// Command buffers of rounds that may still run: (done point, pool index, buffer, the
     /// round's number, the workgroups it runs).
     pending: Vec<(Edge, usize, Timed, u64, u64)>,
-    balance: Option<vkfuse_scheduler::Balance>,
+    balance: Option<vkfuse_scheduler::Balances>,
     /// Batches split, their rounds, and workgroups run per member.
     batches: u64,
     rounds: u64,
@@ -2256,8 +2256,8 @@ struct Splits {
     busy: [u64; MAX_MEMBERS],
     timed: [u64; MAX_MEMBERS],
     /// Rounds being timed: (round number, members left, sum and longest of their busy time,
-    /// the slices timed so far).
-    open: Vec<(u64, usize, u64, u64, Vec<TimedSlice>)>,
+    /// the slices timed so far, the kind of work: `Balances`).
+    open: Vec<(u64, usize, u64, u64, Vec<TimedSlice>, u64)>,
     /// Over the rounds timed on every member: the sum of members' busy time and of the
     /// longest member's.
     round_sum: u64,
@@ -2355,8 +2355,8 @@ impl Splits {
                         let o = self.open.swap_remove(k);
                         // Every member's slice of the round timed: the balance compares them.
                         self.balance
-                            .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
-                            .round(&o.4);
+                            .get_or_insert_with(|| vkfuse_scheduler::Balances::new(MAX_MEMBERS))
+                            .round(o.5, &o.4);
                     }
                 }
                 // A slice not timed: the round does not count for the projection.
@@ -2800,11 +2800,24 @@ fn submit_split(
         st.split.refused(w);
         return None;
     }
+    // The kind of work the balance weighs: the pipeline of the batch's first split dispatch.
+    let kind = all_rounds
+        .iter()
+        .filter(|r| r.1.split)
+        .flat_map(|(i, r)| {
+            let log = &steps[*i];
+            r.dispatches.iter().map(move |k| &log[*k])
+        })
+        .find_map(|s| match s {
+            crate::split::Step::Dispatch { pipeline, .. } => Some(*pipeline),
+            _ => None,
+        })
+        .unwrap_or(0);
     let weights = st
         .split
         .balance
-        .get_or_insert_with(|| vkfuse_scheduler::Balance::new(MAX_MEMBERS))
-        .weights(&members, SPLIT_CHUNKS);
+        .get_or_insert_with(|| vkfuse_scheduler::Balances::new(MAX_MEMBERS))
+        .weights(kind, &members, SPLIT_CHUNKS);
     // Each member's slice of sliced indirect dispatches.
     let parts = crate::split::parts(&weights);
     // Images: a packed copy per member in host memory every member imports.
@@ -2933,7 +2946,7 @@ fn submit_split(
             (m.bytes() + m.staged_bytes()) as f64 / rate
         });
         let pays = st.split.balance.as_ref().map_or(Ok(()), |b| {
-            b.split_pays(
+            b.all.split_pays(
                 &members,
                 (groups, rounds),
                 transfer_ns,
@@ -3428,7 +3441,9 @@ fn submit_split(
             && sliced_rounds[r] == 0
             && this.iter().all(|x| !x.2.queries.is_null())
         {
-            st.split.open.push((round, this.len(), 0, 0, Vec::new()));
+            st.split
+                .open
+                .push((round, this.len(), 0, 0, Vec::new(), kind));
         }
         let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
         let waits: Vec<Option<(vk::Semaphore, u64)>> = if merge.is_some() {

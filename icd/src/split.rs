@@ -96,6 +96,8 @@ pub enum Step {
         adds: AccessSet,
         own: Vec<OwnPart>,
         rest: AccessSet,
+        /// The compute pipeline bound (raw): the kind of work the balance measures.
+        pipeline: u64,
     },
     /// An indirect dispatch of compute pipeline `pipeline`: it runs whole on the first member,
     /// unless its group counts are known at submit ([`Log::resolve`]: `then` is the dispatch it
@@ -399,6 +401,7 @@ impl Log {
             adds: adds.unwrap_or_default(),
             own,
             rest,
+            pipeline: self.bound,
         });
     }
 
@@ -442,12 +445,20 @@ impl Log {
         let mut any = false;
         for s in &self.steps {
             let mut step = s.clone();
-            if let Step::Indirect { then: Some(p), .. } = s {
+            if let Step::Indirect {
+                then: Some(p),
+                pipeline,
+                ..
+            } = s
+            {
                 let (m, at) = p.args;
                 let args = RangeSet::of(vkfuse_memory::Range::at(at, 12));
                 let clean = written.get(&m).is_none_or(|w| !w.intersects(&args));
                 if let Some(count) = counts(m, at).filter(|_| clean) {
-                    let mut one = Log::default();
+                    let mut one = Log {
+                        bound: *pipeline,
+                        ..Log::default()
+                    };
                     one.dispatch(Some(&p.analysis), [0; 3], count, p.touch.clone());
                     if let Some(d) = one.steps.pop() {
                         any |= one.splits > 0;
@@ -1938,6 +1949,7 @@ mod tests {
             access,
             adds: AccessSet::default(),
             own: Vec::new(),
+            pipeline: 1,
         }
     }
 
@@ -2084,6 +2096,7 @@ mod tests {
             adds: AccessSet::default(),
             own,
             rest: AccessSet::default(),
+            pipeline: 1,
         }
     }
 

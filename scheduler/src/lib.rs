@@ -10,7 +10,7 @@ pub mod placement;
 pub mod split;
 
 pub use placement::{BatchInfo, Placer};
-pub use split::{chunks, Balance};
+pub use split::{chunks, Balance, Balances};
 
 /// A placement strategy, named as `VKFUSE_STRATEGY` names it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

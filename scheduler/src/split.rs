@@ -109,6 +109,11 @@ impl Balance {
         }
     }
 
+    /// Member `m`'s speed relative to the others, once measured.
+    pub fn speed(&self, m: usize) -> Option<f64> {
+        self.speeds.get(m).copied().flatten()
+    }
+
     /// Member `m` ran `groups` workgroups in `busy_ns` nanoseconds. Slices too small to time
     /// (no groups, or no time) are not counted.
     pub fn measured(&mut self, m: usize, groups: u64, busy_ns: u64) {
@@ -212,12 +217,83 @@ impl Balance {
     }
 }
 
+/// A [`Balance`] per kind of work (a key the caller chooses: the compute pipeline of a batch's
+/// first split dispatch), beside the one over every kind (`all`, which `hybrid`'s estimates
+/// use): members' speeds relative to each other differ between kernels (a GPU against a CPU
+/// driver gains more on arithmetic than on memory traffic). A kind's weights are its own
+/// once it has measured every member's speed, and `all`'s until then.
+#[derive(Clone, Debug, Default)]
+pub struct Balances {
+    pub all: Balance,
+    kinds: std::collections::HashMap<u64, Balance>,
+    members: usize,
+}
+
+impl Balances {
+    /// Kinds kept at most: past it, the kinds are forgotten and measured anew.
+    pub const KINDS: usize = 256;
+
+    pub fn new(members: usize) -> Balances {
+        Balances {
+            all: Balance::new(members),
+            kinds: Default::default(),
+            members,
+        }
+    }
+
+    /// The weights of `members` for work of `kind` (see [`Balance::weights`]).
+    pub fn weights(&mut self, kind: u64, members: &[usize], per_member: u32) -> Vec<f64> {
+        match self.kinds.get_mut(&kind) {
+            Some(b) if members.iter().all(|m| b.speed(*m).is_some()) => {
+                b.weights(members, per_member)
+            }
+            _ => self.all.weights(members, per_member),
+        }
+    }
+
+    /// The slices of one round of work of `kind` (see [`Balance::round`]).
+    pub fn round(&mut self, kind: u64, slices: &[(usize, u64, u64)]) {
+        self.all.round(slices);
+        if !self.kinds.contains_key(&kind) && self.kinds.len() >= Self::KINDS {
+            self.kinds.clear();
+        }
+        let members = self.members;
+        self.kinds
+            .entry(kind)
+            .or_insert_with(|| Balance::new(members))
+            .round(slices);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn total(v: &[(u32, u32)]) -> u32 {
         v.iter().map(|r| r.1).sum()
+    }
+
+    #[test]
+    fn kinds_keep_their_own_relative_speeds() {
+        let mut b = Balances::new(2);
+        // Member 1 is 3 times as fast on kind 7, and as fast as member 0 on kind 8.
+        for _ in 0..40 {
+            b.round(7, &[(0, 100, 1000), (1, 300, 1000)]);
+            b.round(8, &[(0, 100, 1000), (1, 100, 1000)]);
+        }
+        let ratio = |w: Vec<f64>| w[1] / w[0];
+        let seven = ratio(b.weights(7, &[0, 1], 8));
+        let eight = ratio(b.weights(8, &[0, 1], 8));
+        assert!((seven - 3.0).abs() < 0.05, "{seven}");
+        assert!((eight - 1.0).abs() < 0.05, "{eight}");
+        // A kind not measured yet takes the speeds over every kind (between the two).
+        let other = ratio(b.weights(9, &[0, 1], 8));
+        assert!(other > 1.2 && other < 2.8, "{other}");
+        // Past `KINDS` kinds, they are forgotten and measured anew.
+        for k in 100..100 + Balances::KINDS as u64 {
+            b.round(k, &[(0, 100, 1000), (1, 100, 1000)]);
+        }
+        assert!(b.kinds.len() <= Balances::KINDS);
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! `teximage-colors GL_RG16F` over Zink crash in 5 of 10 runs on lavapipe + SwiftShader under
 //! `round_robin`: a null read in a lavapipe worker thread, with no compute shader in the test.
 //! Only the heap's layout changed; the cause is not found (ARCHITECTURE.md, known problems).
+//! The rewritten words kept now are those of compute entry points only, and only under
+//! `compute_split` and `hybrid`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};

@@ -366,6 +366,21 @@ fn sliced_parts(stderr: &str) -> Option<(u64, Vec<u64>)> {
     ))
 }
 
+/// `saxpy`'s arguments for 3 indirect dispatches per submit, 2 submits, their group counts
+/// written by `writer` (`--indirect`).
+fn indirect_args(writer: &str) -> [&str; 8] {
+    [
+        "--size",
+        "65536",
+        "--indirect",
+        writer,
+        "--steps",
+        "3",
+        "--repeat",
+        "2",
+    ]
+}
+
 /// Indirect dispatches whose group counts the command buffer itself writes (a
 /// `vkCmdUpdateBuffer`, or a dispatch: `--indirect gpu`) are not known at submit: under
 /// `compute_split` every member dispatches them whole with a variant of the pipeline that
@@ -381,16 +396,7 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
         }
     }
     for writer in ["gpu", "update"] {
-        let args = [
-            "--size",
-            "65536",
-            "--indirect",
-            writer,
-            "--steps",
-            "3",
-            "--repeat",
-            "2",
-        ];
+        let args = indirect_args(writer);
         for (members, sharing) in &runs {
             let out = check("saxpy", &args, members, &[("VKFUSE_SHARING", sharing)]);
             let (count, parts) = sliced_parts(&out.stderr).unwrap_or_else(|| {
@@ -418,16 +424,7 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
         );
     }
     // A member that fails to make its variant: one message, and the batches run whole.
-    let args = [
-        "--size",
-        "65536",
-        "--indirect",
-        "gpu",
-        "--steps",
-        "3",
-        "--repeat",
-        "2",
-    ];
+    let args = indirect_args("gpu");
     let out = check(
         "saxpy",
         &args,

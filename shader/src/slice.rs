@@ -50,6 +50,9 @@ pub struct Sliced {
 /// module declares are skipped.
 const FIRST_ID: u32 = 0x7646_0000;
 
+/// More ids than the rewrite ever adds (types, variables, constants and the test's values).
+const ADDED: u32 = 64;
+
 /// Opcodes the rewrite writes or reads beyond the analysis's.
 mod code {
     pub const LINE: u16 = 8;
@@ -97,7 +100,11 @@ fn inst(opcode: u16, operands: &[u32]) -> Vec<u32> {
 pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
     let insts = spirv::instructions(words).map_err(Error::Parse)?;
     let refuse = |why: &'static str| Err(Error::Rewrite(why));
+    // The ids the rewrite adds (fewer than `ADDED`) must stay below the largest id.
     let mut bound = words[3];
+    if bound > u32::MAX - ADDED {
+        return refuse("its id bound leaves no room for new ids");
+    }
     let mut fresh = || {
         let id = bound;
         bound += 1;
@@ -501,6 +508,13 @@ mod tests {
             workgroup_slice(&words[..4], "main"),
             Err(Error::Parse(_))
         ));
+        // No room for new ids below the bound.
+        let mut full = words.clone();
+        full[3] = u32::MAX;
+        assert_eq!(
+            workgroup_slice(&full, "main"),
+            Err(Error::Rewrite("its id bound leaves no room for new ids"))
+        );
         // A signed WorkgroupId variable: hand-edited from the compiled module (the type of
         // the built-in's pointer made a new signed vector).
         let (_, s) = sliced("tiled-slice-signed", TILED);

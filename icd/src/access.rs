@@ -83,6 +83,9 @@ pub struct AccessSet {
     /// How many accesses were added, unions included: a split log (`split.rs`) replays its
     /// command buffer only if its own commands made all of them.
     pub fed: u64,
+    /// The commands wait for events the host may set (`vkCmdWaitEvents` from the host
+    /// stage, any `vkCmdWaitEvents2`): host writes made while the batch runs may be for them.
+    pub host_events: bool,
 }
 
 impl AccessSet {
@@ -99,6 +102,7 @@ impl AccessSet {
     /// Adds the accesses of commands recorded after these.
     pub fn union(&mut self, other: &AccessSet) {
         self.fed += other.fed;
+        self.host_events |= other.host_events;
         // A later discard counts only where these commands did not touch the image.
         for (k, units) in &other.discards {
             if !self.memory.contains_key(k) {
@@ -1071,6 +1075,9 @@ pub unsafe fn wait_events(
     images: *const vk::ImageMemoryBarrier,
 ) {
     breaks_split_log(cb, "an event wait");
+    if src.contains(vk::PipelineStageFlags::HOST) {
+        cb.access.lock().host_events = true;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         pipeline_barrier(
@@ -1099,6 +1106,7 @@ pub unsafe fn wait_events2(
     deps: *const vk::DependencyInfo,
 ) {
     breaks_split_log(cb, "an event wait");
+    cb.access.lock().host_events = true;
     // SAFETY: `event_count` dependency infos.
     for dep in unsafe { slice(deps, event_count) } {
         // SAFETY: a valid dependency info.

@@ -1531,6 +1531,9 @@ fn touched_mirrors<'a>(
 /// copy in and what the batch may write, with the transfer command buffers around the batch.
 /// Nothing is claimed yet, so a failure leaves no trace. Without `chunks`, no input stage is
 /// filled in chunks.
+/// Whether the warning about host-set events and staged copies was given (once per process).
+static HOST_EVENTS_STAGED: AtomicBool = AtomicBool::new(false);
+
 fn stage_for(
     d: &Device,
     st: &State,
@@ -1549,6 +1552,11 @@ fn stage_for(
         let cover = m.cover(j);
         if cover.is_null() {
             continue;
+        }
+        if access.host_events && !HOST_EVENTS_STAGED.swap(true, Ordering::Relaxed) {
+            crate::warn!(
+                "a batch on member {j} waits for events the host may set, and mirrored memory reaches that member through staging: what the host writes into mapped memory after the submit is not seen by the batch (host-set events publish host writes only to copies vkfuse maps)"
+            );
         }
         let copy_in = if m.host_writes() {
             u.touched.clone()
@@ -4727,6 +4735,55 @@ pub unsafe extern "system" fn signal_semaphore(
         }
         Ok(vk::Result::SUCCESS)
     })
+}
+
+/// `vkSetEvent` from the host: first the host's writes into mirrored memory since the running
+/// batches were made ready reach their members' copies (`Mirror::publish_host_writes`: a batch
+/// may wait for the event on the device and then read them), then every member's copy of the
+/// event is set.
+///
+/// # Safety
+/// Arguments valid for `vkSetEvent`.
+pub unsafe extern "system" fn set_event(device: vk::Device, event: vk::Event) -> vk::Result {
+    crate::guard::result("vkSetEvent", || {
+        // SAFETY: a live device.
+        let d = unsafe { Device::resolve(device)? };
+        publish_host_writes(d);
+        let mut res = vk::Result::SUCCESS;
+        for md in &d.members {
+            let f = md
+                .fns
+                .set_event
+                .ok_or_else(|| crate::guard::missing("vkSetEvent"))?;
+            // SAFETY: the member's copy of the application's event.
+            let r = unsafe { f(md.handle, nd(event, md.index)) };
+            if r.as_raw() < 0 {
+                return Err(r);
+            }
+            if md.index == d.members[0].index {
+                res = r;
+            }
+        }
+        Ok(res)
+    })
+}
+
+/// Publishes the host's writes into every mirrored allocation to the members' copies that
+/// running batches use (before the host sets an event).
+fn publish_host_writes(d: &Device) {
+    let list: Vec<Arc<Mirror>> = {
+        let st = d.exec.state.lock();
+        if st.mirrors.is_empty() {
+            return;
+        }
+        st.mirrors.values().cloned().collect()
+    };
+    let published: usize = list.iter().map(|m| m.publish_host_writes(d)).sum();
+    if published > 0 {
+        crate::debug!(
+            "mirrored memory at a host-set event: {published} byte(s) the host wrote published to running batches"
+        );
+    }
 }
 
 /// `vkGetSemaphoreCounterValue`: the highest value of the members' copies (each copy has seen

@@ -59,9 +59,11 @@
 //! for): `exec.rs` moves the waits to an empty batch before it and runs the step on a thread of
 //! its own after that batch, so it holds up no other step.
 //!
-//! Not covered: host writes made after a batch was made ready and seen by it through an event
-//! the host sets (`vkSetEvent` with a device-side `vkCmdWaitEvents`); the batch keeps the copy
-//! it was given. Ranges are the parts of buffers that commands and descriptors name, where they
+//! Host writes made after a batch was made ready and published to it through an event the
+//! host sets (`vkSetEvent`, waited for on the device by `vkCmdWaitEvents`) are copied into the
+//! mapped copies of the members whose batches still run before the event is set
+//! ([`Mirror::publish_host_writes`]). Not covered: copies reached through staging, whose bytes
+//! only the member's own transfer commands move, queued behind the running batch. Ranges are the parts of buffers that commands and descriptors name, where they
 //! name them, and whole bound buffers otherwise (`access.rs`); images copied between drivers
 //! are not among them (`images.rs` copies those as images).
 
@@ -366,19 +368,25 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let mut inner = self.mirror.inner.lock();
         inner.served = inner.served.max(self.ticket);
-        let done = self.done;
-        match inner
+        inner.note_use(self.done, self.touched);
+        self.mirror.turn.notify_all();
+    }
+}
+
+impl Inner {
+    /// The batch finishing at `done` uses `touched` of its member's copy.
+    fn note_use(&mut self, done: Edge, touched: &RangeSet) {
+        match self
             .uses
             .iter_mut()
             .find(|(e, _)| e.0 == done.0 && e.1 == done.1)
         {
             Some((e, r)) => {
                 e.2 = e.2.max(done.2);
-                r.union(self.touched);
+                r.union(touched);
             }
-            None => inner.uses.push((done, self.touched.clone())),
+            None => self.uses.push((done, touched.clone())),
         }
-        self.mirror.turn.notify_all();
     }
 }
 
@@ -674,7 +682,7 @@ impl Mirror {
             done,
             touched: &step.touched,
         };
-        let mut c = self.prepare_in_turn(d, j, &step.copy_in, &step.write, done, stages);
+        let mut c = self.prepare_in_turn(d, j, step, done, stages);
         c.direct = stages.direct_bytes as usize;
         c
     }
@@ -683,13 +691,14 @@ impl Mirror {
         &self,
         d: &Device,
         j: usize,
-        copy_in: &RangeSet,
-        write: &RangeSet,
+        step: &Step,
         done: Edge,
         stages: &Stages,
     ) -> Copied {
+        let (copy_in, write) = (&step.copy_in, &step.write);
         if copy_in.is_empty() && write.is_empty() {
             // `j` is current where the batch reads, and it writes nothing.
+            self.inner.lock().note_use(done, &step.touched);
             return Copied::default();
         }
         let staged = !self.covers[j].is_null();
@@ -727,6 +736,10 @@ impl Mirror {
             }
         }
         let mut inner = self.inner.lock();
+        // In use from now on (after the waits above, which must not include it): host writes
+        // published from here on (`publish_host_writes`) reach its copy too, and the copy
+        // below takes those made before.
+        inner.note_use(done, &step.touched);
         // Where the bytes copied in go: `j`'s mapped copy, or the batch's input stage.
         let input = stages.input.as_deref().filter(|_| staged);
         let mut sink = Sink {
@@ -892,6 +905,74 @@ impl Mirror {
         }
         inner.owners = kept;
         inner.owners_changed += 1;
+    }
+
+    /// Before the host sets an event (`vkSetEvent`): copies what the application wrote into
+    /// the shadow since the batches still running were made ready into their members' mapped
+    /// copies, so that a batch waiting for the event on the device (`vkCmdWaitEvents` from
+    /// `VK_PIPELINE_STAGE_HOST_BIT`) sees the host's writes made before it was set, as it
+    /// would in memory the host and the device share. Returns the bytes published.
+    ///
+    /// Per member copy, over what its unfinished batches touch: where one of them may write,
+    /// the bytes where the shadow differs from the snapshot taken when it was made ready (the
+    /// device's own writes are left alone, and the snapshot takes the host's bytes, so that
+    /// the write-back does not take them for the device's); elsewhere, the bytes where the
+    /// shadow differs from the copy, which the device only reads there. Finished batches'
+    /// changes are merged into the shadow first, so that it holds the latest contents there.
+    /// Copies reached through staging are not reached: their bytes move only by the member's
+    /// own transfer commands, queued behind the running batch.
+    pub fn publish_host_writes(&self, d: &Device) -> usize {
+        if !self.mapped.load(Ordering::Acquire) && !self.host_dirty.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.settle(d, false);
+        let mut inner = self.inner.lock();
+        if inner.dead || !inner.ever_mapped {
+            return 0;
+        }
+        let mut running: Vec<(usize, RangeSet)> = Vec::new();
+        for (e, r) in &inner.uses {
+            if self.copies[e.0].is_null() || reached(d, *e, false) {
+                continue;
+            }
+            match running.iter_mut().find(|(m, _)| *m == e.0) {
+                Some((_, all)) => all.union(r),
+                None => running.push((e.0, r.clone())),
+            }
+        }
+        let mut published = 0;
+        for (j, mut rest) in running {
+            let copy = self.copies[j];
+            for p in inner.pending.iter_mut().filter(|p| p.edge.0 == j) {
+                let mut off = 0;
+                for r in p.ranges.ranges() {
+                    let len = r.len() as usize;
+                    rest.remove(*r);
+                    // SAFETY: the shadow and `j`'s mapped copy hold `size` bytes, the snapshot
+                    // the pending ranges one after the other; the host's writes there are
+                    // ordered before the event by the application.
+                    published += unsafe {
+                        publish(
+                            self.shadow.add(r.start as usize),
+                            &mut p.snapshot[off..off + len],
+                            copy.add(r.start as usize),
+                        )
+                    };
+                    off += len;
+                }
+            }
+            for r in rest.within(self.whole()).ranges() {
+                // SAFETY: as above; the running batches of `j` only read these bytes.
+                published += unsafe {
+                    publish_over(
+                        self.shadow.add(r.start as usize),
+                        copy.add(r.start as usize),
+                        r.len() as usize,
+                    )
+                };
+            }
+        }
+        published
     }
 
     /// The allocation is being freed: no copy is touched from now on.
@@ -1076,9 +1157,68 @@ unsafe fn merge(src: *const u8, base: &[u8], dst: *mut u8, len: usize) {
     }
 }
 
+/// Writes into `dst` and `base` every byte where `src` differs from `base` (all
+/// `base.len()` bytes long); returns the bytes written.
+///
+/// # Safety
+/// `src` and `dst` hold `base.len()` bytes; neither overlaps `base`.
+unsafe fn publish(src: *const u8, base: &mut [u8], dst: *mut u8) -> usize {
+    let mut n = 0;
+    for (o, b) in base.iter_mut().enumerate() {
+        // SAFETY: within the caller's bounds.
+        let x = unsafe { *src.add(o) };
+        if x != *b {
+            *b = x;
+            // SAFETY: within the caller's bounds.
+            unsafe { dst.add(o).write(x) };
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Writes into `dst` every byte of `len` where `src` differs from it; returns the bytes
+/// written.
+///
+/// # Safety
+/// `src` and `dst` hold `len` bytes and do not overlap.
+unsafe fn publish_over(src: *const u8, dst: *mut u8, len: usize) -> usize {
+    let mut n = 0;
+    for o in 0..len {
+        // SAFETY: within the caller's bounds.
+        unsafe {
+            let x = *src.add(o);
+            if x != *dst.add(o) {
+                dst.add(o).write(x);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Host writes published to a running batch's copy: only the bytes the host changed, and
+    /// the snapshot takes them, so that the write-back still finds only the device's changes.
+    #[test]
+    fn publishing_takes_only_the_hosts_changes() {
+        let shadow = [1u8, 2, 9, 4, 8];
+        let mut snapshot = vec![1u8, 2, 3, 4, 5];
+        // The device wrote bytes 0 and 3 of its copy.
+        let mut copy = [7u8, 2, 3, 6, 5];
+        // SAFETY: five bytes each, distinct arrays.
+        let n = unsafe { publish(shadow.as_ptr(), &mut snapshot, copy.as_mut_ptr()) };
+        assert_eq!(n, 2);
+        assert_eq!(copy, [7, 2, 9, 6, 8]);
+        assert_eq!(snapshot, [1, 2, 9, 4, 8]);
+        let mut read = [1u8, 2, 3];
+        // SAFETY: three bytes each, distinct arrays.
+        let n = unsafe { publish_over([1u8, 5, 3].as_ptr(), read.as_mut_ptr(), 3) };
+        assert_eq!((n, read), (1, [1, 5, 3]));
+    }
 
     #[test]
     fn merge_writes_only_the_changed_bytes() {

@@ -10,6 +10,10 @@
 //! 2. copies upload area B into the end of the same half, in a batch that waits for a timeline
 //!    value the host signals only after it wrote area B (after that batch was submitted).
 //!
+//! With `--event`, step 2's batch waits for an event instead: it sets event `started`, then
+//! waits (`vkCmdWaitEvents` from the host stage) for event `go`; the host waits until it sees
+//! `started` set, so that the batch is surely running, writes area B and sets `go`.
+//!
 //! Finally a device-local buffer (host-visible on CPU devices, but not mapped by the program until
 //! then) is filled by a batch and only then mapped and read, as programs reading results back
 //! from memory they never mapped before do.
@@ -17,7 +21,9 @@
 //! After each fence, every byte must hold what its last writer put there. Through vkfuse with
 //! mirrored memory (`VKFUSE_SHARING=mirrored`) step 1 needs the write-back to take only the
 //! bytes the batch changed (a plain copy of the member's copy would put the host's half back as
-//! it was), and step 2 needs the batch's copy of the memory made only once its wait is over.
+//! it was), and step 2 needs the batch's copy of the memory made only once its wait is over,
+//! or with `--event`, the host's writes published to the running batch's copy before `go` is
+//! set.
 
 use std::process::ExitCode;
 
@@ -29,17 +35,20 @@ use vkfuse_examples::{
 
 const NAME: &str = "host-ring";
 const USAGE: &str = "\
-usage: host-ring [--rounds R] [--validation]
+usage: host-ring [--rounds R] [--event] [--validation]
 
 R rounds (default 12) on one mapped host-coherent buffer of two 64 KiB halves and two 4 KiB
 upload areas A and B: round r copies A (host-written before the submit) into half r%2 and
 fills the rest of it while the host writes half (r+1)%2; then copies B into the end of half
-r%2 in a batch that waits for a timeline value the host signals after writing B. Checks the
+r%2 in a batch that waits for a timeline value the host signals after writing B (with
+--event: for an event the host sets after writing B, once the running batch set another
+event). Checks the
 whole buffer after each batch; then fills a device-local buffer that it maps only afterwards
 (where its memory is host-visible) and checks it. Prints
   vkfuse-example host-ring device=\"<name>\" result=<fnv1a64 of every check's bytes>
 
   --rounds R    1..=1000
+  --event       step 2 waits for an event the host sets instead of a timeline value
   --validation  enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                 exit code 3 if it reports errors or warnings";
 
@@ -65,6 +74,7 @@ fn fill_value(r: u32) -> u32 {
 
 fn run(mut args: Args) -> Result<Report> {
     let rounds: u32 = args.value("--rounds")?.unwrap_or(12);
+    let event = args.flag("--event");
     args.finish()?;
     if !(1..=1000).contains(&rounds) {
         return Err("--rounds must be 1..=1000".into());
@@ -78,6 +88,16 @@ fn run(mut args: Args) -> Result<Report> {
         MemoryUse::Upload,
     )?;
     let gate = ctx.create_timeline_semaphore()?;
+    let create_event = || {
+        // SAFETY: a valid create info.
+        unsafe {
+            ctx.own_created(
+                d.create_event(&vk::EventCreateInfo::default(), None),
+                "vkCreateEvent",
+            )
+        }
+    };
+    let (started, go) = (create_event()?, create_event()?);
     let pool = ctx.create_command_pool(
         queue.family,
         vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER,
@@ -111,6 +131,21 @@ fn run(mut args: Args) -> Result<Report> {
             cmd::memory_barrier(d, cbs[0], cmd::TRANSFER_WRITE, cmd::HOST_READ);
             cmd::end(d, cbs[0])?;
             cmd::begin(d, cbs[1], vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            if event {
+                d.cmd_set_event(cbs[1], *started, vk::PipelineStageFlags::TOP_OF_PIPE);
+                let host = vk::MemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::HOST_WRITE)
+                    .dst_access_mask(vk::AccessFlags::TRANSFER_READ);
+                d.cmd_wait_events(
+                    cbs[1],
+                    &[*go],
+                    vk::PipelineStageFlags::HOST,
+                    vk::PipelineStageFlags::TRANSFER,
+                    &[host],
+                    &[],
+                    &[],
+                );
+            }
             let copy = vk::BufferCopy {
                 src_offset: AREA_B,
                 dst_offset: dev_half + HALF - UPLOAD,
@@ -164,6 +199,27 @@ fn run(mut args: Args) -> Result<Report> {
         check(&got, 1, None)?;
         hashes.extend(fnv1a64(&got).to_le_bytes());
         // Step 2: area B is written after the submit, before the signal the batch waits for.
+        if event {
+            let area_b = pattern(r, 2, UPLOAD);
+            let second = [cbs[1]];
+            let submit = vk::SubmitInfo::default().command_buffers(&second);
+            // SAFETY: a recorded command buffer of this device; `go` is set below.
+            unsafe { d.queue_submit(queue.handle, &[submit], *fence) }.context("vkQueueSubmit")?;
+            wait_for_event(&ctx, *started)?;
+            buffer.write_bytes(AREA_B, &area_b)?;
+            // SAFETY: events of this device; the batch waits for `go`.
+            unsafe { d.set_event(*go) }.context("vkSetEvent")?;
+            ctx.wait_and_reset_fence(&fence)?;
+            // SAFETY: events of this device, no longer used by a pending batch.
+            unsafe {
+                d.reset_event(*started).context("vkResetEvent")?;
+                d.reset_event(*go).context("vkResetEvent")?;
+            }
+            let got = buffer.read_bytes(0, (2 * HALF) as usize)?;
+            check(&got, 2, Some(&area_b))?;
+            hashes.extend(fnv1a64(&got).to_le_bytes());
+            continue;
+        }
         let (sems, values, stages) = (
             [*gate],
             [u64::from(r) + 1],
@@ -201,6 +257,21 @@ fn run(mut args: Args) -> Result<Report> {
         device: ctx.device_name().to_owned(),
         hash: fnv1a64(&hashes),
     })
+}
+
+/// Waits (polling, at most 60 s) until the host sees `event` set.
+fn wait_for_event(ctx: &Context, event: vk::Event) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        // SAFETY: an event of this device.
+        if unsafe { ctx.device.get_event_status(event) }.context("vkGetEventStatus")? {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(Mismatch("the running batch did not set its event in 60 s".into()).into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// A device-local buffer filled by a batch, mapped only afterwards: the first map must show the

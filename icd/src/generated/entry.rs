@@ -10163,32 +10163,6 @@ pub unsafe extern "system" fn set_device_memory_priority_ext(
     })
 }
 
-/// Forwards `vkSetEvent`.
-///
-/// # Safety
-/// Called by the loader or application with arguments valid for `vkSetEvent`.
-pub unsafe extern "system" fn set_event(device: vk::Device, event: vk::Event) -> vk::Result {
-    guard::result("vkSetEvent", || {
-        let owner = unsafe { Device::resolve(device) }?;
-        let mut res = vk::Result::SUCCESS;
-        let mut first = true;
-        for md in owner.members.iter() {
-            let Some(f) = md.fns.set_event else {
-                return Err(missing("vkSetEvent"));
-            };
-            let r = unsafe { f(md.handle, crate::conv::nd(event, md.index)) };
-            if r.as_raw() < 0 {
-                return Err(r);
-            }
-            if first {
-                res = r;
-                first = false;
-            }
-        }
-        Ok(res)
-    })
-}
-
 /// Forwards `vkSetHdrMetadataEXT`.
 ///
 /// # Safety
@@ -13889,10 +13863,10 @@ pub static ENTRIES: &[Entry] = &[
     },
     Entry {
         name: c"vkSetEvent",
-        pfn: unsafe { std::mem::transmute::<PfnSetEvent, VoidFn>(set_event) },
+        pfn: unsafe { std::mem::transmute::<PfnSetEvent, VoidFn>(crate::exec::set_event) },
         level: Level::Device,
         reqs: &[Req::Core(vk::make_api_version(0, 1, 0, 0))],
-        hand_written: false,
+        hand_written: true,
     },
     Entry {
         name: c"vkSetHdrMetadataEXT",

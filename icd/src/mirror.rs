@@ -63,9 +63,11 @@
 //! host sets (`vkSetEvent`, waited for on the device by `vkCmdWaitEvents`) are copied into the
 //! mapped copies of the members whose batches still run before the event is set
 //! ([`Mirror::publish_host_writes`]). Not covered: copies reached through staging, whose bytes
-//! only the member's own transfer commands move, queued behind the running batch. Ranges are the parts of buffers that commands and descriptors name, where they
-//! name them, and whole bound buffers otherwise (`access.rs`); images copied between drivers
-//! are not among them (`images.rs` copies those as images).
+//! only the member's own transfer commands move, queued behind the running batch.
+//!
+//! Ranges are the parts of buffers that commands and descriptors name, where they name them,
+//! and whole bound buffers otherwise (`access.rs`); images copied between drivers are not
+//! among them (`images.rs` copies those as images).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

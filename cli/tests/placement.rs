@@ -377,6 +377,56 @@ fn shared_device_memory_through_opaque_fds() {
     }
 }
 
+/// The most allocations one submit wrote, from the `VKFUSE_LOG=debug` submit lines.
+fn most_written(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.contains("vkfuse: debug: submit on member"))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(" allocation(s), ")?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .max()
+        .unwrap_or_default()
+}
+
+/// Draws use their sets as their pipeline's shaders do: `offscreen --storage`'s fragment shader
+/// only reads its storage buffer, so the draw batch does not count it as written (one
+/// allocation fewer than with the analysis off, `VKFUSE_FAULT=shaders:0`), and the image is
+/// still the one lavapipe draws directly, with mirrored memory on both pairs.
+#[test]
+fn draws_count_storage_buffers_their_shaders_only_read_as_read() {
+    let reference = direct_result("offscreen", &lavapipe());
+    let mut pairs = vec![lvp2()];
+    pairs.extend(lvp_sw(
+        "draws_count_storage_buffers_their_shaders_only_read_as_read",
+    ));
+    for members in &pairs {
+        let written = |fault: &str| {
+            let mut cmd = placed_cmd("offscreen", members, "round_robin");
+            cmd.arg("--storage")
+                .env("VKFUSE_SHARING", "mirrored")
+                .env("VKFUSE_LOG", "debug")
+                .env("VKFUSE_FAULT", fault);
+            let out = run(&mut cmd);
+            let got = checked_result(&out);
+            assert_eq!(got.result, reference.result, "{}", out.dump());
+            (most_written(&out.stderr), out)
+        };
+        let (analysed, out) = written("");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("graphics pipeline") && l.ends_with(": (0,0) read, (0,1) read")),
+            "no analysis of the graphics pipeline:\n{}",
+            out.dump()
+        );
+        let (whole, out) = written("shaders:0");
+        assert!(analysed > 0, "{}", out.dump());
+        assert_eq!(analysed + 1, whole, "{}", out.dump());
+    }
+}
+
 /// A running batch that waits on the device for an event the host sets sees what the host wrote
 /// before setting it (`host-ring --event`: the batch sets `started`, the host waits for it,
 /// writes area B, sets `go`, and the batch copies area B). With mirrored memory the batch's copy

@@ -25,6 +25,9 @@ pub const COUNTER_COMP: &[u8] = spirv!("counter.comp");
 pub const OFFSCREEN_VERT: &[u8] = spirv!("offscreen.vert");
 /// `offscreen.frag`.
 pub const OFFSCREEN_FRAG: &[u8] = spirv!("offscreen.frag");
+/// `offscreen-storage.frag`: `offscreen --storage`, colour masks from a read-only storage
+/// buffer.
+pub const OFFSCREEN_STORAGE_FRAG: &[u8] = spirv!("offscreen-storage.frag");
 /// `rect.vert`: push-constant rectangle of `bench-frame`.
 pub const RECT_VERT: &[u8] = spirv!("rect.vert");
 /// `rect.frag`: push-constant colour of `bench-frame`.

@@ -1345,6 +1345,21 @@ pub struct ComputeBinds {
     /// The compute commands, for replay in slices (primary command buffers of a device that
     /// splits dispatches, `split.rs`).
     pub log: Option<Box<crate::split::Log>>,
+    /// What is bound for draws.
+    draw: DrawBinds,
+}
+
+/// What a command buffer has bound for draws: the graphics pipeline's analysis (`None` before
+/// the first graphics pipeline is bound; `Some(None)` for a pipeline not analysed) and the
+/// graphics descriptor sets by set number (0: none).
+///
+/// Each time either changes, the bound sets are fed into the command buffer's access set as
+/// the bound pipeline uses them (`drawable`): every draw runs with some pipeline and sets bound,
+/// and the later of the two binds fed that pair. Sets bound before any pipeline wait for one.
+#[derive(Default)]
+struct DrawBinds {
+    pipeline: Option<Option<std::sync::Arc<vkfuse_shader::Analysis>>>,
+    sets: Vec<u64>,
 }
 
 impl ComputeBinds {
@@ -1358,7 +1373,8 @@ impl ComputeBinds {
 }
 
 /// `vkCmdBindDescriptorSets`: compute sets are remembered for the dispatches, which use them
-/// as their shader does; other bind points' sets lead where they do, written.
+/// as their shader does; graphics sets lead where the bound graphics pipeline's shaders use
+/// them (once one is bound: `DrawBinds`); other bind points' sets lead where they do, written.
 ///
 /// # Safety
 /// Arguments valid for the command.
@@ -1393,6 +1409,25 @@ pub unsafe fn bind_descriptor_sets(
         }
         return;
     }
+    if bind_point == vk::PipelineBindPoint::GRAPHICS {
+        let mut c = cb.compute.lock();
+        let draw = &mut c.draw;
+        let end = first as usize + sets.len();
+        if draw.sets.len() < end {
+            draw.sets.resize(end, 0);
+        }
+        for (k, s) in sets.iter().enumerate() {
+            draw.sets[first as usize + k] = s.as_raw();
+        }
+        if let Some(pipeline) = &draw.pipeline {
+            let numbered = sets
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (first + k as u32, s.as_raw()));
+            drawable(cb, pipeline.as_deref(), numbered);
+        }
+        return;
+    }
     let mut acc = cb.access.lock();
     for s in sets {
         feed(s.as_raw(), &mut *acc, true);
@@ -1413,6 +1448,44 @@ pub unsafe fn pipeline_bound(
         c.analysis = crate::shaders::analysis(pipeline.as_raw());
         if let Some(log) = &mut c.log {
             log.pipeline(pipeline.as_raw());
+        }
+    } else if bind_point == vk::PipelineBindPoint::GRAPHICS {
+        let mut c = cb.compute.lock();
+        let a = crate::shaders::analysis(pipeline.as_raw());
+        let numbered = c.draw.sets.iter().enumerate().map(|(k, s)| (k as u32, *s));
+        drawable(cb, a.as_deref(), numbered);
+        c.draw.pipeline = Some(a);
+    }
+}
+
+/// Graphics sets bound with a graphics pipeline whose stages analysed as `a` (`None`: not
+/// analysed): each binding the pipeline's shaders use leads where it does, written only where
+/// they may write it; every binding of a set, written, where the pipeline or the set is not
+/// known per binding.
+fn drawable(
+    cb: &CommandBuffer,
+    a: Option<&vkfuse_shader::Analysis>,
+    sets: impl Iterator<Item = (u32, u64)>,
+) {
+    let table = SET_BINDINGS.read();
+    let mut acc = cb.access.lock();
+    for (number, set) in sets {
+        if set == 0 {
+            continue;
+        }
+        match (a, table.get(&set)) {
+            (Some(a), Some(sb)) if !sb.whole && !a.addresses => {
+                for (binding, leads) in &sb.per {
+                    // A binding no stage declares, or uses, is not accessed.
+                    let Some(b) = a.bindings.get(&(number, *binding)) else {
+                        continue;
+                    };
+                    if b.read || b.written || b.opaque {
+                        leads.feed(&mut *acc, b.written || b.opaque);
+                    }
+                }
+            }
+            _ => feed(set, &mut *acc, true),
         }
     }
 }

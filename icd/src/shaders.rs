@@ -1,12 +1,15 @@
-//! Compute shaders read by the `shader` crate.
+//! Shaders read by the `shader` crate.
 //!
-//! While batches may run on several members, every shader module with compute entry points is
-//! analysed as it is created (which bindings each entry point reads and writes, its atomics,
+//! While batches may run on several members, every shader module is analysed as it is created
+//! (which bindings each entry point reads and writes, its atomics, and for compute entry points
 //! whether slices of a dispatch would write disjoint parts) and the analyses kept by module
-//! handle until the module is destroyed; other modules are not kept. A compute pipeline takes
-//! its entry point's analysis (logged at debug level) and keeps it until it is destroyed: a
-//! dispatch's access set uses the bound sets' bindings as the shader does (`access.rs`), and
-//! splitting dispatches (issue 4) uses it.
+//! handle until the module is destroyed. A compute pipeline takes its entry point's analysis
+//! (logged at debug level) and keeps it until it is destroyed: a dispatch's access set uses
+//! the bound sets' bindings as the shader does (`access.rs`), and splitting dispatches (issue
+//! 4) uses it. A graphics pipeline takes the union of its stages' analyses (what any stage
+//! does with each binding), so that draws count a storage buffer or image that no stage
+//! writes as read (`access.rs`, `DrawBinds`); pipeline libraries are not analysed, and their
+//! draws count every binding of their sets as written.
 //!
 //! Where dispatches split, an entry point whose analysis allows slices that each run the
 //! whole grid (`Analysis::slice_refusal`) is also kept rewritten to run only the workgroups of
@@ -22,7 +25,7 @@
 //! `round_robin`: a null read in a lavapipe worker thread, with no compute shader in the test.
 //! Only the heap's layout changed; the cause is not found (ARCHITECTURE.md, known problems).
 //! The rewritten words kept now are those of compute entry points only, and only under
-//! `compute_split` and `hybrid`.
+//! `compute_split` and `hybrid`; graphics modules keep only their analyses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
@@ -40,6 +43,15 @@ type Analysed = Result<Arc<vkfuse_shader::Analysis>, String>;
 /// A compute entry point of a module: its name, its analysis, and where dispatches split and
 /// the analysis allows it, the entry point rewritten to run one slice of the workgroups.
 type Entry = (String, Analysed, Option<Arc<vkfuse_shader::slice::Sliced>>);
+
+/// A graphics entry point of a module: its execution model (`ExecutionModel`), name and
+/// analysis.
+type StageEntry = (u32, String, Analysed);
+
+/// Per shader module with graphics entry points (by handle): each one's analysis (what it does
+/// with its bindings). Modules without one are not kept.
+static STAGES: parking_lot::RwLock<BTreeMap<u64, Vec<StageEntry>>> =
+    parking_lot::const_rwlock(BTreeMap::new());
 
 /// Per shader module with compute entry points (by handle, unique across devices: addresses of
 /// live vkfuse objects): each entry point. Modules without one are not kept.
@@ -314,6 +326,23 @@ pub unsafe fn module_created(
     if !entries.is_empty() {
         MODULES.write().insert(module, entries);
     }
+    let stages = analyse_stages(&code);
+    if !stages.is_empty() {
+        STAGES.write().insert(module, stages);
+    }
+}
+
+/// Every graphics entry point of a module's words, with its analysis.
+fn analyse_stages(code: &[u32]) -> Vec<StageEntry> {
+    vkfuse_shader::stage_entry_points(code)
+        .into_iter()
+        .map(|(model, name)| {
+            let a = vkfuse_shader::analyse_stage(code, model, &name)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            (model, name, a)
+        })
+        .collect()
 }
 
 /// Every compute entry point of a module's words, with its analysis, and where `slices`, the
@@ -353,6 +382,131 @@ pub unsafe fn module_destroyed(
     _alloc: *const vk::AllocationCallbacks,
 ) {
     MODULES.write().remove(&module.as_raw());
+    STAGES.write().remove(&module.as_raw());
+}
+
+/// The `ExecutionModel` of a graphics shader stage (`None` for stages not analysed).
+fn execution_model(stage: vk::ShaderStageFlags) -> Option<u32> {
+    Some(match stage {
+        vk::ShaderStageFlags::VERTEX => 0,
+        vk::ShaderStageFlags::TESSELLATION_CONTROL => 1,
+        vk::ShaderStageFlags::TESSELLATION_EVALUATION => 2,
+        vk::ShaderStageFlags::GEOMETRY => 3,
+        vk::ShaderStageFlags::FRAGMENT => 4,
+        vk::ShaderStageFlags::TASK_EXT => 5364,
+        vk::ShaderStageFlags::MESH_EXT => 5365,
+        _ => return None,
+    })
+}
+
+/// The analysis of one stage of a graphics pipeline: its module's (or a module create info
+/// chained to the stage), or why there is none.
+///
+/// # Safety
+/// `stage` is a valid stage create info.
+unsafe fn stage_analysis(stage: &vk::PipelineShaderStageCreateInfo) -> Analysed {
+    let model = execution_model(stage.stage)
+        .ok_or_else(|| format!("stage {:?} not analysed", stage.stage))?;
+    if stage.p_name.is_null() {
+        return Err("no entry point name".into());
+    }
+    // SAFETY: a nul-terminated entry point name.
+    let name = unsafe { CStr::from_ptr(stage.p_name) }.to_string_lossy();
+    let entries = STAGES
+        .read()
+        .get(&stage.module.as_raw())
+        .cloned()
+        .or_else(|| {
+            // SAFETY: a valid pNext chain, whose node of this type is a create info.
+            unsafe {
+                crate::conv::chain_find::<vk::ShaderModuleCreateInfo>(
+                    stage.p_next,
+                    vk::StructureType::SHADER_MODULE_CREATE_INFO,
+                )
+            }
+            // SAFETY: a valid create info.
+            .map(|m| analyse_stages(&unsafe { words(m) }))
+        })
+        .ok_or_else(|| format!("{:?}: module not analysed", stage.stage))?;
+    entries
+        .into_iter()
+        .find(|(m, n, _)| *m == model && *n == name)
+        .map_or_else(
+            || Err(format!("no {:?} entry point \"{name}\"", stage.stage)),
+            |(_, _, a)| a,
+        )
+}
+
+/// After `vkCreateGraphicsPipelines`: each pipeline's stages analysed together (what the
+/// pipeline does with each binding, `Analysis::union_of`), so that draws use its bound sets'
+/// bindings as its shaders do (`access.rs`). Pipelines made of or as libraries
+/// (`VK_EXT_graphics_pipeline_library`) are not analysed: their draws take every binding of
+/// their sets as written.
+///
+/// # Safety
+/// Arguments of a successful `vkCreateGraphicsPipelines`.
+pub unsafe fn graphics_pipelines_created(
+    d: &Device,
+    _cache: vk::PipelineCache,
+    count: u32,
+    infos: *const vk::GraphicsPipelineCreateInfo,
+    _alloc: *const vk::AllocationCallbacks,
+    pipelines: *mut vk::Pipeline,
+) {
+    if !wanted(d) || infos.is_null() {
+        return;
+    }
+    for k in 0..count as usize {
+        // SAFETY: `count` valid create infos and created pipelines.
+        let (info, pipeline) = unsafe { (&*infos.add(k), *pipelines.add(k)) };
+        if pipeline.is_null() {
+            continue;
+        }
+        // A handle of a destroyed pipeline may come back: nothing of that one stays.
+        PIPELINES.write().remove(&pipeline.as_raw());
+        // SAFETY: a valid pNext chain.
+        let library = info.flags.contains(vk::PipelineCreateFlags::LIBRARY_KHR)
+            || unsafe {
+                crate::conv::chain_find::<vk::PipelineLibraryCreateInfoKHR>(
+                    info.p_next,
+                    vk::StructureType::PIPELINE_LIBRARY_CREATE_INFO_KHR,
+                )
+            }
+            .is_some();
+        let stages = if info.p_stages.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: `stage_count` valid stage create infos.
+            unsafe { std::slice::from_raw_parts(info.p_stages, info.stage_count as usize) }
+        };
+        let analysed: Result<Vec<Arc<vkfuse_shader::Analysis>>, String> = if library {
+            Err("a pipeline library, or made of some".into())
+        } else if stages.is_empty() {
+            Err("no stages".into())
+        } else {
+            // SAFETY: valid stage create infos.
+            stages
+                .iter()
+                .map(|s| unsafe { stage_analysis(s) })
+                .collect()
+        };
+        let what = match analysed {
+            Ok(list) => {
+                let a = Arc::new(vkfuse_shader::Analysis::union_of(
+                    list.iter().map(|a| a.as_ref()),
+                ));
+                let what = if crate::log::enabled(crate::log::Level::Debug) {
+                    describe_bindings(&a)
+                } else {
+                    String::new()
+                };
+                PIPELINES.write().insert(pipeline.as_raw(), a);
+                what
+            }
+            Err(e) => format!("not analysed ({e})"),
+        };
+        crate::debug!("graphics pipeline {:#x}: {what}", pipeline.as_raw());
+    }
 }
 
 /// After `vkCreateComputePipelines`: each pipeline's entry point analysed and logged.
@@ -495,9 +649,9 @@ unsafe fn slices_of(
     })
 }
 
-/// `local size 64x1x1; (0,0) read, (0,1) written (disjoint along x); slices along x write
-/// disjoint parts`, for the log.
-fn describe(a: &vkfuse_shader::Analysis) -> String {
+/// `local size 64x1x1`, `(0,0) read, (0,1) written (disjoint along x)` and whether buffer
+/// device addresses are used: the parts of the log's description of an analysis.
+fn bindings_and_more(a: &vkfuse_shader::Analysis) -> Vec<String> {
     let axes = ["x", "y", "z"];
     let mut parts = Vec::new();
     if let Some([x, y, z]) = a.local_size {
@@ -550,6 +704,21 @@ fn describe(a: &vkfuse_shader::Analysis) -> String {
     if a.addresses {
         parts.push("buffer device addresses".to_string());
     }
+    parts
+}
+
+/// `(0,0) read, (0,1) read`: what a graphics pipeline's stages do with their bindings, for the
+/// log.
+fn describe_bindings(a: &vkfuse_shader::Analysis) -> String {
+    bindings_and_more(a).join("; ")
+}
+
+/// `local size 64x1x1; (0,0) read, (0,1) written (disjoint along x); slices along x write
+/// disjoint parts`: [`bindings_and_more`], then what decides the split of a compute shader's
+/// dispatches, for the log.
+fn describe(a: &vkfuse_shader::Analysis) -> String {
+    let axes = ["x", "y", "z"];
+    let mut parts = bindings_and_more(a);
     if a.num_workgroups != 0 {
         let read: Vec<&str> = (0..3)
             .filter(|c| a.num_workgroups & (1 << c) != 0)

@@ -91,6 +91,23 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// What the stages of one graphics pipeline do together ([`analyse_stage`] of each): per
+    /// binding, read, written or opaque where any stage is, and the strongest atomics.
+    pub fn union_of<'a>(stages: impl IntoIterator<Item = &'a Analysis>) -> Analysis {
+        let mut out = Analysis::default();
+        for a in stages {
+            out.addresses |= a.addresses;
+            for (key, b) in &a.bindings {
+                let o = out.bindings.entry(*key).or_default();
+                o.read |= b.read;
+                o.written |= b.written;
+                o.opaque |= b.opaque;
+                o.atomics = o.atomics.max(b.atomics);
+            }
+        }
+        out
+    }
+
     /// Whether the shader writes only through bindings, each written with writes proven
     /// disjoint along global invocation id component `c`, and with no atomics.
     pub fn splits_along(&self, c: u8) -> bool {
@@ -248,8 +265,40 @@ pub fn compute_entry_points(words: &[u32]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The entry points of the SPIR-V module `words` other than compute ones: (execution model,
+/// name) each (none for words that are not a module).
+pub fn stage_entry_points(words: &[u32]) -> Vec<(u32, String)> {
+    spirv::instructions(words)
+        .map(|insts| {
+            insts
+                .iter()
+                .filter(|i| i.op == op::ENTRY_POINT && i.at(0) != spirv::GL_COMPUTE)
+                .map(|i| (i.at(0), i.string(2)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Analyses entry point `entry` of the SPIR-V module `words` (a compute shader).
 pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
+    analyse_model(words, spirv::GL_COMPUTE, entry)
+}
+
+/// Analyses entry point `entry` of execution model `model` (`ExecutionModel`: 0 vertex, 4
+/// fragment, ...) of the SPIR-V module `words`: for a graphics stage, only what it does with
+/// each binding (read, written, atomics, opaque) and whether it uses addresses mean anything;
+/// the invocation id patterns are those of compute shaders.
+pub fn analyse_stage(words: &[u32], model: u32, entry: &str) -> Result<Analysis, Error> {
+    let mut a = analyse_model(words, model, entry)?;
+    for b in a.bindings.values_mut() {
+        b.disjoint_along = 0;
+        b.own = None;
+    }
+    a.local_size = None;
+    Ok(a)
+}
+
+fn analyse_model(words: &[u32], model: u32, entry: &str) -> Result<Analysis, Error> {
     let insts = spirv::instructions(words).map_err(Error::Parse)?;
     let mut out = Analysis::default();
     // Module-level facts.
@@ -266,7 +315,7 @@ pub fn analyse(words: &[u32], entry: &str) -> Result<Analysis, Error> {
     for i in &insts {
         types.learn(i);
         match i.op {
-            op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
+            op::ENTRY_POINT if i.at(0) == model && i.string(2) == entry => {
                 function = Some(i.at(1));
             }
             op::DECORATE => match i.at(1) {
@@ -1134,7 +1183,11 @@ mod tests {
     pub(crate) fn compile(name: &str, source: &str) -> Vec<u32> {
         let dir = std::env::temp_dir().join(format!("vkfuse-shader-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join(format!("{name}.comp"));
+        // A name ending in a graphics stage's extension is that stage's source.
+        let src = match name.rsplit_once('.') {
+            Some((_, "vert" | "frag")) => dir.join(name),
+            _ => dir.join(format!("{name}.comp")),
+        };
         let spv = dir.join(format!("{name}.spv"));
         std::fs::write(&src, source).unwrap();
         let glslang =
@@ -1163,6 +1216,63 @@ mod tests {
             Ok(a) => a,
             Err(e) => panic!("{name}: {e}"),
         }
+    }
+
+    /// Graphics stages: what each does with its bindings, and a pipeline's union of them.
+    #[test]
+    fn graphics_stages_read_and_write_their_bindings() {
+        let vert = compile(
+            "stage.vert",
+            "#version 450
+            layout(set = 0, binding = 1) readonly buffer Q { vec4 quads[]; };
+            layout(set = 0, binding = 2) buffer C { uint counter; };
+            void main() {
+                gl_Position = quads[gl_VertexIndex / 4];
+            }",
+        );
+        let frag = compile(
+            "stage.frag",
+            "#version 450
+            layout(set = 0, binding = 0) uniform sampler2D tex;
+            layout(set = 0, binding = 3) buffer H { uint hits[]; };
+            layout(set = 0, binding = 4, r32ui) uniform writeonly uimage2D marks;
+            layout(location = 0) out vec4 color;
+            void main() {
+                color = texture(tex, gl_FragCoord.xy);
+                atomicAdd(hits[0], 1u);
+                imageStore(marks, ivec2(gl_FragCoord.xy), uvec4(1u));
+            }",
+        );
+        assert_eq!(stage_entry_points(&vert), vec![(0, "main".to_string())]);
+        assert_eq!(stage_entry_points(&frag), vec![(4, "main".to_string())]);
+        assert!(compute_entry_points(&vert).is_empty());
+        let (v, f) = match (
+            analyse_stage(&vert, 0, "main"),
+            analyse_stage(&frag, 4, "main"),
+        ) {
+            (Ok(v), Ok(f)) => (v, f),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            analyse_stage(&vert, 4, "main").is_err(),
+            "no fragment entry point"
+        );
+        let rw = |a: &Analysis, b: u32| {
+            let x = a.bindings[&(0, b)];
+            (x.read, x.written, x.opaque)
+        };
+        // The storage buffer the vertex shader only reads is read, not written; the one it
+        // declares and never uses is neither.
+        assert_eq!(rw(&v, 1), (true, false, false));
+        assert_eq!(rw(&v, 2), (false, false, false));
+        assert_eq!(rw(&f, 0), (true, false, false));
+        assert!(f.bindings[&(0, 3)].written);
+        assert_eq!(f.bindings[&(0, 3)].atomics, Atomics::Add);
+        assert!(f.bindings[&(0, 4)].written);
+        let u = Analysis::union_of([&v, &f]);
+        assert_eq!(rw(&u, 1), (true, false, false));
+        assert!(u.bindings[&(0, 3)].written && u.bindings[&(0, 4)].written);
+        assert_eq!(u.bindings.len(), 5);
     }
 
     pub(crate) const SAXPY: &str = "

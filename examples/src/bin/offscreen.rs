@@ -20,7 +20,7 @@ use vkfuse_examples::{
 
 const NAME: &str = "offscreen";
 const USAGE: &str = "\
-usage: offscreen [--ppm PATH] [--force-staging] [--validation]
+usage: offscreen [--ppm PATH] [--force-staging] [--storage] [--validation]
 
 Renders four quads (depth-tested, two textured) into a 256x256 R8G8B8A8_UINT image, checks it
 against a CPU rendering and prints
@@ -29,6 +29,8 @@ against a CPU rendering and prints
   --ppm PATH        also write the image (RGB, alpha dropped) as a binary PPM
   --force-staging   upload vertex and index data through a staging buffer even when the
                     device-local memory type is host-visible (the texture always is)
+  --storage         the fragment shader also XORs each colour with a mask it reads from a
+                    read-only storage buffer the host fills with zeros (same image)
   --validation      enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                     exit code 3 if it reports errors or warnings";
 
@@ -197,6 +199,7 @@ fn main() -> ExitCode {
 fn run(mut args: Args) -> Result<Report> {
     let ppm: Option<String> = args.value("--ppm")?;
     let force_staging = args.flag("--force-staging");
+    let storage = args.flag("--storage");
     args.finish()?;
 
     let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::GRAPHICS)?;
@@ -294,20 +297,41 @@ fn run(mut args: Args) -> Result<Report> {
     let readback = ctx.create_readback_buffer(image_bytes)?;
 
     // Descriptors, render pass, pipeline.
-    let descriptors = ctx.create_descriptor_set(&[Binding::combined_image_sampler(
+    // Two masks of zeros (`--storage`), written by the host.
+    let masks = ctx.create_buffer(
+        32,
+        vk::BufferUsageFlags::STORAGE_BUFFER,
+        vkfuse_examples::resources::MemoryUse::Upload,
+    )?;
+    masks.write_bytes(0, &[0; 32])?;
+    let mut bindings = vec![Binding::combined_image_sampler(
         vk::ShaderStageFlags::FRAGMENT,
         &sampler,
         &texture,
         // upload_texture left it in this layout.
         vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-    )])?;
+    )];
+    if storage {
+        bindings.push(Binding::buffer(
+            vk::DescriptorType::STORAGE_BUFFER,
+            vk::ShaderStageFlags::FRAGMENT,
+            &masks,
+            0,
+            vk::WHOLE_SIZE,
+        ));
+    }
+    let descriptors = ctx.create_descriptor_set(&bindings)?;
     let render_pass = ctx.create_render_pass_to_transfer(COLOR_FORMAT, Some(depth_format))?;
     let framebuffer = ctx.create_framebuffer(&render_pass, &[&color, &depth], extent)?;
     let layout = ctx.create_pipeline_layout(&[&descriptors.layout], &[])?;
     let pipeline = ctx.create_graphics_pipeline(
         &GraphicsPipelineDesc {
             vertex_shader: shaders::OFFSCREEN_VERT,
-            fragment_shader: shaders::OFFSCREEN_FRAG,
+            fragment_shader: if storage {
+                shaders::OFFSCREEN_STORAGE_FRAG
+            } else {
+                shaders::OFFSCREEN_FRAG
+            },
             vertex_bindings: &VERTEX_BINDINGS,
             vertex_attributes: &VERTEX_ATTRIBUTES,
             topology: vk::PrimitiveTopology::TRIANGLE_LIST,

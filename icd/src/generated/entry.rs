@@ -7448,6 +7448,16 @@ pub unsafe extern "system" fn create_graphics_pipelines(
             };
             unsafe { *p_pipelines.add(i) = out };
         }
+        unsafe {
+            crate::shaders::graphics_pipelines_created(
+                owner,
+                pipeline_cache,
+                create_info_count,
+                p_create_infos,
+                p_allocator,
+                p_pipelines,
+            )
+        };
         Ok(res)
     })
 }

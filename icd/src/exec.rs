@@ -1279,14 +1279,15 @@ fn live_kept(st: &State, alive: u64) -> Vec<usize> {
         .collect()
 }
 
-/// What a submit on member `j` must wait for: the unfinished last batches of other members.
-fn edges(d: &Device, st: &State, j: usize) -> Vec<(usize, vk::Semaphore, u64)> {
+/// What a submit on member `j`'s queue with done semaphore `own` must wait for: the unfinished
+/// last batches of other members, and of `j`'s other queues.
+fn edges(d: &Device, st: &State, j: usize, own: vk::Semaphore) -> Vec<Edge> {
     let mut out = Vec::new();
     let lost = d.exec.lost_members.load(Ordering::Acquire);
     for (_, sems, points) in &st.points {
         for md in &d.members {
             let i = md.index;
-            if i == j || points[i] == 0 || lost & (1 << i) != 0 {
+            if ordered_by_queue((i, sems[i]), j, own) || points[i] == 0 || lost & (1 << i) != 0 {
                 continue;
             }
             if counter(md, sems[i]) < points[i] {
@@ -1434,8 +1435,9 @@ fn bridge_to(
     d: &Device,
     st: &mut State,
     j: usize,
+    own: vk::Semaphore,
 ) -> Result<Option<(vk::Semaphore, u64)>, vk::Result> {
-    let waits = edges(d, st, j);
+    let waits = edges(d, st, j, own);
     bridge_on(d, st, j, waits)
 }
 
@@ -1454,12 +1456,21 @@ fn data_edges(st: &State, access: &crate::access::AccessSet) -> Vec<Edge> {
     out
 }
 
-/// The edges of other members that are not over yet, the highest value per done semaphore.
-fn unfinished(d: &Device, j: usize, edges: Vec<Edge>) -> Vec<Edge> {
+/// Whether work that finishes at a done point on `(member, done semaphore)` is ordered before a
+/// batch on member `j`'s queue whose done semaphore is `own` by that queue's order alone: the
+/// same member queue. A batch on another queue of the same member is not (Vulkan orders
+/// nothing between two queues), so it is waited for like another member's.
+fn ordered_by_queue((i, sem): (usize, vk::Semaphore), j: usize, own: vk::Semaphore) -> bool {
+    i == j && sem == own
+}
+
+/// The edges not over yet that a batch on `j`'s queue with done semaphore `own` must wait for
+/// (other members', and those of `j`'s other queues), the highest value per done semaphore.
+fn unfinished(d: &Device, j: usize, own: vk::Semaphore, edges: Vec<Edge>) -> Vec<Edge> {
     let lost = d.exec.lost_members.load(Ordering::Acquire);
     let mut out: Vec<Edge> = Vec::new();
     for (i, sem, value) in edges {
-        if i == j || lost & (1 << i) != 0 {
+        if ordered_by_queue((i, sem), j, own) || lost & (1 << i) != 0 {
             continue;
         }
         match out.iter_mut().find(|e| e.0 == i && e.1 == sem) {
@@ -2664,7 +2675,7 @@ fn submit_split(
                 written: range,
             },
         );
-        if !unfinished(d, usize::MAX, data_edges(&st, &args)).is_empty() {
+        if !unfinished(d, usize::MAX, vk::Semaphore::null(), data_edges(&st, &args)).is_empty() {
             return None;
         }
         crate::device_memory::host_words(m, at)
@@ -3467,7 +3478,7 @@ fn submit_split(
         } else {
             let mut w = Vec::new();
             for m in &targets {
-                let mut waits = unfinished(d, *m, prev.clone());
+                let mut waits = unfinished(d, *m, q.done[*m], prev.clone());
                 if r == 0 {
                     // The gate on this member too: its waits hold back only its own (empty)
                     // batch, not the later ones on the same queue.
@@ -3513,7 +3524,7 @@ fn submit_split(
     }
     if !join_fence.is_null() {
         // A fence covers every earlier batch of every member.
-        prev.extend(edges(d, &st, j));
+        prev.extend(edges(d, &st, j, q.done[j]));
     }
     let wait = if merge.is_some() {
         // The last round's slices merged into `j`'s copy.
@@ -3522,7 +3533,7 @@ fn submit_split(
             Err(e) => return fail(&mut st, e),
         }
     } else {
-        match bridge_on(d, &mut st, j, unfinished(d, j, prev)) {
+        match bridge_on(d, &mut st, j, unfinished(d, j, q.done[j], prev)) {
             Ok(w) => w,
             Err(e) => return fail(&mut st, e),
         }
@@ -3789,12 +3800,12 @@ fn submit_multi(
     let signalling = !fence.is_null() || batches.iter().any(|b| !b.signals.is_empty());
     // The last unfinished batch of every other member, on every queue, covers the explicit
     // edges too: each is at or after them in its member's queue.
-    let all_earlier = || edges(d, &st, j);
+    let all_earlier = || edges(d, &st, j, q.done[j]);
     let (waits, tail_waits) = if strict {
         (all_earlier(), Vec::new())
     } else {
         explicit.extend(data_edges(&st, &access));
-        let waits = unfinished(d, j, explicit);
+        let waits = unfinished(d, j, q.done[j], explicit);
         let rest: Vec<Edge> = if signalling {
             all_earlier()
                 .into_iter()
@@ -4899,7 +4910,7 @@ pub(crate) unsafe fn cross_member_present(
         .collect();
     let ready = crate::present::frames_from(d, q, info, r, &r_waits, |m, w, cbs, sigs| {
         if m == p {
-            let bridge = bridge_to(d, &mut st, p)?;
+            let bridge = bridge_to(d, &mut st, p, q.done[p])?;
             submit_internal_bridged(d, &mut st, q, m, &on_p, bridge, cbs, sigs)
         } else {
             submit_internal(d, &mut st, q, m, w, cbs, sigs)

@@ -2965,7 +2965,8 @@ fn submit_split(
             (m.bytes() + m.staged_bytes()) as f64 / rate
         });
         let pays = st.split.balance.as_ref().map_or(Ok(()), |b| {
-            b.all.split_pays(
+            b.split_pays(
+                kind,
                 &members,
                 (groups, rounds),
                 transfer_ns,

@@ -251,6 +251,26 @@ impl Balances {
         }
     }
 
+    /// `hybrid`: whether splitting work of `kind` pays (see [`Balance::split_pays`]), from the
+    /// throughput measured on that kind once every member of `members` ran some of it, and
+    /// from the throughput over every kind before: a workgroup of one kernel may cost many
+    /// times what one of another does.
+    pub fn split_pays(
+        &self,
+        kind: u64,
+        members: &[usize],
+        work: (u64, u64),
+        transfer_ns: f64,
+        gain: f64,
+        min_round_ns: f64,
+    ) -> Result<(), String> {
+        let balance = match self.kinds.get(&kind) {
+            Some(b) if members.iter().all(|m| b.rate(*m).is_some()) => b,
+            _ => &self.all,
+        };
+        balance.split_pays(members, work, transfer_ns, gain, min_round_ns)
+    }
+
     /// The slices of one round of work of `kind` (see [`Balance::round`]).
     pub fn round(&mut self, kind: u64, slices: &[(usize, u64, u64)]) {
         self.all.round(slices);
@@ -294,6 +314,28 @@ mod tests {
             b.round(k, &[(0, 100, 1000), (1, 100, 1000)]);
         }
         assert!(b.kinds.len() <= Balances::KINDS);
+    }
+
+    /// `hybrid` weighs each kind of work by its own throughput: the same number of workgroups
+    /// of a costly kernel pays to split where those of a cheap one do not.
+    #[test]
+    fn kinds_keep_their_own_throughput_for_hybrid() {
+        let mut b = Balances::new(2);
+        for _ in 0..40 {
+            // Kind 1: 100 groups per microsecond; kind 2: one group per 100 microseconds.
+            b.round(1, &[(0, 100_000, 1000), (1, 100_000, 1000)]);
+            b.round(2, &[(0, 10, 1_000_000), (1, 10, 1_000_000)]);
+        }
+        let pays = |kind| b.split_pays(kind, &[0, 1], (10_000, 1), 0.0, 1.2, 100_000.0);
+        // 10000 groups of kind 2 keep each member busy 500 ms: splitting pays.
+        assert!(pays(2).is_ok(), "{:?}", pays(2));
+        // Of kind 1, 50 us: below the round's minimum.
+        assert!(pays(1).is_err());
+        // A kind not measured yet is weighed by the throughput over every kind.
+        assert_eq!(
+            pays(3),
+            b.all.split_pays(&[0, 1], (10_000, 1), 0.0, 1.2, 100_000.0)
+        );
     }
 
     #[test]

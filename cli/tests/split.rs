@@ -264,6 +264,51 @@ fn element_wise_dispatches_share_a_round() {
     }
 }
 
+/// Row-major outputs indexed `gid.y * width + gid.x` with a push constant width (mandelbrot's
+/// iterations, matmul's product) are each invocation row's own: dispatches are cut along y and,
+/// with mirrored memory, the other member gets and gives back only its rows of them, exactly
+/// (no snapshot, no diff), on one driver and on two. Matmul's inputs, which every row reads
+/// whole, still go whole.
+#[test]
+fn rows_of_row_major_outputs_merge_exactly() {
+    let mut pairs = vec![lvp2()];
+    if let Some(sw) = swiftshader("rows_of_row_major_outputs_merge_exactly") {
+        pairs.push(vec![lavapipe(), sw]);
+    }
+    // (kernel, arguments, bytes of the output, bytes of what every member reads whole)
+    let kernels: [(&str, &[&str], u64, u64); 2] = [
+        ("mandelbrot", &["--size", "128"], 128 * 128 * 4, 0),
+        ("matmul", &["--size", "64"], 64 * 64 * 4, 2 * 64 * 64 * 4),
+    ];
+    for members in &pairs {
+        for (kernel, args, output, inputs) in kernels {
+            let env = [("VKFUSE_SHARING", "mirrored"), ("VKFUSE_LOG", "debug")];
+            let out = check(kernel, args, members, &env);
+            assert!(
+                out.stderr.contains("(each invocation only its own row:"),
+                "{kernel}: rows not proven own:\n{}",
+                out.dump()
+            );
+            let groups = split_groups(&out.stderr)
+                .unwrap_or_else(|| panic!("{kernel}: no split batch:\n{}", out.dump()));
+            assert!(groups.iter().all(|g| *g > 0), "{kernel}: {groups:?}");
+            let (copied, merged) = mirrored_bytes(&out.stderr)
+                .unwrap_or_else(|| panic!("{kernel}: no mirrored line:\n{}", out.dump()));
+            // The other member's rows only, in and back: some, not all of the output.
+            assert!(
+                copied > inputs && copied < inputs + output,
+                "{kernel}: copied {copied}\n{}",
+                out.dump()
+            );
+            assert!(
+                merged > 0 && merged < output,
+                "{kernel}: merged {merged}\n{}",
+                out.dump()
+            );
+        }
+    }
+}
+
 /// Batches that wait for and signal semaphores, several in one submit: `saxpy --batches 4`
 /// submits its command buffer in 4 batches of one `vkQueueSubmit`, each waiting for a binary
 /// semaphore the one before signals, and every batch splits (the waits go first and the

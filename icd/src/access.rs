@@ -1544,6 +1544,7 @@ pub fn breaks_split_log(cb: &CommandBuffer, why: &'static str) {
 /// the shader or the set is not known per binding.
 fn dispatched(
     cb: &CommandBuffer,
+    grid: Option<([u32; 3], [u32; 3])>,
     step: impl FnOnce(
         &mut crate::split::Log,
         Option<&std::sync::Arc<vkfuse_shader::Analysis>>,
@@ -1585,7 +1586,7 @@ fn dispatched(
                         let part = rest
                             .as_ref()
                             .filter(|_| !dynamic.get(number).copied().unwrap_or(true))
-                            .and_then(|_| own_part(a, b, leads, c.log.as_deref()));
+                            .and_then(|_| own_part(a, b, leads, c.log.as_deref(), grid));
                         match (part, &mut rest) {
                             (Some(p), _) => own_parts.push(p),
                             (None, Some(r)) => leads.feed(r, b.written || b.opaque),
@@ -1627,14 +1628,36 @@ fn dispatched(
 /// The binding `b` of a dispatch of `a`'s shader as an [`crate::split::OwnPart`]: where the
 /// shader accesses only each invocation's own bytes of it (`vkfuse_shader::Own`) and it
 /// leads to one range of one allocation (a buffer descriptor without a dynamic offset); an
-/// index that adds a push constant needs its value, from the split log `log`.
+/// index that adds a push constant needs its value, from the split log `log`. Rows indexed by
+/// a push constant width need it too, and the dispatch's grid (`grid`: base and count, none
+/// for an indirect dispatch) no wider than it, so that no invocation's column reaches the
+/// next row.
 fn own_part(
     a: &vkfuse_shader::Analysis,
     b: &vkfuse_shader::Binding,
     leads: &Leads,
     log: Option<&crate::split::Log>,
+    grid: Option<([u32; 3], [u32; 3])>,
 ) -> Option<crate::split::OwnPart> {
     let own = b.own.filter(|_| !b.opaque)?;
+    let bytes = match own.rows {
+        Some((col, at)) => {
+            let width = u64::from(log?.push_word(at)?);
+            let (base, count) = grid?;
+            let size = a.local_size?;
+            let extent = |c: usize| {
+                let groups = u64::from(*base.get(c)?) + u64::from(*count.get(c)?);
+                groups.checked_mul(u64::from(*size.get(c)?))
+            };
+            // Every column below the width, and every element index within 32 bits.
+            let (cols, rows) = (extent(usize::from(col))?, extent(usize::from(own.comp))?);
+            if cols > width || rows.checked_mul(width)? > 1 << 32 {
+                return None;
+            }
+            own.bytes.checked_mul(width)?
+        }
+        None => own.bytes,
+    };
     // The push constant moves the bytes by whole elements; a value of 2^31 or more may
     // wrap the shader's 32-bit index.
     let moved = match own.push {
@@ -1665,7 +1688,7 @@ fn own_part(
         memory: *m,
         range: *r,
         start: r.start.checked_add(own.offset)?.checked_add(moved)?,
-        bytes: own.bytes,
+        bytes,
         comp,
         local,
         written: b.written && u.writes(),
@@ -1677,7 +1700,7 @@ fn own_part(
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch(cb: &CommandBuffer, x: u32, y: u32, z: u32) {
-    dispatched(cb, |log, a, own| {
+    dispatched(cb, Some(([0; 3], [x, y, z])), |log, a, own| {
         log.dispatch(a.map(|a| &**a), [0; 3], [x, y, z], own)
     });
 }
@@ -1688,7 +1711,7 @@ pub unsafe fn dispatch(cb: &CommandBuffer, x: u32, y: u32, z: u32) {
 /// Arguments valid for the command.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u32, y: u32, z: u32) {
-    dispatched(cb, |log, a, own| {
+    dispatched(cb, Some(([bx, by, bz], [x, y, z])), |log, a, own| {
         log.dispatch(a.map(|a| &**a), [bx, by, bz], [x, y, z], own)
     });
 }
@@ -1698,7 +1721,7 @@ pub unsafe fn dispatch_base(cb: &CommandBuffer, bx: u32, by: u32, bz: u32, x: u3
 /// # Safety
 /// Arguments valid for the command.
 pub unsafe fn dispatch_indirect(cb: &CommandBuffer, buffer: vk::Buffer, offset: u64) {
-    dispatched(cb, |log, a, mut touch| {
+    dispatched(cb, None, |log, a, mut touch| {
         // The generated collection read the buffer the group counts come from.
         let mut counts = AccessSet::default();
         feed(buffer.as_raw(), &mut counts, false);

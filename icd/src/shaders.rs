@@ -681,7 +681,13 @@ fn bindings_and_more(a: &vkfuse_shader::Analysis) -> Vec<String> {
             if !along.is_empty() {
                 s += &format!(" (disjoint along {})", along.join(", "));
             }
-            if let Some(o) = b.own {
+            if let Some((o, (col, at))) = b.own.and_then(|o| Some((o, o.rows?))) {
+                let (stride, offset) = (o.stride, o.offset);
+                let (row, col) = (axes[usize::from(o.comp).min(2)], axes[usize::from(col).min(2)]);
+                s += &format!(
+                    " (each invocation only its own row: W * {stride} byte(s) at {offset} + W * {stride} * gid.{row}, W the push constant at {at}, while gid.{col} < W)"
+                );
+            } else if let Some(o) = b.own {
                 let moved = o
                     .push
                     .map(|p| format!(" + {} * push constant at {p}", o.stride))

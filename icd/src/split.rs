@@ -368,8 +368,14 @@ impl Log {
             mut rest,
         } = touch;
         self.own += access.fed;
-        // The dimension with the most groups among those whose count the shader does not
-        // read.
+        // Among the dimensions whose count the shader does not read: one along which a
+        // binding it writes is each invocation's own (exact merges, no diff), unless it has
+        // fewer than a quarter of the groups of the widest; else the one with the most groups.
+        let widest = (0..3).map(|c| count[c]).max().unwrap_or(0);
+        let owned = |c: usize| {
+            own.iter().any(|p| p.written && p.comp == c)
+                && u64::from(count[c]) * 4 >= u64::from(widest)
+        };
         let along = analysis
             .filter(|a| {
                 a.split_refusal().is_none()
@@ -378,10 +384,9 @@ impl Log {
             })
             .and_then(|a| {
                 (0..3)
-                    .filter(|c| a.cuts_along(*c))
-                    .max_by_key(|c| (count[*c], 3 - *c))
-            })
-            .filter(|c| count[*c] >= 2);
+                    .filter(|c| a.cuts_along(*c) && count[*c] >= 2)
+                    .max_by_key(|c| (owned(*c), count[*c], 3 - *c))
+            });
         if along.is_some() {
             self.splits += 1;
         }

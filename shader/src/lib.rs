@@ -64,6 +64,13 @@ pub struct Binding {
 /// stride), moved by `U * stride` bytes where the index adds a push constant `U`
 /// (`data[gid.c * S + K + U]`, `S <= 16`: a 32-bit integer member of the push constant
 /// block at byte `push`).
+///
+/// Rows (`rows: Some((col, at))`): `data[gid.comp * W + gid.col]`, with `W` the 32-bit
+/// integer push constant at byte `at` (a row width, as in `out[y * width + x]`), through one
+/// member of the block: where every invocation's `gid.col` is below `W` (the dispatch's grid
+/// along `col` is at most `W` wide), invocation `g` along `comp` accesses only the row of
+/// bytes `offset + g * W * bytes .. offset + (g + 1) * W * bytes` (`bytes` is the array
+/// stride then, `push` none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Own {
     pub comp: u8,
@@ -71,6 +78,7 @@ pub struct Own {
     pub bytes: u64,
     pub push: Option<u32>,
     pub stride: u64,
+    pub rows: Option<(u8, u32)>,
 }
 
 /// What a compute entry point does.
@@ -203,6 +211,17 @@ enum Value {
     Uniform(Uniform),
     /// The global invocation id vector, or some of its components in this order.
     Gid(Vec<u8>),
+    /// `gid[comp] * by`, `by` a push constant.
+    Scaled {
+        comp: u8,
+        by: Uniform,
+    },
+    /// `gid[row] * width + gid[col]` (`row != col`), `width` a push constant.
+    Rows {
+        row: u8,
+        col: u8,
+        width: Uniform,
+    },
 }
 
 impl Value {
@@ -230,9 +249,16 @@ impl Value {
     }
 }
 
-/// How every access of a buffer variable indexes it: block member, global invocation id
-/// component, scale and the push constant added (`Walk::own`).
-type OwnPattern = (i64, u8, i64, Option<Uniform>);
+/// How every access of a buffer variable indexes it (`Walk::own`), through block member
+/// `member`.
+#[derive(Clone, Debug, PartialEq)]
+enum OwnPattern {
+    /// `data[gid.comp * scale + K (+ uniform)]`: member, component, scale, the push constant
+    /// added.
+    Linear(i64, u8, i64, Option<Uniform>),
+    /// `data[gid.row * width + gid.col]`: member, row and column components, the width.
+    Rows(i64, u8, u8, Uniform),
+}
 
 /// A pointer into a resource: its variable and the access chain's index ids.
 #[derive(Clone, Debug)]
@@ -469,19 +495,33 @@ fn analyse_model(words: &[u32], model: u32, entry: &str) -> Result<Analysis, Err
         let Some((key, _)) = resources.get(&var) else {
             continue;
         };
-        let bytes = pattern.and_then(|(member, comp, scale, uniform)| {
-            let (offset, stride) = types.member_array(var, member)?;
-            let push = match uniform {
-                Some((push_var, chain)) => Some(types.push_word(push_var, &chain, &ints)?),
-                None => None,
-            };
-            Some(Own {
-                comp,
-                offset,
-                bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
-                push,
-                stride,
-            })
+        let bytes = pattern.and_then(|pattern| match pattern {
+            OwnPattern::Linear(member, comp, scale, uniform) => {
+                let (offset, stride) = types.member_array(var, member)?;
+                let push = match uniform {
+                    Some((push_var, chain)) => Some(types.push_word(push_var, &chain, &ints)?),
+                    None => None,
+                };
+                Some(Own {
+                    comp,
+                    offset,
+                    bytes: u64::try_from(scale).ok()?.checked_mul(stride)?,
+                    push,
+                    stride,
+                    rows: None,
+                })
+            }
+            OwnPattern::Rows(member, row, col, (push_var, chain)) => {
+                let (offset, stride) = types.member_array(var, member)?;
+                Some(Own {
+                    comp: row,
+                    offset,
+                    bytes: stride,
+                    push: None,
+                    stride,
+                    rows: Some((col, types.push_word(push_var, &chain, &ints)?)),
+                })
+            }
         });
         per.entry(*key).or_default().push(bytes);
     }
@@ -966,7 +1006,10 @@ impl Walk<'_> {
                 && (0..*scale).contains(offset)
                 && (uniform.is_none() || *scale <= 16) =>
             {
-                Some((member, *comp, *scale, uniform.clone()))
+                Some(OwnPattern::Linear(member, *comp, *scale, uniform.clone()))
+            }
+            (Some(member), Some(Value::Rows { row, col, width })) => {
+                Some(OwnPattern::Rows(member, *row, *col, width.clone()))
             }
             _ => None,
         };
@@ -1161,6 +1204,50 @@ fn arith(opcode: u16, a: Option<Value>, b: Option<Value>) -> Option<Value> {
             offset: offset.checked_mul(k)?,
             uniform: None,
         }),
+        (
+            op::I_MUL,
+            Affine {
+                comp,
+                scale: 1,
+                offset: 0,
+                uniform: None,
+            },
+            Uniform(by),
+        )
+        | (
+            op::I_MUL,
+            Uniform(by),
+            Affine {
+                comp,
+                scale: 1,
+                offset: 0,
+                uniform: None,
+            },
+        ) => Some(Scaled { comp, by }),
+        (
+            op::I_ADD,
+            Scaled { comp: row, by },
+            Affine {
+                comp: col,
+                scale: 1,
+                offset: 0,
+                uniform: None,
+            },
+        )
+        | (
+            op::I_ADD,
+            Affine {
+                comp: col,
+                scale: 1,
+                offset: 0,
+                uniform: None,
+            },
+            Scaled { comp: row, by },
+        ) if row != col => Some(Rows {
+            row,
+            col,
+            width: by,
+        }),
         _ => None,
     }
 }
@@ -1298,6 +1385,81 @@ mod tests {
         assert!(!a.addresses);
     }
 
+    /// Rows of a row-major matrix indexed `gid.y * width + gid.x` with a push constant width
+    /// (mandelbrot's output, matmul's product) are each invocation row's own; reads of other
+    /// rows, other widths and other forms are not.
+    #[test]
+    fn rows_indexed_by_a_push_constant_width_are_own() {
+        let rows = |comp, offset, stride, col, at| {
+            Some(Own {
+                comp,
+                offset,
+                bytes: stride,
+                push: None,
+                stride,
+                rows: Some((col, at)),
+            })
+        };
+        let m = analysed(
+            "rows-mandelbrot",
+            "layout(set = 0, binding = 0) writeonly buffer O { uint iterations[]; };
+            layout(push_constant) uniform P { uint width; uint height; uint limit; } pc;
+            void main() {
+                uvec2 p = gl_GlobalInvocationID.xy;
+                if (p.x >= pc.width || p.y >= pc.height) return;
+                iterations[p.y * pc.width + p.x] = pc.limit;
+            }",
+        );
+        assert_eq!(m.bindings[&(0, 0)].own, rows(1, 0, 4, 0, 0));
+        let mm = analysed(
+            "rows-matmul",
+            "layout(set = 0, binding = 0) readonly buffer A { uint a[]; };
+            layout(set = 0, binding = 1) writeonly buffer C { uint pad; uint c[]; };
+            layout(push_constant) uniform P { uint skip; uint n; } pc;
+            void main() {
+                uint row = gl_GlobalInvocationID.y;
+                uint col = gl_GlobalInvocationID.x;
+                c[row * pc.n + col] = a[col * pc.n + row];
+            }",
+        );
+        // `a[col * n + row]`: invocation column `col` reads row `col` of `a`, its own along x.
+        assert_eq!(mm.bindings[&(0, 0)].own, rows(0, 0, 4, 1, 4));
+        assert_eq!(mm.bindings[&(0, 1)].own, rows(1, 4, 4, 0, 4));
+        // Another row's elements, a width that is not a push constant, the same component
+        // twice: not own.
+        for (name, body) in [
+            (
+                "rows-next",
+                "layout(set = 0, binding = 0) buffer O { uint o[]; };
+                layout(push_constant) uniform P { uint w; } pc;
+                void main() {
+                    uvec2 p = gl_GlobalInvocationID.xy;
+                    o[p.y * pc.w + p.x] = o[(p.y + 1u) * pc.w + p.x];
+                }",
+            ),
+            (
+                "rows-uniform",
+                "layout(set = 0, binding = 0) buffer O { uint o[]; };
+                layout(set = 0, binding = 1) uniform U { uint w; } u;
+                void main() {
+                    uvec2 p = gl_GlobalInvocationID.xy;
+                    o[p.y * u.w + p.x] = 1u;
+                }",
+            ),
+            (
+                "rows-same",
+                "layout(set = 0, binding = 0) buffer O { uint o[]; };
+                layout(push_constant) uniform P { uint w; } pc;
+                void main() {
+                    uvec2 p = gl_GlobalInvocationID.xy;
+                    o[p.x * pc.w + p.x] = 1u;
+                }",
+            ),
+        ] {
+            assert_eq!(analysed(name, body).bindings[&(0, 0)].own, None, "{name}");
+        }
+    }
+
     #[test]
     fn own_bytes_are_proven_for_reads_and_writes() {
         let a = analysed("saxpy-own", SAXPY);
@@ -1308,6 +1470,7 @@ mod tests {
                 bytes,
                 push: None,
                 stride,
+                rows: None,
             })
         };
         let own = |comp, offset, bytes| own_s(comp, offset, bytes, bytes);
@@ -1619,7 +1782,9 @@ mod tests {
 
     #[test]
     fn rows_indexed_by_a_runtime_width_are_not_proven() {
-        // out[y * width + x]: disjoint per row in fact, but the width is not a constant.
+        // out[y * width + x]: disjoint per row in fact, but the width is not a constant, so
+        // not for every dispatch (only for one whose grid fits the width: `Own::rows`, which
+        // the ICD checks per dispatch).
         let a = analysed(
             "rows",
             "layout(binding = 0) buffer O { uint o[]; };
@@ -1631,6 +1796,7 @@ mod tests {
         );
         let o = a.bindings[&(0, 0)];
         assert!(o.written && o.disjoint_along == 0);
+        assert_eq!(o.own.and_then(|own| own.rows), Some((0, 0)));
     }
 
     #[test]

@@ -385,6 +385,32 @@ pub unsafe fn module_destroyed(
     STAGES.write().remove(&module.as_raw());
 }
 
+/// The entry points `kept` holds for `stage`'s module, or those `analyse` makes of a module
+/// create info chained to the stage (maintenance5).
+///
+/// # Safety
+/// `stage` is a valid stage create info.
+unsafe fn entries_of<T: Clone>(
+    kept: &parking_lot::RwLock<BTreeMap<u64, Vec<T>>>,
+    stage: &vk::PipelineShaderStageCreateInfo,
+    analyse: impl FnOnce(&[u32]) -> Vec<T>,
+) -> Option<Vec<T>> {
+    kept.read()
+        .get(&stage.module.as_raw())
+        .cloned()
+        .or_else(|| {
+            // SAFETY: a valid pNext chain, whose node of this type is a create info.
+            unsafe {
+                crate::conv::chain_find::<vk::ShaderModuleCreateInfo>(
+                    stage.p_next,
+                    vk::StructureType::SHADER_MODULE_CREATE_INFO,
+                )
+            }
+            // SAFETY: a valid create info.
+            .map(|m| analyse(&unsafe { words(m) }))
+        })
+}
+
 /// The `ExecutionModel` of a graphics shader stage (`None` for stages not analysed).
 fn execution_model(stage: vk::ShaderStageFlags) -> Option<u32> {
     Some(match stage {
@@ -412,21 +438,8 @@ unsafe fn stage_analysis(stage: &vk::PipelineShaderStageCreateInfo) -> Analysed 
     }
     // SAFETY: a nul-terminated entry point name.
     let name = unsafe { CStr::from_ptr(stage.p_name) }.to_string_lossy();
-    let entries = STAGES
-        .read()
-        .get(&stage.module.as_raw())
-        .cloned()
-        .or_else(|| {
-            // SAFETY: a valid pNext chain, whose node of this type is a create info.
-            unsafe {
-                crate::conv::chain_find::<vk::ShaderModuleCreateInfo>(
-                    stage.p_next,
-                    vk::StructureType::SHADER_MODULE_CREATE_INFO,
-                )
-            }
-            // SAFETY: a valid create info.
-            .map(|m| analyse_stages(&unsafe { words(m) }))
-        })
+    // SAFETY: a valid stage create info.
+    let entries = unsafe { entries_of(&STAGES, stage, analyse_stages) }
         .ok_or_else(|| format!("{:?}: module not analysed", stage.stage))?;
     entries
         .into_iter()
@@ -435,6 +448,37 @@ unsafe fn stage_analysis(stage: &vk::PipelineShaderStageCreateInfo) -> Analysed 
             || Err(format!("no {:?} entry point \"{name}\"", stage.stage)),
             |(_, _, a)| a,
         )
+}
+
+/// The `count` create infos and the pipelines created from them (none where `d`'s modules
+/// and pipelines are not analysed, or a pipeline was not created), each pipeline's earlier
+/// analyses forgotten: a handle of a destroyed pipeline may come back, and nothing of that one
+/// stays.
+///
+/// # Safety
+/// `count` valid create infos (or null) and as many created pipelines (null where creation
+/// failed), alive for `'a`.
+unsafe fn created<'a, I: 'a>(
+    d: &Device,
+    count: u32,
+    infos: *const I,
+    pipelines: *const vk::Pipeline,
+) -> impl Iterator<Item = (&'a I, vk::Pipeline)> {
+    let n = if wanted(d) && !infos.is_null() && !pipelines.is_null() {
+        count as usize
+    } else {
+        0
+    };
+    (0..n).filter_map(move |k| {
+        // SAFETY: `count` valid create infos and created pipelines (caller contract).
+        let (info, pipeline) = unsafe { (&*infos.add(k), *pipelines.add(k)) };
+        if pipeline.is_null() {
+            return None;
+        }
+        PIPELINES.write().remove(&pipeline.as_raw());
+        SLICES.write().remove(&pipeline.as_raw());
+        Some((info, pipeline))
+    })
 }
 
 /// After `vkCreateGraphicsPipelines`: each pipeline's stages analysed together (what the
@@ -453,17 +497,8 @@ pub unsafe fn graphics_pipelines_created(
     _alloc: *const vk::AllocationCallbacks,
     pipelines: *mut vk::Pipeline,
 ) {
-    if !wanted(d) || infos.is_null() {
-        return;
-    }
-    for k in 0..count as usize {
-        // SAFETY: `count` valid create infos and created pipelines.
-        let (info, pipeline) = unsafe { (&*infos.add(k), *pipelines.add(k)) };
-        if pipeline.is_null() {
-            continue;
-        }
-        // A handle of a destroyed pipeline may come back: nothing of that one stays.
-        PIPELINES.write().remove(&pipeline.as_raw());
+    // SAFETY: forwarded contract.
+    for (info, pipeline) in unsafe { created(d, count, infos, pipelines) } {
         // SAFETY: a valid pNext chain.
         let library = info.flags.contains(vk::PipelineCreateFlags::LIBRARY_KHR)
             || unsafe {
@@ -521,33 +556,15 @@ pub unsafe fn compute_pipelines_created(
     _alloc: *const vk::AllocationCallbacks,
     pipelines: *mut vk::Pipeline,
 ) {
-    if !wanted(d) || infos.is_null() {
-        return;
-    }
-    for k in 0..count as usize {
-        // SAFETY: `count` valid create infos and created pipelines.
-        let (info, pipeline) = unsafe { (&*infos.add(k), *pipelines.add(k)) };
-        if pipeline.is_null() {
-            continue;
-        }
+    // SAFETY: forwarded contract.
+    for (info, pipeline) in unsafe { created(d, count, infos, pipelines) } {
         let stage = &info.stage;
-        // The module's analyses, or those of a module create info chained to the stage
-        // (maintenance5).
-        let entries = MODULES
-            .read()
-            .get(&stage.module.as_raw())
-            .cloned()
-            .or_else(|| {
-                // SAFETY: a valid pNext chain, whose node of this type is a create info.
-                unsafe {
-                    crate::conv::chain_find::<vk::ShaderModuleCreateInfo>(
-                        stage.p_next,
-                        vk::StructureType::SHADER_MODULE_CREATE_INFO,
-                    )
-                }
-                // SAFETY: a valid create info.
-                .map(|m| analyse_all(&unsafe { words(m) }, crate::config::Config::get().splits()))
-            });
+        // SAFETY: a valid stage create info.
+        let entries = unsafe {
+            entries_of(&MODULES, stage, |code| {
+                analyse_all(code, crate::config::Config::get().splits())
+            })
+        };
         let name = if stage.p_name.is_null() {
             String::new()
         } else {
@@ -562,9 +579,6 @@ pub unsafe fn compute_pipelines_created(
                 |(_, a, sliced)| a.map(|a| (a, sliced)),
             )
         });
-        // A handle of a destroyed pipeline may come back: nothing of that one stays.
-        PIPELINES.write().remove(&pipeline.as_raw());
-        SLICES.write().remove(&pipeline.as_raw());
         let what = match found {
             Some(Ok((a, sliced))) => {
                 if let Some(sliced) = sliced {

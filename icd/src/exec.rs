@@ -100,6 +100,10 @@ struct State {
     touched_all: Option<Edge>,
     /// Mirrored allocations (fused `VkDeviceMemory`), `mirror.rs`.
     mirrors: HashMap<u64, Arc<Mirror>>,
+    /// The done points of submitted batches that wait for events the host may set
+    /// (`AccessSet::host_events`), unfinished ones at least: only while one runs does a host
+    /// `vkSetEvent` publish host writes to mirrored copies (`publish_host_writes`).
+    host_event_batches: Vec<Edge>,
     /// A mirrored allocation was made (logged once).
     mirrored_any: bool,
     /// A mirrored allocation reached through staging was logged.
@@ -322,6 +326,7 @@ impl State {
             touched: HashMap::new(),
             touched_all: None,
             mirrors: HashMap::new(),
+            host_event_batches: Vec::new(),
             mirrored_any: false,
             staged_any: false,
             staging_short: 0,
@@ -3820,6 +3825,9 @@ fn submit_multi(
     let split = !tail_waits.is_empty();
     let edge_count = waits.len();
     let prep = mirrors_for(d, &mut st, &access, j, next_done, stages);
+    if access.host_events && !st.mirrors.is_empty() {
+        st.host_event_batches.push(next_done);
+    }
     let mut images = images;
     let fills = std::mem::take(&mut images.fills);
     let bridge_wait = if gated {
@@ -4781,11 +4789,14 @@ pub unsafe extern "system" fn set_event(device: vk::Device, event: vk::Event) ->
 }
 
 /// Publishes the host's writes into every mirrored allocation to the members' copies that
-/// running batches use (before the host sets an event).
+/// running batches use (before the host sets an event), while some batch that waits for events
+/// the host may set has not finished: no other batch can be waiting for this one.
 fn publish_host_writes(d: &Device) {
     let list: Vec<Arc<Mirror>> = {
-        let st = d.exec.state.lock();
-        if st.mirrors.is_empty() {
+        let mut st = d.exec.state.lock();
+        st.host_event_batches
+            .retain(|(m, sem, value)| d.member(*m).is_some_and(|md| counter(md, *sem) < *value));
+        if st.mirrors.is_empty() || st.host_event_batches.is_empty() {
             return;
         }
         st.mirrors.values().cloned().collect()

@@ -585,14 +585,19 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
                 .unwrap_or_default()
         );
     }
-    let sliced = &split["sliced_indirect"];
-    outln!(
-        "    {:<10} indirect, counts written on the GPU (sliced): cpu work {:.3}, wall per submit {:.3}, parts of 16 per member {}",
-        "saxpy",
-        sliced["cpu_work"].as_f64().unwrap_or(f64::NAN),
-        sliced["wall"].as_f64().unwrap_or(f64::NAN),
-        sliced["parts"]
-    );
+    for (kernel, key) in [
+        ("saxpy", "sliced_indirect"),
+        ("mandelbrot", "sliced_indirect_mandelbrot"),
+    ] {
+        let sliced = &split[key];
+        outln!(
+            "    {:<10} indirect, counts written on the GPU (sliced): cpu work {:.3}, wall per submit {:.3}, parts of 16 per member {}",
+            kernel,
+            sliced["cpu_work"].as_f64().unwrap_or(f64::NAN),
+            sliced["wall"].as_f64().unwrap_or(f64::NAN),
+            sliced["parts"]
+        );
+    }
     outln!(
         "  compute_split: {}",
         split["method"].as_str().unwrap_or("")

@@ -542,52 +542,55 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
     // Indirect dispatches whose group counts a dispatch of the same command buffer writes:
     // split by workgroup slices, every member running the whole grid with a pipeline variant
     // whose workgroups outside its slice return at once.
-    let size = ((1 << 22) / scale).max(64);
-    let args: Vec<String> = [
-        "--kernel",
-        "saxpy",
-        "--indirect",
-        "gpu",
-        "--size",
-        &size.to_string(),
-        "--repeat",
-        "20",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let (d, _) = run(&args, &direct_setup, "direct, --indirect gpu")?;
-    let (f, log) = run(&args, &fused_setup, "compute_split, --indirect gpu")?;
-    if f["result"] != d["result"] {
-        return Err(CliError::failure(
-            "kernels --kernel saxpy --indirect gpu: compute_split gave another result than direct"
-                .to_string(),
-        ));
-    }
-    let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
-    let line = |key: &str| {
-        log.lines()
-            .find(|l| l.contains("compute_split:") && l.contains(key))
-            .and_then(|l| l.split(key).nth(1))
-            .map(str::to_string)
+    let sliced = |kernel: &str, size: usize, repeat: u32| -> Result<Value, CliError> {
+        let args: Vec<String> = [
+            "--kernel",
+            kernel,
+            "--indirect",
+            "gpu",
+            "--size",
+            &size.to_string(),
+            "--repeat",
+            &repeat.to_string(),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let (d, _) = run(&args, &direct_setup, "direct, --indirect gpu")?;
+        let (f, log) = run(&args, &fused_setup, "compute_split, --indirect gpu")?;
+        if f["result"] != d["result"] {
+            return Err(CliError::failure(format!(
+                "kernels --kernel {kernel} --indirect gpu: compute_split gave another result than direct"
+            )));
+        }
+        let cpu = |v: &Value| v["cpu_ns"].as_f64().unwrap_or(f64::NAN);
+        let line = |key: &str| {
+            log.lines()
+                .find(|l| l.contains("compute_split:") && l.contains(key))
+                .and_then(|l| l.split(key).nth(1))
+                .map(str::to_string)
+        };
+        let parts: Vec<u64> = line("parts of 16 run:")
+            .map(|t| {
+                t.split(',')
+                    .filter_map(|p| p.rsplit(':').next()?.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(json!({
+            "cpu_work": (cpu(&d) > 0.0).then(|| cpu(&f) / cpu(&d)),
+            "wall": wall(&f)? / wall(&d)?,
+            "parts": parts,
+            "size": size,
+            "submits": repeat,
+        }))
     };
-    let parts: Vec<u64> = line("parts of 16 run:")
-        .map(|t| {
-            t.split(',')
-                .filter_map(|p| p.rsplit(':').next()?.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let sliced = json!({
-        "cpu_work": (cpu(&d) > 0.0).then(|| cpu(&f) / cpu(&d)),
-        "wall": wall(&f)? / wall(&d)?,
-        "parts": parts,
-        "size": size,
-        "submits": 20,
-    });
+    let sliced_saxpy = sliced("saxpy", ((1 << 22) / scale).max(64), 20)?;
+    let sliced_mandelbrot = sliced("mandelbrot", (1024 / scale).max(16), 10)?;
     Ok(json!({
         "kernels": kernels,
-        "sliced_indirect": sliced,
+        "sliced_indirect": sliced_saxpy,
+        "sliced_indirect_mandelbrot": sliced_mandelbrot,
         "target_cpu_work": TARGET_SPLIT_CPU_WORK,
         "target_projected_speedup": TARGET_SPLIT_SPEEDUP,
         "method": format!(
@@ -624,7 +627,10 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              its slice return at once; cpu_work and wall as above, parts: each member's parts \
              of 16 over all sliced dispatches; no projection (each member launches every \
              workgroup, so members' busy time summed is not the work of one; those rounds are \
-             not timed). \
+             not timed). sliced_indirect_mandelbrot: the same with `kernels --kernel \
+             mandelbrot --indirect gpu` (the counts width / 16 x height / 16 written by a \
+             dispatch), whose workgroups are heavy, so that a launch that returns at once costs \
+             little beside them. \
              Results are checked equal to direct.",
             member.display()
         ),

@@ -601,14 +601,21 @@ fn bench_json_smoke() {
             );
         }
     }
-    // The indirect saxpy whose counts a dispatch writes: both members ran parts of it.
-    let sliced = &json["compute_split"]["sliced_indirect"];
-    let parts = u64s(&sliced["parts"]);
-    assert!(
-        parts.len() == 2 && parts.iter().all(|p| *p > 0),
-        "{sliced}\n{}",
-        out.dump()
-    );
-    let cpu = sliced["cpu_work"].as_f64().unwrap_or(f64::NAN);
-    assert!(cpu.is_finite() && cpu > 0.0, "{sliced}\n{}", out.dump());
+    // The indirect saxpy and mandelbrot whose counts a dispatch writes: both members ran
+    // parts of each.
+    for key in ["sliced_indirect", "sliced_indirect_mandelbrot"] {
+        let sliced = &json["compute_split"][key];
+        let parts = u64s(&sliced["parts"]);
+        assert!(
+            parts.len() == 2 && parts.iter().all(|p| *p > 0),
+            "{key}: {sliced}\n{}",
+            out.dump()
+        );
+        let cpu = sliced["cpu_work"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            cpu.is_finite() && cpu > 0.0,
+            "{key}: {sliced}\n{}",
+            out.dump()
+        );
+    }
 }

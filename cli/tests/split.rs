@@ -430,7 +430,8 @@ fn indirect_args(writer: &str) -> [&str; 8] {
 /// `vkCmdUpdateBuffer`, or a dispatch: `--indirect gpu`) are not known at submit: under
 /// `compute_split` every member dispatches them whole with a variant of the pipeline that
 /// runs only its slice of the workgroups. Both pairs, shared, mirrored and staged memory,
-/// against lavapipe direct with validation. `hybrid` cannot weigh them and runs them whole.
+/// against lavapipe direct with validation (and mandelbrot's two-dimensional grid, shared).
+/// `hybrid` cannot weigh them and runs them whole.
 #[test]
 fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
     let test = "indirect_dispatches_with_counts_written_in_the_batch_split_by_slices";
@@ -451,6 +452,16 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             assert_eq!(count, 6, "{}", out.dump());
             assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
             assert_eq!(parts.iter().sum::<u64>(), 6 * 16, "{}", out.dump());
+        }
+        // A two-dimensional grid (mandelbrot's 8 x 8 groups, cut along y), on shared memory.
+        for (members, _) in runs.iter().filter(|r| r.1 == "host") {
+            let args = ["--size", "128", "--indirect", writer, "--repeat", "2"];
+            let out = check("mandelbrot", &args, members, &[]);
+            let (count, parts) = sliced_parts(&out.stderr).unwrap_or_else(|| {
+                panic!("mandelbrot {writer}: no sliced dispatch:\n{}", out.dump())
+            });
+            assert_eq!(count, 2, "{}", out.dump());
+            assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
         }
         let out = check(
             "saxpy",

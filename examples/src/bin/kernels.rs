@@ -76,9 +76,9 @@ and the time per submit on stderr.
                 copies it into the readback buffer
   --batches B   saxpy: batches of the command buffer in each vkQueueSubmit (1..=16, default
                 1), batch i + 1 waiting for a binary semaphore batch i signals
-  --indirect W  saxpy: vkCmdDispatchIndirect, the group counts written by the host (host),
-                by vkCmdUpdateBuffer before the dispatches (update), or by a dispatch
-                before them (gpu)
+  --indirect W  saxpy, mandelbrot: vkCmdDispatchIndirect, the group counts written by the
+                host (host), by vkCmdUpdateBuffer before the dispatches (update), or by a
+                dispatch before them (gpu)
   --blit        filter (with --in-batch): the output is blitted mirrored left to right
                 (vkCmdBlitImage) into a third image, which is copied into the readback
                 buffer instead
@@ -145,6 +145,82 @@ fn whole<'a>(b: &'a Buffer<'_>) -> Binding<'a> {
     Binding::compute_storage(b, 0, vk::WHOLE_SIZE)
 }
 
+/// `--indirect W`: the buffer a kernel's group counts come from (written by the host at once,
+/// or zero until the command buffer writes them) and, for `gpu`, the kernel that writes them
+/// (`groups.comp`).
+struct Indirect<'d> {
+    mode: String,
+    groups: [u32; 3],
+    /// `groups.comp`'s push constants: n, per group, rows of groups.
+    push: [u32; 3],
+    buffer: Buffer<'d>,
+    kernel: Option<vkfuse_examples::ComputeKernel<'d>>,
+}
+
+impl<'d> Indirect<'d> {
+    fn new(ctx: &'d Context, mode: &str, groups: [u32; 3], push: [u32; 3]) -> Result<Self> {
+        let buffer = ctx.create_buffer(
+            12,
+            vk::BufferUsageFlags::INDIRECT_BUFFER
+                | vk::BufferUsageFlags::TRANSFER_DST
+                | vk::BufferUsageFlags::STORAGE_BUFFER,
+            MemoryUse::Readback,
+        )?;
+        let init = if mode == "host" { groups } else { [0; 3] };
+        buffer.write_bytes(0, &u32_bytes(&init))?;
+        let kernel = if mode == "gpu" {
+            Some(ctx.create_compute_kernel(
+                vkfuse_examples::shaders::GROUPS_COMP,
+                12,
+                &[whole(&buffer)],
+            )?)
+        } else {
+            None
+        };
+        Ok(Indirect {
+            mode: mode.to_string(),
+            groups,
+            push,
+            buffer,
+            kernel,
+        })
+    }
+
+    /// Records what writes the counts (`update`, `gpu`) and the barrier before the indirect
+    /// reads.
+    ///
+    /// # Safety
+    /// `cb` is recording on `d`.
+    unsafe fn record_counts(&self, d: &ash::Device, cb: vk::CommandBuffer) {
+        let indirect_read = (
+            vk::PipelineStageFlags::DRAW_INDIRECT,
+            vk::AccessFlags::INDIRECT_COMMAND_READ,
+        );
+        // SAFETY: caller contract; the buffer and kernel live as long as `self`.
+        unsafe {
+            if self.mode == "update" {
+                d.cmd_update_buffer(cb, self.buffer.handle, 0, &u32_bytes(&self.groups));
+                cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, indirect_read);
+            }
+            if let Some(g) = &self.kernel {
+                g.bind(d, cb);
+                g.push_constants(d, cb, &u32_bytes(&self.push));
+                d.cmd_dispatch(cb, 1, 1, 1);
+                cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, indirect_read);
+            }
+        }
+    }
+
+    /// Records one indirect dispatch of the bound kernel.
+    ///
+    /// # Safety
+    /// `cb` is recording on `d`, a compute pipeline bound.
+    unsafe fn dispatch(&self, d: &ash::Device, cb: vk::CommandBuffer) {
+        // SAFETY: caller contract.
+        unsafe { d.cmd_dispatch_indirect(cb, self.buffer.handle, 0) };
+    }
+}
+
 fn run(mut args: Args) -> Result<Report> {
     let kernel: String = args.value("--kernel")?.ok_or(
         "--kernel is required (saxpy, mandelbrot, matmul, histogram, compact, filter, chain, mix)",
@@ -175,8 +251,11 @@ fn run(mut args: Args) -> Result<Report> {
     if host_signal && (kernel != "saxpy" || batches.is_some()) {
         return Err("--host-signal: saxpy only, without --batches".into());
     }
-    if (batches.is_some() || indirect.is_some()) && kernel != "saxpy" {
-        return Err("--batches, --indirect: saxpy only".into());
+    if batches.is_some() && kernel != "saxpy" {
+        return Err("--batches: saxpy only".into());
+    }
+    if indirect.is_some() && !matches!(kernel.as_str(), "saxpy" | "mandelbrot") {
+        return Err("--indirect: saxpy and mandelbrot only".into());
     }
     if steps.is_some() && !matches!(kernel.as_str(), "saxpy" | "mix") {
         return Err("--steps: saxpy and mix only".into());
@@ -349,47 +428,15 @@ fn run(mut args: Args) -> Result<Report> {
             let mut push = f32_bytes(&[a]);
             push.extend(u32_bytes(&[n]));
             let groups = [n.div_ceil(64), 1, 1];
-            // The group counts of `--indirect`: written now by the host, or zero until the
-            // command buffer's vkCmdUpdateBuffer or `groups.comp` writes them.
-            let args_buffer = match indirect.as_deref() {
-                Some(w) => {
-                    let b = ctx.create_buffer(
-                        12,
-                        vk::BufferUsageFlags::INDIRECT_BUFFER
-                            | vk::BufferUsageFlags::TRANSFER_DST
-                            | vk::BufferUsageFlags::STORAGE_BUFFER,
-                        MemoryUse::Readback,
-                    )?;
-                    let init = if w == "host" { groups } else { [0; 3] };
-                    b.write_bytes(0, &u32_bytes(&init))?;
-                    Some(b)
-                }
+            let ind = match indirect.as_deref() {
+                Some(w) => Some(Indirect::new(&ctx, w, groups, [n, 64, 1])?),
                 None => None,
             };
-            let counts_kernel = match (&args_buffer, indirect.as_deref()) {
-                (Some(b), Some("gpu")) => Some(ctx.create_compute_kernel(
-                    vkfuse_examples::shaders::GROUPS_COMP,
-                    4,
-                    &[whole(b)],
-                )?),
-                _ => None,
-            };
-            let indirect_read = (
-                vk::PipelineStageFlags::DRAW_INDIRECT,
-                vk::AccessFlags::INDIRECT_COMMAND_READ,
-            );
             record(&|| {
                 // SAFETY: as for `one_dispatch`; the counts buffer lives as long as the kernel.
                 unsafe {
-                    if let (Some(b), Some("update")) = (&args_buffer, indirect.as_deref()) {
-                        d.cmd_update_buffer(cb, b.handle, 0, &u32_bytes(&groups));
-                        cmd::memory_barrier(d, cb, cmd::TRANSFER_WRITE, indirect_read);
-                    }
-                    if let Some(g) = &counts_kernel {
-                        g.bind(d, cb);
-                        g.push_constants(d, cb, &u32_bytes(&[n]));
-                        d.cmd_dispatch(cb, 1, 1, 1);
-                        cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, indirect_read);
+                    if let Some(ind) = &ind {
+                        ind.record_counts(d, cb);
                     }
                     k.bind(d, cb);
                     k.push_constants(d, cb, &push);
@@ -397,8 +444,8 @@ fn run(mut args: Args) -> Result<Report> {
                         if s > 0 {
                             cmd::memory_barrier(d, cb, cmd::COMPUTE_WRITE, cmd::COMPUTE_READ_WRITE);
                         }
-                        match &args_buffer {
-                            Some(b) => d.cmd_dispatch_indirect(cb, b.handle, 0),
+                        match &ind {
+                            Some(ind) => ind.dispatch(d, cb),
                             None => d.cmd_dispatch(cb, groups[0], groups[1], groups[2]),
                         }
                     }
@@ -428,11 +475,30 @@ fn run(mut args: Args) -> Result<Report> {
                 12,
                 &[whole(&out)],
             )?;
-            one_dispatch(
-                &k,
-                &u32_bytes(&[w, w, MANDELBROT_LIMIT]),
+            let (push, groups) = (
+                u32_bytes(&[w, w, MANDELBROT_LIMIT]),
                 [w.div_ceil(16), w.div_ceil(16), 1],
-            )?;
+            );
+            // Alive until the submits below are done.
+            let ind = match indirect.as_deref() {
+                Some(mode) => Some(Indirect::new(&ctx, mode, groups, [w, 16, groups[1]])?),
+                None => None,
+            };
+            match &ind {
+                Some(ind) => {
+                    record(&|| {
+                        // SAFETY: as for `one_dispatch`; the counts buffer lives as long as
+                        // the kernel.
+                        unsafe {
+                            ind.record_counts(d, cb);
+                            k.bind(d, cb);
+                            k.push_constants(d, cb, &push);
+                            ind.dispatch(d, cb);
+                        }
+                    })?;
+                }
+                None => one_dispatch(&k, &push, groups)?,
+            }
             let t = submit_all(&|| Ok(()))?;
             let got = out.read_bytes(0, w as usize * w as usize * 4)?;
             let counts = u32s_from_bytes(&got);

@@ -1452,8 +1452,11 @@ pub unsafe fn pipeline_bound(
     } else if bind_point == vk::PipelineBindPoint::GRAPHICS {
         let mut c = cb.compute.lock();
         let a = crate::shaders::analysis(pipeline.as_raw());
-        let numbered = c.draw.sets.iter().enumerate().map(|(k, s)| (k as u32, *s));
-        drawable(cb, a.as_deref(), numbered);
+        // Most programs bind the pipeline first: no sets yet, nothing to take a lock for.
+        if c.draw.sets.iter().any(|s| *s != 0) {
+            let numbered = c.draw.sets.iter().enumerate().map(|(k, s)| (k as u32, *s));
+            drawable(cb, a.as_deref(), numbered);
+        }
         c.draw.pipeline = Some(a);
     }
 }

@@ -100,9 +100,10 @@ struct State {
     touched_all: Option<Edge>,
     /// Mirrored allocations (fused `VkDeviceMemory`), `mirror.rs`.
     mirrors: HashMap<u64, Arc<Mirror>>,
-    /// The done points of submitted batches that wait for events the host may set
-    /// (`AccessSet::host_events`), unfinished ones at least: only while one runs does a host
-    /// `vkSetEvent` publish host writes to mirrored copies (`publish_host_writes`).
+    /// Per member queue, the done point of the last submitted batch that waits for events the
+    /// host may set (`AccessSet::host_events`): only while one of them runs does a host
+    /// `vkSetEvent` publish host writes to mirrored copies (`publish_host_writes`). An earlier
+    /// such batch on the same queue finished before it, so the last one says whether any runs.
     host_event_batches: Vec<Edge>,
     /// A mirrored allocation was made (logged once).
     mirrored_any: bool,
@@ -3826,7 +3827,15 @@ fn submit_multi(
     let edge_count = waits.len();
     let prep = mirrors_for(d, &mut st, &access, j, next_done, stages);
     if access.host_events && !st.mirrors.is_empty() {
-        st.host_event_batches.push(next_done);
+        let (m, sem, value) = next_done;
+        match st
+            .host_event_batches
+            .iter_mut()
+            .find(|e| e.0 == m && e.1 == sem)
+        {
+            Some(e) => e.2 = e.2.max(value),
+            None => st.host_event_batches.push(next_done),
+        }
     }
     let mut images = images;
     let fills = std::mem::take(&mut images.fills);

@@ -540,8 +540,8 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
         );
     }
     // Indirect dispatches whose group counts a dispatch of the same command buffer writes:
-    // split by workgroup slices, every member running the whole grid with a pipeline variant
-    // whose workgroups outside its slice return at once.
+    // split by workgroup slices, every member launching only its slice's workgroups
+    // (narrowed) with a pipeline variant.
     let sliced = |kernel: &str, size: usize, repeat: u32| -> Result<Value, CliError> {
         let args: Vec<String> = [
             "--kernel",
@@ -577,10 +577,13 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
                     .collect()
             })
             .unwrap_or_default();
+        let narrowed: Option<u64> = line("split by workgroup slices (")
+            .and_then(|t| t.split_whitespace().next()?.parse().ok());
         Ok(json!({
             "cpu_work": (cpu(&d) > 0.0).then(|| cpu(&f) / cpu(&d)),
             "wall": wall(&f)? / wall(&d)?,
             "parts": parts,
+            "narrowed": narrowed,
             "size": size,
             "submits": repeat,
         }))
@@ -622,15 +625,17 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              hybrid's per-run medians over the median of direct's). \
              sliced_indirect: `kernels --kernel saxpy --indirect gpu` (a dispatch of the \
              command buffer writes the group counts of the indirect saxpy after it, so they are \
-             not known at submit), direct and under compute_split, one run each: every member \
-             dispatches the whole grid with a variant of the pipeline whose workgroups outside \
-             its slice return at once; cpu_work and wall as above, parts: each member's parts \
-             of 16 over all sliced dispatches; no projection (each member launches every \
-             workgroup, so members' busy time summed is not the work of one; those rounds are \
-             not timed). sliced_indirect_mandelbrot: the same with `kernels --kernel \
-             mandelbrot --indirect gpu` (the counts width / 16 x height / 16 written by a \
-             dispatch), whose workgroups are heavy, so that a launch that returns at once costs \
-             little beside them. \
+             not known at submit), direct and under compute_split, one run each: each member \
+             copies the counts and narrows them on the device to its slice (the workgroups \
+             whose id along x, modulo 16, is among its parts) and dispatches only those with a \
+             variant of the pipeline that maps its workgroup ids back; cpu_work and wall as \
+             above, parts: each member's parts of 16 over all sliced dispatches, narrowed: how \
+             many of them were narrowed (the others launch the whole grid on every member, \
+             whose workgroups outside the slice return at once); no projection (those rounds \
+             are not timed: vkfuse does not know the workgroups each ran). \
+             sliced_indirect_mandelbrot: the same with `kernels --kernel mandelbrot --indirect \
+             gpu` (the counts width / 16 x height / 16 written by a dispatch), whose \
+             workgroups are heavy. \
              Results are checked equal to direct.",
             member.display()
         ),

@@ -411,6 +411,20 @@ fn sliced_parts(stderr: &str) -> Option<(u64, Vec<u64>)> {
     ))
 }
 
+/// How many sliced indirect dispatches were narrowed (each member launched only its slice's
+/// workgroups), from the line logged at device destruction.
+fn narrowed(stderr: &str) -> Option<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("split by workgroup slices"))?;
+    line.split(" narrowed")
+        .next()?
+        .rsplit('(')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `saxpy`'s arguments for 3 indirect dispatches per submit, 2 submits, their group counts
 /// written by `writer` (`--indirect`).
 fn indirect_args(writer: &str) -> [&str; 8] {
@@ -428,10 +442,12 @@ fn indirect_args(writer: &str) -> [&str; 8] {
 
 /// Indirect dispatches whose group counts the command buffer itself writes (a
 /// `vkCmdUpdateBuffer`, or a dispatch: `--indirect gpu`) are not known at submit: under
-/// `compute_split` every member dispatches them whole with a variant of the pipeline that
-/// runs only its slice of the workgroups. Both pairs, shared, mirrored and staged memory,
-/// against lavapipe direct with validation (and mandelbrot's two-dimensional grid, shared).
-/// `hybrid` cannot weigh them and runs them whole.
+/// `compute_split` every member runs only its slice of the workgroups, with a variant of the
+/// pipeline, narrowed: dispatched from counts vkfuse computes on the device. Both pairs,
+/// shared, mirrored and staged memory, against lavapipe direct with validation (and
+/// mandelbrot's two-dimensional grid, shared). With a member that cannot narrow, every
+/// member launches the whole grid and its variant returns outside the slice. `hybrid` cannot
+/// weigh them and runs them whole.
 #[test]
 fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
     let test = "indirect_dispatches_with_counts_written_in_the_batch_split_by_slices";
@@ -452,6 +468,7 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             assert_eq!(count, 6, "{}", out.dump());
             assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
             assert_eq!(parts.iter().sum::<u64>(), 6 * 16, "{}", out.dump());
+            assert_eq!(narrowed(&out.stderr), Some(6), "{}", out.dump());
         }
         // A two-dimensional grid (mandelbrot's 8 x 8 groups, cut along y), on shared memory.
         for (members, _) in runs.iter().filter(|r| r.1 == "host") {
@@ -462,6 +479,28 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             });
             assert_eq!(count, 2, "{}", out.dump());
             assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
+            assert_eq!(narrowed(&out.stderr), Some(2), "{}", out.dump());
+        }
+        // A member that cannot narrow: one message, every member launches the whole grid.
+        for (members, sharing) in runs.iter().filter(|r| r.1 != "staging") {
+            let out = check(
+                "saxpy",
+                &args,
+                members,
+                &[("VKFUSE_SHARING", sharing), ("VKFUSE_FAULT", "narrow:1")],
+            );
+            assert_eq!(
+                sliced_parts(&out.stderr).map(|s| s.0),
+                Some(6),
+                "{}",
+                out.dump()
+            );
+            assert_eq!(narrowed(&out.stderr), Some(0), "{}", out.dump());
+            let said = out
+                .stderr
+                .matches("cannot narrow indirect dispatches")
+                .count();
+            assert_eq!(said, 1, "{}", out.dump());
         }
         let out = check(
             "saxpy",

@@ -1137,6 +1137,11 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                 writeln!(body, "d.p_next = unsafe {{ chain(cx, d.p_next) }} as _;").ok();
                 continue;
             }
+            if st.name == "VkBufferCreateInfo" && f.name == "usage" {
+                // Indirect buffers are copied from where dispatches split (`narrow.rs`).
+                writeln!(body, "d.{field} = cx.buffer_usage(d.{field});").ok();
+                continue;
+            }
             if !m.field_needs_tr(f) {
                 continue;
             }

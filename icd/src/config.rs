@@ -108,7 +108,7 @@ fn parse_faults(v: &str) -> Vec<Fault> {
         match (w[0], member, nth, w.len()) {
             (
                 what @ ("instance" | "device" | "import" | "staging" | "images" | "shaders"
-                | "slices"),
+                | "slices" | "narrow"),
                 Some(member),
                 None,
                 2,
@@ -119,7 +119,7 @@ fn parse_faults(v: &str) -> Vec<Fault> {
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `submit:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `narrow:M`, `submit:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }

@@ -161,6 +161,19 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Buffer usage for this member: where dispatches split, indirect buffers may also be
+    /// copied from (`TRANSFER_SRC`): a narrowed sliced indirect dispatch copies its group
+    /// counts into vkfuse's own buffer (`narrow.rs`).
+    pub fn buffer_usage(&self, u: vk::BufferUsageFlags) -> vk::BufferUsageFlags {
+        if crate::config::Config::get().splits()
+            && u.contains(vk::BufferUsageFlags::INDIRECT_BUFFER)
+        {
+            u | vk::BufferUsageFlags::TRANSFER_SRC
+        } else {
+            u
+        }
+    }
+
     /// Whether this member is the one that executes.
     pub fn executes(&self) -> bool {
         self.maps.executes

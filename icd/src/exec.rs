@@ -715,8 +715,9 @@ pub fn teardown(d: &Device) {
                     .map(|m| format!("member {}: {}", m.index, st.split.sliced_parts[m.index]))
                     .collect();
                 crate::info!(
-                    "compute_split: {} indirect dispatch(es) with group counts not known at submit split by workgroup slices; parts of {} run: {}",
+                    "compute_split: {} indirect dispatch(es) with group counts not known at submit split by workgroup slices ({} narrowed: each member launched only its slice's workgroups); parts of {} run: {}",
                     st.split.sliced,
+                    st.split.narrowed,
                     vkfuse_shader::slice::PARTS,
                     parts.join(", ")
                 );
@@ -2295,6 +2296,12 @@ struct Splits {
     /// `vkfuse_shader::slice::PARTS`) of them it ran.
     sliced: u64,
     sliced_parts: [u64; MAX_MEMBERS],
+    /// Of those, the ones narrowed (`narrow.rs`: each member launched only its slice's
+    /// workgroups).
+    narrowed: u64,
+    /// Per member: its pipeline that narrows group counts, or `None` where it could not be
+    /// made (logged once; its rounds then launch the whole grid).
+    narrowers: Vec<(usize, Option<crate::narrow::Narrower>)>,
     /// The mirrored memory of split batches whose bridge jobs may not all have run.
     merges: Vec<Arc<crate::split::Merge>>,
     /// Split batches with mirrored memory, and the bytes their jobs copied into other members'
@@ -2319,11 +2326,13 @@ const HYBRID_GAIN: f64 = 1.2;
 /// host: the bridge thread).
 const HYBRID_MIN_ROUND_NS: f64 = 1_000_000.0;
 
-/// A command buffer of `Splits`' pools and the query pool that times it.
+/// A command buffer of `Splits`' pools, the query pool that times it, and its scratch
+/// buffer for narrowed dispatches (`narrow.rs`; made on first use).
 #[derive(Clone, Copy)]
 struct Timed {
     cb: vk::CommandBuffer,
     queries: vk::QueryPool,
+    scratch: Option<crate::narrow::Scratch>,
 }
 
 impl Splits {
@@ -2449,14 +2458,43 @@ impl Splits {
             Timed {
                 cb,
                 queries: timestamps(d, md),
+                scratch: None,
             },
         ))
     }
 
+    /// Member `md`'s pipeline that narrows group counts, made on first use (`None` where it
+    /// cannot be made).
+    fn narrower(&mut self, md: &MemberDevice) -> Option<crate::narrow::Narrower> {
+        if let Some((_, n)) = self.narrowers.iter().find(|n| n.0 == md.index) {
+            return *n;
+        }
+        let n = match crate::narrow::Narrower::new(md) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                crate::info!(
+                    "compute_split: member {} cannot narrow indirect dispatches ({e}); sliced ones launch the whole grid on every member",
+                    md.index
+                );
+                None
+            }
+        };
+        self.narrowers.push((md.index, n));
+        n
+    }
+
     /// Destroys the pools (the device is idle).
     fn destroy(&mut self, d: &Device) {
+        for (m, n) in self.narrowers.drain(..) {
+            if let (Some(md), Some(n)) = (d.member(m), n) {
+                n.destroy(md);
+            }
+        }
         for (m, _, pool, timed) in self.pools.drain(..) {
             let Some(md) = d.member(m) else { continue };
+            for s in timed.iter().filter_map(|t| t.scratch.as_ref()) {
+                s.destroy(md);
+            }
             if let Some(f) = md.fns.destroy_query_pool {
                 for t in timed.iter().filter(|t| !t.queries.is_null()) {
                     // SAFETY: vkfuse's query pool, no longer used.
@@ -3027,6 +3065,8 @@ fn submit_split(
     // Per member: the parts (of `vkfuse_shader::slice::PARTS`) of sliced indirect dispatches
     // it runs.
     let mut sliced = [0u64; MAX_MEMBERS];
+    // Sliced indirect dispatches narrowed (`narrow.rs`).
+    let mut narrowed_dispatches = 0u64;
     let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
@@ -3081,6 +3121,29 @@ fn submit_split(
             } else {
                 &members[..1]
             };
+            // The round's sliced indirect dispatches that are narrowed (`narrow.rs`): where
+            // the shader allows it and every member running a part of them can.
+            let mut narrow: Vec<usize> = round
+                .dispatches
+                .iter()
+                .copied()
+                .filter(|k| {
+                    round.split
+                        && matches!(&log[*k], crate::split::Step::Indirect {
+                            pipeline,
+                            sliced: true,
+                            ..
+                        } if crate::shaders::narrowable(*pipeline))
+                })
+                .take(crate::narrow::SLOTS as usize)
+                .collect();
+            for (pos, &m) in targets.iter().enumerate() {
+                let (lo, hi) = parts.get(pos).copied().unwrap_or_default();
+                let can = lo >= hi || d.member(m).and_then(|md| st.split.narrower(md)).is_some();
+                if !can {
+                    narrow.clear();
+                }
+            }
             let mut this = Vec::new();
             for (pos, &m) in targets.iter().enumerate() {
                 let Some(md) = d.member(m) else {
@@ -3088,13 +3151,29 @@ fn submit_split(
                     break 'record;
                 };
                 let family = crate::conv::queue_family(&md.maps, q.family);
-                let (p, t) = match st.split.take(d, md, family) {
+                let (p, mut t) = match st.split.take(d, md, family) {
                     Ok(x) => x,
                     Err(r) => {
                         failed = Some(r);
                         break 'record;
                     }
                 };
+                // The scratch buffer of a command buffer that narrows, made on first use.
+                let (lo, hi) = parts.get(pos).copied().unwrap_or_default();
+                let narrower = (!narrow.is_empty() && lo < hi)
+                    .then(|| st.split.narrower(md))
+                    .flatten();
+                if let (Some(n), None) = (&narrower, t.scratch) {
+                    match crate::narrow::Scratch::new(d, md, n) {
+                        Ok(s) => t.scratch = Some(s),
+                        Err(e) => {
+                            crate::info!("compute_split: member {m}: no buffer to narrow indirect dispatches in ({e})");
+                            taken.push((p, t));
+                            failed = Some(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+                            break 'record;
+                        }
+                    }
+                }
                 taken.push((p, t));
                 // This member's parts of step `k`: (base, group counts) each.
                 let slice = |k: usize| crate::split::slices(&log[k], &weights, SPLIT_CHUNKS, pos);
@@ -3110,19 +3189,47 @@ fn submit_split(
                     .as_ref()
                     .map(|mg| mg.staged_copies(r_index, m))
                     .unwrap_or_default();
-                // This member's variants of the round's sliced indirect dispatches.
+                // This member's variants of the round's sliced indirect dispatches, and the
+                // counts of those narrowed.
                 let mut variants = crate::split::Variants::new();
-                let (lo, hi) = parts.get(pos).copied().unwrap_or_default();
+                let mut narrowed = Vec::new();
                 for k in round.dispatches.iter().filter(|_| round.split && lo < hi) {
                     if let crate::split::Step::Indirect {
                         pipeline,
                         sliced: true,
+                        buffer,
+                        offset,
                         ..
                     } = &log[*k]
                     {
-                        match crate::shaders::slice_pipeline(d, md, *pipeline, (lo, hi)) {
+                        let slot = narrow.iter().position(|n| n == k).map(|s| s as u32);
+                        let scratch = t.scratch.filter(|_| narrower.is_some());
+                        let at = slot.zip(scratch);
+                        match crate::shaders::slice_pipeline(
+                            d,
+                            md,
+                            *pipeline,
+                            (lo, hi),
+                            at.is_some(),
+                        ) {
                             Ok(v) => {
-                                variants.insert(*k, v);
+                                let buffer = crate::conv::nd(vk::Buffer::from_raw(*buffer), m);
+                                if let Some((slot, _)) = at {
+                                    narrowed.push(crate::narrow::Narrowed {
+                                        slot,
+                                        counts: (buffer, *offset),
+                                        parts: (lo, hi),
+                                    });
+                                }
+                                variants.insert(
+                                    *k,
+                                    crate::split::Variant {
+                                        pipeline: v,
+                                        narrowed: at.map(|(slot, s)| {
+                                            (s.buffer(), crate::narrow::args_offset(slot))
+                                        }),
+                                    },
+                                );
                                 sliced[m] += u64::from(hi - lo);
                             }
                             Err(r) => {
@@ -3142,7 +3249,15 @@ fn submit_split(
                         log,
                         (round, round_spans[r_index].clone(), &kept[r_index]),
                         slice,
-                        (&images, &buffers, &variants),
+                        (
+                            &images,
+                            &buffers,
+                            &variants,
+                            narrower
+                                .as_ref()
+                                .zip(t.scratch.as_ref())
+                                .map(|o| (o, narrowed)),
+                        ),
                     )
                 };
                 if let Err(r) = r {
@@ -3151,6 +3266,7 @@ fn submit_split(
                 }
                 this.push((m, p, t, these));
             }
+            narrowed_dispatches += narrow.len() as u64;
             plan.push(this);
         }
     }
@@ -3604,6 +3720,7 @@ fn submit_split(
         st.split.sliced_parts[*m] += sliced[*m];
     }
     st.split.sliced += sliced_dispatches;
+    st.split.narrowed += narrowed_dispatches;
     crate::debug!(
         "compute_split: a batch in {rounds} round(s) on members {members:?}, workgroups {}",
         members

@@ -20,6 +20,7 @@ pub mod log;
 pub mod member;
 pub mod memory;
 pub mod mirror;
+pub mod narrow;
 pub mod object;
 pub mod physical_device;
 pub mod present;

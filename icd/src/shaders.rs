@@ -84,8 +84,9 @@ pub struct Slices {
 #[derive(Default)]
 struct Made {
     modules: HashMap<usize, vk::ShaderModule>,
-    /// By member and slice (first and end part of `vkfuse_shader::slice::PARTS`).
-    pipelines: HashMap<(usize, u32, u32), vk::Pipeline>,
+    /// By member, slice (first and end part of `vkfuse_shader::slice::PARTS`) and whether
+    /// it is narrowed (`narrow.rs`).
+    pipelines: HashMap<(usize, u32, u32, bool), vk::Pipeline>,
 }
 
 /// The analysis of each compute pipeline (raw handle) that has one.
@@ -116,13 +117,26 @@ pub fn sliceable(d: &Device, pipeline: u64) -> bool {
     })
 }
 
+/// Whether sliced indirect dispatches of compute pipeline `pipeline` (raw) may be narrowed
+/// (`narrow.rs`): its rewrite redirected the workgroup built-ins, and its shader does not
+/// read `gl_NumWorkGroups.x`, which a narrowed dispatch changes.
+pub fn narrowable(pipeline: u64) -> bool {
+    let redirected = SLICES
+        .read()
+        .get(&pipeline)
+        .is_some_and(|s| s.sliced.narrow);
+    redirected && analysis(pipeline).is_some_and(|a| a.num_workgroups & 1 == 0)
+}
+
 /// Member `md`'s variant of compute pipeline `pipeline` (raw) of `d` that runs only the
-/// workgroups of parts `lo..hi` of `vkfuse_shader::slice::PARTS`, made on first use.
+/// workgroups of parts `lo..hi` of `vkfuse_shader::slice::PARTS`, made on first use:
+/// `narrow`, for a dispatch of only those workgroups (`narrow.rs`), or for the whole grid.
 pub fn slice_pipeline(
     d: &Device,
     md: &MemberDevice,
     pipeline: u64,
     (lo, hi): (u32, u32),
+    narrow: bool,
 ) -> Result<vk::Pipeline, vk::Result> {
     let Some(s) = SLICES.read().get(&pipeline).cloned() else {
         return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
@@ -139,7 +153,7 @@ pub fn slice_pipeline(
         return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
     }
     let mut made = s.made.lock();
-    if let Some(p) = made.pipelines.get(&(m, lo, hi)) {
+    if let Some(p) = made.pipelines.get(&(m, lo, hi, narrow)) {
         return Ok(*p);
     }
     let missing = crate::guard::missing;
@@ -165,10 +179,10 @@ pub fn slice_pipeline(
             module
         }
     };
-    // The application's specialization, and the slice's two constants after it.
+    // The application's specialization, and the slice's three constants after it.
     let (mut entries, mut data) = (s.spec.0.clone(), s.spec.1.clone());
     entries.retain(|e| !s.sliced.ids.contains(&e.constant_id));
-    for (id, value) in s.sliced.ids.iter().zip([lo, hi]) {
+    for (id, value) in s.sliced.ids.iter().zip([lo, hi, u32::from(narrow)]) {
         entries.push(vk::SpecializationMapEntry {
             constant_id: *id,
             offset: data.len() as u32,
@@ -213,10 +227,11 @@ pub fn slice_pipeline(
         return Err(r);
     }
     crate::debug!(
-        "compute pipeline {pipeline:#x}: member {m}'s variant for workgroup parts {lo}..{hi} of {}",
-        vkfuse_shader::slice::PARTS
+        "compute pipeline {pipeline:#x}: member {m}'s variant for workgroup parts {lo}..{hi} of {}{}",
+        vkfuse_shader::slice::PARTS,
+        if narrow { ", narrowed" } else { "" }
     );
-    made.pipelines.insert((m, lo, hi), out);
+    made.pipelines.insert((m, lo, hi, narrow), out);
     Ok(out)
 }
 

@@ -619,8 +619,24 @@ pub fn slices(step: &Step, weights: &[f64], chunks: u32, pos: usize) -> Vec<([u3
     }
 }
 
+/// A member's variant of the pipeline of a round's sliced indirect dispatch.
+#[derive(Clone, Copy)]
+pub struct Variant {
+    pub pipeline: vk::Pipeline,
+    /// Where the dispatch is narrowed (`narrow.rs`): the member's buffer and offset of its
+    /// narrowed group counts; otherwise it dispatches the whole grid.
+    pub narrowed: Option<(vk::Buffer, u64)>,
+}
+
 /// A member's variants of the pipelines of a round's sliced indirect dispatches, by step.
-pub type Variants = std::collections::HashMap<usize, vk::Pipeline>;
+pub type Variants = std::collections::HashMap<usize, Variant>;
+
+/// What a member's round narrows first (`narrow::record_args`): its pipeline and scratch
+/// buffer, and the dispatches.
+pub type Narrowing<'a> = Option<(
+    (&'a crate::narrow::Narrower, &'a crate::narrow::Scratch),
+    Vec<crate::narrow::Narrowed>,
+)>;
 
 /// The indirect dispatches of `steps` that may split by workgroup slices (`can`: their
 /// pipeline has slice variants; their shader allows it: `then`) marked `sliced`; `None` where
@@ -1185,19 +1201,20 @@ unsafe fn recorded(
 /// `span` (every member replays each once, in order), those of `kept` as it says. Where `queries` is not null, its
 /// two timestamps are written before and after the round's work. `images` are copied from
 /// their packed copies into the images before the work and back after it, and so are
-/// `buffers` from their stages into the copies they stage.
+/// `buffers` from their stages into the copies they stage. Sliced indirect dispatches run
+/// `variants`, those narrowed from the counts `narrowing` writes after the copies in.
 ///
 /// # Safety
 /// `cb` is a command buffer of `md` in the initial state, `queries` null or a query pool of
 /// `md` of two timestamps that no pending work uses; the logged handles are live, and so are
-/// the images and buffers of `images`, `md`'s.
+/// the images and buffers of `images`, `md`'s, and the objects of `narrowing`.
 pub unsafe fn record(
     md: &MemberDevice,
     (cb, queries): (vk::CommandBuffer, vk::QueryPool),
     steps: &[Step],
     (round, span, kept): (&Round, std::ops::Range<usize>, &Kept),
     slice: impl Fn(usize) -> Vec<([u32; 3], [u32; 3])>,
-    (images, buffers, variants): (&[ImageCopy], &[StagedCopy], &Variants),
+    (images, buffers, variants, narrowing): (&[ImageCopy], &[StagedCopy], &Variants, Narrowing),
 ) -> Result<(), vk::Result> {
     let f = &md.fns;
     let missing = crate::guard::missing;
@@ -1226,6 +1243,9 @@ pub unsafe fn record(
         recorded(md, cb, || {
             copy_images(md, cb, images, true)?;
             copy_buffers(md, cb, buffers, true)?;
+            if let Some((objects, list)) = &narrowing {
+                crate::narrow::record_args(md, cb, *objects, list)?;
+            }
             let stamp = match (
                 queries.is_null(),
                 f.cmd_reset_query_pool,
@@ -1297,8 +1317,11 @@ pub unsafe fn record(
                         if *sliced && round.split {
                             // This member's variant, then the pipeline the log bound again.
                             if let Some(v) = variants.get(&k) {
-                                bind(cb, vk::PipelineBindPoint::COMPUTE, *v);
-                                indirect(cb, args, *offset);
+                                bind(cb, vk::PipelineBindPoint::COMPUTE, v.pipeline);
+                                match v.narrowed {
+                                    Some((buffer, at)) => indirect(cb, buffer, at),
+                                    None => indirect(cb, args, *offset),
+                                }
                                 bind(
                                     cb,
                                     vk::PipelineBindPoint::COMPUTE,

@@ -42,8 +42,33 @@ pub struct Sliced {
     /// The rewritten module.
     pub words: Vec<u32>,
     /// The specialization constant ids of the slice's first and end part (`LO` and `HI`,
-    /// in `0..=PARTS`; by default `0` and `PARTS`: the whole grid).
-    pub ids: [u32; 2],
+    /// in `0..=PARTS`; by default `0` and `PARTS`: the whole grid), and of `NARROW` (0 by
+    /// default: the whole grid is dispatched and workgroups outside the slice return; 1:
+    /// only the slice's workgroups are dispatched, see [`narrowed_count`]).
+    pub ids: [u32; 3],
+    /// Whether `NARROW` may be set: every use of the `WorkgroupId` and
+    /// `GlobalInvocationId` built-ins was redirected, and the workgroup size along x is
+    /// known where the latter is used. The caller must also check that the shader does not
+    /// read `gl_NumWorkGroups.x`, which a narrowed dispatch changes.
+    pub narrow: bool,
+}
+
+/// The group count along x of a narrowed dispatch of slice `lo..hi` (of [`PARTS`]) of a
+/// grid `n` groups wide: its workgroups are those whose id along x, modulo `PARTS`, lies
+/// in `lo..hi`, the `s`-th of them `(s / (hi - lo)) * PARTS + lo + s % (hi - lo)` (the
+/// rewritten shader's `WorkgroupId.x`). Slices that tile `0..PARTS` run every workgroup
+/// exactly once. The ICD computes the same on the device (its `narrow.comp`).
+pub fn narrowed_count(n: u32, (lo, hi): (u32, u32)) -> u32 {
+    let w = hi.saturating_sub(lo);
+    let rest = (n % PARTS).saturating_sub(lo).min(w);
+    (n / PARTS) * w + rest
+}
+
+/// The workgroup id along x that the `s`-th workgroup of a narrowed dispatch of slice
+/// `lo..hi` stands for ([`narrowed_count`]).
+pub fn narrowed_group(s: u32, (lo, hi): (u32, u32)) -> u32 {
+    let w = hi.saturating_sub(lo).max(1);
+    (s / w) * PARTS + lo + s % w
 }
 
 /// The first specialization constant id the rewrite tries (`"vF"` in its high half): ids the
@@ -60,9 +85,15 @@ mod code {
     pub const TYPE_BOOL: u16 = 20;
     pub const TYPE_VECTOR: u16 = 23;
     pub const SPEC_CONSTANT: u16 = 50;
+    pub const I_SUB: u16 = 130;
     pub const U_DIV: u16 = 134;
     pub const U_MOD: u16 = 137;
+    pub const LOGICAL_OR: u16 = 166;
     pub const LOGICAL_AND: u16 = 167;
+    pub const I_NOT_EQUAL: u16 = 171;
+    pub const COMPOSITE_INSERT: u16 = 82;
+    pub const NAME: u16 = 5;
+    pub const EXECUTION_MODE_ID: u16 = 331;
     pub const SELECT: u16 = 169;
     pub const U_GREATER_THAN: u16 = 172;
     pub const U_GREATER_THAN_EQUAL: u16 = 174;
@@ -86,6 +117,10 @@ mod code {
 const SPEC_ID: u32 = 1;
 /// `BuiltIn WorkgroupId`.
 const WORKGROUP_ID: u32 = 26;
+/// `StorageClass Private`.
+const PRIVATE: u32 = 6;
+/// `ExecutionMode LocalSizeId`.
+const LOCAL_SIZE_ID: u32 = 38;
 
 /// An instruction's words, the first holding the word count and opcode.
 fn inst(opcode: u16, operands: &[u32]) -> Vec<u32> {
@@ -117,8 +152,16 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
     let mut spec_ids: HashSet<u32> = HashSet::new();
     let mut var_types: HashMap<u32, u32> = HashMap::new();
     let mut pointees: HashMap<u32, (u32, u32)> = HashMap::new();
+    // Per function: its `LocalSize` x (a literal) or `LocalSizeId` x (an id).
+    let mut local_x: HashMap<u32, Result<u32, u32>> = HashMap::new();
     for (n, i) in insts.iter().enumerate() {
         match i.op {
+            op::EXECUTION_MODE if i.at(1) == spirv::LOCAL_SIZE => {
+                local_x.insert(i.at(0), Ok(i.at(2)));
+            }
+            code::EXECUTION_MODE_ID if i.at(1) == LOCAL_SIZE_ID => {
+                local_x.insert(i.at(0), Err(i.at(2)));
+            }
             op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
                 entry_at = Some(n);
             }
@@ -202,11 +245,93 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
             id
         })
     };
+    let had_wg = builtins.contains_key(&WORKGROUP_ID);
     let (wg_var, nwg_var) = (builtin(WORKGROUP_ID), builtin(spirv::NUM_WORKGROUPS));
-    let mut ids = [0u32; 2];
+    // A narrowed dispatch: the workgroup and global ids the module reads become private
+    // variables the new first block sets (`redirect`: the built-in variables the module
+    // declares, uses of which are all loads and access chains).
+    let gid_var = builtins.get(&spirv::GLOBAL_INVOCATION_ID).copied();
+    let redirect: Vec<u32> = [had_wg.then_some(wg_var), gid_var]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut narrow = gid_var.is_none_or(|var| {
+        let ty = var_types.get(&var).and_then(|t| pointees.get(t));
+        ty == Some(&(storage::INPUT, v3))
+    });
+    // The pointee types of access chains into them, which become private pointers.
+    let mut chained: Vec<u32> = Vec::new();
+    for i in &insts {
+        let rest = match i.op {
+            op::ENTRY_POINT | code::NAME | op::DECORATE => continue,
+            op::VARIABLE if redirect.contains(&i.at(1)) => continue,
+            op::LOAD if redirect.contains(&i.at(2)) => &i.operands[3..],
+            op::ACCESS_CHAIN | op::IN_BOUNDS_ACCESS_CHAIN if redirect.contains(&i.at(2)) => {
+                match pointees.get(&i.at(0)) {
+                    Some((storage::INPUT, elem)) if !chained.contains(elem) => chained.push(*elem),
+                    Some((storage::INPUT, _)) => {}
+                    _ => narrow = false,
+                }
+                &i.operands[3..]
+            }
+            _ => i.operands,
+        };
+        if rest.iter().any(|w| redirect.contains(w)) {
+            narrow = false;
+        }
+    }
+    let private_ptr = |pointee: u32| {
+        pointees
+            .iter()
+            .filter(|(_, p)| **p == (PRIVATE, pointee))
+            .map(|(id, _)| *id)
+            .min()
+    };
+    // The workgroup size along x, where the global id is redirected: the `WorkgroupSize`
+    // constant's, or the entry point's `LocalSize` or `LocalSizeId`.
+    enum LocalX {
+        Composite(u32),
+        Scalar(u32),
+    }
+    let mut local = None;
+    if narrow && gid_var.is_some() {
+        local = match (
+            builtins.get(&spirv::WORKGROUP_SIZE),
+            local_x.get(&insts[entry_at].at(1)),
+        ) {
+            (Some(c), _) => Some(LocalX::Composite(*c)),
+            (None, Some(Ok(x))) => {
+                let id = fresh();
+                globals.push(inst(op::CONSTANT, &[uint, id, *x]));
+                Some(LocalX::Scalar(id))
+            }
+            (None, Some(Err(id))) => Some(LocalX::Scalar(*id)),
+            (None, None) => None,
+        };
+        narrow &= local.is_some();
+    }
+    // Private pointer types (existing ones reused) and the private variables.
+    let mut private_of: HashMap<u32, u32> = HashMap::new();
+    let mut privates: Vec<(u32, u32)> = Vec::new();
+    if narrow {
+        for pointee in std::iter::once(v3).chain(chained.iter().copied()) {
+            let id = private_ptr(pointee).unwrap_or_else(|| {
+                let id = fresh();
+                globals.push(inst(op::TYPE_POINTER, &[id, PRIVATE, pointee]));
+                id
+            });
+            private_of.insert(pointee, id);
+        }
+        for var in &redirect {
+            let id = fresh();
+            globals.push(inst(op::VARIABLE, &[private_of[&v3], id, PRIVATE]));
+            privates.push((*var, id));
+        }
+    }
+    let mut ids = [0u32; 3];
     let mut next_id = FIRST_ID;
-    let mut spec = [0u32; 2];
-    for (k, default) in [0, PARTS].into_iter().enumerate() {
+    let mut spec = [0u32; 3];
+    for (k, default) in [0, PARTS, 0].into_iter().enumerate() {
         while spec_ids.contains(&next_id) {
             next_id += 1;
         }
@@ -216,14 +341,18 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
         globals.push(inst(code::SPEC_CONSTANT, &[uint, spec[k], default]));
         decorations.push(inst(op::DECORATE, &[spec[k], SPEC_ID, ids[k]]));
     }
-    let (one, parts) = (fresh(), fresh());
+    let (zero, one, parts) = (fresh(), fresh(), fresh());
+    globals.push(inst(op::CONSTANT, &[uint, zero, 0]));
     globals.push(inst(op::CONSTANT, &[uint, one, 1]));
     globals.push(inst(op::CONSTANT, &[uint, parts, PARTS]));
     // The entry point's interface gains the built-ins it lacks.
     let ep = &insts[entry_at];
     let names = 2 + ep.string_words(2);
     let mut entry_point = ep.operands.to_vec();
-    for var in [wg_var, nwg_var] {
+    // SPIR-V 1.4 on lists every global variable the entry point uses, private ones too.
+    let every_global = words[1] >= 0x0001_0400;
+    let added = privates.iter().map(|p| p.1).filter(|_| every_global);
+    for var in [wg_var, nwg_var].into_iter().chain(added) {
         if !ep.operands.iter().skip(names).any(|v| *v == var) {
             entry_point.push(var);
         }
@@ -263,7 +392,45 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
     let (lo, hi) = (bound_at(spec[0]), bound_at(spec[1]));
     let from = emit(code::U_GREATER_THAN_EQUAL, boolean, &[group, lo]);
     let before = emit(code::U_LESS_THAN, boolean, &[group, hi]);
-    let inside = emit(code::LOGICAL_AND, boolean, &[from, before]);
+    let mut inside = emit(code::LOGICAL_AND, boolean, &[from, before]);
+    let mut stores: Vec<Vec<u32>> = Vec::new();
+    if narrow {
+        // NARROW: the s-th workgroup along x stands for (s / w) * PARTS + LO + s % w, with
+        // w = HI - LO (1 where empty: such a slice is not dispatched); otherwise itself.
+        let is_narrow = emit(code::I_NOT_EQUAL, boolean, &[spec[2], zero]);
+        let s = g[0];
+        let w = emit(code::I_SUB, uint, &[spec[1], spec[0]]);
+        let some = emit(code::U_GREATER_THAN, boolean, &[w, zero]);
+        let w = emit(code::SELECT, uint, &[some, w, one]);
+        let q = emit(code::U_DIV, uint, &[s, w]);
+        let r = emit(code::U_MOD, uint, &[s, w]);
+        let q = emit(op::I_MUL, uint, &[q, parts]);
+        let q = emit(op::I_ADD, uint, &[q, spec[0]]);
+        let group = emit(op::I_ADD, uint, &[q, r]);
+        let delta = emit(code::I_SUB, uint, &[group, s]);
+        let delta = emit(code::SELECT, uint, &[is_narrow, delta, zero]);
+        let x = emit(op::I_ADD, uint, &[s, delta]);
+        let wg_new = emit(code::COMPOSITE_INSERT, v3, &[x, wg, 0]);
+        for (var, private) in &privates {
+            let value = if *var == wg_var {
+                wg_new
+            } else {
+                // The global id: its x moves by delta workgroups.
+                let gid = emit(op::LOAD, v3, &[*var]);
+                let lx = match local {
+                    Some(LocalX::Composite(c)) => emit(op::COMPOSITE_EXTRACT, uint, &[c, 0]),
+                    Some(LocalX::Scalar(id)) => id,
+                    None => one,
+                };
+                let gx = emit(op::COMPOSITE_EXTRACT, uint, &[gid, 0]);
+                let moved = emit(op::I_MUL, uint, &[delta, lx]);
+                let gx = emit(op::I_ADD, uint, &[gx, moved]);
+                emit(code::COMPOSITE_INSERT, v3, &[gx, gid, 0])
+            };
+            stores.push(inst(op::STORE, &[*private, value]));
+        }
+        inside = emit(code::LOGICAL_OR, boolean, &[is_narrow, inside]);
+    }
     // The rewritten module.
     let preamble_end = insts
         .iter()
@@ -326,7 +493,9 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
                 operands: &[new_first],
             });
             insts[label + 1..body].iter().for_each(&mut put);
-            test.iter().for_each(|d| out_extend(&mut put, d));
+            test.iter()
+                .chain(&stores)
+                .for_each(|d| out_extend(&mut put, d));
             put(&spirv::Inst {
                 op: code::SELECTION_MERGE,
                 operands: &[old_first, 0],
@@ -349,13 +518,180 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
         if (label + 1..body).contains(&n) {
             continue;
         }
+        // Loads of and access chains into the redirected built-ins take the private
+        // variables.
+        let private = privates.iter().find(|p| p.0 == i.at(2)).map(|p| p.1);
+        match (i.op, private) {
+            (op::LOAD, Some(var)) => {
+                let mut operands = i.operands.to_vec();
+                operands[2] = var;
+                put(&spirv::Inst {
+                    op: i.op,
+                    operands: &operands,
+                });
+                continue;
+            }
+            (op::ACCESS_CHAIN | op::IN_BOUNDS_ACCESS_CHAIN, Some(var)) => {
+                let mut operands = i.operands.to_vec();
+                operands[2] = var;
+                if let Some(ty) = pointees.get(&i.at(0)).and_then(|p| private_of.get(&p.1)) {
+                    operands[0] = *ty;
+                }
+                put(&spirv::Inst {
+                    op: i.op,
+                    operands: &operands,
+                });
+                continue;
+            }
+            _ => {}
+        }
         put(i);
     }
     if first_function == insts.len() {
         globals.iter().for_each(|d| out_extend(&mut put, d));
     }
     out[3] = bound;
-    Ok(Sliced { words: out, ids })
+    Ok(Sliced {
+        words: out,
+        ids,
+        narrow,
+    })
+}
+
+/// Words per slot of [`narrow_args`]'s buffer: the group counts copied in (`0..3`), then
+/// the narrowed dispatch's (`4..7`).
+pub const NARROW_SLOT_WORDS: u32 = 8;
+
+/// A compute module (SPIR-V 1.0, entry point `main`, one invocation) that writes a narrowed
+/// dispatch's group counts: set 0, binding 0 is a storage buffer of 32-bit words; push
+/// constants `at`, `lo` and `hi` (three 32-bit words). From the counts at words
+/// `at..at + 3` it writes at `at + 4..at + 7` the same counts with x narrowed to slice
+/// `lo..hi` ([`narrowed_count`]).
+pub fn narrow_args() -> Vec<u32> {
+    const CAPABILITY: u16 = 17;
+    const MEMORY_MODEL: u16 = 14;
+    const TYPE_VOID: u16 = 19;
+    const TYPE_FUNCTION: u16 = 33;
+    const RETURN: u16 = 253;
+    const FUNCTION_END: u16 = 56;
+    const BLOCK: u32 = 2;
+    let mut next = 1;
+    let mut id = || {
+        let i = next;
+        next += 1;
+        i
+    };
+    let (void, fn_ty, uint, boolean, words_ty, buffer_ty, buffer_ptr, buffer) =
+        (id(), id(), id(), id(), id(), id(), id(), id());
+    let (push_ty, push_ptr, push, push_uint, buffer_uint, main, label) =
+        (id(), id(), id(), id(), id(), id(), id());
+    let c: Vec<u32> = (0..8).map(|_| id()).collect();
+    let parts = id();
+    let mut m: Vec<Vec<u32>> = vec![inst(CAPABILITY, &[1]), inst(MEMORY_MODEL, &[0, 1])];
+    let mut ep = vec![spirv::GL_COMPUTE, main];
+    ep.extend(
+        b"main\0\0\0\0"
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    m.push(inst(op::ENTRY_POINT, &ep));
+    m.push(inst(
+        op::EXECUTION_MODE,
+        &[main, spirv::LOCAL_SIZE, 1, 1, 1],
+    ));
+    m.push(inst(op::DECORATE, &[words_ty, decoration::ARRAY_STRIDE, 4]));
+    m.push(inst(
+        op::MEMBER_DECORATE,
+        &[buffer_ty, 0, decoration::OFFSET, 0],
+    ));
+    m.push(inst(op::DECORATE, &[buffer_ty, decoration::BUFFER_BLOCK]));
+    m.push(inst(op::DECORATE, &[buffer, decoration::DESCRIPTOR_SET, 0]));
+    m.push(inst(op::DECORATE, &[buffer, decoration::BINDING, 0]));
+    for k in 0..3 {
+        m.push(inst(
+            op::MEMBER_DECORATE,
+            &[push_ty, k, decoration::OFFSET, 4 * k],
+        ));
+    }
+    m.push(inst(op::DECORATE, &[push_ty, BLOCK]));
+    m.push(inst(TYPE_VOID, &[void]));
+    m.push(inst(TYPE_FUNCTION, &[fn_ty, void]));
+    m.push(inst(op::TYPE_INT, &[uint, 32, 0]));
+    m.push(inst(code::TYPE_BOOL, &[boolean]));
+    m.push(inst(op::TYPE_RUNTIME_ARRAY, &[words_ty, uint]));
+    m.push(inst(op::TYPE_STRUCT, &[buffer_ty, words_ty]));
+    m.push(inst(
+        op::TYPE_POINTER,
+        &[buffer_ptr, storage::UNIFORM, buffer_ty],
+    ));
+    m.push(inst(op::TYPE_STRUCT, &[push_ty, uint, uint, uint]));
+    m.push(inst(
+        op::TYPE_POINTER,
+        &[push_ptr, storage::PUSH_CONSTANT, push_ty],
+    ));
+    m.push(inst(
+        op::TYPE_POINTER,
+        &[push_uint, storage::PUSH_CONSTANT, uint],
+    ));
+    m.push(inst(
+        op::TYPE_POINTER,
+        &[buffer_uint, storage::UNIFORM, uint],
+    ));
+    for (k, id) in c.iter().enumerate() {
+        m.push(inst(op::CONSTANT, &[uint, *id, k as u32]));
+    }
+    m.push(inst(op::CONSTANT, &[uint, parts, PARTS]));
+    m.push(inst(op::VARIABLE, &[buffer_ptr, buffer, storage::UNIFORM]));
+    m.push(inst(
+        op::VARIABLE,
+        &[push_ptr, push, storage::PUSH_CONSTANT],
+    ));
+    m.push(inst(op::FUNCTION, &[void, main, 0, fn_ty]));
+    m.push(inst(code::LABEL, &[label]));
+    let mut emit = |opcode: u16, ty: u32, operands: &[u32]| {
+        let r = id();
+        let mut all = vec![ty, r];
+        all.extend_from_slice(operands);
+        m.push(inst(opcode, &all));
+        r
+    };
+    let mut pushed = |k: usize| {
+        let p = emit(op::ACCESS_CHAIN, push_uint, &[push, c[k]]);
+        emit(op::LOAD, uint, &[p])
+    };
+    let (at, lo, hi) = (pushed(0), pushed(1), pushed(2));
+    let word = |emit: &mut dyn FnMut(u16, u32, &[u32]) -> u32, k: usize| {
+        let index = emit(op::I_ADD, uint, &[at, c[k]]);
+        emit(op::ACCESS_CHAIN, buffer_uint, &[buffer, c[0], index])
+    };
+    let p = word(&mut emit, 0);
+    let n = emit(op::LOAD, uint, &[p]);
+    // (n / PARTS) * w + min(max(n % PARTS - lo, 0), w), w = hi - lo.
+    let w = emit(code::I_SUB, uint, &[hi, lo]);
+    let r = emit(code::U_MOD, uint, &[n, parts]);
+    let past = emit(code::U_GREATER_THAN, boolean, &[r, lo]);
+    let d = emit(code::I_SUB, uint, &[r, lo]);
+    let under = emit(code::U_LESS_THAN, boolean, &[d, w]);
+    let d = emit(code::SELECT, uint, &[under, d, w]);
+    let rest = emit(code::SELECT, uint, &[past, d, c[0]]);
+    let q = emit(code::U_DIV, uint, &[n, parts]);
+    let q = emit(op::I_MUL, uint, &[q, w]);
+    let x = emit(op::I_ADD, uint, &[q, rest]);
+    let mut stores = Vec::new();
+    let out = word(&mut emit, 4);
+    stores.push(inst(op::STORE, &[out, x]));
+    for k in 1..3 {
+        let from = word(&mut emit, k);
+        let v = emit(op::LOAD, uint, &[from]);
+        let to = word(&mut emit, k + 4);
+        stores.push(inst(op::STORE, &[to, v]));
+    }
+    m.extend(stores);
+    m.push(inst(RETURN, &[]));
+    m.push(inst(FUNCTION_END, &[]));
+    let mut words = vec![spirv::MAGIC, 0x0001_0000, 0, next, 0];
+    words.extend(m.into_iter().flatten());
+    words
 }
 
 /// Puts a built instruction (its words, the first the count and opcode) through `put`.
@@ -455,22 +791,86 @@ mod tests {
         for id in s.ids {
             assert!(d.iter().any(|x| x.1 == SPEC_ID && x.2 == id));
         }
-        // The rewritten module analyses as the original did, but for reading
-        // gl_NumWorkGroups.
+        // The rewritten module reads and writes what the original did, and reads
+        // gl_NumWorkGroups. (The invocation id facts are lost: the ids are private
+        // variables now.)
         let same = |before: &[u32], after: &[u32]| {
             let (a, b) = (
                 crate::analyse(after, "main").unwrap(),
                 crate::analyse(before, "main").unwrap(),
             );
-            assert_eq!((a.bindings, a.addresses), (b.bindings, b.addresses));
+            let kinds = |a: &crate::Analysis| -> Vec<_> {
+                a.bindings
+                    .iter()
+                    .map(|(k, b)| (*k, b.read, b.written, b.atomics, b.opaque))
+                    .collect()
+            };
+            assert_eq!((kinds(&a), a.addresses), (kinds(&b), b.addresses));
             assert_eq!(a.num_workgroups, 0b111);
         };
         same(&before, &s.words);
+        assert!(s.narrow);
         // Built-ins the module declares are reused, in SPIR-V 1.6 too (every global the
         // entry point uses in its interface).
         let (before, s) = sliced("tiled-slice", TILED);
         builtins_once(&s.words);
         same(&before, &s.words);
+        assert!(s.narrow);
+        // The workgroup size from a specialization constant (`WorkgroupSize`), the global id
+        // through an access chain and loaded whole.
+        let source = "#version 450
+            layout(local_size_x_id = 0) in;
+            layout(set = 0, binding = 0) buffer B { uint b[]; };
+            void main() {
+                uvec3 g = gl_GlobalInvocationID;
+                b[gl_GlobalInvocationID.x] = g.y + gl_WorkGroupID.x;
+            }";
+        let (before, s) = sliced("sized-slice", source);
+        same(&before, &s.words);
+        assert!(s.narrow);
+        // Without any workgroup built-in: nothing to redirect, and narrowing is allowed.
+        let source = "#version 450
+            layout(local_size_x = 4) in;
+            layout(set = 0, binding = 0) buffer B { uint b[]; };
+            void main() { b[gl_LocalInvocationIndex] = 1u; }";
+        let (_, s) = sliced("local-slice", source);
+        assert!(s.narrow);
+    }
+
+    #[test]
+    fn the_narrowing_module_validates() {
+        let words = narrow_args();
+        validate("narrow-args", &words, "vulkan1.0");
+        let a = crate::analyse(&words, "main").unwrap();
+        let b = &a.bindings[&(0, 0)];
+        assert!(b.read && b.written);
+    }
+
+    #[test]
+    fn narrowed_slices_tile_the_grid() {
+        let tilings: [&[(u32, u32)]; 4] = [
+            &[(0, 16)],
+            &[(0, 8), (8, 16)],
+            &[(0, 3), (3, 3), (3, 11), (11, 16)],
+            &[(0, 1), (1, 15), (15, 16)],
+        ];
+        for n in [0, 1, 5, 15, 16, 17, 31, 100, 1024] {
+            for tiling in tilings {
+                let mut seen = vec![0u32; n as usize];
+                for slice in tiling {
+                    let count = narrowed_count(n, *slice);
+                    let mut last = None;
+                    for s in 0..count {
+                        let g = narrowed_group(s, *slice);
+                        assert!(g < n, "n {n} slice {slice:?}: group {g}");
+                        assert!(last.is_none_or(|l| l < g), "in order");
+                        last = Some(g);
+                        seen[g as usize] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|c| *c == 1), "n {n} {tiling:?}: {seen:?}");
+            }
+        }
     }
 
     #[test]
@@ -494,7 +894,7 @@ mod tests {
         }
         let s = workgroup_slice(&words, "main").unwrap();
         validate("spec-slice", &s.words, "vulkan1.1");
-        assert_eq!(s.ids, [FIRST_ID + 1, FIRST_ID + 3]);
+        assert_eq!(s.ids, [FIRST_ID + 1, FIRST_ID + 3, FIRST_ID + 4]);
     }
 
     #[test]

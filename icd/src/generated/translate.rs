@@ -104,6 +104,7 @@ pub unsafe fn fix_blit_image_info2(cx: &Cx, d: *mut vk::BlitImageInfo2) {
 pub unsafe fn fix_buffer_create_info(cx: &Cx, d: *mut vk::BufferCreateInfo) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
+    d.usage = cx.buffer_usage(d.usage);
     d.p_queue_family_indices = cx.queue_family_array(
         d.p_queue_family_indices,
         d.queue_family_index_count as usize,

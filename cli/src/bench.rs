@@ -591,10 +591,11 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
     ] {
         let sliced = &split[key];
         outln!(
-            "    {:<10} indirect, counts written on the GPU (sliced): cpu work {:.3}, wall per submit {:.3}, parts of 16 per member {}, narrowed {}",
+            "    {:<10} indirect, counts written on the GPU (sliced): cpu work {:.3}, wall per submit {:.3}, projected speed-up {}, parts of 16 per member {}, narrowed {}",
             kernel,
             sliced["cpu_work"].as_f64().unwrap_or(f64::NAN),
             sliced["wall"].as_f64().unwrap_or(f64::NAN),
+            sliced["projected_speedup"],
             sliced["parts"],
             sliced["narrowed"]
         );

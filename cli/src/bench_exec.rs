@@ -579,11 +579,14 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
             .unwrap_or_default();
         let narrowed: Option<u64> = line("split by workgroup slices (")
             .and_then(|t| t.split_whitespace().next()?.parse().ok());
+        let projected: Option<f64> =
+            line("projected speed-up ").and_then(|t| t.split_whitespace().next()?.parse().ok());
         Ok(json!({
             "cpu_work": (cpu(&d) > 0.0).then(|| cpu(&f) / cpu(&d)),
             "wall": wall(&f)? / wall(&d)?,
             "parts": parts,
             "narrowed": narrowed,
+            "projected_speedup": projected,
             "size": size,
             "submits": repeat,
         }))
@@ -631,8 +634,9 @@ pub fn compute_split(member: &Path, manifest: &Path, scale: usize) -> Result<Val
              variant of the pipeline that maps its workgroup ids back; cpu_work and wall as \
              above, parts: each member's parts of 16 over all sliced dispatches, narrowed: how \
              many of them were narrowed (the others launch the whole grid on every member, \
-             whose workgroups outside the slice return at once); no projection (those rounds \
-             are not timed: vkfuse does not know the workgroups each ran). \
+             whose workgroups outside the slice return at once); projected_speedup as above, \
+             over the rounds of narrowed dispatches (each member's workgroups read back from \
+             the counts it narrowed; rounds not narrowed are not timed). \
              sliced_indirect_mandelbrot: the same with `kernels --kernel mandelbrot --indirect \
              gpu` (the counts width / 16 x height / 16 written by a dispatch), whose \
              workgroups are heavy. \

@@ -469,6 +469,22 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
             assert_eq!(parts.iter().sum::<u64>(), 6 * 16, "{}", out.dump());
             assert_eq!(narrowed(&out.stderr), Some(6), "{}", out.dump());
+            // The workgroups the members ran, read back from the narrowed counts: every
+            // group of the six dispatches of 1024 once (and the groups of the dispatch that
+            // writes the counts, one per submit, with `gpu`), each member some.
+            let groups = split_groups(&out.stderr).unwrap_or_default();
+            let writers = if writer == "gpu" { 2 } else { 0 };
+            assert_eq!(
+                groups.iter().sum::<u64>(),
+                6 * 1024 + writers,
+                "{}",
+                out.dump()
+            );
+            assert!(
+                groups.iter().all(|g| *g >= 1024),
+                "{groups:?}\n{}",
+                out.dump()
+            );
         }
         // A two-dimensional grid (mandelbrot's 8 x 8 groups, cut along y), on shared memory.
         for (members, _) in runs.iter().filter(|r| r.1 == "host") {
@@ -480,6 +496,15 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             assert_eq!(count, 2, "{}", out.dump());
             assert!(parts.iter().all(|p| *p > 0), "{parts:?}\n{}", out.dump());
             assert_eq!(narrowed(&out.stderr), Some(2), "{}", out.dump());
+            // 8 x 8 groups, twice (and the counts' writer, once per submit, with `gpu`).
+            let groups = split_groups(&out.stderr).unwrap_or_default();
+            let writers = if writer == "gpu" { 2 } else { 0 };
+            assert_eq!(
+                groups.iter().sum::<u64>(),
+                2 * 64 + writers,
+                "{}",
+                out.dump()
+            );
         }
         // A member that cannot narrow: one message, every member launches the whole grid.
         for (members, sharing) in runs.iter().filter(|r| r.1 != "staging") {

@@ -2271,8 +2271,9 @@ struct Splits {
     /// query pool of two timestamps (null where the member does not time compute queues).
     pools: Vec<(usize, u32, vk::CommandPool, Vec<Timed>)>,
     /// Command buffers of rounds that may still run: (done point, pool index, buffer, the
-    /// round's number, the workgroups it runs).
-    pending: Vec<(Edge, usize, Timed, u64, u64)>,
+    /// round's number, the workgroups it runs, the slots of its scratch buffer whose
+    /// narrowed dispatches' workgroups are read back once it is done).
+    pending: Vec<(Edge, usize, Timed, u64, u64, u32)>,
     balance: Option<vkfuse_scheduler::Balances>,
     /// Batches split, their rounds, and workgroups run per member.
     batches: u64,
@@ -2368,7 +2369,14 @@ impl Splits {
             }
             !over
         });
-        for ((m, ..), p, t, round, groups) in done {
+        for ((m, ..), p, t, round, groups, reads) in done {
+            // Narrowed dispatches: the workgroups they ran, read back.
+            let narrowed = match (reads, t.scratch) {
+                (1.., Some(s)) => s.group_counts(reads).unwrap_or(0),
+                _ => 0,
+            };
+            self.groups[m] += narrowed;
+            let groups = groups + narrowed;
             self.pools[p].3.push(t);
             let busy = d.member(m).and_then(|md| busy_ns(d, md, t.queries));
             let Some(k) = self.open.iter().position(|o| o.0 == round) else {
@@ -2509,6 +2517,11 @@ impl Splits {
         self.pending.clear();
     }
 }
+
+/// A member's command buffer of a split round, recorded: member, pool index, the buffer,
+/// the workgroups it runs (known at record time), and the slots of its scratch buffer whose
+/// narrowed workgroups are read back when it is done.
+type Planned = (usize, usize, Timed, u64, u32);
 
 /// A slice of a round timed: member, workgroups, busy nanoseconds.
 type TimedSlice = (usize, u64, u64);
@@ -3067,7 +3080,10 @@ fn submit_split(
     let mut sliced = [0u64; MAX_MEMBERS];
     // Sliced indirect dispatches narrowed (`narrow.rs`).
     let mut narrowed_dispatches = 0u64;
-    let mut plan: Vec<Vec<(usize, usize, Timed, u64)>> = Vec::new();
+    let mut plan: Vec<Vec<Planned>> = Vec::new();
+    // Per round: whether it may be timed although it has sliced dispatches (all narrowed,
+    // their workgroups read back).
+    let mut timed_narrow: Vec<bool> = Vec::new();
     let mut taken: Vec<(usize, Timed)> = Vec::new();
     let mut failed = None;
     // Member `m`'s copies of the images of `imgs` and its packed copies of them, in round
@@ -3145,6 +3161,9 @@ fn submit_split(
                 }
             }
             let mut this = Vec::new();
+            // Whether every member taking part can read its narrowed workgroups back.
+            let mut readable = true;
+            let narrowed_here = narrow.len();
             for (pos, &m) in targets.iter().enumerate() {
                 let Some(md) = d.member(m) else {
                     failed = Some(vk::Result::ERROR_DEVICE_LOST);
@@ -3239,6 +3258,11 @@ fn submit_split(
                         }
                     }
                 }
+                let reads = if t.scratch.is_some_and(|s| s.readable()) {
+                    narrowed.len() as u32
+                } else {
+                    0
+                };
                 // SAFETY: a command buffer of vkfuse's pool, not pending, and its query pool;
                 // the log's handles are live while the application's command buffer is, and
                 // so are the images and their packed copies, and the covers and stages.
@@ -3264,15 +3288,28 @@ fn submit_split(
                     failed = Some(r);
                     break 'record;
                 }
-                this.push((m, p, t, these));
+                readable &= lo >= hi || reads as usize == narrowed_here;
+                this.push((m, p, t, these, reads));
             }
             narrowed_dispatches += narrow.len() as u64;
+            // A round is timed where its sliced dispatches were all narrowed and every
+            // member's workgroups can be read back.
+            let sliced_here = round
+                .dispatches
+                .iter()
+                .filter(|k| {
+                    round.split
+                        && matches!(&log[**k], crate::split::Step::Indirect { sliced: true, .. })
+                })
+                .count();
+            timed_narrow.push(sliced_here == narrow.len() && readable);
             plan.push(this);
         }
     }
-    // Per round, its sliced indirect dispatches. Their rounds are not timed: each member's
-    // busy time includes launching every workgroup of the grid, and the workgroups each ran
-    // are not known (the balance and the projection would take them for work divided).
+    // Per round, its sliced indirect dispatches. Their rounds are not timed unless narrowed:
+    // each member's busy time includes launching every workgroup of the grid, and the
+    // workgroups each ran are not known (the balance and the projection would take them for
+    // work divided). Narrowed ones launch only their slice's, read back when done.
     let sliced_rounds: Vec<u64> = all_rounds
         .iter()
         .map(|(i, r)| {
@@ -3373,7 +3410,7 @@ fn submit_split(
         );
         st = d.exec.state.lock();
         if let Err(e) = r {
-            for (_, p, t, _) in plan.into_iter().flatten() {
+            for (_, p, t, ..) in plan.into_iter().flatten() {
                 st.split.pools[p].3.push(t);
             }
             for (p, t) in join_cb.into_iter().chain(lead_cb) {
@@ -3571,16 +3608,16 @@ fn submit_split(
         // Not a round: back to the pool once done, not timed.
         st.split
             .pending
-            .push(((j, q.done[j], value), p, t, u64::MAX, 0));
+            .push(((j, q.done[j], value), p, t, u64::MAX, 0, 0));
         prev = vec![(j, q.done[j], value)];
     }
     for (r, this) in plan.into_iter().enumerate() {
         st.split.rounds += 1;
         let round = st.split.rounds;
         // Whole rounds on every member (layout changes only, elsewhere) are not timed, nor
-        // are rounds of sliced indirect dispatches.
+        // are rounds of sliced indirect dispatches that were not narrowed.
         if all_rounds[r].1.split
-            && sliced_rounds[r] == 0
+            && (sliced_rounds[r] == 0 || timed_narrow.get(r) == Some(&true))
             && this.iter().all(|x| !x.2.queries.is_null())
         {
             st.split
@@ -3617,7 +3654,7 @@ fn submit_split(
             w
         };
         let mut next = Vec::new();
-        for ((m, p, t, these), wait) in this.into_iter().zip(waits) {
+        for ((m, p, t, these, reads), wait) in this.into_iter().zip(waits) {
             let Some(md) = d.member(m) else {
                 return fail(&mut st, vk::Result::ERROR_DEVICE_LOST);
             };
@@ -3639,7 +3676,7 @@ fn submit_split(
             }
             st.split
                 .pending
-                .push(((m, q.done[m], value), p, t, round, these));
+                .push(((m, q.done[m], value), p, t, round, these, reads));
             st.placed[m] += 1;
             next.push((m, q.done[m], value));
         }
@@ -3684,7 +3721,7 @@ fn submit_split(
         // Not a round: back to the pool once done, not timed.
         st.split
             .pending
-            .push(((j, q.done[j], value), p, t, u64::MAX, 0));
+            .push(((j, q.done[j], value), p, t, u64::MAX, 0, 0));
     }
     // The images the batch may write: `j`'s copy holds them, and so does their packed copy
     // there, now their latest contents.

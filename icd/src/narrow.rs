@@ -168,6 +168,9 @@ pub struct Scratch {
     memory: vk::DeviceMemory,
     pool: vk::DescriptorPool,
     set: vk::DescriptorSet,
+    /// Where the memory is mapped (host-visible and coherent memory, mapped for good), as
+    /// an address; 0 where it is not host-visible.
+    mapped: usize,
 }
 
 impl Scratch {
@@ -202,6 +205,7 @@ impl Scratch {
             memory: vk::DeviceMemory::null(),
             pool: vk::DescriptorPool::null(),
             set: vk::DescriptorSet::null(),
+            mapped: 0,
         };
         let size = u64::from(SLOTS) * SLOT_BYTES;
         let made = (|| {
@@ -223,18 +227,19 @@ impl Scratch {
                 req_f(md.handle, s.buffer, &mut req);
                 let mut props = vk::PhysicalDeviceMemoryProperties::default();
                 props_f(pm.handle, &mut props);
+                // Host-visible and coherent memory where there is some (the counts are read
+                // back to time the round: `group_counts`), device-local where possible.
                 let allowed = |t: &u32| req.memory_type_bits & (1 << *t) != 0;
-                let local = |t: &u32| {
-                    props.memory_types[*t as usize]
-                        .property_flags
-                        .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+                let has = |t: u32, f: vk::MemoryPropertyFlags| {
+                    props.memory_types[t as usize].property_flags.contains(f)
                 };
+                let host =
+                    vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+                let local = vk::MemoryPropertyFlags::DEVICE_LOCAL;
                 let types = 0..props.memory_type_count.min(vk::MAX_MEMORY_TYPES as u32);
-                let ty = types
-                    .clone()
-                    .filter(allowed)
-                    .find(local)
-                    .or_else(|| types.clone().find(allowed))
+                let ty = [host | local, host, local, vk::MemoryPropertyFlags::empty()]
+                    .into_iter()
+                    .find_map(|f| types.clone().filter(allowed).find(|t| has(*t, f)))
                     .ok_or("no memory type for a storage and indirect buffer")?;
                 let ai = vk::MemoryAllocateInfo {
                     allocation_size: req.size,
@@ -249,6 +254,20 @@ impl Scratch {
                     bind_f(md.handle, s.buffer, s.memory, 0),
                     "vkBindBufferMemory",
                 )?;
+                if let (true, Some(map_f)) = (has(ty, host), f.map_memory) {
+                    let mut p = std::ptr::null_mut();
+                    let r = map_f(
+                        md.handle,
+                        s.memory,
+                        0,
+                        vk::WHOLE_SIZE,
+                        vk::MemoryMapFlags::empty(),
+                        &mut p,
+                    );
+                    if r == vk::Result::SUCCESS {
+                        s.mapped = p as usize;
+                    }
+                }
                 let size_of = vk::DescriptorPoolSize {
                     ty: vk::DescriptorType::STORAGE_BUFFER,
                     descriptor_count: 1,
@@ -294,6 +313,31 @@ impl Scratch {
         self.buffer
     }
 
+    /// The workgroups the narrowed dispatches of slots `0..slots` ran, read back once the
+    /// command buffer finished; `None` where the memory is not host-visible.
+    pub fn group_counts(&self, slots: u32) -> Option<u64> {
+        if self.mapped == 0 {
+            return None;
+        }
+        let mut sum = 0u64;
+        for slot in 0..slots.min(SLOTS) {
+            let at = self.mapped + args_offset(slot) as usize;
+            let mut c = [0u32; 3];
+            for (k, v) in c.iter_mut().enumerate() {
+                // SAFETY: inside the mapped buffer of SLOTS slots; coherent memory the
+                // finished command buffer wrote (its writes made visible to the host).
+                *v = unsafe { std::ptr::read_volatile((at as *const u32).add(k)) };
+            }
+            sum += c.iter().map(|n| u64::from(*n)).product::<u64>();
+        }
+        Some(sum)
+    }
+
+    /// Whether the counts can be read back ([`Scratch::group_counts`]).
+    pub fn readable(&self) -> bool {
+        self.mapped != 0
+    }
+
     /// Destroys what was made (no pending work uses it).
     pub fn destroy(&self, md: &MemberDevice) {
         let f = &md.fns;
@@ -306,6 +350,7 @@ impl Scratch {
             if let (false, Some(g)) = (self.buffer.is_null(), f.destroy_buffer) {
                 g(md.handle, self.buffer, std::ptr::null());
             }
+            // Freeing the memory unmaps it.
             if let (false, Some(g)) = (self.memory.is_null(), f.free_memory) {
                 g(md.handle, self.memory, std::ptr::null());
             }
@@ -426,14 +471,15 @@ pub unsafe fn record_args(
             );
             dispatch(cb, 1, 1, 1);
         }
+        // To the indirect dispatches, and to the host, which reads the counts back.
         global(
             (
                 vk::PipelineStageFlags::COMPUTE_SHADER,
                 vk::AccessFlags::SHADER_WRITE,
             ),
             (
-                vk::PipelineStageFlags::DRAW_INDIRECT,
-                vk::AccessFlags::INDIRECT_COMMAND_READ,
+                vk::PipelineStageFlags::DRAW_INDIRECT | vk::PipelineStageFlags::HOST,
+                vk::AccessFlags::INDIRECT_COMMAND_READ | vk::AccessFlags::HOST_READ,
             ),
         );
     }

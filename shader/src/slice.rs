@@ -259,6 +259,10 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
         let ty = var_types.get(&var).and_then(|t| pointees.get(t));
         ty == Some(&(storage::INPUT, v3))
     });
+    // From SPIR-V 1.4 every entry point lists the globals it uses: another entry point
+    // using the built-ins would have to list the private variables too.
+    let entry_points = insts.iter().filter(|i| i.op == op::ENTRY_POINT).count();
+    narrow &= entry_points == 1 || words[1] < 0x0001_0400;
     // The pointee types of access chains into them, which become private pointers.
     let mut chained: Vec<u32> = Vec::new();
     for i in &insts {

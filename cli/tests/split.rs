@@ -445,9 +445,9 @@ fn indirect_args(writer: &str) -> [&str; 8] {
 /// `compute_split` every member runs only its slice of the workgroups, with a variant of the
 /// pipeline, narrowed: dispatched from counts vkfuse computes on the device. Both pairs,
 /// shared, mirrored and staged memory, against lavapipe direct with validation (and
-/// mandelbrot's two-dimensional grid, shared). With a member that cannot narrow, every
-/// member launches the whole grid and its variant returns outside the slice. `hybrid` cannot
-/// weigh them and runs them whole.
+/// mandelbrot's two-dimensional grid, shared). With a member that cannot narrow, or a shader
+/// that reads `gl_NumWorkGroups.x`, every member launches the whole grid and its variant
+/// returns outside the slice. `hybrid` cannot weigh them and runs them whole.
 #[test]
 fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
     let test = "indirect_dispatches_with_counts_written_in_the_batch_split_by_slices";
@@ -505,6 +505,20 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
                 "{}",
                 out.dump()
             );
+        }
+        // A shader that reads gl_NumWorkGroups.x (`--checked`) is sliced but not narrowed: a
+        // narrowed slice would see its own count and skip most of its workgroups (narrowing
+        // it anyway makes the result differ).
+        for (members, sharing) in runs.iter().filter(|r| r.1 != "staging") {
+            let checked: Vec<&str> = args.iter().copied().chain(["--checked"]).collect();
+            let out = check("saxpy", &checked, members, &[("VKFUSE_SHARING", sharing)]);
+            assert_eq!(
+                sliced_parts(&out.stderr).map(|s| s.0),
+                Some(6),
+                "{}",
+                out.dump()
+            );
+            assert_eq!(narrowed(&out.stderr), Some(0), "{}", out.dump());
         }
         // A member that cannot narrow: one message, every member launches the whole grid.
         for (members, sharing) in runs.iter().filter(|r| r.1 != "staging") {

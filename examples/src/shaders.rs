@@ -34,6 +34,8 @@ pub const RECT_VERT: &[u8] = spirv!("rect.vert");
 pub const RECT_FRAG: &[u8] = spirv!("rect.frag");
 /// `saxpy.comp`: `kernels --kernel saxpy`.
 pub const SAXPY_COMP: &[u8] = spirv!("saxpy.comp");
+/// `saxpy-checked.comp`: `kernels --kernel saxpy --checked` (reads `gl_NumWorkGroups.x`).
+pub const SAXPY_CHECKED_COMP: &[u8] = spirv!("saxpy-checked.comp");
 /// `mandelbrot.comp`: `kernels --kernel mandelbrot`.
 pub const MANDELBROT_COMP: &[u8] = spirv!("mandelbrot.comp");
 /// `matmul.comp`: `kernels --kernel matmul` (shared memory tiles).

@@ -12,7 +12,9 @@
 //!   written by the host before recording, by `vkCmdUpdateBuffer` in the command buffer, or
 //!   by a dispatch before them in the command buffer (`groups.comp`);
 //!   `--host-signal`: x holds zeros when each submit is made, and the host writes it and then
-//!   signals the timeline value the submit waits for;
+//!   signals the timeline value the submit waits for; `--checked`: each invocation also
+//!   checks that its workgroup lies inside the grid (`gl_NumWorkGroups.x`, which a slice
+//!   launching only its own workgroups would see changed);
 //!
 //! - `mandelbrot`: escape counts of a 2D grid (one dispatch of 16x16 groups), in fixed point
 //!   so that every driver gives the same counts; checked against the same arithmetic on the
@@ -50,7 +52,7 @@ const USAGE: &str = "\
 usage: kernels --kernel saxpy|mandelbrot|matmul|histogram|compact|filter|chain|mix [--size N]
                [--repeat R] [--steps S] [--batches B] [--indirect host|update|gpu] [--clear]
                [--seed K] [--host-signal] [--sampled] [--in-batch] [--blit]
-               [--secondary]
+               [--secondary] [--checked]
                [--json] [--validation]
 
 Runs one compute kernel: one command buffer of dispatches, submitted R times (default 1) with
@@ -69,6 +71,8 @@ and the time per submit on stderr.
   --seed K      mix: the sequence's seed (default 1)
   --host-signal saxpy: each submit waits for a timeline semaphore value that the host
                 signals after the submit, once it has written x (zeros until then)
+  --checked     saxpy: each invocation also checks that its workgroup id is below
+                gl_NumWorkGroups.x (always true), so the shader reads the group count
   --sampled     filter: the source is a sampled image (texelFetch) in
                 SHADER_READ_ONLY_OPTIMAL
   --in-batch    filter: the command buffer of the dispatch also moves the output from
@@ -238,7 +242,11 @@ fn run(mut args: Args) -> Result<Report> {
     let in_batch = args.flag("--in-batch");
     let blit = args.flag("--blit");
     let in_secondary = args.flag("--secondary");
+    let checked = args.flag("--checked");
     args.finish()?;
+    if checked && kernel != "saxpy" {
+        return Err("--checked: saxpy only".into());
+    }
     if blit && !(kernel == "filter" && in_batch) {
         return Err("--blit: filter with --in-batch".into());
     }
@@ -419,11 +427,12 @@ fn run(mut args: Args) -> Result<Report> {
                 host_buffer(&ctx, &f32_bytes(&y0))?,
             );
 
-            let k = ctx.create_compute_kernel(
-                vkfuse_examples::shaders::SAXPY_COMP,
-                8,
-                &[whole(&xb), whole(&yb)],
-            )?;
+            let shader = if checked {
+                vkfuse_examples::shaders::SAXPY_CHECKED_COMP
+            } else {
+                vkfuse_examples::shaders::SAXPY_COMP
+            };
+            let k = ctx.create_compute_kernel(shader, 8, &[whole(&xb), whole(&yb)])?;
             let a = 3.0f32;
             let mut push = f32_bytes(&[a]);
             push.extend(u32_bytes(&[n]));

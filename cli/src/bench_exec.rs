@@ -327,15 +327,15 @@ pub fn image_handoff(
         .collect();
     Ok(Some(json!({
         "tier": "images copied as images between members of different drivers: out of the \
-                 writer's copy into a staging buffer in host memory both members import \
-                 (vkCmdCopyImageToBuffer at the end of the writing batch), into the reader's copy \
-                 (vkCmdCopyBufferToImage at the start of the reading batch)",
+                 writer's copy into a staging buffer (vkCmdCopyImageToBuffer in a submit of its \
+                 own on the writer when the reading batch is submitted: lazy copies), into the \
+                 reader's copy (vkCmdCopyBufferToImage at the start of the reading batch)",
         "sizes": rows,
         "method": format!(
             "bench-handoff --image through vkfuse over {m} and {s} with \
              VKFUSE_STRATEGY=round_robin: a batch on {m} clears an R8G8B8A8_UINT image of S bytes \
-             (write_ns, vkQueueSubmit to fence, median of 3, which includes the copy out), then \
-             a batch on {s} copies its last texel out (read_ns, which includes the copy in; \
+             (write_ns, vkQueueSubmit to fence, median of 3), then a batch on {s} copies its \
+             last texel out (read_ns, which includes the copy out on {m} and the copy in; \
              checked). The same on {m} directly (direct_write_ns, direct_read_ns: no copies). \
              extra_ns = (write_ns + read_ns) - (direct_write_ns + direct_read_ns); memcpy_ns: the \
              same S bytes copied on the host in the fused process; throughput_ratio = memcpy_ns \

@@ -1078,17 +1078,26 @@ fn images_move_between_drivers() {
 
 /// Images between drivers survive the loss of either member: `image-chain` on lavapipe +
 /// SwiftShader under `round_robin`, with member 1 lost at its 3rd submission and, in another
-/// run, member 0 (the primary) at its 4th. Every image a finished batch wrote was copied out
-/// into host memory, so the run goes on on the other member with the result of lavapipe direct.
+/// run, member 0 (the primary) at its 4th. With lazy copies (the default) each image a
+/// finished batch of the lost member wrote had been copied out for the other member's next
+/// round, which reads it; with `VKFUSE_IMAGE_COPIES=eager` every one was copied out into host
+/// memory. Either way the run goes on on the other member with the result of lavapipe direct.
 #[test]
 fn member_loss_with_images() {
     let Some(members) = lvp_sw("member_loss_with_images") else {
         return;
     };
     let reference = direct_result("image-chain", &lavapipe());
-    for (fault, lost) in [("submit:1:3", 1), ("submit:0:4", 0)] {
+    let runs = [
+        ("submit:1:3", 1, "lazy"),
+        ("submit:0:4", 0, "lazy"),
+        ("submit:1:3", 1, "eager"),
+        ("submit:0:4", 0, "eager"),
+    ];
+    for (fault, lost, copies) in runs {
         let mut cmd = placed_cmd("image-chain", &members, "round_robin");
-        cmd.env("VKFUSE_FAULT", fault);
+        cmd.env("VKFUSE_FAULT", fault)
+            .env("VKFUSE_IMAGE_COPIES", copies);
         let out = run(&mut cmd);
         if out.status.code() == Some(3) {
             panic!("validation layer messages:\n{}", out.dump());
@@ -1105,6 +1114,56 @@ fn member_loss_with_images() {
         let (_, copied_in) = image_copies(&out.stderr);
         assert!(copied_in >= 1, "no image crossed: {}", out.dump());
     }
+}
+
+/// Lazy image copies: an image's latest contents stay in the copy of the member that wrote
+/// them until another member needs them. `offscreen` on lavapipe + SwiftShader under
+/// `round_robin` uploads its texture on member 0 and draws on member 1, so member 0 copies
+/// the texture out first. Lost at that copy (`VKFUSE_FAULT=copyout:0:1`), it takes the only
+/// copy of the texture with it: the draw that needs it loses the fused device, with one
+/// message and a clean `VK_ERROR_DEVICE_LOST`, no crash. With `VKFUSE_IMAGE_COPIES=eager`
+/// the upload copied the texture out at once, no copy out is made later, and the run equals
+/// lavapipe direct.
+#[test]
+fn lazy_image_copies_lose_the_device_only_for_images_needed() {
+    let Some(members) = lvp_sw("lazy_image_copies_lose_the_device_only_for_images_needed") else {
+        return;
+    };
+    let mut cmd = placed_cmd("offscreen", &members, "round_robin");
+    cmd.env("VKFUSE_FAULT", "copyout:0:1");
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("lost (VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its copy out 1)"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.stderr
+            .matches("a batch needs an image whose latest contents were lost")
+            .count(),
+        1,
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr.contains("device has been lost"),
+        "{}",
+        out.dump()
+    );
+    let reference = direct_result("offscreen", &lavapipe());
+    let mut cmd = placed_cmd("offscreen", &members, "round_robin");
+    cmd.env("VKFUSE_FAULT", "copyout:0:1")
+        .env("VKFUSE_IMAGE_COPIES", "eager");
+    let out = run(&mut cmd);
+    if out.status.code() == Some(3) {
+        panic!("validation layer messages:\n{}", out.dump());
+    }
+    out.assert_success();
+    assert!(!out.stderr.contains("lost"), "{}", out.dump());
+    let got = example_result(&out.stdout).expect("result line");
+    assert_eq!(got.result, reference.result, "{}", out.dump());
 }
 
 /// Compute pipelines are analysed as they are created (with debug logging, on several

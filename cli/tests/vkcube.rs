@@ -23,6 +23,17 @@ fn vkcube_with(
     strategy: &str,
     extra: &[&str],
 ) -> Option<Output> {
+    vkcube_env(test, members, (residency, strategy), extra, &[])
+}
+
+/// [`vkcube_with`], with more environment variables for vkfuse.
+fn vkcube_env(
+    test: &str,
+    members: &[PathBuf],
+    (residency, strategy): (&str, &str),
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Option<Output> {
     let (Some(xvfb_run), Some(_), Some(_)) = (which("xvfb-run"), which("Xvfb"), which("xauth"))
     else {
         skip(
@@ -40,7 +51,8 @@ fn vkcube_with(
         .args(extra)
         .env("VKFUSE_RESIDENCY", residency)
         .env("VKFUSE_STRATEGY", strategy)
-        .env("VKFUSE_LOG", "info");
+        .env("VKFUSE_LOG", "info")
+        .envs(env.iter().copied());
     if validation_layer_present() {
         // vkcube registers no debug messenger without --validate, so the layer logs to stdout.
         cmd.env("VK_INSTANCE_LAYERS", "VK_LAYER_KHRONOS_validation");
@@ -100,39 +112,59 @@ fn frames_alternate(out: &Output) {
 }
 
 /// Lavapipe and SwiftShader under `afr`, vkcube's texture in an optimally tiled image
-/// (`--use_staging`): frames alternate, and each frame's depth buffer and texture are copied
-/// as images between the drivers. The depth buffer starts every frame's render pass in
-/// `UNDEFINED` (its contents discarded), so it is copied out after every frame but never in:
-/// only the texture is copied in, once, to the second member.
+/// (`--use_staging`): frames alternate, and the depth buffer and texture are images copied
+/// between the drivers. The depth buffer starts every frame's render pass in `UNDEFINED`
+/// (its contents discarded), so no member ever needs another's: with lazy copies (the
+/// default) only the texture is copied out, once, when the second member first needs it,
+/// and copied in there. With `VKFUSE_IMAGE_COPIES=eager` every frame's depth buffer is
+/// copied out too, and still never in.
 #[test]
 fn vkcube_afr_lavapipe_swiftshader_discards_its_depth_buffer() {
     let test = "vkcube_afr_lavapipe_swiftshader_discards_its_depth_buffer";
     let Some(sw) = swiftshader(test) else {
         return;
     };
-    let Some(out) = vkcube_with(test, &[lavapipe(), sw], "all", "afr", &["--use_staging"]) else {
+    // "<out> copied out, <in> copied in (<k> of their <t> subresource(s))"
+    let copies = |out: &Output| -> Vec<u64> {
+        let line = out
+            .stderr
+            .lines()
+            .find_map(|l| {
+                l.split("images copied between members of different drivers: ")
+                    .nth(1)
+            })
+            .unwrap_or_else(|| panic!("no image copies\n{}", out.dump()));
+        let n: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(n.len() >= 2, "{line}");
+        n
+    };
+    let members = [lavapipe(), sw];
+    let Some(out) = vkcube_with(test, &members, "all", "afr", &["--use_staging"]) else {
         return;
     };
     frames_alternate(&out);
-    let copies = out
-        .stderr
-        .lines()
-        .find_map(|l| {
-            l.split("images copied between members of different drivers: ")
-                .nth(1)
-        })
-        .unwrap_or_else(|| panic!("no image copies\n{}", out.dump()));
-    let n: Vec<u64> = copies
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    // "<out> copied out, <in> copied in (<k> of their <t> subresource(s))"
-    assert!(n.len() >= 2, "{copies}");
+    let n = copies(&out);
+    assert_eq!(
+        n[..2],
+        [1, 1],
+        "only the texture crosses, once:\n{}",
+        out.dump()
+    );
+    let eager = [("VKFUSE_IMAGE_COPIES", "eager")];
+    let Some(out) = vkcube_env(test, &members, ("all", "afr"), &["--use_staging"], &eager) else {
+        return;
+    };
+    frames_alternate(&out);
+    let n = copies(&out);
     assert!(
         n[0] >= 14,
-        "the depth buffer was not copied out per frame: {copies}"
+        "the depth buffer was not copied out per frame:\n{}",
+        out.dump()
     );
-    assert_eq!(n[1], 1, "only the texture is copied in: {copies}");
+    assert_eq!(n[1], 1, "only the texture is copied in:\n{}", out.dump());
 }
 
 #[test]

@@ -50,6 +50,20 @@ pub enum Sharing {
     Staging,
 }
 
+/// When an image copied between drivers (`images.rs`) goes from the member that wrote it to
+/// the host.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ImageCopies {
+    /// Only when a batch on another member needs it: a copy out on the writer then, before
+    /// that batch (`VKFUSE_IMAGE_COPIES=lazy`, the default). An image nobody else reads, a
+    /// render target cleared every frame say, is never copied; a member lost while it alone
+    /// holds an image's latest contents loses the device.
+    Lazy,
+    /// After every batch that may write it (`VKFUSE_IMAGE_COPIES=eager`): the host always
+    /// holds every image's latest contents, so losing a member loses no image.
+    Eager,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub icds: Option<Vec<PathBuf>>,
@@ -59,6 +73,7 @@ pub struct Config {
     pub mask: Option<u64>,
     pub faults: Vec<Fault>,
     pub sharing: Sharing,
+    pub image_copies: ImageCopies,
 }
 
 impl Config {
@@ -113,13 +128,13 @@ fn parse_faults(v: &str) -> Vec<Fault> {
                 None,
                 2,
             )
-            | (what @ ("submit" | "alloc"), Some(member), Some(_), 3) => out.push(Fault {
+            | (what @ ("submit" | "alloc" | "copyout"), Some(member), Some(_), 3) => out.push(Fault {
                 what: what.into(),
                 member,
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `narrow:M`, `submit:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `narrow:M`, `submit:M:N`, `copyout:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }
@@ -260,6 +275,17 @@ impl Config {
                 }
             },
         };
+        let image_copies = match setting(&["VKFUSE_IMAGE_COPIES"], &file, "image_copies") {
+            None => ImageCopies::Lazy,
+            Some((v, from)) => match v.trim() {
+                "lazy" => ImageCopies::Lazy,
+                "eager" => ImageCopies::Eager,
+                _ => {
+                    crate::warn!("{from}={v:?} is not `lazy` or `eager`; using lazy");
+                    ImageCopies::Lazy
+                }
+            },
+        };
         let faults = std::env::var("VKFUSE_FAULT")
             .map(|v| parse_faults(&v))
             .unwrap_or_default();
@@ -271,6 +297,7 @@ impl Config {
             mask,
             faults,
             sharing,
+            image_copies,
         }
     }
 }

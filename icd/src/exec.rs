@@ -82,6 +82,10 @@ struct State {
     pin: Option<usize>,
     /// Batches submitted per member (`VKFUSE_FAULT=submit:M:N`).
     submits: [u64; MAX_MEMBERS],
+    /// Lazy image copies out made per member for another member (`VKFUSE_FAULT=copyout:M:N`).
+    copyouts: [u64; MAX_MEMBERS],
+    /// Images whose latest contents the last member lost took with it (`tracker_loses`).
+    poisoned: usize,
     /// Per member: the last value handed out for its bridge semaphore.
     bridge_next: [u64; MAX_MEMBERS],
     /// Per fused queue (address): its done semaphores and the last value signalled on each.
@@ -298,6 +302,11 @@ impl Exec {
         self.lost_members.load(Ordering::Acquire) & (1 << m) != 0
     }
 
+    /// The fused device is lost (data it needs was lost with a member: `images.rs`).
+    pub fn set_lost(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
     /// Whether the fused device is lost.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
@@ -318,6 +327,8 @@ impl State {
             placer,
             pin: None,
             submits: [0; MAX_MEMBERS],
+            copyouts: [0; MAX_MEMBERS],
+            poisoned: 0,
             bridge_next: [0; MAX_MEMBERS],
             points: Vec::new(),
             timelines: HashMap::new(),
@@ -946,6 +957,7 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
         .filter(|x| alive_mask(d) & (1 << x) != 0)
         .collect();
     let mut lost_data = None;
+    st.poisoned = 0;
     if !unfinished {
         // Its finished batches' changes to mirrored memory are read from its copies while they
         // can be: the shadows hold what it alone held.
@@ -970,7 +982,11 @@ fn lose_member(d: &Device, st: &mut State, m: usize, why: &str) -> Result<(), vk
         d.exec.lost.store(true, Ordering::Release);
         return Err(vk::Result::ERROR_DEVICE_LOST);
     }
-    crate::warn!("member {m} lost ({why}); every resource survives on members {survivors:?}; continuing on them");
+    if std::mem::take(&mut st.poisoned) > 0 {
+        crate::warn!("member {m} lost ({why}); every resource but those images survives on members {survivors:?}; continuing on them");
+    } else {
+        crate::warn!("member {m} lost ({why}); every resource survives on members {survivors:?}; continuing on them");
+    }
     Ok(())
 }
 
@@ -1037,12 +1053,37 @@ fn tracker_loses(d: &Device, st: &mut State, m: usize) -> Option<String> {
         .lost
         .iter()
         .partition(|(id, _)| st.mirrors.contains_key(id));
+    // Images copied between drivers whose latest contents only `m` held (lazy copies): lost,
+    // but only a batch that needs them loses the device; one that discards them (a render
+    // target cleared every frame, say) goes on (`images::lose`).
+    let known = d.exec.images.lock();
+    let mut poisoned = std::collections::BTreeSet::new();
+    let mut other = Vec::new();
+    for (id, r) in images {
+        match known.get(&id) {
+            Some(img) => {
+                crate::images::lose(img, m, r);
+                poisoned.insert(id);
+            }
+            None => other.push(id),
+        }
+    }
+    drop(known);
+    st.poisoned = poisoned.len();
+    if !poisoned.is_empty() {
+        crate::warn!(
+            "member {m} alone held the latest contents of {} image(s): they are lost, and a batch that needs them before discarding them loses the fused device",
+            poisoned.len()
+        );
+    }
+    if mirrored.is_empty() && other.is_empty() {
+        return None;
+    }
     Some(format!(
         "it alone held the latest contents of {} range(s) of mirrored memory and {} image(s)",
         mirrored.len(),
-        images
+        other
             .iter()
-            .map(|(id, _)| *id)
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     ))
@@ -1658,6 +1699,101 @@ fn stage_for(
         }
     }
     Ok((stages, rec, images))
+}
+
+/// Lazy image copies (`images.rs`): copies out, on their holders, the images `held` (whose
+/// latest contents only the holder's copy has) that a batch needs elsewhere. Per holder one
+/// command buffer (its staging epilogue) in a submit of its own on the holder's queue of `q`,
+/// after the batches that wrote them (through the bridge where one ran on another queue of
+/// the holder); the images' latest contents are then on the host as well, as if their writers
+/// had copied them out. Returns the copies' done points, which the batch must wait for.
+fn publish_images(
+    d: &Device,
+    st: &mut State,
+    q: &Queue,
+    held: Vec<crate::images::Held>,
+) -> Result<Vec<Edge>, vk::Result> {
+    let shared = d.exec.import_align != 0;
+    let mut by_holder: Vec<(usize, Vec<crate::images::Held>)> = Vec::new();
+    for h in held {
+        match by_holder.iter_mut().find(|(m, _)| *m == h.holder) {
+            Some((_, list)) => list.push(h),
+            None => by_holder.push((h.holder, vec![h])),
+        }
+    }
+    let mut done_points = Vec::new();
+    for (i, list) in by_holder {
+        // `VKFUSE_FAULT=copyout:M:N`: the holder is lost at its Nth copy out, with the
+        // images it alone holds (a batch that needs them then loses the device).
+        st.copyouts[i] += 1;
+        if crate::config::Config::get().fault_at("copyout", i, st.copyouts[i]) {
+            let why = format!(
+                "VKFUSE_FAULT: VK_ERROR_DEVICE_LOST at its copy out {}",
+                st.copyouts[i]
+            );
+            crate::warn!("member {i}: {why}");
+            lose_member(d, st, i, &why)?;
+            continue;
+        }
+        let md = d.member(i).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
+        let family = crate::conv::queue_family(&md.maps, q.family);
+        let mut outs = Vec::new();
+        for h in &list {
+            let stage = d
+                .staging
+                .stage(d, i, RangeSet::of(Range::at(0, h.size)), false, shared)?;
+            outs.push(crate::staging::ImageTransfer {
+                image: h.member_image,
+                stage,
+                regions: h.regions.clone(),
+            });
+        }
+        let rec = d
+            .staging
+            .record(d, i, family, &[], &[], None, (&[], &outs))?;
+        let Some(cb) = rec.epilogue else {
+            continue;
+        };
+        let writers: Vec<Edge> = list.iter().map(|h| h.written).collect();
+        let waits = unfinished(d, i, q.done[i], writers);
+        let bridge = bridge_on(d, st, i, waits)?;
+        if let Err(r) = submit_internal_bridged(d, st, q, i, &[], bridge, &[cb], &[]) {
+            d.staging.launched(rec, (i, q.done[i], 0));
+            return Err(r);
+        }
+        let done: Edge = (i, q.done[i], queue_entry(st, q).2[i]);
+        d.staging.launched(rec, done);
+        // Every later batch that touches the images waits for the copy, as for a batch that
+        // wrote them: one that copies them in reads its stage, and a later writer on another
+        // queue of the holder must not change them under it.
+        let mut access = crate::access::AccessSet::default();
+        for h in &list {
+            let all = RangeSet::of(Range::at(0, h.image.unit_count()));
+            access.memory.insert(
+                h.image.raw,
+                crate::access::Use {
+                    touched: all.clone(),
+                    written: all,
+                },
+            );
+        }
+        record_touches(d, st, &access, done);
+        let count = list.len();
+        for (h, out) in list.into_iter().zip(outs) {
+            if let Err(e) = crate::images::published(h, &mut st.coherence, out.stage) {
+                if !st.coherence_failed {
+                    st.coherence_failed = true;
+                    crate::warn!(
+                        "member {i}: the coherence tracker refused an image's copy out ({e})"
+                    );
+                }
+            }
+        }
+        st.image_copies.1 += count as u64;
+        crate::debug!("member {i}: {count} image(s) copied out for a batch on another member");
+        done_points.push(done);
+    }
+    Ok(done_points)
 }
 
 /// What [`stage_for`] made for a batch: per mirrored allocation its stages, the transfer
@@ -2628,6 +2764,26 @@ fn submit_split(
     // Images copied between drivers (keys of their own, `access.rs`): each member's slices go
     // between its copy and a packed copy of its own in host memory, merged on the bridge.
     let mut split_images: Vec<crate::images::SplitImage> = Vec::new();
+    // Lazy image copies: images whose latest contents only one member holds go to the host
+    // first (each member's slices start from a packed copy there); the first round waits for
+    // those copies.
+    let mut published: Vec<Edge> = Vec::new();
+    if why.is_none() && d.exec.import_align != 0 {
+        let held =
+            crate::images::held_for(d, &st.coherence, &st.image_binds, &access, &[], Site::HOST);
+        if !held.is_empty() {
+            match publish_images(d, &mut st, q, held) {
+                Ok(e) => published = e,
+                Err(r) => {
+                    why = Some(if r == vk::Result::ERROR_DEVICE_LOST {
+                        "a member holding an image it touches is lost"
+                    } else {
+                        "an image it touches could not be copied out of the member holding it"
+                    })
+                }
+            }
+        }
+    }
     // Members left out of the batch: they share another member's copy of an image.
     let mut sharing_copies: Vec<usize> = Vec::new();
     if why.is_none() {
@@ -3559,6 +3715,7 @@ fn submit_split(
         }
     };
     let mut prev: Vec<Edge> = data_edges(&st, &access);
+    prev.extend(published.iter().copied());
     prev.extend(gate.iter().copied());
     if merge.is_some() {
         // Every member's copies are written before the first round: after all earlier work.
@@ -3859,6 +4016,24 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }))
     };
+    // Lazy image copies: images whose latest contents only another member holds are copied
+    // out there first; the batch waits for those copies.
+    let held = match Site::member(j) {
+        Some(site) => crate::images::held_for(
+            d,
+            &st.coherence,
+            &st.image_binds,
+            &access,
+            &transitions,
+            site,
+        ),
+        None => Vec::new(),
+    };
+    let published = if held.is_empty() {
+        Vec::new()
+    } else {
+        publish_images(d, &mut st, q, held)?
+    };
     let (j, (stages, transfers, images)) = match stage_for(
         d,
         &st,
@@ -3868,6 +4043,8 @@ fn submit_multi(
         true,
     ) {
         Ok(x) => (j, x),
+        // Data the batch needs was lost with a member (`images.rs`): said there.
+        Err(r) if r == vk::Result::ERROR_DEVICE_LOST && d.exec.is_lost() => return Err(r),
         Err(r) => {
             let alive = alive_mask(d);
             let bound = st.pin.is_some()
@@ -3935,6 +4112,7 @@ fn submit_multi(
         move_signal_points(&mut st, &batches, gate_point, next_done);
     }
     let mut explicit = placed.signalled_by;
+    explicit.extend(published);
     // Binary semaphores signalled elsewhere are consumed where they were signalled, by a batch
     // that also signals that member's done point, which this batch then waits for.
     for (i, sem) in &placed.consume {
@@ -4237,7 +4415,8 @@ fn submit_multi(
     record_touches(d, &mut st, &access, (j, done_point.0, done_point.1));
     if !images.is_empty() {
         let (taken, of) = images.subresources_in;
-        let (copied_in, copied_out) = match images.commit(&mut st.coherence, j) {
+        let done = (j, done_point.0, done_point.1);
+        let (copied_in, copied_out) = match images.commit(&mut st.coherence, j, done) {
             Ok(n) => n,
             Err(e) => {
                 if !st.coherence_failed {

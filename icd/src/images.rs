@@ -50,6 +50,7 @@ use vkfuse_memory::{
 
 use crate::access::AccessSet;
 use crate::layout::Transition;
+use crate::mirror::Edge;
 use crate::object::{Device, ObjectBase};
 use crate::staging::{ImageRegion, ImageTransfer, Stage};
 use crate::MAX_MEMBERS;
@@ -72,8 +73,18 @@ struct State {
     /// Per subresource (aspect, mip level, array layer): its layout after the batches
     /// submitted so far.
     layouts: Vec<vk::ImageLayout>,
-    /// The latest contents, copied out by the last batch that may have written the image.
+    /// The latest contents, copied out by the last batch that may have written the image (or,
+    /// with lazy copies, later: [`Held`]).
     latest: Option<Latest>,
+    /// Lazy copies (`VKFUSE_IMAGE_COPIES`, the default): the last batch that may have written
+    /// the image left its latest contents in its member's copy alone, not copied out: that
+    /// member and the batch's done point. The copy out is made when a batch on another
+    /// member needs them ([`held_for`], [`published`]).
+    held: Option<(usize, Edge)>,
+    /// Subresources whose latest contents were lost with a member that alone held them (lazy
+    /// copies): a batch that needs them loses the fused device; one that discards them
+    /// (a barrier from `UNDEFINED`, a render pass starting there) defines them again.
+    lost: RangeSet,
     /// The allocation (fused, raw) and range the image is bound to.
     bound: Option<(u64, Range)>,
     /// Per member: the memory of vkfuse's own its copy is bound to (null: the application's).
@@ -283,6 +294,8 @@ pub unsafe extern "system" fn create_image(
                 state: Mutex::new(State {
                     layouts: vec![ci.initial_layout; units],
                     latest: None,
+                    held: None,
+                    lost: RangeSet::new(),
                     bound: None,
                     private: [vk::DeviceMemory::null(); MAX_MEMBERS],
                 }),
@@ -557,6 +570,11 @@ impl Image {
     }
 
     /// The number of subresources.
+    /// Its subresources (the units the tracker counts).
+    pub fn unit_count(&self) -> u64 {
+        self.units() as u64
+    }
+
     fn units(&self) -> usize {
         self.aspects.len() * self.mips as usize * self.layers as usize
     }
@@ -911,8 +929,215 @@ struct Change {
     written: RangeSet,
     /// The batch may write it: its latest contents are the batch's copy out (None: nothing
     /// defined to copy, or nothing copied out), and whether the host (the stage) holds them
-    /// afterwards (false when nothing is copied out: placement is pinned).
+    /// afterwards (false when nothing is copied out: placement is pinned, or lazy copies).
     wrote: Option<(Option<Latest>, bool)>,
+    /// Lazy copies: the batch's member holds the latest contents alone ([`State::held`]).
+    held: bool,
+    /// Lost subresources ([`State::lost`]) the batch discards, defining them again.
+    revived: RangeSet,
+}
+
+/// How a batch uses an image: the subresources it touches, may write, needs the latest
+/// contents of first, and discards.
+struct BatchUse {
+    written: RangeSet,
+    needed: RangeSet,
+    discarded: RangeSet,
+}
+
+/// How a batch with `access` and layout changes `transitions` uses image `img` (state `st`);
+/// `None` where it does not touch the image.
+fn batch_use(
+    img: &Image,
+    st: &State,
+    access: &AccessSet,
+    transitions: &[Transition],
+) -> Option<BatchUse> {
+    let (mem, range) = st.bound?;
+    // How the batch uses the memory the image is bound to: writes there that do not name an
+    // image (through a buffer or image aliasing it) change the whole image.
+    let mem_use = access.memory.get(&mem);
+    let all = RangeSet::of(Range::at(0, img.units() as u64));
+    // The subresources the batch touches and may write: access sets name an image copied
+    // between drivers by its own handle, with the subresources its views, barriers and
+    // transfer commands name (`access.rs`).
+    let (mut touched, mut written) = match (&access.everything, access.memory.get(&img.raw)) {
+        (Some(_), _) => (all.clone(), all.clone()),
+        (None, Some(u)) => (u.touched.intersection(&all), u.written.intersection(&all)),
+        (None, None) => (RangeSet::new(), RangeSet::new()),
+    };
+    let at = RangeSet::of(range);
+    let aliased = mem_use.is_some_and(|u| u.touched.intersects(&at));
+    if mem_use.is_some_and(|u| u.written.intersects(&at)) {
+        touched = all.clone();
+        written = all.clone();
+    } else if aliased {
+        touched = all.clone();
+    }
+    for t in transitions.iter().filter(|t| t.image == img.raw) {
+        let units = img.range_units(&t.range);
+        touched.union(&units);
+        written.union(&units);
+    }
+    if touched.is_empty() {
+        return None;
+    }
+    // What the batch's member must hold first: what it touches, or, for a batch that may
+    // write (whose copy out takes every subresource), all of the image, less what it
+    // discards. Subresources the batch discards before touching them otherwise (a barrier
+    // from UNDEFINED, a render pass starting there) need nothing copied in (not where
+    // something aliasing the image's memory may have read it first).
+    let mut needed = if written.is_empty() {
+        touched.clone()
+    } else {
+        all
+    };
+    let mut discarded = RangeSet::new();
+    if let (None, false, Some(d)) = (&access.everything, aliased, access.discards.get(&img.raw)) {
+        needed.subtract(d);
+        discarded = d.clone();
+    }
+    Some(BatchUse {
+        written,
+        needed,
+        discarded,
+    })
+}
+
+/// The images a batch with `access` and layout changes `transitions` may use: those its
+/// access set names, those bound to memory it touches (through an alias), those it changes
+/// the layouts of; all for "every allocation".
+fn candidates(
+    d: &Device,
+    binds: &HashMap<u64, Vec<Arc<Image>>>,
+    access: &AccessSet,
+    transitions: &[Transition],
+) -> Vec<Arc<Image>> {
+    if access.everything.is_some() {
+        return binds.values().flatten().cloned().collect();
+    }
+    let known = d.exec.images.lock();
+    let mut wanted: std::collections::BTreeSet<u64> = transitions
+        .iter()
+        .map(|t| t.image)
+        .chain(
+            access
+                .memory
+                .keys()
+                .filter(|k| known.contains_key(k))
+                .copied(),
+        )
+        .collect();
+    for mem in access.memory.keys() {
+        wanted.extend(binds.get(mem).into_iter().flatten().map(|i| i.raw));
+    }
+    wanted
+        .iter()
+        .filter_map(|raw| known.get(raw).cloned())
+        .collect()
+}
+
+/// An image whose latest contents only one member's copy holds (lazy copies: [`Held`] in
+/// its state), needed where that copy is not: it is copied out on its holder first
+/// (`exec.rs`), into `stage`, then [`published`].
+pub struct Held {
+    pub image: Arc<Image>,
+    /// The member holding the latest contents, and the done point of the batch that wrote
+    /// them.
+    pub holder: usize,
+    pub written: Edge,
+    /// The holder's copy of the image, and the copy out's regions (every subresource that
+    /// holds something, in its current layout) and bytes.
+    pub member_image: vk::Image,
+    pub regions: Vec<ImageRegion>,
+    pub size: u64,
+}
+
+/// The images a batch with `access` and layout changes `transitions` may use whose latest
+/// contents only one member's copy holds and which `to` (a member, or the host for a batch
+/// that splits: `for_split`) lacks.
+pub fn held_for(
+    d: &Device,
+    tracker: &Tracker,
+    binds: &HashMap<u64, Vec<Arc<Image>>>,
+    access: &AccessSet,
+    transitions: &[Transition],
+    to: Site,
+) -> Vec<Held> {
+    if binds.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for img in candidates(d, binds, access, transitions) {
+        let st = img.state.lock();
+        let Some((holder, written)) = st.held else {
+            continue;
+        };
+        if Site::member(holder) == Some(to) {
+            continue;
+        }
+        // What the batch needs (for a batch that splits, all of the image: every member's
+        // slices start from the host's packed copy).
+        let needed = if to == Site::HOST {
+            st.bound
+                .map(|_| RangeSet::of(Range::at(0, img.units() as u64)))
+        } else {
+            batch_use(&img, &st, access, transitions).map(|u| u.needed)
+        };
+        let Some(needed) = needed else {
+            continue;
+        };
+        if needed.is_empty()
+            || tracker
+                .lacks(img.raw, &needed, to)
+                .is_ok_and(|l| l.is_empty())
+        {
+            continue;
+        }
+        // SAFETY: a bound image is a live object until vkDestroyImage removes it.
+        let Ok(obj) = (unsafe { ObjectBase::get(img.raw) }) else {
+            continue;
+        };
+        let (regions, size) = img.regions(&st.layouts);
+        if regions.is_empty() {
+            continue;
+        }
+        out.push(Held {
+            image: img.clone(),
+            holder,
+            written,
+            member_image: vk::Image::from_raw(obj.handles[holder]),
+            regions,
+            size,
+        });
+    }
+    out
+}
+
+/// Member `m` was lost while it alone held the latest contents of `units` of `img`: they are
+/// lost, and a batch that needs them loses the fused device ([`State::lost`]). Returns
+/// whether anything is newly lost.
+pub fn lose(img: &Image, m: usize, units: Range) -> bool {
+    let mut st = img.state.lock();
+    if st.held.is_some_and(|(i, _)| i == m) {
+        st.held = None;
+    }
+    let before = st.lost.units();
+    st.lost.insert(units);
+    st.lost.units() != before
+}
+
+/// `h`'s image was copied out on its holder into `stage` (submitted): the host holds its
+/// latest contents too.
+pub fn published(h: Held, tracker: &mut Tracker, stage: Arc<Stage>) -> Result<(), CoherenceError> {
+    let mut st = h.image.state.lock();
+    st.latest = Some(Latest {
+        stage,
+        regions: h.regions,
+    });
+    st.held = None;
+    let t = tracker.read_plan(h.image.raw, Range::WHOLE, Site::HOST)?;
+    tracker.commit_transfers(&t)
 }
 
 /// Plans the image transfers of a batch on member `j` with `access` and layout changes
@@ -944,92 +1169,43 @@ pub fn plan(
         .filter(|md| !d.exec.member_lost(md.index))
         .count();
     let pinned = pinned || alive <= 1;
-    // The images the batch may use: those its access set names, those bound to memory it
-    // touches (through an alias), those it changes the layouts of; all for "every allocation".
-    let candidates: Vec<Arc<Image>> = if access.everything.is_some() {
-        binds.values().flatten().cloned().collect()
-    } else {
-        let known = d.exec.images.lock();
-        let mut wanted: std::collections::BTreeSet<u64> = transitions
-            .iter()
-            .map(|t| t.image)
-            .chain(
-                access
-                    .memory
-                    .keys()
-                    .filter(|k| known.contains_key(k))
-                    .copied(),
-            )
-            .collect();
-        for mem in access.memory.keys() {
-            wanted.extend(binds.get(mem).into_iter().flatten().map(|i| i.raw));
-        }
-        wanted
-            .iter()
-            .filter_map(|raw| known.get(raw).cloned())
-            .collect()
-    };
-    for img in &candidates {
+    let lazy = crate::config::Config::get().image_copies == crate::config::ImageCopies::Lazy;
+    for img in &candidates(d, binds, access, transitions) {
         {
             let st = img.state.lock();
-            let Some((mem, range)) = st.bound else {
+            let Some(BatchUse {
+                written,
+                needed,
+                discarded,
+            }) = batch_use(img, &st, access, transitions)
+            else {
                 continue;
             };
-            // How the batch uses the memory the image is bound to: writes there that do not
-            // name an image (through a buffer or image aliasing it) change the whole image.
-            let mem_use = access.memory.get(&mem);
-            let all = RangeSet::of(Range::at(0, img.units() as u64));
+            if needed.intersects(&st.lost) {
+                // Lazy copies: what the batch needs was lost with a member.
+                crate::error!(
+                    "a batch needs an image whose latest contents were lost with a member that alone held them; the fused device is lost"
+                );
+                d.exec.set_lost();
+                return Err(vk::Result::ERROR_DEVICE_LOST);
+            }
+            let revived = st.lost.intersection(&discarded);
             let mine: Vec<&Transition> =
                 transitions.iter().filter(|t| t.image == img.raw).collect();
-            // The subresources the batch touches and may write: access sets name an image
-            // copied between drivers by its own handle, with the subresources its views,
-            // barriers and transfer commands name (`access.rs`).
-            let (mut touched, mut written) = match (&access.everything, access.memory.get(&img.raw))
-            {
-                (Some(_), _) => (all.clone(), all.clone()),
-                (None, Some(u)) => (u.touched.intersection(&all), u.written.intersection(&all)),
-                (None, None) => (RangeSet::new(), RangeSet::new()),
-            };
-            let at = RangeSet::of(range);
-            let aliased = mem_use.is_some_and(|u| u.touched.intersects(&at));
-            if mem_use.is_some_and(|u| u.written.intersects(&at)) {
-                touched = all.clone();
-                written = all.clone();
-            } else if aliased {
-                touched = all.clone();
-            }
-            for t in &mine {
-                let units = img.range_units(&t.range);
-                touched.union(&units);
-                written.union(&units);
-            }
-            if touched.is_empty() {
-                continue;
-            }
             // SAFETY: a bound image is a live object until vkDestroyImage removes it.
             let Ok(obj) = (unsafe { ObjectBase::get(img.raw) }) else {
                 continue;
             };
             let member_image = vk::Image::from_raw(obj.handles[j]);
-            // What `j`'s copy (shared with the other home members where their memory is one)
-            // lacks of what the batch needs: what it touches, or, for a batch that may write
-            // (whose copy out takes every subresource), all of the image, less what it
-            // discards. An image the tracker
-            // does not know is copied in whole whenever there is a latest copy.
-            // Subresources the batch discards before touching them otherwise (a barrier from
-            // UNDEFINED, a render pass starting there) need nothing copied in.
-            let mut needed = if written.is_empty() {
-                touched.clone()
-            } else {
-                all.clone()
-            };
-            // (Not where something aliasing the image's memory may have read it first.)
-            if let (None, false, Some(d)) =
-                (&access.everything, aliased, access.discards.get(&img.raw))
-            {
-                needed.subtract(d);
-            }
             let stale = tracker.lacks(img.raw, &needed, site).unwrap_or(needed);
+            if !stale.is_empty() && st.held.is_some_and(|(i, _)| i != j) {
+                // Lazy copies: another member's copy alone holds what `j` lacks, and it was
+                // not copied out for this batch (`held_for`): `j` cannot take the batch.
+                crate::debug!(
+                    "member {j}: an image's latest contents are only on another member, not copied out for this batch"
+                );
+                return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+            }
             if !stale.is_empty() {
                 if let Some(l) = st.latest.as_ref().filter(|l| l.stage.is_valid()) {
                     let regions = img.select(&l.regions, &stale);
@@ -1074,10 +1250,14 @@ pub fn plan(
                 l
             });
             let mut wrote = None;
+            let mut held = false;
             if !written.is_empty() {
                 let (regions, size) = img.regions(layouts.as_deref().unwrap_or(&st.layouts));
-                // Once every batch runs on one member, no other member reads a copy.
-                let latest = if regions.is_empty() || pinned {
+                // Once every batch runs on one member, no other member reads a copy. With lazy
+                // copies, `j`'s copy holds the latest contents alone until another member
+                // needs them.
+                held = lazy && !regions.is_empty() && !pinned;
+                let latest = if regions.is_empty() || pinned || held {
                     None
                 } else {
                     let stage =
@@ -1090,7 +1270,7 @@ pub fn plan(
                     });
                     Some(Latest { stage, regions })
                 };
-                wrote = Some((latest, !pinned));
+                wrote = Some((latest, !pinned && !held));
             }
             drop(st);
             plan.changes.push(Change {
@@ -1099,6 +1279,8 @@ pub fn plan(
                 stale,
                 written,
                 wrote,
+                held,
+                revived,
             });
         }
     }
@@ -1230,6 +1412,7 @@ pub fn split_written(
 ) -> Result<(), CoherenceError> {
     let mut st = img.state.lock();
     st.latest = Some(Latest { stage, regions });
+    st.held = None;
     st.layouts = layouts;
     tracker.write(img.raw, Range::at(0, img.units() as u64), j)?;
     let t = tracker.read_plan(img.raw, Range::WHOLE, Site::HOST)?;
@@ -1237,10 +1420,16 @@ pub fn split_written(
 }
 
 impl Plan {
-    /// The batch was submitted on member `j`: the images' layouts and latest contents become
-    /// what it leaves, and so do the holders in `tracker`: `j`'s copy holds each image it
-    /// touched; one it may write, it holds alone, with the stage it copies out into.
-    pub fn commit(self, tracker: &mut Tracker, j: usize) -> Result<(usize, usize), CoherenceError> {
+    /// The batch was submitted on member `j`, finishing at `done`: the images' layouts and
+    /// latest contents become what it leaves, and so do the holders in `tracker`: `j`'s copy
+    /// holds each image it touched; one it may write, it holds alone, with the stage it copies
+    /// out into (none with lazy copies: `j` holds it until another member needs it).
+    pub fn commit(
+        self,
+        tracker: &mut Tracker,
+        j: usize,
+        done: Edge,
+    ) -> Result<(usize, usize), CoherenceError> {
         let (copied_in, copied_out) = (self.ins.len(), self.outs.len());
         let site = Site::member(j).ok_or(CoherenceError::BadMember(j))?;
         let mut result = Ok(());
@@ -1249,6 +1438,7 @@ impl Plan {
             if let Some(l) = c.layouts {
                 st.layouts = l;
             }
+            st.lost.subtract(&c.revived);
             let id = c.image.raw;
             let step = || -> Result<(), CoherenceError> {
                 for r in c.stale.ranges() {
@@ -1257,6 +1447,7 @@ impl Plan {
                 }
                 if let Some((latest, out)) = c.wrote {
                     st.latest = latest;
+                    st.held = c.held.then_some((j, done));
                     for r in c.written.ranges() {
                         tracker.write(id, *r, j)?;
                     }
@@ -1303,6 +1494,8 @@ mod tests {
             state: Mutex::new(State {
                 layouts: vec![vk::ImageLayout::UNDEFINED; units],
                 latest: None,
+                held: None,
+                lost: RangeSet::new(),
                 bound: None,
                 private: [vk::DeviceMemory::null(); MAX_MEMBERS],
             }),
@@ -1318,6 +1511,8 @@ mod tests {
             stale: RangeSet::of(stale),
             written: RangeSet::of(written),
             wrote: wrote.map(|out| (None, out)),
+            held: false,
+            revived: RangeSet::new(),
         }
     }
 
@@ -1342,7 +1537,7 @@ mod tests {
                 changes: vec![c],
                 ..Plan::default()
             };
-            assert_eq!(plan.commit(t, j), Ok((0, 0)));
+            assert_eq!(plan.commit(t, j, (j, vk::Semaphore::null(), 1)), Ok((0, 0)));
         };
         let all = Range::new(0, 12);
         let none = Range::new(0, 0);
@@ -1396,6 +1591,77 @@ mod tests {
         let report = t.lose_member(0).unwrap();
         assert_eq!(report.lost, vec![(1, all)]);
         assert_eq!(report.orphaned, vec![(1, Sites::single(m(1)))]);
+    }
+
+    #[test]
+    fn lazy_copies_leave_the_writer_holding_until_published() {
+        // Member 0 of the primary's driver, 1 of another; 12 subresources.
+        let mut t = Tracker::new(vkfuse_memory::Topology::new(
+            &[vkfuse_memory::MemberCaps::default(); 2],
+        ));
+        let img = Arc::new(image(vk::ImageType::TYPE_2D, (8, 8, 1), 2, 3));
+        assert_eq!(img.track(&mut t, &[0, 1], 0b01, true), Ok(()));
+        let m = |i| Site::member(i).unwrap();
+        let all = Range::new(0, 12);
+        // Member 1 writes without copying out: it alone holds the image, and says so.
+        let written = (1, vk::Semaphore::null(), 7);
+        let mut c = change(&img, Range::new(0, 0), all, Some(false));
+        c.held = true;
+        let plan = Plan {
+            changes: vec![c],
+            ..Plan::default()
+        };
+        assert_eq!(plan.commit(&mut t, 1, written), Ok((0, 0)));
+        assert_eq!(t.segments(1), Ok(vec![(all, Sites::single(m(1)))]));
+        assert_eq!(img.state.lock().held, Some((1, written)));
+        assert!(img.state.lock().latest.is_none());
+        // Losing it now loses the image.
+        assert_eq!(t.clone().lose_member(1).unwrap().lost, vec![(1, all)]);
+        // Copied out for a batch on member 0: the host holds it too, and nothing is held.
+        let (regions, size) = img.regions(&[vk::ImageLayout::GENERAL; 12]);
+        let stage = crate::staging::Stage::fake_shared(RangeSet::of(Range::at(0, size)))
+            .unwrap_or_else(|| panic!("a fake stage"));
+        let h = Held {
+            image: img.clone(),
+            holder: 1,
+            written,
+            member_image: vk::Image::null(),
+            regions,
+            size,
+        };
+        assert_eq!(published(h, &mut t, stage), Ok(()));
+        assert_eq!(
+            t.segments(1),
+            Ok(vec![(all, Sites::single(m(1)).with(Site::HOST))])
+        );
+        assert!(img.state.lock().held.is_none());
+        assert!(img.state.lock().latest.is_some());
+        assert!(!t.clone().lose_member(1).unwrap().data_lost());
+        // Member 1 writes again and is lost while it alone holds the image: its subresources
+        // are lost, and no longer held; a batch that discards some defines them again.
+        let mut c = change(&img, Range::new(0, 0), all, Some(false));
+        c.held = true;
+        let plan = Plan {
+            changes: vec![c],
+            ..Plan::default()
+        };
+        assert_eq!(plan.commit(&mut t, 1, written), Ok((0, 0)));
+        let report = t.lose_member(1).unwrap();
+        assert_eq!(report.lost, vec![(1, all)]);
+        assert!(lose(&img, 1, all));
+        assert!(!lose(&img, 1, all), "nothing newly lost");
+        assert!(img.state.lock().held.is_none());
+        let mut c = change(&img, Range::new(0, 0), Range::new(0, 4), Some(false));
+        c.revived = RangeSet::of(Range::new(0, 4));
+        let plan = Plan {
+            changes: vec![c],
+            ..Plan::default()
+        };
+        assert_eq!(
+            plan.commit(&mut t, 0, (0, vk::Semaphore::null(), 1)),
+            Ok((0, 0))
+        );
+        assert_eq!(img.state.lock().lost, RangeSet::of(Range::new(4, 12)));
     }
 
     fn to(range: vk::ImageSubresourceRange, layout: vk::ImageLayout) -> Transition {

@@ -1116,6 +1116,62 @@ fn member_loss_with_images() {
     }
 }
 
+/// Multisampled images cannot be copied between drivers (no buffer copies), and no longer pin
+/// placement: `offscreen --msaa` on lavapipe + SwiftShader draws into 4-sample attachments in
+/// one submit and resolves them in the next, which needs the drawing member's contents and
+/// runs there; the other submits still go to both members. Under `round_robin` and `afr` the
+/// image equals lavapipe direct's, with validation. With the member holding the
+/// multisampled image lost at the resolve's submission, the resolve that needs it loses the
+/// fused device cleanly.
+#[test]
+fn multisampled_images_keep_batches_where_their_contents_are() {
+    let Some(members) = lvp_sw("multisampled_images_keep_batches_where_their_contents_are") else {
+        return;
+    };
+    let reference = {
+        let mut cmd = Command::new(example("offscreen"));
+        cmd.args(["--msaa"]).env("VK_ICD_FILENAMES", lavapipe());
+        let out = run(&mut cmd);
+        out.assert_success();
+        example_result(&out.stdout).expect("result line")
+    };
+    for strategy in ["round_robin", "afr"] {
+        let mut cmd = placed_cmd("offscreen", &members, strategy);
+        cmd.arg("--msaa").env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        if out.status.code() == Some(3) {
+            panic!("validation layer messages:\n{}", out.dump());
+        }
+        out.assert_success();
+        let got = example_result(&out.stdout).expect("result line");
+        assert_eq!(got.result, reference.result, "{strategy}: {}", out.dump());
+        assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
+        let p = placed(&out.stderr);
+        assert!(p.iter().all(|n| *n >= 1), "{p:?}: {}", out.dump());
+        // The draw and the resolve (the last two submits) on one member.
+        let on: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.split("submit on member ").nth(1)?.split(':').next())
+            .collect();
+        assert!(on.len() >= 2, "{}", out.dump());
+        assert_eq!(on[on.len() - 1], on[on.len() - 2], "{}", out.dump());
+    }
+    // Under `round_robin` the draw is member 1's 2nd submission: lost at its 3rd, the resolve.
+    let mut cmd = placed_cmd("offscreen", &members, "round_robin");
+    cmd.arg("--msaa").env("VKFUSE_FAULT", "submit:1:3");
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", out.dump());
+    assert_eq!(
+        out.stderr
+            .matches("a batch needs an image whose latest contents were lost")
+            .count(),
+        1,
+        "{}",
+        out.dump()
+    );
+}
+
 /// Lazy image copies: an image's latest contents stay in the copy of the member that wrote
 /// them until another member needs them. `offscreen` on lavapipe + SwiftShader under
 /// `round_robin` uploads its texture on member 0 and draws on member 1, so member 0 copies

@@ -71,6 +71,8 @@ pub struct GraphicsPipelineDesc<'a> {
     /// Depth test LESS with depth writes (the render pass has a depth attachment); without
     /// it, no depth/stencil state.
     pub depth_test: bool,
+    /// Rasterization samples (`TYPE_1` but for multisampled attachments).
+    pub samples: vk::SampleCountFlags,
 }
 
 impl DeviceContext {
@@ -183,8 +185,8 @@ impl DeviceContext {
             .cull_mode(vk::CullModeFlags::NONE)
             .front_face(vk::FrontFace::COUNTER_CLOCKWISE)
             .line_width(1.0);
-        let multisample = vk::PipelineMultisampleStateCreateInfo::default()
-            .rasterization_samples(vk::SampleCountFlags::TYPE_1);
+        let multisample =
+            vk::PipelineMultisampleStateCreateInfo::default().rasterization_samples(desc.samples);
         let depth_stencil = vk::PipelineDepthStencilStateCreateInfo::default()
             .depth_test_enable(true)
             .depth_write_enable(true)
@@ -229,9 +231,21 @@ impl DeviceContext {
         color: vk::Format,
         depth: Option<vk::Format>,
     ) -> Result<Owned<'_, vk::RenderPass>> {
+        self.create_render_pass_to_transfer_samples(color, depth, vk::SampleCountFlags::TYPE_1)
+    }
+
+    /// [`DeviceContext::create_render_pass_to_transfer`] with attachments of `samples`
+    /// samples per texel (the colour attachment then resolved by `vkCmdResolveImage`, from
+    /// TRANSFER_SRC_OPTIMAL).
+    pub fn create_render_pass_to_transfer_samples(
+        &self,
+        color: vk::Format,
+        depth: Option<vk::Format>,
+        samples: vk::SampleCountFlags,
+    ) -> Result<Owned<'_, vk::RenderPass>> {
         let mut attachments = vec![vk::AttachmentDescription::default()
             .format(color)
-            .samples(vk::SampleCountFlags::TYPE_1)
+            .samples(samples)
             .load_op(vk::AttachmentLoadOp::CLEAR)
             .store_op(vk::AttachmentStoreOp::STORE)
             .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)
@@ -256,7 +270,7 @@ impl DeviceContext {
             attachments.push(
                 vk::AttachmentDescription::default()
                     .format(format)
-                    .samples(vk::SampleCountFlags::TYPE_1)
+                    .samples(samples)
                     .load_op(vk::AttachmentLoadOp::CLEAR)
                     .store_op(vk::AttachmentStoreOp::DONT_CARE)
                     .stencil_load_op(vk::AttachmentLoadOp::DONT_CARE)

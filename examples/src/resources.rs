@@ -296,6 +296,8 @@ pub struct ImageDesc {
     pub view_type: vk::ImageViewType,
     /// The aspects, levels and layers the view covers (explicit counts, not `REMAINING_*`).
     pub view_range: vk::ImageSubresourceRange,
+    /// Samples per texel (`TYPE_1` but for multisampled attachments).
+    pub samples: vk::SampleCountFlags,
 }
 
 impl Drop for Image<'_> {
@@ -488,6 +490,28 @@ impl DeviceContext {
             usage,
             view_type: vk::ImageViewType::TYPE_2D,
             view_range: subresource_range(aspect),
+            samples: vk::SampleCountFlags::TYPE_1,
+        })
+    }
+
+    /// A 2D image of `samples` samples per texel, one level and layer, and its view.
+    pub fn create_multisampled_2d(
+        &self,
+        format: vk::Format,
+        extent: vk::Extent2D,
+        usage: vk::ImageUsageFlags,
+        aspect: vk::ImageAspectFlags,
+        samples: vk::SampleCountFlags,
+    ) -> Result<Image<'_>> {
+        self.create_image(&ImageDesc {
+            format,
+            extent,
+            mip_levels: 1,
+            array_layers: 1,
+            usage,
+            view_type: vk::ImageViewType::TYPE_2D,
+            view_range: subresource_range(aspect),
+            samples,
         })
     }
 
@@ -516,7 +540,7 @@ impl DeviceContext {
             })
             .mip_levels(desc.mip_levels)
             .array_layers(desc.array_layers)
-            .samples(vk::SampleCountFlags::TYPE_1)
+            .samples(desc.samples)
             .tiling(vk::ImageTiling::OPTIMAL)
             .usage(desc.usage)
             .sharing_mode(vk::SharingMode::EXCLUSIVE)

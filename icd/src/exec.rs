@@ -1239,11 +1239,23 @@ fn place(
     st: &mut State,
     batches: &[Batch],
     notes: &[Note],
-    access: &crate::access::AccessSet,
+    (access, transitions): (&crate::access::AccessSet, &[crate::layout::Transition]),
     fence: bool,
 ) -> Result<usize, vk::Result> {
     loop {
         let alive = alive_mask(d);
+        // Multisampled images copied between drivers cannot move: a batch that needs their
+        // contents runs on the member that wrote them.
+        let held = match crate::images::affinity(d, &st.image_binds, access, transitions, alive) {
+            Ok(m) => m,
+            Err(why) => {
+                crate::error!(
+                    "a batch cannot run: {why}, and such images cannot be copied between members of different drivers; the fused device is lost"
+                );
+                d.exec.lost.store(true, Ordering::Release);
+                return Err(vk::Result::ERROR_DEVICE_LOST);
+            }
+        };
         // A signal of a timeline value that a forwarded wait is waiting for goes to the
         // waiter's member.
         let forced = batches.iter().flat_map(|b| &b.signals).find_map(|s| {
@@ -1264,10 +1276,10 @@ fn place(
                 );
             }
         }
-        let m = match (st.pin, affinity.or(frame).or(forced)) {
+        let m = match (st.pin, affinity.or(held).or(frame).or(forced)) {
             (Some(p), _) => Some(p),
             (None, Some(f)) => {
-                if affinity.is_none() && frame == Some(f) {
+                if affinity.is_none() && held.is_none() && frame == Some(f) {
                     // Part of a frame placed earlier: the placer counts it (an afr frame
                     // ends with its fence-signalling submit).
                     st.placer.placed_on(f, BatchInfo::new(fence, alive));
@@ -4002,10 +4014,6 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }),
     );
-    let j = place(d, &mut st, &batches, &notes, &access, !fence.is_null())?;
-    // Copies of mirrored memory on `j` reached through staging: stages and transfer command
-    // buffers first, so that a member short of memory for them leaves no trace. Another
-    // member then takes the batch, unless it must run on `j`.
     let transitions = if st.image_binds.is_empty() {
         Vec::new()
     } else {
@@ -4016,6 +4024,17 @@ fn submit_multi(
                 .map(|(cb, _)| cb)
         }))
     };
+    let j = place(
+        d,
+        &mut st,
+        &batches,
+        &notes,
+        (&access, &transitions),
+        !fence.is_null(),
+    )?;
+    // Copies of mirrored memory on `j` reached through staging: stages and transfer command
+    // buffers first, so that a member short of memory for them leaves no trace. Another
+    // member then takes the batch, unless it must run on `j`.
     // Lazy image copies: images whose latest contents only another member holds are copied
     // out there first; the batch waits for those copies.
     let held = match Site::member(j) {

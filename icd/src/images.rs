@@ -66,6 +66,10 @@ pub struct Image {
     /// The aspects a buffer copy names one at a time, with their copy block (bytes, width,
     /// height).
     aspects: Vec<(vk::ImageAspectFlags, (u32, u32, u32))>,
+    /// Whether it can be copied between members: a multisampled image cannot (no buffer
+    /// copies), so its contents stay with the member that wrote them, and a batch that needs
+    /// them runs there ([`affinity`]).
+    copyable: bool,
     state: Mutex<State>,
 }
 
@@ -97,6 +101,10 @@ struct Latest {
     regions: Vec<ImageRegion>,
 }
 
+/// Why a multisampled image cannot be copied between members (it is tracked anyway, and
+/// batches follow its contents: [`affinity`]).
+const MULTISAMPLED: &str = "a multisampled image (no buffer copies)";
+
 /// Why an image created with `ci` (valid, with a valid chain) cannot be copied between
 /// members, if it cannot.
 fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
@@ -118,7 +126,7 @@ fn refusal(d: &Device, ci: &vk::ImageCreateInfo) -> Option<&'static str> {
         return Some("an image of linear or modifier tiling");
     }
     if ci.samples != vk::SampleCountFlags::TYPE_1 {
-        return Some("a multisampled image (no buffer copies)");
+        return Some(MULTISAMPLED);
     }
     let odd = vk::ImageCreateFlags::SPARSE_BINDING
         | vk::ImageCreateFlags::SPARSE_RESIDENCY
@@ -206,11 +214,23 @@ pub unsafe extern "system" fn create_image(
         let d = unsafe { Device::resolve(device) }?;
         // SAFETY: a valid create info (vkCreateImage).
         let ci = unsafe { &*p_create_info };
-        let refused = if d.exec.copies_images() {
+        let mut refused = if d.exec.copies_images() {
             refusal(d, ci)
         } else {
             Some("")
         };
+        // A multisampled image that would be copyable with one sample is tracked without
+        // copies: batches that need its contents run where they are.
+        let copyable = refused.is_none();
+        if refused == Some(MULTISAMPLED) {
+            let single = vk::ImageCreateInfo {
+                samples: vk::SampleCountFlags::TYPE_1,
+                ..*ci
+            };
+            if refusal(d, &single).is_none() {
+                refused = None;
+            }
+        }
         let arena = crate::arena::Arena::scope();
         let mut obj = ObjectBase::new(vk::ObjectType::IMAGE);
         let undo = |handles: &[u64]| {
@@ -239,7 +259,7 @@ pub unsafe extern "system" fn create_image(
                 p_create_info,
                 crate::generated::translate::fix_image_create_info,
             ) as *mut vk::ImageCreateInfo;
-            if refused.is_none() {
+            if copyable {
                 let transfer =
                     vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST;
                 // SAFETY: the arena copy and its copied chain are ours.
@@ -291,6 +311,7 @@ pub unsafe extern "system" fn create_image(
                 mips,
                 layers,
                 aspects,
+                copyable,
                 state: Mutex::new(State {
                     layouts: vec![ci.initial_layout; units],
                     latest: None,
@@ -1037,6 +1058,45 @@ fn candidates(
         .collect()
 }
 
+/// The member a batch with `access` and layout changes `transitions` must run on because it
+/// needs the contents of images that cannot be copied (multisampled), which the member that
+/// last wrote them holds: `Ok(None)` where it needs none; `Err` where two members hold such
+/// images it needs (it cannot run anywhere with both: why).
+pub fn affinity(
+    d: &Device,
+    binds: &HashMap<u64, Vec<Arc<Image>>>,
+    access: &AccessSet,
+    transitions: &[Transition],
+    alive: u64,
+) -> Result<Option<usize>, &'static str> {
+    if binds.is_empty() {
+        return Ok(None);
+    }
+    let mut at: Option<usize> = None;
+    for img in candidates(d, binds, access, transitions) {
+        if img.copyable {
+            continue;
+        }
+        let st = img.state.lock();
+        let Some((holder, _)) = st.held else {
+            continue;
+        };
+        let Some(u) = batch_use(&img, &st, access, transitions) else {
+            continue;
+        };
+        if u.needed.is_empty() || alive & (1 << holder) == 0 {
+            continue;
+        }
+        match at {
+            Some(m) if m != holder => {
+                return Err("it needs the contents of multisampled images that two members wrote")
+            }
+            _ => at = Some(holder),
+        }
+    }
+    Ok(at)
+}
+
 /// An image whose latest contents only one member's copy holds (lazy copies: [`Held`] in
 /// its state), needed where that copy is not: it is copied out on its holder first
 /// (`exec.rs`), into `stage`, then [`published`].
@@ -1069,6 +1129,9 @@ pub fn held_for(
     }
     let mut out = Vec::new();
     for img in candidates(d, binds, access, transitions) {
+        if !img.copyable {
+            continue;
+        }
         let st = img.state.lock();
         let Some((holder, written)) = st.held else {
             continue;
@@ -1198,6 +1261,14 @@ pub fn plan(
             };
             let member_image = vk::Image::from_raw(obj.handles[j]);
             let stale = tracker.lacks(img.raw, &needed, site).unwrap_or(needed);
+            if !stale.is_empty() && !img.copyable {
+                // Its contents cannot move: the batch had to be placed where they are
+                // (`affinity`).
+                crate::debug!(
+                    "member {j}: a batch needs a multisampled image whose contents are on another member"
+                );
+                return Err(vk::Result::ERROR_INITIALIZATION_FAILED);
+            }
             if !stale.is_empty() && st.held.is_some_and(|(i, _)| i != j) {
                 // Lazy copies: another member's copy alone holds what `j` lacks, and it was
                 // not copied out for this batch (`held_for`): `j` cannot take the batch.
@@ -1256,7 +1327,7 @@ pub fn plan(
                 // Once every batch runs on one member, no other member reads a copy. With lazy
                 // copies, `j`'s copy holds the latest contents alone until another member
                 // needs them.
-                held = lazy && !regions.is_empty() && !pinned;
+                held = (lazy || !img.copyable) && !regions.is_empty() && !pinned;
                 let latest = if regions.is_empty() || pinned || held {
                     None
                 } else {
@@ -1329,6 +1400,9 @@ pub fn for_split(
     access: &AccessSet,
     changes: &[(vk::ImageSubresourceRange, vk::ImageLayout)],
 ) -> Result<SplitImage, &'static str> {
+    if !img.copyable {
+        return Err("it touches a multisampled image copied between drivers");
+    }
     let st = img.state.lock();
     let Some((mem, range)) = st.bound else {
         return Err("it touches an image without memory");
@@ -1491,6 +1565,7 @@ mod tests {
             mips,
             layers,
             aspects,
+            copyable: true,
             state: Mutex::new(State {
                 layouts: vec![vk::ImageLayout::UNDEFINED; units],
                 latest: None,

@@ -104,6 +104,7 @@ fn run(mut args: Args) -> Result<Report> {
             topology: vk::PrimitiveTopology::TRIANGLE_STRIP,
             extent,
             depth_test: false,
+            samples: vk::SampleCountFlags::TYPE_1,
         },
         &layout,
         &render_pass,

@@ -193,6 +193,7 @@ fn image_desc(size: u64) -> ImageDesc {
             | vk::ImageUsageFlags::SAMPLED,
         view_type: vk::ImageViewType::TYPE_2D,
         view_range: subresource_range(vk::ImageAspectFlags::COLOR),
+        samples: vk::SampleCountFlags::TYPE_1,
     }
 }
 

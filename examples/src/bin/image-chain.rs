@@ -643,6 +643,7 @@ fn run(mut args: Args) -> Result<Report> {
             | vk::ImageUsageFlags::TRANSFER_DST,
         view_type: vk::ImageViewType::TYPE_2D_ARRAY,
         view_range: color_range((0, 1)),
+        samples: vk::SampleCountFlags::TYPE_1,
     };
     let images = [
         ctx.create_image(&color_desc)?,

@@ -20,7 +20,7 @@ use vkfuse_examples::{
 
 const NAME: &str = "offscreen";
 const USAGE: &str = "\
-usage: offscreen [--ppm PATH] [--force-staging] [--storage] [--validation]
+usage: offscreen [--ppm PATH] [--force-staging] [--storage] [--msaa] [--validation]
 
 Renders four quads (depth-tested, two textured) into a 256x256 R8G8B8A8_UINT image, checks it
 against a CPU rendering and prints
@@ -31,6 +31,10 @@ against a CPU rendering and prints
                     device-local memory type is host-visible (the texture always is)
   --storage         the fragment shader also XORs each colour with a mask it reads from a
                     read-only storage buffer the host fills with zeros (same image)
+  --msaa            draw into 4-sample colour and depth attachments, submitted on its own,
+                    then resolve the colour (vkCmdResolveImage) into the image in a second
+                    submit that also reads it back (same image: every quad edge lies on
+                    pixel edges, so a pixel's samples agree)
   --validation      enable VK_LAYER_KHRONOS_validation (also VKFUSE_EXAMPLE_VALIDATION=1);
                     exit code 3 if it reports errors or warnings";
 
@@ -200,7 +204,13 @@ fn run(mut args: Args) -> Result<Report> {
     let ppm: Option<String> = args.value("--ppm")?;
     let force_staging = args.flag("--force-staging");
     let storage = args.flag("--storage");
+    let msaa = args.flag("--msaa");
     args.finish()?;
+    let samples = if msaa {
+        vk::SampleCountFlags::TYPE_4
+    } else {
+        vk::SampleCountFlags::TYPE_1
+    };
 
     let ctx = Context::with_queue(NAME, args.validation, vk::QueueFlags::GRAPHICS)?;
     let queue = ctx.queue();
@@ -285,14 +295,39 @@ fn run(mut args: Args) -> Result<Report> {
     upload_texture(&ctx, queue, &texture, &texture_bytes())?;
     let sampler = ctx.create_nearest_sampler()?;
 
-    // Attachments and readback.
-    let color = ctx.create_render_target(COLOR_FORMAT, extent)?;
-    let depth = ctx.create_image_2d(
+    // Attachments and readback. With `--msaa` the colour image is the resolve's target,
+    // drawn into through a multisampled one.
+    let color = if msaa {
+        ctx.create_image_2d(
+            COLOR_FORMAT,
+            extent,
+            vk::ImageUsageFlags::COLOR_ATTACHMENT
+                | vk::ImageUsageFlags::TRANSFER_DST
+                | vk::ImageUsageFlags::TRANSFER_SRC,
+            vk::ImageAspectFlags::COLOR,
+        )?
+    } else {
+        ctx.create_render_target(COLOR_FORMAT, extent)?
+    };
+    let depth = ctx.create_multisampled_2d(
         depth_format,
         extent,
         vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT,
         depth_aspect,
+        samples,
     )?;
+    let multisampled = if msaa {
+        Some(ctx.create_multisampled_2d(
+            COLOR_FORMAT,
+            extent,
+            vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
+            vk::ImageAspectFlags::COLOR,
+            samples,
+        )?)
+    } else {
+        None
+    };
+    let drawn = multisampled.as_ref().unwrap_or(&color);
     let image_bytes = u64::from(SIZE * SIZE * 4);
     let readback = ctx.create_readback_buffer(image_bytes)?;
 
@@ -321,8 +356,9 @@ fn run(mut args: Args) -> Result<Report> {
         ));
     }
     let descriptors = ctx.create_descriptor_set(&bindings)?;
-    let render_pass = ctx.create_render_pass_to_transfer(COLOR_FORMAT, Some(depth_format))?;
-    let framebuffer = ctx.create_framebuffer(&render_pass, &[&color, &depth], extent)?;
+    let render_pass =
+        ctx.create_render_pass_to_transfer_samples(COLOR_FORMAT, Some(depth_format), samples)?;
+    let framebuffer = ctx.create_framebuffer(&render_pass, &[drawn, &depth], extent)?;
     let layout = ctx.create_pipeline_layout(&[&descriptors.layout], &[])?;
     let pipeline = ctx.create_graphics_pipeline(
         &GraphicsPipelineDesc {
@@ -337,6 +373,7 @@ fn run(mut args: Args) -> Result<Report> {
             topology: vk::PrimitiveTopology::TRIANGLE_LIST,
             extent,
             depth_test: true,
+            samples,
         },
         &layout,
         &render_pass,
@@ -380,9 +417,70 @@ fn run(mut args: Args) -> Result<Report> {
         d.cmd_bind_index_buffer(cb, indices.handle, 0, vk::IndexType::UINT16);
         d.cmd_draw_indexed(cb, index_count, 1, 0, 0, 0);
         d.cmd_end_render_pass(cb);
-        cmd::copy_image_to_host(d, cb, color.handle, extent, readback.handle);
-        cmd::end(d, cb)?;
-        ctx.submit(queue.handle, &[cb], &fence)?;
+        if let Some(ms) = &multisampled {
+            // The draw alone; the resolve and readback in a second submit.
+            cmd::end(d, cb)?;
+            ctx.submit(queue.handle, &[cb], &fence)?;
+            ctx.wait_and_reset_fence(&fence)?;
+            let resolve_cb = ctx.allocate_primary(&pool)?;
+            cmd::begin(d, resolve_cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
+            cmd::image_barrier(
+                d,
+                resolve_cb,
+                color.handle,
+                vk::ImageAspectFlags::COLOR,
+                vk::ImageLayout::UNDEFINED,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                (
+                    vk::PipelineStageFlags::TOP_OF_PIPE,
+                    vk::AccessFlags::empty(),
+                ),
+                cmd::TRANSFER_WRITE,
+            );
+            let layers = vk::ImageSubresourceLayers {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: 0,
+                base_array_layer: 0,
+                layer_count: 1,
+            };
+            let region = vk::ImageResolve {
+                src_subresource: layers,
+                src_offset: vk::Offset3D::default(),
+                dst_subresource: layers,
+                dst_offset: vk::Offset3D::default(),
+                extent: vk::Extent3D {
+                    width: SIZE,
+                    height: SIZE,
+                    depth: 1,
+                },
+            };
+            // The render pass left the multisampled image in TRANSFER_SRC_OPTIMAL.
+            d.cmd_resolve_image(
+                resolve_cb,
+                ms.handle,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                color.handle,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                &[region],
+            );
+            cmd::image_barrier(
+                d,
+                resolve_cb,
+                color.handle,
+                vk::ImageAspectFlags::COLOR,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                cmd::TRANSFER_WRITE,
+                cmd::TRANSFER_READ,
+            );
+            cmd::copy_image_to_host(d, resolve_cb, color.handle, extent, readback.handle);
+            cmd::end(d, resolve_cb)?;
+            ctx.submit(queue.handle, &[resolve_cb], &fence)?;
+        } else {
+            cmd::copy_image_to_host(d, cb, color.handle, extent, readback.handle);
+            cmd::end(d, cb)?;
+            ctx.submit(queue.handle, &[cb], &fence)?;
+        }
     }
     ctx.wait_fence(&fence)?;
     let pixels = readback.read_bytes(0, image_bytes as usize)?;

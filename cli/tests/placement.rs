@@ -1133,7 +1133,7 @@ fn multisampled_images_keep_batches_where_their_contents_are() {
         cmd.args(["--msaa"]).env("VK_ICD_FILENAMES", lavapipe());
         let out = run(&mut cmd);
         out.assert_success();
-        example_result(&out.stdout).expect("result line")
+        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()))
     };
     for strategy in ["round_robin", "afr"] {
         let mut cmd = placed_cmd("offscreen", &members, strategy);
@@ -1143,7 +1143,8 @@ fn multisampled_images_keep_batches_where_their_contents_are() {
             panic!("validation layer messages:\n{}", out.dump());
         }
         out.assert_success();
-        let got = example_result(&out.stdout).expect("result line");
+        let got =
+            example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()));
         assert_eq!(got.result, reference.result, "{strategy}: {}", out.dump());
         assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
         let p = placed(&out.stderr);
@@ -1218,7 +1219,8 @@ fn lazy_image_copies_lose_the_device_only_for_images_needed() {
     }
     out.assert_success();
     assert!(!out.stderr.contains("lost"), "{}", out.dump());
-    let got = example_result(&out.stdout).expect("result line");
+    let got =
+        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()));
     assert_eq!(got.result, reference.result, "{}", out.dump());
 }
 

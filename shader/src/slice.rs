@@ -845,7 +845,7 @@ mod tests {
     fn the_narrowing_module_validates() {
         let words = narrow_args();
         validate("narrow-args", &words, "vulkan1.0");
-        let a = crate::analyse(&words, "main").unwrap();
+        let a = crate::analyse(&words, "main").unwrap_or_else(|e| panic!("{e}"));
         let b = &a.bindings[&(0, 0)];
         assert!(b.read && b.written);
     }

@@ -482,16 +482,7 @@ impl DeviceContext {
         usage: vk::ImageUsageFlags,
         aspect: vk::ImageAspectFlags,
     ) -> Result<Image<'_>> {
-        self.create_image(&ImageDesc {
-            format,
-            extent,
-            mip_levels: 1,
-            array_layers: 1,
-            usage,
-            view_type: vk::ImageViewType::TYPE_2D,
-            view_range: subresource_range(aspect),
-            samples: vk::SampleCountFlags::TYPE_1,
-        })
+        self.create_multisampled_2d(format, extent, usage, aspect, vk::SampleCountFlags::TYPE_1)
     }
 
     /// A 2D image of `samples` samples per texel, one level and layer, and its view.

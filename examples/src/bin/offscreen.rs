@@ -196,6 +196,31 @@ fn cpu_render() -> Vec<u8> {
     out
 }
 
+/// Records the barrier that takes colour image `image` from `UNDEFINED` (contents discarded)
+/// to `TRANSFER_DST_OPTIMAL` for a transfer write.
+///
+/// # Safety
+/// `cb` is a command buffer of `d` recording outside a render pass; `image` a live
+/// single-level, single-layer colour image of `d`.
+unsafe fn to_transfer_dst(d: &ash::Device, cb: vk::CommandBuffer, image: vk::Image) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        cmd::image_barrier(
+            d,
+            cb,
+            image,
+            vk::ImageAspectFlags::COLOR,
+            vk::ImageLayout::UNDEFINED,
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            (
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                vk::AccessFlags::empty(),
+            ),
+            cmd::TRANSFER_WRITE,
+        )
+    };
+}
+
 fn main() -> ExitCode {
     example_main(NAME, USAGE, run)
 }
@@ -424,19 +449,7 @@ fn run(mut args: Args) -> Result<Report> {
             ctx.wait_and_reset_fence(&fence)?;
             let resolve_cb = ctx.allocate_primary(&pool)?;
             cmd::begin(d, resolve_cb, vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT)?;
-            cmd::image_barrier(
-                d,
-                resolve_cb,
-                color.handle,
-                vk::ImageAspectFlags::COLOR,
-                vk::ImageLayout::UNDEFINED,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                (
-                    vk::PipelineStageFlags::TOP_OF_PIPE,
-                    vk::AccessFlags::empty(),
-                ),
-                cmd::TRANSFER_WRITE,
-            );
+            to_transfer_dst(d, resolve_cb, color.handle);
             let layers = vk::ImageSubresourceLayers {
                 aspect_mask: vk::ImageAspectFlags::COLOR,
                 mip_level: 0,
@@ -535,19 +548,7 @@ fn upload_texture(
         // SAFETY: cb is recording outside a render pass; the image is new (UNDEFINED) and the
         // staging buffer lives until one_time_commands has waited for the submission.
         unsafe {
-            cmd::image_barrier(
-                d,
-                cb,
-                texture.handle,
-                vk::ImageAspectFlags::COLOR,
-                vk::ImageLayout::UNDEFINED,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                (
-                    vk::PipelineStageFlags::TOP_OF_PIPE,
-                    vk::AccessFlags::empty(),
-                ),
-                cmd::TRANSFER_WRITE,
-            );
+            to_transfer_dst(d, cb, texture.handle);
             d.cmd_copy_buffer_to_image(
                 cb,
                 staging.handle,

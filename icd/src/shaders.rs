@@ -15,8 +15,9 @@
 //! whole grid (`Analysis::slice_refusal`) is also kept rewritten to run only the workgroups of
 //! a slice (`vkfuse_shader::slice`), and a compute pipeline of it keeps what its variants are
 //! made from ([`Slices`]): indirect dispatches whose group counts are not known at submit run
-//! on every member with such a variant each (`split.rs`). Variants are created on first use,
-//! one per member and slice, and destroyed with the pipeline (or the device); once the
+//! on every member with such a variant each (`split.rs`), narrowed where [`narrowable`] says
+//! so (`narrow.rs`). Variants are created on first use, one per member, slice and mode
+//! (narrowed or not), and destroyed with the pipeline (or the device); once the
 //! pipeline's layout is destroyed, or a member failed to make one (`VKFUSE_FAULT=slices:M`
 //! for tests), no new ones are made and its indirect dispatches run whole.
 //!

@@ -22,10 +22,12 @@
 //!   `gl_NumWorkGroups` component the shader does not read; indirect dispatches where their
 //!   group counts are at rest on the host at submit ([`Log::resolve`]). Under
 //!   `compute_split`, indirect dispatches whose counts are not known then split by workgroup
-//!   slices where their pipeline has variants for it ([`slice_indirect`]): every member
-//!   dispatches the whole grid with its variant, whose workgroups outside the member's
-//!   slice ([`parts`]) return at once (`vkfuse_shader::slice`). The others run whole on the
-//!   first member.
+//!   slices where their pipeline has variants for it ([`slice_indirect`]): each member
+//!   dispatches only its slice's workgroups ([`parts`]), from counts it narrows on the
+//!   device (`narrow.rs`), with its variant mapping their ids back; where that cannot be
+//!   (the shader reads `gl_NumWorkGroups.x`, say), it dispatches the whole grid with a
+//!   variant whose workgroups outside its slice return at once (`vkfuse_shader::slice`).
+//!   The others run whole on the first member.
 //! - **Rounds.** At submit, the log's dispatches form rounds ([`rounds`]): runs of split
 //!   dispatches none of which touches what another of the run writes, or runs of whole
 //!   dispatches. Bindings whose every access the shader analysis keeps to each invocation's

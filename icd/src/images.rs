@@ -1178,7 +1178,7 @@ pub fn held_for(
 }
 
 /// Member `m` was lost while it alone held the latest contents of `units` of `img`: they are
-/// lost, and a batch that needs them loses the fused device ([`State::lost`]). Returns
+/// lost, and a batch that needs them loses the fused device (`State::lost`). Returns
 /// whether anything is newly lost.
 pub fn lose(img: &Image, m: usize, units: Range) -> bool {
     let mut st = img.state.lock();

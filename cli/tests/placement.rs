@@ -585,6 +585,18 @@ fn read_only_inputs_are_copied_once_per_member() {
     frames_do_not_wait(&out);
 }
 
+/// Asserts that `out` ran clean (no validation messages, success) and gave `reference`'s
+/// result.
+fn assert_equals_direct(out: &Output, reference: &ExampleResult) {
+    if out.status.code() == Some(3) {
+        panic!("validation layer messages:\n{}", out.dump());
+    }
+    out.assert_success();
+    let got =
+        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()));
+    assert_eq!(got.result, reference.result, "{}", out.dump());
+}
+
 /// The result of `example_name` with `args` on lavapipe directly, with validation.
 fn direct_with(example_name: &str, args: &[&str]) -> ExampleResult {
     let mut cmd = direct(example(example_name), &lavapipe());
@@ -1006,12 +1018,7 @@ fn images_move_between_drivers() {
     ] {
         let reference = direct_result(example_name, &lavapipe());
         let out = run(placed_cmd(example_name, &members, strategy).env("VKFUSE_LOG", "debug"));
-        if out.status.code() == Some(3) {
-            panic!("validation layer messages:\n{}", out.dump());
-        }
-        out.assert_success();
-        let got = example_result(&out.stdout).expect("result line");
-        assert_eq!(got.result, reference.result, "{}", out.dump());
+        assert_equals_direct(&out, &reference);
         assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
         let p = placed(&out.stderr);
         assert!(
@@ -1042,12 +1049,7 @@ fn images_move_between_drivers() {
     cmd.env("VKFUSE_FAULT", "import:1")
         .env("VKFUSE_LOG", "debug");
     let out = run(&mut cmd);
-    if out.status.code() == Some(3) {
-        panic!("validation layer messages:\n{}", out.dump());
-    }
-    out.assert_success();
-    let got = example_result(&out.stdout).expect("result line");
-    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert_equals_direct(&out, &reference);
     assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
     assert!(
         out.stderr
@@ -1061,12 +1063,7 @@ fn images_move_between_drivers() {
     let mut cmd = placed_cmd("offscreen", &members, "round_robin");
     cmd.env("VKFUSE_FAULT", "images:1");
     let out = run(&mut cmd);
-    if out.status.code() == Some(3) {
-        panic!("validation layer messages:\n{}", out.dump());
-    }
-    out.assert_success();
-    let got = example_result(&out.stdout).expect("result line");
-    assert_eq!(got.result, reference.result, "{}", out.dump());
+    assert_equals_direct(&out, &reference);
     assert_eq!(
         out.stderr.matches("cannot be copied between them").count(),
         1,
@@ -1128,24 +1125,12 @@ fn multisampled_images_keep_batches_where_their_contents_are() {
     let Some(members) = lvp_sw("multisampled_images_keep_batches_where_their_contents_are") else {
         return;
     };
-    let reference = {
-        let mut cmd = Command::new(example("offscreen"));
-        cmd.args(["--msaa"]).env("VK_ICD_FILENAMES", lavapipe());
-        let out = run(&mut cmd);
-        out.assert_success();
-        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()))
-    };
+    let reference = direct_with("offscreen", &["--msaa"]);
     for strategy in ["round_robin", "afr"] {
         let mut cmd = placed_cmd("offscreen", &members, strategy);
         cmd.arg("--msaa").env("VKFUSE_LOG", "debug");
         let out = run(&mut cmd);
-        if out.status.code() == Some(3) {
-            panic!("validation layer messages:\n{}", out.dump());
-        }
-        out.assert_success();
-        let got =
-            example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()));
-        assert_eq!(got.result, reference.result, "{strategy}: {}", out.dump());
+        assert_equals_direct(&out, &reference);
         assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
         let p = placed(&out.stderr);
         assert!(p.iter().all(|n| *n >= 1), "{p:?}: {}", out.dump());
@@ -1214,14 +1199,8 @@ fn lazy_image_copies_lose_the_device_only_for_images_needed() {
     cmd.env("VKFUSE_FAULT", "copyout:0:1")
         .env("VKFUSE_IMAGE_COPIES", "eager");
     let out = run(&mut cmd);
-    if out.status.code() == Some(3) {
-        panic!("validation layer messages:\n{}", out.dump());
-    }
-    out.assert_success();
+    assert_equals_direct(&out, &reference);
     assert!(!out.stderr.contains("lost"), "{}", out.dump());
-    let got =
-        example_result(&out.stdout).unwrap_or_else(|| panic!("no result line: {}", out.dump()));
-    assert_eq!(got.result, reference.result, "{}", out.dump());
 }
 
 /// Compute pipelines are analysed as they are created (with debug logging, on several

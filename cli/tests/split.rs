@@ -459,6 +459,8 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
     }
     for writer in ["gpu", "update"] {
         let args = indirect_args(writer);
+        // The counts' writer dispatches one group per submit with `gpu`.
+        let writers = if writer == "gpu" { 2 } else { 0 };
         for (members, sharing) in &runs {
             let out = check("saxpy", &args, members, &[("VKFUSE_SHARING", sharing)]);
             let (count, parts) = sliced_parts(&out.stderr).unwrap_or_else(|| {
@@ -473,7 +475,6 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             // group of the six dispatches of 1024 once (and the groups of the dispatch that
             // writes the counts, one per submit, with `gpu`), each member some.
             let groups = split_groups(&out.stderr).unwrap_or_default();
-            let writers = if writer == "gpu" { 2 } else { 0 };
             assert_eq!(
                 groups.iter().sum::<u64>(),
                 6 * 1024 + writers,
@@ -486,7 +487,8 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
                 out.dump()
             );
         }
-        // A two-dimensional grid (mandelbrot's 8 x 8 groups, cut along y), on shared memory.
+        // A two-dimensional grid (mandelbrot's 8 x 8 groups; narrowed, cut along x), on
+        // shared memory.
         for (members, _) in runs.iter().filter(|r| r.1 == "host") {
             let args = ["--size", "128", "--indirect", writer, "--repeat", "2"];
             let out = check("mandelbrot", &args, members, &[]);
@@ -498,7 +500,6 @@ fn indirect_dispatches_with_counts_written_in_the_batch_split_by_slices() {
             assert_eq!(narrowed(&out.stderr), Some(2), "{}", out.dump());
             // 8 x 8 groups, twice (and the counts' writer, once per submit, with `gpu`).
             let groups = split_groups(&out.stderr).unwrap_or_default();
-            let writers = if writer == "gpu" { 2 } else { 0 };
             assert_eq!(
                 groups.iter().sum::<u64>(),
                 2 * 64 + writers,

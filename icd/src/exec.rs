@@ -3297,6 +3297,26 @@ fn submit_split(
                 })
                 .collect()
         };
+    // Per round, its sliced indirect dispatches. Their rounds are not timed unless narrowed:
+    // each member's busy time includes launching every workgroup of the grid, and the
+    // workgroups each ran are not known (the balance and the projection would take them for
+    // work divided). Narrowed ones launch only their slice's, read back when done.
+    let sliced_rounds: Vec<u64> = all_rounds
+        .iter()
+        .map(|(i, r)| {
+            r.dispatches
+                .iter()
+                .filter(|k| {
+                    r.split
+                        && matches!(
+                            &steps[*i][**k],
+                            crate::split::Step::Indirect { sliced: true, .. }
+                        )
+                })
+                .count() as u64
+        })
+        .collect();
+    let sliced_dispatches: u64 = sliced_rounds.iter().sum();
     'record: for (r_index, (i, round)) in all_rounds.iter().enumerate() {
         let log = &steps[*i];
         {
@@ -3462,38 +3482,10 @@ fn submit_split(
             narrowed_dispatches += narrow.len() as u64;
             // A round is timed where its sliced dispatches were all narrowed and every
             // member's workgroups can be read back.
-            let sliced_here = round
-                .dispatches
-                .iter()
-                .filter(|k| {
-                    round.split
-                        && matches!(&log[**k], crate::split::Step::Indirect { sliced: true, .. })
-                })
-                .count();
-            timed_narrow.push(sliced_here == narrow.len() && readable);
+            timed_narrow.push(sliced_rounds[r_index] == narrow.len() as u64 && readable);
             plan.push(this);
         }
     }
-    // Per round, its sliced indirect dispatches. Their rounds are not timed unless narrowed:
-    // each member's busy time includes launching every workgroup of the grid, and the
-    // workgroups each ran are not known (the balance and the projection would take them for
-    // work divided). Narrowed ones launch only their slice's, read back when done.
-    let sliced_rounds: Vec<u64> = all_rounds
-        .iter()
-        .map(|(i, r)| {
-            r.dispatches
-                .iter()
-                .filter(|k| {
-                    r.split
-                        && matches!(
-                            &steps[*i][**k],
-                            crate::split::Step::Indirect { sliced: true, .. }
-                        )
-                })
-                .count() as u64
-        })
-        .collect();
-    let sliced_dispatches: u64 = sliced_rounds.iter().sum();
     // The join on the first member brings the images the batch may write up to date there
     // (their packed copy, merged, into its copy), and its copies reached through staging
     // (their stages, merged, into them). The lead-in copies those copies out into their

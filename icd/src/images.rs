@@ -1591,6 +1591,16 @@ mod tests {
         }
     }
 
+    /// Commits change `c` as a batch on member `j` finishing at its point 1 of a null
+    /// semaphore (nothing copied).
+    fn commit(t: &mut Tracker, c: Change, j: usize) {
+        let plan = Plan {
+            changes: vec![c],
+            ..Plan::default()
+        };
+        assert_eq!(plan.commit(t, j, (j, vk::Semaphore::null(), 1)), Ok((0, 0)));
+    }
+
     #[test]
     fn tracked_images_follow_their_writers_and_stages() {
         // Members 0 and 1 of the primary's driver, 2 of another; the image bound to memory 0
@@ -1607,13 +1617,6 @@ mod tests {
             t.sharing(1).unwrap().storage_of(m(1)).map(|s| s.sites),
             Some(home)
         );
-        let commit = |t: &mut Tracker, c: Change, j| {
-            let plan = Plan {
-                changes: vec![c],
-                ..Plan::default()
-            };
-            assert_eq!(plan.commit(t, j, (j, vk::Semaphore::null(), 1)), Ok((0, 0)));
-        };
         let all = Range::new(0, 12);
         let none = Range::new(0, 0);
         // Member 2 writes and copies out: it and the stage hold the image.
@@ -1679,14 +1682,10 @@ mod tests {
         let m = |i| Site::member(i).unwrap_or(Site::HOST);
         let all = Range::new(0, 12);
         // Member 1 writes without copying out: it alone holds the image, and says so.
-        let written = (1, vk::Semaphore::null(), 7);
+        let written = (1, vk::Semaphore::null(), 1);
         let mut c = change(&img, Range::new(0, 0), all, Some(false));
         c.held = true;
-        let plan = Plan {
-            changes: vec![c],
-            ..Plan::default()
-        };
-        assert_eq!(plan.commit(&mut t, 1, written), Ok((0, 0)));
+        commit(&mut t, c, 1);
         assert_eq!(t.segments(1), Ok(vec![(all, Sites::single(m(1)))]));
         assert_eq!(img.state.lock().held, Some((1, written)));
         assert!(img.state.lock().latest.is_none());
@@ -1726,11 +1725,7 @@ mod tests {
         // are lost, and no longer held; a batch that discards some defines them again.
         let mut c = change(&img, Range::new(0, 0), all, Some(false));
         c.held = true;
-        let plan = Plan {
-            changes: vec![c],
-            ..Plan::default()
-        };
-        assert_eq!(plan.commit(&mut t, 1, written), Ok((0, 0)));
+        commit(&mut t, c, 1);
         let report = t.lose_member(1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(report.lost, vec![(1, all)]);
         assert!(lose(&img, 1, all));
@@ -1738,14 +1733,7 @@ mod tests {
         assert!(img.state.lock().held.is_none());
         let mut c = change(&img, Range::new(0, 0), Range::new(0, 4), Some(false));
         c.revived = RangeSet::of(Range::new(0, 4));
-        let plan = Plan {
-            changes: vec![c],
-            ..Plan::default()
-        };
-        assert_eq!(
-            plan.commit(&mut t, 0, (0, vk::Semaphore::null(), 1)),
-            Ok((0, 0))
-        );
+        commit(&mut t, c, 0);
         assert_eq!(img.state.lock().lost, RangeSet::of(Range::new(4, 12)));
     }
 

@@ -23,6 +23,8 @@ pub struct Fused {
     /// Fused family → the primary's family.
     pub family_of_primary: Vec<u32>,
     pub memory: vk::PhysicalDeviceMemoryProperties,
+    /// The member whose memory types and heaps the fused ones are (`vkfuse_memory::fuse`).
+    pub memory_base: usize,
     pub extensions: Vec<vk::ExtensionProperties>,
     pub extension_names: Vec<String>,
     pub limited: Vec<Limited>,
@@ -419,6 +421,7 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             queue_families,
             family_of_primary,
             memory,
+            memory_base: fm.base,
             extension_names: extensions.iter().map(ext_name).collect(),
             extensions,
             limited,
@@ -914,11 +917,13 @@ pub unsafe extern "system" fn get_memory_properties2(
 ) {
     crate::guard::void("vkGetPhysicalDeviceMemoryProperties2", || {
         let p = pd(h)?;
-        let first = &p.members[0];
-        if let Some(f) = first.fns.get_physical_device_memory_properties2 {
-            // SAFETY: the primary fills the application's extension structs (heap numbering is
-            // the primary's).
-            unsafe { f(first.handle, out) };
+        let base = p.members.get(p.fused.memory_base).or(p.members.first());
+        if let Some((f, base)) =
+            base.and_then(|b| Some((b.fns.get_physical_device_memory_properties2?, b)))
+        {
+            // SAFETY: the member whose heaps the fused ones are fills the application's
+            // extension structs (heap numbering is its own).
+            unsafe { f(base.handle, out) };
         }
         // SAFETY: valid output.
         unsafe { (*out).memory_properties = p.fused.memory };

@@ -51,6 +51,8 @@ pub struct MemProps {
 pub struct Fused {
     pub props: MemProps,
     pub maps: Vec<Vec<u32>>,
+    /// The member whose types and heaps the fused ones are (heap numbering is its own).
+    pub base: usize,
 }
 
 /// Picks the member type that offers at least `want`'s property flags with the fewest extra
@@ -71,27 +73,45 @@ fn pick(member: &MemProps, want: MemType, want_heap_flags: u32) -> Option<u32> {
         .map(|(i, _)| i as u32)
 }
 
-/// Fuses the memory properties of members, the first being the primary: each of the primary's
-/// types survives where every member has a type with at least its property flags; heaps keep
-/// the primary's numbering and shrink to the smallest mapped heap (objects are mirrored).
+/// Fuses the memory properties of members. The fused types are one member's (the base): each
+/// of its types survives where every other member has a type with at least its property
+/// flags; heaps keep the base's numbering and shrink to the smallest mapped heap (objects are
+/// mirrored).
+///
+/// The base is the member that keeps the most types, the first on ties (the primary where it
+/// keeps all). A CPU driver's one type, device-local, host-visible, coherent and cached at
+/// once, has no match on a discrete GPU, while each of the GPU's types finds the CPU driver's:
+/// with the CPU driver first the fused device would have no memory type at all.
 pub fn fuse(members: &[MemProps]) -> Fused {
-    let Some(base) = members.first() else {
+    (0..members.len())
+        .map(|b| fuse_onto(members, b))
+        .fold(None, |best: Option<Fused>, f| match best {
+            Some(b) if b.props.types.len() >= f.props.types.len() => Some(b),
+            _ => Some(f),
+        })
+        .unwrap_or_default()
+}
+
+/// [`fuse`] with member `base`'s types and heaps.
+fn fuse_onto(members: &[MemProps], base: usize) -> Fused {
+    let Some(from) = members.get(base) else {
         return Fused::default();
     };
     let mut out = Fused {
         props: MemProps {
             types: Vec::new(),
-            heaps: base.heaps.clone(),
+            heaps: from.heaps.clone(),
         },
         maps: vec![Vec::new(); members.len()],
+        base,
     };
-    for (i, t) in base.types.iter().enumerate() {
-        let heap_flags = base.heaps.get(t.heap as usize).map_or(0, |h| h.flags);
+    for (i, t) in from.types.iter().enumerate() {
+        let heap_flags = from.heaps.get(t.heap as usize).map_or(0, |h| h.flags);
         let picks: Option<Vec<u32>> = members
             .iter()
             .enumerate()
             .map(|(m, props)| {
-                if m == 0 {
+                if m == base {
                     Some(i as u32)
                 } else {
                     pick(props, *t, heap_flags)
@@ -203,15 +223,19 @@ mod tests {
 
     #[test]
     fn cpu_member_serves_every_type_with_its_one_type() {
-        let f = fuse(&[cpu(), gpu()]);
-        // The primary's one type needs all four flags; the GPU has none with all of them.
-        assert!(f.props.types.is_empty());
         let f = fuse(&[gpu(), cpu()]);
         // Host-visible types need a heap without flags: the CPU's only heap is device-local,
         // which has the flags asked for (none), so every type maps to the CPU's type 0.
+        assert_eq!(f.base, 0);
         assert_eq!(f.maps[1], vec![0, 0, 0]);
         assert_eq!(f.props.heaps[0].size, 4 << 30);
         assert_eq!(f.props.heaps[1].size, 4 << 30);
+        // With the CPU driver first its one type, which needs all four flags, has no match on
+        // the GPU: the GPU's types are the fused ones, mapped the same way.
+        let g = fuse(&[cpu(), gpu()]);
+        assert_eq!(g.base, 1);
+        assert_eq!(g.props, f.props);
+        assert_eq!(g.maps, vec![vec![0, 0, 0], vec![0, 1, 2]]);
     }
 
     #[test]

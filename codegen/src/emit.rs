@@ -1142,6 +1142,15 @@ fn gen_translate(m: &Model, errors: &mut Vec<String>) -> String {
                 writeln!(body, "d.{field} = cx.buffer_usage(d.{field});").ok();
                 continue;
             }
+            if st.name == "VkShaderModuleCreateInfo" && f.name == "pCode" {
+                // Modules of pipelines that run slices are marked (`Cx::shader_code`).
+                writeln!(
+                    body,
+                    "(d.code_size, d.{field}) = cx.shader_code(d.code_size, d.{field});"
+                )
+                .ok();
+                continue;
+            }
             if !m.field_needs_tr(f) {
                 continue;
             }

@@ -161,6 +161,26 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Shader code for this member: where dispatches split, the module marked as compiled for
+    /// `vkCmdDispatchBase` (`vkfuse_shader::slice::marked_for_dispatch_base`: a driver's
+    /// shader cache must not hand a pipeline with `DISPATCH_BASE` code compiled without it).
+    /// Returns the code size in bytes and the words.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // Reason: `code` is an application pointer under Vulkan valid usage; the generated fix function of `VkShaderModuleCreateInfo` is its only caller, under its entry point's contract.
+    pub fn shader_code(&self, size: usize, code: *const u32) -> (usize, *const u32) {
+        if !crate::config::Config::get().splits() || code.is_null() || size % 4 != 0 {
+            return (size, code);
+        }
+        // SAFETY: `size` bytes of SPIR-V at `code` (VUID-VkShaderModuleCreateInfo-pCode).
+        let words = unsafe { std::slice::from_raw_parts(code, size / 4) };
+        let Some(marked) = vkfuse_shader::slice::marked_for_dispatch_base(words) else {
+            return (size, code);
+        };
+        let out = self.arena.alloc::<u32>(marked.len());
+        // SAFETY: room for `marked.len()` words.
+        unsafe { std::ptr::copy_nonoverlapping(marked.as_ptr(), out, marked.len()) };
+        (marked.len() * 4, out)
+    }
+
     /// Buffer usage for this member: where dispatches split, indirect buffers may also be
     /// copied from (`TRANSFER_SRC`): a narrowed sliced indirect dispatch copies its group
     /// counts into vkfuse's own buffer (`narrow.rs`).

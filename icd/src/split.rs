@@ -1197,6 +1197,25 @@ unsafe fn recorded(
     Ok(())
 }
 
+/// Every stage, the host's included: the destination of the barriers a round records.
+const ALL_AND_HOST: vk::PipelineStageFlags = vk::PipelineStageFlags::from_raw(
+    vk::PipelineStageFlags::ALL_COMMANDS.as_raw() | vk::PipelineStageFlags::HOST.as_raw(),
+);
+
+/// A memory barrier from every device write to every access, the host's included: each
+/// barrier of the application's that a round replays (the log keeps none of its masks), and
+/// the round's last.
+fn everything() -> vk::MemoryBarrier<'static> {
+    vk::MemoryBarrier {
+        src_access_mask: vk::AccessFlags::MEMORY_WRITE,
+        dst_access_mask: vk::AccessFlags::MEMORY_READ
+            | vk::AccessFlags::MEMORY_WRITE
+            | vk::AccessFlags::HOST_READ
+            | vk::AccessFlags::HOST_WRITE,
+        ..Default::default()
+    }
+}
+
 /// Records round `round` of `steps` for member `md` into `cb` (begun and ended here): the
 /// log replayed with member handles; of the dispatches only those of the round, each as the
 /// parts `slice(step)` gives (none: not on this member); of the image barriers those in
@@ -1346,12 +1365,7 @@ pub unsafe fn record(
                             Step::Images(_) => continue,
                             _ => &[],
                         };
-                        let all = vk::MemoryBarrier {
-                            src_access_mask: vk::AccessFlags::MEMORY_WRITE,
-                            dst_access_mask: vk::AccessFlags::MEMORY_READ
-                                | vk::AccessFlags::MEMORY_WRITE,
-                            ..Default::default()
-                        };
+                        let all = everything();
                         // Barriers from UNDEFINED of images copied between drivers keep
                         // their contents: one per subresource, from its layout (`kept`).
                         let list: Vec<vk::ImageMemoryBarrier> = list
@@ -1379,7 +1393,7 @@ pub unsafe fn record(
                         barrier(
                             cb,
                             vk::PipelineStageFlags::ALL_COMMANDS,
-                            vk::PipelineStageFlags::ALL_COMMANDS,
+                            ALL_AND_HOST,
                             vk::DependencyFlags::empty(),
                             1,
                             &all,
@@ -1391,6 +1405,23 @@ pub unsafe fn record(
                     }
                 }
             }
+            // The round's writes made visible to the host before its end is signalled: the
+            // host merges and reads them, and members of other drivers read shared host
+            // memory. A fence or semaphore signal alone makes device writes available to the
+            // device only; CPU drivers need no more, GPUs that cache the writes do.
+            let all = everything();
+            barrier(
+                cb,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                ALL_AND_HOST,
+                vk::DependencyFlags::empty(),
+                1,
+                &all,
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+            );
             if let Some(write) = stamp {
                 write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
             }

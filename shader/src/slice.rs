@@ -706,6 +706,50 @@ fn out_extend(put: &mut impl FnMut(&spirv::Inst<'_>), words: &[u32]) {
     });
 }
 
+/// What [`marked_for_dispatch_base`] adds to a module.
+pub const DISPATCH_BASE_MARK: &str = "vkfuse: compiled for vkCmdDispatchBase";
+
+/// `words` with an `OpSourceExtension` naming [`DISPATCH_BASE_MARK`] at the head of its debug
+/// instructions, for modules whose pipelines are created with `DISPATCH_BASE`; `None` where
+/// `words` is not a module.
+///
+/// The NVIDIA driver (580) keys its shader disk cache on the module, not on that flag: a
+/// pipeline with `DISPATCH_BASE` whose module was compiled without it before (the same program
+/// run directly, an earlier run) got the cached code, which ignores the base, so every slice
+/// wrote the first slice's elements. The mark gives such modules a key of their own.
+pub fn marked_for_dispatch_base(words: &[u32]) -> Option<Vec<u32>> {
+    let insts = spirv::instructions(words).ok()?;
+    // Capabilities, extensions, imports, the memory model, entry points and execution modes
+    // come before the debug instructions.
+    let head: usize = insts
+        .iter()
+        .take_while(|i| {
+            matches!(
+                i.op,
+                spirv::op::CAPABILITY
+                    | spirv::op::EXTENSION
+                    | spirv::op::EXT_INST_IMPORT
+                    | spirv::op::MEMORY_MODEL
+                    | spirv::op::ENTRY_POINT
+                    | spirv::op::EXECUTION_MODE
+                    | spirv::op::EXECUTION_MODE_ID
+            )
+        })
+        .map(|i| i.operands.len() + 1)
+        .sum();
+    let mut text: Vec<u8> = DISPATCH_BASE_MARK.bytes().collect();
+    text.resize((text.len() / 4 + 1) * 4, 0);
+    let mut out = Vec::with_capacity(words.len() + 1 + text.len() / 4);
+    out.extend_from_slice(&words[..5 + head]);
+    out.push(((1 + text.len() / 4) as u32) << 16 | u32::from(spirv::op::SOURCE_EXTENSION));
+    out.extend(
+        text.chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    out.extend_from_slice(&words[5 + head..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -839,6 +883,23 @@ mod tests {
             void main() { b[gl_LocalInvocationIndex] = 1u; }";
         let (_, s) = sliced("local-slice", source);
         assert!(s.narrow);
+    }
+
+    #[test]
+    fn modules_marked_for_dispatch_base_validate_and_analyse_alike() {
+        let source = saxpy();
+        let words = compile("marked", &source);
+        let marked = marked_for_dispatch_base(&words).unwrap_or_else(|| panic!("not a module"));
+        validate("marked", &marked, env_of(&source));
+        assert_ne!(marked, words);
+        assert_eq!(
+            crate::analyse(&marked, "main").map(|a| a.bindings),
+            crate::analyse(&words, "main").map(|a| a.bindings)
+        );
+        // The narrowing module: SPIR-V 1.0, no debug instructions.
+        let n = marked_for_dispatch_base(&narrow_args()).unwrap_or_else(|| panic!("not a module"));
+        validate("marked-narrow-args", &n, "vulkan1.0");
+        assert_eq!(marked_for_dispatch_base(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -85,8 +85,14 @@ pub fn instructions(words: &[u32]) -> Result<Vec<Inst<'_>>, ParseError> {
 
 /// Opcodes the analysis reads.
 pub mod op {
+    pub const SOURCE_EXTENSION: u16 = 4;
+    pub const EXTENSION: u16 = 10;
+    pub const EXT_INST_IMPORT: u16 = 11;
+    pub const MEMORY_MODEL: u16 = 14;
     pub const ENTRY_POINT: u16 = 15;
     pub const EXECUTION_MODE: u16 = 16;
+    pub const CAPABILITY: u16 = 17;
+    pub const EXECUTION_MODE_ID: u16 = 331;
     pub const TYPE_INT: u16 = 21;
     pub const TYPE_ARRAY: u16 = 28;
     pub const TYPE_RUNTIME_ARRAY: u16 = 29;

@@ -873,6 +873,7 @@ pub unsafe fn fix_semaphore_wait_info(cx: &Cx, d: *mut vk::SemaphoreWaitInfo) {
 pub unsafe fn fix_shader_module_create_info(cx: &Cx, d: *mut vk::ShaderModuleCreateInfo) {
     let d = unsafe { &mut *d };
     d.p_next = unsafe { chain(cx, d.p_next) } as _;
+    (d.code_size, d.p_code) = cx.shader_code(d.code_size, d.p_code);
 }
 
 /// Rewrites a copy of `VkShaderModuleValidationCacheCreateInfoEXT` for the member of `cx`.

@@ -2545,7 +2545,7 @@ impl Splits {
                         let o = self.open.swap_remove(k);
                         // Every member's slice of the round timed: the balance compares them.
                         self.balance
-                            .get_or_insert_with(|| vkfuse_scheduler::Balances::new(MAX_MEMBERS))
+                            .get_or_insert_with(|| speed_priors(d))
                             .round(o.5, &o.4);
                     }
                 }
@@ -2673,6 +2673,26 @@ type Planned = (usize, usize, Timed, u64, u32);
 
 /// A slice of a round timed: member, workgroups, busy nanoseconds.
 type TimedSlice = (usize, u64, u64);
+
+/// A balance whose first rounds weigh members by their kind of device (discrete GPU 16,
+/// integrated or virtual GPU 4, CPU and others 1) until their speeds are measured: a CPU
+/// driver beside a GPU first gets a sixteenth of a grid, not half.
+fn speed_priors(d: &Device) -> vkfuse_scheduler::Balances {
+    let priors = (0..MAX_MEMBERS)
+        .map(|m| {
+            // SAFETY: a device's physical device outlives it.
+            let pm = unsafe { (*d.physical).member(m) };
+            match pm.map(|pm| pm.properties.device_type) {
+                Some(vk::PhysicalDeviceType::DISCRETE_GPU) => 16.0,
+                Some(
+                    vk::PhysicalDeviceType::INTEGRATED_GPU | vk::PhysicalDeviceType::VIRTUAL_GPU,
+                ) => 4.0,
+                _ => 1.0,
+            }
+        })
+        .collect();
+    vkfuse_scheduler::Balances::with_priors(MAX_MEMBERS, priors)
+}
 
 /// A query pool of two timestamps on member `md`, or null where its graphics and compute
 /// queues do not time work (`timestampComputeAndGraphics`) or the pool cannot be made.
@@ -3060,7 +3080,7 @@ fn submit_split(
     let weights = st
         .split
         .balance
-        .get_or_insert_with(|| vkfuse_scheduler::Balances::new(MAX_MEMBERS))
+        .get_or_insert_with(|| speed_priors(d))
         .weights(kind, &members, SPLIT_CHUNKS);
     // Each member's slice of sliced indirect dispatches.
     let parts = crate::split::parts(&weights);
@@ -3386,7 +3406,9 @@ fn submit_split(
                 let slice = |k: usize| crate::split::slices(&log[k], &weights, SPLIT_CHUNKS, pos);
                 let mut these = 0;
                 for k in &round.dispatches {
-                    for (_, c) in slice(*k) {
+                    let parts = slice(*k);
+                    crate::debug!("compute_split: member {m}, step {k}: (base, groups) {parts:?}");
+                    for (_, c) in parts {
                         these += c.iter().map(|n| u64::from(*n)).product::<u64>();
                     }
                 }

@@ -60,12 +60,15 @@ pub fn chunks(count: u32, weights: &[f64], per_member: u32) -> Vec<Vec<(u32, u32
 ///
 /// A member whose share falls below one chunk would never be measured again: every
 /// [`Balance::EXPLORE`]th call of [`Balance::weights`] gives each member at least a chunk
-/// or so, so that its speed is measured anew.
+/// or so, so that its speed is measured anew; a member so slow that this share would take
+/// longer than a whole balanced round, proportionally more rarely.
 #[derive(Clone, Debug, Default)]
 pub struct Balance {
     rates: Vec<Option<f64>>,
     speeds: Vec<Option<f64>>,
     calls: u64,
+    /// Each member's expected speed before any member was measured (1 where not given).
+    priors: Vec<f64>,
 }
 
 impl Balance {
@@ -80,7 +83,16 @@ impl Balance {
             rates: vec![None; members],
             speeds: vec![None; members],
             calls: 0,
+            priors: Vec::new(),
         }
+    }
+
+    /// The speeds members are expected to have relative to each other before any of them was
+    /// measured (by default equal): the weights of the first rounds, so that a CPU driver
+    /// beside a GPU is not first given half of a grid.
+    pub fn with_priors(mut self, priors: Vec<f64>) -> Balance {
+        self.priors = priors;
+        self
     }
 
     /// The slices of one round, each (member, workgroups, busy nanoseconds), all measured:
@@ -190,7 +202,8 @@ impl Balance {
 
     /// The weights of members `members` (indices into this balance), for [`chunks`] of
     /// `per_member` chunks per member: their relative speeds. Every [`Balance::EXPLORE`]th
-    /// call, no weight is below two chunks' share of their sum.
+    /// call, no weight is below two chunks' share of their sum (for a member that share
+    /// would keep busy longer than a balanced round, proportionally more rarely).
     pub fn weights(&mut self, members: &[usize], per_member: u32) -> Vec<f64> {
         self.calls += 1;
         let known: Vec<f64> = members
@@ -202,14 +215,35 @@ impl Balance {
         } else {
             known.iter().sum::<f64>() / known.len() as f64
         };
+        let prior = |m: usize| match self.priors.get(m) {
+            Some(p) if p.is_finite() && *p > 0.0 => *p,
+            _ => 1.0,
+        };
         let mut w: Vec<f64> = members
             .iter()
-            .map(|m| self.speeds.get(*m).copied().flatten().unwrap_or(mean))
+            .map(|m| match self.speeds.get(*m).copied().flatten() {
+                Some(s) => s,
+                None if known.is_empty() => prior(*m),
+                None => mean,
+            })
             .collect();
-        if self.calls % Self::EXPLORE == 0 {
-            let sum: f64 = w.iter().sum();
-            let floor = 2.0 * sum / (f64::from(per_member.max(1)) * members.len().max(1) as f64);
-            for x in &mut w {
+        let sum: f64 = w.iter().sum();
+        let share = 2.0 / (f64::from(per_member.max(1)) * members.len().max(1) as f64);
+        let floor = share * sum;
+        for x in &mut w {
+            // The member's time for the floor share, in rounds as balanced: a CPU driver
+            // beside a GPU may take many rounds' time for two chunks. Such a member is
+            // explored that many times more rarely, so that exploring costs about one round
+            // in EXPLORE on average, whatever the members' speeds.
+            let cost = if *x > 0.0 { floor / *x } else { f64::INFINITY };
+            let every = if cost <= 1.0 {
+                Self::EXPLORE
+            } else if cost.is_finite() && cost < 1e6 {
+                Self::EXPLORE * cost.ceil() as u64
+            } else {
+                u64::MAX
+            };
+            if self.calls % every == 0 {
                 *x = x.max(floor);
             }
         }
@@ -236,6 +270,16 @@ impl Balances {
     pub fn new(members: usize) -> Balances {
         Balances {
             all: Balance::new(members),
+            kinds: Default::default(),
+            members,
+        }
+    }
+
+    /// [`Balances::new`] with expected relative speeds before any measurement (see
+    /// [`Balance::with_priors`]).
+    pub fn with_priors(members: usize, priors: Vec<f64>) -> Balances {
+        Balances {
+            all: Balance::new(members).with_priors(priors),
             kinds: Default::default(),
             members,
         }
@@ -409,25 +453,44 @@ mod tests {
 
     #[test]
     fn a_member_left_without_share_is_measured_again() {
-        let mut b = Balance::new(2);
-        // Member 1 looked 1000 times slower: no chunk of 16 at first.
-        for _ in 0..8 {
-            b.round(&[(0, 1000, 1000), (1, 1, 1000)]);
-        }
-        let mut shares = Vec::new();
-        for _ in 0..Balance::EXPLORE {
+        // A member 100 or 1000 times slower than the other gets no chunk of 16. Its two
+        // chunks' share (1/8) would take 12.6 or 125.1 balanced rounds' time: it is explored
+        // once in 13 or 126 times EXPLORE calls, where a member whose share costs less than a
+        // round is explored once in EXPLORE.
+        for (slow, every) in [(100u64, 13), (1000, 126)] {
+            let mut b = Balance::new(2);
+            for _ in 0..8 {
+                b.round(&[(0, 1000, 1000), (1, 1000 / slow, 1000)]);
+            }
+            let mut shares = Vec::new();
+            for _ in 0..every * Balance::EXPLORE {
+                let w = b.weights(&[0, 1], 8);
+                shares.push(total(&chunks(1600, &w, 8)[1]));
+            }
+            let explored: Vec<usize> = (0..shares.len()).filter(|i| shares[*i] > 0).collect();
+            assert_eq!(explored.len(), 1, "{slow}: {explored:?}");
+            // The last call: at least a chunk (100 groups).
+            assert!(shares.last().is_some_and(|s| *s >= 100), "{slow}");
+            // Measured anew at the same speed, it gains its share back.
+            for _ in 0..20 {
+                b.round(&[(0, 1000, 1000), (1, 1000, 1000)]);
+            }
             let w = b.weights(&[0, 1], 8);
-            shares.push(total(&chunks(1600, &w, 8)[1]));
+            assert!((w[0] / w[1] - 1.0).abs() < 0.01, "{w:?}");
         }
-        // Once in EXPLORE calls it gets at least a chunk (100 groups), otherwise none.
-        assert_eq!(shares.iter().filter(|s| **s > 0).count(), 1, "{shares:?}");
-        assert!(shares.iter().any(|s| *s >= 100), "{shares:?}");
-        // Measured anew at the same speed, it gains its share back.
-        for _ in 0..20 {
-            b.round(&[(0, 1000, 1000), (1, 1000, 1000)]);
-        }
-        let w = b.weights(&[0, 1], 8);
-        assert!((w[0] / w[1] - 1.0).abs() < 0.01, "{w:?}");
+    }
+
+    #[test]
+    fn priors_weigh_the_first_rounds_only() {
+        // A discrete GPU (16) beside a CPU driver (1): the CPU driver's first share is one
+        // chunk of 16, not half of the grid.
+        let mut b = Balances::with_priors(2, vec![16.0, 1.0]);
+        let w = b.weights(7, &[0, 1], 8);
+        assert_eq!(chunks(1600, &w, 8)[1], vec![(800, 100)], "{w:?}");
+        // Measured, the speeds decide: here they are equal.
+        b.round(7, &[(0, 100, 1000), (1, 100, 1000)]);
+        let w = b.weights(7, &[0, 1], 8);
+        assert!((w[0] / w[1] - 1.0).abs() < 1e-9, "{w:?}");
     }
 
     #[test]

@@ -471,8 +471,10 @@ fn run(mut args: Args) -> Result<Report> {
             let want: Vec<f32> = (0..n as usize)
                 .map(|i| (0..repeat * steps * batches).fold(y0[i], |y, _| a * x[i] + y))
                 .collect();
-            if f32s_from_bytes(&got) != want {
-                return Err(Mismatch("saxpy: y differs from the CPU model".into()).into());
+            let have = f32s_from_bytes(&got);
+            if have != want {
+                let at = difference(&have, &want);
+                return Err(Mismatch(format!("saxpy: y differs from the CPU model ({at})")).into());
             }
             (got, t)
         }
@@ -528,7 +530,11 @@ fn run(mut args: Args) -> Result<Report> {
                 })
                 .collect();
             if counts != want {
-                return Err(Mismatch("mandelbrot: counts differ from the CPU model".into()).into());
+                let at = difference(&counts, &want);
+                return Err(Mismatch(format!(
+                    "mandelbrot: counts differ from the CPU model ({at})"
+                ))
+                .into());
             }
             (got, t)
         }
@@ -920,8 +926,13 @@ fn run(mut args: Args) -> Result<Report> {
                     sum / 9
                 })
                 .collect();
-            if u32s_from_bytes(&got) != want {
-                return Err(Mismatch("filter: the image differs from the CPU model".into()).into());
+            let have = u32s_from_bytes(&got);
+            if have != want {
+                let at = difference(&have, &want);
+                return Err(Mismatch(format!(
+                    "filter: the image differs from the CPU model ({at})"
+                ))
+                .into());
             }
             (got, t)
         }
@@ -1130,4 +1141,19 @@ fn run(mut args: Args) -> Result<Report> {
         device: ctx.device_name().to_owned(),
         hash: fnv1a64(&bytes),
     })
+}
+
+/// Where `got` first differs from `want`, and in how many elements, for a mismatch message.
+fn difference<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T]) -> String {
+    let differ =
+        got.iter().zip(want).filter(|(g, w)| g != w).count() + got.len().abs_diff(want.len());
+    match got.iter().zip(want).position(|(g, w)| g != w) {
+        Some(i) => format!(
+            "{differ} of {} element(s) differ, the first at {i}: {:?}, the CPU model {:?}",
+            want.len(),
+            got[i],
+            want[i]
+        ),
+        None => format!("{} element(s), the CPU model {}", got.len(), want.len()),
+    }
 }

@@ -1259,6 +1259,25 @@ pub unsafe fn record(
         .ok_or_else(|| missing("vkCmdPipelineBarrier"))?;
     let m = md.index;
     let nd = |raw: u64| crate::conv::nd(vk::Pipeline::from_raw(raw), m).as_raw();
+    // A barrier from every write to every access, the host's included, with `images`.
+    let full = |images: &[vk::ImageMemoryBarrier]| {
+        let all = everything();
+        // SAFETY: `cb` is being recorded; the image barriers name the member's live images.
+        unsafe {
+            barrier(
+                cb,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                ALL_AND_HOST,
+                vk::DependencyFlags::empty(),
+                1,
+                &all,
+                0,
+                std::ptr::null(),
+                images.len() as u32,
+                images.as_ptr(),
+            )
+        }
+    };
     // SAFETY: caller contract; every handle translated to the member's.
     unsafe {
         recorded(md, cb, || {
@@ -1390,18 +1409,7 @@ pub unsafe fn record(
                                 ..Default::default()
                             })
                             .collect();
-                        barrier(
-                            cb,
-                            vk::PipelineStageFlags::ALL_COMMANDS,
-                            ALL_AND_HOST,
-                            vk::DependencyFlags::empty(),
-                            1,
-                            &all,
-                            0,
-                            std::ptr::null(),
-                            list.len() as u32,
-                            list.as_ptr(),
-                        )
+                        full(&list)
                     }
                 }
             }
@@ -1409,19 +1417,7 @@ pub unsafe fn record(
             // host merges and reads them, and members of other drivers read shared host
             // memory. A fence or semaphore signal alone makes device writes available to the
             // device only; CPU drivers need no more, GPUs that cache the writes do.
-            let all = everything();
-            barrier(
-                cb,
-                vk::PipelineStageFlags::ALL_COMMANDS,
-                ALL_AND_HOST,
-                vk::DependencyFlags::empty(),
-                1,
-                &all,
-                0,
-                std::ptr::null(),
-                0,
-                std::ptr::null(),
-            );
+            full(&[]);
             if let Some(write) = stamp {
                 write(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, queries, 1);
             }

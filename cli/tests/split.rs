@@ -106,6 +106,30 @@ fn saxpy_splits() {
 }
 
 #[test]
+fn modules_are_marked_for_dispatch_base_where_dispatches_split() {
+    // Every member gets the marked module under compute_split (a GPU driver's shader cache
+    // must not hand its pipelines code compiled without DISPATCH_BASE), none under single.
+    let marked = |strategy: &str| {
+        let mut cmd = fused(example("kernels"), &lvp2());
+        cmd.args(["--kernel", "saxpy", "--size", "4096"])
+            .env("VKFUSE_STRATEGY", strategy)
+            .env("VKFUSE_RESIDENCY", "all")
+            .env("VKFUSE_LOG", "debug");
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{strategy}: {}", out.dump());
+        (0..2)
+            .map(|m| {
+                let line =
+                    format!("member {m}: shader module marked as compiled for vkCmdDispatchBase");
+                out.stderr.lines().filter(|l| l.contains(&line)).count()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(marked("compute_split"), vec![1, 1]);
+    assert_eq!(marked("single"), vec![0, 0]);
+}
+
+#[test]
 fn mandelbrot_splits() {
     // 128 x 128 points in 16 x 16 groups.
     splits("mandelbrot", &["--size", "128"], 64);

@@ -178,6 +178,10 @@ impl<'a> Cx<'a> {
         let out = self.arena.alloc::<u32>(marked.len());
         // SAFETY: room for `marked.len()` words.
         unsafe { std::ptr::copy_nonoverlapping(marked.as_ptr(), out, marked.len()) };
+        crate::debug!(
+            "member {}: shader module marked as compiled for vkCmdDispatchBase",
+            self.m
+        );
         (marked.len() * 4, out)
     }
 

@@ -93,7 +93,6 @@ mod code {
     pub const I_NOT_EQUAL: u16 = 171;
     pub const COMPOSITE_INSERT: u16 = 82;
     pub const NAME: u16 = 5;
-    pub const EXECUTION_MODE_ID: u16 = 331;
     pub const SELECT: u16 = 169;
     pub const U_GREATER_THAN: u16 = 172;
     pub const U_GREATER_THAN_EQUAL: u16 = 174;
@@ -159,7 +158,7 @@ pub fn workgroup_slice(words: &[u32], entry: &str) -> Result<Sliced, Error> {
             op::EXECUTION_MODE if i.at(1) == spirv::LOCAL_SIZE => {
                 local_x.insert(i.at(0), Ok(i.at(2)));
             }
-            code::EXECUTION_MODE_ID if i.at(1) == LOCAL_SIZE_ID => {
+            spirv::op::EXECUTION_MODE_ID if i.at(1) == LOCAL_SIZE_ID => {
                 local_x.insert(i.at(0), Err(i.at(2)));
             }
             op::ENTRY_POINT if i.at(0) == spirv::GL_COMPUTE && i.string(2) == entry => {
@@ -572,12 +571,9 @@ pub const NARROW_SLOT_WORDS: u32 = 8;
 /// `at..at + 3` it writes at `at + 4..at + 7` the same counts with x narrowed to slice
 /// `lo..hi` ([`narrowed_count`]).
 pub fn narrow_args() -> Vec<u32> {
-    const CAPABILITY: u16 = 17;
-    const MEMORY_MODEL: u16 = 14;
+    use spirv::op::{CAPABILITY, FUNCTION_END, MEMORY_MODEL};
     const TYPE_VOID: u16 = 19;
     const TYPE_FUNCTION: u16 = 33;
-    const RETURN: u16 = 253;
-    const FUNCTION_END: u16 = 56;
     const BLOCK: u32 = 2;
     let mut next = 1;
     let mut id = || {
@@ -593,11 +589,7 @@ pub fn narrow_args() -> Vec<u32> {
     let parts = id();
     let mut m: Vec<Vec<u32>> = vec![inst(CAPABILITY, &[1]), inst(MEMORY_MODEL, &[0, 1])];
     let mut ep = vec![spirv::GL_COMPUTE, main];
-    ep.extend(
-        b"main\0\0\0\0"
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
+    ep.extend(spirv::literal("main"));
     m.push(inst(op::ENTRY_POINT, &ep));
     m.push(inst(
         op::EXECUTION_MODE,
@@ -691,7 +683,7 @@ pub fn narrow_args() -> Vec<u32> {
         stores.push(inst(op::STORE, &[to, v]));
     }
     m.extend(stores);
-    m.push(inst(RETURN, &[]));
+    m.push(inst(code::RETURN, &[]));
     m.push(inst(FUNCTION_END, &[]));
     let mut words = vec![spirv::MAGIC, 0x0001_0000, 0, next, 0];
     words.extend(m.into_iter().flatten());
@@ -737,17 +729,11 @@ pub fn marked_for_dispatch_base(words: &[u32]) -> Option<Vec<u32>> {
         })
         .map(|i| i.operands.len() + 1)
         .sum();
-    let mut text: Vec<u8> = DISPATCH_BASE_MARK.bytes().collect();
-    text.resize((text.len() / 4 + 1) * 4, 0);
-    let mut out = Vec::with_capacity(words.len() + 1 + text.len() / 4);
-    out.extend_from_slice(&words[..5 + head]);
-    out.push(((1 + text.len() / 4) as u32) << 16 | u32::from(spirv::op::SOURCE_EXTENSION));
-    out.extend(
-        text.chunks(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    let mark = inst(
+        spirv::op::SOURCE_EXTENSION,
+        &spirv::literal(DISPATCH_BASE_MARK),
     );
-    out.extend_from_slice(&words[5 + head..]);
-    Some(out)
+    Some([&words[..5 + head], &mark, &words[5 + head..]].concat())
 }
 
 #[cfg(test)]

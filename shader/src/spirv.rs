@@ -42,6 +42,17 @@ impl Inst<'_> {
     }
 }
 
+/// The operand words of literal string `s`: its bytes, nul-terminated, padded with zeros to
+/// whole little-endian words (what [`Inst::string`] reads).
+pub fn literal(s: &str) -> Vec<u32> {
+    let mut bytes: Vec<u8> = s.bytes().collect();
+    bytes.resize((bytes.len() / 4 + 1) * 4, 0);
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// Why words are not a SPIR-V module.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {

@@ -20,7 +20,9 @@ vkfuse bench [--json] [--runs R] [--commands N] [--iterations K] [--frames F] [-
     programs' own timings: forwarding_overhead_recording (target <= 1.03) and
     forwarding_overhead_frame (target <= 1.01). Then, over two such members, round_robin
     against single: bench-frame (round_robin_submit_overhead, target <= 1.10) and bench-submit
-    (a chain of dependent submits: round_robin_dependent_chain_overhead), and
+    (a chain of dependent submits: round_robin_dependent_chain_overhead), the same chain with
+    waits through semaphores two members share against the bridge thread (two of M, else
+    SwiftShader: shared_semaphores_vs_bridge), and
     bench-handoff (a batch reading what a batch on the other member wrote, against memcpy,
     1..H MiB); and compute_split over two such members against one (the kernels example's
     mandelbrot, matmul and saxpy, their sizes divided by D). --json prints one JSON object.
@@ -321,6 +323,7 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         eprintln!("vkfuse bench: round_robin against single, and the cross-member handoff");
     }
     let submit = crate::bench_exec::submit_overhead(&member, &vk_manifest, runs, submits, frames)?;
+    let semaphores = crate::bench_exec::shared_semaphores(&member, &vk_manifest, runs, submits)?;
     let (handoff, mirrored, staged) =
         crate::bench_exec::handoff(&member, &vk_manifest, handoff_mib)?;
     let image = crate::bench_exec::image_handoff(&member, &vk_manifest, handoff_mib)?;
@@ -357,6 +360,8 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         "round_robin_dependent_chain_overhead": submit["dependent_chain"]["ratio"].clone(),
         "round_robin_dependent_chain_overhead_instructions": submit["dependent_chain"]["instructions"]["ratio"].clone(),
         "round_robin": submit,
+        "shared_semaphores_vs_bridge": semaphores["ratio"].clone(),
+        "shared_semaphores": semaphores,
         "shared_host_handoff": handoff,
         "mirrored_handoff": mirrored,
         "staging_handoff": staged,
@@ -497,6 +502,23 @@ pub fn main(args: Vec<String>) -> Result<i32, CliError> {
         );
     }
     outln!("  round_robin: {}", submit["method"].as_str().unwrap_or(""));
+    match semaphores["skipped"].as_str() {
+        Some(why) => outln!("  shared semaphores: not measured: {why}"),
+        None => {
+            outln!(
+                "  {:<34} {:>9.1} us {:>9.1} us {:>13}  (bridge, shared; per round {})",
+                "dependent submits, rr: bridge vs shared",
+                semaphores["bridge_ns_median"].as_f64().unwrap_or(0.0) / 1e3,
+                semaphores["shared_ns_median"].as_f64().unwrap_or(0.0) / 1e3,
+                semaphores["ratio"],
+                semaphores["per_round"]
+            );
+            outln!(
+                "  shared semaphores: {}",
+                semaphores["method"].as_str().unwrap_or("")
+            );
+        }
+    }
     for (title, h) in [
         (
             "shared host memory handoff (0 bytes copied between members):",

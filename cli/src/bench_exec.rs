@@ -162,6 +162,104 @@ pub fn submit_overhead(
     }))
 }
 
+/// A chain of dependent submits under `round_robin` over two members that share semaphores
+/// (`VKFUSE_SYNC=shared`, which CPU drivers take only when asked) against the same chain through the bridge thread
+/// (`VKFUSE_SYNC=bridge`): the bench's member where two of it share semaphores, else
+/// SwiftShader where it is installed (lavapipe exports none). `skipped` says why where no
+/// member of the machine shares them.
+pub fn shared_semaphores(
+    member: &Path,
+    manifest: &Path,
+    runs: usize,
+    submits: usize,
+) -> Result<Value, CliError> {
+    let program = env::program("bench-submit")?;
+    let mut candidates = vec![member.to_path_buf()];
+    if let Ok(sw) = vkfuse_manifests::resolve_member("swiftshader") {
+        if sw != member {
+            candidates.push(sw);
+        }
+    }
+    let shares = |m: &Path| -> Result<bool, CliError> {
+        let mut cmd = Command::new(&program);
+        cmd.args(["--submits", "4", "--iterations", "1"]);
+        FusedConfig {
+            log: Some("info".into()),
+            ..fused(m, "round_robin")
+        }
+        .apply(&mut cmd, manifest)?;
+        cmd.env("VKFUSE_SYNC", "shared");
+        let out = crate::proc::run_captured(&mut cmd, std::time::Duration::from_secs(120))?;
+        Ok(out.status.success() && out.stderr.contains("share semaphores"))
+    };
+    let mut chosen = None;
+    for m in candidates {
+        if shares(&m)? {
+            chosen = Some(m);
+            break;
+        }
+    }
+    let Some(m) = chosen else {
+        return Ok(json!({
+            "skipped": "no member of this machine shares semaphores with a second instance of itself (lavapipe exports none; SwiftShader is not installed)",
+        }));
+    };
+    let rr = fused(&m, "round_robin");
+    let setup = |sync: &'static str| {
+        let rr = &rr;
+        move |cmd: &mut Command| -> Result<(), CliError> {
+            rr.apply(cmd, manifest)?;
+            cmd.env("VKFUSE_SYNC", sync);
+            Ok(())
+        }
+    };
+    let (bridge_setup, shared_setup) = (setup("bridge"), setup("shared"));
+    let args: Vec<String> = ["--submits", &submits.to_string(), "--iterations", "3"]
+        .map(String::from)
+        .to_vec();
+    let (mut b, mut sh, mut per_round) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..runs {
+        let (mut rb, mut rs) = (Vec::new(), Vec::new());
+        for shared in [round % 2 == 1, round % 2 == 0] {
+            let v = if shared {
+                super::bench::run_bench(&program, &args, &shared_setup, "shared semaphores")?
+            } else {
+                super::bench::run_bench(&program, &args, &bridge_setup, "bridge")?
+            };
+            let n = super::bench::all_numbers(&v, "submit_ns", "bench-submit")?;
+            if shared {
+                rs = n;
+            } else {
+                rb = n;
+            }
+        }
+        per_round.push(super::bench::ratio(
+            super::bench::median(&rs),
+            super::bench::median(&rb),
+        ));
+        b.extend(rb);
+        sh.extend(rs);
+    }
+    Ok(json!({
+        "member": m.display().to_string(),
+        "ratio": super::bench::ratio(super::bench::median(&sh), super::bench::median(&b)),
+        "bridge_ns_median": super::bench::median(&b),
+        "shared_ns_median": super::bench::median(&sh),
+        "per_round": per_round,
+        "method": format!(
+            "bench-submit ({submits} submits of one small command buffer, each waiting for the \
+             previous one's timeline value, one fence at the end; 3 timed iterations per process \
+             after one warm-up) through vkfuse over two members ({m} twice), \
+             VKFUSE_STRATEGY=round_robin, so every submit waits for the other member's last \
+             batch: VKFUSE_SYNC=shared (a binary semaphore the members share as an opaque fd, \
+             signalled by an empty batch on the other member) against VKFUSE_SYNC=bridge (the \
+             bridge thread's host wait and signal), {runs} rounds in alternating order, ratio \
+             shared/bridge of the medians of all samples.",
+            m = m.display()
+        ),
+    }))
+}
+
 /// The handoff between members through both tiers built: shared host memory (nothing copied)
 /// and mirrored device-local memory (`VKFUSE_SHARING=mirrored`: the writer's copy is copied into
 /// the reader's before the reading batch), each against memcpy of the same bytes, and the same

@@ -126,10 +126,11 @@ pub fn render(report: &Value) -> String {
                         )
                     };
                     out.push_str(&format!(
-                        "    {} - {}  {tier}{more}; images: {}\n",
+                        "    {} - {}  {tier}{more}; images: {}; waits: {}\n",
                         number(t, "a"),
                         number(t, "b"),
                         text(t, "images"),
+                        text(t, "waits"),
                     ));
                 }
             }

@@ -262,6 +262,8 @@ fn bad_settings_fall_back() {
         ("VKFUSE_PRIMARY", "7"),
         ("VKFUSE_LOG", "shout"),
         ("VKFUSE_SHARING", "telepathy"),
+        ("VKFUSE_SYNC", "pigeons"),
+        ("VKFUSE_IMAGE_COPIES", "sometimes"),
     ] {
         let mut cmd = fused(&vulkaninfo, &[lavapipe()]);
         cmd.arg("--summary").env(var, value);

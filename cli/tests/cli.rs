@@ -159,6 +159,40 @@ fn info_json_transfer_tiers() {
     );
 }
 
+/// How a batch waits for another member's: lavapipe exports no semaphores (the bridge thread,
+/// between two lavapipes too), two SwiftShader members share them (binary, opaque fds) with
+/// `VKFUSE_SYNC=shared`, not by default (`auto`: a CPU driver) or with `bridge`; members of
+/// different drivers never do.
+#[test]
+fn info_json_waits_between_members() {
+    let waits = |members: &[std::path::PathBuf], sync: &str| {
+        let mut cmd = vkfuse();
+        cmd.args(["info", "--json"])
+            .env("VKFUSE_ICDS", icds(members))
+            .env("VKFUSE_SYNC", sync);
+        let out = run(&mut cmd);
+        out.assert_success();
+        let json: Value = serde_json::from_str(&out.stdout).expect("one JSON object");
+        json["fused"]["transfer_tiers"]
+            .as_array()
+            .map(|t| t.iter().map(|p| p["waits"].to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no transfer_tiers\n{}", out.dump()))
+    };
+    let bridge = "\"bridge thread\"";
+    let shared = "\"shared semaphores (opaque fds)\"";
+    assert_eq!(waits(&[lavapipe(), lavapipe()], "shared"), [bridge]);
+    let Some(sw) = swiftshader("info_json_waits_between_members") else {
+        return;
+    };
+    assert_eq!(
+        waits(&[sw.clone(), lavapipe(), sw.clone()], "shared"),
+        [bridge, shared, bridge]
+    );
+    for sync in ["auto", "bridge"] {
+        assert_eq!(waits(&[sw.clone(), sw.clone()], sync), [bridge]);
+    }
+}
+
 #[test]
 fn info_json_zero_members() {
     let dir = temp_dir("info_zero");
@@ -538,6 +572,22 @@ fn bench_json_smoke() {
     assert!(json["method"]
         .as_str()
         .is_some_and(|m| m.contains("median")));
+    // Two SwiftShader members share semaphores (lavapipe, the bench's member, exports none).
+    let sem = &json["shared_semaphores"];
+    if swiftshader("bench shared_semaphores").is_some() {
+        let r = json["shared_semaphores_vs_bridge"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        assert!(r.is_finite() && r > 0.0, "{sem}\n{}", out.dump());
+        assert!(
+            sem["member"]
+                .as_str()
+                .is_some_and(|m| m.contains("swiftshader")),
+            "{sem}"
+        );
+    } else {
+        assert!(sem["skipped"].is_string(), "{sem}");
+    }
     let mut tiers = vec!["shared_host_handoff", "mirrored_handoff", "staging_handoff"];
     if swiftshader("bench image_handoff").is_some() {
         tiers.push("image_handoff");

@@ -1290,3 +1290,140 @@ fn dispatches_write_only_what_their_shader_writes() {
         "allocations written with and without shader analysis: {totals:?}"
     );
 }
+
+/// Semaphores shared wherever members can share them, CPU drivers too.
+const SHARED: &[(&str, &str)] = &[("VKFUSE_SYNC", "shared")];
+
+/// The waits that went through semaphores shared between members, from the teardown line
+/// (0 without one).
+fn linked_waits(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.split(" wait(s) for another member's batch went through shared semaphores")
+                .next()
+                .filter(|_| l.contains("went through shared semaphores"))?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// `example_name` under `strategy` over `members` with `envs`, with validation: the result of
+/// lavapipe direct, and batches on every member. Returns the run's stderr.
+fn check_env(
+    example_name: &str,
+    members: &[PathBuf],
+    strategy: &str,
+    envs: &[(&str, &str)],
+) -> String {
+    let reference = direct_with(example_name, &[]);
+    let mut cmd = placed_cmd(example_name, members, strategy);
+    cmd.envs(envs.iter().copied());
+    let out = run(&mut cmd);
+    assert_equals_direct(&out, &reference);
+    let p = placed(&out.stderr);
+    assert!(
+        p.len() == members.len() && p.iter().all(|n| *n > 0),
+        "{example_name}: not placed on every member: {p:?}\n{}",
+        out.dump()
+    );
+    out.stderr
+}
+
+/// Two SwiftShader members (one driver on one device, binary semaphores exported and imported
+/// as opaque fds) share semaphores with `VKFUSE_SYNC=shared`: a batch waits for the other
+/// member's last batch on its queue through one, not through the bridge thread. Every example
+/// that waits across members gives lavapipe's result with validation clean, and the waits
+/// really went through them; by default (`auto`: SwiftShader is a CPU driver) and with
+/// `bridge` none do, with the same results. Lavapipe exports no semaphores, and members of
+/// different drivers never share them.
+#[test]
+fn shared_semaphores_between_members_of_one_driver() {
+    let Some(sw) = swiftshader("shared_semaphores_between_members_of_one_driver") else {
+        return;
+    };
+    let ss2 = [sw.clone(), sw.clone()];
+    for example_name in [
+        "random-batches",
+        "cross-wait",
+        "multiqueue",
+        "host-ring",
+        "image-chain",
+    ] {
+        let stderr = check_env(example_name, &ss2, "round_robin", SHARED);
+        assert!(
+            stderr.contains("members 0 and 1 share semaphores (opaque fds)"),
+            "{example_name}: no sharing:\n{stderr}"
+        );
+        if matches!(example_name, "random-batches" | "cross-wait") {
+            assert!(
+                linked_waits(&stderr) > 0,
+                "{example_name}: no wait went through a shared semaphore:\n{stderr}"
+            );
+        }
+        for sync in ["auto", "bridge"] {
+            let bridged = check_env(example_name, &ss2, "round_robin", &[("VKFUSE_SYNC", sync)]);
+            assert!(
+                !bridged.contains("share semaphores") && linked_waits(&bridged) == 0,
+                "{example_name}: shared semaphores with VKFUSE_SYNC={sync}:\n{bridged}"
+            );
+        }
+    }
+    let stderr = check_env("random-batches", &ss2, "afr", SHARED);
+    assert!(stderr.contains("share semaphores"), "{stderr}");
+    for members in [lvp2(), vec![lavapipe(), sw]] {
+        let stderr = check_env("random-batches", &members, "round_robin", SHARED);
+        assert!(
+            !stderr.contains("share semaphores") && linked_waits(&stderr) == 0,
+            "{}",
+            stderr
+        );
+    }
+}
+
+/// A member that fails to share a semaphore (`VKFUSE_FAULT=semaphores:1`): one message, and its
+/// waits go through the bridge thread with the same results.
+#[test]
+fn shared_semaphore_refused() {
+    let Some(sw) = swiftshader("shared_semaphore_refused") else {
+        return;
+    };
+    let stderr = check_env(
+        "random-batches",
+        &[sw.clone(), sw],
+        "round_robin",
+        &[("VKFUSE_FAULT", "semaphores:1"), ("VKFUSE_SYNC", "shared")],
+    );
+    let said = stderr
+        .lines()
+        .filter(|l| l.contains("cannot share a semaphore"))
+        .count();
+    assert_eq!(said, 1, "{stderr}");
+    assert!(
+        stderr.contains("members 0 and 1: cannot share a semaphore (member 1: VKFUSE_FAULT)"),
+        "{stderr}"
+    );
+    assert_eq!(linked_waits(&stderr), 0, "{stderr}");
+}
+
+/// Member 1 of two SwiftShader members is lost at its 20th submission while waits between them
+/// go through shared semaphores: the run goes on on member 0 with the same result.
+#[test]
+fn member_loss_with_shared_semaphores() {
+    let Some(sw) = swiftshader("member_loss_with_shared_semaphores") else {
+        return;
+    };
+    let reference = direct_result("random-batches", &lavapipe());
+    let mut cmd = fused(example("random-batches"), &[sw.clone(), sw]);
+    cmd.env("VKFUSE_STRATEGY", "round_robin")
+        .env("VKFUSE_LOG", "info")
+        .env("VKFUSE_FAULT", "submit:1:20")
+        .env("VKFUSE_SYNC", "shared");
+    let out = run(&mut cmd);
+    assert!(out.stderr.contains("member 1 lost"), "{}", out.dump());
+    assert!(out.stderr.contains("share semaphores"), "{}", out.dump());
+    survived_loss(&out, &reference, 1);
+}

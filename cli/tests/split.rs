@@ -1006,3 +1006,52 @@ fn copies_run_whole_between_split_dispatches() {
         }
     }
 }
+
+/// Split rounds on two SwiftShader members, which share semaphores with `VKFUSE_SYNC=shared`
+/// (`links.rs`; not by default: a CPU driver): the waits of a
+/// round and of the join for the other member's previous round go through shared semaphores,
+/// not the bridge, and the kernels (with dependent dispatches in rounds, indirect dispatches
+/// written in the batch, and a fence per submit) give lavapipe's result.
+#[test]
+fn split_rounds_wait_through_shared_semaphores() {
+    let Some(sw) = swiftshader("split_rounds_wait_through_shared_semaphores") else {
+        return;
+    };
+    let ss2 = [sw.clone(), sw];
+    let linked = |out: &Output| {
+        out.stderr
+            .lines()
+            .find(|l| l.contains("went through shared semaphores"))
+            .and_then(|l| {
+                l.split(" wait(s)")
+                    .next()?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let kernels: [(&str, &[&str]); 4] = [
+        ("saxpy", &["--repeat", "4", "--steps", "3"]),
+        ("mandelbrot", &["--size", "256", "--repeat", "2"]),
+        ("chain", &["--size", "16384"]),
+        ("saxpy", &["--indirect", "gpu", "--repeat", "3"]),
+    ];
+    for (kernel, args) in kernels {
+        let out = check(kernel, args, &ss2, &[("VKFUSE_SYNC", "shared")]);
+        let groups = split_groups(&out.stderr).unwrap_or_default();
+        assert!(
+            groups.len() == 2 && groups.iter().all(|g| *g > 0),
+            "{kernel} {args:?} not split: {groups:?}\n{}",
+            out.dump()
+        );
+        assert!(
+            linked(&out) > 0,
+            "{kernel} {args:?}: no wait through a shared semaphore\n{}",
+            out.dump()
+        );
+        let bridged = check(kernel, args, &ss2, &[("VKFUSE_SYNC", "bridge")]);
+        assert_eq!(linked(&bridged), 0, "{}", bridged.dump());
+    }
+}

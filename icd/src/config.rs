@@ -19,7 +19,8 @@ pub enum Residency {
 /// `alloc:1:3` makes member 1's 3rd memory allocation fail with
 /// `VK_ERROR_OUT_OF_DEVICE_MEMORY`; `import:1` makes member 1 refuse host-pointer imports;
 /// `staging:1` makes every staging buffer on member 1 fail as if out of memory; `images:1`
-/// makes member 1 refuse to copy images (every image then pins placement, `images.rs`).
+/// makes member 1 refuse to copy images (every image then pins placement, `images.rs`);
+/// `semaphores:1` makes member 1 fail to share semaphores (`links.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub what: String,
@@ -64,6 +65,24 @@ pub enum ImageCopies {
     Eager,
 }
 
+/// How a batch on one member waits for batches on another.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncPath {
+    /// `Shared` between members that are not CPU drivers, `Bridge` otherwise
+    /// (`VKFUSE_SYNC=auto`, the default): a GPU waits for a shared semaphore without a host
+    /// thread, while a CPU driver's queue thread waits on the host either way, and there the
+    /// empty batch that signals the semaphore made a chain of dependent submits slower
+    /// (SwiftShader: `vkfuse bench`'s `shared_semaphores_vs_bridge`).
+    Auto,
+    /// Members of one driver on one device wait for each other's last batch on a queue
+    /// through binary semaphores they share as opaque fds (`links.rs`); the bridge thread
+    /// serves the rest (`VKFUSE_SYNC=shared`).
+    Shared,
+    /// Every wait across members goes through the bridge thread (`VKFUSE_SYNC=bridge`): to
+    /// compare the two, and a way around a driver whose shared semaphores misbehave.
+    Bridge,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub icds: Option<Vec<PathBuf>>,
@@ -74,6 +93,7 @@ pub struct Config {
     pub faults: Vec<Fault>,
     pub sharing: Sharing,
     pub image_copies: ImageCopies,
+    pub sync: SyncPath,
 }
 
 impl Config {
@@ -123,7 +143,7 @@ fn parse_faults(v: &str) -> Vec<Fault> {
         match (w[0], member, nth, w.len()) {
             (
                 what @ ("instance" | "device" | "import" | "staging" | "images" | "shaders"
-                | "slices" | "narrow"),
+                | "slices" | "narrow" | "semaphores"),
                 Some(member),
                 None,
                 2,
@@ -134,7 +154,7 @@ fn parse_faults(v: &str) -> Vec<Fault> {
                 nth: nth.unwrap_or(0),
             }),
             _ => crate::warn!(
-                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `narrow:M`, `submit:M:N`, `copyout:M:N` or `alloc:M:N`; ignored"
+                "VKFUSE_FAULT: {item:?} is not `instance:M`, `device:M`, `import:M`, `staging:M`, `images:M`, `shaders:M`, `slices:M`, `narrow:M`, `semaphores:M`, `submit:M:N`, `copyout:M:N` or `alloc:M:N`; ignored"
             ),
         }
     }
@@ -286,6 +306,18 @@ impl Config {
                 }
             },
         };
+        let sync = match setting(&["VKFUSE_SYNC"], &file, "sync") {
+            None => SyncPath::Auto,
+            Some((v, from)) => match v.trim() {
+                "auto" => SyncPath::Auto,
+                "shared" => SyncPath::Shared,
+                "bridge" => SyncPath::Bridge,
+                _ => {
+                    crate::warn!("{from}={v:?} is not `auto`, `shared` or `bridge`; using auto");
+                    SyncPath::Auto
+                }
+            },
+        };
         let faults = std::env::var("VKFUSE_FAULT")
             .map(|v| parse_faults(&v))
             .unwrap_or_default();
@@ -298,6 +330,7 @@ impl Config {
             faults,
             sharing,
             image_copies,
+            sync,
         }
     }
 }

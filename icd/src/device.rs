@@ -136,6 +136,32 @@ pub unsafe extern "system" fn create_device(
             } else {
                 None
             };
+            let semaphore_fd = if multi && crate::links::offers_fd(pm) {
+                gdpa.and_then(|g| {
+                    // SAFETY: the member device is live; the names are NUL-terminated.
+                    let (get, import) = unsafe {
+                        (
+                            g(dev, c"vkGetSemaphoreFdKHR".as_ptr())?,
+                            g(dev, c"vkImportSemaphoreFdKHR".as_ptr())?,
+                        )
+                    };
+                    // SAFETY: the member returns each command's own type for its name.
+                    Some(unsafe {
+                        crate::links::SemaphoreFd {
+                            get: std::mem::transmute::<
+                                unsafe extern "system" fn(),
+                                vk::PFN_vkGetSemaphoreFdKHR,
+                            >(get),
+                            import: std::mem::transmute::<
+                                unsafe extern "system" fn(),
+                                vk::PFN_vkImportSemaphoreFdKHR,
+                            >(import),
+                        }
+                    })
+                })
+            } else {
+                None
+            };
             members.push(MemberDevice {
                 index: pm.index,
                 handle: dev,
@@ -143,6 +169,7 @@ pub unsafe extern "system" fn create_device(
                 maps: pm.maps.clone(),
                 host_pointer_properties,
                 memory_fd,
+                semaphore_fd,
             });
         }
         let import_align = if multi {
@@ -185,12 +212,13 @@ pub unsafe extern "system" fn create_device(
                 device_uuid: pm.device_uuid,
             };
         }
+        let links = crate::links::Links::new(&members, |m| p.member(m));
         let exec = crate::exec::setup(
             &members,
             import_align,
             (same_driver, home),
             fence_apart,
-            vkfuse_memory::Topology::new(&caps),
+            (vkfuse_memory::Topology::new(&caps), links),
         );
         let api_version = p.fused.properties.api_version;
         let device = Box::new(Device {
@@ -244,11 +272,13 @@ pub unsafe extern "system" fn destroy_device(
 
 const HOST_EXT: &str = "VK_EXT_external_memory_host";
 const FD_EXT: &str = "VK_KHR_external_memory_fd";
+const SEMAPHORE_FD_EXT: &str = "VK_KHR_external_semaphore_fd";
 
 /// What vkfuse adds to a member's device create info when batches run on several members:
 /// timeline semaphores and synchronization2 (cross-member order, `exec.rs`), host query reset
-/// (queries reset on another member, `exec.rs`) and host-pointer import (shared host memory,
-/// `device_memory.rs`).
+/// (queries reset on another member, `exec.rs`), host-pointer import (shared host memory,
+/// `device_memory.rs`), opaque-fd memory (shared device memory, same file) and semaphores
+/// (`links.rs`), each where the member offers it.
 #[derive(Default)]
 struct Extra {
     v12: vk::PhysicalDeviceTimelineSemaphoreFeatures<'static>,
@@ -327,6 +357,7 @@ impl Extra {
             for (ext, cname) in [
                 (HOST_EXT, c"VK_EXT_external_memory_host"),
                 (FD_EXT, c"VK_KHR_external_memory_fd"),
+                (SEMAPHORE_FD_EXT, c"VK_KHR_external_semaphore_fd"),
             ] {
                 let has = names
                     .iter()

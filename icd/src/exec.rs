@@ -88,6 +88,9 @@ struct State {
     poisoned: usize,
     /// Per member: the last value handed out for its bridge semaphore.
     bridge_next: [u64; MAX_MEMBERS],
+    /// Semaphores shared between members of one driver, waited for in place of the bridge
+    /// (`links.rs`, `link`).
+    links: crate::links::Links,
     /// Per fused queue (address): its done semaphores and the last value signalled on each.
     points: Vec<(usize, [vk::Semaphore; MAX_MEMBERS], [u64; MAX_MEMBERS])>,
     /// Timeline semaphores (fused handle) and what is known of their signals.
@@ -330,6 +333,7 @@ impl State {
             copyouts: [0; MAX_MEMBERS],
             poisoned: 0,
             bridge_next: [0; MAX_MEMBERS],
+            links: crate::links::Links::default(),
             points: Vec::new(),
             timelines: HashMap::new(),
             placed: [0; MAX_MEMBERS],
@@ -450,13 +454,13 @@ pub(crate) fn host_signal(md: &MemberDevice, sem: vk::Semaphore, value: u64) -> 
 /// Sets up execution for a new device. Returns `Exec::single` (with one message) when batches
 /// cannot run on several members. `import_align`, `same_driver`, `home`, `fence_apart`: see
 /// [`Exec`]; `topology`: the transfer tiers between the members (indexed by member index), for
-/// the coherence tracker.
+/// the coherence tracker; `links`: the pairs of members that share semaphores.
 pub fn setup(
     members: &[MemberDevice],
     import_align: u64,
     (same_driver, home): (bool, u64),
     fence_apart: u64,
-    topology: vkfuse_memory::Topology,
+    (topology, links): (vkfuse_memory::Topology, crate::links::Links),
 ) -> Exec {
     let cfg = crate::config::Config::get();
     let primary = members.first().map_or(0, |m| m.index);
@@ -501,12 +505,26 @@ pub fn setup(
         "strategy {}: batches placed over members {order:?}",
         cfg.strategy.name()
     );
+    let pairs: Vec<String> = order
+        .iter()
+        .flat_map(|&j| {
+            order
+                .iter()
+                .filter(move |&&i| i < j && links.from[j] & (1 << i) != 0)
+                .map(move |i| format!("{i} and {j}"))
+        })
+        .collect();
+    if !pairs.is_empty() {
+        crate::info!(
+            "members {} share semaphores (opaque fds): a batch waits for the other's last batch on its queue without the bridge thread",
+            pairs.join(", ")
+        );
+    }
+    let mut state = State::new(Placer::with_order(cfg.strategy, order), topology);
+    state.links = links;
     Exec {
         multi: true,
-        state: Mutex::new(State::new(
-            Placer::with_order(cfg.strategy, order),
-            topology,
-        )),
+        state: Mutex::new(state),
         bridge_sem: sems,
         bridge: Mutex::new(None),
         gated: Mutex::new(Vec::new()),
@@ -678,6 +696,14 @@ pub fn teardown(d: &Device) {
         let mut st = d.exec.state.lock();
         st.split.reclaim(d);
         st.split.destroy(d);
+    }
+    let linked = {
+        let mut st = d.exec.state.lock();
+        st.links.destroy(d);
+        st.links.waits
+    };
+    if linked > 0 {
+        crate::info!("{linked} wait(s) for another member's batch went through shared semaphores");
     }
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());
@@ -2161,6 +2187,96 @@ fn bridge_on(
     bridge_with(d, st, j, waits, Vec::new(), Vec::new())
 }
 
+/// What a batch of vkfuse's waits for on its member before its work: a bridge value, and
+/// semaphores shared with other members (`link`), handed to `Links::submitted` once the batch
+/// was submitted.
+#[derive(Default)]
+struct Waits {
+    bridge: Option<(vk::Semaphore, u64)>,
+    links: Vec<crate::links::Link>,
+}
+
+impl Waits {
+    fn bridged(bridge: Option<(vk::Semaphore, u64)>) -> Waits {
+        Waits {
+            bridge,
+            links: Vec::new(),
+        }
+    }
+
+    fn infos(&self) -> Vec<vk::SemaphoreSubmitInfo<'static>> {
+        self.bridge
+            .into_iter()
+            .chain(self.links.iter().map(|l| (l.wait, 0)))
+            .map(|(semaphore, value)| vk::SemaphoreSubmitInfo {
+                semaphore,
+                value,
+                stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// The waits of one batch on member `j`'s queue of `q` for `waits`: shared semaphores where
+/// they can stand for them (`link`), the bridge for the rest.
+fn link_or_bridge(
+    d: &Device,
+    st: &mut State,
+    q: &Queue,
+    j: usize,
+    waits: Vec<Edge>,
+) -> Result<Waits, vk::Result> {
+    let (rest, links) = link(d, st, q, j, waits);
+    Ok(Waits {
+        bridge: bridge_on(d, st, j, rest)?,
+        links,
+    })
+}
+
+/// Takes out of `waits` (those of a batch about to be submitted on member `j`'s queue of `q`)
+/// the done points that a semaphore shared with `j` can stand for (`links.rs`): the last
+/// batch of a member of `j`'s driver on the same fused queue. For each, an empty batch on
+/// that member signals a link (after every batch before it there); the batch on `j` waits for
+/// the links returned, and hands them to `Links::submitted` once submitted. Only the last
+/// batch: an empty batch behind later ones would make `j` wait for those too, which may wait
+/// for the host. Other queues' members are not touched (another thread may submit to them).
+fn link(
+    d: &Device,
+    st: &mut State,
+    q: &Queue,
+    j: usize,
+    waits: Vec<Edge>,
+) -> (Vec<Edge>, Vec<crate::links::Link>) {
+    if st.links.from[j] == 0 || waits.is_empty() {
+        return (waits, Vec::new());
+    }
+    let last = queue_entry(st, q).2;
+    let mut rest = Vec::new();
+    let mut linked = Vec::new();
+    for e in waits {
+        let (i, sem, value) = e;
+        let shares = st.links.from[j] & (1 << i) != 0 && sem == q.done[i] && last[i] == value;
+        let Some(md) = d.member(i).filter(|_| shares) else {
+            rest.push(e);
+            continue;
+        };
+        let Some(l) = st.links.take(d, i, j) else {
+            rest.push(e);
+            continue;
+        };
+        match crate::links::signal(md, q.handles[i], &l) {
+            Ok(()) => linked.push(l),
+            Err(r) => {
+                // The link is not handed back: it is never used again.
+                crate::warn!("member {i}: signalling a shared semaphore failed ({r:?}); the bridge waits instead");
+                rest.push(e);
+            }
+        }
+    }
+    (rest, linked)
+}
+
 /// [`bridge_on`], with mirrored allocations to make ready after the waits.
 fn bridge_with(
     d: &Device,
@@ -3619,7 +3735,7 @@ fn submit_split(
     // and carries the fence.
     let submit_one = |md: &MemberDevice,
                       queue: vk::Queue,
-                      wait: Option<(vk::Semaphore, u64)>,
+                      wait: &Waits,
                       cbs: &[vk::CommandBuffer],
                       signal: (vk::Semaphore, u64),
                       fence: vk::Fence|
@@ -3627,15 +3743,7 @@ fn submit_split(
         let Some(submit2) = md.fns.queue_submit2 else {
             return crate::guard::missing("vkQueueSubmit2");
         };
-        let w: Vec<vk::SemaphoreSubmitInfo> = wait
-            .map(|(semaphore, value)| vk::SemaphoreSubmitInfo {
-                semaphore,
-                value,
-                stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
-                ..Default::default()
-            })
-            .into_iter()
-            .collect();
+        let w: Vec<vk::SemaphoreSubmitInfo> = wait.infos();
         let c: Vec<vk::CommandBufferSubmitInfo> = cbs
             .iter()
             .map(|command_buffer| vk::CommandBufferSubmitInfo {
@@ -3670,7 +3778,7 @@ fn submit_split(
     // the result and the point's value.
     let point = |st: &mut State,
                  md: &MemberDevice,
-                 wait: Option<(vk::Semaphore, u64)>,
+                 wait: Waits,
                  cbs: &[vk::CommandBuffer],
                  fence: vk::Fence|
      -> (vk::Result, u64) {
@@ -3678,10 +3786,11 @@ fn submit_split(
         let entry = queue_entry(st, q);
         entry.2[m] += 1;
         let value = entry.2[m];
-        (
-            submit_one(md, q.handles[m], wait, cbs, (q.done[m], value), fence),
-            value,
-        )
+        let r = submit_one(md, q.handles[m], &wait, cbs, (q.done[m], value), fence);
+        if r == vk::Result::SUCCESS {
+            st.links.submitted(&wait.links, (m, q.done[m], value));
+        }
+        (r, value)
     };
     let j = members[0];
     let md_j = d.member(j)?;
@@ -3775,7 +3884,7 @@ fn submit_split(
             None,
             &[j],
         ) {
-            Ok(w) => w.first().copied(),
+            Ok(w) => Waits::bridged(w.first().copied()),
             Err(e) => {
                 st.split.pools[p].3.push(t);
                 return fail(&mut st, e);
@@ -3808,14 +3917,14 @@ fn submit_split(
                 .push((round, this.len(), 0, 0, Vec::new(), kind));
         }
         let targets: Vec<usize> = this.iter().map(|x| x.0).collect();
-        let waits: Vec<Option<(vk::Semaphore, u64)>> = if merge.is_some() {
+        let waits: Vec<Waits> = if merge.is_some() {
             let p = if r == 0 {
                 std::mem::take(&mut prep)
             } else {
                 Vec::new()
             };
             match sync(&mut st, std::mem::take(&mut prev), p, Some(r), &targets) {
-                Ok(w) => w.into_iter().map(Some).collect(),
+                Ok(w) => w.into_iter().map(|x| Waits::bridged(Some(x))).collect(),
                 Err(e) => return fail(&mut st, e),
             }
         } else {
@@ -3829,7 +3938,7 @@ fn submit_split(
                         g.0 == *m && d.member(*m).is_some_and(|md| counter(md, g.1) < g.2)
                     }));
                 }
-                match bridge_on(d, &mut st, *m, waits) {
+                match link_or_bridge(d, &mut st, q, *m, waits) {
                     Ok(x) => w.push(x),
                     Err(e) => return fail(&mut st, e),
                 }
@@ -3872,11 +3981,11 @@ fn submit_split(
     let wait = if merge.is_some() {
         // The last round's slices merged into `j`'s copy.
         match sync(&mut st, prev, Vec::new(), Some(rounds), &[j]) {
-            Ok(w) => w.first().copied(),
+            Ok(w) => Waits::bridged(w.first().copied()),
             Err(e) => return fail(&mut st, e),
         }
     } else {
-        match bridge_on(d, &mut st, j, unfinished(d, j, q.done[j], prev)) {
+        match link_or_bridge(d, &mut st, q, j, unfinished(d, j, q.done[j], prev)) {
             Ok(w) => w,
             Err(e) => return fail(&mut st, e),
         }
@@ -4204,14 +4313,27 @@ fn submit_multi(
     }
     let mut images = images;
     let fills = std::mem::take(&mut images.fills);
-    let bridge_wait = if gated {
+    // Waits for members that share semaphores with `j` skip the bridge (`link`), where the
+    // bridge job has nothing else to do after them and one batch waits (a binary semaphore is
+    // waited for once).
+    let linkable =
+        batches.len() <= 1 && prep.is_empty() && fills.is_empty() && transfers.chunks.is_empty();
+    let (bridge_wait, linked) = if gated {
         let mut waits = waits;
         waits.push(gate_point);
-        Some(bridge_gated(d, j, waits, (prep, fills), next_done)?)
+        (
+            Some(bridge_gated(d, j, waits, (prep, fills), next_done)?),
+            Vec::new(),
+        )
     } else {
-        bridge_with(d, &mut st, j, waits, prep, fills)?
+        let (waits, linked) = if linkable {
+            link(d, &mut st, q, j, waits)
+        } else {
+            (waits, Vec::new())
+        };
+        (bridge_with(d, &mut st, j, waits, prep, fills)?, linked)
     };
-    let tail_bridge = bridge_on(d, &mut st, j, tail_waits)?;
+    let tail = link_or_bridge(d, &mut st, q, j, tail_waits)?;
     let md = d.member(j).ok_or(vk::Result::ERROR_DEVICE_LOST)?;
     let arena = Arena::scope();
     let cx = md.cx(&arena);
@@ -4230,12 +4352,11 @@ fn submit_multi(
         entry.2[j] += 1;
     }
     let signal_point = (q.done[j], entry.2[j]);
-    let bw = bridge_wait.map(|(sem, value)| vk::SemaphoreSubmitInfo {
-        semaphore: sem,
-        value,
-        stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
-        ..Default::default()
-    });
+    let bw = Waits {
+        bridge: bridge_wait,
+        links: linked,
+    };
+    let bw = (bw.infos(), bw.links);
     let tr_sem = |s: &vk::SemaphoreSubmitInfo<'static>| vk::SemaphoreSubmitInfo {
         semaphore: nd(s.semaphore, j),
         device_index: 0,
@@ -4296,7 +4417,7 @@ fn submit_multi(
         } else {
             b.waits.iter().map(tr_sem).collect()
         };
-        w.extend(bw);
+        w.extend(bw.0.iter().copied());
         // With mirrored memory a submit holds one batch: the staging transfers go around it.
         let own = |cb: Option<vk::CommandBuffer>| {
             cb.map(|command_buffer| vk::CommandBufferSubmitInfo {
@@ -4342,9 +4463,9 @@ fn submit_multi(
     // at once, and a host signal must not pass a pending one).
     match keep.last_mut() {
         Some(last) => last.2.push(done),
-        None => keep.push((bw.into_iter().collect(), Vec::new(), vec![done])),
+        None => keep.push((bw.0.clone(), Vec::new(), vec![done])),
     }
-    if let Some((sem, value)) = tail_bridge {
+    if split {
         // The application's signals, after every earlier batch of every member.
         let mut s: Vec<_> = batches
             .iter()
@@ -4357,13 +4478,7 @@ fn submit_multi(
             stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
             ..Default::default()
         });
-        let w = vk::SemaphoreSubmitInfo {
-            semaphore: sem,
-            value,
-            stage_mask: vk::PipelineStageFlags2::ALL_COMMANDS,
-            ..Default::default()
-        };
-        keep.push((vec![w], Vec::new(), s));
+        keep.push((tail.infos(), Vec::new(), s));
     }
     for (i, (w, c, s)) in keep.iter().enumerate() {
         let (flags, p_next) = batches
@@ -4434,6 +4549,9 @@ fn submit_multi(
         release_points(md, signal_point, base);
         return Err(r);
     }
+    st.links.submitted(&bw.1, (j, q.done[j], done_point.1));
+    st.links
+        .submitted(&tail.links, (j, q.done[j], signal_point.1));
     if split {
         // The signals' done point is the tail's.
         for s in batches.iter().flat_map(|b| &b.signals) {
@@ -4473,7 +4591,7 @@ fn submit_multi(
     }
     if crate::log::enabled(crate::log::Level::Debug) {
         crate::debug!(
-            "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, ordered after {} ({} unfinished), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}",
+            "submit on member {j}: {} batch(es), {} command buffer(s), touching {}, ordered after {} ({} unfinished), {} wait(s), {} signal(s), {} consumed elsewhere, bridge {}, {} shared semaphore(s)",
             batches.len(),
             batches.iter().map(|b| b.cbs.len()).sum::<usize>(),
             access.describe(),
@@ -4486,7 +4604,8 @@ fn submit_multi(
             batches.iter().map(|b| b.waits.len()).sum::<usize>(),
             batches.iter().map(|b| b.signals.len()).sum::<usize>(),
             placed.consume.len(),
-            bridge_wait.map_or("no".to_string(), |(_, v)| format!("value {v}"))
+            bridge_wait.map_or("no".to_string(), |(_, v)| format!("value {v}")),
+            bw.1.len() + tail.links.len()
         );
     }
     st.placed[j] += 1;

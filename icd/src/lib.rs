@@ -15,6 +15,7 @@ pub mod guard;
 pub mod images;
 pub mod instance;
 pub mod layout;
+pub mod links;
 pub mod loader;
 pub mod log;
 pub mod member;

@@ -189,6 +189,10 @@ pub struct MemberDevice {
     /// `vkGetMemoryFdKHR`, loaded for vkfuse's own use when the member device was created with
     /// `VK_KHR_external_memory_fd` (not offered to applications): same-driver sharing.
     pub memory_fd: Option<vk::PFN_vkGetMemoryFdKHR>,
+    /// `vkGetSemaphoreFdKHR` and `vkImportSemaphoreFdKHR`, loaded for vkfuse's own use when
+    /// the member device was created with `VK_KHR_external_semaphore_fd` (not offered to
+    /// applications): semaphores shared between members of one driver (`links.rs`).
+    pub semaphore_fd: Option<crate::links::SemaphoreFd>,
 }
 
 impl MemberDevice {

@@ -76,6 +76,9 @@ const MIRRORED: &str = "mirrored (copies through the members' mappings)";
 /// `images` of a pair of members (see [`transfer_tiers`]).
 const IMAGES_WITH_MEMORY: &str = "with their memory (same texel layout)";
 const IMAGES_COPIED: &str = "copied as images through staging buffers";
+/// `waits` of a pair of members (see [`transfer_tiers`]).
+const WAITS_SHARED: &str = "shared semaphores (opaque fds)";
+const WAITS_BRIDGE: &str = "bridge thread";
 
 /// Per pair of members: `tier`, how vkfuse shares host-visible data between them now (shared
 /// device memory with `VKFUSE_SHARING=device` where their capabilities allow it; shared host
@@ -89,7 +92,11 @@ const IMAGES_COPIED: &str = "copied as images through staging buffers";
 /// `VKFUSE_SHARING=staging` all memory takes the staging tier. `images`: how an image's
 /// contents reach the other member: with the memory it is bound to (one driver on one device:
 /// the same texel layout), or copied as an image through staging buffers (`images.rs`; images
-/// that cannot be copied through a buffer pin placement instead).
+/// that cannot be copied through a buffer pin placement instead). `waits`: how a batch on one
+/// waits for the other's last batch on its queue: through a binary semaphore the two share
+/// (`links.rs`: one driver on one device, exported and imported as opaque fds; by default
+/// only between members that are not CPU drivers, see `VKFUSE_SYNC`), or through the bridge
+/// thread (a host wait and signal).
 fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
     let caps: Vec<vkfuse_memory::MemberCaps> = p
         .members
@@ -138,9 +145,11 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
             } else {
                 IMAGES_COPIED
             };
+            let shared_waits = crate::links::shared(&p.members[a], &p.members[b]);
             json!({
                 "a": p.members[a].index,
                 "b": p.members[b].index,
+                "waits": if shared_waits { WAITS_SHARED } else { WAITS_BRIDGE },
                 "tier": tier,
                 "best": best.name(),
                 "not_host_visible": not_host_visible.name(),

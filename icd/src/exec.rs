@@ -4352,11 +4352,11 @@ fn submit_multi(
         entry.2[j] += 1;
     }
     let signal_point = (q.done[j], entry.2[j]);
-    let bw = Waits {
+    let before = Waits {
         bridge: bridge_wait,
         links: linked,
     };
-    let bw = (bw.infos(), bw.links);
+    let bw = before.infos();
     let tr_sem = |s: &vk::SemaphoreSubmitInfo<'static>| vk::SemaphoreSubmitInfo {
         semaphore: nd(s.semaphore, j),
         device_index: 0,
@@ -4417,7 +4417,7 @@ fn submit_multi(
         } else {
             b.waits.iter().map(tr_sem).collect()
         };
-        w.extend(bw.0.iter().copied());
+        w.extend(bw.iter().copied());
         // With mirrored memory a submit holds one batch: the staging transfers go around it.
         let own = |cb: Option<vk::CommandBuffer>| {
             cb.map(|command_buffer| vk::CommandBufferSubmitInfo {
@@ -4463,7 +4463,7 @@ fn submit_multi(
     // at once, and a host signal must not pass a pending one).
     match keep.last_mut() {
         Some(last) => last.2.push(done),
-        None => keep.push((bw.0.clone(), Vec::new(), vec![done])),
+        None => keep.push((bw.clone(), Vec::new(), vec![done])),
     }
     if split {
         // The application's signals, after every earlier batch of every member.
@@ -4549,7 +4549,8 @@ fn submit_multi(
         release_points(md, signal_point, base);
         return Err(r);
     }
-    st.links.submitted(&bw.1, (j, q.done[j], done_point.1));
+    st.links
+        .submitted(&before.links, (j, q.done[j], done_point.1));
     st.links
         .submitted(&tail.links, (j, q.done[j], signal_point.1));
     if split {
@@ -4605,7 +4606,7 @@ fn submit_multi(
             batches.iter().map(|b| b.signals.len()).sum::<usize>(),
             placed.consume.len(),
             bridge_wait.map_or("no".to_string(), |(_, v)| format!("value {v}")),
-            bw.1.len() + tail.links.len()
+            before.links.len() + tail.links.len()
         );
     }
     st.placed[j] += 1;

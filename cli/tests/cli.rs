@@ -191,6 +191,15 @@ fn info_json_waits_between_members() {
     for sync in ["auto", "bridge"] {
         assert_eq!(waits(&[sw.clone(), sw.clone()], sync), [bridge]);
     }
+    // SwiftShader keeps decompressed and cube-border texels beside an image's memory: images
+    // are copied between two SwiftShader members as between drivers.
+    let (out, json) = info_json(&[sw.clone(), sw]);
+    assert_eq!(
+        json["fused"]["transfer_tiers"][0]["images"],
+        "copied as images through staging buffers",
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]

@@ -970,10 +970,7 @@ fn image_copies(stderr: &str) -> (u64, u64) {
     let line = stderr
         .lines()
         .rev()
-        .find_map(|l| {
-            l.split("images copied between members of different drivers: ")
-                .nth(1)
-        })
+        .find_map(|l| l.split("images copied between members: ").nth(1))
         .unwrap_or("");
     let mut n = line
         .split(", ")
@@ -1336,10 +1333,10 @@ fn check_env(
 /// Two SwiftShader members (one driver on one device, binary semaphores exported and imported
 /// as opaque fds) share semaphores with `VKFUSE_SYNC=shared`: a batch waits for the other
 /// member's last batch on its queue through one, not through the bridge thread. Every example
-/// that waits across members gives lavapipe's result with validation clean, and the waits
-/// really went through them; by default (`auto`: SwiftShader is a CPU driver) and with
-/// `bridge` none do, with the same results. Lavapipe exports no semaphores, and members of
-/// different drivers never share them.
+/// that waits across members gives lavapipe's result with validation clean, and
+/// `random-batches`' waits really went through them; by default (`auto`: SwiftShader is a CPU
+/// driver) and with `bridge` none do, with the same results. Lavapipe exports no semaphores,
+/// and members of different drivers never share them.
 #[test]
 fn shared_semaphores_between_members_of_one_driver() {
     let Some(sw) = swiftshader("shared_semaphores_between_members_of_one_driver") else {
@@ -1358,7 +1355,9 @@ fn shared_semaphores_between_members_of_one_driver() {
             stderr.contains("members 0 and 1 share semaphores (opaque fds)"),
             "{example_name}: no sharing:\n{stderr}"
         );
-        if matches!(example_name, "random-batches" | "cross-wait") {
+        // Whether a batch finds the other member's last one unfinished depends on timing:
+        // among hundreds of dependent batches, some do.
+        if example_name == "random-batches" {
             assert!(
                 linked_waits(&stderr) > 0,
                 "{example_name}: no wait went through a shared semaphore:\n{stderr}"
@@ -1426,4 +1425,43 @@ fn member_loss_with_shared_semaphores() {
     assert!(out.stderr.contains("member 1 lost"), "{}", out.dump());
     assert!(out.stderr.contains("share semaphores"), "{}", out.dump());
     survived_loss(&out, &reference, 1);
+}
+
+/// Two SwiftShader members do not share images through their memory: a SwiftShader image keeps
+/// the decompressed texels of compressed formats and the borders of cube maps beside it,
+/// refreshed only when that `VkImage` is written, and a second SwiftShader device sampling what
+/// the first wrote read stale texels (dEQP-VK: 176 cases of compressed formats and cube maps
+/// failed under `round_robin`). Images are copied between them as between drivers: `offscreen`
+/// (a texture uploaded in one submit and sampled in the next) and `image-chain` under
+/// `round_robin` equal lavapipe direct with validation, images crossing members; two lavapipes
+/// still share theirs (nothing copied).
+#[test]
+fn swiftshader_members_copy_images() {
+    let Some(sw) = swiftshader("swiftshader_members_copy_images") else {
+        return;
+    };
+    for example_name in ["offscreen", "image-chain"] {
+        let reference = direct_result(example_name, &lavapipe());
+        let out = run(&mut placed_cmd(
+            example_name,
+            &[sw.clone(), sw.clone()],
+            "round_robin",
+        ));
+        assert_equals_direct(&out, &reference);
+        let p = placed(&out.stderr);
+        assert!(
+            p.iter().all(|n| *n >= 1),
+            "not split: {p:?}: {}",
+            out.dump()
+        );
+        let (copied_out, copied_in) = image_copies(&out.stderr);
+        assert!(
+            copied_out >= 1 && copied_in >= 1,
+            "no image crossed members: {}",
+            out.dump()
+        );
+        let lvp = run(&mut placed_cmd(example_name, &lvp2(), "round_robin"));
+        assert_equals_direct(&lvp, &reference);
+        assert_eq!(image_copies(&lvp.stderr), (0, 0), "{}", lvp.dump());
+    }
 }

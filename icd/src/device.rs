@@ -177,17 +177,20 @@ pub unsafe extern "system" fn create_device(
         } else {
             0
         };
-        // The members of the primary's driver on the primary's device (one bit each).
+        // The members of the primary's driver on the primary's device (`same_driver` where
+        // that is all of them), and of those the ones that bind images to the application's
+        // memory (one bit each): the primary, and the others where an image is all in its
+        // memory.
+        let primary = &p.members[0];
+        let same_device =
+            |md: &MemberDevice| p.member(md.index).filter(|pm| pm.same_device(primary));
+        let same_driver = members.iter().all(|md| same_device(md).is_some());
         let home = members
             .iter()
             .filter(|md| {
-                p.member(md.index).is_some_and(|pm| {
-                    pm.driver_uuid == p.members[0].driver_uuid
-                        && pm.device_uuid == p.members[0].device_uuid
-                })
+                same_device(md).is_some_and(|pm| pm.index == primary.index || pm.images_in_memory())
             })
             .fold(0u64, |bits, md| bits | 1 << md.index);
-        let same_driver = members.iter().all(|md| home & (1 << md.index) != 0);
         let fence_apart = members
             .iter()
             .filter(|md| {

@@ -55,11 +55,15 @@ pub struct Exec {
     /// 0 when not every member imports host memory.
     pub import_align: u64,
     /// Every member is the same driver on the same device (equal driver and device UUIDs):
-    /// images in shared memory are the same images on every member.
+    /// memory is shared through opaque fds (`device_memory.rs`).
     pub same_driver: bool,
-    /// The members of the primary's driver on the primary's device (one bit each): they bind
-    /// images to the application's memory (`images.rs`).
+    /// The members that bind images to the application's memory (one bit each): the primary,
+    /// and the members of its driver on its device where an image is all in its memory
+    /// (`PhysMember::images_in_memory`; `images.rs`).
     pub home: u64,
+    /// Every member binds images to the application's memory (`home`): images in shared
+    /// memory are the same images on every member.
+    pub images_shared: bool,
     /// Members (one bit each) given an application's fence on a submit of its own after a
     /// batch that waits: lavapipe (Mesa 22.3) corrupts memory when the fence of a submit with
     /// semaphore waits is waited for and reset while its queue thread still finishes the
@@ -287,6 +291,7 @@ impl Exec {
             lost_members: AtomicU64::new(0),
             import_align: 0,
             same_driver: true,
+            images_shared: true,
             home: 1 << primary,
             fence_apart: 0,
             images: Mutex::new(HashMap::new()),
@@ -295,9 +300,10 @@ impl Exec {
     }
 
     /// Whether images are copied between members (`images.rs`): batches may run on several
-    /// members, of different drivers.
+    /// members, not all of which bind images to the application's memory (of different
+    /// drivers, or SwiftShader).
     pub fn copies_images(&self) -> bool {
-        self.multi && !self.same_driver
+        self.multi && !self.images_shared
     }
 
     /// Whether member `m` was lost.
@@ -371,18 +377,30 @@ fn timeline_type_info() -> vk::SemaphoreTypeCreateInfo<'static> {
 
 /// Creates a timeline semaphore on a member for vkfuse's own use.
 pub fn member_timeline(md: &MemberDevice) -> Result<vk::Semaphore, vk::Result> {
+    let ty = timeline_type_info();
+    // SAFETY: a timeline type; the member enables timelineSemaphore whenever `multi`
+    // (device.rs).
+    unsafe { member_semaphore(md, (&ty as *const vk::SemaphoreTypeCreateInfo).cast()) }
+}
+
+/// Creates a semaphore on a member for vkfuse's own use, `p_next` chained to its create info.
+///
+/// # Safety
+/// `p_next` is null or a valid chain of semaphore create structures the member supports.
+pub(crate) unsafe fn member_semaphore(
+    md: &MemberDevice,
+    p_next: *const std::ffi::c_void,
+) -> Result<vk::Semaphore, vk::Result> {
     let f = md
         .fns
         .create_semaphore
         .ok_or_else(|| crate::guard::missing("vkCreateSemaphore"))?;
-    let ty = timeline_type_info();
     let ci = vk::SemaphoreCreateInfo {
-        p_next: (&ty as *const vk::SemaphoreTypeCreateInfo).cast(),
+        p_next,
         ..Default::default()
     };
     let mut s = vk::Semaphore::null();
-    // SAFETY: a valid create info with a timeline type chained; the member enables
-    // timelineSemaphore whenever `multi` (device.rs).
+    // SAFETY: a valid create info (the caller's chain).
     let r = unsafe { f(md.handle, &ci, std::ptr::null(), &mut s) };
     if r == vk::Result::SUCCESS {
         Ok(s)
@@ -391,7 +409,7 @@ pub fn member_timeline(md: &MemberDevice) -> Result<vk::Semaphore, vk::Result> {
     }
 }
 
-fn destroy_member_semaphore(
+pub(crate) fn destroy_member_semaphore(
     md: &MemberDevice,
     s: vk::Semaphore,
     alloc: *const vk::AllocationCallbacks,
@@ -532,6 +550,7 @@ pub fn setup(
         lost_members: AtomicU64::new(0),
         import_align,
         same_driver,
+        images_shared: members.iter().all(|m| home & (1 << m.index) != 0),
         home,
         fence_apart,
         images: Mutex::new(HashMap::new()),
@@ -788,7 +807,7 @@ pub fn teardown(d: &Device) {
         let (copied_in, copied_out, taken, of) = st.image_copies;
         if copied_in + copied_out > 0 {
             crate::info!(
-                "images copied between members of different drivers: {copied_out} copied out, {copied_in} copied in ({taken} of their {of} subresource(s))"
+                "images copied between members: {copied_out} copied out, {copied_in} copied in ({taken} of their {of} subresource(s))"
             );
         }
     }
@@ -1276,7 +1295,7 @@ fn place(
             Ok(m) => m,
             Err(why) => {
                 crate::error!(
-                    "a batch cannot run: {why}, and such images cannot be copied between members of different drivers; the fused device is lost"
+                    "a batch cannot run: {why}, and such images cannot be copied between members; the fused device is lost"
                 );
                 d.exec.lost.store(true, Ordering::Release);
                 return Err(vk::Result::ERROR_DEVICE_LOST);

@@ -193,7 +193,7 @@ fn pin_for(d: &Device, why: &str) {
     crate::exec::pin_primary(
         d,
         &format!(
-            "an image has memory, members of different drivers lay images out differently, and it cannot be copied between them ({why})"
+            "an image has memory, the members do not see one image in it (different drivers lay texels out differently; SwiftShader keeps some beside the memory), and it cannot be copied between them ({why})"
         ),
     );
 }

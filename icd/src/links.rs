@@ -195,40 +195,26 @@ impl Links {
 }
 
 fn destroy(d: &Device, m: usize, s: vk::Semaphore) {
-    if let (Some(md), false) = (d.member(m), s == vk::Semaphore::null()) {
-        if let Some(f) = md.fns.destroy_semaphore {
-            // SAFETY: vkfuse's own semaphore of this member; no pending work uses it.
-            unsafe { f(md.handle, s, std::ptr::null()) };
-        }
+    if let Some(md) = d.member(m) {
+        crate::exec::destroy_member_semaphore(md, s, std::ptr::null());
     }
 }
 
 /// Creates a binary semaphore on `md`, exportable as an opaque fd when `export`.
 fn binary(md: &MemberDevice, export: bool) -> Result<vk::Semaphore, String> {
-    let f = md
-        .fns
-        .create_semaphore
-        .ok_or("the member has no vkCreateSemaphore")?;
     let ex = vk::ExportSemaphoreCreateInfo {
         handle_types: vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD,
         ..Default::default()
     };
-    let ci = vk::SemaphoreCreateInfo {
-        p_next: if export {
-            (&ex as *const vk::ExportSemaphoreCreateInfo).cast()
-        } else {
-            std::ptr::null()
-        },
-        ..Default::default()
-    };
-    let mut s = vk::Semaphore::null();
-    // SAFETY: a valid create info; the export structure lives until the call returns.
-    let r = unsafe { f(md.handle, &ci, std::ptr::null(), &mut s) };
-    if r == vk::Result::SUCCESS {
-        Ok(s)
+    let chain = if export {
+        (&ex as *const vk::ExportSemaphoreCreateInfo).cast()
     } else {
-        Err(format!("member {}: vkCreateSemaphore {r:?}", md.index))
-    }
+        std::ptr::null()
+    };
+    // SAFETY: null or an export structure of a handle type the member exports (`shareable`),
+    // alive until the call returns.
+    unsafe { crate::exec::member_semaphore(md, chain) }
+        .map_err(|r| format!("member {}: vkCreateSemaphore {r:?}", md.index))
 }
 
 /// A new link from `i` to `j`: a semaphore made on `i`, exported, imported into one made on

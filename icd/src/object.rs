@@ -134,6 +134,8 @@ pub struct PhysMember {
     pub extensions: Vec<String>,
     pub name: String,
     pub driver_name: String,
+    /// `VkPhysicalDeviceDriverProperties::driverID` (0 where the member does not say).
+    pub driver_id: vk::DriverId,
     pub device_uuid: [u8; vk::UUID_SIZE],
     pub driver_uuid: [u8; vk::UUID_SIZE],
 }
@@ -141,6 +143,23 @@ pub struct PhysMember {
 impl PhysMember {
     pub fn cx<'a>(&'a self, arena: &'a Arena) -> Cx<'a> {
         Cx::new(self.index, arena, &self.maps)
+    }
+
+    /// Whether this member and `other` are one driver on one device (equal driver and device
+    /// UUIDs): memory one exports the other imports as the same storage.
+    pub fn same_device(&self, other: &PhysMember) -> bool {
+        self.driver_uuid == other.driver_uuid && self.device_uuid == other.device_uuid
+    }
+
+    /// Whether an image's contents are all in the memory bound to it, so that another device
+    /// of the same driver binding the same memory sees the same image. Not so on SwiftShader:
+    /// each `VkImage` keeps the decompressed texels of compressed formats and the borders of
+    /// cube-compatible images on the side, refreshed only when that `VkImage` is written, so a
+    /// second SwiftShader device sampling what the first wrote read stale texels (176 dEQP-VK
+    /// cases, compressed formats and cube maps, failed under `round_robin` on two SwiftShader
+    /// members).
+    pub fn images_in_memory(&self) -> bool {
+        self.driver_id != vk::DriverId::GOOGLE_SWIFTSHADER
     }
 }
 

@@ -71,6 +71,7 @@ struct Probe {
     device_uuid: [u8; 16],
     driver_uuid: [u8; 16],
     driver_name: String,
+    driver_id: vk::DriverId,
 }
 
 fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
@@ -110,6 +111,7 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
         device_uuid: [0; 16],
         driver_uuid: [0; 16],
         driver_name: String::new(),
+        driver_id: vk::DriverId::default(),
     };
     // SAFETY: queries on the member's physical device with valid output pointers.
     unsafe {
@@ -157,6 +159,7 @@ fn probe(mi: &crate::object::MemberInstance) -> Result<Probe, String> {
             p.device_uuid = id.device_uuid;
             p.driver_uuid = id.driver_uuid;
             p.driver_name = c_name(&driver.driver_name);
+            p.driver_id = driver.driver_id;
         }
     }
     Ok(p)
@@ -407,6 +410,7 @@ pub fn build(inst: &mut Instance) -> Option<Box<PhysicalDevice>> {
             extensions: p.extensions.iter().map(ext_name).collect(),
             name: names[k].clone(),
             driver_name: p.driver_name.clone(),
+            driver_id: p.driver_id,
             device_uuid: p.device_uuid,
             driver_uuid: p.driver_uuid,
         })

@@ -92,7 +92,8 @@ const WAITS_BRIDGE: &str = "bridge thread";
 /// `VKFUSE_SHARING=staging` all memory takes the staging tier. `images`: how an image's
 /// contents reach the other member: with the memory it is bound to (one driver on one device:
 /// the same texel layout), or copied as an image through staging buffers (`images.rs`; images
-/// that cannot be copied through a buffer pin placement instead). `waits`: how a batch on one
+/// that cannot be copied through a buffer pin placement instead; so between SwiftShader devices,
+/// whose images keep state outside their memory: `PhysMember::images_in_memory`). `waits`: how a batch on one
 /// waits for the other's last batch on its queue: through a binary semaphore the two share
 /// (`links.rs`: one driver on one device, exported and imported as opaque fds; by default
 /// only between members that are not CPU drivers, see `VKFUSE_SYNC`), or through the bridge
@@ -138,9 +139,9 @@ fn transfer_tiers(p: &crate::object::PhysicalDevice) -> Value {
             } else {
                 vkfuse_memory::Tier::Staging
             };
-            let same_layout = caps[a].driver_uuid == caps[b].driver_uuid
-                && caps[a].device_uuid == caps[b].device_uuid;
-            let images = if same_layout {
+            let (pa, pb) = (&p.members[a], &p.members[b]);
+            let with_memory = pa.same_device(pb) && pa.images_in_memory() && pb.images_in_memory();
+            let images = if with_memory {
                 IMAGES_WITH_MEMORY
             } else {
                 IMAGES_COPIED

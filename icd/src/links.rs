@@ -58,8 +58,7 @@ pub fn shared(a: &PhysMember, b: &PhysMember) -> bool {
 /// driver on one device (equal driver and device UUIDs), `VK_KHR_external_semaphore_fd` on
 /// both, and each exports and imports binary semaphores of that handle type.
 pub fn shareable(a: &PhysMember, b: &PhysMember) -> bool {
-    a.driver_uuid == b.driver_uuid
-        && a.device_uuid == b.device_uuid
+    a.same_device(b)
         && offers_fd(a)
         && offers_fd(b)
         && opaque_fd_both_ways(a)

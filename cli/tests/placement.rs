@@ -990,6 +990,22 @@ fn image_subresources(stderr: &str) -> (u64, u64) {
     (n.next().unwrap_or(0), n.next().unwrap_or(0))
 }
 
+/// Batches ran on every member, and images were copied out of one member and into another.
+fn images_crossed(out: &Output) {
+    let p = placed(&out.stderr);
+    assert!(
+        p.iter().all(|n| *n >= 1),
+        "not split: {p:?}: {}",
+        out.dump()
+    );
+    let (copied_out, copied_in) = image_copies(&out.stderr);
+    assert!(
+        copied_out >= 1 && copied_in >= 1,
+        "no image crossed members: {}",
+        out.dump()
+    );
+}
+
 /// Lavapipe and SwiftShader lay an image's texels out differently. `offscreen` uploads its
 /// texture in one submit and renders (colour and depth) in the next; `image-chain` ping-pongs
 /// two storage images (3 mip levels, 2 layers, levels left in different layouts) and a
@@ -1017,18 +1033,7 @@ fn images_move_between_drivers() {
         let out = run(placed_cmd(example_name, &members, strategy).env("VKFUSE_LOG", "debug"));
         assert_equals_direct(&out, &reference);
         assert!(!out.stderr.contains("every later batch"), "{}", out.dump());
-        let p = placed(&out.stderr);
-        assert!(
-            p.iter().all(|n| *n >= 1),
-            "not split: {p:?}: {}",
-            out.dump()
-        );
-        let (copied_out, copied_in) = image_copies(&out.stderr);
-        assert!(
-            copied_out >= 1 && copied_in >= 1,
-            "no image crossed members: {}",
-            out.dump()
-        );
+        images_crossed(&out);
         let (taken, of) = image_subresources(&out.stderr);
         assert!(taken >= 1 && taken <= of, "{taken} of {of}: {}", out.dump());
         if (example_name, strategy) == ("image-chain", "round_robin") {
@@ -1448,18 +1453,7 @@ fn swiftshader_members_copy_images() {
             "round_robin",
         ));
         assert_equals_direct(&out, &reference);
-        let p = placed(&out.stderr);
-        assert!(
-            p.iter().all(|n| *n >= 1),
-            "not split: {p:?}: {}",
-            out.dump()
-        );
-        let (copied_out, copied_in) = image_copies(&out.stderr);
-        assert!(
-            copied_out >= 1 && copied_in >= 1,
-            "no image crossed members: {}",
-            out.dump()
-        );
+        images_crossed(&out);
         let lvp = run(&mut placed_cmd(example_name, &lvp2(), "round_robin"));
         assert_equals_direct(&lvp, &reference);
         assert_eq!(image_copies(&lvp.stderr), (0, 0), "{}", lvp.dump());

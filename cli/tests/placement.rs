@@ -1459,3 +1459,31 @@ fn swiftshader_members_copy_images() {
         assert_eq!(image_copies(&lvp.stderr), (0, 0), "{}", lvp.dump());
     }
 }
+
+/// Two SwiftShader members: one driver on one device that shares memory through opaque fds but
+/// copies images between its devices (`swiftshader_members_copy_images`), a combination no
+/// other pair has. Examples under `round_robin` with every layout of host-visible memory equal
+/// lavapipe direct with validation.
+#[test]
+fn two_swiftshaders_with_every_sharing() {
+    let Some(sw) = swiftshader("two_swiftshaders_with_every_sharing") else {
+        return;
+    };
+    let ss2 = [sw.clone(), sw];
+    for example_name in [
+        "random-batches",
+        "offscreen",
+        "image-chain",
+        "host-ring",
+        "shared-inputs",
+    ] {
+        for sharing in [
+            Sharing::Host,
+            Sharing::Device,
+            Sharing::Mirrored,
+            Sharing::Staging,
+        ] {
+            check_with(example_name, &ss2, "round_robin", sharing);
+        }
+    }
+}

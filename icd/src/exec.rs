@@ -155,7 +155,8 @@ struct State {
 
 #[derive(Default)]
 struct Timeline {
-    /// (value, member) of submitted signals, in submission order.
+    /// (value, member) of submitted signals, by value (`insert_by_value`: in submission order
+    /// where values grow with it, as they do on one queue).
     signals: Vec<(u64, usize)>,
     /// The done point of each signal's batch, by value: what a batch on another member that
     /// waits for the value must wait for.
@@ -167,6 +168,23 @@ struct Timeline {
 
 /// A member's done point: (member, its done timeline semaphore of a queue, value).
 type Edge = crate::mirror::Edge;
+
+/// Inserts `item` into `list`, kept in ascending order of value, after the entries of equal
+/// value: a push where values grow in submission order, so that a deep queue of signals of one
+/// timeline costs no scan per submit.
+fn insert_by_value<T>(list: &mut Vec<(u64, T)>, item: (u64, T)) {
+    if list.last().is_none_or(|l| l.0 <= item.0) {
+        list.push(item);
+    } else {
+        let at = list.partition_point(|e| e.0 <= item.0);
+        list.insert(at, item);
+    }
+}
+
+/// In a list in ascending order of value, the first entry at or above `value`.
+fn at_or_above<T: Copy>(list: &[(u64, T)], value: u64) -> Option<T> {
+    list.get(list.partition_point(|e| e.0 < value)).map(|e| e.1)
+}
 
 /// The batches that touched one allocation: per member queue, the ranges its batches may have
 /// written and those they only read, with the done point of the last such batch (a done point
@@ -1422,22 +1440,10 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
         for w in b.waits.drain(..) {
             let raw = w.semaphore.as_raw();
             if let Some(t) = st.timelines.get_mut(&raw) {
-                let signaller = t
-                    .signals
-                    .iter()
-                    .filter(|(v, _)| *v >= w.value)
-                    .min_by_key(|(v, _)| *v)
-                    .map(|(_, m)| *m);
-                match signaller {
+                match at_or_above(&t.signals, w.value) {
                     Some(m) if m == j => kept.push(w),
                     Some(_) => {
-                        let point = t
-                            .signal_points
-                            .iter()
-                            .filter(|(v, _)| *v >= w.value)
-                            .min_by_key(|(v, _)| *v)
-                            .map(|(_, e)| *e);
-                        signalled_by.extend(point);
+                        signalled_by.extend(at_or_above(&t.signal_points, w.value));
                     }
                     None => {
                         if highest_copy(d, w.semaphore) < w.value {
@@ -1461,8 +1467,8 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
         for s in &b.signals {
             let raw = s.semaphore.as_raw();
             if let Some(t) = st.timelines.get_mut(&raw) {
-                t.signals.push((s.value, j));
-                t.signal_points.push((s.value, done));
+                insert_by_value(&mut t.signals, (s.value, j));
+                insert_by_value(&mut t.signal_points, (s.value, done));
                 t.waiters.retain(|(v, m)| !(*m == j && *v <= s.value));
                 if t.signals.len() > 64 {
                     prune(d, raw, t);
@@ -1481,8 +1487,11 @@ fn sync_ops(d: &Device, st: &mut State, batches: &mut [Batch], j: usize, done: E
 /// Forgets timeline signals every member's copy has passed.
 fn prune(d: &Device, raw: u64, t: &mut Timeline) {
     let reached = highest_copy(d, vk::Semaphore::from_raw(raw));
-    t.signals.retain(|(v, _)| *v > reached);
-    t.signal_points.retain(|(v, _)| *v > reached);
+    // Both lists are in ascending order of value: what was reached is a prefix.
+    let k = t.signals.partition_point(|e| e.0 <= reached);
+    t.signals.drain(..k);
+    let k = t.signal_points.partition_point(|e| e.0 <= reached);
+    t.signal_points.drain(..k);
 }
 
 /// The highest value the members' copies of a timeline semaphore have reached (copies that
@@ -5185,12 +5194,7 @@ pub unsafe extern "system" fn wait_semaphores(
                 .zip(values)
                 .map(|(s, v)| {
                     let t = st.timelines.entry(s.as_raw()).or_default();
-                    let m = t
-                        .signals
-                        .iter()
-                        .filter(|(x, _)| x >= v)
-                        .min_by_key(|(x, _)| *x)
-                        .map(|(_, m)| *m);
+                    let m = at_or_above(&t.signals, *v);
                     let m = m.unwrap_or_else(|| {
                         t.waiters.push((*v, primary));
                         primary

@@ -108,8 +108,8 @@ pub struct Links {
     /// Every link made, destroyed with the device.
     all: Vec<Link>,
     free: Vec<Link>,
-    /// Links signalled, with the done point of the batch that waited for each.
-    busy: Vec<(Link, Edge)>,
+    /// Links signalled, with the done point of the batch that waited for each, oldest first.
+    busy: std::collections::VecDeque<(Link, Edge)>,
     /// Waits that went through links, for the teardown line.
     pub waits: u64,
 }
@@ -142,20 +142,25 @@ impl Links {
     /// signals it, and hands it to `submitted` once the batch waiting for it was submitted;
     /// a link not handed back may hold a signal no wait consumes, and is never used again.
     pub fn take(&mut self, d: &Device, i: usize, j: usize) -> Option<Link> {
+        let pair = |l: &Link| l.from == i && l.to == j;
+        if let Some(p) = self.free.iter().position(pair) {
+            return Some(self.free.swap_remove(p));
+        }
+        // Links whose waiting batch completed, oldest first, up to the first that has not
+        // (later ones wait: at most one counter read per link in flight, not a scan of all
+        // of them per take).
         let done = |e: &Edge| {
             d.member(e.0)
                 .is_some_and(|md| crate::exec::counter(md, e.1) >= e.2)
         };
-        let mut k = 0;
-        while k < self.busy.len() {
-            if done(&self.busy[k].1) {
-                let (l, _) = self.busy.swap_remove(k);
-                self.free.push(l);
-            } else {
-                k += 1;
+        while let Some((l, e)) = self.busy.front().copied() {
+            if !done(&e) {
+                break;
             }
+            self.busy.pop_front();
+            self.free.push(l);
         }
-        if let Some(p) = self.free.iter().position(|l| l.from == i && l.to == j) {
+        if let Some(p) = self.free.iter().position(pair) {
             return Some(self.free.swap_remove(p));
         }
         match create(d, i, j) {

@@ -5638,4 +5638,26 @@ mod tests {
         let g = group([(1, 'a'), (0, 'b'), (1, 'c')].into_iter());
         assert_eq!(g, vec![(1, vec!['a', 'c']), (0, vec!['b'])]);
     }
+    /// Signals kept by value answer "the first signal at or above" as the scan over every
+    /// signal did, in submission order or not, equal values keeping their order.
+    #[test]
+    fn signals_by_value() {
+        let mut list: Vec<(u64, usize)> = Vec::new();
+        for (v, m) in [(2, 0), (4, 1), (3, 0), (9, 1), (4, 0), (1, 1)] {
+            insert_by_value(&mut list, (v, m));
+        }
+        assert_eq!(list, [(1, 1), (2, 0), (3, 0), (4, 1), (4, 0), (9, 1)]);
+        let scan = |value: u64| {
+            list.iter()
+                .filter(|(v, _)| *v >= value)
+                .min_by_key(|(v, _)| *v)
+                .map(|(_, m)| *m)
+        };
+        for value in 0..11 {
+            assert_eq!(at_or_above(&list, value), scan(value), "value {value}");
+        }
+        assert_eq!(at_or_above(&list, 4), Some(1));
+        assert_eq!(at_or_above(&list, 10), None);
+    }
+
 }

@@ -5659,5 +5659,4 @@ mod tests {
         assert_eq!(at_or_above(&list, 4), Some(1));
         assert_eq!(at_or_above(&list, 10), None);
     }
-
 }

@@ -734,13 +734,16 @@ pub fn teardown(d: &Device) {
         st.split.reclaim(d);
         st.split.destroy(d);
     }
-    let linked = {
+    let (linked, made) = {
         let mut st = d.exec.state.lock();
+        let made = st.links.made();
         st.links.destroy(d);
-        st.links.waits
+        (st.links.waits, made)
     };
     if linked > 0 {
-        crate::info!("{linked} wait(s) for another member's batch went through shared semaphores");
+        crate::info!(
+            "{linked} wait(s) for another member's batch went through shared semaphores ({made} made)"
+        );
     }
     for md in &d.members {
         destroy_member_semaphore(md, d.exec.bridge_sem[md.index], std::ptr::null());

@@ -187,6 +187,11 @@ impl Links {
         self.waits += links.len() as u64;
     }
 
+    /// How many links were made.
+    pub fn made(&self) -> usize {
+        self.all.len()
+    }
+
     /// Destroys every link; the device is idle (vkDestroyDevice).
     pub fn destroy(&mut self, d: &Device) {
         self.free.clear();

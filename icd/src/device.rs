@@ -275,7 +275,6 @@ pub unsafe extern "system" fn destroy_device(
 
 const HOST_EXT: &str = "VK_EXT_external_memory_host";
 const FD_EXT: &str = "VK_KHR_external_memory_fd";
-const SEMAPHORE_FD_EXT: &str = "VK_KHR_external_semaphore_fd";
 
 /// What vkfuse adds to a member's device create info when batches run on several members:
 /// timeline semaphores and synchronization2 (cross-member order, `exec.rs`), host query reset
@@ -360,7 +359,10 @@ impl Extra {
             for (ext, cname) in [
                 (HOST_EXT, c"VK_EXT_external_memory_host"),
                 (FD_EXT, c"VK_KHR_external_memory_fd"),
-                (SEMAPHORE_FD_EXT, c"VK_KHR_external_semaphore_fd"),
+                (
+                    crate::links::SEMAPHORE_FD_EXT,
+                    c"VK_KHR_external_semaphore_fd",
+                ),
             ] {
                 let has = names
                     .iter()

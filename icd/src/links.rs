@@ -25,7 +25,8 @@ use crate::MAX_MEMBERS;
 /// A member's done point (`exec.rs`).
 type Edge = crate::mirror::Edge;
 
-const SEMAPHORE_FD_EXT: &str = "VK_KHR_external_semaphore_fd";
+/// The extension links need, enabled on member devices by `device.rs`.
+pub const SEMAPHORE_FD_EXT: &str = "VK_KHR_external_semaphore_fd";
 
 /// `vkGetSemaphoreFdKHR` and `vkImportSemaphoreFdKHR` of a member device created with
 /// `VK_KHR_external_semaphore_fd` (not offered to applications).
